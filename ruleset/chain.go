@@ -1,0 +1,103 @@
+package ruleset
+
+import (
+	"fmt"
+	"strings"
+)
+
+// ChainType is the type of a base chain.
+type ChainType string
+
+// ChainTypeFilter is the only base-chain type hostwall uses.
+const ChainTypeFilter ChainType = "filter"
+
+// Hook is a netfilter hook a base chain attaches to.
+type Hook string
+
+// Hooks hostwall attaches to.
+const (
+	HookInput   Hook = "input"
+	HookOutput  Hook = "output"
+	HookForward Hook = "forward"
+)
+
+// Policy is a base chain's default verdict. The zero value is accept, so a
+// forgotten field can never drop traffic.
+type Policy string
+
+// Base-chain policies.
+const (
+	PolicyAccept Policy = "accept"
+	PolicyDrop   Policy = "drop"
+)
+
+// BaseChain holds what makes a chain a base chain: where it hooks in.
+type BaseChain struct {
+	Type     ChainType
+	Hook     Hook
+	Priority int
+	Policy   Policy
+}
+
+func (b BaseChain) String() string {
+	p := b.Policy
+	if p == "" {
+		p = PolicyAccept
+	}
+	return fmt.Sprintf("type %s hook %s priority %s; policy %s;", b.Type, b.Hook, priorityName(b.Priority), p)
+}
+
+func priorityName(p int) string {
+	switch {
+	case p == 0:
+		return "filter"
+	case p > 0:
+		return fmt.Sprintf("filter + %d", p)
+	default:
+		return fmt.Sprintf("filter - %d", -p)
+	}
+}
+
+// Chain is a chain and its rules in order. Base is nil for a regular chain.
+type Chain struct {
+	Name string
+	Base *BaseChain
+	// Comment says, for people, what produced the chain ("policy web,
+	// ingress"). Desired chains only; the kernel does not keep it.
+	Comment string
+	Rules   []*Rule
+}
+
+// String renders the chain in nft syntax.
+func (c *Chain) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "chain %s {\n", c.Name)
+	if c.Base != nil {
+		fmt.Fprintf(&b, "\t%s\n", c.Base)
+	}
+	for _, r := range c.Rules {
+		fmt.Fprintf(&b, "\t%s\n", r)
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// IDs returns the ID of each rule of the chain in order (see Rule.ID).
+func (c *Chain) IDs() []string {
+	ids := make([]string, len(c.Rules))
+	for i, r := range c.Rules {
+		ids[i] = r.ID(c.Name)
+	}
+	return ids
+}
+
+// SameBase reports whether two chains hook in the same way (both regular, or
+// both base chains with equal hook, type, priority and policy).
+func (c *Chain) SameBase(o *Chain) bool {
+	switch {
+	case c.Base == nil || o.Base == nil:
+		return c.Base == nil && o.Base == nil
+	default:
+		return c.Base.String() == o.Base.String()
+	}
+}

@@ -1,0 +1,157 @@
+package ruleset
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
+// Match is one condition of a Rule. Only this package defines Match kinds, so
+// every consumer (the netlink encoder and decoder, the fake, the renderer) can
+// switch over them exhaustively.
+type Match interface {
+	// String is the canonical nft syntax; plans show it and rule IDs hash it.
+	String() string
+	match()
+}
+
+// IPFamily is an IP version as nft names it.
+type IPFamily string
+
+// IP families.
+const (
+	IPv4 IPFamily = "ipv4"
+	IPv6 IPFamily = "ipv6"
+)
+
+// Prefix is the payload keyword of the family ("ip" or "ip6").
+func (f IPFamily) Prefix() string {
+	if f == IPv6 {
+		return "ip6"
+	}
+	return "ip"
+}
+
+// AddrType is the set key type holding addresses of the family.
+func (f IPFamily) AddrType() SetType {
+	if f == IPv6 {
+		return TypeIPv6Addr
+	}
+	return TypeIPv4Addr
+}
+
+// IfDir names which interface of a packet a match looks at.
+type IfDir string
+
+// Interface directions.
+const (
+	IIF IfDir = "iifname"
+	OIF IfDir = "oifname"
+)
+
+// Dir is the side of a packet an address or port match looks at.
+type Dir string
+
+// Packet sides.
+const (
+	Src Dir = "s"
+	Dst Dir = "d"
+)
+
+// NFProto matches the packet's IP family: "meta nfproto ipv4".
+type NFProto struct{ Family IPFamily }
+
+// L4Proto matches the transport protocol: "meta l4proto tcp".
+type L4Proto struct{ Proto uint8 }
+
+// IfName matches the input or output interface name exactly.
+type IfName struct {
+	Dir  IfDir
+	Name string
+}
+
+// CTState matches connection-tracking states, any of States.
+type CTState struct{ States []string }
+
+// Addr matches the source or destination address against a named set of the
+// given family. It implies the family check.
+type Addr struct {
+	Dir    Dir
+	Family IPFamily
+	Set    string
+	Negate bool
+}
+
+// Port matches the source or destination port of Proto, either against a
+// named set (Set) or against one range (Range). It implies the protocol check.
+type Port struct {
+	Proto  uint8
+	Dir    Dir
+	Set    string
+	Range  PortRange
+	Negate bool
+}
+
+// PortRange is an inclusive range of ports; Lo == Hi for one port.
+type PortRange struct{ Lo, Hi uint16 }
+
+func (NFProto) match() {}
+func (L4Proto) match() {}
+func (IfName) match()  {}
+func (CTState) match() {}
+func (Addr) match()    {}
+func (Port) match()    {}
+
+func (m NFProto) String() string { return "meta nfproto " + string(m.Family) }
+func (m L4Proto) String() string { return "meta l4proto " + ProtoName(m.Proto) }
+func (m IfName) String() string  { return fmt.Sprintf("%s %q", m.Dir, m.Name) }
+
+func (m CTState) String() string {
+	s := slices.Clone(m.States)
+	slices.SortFunc(s, func(a, b string) int { return ctStateOrder[a] - ctStateOrder[b] })
+	return "ct state " + strings.Join(s, ",")
+}
+
+func (m Addr) String() string {
+	return fmt.Sprintf("%s %saddr %s@%s", m.Family.Prefix(), m.Dir, neg(m.Negate), m.Set)
+}
+
+func (m Port) String() string {
+	val := m.Range.String()
+	if m.Set != "" {
+		val = "@" + m.Set
+	}
+	return fmt.Sprintf("%s %sport %s%s", ProtoName(m.Proto), m.Dir, neg(m.Negate), val)
+}
+
+func (r PortRange) String() string {
+	if r.Lo == r.Hi {
+		return fmt.Sprint(r.Lo)
+	}
+	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+}
+
+func neg(b bool) string {
+	if b {
+		return "!= "
+	}
+	return ""
+}
+
+// Connection-tracking state names, in the order nft prints them, with their
+// bit in the kernel's ct state bitmask.
+var (
+	ctStateOrder = map[string]int{"invalid": 0, "established": 1, "related": 2, "new": 3, "untracked": 4}
+	CTStateBits  = map[string]uint32{"invalid": 1, "established": 2, "related": 4, "new": 8, "untracked": 64}
+)
+
+// Protocol numbers and the names nft prints for them.
+var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 136: "udplite"}
+
+// ProtoName is the name nft prints for an IP protocol number, or the number.
+func ProtoName(p uint8) string {
+	if n, ok := protoNames[p]; ok {
+		return n
+	}
+	return fmt.Sprint(p)
+}

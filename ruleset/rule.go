@@ -1,0 +1,124 @@
+package ruleset
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"strings"
+)
+
+// IDPrefix starts the comment hostwall stores in every rule's user data.
+const IDPrefix = "hostwall:"
+
+// Rule is one nftables rule: matches, then optional counter and log
+// statements, then a verdict.
+type Rule struct {
+	Matches []Match
+	Counter bool
+	Log     *Log
+	Verdict Verdict
+
+	// Handle is the kernel's handle. Live rules only; zero in desired rules.
+	Handle uint64
+	// StoredID is the ID found in a live rule's user data; empty when the rule
+	// carries none (it was not made by hostwall). Live rules only.
+	StoredID string
+	// Undecoded is set on a live rule whose expressions hostwall cannot
+	// express (made by someone else); it holds a description for people.
+	Undecoded string
+}
+
+// String renders the rule in nft syntax.
+func (r *Rule) String() string {
+	if r.Undecoded != "" {
+		return r.Undecoded
+	}
+	parts := make([]string, 0, len(r.Matches)+3)
+	for _, m := range r.Matches {
+		parts = append(parts, m.String())
+	}
+	if r.Counter {
+		parts = append(parts, "counter")
+	}
+	if r.Log != nil {
+		parts = append(parts, r.Log.String())
+	}
+	if v := r.Verdict.String(); v != "" {
+		parts = append(parts, v)
+	}
+	return strings.Join(parts, " ")
+}
+
+// ID is the rule's stable identity inside the chain called chain: a hash of
+// the chain name and the rule's canonical text. It does not depend on the
+// rule's position, so inserting a rule leaves the IDs of the others alone and
+// the planner can diff a chain rule by rule.
+func (r *Rule) ID(chain string) string {
+	h := sha256.Sum256([]byte(chain + "\x00" + r.String()))
+	return strings.ToLower(base32.StdEncoding.EncodeToString(h[:10]))
+}
+
+// Comment is the user-data comment stored with the rule in the kernel.
+func (r *Rule) Comment(chain string) string {
+	return IDPrefix + r.ID(chain)
+}
+
+// Intact reports whether a live rule is what hostwall made: it decoded, and
+// the ID in its user data is the hash of what it does.
+func (r *Rule) Intact(chain string) bool {
+	return r.Undecoded == "" && r.StoredID == r.ID(chain)
+}
+
+// Log is the log statement.
+type Log struct {
+	Prefix string
+}
+
+func (l *Log) String() string {
+	return fmt.Sprintf("log prefix %q", l.Prefix)
+}
+
+// VerdictKind says what a rule does when all its matches hold.
+type VerdictKind string
+
+// Verdict kinds. The zero value is VerdictNone: the rule only counts or logs
+// and evaluation continues.
+const (
+	VerdictNone   VerdictKind = ""
+	VerdictAccept VerdictKind = "accept"
+	VerdictDrop   VerdictKind = "drop"
+	VerdictReturn VerdictKind = "return"
+	VerdictJump   VerdictKind = "jump"
+	VerdictGoto   VerdictKind = "goto"
+	// VerdictVMap looks the packet's interface name up in a verdict map.
+	VerdictVMap VerdictKind = "vmap"
+)
+
+// Verdict ends a rule.
+type Verdict struct {
+	Kind VerdictKind
+	// Chain is the target of VerdictJump and VerdictGoto.
+	Chain string
+	// Map and Key are the verdict map and the interface the key is taken from,
+	// for VerdictVMap.
+	Map string
+	Key IfDir
+}
+
+func (v Verdict) String() string {
+	switch v.Kind {
+	case VerdictJump, VerdictGoto:
+		return fmt.Sprintf("%s %s", v.Kind, v.Chain)
+	case VerdictVMap:
+		return fmt.Sprintf("%s vmap @%s", v.Key, v.Map)
+	default:
+		return string(v.Kind)
+	}
+}
+
+// Accept, Drop, Jump and Goto build verdicts.
+func Accept() Verdict                  { return Verdict{Kind: VerdictAccept} }
+func Drop() Verdict                    { return Verdict{Kind: VerdictDrop} }
+func Jump(chain string) Verdict        { return Verdict{Kind: VerdictJump, Chain: chain} }
+func Goto(chain string) Verdict        { return Verdict{Kind: VerdictGoto, Chain: chain} }
+func VMap(key IfDir, m string) Verdict { return Verdict{Kind: VerdictVMap, Map: m, Key: key} }

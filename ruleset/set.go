@@ -1,0 +1,218 @@
+package ruleset
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"math/big"
+	"net/netip"
+	"slices"
+	"strings"
+)
+
+// SetType is a set's key type as nft names it.
+type SetType string
+
+// Key types hostwall uses.
+const (
+	TypeIPv4Addr    SetType = "ipv4_addr"
+	TypeIPv6Addr    SetType = "ipv6_addr"
+	TypeInetService SetType = "inet_service"
+	TypeIfName      SetType = "ifname"
+)
+
+// KeyLen is the length in bytes of a key of the type.
+func (t SetType) KeyLen() int {
+	switch t {
+	case TypeIPv4Addr:
+		return 4
+	case TypeIPv6Addr:
+		return 16
+	case TypeInetService:
+		return 2
+	case TypeIfName:
+		return 16
+	}
+	panic(fmt.Sprintf("ruleset: unknown set type %q", t))
+}
+
+// Set is a named set, or a verdict map when Map is true. Interval sets hold
+// ranges; their elements are kept normalised (sorted, merged) by Normalize.
+type Set struct {
+	Name     string
+	Type     SetType
+	Interval bool
+	Map      bool
+	// Comment says, for people, what the set holds ("selector role == 'db'").
+	// Desired sets only.
+	Comment  string
+	Elements []Element
+}
+
+// Element is one set element. From and To are keys in the kernel's byte
+// encoding (big-endian numbers, NUL-padded interface names), held as strings
+// so elements compare with ==. For a non-interval set To equals From.
+type Element struct {
+	From, To string
+	// Verdict is the element's value in a verdict map.
+	Verdict *Verdict
+}
+
+// Key identifies an element regardless of its verdict.
+func (e Element) Key() string { return e.From + "\x00" + e.To }
+
+// Equal reports whether two elements are the same, verdict included.
+func (e Element) Equal(o Element) bool {
+	if e.Key() != o.Key() || (e.Verdict == nil) != (o.Verdict == nil) {
+		return false
+	}
+	return e.Verdict == nil || *e.Verdict == *o.Verdict
+}
+
+// SameShape reports whether two sets have the same name, type and flags, so one
+// can become the other by changing elements only.
+func (s *Set) SameShape(o *Set) bool {
+	return s.Name == o.Name && s.Type == o.Type && s.Interval == o.Interval && s.Map == o.Map
+}
+
+// Normalize sorts the elements and, for interval sets, merges overlapping
+// and adjacent ranges, as the kernel refuses overlapping intervals.
+func (s *Set) Normalize() {
+	slices.SortFunc(s.Elements, func(a, b Element) int {
+		if c := strings.Compare(a.From, b.From); c != 0 {
+			return c
+		}
+		return strings.Compare(a.To, b.To)
+	})
+	if !s.Interval {
+		s.Elements = slices.CompactFunc(s.Elements, func(a, b Element) bool { return a.Key() == b.Key() })
+		return
+	}
+	out := s.Elements[:0]
+	for _, e := range s.Elements {
+		if n := len(out); n > 0 && !after(e.From, out[n-1].To) {
+			if e.To > out[n-1].To {
+				out[n-1].To = e.To
+			}
+			continue
+		}
+		out = append(out, e)
+	}
+	s.Elements = out
+}
+
+// after reports whether key a starts beyond b+1, i.e. a range starting at a
+// neither overlaps nor touches one ending at b.
+func after(a, b string) bool {
+	next, overflow := Increment(b)
+	return !overflow && a > next
+}
+
+// Increment returns key+1 in big-endian arithmetic and whether it overflowed.
+func Increment(key string) (string, bool) {
+	b := []byte(key)
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i]++
+		if b[i] != 0 {
+			return string(b), false
+		}
+	}
+	return string(b), true
+}
+
+// String renders the set in nft syntax.
+func (s *Set) String() string {
+	var b strings.Builder
+	kind := "set"
+	typ := string(s.Type)
+	if s.Map {
+		kind = "map"
+		typ += " : verdict"
+	}
+	fmt.Fprintf(&b, "%s %s {\n\ttype %s\n", kind, s.Name, typ)
+	if s.Interval {
+		b.WriteString("\tflags interval\n")
+	}
+	if len(s.Elements) > 0 {
+		elems := make([]string, len(s.Elements))
+		for i, e := range s.Elements {
+			elems[i] = s.FormatElement(e)
+		}
+		fmt.Fprintf(&b, "\telements = { %s }\n", strings.Join(elems, ",\n\t\t     "))
+	}
+	b.WriteString("}")
+	return b.String()
+}
+
+// FormatElement renders one element as nft would: a CIDR when an address
+// range is a prefix, "a-b" otherwise; `"eth0" : jump x` in verdict maps.
+func (s *Set) FormatElement(e Element) string {
+	key := s.formatRange(e.From, e.To)
+	if e.Verdict != nil {
+		return key + " : " + e.Verdict.String()
+	}
+	return key
+}
+
+func (s *Set) formatRange(from, to string) string {
+	switch s.Type {
+	case TypeIfName:
+		return fmt.Sprintf("%q", strings.TrimRight(from, "\x00"))
+	case TypeInetService:
+		lo, hi := binary.BigEndian.Uint16([]byte(from)), binary.BigEndian.Uint16([]byte(to))
+		return PortRange{lo, hi}.String()
+	default:
+		a, _ := netip.AddrFromSlice([]byte(from))
+		z, _ := netip.AddrFromSlice([]byte(to))
+		if a == z {
+			return a.String()
+		}
+		if p, ok := rangePrefix(a, z); ok {
+			return p.String()
+		}
+		return a.String() + "-" + z.String()
+	}
+}
+
+// rangePrefix returns the prefix covering exactly [a, z], if there is one.
+func rangePrefix(a, z netip.Addr) (netip.Prefix, bool) {
+	bits := a.BitLen()
+	lo, hi := new(big.Int).SetBytes(a.AsSlice()), new(big.Int).SetBytes(z.AsSlice())
+	size := new(big.Int).Sub(hi, lo)
+	size.Add(size, big.NewInt(1))
+	if size.BitLen() == 0 || new(big.Int).And(size, new(big.Int).Sub(size, big.NewInt(1))).Sign() != 0 {
+		return netip.Prefix{}, false // not a power of two
+	}
+	host := size.BitLen() - 1
+	p := netip.PrefixFrom(a, bits-host)
+	if p.Masked().Addr() != a {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
+
+// PrefixElement is the interval element covering the prefix p.
+func PrefixElement(p netip.Prefix) Element {
+	p = p.Masked()
+	from := p.Addr().AsSlice()
+	to := bytes.Clone(from)
+	host := p.Addr().BitLen() - p.Bits()
+	for i := len(to) - 1; i >= 0 && host > 0; i-- {
+		n := min(host, 8)
+		to[i] |= byte(1<<n - 1)
+		host -= n
+	}
+	return Element{From: string(from), To: string(to)}
+}
+
+// PortElement is the interval element covering r.
+func PortElement(r PortRange) Element {
+	return Element{From: string(binary.BigEndian.AppendUint16(nil, r.Lo)), To: string(binary.BigEndian.AppendUint16(nil, r.Hi))}
+}
+
+// IfNameKey is the kernel key of an interface name: NUL-padded to 16 bytes.
+func IfNameKey(name string) string {
+	k := make([]byte, 16)
+	copy(k, name)
+	return string(k)
+}
