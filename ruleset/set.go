@@ -33,7 +33,7 @@ func (t SetType) KeyLen() int {
 	case TypeIfName:
 		return 16
 	}
-	panic(fmt.Sprintf("ruleset: unknown set type %q", t))
+	return 0 // a type hostwall does not make; found in a live table only
 }
 
 // Set is a named set, or a verdict map when Map is true. Interval sets hold
@@ -138,7 +138,7 @@ func (s *Set) String() string {
 		for i, e := range s.Elements {
 			elems[i] = s.FormatElement(e)
 		}
-		fmt.Fprintf(&b, "\telements = { %s }\n", strings.Join(elems, ",\n\t\t     "))
+		fmt.Fprintf(&b, "\telements = { %s }\n", strings.Join(elems, ", "))
 	}
 	b.WriteString("}")
 	return b.String()
@@ -161,7 +161,7 @@ func (s *Set) formatRange(from, to string) string {
 	case TypeInetService:
 		lo, hi := binary.BigEndian.Uint16([]byte(from)), binary.BigEndian.Uint16([]byte(to))
 		return PortRange{lo, hi}.String()
-	default:
+	case TypeIPv4Addr, TypeIPv6Addr:
 		a, _ := netip.AddrFromSlice([]byte(from))
 		z, _ := netip.AddrFromSlice([]byte(to))
 		if a == z {
@@ -171,6 +171,11 @@ func (s *Set) formatRange(from, to string) string {
 			return p.String()
 		}
 		return a.String() + "-" + z.String()
+	default:
+		if from == to {
+			return fmt.Sprintf("0x%x", from)
+		}
+		return fmt.Sprintf("0x%x-0x%x", from, to)
 	}
 }
 

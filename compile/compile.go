@@ -1,0 +1,277 @@
+package compile
+
+import (
+	"cmp"
+	"crypto/sha256"
+	"encoding/base32"
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// Options says which host the configuration is compiled for.
+type Options struct {
+	// HostName is this host's name: it decides which endpoints with a
+	// `node` are enforced here. Required.
+	HostName string
+}
+
+// Names of the fixed objects of the table.
+const (
+	ChainInput  = "input"
+	ChainOutput = "output"
+	MapIn       = "hep-in"
+	MapOut      = "hep-out"
+	FailsafeIn  = "failsafe-in"
+	FailsafeOut = "failsafe-out"
+)
+
+// dirInfo describes one direction of traffic through a host endpoint.
+type dirInfo struct {
+	dir     config.Direction
+	suffix  string // chain name suffix
+	ifDir   ruleset.IfDir
+	hook    ruleset.Hook
+	base    string
+	vmap    string
+	fsChain string
+	// remote is the side of the packet that is not this host.
+	remote ruleset.Dir
+}
+
+var directions = []dirInfo{
+	{config.Ingress, "in", ruleset.IIF, ruleset.HookInput, ChainInput, MapIn, FailsafeIn, ruleset.Src},
+	{config.Egress, "out", ruleset.OIF, ruleset.HookOutput, ChainOutput, MapOut, FailsafeOut, ruleset.Dst},
+}
+
+type compiler struct {
+	cfg   *config.Config
+	opts  Options
+	t     *ruleset.Table
+	diags hcl.Diagnostics
+	// policyChains records which policy chains were emitted.
+	policyChains map[string]bool
+}
+
+// Compile builds the desired table for the host named in opts.
+func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics) {
+	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}}
+	heps := c.endpoints()
+	policies := append([]*config.Policy(nil), cfg.Policies...)
+	config.SortPolicies(policies)
+	for _, d := range directions {
+		c.baseChain(d)
+		vmap := &ruleset.Set{Name: d.vmap, Type: ruleset.TypeIfName, Map: true, Comment: "host endpoints, " + string(d.dir)}
+		c.t.Sets = append(c.t.Sets, vmap)
+		fs := c.failsafeChain(d)
+		for _, hep := range heps {
+			chain := c.hepChain(d, hep, fs, policies)
+			v := ruleset.Jump(chain)
+			vmap.Elements = append(vmap.Elements, ruleset.Element{From: ruleset.IfNameKey(hep.Interface), To: ruleset.IfNameKey(hep.Interface), Verdict: &v})
+		}
+		vmap.Normalize()
+	}
+	c.t.Sort()
+	return c.t, c.diags
+}
+
+// endpoints returns the host endpoints this host enforces, one per
+// interface (the lexically smallest name wins), sorted by name.
+func (c *compiler) endpoints() []*config.HostEndpoint {
+	byIface := map[string]*config.HostEndpoint{}
+	for _, hep := range c.cfg.Endpoints {
+		if hep.Node != "" && hep.Node != c.opts.HostName {
+			continue
+		}
+		prev := byIface[hep.Interface]
+		switch {
+		case prev == nil:
+			byIface[hep.Interface] = hep
+		default:
+			win, lose := prev, hep
+			if hep.Name < prev.Name {
+				win, lose = hep, prev
+			}
+			byIface[hep.Interface] = win
+			c.diags = append(c.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Several host endpoints on one interface",
+				Detail: fmt.Sprintf("Host endpoints %q and %q both cover interface %q; %q applies (the lexically smallest name), %q is ignored.",
+					win.Name, lose.Name, hep.Interface, win.Name, lose.Name),
+				Subject: lose.DeclRange.Ptr(),
+			})
+		}
+	}
+	out := make([]*config.HostEndpoint, 0, len(byIface))
+	for _, h := range byIface {
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// labels returns the endpoint's labels merged over the host's.
+func (c *compiler) labels(hep *config.HostEndpoint) map[string]string {
+	l := map[string]string{}
+	if c.cfg.Host != nil {
+		for k, v := range c.cfg.Host.Labels {
+			l[k] = v
+		}
+	}
+	for k, v := range hep.Labels {
+		l[k] = v
+	}
+	return l
+}
+
+func (c *compiler) baseChain(d dirInfo) {
+	c.t.Chains = append(c.t.Chains, &ruleset.Chain{
+		Name:    d.base,
+		Base:    &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: d.hook, Priority: 0, Policy: ruleset.PolicyAccept},
+		Comment: fmt.Sprintf("%s hook: dispatch by interface; interfaces without a host endpoint pass untouched", d.hook),
+		Rules:   []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, d.vmap)}},
+	})
+}
+
+// hepChain emits the chain of one endpoint and direction and returns its name.
+func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, policies []*config.Policy) string {
+	ch := &ruleset.Chain{
+		Name:    fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
+		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.dir),
+	}
+	ch.Rules = append(ch.Rules,
+		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
+		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
+	)
+	if failsafe {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
+	}
+	labels := c.labels(hep)
+	for _, p := range policies {
+		if !p.Applies(d.dir) || !p.Selector.Matches(labels) {
+			continue
+		}
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p))})
+	}
+	// End of policies, and default deny when none selects the endpoint.
+	ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()})
+	c.t.Chains = append(c.t.Chains, ch)
+	return ch.Name
+}
+
+// policyChain emits (once) the chain holding a policy's rules for one
+// direction and returns its name.
+func (c *compiler) policyChain(d dirInfo, p *config.Policy) string {
+	name := fmt.Sprintf("pol-%s-%s", p.Name, d.suffix)
+	if c.policyChains[name] {
+		return name
+	}
+	c.policyChains[name] = true
+	ch := &ruleset.Chain{Name: name, Comment: fmt.Sprintf("policy %q, %s", p.Name, d.dir)}
+	for i, r := range p.Rules(d.dir) {
+		ch.Rules = append(ch.Rules, c.rule(p, d, i, r)...)
+	}
+	c.t.Chains = append(c.t.Chains, ch)
+	return name
+}
+
+// hashName is a short, stable name suffix derived from content.
+func hashName(parts ...string) string {
+	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
+	return strings.ToLower(base32.StdEncoding.EncodeToString(h[:5]))
+}
+
+// addSet adds a set to the table unless one of that name exists already
+// (content-addressed names make equal sets share one kernel set).
+func (c *compiler) addSet(s *ruleset.Set) string {
+	if c.t.Set(s.Name) == nil {
+		s.Normalize()
+		c.t.Sets = append(c.t.Sets, s)
+	}
+	return s.Name
+}
+
+// netsSet returns the name of a set holding the prefixes of family f.
+func (c *compiler) netsSet(f ruleset.IPFamily, nets []netip.Prefix) string {
+	var elems []ruleset.Element
+	var text []string
+	for _, n := range nets {
+		if familyOf(n) == f {
+			elems = append(elems, ruleset.PrefixElement(n))
+			text = append(text, n.String())
+		}
+	}
+	sort.Strings(text)
+	return c.addSet(&ruleset.Set{
+		Name:     fmt.Sprintf("nets-%s-%s", hashName(text...), familySuffix(f)),
+		Type:     f.AddrType(),
+		Interval: true,
+		Comment:  "networks " + strings.Join(text, ", "),
+		Elements: elems,
+	})
+}
+
+// selectorSet returns the name of the set holding the addresses of family f
+// that sel selects: the nets of every matching network set.
+func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector) string {
+	var elems []ruleset.Element
+	for _, ns := range c.cfg.NetworkSets {
+		if !sel.Matches(ns.Labels) {
+			continue
+		}
+		for _, n := range ns.Nets {
+			if familyOf(n) == f {
+				elems = append(elems, ruleset.PrefixElement(n))
+			}
+		}
+	}
+	return c.addSet(&ruleset.Set{
+		Name:     fmt.Sprintf("sel-%s-%s", hashName(sel.String()), familySuffix(f)),
+		Type:     f.AddrType(),
+		Interval: true,
+		Comment:  "selector " + strings.ReplaceAll(sel.String(), `"`, "'"),
+		Elements: elems,
+	})
+}
+
+// portMatch matches one side's ports: inline for one range, a set otherwise.
+func (c *compiler) portMatch(proto uint8, side ruleset.Dir, ports []config.PortRange) ruleset.Match {
+	if len(ports) == 1 {
+		return ruleset.Port{Proto: proto, Dir: side, Range: ruleset.PortRange{Lo: ports[0].Lo, Hi: ports[0].Hi}}
+	}
+	ports = slices.Clone(ports)
+	slices.SortFunc(ports, func(a, b config.PortRange) int { return cmp.Compare(a.Lo, b.Lo)*2 + cmp.Compare(a.Hi, b.Hi) })
+	elems := make([]ruleset.Element, len(ports))
+	text := make([]string, len(ports))
+	for i, p := range ports {
+		r := ruleset.PortRange{Lo: p.Lo, Hi: p.Hi}
+		elems[i] = ruleset.PortElement(r)
+		text[i] = r.String()
+	}
+	name := c.addSet(&ruleset.Set{
+		Name: "ports-" + hashName(text...), Type: ruleset.TypeInetService, Interval: true,
+		Comment: "ports " + strings.Join(text, ", "), Elements: elems,
+	})
+	return ruleset.Port{Proto: proto, Dir: side, Set: name}
+}
+
+func familyOf(p netip.Prefix) ruleset.IPFamily {
+	if p.Addr().Is4() {
+		return ruleset.IPv4
+	}
+	return ruleset.IPv6
+}
+
+func familySuffix(f ruleset.IPFamily) string {
+	if f == ruleset.IPv6 {
+		return "6"
+	}
+	return "4"
+}

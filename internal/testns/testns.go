@@ -1,0 +1,103 @@
+// Package testns gives tests throwaway network namespaces, veth pairs
+// between them, and a way to run code inside one. The host's own namespace
+// and ruleset are never changed.
+package testns
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+)
+
+// RequireRoot skips the test when not root, unless HOSTWALL_REQUIRE_ROOT_TESTS
+// is set, in which case it fails: CI must never skip kernel tests silently.
+func RequireRoot(t testing.TB) {
+	t.Helper()
+	if os.Geteuid() == 0 {
+		return
+	}
+	if os.Getenv("HOSTWALL_REQUIRE_ROOT_TESTS") != "" {
+		t.Fatal("this test needs root (CAP_NET_ADMIN) and HOSTWALL_REQUIRE_ROOT_TESTS is set")
+	}
+	t.Skip("this test needs root (CAP_NET_ADMIN) to create network namespaces")
+}
+
+// Tool fails the test when a command the test needs is missing.
+func Tool(t testing.TB, name string) {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s is not installed (make test installs it: apt-get install -y nftables iproute2)", name)
+	}
+}
+
+// New creates a network namespace named after the test (as `ip netns add`,
+// under /run/netns) with loopback up, and removes it when the test ends.
+func New(t testing.TB) string {
+	t.Helper()
+	RequireRoot(t)
+	Tool(t, "ip")
+	b := make([]byte, 4)
+	rand.Read(b)
+	name := "hwtest-" + hex.EncodeToString(b)
+	Run(t, "ip", "netns", "add", name)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	Run(t, "ip", "-n", name, "link", "set", "lo", "up")
+	return name
+}
+
+// Run runs a command and fails the test if it fails; it returns stdout.
+func Run(t testing.TB, name string, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// NFT runs the nft command inside ns (tests use it as an independent oracle).
+func NFT(t testing.TB, ns string, args ...string) string {
+	t.Helper()
+	Tool(t, "nft")
+	return Run(t, "ip", append([]string{"netns", "exec", ns, "nft"}, args...)...)
+}
+
+// Veth joins two namespaces with a veth pair: ifA in a with addrA, ifB in b
+// with addrB (CIDR notation), both up.
+func Veth(t testing.TB, a, ifA, addrA, b, ifB, addrB string) {
+	t.Helper()
+	Run(t, "ip", "link", "add", ifA, "netns", a, "type", "veth", "peer", "name", ifB, "netns", b)
+	Run(t, "ip", "-n", a, "addr", "add", addrA, "dev", ifA)
+	Run(t, "ip", "-n", b, "addr", "add", addrB, "dev", ifB)
+	Run(t, "ip", "-n", a, "link", "set", ifA, "up")
+	Run(t, "ip", "-n", b, "link", "set", ifB, "up")
+}
+
+// Do runs f on a thread that has entered namespace ns. Sockets f creates stay
+// in ns after it returns. The thread is discarded afterwards, so no other
+// goroutine ever runs in ns by accident.
+func Do(ns string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
+		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			errc <- fmt.Errorf("opening netns %s: %w", ns, err)
+			return
+		}
+		defer unix.Close(fd)
+		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("entering netns %s: %w", ns, err)
+			return
+		}
+		errc <- f()
+	}()
+	return <-errc
+}

@@ -1,0 +1,76 @@
+package loader
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+)
+
+// Source is one file as read.
+type Source struct {
+	Path string
+	Data []byte
+}
+
+// ignored reports whether a file name is an editor or package-manager
+// leftover that must never be loaded.
+func ignored(name string) bool {
+	switch {
+	case strings.HasPrefix(name, "."), strings.HasSuffix(name, "~"), strings.HasPrefix(name, "#"),
+		strings.Contains(name, ".dpkg-"), strings.Contains(name, ".rpmnew"), strings.Contains(name, ".rpmsave"),
+		strings.Contains(name, ".rpmorig"), strings.HasSuffix(name, ".swp"), strings.HasSuffix(name, ".bak"):
+		return true
+	}
+	return false
+}
+
+// policyFile reports whether a file name is one the loader reads.
+func policyFile(name string) bool {
+	switch filepath.Ext(name) {
+	case ".hcl", ".yaml", ".yml":
+		return !ignored(name)
+	}
+	return false
+}
+
+// readDir returns the policy files of dir in lexical order.
+func readDir(dir string) ([]Source, hcl.Diagnostics) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, hcl.Diagnostics{{
+			Severity: hcl.DiagError,
+			Summary:  "Cannot read the configuration directory",
+			Detail:   fmt.Sprintf("%v. Create it, or point -c/--config at the directory holding the policy files.", err),
+		}}
+	}
+	names := make([]string, 0, len(entries))
+	for _, e := range entries {
+		if e.Type().IsRegular() || e.Type()&os.ModeSymlink != 0 {
+			if policyFile(e.Name()) {
+				names = append(names, e.Name())
+			}
+		}
+	}
+	sort.Strings(names)
+	var diags hcl.Diagnostics
+	srcs := make([]Source, 0, len(names))
+	for _, n := range names {
+		p := filepath.Join(dir, n)
+		data, err := os.ReadFile(p)
+		if err != nil {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Cannot read policy file",
+				Detail:   fmt.Sprintf("%v.", err),
+				Subject:  &hcl.Range{Filename: p},
+			})
+			continue
+		}
+		srcs = append(srcs, Source{Path: p, Data: data})
+	}
+	return srcs, diags
+}

@@ -1,0 +1,402 @@
+package loader
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/hostwall/hostwall/config"
+)
+
+var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
+	{Type: "host"},
+	{Type: "host_endpoint", LabelNames: []string{"name"}},
+	{Type: "network_set", LabelNames: []string{"name"}},
+	{Type: "policy", LabelNames: []string{"name"}},
+	{Type: "failsafe"},
+}}
+
+var (
+	hostSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "labels"}}}
+	hepSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"},
+	}}
+	netSetSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}}}
+	policySchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "ingress"}, {Type: "egress"}},
+	}
+	ruleSchema = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "action", Required: true}, {Name: "protocol"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "source"}, {Type: "destination"}},
+	}
+	entitySchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "nets"}, {Name: "ports"}, {Name: "selector"}}}
+	failsafeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "inbound"}, {Name: "outbound"}}}
+)
+
+// decodeHCL adds the blocks of one parsed HCL file to the builder.
+func (b *builder) decodeHCL(f *hcl.File) {
+	content, diags := f.Body.Content(fileSchema)
+	b.diags = append(b.diags, diags...)
+	if content == nil {
+		return
+	}
+	for _, blk := range content.Blocks {
+		switch blk.Type {
+		case "host":
+			b.decodeHost(blk)
+		case "host_endpoint":
+			b.decodeHEP(blk)
+		case "network_set":
+			b.decodeNetworkSet(blk)
+		case "policy":
+			b.decodePolicy(blk)
+		case "failsafe":
+			b.decodeFailsafe(blk)
+		}
+	}
+}
+
+func (b *builder) content(blk *hcl.Block, schema *hcl.BodySchema) *hcl.BodyContent {
+	c, diags := blk.Body.Content(schema)
+	b.diags = append(b.diags, diags...)
+	return c
+}
+
+func (b *builder) decodeHost(blk *hcl.Block) {
+	if !b.unique("host", "", blk.DefRange) {
+		return
+	}
+	c := b.content(blk, hostSchema)
+	h := &config.Host{DeclRange: blk.DefRange, Labels: map[string]string{}}
+	if a := c.Attributes["name"]; a != nil {
+		h.Name = b.str(a)
+	}
+	if a := c.Attributes["labels"]; a != nil {
+		h.Labels = b.labels(a)
+	}
+	b.cfg.Host = h
+}
+
+func (b *builder) decodeHEP(blk *hcl.Block) {
+	name := blk.Labels[0]
+	c := b.content(blk, hepSchema)
+	if !b.validName("host endpoint", name, blk.LabelRanges[0]) || !b.unique("host_endpoint", name, blk.DefRange) || c == nil {
+		return
+	}
+	hep := &config.HostEndpoint{Name: name, DeclRange: blk.DefRange, Labels: map[string]string{}}
+	if a := c.Attributes["interface"]; a != nil {
+		hep.Interface = b.str(a)
+		b.checkInterface(hep.Interface, a.Expr.Range())
+	}
+	if a := c.Attributes["node"]; a != nil {
+		hep.Node = b.str(a)
+	}
+	if a := c.Attributes["labels"]; a != nil {
+		hep.Labels = b.labels(a)
+	}
+	if a := c.Attributes["expected_ips"]; a != nil {
+		nets, diags := netsAttr(a)
+		b.diags = append(b.diags, diags...)
+		for _, n := range nets {
+			if !n.IsSingleIP() {
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Expected IP is a network", "expected_ips holds single addresses; %s is a network.", n))
+				continue
+			}
+			hep.ExpectedIPs = append(hep.ExpectedIPs, n.Addr())
+		}
+	}
+	b.cfg.Endpoints = append(b.cfg.Endpoints, hep)
+}
+
+func (b *builder) checkInterface(name string, rng hcl.Range) {
+	switch {
+	case name == "*":
+		b.diags = append(b.diags, errAt(rng, "Wildcard host endpoints are not supported yet", "interface = \"*\" is planned; name the interface, such as \"eth0\"."))
+	case name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n\"'") || name == "." || name == "..":
+		b.diags = append(b.diags, errAt(rng, "Invalid interface name", "%q is not a Linux interface name (1-15 characters, no spaces, slashes or quotes).", name))
+	}
+}
+
+func (b *builder) decodeNetworkSet(blk *hcl.Block) {
+	name := blk.Labels[0]
+	c := b.content(blk, netSetSchema)
+	if !b.validName("network set", name, blk.LabelRanges[0]) || !b.unique("network_set", name, blk.DefRange) || c == nil {
+		return
+	}
+	ns := &config.NetworkSet{Name: name, DeclRange: blk.DefRange, Labels: map[string]string{}}
+	if a := c.Attributes["labels"]; a != nil {
+		ns.Labels = b.labels(a)
+	}
+	if a := c.Attributes["nets"]; a != nil {
+		nets, diags := netsAttr(a)
+		b.diags = append(b.diags, diags...)
+		ns.Nets = nets
+	}
+	b.cfg.NetworkSets = append(b.cfg.NetworkSets, ns)
+}
+
+func (b *builder) decodePolicy(blk *hcl.Block) {
+	name := blk.Labels[0]
+	c := b.content(blk, policySchema)
+	if !b.validName("policy", name, blk.LabelRanges[0]) || !b.unique("policy", name, blk.DefRange) || c == nil {
+		return
+	}
+	p := &config.Policy{Name: name, DeclRange: blk.DefRange, Selector: config.All()}
+	if a := c.Attributes["selector"]; a != nil {
+		sel, diags := selectorAttr(a)
+		b.diags = append(b.diags, diags...)
+		if sel != nil {
+			p.Selector = sel
+		}
+	}
+	if a := c.Attributes["order"]; a != nil {
+		if f, diags := numberAttr(a); diags.HasErrors() {
+			b.diags = append(b.diags, diags...)
+		} else {
+			o, _ := f.Float64()
+			p.Order = &o
+		}
+	}
+	for _, rb := range c.Blocks {
+		r := b.decodeRule(rb)
+		if r == nil {
+			continue
+		}
+		if rb.Type == "ingress" {
+			p.Ingress = append(p.Ingress, r)
+		} else {
+			p.Egress = append(p.Egress, r)
+		}
+	}
+	p.Types = b.types(c.Attributes["types"], p)
+	b.cfg.Policies = append(b.cfg.Policies, p)
+}
+
+// types reads the policy's types, or defaults them as Calico does: egress
+// rules only → egress; both → both; otherwise ingress.
+func (b *builder) types(a *hcl.Attribute, p *config.Policy) []config.Direction {
+	if a == nil {
+		switch {
+		case len(p.Egress) > 0 && len(p.Ingress) == 0:
+			return []config.Direction{config.Egress}
+		case len(p.Egress) > 0:
+			return []config.Direction{config.Ingress, config.Egress}
+		}
+		return []config.Direction{config.Ingress}
+	}
+	items, diags := listAttr(a)
+	b.diags = append(b.diags, diags...)
+	var out []config.Direction
+	for _, it := range items {
+		s := ""
+		if it.val.Type() == cty.String {
+			s = strings.ToLower(it.val.AsString())
+		}
+		switch d := config.Direction(s); d {
+		case config.Ingress, config.Egress:
+			out = append(out, d)
+		default:
+			b.diags = append(b.diags, errAt(it.rng, "Invalid policy type", "types may hold \"ingress\" and \"egress\"."))
+		}
+	}
+	for _, d := range []config.Direction{config.Ingress, config.Egress} {
+		if len(p.Rules(d)) > 0 && !p.Applies(d) {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Rules for a direction the policy does not apply to",
+				"Policy %q has %s rules but types does not include %q; add it, or remove those rules.", p.Name, d, d))
+		}
+	}
+	return out
+}
+
+func (b *builder) decodeRule(blk *hcl.Block) *config.Rule {
+	c := b.content(blk, ruleSchema)
+	if c == nil {
+		return nil
+	}
+	r := &config.Rule{DeclRange: blk.DefRange}
+	if a := c.Attributes["action"]; a != nil {
+		s := b.str(a)
+		switch act := config.Action(strings.ToLower(s)); act {
+		case config.Allow, config.Deny, config.Log:
+			r.Action = act
+		default:
+			if s != "" || !b.diags.HasErrors() {
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid action", "action %q is not one of \"allow\", \"deny\", \"log\".", s))
+			}
+		}
+	}
+	if a := c.Attributes["protocol"]; a != nil {
+		p, diags := protocolAttr(a)
+		b.diags = append(b.diags, diags...)
+		r.Protocol = p
+	}
+	var seen = map[string]hcl.Range{}
+	for _, eb := range c.Blocks {
+		if prev, dup := seen[eb.Type]; dup {
+			b.diags = append(b.diags, errAt(eb.DefRange, "Duplicate "+eb.Type+" block", "A rule has at most one %s block; the first is at %s. Merge them.", eb.Type, prev))
+			continue
+		}
+		seen[eb.Type] = eb.DefRange
+		e := b.decodeEntity(eb, r)
+		if eb.Type == "source" {
+			r.Source = e
+		} else {
+			r.Destination = e
+		}
+	}
+	return r
+}
+
+func (b *builder) decodeEntity(blk *hcl.Block, r *config.Rule) config.Entity {
+	var e config.Entity
+	c := b.content(blk, entitySchema)
+	if c == nil {
+		return e
+	}
+	if a := c.Attributes["nets"]; a != nil {
+		nets, diags := netsAttr(a)
+		b.diags = append(b.diags, diags...)
+		e.Nets = nets
+	}
+	if a := c.Attributes["ports"]; a != nil {
+		ports, diags := portsAttr(a)
+		b.diags = append(b.diags, diags...)
+		e.Ports = ports
+		if r.Protocol == nil || !r.Protocol.HasPorts() {
+			b.diags = append(b.diags, errAt(a.NameRange, "Ports need a protocol with ports",
+				"A rule that matches ports must set protocol to \"tcp\", \"udp\", \"sctp\" or \"udplite\"."))
+		}
+	}
+	if a := c.Attributes["selector"]; a != nil {
+		sel, diags := selectorAttr(a)
+		b.diags = append(b.diags, diags...)
+		e.Selector, e.SelectorRange = sel, a.Expr.Range()
+	}
+	return e
+}
+
+func (b *builder) decodeFailsafe(blk *hcl.Block) {
+	if !b.unique("failsafe", "", blk.DefRange) {
+		return
+	}
+	c := b.content(blk, failsafeSchema)
+	def := config.DefaultFailsafe()
+	fs := config.Failsafe{Inbound: def.Inbound, Outbound: def.Outbound, DeclRange: blk.DefRange}
+	if c != nil {
+		if a := c.Attributes["inbound"]; a != nil {
+			fs.Inbound = b.protoPorts(a)
+		}
+		if a := c.Attributes["outbound"]; a != nil {
+			fs.Outbound = b.protoPorts(a)
+		}
+	}
+	b.cfg.Failsafe = fs
+}
+
+// protoPorts reads failsafe entries: "tcp:22", "udp:10.0.0.0/8:53",
+// "tcp:[fd00::/8]:22". "none" alone, or [], disables.
+func (b *builder) protoPorts(a *hcl.Attribute) []config.ProtoPort {
+	items, diags := listAttr(a)
+	b.diags = append(b.diags, diags...)
+	out := []config.ProtoPort{}
+	for _, it := range items {
+		if it.val.Type() != cty.String {
+			b.diags = append(b.diags, errAt(it.rng, "Invalid failsafe entry", "Each entry is a string \"protocol:port\" or \"protocol:network:port\", such as \"tcp:22\"."))
+			continue
+		}
+		s := it.val.AsString()
+		if s == "none" && len(items) == 1 {
+			break
+		}
+		pp, err := parseProtoPort(s)
+		if err != nil {
+			b.diags = append(b.diags, errAt(it.rng, "Invalid failsafe entry", "%q: %v. Write \"tcp:22\", \"udp:10.0.0.0/8:53\" or \"tcp:[fd00::/8]:22\".", s, err))
+			continue
+		}
+		out = append(out, pp)
+	}
+	return out
+}
+
+func parseProtoPort(s string) (config.ProtoPort, error) {
+	proto, rest, ok := strings.Cut(s, ":")
+	if !ok {
+		return config.ProtoPort{}, fmt.Errorf("missing \":port\"")
+	}
+	var pp config.ProtoPort
+	switch strings.ToLower(proto) {
+	case "tcp":
+		pp.Protocol = config.ProtoTCP
+	case "udp":
+		pp.Protocol = config.ProtoUDP
+	case "sctp":
+		pp.Protocol = config.ProtoSCTP
+	default:
+		return pp, fmt.Errorf("protocol %q is not tcp, udp or sctp", proto)
+	}
+	port := rest
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		netStr := strings.TrimSuffix(strings.TrimPrefix(rest[:i], "["), "]")
+		port = rest[i+1:]
+		n, d := parseNet(netStr, hcl.Range{})
+		if d != nil {
+			return pp, fmt.Errorf("%s", strings.TrimSuffix(d.Detail, "."))
+		}
+		pp.Net = n
+	}
+	r, err := parsePortRange(port)
+	if err != nil || r.Lo != r.Hi {
+		return pp, fmt.Errorf("%q is not a single port number", port)
+	}
+	pp.Port = r.Lo
+	return pp, nil
+}
+
+func (b *builder) str(a *hcl.Attribute) string {
+	s, diags := stringAttr(a)
+	b.diags = append(b.diags, diags...)
+	return s
+}
+
+func (b *builder) labels(a *hcl.Attribute) map[string]string {
+	l, diags := labelsAttr(a)
+	b.diags = append(b.diags, diags...)
+	if l == nil {
+		l = map[string]string{}
+	}
+	return l
+}
+
+// validName checks an object name: it becomes part of kernel chain and set
+// names, so it is limited to letters, digits and . _ -.
+func (b *builder) validName(kind, name string, rng hcl.Range) bool {
+	ok := name != "" && len(name) <= 200
+	for _, c := range name {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
+			ok = false
+		}
+	}
+	if !ok {
+		b.diags = append(b.diags, errAt(rng, "Invalid name", "The %s name %q must be 1-200 letters, digits, '.', '_' or '-'.", kind, name))
+	}
+	return ok
+}
+
+// unique records a named object and reports a duplicate, naming both places.
+func (b *builder) unique(kind, name string, rng hcl.Range) bool {
+	key := kind + " " + name
+	if prev, dup := b.seen[key]; dup {
+		what := fmt.Sprintf("%s %q", strings.ReplaceAll(kind, "_", " "), name)
+		if name == "" {
+			what = kind + " block"
+		}
+		b.diags = append(b.diags, errAt(rng, "Duplicate "+strings.ReplaceAll(kind, "_", " "),
+			"The %s is already declared at %s. All files of the directory form one configuration; keep one.", what, prev))
+		return false
+	}
+	b.seen[key] = rng
+	return true
+}

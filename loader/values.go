@@ -1,0 +1,232 @@
+package loader
+
+import (
+	"fmt"
+	"math/big"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/hostwall/hostwall/config"
+)
+
+// item is one element of a list attribute with the range it was written at.
+type item struct {
+	val cty.Value
+	rng hcl.Range
+}
+
+func errAt(rng hcl.Range, summary, detail string, args ...any) *hcl.Diagnostic {
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(detail, args...), Subject: rng.Ptr()}
+}
+
+// value evaluates an attribute that may use no variables or functions.
+func value(attr *hcl.Attribute) (cty.Value, hcl.Diagnostics) {
+	v, diags := attr.Expr.Value(nil)
+	if diags.HasErrors() {
+		return cty.NilVal, diags
+	}
+	if v.IsNull() {
+		return cty.NilVal, hcl.Diagnostics{errAt(attr.Expr.Range(), "Missing value", "%q is null; give it a value or remove the line.", attr.Name)}
+	}
+	return v, nil
+}
+
+func stringAttr(attr *hcl.Attribute) (string, hcl.Diagnostics) {
+	v, diags := value(attr)
+	if diags.HasErrors() {
+		return "", diags
+	}
+	if v.Type() != cty.String {
+		return "", hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a string", "%q must be a quoted string, such as %s = \"value\".", attr.Name, attr.Name)}
+	}
+	return v.AsString(), nil
+}
+
+func numberAttr(attr *hcl.Attribute) (*big.Float, hcl.Diagnostics) {
+	v, diags := value(attr)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	if v.Type() != cty.Number {
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a number", "%q must be a number, such as %s = 100.", attr.Name, attr.Name)}
+	}
+	return v.AsBigFloat(), nil
+}
+
+// listAttr returns the elements of a list attribute, each with its own range
+// when the list is written literally.
+func listAttr(attr *hcl.Attribute) ([]item, hcl.Diagnostics) {
+	v, diags := value(attr)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	t := v.Type()
+	if !t.IsTupleType() && !t.IsListType() && !t.IsSetType() {
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a list", "%q must be a list, such as %s = [\"a\", \"b\"].", attr.Name, attr.Name)}
+	}
+	var ranges []hcl.Range
+	if tuple, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
+		ranges = make([]hcl.Range, len(tuple.Exprs))
+		for i, e := range tuple.Exprs {
+			ranges[i] = e.Range()
+		}
+	}
+	items := make([]item, 0, v.LengthInt())
+	for it := v.ElementIterator(); it.Next(); {
+		_, ev := it.Element()
+		rng := attr.Expr.Range()
+		if len(items) < len(ranges) {
+			rng = ranges[len(items)]
+		}
+		items = append(items, item{ev, rng})
+	}
+	return items, nil
+}
+
+// labelsAttr decodes a map of label names to string values.
+func labelsAttr(attr *hcl.Attribute) (map[string]string, hcl.Diagnostics) {
+	v, diags := value(attr)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	t := v.Type()
+	if !t.IsObjectType() && !t.IsMapType() {
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a map of labels", "%q must be a map such as { role = \"web\" }.", attr.Name)}
+	}
+	labels := map[string]string{}
+	for it := v.ElementIterator(); it.Next(); {
+		k, ev := it.Element()
+		switch {
+		case ev.Type() == cty.String && !ev.IsNull():
+			labels[k.AsString()] = ev.AsString()
+		case ev.Type() == cty.Number || ev.Type() == cty.Bool:
+			diags = append(diags, errAt(attr.Expr.Range(), "Label value must be a string", "Label %q has a non-string value; quote it, as in %s = \"%s\".", k.AsString(), k.AsString(), ev.GoString()))
+		default:
+			diags = append(diags, errAt(attr.Expr.Range(), "Label value must be a string", "Label %q must have a quoted string value.", k.AsString()))
+		}
+	}
+	return labels, diags
+}
+
+// parseNet reads an address or CIDR. A CIDR with host bits set is refused,
+// since it usually means a typo.
+func parseNet(s string, rng hcl.Range) (netip.Prefix, *hcl.Diagnostic) {
+	s = strings.TrimSpace(s)
+	if !strings.Contains(s, "/") {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return netip.Prefix{}, errAt(rng, "Invalid network", "%q is not an IP address or CIDR; write it as 192.0.2.0/24, 2001:db8::/32 or a single address.", s)
+		}
+		a = a.Unmap()
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	p, err := netip.ParsePrefix(s)
+	if err != nil {
+		return netip.Prefix{}, errAt(rng, "Invalid network", "%q is not a valid CIDR (%v); write it as 192.0.2.0/24 or 2001:db8::/32.", s, err)
+	}
+	if p.Masked() != p {
+		return netip.Prefix{}, errAt(rng, "Network has host bits set", "%q has bits set beyond its /%d mask; write %s, or the address alone for one host.", s, p.Bits(), p.Masked())
+	}
+	return p, nil
+}
+
+func netsAttr(attr *hcl.Attribute) ([]netip.Prefix, hcl.Diagnostics) {
+	items, diags := listAttr(attr)
+	nets := make([]netip.Prefix, 0, len(items))
+	for _, it := range items {
+		if it.val.Type() != cty.String || it.val.IsNull() {
+			diags = append(diags, errAt(it.rng, "Invalid network", "Each network must be a quoted string such as \"192.0.2.0/24\"."))
+			continue
+		}
+		p, d := parseNet(it.val.AsString(), it.rng)
+		if d != nil {
+			diags = append(diags, d)
+			continue
+		}
+		nets = append(nets, p)
+	}
+	return nets, diags
+}
+
+// parsePortRange reads "80" or "1000:2000".
+func parsePortRange(s string) (config.PortRange, error) {
+	lo, hi, isRange := strings.Cut(s, ":")
+	a, err := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	if err != nil {
+		return config.PortRange{}, fmt.Errorf("%q is not a port number (0-65535) or a range \"first:last\"", s)
+	}
+	b := a
+	if isRange {
+		if b, err = strconv.ParseUint(strings.TrimSpace(hi), 10, 16); err != nil {
+			return config.PortRange{}, fmt.Errorf("%q is not a port range \"first:last\" with ports 0-65535", s)
+		}
+		if b < a {
+			return config.PortRange{}, fmt.Errorf("port range %q ends before it starts; write \"%d:%d\"", s, b, a)
+		}
+	}
+	return config.PortRange{Lo: uint16(a), Hi: uint16(b)}, nil
+}
+
+func portsAttr(attr *hcl.Attribute) ([]config.PortRange, hcl.Diagnostics) {
+	items, diags := listAttr(attr)
+	ports := make([]config.PortRange, 0, len(items))
+	for _, it := range items {
+		var s string
+		switch it.val.Type() {
+		case cty.Number:
+			s = it.val.AsBigFloat().Text('f', -1)
+		case cty.String:
+			s = it.val.AsString()
+		default:
+			diags = append(diags, errAt(it.rng, "Invalid port", "Each port must be a number such as 443 or a range such as \"8000:8080\"."))
+			continue
+		}
+		r, err := parsePortRange(s)
+		if err != nil {
+			diags = append(diags, errAt(it.rng, "Invalid port", "%s.", err))
+			continue
+		}
+		ports = append(ports, r)
+	}
+	return ports, diags
+}
+
+func protocolAttr(attr *hcl.Attribute) (*config.Protocol, hcl.Diagnostics) {
+	v, diags := value(attr)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	var s string
+	switch v.Type() {
+	case cty.String:
+		s = v.AsString()
+	case cty.Number:
+		s = v.AsBigFloat().Text('f', -1)
+	default:
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid protocol", "protocol must be a name (tcp, udp, icmp, icmpv6, sctp, udplite) or a number 1-255.")}
+	}
+	if n, ok := config.ProtocolNumbers[strings.ToLower(s)]; ok {
+		return &config.Protocol{Number: n, Name: strings.ToLower(s)}, nil
+	}
+	if n, err := strconv.ParseUint(s, 10, 8); err == nil && n > 0 {
+		return &config.Protocol{Number: uint8(n), Name: s}, nil
+	}
+	return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid protocol", "%q is not a protocol hostwall knows; use tcp, udp, icmp, icmpv6, sctp, udplite or a number 1-255.", s)}
+}
+
+func selectorAttr(attr *hcl.Attribute) (*config.Selector, hcl.Diagnostics) {
+	s, diags := stringAttr(attr)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	sel, err := config.ParseSelector(s)
+	if err != nil {
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid selector", "%q: %v. Selectors look like role == 'web' && has(env).", s, err)}
+	}
+	return sel, nil
+}

@@ -1,0 +1,313 @@
+package nft
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// decodeRule turns a kernel rule back into a ruleset.Rule. It recognises
+// exactly the sequences encodeRule emits; anything else yields a rule with
+// Undecoded set, which the planner treats as foreign.
+func decodeRule(r *nftables.Rule) *ruleset.Rule {
+	out := &ruleset.Rule{Handle: r.Handle}
+	if c, ok := userdata.GetString(r.UserData, userdata.TypeComment); ok && strings.HasPrefix(c, ruleset.IDPrefix) {
+		out.StoredID = strings.TrimPrefix(c, ruleset.IDPrefix)
+	}
+	d := &decoder{e: r.Exprs}
+	for d.i < len(d.e) {
+		if !d.step(out) {
+			out.Matches, out.Counter, out.Log, out.Verdict = nil, false, nil, ruleset.Verdict{}
+			out.Undecoded = describe(r.Exprs)
+			return out
+		}
+	}
+	return out
+}
+
+type decoder struct {
+	e []expr.Any
+	i int
+}
+
+// at returns the expression i places ahead, or nil.
+func (d *decoder) at(i int) expr.Any {
+	if d.i+i < len(d.e) {
+		return d.e[d.i+i]
+	}
+	return nil
+}
+
+// step decodes one match, statement or verdict into r.
+func (d *decoder) step(r *ruleset.Rule) bool {
+	switch e := d.at(0).(type) {
+	case *expr.Meta:
+		return d.meta(e, r)
+	case *expr.Ct:
+		return d.ctState(e, r)
+	case *expr.Counter:
+		r.Counter = true
+		d.i++
+		return true
+	case *expr.Log:
+		r.Log = &ruleset.Log{Prefix: string(bytes.TrimRight(e.Data, "\x00"))}
+		d.i++
+		return true
+	case *expr.Verdict:
+		v, ok := decodeVerdict(e)
+		r.Verdict = v
+		d.i++
+		return ok && d.i == len(d.e)
+	}
+	return false
+}
+
+func decodeVerdict(e *expr.Verdict) (ruleset.Verdict, bool) {
+	switch e.Kind {
+	case expr.VerdictAccept:
+		return ruleset.Accept(), true
+	case expr.VerdictDrop:
+		return ruleset.Drop(), true
+	case expr.VerdictReturn:
+		return ruleset.Verdict{Kind: ruleset.VerdictReturn}, true
+	case expr.VerdictJump:
+		return ruleset.Jump(e.Chain), true
+	case expr.VerdictGoto:
+		return ruleset.Goto(e.Chain), true
+	}
+	return ruleset.Verdict{}, false
+}
+
+func (d *decoder) meta(m *expr.Meta, r *ruleset.Rule) bool {
+	if m.SourceRegister || m.Register != 1 {
+		return false
+	}
+	switch m.Key {
+	case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
+		dir := ruleset.IIF
+		if m.Key == expr.MetaKeyOIFNAME {
+			dir = ruleset.OIF
+		}
+		switch n := d.at(1).(type) {
+		case *expr.Lookup: // iifname vmap @map
+			if !n.IsDestRegSet || n.DestRegister != 0 || n.Invert || d.i+2 != len(d.e) {
+				return false
+			}
+			r.Verdict = ruleset.VMap(dir, n.SetName)
+			d.i += 2
+			return true
+		case *expr.Cmp:
+			if n.Op != expr.CmpOpEq || len(n.Data) != 16 {
+				return false
+			}
+			r.Matches = append(r.Matches, ruleset.IfName{Dir: dir, Name: strings.TrimRight(string(n.Data), "\x00")})
+			d.i += 2
+			return true
+		}
+	case expr.MetaKeyNFPROTO:
+		c, ok := d.at(1).(*expr.Cmp)
+		if !ok || c.Op != expr.CmpOpEq || len(c.Data) != 1 {
+			return false
+		}
+		fam := ruleset.IPv4
+		switch c.Data[0] {
+		case unix.NFPROTO_IPV4:
+		case unix.NFPROTO_IPV6:
+			fam = ruleset.IPv6
+		default:
+			return false
+		}
+		if p, ok := d.at(2).(*expr.Payload); ok {
+			return d.addr(fam, p, r)
+		}
+		r.Matches = append(r.Matches, ruleset.NFProto{Family: fam})
+		d.i += 2
+		return true
+	case expr.MetaKeyL4PROTO:
+		c, ok := d.at(1).(*expr.Cmp)
+		if !ok || c.Op != expr.CmpOpEq || len(c.Data) != 1 {
+			return false
+		}
+		if p, ok := d.at(2).(*expr.Payload); ok {
+			return d.port(c.Data[0], p, r)
+		}
+		r.Matches = append(r.Matches, ruleset.L4Proto{Proto: c.Data[0]})
+		d.i += 2
+		return true
+	}
+	return false
+}
+
+func (d *decoder) addr(fam ruleset.IPFamily, p *expr.Payload, r *ruleset.Rule) bool {
+	l, ok := d.at(3).(*expr.Lookup)
+	if !ok || p.Base != expr.PayloadBaseNetworkHeader || p.DestRegister != 1 || l.IsDestRegSet || l.SourceRegister != 1 {
+		return false
+	}
+	for _, dir := range []ruleset.Dir{ruleset.Src, ruleset.Dst} {
+		if off, n := addrOffset(fam, dir); p.Offset == off && p.Len == n {
+			r.Matches = append(r.Matches, ruleset.Addr{Dir: dir, Family: fam, Set: l.SetName, Negate: l.Invert})
+			d.i += 4
+			return true
+		}
+	}
+	return false
+}
+
+func (d *decoder) port(proto uint8, p *expr.Payload, r *ruleset.Rule) bool {
+	if p.Base != expr.PayloadBaseTransportHeader || p.Len != 2 || p.DestRegister != 1 || p.Offset > 2 || p.Offset == 1 {
+		return false
+	}
+	m := ruleset.Port{Proto: proto, Dir: ruleset.Dst}
+	if p.Offset == 0 {
+		m.Dir = ruleset.Src
+	}
+	switch v := d.at(3).(type) {
+	case *expr.Lookup:
+		if v.IsDestRegSet || v.SourceRegister != 1 {
+			return false
+		}
+		m.Set, m.Negate = v.SetName, v.Invert
+	case *expr.Cmp:
+		if len(v.Data) != 2 || (v.Op != expr.CmpOpEq && v.Op != expr.CmpOpNeq) {
+			return false
+		}
+		port := binary.BigEndian.Uint16(v.Data)
+		m.Range, m.Negate = ruleset.PortRange{Lo: port, Hi: port}, v.Op == expr.CmpOpNeq
+	case *expr.Range:
+		if len(v.FromData) != 2 || len(v.ToData) != 2 || (v.Op != expr.CmpOpEq && v.Op != expr.CmpOpNeq) {
+			return false
+		}
+		m.Range = ruleset.PortRange{Lo: binary.BigEndian.Uint16(v.FromData), Hi: binary.BigEndian.Uint16(v.ToData)}
+		m.Negate = v.Op == expr.CmpOpNeq
+	default:
+		return false
+	}
+	r.Matches = append(r.Matches, m)
+	d.i += 4
+	return true
+}
+
+func (d *decoder) ctState(c *expr.Ct, r *ruleset.Rule) bool {
+	b, ok1 := d.at(1).(*expr.Bitwise)
+	z, ok2 := d.at(2).(*expr.Cmp)
+	if c.Key != expr.CtKeySTATE || !ok1 || !ok2 || len(b.Mask) != 4 || z.Op != expr.CmpOpNeq || !bytes.Equal(z.Data, make([]byte, 4)) {
+		return false
+	}
+	bits := binaryutil.NativeEndian.Uint32(b.Mask)
+	var states []string
+	for name, bit := range ruleset.CTStateBits {
+		if bits&bit != 0 {
+			states = append(states, name)
+			bits &^= bit
+		}
+	}
+	if bits != 0 || len(states) == 0 {
+		return false
+	}
+	slices.Sort(states)
+	r.Matches = append(r.Matches, ruleset.CTState{States: states})
+	d.i += 3
+	return true
+}
+
+// describe names the expressions of a rule hostwall cannot express.
+func describe(es []expr.Any) string {
+	names := make([]string, len(es))
+	for i, e := range es {
+		names[i] = strings.ToLower(strings.TrimPrefix(fmt.Sprintf("%T", e), "*expr."))
+	}
+	return fmt.Sprintf("<rule not made by hostwall: %s>", strings.Join(names, " "))
+}
+
+// decodeElements turns kernel set elements back into normalised ruleset
+// elements. The kernel returns interval elements in reverse order and as
+// separate start and end elements (trap 5), and vmap data as raw verdict
+// attributes that the library leaves undecoded.
+func decodeElements(s *ruleset.Set, kes []nftables.SetElement) ([]ruleset.Element, error) {
+	if !s.Interval {
+		out := make([]ruleset.Element, 0, len(kes))
+		for _, ke := range kes {
+			e := ruleset.Element{From: string(ke.Key), To: string(ke.Key)}
+			if s.Map {
+				v, err := decodeElementVerdict(ke.Val)
+				if err != nil {
+					return nil, fmt.Errorf("element %q of map %q: %w", s.FormatElement(e), s.Name, err)
+				}
+				e.Verdict = &v
+			}
+			out = append(out, e)
+		}
+		slices.SortFunc(out, func(a, b ruleset.Element) int { return strings.Compare(a.From, b.From) })
+		return out, nil
+	}
+	sorted := slices.Clone(kes)
+	slices.SortStableFunc(sorted, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
+	var out []ruleset.Element
+	keyLen := s.Type.KeyLen()
+	for i := 0; i < len(sorted); i++ {
+		ke := sorted[i]
+		if ke.IntervalEnd {
+			continue // a leading end marker at 0, as nft may write
+		}
+		if len(ke.Key) != keyLen {
+			return nil, fmt.Errorf("set %q holds a %d-byte key, want %d", s.Name, len(ke.Key), keyLen)
+		}
+		to := bytes.Repeat([]byte{0xff}, keyLen) // open to the top of the key space
+		if i+1 < len(sorted) && sorted[i+1].IntervalEnd {
+			to = decrement(sorted[i+1].Key)
+			i++
+		}
+		out = append(out, ruleset.Element{From: string(ke.Key), To: string(to)})
+	}
+	return out, nil
+}
+
+func decrement(key []byte) []byte {
+	b := bytes.Clone(key)
+	for i := len(b) - 1; i >= 0; i-- {
+		b[i]--
+		if b[i] != 0xff {
+			break
+		}
+	}
+	return b
+}
+
+// decodeElementVerdict decodes NFTA_DATA_VERDICT { NFTA_VERDICT_CODE,
+// NFTA_VERDICT_CHAIN } as the library hands it over for vmap elements.
+func decodeElementVerdict(b []byte) (ruleset.Verdict, error) {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return ruleset.Verdict{}, err
+	}
+	ad.ByteOrder = binary.BigEndian
+	var code int32
+	var chain string
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_VERDICT_CODE:
+			code = int32(ad.Uint32())
+		case unix.NFTA_VERDICT_CHAIN:
+			chain = ad.String()
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return ruleset.Verdict{}, err
+	}
+	v, ok := decodeVerdict(&expr.Verdict{Kind: expr.VerdictKind(code), Chain: chain})
+	if !ok {
+		return v, fmt.Errorf("unknown verdict code %d", code)
+	}
+	return v, nil
+}

@@ -1,0 +1,228 @@
+package nft
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/google/nftables/binaryutil"
+	"github.com/google/nftables/expr"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// Each Match kind encodes to a self-contained expression sequence (address
+// and port matches carry their own family or protocol check), so decode can
+// recognise them one by one. Everything uses register 1.
+
+func nfproto(f ruleset.IPFamily) byte {
+	if f == ruleset.IPv6 {
+		return unix.NFPROTO_IPV6
+	}
+	return unix.NFPROTO_IPV4
+}
+
+func ifnameBytes(name string) []byte { return []byte(ruleset.IfNameKey(name)) }
+
+// addrOffset is the network-header offset and length of an address.
+func addrOffset(f ruleset.IPFamily, d ruleset.Dir) (off, n uint32) {
+	switch {
+	case f == ruleset.IPv4 && d == ruleset.Src:
+		return 12, 4
+	case f == ruleset.IPv4:
+		return 16, 4
+	case d == ruleset.Src:
+		return 8, 16
+	default:
+		return 24, 16
+	}
+}
+
+func portOffset(d ruleset.Dir) uint32 {
+	if d == ruleset.Src {
+		return 0
+	}
+	return 2
+}
+
+func cmpOp(negate bool) expr.CmpOp {
+	if negate {
+		return expr.CmpOpNeq
+	}
+	return expr.CmpOpEq
+}
+
+func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
+	switch m := m.(type) {
+	case ruleset.NFProto:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto(m.Family)}},
+		}, nil
+	case ruleset.L4Proto:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{m.Proto}},
+		}, nil
+	case ruleset.IfName:
+		key := expr.MetaKeyIIFNAME
+		if m.Dir == ruleset.OIF {
+			key = expr.MetaKeyOIFNAME
+		}
+		return []expr.Any{
+			&expr.Meta{Key: key, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(m.Name)},
+		}, nil
+	case ruleset.CTState:
+		var bits uint32
+		for _, s := range m.States {
+			b, ok := ruleset.CTStateBits[s]
+			if !ok {
+				return nil, fmt.Errorf("unknown ct state %q", s)
+			}
+			bits |= b
+		}
+		return []expr.Any{
+			&expr.Ct{Key: expr.CtKeySTATE, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(bits), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: make([]byte, 4)},
+		}, nil
+	case ruleset.Addr:
+		off, n := addrOffset(m.Family, m.Dir)
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto(m.Family)}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Lookup{SourceRegister: 1, SetName: m.Set, Invert: m.Negate},
+		}, nil
+	case ruleset.Port:
+		out := []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{m.Proto}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: portOffset(m.Dir), Len: 2},
+		}
+		lo, hi := binary.BigEndian.AppendUint16(nil, m.Range.Lo), binary.BigEndian.AppendUint16(nil, m.Range.Hi)
+		switch {
+		case m.Set != "":
+			out = append(out, &expr.Lookup{SourceRegister: 1, SetName: m.Set, Invert: m.Negate})
+		case m.Range.Lo == m.Range.Hi:
+			out = append(out, &expr.Cmp{Op: cmpOp(m.Negate), Register: 1, Data: lo})
+		default:
+			out = append(out, &expr.Range{Op: cmpOp(m.Negate), Register: 1, FromData: lo, ToData: hi})
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("no encoding for match %T", m)
+}
+
+func encodeVerdict(v ruleset.Verdict) ([]expr.Any, error) {
+	switch v.Kind {
+	case ruleset.VerdictNone:
+		return nil, nil
+	case ruleset.VerdictAccept:
+		return []expr.Any{&expr.Verdict{Kind: expr.VerdictAccept}}, nil
+	case ruleset.VerdictDrop:
+		return []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}, nil
+	case ruleset.VerdictReturn:
+		return []expr.Any{&expr.Verdict{Kind: expr.VerdictReturn}}, nil
+	case ruleset.VerdictJump:
+		return []expr.Any{&expr.Verdict{Kind: expr.VerdictJump, Chain: v.Chain}}, nil
+	case ruleset.VerdictGoto:
+		return []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: v.Chain}}, nil
+	case ruleset.VerdictVMap:
+		key := expr.MetaKeyIIFNAME
+		if v.Key == ruleset.OIF {
+			key = expr.MetaKeyOIFNAME
+		}
+		return []expr.Any{
+			&expr.Meta{Key: key, Register: 1},
+			&expr.Lookup{SourceRegister: 1, SetName: v.Map, IsDestRegSet: true, DestRegister: 0},
+		}, nil
+	}
+	return nil, fmt.Errorf("no encoding for verdict %q", v.Kind)
+}
+
+// encodeRule returns the expressions of r.
+func encodeRule(r *ruleset.Rule) ([]expr.Any, error) {
+	var out []expr.Any
+	for _, m := range r.Matches {
+		e, err := encodeMatch(m)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, e...)
+	}
+	if r.Counter {
+		out = append(out, &expr.Counter{})
+	}
+	if r.Log != nil {
+		out = append(out, &expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(r.Log.Prefix)})
+	}
+	v, err := encodeVerdict(r.Verdict)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, v...), nil
+}
+
+var setKeyTypes = map[ruleset.SetType]nftables.SetDatatype{
+	ruleset.TypeIPv4Addr:    nftables.TypeIPAddr,
+	ruleset.TypeIPv6Addr:    nftables.TypeIP6Addr,
+	ruleset.TypeInetService: nftables.TypeInetService,
+	ruleset.TypeIfName:      nftables.TypeIFName,
+}
+
+// encodeSet returns the library's description of s (without elements).
+func encodeSet(t *nftables.Table, s *ruleset.Set) *nftables.Set {
+	ns := &nftables.Set{
+		Table:    t,
+		Name:     s.Name,
+		KeyType:  setKeyTypes[s.Type],
+		Interval: s.Interval,
+		IsMap:    s.Map,
+		Comment:  s.Comment,
+	}
+	if s.Type == ruleset.TypeIfName {
+		// Interface names are strings in host byte order for nft; without
+		// this `nft list` prints the keys as "" (trap 7).
+		ns.KeyByteOrder = binaryutil.NativeEndian
+	}
+	if s.Map {
+		ns.DataType = nftables.TypeVerdict
+	}
+	return ns
+}
+
+// encodeElements returns the kernel elements of e: for intervals, the start
+// key and the end key one past the range (omitted when the range reaches the
+// top of the key space).
+func encodeElements(s *ruleset.Set, elems []ruleset.Element) []nftables.SetElement {
+	out := make([]nftables.SetElement, 0, 2*len(elems))
+	for _, e := range elems {
+		el := nftables.SetElement{Key: []byte(e.From)}
+		if e.Verdict != nil {
+			el.VerdictData = encodeElementVerdict(*e.Verdict)
+		}
+		out = append(out, el)
+		if s.Interval {
+			if end, overflow := ruleset.Increment(e.To); !overflow {
+				out = append(out, nftables.SetElement{Key: []byte(end), IntervalEnd: true})
+			}
+		}
+	}
+	return out
+}
+
+func encodeElementVerdict(v ruleset.Verdict) *expr.Verdict {
+	switch v.Kind {
+	case ruleset.VerdictJump:
+		return &expr.Verdict{Kind: expr.VerdictJump, Chain: v.Chain}
+	case ruleset.VerdictGoto:
+		return &expr.Verdict{Kind: expr.VerdictGoto, Chain: v.Chain}
+	case ruleset.VerdictDrop:
+		return &expr.Verdict{Kind: expr.VerdictDrop}
+	default:
+		return &expr.Verdict{Kind: expr.VerdictAccept}
+	}
+}

@@ -1,0 +1,130 @@
+package nft
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/google/nftables"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+const tableName = ruleset.TableName
+
+// maxReadAttempts bounds how often Read retries when another writer commits
+// while it reads.
+const maxReadAttempts = 5
+
+// Read returns table inet hostwall as the kernel holds it (nil when it does
+// not exist) and the ruleset generation it was read at. The read is a
+// consistent snapshot: if the generation moves while reading, it reads again.
+func (c *Conn) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
+	for attempt := 0; attempt < maxReadAttempts; attempt++ {
+		if err := ctx.Err(); err != nil {
+			return nil, 0, err
+		}
+		before, err := c.Generation()
+		if err != nil {
+			return nil, 0, err
+		}
+		t, err := c.read()
+		if err != nil {
+			return nil, 0, err
+		}
+		after, err := c.Generation()
+		if err != nil {
+			return nil, 0, err
+		}
+		if before == after {
+			return t, after, nil
+		}
+	}
+	return nil, 0, fmt.Errorf("reading table inet %s: the ruleset kept changing under us (%d attempts)", tableName, maxReadAttempts)
+}
+
+func (c *Conn) read() (*ruleset.Table, error) {
+	tables, err := c.nl.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, wrapPerm(fmt.Errorf("listing tables: %w", err))
+	}
+	found := false
+	for _, t := range tables {
+		found = found || t.Name == tableName
+	}
+	if !found {
+		return nil, nil
+	}
+	nt := c.table()
+	out := ruleset.NewTable()
+	chains, err := c.nl.ListChainsOfTableFamily(nftables.TableFamilyINet)
+	if err != nil {
+		return nil, fmt.Errorf("listing chains: %w", err)
+	}
+	for _, ch := range chains {
+		if ch.Table.Name != tableName {
+			continue
+		}
+		rc := &ruleset.Chain{Name: ch.Name, Base: decodeBase(ch)}
+		rules, err := c.nl.GetRules(nt, ch)
+		if err != nil {
+			return nil, fmt.Errorf("reading rules of chain %q: %w", ch.Name, err)
+		}
+		for _, r := range rules {
+			rc.Rules = append(rc.Rules, decodeRule(r))
+		}
+		out.Chains = append(out.Chains, rc)
+	}
+	sets, err := c.nl.GetSets(nt)
+	if err != nil {
+		return nil, fmt.Errorf("listing sets: %w", err)
+	}
+	for _, s := range sets {
+		if s.Anonymous {
+			continue // belongs to the rule that uses it
+		}
+		rs := &ruleset.Set{Name: s.Name, Interval: s.Interval, Map: s.IsMap, Type: ruleset.SetType(s.KeyType.Name)}
+		if s.IsMap {
+			// The library overwrites a map's key type with "verdict" (trap 5);
+			// hostwall's only maps are keyed by interface name.
+			rs.Type = ruleset.TypeIfName
+		}
+		elems, err := c.nl.GetSetElements(s)
+		if err != nil && !errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("reading elements of set %q: %w", s.Name, err)
+		}
+		if rs.Elements, err = decodeElements(rs, elems); err != nil {
+			return nil, err
+		}
+		// Not normalised: merging live elements would plan deletions of
+		// elements the kernel does not hold as such.
+		out.Sets = append(out.Sets, rs)
+	}
+	out.Sort()
+	return out, nil
+}
+
+func decodeBase(ch *nftables.Chain) *ruleset.BaseChain {
+	if ch.Hooknum == nil {
+		return nil
+	}
+	b := &ruleset.BaseChain{Type: ruleset.ChainType(ch.Type), Policy: ruleset.PolicyAccept}
+	switch *ch.Hooknum {
+	case *nftables.ChainHookInput:
+		b.Hook = ruleset.HookInput
+	case *nftables.ChainHookOutput:
+		b.Hook = ruleset.HookOutput
+	case *nftables.ChainHookForward:
+		b.Hook = ruleset.HookForward
+	default:
+		b.Hook = ruleset.Hook(fmt.Sprintf("hook-%d", *ch.Hooknum))
+	}
+	if ch.Priority != nil {
+		b.Priority = int(*ch.Priority)
+	}
+	if ch.Policy != nil && *ch.Policy == nftables.ChainPolicyDrop {
+		b.Policy = ruleset.PolicyDrop
+	}
+	return b
+}

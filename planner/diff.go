@@ -1,0 +1,214 @@
+package planner
+
+import (
+	"cmp"
+	"slices"
+
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// Diff returns the plan that turns live into desired. live is nil when the
+// table does not exist.
+func Diff(desired, live *ruleset.Table) *Plan {
+	p := &Plan{}
+	if live == nil {
+		p.CreateTable = true
+		live = ruleset.NewTable()
+	}
+	diffSets(desired, live, p)
+	diffChains(desired, live, p)
+	slices.SortStableFunc(p.Changes, func(a, b Change) int {
+		if c := cmp.Compare(kindOrder(a.Kind), kindOrder(b.Kind)); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+	return p
+}
+
+func kindOrder(k Kind) int {
+	return slices.Index([]Kind{KindTable, KindMap, KindSet, KindChain}, k)
+}
+
+func setKind(s *ruleset.Set) Kind {
+	if s.Map {
+		return KindMap
+	}
+	return KindSet
+}
+
+func diffSets(desired, live *ruleset.Table, p *Plan) {
+	for _, want := range desired.Sets {
+		have := live.Set(want.Name)
+		switch {
+		case have == nil:
+			p.Changes = append(p.Changes, Change{Kind: setKind(want), Name: want.Name, Action: Create, Reason: ReasonConfig,
+				Comment: want.Comment, Set: &SetDiff{After: want, Added: want.Elements}})
+		case !have.SameShape(want):
+			p.Changes = append(p.Changes, Change{Kind: setKind(want), Name: want.Name, Action: Recreate, Reason: ReasonHookShape,
+				Comment: want.Comment, Set: &SetDiff{Before: have, After: want, Added: want.Elements, Removed: have.Elements}})
+		default:
+			added, removed := diffElements(want.Elements, have.Elements)
+			if len(added)+len(removed) > 0 {
+				p.Changes = append(p.Changes, Change{Kind: setKind(want), Name: want.Name, Action: Update, Reason: ReasonConfig,
+					Comment: want.Comment, Set: &SetDiff{Before: have, After: want, Added: added, Removed: removed}})
+			}
+		}
+	}
+	for _, have := range live.Sets {
+		if desired.Set(have.Name) == nil {
+			p.Changes = append(p.Changes, Change{Kind: setKind(have), Name: have.Name, Action: Delete, Reason: ReasonUnwanted,
+				Set: &SetDiff{Before: have, Removed: have.Elements}})
+		}
+	}
+}
+
+// diffElements returns the elements to add and to remove. An element whose
+// verdict changed is removed and added again.
+func diffElements(want, have []ruleset.Element) (added, removed []ruleset.Element) {
+	haveBy := make(map[string]ruleset.Element, len(have))
+	for _, e := range have {
+		haveBy[e.Key()] = e
+	}
+	wantBy := make(map[string]bool, len(want))
+	for _, e := range want {
+		wantBy[e.Key()] = true
+		if h, ok := haveBy[e.Key()]; !ok || !h.Equal(e) {
+			added = append(added, e)
+			if ok {
+				removed = append(removed, h)
+			}
+		}
+	}
+	for _, e := range have {
+		if !wantBy[e.Key()] {
+			removed = append(removed, e)
+		}
+	}
+	return added, removed
+}
+
+func diffChains(desired, live *ruleset.Table, p *Plan) {
+	for _, want := range desired.Chains {
+		have := live.Chain(want.Name)
+		switch {
+		case have == nil:
+			p.Changes = append(p.Changes, Change{Kind: KindChain, Name: want.Name, Action: Create, Reason: ReasonConfig,
+				Comment: want.Comment, Chain: &ChainDiff{After: want}})
+		case !have.SameBase(want):
+			p.Changes = append(p.Changes, Change{Kind: KindChain, Name: want.Name, Action: Recreate, Reason: ReasonHookShape,
+				Comment: want.Comment, Chain: &ChainDiff{Before: have, After: want}})
+		default:
+			if d := diffRules(want, have); len(d.Deleted)+len(d.Inserts) > 0 {
+				reason := ReasonConfig
+				for _, r := range d.Deleted {
+					if !r.Intact(have.Name) {
+						reason = ReasonDrift
+					}
+				}
+				p.Changes = append(p.Changes, Change{Kind: KindChain, Name: want.Name, Action: Update, Reason: reason,
+					Comment: want.Comment, Chain: d})
+			}
+		}
+	}
+	for _, have := range live.Chains {
+		if desired.Chain(have.Name) == nil {
+			p.Changes = append(p.Changes, Change{Kind: KindChain, Name: have.Name, Action: Delete, Reason: ReasonUnwanted,
+				Chain: &ChainDiff{Before: have}})
+		}
+	}
+}
+
+// maxLCSCells bounds the work of the rule-level diff; beyond it the changed
+// middle of a chain is rewritten wholesale.
+const maxLCSCells = 4 << 20
+
+// diffRules computes the rule deletions and insertions that turn have's rules
+// into want's: a longest common subsequence over rule IDs, after trimming the
+// common head and tail. Rules that are not intact (foreign or altered) never
+// match and are always deleted.
+func diffRules(want, have *ruleset.Chain) *ChainDiff {
+	d := &ChainDiff{Before: have, After: want}
+	wantIDs := want.IDs()
+	haveIDs := make([]string, len(have.Rules))
+	for i, r := range have.Rules {
+		if r.Intact(have.Name) {
+			haveIDs[i] = r.StoredID
+		} else {
+			haveIDs[i] = "\x00foreign" // matches no desired ID
+		}
+	}
+	head := 0
+	for head < len(wantIDs) && head < len(haveIDs) && wantIDs[head] == haveIDs[head] {
+		head++
+	}
+	tail := 0
+	for tail < len(wantIDs)-head && tail < len(haveIDs)-head &&
+		wantIDs[len(wantIDs)-1-tail] == haveIDs[len(haveIDs)-1-tail] {
+		tail++
+	}
+	wm, hm := wantIDs[head:len(wantIDs)-tail], haveIDs[head:len(haveIDs)-tail]
+	// keep[j] = index into have of the rule kept for desired rule head+j, or -1.
+	keep := lcs(wm, hm)
+	kept := make(map[int]bool, len(keep))
+	for _, hi := range keep {
+		if hi >= 0 {
+			kept[head+hi] = true
+		}
+	}
+	for i := head; i < len(haveIDs)-tail; i++ {
+		if !kept[i] {
+			d.Deleted = append(d.Deleted, have.Rules[i])
+		}
+	}
+	var anchor uint64
+	if head > 0 {
+		anchor = have.Rules[head-1].Handle
+	}
+	for j, hi := range keep {
+		if hi >= 0 {
+			anchor = have.Rules[head+hi].Handle
+			continue
+		}
+		d.Inserts = append(d.Inserts, Insert{Rule: want.Rules[head+j], Index: head + j, After: anchor})
+	}
+	return d
+}
+
+// lcs matches a to b along a longest common subsequence and returns, for each
+// element of a, the index in b it is matched to, or -1.
+func lcs(a, b []string) []int {
+	out := make([]int, len(a))
+	for i := range out {
+		out[i] = -1
+	}
+	if len(a) == 0 || len(b) == 0 || len(a)*len(b) > maxLCSCells {
+		return out
+	}
+	// l[i][j] = LCS length of a[i:], b[j:].
+	w := len(b) + 1
+	l := make([]int32, (len(a)+1)*w)
+	for i := len(a) - 1; i >= 0; i-- {
+		for j := len(b) - 1; j >= 0; j-- {
+			switch {
+			case a[i] == b[j]:
+				l[i*w+j] = l[(i+1)*w+j+1] + 1
+			default:
+				l[i*w+j] = max(l[(i+1)*w+j], l[i*w+j+1])
+			}
+		}
+	}
+	for i, j := 0, 0; i < len(a) && j < len(b); {
+		switch {
+		case a[i] == b[j]:
+			out[i] = j
+			i++
+			j++
+		case l[(i+1)*w+j] >= l[i*w+j+1]:
+			i++
+		default:
+			j++
+		}
+	}
+	return out
+}
