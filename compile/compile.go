@@ -58,7 +58,16 @@ type compiler struct {
 	diags hcl.Diagnostics
 	// policyChains records which policy chains were emitted.
 	policyChains map[string]bool
+	// owner is the configuration object being compiled, recorded on every
+	// chain and set it produces.
+	owner string
 }
+
+// Owners of objects that no single configuration block produces.
+const (
+	OwnerDispatch = "interface dispatch"
+	OwnerFailsafe = "failsafe"
+)
 
 // Compile builds the desired table for the host named in opts.
 func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics) {
@@ -67,8 +76,9 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	policies := append([]*config.Policy(nil), cfg.Policies...)
 	config.SortPolicies(policies)
 	for _, d := range directions {
+		c.owner = OwnerDispatch
 		c.baseChain(d)
-		vmap := &ruleset.Set{Name: d.vmap, Type: ruleset.TypeIfName, Map: true, Comment: "host endpoints, " + string(d.dir)}
+		vmap := &ruleset.Set{Name: d.vmap, Type: ruleset.TypeIfName, Map: true, Comment: "host endpoints, " + string(d.dir), Owner: OwnerDispatch}
 		c.t.Sets = append(c.t.Sets, vmap)
 		fs := c.failsafeChain(d)
 		for _, hep := range heps {
@@ -133,6 +143,7 @@ func (c *compiler) labels(hep *config.HostEndpoint) map[string]string {
 
 func (c *compiler) baseChain(d dirInfo) {
 	c.t.Chains = append(c.t.Chains, &ruleset.Chain{
+		Owner:   OwnerDispatch,
 		Name:    d.base,
 		Base:    &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: d.hook, Priority: 0, Policy: ruleset.PolicyAccept},
 		Comment: fmt.Sprintf("%s hook: dispatch by interface; interfaces without a host endpoint pass untouched", d.hook),
@@ -142,7 +153,9 @@ func (c *compiler) baseChain(d dirInfo) {
 
 // hepChain emits the chain of one endpoint and direction and returns its name.
 func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, policies []*config.Policy) string {
+	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
 	ch := &ruleset.Chain{
+		Owner:   c.owner,
 		Name:    fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
 		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.dir),
 	}
@@ -174,7 +187,10 @@ func (c *compiler) policyChain(d dirInfo, p *config.Policy) string {
 		return name
 	}
 	c.policyChains[name] = true
-	ch := &ruleset.Chain{Name: name, Comment: fmt.Sprintf("policy %q, %s", p.Name, d.dir)}
+	outer := c.owner
+	defer func() { c.owner = outer }()
+	c.owner = fmt.Sprintf("policy %q", p.Name)
+	ch := &ruleset.Chain{Name: name, Owner: c.owner, Comment: fmt.Sprintf("policy %q, %s", p.Name, d.dir)}
 	for i, r := range p.Rules(d.dir) {
 		ch.Rules = append(ch.Rules, c.rule(p, d, i, r)...)
 	}
@@ -192,6 +208,7 @@ func hashName(parts ...string) string {
 // (content-addressed names make equal sets share one kernel set).
 func (c *compiler) addSet(s *ruleset.Set) string {
 	if c.t.Set(s.Name) == nil {
+		s.Owner = c.owner
 		s.Normalize()
 		c.t.Sets = append(c.t.Sets, s)
 	}

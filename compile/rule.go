@@ -143,7 +143,8 @@ func (c *compiler) failsafeChain(d dirInfo) bool {
 	if len(entries) == 0 {
 		return false
 	}
-	ch := &ruleset.Chain{Name: d.fsChain, Comment: fmt.Sprintf("failsafe ports, %s: open whatever the policies say", d.dir)}
+	c.owner = OwnerFailsafe
+	ch := &ruleset.Chain{Name: d.fsChain, Owner: OwnerFailsafe, Comment: fmt.Sprintf("failsafe ports, %s: open whatever the policies say", d.dir)}
 	// Entries without a network share one port set per protocol.
 	byProto := map[uint8][]config.PortRange{}
 	var protos []uint8

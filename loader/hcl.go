@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -203,7 +204,7 @@ func (b *builder) types(a *hcl.Attribute, p *config.Policy) []config.Direction {
 		}
 	}
 	for _, d := range []config.Direction{config.Ingress, config.Egress} {
-		if len(p.Rules(d)) > 0 && !p.Applies(d) {
+		if len(p.Rules(d)) > 0 && !slices.Contains(out, d) {
 			b.diags = append(b.diags, errAt(a.Expr.Range(), "Rules for a direction the policy does not apply to",
 				"Policy %q has %s rules but types does not include %q; add it, or remove those rules.", p.Name, d, d))
 		}

@@ -3,6 +3,7 @@ package planner
 import (
 	"cmp"
 	"slices"
+	"strings"
 
 	"github.com/hostwall/hostwall/ruleset"
 )
@@ -17,13 +18,36 @@ func Diff(desired, live *ruleset.Table) *Plan {
 	}
 	diffSets(desired, live, p)
 	diffChains(desired, live, p)
-	slices.SortStableFunc(p.Changes, func(a, b Change) int {
-		if c := cmp.Compare(kindOrder(a.Kind), kindOrder(b.Kind)); c != 0 {
-			return c
+	for i := range p.Changes {
+		c := &p.Changes[i]
+		switch {
+		case c.Chain != nil && c.Chain.After != nil:
+			c.Owner = c.Chain.After.Owner
+		case c.Set != nil && c.Set.After != nil:
+			c.Owner = c.Set.After.Owner
+		default:
+			c.Owner = OwnerRemoved
 		}
-		return cmp.Compare(a.Name, b.Name)
+	}
+	slices.SortStableFunc(p.Changes, func(a, b Change) int {
+		return cmp.Or(
+			cmp.Compare(ownerRank(a.Owner), ownerRank(b.Owner)),
+			cmp.Compare(a.Owner, b.Owner),
+			cmp.Compare(kindOrder(a.Kind), kindOrder(b.Kind)),
+			cmp.Compare(a.Name, b.Name))
 	})
 	return p
+}
+
+// ownerRank orders owner groups: dispatch, host endpoints, failsafe,
+// policies, then whatever goes away.
+func ownerRank(owner string) int {
+	for i, prefix := range []string{"interface dispatch", "host endpoint", "failsafe", "policy"} {
+		if strings.HasPrefix(owner, prefix) {
+			return i
+		}
+	}
+	return 9
 }
 
 func kindOrder(k Kind) int {

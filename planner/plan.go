@@ -58,16 +58,23 @@ const (
 	ReasonHookShape Reason = "hook, type or policy changed"
 )
 
+// OwnerRemoved groups objects that no configuration object produces.
+const OwnerRemoved = "no longer in the configuration"
+
 // Change is one planned operation on one object.
 type Change struct {
 	Kind   Kind
 	Name   string
 	Action Action
 	Reason Reason
-	// Comment says what produced the object ("policy \"web\", ingress").
+	// Comment says what the object is for ("policy \"web\", ingress").
 	Comment string
-	Chain   *ChainDiff // chains only
-	Set     *SetDiff   // sets and maps only
+	// Owner names the configuration object that produced it (`policy
+	// "web"`); plans group changes by it. OwnerRemoved for objects the
+	// configuration no longer has.
+	Owner string
+	Chain *ChainDiff // chains only
+	Set   *SetDiff   // sets and maps only
 }
 
 // ChainDiff is what happens to a chain's rules.

@@ -65,7 +65,10 @@ type Chain struct {
 	// Comment says, for people, what produced the chain ("policy web,
 	// ingress"). Desired chains only; the kernel does not keep it.
 	Comment string
-	Rules   []*Rule
+	// Owner names the configuration object that produced the chain
+	// (`policy "web"`), so plans can group changes by it. Desired chains only.
+	Owner string
+	Rules []*Rule
 }
 
 // String renders the chain in nft syntax.

@@ -45,7 +45,10 @@ type Set struct {
 	Map      bool
 	// Comment says, for people, what the set holds ("selector role == 'db'").
 	// Desired sets only.
-	Comment  string
+	Comment string
+	// Owner names the configuration object that first needed the set. Desired
+	// sets only.
+	Owner    string
 	Elements []Element
 }
 

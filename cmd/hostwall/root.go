@@ -1,0 +1,122 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"golang.org/x/term"
+
+	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/views"
+)
+
+// globals are the flags every command takes (DESIGN §10).
+type globals struct {
+	configDir string
+	netns     string
+	hostName  string
+	noColor   bool
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "hostwall",
+		Short: "Declarative host firewall: plan and apply /etc/hostwall as one atomic nftables change",
+		Long: `hostwall turns the policy files of a directory (Calico's host-protection model:
+host endpoints, label selectors, ordered policies, failsafe ports) into one
+nftables table, table inet hostwall. It shows every change as a plan against
+what the kernel runs now and applies it as one atomic netlink transaction.
+
+Every flag can also be set as HOSTWALL_<FLAG> in the environment, e.g.
+HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return flagsFromEnv(cmd)
+		},
+	}
+	pf := root.PersistentFlags()
+	pf.StringVarP(&g.configDir, "config", "c", "/etc/hostwall", "configuration `DIR`ectory")
+	pf.StringVar(&g.netns, "netns", "", "act inside the network namespace `NAME` (/run/netns/NAME)")
+	pf.StringVar(&g.hostName, "host-name", "", "this host's `NAME` for node matching (default: host block, then the hostname)")
+	pf.BoolVar(&g.noColor, "no-color", false, "no colour in output (also NO_COLOR)")
+	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newVersionCmd())
+	return root
+}
+
+// flagsFromEnv sets every flag not given on the command line from
+// HOSTWALL_<FLAG> (dashes become underscores).
+func flagsFromEnv(cmd *cobra.Command) error {
+	var err error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed || err != nil {
+			return
+		}
+		env := "HOSTWALL_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(env); ok {
+			if e := f.Value.Set(v); e != nil {
+				err = fmt.Errorf("%s=%q: %w", env, v, e)
+			}
+			f.Changed = true
+		}
+	})
+	return err
+}
+
+func (g *globals) style(w *os.File) views.Style {
+	_, noColor := os.LookupEnv("NO_COLOR")
+	return views.Style{Color: !g.noColor && !noColor && term.IsTerminal(int(w.Fd()))}
+}
+
+// desired loads and compiles the configuration, printing every diagnostic to
+// stderr; it fails when any is an error.
+func (g *globals) desired() (*ruleset.Table, *loader.Result, error) {
+	res, diags := loader.LoadDir(g.configDir)
+	var t *ruleset.Table
+	if !diags.HasErrors() {
+		var more hcl.Diagnostics
+		t, more = compile.Compile(res.Config, compile.Options{HostName: g.effectiveHostName(res)})
+		diags = append(diags, more...)
+	}
+	views.Diagnostics(os.Stderr, diags)
+	if diags.HasErrors() {
+		n := 0
+		for _, d := range diags {
+			if d.Severity == hcl.DiagError {
+				n++
+			}
+		}
+		return nil, nil, &exitError{code: 1, err: fmt.Errorf("%d %s in %s; nothing was applied", n, plural(n, "error", "errors"), g.configDir)}
+	}
+	return t, res, nil
+}
+
+func (g *globals) effectiveHostName(res *loader.Result) string {
+	switch {
+	case g.hostName != "":
+		return g.hostName
+	case res.Config.Host != nil && res.Config.Host.Name != "":
+		return res.Config.Host.Name
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+func (g *globals) open() (*nft.Conn, error) {
+	return nft.Open(nft.Options{NetNS: g.netns})
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
+}
