@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The quick start: examples/quickstart planned and applied inside a throwaway
+# network namespace, so the host's own firewall is never touched.
+set -euo pipefail
+bin=${1:-bin/hostwall}
+if [ "$(id -u)" -ne 0 ]; then
+  echo "make demo creates a network namespace: run it as root" >&2
+  exit 1
+fi
+ns=hostwall-demo-$$
+cleanup() { ip netns del "$ns" 2>/dev/null || true; }
+trap cleanup EXIT
+ip netns add "$ns"
+ip -n "$ns" link set lo up
+# The example protects eth0; give the namespace one.
+ip -n "$ns" link add eth0 type veth peer name eth0-peer
+ip -n "$ns" link set eth0 up
+
+step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
+cfg=examples/quickstart
+step "$bin" validate -c "$cfg"
+step "$bin" plan -c "$cfg" --netns "$ns"
+step "$bin" apply -c "$cfg" --netns "$ns" --auto-approve
+step "$bin" plan -c "$cfg" --netns "$ns"
+step "$bin" show --netns "$ns"
+printf '\n\033[1m# the same table as the nft tool lists it:\033[0m\n'
+ip netns exec "$ns" nft list table inet hostwall
+printf '\nDemo done; namespace %s is removed now. The host ruleset was never touched.\n' "$ns"
