@@ -1,0 +1,237 @@
+package compile
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+func compileHCL(t *testing.T, host, src string) (*ruleset.Table, hcl.Diagnostics) {
+	t.Helper()
+	res, diags := loader.Load([]loader.Source{{Path: "test.hcl", Data: []byte(src)}})
+	if diags.HasErrors() {
+		t.Fatalf("loading: %v", diags)
+	}
+	return Compile(res.Config, Options{HostName: host})
+}
+
+// rules returns the rules of a chain as text, or nil when it is missing.
+func rules(t *ruleset.Table, chain string) []string {
+	c := t.Chain(chain)
+	if c == nil {
+		return nil
+	}
+	var out []string
+	for _, r := range c.Rules {
+		out = append(out, r.String())
+	}
+	return out
+}
+
+func TestEndpointChainOrder(t *testing.T) {
+	tbl, diags := compileHCL(t, "h", `
+host { labels = { role = "web" } }
+host_endpoint "eth0" { interface = "eth0" }
+policy "b" {
+  ingress { action = "allow" }
+}
+policy "a" {
+  ingress { action = "allow" }
+}
+policy "late" {
+  order = 200
+  ingress { action = "allow" }
+}
+policy "early" {
+  order = 1.5
+  ingress { action = "allow" }
+}
+policy "not-me" {
+  selector = "role == 'db'"
+  order    = 1
+  ingress { action = "allow" }
+}
+policy "out-only" {
+  egress { action = "allow" }
+}
+`)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	want := []string{
+		"ct state established,related accept",
+		"ct state invalid drop",
+		"jump failsafe-in",
+		"jump pol-early-in", // order 1.5
+		"jump pol-late-in",  // order 200
+		"jump pol-a-in",     // unset order sorts last, then by name
+		"jump pol-b-in",
+		"counter drop", // end of policies: default deny
+	}
+	if diff := cmp.Diff(want, rules(tbl, "hep-eth0-in")); diff != "" {
+		t.Errorf("hep-eth0-in mismatch (-want +got):\n%s", diff)
+	}
+	wantOut := []string{"ct state established,related accept", "ct state invalid drop", "jump failsafe-out", "jump pol-out-only-out", "counter drop"}
+	if diff := cmp.Diff(wantOut, rules(tbl, "hep-eth0-out")); diff != "" {
+		t.Errorf("hep-eth0-out mismatch (-want +got):\n%s", diff)
+	}
+	if tbl.Chain("pol-not-me-in") != nil {
+		t.Error("a policy whose selector does not match the endpoint got a chain")
+	}
+}
+
+func TestEndpointsOfOtherNodesAreNotEnforced(t *testing.T) {
+	src := `
+host_endpoint "mine" {
+  interface = "eth0"
+  node      = "web-1"
+}
+host_endpoint "theirs" {
+  interface = "eth1"
+  node      = "db-1"
+}
+host_endpoint "anyone" { interface = "eth2" }
+`
+	tbl, _ := compileHCL(t, "web-1", src)
+	var ifaces []string
+	for _, e := range tbl.Set(MapIn).Elements {
+		ifaces = append(ifaces, strings.TrimRight(e.From, "\x00")+"→"+e.Verdict.Chain)
+	}
+	want := []string{"eth0→hep-mine-in", "eth2→hep-anyone-in"}
+	if diff := cmp.Diff(want, ifaces); diff != "" {
+		t.Errorf("dispatch map mismatch (-want +got):\n%s", diff)
+	}
+	if tbl.Chain("hep-theirs-in") != nil {
+		t.Error("an endpoint of another node got a chain")
+	}
+}
+
+func TestSeveralEndpointsOnOneInterface(t *testing.T) {
+	tbl, diags := compileHCL(t, "h", `
+host_endpoint "zeta" { interface = "eth0" }
+host_endpoint "alpha" { interface = "eth0" }
+`)
+	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || !strings.Contains(diags[0].Detail, `"alpha" applies`) {
+		t.Errorf("want one warning naming alpha as the winner, got %v", diags)
+	}
+	if tbl.Chain("hep-alpha-in") == nil || tbl.Chain("hep-zeta-in") != nil {
+		t.Error("the lexically smallest endpoint name must win")
+	}
+}
+
+func TestRuleFamilies(t *testing.T) {
+	tbl, diags := compileHCL(t, "h", `
+host_endpoint "eth0" { interface = "eth0" }
+network_set "ns" {
+  labels = { a = "b" }
+  nets   = ["10.1.0.0/16", "10.1.2.0/24", "fd00::/8"]
+}
+policy "p" {
+  ingress {
+    action = "allow"
+    source { nets = ["192.0.2.0/24"] }
+  }
+  ingress {
+    action = "deny"
+    protocol = "tcp"
+    source { selector = "a == 'b'" }
+    destination { ports = [22] }
+  }
+  ingress {
+    action   = "allow"
+    protocol = "icmpv6"
+    source { nets = ["192.0.2.0/24"] }
+  }
+  ingress {
+    action   = "allow"
+    protocol = "udp"
+    destination { ports = ["1000:2000"] }
+  }
+}
+`)
+	got := rules(tbl, "pol-p-in")
+	sel4, sel6 := findSet(t, tbl, "sel-", "-4"), findSet(t, tbl, "sel-", "-6")
+	nets4 := findSet(t, tbl, "nets-", "-4")
+	want := []string{
+		"ip saddr @" + nets4.Name + " counter accept",
+		"ip saddr @" + sel4.Name + " tcp dport 22 counter drop",
+		"ip6 saddr @" + sel6.Name + " tcp dport 22 counter drop",
+		"udp dport 1000-2000 counter accept",
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("pol-p-in mismatch (-want +got):\n%s", diff)
+	}
+	// Overlapping networks are merged: the kernel refuses overlapping intervals.
+	if diff := cmp.Diff([]string{"10.1.0.0/16"}, elements(sel4)); diff != "" {
+		t.Errorf("selector set mismatch (-want +got):\n%s", diff)
+	}
+	if len(diags) != 1 || !strings.Contains(diags[0].Summary, "never match") {
+		t.Errorf("want a warning for the icmpv6 rule with IPv4 networks, got %v", diags)
+	}
+}
+
+func TestFailsafe(t *testing.T) {
+	tbl, _ := compileHCL(t, "h", `host_endpoint "eth0" { interface = "eth0" }`)
+	fs := rules(tbl, FailsafeIn)
+	if len(fs) != 2 || !strings.HasPrefix(fs[0], "tcp dport @ports-") || fs[1] != "udp dport 68 accept" {
+		t.Errorf("default inbound failsafe = %q", fs)
+	}
+	ports := tbl.Set(strings.TrimSuffix(strings.TrimPrefix(fs[0], "tcp dport @"), " accept"))
+	want := []string{"22", "179", "2379-2380", "5473", "6443", "6666-6667"}
+	if diff := cmp.Diff(want, elements(ports)); diff != "" {
+		t.Errorf("Calico's default failsafe TCP ports mismatch (-want +got):\n%s", diff)
+	}
+
+	tbl, _ = compileHCL(t, "h", `
+host_endpoint "eth0" { interface = "eth0" }
+failsafe {
+  inbound  = []
+  outbound = ["udp:10.0.0.0/8:53"]
+}`)
+	if tbl.Chain(FailsafeIn) != nil || strings.Contains(strings.Join(rules(tbl, "hep-eth0-in"), "\n"), "failsafe") {
+		t.Error("inbound = [] must disable the inbound failsafe")
+	}
+	out := rules(tbl, FailsafeOut)
+	if len(out) != 1 || !strings.HasPrefix(out[0], "ip daddr @nets-") || !strings.HasSuffix(out[0], "udp dport 53 accept") {
+		t.Errorf("outbound failsafe with a network = %q", out)
+	}
+}
+
+func TestNoEndpointsEnforcesNothing(t *testing.T) {
+	tbl, _ := compileHCL(t, "h", `
+policy "p" {
+  ingress { action = "deny" }
+}`)
+	if n := len(tbl.Set(MapIn).Elements) + len(tbl.Set(MapOut).Elements); n != 0 {
+		t.Errorf("no host endpoint, yet %d interfaces are dispatched", n)
+	}
+	for _, c := range tbl.Chains {
+		if c.Base != nil && c.Base.Policy != ruleset.PolicyAccept {
+			t.Errorf("base chain %s has policy %s; interfaces without endpoints must pass", c.Name, c.Base.Policy)
+		}
+	}
+}
+
+func findSet(t *testing.T, tbl *ruleset.Table, prefix, suffix string) *ruleset.Set {
+	t.Helper()
+	for _, s := range tbl.Sets {
+		if strings.HasPrefix(s.Name, prefix) && strings.HasSuffix(s.Name, suffix) {
+			return s
+		}
+	}
+	t.Fatalf("no set %s…%s in %v", prefix, suffix, tbl)
+	return nil
+}
+
+func elements(s *ruleset.Set) []string {
+	var out []string
+	for _, e := range s.Elements {
+		out = append(out, s.FormatElement(e))
+	}
+	return out
+}

@@ -1,0 +1,3 @@
+policy "web" {}
+host {}
+failsafe {}

@@ -1,0 +1,4 @@
+policy "web" {
+  selector = "role == 'web'"
+  ingress { # ERROR: Unclosed configuration block
+    action = "allow"

@@ -1,0 +1,3 @@
+failsafe {
+  inbound = ["none"]
+}
