@@ -124,11 +124,15 @@ func diffChains(desired, live *ruleset.Table, p *Plan) {
 				Comment: want.Comment, Chain: &ChainDiff{Before: have, After: want}})
 		default:
 			if d := diffRules(want, have); len(d.Deleted)+len(d.Inserts) > 0 {
-				reason := ReasonConfig
+				// Drift when all the plan does is remove what others added.
+				reason := ReasonDrift
 				for _, r := range d.Deleted {
-					if !r.Intact(have.Name) {
-						reason = ReasonDrift
+					if r.Intact(have.Name) {
+						reason = ReasonConfig
 					}
+				}
+				if len(d.Inserts) > 0 {
+					reason = ReasonConfig
 				}
 				p.Changes = append(p.Changes, Change{Kind: KindChain, Name: want.Name, Action: Update, Reason: reason,
 					Comment: want.Comment, Chain: d})
