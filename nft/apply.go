@@ -38,8 +38,13 @@ import (
 	"github.com/hostwall/hostwall/ruleset"
 )
 
+// trustGenerationOnENOBUFS makes Apply decide by the generation whether a
+// batch whose acknowledgements overflowed was committed (trap 1). Tests turn
+// it off to show the trap.
+var trustGenerationOnENOBUFS = true
+
 // chunkBytes bounds the encoded size of one element message.
-const chunkBytes = 32 << 10
+var chunkBytes = 32 << 10
 
 // Apply commits p in one batch, provided the kernel is still at generation
 // gen. It returns ErrGenerationChanged when it is not.
@@ -50,7 +55,16 @@ func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 	if p.Empty() {
 		return nil
 	}
-	b := &batch{conn: c.nl, table: c.table()}
+	// The library queues messages in its Conn and offers no way to drop
+	// them; a batch abandoned before Flush would ride along with the next
+	// one. So every batch is built on a connection of its own, closed
+	// unflushed on any early return.
+	nl, err := c.dial()
+	if err != nil {
+		return err
+	}
+	defer nl.CloseLasting()
+	b := &batch{conn: nl, table: c.table()}
 	b.build(p)
 	if b.err != nil {
 		return b.err
@@ -62,8 +76,8 @@ func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 	if now != gen {
 		return fmt.Errorf("%w: planned at generation %d, kernel is at %d", ErrGenerationChanged, gen, now)
 	}
-	if err := c.nl.Flush(); err != nil {
-		if errors.Is(err, syscall.ENOBUFS) {
+	if err := nl.Flush(); err != nil {
+		if errors.Is(err, syscall.ENOBUFS) && trustGenerationOnENOBUFS {
 			// The kernel may have committed and only our acknowledgements
 			// were lost (trap 1). The generation tells which.
 			if after, gerr := c.Generation(); gerr == nil && after != now {

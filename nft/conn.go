@@ -25,8 +25,8 @@ type Options struct {
 
 // Conn is a connection to the nftables of one network namespace.
 type Conn struct {
-	nl   *nftables.Conn
-	ns   *os.File // nil for the current namespace
+	nl   *nftables.Conn // for reads; every batch gets a connection of its own
+	ns   *os.File       // nil for the current namespace
 	nsFD int
 	bufs int
 }
@@ -52,13 +52,22 @@ func Open(opts Options) (*Conn, error) {
 		}
 		c.ns, c.nsFD = f, int(f.Fd())
 	}
-	nl, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(c.nsFD), nftables.WithSockOptions(c.sizeBuffers))
+	nl, err := c.dial()
 	if err != nil {
 		c.closeNS()
-		return nil, wrapPerm(fmt.Errorf("opening netlink socket: %w", err))
+		return nil, err
 	}
 	c.nl = nl
 	return c, nil
+}
+
+// dial opens a library connection with large buffers in our namespace.
+func (c *Conn) dial() (*nftables.Conn, error) {
+	nl, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(c.nsFD), nftables.WithSockOptions(c.sizeBuffers))
+	if err != nil {
+		return nil, wrapPerm(fmt.Errorf("opening netlink socket: %w", err))
+	}
+	return nl, nil
 }
 
 // sizeBuffers forces large socket buffers, above the rmem_max/wmem_max

@@ -145,8 +145,14 @@ var (
 	CTStateBits  = map[string]uint32{"invalid": 1, "established": 2, "related": 4, "new": 8, "untracked": 64}
 )
 
-// Protocol numbers and the names nft prints for them.
-var protoNames = map[uint8]string{1: "icmp", 6: "tcp", 17: "udp", 58: "ipv6-icmp", 132: "sctp", 136: "udplite"}
+// Protocol numbers and the names nft prints for them (Debian's
+// /etc/protocols). The table is fixed, not read from the host, because rule
+// IDs hash this text and must not differ between hosts; other numbers print
+// as numbers.
+var protoNames = map[uint8]string{
+	1: "icmp", 2: "igmp", 6: "tcp", 17: "udp", 33: "dccp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
+	58: "ipv6-icmp", 89: "ospf", 94: "ipip", 103: "pim", 112: "vrrp", 115: "l2tp", 132: "sctp", 136: "udplite",
+}
 
 // ProtoName is the name nft prints for an IP protocol number, or the number.
 func ProtoName(p uint8) string {

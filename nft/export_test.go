@@ -1,0 +1,17 @@
+package nft
+
+// SetChunkBytes changes the element chunk size for a test and returns a
+// function restoring it: with a huge chunk the library truncates elements
+// silently (trap 2), which the tests show verification catches.
+func SetChunkBytes(n int) (restore func()) {
+	old := chunkBytes
+	chunkBytes = n
+	return func() { chunkBytes = old }
+}
+
+// SetTrustGenerationOnENOBUFS switches the ENOBUFS workaround for a test.
+func SetTrustGenerationOnENOBUFS(on bool) (restore func()) {
+	old := trustGenerationOnENOBUFS
+	trustGenerationOnENOBUFS = on
+	return func() { trustGenerationOnENOBUFS = old }
+}
