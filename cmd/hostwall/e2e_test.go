@@ -1,0 +1,256 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hostwall/hostwall/internal/testns"
+	"github.com/hostwall/hostwall/planner"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "hostwall-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "hostwall")
+	if out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "building hostwall: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+type result struct {
+	stdout, stderr string
+	code           int
+}
+
+// hostwall runs the binary with args and optional stdin.
+func hostwall(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	r := result{stdout: out.String(), stderr: errb.String()}
+	var ee *exec.ExitError
+	switch {
+	case errors.As(err, &ee):
+		r.code = ee.ExitCode()
+	case err != nil:
+		t.Fatalf("running hostwall: %v", err)
+	}
+	return r
+}
+
+func writeConfig(t *testing.T, files map[string]string) string {
+	t.Helper()
+	dir := t.TempDir()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+const allow8080 = `
+host_endpoint "eth0" { interface = "eth0" }
+policy "web" {
+  ingress {
+    action      = "allow"
+    protocol    = "tcp"
+    destination { ports = [8080] }
+  }
+  egress { action = "allow" }
+}
+`
+
+const denyAll = `
+host_endpoint "eth0" { interface = "eth0" }
+policy "deny-all" {
+  ingress { action = "deny" }
+  egress { action = "deny" }
+}
+`
+
+// lab is a server namespace with two interfaces towards a client namespace:
+// eth0 (10.200.1.2, covered by a host endpoint) and eth1 (10.200.2.2, not).
+type lab struct{ srv, cli string }
+
+func newLab(t *testing.T) lab {
+	t.Helper()
+	l := lab{srv: testns.New(t), cli: testns.New(t)}
+	testns.Veth(t, l.cli, "c0", "10.200.1.1/24", l.srv, "eth0", "10.200.1.2/24")
+	testns.Veth(t, l.cli, "c1", "10.200.2.1/24", l.srv, "eth1", "10.200.2.2/24")
+	for _, port := range []int{22, 8080, 8081} {
+		var ln net.Listener
+		err := testns.Do(l.srv, func() (err error) {
+			ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				c.Close()
+			}
+		}()
+	}
+	return l
+}
+
+// connects reports whether a TCP connection from ns to addr is accepted. A
+// dropped SYN shows as the dial timing out.
+func connects(t *testing.T, ns, addr string) bool {
+	t.Helper()
+	err := testns.Do(ns, func() error {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	})
+	var ne net.Error
+	switch {
+	case err == nil:
+		return true
+	case errors.As(err, &ne) && ne.Timeout():
+		return false
+	}
+	t.Fatalf("dialing %s from %s: %v (neither connected nor dropped)", addr, ns, err)
+	return false
+}
+
+func (l lab) expect(t *testing.T, cases map[string]bool) {
+	t.Helper()
+	for addr, want := range cases {
+		ns := l.cli
+		if strings.HasPrefix(addr, "127.") {
+			ns = l.srv
+		}
+		if got := connects(t, ns, addr); got != want {
+			t.Errorf("connection to %s: connected=%v, want %v", addr, got, want)
+		}
+	}
+}
+
+func (l lab) apply(t *testing.T, config string) {
+	t.Helper()
+	dir := writeConfig(t, map[string]string{"policy.hcl": config})
+	if r := hostwall(t, "", "apply", "-c", dir, "--netns", l.srv, "--auto-approve", "--host-name", "srv"); r.code != 0 {
+		t.Fatalf("apply exited %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// TestPackets sends real TCP connections through the applied ruleset.
+func TestPackets(t *testing.T) {
+	l := newLab(t)
+	l.expect(t, map[string]bool{"10.200.1.2:8081": true}) // no firewall yet
+
+	l.apply(t, allow8080)
+	l.expect(t, map[string]bool{
+		"10.200.1.2:8080": true,  // allowed by the policy
+		"10.200.1.2:8081": false, // not allowed: default deny
+		"10.200.1.2:22":   true,  // failsafe
+		"10.200.2.2:8081": true,  // eth1 has no host endpoint: untouched
+		"127.0.0.1:8081":  true,  // nor has lo
+	})
+
+	l.apply(t, denyAll)
+	l.expect(t, map[string]bool{
+		"10.200.1.2:22":   true, // failsafe beats an explicit deny
+		"10.200.1.2:8080": false,
+		"10.200.2.2:8080": true,
+	})
+}
+
+// TestCLI exercises the command-line contract against a namespace.
+func TestCLI(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "eth0p")
+	good := writeConfig(t, map[string]string{"policy.hcl": allow8080})
+	base := []string{"-c", good, "--netns", ns, "--host-name", "srv"}
+
+	if r := hostwall(t, "", append([]string{"validate"}, base...)...); r.code != 0 || !strings.Contains(r.stdout, "Success!") {
+		t.Errorf("validate: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := hostwall(t, "", append([]string{"plan", "--detailed-exitcode"}, base...)...); r.code != 2 || !strings.Contains(r.stdout, "to add") {
+		t.Errorf("plan with changes: exit %d, want 2\n%s", r.code, r.stdout)
+	}
+	r := hostwall(t, "", append([]string{"plan", "--json"}, base...)...)
+	var p planner.JSONPlan
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil || !p.CreateTable || p.Summary.Add == 0 {
+		t.Errorf("plan --json: %v\n%s", err, r.stdout)
+	}
+	if r := hostwall(t, "no\n", append([]string{"apply"}, base...)...); r.code != 1 || !strings.Contains(r.stdout, "Apply cancelled") {
+		t.Errorf("apply answered no: exit %d\n%s", r.code, r.stdout)
+	}
+	if out := testns.NFT(t, ns, "list", "tables"); strings.Contains(out, "hostwall") {
+		t.Fatalf("a cancelled apply changed the kernel:\n%s", out)
+	}
+	if r := hostwall(t, "yes\n", append([]string{"apply"}, base...)...); r.code != 0 || !strings.Contains(r.stdout, "Apply complete!") {
+		t.Errorf("apply answered yes: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := hostwall(t, "", append([]string{"plan", "--detailed-exitcode"}, base...)...); r.code != 0 || !strings.Contains(r.stdout, "No changes.") {
+		t.Errorf("plan after apply: exit %d, want 0\n%s", r.code, r.stdout)
+	}
+
+	// The environment sets every flag.
+	cmd := exec.Command(binary, "show")
+	cmd.Env = append(os.Environ(), "HOSTWALL_NETNS="+ns)
+	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), "chain pol-web-in") {
+		t.Errorf("show with HOSTWALL_NETNS: %v\n%s", err, out)
+	}
+
+	// Bad input: every problem reported with file:line:col, nothing applied.
+	before := testns.NFT(t, ns, "list", "ruleset")
+	bad := writeConfig(t, map[string]string{"policy.hcl": strings.Replace(allow8080, "8080", `"80:70"`, 1) + "\npolicy \"x\" {\n  selector = \"role ==\"\n}\n"})
+	r = hostwall(t, "", "apply", "-c", bad, "--netns", ns, "--auto-approve")
+	if r.code != 1 {
+		t.Errorf("apply of an invalid config exited %d, want 1", r.code)
+	}
+	for _, want := range []string{
+		filepath.Join(bad, "policy.hcl") + ":7:28: Invalid port — ",
+		filepath.Join(bad, "policy.hcl") + ":13:14: Invalid selector — ",
+		"nothing was applied",
+	} {
+		if !strings.Contains(r.stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, r.stderr)
+		}
+	}
+	if after := testns.NFT(t, ns, "list", "ruleset"); after != before {
+		t.Errorf("an invalid configuration changed the kernel")
+	}
+	if r := hostwall(t, "", "validate", "-c", bad); r.code != 1 {
+		t.Errorf("validate of an invalid config exited %d, want 1", r.code)
+	}
+	if r := hostwall(t, "", "plan", "-c", filepath.Join(good, "missing")); r.code != 1 || !strings.Contains(r.stderr, "Cannot read the configuration directory") {
+		t.Errorf("missing config dir: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := hostwall(t, "", "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "hostwall ") {
+		t.Errorf("version: %q", r.stdout)
+	}
+}
