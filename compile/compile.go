@@ -161,6 +161,14 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	}
 	ch.Rules = append(ch.Rules,
 		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
+	)
+	// IPv6 neighbour discovery keeps IPv6 working on a covered interface
+	// (Calico silently breaks it). It goes before the invalid drop, as
+	// conntrack does not track these messages as connections.
+	for _, typ := range ruleset.NeighborDiscoveryTypes {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.ICMPType{Family: ruleset.IPv6, Type: typ}}, Verdict: ruleset.Accept()})
+	}
+	ch.Rules = append(ch.Rules,
 		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
 	)
 	if failsafe {

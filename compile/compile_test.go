@@ -65,6 +65,10 @@ policy "out-only" {
 	}
 	want := []string{
 		"ct state established,related accept",
+		"icmpv6 type nd-router-solicit accept", // IPv6 neighbour discovery
+		"icmpv6 type nd-router-advert accept",
+		"icmpv6 type nd-neighbor-solicit accept",
+		"icmpv6 type nd-neighbor-advert accept",
 		"ct state invalid drop",
 		"jump failsafe-in",
 		"jump pol-early-in", // order 1.5
@@ -76,7 +80,8 @@ policy "out-only" {
 	if diff := cmp.Diff(want, rules(tbl, "hep-eth0-in")); diff != "" {
 		t.Errorf("hep-eth0-in mismatch (-want +got):\n%s", diff)
 	}
-	wantOut := []string{"ct state established,related accept", "ct state invalid drop", "jump failsafe-out", "jump pol-out-only-out", "counter drop"}
+	wantOut := []string{"ct state established,related accept", "icmpv6 type nd-router-solicit accept", "icmpv6 type nd-router-advert accept",
+		"icmpv6 type nd-neighbor-solicit accept", "icmpv6 type nd-neighbor-advert accept", "ct state invalid drop", "jump failsafe-out", "jump pol-out-only-out", "counter drop"}
 	if diff := cmp.Diff(wantOut, rules(tbl, "hep-eth0-out")); diff != "" {
 		t.Errorf("hep-eth0-out mismatch (-want +got):\n%s", diff)
 	}

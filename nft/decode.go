@@ -139,6 +139,9 @@ func (d *decoder) meta(m *expr.Meta, r *ruleset.Rule) bool {
 		if !ok || c.Op != expr.CmpOpEq || len(c.Data) != 1 {
 			return false
 		}
+		if p, ok := d.at(2).(*expr.Payload); ok && p.Len == 1 {
+			return d.icmpType(c.Data[0], p, r)
+		}
 		if p, ok := d.at(2).(*expr.Payload); ok {
 			return d.port(c.Data[0], p, r)
 		}
@@ -162,6 +165,23 @@ func (d *decoder) addr(fam ruleset.IPFamily, p *expr.Payload, r *ruleset.Rule) b
 		}
 	}
 	return false
+}
+
+func (d *decoder) icmpType(proto uint8, p *expr.Payload, r *ruleset.Rule) bool {
+	c, ok := d.at(3).(*expr.Cmp)
+	if !ok || p.Base != expr.PayloadBaseTransportHeader || p.Offset != 0 || p.DestRegister != 1 || c.Op != expr.CmpOpEq || len(c.Data) != 1 {
+		return false
+	}
+	switch proto {
+	case unix.IPPROTO_ICMP:
+		r.Matches = append(r.Matches, ruleset.ICMPType{Family: ruleset.IPv4, Type: c.Data[0]})
+	case unix.IPPROTO_ICMPV6:
+		r.Matches = append(r.Matches, ruleset.ICMPType{Family: ruleset.IPv6, Type: c.Data[0]})
+	default:
+		return false
+	}
+	d.i += 4
+	return true
 }
 
 func (d *decoder) port(proto uint8, p *expr.Payload, r *ruleset.Rule) bool {

@@ -96,6 +96,17 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
 			&expr.Lookup{SourceRegister: 1, SetName: m.Set, Invert: m.Negate},
 		}, nil
+	case ruleset.ICMPType:
+		proto := byte(unix.IPPROTO_ICMP)
+		if m.Family == ruleset.IPv6 {
+			proto = unix.IPPROTO_ICMPV6
+		}
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{m.Type}},
+		}, nil
 	case ruleset.Port:
 		out := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},

@@ -384,6 +384,9 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 		{Matches: m(ruleset.Port{Proto: 6, Dir: ruleset.Dst, Set: "ports"}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.Port{Proto: 136, Dir: ruleset.Src, Set: "ports", Negate: true}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.Addr{Dir: ruleset.Src, Family: ruleset.IPv4, Set: "v4"}, ruleset.Port{Proto: 6, Dir: ruleset.Dst, Set: "ports"}), Counter: true, Log: &ruleset.Log{Prefix: "hostwall p ingress/1: "}},
+		{Matches: m(ruleset.ICMPType{Family: ruleset.IPv4, Type: 8}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.ICMPType{Family: ruleset.IPv6, Type: 135}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.ICMPType{Family: ruleset.IPv6, Type: 200}), Verdict: ruleset.Accept()},
 		{Verdict: ruleset.VMap(ruleset.IIF, "vm")},
 		{Verdict: ruleset.VMap(ruleset.OIF, "vm")},
 		{Counter: true, Verdict: ruleset.Drop()},
@@ -399,7 +402,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 			covered[fmt.Sprintf("%T", mm)] = true
 		}
 	}
-	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port"} {
+	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType"} {
 		if !covered[kind] {
 			t.Errorf("match kind %s is not exercised", kind)
 		}

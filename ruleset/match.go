@@ -92,15 +92,23 @@ type Port struct {
 	Negate bool
 }
 
+// ICMPType matches the ICMP (IPv4) or ICMPv6 (IPv6) message type. It
+// implies the protocol check.
+type ICMPType struct {
+	Family IPFamily
+	Type   uint8
+}
+
 // PortRange is an inclusive range of ports; Lo == Hi for one port.
 type PortRange struct{ Lo, Hi uint16 }
 
-func (NFProto) match() {}
-func (L4Proto) match() {}
-func (IfName) match()  {}
-func (CTState) match() {}
-func (Addr) match()    {}
-func (Port) match()    {}
+func (NFProto) match()  {}
+func (L4Proto) match()  {}
+func (IfName) match()   {}
+func (CTState) match()  {}
+func (Addr) match()     {}
+func (Port) match()     {}
+func (ICMPType) match() {}
 
 func (m NFProto) String() string { return "meta nfproto " + string(m.Family) }
 func (m L4Proto) String() string { return "meta l4proto " + ProtoName(m.Proto) }
@@ -123,6 +131,29 @@ func (m Port) String() string {
 	}
 	return fmt.Sprintf("%s %sport %s%s", ProtoName(m.Proto), m.Dir, neg(m.Negate), val)
 }
+
+func (m ICMPType) String() string {
+	names, kw := icmpNames, "icmp"
+	if m.Family == IPv6 {
+		names, kw = icmpv6Names, "icmpv6"
+	}
+	if n, ok := names[m.Type]; ok {
+		return kw + " type " + n
+	}
+	return fmt.Sprintf("%s type %d", kw, m.Type)
+}
+
+// ICMP and ICMPv6 type names as nft prints them.
+var (
+	icmpNames = map[uint8]string{0: "echo-reply", 3: "destination-unreachable", 5: "redirect", 8: "echo-request",
+		9: "router-advertisement", 10: "router-solicitation", 11: "time-exceeded", 12: "parameter-problem"}
+	icmpv6Names = map[uint8]string{1: "destination-unreachable", 2: "packet-too-big", 3: "time-exceeded",
+		4: "parameter-problem", 128: "echo-request", 129: "echo-reply", 133: "nd-router-solicit",
+		134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
+)
+
+// ICMPv6 neighbour-discovery message types.
+var NeighborDiscoveryTypes = []uint8{133, 134, 135, 136}
 
 func (r PortRange) String() string {
 	if r.Lo == r.Hi {

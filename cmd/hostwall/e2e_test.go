@@ -99,6 +99,9 @@ func newLab(t *testing.T) lab {
 	l := lab{srv: testns.New(t), cli: testns.New(t)}
 	testns.Veth(t, l.cli, "c0", "10.200.1.1/24", l.srv, "eth0", "10.200.1.2/24")
 	testns.Veth(t, l.cli, "c1", "10.200.2.1/24", l.srv, "eth1", "10.200.2.2/24")
+	// IPv6 too, without duplicate address detection so it is usable at once.
+	testns.Run(t, "ip", "-n", l.cli, "addr", "add", "fd00:200:1::1/64", "dev", "c0", "nodad")
+	testns.Run(t, "ip", "-n", l.srv, "addr", "add", "fd00:200:1::2/64", "dev", "eth0", "nodad")
 	for _, port := range []int{22, 8080, 8081} {
 		var ln net.Listener
 		err := testns.Do(l.srv, func() (err error) {
@@ -172,11 +175,13 @@ func TestPackets(t *testing.T) {
 
 	l.apply(t, allow8080)
 	l.expect(t, map[string]bool{
-		"10.200.1.2:8080": true,  // allowed by the policy
-		"10.200.1.2:8081": false, // not allowed: default deny
-		"10.200.1.2:22":   true,  // failsafe
-		"10.200.2.2:8081": true,  // eth1 has no host endpoint: untouched
-		"127.0.0.1:8081":  true,  // nor has lo
+		"10.200.1.2:8080":      true, // allowed by the policy
+		"[fd00:200:1::2]:8080": true, // over IPv6: neighbour discovery passes the covered interface
+		"[fd00:200:1::2]:8081": false,
+		"10.200.1.2:8081":      false, // not allowed: default deny
+		"10.200.1.2:22":        true,  // failsafe
+		"10.200.2.2:8081":      true,  // eth1 has no host endpoint: untouched
+		"127.0.0.1:8081":       true,  // nor has lo
 	})
 
 	l.apply(t, denyAll)
