@@ -1,0 +1,38 @@
+// Package layering holds a test of the dependency direction between
+// hostwall's packages (docs/design.md).
+package layering
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// netlinkCode is what only package nft may depend on.
+var netlinkCode = []string{"github.com/google/nftables", "github.com/mdlayher/netlink"}
+
+func TestPurePackagesHaveNoNetlink(t *testing.T) {
+	for _, pkg := range []string{"config", "loader", "compile", "ruleset", "planner", "views", "agent"} {
+		out, err := exec.Command("go", "list", "-deps", "github.com/hostwall/hostwall/"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			for _, banned := range netlinkCode {
+				if strings.HasPrefix(dep, banned) {
+					t.Errorf("package %s depends on %s; only package nft may talk netlink", pkg, dep)
+				}
+			}
+		}
+	}
+}
+
+func TestRulesetIsStdlibOnly(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "github.com/hostwall/hostwall/ruleset").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	if deps := strings.Fields(string(out)); len(deps) != 1 || deps[0] != "github.com/hostwall/hostwall/ruleset" {
+		t.Errorf("ruleset must import only the standard library, imports %v", deps)
+	}
+}
