@@ -340,6 +340,9 @@ func addChain(t *ruleset.Table, c *ruleset.Chain) error {
 // addRules adds the rules of a created chain in order, or an update's
 // inserts: each after its anchor, inserted in reverse, as nft does.
 func addRules(t *ruleset.Table, c planner.Change, handle *uint64) error {
+	if c.Action == planner.Delete {
+		return nil
+	}
 	ch := t.Chain(c.Name)
 	if ch == nil {
 		return errf(unix.ENOENT, "chain %q", c.Name)

@@ -1,0 +1,87 @@
+package nft_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/nft/nfttest"
+	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// shape is what must be equal between the fake's and the kernel's plans
+// (handles differ and do not count).
+func shape(p *planner.Plan) []string {
+	out := []string{fmt.Sprint(p.CreateTable)}
+	for _, c := range p.Changes {
+		s := fmt.Sprintf("%s %s %s", c.Action.Word(), c.Kind, c.Name)
+		if c.Chain != nil {
+			s += fmt.Sprintf(" rules -%d +%d", len(c.Chain.Deleted), len(c.Chain.Inserts))
+		}
+		if c.Set != nil {
+			s += fmt.Sprintf(" elements -%d +%d", len(c.Set.Removed), len(c.Set.Added))
+		}
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestFakeFidelity runs one scenario against nfttest.Fake and the kernel: the
+// plans, the resulting tables and a refused batch must be the same, so tests
+// built on the fake say something about the kernel.
+func TestFakeFidelity(t *testing.T) {
+	c, _ := kernel(t)
+	fake := nfttest.New()
+	kernels := map[string]agent.Kernel{"kernel": c, "fake": fake}
+	steps := []*ruleset.Table{
+		compileDir(t, "../examples/quickstart", "web-1"),
+		compileSrc(t, "h", map[string]string{"a.hcl": fmt.Sprintf(oneSet, `"10.0.0.0/24"`)}),
+		compileSrc(t, "h", map[string]string{"a.hcl": fmt.Sprintf(oneSet, `"10.0.0.0/24", "10.0.1.0/24", "fd00::/64"`)}),
+		compileDir(t, "../examples/fleet", "db-1"),
+		compileDir(t, "../examples/fleet", "web-1"),
+		compileSrc(t, "h", map[string]string{}),
+	}
+	ctx := context.Background()
+	for i, desired := range steps {
+		shapes, tables := map[string][]string{}, map[string]string{}
+		for name, k := range kernels {
+			p, err := agent.Plan(ctx, k, desired)
+			if err != nil {
+				t.Fatal(err)
+			}
+			shapes[name] = shape(p)
+			if _, err := agent.Apply(ctx, k, desired, p, nft.IsGenerationChanged); err != nil {
+				t.Fatalf("step %d on the %s: %v", i, name, err)
+			}
+			live, _, _ := k.Read(ctx)
+			tables[name] = live.String()
+		}
+		if diff := cmp.Diff(shapes["kernel"], shapes["fake"]); diff != "" {
+			t.Errorf("step %d: plans differ (-kernel +fake):\n%s", i, diff)
+		}
+		if diff := cmp.Diff(tables["kernel"], tables["fake"]); diff != "" {
+			t.Errorf("step %d: tables differ (-kernel +fake):\n%s", i, diff)
+		}
+	}
+	// A batch ending in a deletion of what does not exist fails on both,
+	// with the same errno, and changes neither.
+	for name, k := range kernels {
+		before, gen, _ := k.Read(ctx)
+		p := planner.Diff(steps[0], before)
+		p.Changes = append(p.Changes, planner.Change{Kind: planner.KindChain, Name: "ghost", Action: planner.Delete,
+			Chain: &planner.ChainDiff{Before: &ruleset.Chain{Name: "ghost"}}})
+		if err := k.Apply(ctx, p, gen); !errors.Is(err, unix.ENOENT) {
+			t.Errorf("%s: refused batch returned %v, want ENOENT", name, err)
+		}
+		if after, _, _ := k.Read(ctx); after.String() != before.String() {
+			t.Errorf("%s: a refused batch changed the table", name)
+		}
+	}
+}
