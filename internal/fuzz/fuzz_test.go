@@ -1,0 +1,44 @@
+// Package fuzz holds fuzz targets that span packages: any input, through
+// loading and compiling, must give diagnostics, never a panic.
+package fuzz
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/planner"
+)
+
+// FuzzLoadCompileHCL feeds arbitrary bytes as a policy file through the
+// loader, the compiler and the planner. The seeds are the loader fixtures
+// and the examples; `go test` runs them, `go test -fuzz` explores.
+func FuzzLoadCompileHCL(f *testing.F) {
+	paths, _ := filepath.Glob("../../loader/testdata/*/*.hcl")
+	more, _ := filepath.Glob("../../examples/*/*.hcl")
+	for _, p := range append(paths, more...) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, diags := loader.Load([]loader.Source{{Path: "fuzz.hcl", Data: data}})
+		if res == nil || res.Config == nil {
+			t.Fatalf("Load returned no result (diags: %v)", diags)
+		}
+		if diags.HasErrors() {
+			return
+		}
+		desired, diags := compile.Compile(res.Config, compile.Options{HostName: "fuzz"})
+		if diags.HasErrors() {
+			return
+		}
+		if p := planner.Diff(desired, nil); p.Empty() {
+			t.Fatal("a plan against an empty kernel must create the table")
+		}
+	})
+}
