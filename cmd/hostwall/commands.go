@@ -71,19 +71,12 @@ With --detailed-exitcode it exits 0 when there are no changes, 1 on error and
 2 when there are changes.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			desired, _, err := g.desired()
+			s, err := g.plan(cmd.Context())
 			if err != nil {
 				return err
 			}
-			conn, err := g.open()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			p, err := agent.Plan(cmd.Context(), conn, desired)
-			if err != nil {
-				return err
-			}
+			defer s.conn.Close()
+			p := s.plan
 			if asJSON {
 				if err := views.PlanJSON(cmd.OutOrStdout(), p); err != nil {
 					return err
@@ -114,20 +107,13 @@ back and reports success only when the kernel holds exactly the
 configuration.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			desired, _, err := g.desired()
-			if err != nil {
-				return err
-			}
-			conn, err := g.open()
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
 			ctx := cmd.Context()
-			p, err := agent.Plan(ctx, conn, desired)
+			s, err := g.plan(ctx)
 			if err != nil {
 				return err
 			}
+			defer s.conn.Close()
+			p := s.plan
 			out := cmd.OutOrStdout()
 			views.PlanHuman(out, p, g.style(os.Stdout))
 			if p.Empty() {
@@ -137,7 +123,7 @@ configuration.`,
 				fmt.Fprintln(out, "\nApply cancelled. Nothing was changed.")
 				return &exitError{code: 1}
 			}
-			return applyPlan(ctx, out, conn, desired, p)
+			return applyPlan(ctx, out, s.conn, s.desired, p)
 		},
 	}
 	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking for confirmation")

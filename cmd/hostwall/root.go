@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"strings"
@@ -10,9 +11,11 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/views"
 )
@@ -112,6 +115,32 @@ func (g *globals) effectiveHostName(res *loader.Result) string {
 
 func (g *globals) open() (*nft.Conn, error) {
 	return nft.Open(nft.Options{NetNS: g.netns})
+}
+
+// planned is a plan with what it was made from; the caller closes conn.
+type planned struct {
+	desired *ruleset.Table
+	conn    *nft.Conn
+	plan    *planner.Plan
+}
+
+// plan loads and compiles the configuration, then plans it against the
+// kernel. The kernel is not opened when the configuration has errors.
+func (g *globals) plan(ctx context.Context) (*planned, error) {
+	desired, _, err := g.desired()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := g.open()
+	if err != nil {
+		return nil, err
+	}
+	p, err := agent.Plan(ctx, conn, desired)
+	if err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return &planned{desired: desired, conn: conn, plan: p}, nil
 }
 
 func plural(n int, one, many string) string {
