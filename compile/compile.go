@@ -61,6 +61,8 @@ type compiler struct {
 	// owner is the configuration object being compiled, recorded on every
 	// chain and set it produces.
 	owner string
+	// warned records warnings already given, so each is given once.
+	warned map[string]bool
 }
 
 // Owners of objects that no single configuration block produces.
@@ -71,13 +73,14 @@ const (
 
 // Compile builds the desired table for the host named in opts.
 func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics) {
-	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}}
-	heps := c.endpoints()
+	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, warned: map[string]bool{}}
+	heps, wildcard := c.endpoints()
 	policies := append([]*config.Policy(nil), cfg.Policies...)
 	config.SortPolicies(policies)
+	c.checkProfiles(append(heps, wildcard...))
 	for _, d := range directions {
 		c.owner = OwnerDispatch
-		c.baseChain(d)
+		base := c.baseChain(d)
 		vmap := &ruleset.Set{Name: d.vmap, Type: ruleset.TypeIfName, Map: true, Comment: "host endpoints, " + string(d.dir), Owner: OwnerDispatch}
 		c.t.Sets = append(c.t.Sets, vmap)
 		fs := c.failsafeChain(d)
@@ -87,17 +90,23 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 			vmap.Elements = append(vmap.Elements, ruleset.Element{From: ruleset.IfNameKey(hep.Interface), To: ruleset.IfNameKey(hep.Interface), Verdict: &v})
 		}
 		vmap.Normalize()
+		for _, hep := range wildcard {
+			// Interfaces not in the map fall through the vmap to here.
+			base.Rules = append(base.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.hepChain(d, hep, fs, policies))})
+		}
 	}
+	c.warnShadowedDenies(append(heps, wildcard...), policies)
 	c.t.Sort()
 	return c.t, c.diags
 }
 
 // endpoints returns the host endpoints this host enforces, one per
-// interface (the lexically smallest name wins), sorted by name.
-func (c *compiler) endpoints() []*config.HostEndpoint {
+// interface (the lexically smallest name wins), sorted by name, and the
+// wildcard endpoint (at most one) apart.
+func (c *compiler) endpoints() (named, wildcard []*config.HostEndpoint) {
 	byIface := map[string]*config.HostEndpoint{}
 	for _, hep := range c.cfg.Endpoints {
-		if hep.Node != "" && hep.Node != c.opts.HostName {
+		if !c.local(hep) {
 			continue
 		}
 		prev := byIface[hep.Interface]
@@ -119,18 +128,34 @@ func (c *compiler) endpoints() []*config.HostEndpoint {
 			})
 		}
 	}
-	out := make([]*config.HostEndpoint, 0, len(byIface))
-	for _, h := range byIface {
-		out = append(out, h)
+	for iface, h := range byIface {
+		if iface == "*" {
+			wildcard = append(wildcard, h)
+			c.diags = append(c.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Wildcard host endpoint covers every interface, lo included",
+				Detail: fmt.Sprintf("Host endpoint %q (interface \"*\") applies to every interface without an endpoint of its own, loopback too, as in Calico. "+
+					"Allow traffic on lo in a policy (or give lo its own endpoint) unless you mean to filter local connections.", h.Name),
+				Subject: h.DeclRange.Ptr(),
+			})
+			continue
+		}
+		named = append(named, h)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out
+	sort.Slice(named, func(i, j int) bool { return named[i].Name < named[j].Name })
+	return named, wildcard
 }
 
-// labels returns the endpoint's labels merged over the host's.
+// local reports whether the endpoint is enforced on this host.
+func (c *compiler) local(hep *config.HostEndpoint) bool {
+	return hep.Node == "" || hep.Node == c.opts.HostName
+}
+
+// labels returns the labels policies and rule selectors see for an endpoint:
+// its own, merged over the host's when it is enforced here.
 func (c *compiler) labels(hep *config.HostEndpoint) map[string]string {
 	l := map[string]string{}
-	if c.cfg.Host != nil {
+	if c.cfg.Host != nil && c.local(hep) {
 		for k, v := range c.cfg.Host.Labels {
 			l[k] = v
 		}
@@ -141,17 +166,51 @@ func (c *compiler) labels(hep *config.HostEndpoint) map[string]string {
 	return l
 }
 
-func (c *compiler) baseChain(d dirInfo) {
-	c.t.Chains = append(c.t.Chains, &ruleset.Chain{
+func (c *compiler) baseChain(d dirInfo) *ruleset.Chain {
+	ch := &ruleset.Chain{
 		Owner:   OwnerDispatch,
 		Name:    d.base,
 		Base:    &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: d.hook, Priority: 0, Policy: ruleset.PolicyAccept},
 		Comment: fmt.Sprintf("%s hook: dispatch by interface; interfaces without a host endpoint pass untouched", d.hook),
 		Rules:   []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, d.vmap)}},
-	})
+	}
+	c.t.Chains = append(c.t.Chains, ch)
+	return ch
 }
 
-// hepChain emits the chain of one endpoint and direction and returns its name.
+// tierPolicies is a tier and the policies of it that select an endpoint.
+type tierPolicies struct {
+	tier     *config.Tier
+	policies []*config.Policy
+}
+
+// selectingTiers returns, in order, the tiers with at least one policy that
+// selects labels for direction d.
+func (c *compiler) selectingTiers(d config.Direction, labels map[string]string, policies []*config.Policy) []tierPolicies {
+	var out []tierPolicies
+	for _, t := range c.cfg.SortedTiers() {
+		tp := tierPolicies{tier: t}
+		for _, p := range policies {
+			if p.Tier == t.Name && p.Applies(d) && p.Selector.Matches(labels) {
+				tp.policies = append(tp.policies, p)
+			}
+		}
+		if len(tp.policies) > 0 {
+			out = append(out, tp)
+		}
+	}
+	return out
+}
+
+// hepChain emits the chains of one endpoint and direction and returns the
+// name of its entry chain:
+//
+//	established/related accept → IPv6 ND accept → invalid drop → failsafe →
+//	jump to the first selecting tier → profiles → drop
+//
+// Each tier chain jumps to its policies in order and ends in the tier's
+// default action; a pass goes on to the next tier chain (goto), and after the
+// last one returns here, to the profiles.
 func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, policies []*config.Policy) string {
 	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
 	ch := &ruleset.Chain{
@@ -165,8 +224,10 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	// IPv6 neighbour discovery keeps IPv6 working on a covered interface
 	// (Calico silently breaks it). It goes before the invalid drop, as
 	// conntrack does not track these messages as connections.
-	for _, typ := range ruleset.NeighborDiscoveryTypes {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.ICMPType{Family: ruleset.IPv6, Type: typ}}, Verdict: ruleset.Accept()})
+	if c.cfg.Settings.AllowIPv6ND {
+		for _, typ := range ruleset.NeighborDiscoveryTypes {
+			ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.ICMPType{Family: ruleset.IPv6, Type: typ}}, Verdict: ruleset.Accept()})
+		}
 	}
 	ch.Rules = append(ch.Rules,
 		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
@@ -174,17 +235,55 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	if failsafe {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	labels := c.labels(hep)
-	for _, p := range policies {
-		if !p.Applies(d.dir) || !p.Selector.Matches(labels) {
-			continue
+	tiers := c.selectingTiers(d.dir, c.labels(hep), policies)
+	tierChain := func(i int) string { return fmt.Sprintf("%s-t-%s", ch.Name, tiers[i].tier.Name) }
+	for i, tp := range tiers {
+		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
+		if i+1 < len(tiers) {
+			next = ruleset.Goto(tierChain(i + 1))
 		}
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p))})
+		c.tierChain(d, tierChain(i), hep, tp, next)
 	}
-	// End of policies, and default deny when none selects the endpoint.
+	if len(tiers) > 0 {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(tierChain(0))})
+	}
+	// Profiles: the first one decides, as each is final — the built-in
+	// allow allows, an unknown one denies.
+	if len(hep.Profiles) > 0 && hep.Profiles[0] == config.ProfileDefaultAllow {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept()})
+	}
+	// Default deny: no tier decided and no profile allowed.
 	ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()})
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name
+}
+
+// tierChain emits one endpoint's chain for one tier: a jump to each selecting
+// policy, after each the re-check of that policy's pass rules (a pass rule
+// returns from the shared policy chain; the same matches here send the
+// packet on to the next tier), then the end-of-tier action.
+func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, tp tierPolicies, next ruleset.Verdict) {
+	ch := &ruleset.Chain{Owner: c.owner, Name: name,
+		Comment: fmt.Sprintf("host endpoint %q, %s, tier %q", hep.Name, d.dir, tp.tier.Name)}
+	for _, p := range tp.policies {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p))})
+		for i, r := range p.Rules(d.dir) {
+			if r.Action != config.Pass {
+				continue
+			}
+			for _, kr := range c.rule(p, d, i, r) {
+				recheck := kr.Clone()
+				recheck.Counter, recheck.Verdict = false, next
+				ch.Rules = append(ch.Rules, recheck)
+			}
+		}
+	}
+	end := &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()} // end of tier
+	if tp.tier.DefaultAction == config.Pass {
+		end.Verdict = next
+	}
+	ch.Rules = append(ch.Rules, end)
+	c.t.Chains = append(c.t.Chains, ch)
 }
 
 // policyChain emits (once) the chain holding a policy's rules for one
@@ -204,6 +303,23 @@ func (c *compiler) policyChain(d dirInfo, p *config.Policy) string {
 	}
 	c.t.Chains = append(c.t.Chains, ch)
 	return name
+}
+
+// checkProfiles warns about profiles hostwall cannot honour.
+func (c *compiler) checkProfiles(heps []*config.HostEndpoint) {
+	for _, hep := range heps {
+		for _, prof := range hep.Profiles {
+			if prof != config.ProfileDefaultAllow {
+				c.diags = append(c.diags, &hcl.Diagnostic{
+					Severity: hcl.DiagWarning,
+					Summary:  "Unknown profile denies",
+					Detail: fmt.Sprintf("Host endpoint %q names profile %q; the only profile hostwall knows is %q, so, as in Calico, traffic no policy decided is dropped.",
+						hep.Name, prof, config.ProfileDefaultAllow),
+					Subject: hep.DeclRange.Ptr(),
+				})
+			}
+		}
+	}
 }
 
 // hashName is a short, stable name suffix derived from content.
@@ -244,8 +360,10 @@ func (c *compiler) netsSet(f ruleset.IPFamily, nets []netip.Prefix) string {
 }
 
 // selectorSet returns the name of the set holding the addresses of family f
-// that sel selects: the nets of every matching network set.
-func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector) string {
+// that sel selects: the nets of every matching network set and the expected
+// IPs of every matching host endpoint, of any node (how one set of files
+// describes a fleet).
+func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl.Range) string {
 	var elems []ruleset.Element
 	for _, ns := range c.cfg.NetworkSets {
 		if !sel.Matches(ns.Labels) {
@@ -254,6 +372,26 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector) string 
 		for _, n := range ns.Nets {
 			if familyOf(n) == f {
 				elems = append(elems, ruleset.PrefixElement(n))
+			}
+		}
+	}
+	for _, hep := range c.cfg.Endpoints {
+		if !sel.Matches(c.labels(hep)) {
+			continue
+		}
+		if len(hep.ExpectedIPs) == 0 {
+			c.warnOnce("noips "+sel.String()+" "+hep.Name, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Selector matches a host endpoint without expected IPs",
+				Detail: fmt.Sprintf("Selector %q matches host endpoint %q, which lists no expected_ips, so the rule cannot match its traffic; add expected_ips to it.",
+					sel.String(), hep.Name),
+				Subject: rng.Ptr(),
+			})
+		}
+		for _, a := range hep.ExpectedIPs {
+			p := netip.PrefixFrom(a, a.BitLen())
+			if familyOf(p) == f {
+				elems = append(elems, ruleset.PrefixElement(p))
 			}
 		}
 	}
@@ -266,10 +404,17 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector) string 
 	})
 }
 
+func (c *compiler) warnOnce(key string, d *hcl.Diagnostic) {
+	if !c.warned[key] {
+		c.warned[key] = true
+		c.diags = append(c.diags, d)
+	}
+}
+
 // portMatch matches one side's ports: inline for one range, a set otherwise.
-func (c *compiler) portMatch(proto uint8, side ruleset.Dir, ports []config.PortRange) ruleset.Match {
+func (c *compiler) portMatch(proto uint8, side ruleset.Dir, ports []config.PortRange, negate bool) ruleset.Match {
 	if len(ports) == 1 {
-		return ruleset.Port{Proto: proto, Dir: side, Range: ruleset.PortRange{Lo: ports[0].Lo, Hi: ports[0].Hi}}
+		return ruleset.Port{Proto: proto, Dir: side, Range: ruleset.PortRange{Lo: ports[0].Lo, Hi: ports[0].Hi}, Negate: negate}
 	}
 	ports = slices.Clone(ports)
 	slices.SortFunc(ports, func(a, b config.PortRange) int { return cmp.Compare(a.Lo, b.Lo)*2 + cmp.Compare(a.Hi, b.Hi) })
@@ -284,7 +429,7 @@ func (c *compiler) portMatch(proto uint8, side ruleset.Dir, ports []config.PortR
 		Name: "ports-" + hashName(text...), Type: ruleset.TypeInetService, Interval: true,
 		Comment: "ports " + strings.Join(text, ", "), Elements: elems,
 	})
-	return ruleset.Port{Proto: proto, Dir: side, Set: name}
+	return ruleset.Port{Proto: proto, Dir: side, Set: name, Negate: negate}
 }
 
 func familyOf(p netip.Prefix) ruleset.IPFamily {

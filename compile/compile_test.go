@@ -71,18 +71,24 @@ policy "out-only" {
 		"icmpv6 type nd-neighbor-advert accept",
 		"ct state invalid drop",
 		"jump failsafe-in",
-		"jump pol-early-in", // order 1.5
-		"jump pol-late-in",  // order 200
-		"jump pol-a-in",     // unset order sorts last, then by name
-		"jump pol-b-in",
-		"counter drop", // end of policies: default deny
+		"jump hep-eth0-in-t-default",
+		"counter drop", // no profile: default deny
 	}
 	if diff := cmp.Diff(want, rules(tbl, "hep-eth0-in")); diff != "" {
 		t.Errorf("hep-eth0-in mismatch (-want +got):\n%s", diff)
 	}
-	wantOut := []string{"ct state established,related accept", "icmpv6 type nd-router-solicit accept", "icmpv6 type nd-router-advert accept",
-		"icmpv6 type nd-neighbor-solicit accept", "icmpv6 type nd-neighbor-advert accept", "ct state invalid drop", "jump failsafe-out", "jump pol-out-only-out", "counter drop"}
-	if diff := cmp.Diff(wantOut, rules(tbl, "hep-eth0-out")); diff != "" {
+	wantTier := []string{
+		"jump pol-early-in", // order 1.5
+		"jump pol-late-in",  // order 200
+		"jump pol-a-in",     // unset order sorts last, then by name
+		"jump pol-b-in",
+		"counter drop", // end of tier
+	}
+	if diff := cmp.Diff(wantTier, rules(tbl, "hep-eth0-in-t-default")); diff != "" {
+		t.Errorf("tier chain mismatch (-want +got):\n%s", diff)
+	}
+	wantOut := []string{"jump pol-out-only-out", "counter drop"}
+	if diff := cmp.Diff(wantOut, rules(tbl, "hep-eth0-out-t-default")); diff != "" {
 		t.Errorf("hep-eth0-out mismatch (-want +got):\n%s", diff)
 	}
 	if tbl.Chain("pol-not-me-in") != nil {
@@ -175,8 +181,8 @@ policy "p" {
 	if diff := cmp.Diff([]string{"10.1.0.0/16"}, elements(sel4)); diff != "" {
 		t.Errorf("selector set mismatch (-want +got):\n%s", diff)
 	}
-	if len(diags) != 1 || !strings.Contains(diags[0].Summary, "never match") {
-		t.Errorf("want a warning for the icmpv6 rule with IPv4 networks, got %v", diags)
+	if got := summaries(diags); !cmp.Equal(got, []string{"Rule can never match", "Deny rule shadowed by a failsafe port"}) {
+		t.Errorf("want warnings for the deny on tcp/22 and the icmpv6 rule with IPv4 networks, got %q", got)
 	}
 }
 
@@ -237,6 +243,14 @@ func elements(s *ruleset.Set) []string {
 	var out []string
 	for _, e := range s.Elements {
 		out = append(out, s.FormatElement(e))
+	}
+	return out
+}
+
+func summaries(diags hcl.Diagnostics) []string {
+	var out []string
+	for _, d := range diags {
+		out = append(out, d.Summary)
 	}
 	return out
 }

@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"slices"
 
 	"net/netip"
 
@@ -15,6 +16,14 @@ import (
 type families map[ruleset.IPFamily]bool
 
 var bothFamilies = families{ruleset.IPv4: true, ruleset.IPv6: true}
+
+func familySet(fs ...ruleset.IPFamily) families {
+	out := families{}
+	for _, f := range fs {
+		out[f] = true
+	}
+	return out
+}
 
 // intersect narrows a by b; nil stands for every family.
 func intersect(a, b families) families {
@@ -33,91 +42,170 @@ func intersect(a, b families) families {
 	return out
 }
 
-// entityFamilies is the families an entity's addresses constrain a rule to.
-func entityFamilies(e config.Entity) families {
-	var fs families
-	if len(e.Nets) > 0 {
-		fs = families{}
-		for _, n := range e.Nets {
-			fs[familyOf(n)] = true
-		}
+// netFamilies is the families of a list of networks; nil for an empty list.
+func netFamilies(nets []netip.Prefix) families {
+	if len(nets) == 0 {
+		return nil
 	}
-	if e.Selector != nil {
+	fs := families{}
+	for _, n := range nets {
+		fs[familyOf(n)] = true
+	}
+	return fs
+}
+
+// entityFamilies is the families an entity's addresses constrain a rule to,
+// as Calico infers a rule's IP version from its networks.
+func entityFamilies(e config.Entity) families {
+	fs := intersect(netFamilies(e.Nets), netFamilies(e.NotNets))
+	if e.Selector != nil || e.NotSelector != nil {
 		fs = intersect(fs, bothFamilies)
 	}
 	return fs
 }
 
-// rule compiles one policy rule into one kernel rule per IP family it needs
-// (one rule when it names no addresses).
-func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []*ruleset.Rule {
-	addrFams := intersect(entityFamilies(r.Source), entityFamilies(r.Destination))
-	fams := addrFams
+// ruleFamilies returns the families a rule applies to (nil: both, without
+// needing to say so) and whether the kernel rule must be split per family.
+func ruleFamilies(r *config.Rule) (fams families, split bool) {
+	fams = intersect(entityFamilies(r.Source), entityFamilies(r.Destination))
+	split = fams != nil
+	switch r.IPVersion {
+	case 4:
+		fams, split = intersect(fams, familySet(ruleset.IPv4)), true
+	case 6:
+		fams, split = intersect(fams, familySet(ruleset.IPv6)), true
+	}
 	if r.Protocol != nil {
 		switch r.Protocol.Number {
 		case config.ProtoICMP:
-			fams = intersect(fams, families{ruleset.IPv4: true})
+			fams = intersect(fams, familySet(ruleset.IPv4))
 		case config.ProtoICMPv6:
-			fams = intersect(fams, families{ruleset.IPv6: true})
+			fams = intersect(fams, familySet(ruleset.IPv6))
 		}
 	}
+	return fams, split
+}
+
+// rule compiles one policy rule into kernel rules: one per IP family it
+// needs (one rule when it names no addresses), and two where a negated ICMP
+// type and code make an "or".
+func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []*ruleset.Rule {
+	fams, split := ruleFamilies(r)
 	if fams != nil && len(fams) == 0 {
-		c.diags = append(c.diags, &hcl.Diagnostic{
+		c.warnOnce(fmt.Sprintf("never %s %s %d", p.Name, d.dir, idx), &hcl.Diagnostic{
 			Severity: hcl.DiagWarning,
 			Summary:  "Rule can never match",
-			Detail: fmt.Sprintf("Rule %d of %s rules of policy %q mixes IPv4 and IPv6 (in its networks or protocol), so no packet matches it; split it into one rule per IP version.",
+			Detail: fmt.Sprintf("Rule %d of the %s rules of policy %q mixes IPv4 and IPv6 (in its networks, protocol or ip_version), so no packet matches it; split it into one rule per IP version.",
 				idx+1, d.dir, p.Name),
 			Subject: r.DeclRange.Ptr(),
 		})
 		return nil
 	}
-	if addrFams == nil {
-		return []*ruleset.Rule{c.kernelRule(p, d, idx, r, "")}
-	}
 	var out []*ruleset.Rule
+	if !split {
+		for _, alt := range c.alternatives(r, "") {
+			out = append(out, c.finish(p, d, idx, r, alt))
+		}
+		return out
+	}
 	for _, f := range []ruleset.IPFamily{ruleset.IPv4, ruleset.IPv6} {
-		if fams[f] {
-			out = append(out, c.kernelRule(p, d, idx, r, f))
+		if fams != nil && !fams[f] {
+			continue
+		}
+		for _, alt := range c.alternatives(r, f) {
+			out = append(out, c.finish(p, d, idx, r, alt))
 		}
 	}
 	return out
 }
 
-// kernelRule builds the rule for family f ("" when addresses are not
-// matched).
-func (c *compiler) kernelRule(p *config.Policy, d dirInfo, idx int, r *config.Rule, f ruleset.IPFamily) *ruleset.Rule {
-	kr := &ruleset.Rule{Counter: true}
+// alternatives returns the match lists of a rule for family f ("" when
+// addresses are not matched); a packet matches the rule when it matches any
+// of them.
+func (c *compiler) alternatives(r *config.Rule, f ruleset.IPFamily) [][]ruleset.Match {
+	var ms []ruleset.Match
+	addrs := 0
 	for _, side := range []struct {
 		e   config.Entity
 		dir ruleset.Dir
 	}{{r.Source, ruleset.Src}, {r.Destination, ruleset.Dst}} {
 		if len(side.e.Nets) > 0 {
-			kr.Matches = append(kr.Matches, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.Nets)})
+			ms = append(ms, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.Nets)})
+		}
+		if len(side.e.NotNets) > 0 {
+			ms = append(ms, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.NotNets), Negate: true})
 		}
 		if side.e.Selector != nil {
-			kr.Matches = append(kr.Matches, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.Selector)})
+			ms = append(ms, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.Selector, side.e.SelectorRange)})
+		}
+		if side.e.NotSelector != nil {
+			ms = append(ms, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.NotSelector, side.e.NotSelectorRange), Negate: true})
 		}
 	}
+	for _, m := range ms {
+		if _, ok := m.(ruleset.Addr); ok {
+			addrs++
+		}
+	}
+	if f != "" && addrs == 0 {
+		ms = append(ms, ruleset.NFProto{Family: f}) // ip_version alone
+	}
 	if r.Protocol != nil {
+		proto := r.Protocol.Number
 		ports := 0
 		for _, side := range []struct {
 			e   config.Entity
 			dir ruleset.Dir
 		}{{r.Source, ruleset.Src}, {r.Destination, ruleset.Dst}} {
 			if len(side.e.Ports) > 0 {
-				kr.Matches = append(kr.Matches, c.portMatch(r.Protocol.Number, side.dir, side.e.Ports))
+				ms = append(ms, c.portMatch(proto, side.dir, side.e.Ports, false))
+				ports++
+			}
+			if len(side.e.NotPorts) > 0 {
+				ms = append(ms, c.portMatch(proto, side.dir, side.e.NotPorts, true))
 				ports++
 			}
 		}
-		if ports == 0 {
-			kr.Matches = append(kr.Matches, ruleset.L4Proto{Proto: r.Protocol.Number})
+		if ports == 0 && r.ICMP == nil && r.NotICMP == nil {
+			ms = append(ms, ruleset.L4Proto{Proto: proto})
 		}
 	}
+	if r.NotProtocol != nil {
+		ms = append(ms, ruleset.L4Proto{Proto: r.NotProtocol.Number, Negate: true})
+	}
+	icmpFam := ruleset.IPv4
+	if r.Protocol != nil && r.Protocol.Number == config.ProtoICMPv6 {
+		icmpFam = ruleset.IPv6
+	}
+	if r.ICMP != nil {
+		ms = append(ms, ruleset.ICMPType{Family: icmpFam, Type: r.ICMP.Type})
+		if r.ICMP.Code != nil {
+			ms = append(ms, ruleset.ICMPCode{Family: icmpFam, Code: *r.ICMP.Code})
+		}
+	}
+	if r.NotICMP == nil {
+		return [][]ruleset.Match{ms}
+	}
+	notType := append(slices.Clone(ms), ruleset.ICMPType{Family: icmpFam, Type: r.NotICMP.Type, Negate: true})
+	if r.NotICMP.Code == nil {
+		return [][]ruleset.Match{notType}
+	}
+	// not (type T and code C) = type != T, or code != C.
+	notCode := append(slices.Clone(ms), ruleset.ICMPCode{Family: icmpFam, Code: *r.NotICMP.Code, Negate: true})
+	return [][]ruleset.Match{notType, notCode}
+}
+
+// finish gives a kernel rule its counter and the rule's action.
+func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, ms []ruleset.Match) *ruleset.Rule {
+	kr := &ruleset.Rule{Counter: true, Matches: ms}
 	switch r.Action {
 	case config.Allow:
 		kr.Verdict = ruleset.Accept()
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
+	case config.Pass:
+		// Back to the endpoint's tier chain, which sends it to the next tier.
+		kr.Verdict = ruleset.Verdict{Kind: ruleset.VerdictReturn}
 	case config.Log:
 		kr.Log = &ruleset.Log{Prefix: logPrefix(p.Name, d.dir, idx)}
 	}
@@ -159,7 +247,7 @@ func (c *compiler) failsafeChain(d dirInfo) bool {
 	}
 	for _, proto := range protos {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{
-			Matches: []ruleset.Match{c.portMatch(proto, ruleset.Dst, byProto[proto])},
+			Matches: []ruleset.Match{c.portMatch(proto, ruleset.Dst, byProto[proto], false)},
 			Verdict: ruleset.Accept(),
 		})
 	}
@@ -178,4 +266,77 @@ func (c *compiler) failsafeChain(d dirInfo) bool {
 	}
 	c.t.Chains = append(c.t.Chains, ch)
 	return true
+}
+
+// warnShadowedDenies warns about deny rules that a failsafe port overrides
+// on some endpoint they apply to: the failsafe wins, so the port stays open.
+func (c *compiler) warnShadowedDenies(heps []*config.HostEndpoint, policies []*config.Policy) {
+	for _, d := range directions {
+		entries := c.cfg.Failsafe.Inbound
+		if d.dir == config.Egress {
+			entries = c.cfg.Failsafe.Outbound
+		}
+		for _, p := range policies {
+			if !p.Applies(d.dir) || !c.selectsAny(p, heps) {
+				continue
+			}
+			for i, r := range p.Rules(d.dir) {
+				if r.Action != config.Deny {
+					continue
+				}
+				for _, e := range entries {
+					if !denies(r, e) {
+						continue
+					}
+					c.warnOnce(fmt.Sprintf("shadow %s %s %d", p.Name, d.dir, i), &hcl.Diagnostic{
+						Severity: hcl.DiagWarning,
+						Summary:  "Deny rule shadowed by a failsafe port",
+						Detail: fmt.Sprintf("Rule %d of the %s rules of policy %q denies traffic that failsafe entry %s keeps open: failsafe ports are accepted before any policy. "+
+							"Remove the entry from the failsafe block if you mean to close it.", i+1, d.dir, p.Name, formatProtoPort(e)),
+						Subject: r.DeclRange.Ptr(),
+					})
+					break
+				}
+			}
+		}
+	}
+}
+
+func (c *compiler) selectsAny(p *config.Policy, heps []*config.HostEndpoint) bool {
+	for _, h := range heps {
+		if p.Selector.Matches(c.labels(h)) {
+			return true
+		}
+	}
+	return false
+}
+
+// denies reports whether a deny rule can match traffic to failsafe entry e
+// (protocol and destination port; addresses are not considered).
+func denies(r *config.Rule, e config.ProtoPort) bool {
+	if r.Protocol != nil && r.Protocol.Number != e.Protocol {
+		return false
+	}
+	if r.NotProtocol != nil && r.NotProtocol.Number == e.Protocol {
+		return false
+	}
+	in := func(ports []config.PortRange) bool {
+		for _, p := range ports {
+			if p.Lo <= e.Port && e.Port <= p.Hi {
+				return true
+			}
+		}
+		return false
+	}
+	if len(r.Destination.Ports) > 0 && !in(r.Destination.Ports) {
+		return false
+	}
+	return !in(r.Destination.NotPorts)
+}
+
+func formatProtoPort(e config.ProtoPort) string {
+	if e.Net.IsValid() {
+		return fmt.Sprintf("%s:%s:%d", ruleset.ProtoName(e.Protocol), e.Net, e.Port)
+	}
+	return fmt.Sprintf("%s:%d", ruleset.ProtoName(e.Protocol), e.Port)
 }

@@ -13,7 +13,57 @@ type Config struct {
 	Endpoints   []*HostEndpoint
 	NetworkSets []*NetworkSet
 	Policies    []*Policy
+	Tiers       []*Tier // declared tiers; the default tier is implicit
 	Failsafe    Failsafe
+	Settings    Settings
+}
+
+// Settings are host-wide switches.
+type Settings struct {
+	// AllowIPv6ND accepts IPv6 neighbour discovery on covered interfaces
+	// (default true; false restores Calico's behaviour).
+	AllowIPv6ND bool
+	DeclRange   hcl.Range
+}
+
+// DefaultTier is the tier of policies that name none.
+const DefaultTier = "default"
+
+// DefaultTierOrder is the default tier's fixed order (Calico's).
+const DefaultTierOrder = 1_000_000
+
+// Tier groups policies; tiers run by Order, and a packet that no policy of a
+// selecting tier decides meets the tier's DefaultAction.
+type Tier struct {
+	Name          string
+	Order         *float64 // nil sorts after every number
+	DefaultAction Action   // Deny or Pass
+	DeclRange     hcl.Range
+}
+
+// SortedTiers returns every tier, the implicit default tier included, in
+// evaluation order: by order (unset last), then name.
+func (c *Config) SortedTiers() []*Tier {
+	def := float64(DefaultTierOrder)
+	out := []*Tier{{Name: DefaultTier, Order: &def, DefaultAction: Deny}}
+	for _, t := range c.Tiers {
+		if t.Name != DefaultTier {
+			out = append(out, t)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return lessOrder(out[i].Order, out[j].Order, out[i].Name, out[j].Name) })
+	return out
+}
+
+// lessOrder orders by a float with nil last, then by name.
+func lessOrder(a, b *float64, an, bn string) bool {
+	switch {
+	case a != nil && b != nil && *a != *b:
+		return *a < *b
+	case (a == nil) != (b == nil):
+		return a != nil
+	}
+	return an < bn
 }
 
 // Host is this host's identity.
@@ -32,8 +82,18 @@ type HostEndpoint struct {
 	Node        string
 	Labels      map[string]string
 	ExpectedIPs []netip.Addr
-	DeclRange   hcl.Range
+	// Profiles are evaluated after the tiers; ProfileDefaultAllow allows, any
+	// other name denies (hostwall has no Profile resources).
+	Profiles  []string
+	DeclRange hcl.Range
 }
+
+// ProfileDefaultAllow is Calico's built-in allow-everything profile.
+const ProfileDefaultAllow = "projectcalico-default-allow"
+
+// Wildcard reports whether the endpoint covers every interface without an
+// endpoint of its own (interface "*").
+func (h *HostEndpoint) Wildcard() bool { return h.Interface == "*" }
 
 // NetworkSet is a labelled list of networks that rule selectors can match.
 type NetworkSet struct {
@@ -56,6 +116,7 @@ const (
 // matches.
 type Policy struct {
 	Name     string
+	Tier     string    // DefaultTier unless set
 	Selector *Selector // never nil: an absent selector is all()
 	// Order sorts policies, lowest first; nil sorts after every number.
 	Order     *float64
@@ -86,16 +147,7 @@ func (p *Policy) Rules(d Direction) []*Rule {
 // SortPolicies orders policies as they are evaluated: by Order (unset last),
 // then by name.
 func SortPolicies(ps []*Policy) {
-	sort.SliceStable(ps, func(i, j int) bool {
-		a, b := ps[i], ps[j]
-		switch {
-		case a.Order != nil && b.Order != nil && *a.Order != *b.Order:
-			return *a.Order < *b.Order
-		case (a.Order == nil) != (b.Order == nil):
-			return a.Order != nil
-		}
-		return a.Name < b.Name
-	})
+	sort.SliceStable(ps, func(i, j int) bool { return lessOrder(ps[i].Order, ps[j].Order, ps[i].Name, ps[j].Name) })
 }
 
 // Action is what a rule does with a matching packet.
@@ -106,24 +158,40 @@ const (
 	Allow Action = "allow"
 	Deny  Action = "deny"
 	Log   Action = "log"
+	Pass  Action = "pass" // skip the rest of the tier
 )
 
 // Rule is one ingress or egress rule of a policy.
 type Rule struct {
 	Action      Action
 	Protocol    *Protocol // nil: any protocol
+	NotProtocol *Protocol
+	// IPVersion is 4 or 6, or 0 for both.
+	IPVersion   int
+	ICMP        *ICMPMatch
+	NotICMP     *ICMPMatch
 	Source      Entity
 	Destination Entity
 	DeclRange   hcl.Range
 }
 
+// ICMPMatch matches an ICMP or ICMPv6 type and, optionally, code.
+type ICMPMatch struct {
+	Type uint8
+	Code *uint8
+}
+
 // Entity is the source or destination side of a rule. Every given field must
 // match.
 type Entity struct {
-	Nets          []netip.Prefix
-	Ports         []PortRange
-	Selector      *Selector // nil: no selector
-	SelectorRange hcl.Range
+	Nets             []netip.Prefix
+	NotNets          []netip.Prefix
+	Ports            []PortRange
+	NotPorts         []PortRange
+	Selector         *Selector // nil: no selector
+	NotSelector      *Selector
+	SelectorRange    hcl.Range
+	NotSelectorRange hcl.Range
 }
 
 // PortRange is an inclusive range of ports.

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -17,23 +18,30 @@ var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 	{Type: "network_set", LabelNames: []string{"name"}},
 	{Type: "policy", LabelNames: []string{"name"}},
 	{Type: "failsafe"},
+	{Type: "tier", LabelNames: []string{"name"}},
+	{Type: "settings"},
 }}
 
 var (
 	hostSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "labels"}}}
 	hepSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"},
+		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"}, {Name: "profiles"},
 	}}
-	netSetSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}}}
-	policySchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}},
+	tierSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "order"}, {Name: "default_action"}}}
+	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}}}
+	icmpSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "code"}}}
+	netSetSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}}}
+	policySchema   = &hcl.BodySchema{
+		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}, {Name: "tier"}},
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "ingress"}, {Type: "egress"}},
 	}
 	ruleSchema = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "action", Required: true}, {Name: "protocol"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "source"}, {Type: "destination"}},
+		Attributes: []hcl.AttributeSchema{{Name: "action", Required: true}, {Name: "protocol"}, {Name: "not_protocol"}, {Name: "ip_version"}},
+		Blocks:     []hcl.BlockHeaderSchema{{Type: "source"}, {Type: "destination"}, {Type: "icmp"}, {Type: "not_icmp"}},
 	}
-	entitySchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "nets"}, {Name: "ports"}, {Name: "selector"}}}
+	entitySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "nets"}, {Name: "not_nets"}, {Name: "ports"}, {Name: "not_ports"}, {Name: "selector"}, {Name: "not_selector"},
+	}}
 	failsafeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "inbound"}, {Name: "outbound"}}}
 )
 
@@ -56,6 +64,10 @@ func (b *builder) decodeHCL(f *hcl.File) {
 			b.decodePolicy(blk)
 		case "failsafe":
 			b.decodeFailsafe(blk)
+		case "tier":
+			b.decodeTier(blk)
+		case "settings":
+			b.decodeSettings(blk)
 		}
 	}
 }
@@ -98,6 +110,9 @@ func (b *builder) decodeHEP(blk *hcl.Block) {
 	if a := c.Attributes["labels"]; a != nil {
 		hep.Labels = b.labels(a)
 	}
+	if a := c.Attributes["profiles"]; a != nil {
+		hep.Profiles = b.strings(a)
+	}
 	if a := c.Attributes["expected_ips"]; a != nil {
 		nets, diags := netsAttr(a)
 		b.diags = append(b.diags, diags...)
@@ -115,7 +130,6 @@ func (b *builder) decodeHEP(blk *hcl.Block) {
 func (b *builder) checkInterface(name string, rng hcl.Range) {
 	switch {
 	case name == "*":
-		b.diags = append(b.diags, errAt(rng, "Wildcard host endpoints are not supported yet", "interface = \"*\" is planned; name the interface, such as \"eth0\"."))
 	case name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n\"'") || name == "." || name == "..":
 		b.diags = append(b.diags, errAt(rng, "Invalid interface name", "%q is not a Linux interface name (1-15 characters, no spaces, slashes or quotes).", name))
 	}
@@ -145,7 +159,11 @@ func (b *builder) decodePolicy(blk *hcl.Block) {
 	if !b.validName("policy", name, blk.LabelRanges[0]) || !b.unique("policy", name, blk.DefRange) || c == nil {
 		return
 	}
-	p := &config.Policy{Name: name, DeclRange: blk.DefRange, Selector: config.All()}
+	p := &config.Policy{Name: name, DeclRange: blk.DefRange, Selector: config.All(), Tier: config.DefaultTier}
+	if a := c.Attributes["tier"]; a != nil {
+		p.Tier = b.str(a)
+		b.tierRefs = append(b.tierRefs, tierRef{p.Tier, a.Expr.Range(), p.Name})
+	}
 	if a := c.Attributes["selector"]; a != nil {
 		sel, diags := selectorAttr(a)
 		b.diags = append(b.diags, diags...)
@@ -221,11 +239,11 @@ func (b *builder) decodeRule(blk *hcl.Block) *config.Rule {
 	if a := c.Attributes["action"]; a != nil {
 		s := b.str(a)
 		switch act := config.Action(strings.ToLower(s)); act {
-		case config.Allow, config.Deny, config.Log:
+		case config.Allow, config.Deny, config.Log, config.Pass:
 			r.Action = act
 		default:
 			if s != "" || !b.diags.HasErrors() {
-				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid action", "action %q is not one of \"allow\", \"deny\", \"log\".", s))
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid action", "action %q is not one of \"allow\", \"deny\", \"log\", \"pass\".", s))
 			}
 		}
 	}
@@ -234,6 +252,20 @@ func (b *builder) decodeRule(blk *hcl.Block) *config.Rule {
 		b.diags = append(b.diags, diags...)
 		r.Protocol = p
 	}
+	if a := c.Attributes["not_protocol"]; a != nil {
+		p, diags := protocolAttr(a)
+		b.diags = append(b.diags, diags...)
+		r.NotProtocol = p
+	}
+	if a := c.Attributes["ip_version"]; a != nil {
+		if f, diags := numberAttr(a); diags.HasErrors() {
+			b.diags = append(b.diags, diags...)
+		} else if v, acc := f.Int64(); acc != 0 || (v != 4 && v != 6) {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid IP version", "ip_version is 4 or 6."))
+		} else {
+			r.IPVersion = int(v)
+		}
+	}
 	var seen = map[string]hcl.Range{}
 	for _, eb := range c.Blocks {
 		if prev, dup := seen[eb.Type]; dup {
@@ -241,14 +273,81 @@ func (b *builder) decodeRule(blk *hcl.Block) *config.Rule {
 			continue
 		}
 		seen[eb.Type] = eb.DefRange
-		e := b.decodeEntity(eb, r)
-		if eb.Type == "source" {
-			r.Source = e
-		} else {
-			r.Destination = e
+		switch eb.Type {
+		case "icmp":
+			r.ICMP = b.decodeICMP(eb)
+		case "not_icmp":
+			r.NotICMP = b.decodeICMP(eb)
+		case "source":
+			r.Source = b.decodeEntity(eb, r)
+		default:
+			r.Destination = b.decodeEntity(eb, r)
 		}
 	}
+	b.checkRule(r, blk.DefRange)
 	return r
+}
+
+func (b *builder) decodeICMP(blk *hcl.Block) *config.ICMPMatch {
+	c := b.content(blk, icmpSchema)
+	m := &config.ICMPMatch{}
+	if c == nil {
+		return m
+	}
+	byteAttr := func(a *hcl.Attribute) (uint8, bool) {
+		f, diags := numberAttr(a)
+		if diags.HasErrors() {
+			b.diags = append(b.diags, diags...)
+			return 0, false
+		}
+		v, acc := f.Int64()
+		if acc != 0 || v < 0 || v > 255 {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid ICMP "+a.Name, "The ICMP %s is a number 0-255.", a.Name))
+			return 0, false
+		}
+		return uint8(v), true
+	}
+	if a := c.Attributes["type"]; a != nil {
+		m.Type, _ = byteAttr(a)
+	}
+	if a := c.Attributes["code"]; a != nil {
+		if v, ok := byteAttr(a); ok {
+			m.Code = &v
+		}
+	}
+	return m
+}
+
+// checkRule checks what needs the whole rule: ICMP matches need an ICMP
+// protocol, and the IP version must agree with the protocol and networks.
+func (b *builder) checkRule(r *config.Rule, rng hcl.Range) {
+	icmpVersion := 0
+	if r.Protocol != nil {
+		switch r.Protocol.Number {
+		case config.ProtoICMP:
+			icmpVersion = 4
+		case config.ProtoICMPv6:
+			icmpVersion = 6
+		}
+	}
+	if (r.ICMP != nil || r.NotICMP != nil) && icmpVersion == 0 {
+		b.diags = append(b.diags, errAt(rng, "ICMP match needs an ICMP protocol",
+			"A rule with icmp or not_icmp must set protocol = \"icmp\" (IPv4) or \"icmpv6\" (IPv6)."))
+	}
+	if r.IPVersion != 0 && icmpVersion != 0 && r.IPVersion != icmpVersion {
+		b.diags = append(b.diags, errAt(rng, "IP version contradicts the protocol",
+			"ip_version = %d, but protocol %q is IPv%d only.", r.IPVersion, r.Protocol.Name, icmpVersion))
+	}
+	if r.IPVersion != 0 {
+		for _, e := range []config.Entity{r.Source, r.Destination} {
+			for _, n := range append(append([]netip.Prefix(nil), e.Nets...), e.NotNets...) {
+				if (n.Addr().Is4() && r.IPVersion == 6) || (n.Addr().Is6() && r.IPVersion == 4) {
+					b.diags = append(b.diags, errAt(rng, "IP version contradicts a network",
+						"ip_version = %d, but the rule names %s; use one IP version per rule.", r.IPVersion, n))
+				}
+			}
+		}
+	}
 }
 
 func (b *builder) decodeEntity(blk *hcl.Block, r *config.Rule) config.Entity {
@@ -262,10 +361,23 @@ func (b *builder) decodeEntity(blk *hcl.Block, r *config.Rule) config.Entity {
 		b.diags = append(b.diags, diags...)
 		e.Nets = nets
 	}
-	if a := c.Attributes["ports"]; a != nil {
+	if a := c.Attributes["not_nets"]; a != nil {
+		nets, diags := netsAttr(a)
+		b.diags = append(b.diags, diags...)
+		e.NotNets = nets
+	}
+	for _, name := range []string{"ports", "not_ports"} {
+		a := c.Attributes[name]
+		if a == nil {
+			continue
+		}
 		ports, diags := portsAttr(a)
 		b.diags = append(b.diags, diags...)
-		e.Ports = ports
+		if name == "ports" {
+			e.Ports = ports
+		} else {
+			e.NotPorts = ports
+		}
 		if r.Protocol == nil || !r.Protocol.HasPorts() {
 			b.diags = append(b.diags, errAt(a.NameRange, "Ports need a protocol with ports",
 				"A rule that matches ports must set protocol to \"tcp\", \"udp\", \"sctp\" or \"udplite\"."))
@@ -275,6 +387,11 @@ func (b *builder) decodeEntity(blk *hcl.Block, r *config.Rule) config.Entity {
 		sel, diags := selectorAttr(a)
 		b.diags = append(b.diags, diags...)
 		e.Selector, e.SelectorRange = sel, a.Expr.Range()
+	}
+	if a := c.Attributes["not_selector"]; a != nil {
+		sel, diags := selectorAttr(a)
+		b.diags = append(b.diags, diags...)
+		e.NotSelector, e.NotSelectorRange = sel, a.Expr.Range()
 	}
 	return e
 }
@@ -354,6 +471,74 @@ func parseProtoPort(s string) (config.ProtoPort, error) {
 	}
 	pp.Port = r.Lo
 	return pp, nil
+}
+
+func (b *builder) decodeTier(blk *hcl.Block) {
+	name := blk.Labels[0]
+	c := b.content(blk, tierSchema)
+	if !b.validName("tier", name, blk.LabelRanges[0]) || !b.unique("tier", name, blk.DefRange) || c == nil {
+		return
+	}
+	if name == config.DefaultTier {
+		b.diags = append(b.diags, errAt(blk.LabelRanges[0], "The default tier cannot be declared",
+			"Tier %q is built in, with order %d and default action deny; policies without a tier are in it.", name, config.DefaultTierOrder))
+		return
+	}
+	t := &config.Tier{Name: name, DefaultAction: config.Deny, DeclRange: blk.DefRange}
+	if a := c.Attributes["order"]; a != nil {
+		if f, diags := numberAttr(a); diags.HasErrors() {
+			b.diags = append(b.diags, diags...)
+		} else {
+			o, _ := f.Float64()
+			t.Order = &o
+		}
+	}
+	if a := c.Attributes["default_action"]; a != nil {
+		switch act := config.Action(strings.ToLower(b.str(a))); act {
+		case config.Deny, config.Pass:
+			t.DefaultAction = act
+		default:
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid default action", "A tier's default_action is \"deny\" or \"pass\"."))
+		}
+	}
+	b.cfg.Tiers = append(b.cfg.Tiers, t)
+}
+
+func (b *builder) decodeSettings(blk *hcl.Block) {
+	if !b.unique("settings", "", blk.DefRange) {
+		return
+	}
+	c := b.content(blk, settingsSchema)
+	b.cfg.Settings.DeclRange = blk.DefRange
+	if c == nil {
+		return
+	}
+	if a := c.Attributes["allow_ipv6_neighbor_discovery"]; a != nil {
+		v, diags := value(a)
+		b.diags = append(b.diags, diags...)
+		if !diags.HasErrors() {
+			if v.Type() != cty.Bool {
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Expected true or false", "allow_ipv6_neighbor_discovery is true or false."))
+			} else {
+				b.cfg.Settings.AllowIPv6ND = v.True()
+			}
+		}
+	}
+}
+
+// strings reads a list of strings.
+func (b *builder) strings(a *hcl.Attribute) []string {
+	items, diags := listAttr(a)
+	b.diags = append(b.diags, diags...)
+	var out []string
+	for _, it := range items {
+		if it.val.Type() != cty.String {
+			b.diags = append(b.diags, errAt(it.rng, "Expected a string", "Each element of %q must be a quoted string.", a.Name))
+			continue
+		}
+		out = append(out, it.val.AsString())
+	}
+	return out
 }
 
 func (b *builder) str(a *hcl.Attribute) string {

@@ -17,9 +17,17 @@ type Result struct {
 }
 
 type builder struct {
-	cfg   *config.Config
-	seen  map[string]hcl.Range
-	diags hcl.Diagnostics
+	cfg      *config.Config
+	seen     map[string]hcl.Range
+	diags    hcl.Diagnostics
+	tierRefs []tierRef
+}
+
+// tierRef is a policy's reference to a tier, checked once all files are read.
+type tierRef struct {
+	tier   string
+	rng    hcl.Range
+	policy string
 }
 
 // LoadDir reads every policy file of dir into one configuration. The result
@@ -33,7 +41,7 @@ func LoadDir(dir string) (*Result, hcl.Diagnostics) {
 // Load parses and merges the given files.
 func Load(srcs []Source) (*Result, hcl.Diagnostics) {
 	b := &builder{
-		cfg:  &config.Config{Failsafe: config.DefaultFailsafe()},
+		cfg:  &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
 		seen: map[string]hcl.Range{},
 	}
 	parser := hclparse.NewParser()
@@ -54,5 +62,16 @@ func Load(srcs []Source) (*Result, hcl.Diagnostics) {
 			})
 		}
 	}
+	b.checkTierRefs()
 	return &Result{Config: b.cfg, Sources: srcs}, b.diags
+}
+
+func (b *builder) checkTierRefs() {
+	for _, ref := range b.tierRefs {
+		if ref.tier == config.DefaultTier || b.seen["tier "+ref.tier] != (hcl.Range{}) {
+			continue
+		}
+		b.diags = append(b.diags, errAt(ref.rng, "Unknown tier",
+			"Policy %q is in tier %q, which no file declares; add tier %q { order = … } or remove the tier line.", ref.policy, ref.tier, ref.tier))
+	}
 }

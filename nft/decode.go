@@ -136,7 +136,15 @@ func (d *decoder) meta(m *expr.Meta, r *ruleset.Rule) bool {
 		return true
 	case expr.MetaKeyL4PROTO:
 		c, ok := d.at(1).(*expr.Cmp)
-		if !ok || c.Op != expr.CmpOpEq || len(c.Data) != 1 {
+		if !ok || len(c.Data) != 1 {
+			return false
+		}
+		if c.Op == expr.CmpOpNeq {
+			r.Matches = append(r.Matches, ruleset.L4Proto{Proto: c.Data[0], Negate: true})
+			d.i += 2
+			return true
+		}
+		if c.Op != expr.CmpOpEq {
 			return false
 		}
 		if p, ok := d.at(2).(*expr.Payload); ok && p.Len == 1 {
@@ -169,16 +177,23 @@ func (d *decoder) addr(fam ruleset.IPFamily, p *expr.Payload, r *ruleset.Rule) b
 
 func (d *decoder) icmpType(proto uint8, p *expr.Payload, r *ruleset.Rule) bool {
 	c, ok := d.at(3).(*expr.Cmp)
-	if !ok || p.Base != expr.PayloadBaseTransportHeader || p.Offset != 0 || p.DestRegister != 1 || c.Op != expr.CmpOpEq || len(c.Data) != 1 {
+	if !ok || p.Base != expr.PayloadBaseTransportHeader || p.Offset > 1 || p.DestRegister != 1 || len(c.Data) != 1 ||
+		(c.Op != expr.CmpOpEq && c.Op != expr.CmpOpNeq) {
 		return false
 	}
+	fam := ruleset.IPv4
 	switch proto {
 	case unix.IPPROTO_ICMP:
-		r.Matches = append(r.Matches, ruleset.ICMPType{Family: ruleset.IPv4, Type: c.Data[0]})
 	case unix.IPPROTO_ICMPV6:
-		r.Matches = append(r.Matches, ruleset.ICMPType{Family: ruleset.IPv6, Type: c.Data[0]})
+		fam = ruleset.IPv6
 	default:
 		return false
+	}
+	negate := c.Op == expr.CmpOpNeq
+	if p.Offset == 0 {
+		r.Matches = append(r.Matches, ruleset.ICMPType{Family: fam, Type: c.Data[0], Negate: negate})
+	} else {
+		r.Matches = append(r.Matches, ruleset.ICMPCode{Family: fam, Code: c.Data[0], Negate: negate})
 	}
 	d.i += 4
 	return true

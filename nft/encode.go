@@ -63,7 +63,7 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 	case ruleset.L4Proto:
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{m.Proto}},
+			&expr.Cmp{Op: cmpOp(m.Negate), Register: 1, Data: []byte{m.Proto}},
 		}, nil
 	case ruleset.IfName:
 		key := expr.MetaKeyIIFNAME
@@ -97,16 +97,9 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 			&expr.Lookup{SourceRegister: 1, SetName: m.Set, Invert: m.Negate},
 		}, nil
 	case ruleset.ICMPType:
-		proto := byte(unix.IPPROTO_ICMP)
-		if m.Family == ruleset.IPv6 {
-			proto = unix.IPPROTO_ICMPV6
-		}
-		return []expr.Any{
-			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
-			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 0, Len: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{m.Type}},
-		}, nil
+		return icmpField(m.Family, 0, m.Type, m.Negate), nil
+	case ruleset.ICMPCode:
+		return icmpField(m.Family, 1, m.Code, m.Negate), nil
 	case ruleset.Port:
 		out := []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
@@ -125,6 +118,20 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("no encoding for match %T", m)
+}
+
+// icmpField matches the ICMP(v6) header byte at offset (0 type, 1 code).
+func icmpField(f ruleset.IPFamily, offset uint32, v uint8, negate bool) []expr.Any {
+	proto := byte(unix.IPPROTO_ICMP)
+	if f == ruleset.IPv6 {
+		proto = unix.IPPROTO_ICMPV6
+	}
+	return []expr.Any{
+		&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{proto}},
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: offset, Len: 1},
+		&expr.Cmp{Op: cmpOp(negate), Register: 1, Data: []byte{v}},
+	}
 }
 
 func encodeVerdict(v ruleset.Verdict) ([]expr.Any, error) {

@@ -387,6 +387,11 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 		{Matches: m(ruleset.ICMPType{Family: ruleset.IPv4, Type: 8}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.ICMPType{Family: ruleset.IPv6, Type: 135}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.ICMPType{Family: ruleset.IPv6, Type: 200}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.ICMPType{Family: ruleset.IPv4, Type: 3}, ruleset.ICMPCode{Family: ruleset.IPv4, Code: 3}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.ICMPType{Family: ruleset.IPv6, Type: 1, Negate: true}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.ICMPCode{Family: ruleset.IPv6, Code: 4, Negate: true}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.ICMPCode{Family: ruleset.IPv4, Code: 77}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.L4Proto{Proto: 6, Negate: true}), Verdict: ruleset.Drop()},
 		{Verdict: ruleset.VMap(ruleset.IIF, "vm")},
 		{Verdict: ruleset.VMap(ruleset.OIF, "vm")},
 		{Counter: true, Verdict: ruleset.Drop()},
@@ -402,7 +407,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 			covered[fmt.Sprintf("%T", mm)] = true
 		}
 	}
-	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType"} {
+	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode"} {
 		if !covered[kind] {
 			t.Errorf("match kind %s is not exercised", kind)
 		}

@@ -61,8 +61,12 @@ const (
 // NFProto matches the packet's IP family: "meta nfproto ipv4".
 type NFProto struct{ Family IPFamily }
 
-// L4Proto matches the transport protocol: "meta l4proto tcp".
-type L4Proto struct{ Proto uint8 }
+// L4Proto matches the transport protocol: "meta l4proto tcp", or
+// "meta l4proto != tcp" when negated.
+type L4Proto struct {
+	Proto  uint8
+	Negate bool
+}
 
 // IfName matches the input or output interface name exactly.
 type IfName struct {
@@ -97,6 +101,14 @@ type Port struct {
 type ICMPType struct {
 	Family IPFamily
 	Type   uint8
+	Negate bool
+}
+
+// ICMPCode matches the ICMP or ICMPv6 code. It implies the protocol check.
+type ICMPCode struct {
+	Family IPFamily
+	Code   uint8
+	Negate bool
 }
 
 // PortRange is an inclusive range of ports; Lo == Hi for one port.
@@ -109,9 +121,10 @@ func (CTState) match()  {}
 func (Addr) match()     {}
 func (Port) match()     {}
 func (ICMPType) match() {}
+func (ICMPCode) match() {}
 
 func (m NFProto) String() string { return "meta nfproto " + string(m.Family) }
-func (m L4Proto) String() string { return "meta l4proto " + ProtoName(m.Proto) }
+func (m L4Proto) String() string { return "meta l4proto " + neg(m.Negate) + ProtoName(m.Proto) }
 func (m IfName) String() string  { return fmt.Sprintf("%s %q", m.Dir, m.Name) }
 
 func (m CTState) String() string {
@@ -137,10 +150,22 @@ func (m ICMPType) String() string {
 	if m.Family == IPv6 {
 		names, kw = icmpv6Names, "icmpv6"
 	}
-	if n, ok := names[m.Type]; ok {
-		return kw + " type " + n
+	return kw + " type " + neg(m.Negate) + name(names, m.Type)
+}
+
+func (m ICMPCode) String() string {
+	names, kw := icmpCodeNames, "icmp"
+	if m.Family == IPv6 {
+		names, kw = icmpv6CodeNames, "icmpv6"
 	}
-	return fmt.Sprintf("%s type %d", kw, m.Type)
+	return kw + " code " + neg(m.Negate) + name(names, m.Code)
+}
+
+func name(names map[uint8]string, v uint8) string {
+	if n, ok := names[v]; ok {
+		return n
+	}
+	return fmt.Sprint(v)
 }
 
 // ICMP and ICMPv6 type names as nft prints them.
@@ -150,6 +175,10 @@ var (
 	icmpv6Names = map[uint8]string{1: "destination-unreachable", 2: "packet-too-big", 3: "time-exceeded",
 		4: "parameter-problem", 128: "echo-request", 129: "echo-reply", 133: "nd-router-solicit",
 		134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
+	icmpCodeNames = map[uint8]string{0: "net-unreachable", 1: "host-unreachable", 2: "prot-unreachable", 3: "port-unreachable",
+		4: "frag-needed", 9: "net-prohibited", 10: "host-prohibited", 13: "admin-prohibited"}
+	icmpv6CodeNames = map[uint8]string{0: "no-route", 1: "admin-prohibited", 3: "addr-unreachable", 4: "port-unreachable",
+		5: "policy-fail", 6: "reject-route"}
 )
 
 // ICMPv6 neighbour-discovery message types.
