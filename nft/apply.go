@@ -9,7 +9,7 @@ package nft
 //   - One Flush is one kernel transaction (trap 3). If any message fails the
 //     kernel discards the whole batch and the generation does not move.
 //   - Order inside the batch: the table; element deletions; rule deletions;
-//     chain deletions; set deletions; then set and chain creations; element
+//     flushing every chain that goes, then deleting them; set deletions; then set and chain creations; element
 //     additions; rule additions. Referencing objects go before their
 //     referents on the way out and after them on the way in (a chain cannot
 //     go while a rule or map element jumps to it, a set cannot go while a
@@ -141,6 +141,14 @@ func (b *batch) build(p *planner.Plan) {
 				b.rules++
 				b.fail(b.conn.DelRule(&nftables.Rule{Table: b.table, Chain: b.chain(ch.Name), Handle: r.Handle}))
 			}
+		}
+	}
+	// Chains that go may jump to each other (tier chains goto the next
+	// tier): empty them all first, so no deletion meets a reference from a
+	// chain deleted later in the batch.
+	for _, ch := range chains {
+		if ch.Action == planner.Delete || ch.Action == planner.Recreate {
+			b.conn.FlushChain(b.chain(ch.Name))
 		}
 	}
 	for _, ch := range chains {

@@ -33,7 +33,7 @@ func RequireRoot(t testing.TB) {
 func Tool(t testing.TB, name string) {
 	t.Helper()
 	if _, err := exec.LookPath(name); err != nil {
-		t.Fatalf("%s is not installed (make test installs it: apt-get install -y nftables iproute2)", name)
+		t.Fatalf("%s is not installed (make test installs it: apt-get install -y nftables iproute2 conntrack)", name)
 	}
 }
 
@@ -43,6 +43,7 @@ func New(t testing.TB) string {
 	t.Helper()
 	RequireRoot(t)
 	Tool(t, "ip")
+	Tool(t, "conntrack")
 	b := make([]byte, 4)
 	rand.Read(b)
 	name := "hwtest-" + hex.EncodeToString(b)

@@ -291,6 +291,15 @@ func setOf(m ruleset.Match) string {
 	return ""
 }
 
+func flushChain(t *ruleset.Table, name string) error {
+	c := t.Chain(name)
+	if c == nil {
+		return errf(unix.ENOENT, "chain %q", name)
+	}
+	c.Rules = nil
+	return nil
+}
+
 func delChain(t *ruleset.Table, name string) error {
 	i := slices.IndexFunc(t.Chains, func(c *ruleset.Chain) bool { return c.Name == name })
 	if i < 0 {

@@ -1,0 +1,171 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/explain"
+)
+
+func newExplainCmd(g *globals) *cobra.Command {
+	var (
+		f                  explainFlags
+		in, out, forward   bool
+		asJSON             bool
+		icmpType, icmpCode int
+	)
+	cmd := &cobra.Command{
+		Use:   "explain --iface IF (--in|--out|--forward) --proto P [--src A] [--dst A] [--sport N] [--dport N] [--icmp-type T]",
+		Short: "Say what the configuration does with one packet, and why",
+		Long: `explain evaluates one packet against the configuration — not against the
+kernel — and prints the verdict and the step that decided it: an untouched
+interface, an established connection, a failsafe entry, a policy rule, the
+end of a tier, a profile, or the default deny. It never touches the kernel.
+
+Addresses not given default to 0.0.0.0 (or :: when the other one is IPv6).
+The connection state defaults to new.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			p, err := f.packet(in, out, forward, icmpType, icmpCode)
+			if err != nil {
+				return err
+			}
+			_, res, err := g.desired()
+			if err != nil {
+				return err
+			}
+			r := explain.Explain(res.Config, g.effectiveHostName(res), p)
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(explainJSON(r))
+			}
+			w := cmd.OutOrStdout()
+			fmt.Fprintf(w, "%s: %s\n", r.Verdict, r.Decided)
+			if len(r.Trace) > 1 {
+				fmt.Fprintln(w, "on the way:")
+				for _, s := range r.Trace[:len(r.Trace)-1] {
+					fmt.Fprintf(w, "  %s\n", s)
+				}
+			}
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.iface, "iface", "", "the interface the packet crosses (required)")
+	fl.BoolVar(&in, "in", false, "the packet comes in to this host")
+	fl.BoolVar(&out, "out", false, "the packet leaves this host")
+	fl.BoolVar(&forward, "forward", false, "the packet is routed through this host")
+	fl.StringVar(&f.proto, "proto", "", "protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number (required)")
+	fl.StringVar(&f.src, "src", "", "source address")
+	fl.StringVar(&f.dst, "dst", "", "destination address")
+	fl.Uint16Var(&f.sport, "sport", 0, "source port")
+	fl.Uint16Var(&f.dport, "dport", 0, "destination port")
+	fl.IntVar(&icmpType, "icmp-type", -1, "ICMP or ICMPv6 type")
+	fl.IntVar(&icmpCode, "icmp-code", -1, "ICMP or ICMPv6 code")
+	fl.StringVar(&f.state, "state", "new", "connection state: new, established, related or invalid")
+	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
+	return cmd
+}
+
+type explainFlags struct {
+	iface, proto, src, dst, state string
+	sport, dport                  uint16
+}
+
+func (f explainFlags) packet(in, out, forward bool, icmpType, icmpCode int) (explain.Packet, error) {
+	p := explain.Packet{Iface: f.iface, SPort: f.sport, DPort: f.dport, ICMPType: icmpType, ICMPCode: icmpCode, State: explain.State(f.state)}
+	switch {
+	case f.iface == "":
+		return p, fmt.Errorf("--iface is required")
+	case f.proto == "":
+		return p, fmt.Errorf("--proto is required")
+	}
+	n := 0
+	for _, b := range []bool{in, out, forward} {
+		if b {
+			n++
+		}
+	}
+	switch {
+	case n != 1:
+		return p, fmt.Errorf("give exactly one of --in, --out, --forward")
+	case in:
+		p.Direction = explain.In
+	case out:
+		p.Direction = explain.Out
+	default:
+		p.Direction = explain.Forward
+	}
+	if num, ok := config.ProtocolNumbers[strings.ToLower(f.proto)]; ok {
+		p.Proto = num
+	} else if v, err := strconv.ParseUint(f.proto, 10, 8); err == nil {
+		p.Proto = uint8(v)
+	} else {
+		return p, fmt.Errorf("--proto %q: use tcp, udp, icmp, icmpv6, sctp, udplite or a number", f.proto)
+	}
+	switch p.State {
+	case explain.New, explain.Established, explain.Related, explain.Invalid:
+	default:
+		return p, fmt.Errorf("--state %q: use new, established, related or invalid", f.state)
+	}
+	var err error
+	if p.Src, err = addrFlag("--src", f.src); err != nil {
+		return p, err
+	}
+	if p.Dst, err = addrFlag("--dst", f.dst); err != nil {
+		return p, err
+	}
+	zero := netip.IPv4Unspecified()
+	if p.Src.Is6() || p.Dst.Is6() {
+		zero = netip.IPv6Unspecified()
+	}
+	if !p.Src.IsValid() {
+		p.Src = zero
+	}
+	if !p.Dst.IsValid() {
+		p.Dst = zero
+	}
+	if p.Src.Is4() != p.Dst.Is4() {
+		return p, fmt.Errorf("--src and --dst must be of one IP version")
+	}
+	return p, nil
+}
+
+func addrFlag(name, s string) (netip.Addr, error) {
+	if s == "" {
+		return netip.Addr{}, nil
+	}
+	a, err := netip.ParseAddr(s)
+	if err != nil {
+		return a, fmt.Errorf("%s %q is not an IP address", name, s)
+	}
+	return a.Unmap(), nil
+}
+
+type jsonStep struct {
+	Kind     string `json:"kind"`
+	Text     string `json:"text"`
+	Endpoint string `json:"endpoint,omitempty"`
+	Tier     string `json:"tier,omitempty"`
+	Policy   string `json:"policy,omitempty"`
+	Rule     int    `json:"rule,omitempty"`
+	Action   string `json:"action,omitempty"`
+}
+
+func explainJSON(r explain.Result) any {
+	step := func(s explain.Step) jsonStep {
+		return jsonStep{Kind: string(s.Kind), Text: s.String(), Endpoint: s.Endpoint, Tier: s.Tier, Policy: s.Policy, Rule: s.Rule, Action: string(s.Action)}
+	}
+	trace := []jsonStep{}
+	for _, s := range r.Trace {
+		trace = append(trace, step(s))
+	}
+	return map[string]any{"verdict": r.Verdict, "decided": step(r.Decided), "trace": trace}
+}

@@ -1,0 +1,473 @@
+package explain_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/explain"
+	"github.com/hostwall/hostwall/internal/testns"
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/nft"
+)
+
+// The lab: server namespace S (hostwall's host, "h") with eth0 and eth1,
+// each a veth to client namespace C (c0, c1). S has .1 on each link, C has
+// .2 to .9, IPv4 and IPv6.
+var links = []struct{ srv, cli, v4, v6 string }{
+	{"eth0", "c0", "10.77.0.", "fd77::"},
+	{"eth1", "c1", "10.78.0.", "fd78::"},
+}
+
+type lab struct {
+	srv, cli string
+	conn     *nft.Conn
+}
+
+func newLab(t *testing.T) *lab {
+	l := &lab{srv: testns.New(t), cli: testns.New(t)}
+	for _, ln := range links {
+		testns.Veth(t, l.cli, ln.cli, ln.v4+"2/24", l.srv, ln.srv, ln.v4+"1/24")
+		testns.Run(t, "ip", "-n", l.srv, "addr", "add", ln.v6+"1/64", "dev", ln.srv, "nodad")
+		mac := strings.Fields(testns.Run(t, "ip", "-n", l.srv, "-br", "link", "show", ln.srv))[2]
+		for i := 2; i <= 9; i++ {
+			if i > 2 {
+				testns.Run(t, "ip", "-n", l.cli, "addr", "add", fmt.Sprintf("%s%d/24", ln.v4, i), "dev", ln.cli)
+			}
+			testns.Run(t, "ip", "-n", l.cli, "addr", "add", fmt.Sprintf("%s%d/64", ln.v6, i), "dev", ln.cli, "nodad")
+		}
+		// Neighbour discovery may be filtered by the configuration under
+		// test; resolve the server statically so only test packets count.
+		testns.Run(t, "ip", "-n", l.cli, "-6", "neigh", "replace", ln.v6+"1", "lladdr", mac, "dev", ln.cli, "nud", "permanent")
+	}
+	testns.Run(t, "sh", "-c", fmt.Sprintf(`ip netns exec %s nft -f - <<'EOF'
+table inet observe {
+	set seen { type inet_service; flags dynamic; size 65535; }
+	set seenicmp { typeof @th,32,16; flags dynamic; size 65535; }
+	chain in {
+		type filter hook input priority 100; policy accept;
+		meta l4proto { tcp, udp } add @seen { th sport }
+		meta l4proto { icmp, ipv6-icmp } add @seenicmp { @th,32,16 }
+	}
+}
+EOF`, l.srv))
+	c, err := nft.Open(nft.Options{NetNS: l.srv})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	l.conn = c
+	return l
+}
+
+// tcase is one packet of the differential test.
+type tcase struct {
+	Link      int    `json:"link"`
+	Out       bool   `json:"out"`
+	V6        bool   `json:"v6"`
+	Proto     string `json:"proto"` // tcp, udp, icmp
+	Remote    int    `json:"remote"`
+	DPort     uint16 `json:"dport"`
+	ICMPType  int    `json:"icmp_type"`
+	ICMPCode  int    `json:"icmp_code"`
+	ID        uint16 `json:"id"` // source port, or ICMP id
+	remoteStr string
+}
+
+func (c tcase) addrs() (local, remote netip.Addr) {
+	ln := links[c.Link]
+	prefix := ln.v4
+	if c.V6 {
+		prefix = ln.v6
+	}
+	return netip.MustParseAddr(prefix + "1"), netip.MustParseAddr(fmt.Sprintf("%s%d", prefix, c.Remote))
+}
+
+func (c tcase) protoNum() uint8 {
+	switch {
+	case c.Proto == "tcp":
+		return config.ProtoTCP
+	case c.Proto == "udp":
+		return config.ProtoUDP
+	case c.V6:
+		return config.ProtoICMPv6
+	}
+	return config.ProtoICMP
+}
+
+func (c tcase) packet() explain.Packet {
+	local, remote := c.addrs()
+	p := explain.Packet{Iface: links[c.Link].srv, Proto: c.protoNum(), ICMPType: -1, ICMPCode: -1, State: explain.New}
+	if c.Proto == "icmp" {
+		p.ICMPType, p.ICMPCode = c.ICMPType, c.ICMPCode
+	} else {
+		p.SPort, p.DPort = c.ID, c.DPort
+	}
+	if c.Out {
+		p.Direction, p.Src, p.Dst = explain.Out, local, remote
+	} else {
+		p.Direction, p.Src, p.Dst = explain.In, remote, local
+	}
+	return p
+}
+
+var dports = []uint16{22, 53, 67, 68, 80, 443, 8080, 8050, 9000}
+
+func randomCase(r *rand.Rand, id uint16) tcase {
+	c := tcase{Link: r.IntN(2), Out: r.IntN(2) == 0, V6: r.IntN(2) == 0, Remote: 2 + r.IntN(8), ID: id,
+		Proto: []string{"tcp", "udp", "icmp"}[r.IntN(3)], DPort: dports[r.IntN(len(dports))]}
+	// Only ICMP types conntrack sees as new (no errors: those are related or
+	// invalid without a matching connection).
+	c.ICMPType = []int{8, 13}[r.IntN(2)]
+	if c.V6 {
+		c.ICMPType = []int{128, 139}[r.IntN(2)]
+	}
+	c.ICMPCode = r.IntN(2)
+	return c
+}
+
+// scenario is one configuration and its packets; disagreements are stored
+// as scenarios under testdata/differential and replayed first.
+type scenario struct {
+	Config string  `json:"config"`
+	Cases  []tcase `json:"cases"`
+}
+
+const barrierID = 39999
+
+func TestDifferential(t *testing.T) {
+	testns.RequireRoot(t)
+	total := 2000
+	if s := os.Getenv("HOSTWALL_DIFF_CASES"); s != "" {
+		total, _ = strconv.Atoi(s)
+	}
+	seed := uint64(time.Now().UnixNano())
+	if s := os.Getenv("HOSTWALL_DIFF_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	t.Logf("seed %d (rerun with HOSTWALL_DIFF_SEED=%d), %d cases", seed, seed, total)
+	l := newLab(t)
+	var scenarios []scenario
+	files, _ := filepath.Glob("testdata/differential/*.json")
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s scenario
+		if err := json.Unmarshal(data, &s); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+		scenarios = append(scenarios, s)
+	}
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	g := &gen{r: r}
+	for n := 0; n < total; {
+		s := scenario{Config: g.config()}
+		for i := 0; i < 20; i++ {
+			s.Cases = append(s.Cases, randomCase(r, uint16(40000+i)))
+		}
+		n += len(s.Cases)
+		scenarios = append(scenarios, s)
+	}
+	disagreements, ran := 0, 0
+	steps := map[string]int{}
+	for i, s := range scenarios {
+		bad := l.run(t, s, steps)
+		ran += len(s.Cases)
+		if len(bad) > 0 {
+			disagreements += len(bad)
+			path := filepath.Join("testdata", "differential", fmt.Sprintf("found-%d-%d.json", seed, i))
+			keep := scenario{Config: s.Config, Cases: bad}
+			data, _ := json.MarshalIndent(keep, "", "  ")
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err == nil && os.WriteFile(path, data, 0o644) == nil {
+				t.Logf("kept as a regression case: explain/%s", path)
+			}
+		}
+		if disagreements > 20 {
+			t.Fatalf("stopping after %d disagreements", disagreements)
+		}
+	}
+	t.Logf("%d cases in %d configurations, %d disagreements; deciding steps: %v", ran, len(scenarios), disagreements, steps)
+	if disagreements > 0 {
+		t.Errorf("%d disagreements between explain and the kernel", disagreements)
+	}
+}
+
+// run applies the scenario's configuration in S, sends every packet, and
+// returns the cases on which the kernel and explain disagree.
+func (l *lab) run(t *testing.T, s scenario, steps map[string]int) []tcase {
+	t.Helper()
+	res, diags := loader.Load([]loader.Source{{Path: "gen.hcl", Data: []byte(s.Config)}})
+	if diags.HasErrors() {
+		t.Fatalf("generated configuration does not load: %v\n%s", diags, s.Config)
+	}
+	desired, diags := compile.Compile(res.Config, compile.Options{HostName: "h"})
+	if diags.HasErrors() {
+		t.Fatalf("generated configuration does not compile: %v\n%s", diags, s.Config)
+	}
+	ctx := context.Background()
+	p, err := agent.Plan(ctx, l.conn, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.Apply(ctx, l.conn, desired, p, nft.IsGenerationChanged); err != nil {
+		t.Fatalf("apply: %v\n%s", err, s.Config)
+	}
+	// Every scenario starts without connection state: a flow of an earlier
+	// scenario with the same addresses and ports would be established.
+	testns.Run(t, "ip", "netns", "exec", l.srv, "conntrack", "-F")
+	got := l.send(t, s.Cases)
+	var bad []tcase
+	for i, c := range s.Cases {
+		want := explain.Explain(res.Config, "h", c.packet())
+		steps[fmt.Sprintf("%s %s", want.Verdict, want.Decided.Kind)]++
+		if got[i] != (want.Verdict == explain.Allow) {
+			bad = append(bad, c)
+			var trace []string
+			for _, st := range want.Trace {
+				trace = append(trace, st.String())
+			}
+			t.Errorf("disagreement: %+v\n  packet %+v\n  kernel allowed=%v, explain %s: %s\n  trace: %s\nconfiguration:\n%s",
+				c, c.packet(), got[i], want.Verdict, want.Decided, strings.Join(trace, "; "), s.Config)
+		}
+	}
+	return bad
+}
+
+// send sends every case and reports, per case, whether hostwall let it
+// through. Outgoing packets are judged synchronously (a drop in the output
+// hook fails the send with EPERM); incoming ones by the observer table,
+// once a barrier packet sent after them has arrived.
+func (l *lab) send(t *testing.T, cases []tcase) []bool {
+	t.Helper()
+	got := make([]bool, len(cases))
+	testns.Run(t, "ip", "netns", "exec", l.srv, "nft", "flush set inet observe seen; flush set inet observe seenicmp")
+	err := testns.Do(l.srv, func() error {
+		for i, c := range cases {
+			if c.Out {
+				ok, err := sendOne(c)
+				if err != nil {
+					return fmt.Errorf("case %+v: %w", c, err)
+				}
+				got[i] = ok
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = testns.Do(l.cli, func() error {
+		// One CPU, so the barrier cannot overtake the packets before it.
+		var set unix.CPUSet
+		set.Set(0)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return err
+		}
+		for _, c := range cases {
+			if !c.Out {
+				if _, err := sendOne(c); err != nil {
+					return fmt.Errorf("case %+v: %w", c, err)
+				}
+			}
+		}
+		for link := range links {
+			barrier := tcase{Link: link, Proto: "udp", Remote: 2, DPort: 68, ID: barrierID - uint16(link)}
+			if _, err := sendOne(barrier); err != nil {
+				return fmt.Errorf("barrier: %w", err)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen, seenICMP []uint16
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		seen, seenICMP = l.observed(t)
+		if slices.Contains(seen, barrierID) && slices.Contains(seen, barrierID-1) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the barrier packets never arrived")
+		}
+		time.Sleep(5 * time.Millisecond) // polling the observer until the barrier shows
+	}
+	for i, c := range cases {
+		if !c.Out {
+			if c.Proto == "icmp" {
+				got[i] = slices.Contains(seenICMP, c.ID)
+			} else {
+				got[i] = slices.Contains(seen, c.ID)
+			}
+		}
+	}
+	return got
+}
+
+func (l *lab) observed(t *testing.T) (ports, icmpIDs []uint16) {
+	out, err := exec.Command("ip", "netns", "exec", l.srv, "nft", "-j", "list", "table", "inet", "observe").Output()
+	if err != nil {
+		t.Fatalf("reading the observer: %v", err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Name string            `json:"name"`
+				Elem []json.RawMessage `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("parsing the observer: %v\n%s", err, out)
+	}
+	for _, o := range doc.Nftables {
+		if o.Set == nil {
+			continue
+		}
+		for _, e := range o.Set.Elem {
+			var v uint16
+			if json.Unmarshal(e, &v) != nil {
+				var wrapped struct {
+					Elem struct {
+						Val uint16 `json:"val"`
+					} `json:"elem"`
+				}
+				if json.Unmarshal(e, &wrapped) != nil {
+					t.Fatalf("observer element %s", e)
+				}
+				v = wrapped.Elem.Val
+			}
+			if o.Set.Name == "seen" {
+				ports = append(ports, v)
+			} else {
+				icmpIDs = append(icmpIDs, v)
+			}
+		}
+	}
+	return ports, icmpIDs
+}
+
+// sendOne sends the case's packet from the namespace the calling thread is
+// in, and reports whether the local output hook let it out.
+func sendOne(c tcase) (bool, error) {
+	local, remote := c.addrs()
+	from, to := remote, local // incoming: the client sends
+	if c.Out {
+		from, to = local, remote
+	}
+	family := unix.AF_INET
+	if c.V6 {
+		family = unix.AF_INET6
+	}
+	var typ, proto int
+	switch {
+	case c.Proto == "tcp" && c.Out:
+		// connect() does not report a SYN dropped by the output hook
+		// (tcp_connect ignores the error), so outgoing TCP is a hand-made
+		// SYN on a raw socket, whose send does.
+		typ, proto = unix.SOCK_RAW, unix.IPPROTO_TCP
+	case c.Proto == "tcp":
+		typ, proto = unix.SOCK_STREAM, unix.IPPROTO_TCP
+	case c.Proto == "udp":
+		typ, proto = unix.SOCK_DGRAM, unix.IPPROTO_UDP
+	default:
+		typ, proto = unix.SOCK_RAW, unix.IPPROTO_ICMP
+		if c.V6 {
+			proto = unix.IPPROTO_ICMPV6
+		}
+	}
+	fd, err := unix.Socket(family, typ|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, proto)
+	if err != nil {
+		return false, err
+	}
+	defer unix.Close(fd)
+	port := int(c.ID)
+	if typ == unix.SOCK_RAW {
+		port = 0
+	}
+	if err := unix.Bind(fd, sockaddr(from, port)); err != nil {
+		return false, fmt.Errorf("bind %s:%d: %w", from, port, err)
+	}
+	dst := sockaddr(to, int(c.DPort))
+	switch {
+	case typ == unix.SOCK_RAW && c.Proto == "tcp":
+		err = unix.Sendto(fd, synSegment(from, to, c.ID, c.DPort), 0, sockaddr(to, 0))
+	case c.Proto == "tcp":
+		err = unix.Connect(fd, dst)
+		if errors.Is(err, unix.EINPROGRESS) {
+			err = nil
+		}
+	case c.Proto == "udp":
+		err = unix.Sendto(fd, []byte("hostwall"), 0, dst)
+	default:
+		msg := make([]byte, 16)
+		msg[0], msg[1] = byte(c.ICMPType), byte(c.ICMPCode)
+		binary.BigEndian.PutUint16(msg[4:], c.ID)
+		if !c.V6 {
+			binary.BigEndian.PutUint16(msg[2:], checksum(msg)) // the kernel fills ICMPv6's
+		}
+		err = unix.Sendto(fd, msg, 0, sockaddr(to, 0))
+	}
+	if errors.Is(err, unix.EPERM) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+func sockaddr(a netip.Addr, port int) unix.Sockaddr {
+	if a.Is4() {
+		return &unix.SockaddrInet4{Addr: a.As4(), Port: port}
+	}
+	return &unix.SockaddrInet6{Addr: a.As16(), Port: port}
+}
+
+func checksum(b []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(b); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(b[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum>>16 + sum&0xffff
+	}
+	return ^uint16(sum)
+}
+
+// synSegment is a TCP SYN with a correct checksum.
+func synSegment(src, dst netip.Addr, sport, dport uint16) []byte {
+	seg := make([]byte, 20)
+	binary.BigEndian.PutUint16(seg[0:], sport)
+	binary.BigEndian.PutUint16(seg[2:], dport)
+	binary.BigEndian.PutUint32(seg[4:], 1)
+	seg[12] = 5 << 4 // data offset
+	seg[13] = 0x02   // SYN
+	binary.BigEndian.PutUint16(seg[14:], 1024)
+	pseudo := append(append([]byte{}, src.AsSlice()...), dst.AsSlice()...)
+	if src.Is4() {
+		pseudo = append(pseudo, 0, unix.IPPROTO_TCP, 0, byte(len(seg)))
+	} else {
+		pseudo = binary.BigEndian.AppendUint32(pseudo, uint32(len(seg)))
+		pseudo = append(pseudo, 0, 0, 0, unix.IPPROTO_TCP)
+	}
+	binary.BigEndian.PutUint16(seg[16:], checksum(append(pseudo, seg...)))
+	return seg
+}

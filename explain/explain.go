@@ -1,0 +1,298 @@
+package explain
+
+import (
+	"fmt"
+	"net/netip"
+	"slices"
+	"sort"
+
+	"github.com/hostwall/hostwall/config"
+)
+
+// Direction is the way a packet crosses the interface.
+type Direction string
+
+// Directions.
+const (
+	In      Direction = "in"      // to this host (input)
+	Out     Direction = "out"     // from this host (output)
+	Forward Direction = "forward" // routed through this host
+)
+
+// State is the packet's connection-tracking state.
+type State string
+
+// Connection-tracking states.
+const (
+	New         State = "new"
+	Established State = "established"
+	Related     State = "related"
+	Invalid     State = "invalid"
+)
+
+// Packet is what explain evaluates.
+type Packet struct {
+	Iface     string
+	Direction Direction
+	Proto     uint8
+	Src, Dst  netip.Addr
+	// SPort and DPort are used for protocols with ports.
+	SPort, DPort uint16
+	// ICMPType and ICMPCode are used for ICMP and ICMPv6; -1 when unset.
+	ICMPType, ICMPCode int
+	State              State
+}
+
+// Verdict is the fate of the packet.
+type Verdict string
+
+// Verdicts.
+const (
+	Allow Verdict = "allow"
+	Deny  Verdict = "deny"
+)
+
+// StepKind names what decided, or what happened on the way.
+type StepKind string
+
+// Step kinds.
+const (
+	Untouched        StepKind = "untouched interface"
+	ForwardUnpoliced StepKind = "forwarded, no forward policy"
+	ConnTracked      StepKind = "established or related connection"
+	NeighborDisc     StepKind = "IPv6 neighbour discovery"
+	InvalidState     StepKind = "invalid connection state"
+	FailsafeEntry    StepKind = "failsafe entry"
+	PolicyRule       StepKind = "policy rule"
+	EndOfTier        StepKind = "end of tier"
+	TierPassed       StepKind = "tier passed"
+	Profile          StepKind = "profile"
+	DefaultDeny      StepKind = "default deny"
+)
+
+// Step is one thing that happened to the packet.
+type Step struct {
+	Kind     StepKind
+	Endpoint string
+	Tier     string
+	Policy   string
+	Rule     int // 1-based, within the policy's rules of the direction
+	Action   config.Action
+	Detail   string
+}
+
+func (s Step) String() string {
+	switch s.Kind {
+	case PolicyRule:
+		return fmt.Sprintf("%s: tier %q, policy %q, %s rule %d (%s)", s.Kind, s.Tier, s.Policy, dirWord(s), s.Rule, s.Action)
+	case EndOfTier, TierPassed:
+		return fmt.Sprintf("%s %q: %s", s.Kind, s.Tier, s.Detail)
+	}
+	if s.Detail != "" {
+		return fmt.Sprintf("%s: %s", s.Kind, s.Detail)
+	}
+	return string(s.Kind)
+}
+
+func dirWord(s Step) string {
+	if s.Detail != "" {
+		return s.Detail
+	}
+	return "the"
+}
+
+// Result is the verdict, the step that decided it, and every step taken.
+type Result struct {
+	Verdict Verdict
+	Decided Step
+	Trace   []Step
+}
+
+// Explain evaluates p against the configuration as host hostName enforces
+// it.
+func Explain(cfg *config.Config, hostName string, p Packet) Result {
+	e := &evaluator{cfg: cfg, host: hostName}
+	return e.run(p)
+}
+
+type evaluator struct {
+	cfg   *config.Config
+	host  string
+	trace []Step
+}
+
+func (e *evaluator) done(v Verdict, s Step) Result {
+	e.trace = append(e.trace, s)
+	return Result{Verdict: v, Decided: s, Trace: e.trace}
+}
+
+func (e *evaluator) run(p Packet) Result {
+	if p.Direction == Forward {
+		return e.done(Allow, Step{Kind: ForwardUnpoliced, Detail: "hostwall installs no forward hook without an apply_on_forward policy"})
+	}
+	hep := e.endpoint(p.Iface)
+	if hep == nil {
+		return e.done(Allow, Step{Kind: Untouched, Detail: fmt.Sprintf("no host endpoint covers %s", p.Iface)})
+	}
+	at := Step{Endpoint: hep.Name}
+	switch p.State {
+	case Established, Related:
+		at.Kind = ConnTracked
+		return e.done(Allow, at)
+	}
+	if e.cfg.Settings.AllowIPv6ND && p.Proto == config.ProtoICMPv6 && p.ICMPType >= 133 && p.ICMPType <= 136 {
+		at.Kind = NeighborDisc
+		return e.done(Allow, at)
+	}
+	if p.State == Invalid {
+		at.Kind = InvalidState
+		return e.done(Deny, at)
+	}
+	if entry, ok := e.failsafe(p); ok {
+		at.Kind, at.Detail = FailsafeEntry, entry
+		return e.done(Allow, at)
+	}
+	dir := config.Ingress
+	if p.Direction == Out {
+		dir = config.Egress
+	}
+	labels := e.labels(hep)
+	for _, tier := range e.cfg.SortedTiers() {
+		v, decided, ok := e.tier(tier, dir, labels, hep, p)
+		if ok {
+			return e.done(v, decided)
+		}
+	}
+	if len(hep.Profiles) > 0 {
+		prof := hep.Profiles[0]
+		at.Kind, at.Detail = Profile, prof
+		if prof == config.ProfileDefaultAllow {
+			return e.done(Allow, at)
+		}
+		at.Detail = prof + " (unknown profiles deny)"
+		return e.done(Deny, at)
+	}
+	at.Kind = DefaultDeny
+	at.Detail = "no policy decided and the endpoint has no profile"
+	return e.done(Deny, at)
+}
+
+// tier evaluates one tier; ok is false when the tier did not decide (it
+// selects nothing, or passed).
+func (e *evaluator) tier(t *config.Tier, dir config.Direction, labels map[string]string, hep *config.HostEndpoint, p Packet) (Verdict, Step, bool) {
+	var selected []*config.Policy
+	for _, pol := range e.cfg.Policies {
+		if pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) {
+			selected = append(selected, pol)
+		}
+	}
+	if len(selected) == 0 {
+		return "", Step{}, false
+	}
+	sort.SliceStable(selected, func(i, j int) bool { return policyLess(selected[i], selected[j]) })
+	for _, pol := range selected {
+		for i, r := range pol.Rules(dir) {
+			if !e.matches(r, p) {
+				continue
+			}
+			s := Step{Kind: PolicyRule, Endpoint: hep.Name, Tier: t.Name, Policy: pol.Name, Rule: i + 1, Action: r.Action, Detail: string(dir)}
+			switch r.Action {
+			case config.Allow:
+				return Allow, s, true
+			case config.Deny:
+				return Deny, s, true
+			case config.Log:
+				e.trace = append(e.trace, s)
+				continue
+			case config.Pass:
+				e.trace = append(e.trace, s)
+				e.trace = append(e.trace, Step{Kind: TierPassed, Endpoint: hep.Name, Tier: t.Name, Detail: "a pass rule skips the rest of the tier"})
+				return "", Step{}, false
+			}
+		}
+	}
+	if t.DefaultAction == config.Pass {
+		e.trace = append(e.trace, Step{Kind: TierPassed, Endpoint: hep.Name, Tier: t.Name, Detail: "no policy decided; the tier's default action is pass"})
+		return "", Step{}, false
+	}
+	return Deny, Step{Kind: EndOfTier, Endpoint: hep.Name, Tier: t.Name, Detail: "policies of the tier select the endpoint, none decided"}, true
+}
+
+// policyLess orders policies by order (unset last), then name.
+func policyLess(a, b *config.Policy) bool {
+	switch {
+	case a.Order == nil && b.Order == nil:
+	case a.Order == nil:
+		return false
+	case b.Order == nil:
+		return true
+	case *a.Order != *b.Order:
+		return *a.Order < *b.Order
+	}
+	return a.Name < b.Name
+}
+
+// endpoint finds the endpoint enforced on iface: an exact one (the
+// lexically smallest name when several), else the wildcard one.
+func (e *evaluator) endpoint(iface string) *config.HostEndpoint {
+	var exact, wild *config.HostEndpoint
+	for _, h := range e.cfg.Endpoints {
+		if h.Node != "" && h.Node != e.host {
+			continue
+		}
+		switch {
+		case h.Interface == iface && (exact == nil || h.Name < exact.Name):
+			exact = h
+		case h.Interface == "*" && (wild == nil || h.Name < wild.Name):
+			wild = h
+		}
+	}
+	if exact != nil {
+		return exact
+	}
+	return wild
+}
+
+// labels are an endpoint's labels over the host's, for endpoints of this
+// host.
+func (e *evaluator) labels(h *config.HostEndpoint) map[string]string {
+	out := map[string]string{}
+	if e.cfg.Host != nil && (h.Node == "" || h.Node == e.host) {
+		for k, v := range e.cfg.Host.Labels {
+			out[k] = v
+		}
+	}
+	for k, v := range h.Labels {
+		out[k] = v
+	}
+	return out
+}
+
+func (e *evaluator) failsafe(p Packet) (string, bool) {
+	entries, remote := e.cfg.Failsafe.Inbound, p.Src
+	if p.Direction == Out {
+		entries, remote = e.cfg.Failsafe.Outbound, p.Dst
+	}
+	for _, f := range entries {
+		if f.Protocol == p.Proto && hasPorts(p.Proto) && f.Port == p.DPort && (!f.Net.IsValid() || f.Net.Contains(remote)) {
+			if f.Net.IsValid() {
+				return fmt.Sprintf("%s:%s:%d", protoName(f.Protocol), f.Net, f.Port), true
+			}
+			return fmt.Sprintf("%s:%d", protoName(f.Protocol), f.Port), true
+		}
+	}
+	return "", false
+}
+
+func protoName(p uint8) string {
+	for n, v := range config.ProtocolNumbers {
+		if v == p {
+			return n
+		}
+	}
+	return fmt.Sprint(p)
+}
+
+func hasPorts(proto uint8) bool {
+	return slices.Contains([]uint8{config.ProtoTCP, config.ProtoUDP, config.ProtoSCTP, config.ProtoUDPLite}, proto)
+}

@@ -1,0 +1,139 @@
+package explain
+
+import (
+	"net/netip"
+
+	"github.com/hostwall/hostwall/config"
+)
+
+// matches reports whether rule r matches packet p.
+func (e *evaluator) matches(r *config.Rule, p Packet) bool {
+	v6 := p.Src.Is6()
+	if !appliesToFamily(r, v6) {
+		return false
+	}
+	if r.Protocol != nil && r.Protocol.Number != p.Proto {
+		return false
+	}
+	if r.NotProtocol != nil && r.NotProtocol.Number == p.Proto {
+		return false
+	}
+	if !e.side(r.Source, p.Src, p.SPort, p.Proto) || !e.side(r.Destination, p.Dst, p.DPort, p.Proto) {
+		return false
+	}
+	if r.ICMP != nil && !icmpIs(r.ICMP, p) {
+		return false
+	}
+	if r.NotICMP != nil && icmpIs(r.NotICMP, p) {
+		return false
+	}
+	return true
+}
+
+// appliesToFamily: a rule is for one IP version when its networks, its
+// ip_version or its ICMP protocol say so (Calico infers the version the same
+// way); every list of networks must hold one of the packet's family.
+func appliesToFamily(r *config.Rule, v6 bool) bool {
+	want := 4
+	if v6 {
+		want = 6
+	}
+	if r.IPVersion != 0 && r.IPVersion != want {
+		return false
+	}
+	if r.Protocol != nil {
+		switch r.Protocol.Number {
+		case config.ProtoICMP:
+			if v6 {
+				return false
+			}
+		case config.ProtoICMPv6:
+			if !v6 {
+				return false
+			}
+		}
+	}
+	for _, list := range [][]netip.Prefix{r.Source.Nets, r.Source.NotNets, r.Destination.Nets, r.Destination.NotNets} {
+		if len(list) == 0 {
+			continue
+		}
+		found := false
+		for _, n := range list {
+			found = found || n.Addr().Is6() == v6
+		}
+		if !found {
+			return false
+		}
+	}
+	return true
+}
+
+func (e *evaluator) side(s config.Entity, addr netip.Addr, port uint16, proto uint8) bool {
+	if len(s.Nets) > 0 && !inAny(s.Nets, addr) {
+		return false
+	}
+	if len(s.NotNets) > 0 && inAny(s.NotNets, addr) {
+		return false
+	}
+	if s.Selector != nil && !inAny(e.selected(s.Selector), addr) {
+		return false
+	}
+	if s.NotSelector != nil && inAny(e.selected(s.NotSelector), addr) {
+		return false
+	}
+	if len(s.Ports) > 0 && (!hasPorts(proto) || !inPorts(s.Ports, port)) {
+		return false
+	}
+	if len(s.NotPorts) > 0 && (!hasPorts(proto) || inPorts(s.NotPorts, port)) {
+		return false
+	}
+	return true
+}
+
+// selected returns every address a rule selector names: the nets of
+// matching network sets and the expected IPs of matching host endpoints of
+// any node.
+func (e *evaluator) selected(sel *config.Selector) []netip.Prefix {
+	var out []netip.Prefix
+	for _, ns := range e.cfg.NetworkSets {
+		if sel.Matches(ns.Labels) {
+			out = append(out, ns.Nets...)
+		}
+	}
+	for _, h := range e.cfg.Endpoints {
+		if sel.Matches(e.labels(h)) {
+			for _, a := range h.ExpectedIPs {
+				out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			}
+		}
+	}
+	return out
+}
+
+func inAny(nets []netip.Prefix, a netip.Addr) bool {
+	for _, n := range nets {
+		if n.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+func inPorts(ports []config.PortRange, p uint16) bool {
+	for _, r := range ports {
+		if r.Lo <= p && p <= r.Hi {
+			return true
+		}
+	}
+	return false
+}
+
+func icmpIs(m *config.ICMPMatch, p Packet) bool {
+	if p.Proto != config.ProtoICMP && p.Proto != config.ProtoICMPv6 {
+		return false
+	}
+	if p.ICMPType != int(m.Type) {
+		return false
+	}
+	return m.Code == nil || p.ICMPCode == int(*m.Code)
+}
