@@ -179,10 +179,20 @@ func TestDifferential(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
 	g := &gen{r: r}
+	next := 0
 	for n := 0; n < total; {
-		s := scenario{Config: g.config()}
+		cfg := g.config()
+		s := scenario{Config: cfg.text}
 		for i := 0; i < 20; i++ {
-			s.Cases = append(s.Cases, randomCase(r, uint16(40000+i)))
+			// Unique per run (25,000 before wrapping), so no packet can
+			// belong to a flow of an earlier scenario.
+			id := uint16(40000 + next%25000)
+			next++
+			if len(cfg.rules) > 0 && r.IntN(2) == 0 {
+				s.Cases = append(s.Cases, g.aimed(cfg.rules[r.IntN(len(cfg.rules))], id))
+			} else {
+				s.Cases = append(s.Cases, randomCase(r, id))
+			}
 		}
 		n += len(s.Cases)
 		scenarios = append(scenarios, s)

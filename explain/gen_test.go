@@ -3,12 +3,15 @@ package explain_test
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
+	"strconv"
 	"strings"
 )
 
-// gen writes random configurations for the differential test: two
-// interfaces, endpoints with labels, network sets, tiers, policies with every
-// rule field, failsafe variants. It stays within what the loader accepts.
+// gen builds random configurations for the differential test — two
+// interfaces, endpoints with labels, network sets, tiers, policies using
+// every rule field, failsafe variants — as a model that renders to HCL and
+// from which packets aimed at a rule can be made.
 type gen struct{ r *rand.Rand }
 
 func (g *gen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
@@ -17,32 +20,62 @@ func (g *gen) chance(p float64) bool    { return g.r.Float64() < p }
 var (
 	netPool = []string{"10.77.0.0/24", "10.77.0.0/29", "10.77.0.4/30", "10.77.0.5", "10.77.0.8/29", "10.78.0.0/24", "10.78.0.2",
 		"10.99.0.0/16", "fd77::/64", "fd77::/125", "fd77::4/126", "fd77::5", "fd78::/64", "fd78::3", "fd99::/48"}
-	portPool     = []string{"22", "53", "68", "80", "443", "8080", "9000", `"8000:8100"`, `"40000:40999"`, `"41000:49999"`}
+	portPool     = []string{"22", "53", "68", "80", "443", "8080", "9000", "8000:8100", "40000:40009", "40010:49999"}
 	selectorPool = []string{"all()", "role == 'web'", "role == 'db'", "zone == 'a'", "has(zone)", "role != 'db'", "role in {'web', 'db'}", "!has(role)"}
 	setSelectors = []string{"kind == 'x'", "kind == 'y'", "has(kind)", "role == 'peer'", "kind != 'x'"}
 )
 
-func (g *gen) list(pool []string, max int) string {
-	n := 1 + g.r.IntN(max)
-	var out []string
-	for i := 0; i < n; i++ {
-		v := pool[g.r.IntN(len(pool))]
-		if !strings.HasPrefix(v, `"`) && strings.ContainsAny(v, ".:/") {
-			v = `"` + v + `"`
-		}
-		out = append(out, v)
-	}
-	return "[" + strings.Join(out, ", ") + "]"
+type gEntity struct {
+	nets, notNets   []string
+	sel, notSel     string
+	ports, notPorts []string
 }
 
-func (g *gen) config() string {
+type gICMP struct{ typ, code int } // code -1: none
+
+type gRule struct {
+	ingress       bool
+	action, proto string
+	notProto      string
+	src, dst      gEntity
+	icmp, notICMP *gICMP
+	ipVersion     int
+}
+
+type gConfig struct {
+	text  string
+	rules []gRule
+}
+
+func (g *gen) some(pool []string, max int) []string {
+	var out []string
+	for i := 0; i < 1+g.r.IntN(max); i++ {
+		out = append(out, pool[g.r.IntN(len(pool))])
+	}
+	return out
+}
+
+func quoteAll(xs []string) string {
+	q := make([]string, len(xs))
+	for i, x := range xs {
+		if _, err := strconv.Atoi(x); err == nil {
+			q[i] = x
+		} else {
+			q[i] = strconv.Quote(x)
+		}
+	}
+	return "[" + strings.Join(q, ", ") + "]"
+}
+
+func (g *gen) config() gConfig {
 	var b strings.Builder
+	var rules []gRule
 	labels := func() string {
 		return fmt.Sprintf(`{ role = "%s", zone = "%s" }`, g.pick("web", "db"), g.pick("a", "b"))
 	}
-	fmt.Fprintf(&b, "host {\n  name   = \"h\"\n  labels = { site = \"lab\" }\n}\n")
+	b.WriteString("host {\n  name   = \"h\"\n  labels = { site = \"lab\" }\n}\n")
 	fmt.Fprintf(&b, "host_endpoint \"e0\" {\n  interface = \"eth0\"\n  labels = %s\n", labels())
-	if g.chance(0.2) {
+	if g.chance(0.35) {
 		fmt.Fprintf(&b, "  profiles = [%q]\n", g.pick("projectcalico-default-allow", "projectcalico-default-allow", "unknown-profile"))
 	}
 	b.WriteString("}\n")
@@ -50,19 +83,23 @@ func (g *gen) config() string {
 		fmt.Fprintf(&b, "host_endpoint \"a-e0\" {\n  interface = \"eth0\"\n  labels = %s\n}\n", labels())
 	}
 	switch {
-	case g.chance(0.45):
+	case g.chance(0.5):
 		fmt.Fprintf(&b, "host_endpoint \"e1\" {\n  interface = \"eth1\"\n  labels = %s\n}\n", labels())
-	case g.chance(0.3):
+	case g.chance(0.4):
 		fmt.Fprintf(&b, "host_endpoint \"all\" {\n  interface = \"*\"\n  labels = %s\n}\n", labels())
 	}
 	if g.chance(0.5) {
 		b.WriteString("host_endpoint \"peer\" {\n  node = \"other\"\n  interface = \"eth0\"\n  labels = { role = \"peer\" }\n  expected_ips = [\"10.77.0.3\", \"fd77::3\", \"10.78.0.4\"]\n}\n")
 	}
 	for i := 0; i < 1+g.r.IntN(3); i++ {
-		fmt.Fprintf(&b, "network_set \"ns%d\" {\n  labels = { kind = %q }\n  nets = %s\n}\n", i, g.pick("x", "y"), g.list(netPool, 3))
+		fmt.Fprintf(&b, "network_set \"ns%d\" {\n  labels = { kind = %q }\n  nets = %s\n}\n", i, g.pick("x", "y"), quoteAll(g.some(netPool, 3)))
 	}
 	tiers := []string{""}
-	for i := 0; i < g.r.IntN(3); i++ {
+	nTiers := 0
+	if g.chance(0.7) {
+		nTiers = 1 + g.r.IntN(2)
+	}
+	for i := 0; i < nTiers; i++ {
 		name := fmt.Sprintf("t%d", i)
 		tiers = append(tiers, name)
 		fmt.Fprintf(&b, "tier %q {\n  order = %d\n  default_action = %q\n}\n", name, []int{100, 500, 2000000}[g.r.IntN(3)], g.pick("deny", "pass"))
@@ -72,23 +109,21 @@ func (g *gen) config() string {
 		if t := tiers[g.r.IntN(len(tiers))]; t != "" {
 			fmt.Fprintf(&b, "  tier = %q\n", t)
 		}
-		if g.chance(0.8) {
+		if g.chance(0.7) {
 			fmt.Fprintf(&b, "  selector = %q\n", g.pick(selectorPool...))
 		}
 		if g.chance(0.6) {
 			fmt.Fprintf(&b, "  order = %d\n", g.r.IntN(4)*10)
 		}
-		nIn, nOut := g.r.IntN(4), g.r.IntN(3)
-		if g.chance(0.2) {
+		nIn, nOut := g.r.IntN(5), g.r.IntN(4)
+		if g.chance(0.15) {
 			fmt.Fprintf(&b, "  types = [%s]\n", g.pick(`"ingress"`, `"egress"`, `"ingress", "egress"`))
-			// keep the loader happy: no rules for a direction not in types
-			nIn, nOut = 0, 0
+			nIn, nOut = 0, 0 // no rules for a direction not in types
 		}
-		for j := 0; j < nIn; j++ {
-			b.WriteString(g.rule("ingress"))
-		}
-		for j := 0; j < nOut; j++ {
-			b.WriteString(g.rule("egress"))
+		for j := 0; j < nIn+nOut; j++ {
+			r := g.rule(j < nIn)
+			rules = append(rules, r)
+			b.WriteString(r.render())
 		}
 		b.WriteString("}\n")
 	}
@@ -110,61 +145,208 @@ func (g *gen) config() string {
 	if g.chance(0.2) {
 		b.WriteString("settings {\n  allow_ipv6_neighbor_discovery = false\n}\n")
 	}
-	return b.String()
+	return gConfig{text: b.String(), rules: rules}
 }
 
-func (g *gen) rule(dir string) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "  %s {\n    action = %q\n", dir, g.pick("allow", "allow", "deny", "deny", "log", "pass"))
-	proto := g.pick("", "", "tcp", "udp", "icmp", "icmpv6")
-	if proto != "" {
-		fmt.Fprintf(&b, "    protocol = %q\n", proto)
-	} else if g.chance(0.2) {
-		fmt.Fprintf(&b, "    not_protocol = %q\n", g.pick("tcp", "udp", "icmp"))
+func (g *gen) rule(ingress bool) gRule {
+	r := gRule{ingress: ingress, action: g.pick("allow", "allow", "deny", "deny", "log", "pass", "pass")}
+	r.proto = g.pick("", "", "tcp", "tcp", "udp", "icmp", "icmpv6")
+	if r.proto == "" && g.chance(0.2) {
+		r.notProto = g.pick("tcp", "udp", "icmp")
 	}
-	entity := func(name string) {
-		var lines []string
-		if g.chance(0.35) {
-			lines = append(lines, "nets = "+g.list(netPool, 2))
+	entity := func() gEntity {
+		var e gEntity
+		if g.chance(0.3) {
+			e.nets = g.some(netPool, 2)
 		}
-		if g.chance(0.15) {
-			lines = append(lines, "not_nets = "+g.list(netPool, 2))
+		if g.chance(0.2) {
+			e.notNets = g.some(netPool, 2)
 		}
-		if g.chance(0.25) {
-			lines = append(lines, fmt.Sprintf("selector = %q", g.pick(setSelectors...)))
+		if g.chance(0.2) {
+			e.sel = g.pick(setSelectors...)
 		}
 		if g.chance(0.1) {
-			lines = append(lines, fmt.Sprintf("not_selector = %q", g.pick(setSelectors...)))
+			e.notSel = g.pick(setSelectors...)
 		}
-		if proto == "tcp" || proto == "udp" {
+		if r.proto == "tcp" || r.proto == "udp" {
 			if g.chance(0.4) {
-				lines = append(lines, "ports = "+g.list(portPool, 3))
+				e.ports = g.some(portPool, 3)
 			}
-			if g.chance(0.15) {
-				lines = append(lines, "not_ports = "+g.list(portPool, 2))
+			if g.chance(0.2) {
+				e.notPorts = g.some(portPool, 2)
 			}
+		}
+		return e
+	}
+	r.src, r.dst = entity(), entity()
+	if r.proto == "icmp" || r.proto == "icmpv6" {
+		types := map[string][]int{"icmp": {8, 13}, "icmpv6": {128, 139}}[r.proto]
+		mk := func() *gICMP {
+			if !g.chance(0.35) {
+				return nil
+			}
+			m := &gICMP{typ: types[g.r.IntN(2)], code: -1}
+			if g.chance(0.5) {
+				m.code = g.r.IntN(2)
+			}
+			return m
+		}
+		r.icmp, r.notICMP = mk(), mk()
+	}
+	noNets := len(r.src.nets)+len(r.src.notNets)+len(r.dst.nets)+len(r.dst.notNets) == 0
+	if r.proto == "" && noNets && g.chance(0.2) {
+		r.ipVersion = 4 + 2*g.r.IntN(2)
+	}
+	return r
+}
+
+func (r gRule) render() string {
+	var b strings.Builder
+	dir := "egress"
+	if r.ingress {
+		dir = "ingress"
+	}
+	fmt.Fprintf(&b, "  %s {\n    action = %q\n", dir, r.action)
+	if r.proto != "" {
+		fmt.Fprintf(&b, "    protocol = %q\n", r.proto)
+	}
+	if r.notProto != "" {
+		fmt.Fprintf(&b, "    not_protocol = %q\n", r.notProto)
+	}
+	if r.ipVersion != 0 {
+		fmt.Fprintf(&b, "    ip_version = %d\n", r.ipVersion)
+	}
+	for _, side := range []struct {
+		name string
+		e    gEntity
+	}{{"source", r.src}, {"destination", r.dst}} {
+		var lines []string
+		e := side.e
+		if len(e.nets) > 0 {
+			lines = append(lines, "nets = "+quoteAll(e.nets))
+		}
+		if len(e.notNets) > 0 {
+			lines = append(lines, "not_nets = "+quoteAll(e.notNets))
+		}
+		if e.sel != "" {
+			lines = append(lines, fmt.Sprintf("selector = %q", e.sel))
+		}
+		if e.notSel != "" {
+			lines = append(lines, fmt.Sprintf("not_selector = %q", e.notSel))
+		}
+		if len(e.ports) > 0 {
+			lines = append(lines, "ports = "+quoteAll(e.ports))
+		}
+		if len(e.notPorts) > 0 {
+			lines = append(lines, "not_ports = "+quoteAll(e.notPorts))
 		}
 		if len(lines) > 0 {
-			fmt.Fprintf(&b, "    %s {\n      %s\n    }\n", name, strings.Join(lines, "\n      "))
+			fmt.Fprintf(&b, "    %s {\n      %s\n    }\n", side.name, strings.Join(lines, "\n      "))
 		}
 	}
-	entity("source")
-	entity("destination")
-	if proto == "icmp" || proto == "icmpv6" {
-		types := map[string][]int{"icmp": {8, 13}, "icmpv6": {128, 139}}[proto]
-		for _, blk := range []string{"icmp", "not_icmp"} {
-			if g.chance(0.3) {
-				fmt.Fprintf(&b, "    %s {\n      type = %d\n", blk, types[g.r.IntN(2)])
-				if g.chance(0.5) {
-					fmt.Fprintf(&b, "      code = %d\n", g.r.IntN(2))
-				}
-				b.WriteString("    }\n")
-			}
+	for _, m := range []struct {
+		name string
+		m    *gICMP
+	}{{"icmp", r.icmp}, {"not_icmp", r.notICMP}} {
+		if m.m == nil {
+			continue
 		}
-	}
-	if proto == "" && !strings.Contains(b.String(), "nets") && g.chance(0.2) {
-		fmt.Fprintf(&b, "    ip_version = %d\n", 4+2*g.r.IntN(2))
+		fmt.Fprintf(&b, "    %s {\n      type = %d\n", m.name, m.m.typ)
+		if m.m.code >= 0 {
+			fmt.Fprintf(&b, "      code = %d\n", m.m.code)
+		}
+		b.WriteString("    }\n")
 	}
 	b.WriteString("  }\n")
 	return b.String()
+}
+
+// validICMP keeps a case's ICMP type one conntrack sees as new for its
+// family (after aimed may have changed the family).
+func validICMP(r *rand.Rand, c tcase) tcase {
+	v4, v6 := []int{8, 13}, []int{128, 139}
+	ok, pool := v4, v4
+	if c.V6 {
+		ok, pool = v6, v6
+	}
+	if c.ICMPType != ok[0] && c.ICMPType != ok[1] {
+		c.ICMPType = pool[r.IntN(2)]
+	}
+	return c
+}
+
+// aimed makes a packet meant to meet rule r's positive conditions:
+// direction, protocol, ICMP type, an address in its networks, a port in its
+// ports. Negative conditions and selectors are left to chance.
+func (g *gen) aimed(r gRule, id uint16) tcase {
+	return validICMP(g.r, g.aim(r, id))
+}
+
+func (g *gen) aim(r gRule, id uint16) tcase {
+	c := randomCase(g.r, id)
+	c.Out = !r.ingress
+	switch r.proto {
+	case "tcp", "udp":
+		c.Proto = r.proto
+	case "icmp":
+		c.Proto, c.V6 = "icmp", false
+	case "icmpv6":
+		c.Proto, c.V6 = "icmp", true
+	}
+	if r.ipVersion != 0 {
+		c.V6 = r.ipVersion == 6
+	}
+	if r.icmp != nil {
+		c.ICMPType = r.icmp.typ
+		if r.icmp.code >= 0 {
+			c.ICMPCode = r.icmp.code
+		}
+	}
+	remote, local := r.src, r.dst
+	if c.Out {
+		remote, local = r.dst, r.src
+	}
+	if ports := local.ports; !c.Out && len(ports) > 0 {
+		c.DPort = portIn(g.r, ports[g.r.IntN(len(ports))])
+	}
+	if ports := remote.ports; c.Out && len(ports) > 0 {
+		c.DPort = portIn(g.r, ports[g.r.IntN(len(ports))])
+	}
+	// Choose a remote address inside one of the remote networks, if any.
+	if len(remote.nets) > 0 {
+		n := netip.MustParsePrefix(withBits(remote.nets[g.r.IntN(len(remote.nets))]))
+		if r.proto == "icmp" && n.Addr().Is6() || r.proto == "icmpv6" && n.Addr().Is4() {
+			return c
+		}
+		for _, link := range g.r.Perm(len(links)) {
+			for _, idx := range g.r.Perm(8) {
+				cand := c
+				cand.Link, cand.Remote, cand.V6 = link, idx+2, n.Addr().Is6()
+				if _, a := cand.addrs(); n.Contains(a) {
+					return cand
+				}
+			}
+		}
+	}
+	return c
+}
+
+func withBits(s string) string {
+	if strings.Contains(s, "/") {
+		return s
+	}
+	if strings.Contains(s, ":") {
+		return s + "/128"
+	}
+	return s + "/32"
+}
+
+func portIn(r *rand.Rand, spec string) uint16 {
+	lo, hi, ok := strings.Cut(spec, ":")
+	a, _ := strconv.Atoi(lo)
+	if !ok {
+		return uint16(a)
+	}
+	b, _ := strconv.Atoi(hi)
+	return uint16(a + r.IntN(b-a+1))
 }
