@@ -79,16 +79,15 @@ EOF`, l.srv))
 
 // tcase is one packet of the differential test.
 type tcase struct {
-	Link      int    `json:"link"`
-	Out       bool   `json:"out"`
-	V6        bool   `json:"v6"`
-	Proto     string `json:"proto"` // tcp, udp, icmp
-	Remote    int    `json:"remote"`
-	DPort     uint16 `json:"dport"`
-	ICMPType  int    `json:"icmp_type"`
-	ICMPCode  int    `json:"icmp_code"`
-	ID        uint16 `json:"id"` // source port, or ICMP id
-	remoteStr string
+	Link     int    `json:"link"`
+	Out      bool   `json:"out"`
+	V6       bool   `json:"v6"`
+	Proto    string `json:"proto"` // tcp, udp, icmp
+	Remote   int    `json:"remote"`
+	DPort    uint16 `json:"dport"`
+	ICMPType int    `json:"icmp_type"`
+	ICMPCode int    `json:"icmp_code"`
+	ID       uint16 `json:"id"` // source port, or ICMP id
 }
 
 func (c tcase) addrs() (local, remote netip.Addr) {

@@ -32,8 +32,9 @@ var (
 	icmpSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "code"}}}
 	netSetSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}}}
 	policySchema   = &hcl.BodySchema{
-		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}, {Name: "tier"}},
-		Blocks:     []hcl.BlockHeaderSchema{{Type: "ingress"}, {Type: "egress"}},
+		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}, {Name: "tier"},
+			{Name: "apply_on_forward"}, {Name: "pre_dnat"}, {Name: "do_not_track"}},
+		Blocks: []hcl.BlockHeaderSchema{{Type: "ingress"}, {Type: "egress"}},
 	}
 	ruleSchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "action", Required: true}, {Name: "protocol"}, {Name: "not_protocol"}, {Name: "ip_version"}},
@@ -188,6 +189,16 @@ func (b *builder) decodePolicy(blk *hcl.Block) {
 			p.Ingress = append(p.Ingress, r)
 		} else {
 			p.Egress = append(p.Egress, r)
+		}
+	}
+	for _, name := range []string{"apply_on_forward", "pre_dnat", "do_not_track"} {
+		if a := c.Attributes[name]; a != nil {
+			v, diags := value(a)
+			b.diags = append(b.diags, diags...)
+			if !diags.HasErrors() && (v.Type() != cty.Bool || v.True()) {
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Not supported yet: "+name,
+					"hostwall does not filter forwarded, pre-DNAT or untracked traffic yet; remove %s (or set it to false). Nothing is applied while it is set.", name))
+			}
 		}
 	}
 	p.Types = b.types(c.Attributes["types"], p)

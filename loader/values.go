@@ -157,6 +157,9 @@ func netsAttr(attr *hcl.Attribute) ([]netip.Prefix, hcl.Diagnostics) {
 func parsePortRange(s string) (config.PortRange, error) {
 	lo, hi, isRange := strings.Cut(s, ":")
 	a, err := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
+	if err != nil && !isRange && strings.IndexFunc(s, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }) >= 0 {
+		return config.PortRange{}, fmt.Errorf("%q looks like a named port; named ports are not supported yet, write the number", s)
+	}
 	if err != nil {
 		return config.PortRange{}, fmt.Errorf("%q is not a port number (0-65535) or a range \"first:last\"", s)
 	}

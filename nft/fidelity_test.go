@@ -46,7 +46,8 @@ func TestFakeFidelity(t *testing.T) {
 		compileSrc(t, "h", map[string]string{"a.hcl": fmt.Sprintf(oneSet, `"10.0.0.0/24", "10.0.1.0/24", "fd00::/64"`)}),
 		compileDir(t, "../examples/fleet", "db-1"),
 		compileDir(t, "../examples/fleet", "web-1"),
-		compileSrc(t, "h", map[string]string{}),
+		compileSrc(t, "h", map[string]string{"tiers.hcl": tiered}),
+		compileSrc(t, "h", map[string]string{}), // tier chains that goto each other all go
 	}
 	ctx := context.Background()
 	for i, desired := range steps {
@@ -85,3 +86,26 @@ func TestFakeFidelity(t *testing.T) {
 		}
 	}
 }
+
+const tiered = `
+host_endpoint "eth0" { interface = "eth0" }
+tier "z" {
+  order          = 1
+  default_action = "pass"
+}
+tier "y" { order = 2 }
+policy "pa" {
+  tier = "z"
+  ingress {
+    action   = "pass"
+    protocol = "tcp"
+  }
+}
+policy "pb" {
+  tier = "y"
+  ingress { action = "allow" }
+}
+policy "pd" {
+  ingress { action = "deny" }
+}
+`

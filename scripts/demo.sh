@@ -23,6 +23,11 @@ step "$bin" plan -c "$cfg" --netns "$ns"
 step "$bin" apply -c "$cfg" --netns "$ns" --auto-approve
 step "$bin" plan -c "$cfg" --netns "$ns"
 step "$bin" show --netns "$ns"
+# explain evaluates the configuration for one packet and says why:
+step "$bin" explain -c "$cfg" --iface eth0 --in --proto tcp --src 203.0.113.20 --dport 9100
+step "$bin" explain -c "$cfg" --iface eth0 --in --proto tcp --src 192.0.2.99 --dport 9100
+step "$bin" explain -c "$cfg" --iface eth0 --in --proto tcp --src 192.0.2.99 --dport 22
+step "$bin" explain -c "$cfg" --iface lo --in --proto udp --dport 53
 printf '\n\033[1m# the same table as the nft tool lists it:\033[0m\n'
 ip netns exec "$ns" nft list table inet hostwall
 printf '\nDemo done; namespace %s is removed now. The host ruleset was never touched.\n' "$ns"

@@ -255,6 +255,18 @@ func TestCLI(t *testing.T) {
 	if r := hostwall(t, "", "plan", "-c", filepath.Join(good, "missing")); r.code != 1 || !strings.Contains(r.stderr, "Cannot read the configuration directory") {
 		t.Errorf("missing config dir: exit %d\n%s", r.code, r.stderr)
 	}
+	r = hostwall(t, "", "explain", "-c", good, "--host-name", "srv", "--iface", "eth0", "--in", "--proto", "tcp", "--src", "192.0.2.1", "--dport", "8080")
+	if r.code != 0 || !strings.HasPrefix(r.stdout, `allow: policy rule: tier "default", policy "web", ingress rule 1 (allow)`) {
+		t.Errorf("explain: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r = hostwall(t, "", "explain", "-c", good, "--iface", "eth0", "--in", "--proto", "tcp", "--dport", "8081", "--json")
+	var ex struct{ Verdict string }
+	if err := json.Unmarshal([]byte(r.stdout), &ex); err != nil || ex.Verdict != "deny" {
+		t.Errorf("explain --json: %v %q", err, r.stdout)
+	}
+	if r := hostwall(t, "", "explain", "-c", good, "--iface", "eth0", "--proto", "tcp"); r.code != 1 || !strings.Contains(r.stderr, "exactly one of --in") {
+		t.Errorf("explain without a direction: exit %d %s", r.code, r.stderr)
+	}
 	if r := hostwall(t, "", "version"); r.code != 0 || !strings.HasPrefix(r.stdout, "hostwall ") {
 		t.Errorf("version: %q", r.stdout)
 	}

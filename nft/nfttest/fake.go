@@ -121,6 +121,12 @@ func apply(t *ruleset.Table, p *planner.Plan, handle *uint64) error {
 			return each(chains, planner.Update, func(c planner.Change) error { return delRules(t, c) })
 		},
 		func() error {
+			return each(chains, planner.Delete, func(c planner.Change) error { return flushChain(t, c.Name) })
+		},
+		func() error {
+			return each(chains, planner.Recreate, func(c planner.Change) error { return flushChain(t, c.Name) })
+		},
+		func() error {
 			return each(chains, planner.Delete, func(c planner.Change) error { return delChain(t, c.Name) })
 		},
 		func() error {

@@ -9,6 +9,16 @@ settings {
   allow_ipv6_neighbor_discovery = "yes" # ERROR: Expected true or false
 }
 
+policy "fwd" {
+  apply_on_forward = true # ERROR: Not supported yet: apply_on_forward
+  pre_dnat         = false
+  ingress {
+    action   = "allow"
+    protocol = "tcp"
+    destination { ports = ["http"] } # ERROR: Invalid port
+  }
+}
+
 policy "p" {
   tier = "nowhere" # ERROR: Unknown tier
   ingress { # ERROR: ICMP match needs an ICMP protocol
