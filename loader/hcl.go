@@ -46,9 +46,10 @@ var (
 	failsafeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "inbound"}, {Name: "outbound"}}}
 )
 
-// decodeHCL adds the blocks of one parsed HCL file to the builder.
-func (b *builder) decodeHCL(f *hcl.File) {
-	content, diags := f.Body.Content(fileSchema)
+// decodeBody adds the blocks of one file's body (HCL or native YAML) to the
+// builder.
+func (b *builder) decodeBody(body hcl.Body) {
+	content, diags := body.Content(fileSchema)
 	b.diags = append(b.diags, diags...)
 	if content == nil {
 		return

@@ -3,6 +3,8 @@ package loader
 import (
 	"path/filepath"
 
+	"github.com/goccy/go-yaml/ast"
+
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclparse"
 
@@ -51,15 +53,10 @@ func Load(srcs []Source) (*Result, hcl.Diagnostics) {
 			f, diags := parser.ParseHCL(src.Data, src.Path)
 			b.diags = append(b.diags, diags...)
 			if f != nil && !diags.HasErrors() {
-				b.decodeHCL(f)
+				b.decodeBody(f.Body)
 			}
 		default:
-			b.diags = append(b.diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "YAML policy files are not supported yet",
-				Detail:   "This version reads native HCL (*.hcl) only. Rewrite the file in HCL, or move it out of the configuration directory.",
-				Subject:  &hcl.Range{Filename: src.Path, Start: hcl.InitialPos, End: hcl.InitialPos},
-			})
+			b.loadYAML(src)
 		}
 	}
 	b.checkTierRefs()
@@ -73,5 +70,21 @@ func (b *builder) checkTierRefs() {
 		}
 		b.diags = append(b.diags, errAt(ref.rng, "Unknown tier",
 			"Policy %q is in tier %q, which no file declares; add tier %q { order = … } or remove the tier line.", ref.policy, ref.tier, ref.tier))
+	}
+}
+
+// loadYAML decodes each document of a YAML file: Calico resources (with an
+// apiVersion) by the Calico decoder, anything else as native YAML.
+func (b *builder) loadYAML(src Source) {
+	docs, diags := parseYAML(src)
+	b.diags = append(b.diags, diags...)
+	for _, doc := range docs {
+		anchors := map[string]ast.Node{}
+		body := &yamlBody{file: src.Path, node: doc, at: nodeRange(src.Path, doc), anchors: anchors}
+		if isCalico(body) {
+			b.decodeCalico(body)
+			continue
+		}
+		b.decodeBody(body)
 	}
 }

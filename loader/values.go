@@ -70,11 +70,14 @@ func listAttr(attr *hcl.Attribute) ([]item, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a list", "%q must be a list, such as %s = [\"a\", \"b\"].", attr.Name, attr.Name)}
 	}
 	var ranges []hcl.Range
-	if tuple, ok := attr.Expr.(*hclsyntax.TupleConsExpr); ok {
-		ranges = make([]hcl.Range, len(tuple.Exprs))
-		for i, e := range tuple.Exprs {
+	switch x := attr.Expr.(type) {
+	case *hclsyntax.TupleConsExpr:
+		ranges = make([]hcl.Range, len(x.Exprs))
+		for i, e := range x.Exprs {
 			ranges[i] = e.Range()
 		}
+	case interface{ ElementRanges() []hcl.Range }:
+		ranges = x.ElementRanges()
 	}
 	items := make([]item, 0, v.LengthInt())
 	for it := v.ElementIterator(); it.Next(); {
