@@ -228,22 +228,7 @@ func (l *lab) run(t *testing.T, s scenario, steps map[string]int) []tcase {
 	if diags.HasErrors() {
 		t.Fatalf("generated configuration does not load: %v\n%s", diags, s.Config)
 	}
-	desired, diags := compile.Compile(res.Config, compile.Options{HostName: "h"})
-	if diags.HasErrors() {
-		t.Fatalf("generated configuration does not compile: %v\n%s", diags, s.Config)
-	}
-	ctx := context.Background()
-	p, err := agent.Plan(ctx, l.conn, desired)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := agent.Apply(ctx, l.conn, desired, p, nft.IsGenerationChanged); err != nil {
-		t.Fatalf("apply: %v\n%s", err, s.Config)
-	}
-	// Every scenario starts without connection state: a flow of an earlier
-	// scenario with the same addresses and ports would be established.
-	testns.Run(t, "ip", "netns", "exec", l.srv, "conntrack", "-F")
-	got := l.send(t, s.Cases)
+	got := l.applyAndSend(t, res.Config, "h", s.Cases, defaultBarrier)
 	var bad []tcase
 	for i, c := range s.Cases {
 		want := explain.Explain(res.Config, "h", c.packet())
@@ -261,11 +246,43 @@ func (l *lab) run(t *testing.T, s scenario, steps map[string]int) []tcase {
 	return bad
 }
 
+// applyAndSend compiles cfg for host, applies it in S, and sends the cases.
+func (l *lab) applyAndSend(t *testing.T, cfg *config.Config, host string, cases []tcase, bar barrier) []bool {
+	t.Helper()
+	desired, diags := compile.Compile(cfg, compile.Options{HostName: host})
+	if diags.HasErrors() {
+		t.Fatalf("compiling: %v", diags)
+	}
+	ctx := context.Background()
+	p, err := agent.Plan(ctx, l.conn, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := agent.Apply(ctx, l.conn, desired, p, nft.IsGenerationChanged); err != nil {
+		t.Fatalf("apply: %v", err)
+	}
+	// Every scenario starts without connection state: a flow of an earlier
+	// scenario with the same addresses and ports would be established.
+	testns.Run(t, "ip", "netns", "exec", l.srv, "conntrack", "-F")
+	return l.send(t, cases, bar)
+}
+
 // send sends every case and reports, per case, whether hostwall let it
 // through. Outgoing packets are judged synchronously (a drop in the output
 // hook fails the send with EPERM); incoming ones by the observer table,
 // once a barrier packet sent after them has arrived.
-func (l *lab) send(t *testing.T, cases []tcase) []bool {
+// barrier is an incoming packet the configuration under test is sure to
+// let in; Link and ID are filled per link.
+type barrier struct {
+	proto string
+	dport uint16
+}
+
+// defaultBarrier is udp/68, inbound failsafe in every generated
+// configuration.
+var defaultBarrier = barrier{"udp", 68}
+
+func (l *lab) send(t *testing.T, cases []tcase, bar barrier) []bool {
 	t.Helper()
 	got := make([]bool, len(cases))
 	testns.Run(t, "ip", "netns", "exec", l.srv, "nft", "flush set inet observe seen; flush set inet observe seenicmp")
@@ -299,7 +316,7 @@ func (l *lab) send(t *testing.T, cases []tcase) []bool {
 			}
 		}
 		for link := range links {
-			barrier := tcase{Link: link, Proto: "udp", Remote: 2, DPort: 68, ID: barrierID - uint16(link)}
+			barrier := tcase{Link: link, Proto: bar.proto, Remote: 2, DPort: bar.dport, ID: barrierID - uint16(link)}
 			if _, err := sendOne(barrier); err != nil {
 				return fmt.Errorf("barrier: %w", err)
 			}

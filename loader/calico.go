@@ -1,5 +1,70 @@
 package loader
 
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/hostwall/hostwall/config"
+)
+
+// Calico v3 resources (apiVersion projectcalico.org/v3), decoded into the
+// same model as native files, with Calico's validation: exact-case actions
+// and protocols, masked rule networks, one IP version per rule, ports only
+// with TCP/UDP/SCTP, tier-prefixed policy names. Kinds that never govern
+// host endpoints are skipped with a warning, so a whole `calicoctl get -o
+// yaml` export can be dropped in; an unknown kind, or a field hostwall does
+// not implement, is an error — never dropped silently.
+
+const calicoAPIVersion = "projectcalico.org/v3"
+
+// calicoSkipped are kinds that never govern host endpoints.
+var calicoSkipped = []string{
+	"NetworkPolicy", "NetworkSet", "StagedNetworkPolicy", "StagedKubernetesNetworkPolicy", "StagedGlobalNetworkPolicy",
+	"BGPPeer", "BGPConfiguration", "BGPFilter", "IPPool", "IPReservation", "IPAMConfiguration", "BlockAffinity",
+	"Profile", "WorkloadEndpoint", "Node", "KubeControllersConfiguration", "ClusterInformation", "CalicoNodeStatus",
+	"GlobalReport", "GlobalAlert", "GlobalThreatFeed", "LicenseKey", "KubernetesNetworkPolicy",
+}
+
+var (
+	calicoTopSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "apiVersion", Required: true}, {Name: "kind", Required: true}, {Name: "metadata"}, {Name: "spec"}, {Name: "items"},
+	}}
+	calicoMetaSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "name", Required: true}, {Name: "namespace"}, {Name: "labels"}, {Name: "annotations"},
+		// Set by the API server in exports; meaningless here.
+		{Name: "resourceVersion"}, {Name: "uid"}, {Name: "creationTimestamp"}, {Name: "generation"}, {Name: "managedFields"},
+		{Name: "ownerReferences"}, {Name: "finalizers"}, {Name: "generateName"}, {Name: "selfLink"},
+	}}
+	calicoHEPSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "node"}, {Name: "interfaceName"}, {Name: "expectedIPs"}, {Name: "profiles"}, {Name: "ports"},
+	}}
+	calicoGNPSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "tier"}, {Name: "order"}, {Name: "selector"}, {Name: "types"}, {Name: "ingress"}, {Name: "egress"},
+		{Name: "applyOnForward"}, {Name: "preDNAT"}, {Name: "doNotTrack"}, {Name: "namespaceSelector"},
+		{Name: "serviceAccountSelector"}, {Name: "performanceHints"},
+	}}
+	calicoRuleSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "action", Required: true}, {Name: "protocol"}, {Name: "notProtocol"}, {Name: "ipVersion"},
+		{Name: "icmp"}, {Name: "notICMP"}, {Name: "source"}, {Name: "destination"}, {Name: "http"}, {Name: "metadata"},
+	}}
+	calicoEntitySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+		{Name: "nets"}, {Name: "notNets"}, {Name: "selector"}, {Name: "notSelector"}, {Name: "ports"}, {Name: "notPorts"},
+		{Name: "namespaceSelector"}, {Name: "serviceAccounts"}, {Name: "services"},
+	}}
+	calicoICMPSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type"}, {Name: "code"}}}
+	calicoGNSSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "nets"}, {Name: "allowedEgressDomains"}}}
+	calicoTierSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "order"}, {Name: "defaultAction"}}}
+	calicoPortSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "port", Required: true}, {Name: "protocol", Required: true}}}
+	calicoProtoPort  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "protocol"}, {Name: "port", Required: true}, {Name: "net"}}}
+)
+
 // isCalico reports whether a YAML document is a Calico resource.
 func isCalico(b *yamlBody) bool {
 	entries, _ := b.entries()
@@ -11,4 +76,421 @@ func isCalico(b *yamlBody) bool {
 	return false
 }
 
-func (b *builder) decodeCalico(body *yamlBody) {}
+// sub returns the body of a mapping-valued attribute.
+func (b *builder) sub(parent *yamlBody, a *hcl.Attribute) *yamlBody {
+	e := a.Expr.(*yamlExpr)
+	return &yamlBody{file: parent.file, node: e.node, at: a.NameRange, anchors: parent.anchors}
+}
+
+// items returns the bodies of a sequence-valued attribute.
+func (b *builder) items(parent *yamlBody, a *hcl.Attribute) []*yamlBody {
+	e := a.Expr.(*yamlExpr)
+	ranges := e.ElementRanges()
+	if ranges == nil {
+		if v, _ := e.Value(nil); !v.IsNull() {
+			b.diags = append(b.diags, errAt(e.Range(), "Expected a list", "%q must be a list.", a.Name))
+		}
+		return nil
+	}
+	seq := unwrapSeq(e)
+	out := make([]*yamlBody, len(seq))
+	for i, n := range seq {
+		out[i] = &yamlBody{file: parent.file, node: n, at: ranges[i], anchors: parent.anchors}
+	}
+	return out
+}
+
+func (b *builder) calicoContent(body *yamlBody, schema *hcl.BodySchema) *hcl.BodyContent {
+	c, diags := body.Content(schema)
+	b.diags = append(b.diags, diags...)
+	return c
+}
+
+func (b *builder) decodeCalico(body *yamlBody) {
+	c := b.calicoContent(body, calicoTopSchema)
+	if c.Attributes["apiVersion"] == nil || c.Attributes["kind"] == nil {
+		return
+	}
+	if v := b.str(c.Attributes["apiVersion"]); v != calicoAPIVersion {
+		b.diags = append(b.diags, errAt(c.Attributes["apiVersion"].Expr.Range(), "Unsupported apiVersion",
+			"apiVersion %q is not %q; hostwall reads Calico v3 resources (export them with calicoctl get -o yaml).", v, calicoAPIVersion))
+		return
+	}
+	kindAttr := c.Attributes["kind"]
+	kind := b.str(kindAttr)
+	if kind == "List" || strings.HasSuffix(kind, "List") {
+		if a := c.Attributes["items"]; a != nil {
+			for _, item := range b.items(body, a) {
+				b.decodeCalico(item)
+			}
+		}
+		return
+	}
+	if c.Attributes["items"] != nil {
+		b.diags = append(b.diags, errAt(c.Attributes["items"].NameRange, "Unsupported argument", "Only a List has items."))
+	}
+	if slices.Contains(calicoSkipped, kind) {
+		b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Calico kind skipped",
+			Detail:  fmt.Sprintf("A %s never governs host endpoints; hostwall skips it.", kind),
+			Subject: kindAttr.Expr.Range().Ptr()})
+		return
+	}
+	decoders := map[string]func(*calicoMeta, *yamlBody){
+		"HostEndpoint": b.calicoHEP, "GlobalNetworkPolicy": b.calicoGNP, "GlobalNetworkSet": b.calicoGNS,
+		"FelixConfiguration": b.calicoFelix, "Tier": b.calicoTier,
+	}
+	dec, ok := decoders[kind]
+	if !ok {
+		b.diags = append(b.diags, errAt(kindAttr.Expr.Range(), "Unknown Calico kind",
+			"hostwall reads HostEndpoint, GlobalNetworkPolicy, GlobalNetworkSet, FelixConfiguration, Tier and List, and skips the kinds that never govern host endpoints; %q is neither.", kind))
+		return
+	}
+	if c.Attributes["metadata"] == nil {
+		b.diags = append(b.diags, errAt(body.at, "Missing metadata", "A %s needs metadata with a name.", kind))
+		return
+	}
+	meta := b.calicoMetadata(body, c.Attributes["metadata"])
+	if meta == nil {
+		return
+	}
+	spec := &yamlBody{file: body.file, at: kindAttr.NameRange, anchors: body.anchors}
+	if a := c.Attributes["spec"]; a != nil {
+		spec = b.sub(body, a)
+	}
+	dec(meta, spec)
+}
+
+type calicoMeta struct {
+	name      string
+	nameRange hcl.Range
+	labels    map[string]string
+	namespace string
+}
+
+var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+
+func (b *builder) calicoMetadata(parent *yamlBody, a *hcl.Attribute) *calicoMeta {
+	c := b.calicoContent(b.sub(parent, a), calicoMetaSchema)
+	if c.Attributes["name"] == nil {
+		return nil
+	}
+	m := &calicoMeta{name: b.str(c.Attributes["name"]), nameRange: c.Attributes["name"].Expr.Range(), labels: map[string]string{}}
+	if !dnsSubdomain.MatchString(m.name) || len(m.name) > 253 {
+		b.diags = append(b.diags, errAt(m.nameRange, "Invalid name",
+			"%q is not a valid Calico resource name: lower-case letters, digits, '-' and '.', starting and ending with a letter or digit.", m.name))
+		return nil
+	}
+	if l := c.Attributes["labels"]; l != nil {
+		m.labels = b.labels(l)
+		for k := range m.labels {
+			if strings.HasPrefix(k, "projectcalico.org/") {
+				b.diags = append(b.diags, errAt(l.Expr.Range(), "Reserved label", "Label %q uses the reserved prefix projectcalico.org/.", k))
+			}
+		}
+	}
+	if ns := c.Attributes["namespace"]; ns != nil {
+		m.namespace = b.str(ns)
+	}
+	return m
+}
+
+func (b *builder) calicoHEP(m *calicoMeta, spec *yamlBody) {
+	c := b.calicoContent(spec, calicoHEPSchema)
+	if !b.unique("host_endpoint", m.name, m.nameRange) {
+		return
+	}
+	hep := &config.HostEndpoint{Name: m.name, Labels: m.labels, DeclRange: m.nameRange}
+	if a := c.Attributes["node"]; a != nil {
+		hep.Node = b.str(a)
+	}
+	if hep.Node == "" {
+		b.diags = append(b.diags, errAt(m.nameRange, "Host endpoint without a node",
+			"Calico requires spec.node: the host the endpoint belongs to (hostwall compares it with the host name, --host-name)."))
+	}
+	if a := c.Attributes["interfaceName"]; a != nil {
+		hep.Interface = b.str(a)
+		if hep.Interface != "" {
+			b.checkInterface(hep.Interface, a.Expr.Range())
+		}
+	}
+	if a := c.Attributes["expectedIPs"]; a != nil {
+		nets, diags := netsAttr(a)
+		b.diags = append(b.diags, diags...)
+		for _, n := range nets {
+			if n.IsSingleIP() {
+				hep.ExpectedIPs = append(hep.ExpectedIPs, n.Addr())
+			} else {
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Expected IP is a network", "expectedIPs holds single addresses; %s is a network.", n))
+			}
+		}
+	}
+	if hep.Interface == "" {
+		if len(hep.ExpectedIPs) == 0 {
+			b.diags = append(b.diags, errAt(m.nameRange, "Host endpoint without an interface",
+				"Give spec.interfaceName (or \"*\"), or expectedIPs."))
+		} else {
+			b.diags = append(b.diags, errAt(m.nameRange, "Not supported yet: host endpoint without interfaceName",
+				"Calico finds such an endpoint's interface by its expectedIPs; hostwall does not yet. Give spec.interfaceName."))
+		}
+	}
+	if a := c.Attributes["profiles"]; a != nil {
+		hep.Profiles = b.strings(a)
+		for _, p := range hep.Profiles {
+			if !dnsSubdomain.MatchString(p) {
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid profile name", "%q is not a valid profile name.", p))
+			}
+		}
+	}
+	if a := c.Attributes["ports"]; a != nil {
+		for _, item := range b.items(spec, a) {
+			pc := b.calicoContent(item, calicoPortSchema)
+			if pc.Attributes["name"] == nil || b.str(pc.Attributes["name"]) == "" {
+				b.diags = append(b.diags, errAt(item.at, "Named port without a name", "Each entry of spec.ports needs a name."))
+			}
+			if p := pc.Attributes["protocol"]; p != nil {
+				b.calicoProtocol(p, true)
+			}
+			if p := pc.Attributes["port"]; p != nil {
+				b.calicoPorts(p, nil, false)
+			}
+		}
+	}
+	b.cfg.Endpoints = append(b.cfg.Endpoints, hep)
+}
+
+func (b *builder) calicoGNS(m *calicoMeta, spec *yamlBody) {
+	c := b.calicoContent(spec, calicoGNSSchema)
+	if !b.unique("network_set", m.name, m.nameRange) {
+		return
+	}
+	ns := &config.NetworkSet{Name: m.name, Labels: m.labels, DeclRange: m.nameRange}
+	if a := c.Attributes["nets"]; a != nil {
+		// Network sets use Calico's lenient "cidr" validator: host bits and
+		// bare addresses are fine, and are masked.
+		items, diags := listAttr(a)
+		b.diags = append(b.diags, diags...)
+		for _, it := range items {
+			s := ""
+			if it.val.Type() == cty.String {
+				s = it.val.AsString()
+			}
+			p, err := netip.ParsePrefix(s)
+			if err != nil {
+				a, aerr := netip.ParseAddr(s)
+				if aerr != nil {
+					b.diags = append(b.diags, errAt(it.rng, "Invalid network", "%q is not an IP address or CIDR.", s))
+					continue
+				}
+				p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+			}
+			ns.Nets = append(ns.Nets, p.Masked())
+		}
+	}
+	if a := c.Attributes["allowedEgressDomains"]; a != nil {
+		b.diags = append(b.diags, errAt(a.NameRange, "Not supported yet: allowedEgressDomains", "hostwall matches addresses, not domain names."))
+	}
+	b.cfg.NetworkSets = append(b.cfg.NetworkSets, ns)
+}
+
+func (b *builder) calicoTier(m *calicoMeta, spec *yamlBody) {
+	c := b.calicoContent(spec, calicoTierSchema)
+	if m.name == config.DefaultTier {
+		return // the built-in default tier, as exported
+	}
+	if !b.unique("tier", m.name, m.nameRange) {
+		return
+	}
+	t := &config.Tier{Name: m.name, DefaultAction: config.Deny, DeclRange: m.nameRange}
+	if a := c.Attributes["order"]; a != nil {
+		if f, diags := numberAttr(a); diags.HasErrors() {
+			b.diags = append(b.diags, diags...)
+		} else {
+			o, _ := f.Float64()
+			t.Order = &o
+		}
+	}
+	if a := c.Attributes["defaultAction"]; a != nil {
+		switch v := b.str(a); v {
+		case "Deny":
+		case "Pass":
+			t.DefaultAction = config.Pass
+		default:
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid default action", "A tier's defaultAction is Deny or Pass, not %q.", v))
+		}
+	}
+	b.cfg.Tiers = append(b.cfg.Tiers, t)
+}
+
+// felixFailsafe are the FelixConfiguration fields hostwall uses.
+var felixFailsafe = map[string]bool{"failsafeInboundHostPorts": true, "failsafeOutboundHostPorts": true}
+
+func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
+	if m.name != "default" {
+		b.diags = append(b.diags, errAt(m.nameRange, "Not supported yet: per-node FelixConfiguration",
+			"hostwall reads the global FelixConfiguration \"default\"; %q would apply to one node only.", m.name))
+		return
+	}
+	entries, diags := spec.entries()
+	b.diags = append(b.diags, diags...)
+	var ignored []string
+	fs := config.DefaultFailsafe()
+	set := false
+	for _, kv := range entries {
+		name := keyOf(kv)
+		if !felixFailsafe[name] {
+			ignored = append(ignored, name)
+			continue
+		}
+		set = true
+		list := []config.ProtoPort{}
+		attr := &hcl.Attribute{Name: name, NameRange: nodeRange(spec.file, kv.Key), Expr: &yamlExpr{file: spec.file, node: kv.Value, anchors: spec.anchors}}
+		for _, item := range b.items(spec, attr) {
+			if pp, ok := b.calicoProtoPort(item); ok {
+				list = append(list, pp)
+			}
+		}
+		if name == "failsafeInboundHostPorts" {
+			fs.Inbound = list
+		} else {
+			fs.Outbound = list
+		}
+	}
+	if len(ignored) > 0 {
+		b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "FelixConfiguration fields ignored",
+			Detail:  fmt.Sprintf("hostwall uses only the failsafe ports of a FelixConfiguration; %s have no effect here.", strings.Join(ignored, ", ")),
+			Subject: m.nameRange.Ptr()})
+	}
+	if set && b.unique("failsafe", "", m.nameRange) {
+		fs.DeclRange = m.nameRange
+		b.cfg.Failsafe = fs
+	}
+}
+
+// calicoProtoPort reads {protocol, port, net}; protocol defaults to TCP and
+// port 0 is allowed, as in Calico.
+func (b *builder) calicoProtoPort(item *yamlBody) (config.ProtoPort, bool) {
+	c := b.calicoContent(item, calicoProtoPort)
+	pp := config.ProtoPort{Protocol: config.ProtoTCP}
+	ok := true
+	if a := c.Attributes["protocol"]; a != nil {
+		// Either case: Calico lower-cases these for Felix, and its docs
+		// and CI write them lower-case.
+		switch v := b.str(a); strings.ToUpper(v) {
+		case "TCP":
+		case "UDP":
+			pp.Protocol = config.ProtoUDP
+		case "SCTP":
+			pp.Protocol = config.ProtoSCTP
+		default:
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid protocol", "A failsafe entry's protocol is TCP, UDP or SCTP, not %q.", v))
+			ok = false
+		}
+	}
+	if a := c.Attributes["port"]; a != nil {
+		f, diags := numberAttr(a)
+		b.diags = append(b.diags, diags...)
+		if !diags.HasErrors() {
+			v, acc := f.Int64()
+			if acc != 0 || v < 0 || v > 65535 {
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid port", "A port is a number 0-65535."))
+				ok = false
+			}
+			pp.Port = uint16(v)
+		} else {
+			ok = false
+		}
+	} else {
+		ok = false
+	}
+	if a := c.Attributes["net"]; a != nil {
+		if s := b.str(a); s != "" {
+			n, d := parseNet(s, a.Expr.Range())
+			if d != nil {
+				b.diags = append(b.diags, d)
+				ok = false
+			}
+			pp.Net = n
+		}
+	}
+	return pp, ok
+}
+
+// calicoProtocol reads a protocol as Calico spells it: TCP, UDP, ICMP,
+// ICMPv6, SCTP, UDPLite (exact case), or 1-255 as a number or string.
+func (b *builder) calicoProtocol(a *hcl.Attribute, portsOnly bool) *config.Protocol {
+	v, diags := value(a)
+	b.diags = append(b.diags, diags...)
+	if diags.HasErrors() {
+		return nil
+	}
+	names := map[string]uint8{"TCP": config.ProtoTCP, "UDP": config.ProtoUDP, "ICMP": config.ProtoICMP, "ICMPv6": config.ProtoICMPv6,
+		"SCTP": config.ProtoSCTP, "UDPLite": config.ProtoUDPLite}
+	var s string
+	switch v.Type() {
+	case cty.String:
+		s = v.AsString()
+	case cty.Number:
+		s = v.AsBigFloat().Text('f', -1)
+	}
+	var p *config.Protocol
+	if n, ok := names[s]; ok {
+		p = &config.Protocol{Number: n, Name: strings.ToLower(s)}
+	} else if n, err := strconv.Atoi(s); err == nil && n >= 1 && n <= 255 {
+		p = &config.Protocol{Number: uint8(n), Name: s}
+	}
+	if p == nil || portsOnly && p.Number != config.ProtoTCP && p.Number != config.ProtoUDP && p.Number != config.ProtoSCTP {
+		want := "TCP, UDP, ICMP, ICMPv6, SCTP, UDPLite (exact case) or a number 1-255"
+		if portsOnly {
+			want = "TCP, UDP or SCTP"
+		}
+		b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid protocol", "%q is not a protocol here: use %s.", s, want))
+		return nil
+	}
+	return p
+}
+
+var portName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
+
+// calicoPorts reads Calico ports: numbers 1-65535 and "first:last" ranges.
+// A named port is valid Calico but not implemented.
+func (b *builder) calicoPorts(a *hcl.Attribute, into *[]config.PortRange, list bool) {
+	var items []item
+	if list {
+		var diags hcl.Diagnostics
+		items, diags = listAttr(a)
+		b.diags = append(b.diags, diags...)
+	} else {
+		v, diags := value(a)
+		b.diags = append(b.diags, diags...)
+		if diags.HasErrors() {
+			return
+		}
+		items = []item{{v, a.Expr.Range()}}
+	}
+	for _, it := range items {
+		var s string
+		switch it.val.Type() {
+		case cty.Number:
+			s = it.val.AsBigFloat().Text('f', -1)
+		case cty.String:
+			s = it.val.AsString()
+		}
+		if r, err := parsePortRange(s); err == nil {
+			if r.Lo == 0 {
+				b.diags = append(b.diags, errAt(it.rng, "Invalid port", "Port 0 is not valid: port numbers are 1-65535."))
+				continue
+			}
+			if into != nil {
+				*into = append(*into, r)
+			}
+			continue
+		}
+		if portName.MatchString(s) && !strings.Contains(s, ":") {
+			if into != nil {
+				b.diags = append(b.diags, errAt(it.rng, "Not supported yet: named port", "%q is a named port; hostwall does not resolve named ports yet, write the number.", s))
+			}
+			continue
+		}
+		b.diags = append(b.diags, errAt(it.rng, "Invalid port", "%q is not a port number 1-65535, a range \"first:last\" or a port name.", s))
+	}
+}

@@ -80,6 +80,19 @@ func (b *builder) loadYAML(src Source) {
 	b.diags = append(b.diags, diags...)
 	for _, doc := range docs {
 		anchors := map[string]ast.Node{}
+		// A document that is a list holds resources ("- apiVersion: …"), as
+		// Calico's docs write them.
+		if seq, ok := unwrap(doc, anchors).(*ast.SequenceNode); ok {
+			for _, item := range seq.Values {
+				body := &yamlBody{file: src.Path, node: item, at: nodeRange(src.Path, item), anchors: anchors}
+				if !isCalico(body) {
+					b.diags = append(b.diags, errAt(body.at, "Expected a Calico resource", "A list at the top of a file holds Calico resources, each with apiVersion and kind."))
+					continue
+				}
+				b.decodeCalico(body)
+			}
+			continue
+		}
 		body := &yamlBody{file: src.Path, node: doc, at: nodeRange(src.Path, doc), anchors: anchors}
 		if isCalico(body) {
 			b.decodeCalico(body)

@@ -1,0 +1,299 @@
+package loader
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	"github.com/goccy/go-yaml/ast"
+	"github.com/hashicorp/hcl/v2"
+	"github.com/zclconf/go-cty/cty"
+
+	"github.com/hostwall/hostwall/config"
+)
+
+func unwrapSeq(e *yamlExpr) []ast.Node {
+	seq, ok := unwrap(e.node, e.anchors).(*ast.SequenceNode)
+	if !ok {
+		return nil
+	}
+	return seq.Values
+}
+
+func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
+	c := b.calicoContent(spec, calicoGNPSchema)
+	if !b.unique("policy", m.name, m.nameRange) {
+		return
+	}
+	p := &config.Policy{Name: m.name, Tier: config.DefaultTier, Selector: config.All(), DeclRange: m.nameRange}
+	if a := c.Attributes["tier"]; a != nil {
+		if t := b.str(a); t != "" {
+			p.Tier = t
+		}
+		if p.Tier != config.DefaultTier {
+			b.tierRefs = append(b.tierRefs, tierRef{p.Tier, a.Expr.Range(), p.Name})
+		}
+	}
+	if p.Tier != config.DefaultTier && !strings.HasPrefix(p.Name, p.Tier+".") {
+		b.diags = append(b.diags, errAt(m.nameRange, "Policy name lacks its tier prefix",
+			"A GlobalNetworkPolicy in tier %q must be named %q, as Calico requires.", p.Tier, p.Tier+"."+p.Name))
+	}
+	if a := c.Attributes["selector"]; a != nil {
+		if sel, diags := selectorAttr(a); diags.HasErrors() {
+			b.diags = append(b.diags, diags...)
+		} else {
+			p.Selector = sel
+		}
+	}
+	if a := c.Attributes["order"]; a != nil {
+		if f, diags := numberAttr(a); diags.HasErrors() {
+			b.diags = append(b.diags, diags...)
+		} else {
+			o, _ := f.Float64()
+			p.Order = &o
+		}
+	}
+	for _, dir := range []string{"ingress", "egress"} {
+		a := c.Attributes[dir]
+		if a == nil {
+			continue
+		}
+		for _, item := range b.items(spec, a) {
+			r := b.calicoRule(item)
+			if r == nil {
+				continue
+			}
+			if dir == "ingress" {
+				p.Ingress = append(p.Ingress, r)
+			} else {
+				p.Egress = append(p.Egress, r)
+			}
+		}
+	}
+	p.Types = b.calicoTypes(c.Attributes["types"], p)
+	flags := map[string]bool{}
+	for _, name := range []string{"applyOnForward", "preDNAT", "doNotTrack"} {
+		if a := c.Attributes[name]; a != nil {
+			v, diags := value(a)
+			b.diags = append(b.diags, diags...)
+			if !diags.HasErrors() {
+				if v.Type() != cty.Bool {
+					b.diags = append(b.diags, errAt(a.Expr.Range(), "Expected true or false", "%s is true or false.", name))
+				} else {
+					flags[name] = v.True()
+				}
+			}
+		}
+	}
+	switch {
+	case flags["preDNAT"] && flags["doNotTrack"]:
+		b.diags = append(b.diags, errAt(m.nameRange, "preDNAT and doNotTrack together", "A policy is pre-DNAT or untracked, not both."))
+	case (flags["preDNAT"] || flags["doNotTrack"]) && !flags["applyOnForward"]:
+		b.diags = append(b.diags, errAt(m.nameRange, "preDNAT and doNotTrack need applyOnForward", "Set applyOnForward: true, as Calico requires."))
+	case flags["preDNAT"] && (len(p.Egress) > 0 || p.Applies(config.Egress)):
+		b.diags = append(b.diags, errAt(m.nameRange, "preDNAT policy with egress", "A pre-DNAT policy applies to ingress only."))
+	}
+	for _, name := range []string{"applyOnForward", "preDNAT", "doNotTrack"} {
+		if flags[name] {
+			b.diags = append(b.diags, errAt(c.Attributes[name].Expr.Range(), "Not supported yet: "+name,
+				"hostwall does not filter forwarded, pre-DNAT or untracked traffic yet; this policy cannot be applied as Calico means it. Nothing is applied while it is set."))
+		}
+	}
+	for _, name := range []string{"namespaceSelector", "serviceAccountSelector"} {
+		if a := c.Attributes[name]; a != nil && b.str(a) != "" {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Not supported: "+name, "%s selects Kubernetes workloads; host endpoints have none.", name))
+		}
+	}
+	b.cfg.Policies = append(b.cfg.Policies, p)
+}
+
+// calicoTypes reads Ingress/Egress, or defaults them as Calico does.
+func (b *builder) calicoTypes(a *hcl.Attribute, p *config.Policy) []config.Direction {
+	if a == nil {
+		switch {
+		case len(p.Egress) > 0 && len(p.Ingress) == 0:
+			return []config.Direction{config.Egress}
+		case len(p.Egress) > 0:
+			return []config.Direction{config.Ingress, config.Egress}
+		}
+		return []config.Direction{config.Ingress}
+	}
+	items, diags := listAttr(a)
+	b.diags = append(b.diags, diags...)
+	var out []config.Direction
+	for _, it := range items {
+		var d config.Direction
+		if it.val.Type() == cty.String {
+			d = map[string]config.Direction{"Ingress": config.Ingress, "Egress": config.Egress}[it.val.AsString()]
+		}
+		switch {
+		case d == "":
+			b.diags = append(b.diags, errAt(it.rng, "Invalid policy type", "types holds \"Ingress\" and \"Egress\" (exact case)."))
+		case slices.Contains(out, d):
+			b.diags = append(b.diags, errAt(it.rng, "Duplicate policy type", "%q is listed twice.", d))
+		default:
+			out = append(out, d)
+		}
+	}
+	for _, d := range []config.Direction{config.Ingress, config.Egress} {
+		if len(p.Rules(d)) > 0 && !slices.Contains(out, d) {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Rules for a direction the policy does not apply to",
+				"Policy %q has %s rules but types does not include it.", p.Name, d))
+		}
+	}
+	return out
+}
+
+var calicoActions = map[string]config.Action{"Allow": config.Allow, "Deny": config.Deny, "Log": config.Log, "Pass": config.Pass}
+
+func (b *builder) calicoRule(item *yamlBody) *config.Rule {
+	c := b.calicoContent(item, calicoRuleSchema)
+	r := &config.Rule{DeclRange: item.at}
+	if a := c.Attributes["action"]; a != nil {
+		s := b.str(a)
+		act, ok := calicoActions[s]
+		if !ok {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid action", "action %q is not Allow, Deny, Log or Pass (exact case).", s))
+		}
+		r.Action = act
+	}
+	if a := c.Attributes["protocol"]; a != nil {
+		r.Protocol = b.calicoProtocol(a, false)
+	}
+	if a := c.Attributes["notProtocol"]; a != nil {
+		r.NotProtocol = b.calicoProtocol(a, false)
+	}
+	if a := c.Attributes["ipVersion"]; a != nil {
+		if f, diags := numberAttr(a); diags.HasErrors() {
+			b.diags = append(b.diags, diags...)
+		} else if v, acc := f.Int64(); acc != 0 || (v != 4 && v != 6) {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid IP version", "ipVersion is 4 or 6."))
+		} else {
+			r.IPVersion = int(v)
+		}
+	}
+	for _, name := range []string{"icmp", "notICMP"} {
+		if a := c.Attributes[name]; a != nil {
+			m := b.calicoICMP(b.sub(item, a))
+			if name == "icmp" {
+				r.ICMP = m
+			} else {
+				r.NotICMP = m
+			}
+		}
+	}
+	for _, name := range []string{"source", "destination"} {
+		if a := c.Attributes[name]; a != nil {
+			e := b.calicoEntity(b.sub(item, a), r)
+			if name == "source" {
+				r.Source = e
+			} else {
+				r.Destination = e
+			}
+		}
+	}
+	if a := c.Attributes["http"]; a != nil {
+		b.diags = append(b.diags, errAt(a.NameRange, "Not supported: http", "HTTP matches need Calico's application layer; hostwall filters packets."))
+	}
+	b.checkRule(r, item.at)
+	b.calicoOneFamily(r, item.at)
+	return r
+}
+
+// calicoOneFamily enforces Calico's rule that all networks of a rule are of
+// one IP version.
+func (b *builder) calicoOneFamily(r *config.Rule, rng hcl.Range) {
+	var all []netip.Prefix
+	for _, e := range []config.Entity{r.Source, r.Destination} {
+		all = append(append(all, e.Nets...), e.NotNets...)
+	}
+	for _, n := range all {
+		if n.Addr().Is4() != all[0].Addr().Is4() {
+			b.diags = append(b.diags, errAt(rng, "Rule mixes IPv4 and IPv6 networks", "Calico requires one IP version per rule; split it into two rules."))
+			return
+		}
+	}
+}
+
+func (b *builder) calicoICMP(body *yamlBody) *config.ICMPMatch {
+	c := b.calicoContent(body, calicoICMPSchema)
+	m := &config.ICMPMatch{}
+	get := func(name string, max int64) (uint8, bool) {
+		a := c.Attributes[name]
+		if a == nil {
+			return 0, false
+		}
+		f, diags := numberAttr(a)
+		b.diags = append(b.diags, diags...)
+		if diags.HasErrors() {
+			return 0, false
+		}
+		v, acc := f.Int64()
+		if acc != 0 || v < 0 || v > max {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid ICMP "+name, "The ICMP %s is a number 0-%d.", name, max))
+			return 0, false
+		}
+		return uint8(v), true
+	}
+	t, hasType := get("type", 254)
+	code, hasCode := get("code", 255)
+	m.Type = t
+	if hasCode {
+		m.Code = &code
+		if !hasType {
+			b.diags = append(b.diags, errAt(body.at, "ICMP code without a type", "Give the ICMP type the code belongs to."))
+		}
+	}
+	if !hasType && !hasCode {
+		return nil // {}: no ICMP condition
+	}
+	return m
+}
+
+func (b *builder) calicoEntity(body *yamlBody, r *config.Rule) config.Entity {
+	c := b.calicoContent(body, calicoEntitySchema)
+	var e config.Entity
+	for _, name := range []string{"nets", "notNets"} {
+		if a := c.Attributes[name]; a != nil {
+			nets, diags := netsAttr(a)
+			b.diags = append(b.diags, diags...)
+			if name == "nets" {
+				e.Nets = nets
+			} else {
+				e.NotNets = nets
+			}
+		}
+	}
+	for _, name := range []string{"selector", "notSelector"} {
+		if a := c.Attributes[name]; a != nil {
+			sel, diags := selectorAttr(a)
+			b.diags = append(b.diags, diags...)
+			if name == "selector" {
+				e.Selector, e.SelectorRange = sel, a.Expr.Range()
+			} else {
+				e.NotSelector, e.NotSelectorRange = sel, a.Expr.Range()
+			}
+		}
+	}
+	for _, name := range []string{"ports", "notPorts"} {
+		a := c.Attributes[name]
+		if a == nil {
+			continue
+		}
+		if r.Protocol == nil || (r.Protocol.Number != config.ProtoTCP && r.Protocol.Number != config.ProtoUDP && r.Protocol.Number != config.ProtoSCTP) {
+			b.diags = append(b.diags, errAt(a.NameRange, "Ports need a protocol with ports", "Calico allows ports only with protocol TCP, UDP or SCTP."))
+		}
+		if name == "ports" {
+			b.calicoPorts(a, &e.Ports, true)
+		} else {
+			b.calicoPorts(a, &e.NotPorts, true)
+		}
+	}
+	for _, name := range []string{"namespaceSelector", "serviceAccounts", "services"} {
+		if a := c.Attributes[name]; a != nil {
+			b.diags = append(b.diags, errAt(a.NameRange, "Not supported: "+name,
+				"%s matches Kubernetes workloads or services; host endpoints have none.", name))
+		}
+	}
+	return e
+}
