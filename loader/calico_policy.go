@@ -1,7 +1,9 @@
 package loader
 
 import (
+	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -34,14 +36,19 @@ func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
 			b.tierRefs = append(b.tierRefs, tierRef{p.Tier, a.Expr.Range(), p.Name})
 		}
 	}
+	switch {
+	case strings.HasPrefix(p.Name, "knp.default."):
+		b.diags = append(b.diags, errAt(m.nameRange, "Reserved policy name", "Names starting with knp.default. are reserved for Kubernetes network policies."))
+	case p.Tier == config.DefaultTier && strings.Contains(p.Name, ".") && !strings.HasPrefix(p.Name, "default."):
+		b.diags = append(b.diags, errAt(m.nameRange, "Policy name with a dot",
+			"In Calico a dot separates a policy's tier from its name; %q would be in tier %q. Name it without dots, or set spec.tier.", p.Name, strings.SplitN(p.Name, ".", 2)[0]))
+	}
 	if p.Tier != config.DefaultTier && !strings.HasPrefix(p.Name, p.Tier+".") {
 		b.diags = append(b.diags, errAt(m.nameRange, "Policy name lacks its tier prefix",
 			"A GlobalNetworkPolicy in tier %q must be named %q, as Calico requires.", p.Tier, p.Tier+"."+p.Name))
 	}
 	if a := c.Attributes["selector"]; a != nil {
-		if sel, diags := selectorAttr(a); diags.HasErrors() {
-			b.diags = append(b.diags, diags...)
-		} else {
+		if sel := b.calicoSelector(a); sel != nil {
 			p.Selector = sel
 		}
 	}
@@ -99,6 +106,17 @@ func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
 				"hostwall does not filter forwarded, pre-DNAT or untracked traffic yet; this policy cannot be applied as Calico means it. Nothing is applied while it is set."))
 		}
 	}
+	if a := c.Attributes["performanceHints"]; a != nil {
+		hints := b.strings(a)
+		for i, h := range hints {
+			switch {
+			case h != "AssumeNeededOnEveryNode":
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid performance hint", "%q is not a performance hint Calico knows (AssumeNeededOnEveryNode).", h))
+			case slices.Contains(hints[:i], h):
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Duplicate performance hint", "%q is listed twice.", h))
+			}
+		}
+	}
 	for _, name := range []string{"namespaceSelector", "serviceAccountSelector"} {
 		if a := c.Attributes[name]; a != nil && b.str(a) != "" {
 			b.diags = append(b.diags, errAt(a.Expr.Range(), "Not supported: "+name, "%s selects Kubernetes workloads; host endpoints have none.", name))
@@ -137,11 +155,40 @@ func (b *builder) calicoTypes(a *hcl.Attribute, p *config.Policy) []config.Direc
 	}
 	for _, d := range []config.Direction{config.Ingress, config.Egress} {
 		if len(p.Rules(d)) > 0 && !slices.Contains(out, d) {
-			b.diags = append(b.diags, errAt(a.Expr.Range(), "Rules for a direction the policy does not apply to",
-				"Policy %q has %s rules but types does not include it.", p.Name, d))
+			// Calico accepts this and ignores those rules.
+			b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Rules for a direction the policy does not apply to",
+				Detail:  fmt.Sprintf("Policy %q has %s rules but types does not include %s; as in Calico, those rules are ignored.", p.Name, d, d),
+				Subject: a.Expr.Range().Ptr()})
 		}
 	}
 	return out
+}
+
+// calicoSelector parses a policy or rule selector; global() belongs to
+// namespace selectors only.
+func (b *builder) calicoSelector(a *hcl.Attribute) *config.Selector {
+	sel, diags := selectorAttr(a)
+	b.diags = append(b.diags, diags...)
+	if sel != nil && strings.Contains(sel.String(), "global()") {
+		b.diags = append(b.diags, errAt(a.Expr.Range(), "global() in a selector", "global() is only meaningful in a namespaceSelector."))
+		return nil
+	}
+	return sel
+}
+
+var annotationKey = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+
+// calicoRuleMetadata checks a rule's annotations (they become comments
+// in Calico and have no effect here).
+func (b *builder) calicoRuleMetadata(parent *yamlBody, a *hcl.Attribute) {
+	c := b.calicoContent(b.sub(parent, a), &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "annotations"}}})
+	if an := c.Attributes["annotations"]; an != nil {
+		for k := range b.labels(an) {
+			if !annotationKey.MatchString(k) {
+				b.diags = append(b.diags, errAt(an.Expr.Range(), "Invalid annotation key", "%q is not a valid annotation key.", k))
+			}
+		}
+	}
 }
 
 var calicoActions = map[string]config.Action{"Allow": config.Allow, "Deny": config.Deny, "Log": config.Log, "Pass": config.Pass}
@@ -191,6 +238,9 @@ func (b *builder) calicoRule(item *yamlBody) *config.Rule {
 				r.Destination = e
 			}
 		}
+	}
+	if a := c.Attributes["metadata"]; a != nil {
+		b.calicoRuleMetadata(item, a)
 	}
 	if a := c.Attributes["http"]; a != nil {
 		b.diags = append(b.diags, errAt(a.NameRange, "Not supported: http", "HTTP matches need Calico's application layer; hostwall filters packets."))
@@ -257,6 +307,12 @@ func (b *builder) calicoEntity(body *yamlBody, r *config.Rule) config.Entity {
 		if a := c.Attributes[name]; a != nil {
 			nets, diags := netsAttr(a)
 			b.diags = append(b.diags, diags...)
+			for _, n := range nets {
+				if name == "notNets" && n.Bits() == 0 {
+					b.diags = append(b.diags, errAt(a.Expr.Range(), "notNets matches everything",
+						"notNets %s excludes every address of its family, so the rule can never match; Calico refuses it.", n))
+				}
+			}
 			if name == "nets" {
 				e.Nets = nets
 			} else {
@@ -266,8 +322,7 @@ func (b *builder) calicoEntity(body *yamlBody, r *config.Rule) config.Entity {
 	}
 	for _, name := range []string{"selector", "notSelector"} {
 		if a := c.Attributes[name]; a != nil {
-			sel, diags := selectorAttr(a)
-			b.diags = append(b.diags, diags...)
+			sel := b.calicoSelector(a)
 			if name == "selector" {
 				e.Selector, e.SelectorRange = sel, a.Expr.Range()
 			} else {
@@ -280,13 +335,15 @@ func (b *builder) calicoEntity(body *yamlBody, r *config.Rule) config.Entity {
 		if a == nil {
 			continue
 		}
-		if r.Protocol == nil || (r.Protocol.Number != config.ProtoTCP && r.Protocol.Number != config.ProtoUDP && r.Protocol.Number != config.ProtoSCTP) {
-			b.diags = append(b.diags, errAt(a.NameRange, "Ports need a protocol with ports", "Calico allows ports only with protocol TCP, UDP or SCTP."))
+		into := &e.Ports
+		if name == "notPorts" {
+			into = &e.NotPorts
 		}
-		if name == "ports" {
-			b.calicoPorts(a, &e.Ports, true)
-		} else {
-			b.calicoPorts(a, &e.NotPorts, true)
+		b.calicoPorts(a, into, true)
+		// Numeric ports need a protocol that has them (named ports do
+		// not: their endpoint says which); an empty list is fine.
+		if len(*into) > 0 && (r.Protocol == nil || (r.Protocol.Number != config.ProtoTCP && r.Protocol.Number != config.ProtoUDP && r.Protocol.Number != config.ProtoSCTP)) {
+			b.diags = append(b.diags, errAt(a.NameRange, "Ports need a protocol with ports", "Calico allows port numbers only with protocol TCP, UDP or SCTP."))
 		}
 	}
 	for _, name := range []string{"namespaceSelector", "serviceAccounts", "services"} {

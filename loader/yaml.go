@@ -107,7 +107,11 @@ func (b *yamlBody) entries() ([]*ast.MappingValueNode, hcl.Diagnostics) {
 	return nil, hcl.Diagnostics{errAt(nodeRange(b.file, n), "Expected a mapping", "This must be a mapping of names to values (key: value lines).")}
 }
 
+// keyOf is a mapping key's text, without the quotes of a quoted key.
 func keyOf(kv *ast.MappingValueNode) string {
+	if s, ok := kv.Key.(*ast.StringNode); ok {
+		return s.Value
+	}
 	return strings.TrimSpace(kv.Key.String())
 }
 
