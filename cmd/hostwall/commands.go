@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
@@ -170,5 +171,36 @@ func newShowCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the table as JSON")
+	return cmd
+}
+
+func newConvertCmd(g *globals) *cobra.Command {
+	var to string
+	cmd := &cobra.Command{
+		Use:   "convert --to hcl|yaml",
+		Short: "Print the whole configuration in native HCL or native YAML",
+		Long: `convert loads every file of the configuration directory — HCL, native YAML
+or Calico YAML — and prints the configuration as one native HCL or YAML
+document. Loading the output gives the same ruleset. Comments are not kept.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if to != "hcl" && to != "yaml" {
+				return fmt.Errorf("--to %q: use hcl or yaml", to)
+			}
+			_, res, err := g.desired()
+			if err != nil {
+				return err
+			}
+			out := loader.WriteHCL(res.Config)
+			if to == "yaml" {
+				if out, err = loader.WriteYAML(res.Config); err != nil {
+					return err
+				}
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "output format: hcl or yaml (required)")
 	return cmd
 }

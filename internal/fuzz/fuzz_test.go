@@ -42,3 +42,33 @@ func FuzzLoadCompileHCL(f *testing.F) {
 		}
 	})
 }
+
+// FuzzLoadCompileYAML does the same for YAML files: native YAML and Calico
+// resources, seeded with the loader fixtures and the Calico corpus.
+func FuzzLoadCompileYAML(f *testing.F) {
+	paths, _ := filepath.Glob("../../loader/testdata/*/*.yaml")
+	more, _ := filepath.Glob("../../../shared/corpus/calico/*.yaml")
+	for _, p := range append(paths, more...) {
+		data, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(data)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		res, diags := loader.Load([]loader.Source{{Path: "fuzz.yaml", Data: data}})
+		if res == nil || res.Config == nil {
+			t.Fatalf("Load returned no result (diags: %v)", diags)
+		}
+		if diags.HasErrors() {
+			return
+		}
+		desired, diags := compile.Compile(res.Config, compile.Options{HostName: "myhost"})
+		if diags.HasErrors() {
+			return
+		}
+		if p := planner.Diff(desired, nil); p.Empty() {
+			t.Fatal("a plan against an empty kernel must create the table")
+		}
+	})
+}

@@ -1,0 +1,82 @@
+package loader_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/loader"
+)
+
+// TestConvertRoundTrip writes every example, valid fixture and valid Calico
+// corpus file as HCL and as YAML, loads the result, and checks that it
+// compiles to exactly the same table.
+func TestConvertRoundTrip(t *testing.T) {
+	var inputs [][]string
+	dirs, _ := filepath.Glob("../examples/*")
+	for _, d := range dirs {
+		files, _ := filepath.Glob(filepath.Join(d, "*.hcl"))
+		inputs = append(inputs, files)
+	}
+	fixtures, _ := filepath.Glob("testdata/valid/*")
+	for _, f := range fixtures {
+		inputs = append(inputs, []string{f})
+	}
+	corpus, _ := filepath.Glob("../../shared/corpus/calico/*.yaml")
+	for _, f := range corpus {
+		inputs = append(inputs, []string{f})
+	}
+	tested := 0
+	for _, files := range inputs {
+		var srcs []loader.Source
+		for _, f := range files {
+			data, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srcs = append(srcs, loader.Source{Path: f, Data: data})
+		}
+		res, diags := loader.Load(srcs)
+		if diags.HasErrors() {
+			continue // invalid corpus files and pending features
+		}
+		tested++
+		t.Run(strings.Join(files, "+"), func(t *testing.T) {
+			want := compiled(t, res.Config)
+			yml, err := loader.WriteYAML(res.Config)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, out := range []loader.Source{{Path: "out.hcl", Data: loader.WriteHCL(res.Config)}, {Path: "out.yaml", Data: yml}} {
+				again, diags := loader.Load([]loader.Source{out})
+				if diags.HasErrors() {
+					t.Fatalf("%s does not load: %v\n%s", out.Path, diags, out.Data)
+				}
+				if diff := cmp.Diff(want, compiled(t, again.Config)); diff != "" {
+					t.Errorf("%s compiles differently (-original +converted):\n%s\n%s", out.Path, diff, out.Data)
+				}
+			}
+		})
+	}
+	if tested < 15 {
+		t.Errorf("only %d inputs round-tripped", tested)
+	}
+}
+
+func compiled(t *testing.T, cfg *config.Config) string {
+	t.Helper()
+	host := "myhost"
+	if cfg.Host != nil && cfg.Host.Name != "" {
+		host = cfg.Host.Name
+	}
+	tbl, diags := compile.Compile(cfg, compile.Options{HostName: host})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return tbl.String()
+}
