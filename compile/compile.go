@@ -44,11 +44,15 @@ type dirInfo struct {
 	fsChain string
 	// remote is the side of the packet that is not this host.
 	remote ruleset.Dir
+	// forward is set for the sides of routed traffic: only
+	// apply_on_forward policies, no failsafe, no profiles, and an allow
+	// lets the packet on to the other side instead of accepting it.
+	forward bool
 }
 
 var directions = []dirInfo{
-	{config.Ingress, "in", ruleset.IIF, ruleset.HookInput, ChainInput, MapIn, FailsafeIn, ruleset.Src},
-	{config.Egress, "out", ruleset.OIF, ruleset.HookOutput, ChainOutput, MapOut, FailsafeOut, ruleset.Dst},
+	{dir: config.Ingress, suffix: "in", ifDir: ruleset.IIF, hook: ruleset.HookInput, base: ChainInput, vmap: MapIn, fsChain: FailsafeIn, remote: ruleset.Src},
+	{dir: config.Egress, suffix: "out", ifDir: ruleset.OIF, hook: ruleset.HookOutput, base: ChainOutput, vmap: MapOut, fsChain: FailsafeOut, remote: ruleset.Dst},
 }
 
 type compiler struct {
@@ -94,6 +98,9 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 			// Interfaces not in the map fall through the vmap to here.
 			base.Rules = append(base.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.hepChain(d, hep, fs, policies))})
 		}
+	}
+	if cfg.HasForwardPolicies() {
+		c.forward(heps, wildcard, policies)
 	}
 	c.warnShadowedDenies(append(heps, wildcard...), policies)
 	c.t.Sort()
@@ -186,12 +193,12 @@ type tierPolicies struct {
 
 // selectingTiers returns, in order, the tiers with at least one policy that
 // selects labels for direction d.
-func (c *compiler) selectingTiers(d config.Direction, labels map[string]string, policies []*config.Policy) []tierPolicies {
+func (c *compiler) selectingTiers(d dirInfo, labels map[string]string, policies []*config.Policy) []tierPolicies {
 	var out []tierPolicies
 	for _, t := range c.cfg.SortedTiers() {
 		tp := tierPolicies{tier: t}
 		for _, p := range policies {
-			if p.Tier == t.Name && p.Applies(d) && p.Selector.Matches(labels) {
+			if p.Tier == t.Name && p.Applies(d.dir) && p.Selector.Matches(labels) && (p.ApplyOnForward || !d.forward) {
 				tp.policies = append(tp.policies, p)
 			}
 		}
@@ -235,7 +242,7 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	if failsafe {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	tiers := c.selectingTiers(d.dir, c.labels(hep), policies)
+	tiers := c.selectingTiers(d, c.labels(hep), policies)
 	tierChain := func(i int) string { return fmt.Sprintf("%s-t-%s", ch.Name, tiers[i].tier.Name) }
 	for i, tp := range tiers {
 		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
@@ -268,12 +275,20 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 	for _, p := range tp.policies {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p))})
 		for i, r := range p.Rules(d.dir) {
-			if r.Action != config.Pass {
+			// Re-check, in order, the rules that returned: pass, and on the
+			// forward path allow, which lets the packet on to the other
+			// side.
+			v := next
+			switch {
+			case r.Action == config.Pass:
+			case r.Action == config.Allow && d.forward:
+				v = ruleset.Verdict{Kind: ruleset.VerdictReturn}
+			default:
 				continue
 			}
 			for _, kr := range c.rule(p, d, i, r) {
 				recheck := kr.Clone()
-				recheck.Counter, recheck.Verdict = false, next
+				recheck.Counter, recheck.Verdict = false, v
 				ch.Rules = append(ch.Rules, recheck)
 			}
 		}

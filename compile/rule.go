@@ -201,20 +201,27 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 	switch r.Action {
 	case config.Allow:
 		kr.Verdict = ruleset.Accept()
+		if d.forward {
+			kr.Verdict = ruleset.Verdict{Kind: ruleset.VerdictReturn} // on to the other side
+		}
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
 	case config.Pass:
 		// Back to the endpoint's tier chain, which sends it to the next tier.
 		kr.Verdict = ruleset.Verdict{Kind: ruleset.VerdictReturn}
 	case config.Log:
-		kr.Log = &ruleset.Log{Prefix: logPrefix(p.Name, d.dir, idx)}
+		label := string(d.dir)
+		if d.forward {
+			label = "forwarded-" + label
+		}
+		kr.Log = &ruleset.Log{Prefix: logPrefix(p.Name, label, idx)}
 	}
 	return kr
 }
 
 // logPrefix names the policy and rule; nft limits prefixes to 127 bytes.
-func logPrefix(policy string, d config.Direction, idx int) string {
-	s := fmt.Sprintf("hostwall %s %s/%d: ", policy, d, idx+1)
+func logPrefix(policy, dir string, idx int) string {
+	s := fmt.Sprintf("hostwall %s %s/%d: ", policy, dir, idx+1)
 	if len(s) > 127 {
 		s = s[:122] + "…: "
 	}

@@ -119,11 +119,14 @@ type Policy struct {
 	Tier     string    // DefaultTier unless set
 	Selector *Selector // never nil: an absent selector is all()
 	// Order sorts policies, lowest first; nil sorts after every number.
-	Order     *float64
-	Ingress   []*Rule
-	Egress    []*Rule
-	Types     []Direction
-	DeclRange hcl.Range
+	Order   *float64
+	Ingress []*Rule
+	Egress  []*Rule
+	Types   []Direction
+	// ApplyOnForward makes the policy govern traffic routed through the
+	// endpoints it selects too (and only such policies do).
+	ApplyOnForward bool
+	DeclRange      hcl.Range
 }
 
 // Applies reports whether the policy governs traffic in direction d.
@@ -142,6 +145,17 @@ func (p *Policy) Rules(d Direction) []*Rule {
 		return p.Egress
 	}
 	return p.Ingress
+}
+
+// HasForwardPolicies reports whether any policy applies to forwarded
+// traffic; without one, hostwall installs no forward hook at all.
+func (c *Config) HasForwardPolicies() bool {
+	for _, p := range c.Policies {
+		if p.ApplyOnForward {
+			return true
+		}
+	}
+	return false
 }
 
 // SortPolicies orders policies as they are evaluated: by Order (unset last),

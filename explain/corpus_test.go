@@ -20,12 +20,10 @@ var corpusDir = filepath.Join("..", "..", "shared", "corpus", "calico")
 // implement yet (forwarded, pre-DNAT and untracked policies); each must be
 // refused with exactly those "Not supported yet" errors.
 var pendingFeatures = map[string]bool{
-	"07-forwarded-empty-default-deny-list-form.yaml": true,
-	"08-host-forwarded-ssh-maintenance.yaml":         true,
-	"09-donottrack-memcached.yaml":                   true,
-	"10-dos-mitigation-donottrack-networkset.yaml":   true,
-	"11-external-ips-donottrack-denylist.yaml":       true,
-	"12-prednat-protect-hosts-tutorial.yaml":         true,
+	"09-donottrack-memcached.yaml":                 true,
+	"10-dos-mitigation-donottrack-networkset.yaml": true,
+	"11-external-ips-donottrack-denylist.yaml":     true,
+	"12-prednat-protect-hosts-tutorial.yaml":       true,
 }
 
 // TestCorpusValidation loads every corpus file on its own: valid ones load
@@ -107,6 +105,14 @@ func in(link int, proto string, remote int, dport uint16) tcase {
 	return tcase{Link: link, Proto: proto, Remote: remote, DPort: dport, ICMPType: 8, ICMPCode: 0}
 }
 
+// fwd is a packet routed through the server: client → far in on eth0 and
+// out by eth2, or far → client when back is set.
+func fwd(back bool, proto string, remote int, dport uint16) tcase {
+	c := in(0, proto, remote, dport)
+	c.Fwd, c.Out = true, back
+	return c
+}
+
 func out(link int, proto string, remote int, dport uint16) tcase {
 	c := in(link, proto, remote, dport)
 	c.Out = true
@@ -135,6 +141,23 @@ func TestCorpusTraffic(t *testing.T) {
 				{in(0, "udp", 5, 80), false, "UDP is not allowed"},
 				{out(0, "tcp", 5, 443), true, "all outbound allowed"},
 			}},
+		{file: "07-forwarded-empty-default-deny-list-form.yaml", host: "h", barrier: defaultBarrier,
+			extra: "host_endpoint \"e\" {\n  interface = \"eth0\"\n  labels = { host-endpoint = \"\" }\n}\n",
+			expect: []expectation{
+				{in(0, "tcp", 5, 80), false, "host-bound traffic: end of tier"},
+				{in(0, "tcp", 5, 22), true, "failsafe inbound"},
+				{fwd(false, "tcp", 5, 80), false, "forwarded in through the endpoint: end of tier (apply_on_forward)"},
+				{fwd(true, "udp", 5, 53), false, "forwarded out through the endpoint: end of tier, no failsafe for forwarded traffic"},
+				{in(1, "tcp", 5, 80), true, "eth1 has no endpoint"},
+			}},
+		{file: "08-host-forwarded-ssh-maintenance.yaml", host: "myhost", barrier: defaultBarrier, expect: []expectation{
+			{out(1, "tcp", 5, 22), true, "egress TCP/22 via eth1 allowed"},
+			{out(1, "tcp", 5, 80), false, "any other egress via eth1: end of tier"},
+			{out(1, "udp", 5, 53), true, "failsafe outbound"},
+			{in(1, "tcp", 5, 80), false, "no ingress policy: default deny"},
+			{fwd(false, "tcp", 5, 80), true, "eth0 and eth2 have no endpoint: forwarded traffic untouched"},
+			{in(0, "tcp", 5, 80), true, "eth0 untouched"},
+		}},
 		{file: "19-tiers-and-mixed-kinds-seed-resources.yaml", host: "kind-worker", barrier: defaultBarrier, expect: []expectation{
 			{out(0, "udp", 5, 53), true, "tier security allows DNS"},
 			{out(0, "tcp", 5, 80), false, "end of tier security"},

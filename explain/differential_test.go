@@ -38,8 +38,14 @@ var links = []struct{ srv, cli, v4, v6 string }{
 
 type lab struct {
 	srv, cli string
-	conn     *nft.Conn
+	// far sits behind the server's eth2 (10.79.0.0/24, fd79::/64); the
+	// server routes between it and the client's first link.
+	far  string
+	conn *nft.Conn
 }
+
+// farLink is the server's interface towards the far namespace.
+var farLink = struct{ srv, far, v4, v6 string }{"eth2", "d0", "10.79.0.", "fd79::"}
 
 func newLab(t *testing.T) *lab {
 	l := &lab{srv: testns.New(t), cli: testns.New(t)}
@@ -57,12 +63,43 @@ func newLab(t *testing.T) *lab {
 		// test; resolve the server statically so only test packets count.
 		testns.Run(t, "ip", "-n", l.cli, "-6", "neigh", "replace", ln.v6+"1", "lladdr", mac, "dev", ln.cli, "nud", "permanent")
 	}
+	l.far = testns.New(t)
+	fl := farLink
+	testns.Veth(t, l.far, fl.far, fl.v4+"2/24", l.srv, fl.srv, fl.v4+"1/24")
+	testns.Run(t, "ip", "-n", l.srv, "addr", "add", fl.v6+"1/64", "dev", fl.srv, "nodad")
+	for i := 2; i <= 9; i++ {
+		if i > 2 {
+			testns.Run(t, "ip", "-n", l.far, "addr", "add", fmt.Sprintf("%s%d/24", fl.v4, i), "dev", fl.far)
+		}
+		testns.Run(t, "ip", "-n", l.far, "addr", "add", fmt.Sprintf("%s%d/64", fl.v6, i), "dev", fl.far, "nodad")
+	}
+	testns.Run(t, "ip", "netns", "exec", l.srv, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	srvMAC := func(dev string) string {
+		return strings.Fields(testns.Run(t, "ip", "-n", l.srv, "-br", "link", "show", dev))[2]
+	}
+	testns.Run(t, "ip", "-n", l.cli, "route", "add", fl.v4+"0/24", "via", links[0].v4+"1")
+	testns.Run(t, "ip", "-n", l.cli, "-6", "route", "add", fl.v6+"/64", "via", links[0].v6+"1")
+	testns.Run(t, "ip", "-n", l.far, "route", "add", links[0].v4+"0/24", "via", fl.v4+"1")
+	testns.Run(t, "ip", "-n", l.far, "-6", "route", "add", links[0].v6+"/64", "via", fl.v6+"1")
+	testns.Run(t, "ip", "-n", l.far, "-6", "neigh", "replace", fl.v6+"1", "lladdr", srvMAC(fl.srv), "dev", fl.far, "nud", "permanent")
+	// The server forwards to both sides without neighbour discovery.
+	for i := 2; i <= 9; i++ {
+		cliMAC := strings.Fields(testns.Run(t, "ip", "-n", l.cli, "-br", "link", "show", links[0].cli))[2]
+		farMAC := strings.Fields(testns.Run(t, "ip", "-n", l.far, "-br", "link", "show", fl.far))[2]
+		testns.Run(t, "ip", "-n", l.srv, "-6", "neigh", "replace", fmt.Sprintf("%s%d", links[0].v6, i), "lladdr", cliMAC, "dev", links[0].srv, "nud", "permanent")
+		testns.Run(t, "ip", "-n", l.srv, "-6", "neigh", "replace", fmt.Sprintf("%s%d", fl.v6, i), "lladdr", farMAC, "dev", fl.srv, "nud", "permanent")
+	}
 	testns.Run(t, "sh", "-c", fmt.Sprintf(`ip netns exec %s nft -f - <<'EOF'
 table inet observe {
 	set seen { type inet_service; flags dynamic; size 65535; }
 	set seenicmp { typeof @th,32,16; flags dynamic; size 65535; }
 	chain in {
 		type filter hook input priority 100; policy accept;
+		meta l4proto { tcp, udp } add @seen { th sport }
+		meta l4proto { icmp, ipv6-icmp } add @seenicmp { @th,32,16 }
+	}
+	chain routed {
+		type filter hook forward priority 100; policy accept;
 		meta l4proto { tcp, udp } add @seen { th sport }
 		meta l4proto { icmp, ipv6-icmp } add @seenicmp { @th,32,16 }
 	}
@@ -88,9 +125,21 @@ type tcase struct {
 	ICMPType int    `json:"icmp_type"`
 	ICMPCode int    `json:"icmp_code"`
 	ID       uint16 `json:"id"` // source port, or ICMP id
+	// Fwd cases are routed through the server between the client's first
+	// link and the far namespace: Out false is client → far (in on eth0,
+	// out by eth2), Out true is far → client.
+	Fwd bool `json:"fwd,omitempty"`
 }
 
 func (c tcase) addrs() (local, remote netip.Addr) {
+	if c.Fwd {
+		// local: the far namespace's address; remote: the client's.
+		fp, cp := farLink.v4, links[0].v4
+		if c.V6 {
+			fp, cp = farLink.v6, links[0].v6
+		}
+		return netip.MustParseAddr(fmt.Sprintf("%s%d", fp, c.Remote)), netip.MustParseAddr(fmt.Sprintf("%s%d", cp, c.Remote))
+	}
 	ln := links[c.Link]
 	prefix := ln.v4
 	if c.V6 {
@@ -124,6 +173,12 @@ func (c tcase) packet() explain.Packet {
 	} else {
 		p.Direction, p.Src, p.Dst = explain.In, remote, local
 	}
+	if c.Fwd {
+		p.Direction, p.Iface, p.OutIface = explain.Forward, links[0].srv, farLink.srv
+		if c.Out {
+			p.Iface, p.OutIface = farLink.srv, links[0].srv
+		}
+	}
 	return p
 }
 
@@ -139,6 +194,9 @@ func randomCase(r *rand.Rand, id uint16) tcase {
 		c.ICMPType = []int{128, 139}[r.IntN(2)]
 	}
 	c.ICMPCode = r.IntN(2)
+	if r.IntN(4) == 0 {
+		c.Fwd, c.Link = true, 0
+	}
 	return c
 }
 
@@ -288,7 +346,7 @@ func (l *lab) send(t *testing.T, cases []tcase, bar barrier) []bool {
 	testns.Run(t, "ip", "netns", "exec", l.srv, "nft", "flush set inet observe seen; flush set inet observe seenicmp")
 	err := testns.Do(l.srv, func() error {
 		for i, c := range cases {
-			if c.Out {
+			if c.Out && !c.Fwd {
 				ok, err := sendOne(c)
 				if err != nil {
 					return fmt.Errorf("case %+v: %w", c, err)
@@ -326,11 +384,30 @@ func (l *lab) send(t *testing.T, cases []tcase, bar barrier) []bool {
 	if err != nil {
 		t.Fatal(err)
 	}
+	err = testns.Do(l.far, func() error {
+		var set unix.CPUSet
+		set.Set(0)
+		if err := unix.SchedSetaffinity(0, &set); err != nil {
+			return err
+		}
+		for _, c := range cases {
+			if c.Fwd && c.Out {
+				if _, err := sendOne(c); err != nil {
+					return fmt.Errorf("case %+v: %w", c, err)
+				}
+			}
+		}
+		_, err := send(wire{from: netip.MustParseAddr(farLink.v4 + "2"), to: netip.MustParseAddr(farLink.v4 + "1"), proto: bar.proto, id: barrierID - 2, dport: bar.dport})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var seen, seenICMP []uint16
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		seen, seenICMP = l.observed(t)
-		if slices.Contains(seen, barrierID) && slices.Contains(seen, barrierID-1) {
+		if slices.Contains(seen, barrierID) && slices.Contains(seen, barrierID-1) && slices.Contains(seen, barrierID-2) {
 			break
 		}
 		if time.Now().After(deadline) {
@@ -339,7 +416,7 @@ func (l *lab) send(t *testing.T, cases []tcase, bar barrier) []bool {
 		time.Sleep(5 * time.Millisecond) // polling the observer until the barrier shows
 	}
 	for i, c := range cases {
-		if !c.Out {
+		if !c.Out || c.Fwd {
 			if c.Proto == "icmp" {
 				got[i] = slices.Contains(seenICMP, c.ID)
 			} else {
@@ -393,32 +470,45 @@ func (l *lab) observed(t *testing.T) (ports, icmpIDs []uint16) {
 	return ports, icmpIDs
 }
 
+// wire is one packet to put on the wire.
+type wire struct {
+	from, to           netip.Addr
+	proto              string // tcp, udp, icmp
+	id, dport          uint16
+	icmpType, icmpCode int
+	// rawSYN sends TCP as a hand-made SYN: connect() does not report a SYN
+	// dropped by the output hook (tcp_connect ignores the error), a raw
+	// socket's send does.
+	rawSYN bool
+}
+
 // sendOne sends the case's packet from the namespace the calling thread is
 // in, and reports whether the local output hook let it out.
 func sendOne(c tcase) (bool, error) {
 	local, remote := c.addrs()
-	from, to := remote, local // incoming: the client sends
+	w := wire{from: remote, to: local, proto: c.Proto, id: c.ID, dport: c.DPort, icmpType: c.ICMPType, icmpCode: c.ICMPCode, rawSYN: c.Out}
 	if c.Out {
-		from, to = local, remote
+		w.from, w.to = local, remote
 	}
+	return send(w)
+}
+
+func send(w wire) (bool, error) {
 	family := unix.AF_INET
-	if c.V6 {
+	if w.to.Is6() {
 		family = unix.AF_INET6
 	}
 	var typ, proto int
 	switch {
-	case c.Proto == "tcp" && c.Out:
-		// connect() does not report a SYN dropped by the output hook
-		// (tcp_connect ignores the error), so outgoing TCP is a hand-made
-		// SYN on a raw socket, whose send does.
+	case w.proto == "tcp" && w.rawSYN:
 		typ, proto = unix.SOCK_RAW, unix.IPPROTO_TCP
-	case c.Proto == "tcp":
+	case w.proto == "tcp":
 		typ, proto = unix.SOCK_STREAM, unix.IPPROTO_TCP
-	case c.Proto == "udp":
+	case w.proto == "udp":
 		typ, proto = unix.SOCK_DGRAM, unix.IPPROTO_UDP
 	default:
 		typ, proto = unix.SOCK_RAW, unix.IPPROTO_ICMP
-		if c.V6 {
+		if w.to.Is6() {
 			proto = unix.IPPROTO_ICMPV6
 		}
 	}
@@ -427,32 +517,31 @@ func sendOne(c tcase) (bool, error) {
 		return false, err
 	}
 	defer unix.Close(fd)
-	port := int(c.ID)
+	port := int(w.id)
 	if typ == unix.SOCK_RAW {
 		port = 0
 	}
-	if err := unix.Bind(fd, sockaddr(from, port)); err != nil {
-		return false, fmt.Errorf("bind %s:%d: %w", from, port, err)
+	if err := unix.Bind(fd, sockaddr(w.from, port)); err != nil {
+		return false, fmt.Errorf("bind %s:%d: %w", w.from, port, err)
 	}
-	dst := sockaddr(to, int(c.DPort))
 	switch {
-	case typ == unix.SOCK_RAW && c.Proto == "tcp":
-		err = unix.Sendto(fd, synSegment(from, to, c.ID, c.DPort), 0, sockaddr(to, 0))
-	case c.Proto == "tcp":
-		err = unix.Connect(fd, dst)
+	case typ == unix.SOCK_RAW && w.proto == "tcp":
+		err = unix.Sendto(fd, synSegment(w.from, w.to, w.id, w.dport), 0, sockaddr(w.to, 0))
+	case w.proto == "tcp":
+		err = unix.Connect(fd, sockaddr(w.to, int(w.dport)))
 		if errors.Is(err, unix.EINPROGRESS) {
 			err = nil
 		}
-	case c.Proto == "udp":
-		err = unix.Sendto(fd, []byte("hostwall"), 0, dst)
+	case w.proto == "udp":
+		err = unix.Sendto(fd, []byte("hostwall"), 0, sockaddr(w.to, int(w.dport)))
 	default:
 		msg := make([]byte, 16)
-		msg[0], msg[1] = byte(c.ICMPType), byte(c.ICMPCode)
-		binary.BigEndian.PutUint16(msg[4:], c.ID)
-		if !c.V6 {
+		msg[0], msg[1] = byte(w.icmpType), byte(w.icmpCode)
+		binary.BigEndian.PutUint16(msg[4:], w.id)
+		if w.to.Is4() {
 			binary.BigEndian.PutUint16(msg[2:], checksum(msg)) // the kernel fills ICMPv6's
 		}
-		err = unix.Sendto(fd, msg, 0, sockaddr(to, 0))
+		err = unix.Sendto(fd, msg, 0, sockaddr(w.to, 0))
 	}
 	if errors.Is(err, unix.EPERM) {
 		return false, nil

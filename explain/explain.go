@@ -32,7 +32,9 @@ const (
 
 // Packet is what explain evaluates.
 type Packet struct {
-	Iface     string
+	Iface string
+	// OutIface is the interface a forwarded packet leaves by.
+	OutIface  string
 	Direction Direction
 	Proto     uint8
 	Src, Dst  netip.Addr
@@ -59,6 +61,7 @@ type StepKind string
 const (
 	Untouched        StepKind = "untouched interface"
 	ForwardUnpoliced StepKind = "forwarded, no forward policy"
+	ForwardAllowed   StepKind = "forwarded, no policy denied"
 	ConnTracked      StepKind = "established or related connection"
 	NeighborDisc     StepKind = "IPv6 neighbour discovery"
 	InvalidState     StepKind = "invalid connection state"
@@ -128,7 +131,7 @@ func (e *evaluator) done(v Verdict, s Step) Result {
 
 func (e *evaluator) run(p Packet) Result {
 	if p.Direction == Forward {
-		return e.done(Allow, Step{Kind: ForwardUnpoliced, Detail: "hostwall installs no forward hook without an apply_on_forward policy"})
+		return e.forward(p)
 	}
 	hep := e.endpoint(p.Iface)
 	if hep == nil {
@@ -158,7 +161,7 @@ func (e *evaluator) run(p Packet) Result {
 	}
 	labels := e.labels(hep)
 	for _, tier := range e.cfg.SortedTiers() {
-		v, decided, ok := e.tier(tier, dir, labels, hep, p)
+		v, decided, ok := e.tier(tier, dir, labels, hep, p, false)
 		if ok {
 			return e.done(v, decided)
 		}
@@ -177,12 +180,55 @@ func (e *evaluator) run(p Packet) Result {
 	return e.done(Deny, at)
 }
 
+// forward evaluates a routed packet: the side it arrives on (ingress
+// policies of that endpoint), then the side it leaves by (egress), with only
+// apply_on_forward policies, no failsafe and no profiles. A side without an
+// endpoint, or where no selecting tier decides, lets it on.
+func (e *evaluator) forward(p Packet) Result {
+	if !e.cfg.HasForwardPolicies() {
+		return e.done(Allow, Step{Kind: ForwardUnpoliced, Detail: "hostwall installs no forward hook without an apply_on_forward policy"})
+	}
+	var allowedBy *Step
+	for _, side := range []struct {
+		iface string
+		dir   config.Direction
+	}{{p.Iface, config.Ingress}, {p.OutIface, config.Egress}} {
+		hep := e.endpoint(side.iface)
+		if hep == nil {
+			continue
+		}
+		switch p.State {
+		case Established, Related:
+			return e.done(Allow, Step{Kind: ConnTracked, Endpoint: hep.Name})
+		case Invalid:
+			return e.done(Deny, Step{Kind: InvalidState, Endpoint: hep.Name})
+		}
+		labels := e.labels(hep)
+		for _, tier := range e.cfg.SortedTiers() {
+			v, decided, ok := e.tier(tier, side.dir, labels, hep, p, true)
+			if !ok {
+				continue
+			}
+			if v == Deny {
+				return e.done(Deny, decided)
+			}
+			e.trace = append(e.trace, decided)
+			allowedBy = &decided
+			break
+		}
+	}
+	if allowedBy != nil {
+		return Result{Verdict: Allow, Decided: *allowedBy, Trace: e.trace}
+	}
+	return e.done(Allow, Step{Kind: ForwardAllowed, Detail: "no apply_on_forward policy denied it"})
+}
+
 // tier evaluates one tier; ok is false when the tier did not decide (it
 // selects nothing, or passed).
-func (e *evaluator) tier(t *config.Tier, dir config.Direction, labels map[string]string, hep *config.HostEndpoint, p Packet) (Verdict, Step, bool) {
+func (e *evaluator) tier(t *config.Tier, dir config.Direction, labels map[string]string, hep *config.HostEndpoint, p Packet, forward bool) (Verdict, Step, bool) {
 	var selected []*config.Policy
 	for _, pol := range e.cfg.Policies {
-		if pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) {
+		if pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) && (pol.ApplyOnForward || !forward) {
 			selected = append(selected, pol)
 		}
 	}

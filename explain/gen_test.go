@@ -19,7 +19,8 @@ func (g *gen) chance(p float64) bool    { return g.r.Float64() < p }
 
 var (
 	netPool = []string{"10.77.0.0/24", "10.77.0.0/29", "10.77.0.4/30", "10.77.0.5", "10.77.0.8/29", "10.78.0.0/24", "10.78.0.2",
-		"10.99.0.0/16", "fd77::/64", "fd77::/125", "fd77::4/126", "fd77::5", "fd78::/64", "fd78::3", "fd99::/48"}
+		"10.99.0.0/16", "fd77::/64", "fd77::/125", "fd77::4/126", "fd77::5", "fd78::/64", "fd78::3", "fd99::/48",
+		"10.79.0.0/24", "10.79.0.4/30", "fd79::/64", "fd79::4/126"}
 	portPool     = []string{"22", "53", "68", "80", "443", "8080", "9000", "8000:8100", "40000:40009", "40010:49999"}
 	selectorPool = []string{"all()", "role == 'web'", "role == 'db'", "zone == 'a'", "has(zone)", "role != 'db'", "role in {'web', 'db'}", "!has(role)"}
 	setSelectors = []string{"kind == 'x'", "kind == 'y'", "has(kind)", "role == 'peer'", "kind != 'x'"}
@@ -34,6 +35,7 @@ type gEntity struct {
 type gICMP struct{ typ, code int } // code -1: none
 
 type gRule struct {
+	forward       bool // in an apply_on_forward policy
 	ingress       bool
 	action, proto string
 	notProto      string
@@ -89,6 +91,9 @@ func (g *gen) config() gConfig {
 		fmt.Fprintf(&b, "host_endpoint \"all\" {\n  interface = \"*\"\n  labels = %s\n}\n", labels())
 	}
 	if g.chance(0.5) {
+		fmt.Fprintf(&b, "host_endpoint \"e2\" {\n  interface = \"eth2\"\n  labels = %s\n}\n", labels())
+	}
+	if g.chance(0.5) {
 		b.WriteString("host_endpoint \"peer\" {\n  node = \"other\"\n  interface = \"eth0\"\n  labels = { role = \"peer\" }\n  expected_ips = [\"10.77.0.3\", \"fd77::3\", \"10.78.0.4\"]\n}\n")
 	}
 	for i := 0; i < 1+g.r.IntN(3); i++ {
@@ -115,6 +120,10 @@ func (g *gen) config() gConfig {
 		if g.chance(0.6) {
 			fmt.Fprintf(&b, "  order = %d\n", g.r.IntN(4)*10)
 		}
+		forward := g.chance(0.35)
+		if forward {
+			b.WriteString("  apply_on_forward = true\n")
+		}
 		nIn, nOut := g.r.IntN(5), g.r.IntN(4)
 		if g.chance(0.15) {
 			fmt.Fprintf(&b, "  types = [%s]\n", g.pick(`"ingress"`, `"egress"`, `"ingress", "egress"`))
@@ -122,6 +131,7 @@ func (g *gen) config() gConfig {
 		}
 		for j := 0; j < nIn+nOut; j++ {
 			r := g.rule(j < nIn)
+			r.forward = forward
 			rules = append(rules, r)
 			b.WriteString(r.render())
 		}
@@ -285,6 +295,10 @@ func (g *gen) aimed(r gRule, id uint16) tcase {
 func (g *gen) aim(r gRule, id uint16) tcase {
 	c := randomCase(g.r, id)
 	c.Out = !r.ingress
+	c.Fwd = r.forward && g.chance(0.5)
+	if c.Fwd {
+		c.Link = 0
+	}
 	switch r.proto {
 	case "tcp", "udp":
 		c.Proto = r.proto
@@ -313,7 +327,7 @@ func (g *gen) aim(r gRule, id uint16) tcase {
 		c.DPort = portIn(g.r, ports[g.r.IntN(len(ports))])
 	}
 	// Choose a remote address inside one of the remote networks, if any.
-	if len(remote.nets) > 0 {
+	if len(remote.nets) > 0 && !c.Fwd {
 		n := netip.MustParsePrefix(withBits(remote.nets[g.r.IntN(len(remote.nets))]))
 		if r.proto == "icmp" && n.Addr().Is6() || r.proto == "icmpv6" && n.Addr().Is4() {
 			return c

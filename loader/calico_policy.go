@@ -100,10 +100,11 @@ func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
 	case flags["preDNAT"] && (len(p.Egress) > 0 || p.Applies(config.Egress)):
 		b.diags = append(b.diags, errAt(m.nameRange, "preDNAT policy with egress", "A pre-DNAT policy applies to ingress only."))
 	}
-	for _, name := range []string{"applyOnForward", "preDNAT", "doNotTrack"} {
+	p.ApplyOnForward = flags["applyOnForward"]
+	for _, name := range []string{"preDNAT", "doNotTrack"} {
 		if flags[name] {
 			b.diags = append(b.diags, errAt(c.Attributes[name].Expr.Range(), "Not supported yet: "+name,
-				"hostwall does not filter forwarded, pre-DNAT or untracked traffic yet; this policy cannot be applied as Calico means it. Nothing is applied while it is set."))
+				"hostwall does not filter pre-DNAT or untracked traffic yet; this policy cannot be applied as Calico means it. Nothing is applied while it is set."))
 		}
 	}
 	if a := c.Attributes["performanceHints"]; a != nil {

@@ -192,14 +192,13 @@ func (b *builder) decodePolicy(blk *hcl.Block) {
 			p.Egress = append(p.Egress, r)
 		}
 	}
-	for _, name := range []string{"apply_on_forward", "pre_dnat", "do_not_track"} {
-		if a := c.Attributes[name]; a != nil {
-			v, diags := value(a)
-			b.diags = append(b.diags, diags...)
-			if !diags.HasErrors() && (v.Type() != cty.Bool || v.True()) {
-				b.diags = append(b.diags, errAt(a.Expr.Range(), "Not supported yet: "+name,
-					"hostwall does not filter forwarded, pre-DNAT or untracked traffic yet; remove %s (or set it to false). Nothing is applied while it is set.", name))
-			}
+	if a := c.Attributes["apply_on_forward"]; a != nil {
+		p.ApplyOnForward = b.boolean(a)
+	}
+	for _, name := range []string{"pre_dnat", "do_not_track"} {
+		if a := c.Attributes[name]; a != nil && b.boolean(a) {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Not supported yet: "+name,
+				"hostwall does not filter pre-DNAT or untracked traffic yet; remove %s (or set it to false). Nothing is applied while it is set.", name))
 		}
 	}
 	p.Types = b.types(c.Attributes["types"], p)
@@ -536,6 +535,20 @@ func (b *builder) decodeSettings(blk *hcl.Block) {
 			}
 		}
 	}
+}
+
+// boolean reads true or false.
+func (b *builder) boolean(a *hcl.Attribute) bool {
+	v, diags := value(a)
+	b.diags = append(b.diags, diags...)
+	if diags.HasErrors() {
+		return false
+	}
+	if v.Type() != cty.Bool {
+		b.diags = append(b.diags, errAt(a.Expr.Range(), "Expected true or false", "%s is true or false.", a.Name))
+		return false
+	}
+	return v.True()
 }
 
 // strings reads a list of strings.

@@ -255,6 +255,9 @@ func policyFields(p *config.Policy) []field {
 		types = append(types, string(t))
 	}
 	fs = append(fs, field{"types", strs(types)})
+	if p.ApplyOnForward {
+		fs = append(fs, field{"apply_on_forward", cty.True})
+	}
 	for _, d := range []config.Direction{config.Ingress, config.Egress} {
 		if !p.Applies(d) {
 			continue // rules of a direction not in types have no effect

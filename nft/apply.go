@@ -8,7 +8,8 @@ package nft
 // Invariants:
 //   - One Flush is one kernel transaction (trap 3). If any message fails the
 //     kernel discards the whole batch and the generation does not move.
-//   - Order inside the batch: the table; element deletions; rule deletions;
+//   - Order inside the batch: the table; element deletions (and emptying
+//     every set that goes); rule deletions;
 //     flushing every chain that goes, then deleting them; set deletions; then set and chain creations; element
 //     additions; rule additions. Referencing objects go before their
 //     referents on the way out and after them on the way in (a chain cannot
@@ -131,8 +132,12 @@ func (b *batch) build(p *planner.Plan) {
 		}
 	}
 	for _, ch := range sets {
-		if ch.Action == planner.Update {
+		switch ch.Action {
+		case planner.Update:
 			b.elements(ch.Set.Before, ch.Set.Removed, false)
+		case planner.Delete, planner.Recreate:
+			// A map that goes may still jump to chains that go before it.
+			b.conn.FlushSet(encodeSet(b.table, ch.Set.Before))
 		}
 	}
 	for _, ch := range chains {

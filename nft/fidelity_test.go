@@ -48,6 +48,8 @@ func TestFakeFidelity(t *testing.T) {
 		compileDir(t, "../examples/fleet", "web-1"),
 		compileSrc(t, "h", map[string]string{"tiers.hcl": tiered}),
 		compileSrc(t, "h", map[string]string{}), // tier chains that goto each other all go
+		compileSrc(t, "h", map[string]string{"fwd.hcl": forwarded}),
+		compileSrc(t, "h", map[string]string{}), // maps that goto chains go with them
 	}
 	ctx := context.Background()
 	for i, desired := range steps {
@@ -107,5 +109,18 @@ policy "pb" {
 }
 policy "pd" {
   ingress { action = "deny" }
+}
+`
+
+const forwarded = `
+host_endpoint "eth0" { interface = "eth0" }
+host_endpoint "any" { interface = "*" }
+policy "f" {
+  apply_on_forward = true
+  ingress { action = "allow" }
+  egress {
+    action   = "deny"
+    protocol = "udp"
+  }
 }
 `

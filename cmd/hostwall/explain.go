@@ -21,7 +21,7 @@ func newExplainCmd(g *globals) *cobra.Command {
 		icmpType, icmpCode int
 	)
 	cmd := &cobra.Command{
-		Use:   "explain --iface IF (--in|--out|--forward) --proto P [--src A] [--dst A] [--sport N] [--dport N] [--icmp-type T]",
+		Use:   "explain --iface IF (--in|--out|--forward --out-iface IF) --proto P [--src A] [--dst A] [--sport N] [--dport N] [--icmp-type T]",
 		Short: "Say what the configuration does with one packet, and why",
 		Long: `explain evaluates one packet against the configuration — not against the
 kernel — and prints the verdict and the step that decided it: an untouched
@@ -58,7 +58,8 @@ The connection state defaults to new.`,
 		},
 	}
 	fl := cmd.Flags()
-	fl.StringVar(&f.iface, "iface", "", "the interface the packet crosses (required)")
+	fl.StringVar(&f.iface, "iface", "", "the interface the packet crosses, or arrives on when forwarded (required)")
+	fl.StringVar(&f.outIface, "out-iface", "", "the interface a forwarded packet leaves by (with --forward)")
 	fl.BoolVar(&in, "in", false, "the packet comes in to this host")
 	fl.BoolVar(&out, "out", false, "the packet leaves this host")
 	fl.BoolVar(&forward, "forward", false, "the packet is routed through this host")
@@ -75,12 +76,12 @@ The connection state defaults to new.`,
 }
 
 type explainFlags struct {
-	iface, proto, src, dst, state string
-	sport, dport                  uint16
+	iface, outIface, proto, src, dst, state string
+	sport, dport                            uint16
 }
 
 func (f explainFlags) packet(in, out, forward bool, icmpType, icmpCode int) (explain.Packet, error) {
-	p := explain.Packet{Iface: f.iface, SPort: f.sport, DPort: f.dport, ICMPType: icmpType, ICMPCode: icmpCode, State: explain.State(f.state)}
+	p := explain.Packet{Iface: f.iface, OutIface: f.outIface, SPort: f.sport, DPort: f.dport, ICMPType: icmpType, ICMPCode: icmpCode, State: explain.State(f.state)}
 	switch {
 	case f.iface == "":
 		return p, fmt.Errorf("--iface is required")
@@ -102,6 +103,9 @@ func (f explainFlags) packet(in, out, forward bool, icmpType, icmpCode int) (exp
 		p.Direction = explain.Out
 	default:
 		p.Direction = explain.Forward
+		if f.outIface == "" {
+			return p, fmt.Errorf("--forward needs --out-iface, the interface the packet leaves by")
+		}
 	}
 	if num, ok := config.ProtocolNumbers[strings.ToLower(f.proto)]; ok {
 		p.Proto = num

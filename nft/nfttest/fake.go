@@ -118,6 +118,12 @@ func apply(t *ruleset.Table, p *planner.Plan, handle *uint64) error {
 			return each(sets, planner.Update, func(c planner.Change) error { return delElements(t, c) })
 		},
 		func() error {
+			return each(sets, planner.Delete, func(c planner.Change) error { return flushSet(t, c.Name) })
+		},
+		func() error {
+			return each(sets, planner.Recreate, func(c planner.Change) error { return flushSet(t, c.Name) })
+		},
+		func() error {
 			return each(chains, planner.Update, func(c planner.Change) error { return delRules(t, c) })
 		},
 		func() error {
@@ -295,6 +301,15 @@ func setOf(m ruleset.Match) string {
 		return m.Set
 	}
 	return ""
+}
+
+func flushSet(t *ruleset.Table, name string) error {
+	s := t.Set(name)
+	if s == nil {
+		return errf(unix.ENOENT, "set %q", name)
+	}
+	s.Elements = nil
+	return nil
 }
 
 func flushChain(t *ruleset.Table, name string) error {

@@ -10,8 +10,9 @@ settings {
 }
 
 policy "fwd" {
-  apply_on_forward = true # ERROR: Not supported yet: apply_on_forward
-  pre_dnat         = false
+  apply_on_forward = true
+  pre_dnat         = true # ERROR: Not supported yet: pre_dnat
+  do_not_track     = "no" # ERROR: Expected true or false
   ingress {
     action   = "allow"
     protocol = "tcp"

@@ -1,0 +1,92 @@
+package compile
+
+import (
+	"fmt"
+
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// Names of the forward-path objects, present only when some policy has
+// apply_on_forward.
+const (
+	ChainForward = "forward"
+	ChainFwdIn   = "fwd-in"
+	ChainFwdOut  = "fwd-out"
+	MapFwdIn     = "hep-fwd-in"
+	MapFwdOut    = "hep-fwd-out"
+)
+
+// The two sides of a routed packet: the endpoint it arrives on (its
+// ingress policies) and the one it leaves by (egress).
+var forwardSides = []dirInfo{
+	{dir: config.Ingress, suffix: "fwd-in", ifDir: ruleset.IIF, hook: ruleset.HookForward, base: ChainFwdIn, vmap: MapFwdIn, remote: ruleset.Src, forward: true},
+	{dir: config.Egress, suffix: "fwd-out", ifDir: ruleset.OIF, hook: ruleset.HookForward, base: ChainFwdOut, vmap: MapFwdOut, remote: ruleset.Dst, forward: true},
+}
+
+// forward emits the forward hook:
+//
+//	chain forward { type filter hook forward priority filter; policy accept;
+//	  jump fwd-in ; jump fwd-out }
+//	chain fwd-in { iifname vmap @hep-fwd-in ; goto hep-<wildcard>-fwd-in }
+//
+// The map's elements goto the endpoint's chain, so when that chain returns
+// (allowed, or no policy decided) evaluation goes back to the forward chain
+// and on to the other side, skipping the wildcard fallback. Only
+// apply_on_forward policies take part; there is no failsafe and no profile,
+// and what no selecting tier decides is let through, as in Calico.
+func (c *compiler) forward(heps, wildcard []*config.HostEndpoint, policies []*config.Policy) {
+	c.owner = OwnerDispatch
+	c.t.Chains = append(c.t.Chains, &ruleset.Chain{
+		Owner: OwnerDispatch, Name: ChainForward,
+		Base:    &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookForward, Priority: 0, Policy: ruleset.PolicyAccept},
+		Comment: "forward hook: routed traffic through host endpoints, apply_on_forward policies only",
+		Rules:   []*ruleset.Rule{{Verdict: ruleset.Jump(ChainFwdIn)}, {Verdict: ruleset.Jump(ChainFwdOut)}},
+	})
+	for _, d := range forwardSides {
+		c.owner = OwnerDispatch
+		dispatch := &ruleset.Chain{Owner: OwnerDispatch, Name: d.base, Comment: fmt.Sprintf("forwarded traffic, %s side", d.dir),
+			Rules: []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, d.vmap)}}}
+		c.t.Chains = append(c.t.Chains, dispatch)
+		vmap := &ruleset.Set{Name: d.vmap, Type: ruleset.TypeIfName, Map: true, Comment: "host endpoints, forwarded " + string(d.dir), Owner: OwnerDispatch}
+		c.t.Sets = append(c.t.Sets, vmap)
+		for _, hep := range heps {
+			v := ruleset.Goto(c.hepForwardChain(d, hep, policies))
+			vmap.Elements = append(vmap.Elements, ruleset.Element{From: ruleset.IfNameKey(hep.Interface), To: ruleset.IfNameKey(hep.Interface), Verdict: &v})
+		}
+		vmap.Normalize()
+		for _, hep := range wildcard {
+			dispatch.Rules = append(dispatch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(c.hepForwardChain(d, hep, policies))})
+		}
+	}
+}
+
+// hepForwardChain emits one endpoint's chain for one side of forwarded
+// traffic: established/related accept, invalid drop, then the tiers (tail
+// called, so their return goes straight back to the forward chain).
+func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
+	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
+	ch := &ruleset.Chain{
+		Owner:   c.owner,
+		Name:    fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
+		Comment: fmt.Sprintf("host endpoint %q (interface %s), forwarded %s", hep.Name, hep.Interface, d.dir),
+		Rules: []*ruleset.Rule{
+			{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
+			{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
+		},
+	}
+	tiers := c.selectingTiers(d, c.labels(hep), policies)
+	tierChain := func(i int) string { return fmt.Sprintf("%s-t-%s", ch.Name, tiers[i].tier.Name) }
+	for i, tp := range tiers {
+		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
+		if i+1 < len(tiers) {
+			next = ruleset.Goto(tierChain(i + 1))
+		}
+		c.tierChain(d, tierChain(i), hep, tp, next)
+	}
+	if len(tiers) > 0 {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(tierChain(0))})
+	}
+	c.t.Chains = append(c.t.Chains, ch)
+	return ch.Name
+}
