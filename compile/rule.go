@@ -3,6 +3,7 @@ package compile
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"net/netip"
 
@@ -58,7 +59,7 @@ func netFamilies(nets []netip.Prefix) families {
 // as Calico infers a rule's IP version from its networks.
 func entityFamilies(e config.Entity) families {
 	fs := intersect(netFamilies(e.Nets), netFamilies(e.NotNets))
-	if e.Selector != nil || e.NotSelector != nil {
+	if e.Selector != nil || e.NotSelector != nil || len(e.NamedPorts)+len(e.NotNamedPorts) > 0 {
 		fs = intersect(fs, bothFamilies)
 	}
 	return fs
@@ -121,78 +122,135 @@ func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []
 
 // alternatives returns the match lists of a rule for family f ("" when
 // addresses are not matched); a packet matches the rule when it matches any
-// of them.
+// of them. Port numbers and port names of one side are alternatives; a
+// negated ICMP type and code are too.
 func (c *compiler) alternatives(r *config.Rule, f ruleset.IPFamily) [][]ruleset.Match {
-	var ms []ruleset.Match
-	addrs := 0
-	for _, side := range []struct {
+	var base []ruleset.Match
+	sides := []struct {
 		e   config.Entity
 		dir ruleset.Dir
-	}{{r.Source, ruleset.Src}, {r.Destination, ruleset.Dst}} {
+	}{{r.Source, ruleset.Src}, {r.Destination, ruleset.Dst}}
+	for _, side := range sides {
 		if len(side.e.Nets) > 0 {
-			ms = append(ms, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.Nets)})
+			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.Nets)})
 		}
 		if len(side.e.NotNets) > 0 {
-			ms = append(ms, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.NotNets), Negate: true})
+			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.NotNets), Negate: true})
 		}
 		if side.e.Selector != nil {
-			ms = append(ms, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.Selector, side.e.SelectorRange)})
+			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.Selector, side.e.SelectorRange)})
 		}
 		if side.e.NotSelector != nil {
-			ms = append(ms, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.NotSelector, side.e.NotSelectorRange), Negate: true})
+			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.NotSelector, side.e.NotSelectorRange), Negate: true})
 		}
 	}
-	for _, m := range ms {
-		if _, ok := m.(ruleset.Addr); ok {
-			addrs++
-		}
+	if f != "" && len(base) == 0 {
+		base = append(base, ruleset.NFProto{Family: f}) // ip_version alone
 	}
-	if f != "" && addrs == 0 {
-		ms = append(ms, ruleset.NFProto{Family: f}) // ip_version alone
-	}
+	var proto uint8
 	if r.Protocol != nil {
-		proto := r.Protocol.Number
-		ports := 0
-		for _, side := range []struct {
-			e   config.Entity
-			dir ruleset.Dir
-		}{{r.Source, ruleset.Src}, {r.Destination, ruleset.Dst}} {
-			if len(side.e.Ports) > 0 {
-				ms = append(ms, c.portMatch(proto, side.dir, side.e.Ports, false))
-				ports++
-			}
-			if len(side.e.NotPorts) > 0 {
-				ms = append(ms, c.portMatch(proto, side.dir, side.e.NotPorts, true))
-				ports++
-			}
-		}
-		if ports == 0 && r.ICMP == nil && r.NotICMP == nil {
-			ms = append(ms, ruleset.L4Proto{Proto: proto})
-		}
+		proto = r.Protocol.Number
 	}
-	if r.NotProtocol != nil {
-		ms = append(ms, ruleset.L4Proto{Proto: r.NotProtocol.Number, Negate: true})
+	alts := [][]ruleset.Match{base}
+	numeric := false
+	for _, side := range sides {
+		var options [][]ruleset.Match
+		if len(side.e.Ports) > 0 {
+			options = append(options, []ruleset.Match{c.portMatch(proto, side.dir, side.e.Ports, false)})
+			numeric = true
+		}
+		if len(side.e.NamedPorts) > 0 {
+			options = append(options, []ruleset.Match{ruleset.NamedPort{Dir: side.dir, Family: f, Set: c.namedPortSet(f, side.e, side.e.NamedPorts, r.Protocol)}})
+		}
+		var always []ruleset.Match
+		if len(side.e.NotPorts) > 0 {
+			always = append(always, c.portMatch(proto, side.dir, side.e.NotPorts, true))
+			numeric = true
+		}
+		if len(side.e.NotNamedPorts) > 0 {
+			always = append(always, ruleset.NamedPort{Dir: side.dir, Family: f, Set: c.namedPortSet(f, side.e, side.e.NotNamedPorts, r.Protocol), Negate: true})
+		}
+		if len(options) == 0 {
+			options = [][]ruleset.Match{nil}
+		}
+		var next [][]ruleset.Match
+		for _, a := range alts {
+			for _, o := range options {
+				next = append(next, append(append(slices.Clone(a), o...), always...))
+			}
+		}
+		alts = next
 	}
 	icmpFam := ruleset.IPv4
 	if r.Protocol != nil && r.Protocol.Number == config.ProtoICMPv6 {
 		icmpFam = ruleset.IPv6
 	}
+	var tail []ruleset.Match
+	if r.Protocol != nil && !numeric && r.ICMP == nil && r.NotICMP == nil {
+		tail = append(tail, ruleset.L4Proto{Proto: proto})
+	}
+	if r.NotProtocol != nil {
+		tail = append(tail, ruleset.L4Proto{Proto: r.NotProtocol.Number, Negate: true})
+	}
 	if r.ICMP != nil {
-		ms = append(ms, ruleset.ICMPType{Family: icmpFam, Type: r.ICMP.Type})
+		tail = append(tail, ruleset.ICMPType{Family: icmpFam, Type: r.ICMP.Type})
 		if r.ICMP.Code != nil {
-			ms = append(ms, ruleset.ICMPCode{Family: icmpFam, Code: *r.ICMP.Code})
+			tail = append(tail, ruleset.ICMPCode{Family: icmpFam, Code: *r.ICMP.Code})
 		}
 	}
-	if r.NotICMP == nil {
-		return [][]ruleset.Match{ms}
+	icmpAlts := [][]ruleset.Match{nil}
+	if r.NotICMP != nil {
+		// not (type T and code C) = type != T, or code != C.
+		icmpAlts = [][]ruleset.Match{{ruleset.ICMPType{Family: icmpFam, Type: r.NotICMP.Type, Negate: true}}}
+		if r.NotICMP.Code != nil {
+			icmpAlts = append(icmpAlts, []ruleset.Match{ruleset.ICMPCode{Family: icmpFam, Code: *r.NotICMP.Code, Negate: true}})
+		}
 	}
-	notType := append(slices.Clone(ms), ruleset.ICMPType{Family: icmpFam, Type: r.NotICMP.Type, Negate: true})
-	if r.NotICMP.Code == nil {
-		return [][]ruleset.Match{notType}
+	var out [][]ruleset.Match
+	for _, a := range alts {
+		for _, ia := range icmpAlts {
+			out = append(out, append(append(slices.Clone(a), tail...), ia...))
+		}
 	}
-	// not (type T and code C) = type != T, or code != C.
-	notCode := append(slices.Clone(ms), ruleset.ICMPCode{Family: icmpFam, Code: *r.NotICMP.Code, Negate: true})
-	return [][]ruleset.Match{notType, notCode}
+	return out
+}
+
+// namedPortSet returns the set of (address, protocol, port) of the named
+// ports called names: of every endpoint the side's selector matches (every
+// endpoint when it has none), of any node, bound to its expected IPs, and of
+// the rule's protocol when it has one.
+func (c *compiler) namedPortSet(f ruleset.IPFamily, e config.Entity, names []string, proto *config.Protocol) string {
+	var elems []ruleset.Element
+	for _, hep := range c.cfg.Endpoints {
+		if e.Selector != nil && !e.Selector.Matches(c.labels(hep)) {
+			continue
+		}
+		for _, np := range hep.Ports {
+			if !slices.Contains(names, np.Name) || (proto != nil && proto.Number != np.Protocol) {
+				continue
+			}
+			for _, a := range hep.ExpectedIPs {
+				if (f == ruleset.IPv6) == a.Is6() {
+					elems = append(elems, ruleset.NamedPortElement(a, np.Protocol, np.Port))
+				}
+			}
+		}
+	}
+	sorted := slices.Clone(names)
+	slices.Sort(sorted)
+	key := []string{"names " + strings.Join(sorted, ",")}
+	if proto != nil {
+		key = append(key, fmt.Sprintf("protocol %d", proto.Number))
+	}
+	if e.Selector != nil {
+		key = append(key, "selector "+e.Selector.String())
+	}
+	return c.addSet(&ruleset.Set{
+		Name:     fmt.Sprintf("np-%s-%s", hashName(key...), familySuffix(f)),
+		Type:     f.NamedPortType(),
+		Comment:  "named ports " + strings.Join(names, ", "),
+		Elements: elems,
+	})
 }
 
 // finish gives a kernel rule its counter and the rule's action.

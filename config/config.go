@@ -84,8 +84,18 @@ type HostEndpoint struct {
 	ExpectedIPs []netip.Addr
 	// Profiles are evaluated after the tiers; ProfileDefaultAllow allows, any
 	// other name denies (hostwall has no Profile resources).
-	Profiles  []string
+	Profiles []string
+	// Ports are the endpoint's named ports; rules name them in ports and
+	// not_ports, bound to its expected IPs.
+	Ports     []NamedPort
 	DeclRange hcl.Range
+}
+
+// NamedPort is a port an endpoint gives a name to.
+type NamedPort struct {
+	Name     string
+	Protocol uint8 // tcp, udp or sctp
+	Port     uint16
 }
 
 // ProfileDefaultAllow is Calico's built-in allow-everything profile.
@@ -198,10 +208,14 @@ type ICMPMatch struct {
 // Entity is the source or destination side of a rule. Every given field must
 // match.
 type Entity struct {
-	Nets             []netip.Prefix
-	NotNets          []netip.Prefix
-	Ports            []PortRange
-	NotPorts         []PortRange
+	Nets     []netip.Prefix
+	NotNets  []netip.Prefix
+	Ports    []PortRange
+	NotPorts []PortRange
+	// NamedPorts and NotNamedPorts are port names from the same lists:
+	// endpoints' named ports (address, protocol and port together).
+	NamedPorts       []string
+	NotNamedPorts    []string
 	Selector         *Selector // nil: no selector
 	NotSelector      *Selector
 	SelectorRange    hcl.Range

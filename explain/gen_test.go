@@ -21,7 +21,9 @@ var (
 	netPool = []string{"10.77.0.0/24", "10.77.0.0/29", "10.77.0.4/30", "10.77.0.5", "10.77.0.8/29", "10.78.0.0/24", "10.78.0.2",
 		"10.99.0.0/16", "fd77::/64", "fd77::/125", "fd77::4/126", "fd77::5", "fd78::/64", "fd78::3", "fd99::/48",
 		"10.79.0.0/24", "10.79.0.4/30", "fd79::/64", "fd79::4/126"}
-	portPool     = []string{"22", "53", "68", "80", "443", "8080", "9000", "8000:8100", "40000:40009", "40010:49999"}
+	portPool = []string{"22", "53", "68", "80", "443", "8080", "9000", "8000:8100", "40000:40009", "40010:49999", "web", "dns", "ssh"}
+	// namedPorts are what the generated endpoints may name.
+	namedPorts   = `[{ name = "web", protocol = "tcp", port = 80 }, { name = "dns", protocol = "udp", port = 53 }, { name = "ssh", protocol = "tcp", port = 22 }]`
 	selectorPool = []string{"all()", "role == 'web'", "role == 'db'", "zone == 'a'", "has(zone)", "role != 'db'", "role in {'web', 'db'}", "!has(role)"}
 	setSelectors = []string{"kind == 'x'", "kind == 'y'", "has(kind)", "role == 'peer'", "kind != 'x'"}
 )
@@ -77,6 +79,10 @@ func (g *gen) config() gConfig {
 	}
 	b.WriteString("host {\n  name   = \"h\"\n  labels = { site = \"lab\" }\n}\n")
 	fmt.Fprintf(&b, "host_endpoint \"e0\" {\n  interface = \"eth0\"\n  labels = %s\n", labels())
+	if g.chance(0.5) {
+		// The host's own addresses, so named ports can bind to them.
+		fmt.Fprintf(&b, "  expected_ips = [\"10.77.0.1\", \"fd77::1\"]\n  ports = %s\n", namedPorts)
+	}
 	if g.chance(0.35) {
 		fmt.Fprintf(&b, "  profiles = [%q]\n", g.pick("projectcalico-default-allow", "projectcalico-default-allow", "unknown-profile"))
 	}
@@ -94,7 +100,7 @@ func (g *gen) config() gConfig {
 		fmt.Fprintf(&b, "host_endpoint \"e2\" {\n  interface = \"eth2\"\n  labels = %s\n}\n", labels())
 	}
 	if g.chance(0.5) {
-		b.WriteString("host_endpoint \"peer\" {\n  node = \"other\"\n  interface = \"eth0\"\n  labels = { role = \"peer\" }\n  expected_ips = [\"10.77.0.3\", \"fd77::3\", \"10.78.0.4\"]\n}\n")
+		b.WriteString("host_endpoint \"peer\" {\n  node = \"other\"\n  interface = \"eth0\"\n  labels = { role = \"peer\" }\n  expected_ips = [\"10.77.0.3\", \"fd77::3\", \"10.78.0.4\"]\n  ports = " + namedPorts + "\n}\n")
 	}
 	for i := 0; i < 1+g.r.IntN(3); i++ {
 		fmt.Fprintf(&b, "network_set \"ns%d\" {\n  labels = { kind = %q }\n  nets = %s\n}\n", i, g.pick("x", "y"), quoteAll(g.some(netPool, 3)))
@@ -178,13 +184,15 @@ func (g *gen) rule(ingress bool) gRule {
 		if g.chance(0.1) {
 			e.notSel = g.pick(setSelectors...)
 		}
+		pool := []string{"web", "dns", "ssh"} // names need no protocol
 		if r.proto == "tcp" || r.proto == "udp" {
-			if g.chance(0.4) {
-				e.ports = g.some(portPool, 3)
-			}
-			if g.chance(0.2) {
-				e.notPorts = g.some(portPool, 2)
-			}
+			pool = portPool
+		}
+		if (r.proto == "tcp" || r.proto == "udp" || r.proto == "") && g.chance(0.4) {
+			e.ports = g.some(pool, 3)
+		}
+		if (r.proto == "tcp" || r.proto == "udp" || r.proto == "") && g.chance(0.2) {
+			e.notPorts = g.some(pool, 2)
 		}
 		return e
 	}
@@ -356,6 +364,9 @@ func withBits(s string) string {
 }
 
 func portIn(r *rand.Rand, spec string) uint16 {
+	if n, ok := map[string]uint16{"web": 80, "dns": 53, "ssh": 22}[spec]; ok {
+		return n
+	}
 	lo, hi, ok := strings.Cut(spec, ":")
 	a, _ := strconv.Atoi(lo)
 	if !ok {

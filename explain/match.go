@@ -2,6 +2,7 @@ package explain
 
 import (
 	"net/netip"
+	"slices"
 
 	"github.com/hostwall/hostwall/config"
 )
@@ -18,7 +19,7 @@ func (e *evaluator) matches(r *config.Rule, p Packet) bool {
 	if r.NotProtocol != nil && r.NotProtocol.Number == p.Proto {
 		return false
 	}
-	if !e.side(r.Source, p.Src, p.SPort, p.Proto) || !e.side(r.Destination, p.Dst, p.DPort, p.Proto) {
+	if !e.side(r, r.Source, p.Src, p.SPort, p.Proto) || !e.side(r, r.Destination, p.Dst, p.DPort, p.Proto) {
 		return false
 	}
 	if r.ICMP != nil && !icmpIs(r.ICMP, p) {
@@ -68,7 +69,7 @@ func appliesToFamily(r *config.Rule, v6 bool) bool {
 	return true
 }
 
-func (e *evaluator) side(s config.Entity, addr netip.Addr, port uint16, proto uint8) bool {
+func (e *evaluator) side(r *config.Rule, s config.Entity, addr netip.Addr, port uint16, proto uint8) bool {
 	if len(s.Nets) > 0 && !inAny(s.Nets, addr) {
 		return false
 	}
@@ -81,13 +82,40 @@ func (e *evaluator) side(s config.Entity, addr netip.Addr, port uint16, proto ui
 	if s.NotSelector != nil && inAny(e.selected(s.NotSelector), addr) {
 		return false
 	}
-	if len(s.Ports) > 0 && (!hasPorts(proto) || !inPorts(s.Ports, port)) {
+	// Port numbers and port names are alternatives; a name matches the
+	// address, protocol and port of a named port together.
+	numbered := hasPorts(proto) && inPorts(s.Ports, port)
+	named := e.namedPort(r, s, s.NamedPorts, addr, proto, port)
+	if len(s.Ports)+len(s.NamedPorts) > 0 && !numbered && !named {
 		return false
 	}
 	if len(s.NotPorts) > 0 && (!hasPorts(proto) || inPorts(s.NotPorts, port)) {
 		return false
 	}
+	if len(s.NotNamedPorts) > 0 && e.namedPort(r, s, s.NotNamedPorts, addr, proto, port) {
+		return false
+	}
 	return true
+}
+
+// namedPort reports whether (addr, proto, port) is one of the named ports
+// called names of an endpoint the side's selector matches (any endpoint
+// without one), on one of its expected IPs, of the rule's protocol if set.
+func (e *evaluator) namedPort(r *config.Rule, s config.Entity, names []string, addr netip.Addr, proto uint8, port uint16) bool {
+	for _, h := range e.cfg.Endpoints {
+		if s.Selector != nil && !s.Selector.Matches(e.labels(h)) {
+			continue
+		}
+		for _, np := range h.Ports {
+			if !slices.Contains(names, np.Name) || np.Protocol != proto || np.Port != port || (r.Protocol != nil && r.Protocol.Number != np.Protocol) {
+				continue
+			}
+			if slices.Contains(h.ExpectedIPs, addr) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // selected returns every address a rule selector names: the nets of

@@ -244,14 +244,32 @@ func (b *builder) calicoHEP(m *calicoMeta, spec *yamlBody) {
 	if a := c.Attributes["ports"]; a != nil {
 		for _, item := range b.items(spec, a) {
 			pc := b.calicoContent(item, calicoPortSchema)
-			if pc.Attributes["name"] == nil || b.str(pc.Attributes["name"]) == "" {
+			np := config.NamedPort{}
+			ok := true
+			if n := pc.Attributes["name"]; n == nil || b.str(n) == "" {
 				b.diags = append(b.diags, errAt(item.at, "Named port without a name", "Each entry of spec.ports needs a name."))
+				ok = false
+			} else {
+				np.Name = b.str(n)
 			}
 			if p := pc.Attributes["protocol"]; p != nil {
-				b.calicoProtocol(p, true)
+				if proto := b.calicoProtocol(p, true); proto != nil {
+					np.Protocol = proto.Number
+				} else {
+					ok = false
+				}
 			}
 			if p := pc.Attributes["port"]; p != nil {
-				b.calicoPorts(p, nil, false)
+				var r []config.PortRange
+				b.calicoPorts(p, &r, nil, false)
+				if len(r) == 1 && r[0].Lo == r[0].Hi {
+					np.Port = r[0].Lo
+				} else {
+					ok = false
+				}
+			}
+			if ok {
+				hep.Ports = append(hep.Ports, np)
 			}
 		}
 	}
@@ -451,9 +469,9 @@ func (b *builder) calicoProtocol(a *hcl.Attribute, portsOnly bool) *config.Proto
 
 var portName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,128}$`)
 
-// calicoPorts reads Calico ports: numbers 1-65535 and "first:last" ranges.
-// A named port is valid Calico but not implemented.
-func (b *builder) calicoPorts(a *hcl.Attribute, into *[]config.PortRange, list bool) {
+// calicoPorts reads Calico ports: numbers 1-65535, "first:last" ranges and
+// port names (into names, when given).
+func (b *builder) calicoPorts(a *hcl.Attribute, into *[]config.PortRange, names *[]string, list bool) {
 	var items []item
 	if list {
 		var diags hcl.Diagnostics
@@ -480,15 +498,11 @@ func (b *builder) calicoPorts(a *hcl.Attribute, into *[]config.PortRange, list b
 				b.diags = append(b.diags, errAt(it.rng, "Invalid port", "Port 0 is not valid: port numbers are 1-65535."))
 				continue
 			}
-			if into != nil {
-				*into = append(*into, r)
-			}
+			*into = append(*into, r)
 			continue
 		}
-		if portName.MatchString(s) && !strings.Contains(s, ":") {
-			if into != nil {
-				b.diags = append(b.diags, errAt(it.rng, "Not supported yet: named port", "%q is a named port; hostwall does not resolve named ports yet, write the number.", s))
-			}
+		if portName.MatchString(s) && !strings.Contains(s, ":") && names != nil {
+			*names = append(*names, s)
 			continue
 		}
 		b.diags = append(b.diags, errAt(it.rng, "Invalid port", "%q is not a port number 1-65535, a range \"first:last\" or a port name.", s))

@@ -336,11 +336,11 @@ func (b *builder) calicoEntity(body *yamlBody, r *config.Rule) config.Entity {
 		if a == nil {
 			continue
 		}
-		into := &e.Ports
+		into, names := &e.Ports, &e.NamedPorts
 		if name == "notPorts" {
-			into = &e.NotPorts
+			into, names = &e.NotPorts, &e.NotNamedPorts
 		}
-		b.calicoPorts(a, into, true)
+		b.calicoPorts(a, into, names, true)
 		// Numeric ports need a protocol that has them (named ports do
 		// not: their endpoint says which); an empty list is fine.
 		if len(*into) > 0 && (r.Protocol == nil || (r.Protocol.Number != config.ProtoTCP && r.Protocol.Number != config.ProtoUDP && r.Protocol.Number != config.ProtoSCTP)) {

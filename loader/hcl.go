@@ -25,7 +25,7 @@ var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 var (
 	hostSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "labels"}}}
 	hepSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"}, {Name: "profiles"},
+		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"}, {Name: "profiles"}, {Name: "ports"},
 	}}
 	tierSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "order"}, {Name: "default_action"}}}
 	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}}}
@@ -114,6 +114,9 @@ func (b *builder) decodeHEP(blk *hcl.Block) {
 	}
 	if a := c.Attributes["profiles"]; a != nil {
 		hep.Profiles = b.strings(a)
+	}
+	if a := c.Attributes["ports"]; a != nil {
+		hep.Ports = b.namedPorts(a)
 	}
 	if a := c.Attributes["expected_ips"]; a != nil {
 		nets, diags := netsAttr(a)
@@ -382,14 +385,16 @@ func (b *builder) decodeEntity(blk *hcl.Block, r *config.Rule) config.Entity {
 		if a == nil {
 			continue
 		}
-		ports, diags := portsAttr(a)
+		ports, names, diags := portsAttr(a)
 		b.diags = append(b.diags, diags...)
 		if name == "ports" {
-			e.Ports = ports
+			e.Ports, e.NamedPorts = ports, names
 		} else {
-			e.NotPorts = ports
+			e.NotPorts, e.NotNamedPorts = ports, names
 		}
-		if r.Protocol == nil || !r.Protocol.HasPorts() {
+		// Port numbers need a protocol with ports; port names do not (the
+		// endpoint's definition carries the protocol).
+		if len(ports) > 0 && (r.Protocol == nil || !r.Protocol.HasPorts()) {
 			b.diags = append(b.diags, errAt(a.NameRange, "Ports need a protocol with ports",
 				"A rule that matches ports must set protocol to \"tcp\", \"udp\", \"sctp\" or \"udplite\"."))
 		}
@@ -535,6 +540,71 @@ func (b *builder) decodeSettings(blk *hcl.Block) {
 			}
 		}
 	}
+}
+
+// namedPorts reads an endpoint's ports: [{ name = "ssh", protocol = "tcp", port = 22 }].
+func (b *builder) namedPorts(a *hcl.Attribute) []config.NamedPort {
+	items, diags := listAttr(a)
+	b.diags = append(b.diags, diags...)
+	var out []config.NamedPort
+	for _, it := range items {
+		t := it.val.Type()
+		if !t.IsObjectType() {
+			b.diags = append(b.diags, errAt(it.rng, "Invalid named port", "Each port is { name = \"ssh\", protocol = \"tcp\", port = 22 }."))
+			continue
+		}
+		np, err := namedPortFrom(it.val)
+		if err != nil {
+			b.diags = append(b.diags, errAt(it.rng, "Invalid named port", "%s.", err))
+			continue
+		}
+		out = append(out, np)
+	}
+	return out
+}
+
+// namedPortFrom checks one named port given as an object with name,
+// protocol (tcp, udp, sctp, any case) and port.
+func namedPortFrom(v cty.Value) (config.NamedPort, error) {
+	var np config.NamedPort
+	get := func(k string) (cty.Value, bool) {
+		if !v.Type().HasAttribute(k) {
+			return cty.NilVal, false
+		}
+		return v.GetAttr(k), true
+	}
+	name, ok := get("name")
+	if !ok || name.Type() != cty.String || !portName.MatchString(name.AsString()) || strings.IndexFunc(name.AsString(), isLetter) < 0 {
+		return np, fmt.Errorf("a named port needs a name of letters, digits, '.', '_' or '-', with at least one letter")
+	}
+	np.Name = name.AsString()
+	proto, ok := get("protocol")
+	if !ok || proto.Type() != cty.String {
+		return np, fmt.Errorf("named port %q needs a protocol: tcp, udp or sctp", np.Name)
+	}
+	switch strings.ToLower(proto.AsString()) {
+	case "tcp":
+		np.Protocol = config.ProtoTCP
+	case "udp":
+		np.Protocol = config.ProtoUDP
+	case "sctp":
+		np.Protocol = config.ProtoSCTP
+	default:
+		return np, fmt.Errorf("named port %q: protocol %q is not tcp, udp or sctp", np.Name, proto.AsString())
+	}
+	port, ok := get("port")
+	if !ok || port.Type() != cty.Number {
+		return np, fmt.Errorf("named port %q needs a port number", np.Name)
+	}
+	n, acc := port.AsBigFloat().Int64()
+	if acc != 0 || n < 1 || n > 65535 {
+		return np, fmt.Errorf("named port %q: port is a number 1-65535", np.Name)
+	}
+	np.Port = uint16(n)
+	if len(v.Type().AttributeTypes()) > 3 {
+		return np, fmt.Errorf("named port %q: only name, protocol and port are allowed", np.Name)
+	}
+	return np, nil
 }
 
 // boolean reads true or false.

@@ -160,9 +160,6 @@ func netsAttr(attr *hcl.Attribute) ([]netip.Prefix, hcl.Diagnostics) {
 func parsePortRange(s string) (config.PortRange, error) {
 	lo, hi, isRange := strings.Cut(s, ":")
 	a, err := strconv.ParseUint(strings.TrimSpace(lo), 10, 16)
-	if err != nil && !isRange && strings.IndexFunc(s, func(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }) >= 0 {
-		return config.PortRange{}, fmt.Errorf("%q looks like a named port; named ports are not supported yet, write the number", s)
-	}
 	if err != nil {
 		return config.PortRange{}, fmt.Errorf("%q is not a port number (0-65535) or a range \"first:last\"", s)
 	}
@@ -178,9 +175,11 @@ func parsePortRange(s string) (config.PortRange, error) {
 	return config.PortRange{Lo: uint16(a), Hi: uint16(b)}, nil
 }
 
-func portsAttr(attr *hcl.Attribute) ([]config.PortRange, hcl.Diagnostics) {
+// portsAttr reads numbers, "a:b" ranges and port names.
+func portsAttr(attr *hcl.Attribute) ([]config.PortRange, []string, hcl.Diagnostics) {
 	items, diags := listAttr(attr)
 	ports := make([]config.PortRange, 0, len(items))
+	var names []string
 	for _, it := range items {
 		var s string
 		switch it.val.Type() {
@@ -192,6 +191,10 @@ func portsAttr(attr *hcl.Attribute) ([]config.PortRange, hcl.Diagnostics) {
 			diags = append(diags, errAt(it.rng, "Invalid port", "Each port must be a number such as 443 or a range such as \"8000:8080\"."))
 			continue
 		}
+		if portName.MatchString(s) && !strings.ContainsAny(s, ":") && strings.IndexFunc(s, isLetter) >= 0 {
+			names = append(names, s)
+			continue
+		}
 		r, err := parsePortRange(s)
 		if err != nil {
 			diags = append(diags, errAt(it.rng, "Invalid port", "%s.", err))
@@ -199,8 +202,10 @@ func portsAttr(attr *hcl.Attribute) ([]config.PortRange, hcl.Diagnostics) {
 		}
 		ports = append(ports, r)
 	}
-	return ports, diags
+	return ports, names, diags
 }
+
+func isLetter(r rune) bool { return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' }
 
 func protocolAttr(attr *hcl.Attribute) (*config.Protocol, hcl.Diagnostics) {
 	v, diags := value(attr)

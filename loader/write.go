@@ -158,14 +158,17 @@ func stringers[T fmt.Stringer](xs []T) []string {
 	return out
 }
 
-func portsVal(ps []config.PortRange) cty.Value {
-	vals := make([]cty.Value, len(ps))
-	for i, p := range ps {
+func portsVal(ps []config.PortRange, names []string) cty.Value {
+	var vals []cty.Value
+	for _, p := range ps {
 		if p.Lo == p.Hi {
-			vals[i] = cty.NumberIntVal(int64(p.Lo))
+			vals = append(vals, cty.NumberIntVal(int64(p.Lo)))
 		} else {
-			vals[i] = cty.StringVal(fmt.Sprintf("%d:%d", p.Lo, p.Hi))
+			vals = append(vals, cty.StringVal(fmt.Sprintf("%d:%d", p.Lo, p.Hi)))
 		}
+	}
+	for _, n := range names {
+		vals = append(vals, cty.StringVal(n))
 	}
 	return cty.TupleVal(vals)
 }
@@ -193,6 +196,16 @@ func objects(cfg *config.Config) []object {
 		}
 		if len(h.Profiles) > 0 {
 			fs = append(fs, field{"profiles", strs(h.Profiles)})
+		}
+		if len(h.Ports) > 0 {
+			var ports []cty.Value
+			for _, p := range h.Ports {
+				ports = append(ports, cty.ObjectVal(map[string]cty.Value{
+					"name": cty.StringVal(p.Name), "port": cty.NumberIntVal(int64(p.Port)),
+					"protocol": cty.StringVal(map[uint8]string{config.ProtoTCP: "tcp", config.ProtoUDP: "udp", config.ProtoSCTP: "sctp"}[p.Protocol]),
+				}))
+			}
+			fs = append(fs, field{"ports", cty.TupleVal(ports)})
 		}
 		out = append(out, object{typ: "host_endpoint", labels: []string{h.Name}, fields: fs})
 	}
@@ -309,11 +322,11 @@ func ruleFields(r *config.Rule) []field {
 		if e.NotSelector != nil {
 			es = append(es, field{"not_selector", cty.StringVal(e.NotSelector.String())})
 		}
-		if len(e.Ports) > 0 {
-			es = append(es, field{"ports", portsVal(e.Ports)})
+		if len(e.Ports)+len(e.NamedPorts) > 0 {
+			es = append(es, field{"ports", portsVal(e.Ports, e.NamedPorts)})
 		}
-		if len(e.NotPorts) > 0 {
-			es = append(es, field{"not_ports", portsVal(e.NotPorts)})
+		if len(e.NotPorts)+len(e.NotNamedPorts) > 0 {
+			es = append(es, field{"not_ports", portsVal(e.NotPorts, e.NotNamedPorts)})
 		}
 		if len(es) > 0 {
 			fs = append(fs, field{side.name, es})

@@ -129,6 +129,11 @@ func (d *decoder) meta(m *expr.Meta, r *ruleset.Rule) bool {
 			return false
 		}
 		if p, ok := d.at(2).(*expr.Payload); ok {
+			if _, concat := d.at(3).(*expr.Meta); concat {
+				return d.namedPort(fam, p, r)
+			}
+		}
+		if p, ok := d.at(2).(*expr.Payload); ok {
 			return d.addr(fam, p, r)
 		}
 		r.Matches = append(r.Matches, ruleset.NFProto{Family: fam})
@@ -197,6 +202,35 @@ func (d *decoder) icmpType(proto uint8, p *expr.Payload, r *ruleset.Rule) bool {
 	}
 	d.i += 4
 	return true
+}
+
+// regSlot maps a register number to its 4-byte slot: the kernel dumps a
+// 32-bit register that starts a 128-bit one by the 128-bit number (32-bit
+// register 12 comes back as register 2), so compare slots, not numbers.
+func regSlot(r uint32) uint32 {
+	if r <= 4 {
+		return r * 4
+	}
+	return r - concatReg + 4
+}
+
+func (d *decoder) namedPort(fam ruleset.IPFamily, p *expr.Payload, r *ruleset.Rule) bool {
+	m, ok1 := d.at(3).(*expr.Meta)
+	tp, ok2 := d.at(4).(*expr.Payload)
+	l, ok3 := d.at(5).(*expr.Lookup)
+	if !ok1 || !ok2 || !ok3 || p.Base != expr.PayloadBaseNetworkHeader || regSlot(p.DestRegister) != regSlot(1) || m.Key != expr.MetaKeyL4PROTO ||
+		m.SourceRegister || regSlot(m.Register) != regSlot(1)+p.Len/4 || tp.Base != expr.PayloadBaseTransportHeader || tp.Len != 2 ||
+		regSlot(tp.DestRegister) != regSlot(m.Register)+1 || regSlot(l.SourceRegister) != regSlot(1) || l.IsDestRegSet {
+		return false
+	}
+	for _, dir := range []ruleset.Dir{ruleset.Src, ruleset.Dst} {
+		if off, n := addrOffset(fam, dir); p.Offset == off && p.Len == n && tp.Offset == portOffset(dir) {
+			r.Matches = append(r.Matches, ruleset.NamedPort{Dir: dir, Family: fam, Set: l.SetName, Negate: l.Invert})
+			d.i += 6
+			return true
+		}
+	}
+	return false
 }
 
 func (d *decoder) port(proto uint8, p *expr.Payload, r *ruleset.Rule) bool {

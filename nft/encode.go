@@ -16,6 +16,10 @@ import (
 // and port matches carry their own family or protocol check), so decode can
 // recognise them one by one. Everything uses register 1.
 
+// concatReg is NFT_REG32_00, the first 32-bit register (aliased by
+// register 1).
+const concatReg = 8
+
 func nfproto(f ruleset.IPFamily) byte {
 	if f == ruleset.IPv6 {
 		return unix.NFPROTO_IPV6
@@ -94,6 +98,20 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto(m.Family)}},
 			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Lookup{SourceRegister: 1, SetName: m.Set, Invert: m.Negate},
+		}, nil
+	case ruleset.NamedPort:
+		// Address, protocol and port concatenated as nft lays them out: the
+		// address in register 1 (the 128-bit alias of 32-bit registers 8-11),
+		// then the protocol and the port in the 32-bit registers after it.
+		off, n := addrOffset(m.Family, m.Dir)
+		proto := concatReg + n/4
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto(m.Family)}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: proto},
+			&expr.Payload{DestRegister: proto + 1, Base: expr.PayloadBaseTransportHeader, Offset: portOffset(m.Dir), Len: 2},
 			&expr.Lookup{SourceRegister: 1, SetName: m.Set, Invert: m.Negate},
 		}, nil
 	case ruleset.ICMPType:
@@ -189,6 +207,8 @@ var setKeyTypes = map[ruleset.SetType]nftables.SetDatatype{
 	ruleset.TypeIPv6Addr:    nftables.TypeIP6Addr,
 	ruleset.TypeInetService: nftables.TypeInetService,
 	ruleset.TypeIfName:      nftables.TypeIFName,
+	ruleset.TypeNamedPort4:  nftables.MustConcatSetType(nftables.TypeIPAddr, nftables.TypeInetProto, nftables.TypeInetService),
+	ruleset.TypeNamedPort6:  nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService),
 }
 
 // encodeSet returns the library's description of s (without elements).
@@ -208,6 +228,9 @@ func encodeSet(t *nftables.Table, s *ruleset.Set) *nftables.Set {
 	}
 	if s.Map {
 		ns.DataType = nftables.TypeVerdict
+	}
+	if s.Type == ruleset.TypeNamedPort4 || s.Type == ruleset.TypeNamedPort6 {
+		ns.Concatenation, ns.KeyByteOrder = true, binaryutil.BigEndian
 	}
 	return ns
 }

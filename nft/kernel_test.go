@@ -359,7 +359,12 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 	ports := &ruleset.Set{Name: "ports", Type: ruleset.TypeInetService, Interval: true, Elements: []ruleset.Element{ruleset.PortElement(ruleset.PortRange{Lo: 80, Hi: 80}), ruleset.PortElement(ruleset.PortRange{Lo: 8000, Hi: 9000})}}
 	jumpTo := ruleset.Jump("target")
 	vmap := &ruleset.Set{Name: "vm", Type: ruleset.TypeIfName, Map: true, Elements: []ruleset.Element{{From: ruleset.IfNameKey("eth0"), To: ruleset.IfNameKey("eth0"), Verdict: &jumpTo}}}
-	desired.Sets = []*ruleset.Set{v4, v6, ports, vmap}
+	np4 := &ruleset.Set{Name: "np4", Type: ruleset.TypeNamedPort4, Elements: []ruleset.Element{
+		ruleset.NamedPortElement(netip.MustParseAddr("192.0.2.1"), 6, 22), ruleset.NamedPortElement(netip.MustParseAddr("192.0.2.2"), 17, 53)}}
+	np6 := &ruleset.Set{Name: "np6", Type: ruleset.TypeNamedPort6, Elements: []ruleset.Element{
+		ruleset.NamedPortElement(netip.MustParseAddr("2001:db8::1"), 6, 443)}}
+	np4.Normalize()
+	desired.Sets = []*ruleset.Set{v4, v6, ports, vmap, np4, np6}
 	m := func(ms ...ruleset.Match) []ruleset.Match { return ms }
 	rules := []*ruleset.Rule{
 		{Matches: m(ruleset.NFProto{Family: ruleset.IPv4}), Verdict: ruleset.Accept()},
@@ -392,6 +397,8 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 		{Matches: m(ruleset.ICMPCode{Family: ruleset.IPv6, Code: 4, Negate: true}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.ICMPCode{Family: ruleset.IPv4, Code: 77}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.L4Proto{Proto: 6, Negate: true}), Verdict: ruleset.Drop()},
+		{Matches: m(ruleset.NamedPort{Dir: ruleset.Dst, Family: ruleset.IPv4, Set: "np4"}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.NamedPort{Dir: ruleset.Src, Family: ruleset.IPv6, Set: "np6", Negate: true}), Verdict: ruleset.Drop()},
 		{Verdict: ruleset.VMap(ruleset.IIF, "vm")},
 		{Verdict: ruleset.VMap(ruleset.OIF, "vm")},
 		{Counter: true, Verdict: ruleset.Drop()},
@@ -407,13 +414,16 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 			covered[fmt.Sprintf("%T", mm)] = true
 		}
 	}
-	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode"} {
+	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode", "ruleset.NamedPort"} {
 		if !covered[kind] {
 			t.Errorf("match kind %s is not exercised", kind)
 		}
 	}
 
-	apply(t, c, desired)
+	p := plan(t, c, desired)
+	if _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged); err != nil {
+		t.Error(err)
+	}
 	live, _, err := c.Read(context.Background())
 	if err != nil {
 		t.Fatal(err)

@@ -32,6 +32,14 @@ func (f IPFamily) Prefix() string {
 	return "ip"
 }
 
+// NamedPortType is the set key type of named ports of the family.
+func (f IPFamily) NamedPortType() SetType {
+	if f == IPv6 {
+		return TypeNamedPort6
+	}
+	return TypeNamedPort4
+}
+
 // AddrType is the set key type holding addresses of the family.
 func (f IPFamily) AddrType() SetType {
 	if f == IPv6 {
@@ -111,17 +119,32 @@ type ICMPCode struct {
 	Negate bool
 }
 
+// NamedPort matches the address, protocol and port of one side of the
+// packet together against a set of named ports (TypeNamedPort4/6). It
+// implies the family check.
+type NamedPort struct {
+	Dir    Dir
+	Family IPFamily
+	Set    string
+	Negate bool
+}
+
 // PortRange is an inclusive range of ports; Lo == Hi for one port.
 type PortRange struct{ Lo, Hi uint16 }
 
-func (NFProto) match()  {}
-func (L4Proto) match()  {}
-func (IfName) match()   {}
-func (CTState) match()  {}
-func (Addr) match()     {}
-func (Port) match()     {}
-func (ICMPType) match() {}
-func (ICMPCode) match() {}
+func (NFProto) match()   {}
+func (L4Proto) match()   {}
+func (IfName) match()    {}
+func (CTState) match()   {}
+func (Addr) match()      {}
+func (Port) match()      {}
+func (ICMPType) match()  {}
+func (ICMPCode) match()  {}
+func (NamedPort) match() {}
+
+func (m NamedPort) String() string {
+	return fmt.Sprintf("%s %saddr . meta l4proto . th %sport %s@%s", m.Family.Prefix(), m.Dir, m.Dir, neg(m.Negate), m.Set)
+}
 
 func (m NFProto) String() string { return "meta nfproto " + string(m.Family) }
 func (m L4Proto) String() string { return "meta l4proto " + neg(m.Negate) + ProtoName(m.Proto) }

@@ -19,6 +19,9 @@ const (
 	TypeIPv6Addr    SetType = "ipv6_addr"
 	TypeInetService SetType = "inet_service"
 	TypeIfName      SetType = "ifname"
+	// Named ports: address, protocol and port of an endpoint's named port.
+	TypeNamedPort4 SetType = "ipv4_addr . inet_proto . inet_service"
+	TypeNamedPort6 SetType = "ipv6_addr . inet_proto . inet_service"
 )
 
 // KeyLen is the length in bytes of a key of the type.
@@ -32,6 +35,10 @@ func (t SetType) KeyLen() int {
 		return 2
 	case TypeIfName:
 		return 16
+	case TypeNamedPort4:
+		return 4 + 4 + 4 // each field padded to the 4-byte register
+	case TypeNamedPort6:
+		return 16 + 4 + 4
 	}
 	return 0 // a type hostwall does not make; found in a live table only
 }
@@ -164,6 +171,10 @@ func (s *Set) formatRange(from, to string) string {
 	case TypeInetService:
 		lo, hi := binary.BigEndian.Uint16([]byte(from)), binary.BigEndian.Uint16([]byte(to))
 		return PortRange{lo, hi}.String()
+	case TypeNamedPort4, TypeNamedPort6:
+		n := len(from) - 8
+		a, _ := netip.AddrFromSlice([]byte(from[:n]))
+		return fmt.Sprintf("%s . %s . %d", a, ProtoName(from[n]), binary.BigEndian.Uint16([]byte(from[n+4:n+6])))
 	case TypeIPv4Addr, TypeIPv6Addr:
 		a, _ := netip.AddrFromSlice([]byte(from))
 		z, _ := netip.AddrFromSlice([]byte(to))
@@ -216,6 +227,15 @@ func PrefixElement(p netip.Prefix) Element {
 // PortElement is the interval element covering r.
 func PortElement(r PortRange) Element {
 	return Element{From: string(binary.BigEndian.AppendUint16(nil, r.Lo)), To: string(binary.BigEndian.AppendUint16(nil, r.Hi))}
+}
+
+// NamedPortElement is the element for one named port of an endpoint: its
+// address, protocol and port, each field padded to 4 bytes.
+func NamedPortElement(a netip.Addr, proto uint8, port uint16) Element {
+	k := append(a.AsSlice(), proto, 0, 0, 0)
+	k = binary.BigEndian.AppendUint16(k, port)
+	k = append(k, 0, 0)
+	return Element{From: string(k), To: string(k)}
 }
 
 // IfNameKey is the kernel key of an interface name: NUL-padded to 16 bytes.

@@ -16,7 +16,7 @@ policy "fwd" {
   ingress {
     action   = "allow"
     protocol = "tcp"
-    destination { ports = ["http"] } # ERROR: Invalid port
+    destination { ports = ["ht tp"] } # ERROR: Invalid port
   }
 }
 
