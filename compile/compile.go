@@ -48,6 +48,35 @@ type dirInfo struct {
 	// apply_on_forward policies, no failsafe, no profiles, and an allow
 	// lets the packet on to the other side instead of accepting it.
 	forward bool
+	// stage is the evaluation a chain belongs to (normal, untracked or
+	// pre-DNAT).
+	stage stage
+}
+
+// stage is one of Calico's policy evaluations: untracked (raw, before
+// connection tracking), pre-DNAT (mangle prerouting) and normal (filter).
+type stage int
+
+const (
+	stageNormal stage = iota
+	stageUntracked
+	stagePreDNAT
+)
+
+// AcceptMark is the packet-mark bit by which the untracked and pre-DNAT
+// stages tell the filter chains that they allowed a packet, which then skips
+// the normal policies. It is set only when such policies exist.
+const AcceptMark = 0x10000000
+
+// takesPart reports whether policy p is evaluated in direction d's stage.
+func (d dirInfo) takesPart(p *config.Policy) bool {
+	switch d.stage {
+	case stageUntracked:
+		return p.DoNotTrack
+	case stagePreDNAT:
+		return p.PreDNAT
+	}
+	return p.Normal() && (p.ApplyOnForward || !d.forward)
 }
 
 var directions = []dirInfo{
@@ -101,6 +130,12 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	}
 	if cfg.HasForwardPolicies() {
 		c.forward(heps, wildcard, policies)
+	}
+	if cfg.HasUntrackedPolicies() {
+		c.untracked(heps, wildcard, policies)
+	}
+	if cfg.HasPreDNATPolicies() {
+		c.preDNAT(heps, wildcard, policies)
 	}
 	c.warnShadowedDenies(append(heps, wildcard...), policies)
 	c.t.Sort()
@@ -198,7 +233,7 @@ func (c *compiler) selectingTiers(d dirInfo, labels map[string]string, policies 
 	for _, t := range c.cfg.SortedTiers() {
 		tp := tierPolicies{tier: t}
 		for _, p := range policies {
-			if p.Tier == t.Name && p.Applies(d.dir) && p.Selector.Matches(labels) && (p.ApplyOnForward || !d.forward) {
+			if p.Tier == t.Name && p.Applies(d.dir) && p.Selector.Matches(labels) && d.takesPart(p) {
 				tp.policies = append(tp.policies, p)
 			}
 		}
@@ -224,6 +259,10 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 		Owner:   c.owner,
 		Name:    fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
 		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.dir),
+	}
+	if c.markUsed(d) {
+		// Allowed by the untracked or pre-DNAT stage: skip the policies.
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Accept()})
 	}
 	ch.Rules = append(ch.Rules,
 		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
@@ -294,8 +333,8 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 		}
 	}
 	end := &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()} // end of tier
-	if tp.tier.DefaultAction == config.Pass {
-		end.Verdict = next
+	if tp.tier.DefaultAction == config.Pass || d.stage != stageNormal {
+		end.Verdict = next // untracked and pre-DNAT stages have no implicit drop
 	}
 	ch.Rules = append(ch.Rules, end)
 	c.t.Chains = append(c.t.Chains, ch)

@@ -70,11 +70,16 @@ func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies
 		Owner:   c.owner,
 		Name:    fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
 		Comment: fmt.Sprintf("host endpoint %q (interface %s), forwarded %s", hep.Name, hep.Interface, d.dir),
-		Rules: []*ruleset.Rule{
-			{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
-			{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
-		},
 	}
+	if c.markUsed(d) {
+		// Allowed on arrival by the untracked or pre-DNAT stage: this side
+		// is done; the other side still applies.
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
+	}
+	ch.Rules = append(ch.Rules,
+		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
+		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
+	)
 	tiers := c.selectingTiers(d, c.labels(hep), policies)
 	tierChain := func(i int) string { return fmt.Sprintf("%s-t-%s", ch.Name, tiers[i].tier.Name) }
 	for i, tp := range tiers {

@@ -259,8 +259,13 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 	switch r.Action {
 	case config.Allow:
 		kr.Verdict = ruleset.Accept()
-		if d.forward {
+		switch {
+		case d.forward:
 			kr.Verdict = ruleset.Verdict{Kind: ruleset.VerdictReturn} // on to the other side
+		case d.stage == stageUntracked:
+			kr.SetMark, kr.Notrack = AcceptMark, true
+		case d.stage == stagePreDNAT:
+			kr.SetMark = AcceptMark
 		}
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
@@ -269,8 +274,13 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 		kr.Verdict = ruleset.Verdict{Kind: ruleset.VerdictReturn}
 	case config.Log:
 		label := string(d.dir)
-		if d.forward {
+		switch {
+		case d.forward:
 			label = "forwarded-" + label
+		case d.stage == stageUntracked:
+			label = "untracked-" + label
+		case d.stage == stagePreDNAT:
+			label = "pre-dnat-" + label
 		}
 		kr.Log = &ruleset.Log{Prefix: logPrefix(p.Name, label, idx)}
 	}

@@ -136,8 +136,18 @@ type Policy struct {
 	// ApplyOnForward makes the policy govern traffic routed through the
 	// endpoints it selects too (and only such policies do).
 	ApplyOnForward bool
-	DeclRange      hcl.Range
+	// PreDNAT policies run before DNAT (ingress only, with
+	// ApplyOnForward); DoNotTrack ones before connection tracking (with
+	// ApplyOnForward). Neither has an implicit drop, and what they allow
+	// skips the normal policies.
+	PreDNAT    bool
+	DoNotTrack bool
+	DeclRange  hcl.Range
 }
+
+// Normal reports whether the policy takes part in the normal (tracked,
+// post-DNAT) evaluation.
+func (p *Policy) Normal() bool { return !p.PreDNAT && !p.DoNotTrack }
 
 // Applies reports whether the policy governs traffic in direction d.
 func (p *Policy) Applies(d Direction) bool {
@@ -161,7 +171,28 @@ func (p *Policy) Rules(d Direction) []*Rule {
 // traffic; without one, hostwall installs no forward hook at all.
 func (c *Config) HasForwardPolicies() bool {
 	for _, p := range c.Policies {
-		if p.ApplyOnForward {
+		if p.ApplyOnForward && p.Normal() {
+			return true
+		}
+	}
+	return false
+}
+
+// HasPreDNATPolicies and HasUntrackedPolicies tell whether those stages
+// exist at all.
+func (c *Config) HasPreDNATPolicies() bool {
+	for _, p := range c.Policies {
+		if p.PreDNAT {
+			return true
+		}
+	}
+	return false
+}
+
+// HasUntrackedPolicies: see HasPreDNATPolicies.
+func (c *Config) HasUntrackedPolicies() bool {
+	for _, p := range c.Policies {
+		if p.DoNotTrack {
 			return true
 		}
 	}

@@ -19,12 +19,7 @@ var corpusDir = filepath.Join("..", "..", "shared", "corpus", "calico")
 // pendingFeatures are the corpus files that use what hostwall does not
 // implement yet (forwarded, pre-DNAT and untracked policies); each must be
 // refused with exactly those "Not supported yet" errors.
-var pendingFeatures = map[string]bool{
-	"09-donottrack-memcached.yaml":                 true,
-	"10-dos-mitigation-donottrack-networkset.yaml": true,
-	"11-external-ips-donottrack-denylist.yaml":     true,
-	"12-prednat-protect-hosts-tutorial.yaml":       true,
-}
+var pendingFeatures = map[string]bool{}
 
 // TestCorpusValidation loads every corpus file on its own: valid ones load
 // and compile; INVALID and MALFORMED ones are refused, every error at a
@@ -157,6 +152,14 @@ func TestCorpusTraffic(t *testing.T) {
 			{in(1, "tcp", 5, 80), false, "no ingress policy: default deny"},
 			{fwd(false, "tcp", 5, 80), true, "eth0 and eth2 have no endpoint: forwarded traffic untouched"},
 			{in(0, "tcp", 5, 80), true, "eth0 untouched"},
+		}},
+		{file: "12-prednat-protect-hosts-tutorial.yaml", host: "node1", barrier: defaultBarrier, expect: []expectation{
+			{in(0, "tcp", 5, 80), false, "drop-other-ingress: explicit pre-DNAT deny"},
+			{in(0, "tcp", 5, 22), true, "failsafe runs before pre-DNAT policy"},
+			{in(0, "tcp", 5, 31852), false, "the node port's selector matches an endpoint without expected IPs: empty set"},
+			{fwd(false, "tcp", 5, 80), false, "pre-DNAT policy applies to forwarded traffic too"},
+			{out(0, "tcp", 5, 80), true, "allow-outbound-external (normal egress policy)"},
+			{in(1, "tcp", 5, 80), true, "eth1 has no endpoint"},
 		}},
 		{file: "19-tiers-and-mixed-kinds-seed-resources.yaml", host: "kind-worker", barrier: defaultBarrier, expect: []expectation{
 			{out(0, "udp", 5, 53), true, "tier security allows DNS"},

@@ -68,6 +68,8 @@ const (
 	FailsafeEntry    StepKind = "failsafe entry"
 	PolicyRule       StepKind = "policy rule"
 	EndOfTier        StepKind = "end of tier"
+	UntrackedRule    StepKind = "untracked policy rule"
+	PreDNATRule      StepKind = "pre-DNAT policy rule"
 	TierPassed       StepKind = "tier passed"
 	Profile          StepKind = "profile"
 	DefaultDeny      StepKind = "default deny"
@@ -130,8 +132,18 @@ func (e *evaluator) done(v Verdict, s Step) Result {
 }
 
 func (e *evaluator) run(p Packet) Result {
+	// The untracked stage (raw) and the pre-DNAT stage (mangle prerouting)
+	// come first; what they allow skips the normal policies, except the
+	// egress side of a forwarded packet.
+	if v, s, ok := e.early(p); ok {
+		if v == Deny || p.Direction != Forward {
+			return e.done(v, s)
+		}
+		e.trace = append(e.trace, s)
+		return e.forward(p, true)
+	}
 	if p.Direction == Forward {
-		return e.forward(p)
+		return e.forward(p, false)
 	}
 	hep := e.endpoint(p.Iface)
 	if hep == nil {
@@ -180,12 +192,109 @@ func (e *evaluator) run(p Packet) Result {
 	return e.done(Deny, at)
 }
 
+// stageKind is what a stage's allow or deny is reported as.
+var stageKind = map[string]StepKind{"untracked": UntrackedRule, "pre-DNAT": PreDNATRule}
+
+// early runs the untracked and pre-DNAT stages; ok is set when one decided.
+func (e *evaluator) early(p Packet) (Verdict, Step, bool) {
+	arriving := p.Direction == In || p.Direction == Forward
+	iface, dir := p.Iface, config.Ingress
+	if !arriving {
+		iface, dir = p.Iface, config.Egress
+	}
+	hep := e.endpoint(iface)
+	if hep == nil {
+		return "", Step{}, false
+	}
+	// Untracked: named endpoints only; failsafe ports (and their replies)
+	// skip it.
+	if e.cfg.HasUntrackedPolicies() && hep.Interface != "*" && !e.rawFailsafe(p, arriving) {
+		if v, s, ok := e.stage(hep, dir, p, "untracked", func(pol *config.Policy) bool { return pol.DoNotTrack }); ok {
+			return v, s, true
+		}
+	}
+	// Pre-DNAT: arriving packets only, after established and failsafe.
+	if arriving && e.cfg.HasPreDNATPolicies() && p.State != Established && p.State != Related {
+		if _, fs := e.failsafeIn(p); !fs {
+			if v, s, ok := e.stage(hep, config.Ingress, p, "pre-DNAT", func(pol *config.Policy) bool { return pol.PreDNAT }); ok {
+				return v, s, true
+			}
+		}
+	}
+	return "", Step{}, false
+}
+
+// stage evaluates the tiers of an untracked or pre-DNAT stage: allow and
+// deny decide, pass and the end of a tier go on, there is no implicit drop.
+func (e *evaluator) stage(hep *config.HostEndpoint, dir config.Direction, p Packet, name string, member func(*config.Policy) bool) (Verdict, Step, bool) {
+	labels := e.labels(hep)
+	for _, t := range e.cfg.SortedTiers() {
+		var selected []*config.Policy
+		for _, pol := range e.cfg.Policies {
+			if member(pol) && pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) {
+				selected = append(selected, pol)
+			}
+		}
+		sort.SliceStable(selected, func(i, j int) bool { return policyLess(selected[i], selected[j]) })
+	tier:
+		for _, pol := range selected {
+			for i, r := range pol.Rules(dir) {
+				if !e.matches(r, p) {
+					continue
+				}
+				s := Step{Kind: stageKind[name], Endpoint: hep.Name, Tier: t.Name, Policy: pol.Name, Rule: i + 1, Action: r.Action, Detail: name + " " + string(dir)}
+				switch r.Action {
+				case config.Allow:
+					return Allow, s, true
+				case config.Deny:
+					return Deny, s, true
+				case config.Log:
+					e.trace = append(e.trace, s)
+				case config.Pass:
+					e.trace = append(e.trace, s)
+					break tier
+				}
+			}
+		}
+	}
+	return "", Step{}, false
+}
+
+// rawFailsafe reports whether the untracked stage lets a packet by as
+// failsafe traffic: a failsafe port of its direction by destination port, or
+// of the other direction by source port (a reply), with the entry's network
+// on the remote side.
+func (e *evaluator) rawFailsafe(p Packet, arriving bool) bool {
+	same, other, remote := e.cfg.Failsafe.Inbound, e.cfg.Failsafe.Outbound, p.Src
+	if !arriving {
+		same, other, remote = other, same, p.Dst
+	}
+	hit := func(entries []config.ProtoPort, port uint16) bool {
+		for _, f := range entries {
+			if f.Protocol == p.Proto && hasPorts(p.Proto) && f.Port == port && (!f.Net.IsValid() || f.Net.Contains(remote)) {
+				return true
+			}
+		}
+		return false
+	}
+	return hit(same, p.DPort) || hit(other, p.SPort)
+}
+
+func (e *evaluator) failsafeIn(p Packet) (string, bool) {
+	q := p
+	q.Direction = In
+	return e.failsafe(q)
+}
+
 // forward evaluates a routed packet: the side it arrives on (ingress
 // policies of that endpoint), then the side it leaves by (egress), with only
 // apply_on_forward policies, no failsafe and no profiles. A side without an
 // endpoint, or where no selecting tier decides, lets it on.
-func (e *evaluator) forward(p Packet) Result {
+func (e *evaluator) forward(p Packet, arrivalAllowed bool) Result {
 	if !e.cfg.HasForwardPolicies() {
+		if arrivalAllowed {
+			return Result{Verdict: Allow, Decided: e.trace[len(e.trace)-1], Trace: e.trace}
+		}
 		return e.done(Allow, Step{Kind: ForwardUnpoliced, Detail: "hostwall installs no forward hook without an apply_on_forward policy"})
 	}
 	var allowedBy *Step
@@ -194,7 +303,7 @@ func (e *evaluator) forward(p Packet) Result {
 		dir   config.Direction
 	}{{p.Iface, config.Ingress}, {p.OutIface, config.Egress}} {
 		hep := e.endpoint(side.iface)
-		if hep == nil {
+		if hep == nil || (arrivalAllowed && side.dir == config.Ingress) {
 			continue
 		}
 		switch p.State {
@@ -228,7 +337,7 @@ func (e *evaluator) forward(p Packet) Result {
 func (e *evaluator) tier(t *config.Tier, dir config.Direction, labels map[string]string, hep *config.HostEndpoint, p Packet, forward bool) (Verdict, Step, bool) {
 	var selected []*config.Policy
 	for _, pol := range e.cfg.Policies {
-		if pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) && (pol.ApplyOnForward || !forward) {
+		if pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) && pol.Normal() && (pol.ApplyOnForward || !forward) {
 			selected = append(selected, pol)
 		}
 	}

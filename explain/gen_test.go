@@ -127,11 +127,18 @@ func (g *gen) config() gConfig {
 			fmt.Fprintf(&b, "  order = %d\n", g.r.IntN(4)*10)
 		}
 		forward := g.chance(0.35)
-		if forward {
+		nIn, nOut := g.r.IntN(5), g.r.IntN(4)
+		switch {
+		case g.chance(0.12):
+			b.WriteString("  apply_on_forward = true\n  do_not_track = true\n")
+			forward = true
+		case g.chance(0.12):
+			b.WriteString("  apply_on_forward = true\n  pre_dnat = true\n")
+			forward, nOut = true, 0 // ingress only
+		case forward:
 			b.WriteString("  apply_on_forward = true\n")
 		}
-		nIn, nOut := g.r.IntN(5), g.r.IntN(4)
-		if g.chance(0.15) {
+		if g.chance(0.15) && !strings.Contains(b.String()[strings.LastIndex(b.String(), "policy "):], "pre_dnat") {
 			fmt.Fprintf(&b, "  types = [%s]\n", g.pick(`"ingress"`, `"egress"`, `"ingress", "egress"`))
 			nIn, nOut = 0, 0 // no rules for a direction not in types
 		}

@@ -92,21 +92,8 @@ func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
 			}
 		}
 	}
-	switch {
-	case flags["preDNAT"] && flags["doNotTrack"]:
-		b.diags = append(b.diags, errAt(m.nameRange, "preDNAT and doNotTrack together", "A policy is pre-DNAT or untracked, not both."))
-	case (flags["preDNAT"] || flags["doNotTrack"]) && !flags["applyOnForward"]:
-		b.diags = append(b.diags, errAt(m.nameRange, "preDNAT and doNotTrack need applyOnForward", "Set applyOnForward: true, as Calico requires."))
-	case flags["preDNAT"] && (len(p.Egress) > 0 || p.Applies(config.Egress)):
-		b.diags = append(b.diags, errAt(m.nameRange, "preDNAT policy with egress", "A pre-DNAT policy applies to ingress only."))
-	}
-	p.ApplyOnForward = flags["applyOnForward"]
-	for _, name := range []string{"preDNAT", "doNotTrack"} {
-		if flags[name] {
-			b.diags = append(b.diags, errAt(c.Attributes[name].Expr.Range(), "Not supported yet: "+name,
-				"hostwall does not filter pre-DNAT or untracked traffic yet; this policy cannot be applied as Calico means it. Nothing is applied while it is set."))
-		}
-	}
+	p.ApplyOnForward, p.PreDNAT, p.DoNotTrack = flags["applyOnForward"], flags["preDNAT"], flags["doNotTrack"]
+	b.checkStages(p, "preDNAT", "doNotTrack", "applyOnForward")
 	if a := c.Attributes["performanceHints"]; a != nil {
 		hints := b.strings(a)
 		for i, h := range hints {

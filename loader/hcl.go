@@ -198,13 +198,14 @@ func (b *builder) decodePolicy(blk *hcl.Block) {
 	if a := c.Attributes["apply_on_forward"]; a != nil {
 		p.ApplyOnForward = b.boolean(a)
 	}
-	for _, name := range []string{"pre_dnat", "do_not_track"} {
-		if a := c.Attributes[name]; a != nil && b.boolean(a) {
-			b.diags = append(b.diags, errAt(a.Expr.Range(), "Not supported yet: "+name,
-				"hostwall does not filter pre-DNAT or untracked traffic yet; remove %s (or set it to false). Nothing is applied while it is set.", name))
-		}
+	if a := c.Attributes["pre_dnat"]; a != nil {
+		p.PreDNAT = b.boolean(a)
+	}
+	if a := c.Attributes["do_not_track"]; a != nil {
+		p.DoNotTrack = b.boolean(a)
 	}
 	p.Types = b.types(c.Attributes["types"], p)
+	b.checkStages(p, "pre_dnat", "do_not_track", "apply_on_forward")
 	b.cfg.Policies = append(b.cfg.Policies, p)
 }
 
@@ -605,6 +606,23 @@ func namedPortFrom(v cty.Value) (config.NamedPort, error) {
 		return np, fmt.Errorf("named port %q: only name, protocol and port are allowed", np.Name)
 	}
 	return np, nil
+}
+
+// checkStages applies Calico's rules for pre-DNAT and untracked policies,
+// naming the fields as the file spells them.
+func (b *builder) checkStages(p *config.Policy, preDNAT, doNotTrack, applyOnForward string) {
+	switch {
+	case p.PreDNAT && p.DoNotTrack:
+		b.diags = append(b.diags, errAt(p.DeclRange, "Pre-DNAT and untracked together", "A policy sets %s or %s, not both.", preDNAT, doNotTrack))
+	case (p.PreDNAT || p.DoNotTrack) && !p.ApplyOnForward:
+		name := preDNAT
+		if p.DoNotTrack {
+			name = doNotTrack
+		}
+		b.diags = append(b.diags, errAt(p.DeclRange, name+" needs "+applyOnForward, "A %s policy also governs forwarded traffic; set %s = true, as Calico requires.", name, applyOnForward))
+	case p.PreDNAT && (len(p.Egress) > 0 || p.Applies(config.Egress)):
+		b.diags = append(b.diags, errAt(p.DeclRange, "Pre-DNAT policy with egress", "A pre-DNAT policy applies to ingress only; drop its egress rules and types."))
+	}
 }
 
 // boolean reads true or false.

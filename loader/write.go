@@ -271,6 +271,12 @@ func policyFields(p *config.Policy) []field {
 	if p.ApplyOnForward {
 		fs = append(fs, field{"apply_on_forward", cty.True})
 	}
+	if p.PreDNAT {
+		fs = append(fs, field{"pre_dnat", cty.True})
+	}
+	if p.DoNotTrack {
+		fs = append(fs, field{"do_not_track", cty.True})
+	}
 	for _, d := range []config.Direction{config.Ingress, config.Egress} {
 		if !p.Applies(d) {
 			continue // rules of a direction not in types have no effect

@@ -202,6 +202,7 @@ func (b *batch) addChain(c *ruleset.Chain) {
 	if c.Base != nil {
 		hooks := map[ruleset.Hook]*nftables.ChainHook{
 			ruleset.HookInput: nftables.ChainHookInput, ruleset.HookOutput: nftables.ChainHookOutput, ruleset.HookForward: nftables.ChainHookForward,
+			ruleset.HookPrerouting: nftables.ChainHookPrerouting,
 		}
 		hook, ok := hooks[c.Base.Hook]
 		if !ok {

@@ -60,6 +60,10 @@ func (d *decoder) step(r *ruleset.Rule) bool {
 		r.Counter = true
 		d.i++
 		return true
+	case *expr.Notrack:
+		r.Notrack = true
+		d.i++
+		return true
 	case *expr.Log:
 		r.Log = &ruleset.Log{Prefix: string(bytes.TrimRight(e.Data, "\x00"))}
 		d.i++
@@ -94,6 +98,8 @@ func (d *decoder) meta(m *expr.Meta, r *ruleset.Rule) bool {
 		return false
 	}
 	switch m.Key {
+	case expr.MetaKeyMARK:
+		return d.mark(r)
 	case expr.MetaKeyIIFNAME, expr.MetaKeyOIFNAME:
 		dir := ruleset.IIF
 		if m.Key == expr.MetaKeyOIFNAME {
@@ -201,6 +207,32 @@ func (d *decoder) icmpType(proto uint8, p *expr.Payload, r *ruleset.Rule) bool {
 		r.Matches = append(r.Matches, ruleset.ICMPCode{Family: fam, Code: c.Data[0], Negate: negate})
 	}
 	d.i += 4
+	return true
+}
+
+// mark decodes `meta mark & bits == bits` and `meta mark set meta mark |
+// bits`.
+func (d *decoder) mark(r *ruleset.Rule) bool {
+	b, ok := d.at(1).(*expr.Bitwise)
+	if !ok || len(b.Mask) != 4 || len(b.Xor) != 4 {
+		return false
+	}
+	mask, xor := binaryutil.NativeEndian.Uint32(b.Mask), binaryutil.NativeEndian.Uint32(b.Xor)
+	switch next := d.at(2).(type) {
+	case *expr.Cmp:
+		if next.Op != expr.CmpOpEq || xor != 0 || len(next.Data) != 4 || binaryutil.NativeEndian.Uint32(next.Data) != mask {
+			return false
+		}
+		r.Matches = append(r.Matches, ruleset.MarkBit{Bits: mask})
+	case *expr.Meta:
+		if next.Key != expr.MetaKeyMARK || !next.SourceRegister || ^mask != xor {
+			return false
+		}
+		r.SetMark = xor
+	default:
+		return false
+	}
+	d.i += 3
 	return true
 }
 

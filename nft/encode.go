@@ -114,6 +114,13 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 			&expr.Payload{DestRegister: proto + 1, Base: expr.PayloadBaseTransportHeader, Offset: portOffset(m.Dir), Len: 2},
 			&expr.Lookup{SourceRegister: 1, SetName: m.Set, Invert: m.Negate},
 		}, nil
+	case ruleset.MarkBit:
+		bits := binaryutil.NativeEndian.PutUint32(m.Bits)
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: bits, Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: bits},
+		}, nil
 	case ruleset.ICMPType:
 		return icmpField(m.Family, 0, m.Type, m.Negate), nil
 	case ruleset.ICMPCode:
@@ -194,6 +201,17 @@ func encodeRule(r *ruleset.Rule) ([]expr.Any, error) {
 	}
 	if r.Log != nil {
 		out = append(out, &expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(r.Log.Prefix)})
+	}
+	if r.SetMark != 0 {
+		// meta mark set meta mark | bits: (mark & ^bits) ^ bits.
+		out = append(out,
+			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
+				Mask: binaryutil.NativeEndian.PutUint32(^r.SetMark), Xor: binaryutil.NativeEndian.PutUint32(r.SetMark)},
+			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
+	}
+	if r.Notrack {
+		out = append(out, &expr.Notrack{})
 	}
 	v, err := encodeVerdict(r.Verdict)
 	if err != nil {

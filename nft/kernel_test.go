@@ -399,13 +399,17 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 		{Matches: m(ruleset.L4Proto{Proto: 6, Negate: true}), Verdict: ruleset.Drop()},
 		{Matches: m(ruleset.NamedPort{Dir: ruleset.Dst, Family: ruleset.IPv4, Set: "np4"}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.NamedPort{Dir: ruleset.Src, Family: ruleset.IPv6, Set: "np6", Negate: true}), Verdict: ruleset.Drop()},
+		{Matches: m(ruleset.MarkBit{Bits: 0x10000000}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.L4Proto{Proto: 6}), Counter: true, SetMark: 0x10000000, Notrack: true, Verdict: ruleset.Accept()},
+		{SetMark: 0x4},
 		{Verdict: ruleset.VMap(ruleset.IIF, "vm")},
 		{Verdict: ruleset.VMap(ruleset.OIF, "vm")},
 		{Counter: true, Verdict: ruleset.Drop()},
 	}
 	desired.Chains = []*ruleset.Chain{{Name: "all", Rules: rules}, {Name: "target"},
 		{Name: "input", Base: &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookInput, Priority: 0, Policy: ruleset.PolicyAccept}},
-		{Name: "fwd", Base: &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookForward, Priority: 5, Policy: ruleset.PolicyDrop}}}
+		{Name: "fwd", Base: &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookForward, Priority: 5, Policy: ruleset.PolicyDrop}},
+		{Name: "pre", Base: &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookPrerouting, Priority: ruleset.PriorityRaw, Policy: ruleset.PolicyAccept}}}
 	desired.Sort()
 
 	covered := map[string]bool{}
@@ -414,7 +418,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 			covered[fmt.Sprintf("%T", mm)] = true
 		}
 	}
-	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode", "ruleset.NamedPort"} {
+	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode", "ruleset.NamedPort", "ruleset.MarkBit"} {
 		if !covered[kind] {
 			t.Errorf("match kind %s is not exercised", kind)
 		}

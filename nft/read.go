@@ -117,6 +117,8 @@ func decodeBase(ch *nftables.Chain) *ruleset.BaseChain {
 		b.Hook = ruleset.HookOutput
 	case *nftables.ChainHookForward:
 		b.Hook = ruleset.HookForward
+	case *nftables.ChainHookPrerouting:
+		b.Hook = ruleset.HookPrerouting
 	default:
 		b.Hook = ruleset.Hook(fmt.Sprintf("hook-%d", *ch.Hooknum))
 	}

@@ -16,9 +16,17 @@ type Hook string
 
 // Hooks hostwall attaches to.
 const (
-	HookInput   Hook = "input"
-	HookOutput  Hook = "output"
-	HookForward Hook = "forward"
+	HookInput      Hook = "input"
+	HookOutput     Hook = "output"
+	HookForward    Hook = "forward"
+	HookPrerouting Hook = "prerouting"
+)
+
+// Standard base-chain priorities.
+const (
+	PriorityRaw    = -300
+	PriorityMangle = -150
+	PriorityFilter = 0
 )
 
 // Policy is a base chain's default verdict. The zero value is accept, so a
@@ -49,6 +57,10 @@ func (b BaseChain) String() string {
 
 func priorityName(p int) string {
 	switch {
+	case p == PriorityRaw:
+		return "raw"
+	case p == PriorityMangle:
+		return "mangle"
 	case p == 0:
 		return "filter"
 	case p > 0:

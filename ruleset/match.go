@@ -129,6 +129,9 @@ type NamedPort struct {
 	Negate bool
 }
 
+// MarkBit matches packets whose mark has every bit of Bits set.
+type MarkBit struct{ Bits uint32 }
+
 // PortRange is an inclusive range of ports; Lo == Hi for one port.
 type PortRange struct{ Lo, Hi uint16 }
 
@@ -141,6 +144,9 @@ func (Port) match()      {}
 func (ICMPType) match()  {}
 func (ICMPCode) match()  {}
 func (NamedPort) match() {}
+func (MarkBit) match()   {}
+
+func (m MarkBit) String() string { return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Bits, m.Bits) }
 
 func (m NamedPort) String() string {
 	return fmt.Sprintf("%s %saddr . meta l4proto . th %sport %s@%s", m.Family.Prefix(), m.Dir, m.Dir, neg(m.Negate), m.Set)

@@ -16,6 +16,10 @@ type Rule struct {
 	Matches []Match
 	Counter bool
 	Log     *Log
+	// SetMark ORs these bits into the packet mark.
+	SetMark uint32
+	// Notrack exempts the packet from connection tracking.
+	Notrack bool
 	Verdict Verdict
 
 	// Handle is the kernel's handle. Live rules only; zero in desired rules.
@@ -42,6 +46,12 @@ func (r *Rule) String() string {
 	}
 	if r.Log != nil {
 		parts = append(parts, r.Log.String())
+	}
+	if r.SetMark != 0 {
+		parts = append(parts, fmt.Sprintf("meta mark set meta mark | 0x%08x", r.SetMark))
+	}
+	if r.Notrack {
+		parts = append(parts, "notrack")
 	}
 	if v := r.Verdict.String(); v != "" {
 		parts = append(parts, v)

@@ -9,9 +9,23 @@ settings {
   allow_ipv6_neighbor_discovery = "yes" # ERROR: Expected true or false
 }
 
-policy "fwd" {
+policy "fwd" { # ERROR: Pre-DNAT and untracked together
   apply_on_forward = true
-  pre_dnat         = true # ERROR: Not supported yet: pre_dnat
+  pre_dnat         = true
+  do_not_track     = true
+}
+
+policy "untracked" { # ERROR: do_not_track needs apply_on_forward
+  do_not_track = true
+}
+
+policy "early" { # ERROR: Pre-DNAT policy with egress
+  apply_on_forward = true
+  pre_dnat         = true
+  egress { action = "allow" }
+}
+
+policy "typo" {
   do_not_track     = "no" # ERROR: Expected true or false
   ingress {
     action   = "allow"
