@@ -121,6 +121,42 @@ func TestCorpusTraffic(t *testing.T) {
 	testns.RequireRoot(t)
 	l := newLab(t)
 	scenarios := []corpusScenario{
+		{file: "01-hostendpoint-reference-sample.yaml", host: "myhost", barrier: defaultBarrier, expect: []expectation{
+			{in(0, "tcp", 5, 1234), false, "no policy; unknown profiles deny"},
+			{in(0, "tcp", 5, 22), true, "failsafe"},
+			{out(0, "udp", 5, 5432), false, "outbound too"},
+			{in(1, "tcp", 5, 1234), true, "eth1 untouched"},
+		}},
+		{file: "02-globalnetworkpolicy-reference-sample.yaml", host: "h", barrier: defaultBarrier,
+			extra: "host_endpoint \"db\" {\n  interface = \"eth0\"\n  labels = { role = \"database\" }\n}\n" +
+				"host_endpoint \"fe\" {\n  node = \"frontend-1\"\n  interface = \"eth0\"\n  labels = { role = \"frontend\" }\n  expected_ips = [\"10.77.0.3\"]\n}\n",
+			expect: []expectation{
+				{in(0, "tcp", 3, 6379), true, "TCP 6379 from a frontend endpoint's expected IP"},
+				{in(0, "tcp", 5, 6379), false, "from anyone else: end of tier"},
+				{in(0, "udp", 3, 6379), false, "TCP only"},
+				{out(0, "tcp", 5, 443), true, "egress: everything allowed"},
+			}},
+		{file: "09-donottrack-memcached.yaml", host: "memcached-node-1", barrier: defaultBarrier, expect: []expectation{
+			{in(0, "tcp", 5, 12211), false, "no endpoint is a memcached client: the untracked allow matches nothing; default deny"},
+			{in(0, "tcp", 5, 22), true, "failsafe"},
+			{out(0, "tcp", 5, 80), false, "default deny outbound"},
+		}},
+		{file: "17-kubernetes-nodes-ingress-workers-localhost.yaml", host: "h", barrier: defaultBarrier,
+			extra: "host_endpoint \"auto\" {\n  interface = \"*\"\n  labels = { kubernetes-worker = \"\" }\n  profiles = [\"projectcalico-default-allow\"]\n}\n" +
+				"host_endpoint \"cp\" {\n  node = \"master\"\n  interface = \"eth0\"\n  labels = { \"node-role.kubernetes.io/control-plane\" = \"\" }\n  expected_ips = [\"10.77.0.3\"]\n}\n",
+			expect: []expectation{
+				{in(0, "tcp", 3, 10250), true, "kubelet API from the control plane"},
+				{in(0, "tcp", 5, 10250), false, "from anyone else: end of tier, the profile is never reached"},
+				{in(1, "udp", 5, 53), false, "the wildcard endpoint covers eth1 too"},
+				{out(0, "tcp", 5, 443), true, "egress: the default-allow profile"},
+			}},
+		{file: "18-kubernetes-nodes-selector-only-policy.yaml", host: "h", barrier: defaultBarrier,
+			extra: "host_endpoint \"e\" {\n  interface = \"eth0\"\n  labels = { kubernetes-host = \"\", environment = \"dev\" }\n  profiles = [\"projectcalico-default-allow\"]\n}\n",
+			expect: []expectation{
+				{in(0, "tcp", 5, 80), false, "a policy without rules selects the endpoint: end of tier, despite the allow profile"},
+				{in(0, "tcp", 5, 22), true, "failsafe"},
+				{out(0, "tcp", 5, 80), true, "egress is not governed by it: the profile allows"},
+			}},
 		{file: "04-protect-hosts-hostendpoint.yaml", host: "my-host", barrier: defaultBarrier, expect: []expectation{
 			{in(0, "tcp", 5, 80), false, "a HEP alone drops everything"},
 			{in(0, "tcp", 5, 22), true, "failsafe inbound tcp/22"},
