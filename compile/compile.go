@@ -106,6 +106,7 @@ const (
 
 // Compile builds the desired table for the host named in opts.
 func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics) {
+	cfg = cfg.ForHost(opts.HostName)
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, warned: map[string]bool{}}
 	heps, wildcard := c.endpoints()
 	policies := append([]*config.Policy(nil), cfg.Policies...)

@@ -15,7 +15,33 @@ type Config struct {
 	Policies    []*Policy
 	Tiers       []*Tier // declared tiers; the default tier is implicit
 	Failsafe    Failsafe
-	Settings    Settings
+	// NodeFailsafe overrides the failsafe lists on one node (Calico's
+	// FelixConfiguration "node.<name>"), by node name.
+	NodeFailsafe map[string]NodeFailsafe
+	Settings     Settings
+}
+
+// NodeFailsafe is one node's override; a nil list keeps the general one.
+type NodeFailsafe struct {
+	Inbound, Outbound *[]ProtoPort
+	DeclRange         hcl.Range
+}
+
+// ForHost returns the configuration as host sees it: its failsafe lists
+// resolved. The receiver is not changed.
+func (c *Config) ForHost(host string) *Config {
+	o, ok := c.NodeFailsafe[host]
+	if !ok {
+		return c
+	}
+	eff := *c
+	if o.Inbound != nil {
+		eff.Failsafe.Inbound = *o.Inbound
+	}
+	if o.Outbound != nil {
+		eff.Failsafe.Outbound = *o.Outbound
+	}
+	return &eff
 }
 
 // Settings are host-wide switches.

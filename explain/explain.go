@@ -116,7 +116,7 @@ type Result struct {
 // Explain evaluates p against the configuration as host hostName enforces
 // it.
 func Explain(cfg *config.Config, hostName string, p Packet) Result {
-	e := &evaluator{cfg: cfg, host: hostName}
+	e := &evaluator{cfg: cfg.ForHost(hostName), host: hostName}
 	return e.run(p)
 }
 

@@ -343,15 +343,18 @@ func (b *builder) calicoTier(m *calicoMeta, spec *yamlBody) {
 var felixFailsafe = map[string]bool{"failsafeInboundHostPorts": true, "failsafeOutboundHostPorts": true}
 
 func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
-	if m.name != "default" {
-		b.diags = append(b.diags, errAt(m.nameRange, "Not supported yet: per-node FelixConfiguration",
-			"hostwall reads the global FelixConfiguration \"default\"; %q would apply to one node only.", m.name))
+	node, perNode := strings.CutPrefix(m.name, "node.")
+	if m.name != "default" && !perNode {
+		b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "FelixConfiguration skipped",
+			Detail:  fmt.Sprintf("Only \"default\" and \"node.<name>\" configure Felix; %q is not read.", m.name),
+			Subject: m.nameRange.Ptr()})
 		return
 	}
 	entries, diags := spec.entries()
 	b.diags = append(b.diags, diags...)
 	var ignored []string
 	fs := config.DefaultFailsafe()
+	var in, out *[]config.ProtoPort
 	set := false
 	for _, kv := range entries {
 		name := keyOf(kv)
@@ -368,9 +371,9 @@ func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 			}
 		}
 		if name == "failsafeInboundHostPorts" {
-			fs.Inbound = list
+			fs.Inbound, in = list, &list
 		} else {
-			fs.Outbound = list
+			fs.Outbound, out = list, &list
 		}
 	}
 	if len(ignored) > 0 {
@@ -378,10 +381,25 @@ func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 			Detail:  fmt.Sprintf("hostwall uses only the failsafe ports of a FelixConfiguration; %s have no effect here.", strings.Join(ignored, ", ")),
 			Subject: m.nameRange.Ptr()})
 	}
-	if set && b.unique("failsafe", "", m.nameRange) {
+	switch {
+	case !set:
+	case perNode:
+		b.nodeFailsafe(node, config.NodeFailsafe{Inbound: in, Outbound: out, DeclRange: m.nameRange})
+	case b.unique("failsafe", "", m.nameRange):
 		fs.DeclRange = m.nameRange
 		b.cfg.Failsafe = fs
 	}
+}
+
+// nodeFailsafe records one node's failsafe override.
+func (b *builder) nodeFailsafe(node string, o config.NodeFailsafe) {
+	if !b.unique("failsafe", node, o.DeclRange) {
+		return
+	}
+	if b.cfg.NodeFailsafe == nil {
+		b.cfg.NodeFailsafe = map[string]config.NodeFailsafe{}
+	}
+	b.cfg.NodeFailsafe[node] = o
 }
 
 // calicoProtoPort reads {protocol, port, net}; protocol defaults to TCP and

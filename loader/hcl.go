@@ -43,7 +43,7 @@ var (
 	entitySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "nets"}, {Name: "not_nets"}, {Name: "ports"}, {Name: "not_ports"}, {Name: "selector"}, {Name: "not_selector"},
 	}}
-	failsafeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "inbound"}, {Name: "outbound"}}}
+	failsafeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "inbound"}, {Name: "outbound"}, {Name: "node"}}}
 )
 
 // decodeBody adds the blocks of one file's body (HCL or native YAML) to the
@@ -414,10 +414,25 @@ func (b *builder) decodeEntity(blk *hcl.Block, r *config.Rule) config.Entity {
 }
 
 func (b *builder) decodeFailsafe(blk *hcl.Block) {
+	c := b.content(blk, failsafeSchema)
+	if c != nil && c.Attributes["node"] != nil {
+		// One node's override: the lists it gives replace the general
+		// ones there.
+		o := config.NodeFailsafe{DeclRange: blk.DefRange}
+		if a := c.Attributes["inbound"]; a != nil {
+			l := b.protoPorts(a)
+			o.Inbound = &l
+		}
+		if a := c.Attributes["outbound"]; a != nil {
+			l := b.protoPorts(a)
+			o.Outbound = &l
+		}
+		b.nodeFailsafe(b.str(c.Attributes["node"]), o)
+		return
+	}
 	if !b.unique("failsafe", "", blk.DefRange) {
 		return
 	}
-	c := b.content(blk, failsafeSchema)
 	def := config.DefaultFailsafe()
 	fs := config.Failsafe{Inbound: def.Inbound, Outbound: def.Outbound, DeclRange: blk.DefRange}
 	if c != nil {

@@ -230,6 +230,22 @@ func objects(cfg *config.Config) []object {
 			{"inbound", strs(protoPorts(cfg.Failsafe.Inbound))}, {"outbound", strs(protoPorts(cfg.Failsafe.Outbound))},
 		}})
 	}
+	var nodes []string
+	for n := range cfg.NodeFailsafe {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		o := cfg.NodeFailsafe[n]
+		fs := []field{{"node", cty.StringVal(n)}}
+		if o.Inbound != nil {
+			fs = append(fs, field{"inbound", strs(protoPorts(*o.Inbound))})
+		}
+		if o.Outbound != nil {
+			fs = append(fs, field{"outbound", strs(protoPorts(*o.Outbound))})
+		}
+		out = append(out, object{typ: "failsafe", fields: fs})
+	}
 	if !cfg.Settings.AllowIPv6ND {
 		out = append(out, object{typ: "settings", fields: []field{{"allow_ipv6_neighbor_discovery", cty.False}}})
 	}

@@ -1,0 +1,37 @@
+package compile
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/loader"
+)
+
+// TestNodeFailsafe: a per-node override (Calico's FelixConfiguration
+// "node.<name>", or a failsafe block with node) replaces that node's lists
+// it names, and only there.
+func TestNodeFailsafe(t *testing.T) {
+	res, diags := loader.Load([]loader.Source{
+		{Path: "a.hcl", Data: []byte("host_endpoint \"e\" { interface = \"eth0\" }\nfailsafe {\n  inbound = [\"tcp:22\"]\n}\n")},
+		{Path: "b.yaml", Data: []byte("apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: node.web-1\nspec:\n  failsafeInboundHostPorts:\n  - {protocol: TCP, port: 2222}\n")},
+		{Path: "c.hcl", Data: []byte("failsafe {\n  node = \"db-1\"\n  outbound = []\n}\n")},
+	})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for host, want := range map[string][2]string{
+		"web-1": {"tcp dport 2222 accept", "udp dport @"},
+		"db-1":  {"tcp dport 22 accept", ""},
+		"other": {"tcp dport 22 accept", "udp dport @"},
+	} {
+		tbl, diags := Compile(res.Config, Options{HostName: host})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		in := strings.Join(rules(tbl, FailsafeIn), "\n")
+		out := strings.Join(rules(tbl, FailsafeOut), "\n")
+		if in != want[0] || (want[1] == "") != (out == "") || !strings.HasPrefix(out, want[1]) {
+			t.Errorf("host %s: failsafe in %q, out %q; want in %q, out starting %q", host, in, out, want[0], want[1])
+		}
+	}
+}
