@@ -189,6 +189,19 @@ func TestCorpusTraffic(t *testing.T) {
 			{fwd(false, "tcp", 5, 80), true, "eth0 and eth2 have no endpoint: forwarded traffic untouched"},
 			{in(0, "tcp", 5, 80), true, "eth0 untouched"},
 		}},
+		{file: "10-dos-mitigation-donottrack-networkset.yaml", host: "jasper", barrier: defaultBarrier, expect: []expectation{
+			{in(0, "tcp", 5, 80), false, "not deny-listed: falls through to normal policy, none selects: default deny"},
+			{in(0, "tcp", 5, 22), true, "failsafe"},
+			{out(0, "tcp", 5, 80), false, "default deny outbound"},
+		}},
+		{file: "11-external-ips-donottrack-denylist.yaml", host: "h", barrier: defaultBarrier,
+			extra: "host_endpoint \"e\" {\n  interface = \"eth0\"\n  labels = { apply-ip-protect = \"true\" }\n}\n",
+			expect: []expectation{
+				{in(0, "tcp", 5, 80), true, "not deny-listed: forward-default-allow allows, untracked"},
+				{in(0, "udp", 5, 5000), true, "any protocol"},
+				{out(0, "tcp", 5, 80), false, "egress has no untracked policy: normal default deny"},
+				{fwd(false, "tcp", 5, 80), true, "routed in: allowed untracked; no forward policy on the way out"},
+			}},
 		{file: "12-prednat-protect-hosts-tutorial.yaml", host: "node1", barrier: defaultBarrier, expect: []expectation{
 			{in(0, "tcp", 5, 80), false, "drop-other-ingress: explicit pre-DNAT deny"},
 			{in(0, "tcp", 5, 22), true, "failsafe runs before pre-DNAT policy"},
