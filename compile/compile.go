@@ -282,17 +282,8 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	if failsafe {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	tiers := c.selectingTiers(d, c.labels(hep), policies)
-	tierChain := func(i int) string { return fmt.Sprintf("%s-t-%s", ch.Name, tiers[i].tier.Name) }
-	for i, tp := range tiers {
-		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
-		if i+1 < len(tiers) {
-			next = ruleset.Goto(tierChain(i + 1))
-		}
-		c.tierChain(d, tierChain(i), hep, tp, next)
-	}
-	if len(tiers) > 0 {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(tierChain(0))})
+	if first := c.tiers(d, ch.Name, hep, policies); first != "" {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(first)})
 	}
 	// Profiles: the first one decides, as each is final — the built-in
 	// allow allows, an unknown one denies.
@@ -303,6 +294,25 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()})
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name
+}
+
+// tiers emits an endpoint's tier chains for direction d, named after its
+// chain, each going on to the next (the last returns), and returns the name
+// of the first, or "" when no tier selects the endpoint.
+func (c *compiler) tiers(d dirInfo, chain string, hep *config.HostEndpoint, policies []*config.Policy) string {
+	tiers := c.selectingTiers(d, c.labels(hep), policies)
+	name := func(i int) string { return fmt.Sprintf("%s-t-%s", chain, tiers[i].tier.Name) }
+	for i, tp := range tiers {
+		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
+		if i+1 < len(tiers) {
+			next = ruleset.Goto(name(i + 1))
+		}
+		c.tierChain(d, name(i), hep, tp, next)
+	}
+	if len(tiers) == 0 {
+		return ""
+	}
+	return name(0)
 }
 
 // tierChain emits one endpoint's chain for one tier: a jump to each selecting

@@ -80,17 +80,8 @@ func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies
 		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
 		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
 	)
-	tiers := c.selectingTiers(d, c.labels(hep), policies)
-	tierChain := func(i int) string { return fmt.Sprintf("%s-t-%s", ch.Name, tiers[i].tier.Name) }
-	for i, tp := range tiers {
-		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
-		if i+1 < len(tiers) {
-			next = ruleset.Goto(tierChain(i + 1))
-		}
-		c.tierChain(d, tierChain(i), hep, tp, next)
-	}
-	if len(tiers) > 0 {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(tierChain(0))})
+	if first := c.tiers(d, ch.Name, hep, policies); first != "" {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})
 	}
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name

@@ -111,17 +111,8 @@ func (c *compiler) stageChain(d dirInfo, hep *config.HostEndpoint, policies []*c
 	if c.t.Chain(d.fsChain) != nil || (d.stage == stageUntracked && c.hasRawFailsafe(d)) {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	tiers := c.selectingTiers(d, c.labels(hep), policies)
-	tierChain := func(i int) string { return fmt.Sprintf("%s-t-%s", ch.Name, tiers[i].tier.Name) }
-	for i, tp := range tiers {
-		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
-		if i+1 < len(tiers) {
-			next = ruleset.Goto(tierChain(i + 1))
-		}
-		c.tierChain(d, tierChain(i), hep, tp, next)
-	}
-	if len(tiers) > 0 {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(tierChain(0))})
+	if first := c.tiers(d, ch.Name, hep, policies); first != "" {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})
 	}
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name

@@ -229,15 +229,8 @@ func (e *evaluator) early(p Packet) (Verdict, Step, bool) {
 func (e *evaluator) stage(hep *config.HostEndpoint, dir config.Direction, p Packet, name string, member func(*config.Policy) bool) (Verdict, Step, bool) {
 	labels := e.labels(hep)
 	for _, t := range e.cfg.SortedTiers() {
-		var selected []*config.Policy
-		for _, pol := range e.cfg.Policies {
-			if member(pol) && pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) {
-				selected = append(selected, pol)
-			}
-		}
-		sort.SliceStable(selected, func(i, j int) bool { return policyLess(selected[i], selected[j]) })
 	tier:
-		for _, pol := range selected {
+		for _, pol := range e.policiesOf(t, dir, labels, member) {
 			for i, r := range pol.Rules(dir) {
 				if !e.matches(r, p) {
 					continue
@@ -335,16 +328,10 @@ func (e *evaluator) forward(p Packet, arrivalAllowed bool) Result {
 // tier evaluates one tier; ok is false when the tier did not decide (it
 // selects nothing, or passed).
 func (e *evaluator) tier(t *config.Tier, dir config.Direction, labels map[string]string, hep *config.HostEndpoint, p Packet, forward bool) (Verdict, Step, bool) {
-	var selected []*config.Policy
-	for _, pol := range e.cfg.Policies {
-		if pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) && pol.Normal() && (pol.ApplyOnForward || !forward) {
-			selected = append(selected, pol)
-		}
-	}
+	selected := e.policiesOf(t, dir, labels, func(pol *config.Policy) bool { return pol.Normal() && (pol.ApplyOnForward || !forward) })
 	if len(selected) == 0 {
 		return "", Step{}, false
 	}
-	sort.SliceStable(selected, func(i, j int) bool { return policyLess(selected[i], selected[j]) })
 	for _, pol := range selected {
 		for i, r := range pol.Rules(dir) {
 			if !e.matches(r, p) {
@@ -371,6 +358,19 @@ func (e *evaluator) tier(t *config.Tier, dir config.Direction, labels map[string
 		return "", Step{}, false
 	}
 	return Deny, Step{Kind: EndOfTier, Endpoint: hep.Name, Tier: t.Name, Detail: "policies of the tier select the endpoint, none decided"}, true
+}
+
+// policiesOf returns, in evaluation order, the policies of tier t that select
+// labels for direction dir and belong to the stage (member).
+func (e *evaluator) policiesOf(t *config.Tier, dir config.Direction, labels map[string]string, member func(*config.Policy) bool) []*config.Policy {
+	var out []*config.Policy
+	for _, pol := range e.cfg.Policies {
+		if member(pol) && pol.Tier == t.Name && pol.Applies(dir) && pol.Selector.Matches(labels) {
+			out = append(out, pol)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return policyLess(out[i], out[j]) })
+	return out
 }
 
 // policyLess orders policies by order (unset last), then name.

@@ -320,12 +320,7 @@ func (b *builder) calicoTier(m *calicoMeta, spec *yamlBody) {
 	}
 	t := &config.Tier{Name: m.name, DefaultAction: config.Deny, DeclRange: m.nameRange}
 	if a := c.Attributes["order"]; a != nil {
-		if f, diags := numberAttr(a); diags.HasErrors() {
-			b.diags = append(b.diags, diags...)
-		} else {
-			o, _ := f.Float64()
-			t.Order = &o
-		}
+		t.Order = b.order(a)
 	}
 	if a := c.Attributes["defaultAction"]; a != nil {
 		switch v := b.str(a); v {

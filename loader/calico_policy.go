@@ -53,12 +53,7 @@ func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
 		}
 	}
 	if a := c.Attributes["order"]; a != nil {
-		if f, diags := numberAttr(a); diags.HasErrors() {
-			b.diags = append(b.diags, diags...)
-		} else {
-			o, _ := f.Float64()
-			p.Order = &o
-		}
+		p.Order = b.order(a)
 	}
 	for _, dir := range []string{"ingress", "egress"} {
 		a := c.Attributes[dir]
@@ -116,13 +111,7 @@ func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
 // calicoTypes reads Ingress/Egress, or defaults them as Calico does.
 func (b *builder) calicoTypes(a *hcl.Attribute, p *config.Policy) []config.Direction {
 	if a == nil {
-		switch {
-		case len(p.Egress) > 0 && len(p.Ingress) == 0:
-			return []config.Direction{config.Egress}
-		case len(p.Egress) > 0:
-			return []config.Direction{config.Ingress, config.Egress}
-		}
-		return []config.Direction{config.Ingress}
+		return defaultTypes(p)
 	}
 	items, diags := listAttr(a)
 	b.diags = append(b.diags, diags...)

@@ -177,12 +177,7 @@ func (b *builder) decodePolicy(blk *hcl.Block) {
 		}
 	}
 	if a := c.Attributes["order"]; a != nil {
-		if f, diags := numberAttr(a); diags.HasErrors() {
-			b.diags = append(b.diags, diags...)
-		} else {
-			o, _ := f.Float64()
-			p.Order = &o
-		}
+		p.Order = b.order(a)
 	}
 	for _, rb := range c.Blocks {
 		r := b.decodeRule(rb)
@@ -213,13 +208,7 @@ func (b *builder) decodePolicy(blk *hcl.Block) {
 // rules only → egress; both → both; otherwise ingress.
 func (b *builder) types(a *hcl.Attribute, p *config.Policy) []config.Direction {
 	if a == nil {
-		switch {
-		case len(p.Egress) > 0 && len(p.Ingress) == 0:
-			return []config.Direction{config.Egress}
-		case len(p.Egress) > 0:
-			return []config.Direction{config.Ingress, config.Egress}
-		}
-		return []config.Direction{config.Ingress}
+		return defaultTypes(p)
 	}
 	items, diags := listAttr(a)
 	b.diags = append(b.diags, diags...)
@@ -518,12 +507,7 @@ func (b *builder) decodeTier(blk *hcl.Block) {
 	}
 	t := &config.Tier{Name: name, DefaultAction: config.Deny, DeclRange: blk.DefRange}
 	if a := c.Attributes["order"]; a != nil {
-		if f, diags := numberAttr(a); diags.HasErrors() {
-			b.diags = append(b.diags, diags...)
-		} else {
-			o, _ := f.Float64()
-			t.Order = &o
-		}
+		t.Order = b.order(a)
 	}
 	if a := c.Attributes["default_action"]; a != nil {
 		switch act := config.Action(strings.ToLower(b.str(a))); act {
@@ -638,6 +622,29 @@ func (b *builder) checkStages(p *config.Policy, preDNAT, doNotTrack, applyOnForw
 	case p.PreDNAT && (len(p.Egress) > 0 || p.Applies(config.Egress)):
 		b.diags = append(b.diags, errAt(p.DeclRange, "Pre-DNAT policy with egress", "A pre-DNAT policy applies to ingress only; drop its egress rules and types."))
 	}
+}
+
+// order reads a policy's or tier's order.
+func (b *builder) order(a *hcl.Attribute) *float64 {
+	f, diags := numberAttr(a)
+	b.diags = append(b.diags, diags...)
+	if diags.HasErrors() {
+		return nil
+	}
+	o, _ := f.Float64()
+	return &o
+}
+
+// defaultTypes is Calico's types defaulting: egress rules only → egress;
+// both → both; otherwise ingress.
+func defaultTypes(p *config.Policy) []config.Direction {
+	switch {
+	case len(p.Egress) > 0 && len(p.Ingress) == 0:
+		return []config.Direction{config.Egress}
+	case len(p.Egress) > 0:
+		return []config.Direction{config.Ingress, config.Egress}
+	}
+	return []config.Direction{config.Ingress}
 }
 
 // boolean reads true or false.
