@@ -1,20 +1,12 @@
 package main
 
 import (
-	"bufio"
-	"context"
 	"fmt"
-	"io"
 	"os"
-	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/loader"
-	"github.com/hostwall/hostwall/nft"
-	"github.com/hostwall/hostwall/planner"
-	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/views"
 )
 
@@ -60,6 +52,7 @@ kernel.`,
 
 func newPlanCmd(g *globals) *cobra.Command {
 	var asJSON, detailed bool
+	var outFile string
 	cmd := &cobra.Command{
 		Use:   "plan",
 		Short: "Show what apply would change in the kernel",
@@ -78,6 +71,11 @@ With --detailed-exitcode it exits 0 when there are no changes, 1 on error and
 			}
 			defer s.conn.Close()
 			p := s.plan
+			if outFile != "" {
+				if err := writeSavedPlan(outFile, g, s.res, p); err != nil {
+					return err
+				}
+			}
 			if asJSON {
 				if err := views.PlanJSON(cmd.OutOrStdout(), p); err != nil {
 					return err
@@ -93,58 +91,8 @@ With --detailed-exitcode it exits 0 when there are no changes, 1 on error and
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when there are changes, 0 when none, 1 on error")
+	cmd.Flags().StringVarP(&outFile, "out", "o", "", "also save the plan to `FILE`, for apply FILE")
 	return cmd
-}
-
-func newApplyCmd(g *globals) *cobra.Command {
-	var autoApprove bool
-	cmd := &cobra.Command{
-		Use:   "apply",
-		Short: "Plan, confirm and commit the change as one atomic transaction",
-		Long: `apply plans as plan does, shows the plan, asks for "yes" (--auto-approve
-skips the question) and commits the whole plan in one netlink transaction:
-either all of it reaches the kernel or none of it. It then reads the table
-back and reports success only when the kernel holds exactly the
-configuration.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			ctx := cmd.Context()
-			s, err := g.plan(ctx)
-			if err != nil {
-				return err
-			}
-			defer s.conn.Close()
-			p := s.plan
-			out := cmd.OutOrStdout()
-			views.PlanHuman(out, p, g.style(os.Stdout))
-			if p.Empty() {
-				return nil
-			}
-			if !autoApprove && !confirm(out, cmd.InOrStdin()) {
-				fmt.Fprintln(out, "\nApply cancelled. Nothing was changed.")
-				return &exitError{code: 1}
-			}
-			return applyPlan(ctx, out, s.conn, s.desired, p)
-		},
-	}
-	cmd.Flags().BoolVar(&autoApprove, "auto-approve", false, "apply without asking for confirmation")
-	return cmd
-}
-
-func applyPlan(ctx context.Context, out io.Writer, conn *nft.Conn, desired *ruleset.Table, p *planner.Plan) error {
-	applied, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged)
-	if err != nil {
-		return fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
-	}
-	fmt.Fprintf(out, "\n%s\n", views.ApplySummary(applied))
-	return nil
-}
-
-// confirm asks for "yes", as Terraform does.
-func confirm(out io.Writer, in io.Reader) bool {
-	fmt.Fprint(out, "\nDo you want to apply these changes?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
-	line, _ := bufio.NewReader(in).ReadString('\n')
-	return strings.TrimSpace(line) == "yes"
 }
 
 func newShowCmd(g *globals) *cobra.Command {

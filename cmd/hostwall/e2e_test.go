@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -39,12 +40,31 @@ type result struct {
 	code           int
 }
 
+var testDirs sync.Map // test name → state and run dirs
+
+// dirsOf returns the test's own state and run directories: no test ever
+// uses /var/lib/hostwall or /run/hostwall.
+func dirsOf(t *testing.T) []string {
+	if d, ok := testDirs.Load(t.Name()); ok {
+		return d.([]string)
+	}
+	d := []string{"HOSTWALL_STATE_DIR=" + t.TempDir(), "HOSTWALL_RUN_DIR=" + t.TempDir()}
+	testDirs.Store(t.Name(), d)
+	return d
+}
+
 // hostwall runs the binary with args and optional stdin.
 func hostwall(t *testing.T, stdin string, args ...string) result {
 	t.Helper()
+	return hostwallEnv(t, stdin, nil, args...)
+}
+
+// hostwallEnv is hostwall with extra environment.
+func hostwallEnv(t *testing.T, stdin string, env []string, args ...string) result {
+	t.Helper()
 	cmd := exec.Command(binary, args...)
 	cmd.Stdin = strings.NewReader(stdin)
-	cmd.Env = append(os.Environ(), "NO_COLOR=1")
+	cmd.Env = append(append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...), env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -225,7 +245,7 @@ func TestCLI(t *testing.T) {
 
 	// The environment sets every flag.
 	cmd := exec.Command(binary, "show")
-	cmd.Env = append(os.Environ(), "HOSTWALL_NETNS="+ns)
+	cmd.Env = append(append(os.Environ(), dirsOf(t)...), "HOSTWALL_NETNS="+ns)
 	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), "chain pol-web-in") {
 		t.Errorf("show with HOSTWALL_NETNS: %v\n%s", err, out)
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/spf13/cobra"
@@ -17,15 +18,19 @@ import (
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/state"
 	"github.com/hostwall/hostwall/views"
 )
 
 // globals are the flags every command takes (DESIGN §10).
 type globals struct {
-	configDir string
-	netns     string
-	hostName  string
-	noColor   bool
+	configDir   string
+	netns       string
+	hostName    string
+	noColor     bool
+	stateDir    string
+	runDir      string
+	lockTimeout time.Duration
 }
 
 func newRootCmd() *cobra.Command {
@@ -51,7 +56,11 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.StringVar(&g.netns, "netns", "", "act inside the network namespace `NAME` (/run/netns/NAME)")
 	pf.StringVar(&g.hostName, "host-name", "", "this host's `NAME` for node matching (default: host block, then the hostname)")
 	pf.BoolVar(&g.noColor, "no-color", false, "no colour in output (also NO_COLOR)")
-	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g), newVersionCmd())
+	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/hostwall", "where generations are kept (`DIR`)")
+	pf.StringVar(&g.runDir, "run-dir", "/run/hostwall", "lock and pending trial (`DIR`)")
+	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall")
+	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g),
+		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newStatusCmd(g), newGuardCmd(g), newVersionCmd())
 	return root
 }
 
@@ -113,12 +122,28 @@ func (g *globals) effectiveHostName(res *loader.Result) string {
 	return h
 }
 
+func (g *globals) store() *state.Store { return &state.Store{Dir: g.stateDir} }
+func (g *globals) run() state.RunDir   { return state.RunDir{Dir: g.runDir} }
+
+// netnsPath is the namespace file, "" for the current namespace.
+func (g *globals) netnsPath() string {
+	if g.netns == "" {
+		return ""
+	}
+	return nft.NetNSPath(g.netns)
+}
+
+func (g *globals) lock() (*state.Lock, error) {
+	return state.AcquireLock(g.runDir, g.netns, g.lockTimeout)
+}
+
 func (g *globals) open() (*nft.Conn, error) {
 	return nft.Open(nft.Options{NetNS: g.netns})
 }
 
 // planned is a plan with what it was made from; the caller closes conn.
 type planned struct {
+	res     *loader.Result
 	desired *ruleset.Table
 	conn    *nft.Conn
 	plan    *planner.Plan
@@ -127,7 +152,7 @@ type planned struct {
 // plan loads and compiles the configuration, then plans it against the
 // kernel. The kernel is not opened when the configuration has errors.
 func (g *globals) plan(ctx context.Context) (*planned, error) {
-	desired, _, err := g.desired()
+	desired, res, err := g.desired()
 	if err != nil {
 		return nil, err
 	}
@@ -140,7 +165,7 @@ func (g *globals) plan(ctx context.Context) (*planned, error) {
 		conn.Close()
 		return nil, err
 	}
-	return &planned{desired: desired, conn: conn, plan: p}, nil
+	return &planned{res: res, desired: desired, conn: conn, plan: p}, nil
 }
 
 func plural(n int, one, many string) string {

@@ -6,14 +6,12 @@ package testns
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"testing"
 
-	"golang.org/x/sys/unix"
+	"github.com/hostwall/hostwall/internal/netif"
 )
 
 // RequireRoot skips the test when not root, unless HOSTWALL_REQUIRE_ROOT_TESTS
@@ -82,23 +80,7 @@ func Veth(t testing.TB, a, ifA, addrA, b, ifB, addrB string) {
 }
 
 // Do runs f on a thread that has entered namespace ns. Sockets f creates stay
-// in ns after it returns. The thread is discarded afterwards, so no other
-// goroutine ever runs in ns by accident.
+// in ns after it returns.
 func Do(ns string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread exits with the goroutine
-		fd, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
-		if err != nil {
-			errc <- fmt.Errorf("opening netns %s: %w", ns, err)
-			return
-		}
-		defer unix.Close(fd)
-		if err := unix.Setns(fd, unix.CLONE_NEWNET); err != nil {
-			errc <- fmt.Errorf("entering netns %s: %w", ns, err)
-			return
-		}
-		errc <- f()
-	}()
-	return <-errc
+	return netif.In("/run/netns/"+ns, f)
 }

@@ -1,0 +1,211 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/state"
+	"github.com/hostwall/hostwall/views"
+)
+
+// exitRolledBack is the exit code of a trial that was rolled back.
+const exitRolledBack = 3
+
+type applyFlags struct {
+	autoApprove    bool
+	force          bool
+	confirmTimeout time.Duration
+}
+
+func newApplyCmd(g *globals) *cobra.Command {
+	f := &applyFlags{}
+	cmd := &cobra.Command{
+		Use:   "apply [PLANFILE]",
+		Short: "Plan, confirm and commit the change as one atomic transaction",
+		Long: `apply plans as plan does, shows the plan, asks for "yes" (--auto-approve
+skips the question) and commits the whole plan in one netlink transaction:
+either all of it reaches the kernel or none of it. It then reads the table
+back, reports success only when the kernel holds exactly the configuration,
+and records the result as a new generation (hostwall generations).
+
+Before applying, when SSH_CONNECTION is set, it evaluates a new connection
+from that client to that server address and port under the new
+configuration and refuses if it would be dropped; it also refuses a
+configuration with no failsafe SSH port where nothing allows SSH. --force
+overrides both.
+
+With --confirm-timeout DUR (the default, 2m, when stdin is a terminal; 0
+turns it off) the change is a trial: unless "hostwall confirm" arrives
+within DUR, a guard process restores the previous generation. The guard is
+detached from the terminal, so it acts even if your SSH session dies.
+Confirm from a NEW connection: the session you applied from survives on
+connection tracking and proves nothing. Exit code 3 means the trial was
+rolled back.
+
+With PLANFILE (from plan -o) it applies exactly that plan, and refuses if the
+configuration or the kernel's ruleset changed since the plan was made.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("confirm-timeout") && os.Getenv("HOSTWALL_CONFIRM_TIMEOUT") == "" && term.IsTerminal(int(os.Stdin.Fd())) {
+				f.confirmTimeout = 2 * time.Minute
+			}
+			planFile := ""
+			if len(args) == 1 {
+				planFile = args[0]
+			}
+			return g.apply(cmd.Context(), cmd.OutOrStdout(), cmd.InOrStdin(), f, planFile)
+		},
+	}
+	cmd.Flags().BoolVar(&f.autoApprove, "auto-approve", false, "apply without asking for confirmation")
+	cmd.Flags().BoolVar(&f.force, "force", false, "apply even if the lockout check refuses")
+	cmd.Flags().DurationVar(&f.confirmTimeout, "confirm-timeout", 0, "apply on trial: roll back unless confirmed within `DUR` (default 2m on a terminal, 0 turns it off)")
+	return cmd
+}
+
+func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *applyFlags, planFile string) error {
+	desired, res, err := g.desired()
+	if err != nil {
+		return err
+	}
+	host := g.effectiveHostName(res)
+	if !f.force {
+		if err := g.lockoutCheck(res, host, out); err != nil {
+			return err
+		}
+	}
+	lock, err := g.lock()
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	if t, _ := g.run().ReadTrial(g.netns); t != nil {
+		return fmt.Errorf("generation %d is on trial until %s; hostwall confirm it (or wait for the rollback) before applying again",
+			t.Generation, t.Deadline.Format(time.TimeOnly))
+	}
+	conn, err := g.open()
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	p, err := agent.Plan(ctx, conn, desired)
+	if err != nil {
+		return err
+	}
+	if planFile != "" {
+		if err := checkSavedPlan(planFile, g, res, p); err != nil {
+			return err
+		}
+	}
+	views.PlanHuman(out, p, g.style(os.Stdout))
+	if p.Empty() && f.confirmTimeout == 0 {
+		return g.recordIfNew(res, desired, host)
+	}
+	if !f.autoApprove && planFile == "" && !confirm(out, in) {
+		fmt.Fprintln(out, "\nApply cancelled. Nothing was changed.")
+		return &exitError{code: 1}
+	}
+	store := g.store()
+	previous, err := store.Current()
+	if err != nil {
+		return err
+	}
+	if f.confirmTimeout > 0 && previous == 0 {
+		if live, _, err := conn.Read(ctx); err != nil {
+			return err
+		} else if live != nil {
+			return fmt.Errorf("no recorded generation to return to, and table inet hostwall exists: apply once without --confirm-timeout (or with --confirm-timeout 0), then use trials")
+		}
+	}
+	applied, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged)
+	if err != nil {
+		return fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
+	}
+	gen, err := g.record(res, desired, host, reasonFor(f))
+	if err != nil {
+		return fmt.Errorf("applied, but recording the generation failed: %w", err)
+	}
+	fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(applied), gen.Number)
+	if f.confirmTimeout == 0 {
+		return nil
+	}
+	return g.startTrial(ctx, out, gen, previous, host, f.confirmTimeout)
+}
+
+func reasonFor(f *applyFlags) string {
+	if f.confirmTimeout > 0 {
+		return "apply (trial)"
+	}
+	return "apply"
+}
+
+// record stores the applied configuration as a new generation.
+func (g *globals) record(res *loader.Result, desired *ruleset.Table, host, reason string) (*state.Generation, error) {
+	gen := &state.Generation{
+		Time: time.Now(), UID: os.Getuid(), SSHConnection: os.Getenv("SSH_CONNECTION"),
+		HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reason, Ruleset: desired.String(),
+	}
+	for _, s := range res.Sources {
+		gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data})
+	}
+	return gen, g.store().Record(gen)
+}
+
+// recordIfNew records a generation when the kernel already matches a
+// configuration that none records (no changes to apply, but the state dir
+// is new or the files changed without changing the ruleset).
+func (g *globals) recordIfNew(res *loader.Result, desired *ruleset.Table, host string) error {
+	store := g.store()
+	cur, err := store.Current()
+	if err != nil {
+		return err
+	}
+	if cur > 0 {
+		if prev, err := store.Load(cur); err == nil && prev.RulesetHash == state.HashRuleset(desired.String()) {
+			return nil
+		}
+	}
+	_, err = g.record(res, desired, host, "apply (no kernel change)")
+	return err
+}
+
+// confirm asks for "yes", as Terraform does.
+func confirm(out io.Writer, in io.Reader) bool {
+	fmt.Fprint(out, "\nDo you want to apply these changes?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
+	line, _ := bufio.NewReader(in).ReadString('\n')
+	return strings.TrimSpace(line) == "yes"
+}
+
+// checkSavedPlan refuses a saved plan made against another configuration
+// or kernel state, and otherwise checks that planning now gives exactly it.
+func checkSavedPlan(path string, g *globals, res *loader.Result, now *planner.Plan) error {
+	saved, err := readSavedPlan(path)
+	if err != nil {
+		return err
+	}
+	switch {
+	case saved.NetNS != g.netns:
+		return fmt.Errorf("plan is stale: %s was made for network namespace %q, not %q", path, saved.NetNS, g.netns)
+	case saved.ConfigHash != configHash(res):
+		return fmt.Errorf("plan is stale: the configuration in %s changed since %s was made; plan again", g.configDir, path)
+	case saved.Plan.Generation != now.Generation:
+		return fmt.Errorf("plan is stale: the kernel's ruleset changed since %s was made (generation %d, now %d); plan again",
+			path, saved.Plan.Generation, now.Generation)
+	}
+	if !samePlan(saved.Plan, now.JSON()) {
+		return fmt.Errorf("plan is stale: planning now does not give %s; plan again", path)
+	}
+	return nil
+}

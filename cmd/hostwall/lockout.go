@@ -1,0 +1,102 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/explain"
+	"github.com/hostwall/hostwall/internal/netif"
+	"github.com/hostwall/hostwall/loader"
+)
+
+// lockoutCheck refuses a configuration that would cut the operator off:
+// a new connection from $SSH_CONNECTION's client to its server address and
+// port would be dropped; or no failsafe port covers SSH and nothing else
+// lets SSH in on any protected interface.
+func (g *globals) lockoutCheck(res *loader.Result, host string, out io.Writer) error {
+	cfg := res.Config
+	if sc := os.Getenv("SSH_CONNECTION"); sc != "" {
+		p, err := sshPacket(sc)
+		if err != nil {
+			fmt.Fprintf(out, "warning: SSH_CONNECTION %q not understood (%v); skipping the lockout check of your connection\n", sc, err)
+		} else {
+			if p.Iface, err = netif.InterfaceOf(g.netnsPath(), p.Dst); err != nil {
+				return fmt.Errorf("lockout check: %w", err)
+			}
+			if p.Iface == "" {
+				fmt.Fprintf(out, "warning: no interface here holds %s (from SSH_CONNECTION); skipping the lockout check of your connection\n", p.Dst)
+			} else if r := explain.Explain(cfg, host, p); r.Verdict == explain.Deny {
+				return &exitError{code: 1, err: fmt.Errorf(`REFUSED: this configuration would drop a new SSH connection from %s to %s port %d on %s, which is how you are connected now.
+  Decided by: %s
+Allow it (a rule with source nets %s and destination port %d, or keep tcp:%d in failsafe inbound),
+check with: hostwall explain --iface %s --in --proto tcp --src %s --dst %s --dport %d
+or pass --force if you know what you are doing`,
+					p.Src, p.Dst, p.DPort, p.Iface, r.Decided, p.Src, p.DPort, p.DPort, p.Iface, p.Src, p.Dst, p.DPort)}
+			}
+		}
+	}
+	return noWayIn(cfg, host)
+}
+
+// sshPacket is the SYN of a new connection like $SSH_CONNECTION's:
+// "client_ip client_port server_ip server_port".
+func sshPacket(sc string) (explain.Packet, error) {
+	f := strings.Fields(sc)
+	if len(f) != 4 {
+		return explain.Packet{}, fmt.Errorf("want four fields")
+	}
+	src, err1 := netip.ParseAddr(f[0])
+	sport, err2 := strconv.ParseUint(f[1], 10, 16)
+	dst, err3 := netip.ParseAddr(f[2])
+	dport, err4 := strconv.ParseUint(f[3], 10, 16)
+	if err1 != nil || err2 != nil || err3 != nil || err4 != nil {
+		return explain.Packet{}, fmt.Errorf("want addresses and ports")
+	}
+	return explain.Packet{Direction: explain.In, Proto: config.ProtoTCP, Src: src.Unmap(), Dst: dst.Unmap(),
+		SPort: uint16(sport), DPort: uint16(dport), ICMPType: -1, ICMPCode: -1, State: explain.New}, nil
+}
+
+// noWayIn refuses when failsafe does not keep tcp/22 open and on every
+// enforced interface a new SSH connection (from a documentation address)
+// would be dropped.
+func noWayIn(cfg *config.Config, host string) error {
+	eff := cfg.ForHost(host)
+	for _, e := range eff.Failsafe.Inbound {
+		if e.Protocol == config.ProtoTCP && e.Port == 22 && !e.Net.IsValid() {
+			return nil
+		}
+	}
+	var ifaces []string
+	for _, h := range cfg.Endpoints {
+		if (h.Node == "" || h.Node == host) && h.Interface != "" {
+			ifaces = append(ifaces, h.Interface)
+		}
+	}
+	if len(ifaces) == 0 {
+		return nil
+	}
+	for _, iface := range ifaces {
+		for _, src := range []string{"192.0.2.1", "2001:db8::1"} {
+			a := netip.MustParseAddr(src)
+			dst := netip.IPv4Unspecified()
+			if a.Is6() {
+				dst = netip.IPv6Unspecified()
+			}
+			if iface == "*" {
+				iface = "eth0"
+			}
+			p := explain.Packet{Iface: iface, Direction: explain.In, Proto: config.ProtoTCP, Src: a, Dst: dst, SPort: 40000, DPort: 22,
+				ICMPType: -1, ICMPCode: -1, State: explain.New}
+			if explain.Explain(cfg, host, p).Verdict == explain.Allow {
+				return nil
+			}
+		}
+	}
+	return &exitError{code: 1, err: fmt.Errorf(`REFUSED: failsafe does not keep tcp:22 open and nothing lets a new SSH connection in on %s.
+Keep "tcp:22" in failsafe inbound, add a policy that allows SSH, or pass --force`, strings.Join(ifaces, ", "))}
+}

@@ -1,0 +1,233 @@
+package state
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// DefaultKeep is how many generations are kept.
+const DefaultKeep = 50
+
+// Store is the state directory.
+type Store struct {
+	Dir string
+	// Keep is how many generations are kept; 0 means DefaultKeep.
+	Keep int
+}
+
+// File is one configuration file as read.
+type File struct {
+	Path string `json:"path"`
+	Data []byte `json:"-"`
+	// SHA256 of Data, hex.
+	SHA256 string `json:"sha256"`
+}
+
+// Generation is the record of one successful apply.
+type Generation struct {
+	Number int       `json:"number"`
+	Time   time.Time `json:"time"`
+	UID    int       `json:"uid"`
+	// SSHConnection is $SSH_CONNECTION of the applying process, if any.
+	SSHConnection string `json:"ssh_connection,omitempty"`
+	HostName      string `json:"host_name"`
+	NetNS         string `json:"netns,omitempty"`
+	ConfigDir     string `json:"config_dir"`
+	// RulesetHash is the SHA-256 of Ruleset.
+	RulesetHash string `json:"ruleset_hash"`
+	// Reason says how it came about: "apply", "rollback to N".
+	Reason string `json:"reason"`
+	Files  []File `json:"files"`
+	// Ruleset is the rendered desired table, as nft syntax (ruleset.nft).
+	Ruleset string `json:"-"`
+}
+
+// HashRuleset is the hash recorded for a rendered ruleset.
+func HashRuleset(rendered string) string {
+	h := sha256.Sum256([]byte(rendered))
+	return hex.EncodeToString(h[:])
+}
+
+func (s *Store) genDir() string      { return filepath.Join(s.Dir, "generations") }
+func (s *Store) path(n int) string   { return filepath.Join(s.genDir(), fmt.Sprintf("%06d", n)) }
+func (s *Store) currentPath() string { return filepath.Join(s.Dir, "current") }
+func (s *Store) keep() int {
+	if s.Keep > 0 {
+		return s.Keep
+	}
+	return DefaultKeep
+}
+
+// Numbers lists the stored generations, oldest first. Half-written ones
+// (temporary directories of a killed process) are not listed.
+func (s *Store) Numbers() ([]int, error) {
+	entries, err := os.ReadDir(s.genDir())
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []int
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil && e.IsDir() {
+			out = append(out, n)
+		}
+	}
+	sort.Ints(out)
+	return out, nil
+}
+
+// Record stores g as the next generation and makes it current. It fills
+// Number and RulesetHash.
+func (s *Store) Record(g *Generation) error {
+	if err := os.MkdirAll(s.genDir(), 0o700); err != nil {
+		return fmt.Errorf("creating %s: %w", s.genDir(), err)
+	}
+	nums, err := s.Numbers()
+	if err != nil {
+		return err
+	}
+	g.Number = 1
+	if len(nums) > 0 {
+		g.Number = nums[len(nums)-1] + 1
+	}
+	g.RulesetHash = HashRuleset(g.Ruleset)
+	for i := range g.Files {
+		h := sha256.Sum256(g.Files[i].Data)
+		g.Files[i].SHA256 = hex.EncodeToString(h[:])
+	}
+	tmp, err := os.MkdirTemp(s.genDir(), ".tmp-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+	meta, err := json.MarshalIndent(g, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.Mkdir(filepath.Join(tmp, "files"), 0o700); err != nil {
+		return err
+	}
+	for i, f := range g.Files {
+		name := fmt.Sprintf("%03d-%s", i, filepath.Base(f.Path))
+		if err := writeFileSynced(filepath.Join(tmp, "files", name), f.Data, 0o600); err != nil {
+			return err
+		}
+	}
+	if err := writeFileSynced(filepath.Join(tmp, "ruleset.nft"), []byte(g.Ruleset), 0o600); err != nil {
+		return err
+	}
+	if err := writeFileSynced(filepath.Join(tmp, "meta.json"), meta, 0o600); err != nil {
+		return err
+	}
+	if err := syncDir(filepath.Join(tmp, "files")); err != nil {
+		return err
+	}
+	if err := syncDir(tmp); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, s.path(g.Number)); err != nil {
+		return err
+	}
+	if err := syncDir(s.genDir()); err != nil {
+		return err
+	}
+	if err := s.SetCurrent(g.Number); err != nil {
+		return err
+	}
+	return s.prune()
+}
+
+// SetCurrent records which generation the kernel holds.
+func (s *Store) SetCurrent(n int) error {
+	return writeFile(s.currentPath(), []byte(strconv.Itoa(n)+"\n"), 0o600)
+}
+
+// Current returns the number of the generation the kernel holds, 0 when
+// none was recorded.
+func (s *Store) Current() (int, error) {
+	data, err := os.ReadFile(s.currentPath())
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(data)))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q is not a generation number", s.currentPath(), data)
+	}
+	return n, nil
+}
+
+// Load reads generation n, files and ruleset included.
+func (s *Store) Load(n int) (*Generation, error) {
+	dir := s.path(n)
+	meta, err := os.ReadFile(filepath.Join(dir, "meta.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("generation %d does not exist (hostwall generations lists them)", n)
+	}
+	if err != nil {
+		return nil, err
+	}
+	g := &Generation{}
+	if err := json.Unmarshal(meta, g); err != nil {
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	rs, err := os.ReadFile(filepath.Join(dir, "ruleset.nft"))
+	if err != nil {
+		return nil, err
+	}
+	g.Ruleset = string(rs)
+	for i := range g.Files {
+		name := fmt.Sprintf("%03d-%s", i, filepath.Base(g.Files[i].Path))
+		if g.Files[i].Data, err = os.ReadFile(filepath.Join(dir, "files", name)); err != nil {
+			return nil, err
+		}
+	}
+	return g, nil
+}
+
+// List loads the metadata of every generation, oldest first.
+func (s *Store) List() ([]*Generation, error) {
+	nums, err := s.Numbers()
+	if err != nil {
+		return nil, err
+	}
+	var out []*Generation
+	for _, n := range nums {
+		g, err := s.Load(n)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, g)
+	}
+	return out, nil
+}
+
+// prune removes the oldest generations beyond Keep, never the current one.
+func (s *Store) prune() error {
+	nums, err := s.Numbers()
+	if err != nil || len(nums) <= s.keep() {
+		return err
+	}
+	cur, _ := s.Current()
+	for _, n := range nums[:len(nums)-s.keep()] {
+		if n != cur {
+			if err := os.RemoveAll(s.path(n)); err != nil {
+				return err
+			}
+		}
+	}
+	return syncDir(s.genDir())
+}
