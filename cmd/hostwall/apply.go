@@ -28,6 +28,7 @@ type applyFlags struct {
 	autoApprove    bool
 	force          bool
 	confirmTimeout time.Duration
+	wait           bool
 }
 
 func newApplyCmd(g *globals) *cobra.Command {
@@ -59,8 +60,12 @@ With PLANFILE (from plan -o) it applies exactly that plan, and refuses if the
 configuration or the kernel's ruleset changed since the plan was made.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if !cmd.Flags().Changed("confirm-timeout") && os.Getenv("HOSTWALL_CONFIRM_TIMEOUT") == "" && term.IsTerminal(int(os.Stdin.Fd())) {
+			interactive := term.IsTerminal(int(os.Stdin.Fd()))
+			if !cmd.Flags().Changed("confirm-timeout") && os.Getenv("HOSTWALL_CONFIRM_TIMEOUT") == "" && interactive {
 				f.confirmTimeout = 2 * time.Minute
+			}
+			if !cmd.Flags().Changed("wait") && os.Getenv("HOSTWALL_WAIT") == "" {
+				f.wait = interactive
 			}
 			planFile := ""
 			if len(args) == 1 {
@@ -72,6 +77,7 @@ configuration or the kernel's ruleset changed since the plan was made.`,
 	cmd.Flags().BoolVar(&f.autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	cmd.Flags().BoolVar(&f.force, "force", false, "apply even if the lockout check refuses")
 	cmd.Flags().DurationVar(&f.confirmTimeout, "confirm-timeout", 0, "apply on trial: roll back unless confirmed within `DUR` (default 2m on a terminal, 0 turns it off)")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "after a trial apply, wait for the outcome: exit 0 confirmed, 3 rolled back (default on a terminal)")
 	return cmd
 }
 
@@ -141,7 +147,7 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 	if f.confirmTimeout == 0 {
 		return nil
 	}
-	return g.startTrial(ctx, out, gen, previous, host, f.confirmTimeout)
+	return g.startTrial(ctx, out, gen, previous, host, f.confirmTimeout, f.wait)
 }
 
 func reasonFor(f *applyFlags) string {

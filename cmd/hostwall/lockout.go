@@ -43,6 +43,29 @@ or pass --force if you know what you are doing`,
 	return noWayIn(cfg, host)
 }
 
+// candidateSources are the addresses a rule could single out as SSH
+// clients: the first address of every network a rule, a network set or an
+// endpoint names, and two documentation addresses for "anyone".
+func candidateSources(cfg *config.Config) []netip.Addr {
+	out := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
+	for _, p := range cfg.Policies {
+		for _, r := range p.Ingress {
+			for _, n := range r.Source.Nets {
+				out = append(out, n.Addr())
+			}
+		}
+	}
+	for _, ns := range cfg.NetworkSets {
+		for _, n := range ns.Nets {
+			out = append(out, n.Addr())
+		}
+	}
+	for _, h := range cfg.Endpoints {
+		out = append(out, h.ExpectedIPs...)
+	}
+	return out
+}
+
 // sshPacket is the SYN of a new connection like $SSH_CONNECTION's:
 // "client_ip client_port server_ip server_port".
 func sshPacket(sc string) (explain.Packet, error) {
@@ -62,8 +85,8 @@ func sshPacket(sc string) (explain.Packet, error) {
 }
 
 // noWayIn refuses when failsafe does not keep tcp/22 open and on every
-// enforced interface a new SSH connection (from a documentation address)
-// would be dropped.
+// enforced interface a new SSH connection would be dropped from every source
+// the configuration names (and from a documentation address).
 func noWayIn(cfg *config.Config, host string) error {
 	eff := cfg.ForHost(host)
 	for _, e := range eff.Failsafe.Inbound {
@@ -81,8 +104,7 @@ func noWayIn(cfg *config.Config, host string) error {
 		return nil
 	}
 	for _, iface := range ifaces {
-		for _, src := range []string{"192.0.2.1", "2001:db8::1"} {
-			a := netip.MustParseAddr(src)
+		for _, a := range candidateSources(cfg) {
 			dst := netip.IPv4Unspecified()
 			if a.Is6() {
 				dst = netip.IPv6Unspecified()

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
-	"golang.org/x/term"
 
 	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/compile"
@@ -24,7 +23,7 @@ import (
 
 // startTrial records the pending trial, starts the guard that will roll it
 // back, and, on a terminal, waits for the outcome.
-func (g *globals) startTrial(ctx context.Context, out io.Writer, gen *state.Generation, previous int, host string, timeout time.Duration) error {
+func (g *globals) startTrial(ctx context.Context, out io.Writer, gen *state.Generation, previous int, host string, timeout time.Duration, wait bool) error {
 	t := &state.Trial{Generation: gen.Number, Previous: previous, Deadline: time.Now().Add(timeout),
 		NetNS: g.netns, StateDir: g.stateDir, HostName: host}
 	run := g.run()
@@ -51,7 +50,7 @@ Confirm from a NEW connection (a new SSH session to this host): this session
 survives on connection tracking whatever the new rules say, so it proves
 nothing. The guard (pid %d) runs detached; it acts even if this session dies.
 `, gen.Number, t.Deadline.Format(time.TimeOnly), timeout, back, pid)
-	if !term.IsTerminal(int(os.Stdin.Fd())) {
+	if !wait {
 		return nil
 	}
 	fmt.Fprintln(out, "\nWaiting for the outcome (Ctrl-C stops waiting; the trial goes on)…")

@@ -1,0 +1,309 @@
+package main_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hostwall/hostwall/internal/testns"
+	"github.com/hostwall/hostwall/state"
+)
+
+// sshLab is a server namespace with a TCP service on port 22 (a stand-in
+// for sshd) and a client namespace, joined by a veth pair.
+type sshLab struct {
+	srv, cli string
+	cfgA     string // failsafe on: port 22 reachable
+	cfgB     string // failsafe off, everything denied: port 22 unreachable
+}
+
+func newSSHLab(t *testing.T) sshLab {
+	t.Helper()
+	l := sshLab{srv: testns.New(t), cli: testns.New(t)}
+	testns.Veth(t, l.cli, "c0", "10.201.1.1/24", l.srv, "eth0", "10.201.1.2/24")
+	var ln net.Listener
+	if err := testns.Do(l.srv, func() (err error) { ln, err = net.Listen("tcp", ":22"); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	l.cfgA = writeConfig(t, map[string]string{"a.hcl": `
+host_endpoint "eth0" { interface = "eth0" }
+policy "p" {
+  ingress {
+    action   = "allow"
+    protocol = "tcp"
+    destination { ports = [8080] }
+  }
+}
+`})
+	l.cfgB = writeConfig(t, map[string]string{"b.hcl": `
+host_endpoint "eth0" { interface = "eth0" }
+failsafe {
+  inbound  = []
+  outbound = []
+}
+policy "p" {
+  ingress { action = "deny" }
+}
+`})
+	return l
+}
+
+func (l sshLab) args(cfg string, more ...string) []string {
+	return append([]string{"-c", cfg, "--netns", l.srv, "--host-name", "srv"}, more...)
+}
+
+func (l sshLab) sshWorks(t *testing.T) bool { return connects(t, l.cli, "10.201.1.2:22") }
+
+// holds reports whether the kernel holds exactly the configuration cfg.
+func (l sshLab) holds(t *testing.T, cfg string) bool {
+	r := hostwall(t, "", append([]string{"plan", "--detailed-exitcode"}, l.args(cfg)...)...)
+	if r.code == 1 {
+		t.Fatalf("plan: %s", r.stderr)
+	}
+	return r.code == 0
+}
+
+func (l sshLab) mustApply(t *testing.T, cfg string, more ...string) {
+	t.Helper()
+	if r := hostwall(t, "", append([]string{"apply", "--auto-approve"}, l.args(cfg, more...)...)...); r.code != 0 {
+		t.Fatalf("apply exited %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func trialOf(t *testing.T, ns string) *state.Trial {
+	t.Helper()
+	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
+	tr, err := state.RunDir{Dir: run}.ReadTrial(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr
+}
+
+// await polls cond until it holds or the deadline passes.
+func await(t *testing.T, within time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %s: %s", within, what)
+		}
+		time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+	}
+}
+
+// TestTrialSurvivesTheCLI: a trial that blocks new connections to port 22,
+// the waiting CLI killed with SIGKILL: the detached guard restores the
+// previous generation within the timeout plus one second.
+func TestTrialSurvivesTheCLI(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	if !l.sshWorks(t) {
+		t.Fatal("port 22 unreachable under generation 1")
+	}
+	const timeout = 2 * time.Second
+	cmd := exec.Command(binary, append([]string{"apply", "--auto-approve", "--force", "--wait", "--confirm-timeout", timeout.String()}, l.args(l.cfgB)...)...)
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	await(t, 5*time.Second, "the trial is recorded", func() bool { return trialOf(t, l.srv) != nil })
+	tr := trialOf(t, l.srv)
+	if !l.holds(t, l.cfgB) || l.sshWorks(t) {
+		t.Fatal("the trial generation is not in force")
+	}
+	cmd.Process.Kill() // SIGKILL: the operator's session is gone
+	cmd.Wait()
+	await(t, time.Until(tr.Deadline)+time.Second, "the previous generation is back", func() bool { return l.holds(t, l.cfgA) })
+	if !l.sshWorks(t) {
+		t.Error("after the rollback a new connection to port 22 still fails")
+	}
+	r := hostwall(t, "", "status", "--json", "--netns", l.srv)
+	var st struct {
+		Current   int
+		LastTrial *state.Outcome `json:"last_trial"`
+	}
+	json.Unmarshal([]byte(r.stdout), &st)
+	if st.LastTrial == nil || st.LastTrial.Result != state.RolledBack {
+		t.Errorf("status does not report the rollback: %s", r.stdout)
+	}
+	if r := hostwall(t, "", "confirm", "--netns", l.srv); r.code != 3 || !strings.Contains(r.stderr, "ROLLED BACK") {
+		t.Errorf("confirm after the rollback: exit %d %s, want 3", r.code, r.stderr)
+	}
+}
+
+// TestTrialConfirmed: confirmed in time, the new generation stays.
+func TestTrialConfirmed(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "2s")
+	tr := trialOf(t, l.srv)
+	if tr == nil {
+		t.Fatal("no trial recorded")
+	}
+	if r := hostwall(t, "", "status", "--netns", l.srv); !strings.Contains(r.stdout, "TRIAL: generation 2") {
+		t.Errorf("status does not show the trial:\n%s", r.stdout)
+	}
+	if r := hostwall(t, "", "confirm", "--netns", l.srv); r.code != 0 {
+		t.Fatalf("confirm: %s", r.stderr)
+	}
+	// Past the deadline the guard has looked and gone.
+	await(t, time.Until(tr.Deadline)+3*time.Second, "the guard exits", func() bool { return syscall.Kill(tr.GuardPID, 0) != nil })
+	if !l.holds(t, l.cfgB) || l.sshWorks(t) {
+		t.Error("a confirmed trial was rolled back")
+	}
+}
+
+// TestTrialGuardRestarted: the guard killed too; a guard started again from
+// the recorded trial rolls back (at once, the deadline having passed).
+func TestTrialGuardRestarted(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1s")
+	tr := trialOf(t, l.srv)
+	syscall.Kill(tr.GuardPID, syscall.SIGKILL)
+	await(t, 2*time.Second, "the guard is dead", func() bool { return syscall.Kill(tr.GuardPID, 0) != nil })
+	time.Sleep(time.Until(tr.Deadline) + 200*time.Millisecond) // past the deadline with no guard: nothing may happen
+	if !l.holds(t, l.cfgB) {
+		t.Fatal("the trial changed with no guard running")
+	}
+	if r := hostwall(t, "", "status", "--netns", l.srv); !strings.Contains(r.stderr, "guard") {
+		t.Errorf("status does not warn that the guard is gone: %s", r.stderr)
+	}
+	if r := hostwall(t, "", append([]string{"guard"}, l.args(l.cfgB)...)...); r.code != 0 {
+		t.Fatalf("guard: %s%s", r.stdout, r.stderr)
+	}
+	if !l.holds(t, l.cfgA) || !l.sshWorks(t) {
+		t.Error("the restarted guard did not restore the previous generation")
+	}
+}
+
+// TestKillDuringApply kills applies at random points: the kernel holds one
+// configuration or the other exactly, and the state directory loads.
+func TestKillDuringApply(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	killed, before := 0, 0
+	for i := 0; i < 60; i++ {
+		cfg := []string{l.cfgA, l.cfgB}[i%2]
+		cmd := exec.Command(binary, append([]string{"apply", "--auto-approve", "--force", "--confirm-timeout", "0"}, l.args(cfg)...)...)
+		cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Duration(rng.IntN(15000)) * time.Microsecond) // a random point in the apply (it takes a few ms)
+		if cmd.Process.Kill() == nil {
+			killed++
+		}
+		cmd.Wait()
+		a, b := l.holds(t, l.cfgA), l.holds(t, l.cfgB)
+		if a == b {
+			t.Fatalf("kill %d: the kernel holds neither configuration exactly (or both)", i)
+		}
+		if (cfg == l.cfgA) != a {
+			before++ // killed before its commit: the old configuration stayed
+		}
+		if r := hostwall(t, "", "generations", "--json"); r.code != 0 {
+			t.Fatalf("kill %d: the state directory does not load: %s", i, r.stderr)
+		}
+	}
+	t.Logf("%d applies killed at random points, %d of them before their commit", killed, before)
+}
+
+// TestLockoutCheck: a configuration that drops the SSH_CONNECTION peer is
+// refused with the deciding rule; one that keeps it applies; a
+// configuration with no failsafe SSH and nothing allowing SSH is refused
+// even without SSH_CONNECTION.
+func TestLockoutCheck(t *testing.T) {
+	l := newSSHLab(t)
+	ssh := []string{"SSH_CONNECTION=10.201.1.1 50022 10.201.1.2 22"}
+	r := hostwallEnv(t, "", ssh, append([]string{"apply", "--auto-approve", "--confirm-timeout", "0"}, l.args(l.cfgB)...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "REFUSED") || !strings.Contains(r.stderr, `policy "p", ingress rule 1 (deny)`) {
+		t.Errorf("apply dropping the SSH peer: exit %d\n%s", r.code, r.stderr)
+	}
+	if out := testns.NFT(t, l.srv, "list", "tables"); strings.Contains(out, "hostwall") {
+		t.Fatal("a refused apply changed the kernel")
+	}
+	keeps := writeConfig(t, map[string]string{"k.hcl": `
+host_endpoint "eth0" { interface = "eth0" }
+failsafe {
+  inbound = []
+}
+policy "admin" {
+  ingress {
+    action   = "allow"
+    protocol = "tcp"
+    source      { nets = ["10.201.1.1"] }
+    destination { ports = [22] }
+  }
+}
+`})
+	if r := hostwallEnv(t, "", ssh, append([]string{"apply", "--auto-approve", "--confirm-timeout", "0"}, l.args(keeps)...)...); r.code != 0 {
+		t.Errorf("apply keeping the SSH peer: exit %d\n%s", r.code, r.stderr)
+	}
+	r = hostwall(t, "", append([]string{"apply", "--auto-approve", "--confirm-timeout", "0"}, l.args(l.cfgB)...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "failsafe does not keep tcp:22 open") {
+		t.Errorf("apply with no way in over SSH: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := hostwall(t, "", append([]string{"apply", "--auto-approve", "--force", "--confirm-timeout", "0"}, l.args(l.cfgB)...)...); r.code != 0 {
+		t.Errorf("--force: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// TestSavedPlanAndLock: apply PLANFILE applies that plan and refuses a
+// stale one; a held lock is named, and waited for with --lock-timeout.
+func TestSavedPlanAndLock(t *testing.T) {
+	l := newSSHLab(t)
+	planFile := filepath.Join(t.TempDir(), "p.json")
+	if r := hostwall(t, "", append([]string{"plan", "-o", planFile}, l.args(l.cfgA)...)...); r.code != 0 {
+		t.Fatal(r.stderr)
+	}
+	testns.NFT(t, l.srv, "add", "table", "ip", "someone-else")
+	r := hostwall(t, "", append([]string{"apply", "--confirm-timeout", "0", planFile}, l.args(l.cfgA)...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "plan is stale") || !strings.Contains(r.stderr, "ruleset changed") {
+		t.Errorf("stale by the kernel: exit %d %s", r.code, r.stderr)
+	}
+	hostwall(t, "", append([]string{"plan", "-o", planFile}, l.args(l.cfgA)...)...)
+	os.WriteFile(filepath.Join(l.cfgA, "extra.hcl"), []byte("network_set \"x\" {\n  nets = [\"192.0.2.0/24\"]\n}\n"), 0o644)
+	r = hostwall(t, "", append([]string{"apply", "--confirm-timeout", "0", planFile}, l.args(l.cfgA)...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, "plan is stale") || !strings.Contains(r.stderr, "configuration") {
+		t.Errorf("stale by the configuration: exit %d %s", r.code, r.stderr)
+	}
+	hostwall(t, "", append([]string{"plan", "-o", planFile}, l.args(l.cfgA)...)...)
+	if r := hostwall(t, "", append([]string{"apply", "--confirm-timeout", "0", planFile}, l.args(l.cfgA)...)...); r.code != 0 || !l.holds(t, l.cfgA) {
+		t.Fatalf("apply of a fresh saved plan: exit %d %s", r.code, r.stderr)
+	}
+
+	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
+	lock, err := state.AcquireLock(run, l.srv, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r = hostwall(t, "", append([]string{"apply", "--auto-approve", "--confirm-timeout", "0"}, l.args(l.cfgA)...)...)
+	if r.code != 1 || !strings.Contains(r.stderr, fmt.Sprintf("pid %d", os.Getpid())) {
+		t.Errorf("apply under a held lock: exit %d %s", r.code, r.stderr)
+	}
+	go func() { time.Sleep(300 * time.Millisecond); lock.Release() }()
+	if r := hostwall(t, "", append([]string{"apply", "--auto-approve", "--confirm-timeout", "0", "--lock-timeout", "5s"}, l.args(l.cfgA)...)...); r.code != 0 {
+		t.Errorf("apply with --lock-timeout: exit %d %s", r.code, r.stderr)
+	}
+}
