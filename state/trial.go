@@ -19,6 +19,10 @@ type Trial struct {
 	StateDir   string    `json:"state_dir"`
 	HostName   string    `json:"host_name"`
 	GuardPID   int       `json:"guard_pid,omitempty"`
+	// Rebooted is set when the trial was found only in the state
+	// directory: the run directory was emptied, so the machine rebooted
+	// during the trial.
+	Rebooted bool `json:"-"`
 }
 
 // Outcome is how the last trial ended.
@@ -36,8 +40,14 @@ const (
 	RolledBack = "rolled back"
 )
 
-// RunDir holds the trial of each namespace.
-type RunDir struct{ Dir string }
+// RunDir holds the trial of each namespace. The run directory is a tmpfs
+// that a reboot empties, so the pending trial is mirrored into Persist (the
+// state directory): a reboot during a trial must still end on the previous
+// generation.
+type RunDir struct {
+	Dir     string
+	Persist string
+}
 
 func (r RunDir) trialPath(netns string) string {
 	return filepath.Join(r.Dir, "trial-"+nsName(netns)+".json")
@@ -57,19 +67,36 @@ func (r RunDir) WriteTrial(t *Trial) error {
 		return err
 	}
 	os.Remove(r.outcomePath(t.NetNS))
+	if r.Persist != "" {
+		if err := os.MkdirAll(r.Persist, 0o700); err != nil {
+			return err
+		}
+		if err := writeFile(r.persistPath(t.NetNS), data, 0o600); err != nil {
+			return err
+		}
+	}
 	return writeFile(r.trialPath(t.NetNS), data, 0o600)
+}
+
+func (r RunDir) persistPath(netns string) string {
+	return filepath.Join(r.Persist, "pending-trial-"+nsName(netns)+".json")
 }
 
 // ReadTrial returns the pending trial of netns, or nil.
 func (r RunDir) ReadTrial(netns string) (*Trial, error) {
 	data, err := os.ReadFile(r.trialPath(netns))
+	rebooted := false
+	if errors.Is(err, os.ErrNotExist) && r.Persist != "" {
+		data, err = os.ReadFile(r.persistPath(netns)) // the run dir was emptied by a reboot
+		rebooted = err == nil
+	}
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	t := &Trial{}
+	t := &Trial{Rebooted: rebooted}
 	if err := json.Unmarshal(data, t); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.trialPath(netns), err)
 	}
@@ -78,10 +105,21 @@ func (r RunDir) ReadTrial(netns string) (*Trial, error) {
 
 // EndTrial removes the pending trial and records how it ended.
 func (r RunDir) EndTrial(t *Trial, result, detail string) error {
+	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
+		return err
+	}
 	o := Outcome{Generation: t.Generation, Result: result, Previous: t.Previous, Time: time.Now(), Detail: detail}
 	data, _ := json.MarshalIndent(o, "", "  ")
 	if err := writeFile(r.outcomePath(t.NetNS), data, 0o600); err != nil {
 		return err
+	}
+	if r.Persist != "" {
+		if err := os.Remove(r.persistPath(t.NetNS)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+		if err := syncDir(r.Persist); err != nil {
+			return err
+		}
 	}
 	if err := os.Remove(r.trialPath(t.NetNS)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err

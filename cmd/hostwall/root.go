@@ -123,7 +123,7 @@ func (g *globals) effectiveHostName(res *loader.Result) string {
 }
 
 func (g *globals) store() *state.Store { return &state.Store{Dir: g.stateDir} }
-func (g *globals) run() state.RunDir   { return state.RunDir{Dir: g.runDir} }
+func (g *globals) run() state.RunDir   { return state.RunDir{Dir: g.runDir, Persist: g.stateDir} }
 
 // netnsPath is the namespace file, "" for the current namespace.
 func (g *globals) netnsPath() string {

@@ -91,7 +91,7 @@ func (l sshLab) mustApply(t *testing.T, cfg string, more ...string) {
 func trialOf(t *testing.T, ns string) *state.Trial {
 	t.Helper()
 	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
-	tr, err := state.RunDir{Dir: run}.ReadTrial(ns)
+	tr, err := state.RunDir{Dir: run, Persist: strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")}.ReadTrial(ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -305,5 +305,35 @@ func TestSavedPlanAndLock(t *testing.T) {
 	go func() { time.Sleep(300 * time.Millisecond); lock.Release() }()
 	if r := hostwall(t, "", append([]string{"apply", "--auto-approve", "--confirm-timeout", "0", "--lock-timeout", "5s"}, l.args(l.cfgA)...)...); r.code != 0 {
 		t.Errorf("apply with --lock-timeout: exit %d %s", r.code, r.stderr)
+	}
+}
+
+// TestRebootDuringTrial: the machine reboots during a trial — the kernel
+// loses its ruleset, the run directory (a tmpfs) is emptied, the guard is
+// gone. The guard started at boot finds the trial recorded in the state
+// directory and ends on the previous generation.
+func TestRebootDuringTrial(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1m")
+	tr := trialOf(t, l.srv)
+	syscall.Kill(tr.GuardPID, syscall.SIGKILL)
+	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
+	entries, _ := os.ReadDir(run)
+	for _, e := range entries {
+		os.RemoveAll(filepath.Join(run, e.Name()))
+	}
+	testns.NFT(t, l.srv, "delete", "table", "inet", "hostwall")
+	r := hostwall(t, "", append([]string{"guard"}, l.args(l.cfgB)...)...)
+	if r.code != 0 {
+		t.Fatalf("guard at boot: %s%s", r.stdout, r.stderr)
+	}
+	// A minute before the deadline, yet restored at once: a reboot during
+	// a trial ends it.
+	if !l.holds(t, l.cfgA) || !l.sshWorks(t) {
+		t.Error("after a reboot during the trial, the previous generation is not back")
+	}
+	if r := hostwall(t, "", "status", "--netns", l.srv); !strings.Contains(r.stdout, "rolled back") {
+		t.Errorf("status after the reboot: %s", r.stdout)
 	}
 }

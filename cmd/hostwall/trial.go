@@ -160,10 +160,16 @@ func (g *globals) guard(ctx context.Context) error {
 		return err
 	}
 	fmt.Printf("%s guard: generation %d on trial until %s\n", time.Now().Format(time.RFC3339), t.Generation, t.Deadline.Format(time.RFC3339))
+	wait := time.Until(t.Deadline)
+	if t.Rebooted {
+		// The machine rebooted during the trial: most likely its operator
+		// lost access. End on the previous generation now.
+		wait = 0
+	}
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-time.After(time.Until(t.Deadline)):
+	case <-time.After(wait):
 	}
 	lock, err := state.AcquireLock(g.runDir, g.netns, time.Minute)
 	if err != nil {
@@ -171,11 +177,14 @@ func (g *globals) guard(ctx context.Context) error {
 	}
 	defer lock.Release()
 	now, err := run.ReadTrial(g.netns)
-	if err != nil || now == nil || now.Generation != t.Generation {
+	if err != nil || now == nil || now.Generation != t.Generation || now.Deadline != t.Deadline {
 		fmt.Printf("%s guard: generation %d was confirmed\n", time.Now().Format(time.RFC3339), t.Generation)
 		return err
 	}
 	detail := fmt.Sprintf("not confirmed by %s; generation %d restored", t.Deadline.Format(time.TimeOnly), t.Previous)
+	if t.Rebooted {
+		detail = fmt.Sprintf("the machine rebooted during the trial; generation %d restored", t.Previous)
+	}
 	if t.Previous == 0 {
 		detail = fmt.Sprintf("not confirmed by %s; table inet hostwall removed (there was none before)", t.Deadline.Format(time.TimeOnly))
 	}

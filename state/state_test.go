@@ -1,0 +1,52 @@
+package state
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestGenerations(t *testing.T) {
+	s := &Store{Dir: t.TempDir(), Keep: 3}
+	for i := 0; i < 5; i++ {
+		g := &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n",
+			Files: []File{{Path: "/etc/hostwall/a.hcl", Data: []byte("policy \"p\" {}\n")}}}
+		if err := s.Record(g); err != nil {
+			t.Fatal(err)
+		}
+		if g.Number != i+1 {
+			t.Errorf("generation numbered %d, want %d", g.Number, i+1)
+		}
+	}
+	// A process killed while recording leaves a temporary directory behind.
+	os.Mkdir(filepath.Join(s.Dir, "generations", ".tmp-123"), 0o700)
+	nums, err := s.Numbers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]int{3, 4, 5}, nums); diff != "" {
+		t.Errorf("kept generations (-want +got):\n%s", diff)
+	}
+	if cur, _ := s.Current(); cur != 5 {
+		t.Errorf("current = %d, want 5", cur)
+	}
+	g, err := s.Load(4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(g.Files[0].Data) != "policy \"p\" {}\n" || g.RulesetHash != HashRuleset(g.Ruleset) {
+		t.Errorf("generation 4 did not load back: %+v", g)
+	}
+	// Pruning never removes the current generation, even an old one.
+	s.SetCurrent(3)
+	s.Record(&Generation{Ruleset: "x"})
+	if nums, _ := s.Numbers(); nums[0] != 3 {
+		t.Errorf("the current generation was pruned: %v", nums)
+	}
+	if fi, err := os.Stat(filepath.Join(s.Dir, "generations")); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("generations directory mode %v, want 0700: it records SSH_CONNECTION addresses", fi.Mode().Perm())
+	}
+}
