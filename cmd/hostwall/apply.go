@@ -147,7 +147,7 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 	if f.confirmTimeout == 0 {
 		return nil
 	}
-	return g.startTrial(ctx, out, gen, previous, host, f.confirmTimeout, f.wait)
+	return g.startTrial(ctx, out, gen, previous, host, f.confirmTimeout, f.wait, lock.Release)
 }
 
 func reasonFor(f *applyFlags) string {

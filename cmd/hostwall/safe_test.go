@@ -337,3 +337,20 @@ func TestRebootDuringTrial(t *testing.T) {
 		t.Errorf("status after the reboot: %s", r.stdout)
 	}
 }
+
+// TestTrialWaitExitCode: an apply that waits for its trial exits 3 with a
+// clear message when the trial is rolled back.
+func TestTrialWaitExitCode(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	r := hostwall(t, "", append([]string{"apply", "--auto-approve", "--force", "--wait", "--confirm-timeout", "1s"}, l.args(l.cfgB)...)...)
+	if r.code != 3 || !strings.Contains(r.stderr, "ROLLED BACK") || !strings.Contains(r.stdout, "Confirm from a NEW connection") {
+		t.Errorf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
+	}
+	if !l.holds(t, l.cfgA) {
+		t.Error("the previous generation is not back")
+	}
+	if r := hostwall(t, "", "generations", "--json"); !strings.Contains(r.stdout, `"reason": "apply (trial)"`) {
+		t.Errorf("the trial generation is not listed: %s", r.stdout)
+	}
+}

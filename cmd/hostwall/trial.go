@@ -23,7 +23,8 @@ import (
 
 // startTrial records the pending trial, starts the guard that will roll it
 // back, and, on a terminal, waits for the outcome.
-func (g *globals) startTrial(ctx context.Context, out io.Writer, gen *state.Generation, previous int, host string, timeout time.Duration, wait bool) error {
+// unlock is called before waiting: the guard needs the lock to roll back.
+func (g *globals) startTrial(ctx context.Context, out io.Writer, gen *state.Generation, previous int, host string, timeout time.Duration, wait bool, unlock func()) error {
 	t := &state.Trial{Generation: gen.Number, Previous: previous, Deadline: time.Now().Add(timeout),
 		NetNS: g.netns, StateDir: g.stateDir, HostName: host}
 	run := g.run()
@@ -50,6 +51,7 @@ Confirm from a NEW connection (a new SSH session to this host): this session
 survives on connection tracking whatever the new rules say, so it proves
 nothing. The guard (pid %d) runs detached; it acts even if this session dies.
 `, gen.Number, t.Deadline.Format(time.TimeOnly), timeout, back, pid)
+	unlock()
 	if !wait {
 		return nil
 	}
