@@ -8,7 +8,10 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 ns=hostwall-demo-$$
-cleanup() { ip netns del "$ns" 2>/dev/null || true; }
+# Generations, the lock and trials go to throwaway directories too.
+tmp=$(mktemp -d)
+export HOSTWALL_STATE_DIR=$tmp/state HOSTWALL_RUN_DIR=$tmp/run
+cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"; }
 trap cleanup EXIT
 ip netns add "$ns"
 ip -n "$ns" link set lo up
@@ -20,7 +23,7 @@ step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
 cfg=examples/quickstart
 step "$bin" validate -c "$cfg"
 step "$bin" plan -c "$cfg" --netns "$ns"
-step "$bin" apply -c "$cfg" --netns "$ns" --auto-approve
+step "$bin" apply -c "$cfg" --netns "$ns" --auto-approve --confirm-timeout 0
 step "$bin" plan -c "$cfg" --netns "$ns"
 step "$bin" show --netns "$ns"
 # explain evaluates the configuration for one packet and says why:
@@ -30,4 +33,13 @@ step "$bin" explain -c "$cfg" --iface eth0 --in --proto tcp --src 192.0.2.99 --d
 step "$bin" explain -c "$cfg" --iface lo --in --proto udp --dport 53
 printf '\n\033[1m# the same table as the nft tool lists it:\033[0m\n'
 ip netns exec "$ns" nft list table inet hostwall
+# A change on trial: rolled back unless confirmed (from a new connection).
+trial=$(mktemp -d)
+cp "$cfg"/*.hcl "$trial"/
+sed -i 's/ports = \[80, 443\]/ports = [80, 443, 8443]/' "$trial"/policies.hcl
+step "$bin" apply -c "$trial" --netns "$ns" --auto-approve --confirm-timeout 1m --wait=false
+step "$bin" status --netns "$ns"
+step "$bin" confirm --netns "$ns"
+step "$bin" generations
+rm -rf "$trial"
 printf '\nDemo done; namespace %s is removed now. The host ruleset was never touched.\n' "$ns"
