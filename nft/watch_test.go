@@ -1,0 +1,99 @@
+package nft_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hostwall/hostwall/internal/testns"
+	"github.com/hostwall/hostwall/nft"
+)
+
+// watch starts c.Watch and returns the channel of its reports.
+func watch(t *testing.T, c *nft.Conn) <-chan nft.Change {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	ch := make(chan nft.Change, 100)
+	if err := c.Watch(ctx, func(x nft.Change) { ch <- x }); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+func nextChange(t *testing.T, ch <-chan nft.Change) nft.Change {
+	t.Helper()
+	select {
+	case x := <-ch:
+		return x
+	case <-time.After(10 * time.Second):
+		t.Fatal("no change reported within 10s")
+		return nft.Change{}
+	}
+}
+
+// TestWatchReportsOthers (trap 9): changes by another process to our table
+// are reported with its name; our own applies and other tables are not.
+// Events arrive in order, so the first report after a sequence of changes
+// shows which earlier ones were (wrongly) reported.
+func TestWatchReportsOthers(t *testing.T) {
+	c, ns := kernel(t)
+	apply(t, c, compileDir(t, "../examples/quickstart", "web-1"))
+	ch := watch(t, c)
+
+	apply(t, c, bigTable(3, 2))                           // our own transaction
+	testns.NFT(t, ns, "add", "table", "ip", "other")      // another table
+	testns.NFT(t, ns, "add", "chain", "ip", "other", "c") //
+	testns.NFT(t, ns, "add", "rule", "ip", "other", "c", "accept")
+	testns.NFT(t, ns, "add", "rule", "inet", "hostwall", "big", "tcp", "dport", "9999", "accept")
+	got := nextChange(t, ch)
+	if !got.Certain || !strings.HasPrefix(got.By, "nft (pid ") {
+		t.Errorf("first report = %+v, want nft's rule in our table, certain", got)
+	}
+
+	testns.NFT(t, ns, "add", "element", "inet", "hostwall", "blocklist", "{ 10.99.0.0/16 }")
+	if got := nextChange(t, ch); got.Certain || !strings.HasPrefix(got.By, "nft (pid ") {
+		t.Errorf("element change reported as %+v, want nft, uncertain (elements come without their table)", got)
+	}
+}
+
+// TestWatchSurvivesOverflow (trap 9): a 20,000-element transaction overflows
+// a small subscription buffer; the loss is reported and the subscription
+// made again, so later changes are still seen.
+func TestWatchSurvivesOverflow(t *testing.T) {
+	ns := testns.New(t)
+	c, err := nft.Open(nft.Options{NetNS: ns, BufferBytes: 16 << 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ch := watch(t, c)
+
+	var b strings.Builder
+	b.WriteString("add table ip other\nadd set ip other s { type ipv4_addr; }\nadd element ip other s { ")
+	for i := 0; i < 20000; i++ {
+		fmt.Fprintf(&b, "10.%d.%d.1, ", i/256, i%256)
+	}
+	b.WriteString("}\n")
+	file := filepath.Join(t.TempDir(), "big.nft")
+	if err := os.WriteFile(file, []byte(b.String()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	testns.NFT(t, ns, "-f", file)
+	lost := nextChange(t, ch)
+	if lost.Certain || !strings.Contains(lost.By, "lost") {
+		t.Fatalf("report = %+v, want the loss of events", lost)
+	}
+	// Reports of the set's own (uncertain) transaction may precede the loss
+	// or follow it; what matters is that a later change is seen.
+	testns.NFT(t, ns, "add", "table", "inet", "hostwall")
+	for {
+		if got := nextChange(t, ch); got.Certain {
+			break
+		}
+	}
+}
