@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -73,4 +75,20 @@ func readDir(dir string) ([]Source, hcl.Diagnostics) {
 		srcs = append(srcs, Source{Path: p, Data: data})
 	}
 	return srcs, diags
+}
+
+// IsPolicyFile reports whether a file name is one the loader reads (and so
+// one the agent watches): *.hcl, *.yaml, *.yml, and not an editor or
+// package-manager leftover.
+func IsPolicyFile(name string) bool { return policyFile(name) }
+
+// HashSources is the content hash of a configuration: every file's name and
+// contents. Equal hashes mean nothing to reload.
+func HashSources(srcs []Source) string {
+	h := sha256.New()
+	for _, s := range srcs {
+		sum := sha256.Sum256(s.Data)
+		fmt.Fprintf(h, "%s %x\n", filepath.Base(s.Path), sum)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }

@@ -204,7 +204,7 @@ func checkSavedPlan(path string, g *globals, res *loader.Result, now *planner.Pl
 	switch {
 	case saved.NetNS != g.netns:
 		return fmt.Errorf("plan is stale: %s was made for network namespace %q, not %q", path, saved.NetNS, g.netns)
-	case saved.ConfigHash != configHash(res):
+	case saved.ConfigHash != loader.HashSources(res.Sources):
 		return fmt.Errorf("plan is stale: the configuration in %s changed since %s was made; plan again", g.configDir, path)
 	case saved.Plan.Generation != now.Generation:
 		return fmt.Errorf("plan is stale: the kernel's ruleset changed since %s was made (generation %d, now %d); plan again",

@@ -31,6 +31,7 @@ type globals struct {
 	stateDir    string
 	runDir      string
 	lockTimeout time.Duration
+	logFormat   string
 }
 
 func newRootCmd() *cobra.Command {
@@ -59,8 +60,9 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/hostwall", "where generations are kept (`DIR`)")
 	pf.StringVar(&g.runDir, "run-dir", "/run/hostwall", "lock and pending trial (`DIR`)")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall")
+	pf.StringVar(&g.logFormat, "log-format", "", "agent logs: console or json (default: console on a terminal, else json)")
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g),
-		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newStatusCmd(g), newGuardCmd(g), newVersionCmd())
+		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newStatusCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())
 	return root
 }
 

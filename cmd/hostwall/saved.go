@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -22,19 +20,9 @@ type savedPlan struct {
 	Plan          planner.JSONPlan `json:"plan"`
 }
 
-// configHash covers every file of the configuration: names and contents.
-func configHash(res *loader.Result) string {
-	h := sha256.New()
-	for _, s := range res.Sources {
-		sum := sha256.Sum256(s.Data)
-		fmt.Fprintf(h, "%s %x\n", s.Path, sum)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
 func writeSavedPlan(path string, g *globals, res *loader.Result, p *planner.Plan) error {
 	data, err := json.MarshalIndent(savedPlan{FormatVersion: planner.FormatVersion, NetNS: g.netns, ConfigDir: g.configDir,
-		ConfigHash: configHash(res), HostName: g.effectiveHostName(res), Plan: p.JSON()}, "", "  ")
+		ConfigHash: loader.HashSources(res.Sources), HostName: g.effectiveHostName(res), Plan: p.JSON()}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,275 @@
+package main_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hostwall/hostwall/internal/testns"
+)
+
+// runningAgent is `hostwall agent` started for a test.
+type runningAgent struct {
+	cmd    *exec.Cmd
+	log    *syncBuffer
+	notify *net.UnixConn
+}
+
+// syncBuffer is the agent's stderr, read by the test while it is written.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// logged awaits a log line containing s.
+func (a *runningAgent) logged(t *testing.T, timeout time.Duration, s string) {
+	t.Helper()
+	await(t, timeout, "the agent logs "+strconv.Quote(s), func() bool { return strings.Contains(a.log.String(), s) })
+}
+
+// startAgent runs the agent on dir in namespace ns, with NOTIFY_SOCKET
+// pointing at a socket the test reads.
+func startAgent(t *testing.T, ns, dir string, more ...string) *runningAgent {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	a := &runningAgent{log: &syncBuffer{}, notify: conn}
+	a.cmd = exec.Command(binary, append([]string{"agent", "-c", dir, "--netns", ns, "--host-name", "srv", "--log-format", "json"}, more...)...)
+	a.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+sock), dirsOf(t)...)
+	a.cmd.Stderr = a.log
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.cmd.Process.Kill(); a.cmd.Wait() })
+	return a
+}
+
+// next returns the next sd_notify message.
+func (a *runningAgent) next(t *testing.T) string {
+	t.Helper()
+	buf := make([]byte, 4096)
+	a.notify.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := a.notify.Read(buf)
+	if err != nil {
+		t.Fatalf("no sd_notify message: %v\nagent log:\n%s", err, a.log)
+	}
+	return string(buf[:n])
+}
+
+// expect reads messages until one starts with prefix, returning it.
+func (a *runningAgent) expect(t *testing.T, prefix string) string {
+	t.Helper()
+	var seen []string
+	for i := 0; i < 20; i++ {
+		m := a.next(t)
+		if strings.HasPrefix(m, prefix) {
+			return m
+		}
+		seen = append(seen, m)
+	}
+	t.Fatalf("no message starting %q; saw %q", prefix, seen)
+	return ""
+}
+
+func generationCount(t *testing.T) int {
+	t.Helper()
+	r := hostwall(t, "", "generations", "--json")
+	var out struct{ Generations []json.RawMessage }
+	if err := json.Unmarshal([]byte(r.stdout), &out); err != nil {
+		t.Fatalf("generations: %v %s", err, r.stdout)
+	}
+	return len(out.Generations)
+}
+
+const agentPolicy = `
+host_endpoint "eth0" { interface = "eth0" }
+policy "p" {
+  ingress {
+    action      = "allow"
+    protocol    = "tcp"
+    destination { ports = [%d] }
+  }
+}
+`
+
+func policyFor(port int) string { return strings.Replace(agentPolicy, "%d", strconv.Itoa(port), 1) }
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// TestAgentNotify checks the sd_notify sequence for start, reload, an
+// invalid edit and stop, and that the ruleset stays after the stop.
+func TestAgentNotify(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
+	a := startAgent(t, ns, dir)
+	if m := a.next(t); m != "STATUS=starting" {
+		t.Errorf("first message %q, want STATUS=starting", m)
+	}
+	a.expect(t, "READY=1")
+	if m := a.expect(t, "STATUS="); !strings.Contains(m, "generation 1") || !strings.Contains(m, "rules") {
+		t.Errorf("status after start: %q", m)
+	}
+	a.cmd.Process.Signal(syscall.SIGHUP)
+	if m := a.next(t); !strings.HasPrefix(m, "RELOADING=1\nMONOTONIC_USEC=") {
+		t.Errorf("after SIGHUP: %q, want RELOADING=1 with MONOTONIC_USEC", m)
+	}
+	a.expect(t, "READY=1")
+	os.WriteFile(filepath.Join(dir, "p.hcl"), []byte("policy \"p\" {\n  selector = \"role ==\"\n}\n"), 0o644)
+	if m := a.expect(t, "STATUS=INVALID"); !strings.Contains(m, "p.hcl:2:14: Invalid selector") || !strings.Contains(m, "keeping generation 1") {
+		t.Errorf("status after an invalid edit: %q", m)
+	}
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.expect(t, "STOPPING=1")
+	if err := a.cmd.Wait(); err != nil {
+		t.Errorf("agent exit: %v", err)
+	}
+	if out := testns.NFT(t, ns, "list", "tables"); !strings.Contains(out, "hostwall") {
+		t.Error("the ruleset vanished when the agent stopped")
+	}
+}
+
+// TestAgentEdits: each way of changing the directory — in place, an
+// editor's rename-save, sed -i, a dpkg-style .dpkg-new rename, the
+// directory removed and created again — leads to exactly one apply, and the
+// kernel then matches the files.
+func TestAgentEdits(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	parent := t.TempDir()
+	dir := filepath.Join(parent, "hostwall")
+	os.Mkdir(dir, 0o755)
+	file := filepath.Join(dir, "p.hcl")
+	os.WriteFile(file, []byte(policyFor(80)), 0o644)
+	a := startAgent(t, ns, dir, "--debounce", "100ms")
+	a.expect(t, "READY=1")
+	port := 80
+	edits := []struct {
+		name string
+		do   func(content string)
+	}{
+		{"in place", func(c string) { os.WriteFile(file, []byte(c), 0o644) }},
+		{"editor rename-save", func(c string) {
+			os.WriteFile(filepath.Join(dir, ".p.hcl.swp"), []byte("swap"), 0o644)
+			os.Rename(file, file+"~")
+			os.WriteFile(file, []byte(c), 0o644)
+			os.Remove(file + "~")
+			os.Remove(filepath.Join(dir, ".p.hcl.swp"))
+		}},
+		{"sed -i", func(c string) {
+			testns.Run(t, "sed", "-i", "s/ports = \\[[0-9]*\\]/ports = ["+itoa(port)+"]/", file)
+		}},
+		{"dpkg-new rename", func(c string) {
+			os.WriteFile(file+".dpkg-new", []byte(c), 0o644)
+			os.Rename(file+".dpkg-new", file)
+		}},
+		{"directory removed and recreated", func(c string) {
+			os.RemoveAll(dir)
+			os.Mkdir(dir, 0o755)
+			os.WriteFile(file, []byte(c), 0o644)
+		}},
+	}
+	for _, e := range edits {
+		before := generationCount(t)
+		port++
+		e.do(policyFor(port))
+		args := []string{"plan", "--detailed-exitcode", "-c", dir, "--netns", ns, "--host-name", "srv"}
+		await(t, 5*time.Second, e.name+": the kernel matches the files", func() bool { return hostwall(t, "", args...).code == 0 })
+		time.Sleep(400 * time.Millisecond) // settle: long enough for a stray second apply to show
+		if n := generationCount(t); n != before+1 {
+			t.Errorf("%s: %d applies, want exactly one\nagent log:\n%s", e.name, n-before, a.log)
+		}
+	}
+}
+
+// TestAgentRepairsDrift: changes made with nft to our table — a rule
+// added, the whole table deleted — are repaired and logged with nft's
+// name; the time from change to repair is reported.
+func TestAgentRepairsDrift(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
+	a := startAgent(t, ns, dir)
+	a.expect(t, "READY=1")
+	for _, c := range []struct {
+		name     string
+		change   []string
+		repaired func(table string) bool
+	}{
+		{"rule added", []string{"add", "rule", "inet", "hostwall", "pol-p-in", "tcp", "dport", "9999", "accept"},
+			func(table string) bool { return strings.Contains(table, "dport 80 ") && !strings.Contains(table, "9999") }},
+		{"table deleted", []string{"delete", "table", "inet", "hostwall"},
+			func(table string) bool { return strings.Contains(table, "dport 80 ") }},
+	} {
+		changed := time.Now()
+		testns.NFT(t, ns, c.change...)
+		deadline := changed.Add(15 * time.Second)
+		for {
+			out, _ := exec.Command("ip", "netns", "exec", ns, "nft", "list", "table", "inet", "hostwall").Output()
+			if c.repaired(string(out)) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: not repaired within 15s\nagent log:\n%s", c.name, a.log)
+			}
+			time.Sleep(5 * time.Millisecond) // polling the kernel with a deadline
+		}
+		t.Logf("%s: repaired %s after the change (nft's run included)", c.name, time.Since(changed).Round(time.Millisecond))
+	}
+	a.logged(t, 5*time.Second, "repaired drift")
+	if !strings.Contains(a.log.String(), `"why":"changed by nft (pid `) {
+		t.Errorf("the repair does not name nft as the changer:\n%s", a.log)
+	}
+}
+
+// TestAgentTrialAfterRestart: agent and guard killed during a trial; the
+// agent started again rolls the trial back at its deadline, ending on the
+// previous generation, and does not re-apply the rolled-back files.
+func TestAgentTrialAfterRestart(t *testing.T) {
+	l := newSSHLab(t)
+	a := startAgent(t, l.srv, l.cfgA)
+	a.expect(t, "READY=1")
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "2s")
+	tr := trialOf(t, l.srv)
+	if !l.holds(t, l.cfgB) {
+		t.Fatal("the trial is not in force")
+	}
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+	syscall.Kill(tr.GuardPID, syscall.SIGKILL)
+	b := startAgent(t, l.srv, l.cfgA)
+	b.expect(t, "READY=1")
+	if !l.holds(t, l.cfgB) {
+		t.Fatal("the restarted agent ended the trial before its deadline")
+	}
+	await(t, time.Until(tr.Deadline)+2*time.Second, "the previous generation is back", func() bool { return l.holds(t, l.cfgA) })
+	if !l.sshWorks(t) {
+		t.Error("port 22 still unreachable after the rollback")
+	}
+	b.logged(t, 5*time.Second, "trial rolled back")
+}

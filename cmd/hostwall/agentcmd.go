@@ -1,0 +1,84 @@
+package main
+
+import (
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/term"
+
+	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/systemd"
+)
+
+// Compile-time checks that the concrete pieces fit the agent.
+var (
+	_ agent.Kernel   = (*nft.Conn)(nil)
+	_ agent.Notifier = systemd.Notifier{}
+)
+
+func newAgentCmd(g *globals) *cobra.Command {
+	var resync, debounce time.Duration
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Run the daemon: apply the configuration directory and keep the kernel matching it",
+		Long: `agent applies the configuration (or, if it does not load, the last good
+generation), tells systemd it is ready, then watches the configuration
+directory and applies every change of content as a new generation. An
+invalid change keeps the running ruleset and says why (logs, systemctl
+status). SIGHUP reloads. Changes made to table inet hostwall by others are
+repaired. A pending trial is rolled back when its deadline passes, also
+after a restart or a reboot. When the agent stops, the ruleset stays in the
+kernel: remove it on purpose with nft delete table inet hostwall.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := g.logger()
+			defer log.Sync()
+			conn, err := g.open()
+			if err != nil {
+				return err
+			}
+			defer conn.Close()
+			res, _ := loader.LoadDir(g.configDir) // for the host block's name only; errors come later
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			drift := make(chan agent.Drift, 16)
+			err = conn.Watch(ctx, func(c nft.Change) {
+				select {
+				case drift <- agent.Drift{By: c.By, Certain: c.Certain}:
+				default: // checks already pending cover it
+				}
+			})
+			if err != nil {
+				return err
+			}
+			d := agent.New(agent.Options{
+				ConfigDir: g.configDir, Store: g.store(), Run: g.run(), NetNS: g.netns, HostName: g.effectiveHostName(res),
+				Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(), Drift: drift,
+				Kernel: conn, DeleteTable: conn.DeleteTable, IsGenerationChanged: nft.IsGenerationChanged,
+				Notify: systemd.Notifier{}, Log: log,
+			})
+			return d.Run(ctx)
+		},
+	}
+	cmd.Flags().DurationVar(&resync, "resync", 5*time.Minute, "period of the full verification against drift")
+	cmd.Flags().DurationVar(&debounce, "debounce", 200*time.Millisecond, "quiet time after a change before reloading")
+	return cmd
+}
+
+// logger logs to stderr: readable on a terminal, JSON otherwise or with
+// --log-format json.
+func (g *globals) logger() *zap.Logger {
+	enc := zap.NewDevelopmentEncoderConfig()
+	encoder := zapcore.NewConsoleEncoder(enc)
+	if g.logFormat == "json" || (g.logFormat == "" && !term.IsTerminal(int(os.Stderr.Fd()))) {
+		encoder = zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig())
+	}
+	return zap.New(zapcore.NewCore(encoder, zapcore.Lock(os.Stderr), zap.InfoLevel)).Named("agent")
+}
