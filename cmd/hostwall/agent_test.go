@@ -154,6 +154,27 @@ func TestAgentNotify(t *testing.T) {
 	}
 }
 
+// TestAgentStartsOnBrokenFiles: a boot with a broken file (the kernel
+// empty, as after a reboot) still comes up firewalled, on the last good
+// generation, and says why in STATUS=.
+func TestAgentStartsOnBrokenFiles(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
+	hostwall(t, "", "apply", "--auto-approve", "-c", dir, "--netns", ns, "--host-name", "srv")
+	testns.NFT(t, ns, "delete", "table", "inet", "hostwall")
+	os.WriteFile(filepath.Join(dir, "p.hcl"), []byte("policy \"p\" {\n  selector = \"role ==\"\n}\n"), 0o644)
+
+	a := startAgent(t, ns, dir)
+	a.expect(t, "READY=1")
+	if m := a.expect(t, "STATUS="); !strings.Contains(m, "generation 1") || !strings.Contains(m, "p.hcl:2:14: Invalid selector") {
+		t.Errorf("status after a start on broken files: %q", m)
+	}
+	if out := testns.NFT(t, ns, "list", "chain", "inet", "hostwall", "pol-p-in"); !strings.Contains(out, "dport 80 ") {
+		t.Errorf("the last good generation is not in force:\n%s", out)
+	}
+}
+
 // TestAgentEdits: each way of changing the directory — in place, an
 // editor's rename-save, sed -i, a dpkg-style .dpkg-new rename, the
 // directory removed and created again — leads to exactly one apply, and the
