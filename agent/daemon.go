@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -54,6 +55,8 @@ type Options struct {
 	IsGenerationChanged func(error) bool
 	Notify              Notifier
 	Log                 *zap.Logger
+	// Socket is the control socket's path; empty for none.
+	Socket string
 }
 
 // Drift is a change to the table by another process.
@@ -90,6 +93,8 @@ type Daemon struct {
 	current     int
 	lastErr     string
 	repairs     int
+	lastApply   *ApplyRecord
+	lastDrift   *DriftRecord
 }
 
 // New returns a daemon.
@@ -126,6 +131,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	defer w.close()
+	calls := make(chan call)
+	if d.o.Socket != "" {
+		ln, err := listenControl(d.o.Socket)
+		if err != nil {
+			return err
+		}
+		defer ln.Close()
+		go d.serveControl(ctx, ln, calls)
+	}
 	d.o.Notify.Ready()
 	d.status()
 
@@ -189,6 +203,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.status()
 		case <-resync.C:
 			d.verify(ctx, "periodic verification")
+		case c := <-calls:
+			c.reply <- d.handle(ctx, c.req)
+			if c.req.Command == "confirm" {
+				debounce.Reset(0) // changes held back by the trial go in now
+			}
 		case <-watchdog:
 			d.o.Notify.Watchdog()
 		case <-trialTimer:
@@ -268,11 +287,18 @@ func (d *Daemon) reconcile(ctx context.Context, why string, force bool) error {
 }
 
 func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) error {
+	rec := func(result string, gen int, err error) error {
+		d.lastApply = &ApplyRecord{Time: time.Now(), Why: why, Result: result, Generation: gen}
+		if err != nil {
+			d.lastApply.Error = err.Error()
+		}
+		return err
+	}
 	res, desired, err := d.load()
 	if err != nil {
 		d.lastErr = err.Error()
 		d.o.Notify.Status(fmt.Sprintf("INVALID configuration, keeping generation %d: %s", d.current, err))
-		return err
+		return rec("invalid", 0, err)
 	}
 	d.lastErr = ""
 	hash := loader.HashSources(res.Sources)
@@ -280,30 +306,30 @@ func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) er
 		return nil
 	}
 	if t, _ := d.o.Run.ReadTrial(d.o.NetNS); t != nil {
-		d.o.Log.Warn("a trial is pending; the configuration is applied once it ends", zap.Int("generation", t.Generation))
-		return nil
+		return rec("held", 0, fmt.Errorf("generation %d is on trial; the files are applied once it is confirmed or rolled back", t.Generation))
 	}
 	if d.rolledBack(hash) && !force {
 		d.o.Log.Warn("the files hold a configuration whose trial was rolled back; edit them (or hostwall reload) to apply it again")
 		d.appliedHash = hash
+		rec("held", 0, errors.New("the files hold a configuration whose trial was rolled back; edit them or run hostwall reload to apply it again"))
 		return d.applyCurrent(ctx)
 	}
 	p, err := Plan(ctx, d.o.Kernel, desired)
 	if err != nil {
-		return err
+		return rec("failed", 0, err)
 	}
 	if _, err := Apply(ctx, d.o.Kernel, desired, p, d.o.IsGenerationChanged); err != nil {
 		d.lastErr = err.Error()
-		return err
+		return rec("failed", 0, err)
 	}
 	d.appliedHash = hash
 	gen, err := d.recordIfNew(res, desired, why)
 	if err != nil {
-		return err
+		return rec("failed", 0, err)
 	}
 	d.current = gen
 	d.o.Log.Info("applied", zap.String("why", why), zap.Int("generation", gen), zap.Bool("changed", !p.Empty()))
-	return nil
+	return rec("applied", gen, nil)
 }
 
 // rolledBack reports whether files with this hash were last rolled back.
@@ -351,17 +377,22 @@ func (d *Daemon) generationTable(n int) (*ruleset.Table, error) {
 	if err != nil {
 		return nil, err
 	}
+	return CompileGeneration(g)
+}
+
+// CompileGeneration compiles a recorded generation's files for its host.
+func CompileGeneration(g *state.Generation) (*ruleset.Table, error) {
 	var srcs []loader.Source
 	for _, f := range g.Files {
 		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data})
 	}
 	res, diags := loader.Load(srcs)
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("generation %d no longer loads: %s", n, diags.Errs()[0])
+		return nil, fmt.Errorf("generation %d no longer loads: %s", g.Number, diags.Errs()[0])
 	}
 	tbl, diags := compile.Compile(res.Config, compile.Options{HostName: g.HostName})
 	if diags.HasErrors() {
-		return nil, fmt.Errorf("generation %d no longer compiles: %s", n, diags.Errs()[0])
+		return nil, fmt.Errorf("generation %d no longer compiles: %s", g.Number, diags.Errs()[0])
 	}
 	return tbl, nil
 }
@@ -417,6 +448,7 @@ func (d *Daemon) verifyLocked(ctx context.Context, why string) {
 		return
 	}
 	d.repairs++
+	d.lastDrift = &DriftRecord{Time: time.Now(), By: strings.TrimPrefix(why, "changed by "), Changes: len(p.Changes)}
 	d.o.Log.Warn("repaired drift", zap.String("why", why), zap.Int("generation", cur), zap.Int("changes", len(p.Changes)))
 }
 

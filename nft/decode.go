@@ -57,7 +57,7 @@ func (d *decoder) step(r *ruleset.Rule) bool {
 	case *expr.Ct:
 		return d.ctState(e, r)
 	case *expr.Counter:
-		r.Counter = true
+		r.Counter, r.Packets, r.Bytes = true, e.Packets, e.Bytes
 		d.i++
 		return true
 	case *expr.Notrack:

@@ -27,6 +27,9 @@ type Rule struct {
 	// StoredID is the ID found in a live rule's user data; empty when the rule
 	// carries none (it was not made by hostwall). Live rules only.
 	StoredID string
+	// Packets and Bytes are the rule's counter values. Live rules only;
+	// never compared.
+	Packets, Bytes uint64
 	// Undecoded is set on a live rule whose expressions hostwall cannot
 	// express (made by someone else); it holds a description for people.
 	Undecoded string

@@ -49,6 +49,11 @@ type RunDir struct {
 	Persist string
 }
 
+// SocketPath is where the agent of a namespace listens.
+func (r RunDir) SocketPath(netns string) string {
+	return filepath.Join(r.Dir, "agent-"+nsName(netns)+".sock")
+}
+
 func (r RunDir) trialPath(netns string) string {
 	return filepath.Join(r.Dir, "trial-"+nsName(netns)+".json")
 }

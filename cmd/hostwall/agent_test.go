@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/internal/testns"
+	"github.com/hostwall/hostwall/state"
 )
 
 // runningAgent is `hostwall agent` started for a test.
@@ -293,4 +295,95 @@ func TestAgentTrialAfterRestart(t *testing.T) {
 		t.Error("port 22 still unreachable after the rollback")
 	}
 	b.logged(t, 5*time.Second, "trial rolled back")
+}
+
+func agentStatus(t *testing.T, l sshLab) agent.Status {
+	t.Helper()
+	r := hostwall(t, "", "status", "--json", "--netns", l.srv)
+	var s agent.Status
+	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || r.code != 0 {
+		t.Fatalf("status exited %d: %v\n%s%s", r.code, err, r.stdout, r.stderr)
+	}
+	return s
+}
+
+// TestAgentControl: status, confirm and reload through the control socket
+// (root-only, 0600), with per-rule counters that count real packets; a
+// second agent is refused; without an agent, status falls back and reload
+// says so.
+func TestAgentControl(t *testing.T) {
+	l := newSSHLab(t)
+	a := startAgent(t, l.srv, l.cfgA)
+	a.expect(t, "READY=1")
+	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
+	sock := state.RunDir{Dir: run}.SocketPath(l.srv)
+	if fi, err := os.Stat(sock); err != nil || fi.Mode()&os.ModeSocket == 0 || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("control socket %s: %v %v, want a socket with mode 0600", sock, fi, err)
+	}
+
+	for i := 0; i < 3; i++ { // accepted by the policy, refused by the host: 3 SYNs counted
+		testns.Do(l.cli, func() error {
+			if c, err := net.DialTimeout("tcp", "10.201.1.2:8080", time.Second); err == nil {
+				c.Close()
+			}
+			return nil
+		})
+	}
+	s := agentStatus(t, l)
+	if s.Agent != a.cmd.Process.Pid || s.Generation != 1 || s.LastApply == nil || s.LastApply.Result != "applied" {
+		t.Errorf("status = %+v, want agent %d on generation 1, last apply applied", s, a.cmd.Process.Pid)
+	}
+	var counted uint64
+	for _, c := range s.Chains {
+		for _, r := range c.Rules {
+			if c.Chain == "pol-p-in" && strings.Contains(r.Rule, "dport 8080") {
+				counted = r.Packets
+				if c.Description != `policy "p", ingress` {
+					t.Errorf("pol-p-in described as %q", c.Description)
+				}
+			}
+		}
+	}
+	if counted < 3 {
+		t.Errorf("the allow rule for 8080 counted %d packets, want at least 3; counters: %+v", counted, s.Chains)
+	}
+
+	second := startAgent(t, l.srv, l.cfgA)
+	if err := second.cmd.Wait(); err == nil || !strings.Contains(second.log.String(), "another agent is serving") {
+		t.Errorf("a second agent on the namespace was not refused: %v\n%s", err, second.log)
+	}
+
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "60s")
+	if r := hostwall(t, "", "confirm", "--netns", l.srv); r.code != 0 || !strings.Contains(r.stdout, "Generation 2 confirmed") {
+		t.Fatalf("confirm through the agent: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if s := agentStatus(t, l); s.Trial != nil || s.LastTrial == nil || !strings.Contains(s.LastTrial.Detail, "through the agent") {
+		t.Errorf("after confirm: trial %+v, last trial %+v", s.Trial, s.LastTrial)
+	}
+	if r := hostwall(t, "", "reload", "--netns", l.srv); r.code != 0 || !strings.Contains(r.stdout, "generation 3 is in force") {
+		t.Fatalf("reload: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if !l.holds(t, l.cfgA) {
+		t.Error("after reload the kernel does not hold the agent's files")
+	}
+
+	// Only root and the agent's user are served, whatever the socket's mode.
+	os.Chmod(filepath.Dir(run), 0o755)
+	os.Chmod(run, 0o755)
+	os.Chmod(sock, 0o666)
+	os.Chmod(filepath.Dir(binary), 0o755)
+	nobody := exec.Command(binary, "status", "--netns", l.srv, "--run-dir", run, "--state-dir", t.TempDir())
+	nobody.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	if out, err := nobody.CombinedOutput(); err == nil || !strings.Contains(string(out), "uid 65534 may not control the firewall") {
+		t.Errorf("uid 65534 was served: %v\n%s", err, out)
+	}
+
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	a.cmd.Wait()
+	if r := hostwall(t, "", "reload", "--netns", l.srv); r.code == 0 || !strings.Contains(r.stderr, "no agent is running") {
+		t.Errorf("reload without an agent: %d %s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := hostwall(t, "", "status", "--netns", l.srv); r.code != 0 || !strings.Contains(r.stdout, "Agent: not running") || !strings.Contains(r.stdout, "dport 8080") {
+		t.Errorf("status without an agent: %d %s%s", r.code, r.stdout, r.stderr)
+	}
 }

@@ -62,7 +62,7 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 				ConfigDir: g.configDir, Store: g.store(), Run: g.run(), NetNS: g.netns, HostName: g.effectiveHostName(res),
 				Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(), Drift: drift,
 				Kernel: conn, DeleteTable: conn.DeleteTable, IsGenerationChanged: nft.IsGenerationChanged,
-				Notify: systemd.Notifier{}, Log: log,
+				Notify: systemd.Notifier{}, Log: log, Socket: g.run().SocketPath(g.netns),
 			})
 			return d.Run(ctx)
 		},

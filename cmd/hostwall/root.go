@@ -62,7 +62,7 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall")
 	pf.StringVar(&g.logFormat, "log-format", "", "agent logs: console or json (default: console on a terminal, else json)")
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g),
-		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newStatusCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())
+		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newReloadCmd(g), newStatusCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())
 	return root
 }
 

@@ -15,8 +15,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostwall/hostwall/agent"
-	"github.com/hostwall/hostwall/compile"
-	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/state"
 )
@@ -226,17 +224,9 @@ func (g *globals) rollbackTo(ctx context.Context, n int, force bool) error {
 	if err != nil {
 		return err
 	}
-	var srcs []loader.Source
-	for _, f := range gen.Files {
-		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data})
-	}
-	res, diags := loader.Load(srcs)
-	if diags.HasErrors() {
-		return fmt.Errorf("generation %d no longer loads: %v", n, diags.Errs()[0])
-	}
-	desired, diags := compile.Compile(res.Config, compile.Options{HostName: gen.HostName})
-	if diags.HasErrors() {
-		return fmt.Errorf("generation %d no longer compiles: %v", n, diags.Errs()[0])
+	desired, err := agent.CompileGeneration(gen)
+	if err != nil {
+		return err
 	}
 	if got := state.HashRuleset(desired.String()); got != gen.RulesetHash && !force {
 		return fmt.Errorf("generation %d compiles to a different ruleset with this hostwall version than when it was applied; --force rolls back to what it compiles to now", n)
@@ -255,8 +245,22 @@ func newConfirmCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "confirm",
 		Short: "Keep the generation on trial",
-		Args:  cobra.NoArgs,
+		Long: `confirm ends the pending trial, keeping its generation. With an agent
+running it goes through the agent, which then applies any changes the trial
+held back; without one, through the state directory.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := agent.Call(g.run().SocketPath(g.netns), agent.Request{Command: "confirm"})
+			if !errors.Is(err, agent.ErrNoAgent) {
+				if err != nil {
+					return err
+				}
+				if resp.Error != "" {
+					return errors.New(resp.Error)
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
+				return nil
+			}
 			lock, err := g.lock()
 			if err != nil {
 				return err
@@ -277,6 +281,31 @@ func newConfirmCmd(g *globals) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Generation %d confirmed; it stays.\n", t.Generation)
+			return nil
+		},
+	}
+}
+
+func newReloadCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "reload",
+		Short: "Make the running agent apply the configuration directory now",
+		Long: `reload asks the running agent to load and apply the configuration
+directory now, even when its content did not change (as SIGHUP does), and
+reports the result. Without an agent it fails: use hostwall apply.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			resp, err := agent.Call(g.run().SocketPath(g.netns), agent.Request{Command: "reload"})
+			if errors.Is(err, agent.ErrNoAgent) {
+				return fmt.Errorf("%w: start it (systemctl start hostwall) or use hostwall apply", err)
+			}
+			if err != nil {
+				return err
+			}
+			if resp.Error != "" {
+				return errors.New(resp.Error)
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
 			return nil
 		},
 	}

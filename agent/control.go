@@ -1,0 +1,221 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/state"
+)
+
+// The control socket speaks one JSON request and one JSON response per
+// connection.
+
+// Request is a command to the agent: "status", "confirm" or "reload".
+type Request struct {
+	Command string `json:"command"`
+}
+
+// Response is the agent's answer: a status, or a message, or an error.
+type Response struct {
+	Status  *Status `json:"status,omitempty"`
+	Message string  `json:"message,omitempty"`
+	Error   string  `json:"error,omitempty"`
+}
+
+// ErrNoAgent is returned by Call when no agent listens.
+var ErrNoAgent = errors.New("no agent is running")
+
+// Call sends a request to the agent listening on path.
+func Call(path string, req Request) (*Response, error) {
+	conn, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
+			return nil, fmt.Errorf("%w (nothing listens on %s)", ErrNoAgent, path)
+		}
+		return nil, fmt.Errorf("connecting to the agent: %w", err)
+	}
+	defer conn.Close()
+	// A reload applies; give it time. Status and confirm answer at once
+	// unless the agent waits for the state lock.
+	conn.SetDeadline(time.Now().Add(2*lockTimeout + 30*time.Second))
+	if err := json.NewEncoder(conn).Encode(req); err != nil {
+		return nil, fmt.Errorf("talking to the agent: %w", err)
+	}
+	var resp Response
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return nil, fmt.Errorf("reading the agent's answer: %w", err)
+	}
+	return &resp, nil
+}
+
+// call is a request waiting for the daemon's loop.
+type call struct {
+	req   Request
+	reply chan Response
+}
+
+// listenControl opens the control socket: mode 0600 in the run directory
+// (0700), and only root or our own user is served (SO_PEERCRED). A socket
+// left by a dead agent is replaced; a live one is an error.
+func listenControl(path string) (*net.UnixListener, error) {
+	if c, err := net.Dial("unix", path); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("another agent is serving %s; one agent per network namespace", path)
+	}
+	os.Remove(path)
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, err
+	}
+	// Until the chmod, the umask's mode lacks write for others, which
+	// connecting needs.
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: path, Net: "unix"})
+	if err != nil {
+		return nil, fmt.Errorf("control socket: %w", err)
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return ln, nil
+}
+
+// serveControl accepts connections until ln closes, passing requests to
+// calls.
+func (d *Daemon) serveControl(ctx context.Context, ln *net.UnixListener, calls chan<- call) {
+	for {
+		conn, err := ln.AcceptUnix()
+		if err != nil {
+			return
+		}
+		go d.serveConn(ctx, conn, calls)
+	}
+}
+
+func (d *Daemon) serveConn(ctx context.Context, conn *net.UnixConn, calls chan<- call) {
+	defer conn.Close()
+	enc := json.NewEncoder(conn)
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	var req Request
+	err := json.NewDecoder(bufio.NewReader(conn)).Decode(&req)
+	if perr := allowedPeer(conn); perr != nil { // after reading: the client's write must not fail
+		d.o.Log.Warn("control socket: refused", zap.Error(perr))
+		enc.Encode(Response{Error: perr.Error()})
+		return
+	}
+	if err != nil {
+		enc.Encode(Response{Error: "bad request: " + err.Error()})
+		return
+	}
+	c := call{req: req, reply: make(chan Response, 1)}
+	select {
+	case calls <- c:
+	case <-ctx.Done():
+		enc.Encode(Response{Error: "the agent is stopping"})
+		return
+	}
+	select {
+	case r := <-c.reply:
+		enc.Encode(r)
+	case <-ctx.Done():
+		enc.Encode(Response{Error: "the agent is stopping"})
+	}
+}
+
+// allowedPeer lets root and the agent's own user in.
+func allowedPeer(conn *net.UnixConn) error {
+	raw, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var cred *unix.Ucred
+	var cerr error
+	if err := raw.Control(func(fd uintptr) {
+		cred, cerr = unix.GetsockoptUcred(int(fd), unix.SOL_SOCKET, unix.SO_PEERCRED)
+	}); err != nil {
+		return err
+	}
+	if cerr != nil {
+		return cerr
+	}
+	if cred.Uid != 0 && int(cred.Uid) != os.Getuid() {
+		return fmt.Errorf("uid %d may not control the firewall", cred.Uid)
+	}
+	return nil
+}
+
+// handle runs a control request in the daemon's loop.
+func (d *Daemon) handle(ctx context.Context, req Request) Response {
+	switch req.Command {
+	case "status":
+		return Response{Status: d.snapshot(ctx)}
+	case "confirm":
+		var msg string
+		err := d.locked(func() error {
+			t, err := d.o.Run.ReadTrial(d.o.NetNS)
+			if err != nil {
+				return err
+			}
+			if t == nil {
+				if o, _ := d.o.Run.LastOutcome(d.o.NetNS); o != nil && o.Result == state.RolledBack {
+					return fmt.Errorf("no trial is pending: generation %d was rolled back at %s (%s)", o.Generation, o.Time.Format(time.DateTime), o.Detail)
+				}
+				return errors.New("no trial is pending")
+			}
+			if err := d.o.Run.EndTrial(t, state.Confirmed, "confirmed by hostwall confirm, through the agent"); err != nil {
+				return err
+			}
+			d.o.Log.Info("trial confirmed", zap.Int("generation", t.Generation))
+			msg = fmt.Sprintf("Generation %d confirmed; it stays.", t.Generation)
+			return nil
+		})
+		if err != nil {
+			return Response{Error: err.Error()}
+		}
+		return Response{Message: msg}
+	case "reload":
+		d.o.Notify.Reloading()
+		d.o.Log.Info("reloading (hostwall reload)")
+		err := d.reconcile(ctx, "reload", true)
+		d.o.Notify.Ready()
+		d.status()
+		if err != nil {
+			d.o.Log.Error("not applied; the running ruleset stays", zap.Error(err))
+			return Response{Error: fmt.Sprintf("not applied; generation %d stays: %s", d.current, err)}
+		}
+		return Response{Message: fmt.Sprintf("Reloaded: generation %d is in force.", d.current)}
+	}
+	return Response{Error: fmt.Sprintf("unknown command %q (status, confirm, reload)", req.Command)}
+}
+
+// snapshot is the agent's status.
+func (d *Daemon) snapshot(ctx context.Context) *Status {
+	s := &Status{Agent: os.Getpid(), ConfigDir: d.o.ConfigDir, Generation: d.current, DriftRepairs: d.repairs,
+		LastApply: d.lastApply, LastDrift: d.lastDrift}
+	if cur, err := d.o.Store.Current(); err == nil {
+		s.Generation = cur // a CLI apply or rollback may have moved it
+	}
+	s.Trial, _ = d.o.Run.ReadTrial(d.o.NetNS)
+	s.LastTrial, _ = d.o.Run.LastOutcome(d.o.NetNS)
+	live, _, err := d.o.Kernel.Read(ctx)
+	switch {
+	case err != nil:
+		s.CountersError = err.Error()
+	case live == nil:
+		s.CountersError = "table inet hostwall does not exist"
+	default:
+		s.Rules = live.RuleCount()
+		desired, _ := d.generationTable(s.Generation)
+		s.Chains = Counters(live, desired)
+	}
+	return s
+}
