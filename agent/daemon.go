@@ -46,7 +46,7 @@ type Options struct {
 	// Watchdog is the watchdog ping period; 0 for none.
 	Watchdog time.Duration
 	// Drift delivers other processes' changes to the table; nil for none.
-	Drift <-chan Drift
+	Drift  <-chan Drift
 	Kernel Kernel
 	// DeleteTable removes the table (a trial of the first configuration
 	// rolls back to no firewall).

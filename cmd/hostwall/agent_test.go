@@ -245,7 +245,9 @@ func TestAgentRepairsDrift(t *testing.T) {
 		repaired func(table string) bool
 	}{
 		{"rule added", []string{"add", "rule", "inet", "hostwall", "pol-p-in", "tcp", "dport", "9999", "accept"},
-			func(table string) bool { return strings.Contains(table, "dport 80 ") && !strings.Contains(table, "9999") }},
+			func(table string) bool {
+				return strings.Contains(table, "dport 80 ") && !strings.Contains(table, "9999")
+			}},
 		{"table deleted", []string{"delete", "table", "inet", "hostwall"},
 			func(table string) bool { return strings.Contains(table, "dport 80 ") }},
 	} {
