@@ -78,8 +78,10 @@ const (
 )
 
 // lockTimeout is how long the agent waits for the state lock (a CLI apply
-// or rollback) before retrying later.
-const lockTimeout = 30 * time.Second
+// or rollback, perhaps waiting at its "yes" prompt) before retrying later.
+// It stays below half the unit's WatchdogSec=30s: the loop that waits is
+// the loop that pings the watchdog.
+const lockTimeout = 10 * time.Second
 
 // Daemon is the agent: the CLI's load → compile → plan → apply path in a
 // loop driven by the configuration directory, signals, the drift monitor
@@ -460,7 +462,7 @@ func (d *Daemon) settleTrial(ctx context.Context) {
 	if err != nil || t == nil || (time.Now().Before(t.Deadline) && !t.Rebooted) {
 		return
 	}
-	lock, err := state.AcquireLock(d.o.Run.Dir, d.o.NetNS, time.Minute)
+	lock, err := state.AcquireLock(d.o.Run.Dir, d.o.NetNS, lockTimeout)
 	if err != nil {
 		d.o.Log.Error("rolling back the trial", zap.Error(err))
 		return

@@ -124,11 +124,13 @@ func policyFor(port int) string { return strings.Replace(agentPolicy, "%d", strc
 func itoa(n int) string { return strconv.Itoa(n) }
 
 // TestAgentNotify checks the sd_notify sequence for start, reload, an
-// invalid edit and stop, and that the ruleset stays after the stop.
+// invalid edit, the watchdog and stop, and that the ruleset stays after
+// the stop.
 func TestAgentNotify(t *testing.T) {
 	ns := testns.New(t)
 	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
 	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
+	t.Setenv("WATCHDOG_USEC", "1000000")
 	a := startAgent(t, ns, dir)
 	if m := a.next(t); m != "STATUS=starting" {
 		t.Errorf("first message %q, want STATUS=starting", m)
@@ -145,6 +147,12 @@ func TestAgentNotify(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "p.hcl"), []byte("policy \"p\" {\n  selector = \"role ==\"\n}\n"), 0o644)
 	if m := a.expect(t, "STATUS=INVALID"); !strings.Contains(m, "p.hcl:2:14: Invalid selector") || !strings.Contains(m, "keeping generation 1") {
 		t.Errorf("status after an invalid edit: %q", m)
+	}
+	start := time.Now()
+	a.expect(t, "WATCHDOG=1")
+	a.expect(t, "WATCHDOG=1")
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("two watchdog pings took %s with WATCHDOG_USEC=1s, want them every 0.5s", d)
 	}
 	a.cmd.Process.Signal(syscall.SIGTERM)
 	a.expect(t, "STOPPING=1")
