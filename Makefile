@@ -6,6 +6,7 @@
 #               the kernel and packet tests)
 #   make lint   gofmt, go vet, staticcheck
 #   make package  the .deb and .rpm in dist/
+#   make test-packages  build, lint and install them for real (root)
 #   make fuzz-semantics   20,000 random packets: kernel against explain
 
 SHELL   := /bin/bash
@@ -14,7 +15,7 @@ VERSION ?= $(shell scripts/version.sh)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/hostwall
 
-.PHONY: all build deps demo test lint clean fuzz-semantics package
+.PHONY: all build deps demo test lint clean fuzz-semantics package test-packages
 
 all: build
 
@@ -42,6 +43,11 @@ fuzz-semantics: deps
 package:
 	CGO_ENABLED=1 $(GO) build -trimpath -buildmode=pie -ldflags '$(LDFLAGS) -linkmode=external' -o $(BIN) ./cmd/hostwall
 	@scripts/package.sh $(BIN) $(VERSION)
+
+# Build, lint (lintian, rpmlint) and install the packages for real: the .deb
+# in a debootstrapped Debian root, the .rpm into a temporary rpm root.
+test-packages: deps
+	@scripts/test-packages.sh
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi

@@ -397,3 +397,35 @@ func TestAgentControl(t *testing.T) {
 		t.Errorf("status without an agent: %d %s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// kernelGeneration is the namespace's nftables ruleset generation, as plan
+// reports it.
+func kernelGeneration(t *testing.T, ns, dir string) uint32 {
+	t.Helper()
+	r := hostwall(t, "", "plan", "--json", "-c", dir, "--netns", ns, "--host-name", "srv")
+	var p struct{ Generation uint32 }
+	if err := json.Unmarshal([]byte(r.stdout), &p); err != nil {
+		t.Fatalf("plan --json: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	return p.Generation
+}
+
+// TestAgentRestartKeepsRuleset: restarting the agent (as a package upgrade
+// does) commits no transaction at all: the ruleset is never missing.
+func TestAgentRestartKeepsRuleset(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
+	a := startAgent(t, ns, dir)
+	a.expect(t, "READY=1")
+	before := kernelGeneration(t, ns, dir)
+	a.cmd.Process.Signal(syscall.SIGTERM)
+	if err := a.cmd.Wait(); err != nil {
+		t.Fatalf("agent exit: %v", err)
+	}
+	b := startAgent(t, ns, dir)
+	b.expect(t, "READY=1")
+	if after := kernelGeneration(t, ns, dir); after != before {
+		t.Errorf("the restart moved the ruleset generation %d → %d: it changed the kernel", before, after)
+	}
+}
