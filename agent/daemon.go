@@ -19,6 +19,7 @@ import (
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
+	"github.com/hostwall/hostwall/views"
 )
 
 // Notifier reports to the service manager (systemd.Notifier).
@@ -57,6 +58,8 @@ type Options struct {
 	Log                 *zap.Logger
 	// Socket is the control socket's path; empty for none.
 	Socket string
+	// InsecureSkipPerms loads files whatever their owner and mode.
+	InsecureSkipPerms bool
 }
 
 // Drift is a change to the table by another process.
@@ -245,7 +248,7 @@ var errInvalid = errors.New("invalid configuration")
 
 // load reads and compiles the configuration files.
 func (d *Daemon) load() (*loader.Result, *ruleset.Table, error) {
-	res, diags := loader.LoadDir(d.o.ConfigDir)
+	res, diags := loader.LoadDir(d.o.ConfigDir, loader.DirOptions{InsecureSkipPerms: d.o.InsecureSkipPerms})
 	var tbl *ruleset.Table
 	if !diags.HasErrors() {
 		var more hcl.Diagnostics
@@ -254,21 +257,13 @@ func (d *Daemon) load() (*loader.Result, *ruleset.Table, error) {
 	}
 	for _, dg := range diags {
 		if dg.Severity == hcl.DiagWarning {
-			d.o.Log.Warn(diagText(dg))
+			d.o.Log.Warn(views.FormatDiagnostic(dg))
 		}
 	}
 	if diags.HasErrors() {
-		return nil, nil, fmt.Errorf("%w: %s", errInvalid, diagText(diags.Errs()[0].(*hcl.Diagnostic)))
+		return nil, nil, fmt.Errorf("%w: %s", errInvalid, views.FormatDiagnostic(diags.Errs()[0].(*hcl.Diagnostic)))
 	}
 	return res, tbl, nil
-}
-
-func diagText(dg *hcl.Diagnostic) string {
-	prefix := ""
-	if dg.Subject != nil {
-		prefix = fmt.Sprintf("%s:%d:%d: ", dg.Subject.Filename, dg.Subject.Start.Line, dg.Subject.Start.Column)
-	}
-	return prefix + dg.Summary + " — " + dg.Detail
 }
 
 // locked runs fn holding the state lock, which the CLI's applies,

@@ -39,8 +39,24 @@ func policyFile(name string) bool {
 	return false
 }
 
-// readDir returns the policy files of dir in lexical order.
-func readDir(dir string) ([]Source, hcl.Diagnostics) {
+// untrusted is the diagnostic for a file or directory checkTrust refuses.
+func untrusted(path string, err error) *hcl.Diagnostic {
+	return &hcl.Diagnostic{
+		Severity: hcl.DiagError,
+		Summary:  "Untrusted configuration",
+		Detail:   err.Error() + ". (--insecure-skip-perms loads it anyway, for tests and containers.)",
+		Subject:  &hcl.Range{Filename: path},
+	}
+}
+
+// readDir returns the policy files of dir in lexical order; with trust, it
+// refuses any that checkTrust refuses.
+func readDir(dir string, trust bool) ([]Source, hcl.Diagnostics) {
+	if trust {
+		if err := checkTrust(dir); err != nil && !os.IsNotExist(err) {
+			return nil, hcl.Diagnostics{untrusted(dir, err)}
+		}
+	}
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, hcl.Diagnostics{{
@@ -62,6 +78,12 @@ func readDir(dir string) ([]Source, hcl.Diagnostics) {
 	srcs := make([]Source, 0, len(names))
 	for _, n := range names {
 		p := filepath.Join(dir, n)
+		if trust {
+			if err := checkTrust(p); err != nil {
+				diags = append(diags, untrusted(p, err))
+				continue
+			}
+		}
 		data, err := os.ReadFile(p)
 		if err != nil {
 			diags = append(diags, &hcl.Diagnostic{

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"os"
 	"path/filepath"
 
 	"github.com/goccy/go-yaml/ast"
@@ -33,9 +34,11 @@ type tierRef struct {
 }
 
 // LoadDir reads every policy file of dir into one configuration. The result
-// is usable only when the diagnostics hold no error.
-func LoadDir(dir string) (*Result, hcl.Diagnostics) {
-	srcs, diags := readDir(dir)
+// is usable only when the diagnostics hold no error. Running as root, it
+// refuses files that anyone but root could have written (see checkTrust)
+// unless opts.InsecureSkipPerms.
+func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
+	srcs, diags := readDir(dir, !opts.InsecureSkipPerms && os.Geteuid() == 0)
 	res, more := Load(srcs)
 	return res, append(diags, more...)
 }

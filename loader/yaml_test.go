@@ -11,7 +11,7 @@ import (
 // TestNativeYAMLMatchesHCL: the quickstart written in native YAML loads to
 // the same configuration as the HCL files.
 func TestNativeYAMLMatchesHCL(t *testing.T) {
-	hclRes, diags := LoadDir("../examples/quickstart")
+	hclRes, diags := LoadDir("../examples/quickstart", DirOptions{InsecureSkipPerms: true})
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}

@@ -20,7 +20,10 @@ ip -n "$ns" link add eth0 type veth peer name eth0-peer
 ip -n "$ns" link set eth0 up
 
 step() { printf '\n\033[1m$ %s\033[0m\n' "$*"; "$@"; }
-cfg=examples/quickstart
+# A root-owned copy: run as root, hostwall loads only files that root owns
+# and nobody else can write, and a clone may belong to someone else.
+cfg=$tmp/quickstart
+mkdir "$cfg" && cp examples/quickstart/*.hcl "$cfg"/
 step "$bin" validate -c "$cfg"
 step "$bin" plan -c "$cfg" --netns "$ns"
 step "$bin" apply -c "$cfg" --netns "$ns" --auto-approve --confirm-timeout 0
@@ -34,12 +37,12 @@ step "$bin" explain -c "$cfg" --iface lo --in --proto udp --dport 53
 printf '\n\033[1m# the same table as the nft tool lists it:\033[0m\n'
 ip netns exec "$ns" nft list table inet hostwall
 # A change on trial: rolled back unless confirmed (from a new connection).
-trial=$(mktemp -d)
+trial=$tmp/trial
+mkdir "$trial"
 cp "$cfg"/*.hcl "$trial"/
 sed -i 's/ports = \[80, 443\]/ports = [80, 443, 8443]/' "$trial"/policies.hcl
 step "$bin" apply -c "$trial" --netns "$ns" --auto-approve --confirm-timeout 1m --wait=false
 step "$bin" status --netns "$ns"
 step "$bin" confirm --netns "$ns"
 step "$bin" generations
-rm -rf "$trial"
 printf '\nDemo done; namespace %s is removed now. The host ruleset was never touched.\n' "$ns"

@@ -14,6 +14,9 @@ func FormatDiagnostic(d *hcl.Diagnostic) string {
 	prefix := ""
 	if d.Subject != nil && d.Subject.Filename != "" {
 		prefix = fmt.Sprintf("%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		if d.Subject.Start.Line == 0 { // about the whole file
+			prefix = d.Subject.Filename + ": "
+		}
 	}
 	if d.Severity == hcl.DiagWarning {
 		prefix += "warning: "

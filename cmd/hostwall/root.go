@@ -32,6 +32,7 @@ type globals struct {
 	runDir      string
 	lockTimeout time.Duration
 	logFormat   string
+	skipPerms   bool
 }
 
 func newRootCmd() *cobra.Command {
@@ -60,6 +61,7 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/hostwall", "where generations are kept (`DIR`)")
 	pf.StringVar(&g.runDir, "run-dir", "/run/hostwall", "lock and pending trial (`DIR`)")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall")
+	pf.BoolVar(&g.skipPerms, "insecure-skip-perms", false, "load configuration files whatever their owner and mode (tests, containers); INSECURE")
 	pf.StringVar(&g.logFormat, "log-format", "", "agent logs: console or json (default: console on a terminal, else json)")
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g),
 		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newReloadCmd(g), newStatusCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())
@@ -94,7 +96,7 @@ func (g *globals) style(w *os.File) views.Style {
 // desired loads and compiles the configuration, printing every diagnostic to
 // stderr; it fails when any is an error.
 func (g *globals) desired() (*ruleset.Table, *loader.Result, error) {
-	res, diags := loader.LoadDir(g.configDir)
+	res, diags := g.loadDir()
 	var t *ruleset.Table
 	if !diags.HasErrors() {
 		var more hcl.Diagnostics
@@ -112,6 +114,15 @@ func (g *globals) desired() (*ruleset.Table, *loader.Result, error) {
 		return nil, nil, &exitError{code: 1, err: fmt.Errorf("%d %s in %s; nothing was applied", n, plural(n, "error", "errors"), g.configDir)}
 	}
 	return t, res, nil
+}
+
+// loadDir loads the configuration directory, warning loudly when the
+// ownership and mode checks are off.
+func (g *globals) loadDir() (*loader.Result, hcl.Diagnostics) {
+	if g.skipPerms {
+		fmt.Fprintln(os.Stderr, "WARNING: --insecure-skip-perms: loading the configuration whoever owns or can write it")
+	}
+	return loader.LoadDir(g.configDir, loader.DirOptions{InsecureSkipPerms: g.skipPerms})
 }
 
 func (g *globals) effectiveHostName(res *loader.Result) string {

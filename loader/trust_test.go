@@ -1,0 +1,112 @@
+package loader
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/internal/testns"
+)
+
+
+// trustDir is a root-owned 0755 configuration directory under a root-owned
+// 0700 temporary directory (t.TempDir's parent is /tmp: sticky, accepted).
+func trustDir(t *testing.T) (base, dir string) {
+	t.Helper()
+	testns.RequireRoot(t)
+	base = t.TempDir()
+	dir = filepath.Join(base, "hostwall")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	write(t, filepath.Join(dir, "a.hcl"), 0o644)
+	return base, dir
+}
+
+func write(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	src := fmt.Sprintf("policy %q {\n  ingress { action = \"allow\" }\n}\n", strings.TrimSuffix(filepath.Base(path), filepath.Ext(path)))
+	if err := os.WriteFile(path, []byte(src), mode); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, mode); err != nil { // past the umask
+		t.Fatal(err)
+	}
+}
+
+// TestTrustRefusals: running as root, every file or directory someone
+// else could have written is refused, naming it, what was found and the
+// command that fixes it; the files that pass load.
+func TestTrustRefusals(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		setup func(t *testing.T, base, dir string)
+		want  []string
+	}{
+		{"trusted", func(*testing.T, string, string) {}, nil},
+		{"world-writable file", func(t *testing.T, _, dir string) { write(t, filepath.Join(dir, "b.hcl"), 0o666) },
+			[]string{"b.hcl is writable by group or others (mode 0666)", "chmod go-w"}},
+		{"group-writable file", func(t *testing.T, _, dir string) { write(t, filepath.Join(dir, "c.hcl"), 0o664) },
+			[]string{"c.hcl is writable by group or others (mode 0664)"}},
+		{"file owned by nobody", func(t *testing.T, _, dir string) {
+			write(t, filepath.Join(dir, "b.hcl"), 0o644)
+			os.Chown(filepath.Join(dir, "b.hcl"), 65534, 65534)
+		}, []string{"b.hcl is owned by uid 65534", "not root", "chown root:root"}},
+		{"group-writable directory", func(t *testing.T, _, dir string) { os.Chmod(dir, 0o775) },
+			[]string{"hostwall is writable by group or others (mode 0775)"}},
+		{"parent directory owned by nobody", func(t *testing.T, base, _ string) { os.Chown(base, 65534, 65534) },
+			[]string{"is owned by uid 65534", "is loaded from below it"}},
+		{"symlink to an untrusted file", func(t *testing.T, base, dir string) {
+			evil := filepath.Join(base, "evil")
+			os.Mkdir(evil, 0o777)
+			os.Chmod(evil, 0o777)
+			write(t, filepath.Join(evil, "x.hcl"), 0o644)
+			os.Symlink(filepath.Join(evil, "x.hcl"), filepath.Join(dir, "b.hcl"))
+		}, []string{"b.hcl (a link to", "evil is writable by group or others (mode 0777)"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			base, dir := trustDir(t)
+			c.setup(t, base, dir)
+			_, diags := LoadDir(dir, DirOptions{})
+			if c.want == nil {
+				if diags.HasErrors() {
+					t.Fatalf("a trusted directory was refused: %v", diags)
+				}
+				return
+			}
+			if !diags.HasErrors() {
+				t.Fatal("loaded; want a refusal")
+			}
+			msg := diags.Error()
+			for _, w := range c.want {
+				if !strings.Contains(msg, w) {
+					t.Errorf("refusal %q lacks %q", msg, w)
+				}
+			}
+			if _, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true}); diags.HasErrors() {
+				t.Errorf("--insecure-skip-perms still refuses: %v", diags)
+			}
+		})
+	}
+}
+
+// TestTrustFollowsTrustedSymlink: a link to a root-owned file in a
+// root-owned directory loads (as /etc/alternatives-style setups do).
+func TestTrustFollowsTrustedSymlink(t *testing.T) {
+	base, dir := trustDir(t)
+	shared := filepath.Join(base, "shared")
+	os.Mkdir(shared, 0o755)
+	write(t, filepath.Join(shared, "x.hcl"), 0o644)
+	if err := os.Symlink(filepath.Join(shared, "x.hcl"), filepath.Join(dir, "b.hcl")); err != nil {
+		t.Fatal(err)
+	}
+	res, diags := LoadDir(dir, DirOptions{})
+	if diags.HasErrors() {
+		t.Fatalf("a trusted link was refused: %v", diags)
+	}
+	if len(res.Sources) != 2 {
+		t.Errorf("loaded %d files, want 2", len(res.Sources))
+	}
+}
