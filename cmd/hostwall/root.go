@@ -50,7 +50,10 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
-			return flagsFromEnv(cmd)
+			if err := flagsFromEnv(cmd); err != nil {
+				return err
+			}
+			return g.checkPrivate()
 		},
 	}
 	pf := root.PersistentFlags()
@@ -114,6 +117,25 @@ func (g *globals) desired() (*ruleset.Table, *loader.Result, error) {
 		return nil, nil, &exitError{code: 1, err: fmt.Errorf("%d %s in %s; nothing was applied", n, plural(n, "error", "errors"), g.configDir)}
 	}
 	return t, res, nil
+}
+
+// checkPrivate tightens or refuses state and run directories others could
+// read (only as root: an unprivileged hostwall only validates, explains
+// and converts, and cannot open root's directories anyway).
+func (g *globals) checkPrivate() error {
+	if os.Geteuid() != 0 {
+		return nil
+	}
+	for _, dir := range []string{g.stateDir, g.runDir} {
+		notice, err := state.CheckPrivate(dir)
+		if err != nil {
+			return err
+		}
+		if notice != "" {
+			fmt.Fprintln(os.Stderr, "notice: "+notice)
+		}
+	}
+	return nil
 }
 
 // loadDir loads the configuration directory, warning loudly when the
