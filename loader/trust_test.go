@@ -10,7 +10,6 @@ import (
 	"github.com/hostwall/hostwall/internal/testns"
 )
 
-
 // trustDir is a root-owned 0755 configuration directory under a root-owned
 // 0700 temporary directory (t.TempDir's parent is /tmp: sticky, accepted).
 func trustDir(t *testing.T) (base, dir string) {
