@@ -7,6 +7,7 @@
 #   make lint   gofmt, go vet, staticcheck
 #   make package  the .deb and .rpm in dist/
 #   make test-packages  build, lint and install them for real (root)
+#   make fuzz   every fuzz target for FUZZTIME (30s) each
 #   make fuzz-semantics   20,000 random packets: kernel against explain
 
 SHELL   := /bin/bash
@@ -15,7 +16,7 @@ VERSION ?= $(shell scripts/version.sh)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/hostwall
 
-.PHONY: all build deps demo test lint clean fuzz-semantics package test-packages
+.PHONY: all build deps demo test lint clean fuzz fuzz-semantics package test-packages
 
 all: build
 
@@ -30,6 +31,11 @@ demo: deps build
 
 test: deps
 	$(GO) test -race -count=1 ./...
+
+# Every fuzz target (HCL, YAML and Calico YAML, selectors, saved plans) for
+# FUZZTIME each (default 30s); crashers land in testdata/fuzz.
+fuzz: deps
+	@scripts/fuzz.sh
 
 # The differential test at length: 20,000 random packets through random
 # configurations, kernel against explain. HOSTWALL_DIFF_SEED reproduces a run.
