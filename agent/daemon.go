@@ -58,8 +58,10 @@ type Options struct {
 	Log                 *zap.Logger
 	// Socket is the control socket's path; empty for none.
 	Socket string
-	// InsecureSkipPerms loads files whatever their owner and mode.
-	InsecureSkipPerms bool
+	// Load and Limits are the CLI's: trust checks, file size and
+	// configuration limits.
+	Load   loader.DirOptions
+	Limits compile.Limits
 }
 
 // Drift is a change to the table by another process.
@@ -248,11 +250,11 @@ var errInvalid = errors.New("invalid configuration")
 
 // load reads and compiles the configuration files.
 func (d *Daemon) load() (*loader.Result, *ruleset.Table, error) {
-	res, diags := loader.LoadDir(d.o.ConfigDir, loader.DirOptions{InsecureSkipPerms: d.o.InsecureSkipPerms})
+	res, diags := loader.LoadDir(d.o.ConfigDir, d.o.Load)
 	var tbl *ruleset.Table
 	if !diags.HasErrors() {
 		var more hcl.Diagnostics
-		tbl, more = compile.Compile(res.Config, compile.Options{HostName: d.o.HostName})
+		tbl, more = compile.Compile(res.Config, compile.Options{HostName: d.o.HostName, Limits: d.o.Limits})
 		diags = append(diags, more...)
 	}
 	for _, dg := range diags {

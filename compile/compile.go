@@ -21,6 +21,8 @@ type Options struct {
 	// HostName is this host's name: it decides which endpoints with a
 	// `node` are enforced here. Required.
 	HostName string
+	// Limits bound the configuration; zero fields take DefaultLimits.
+	Limits Limits
 }
 
 // Names of the fixed objects of the table.
@@ -106,6 +108,10 @@ const (
 
 // Compile builds the desired table for the host named in opts.
 func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics) {
+	opts.Limits = opts.Limits.withDefaults()
+	if diags := checkSize(cfg, opts.Limits); diags.HasErrors() {
+		return nil, diags
+	}
 	cfg = cfg.ForHost(opts.HostName)
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, warned: map[string]bool{}}
 	heps, wildcard := c.endpoints()
@@ -140,6 +146,9 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	}
 	c.warnShadowedDenies(append(heps, wildcard...), policies)
 	c.t.Sort()
+	if diags := checkElements(c.t, opts.Limits); diags.HasErrors() {
+		return nil, append(c.diags, diags...)
+	}
 	return c.t, c.diags
 }
 

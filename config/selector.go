@@ -20,9 +20,20 @@ type Selector struct {
 // MaxLabelLength is the longest label key a selector may name (Calico's).
 const MaxLabelLength = 512
 
+// Limits on selectors, far beyond any real one, so that a hostile or
+// generated selector fails with an error rather than exhausting memory or
+// the stack.
+const (
+	MaxSelectorLength = 64 << 10
+	MaxSelectorDepth  = 100 // nested parentheses and negations
+)
+
 // ParseSelector parses a selector; the error says what is wrong and where
 // (as a byte offset into s).
 func ParseSelector(s string) (*Selector, error) {
+	if len(s) > MaxSelectorLength {
+		return nil, fmt.Errorf("the selector is %d bytes long, above the limit of %d", len(s), MaxSelectorLength)
+	}
 	toks, err := tokenize(s)
 	if err != nil {
 		return nil, err
@@ -265,8 +276,9 @@ func matchWord(rest string) string {
 }
 
 type parser struct {
-	toks []token
-	i    int
+	toks  []token
+	i     int
+	depth int
 }
 
 func (p *parser) peek() token { return p.toks[p.i] }
@@ -328,6 +340,12 @@ func (p *parser) parseAnd() (node, error) {
 
 func (p *parser) parseUnary() (node, error) {
 	t := p.next()
+	if t.kind == tokOp && (t.text == "!" || t.text == "(") {
+		if p.depth++; p.depth > MaxSelectorDepth {
+			return nil, fmt.Errorf("the selector nests deeper than %d levels at offset %d", MaxSelectorDepth, t.pos)
+		}
+		defer func() { p.depth-- }()
+	}
 	switch {
 	case t.kind == tokOp && t.text == "!":
 		n, err := p.parseUnary()

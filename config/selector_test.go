@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -59,5 +60,24 @@ func TestCalicoSelectorVectors(t *testing.T) {
 				t.Errorf("case %d: %q on %v = %v, want %v", i, c.Selector, c.Labels, got, *c.Match)
 			}
 		}
+	}
+}
+
+// TestSelectorLimits: selectors past the length and nesting limits fail
+// with an error; at the limit they parse.
+func TestSelectorLimits(t *testing.T) {
+	deep := func(n int) string { return strings.Repeat("(", n) + "a == 'b'" + strings.Repeat(")", n) }
+	if _, err := ParseSelector(deep(MaxSelectorDepth)); err != nil {
+		t.Errorf("nesting %d: %v", MaxSelectorDepth, err)
+	}
+	if _, err := ParseSelector(deep(MaxSelectorDepth + 1)); err == nil || !strings.Contains(err.Error(), "nests deeper than 100 levels") {
+		t.Errorf("nesting %d: %v, want the nesting limit", MaxSelectorDepth+1, err)
+	}
+	if _, err := ParseSelector(strings.Repeat("!", MaxSelectorDepth+1) + "has(a)"); err == nil {
+		t.Error("101 negations parsed")
+	}
+	long := "a in {" + strings.Repeat("'x', ", MaxSelectorLength/5) + "'y'}"
+	if _, err := ParseSelector(long); err == nil || !strings.Contains(err.Error(), "above the limit") {
+		t.Errorf("a %d-byte selector: %v, want the length limit", len(long), err)
 	}
 }

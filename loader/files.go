@@ -50,8 +50,8 @@ func untrusted(path string, err error) *hcl.Diagnostic {
 }
 
 // readDir returns the policy files of dir in lexical order; with trust, it
-// refuses any that checkTrust refuses.
-func readDir(dir string, trust bool) ([]Source, hcl.Diagnostics) {
+// refuses any that checkTrust refuses, and any larger than maxBytes.
+func readDir(dir string, trust bool, maxBytes int64) ([]Source, hcl.Diagnostics) {
 	if trust {
 		if err := checkTrust(dir); err != nil && !os.IsNotExist(err) {
 			return nil, hcl.Diagnostics{untrusted(dir, err)}
@@ -83,6 +83,15 @@ func readDir(dir string, trust bool) ([]Source, hcl.Diagnostics) {
 				diags = append(diags, untrusted(p, err))
 				continue
 			}
+		}
+		if fi, err := os.Stat(p); err == nil && fi.Size() > maxBytes {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Policy file too large",
+				Detail:   fmt.Sprintf("The file is %d bytes, above the limit of %d. If that is intended, raise the limit with --max-file-bytes.", fi.Size(), maxBytes),
+				Subject:  &hcl.Range{Filename: p},
+			})
+			continue
 		}
 		data, err := os.ReadFile(p)
 		if err != nil {

@@ -38,7 +38,10 @@ type tierRef struct {
 // refuses files that anyone but root could have written (see checkTrust)
 // unless opts.InsecureSkipPerms.
 func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
-	srcs, diags := readDir(dir, !opts.InsecureSkipPerms && os.Geteuid() == 0)
+	if opts.MaxFileBytes == 0 {
+		opts.MaxFileBytes = DefaultMaxFileBytes
+	}
+	srcs, diags := readDir(dir, !opts.InsecureSkipPerms && os.Geteuid() == 0, opts.MaxFileBytes)
 	res, more := Load(srcs)
 	return res, append(diags, more...)
 }

@@ -15,7 +15,13 @@ type DirOptions struct {
 	// containers whose files root does not own). Callers must say so
 	// loudly.
 	InsecureSkipPerms bool
+	// MaxFileBytes refuses larger files; 0 means DefaultMaxFileBytes.
+	MaxFileBytes int64
 }
+
+// DefaultMaxFileBytes is the largest policy file loaded by default: room
+// for a million-entry inline blocklist several times over.
+const DefaultMaxFileBytes = 256 << 20
 
 // checkTrust refuses a path that someone other than root could have
 // written, as sshd's StrictModes does: the file (or directory) itself

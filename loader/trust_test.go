@@ -109,3 +109,18 @@ func TestTrustFollowsTrustedSymlink(t *testing.T) {
 		t.Errorf("loaded %d files, want 2", len(res.Sources))
 	}
 }
+
+// TestFileSizeLimit: a file over the limit is refused, naming the sizes
+// and the flag; at the limit it loads.
+func TestFileSizeLimit(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "a.hcl"), 0o644)
+	fi, _ := os.Stat(filepath.Join(dir, "a.hcl"))
+	if _, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true, MaxFileBytes: fi.Size()}); diags.HasErrors() {
+		t.Errorf("at the limit: %v", diags)
+	}
+	_, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true, MaxFileBytes: fi.Size() - 1})
+	if want := fmt.Sprintf("The file is %d bytes, above the limit of %d", fi.Size(), fi.Size()-1); !diags.HasErrors() || !strings.Contains(diags.Error(), want) || !strings.Contains(diags.Error(), "--max-file-bytes") {
+		t.Errorf("one byte over: %v, want %q", diags, want)
+	}
+}

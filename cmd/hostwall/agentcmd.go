@@ -45,7 +45,7 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 				return err
 			}
 			defer conn.Close()
-			res, _ := loader.LoadDir(g.configDir, loader.DirOptions{InsecureSkipPerms: g.skipPerms}) // for the host block's name only; errors come later
+			res, _ := loader.LoadDir(g.configDir, g.dirOptions()) // for the host block's name only; errors come later
 			if g.skipPerms {
 				log.Warn("INSECURE: --insecure-skip-perms: the configuration is loaded whoever owns or can write it")
 			}
@@ -65,7 +65,7 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 				ConfigDir: g.configDir, Store: g.store(), Run: g.run(), NetNS: g.netns, HostName: g.effectiveHostName(res),
 				Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(), Drift: drift,
 				Kernel: conn, DeleteTable: conn.DeleteTable, IsGenerationChanged: nft.IsGenerationChanged,
-				Notify: systemd.Notifier{}, Log: log, Socket: g.run().SocketPath(g.netns), InsecureSkipPerms: g.skipPerms,
+				Notify: systemd.Notifier{}, Log: log, Socket: g.run().SocketPath(g.netns), Load: g.dirOptions(), Limits: g.limits,
 			})
 			return d.Run(ctx)
 		},

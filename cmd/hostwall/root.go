@@ -33,6 +33,8 @@ type globals struct {
 	lockTimeout time.Duration
 	logFormat   string
 	skipPerms   bool
+	maxFile     int64
+	limits      compile.Limits
 }
 
 func newRootCmd() *cobra.Command {
@@ -65,6 +67,10 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.StringVar(&g.runDir, "run-dir", "/run/hostwall", "lock and pending trial (`DIR`)")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall")
 	pf.BoolVar(&g.skipPerms, "insecure-skip-perms", false, "load configuration files whatever their owner and mode (tests, containers); INSECURE")
+	pf.Int64Var(&g.maxFile, "max-file-bytes", loader.DefaultMaxFileBytes, "refuse policy files larger than this")
+	pf.IntVar(&g.limits.MaxPolicies, "max-policies", compile.DefaultLimits.MaxPolicies, "refuse configurations with more policies")
+	pf.IntVar(&g.limits.MaxRules, "max-rules", compile.DefaultLimits.MaxRules, "refuse configurations whose policies hold more rules")
+	pf.IntVar(&g.limits.MaxSetElements, "max-set-elements", compile.DefaultLimits.MaxSetElements, "refuse configurations that compile to more set elements")
 	pf.StringVar(&g.logFormat, "log-format", "", "agent logs: console or json (default: console on a terminal, else json)")
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g),
 		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newReloadCmd(g), newStatusCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())
@@ -103,7 +109,7 @@ func (g *globals) desired() (*ruleset.Table, *loader.Result, error) {
 	var t *ruleset.Table
 	if !diags.HasErrors() {
 		var more hcl.Diagnostics
-		t, more = compile.Compile(res.Config, compile.Options{HostName: g.effectiveHostName(res)})
+		t, more = compile.Compile(res.Config, compile.Options{HostName: g.effectiveHostName(res), Limits: g.limits})
 		diags = append(diags, more...)
 	}
 	views.Diagnostics(os.Stderr, diags)
@@ -144,7 +150,11 @@ func (g *globals) loadDir() (*loader.Result, hcl.Diagnostics) {
 	if g.skipPerms {
 		fmt.Fprintln(os.Stderr, "WARNING: --insecure-skip-perms: loading the configuration whoever owns or can write it")
 	}
-	return loader.LoadDir(g.configDir, loader.DirOptions{InsecureSkipPerms: g.skipPerms})
+	return loader.LoadDir(g.configDir, g.dirOptions())
+}
+
+func (g *globals) dirOptions() loader.DirOptions {
+	return loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile}
 }
 
 func (g *globals) effectiveHostName(res *loader.Result) string {
