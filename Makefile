@@ -32,7 +32,7 @@ demo: deps build
 test: deps
 	$(GO) test -race -count=1 ./...
 
-# Every fuzz target (HCL, YAML and Calico YAML, selectors, saved plans) for
+# Every fuzz target (HCL, YAML and Calico YAML, selectors, nets files, saved plans) for
 # FUZZTIME each (default 30s); crashers land in testdata/fuzz.
 fuzz: deps
 	@scripts/fuzz.sh

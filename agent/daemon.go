@@ -542,7 +542,7 @@ func (w *watcher) loop() {
 					w.fs.Add(w.dir) // the directory came back
 				}
 				w.signal()
-			case filepath.Dir(ev.Name) == w.dir && loader.IsPolicyFile(filepath.Base(ev.Name)):
+			case filepath.Dir(ev.Name) == w.dir && loader.IsWatched(filepath.Base(ev.Name)):
 				w.signal()
 			}
 		case err, ok := <-w.fs.Errors:

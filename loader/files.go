@@ -108,10 +108,10 @@ func readDir(dir string, trust bool, maxBytes int64) ([]Source, hcl.Diagnostics)
 	return srcs, diags
 }
 
-// IsPolicyFile reports whether a file name is one the loader reads (and so
-// one the agent watches): *.hcl, *.yaml, *.yml, and not an editor or
-// package-manager leftover.
-func IsPolicyFile(name string) bool { return policyFile(name) }
+// IsWatched reports whether a change to a file of this name may change the
+// configuration: any file but an editor or package-manager leftover (nets
+// files may have any name). The content hash decides whether it did.
+func IsWatched(name string) bool { return !ignored(name) }
 
 // HashSources is the content hash of a configuration: every file's name and
 // contents. Equal hashes mean nothing to reload.

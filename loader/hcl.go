@@ -30,7 +30,7 @@ var (
 	tierSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "order"}, {Name: "default_action"}}}
 	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}}}
 	icmpSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "code"}}}
-	netSetSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}}}
+	netSetSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}, {Name: "nets_file"}}}
 	policySchema   = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}, {Name: "tier"},
 			{Name: "apply_on_forward"}, {Name: "pre_dnat"}, {Name: "do_not_track"}},
@@ -154,6 +154,9 @@ func (b *builder) decodeNetworkSet(blk *hcl.Block) {
 		nets, diags := netsAttr(a)
 		b.diags = append(b.diags, diags...)
 		ns.Nets = nets
+	}
+	if a := c.Attributes["nets_file"]; a != nil {
+		ns.Nets = append(ns.Nets, b.netsFile(a, blk.DefRange.Filename)...)
 	}
 	b.cfg.NetworkSets = append(b.cfg.NetworkSets, ns)
 }

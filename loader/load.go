@@ -20,6 +20,14 @@ type Result struct {
 }
 
 type builder struct {
+	// dir is the configuration directory (empty for Load: each file's
+	// own directory bounds its nets files).
+	dir string
+	// files are the non-policy sources by path (nets files); disk reads
+	// more of them (nil: only those given); extra are the ones read.
+	files    map[string][]byte
+	disk     func(string) ([]byte, error)
+	extra    []Source
 	cfg      *config.Config
 	seen     map[string]hcl.Range
 	diags    hcl.Diagnostics
@@ -41,19 +49,36 @@ func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
 	if opts.MaxFileBytes == 0 {
 		opts.MaxFileBytes = DefaultMaxFileBytes
 	}
-	srcs, diags := readDir(dir, !opts.InsecureSkipPerms && os.Geteuid() == 0, opts.MaxFileBytes)
-	res, more := Load(srcs)
+	trust := !opts.InsecureSkipPerms && os.Geteuid() == 0
+	srcs, diags := readDir(dir, trust, opts.MaxFileBytes)
+	res, more := load(srcs, filepath.Clean(dir), diskReader(trust, opts.MaxFileBytes))
 	return res, append(diags, more...)
 }
 
-// Load parses and merges the given files.
+// Load parses and merges the given files: policy files (*.hcl, *.yaml,
+// *.yml) and the nets files they name, which must be among srcs.
 func Load(srcs []Source) (*Result, hcl.Diagnostics) {
+	return load(srcs, "", nil)
+}
+
+func load(srcs []Source, dir string, disk func(string) ([]byte, error)) (*Result, hcl.Diagnostics) {
 	b := &builder{
-		cfg:  &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
-		seen: map[string]hcl.Range{},
+		dir:   dir,
+		files: map[string][]byte{},
+		disk:  disk,
+		cfg:   &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
+		seen:  map[string]hcl.Range{},
+	}
+	for _, src := range srcs {
+		if !policyFile(filepath.Base(src.Path)) {
+			b.files[filepath.Clean(src.Path)] = src.Data
+		}
 	}
 	parser := hclparse.NewParser()
 	for _, src := range srcs {
+		if !policyFile(filepath.Base(src.Path)) {
+			continue
+		}
 		switch filepath.Ext(src.Path) {
 		case ".hcl":
 			f, diags := parser.ParseHCL(src.Data, src.Path)
@@ -66,7 +91,7 @@ func Load(srcs []Source) (*Result, hcl.Diagnostics) {
 		}
 	}
 	b.checkTierRefs()
-	return &Result{Config: b.cfg, Sources: srcs}, b.diags
+	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...)}, b.diags
 }
 
 func (b *builder) checkTierRefs() {

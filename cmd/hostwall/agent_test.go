@@ -429,3 +429,42 @@ func TestAgentRestartKeepsRuleset(t *testing.T) {
 		t.Errorf("the restart moved the ruleset generation %d → %d: it changed the kernel", before, after)
 	}
 }
+
+// TestAgentNetsFile: editing a nets file is a configuration change like
+// any other: one apply, and the kernel's set holds the new network.
+func TestAgentNetsFile(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	dir := writeConfig(t, map[string]string{
+		"p.hcl": `
+host_endpoint "eth0" { interface = "eth0" }
+network_set "blocklist" {
+  labels    = { bad = "yes" }
+  nets_file = "blocklist.txt"
+}
+policy "block" {
+  ingress {
+    action = "deny"
+    source { selector = "bad == 'yes'" }
+  }
+}
+`,
+		"blocklist.txt": "# bad actors\n203.0.113.0/24\n",
+	})
+	a := startAgent(t, ns, dir, "--debounce", "100ms")
+	a.expect(t, "READY=1")
+	before := generationCount(t)
+	f, err := os.OpenFile(filepath.Join(dir, "blocklist.txt"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString("198.51.100.7\n")
+	f.Close()
+	await(t, 5*time.Second, "the kernel holds the new network", func() bool {
+		return strings.Contains(testns.NFT(t, ns, "list", "table", "inet", "hostwall"), "198.51.100.7")
+	})
+	await(t, 5*time.Second, "the generation is recorded", func() bool { return generationCount(t) > before })
+	if n := generationCount(t); n != before+1 {
+		t.Errorf("%d applies, want one\n%s", n-before, a.log)
+	}
+}

@@ -1,0 +1,116 @@
+package loader
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/internal/testns"
+)
+
+const netsPolicy = "network_set \"bl\" {\n  labels    = { bad = \"yes\" }\n  nets      = [\"198.51.100.0/24\"]\n  nets_file = %q\n}\n"
+
+func netsDir(t *testing.T, netsFile, list string) string {
+	t.Helper()
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.hcl"), []byte(strings.Replace(netsPolicy, "%q", `"`+netsFile+`"`, 1)), 0o644)
+	if list != "" {
+		os.WriteFile(filepath.Join(dir, "bl.txt"), []byte(list), 0o644)
+	}
+	return dir
+}
+
+// TestNetsFile: a nets file's lines join the set's nets (comments, blank
+// lines, single addresses); it becomes a source of the result, so a
+// generation loaded from the sources alone gives the same set.
+func TestNetsFile(t *testing.T) {
+	dir := netsDir(t, "bl.txt", "# blocklist\n10.0.0.0/8\n192.0.2.1   # one host\n\n\t2001:db8::/32\n")
+	res, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var got []string
+	for _, p := range res.Config.NetworkSets[0].Nets {
+		got = append(got, p.String())
+	}
+	if want := "198.51.100.0/24 10.0.0.0/8 192.0.2.1/32 2001:db8::/32"; strings.Join(got, " ") != want {
+		t.Errorf("nets = %v, want %s", got, want)
+	}
+	if len(res.Sources) != 2 || filepath.Base(res.Sources[1].Path) != "bl.txt" {
+		t.Fatalf("sources = %d, want the policy file and bl.txt", len(res.Sources))
+	}
+	again, diags := Load(res.Sources) // as a generation is loaded, without the disk
+	if diags.HasErrors() || len(again.Config.NetworkSets[0].Nets) != 4 {
+		t.Errorf("reloaded from the sources: %v, %d nets", diags, len(again.Config.NetworkSets[0].Nets))
+	}
+	if HashSources(again.Sources) != HashSources(res.Sources) {
+		t.Error("the content hash changed on reload")
+	}
+}
+
+// TestNetsFileRefusals: bad lines are named file:line:col; paths leaving
+// the configuration directory, missing files and (as root) untrusted
+// files are refused.
+func TestNetsFileRefusals(t *testing.T) {
+	for _, c := range []struct{ name, file, list, want string }{
+		{"bad line", "bl.txt", "10.0.0.0/8\n  not-an-address\n", "bl.txt:2,3-17: Invalid network"},
+		{"host bits", "bl.txt", "10.0.0.1/8\n", "bl.txt:1,1-11: Network has host bits set"},
+		{"dot-dot", "../bl.txt", "", "nets_file outside the configuration directory"},
+		{"absolute elsewhere", "/etc/hosts", "", "nets_file outside the configuration directory"},
+		{"missing", "nope.txt", "", "Cannot read nets_file"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			dir := netsDir(t, c.file, c.list)
+			_, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true})
+			if !diags.HasErrors() || !strings.Contains(diags.Error(), c.want) {
+				t.Errorf("got %v, want %q", diags, c.want)
+			}
+		})
+	}
+	t.Run("absolute inside", func(t *testing.T) {
+		dir := netsDir(t, "", "10.0.0.0/8\n")
+		os.WriteFile(filepath.Join(dir, "a.hcl"), []byte(strings.Replace(netsPolicy, "%q", `"`+filepath.Join(dir, "bl.txt")+`"`, 1)), 0o644)
+		if _, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true}); diags.HasErrors() {
+			t.Errorf("an absolute path inside the directory was refused: %v", diags)
+		}
+	})
+	t.Run("world-writable", func(t *testing.T) {
+		testns.RequireRoot(t)
+		dir := netsDir(t, "bl.txt", "10.0.0.0/8\n")
+		os.Chmod(filepath.Join(dir, "bl.txt"), 0o666)
+		_, diags := LoadDir(dir, DirOptions{})
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), "bl.txt is writable by group or others (mode 0666)") {
+			t.Errorf("a world-writable nets file was loaded: %v", diags)
+		}
+	})
+	t.Run("too large", func(t *testing.T) {
+		dir := netsDir(t, "bl.txt", strings.Repeat("10.0.0.0/8\n", 100))
+		fi, _ := os.Stat(filepath.Join(dir, "a.hcl"))
+		limit := fi.Size() // the policy file fits, the nets file does not
+		_, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true, MaxFileBytes: limit})
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), "bl.txt is 1100 bytes, above the limit of") {
+			t.Errorf("an oversized nets file was loaded: %v", diags)
+		}
+	})
+}
+
+// FuzzNetsFile: any content parses without panic into masked prefixes or
+// errors that name the file and a line.
+func FuzzNetsFile(f *testing.F) {
+	f.Add([]byte("# c\n10.0.0.0/8\n192.0.2.1 # x\n\n2001:db8::/32\n"))
+	f.Add([]byte("10.0.0.1/8\n::ffff:1.2.3.4\nfe80::1%eth0\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		nets, diags := parseNetsFile("bl.txt", data)
+		for _, p := range nets {
+			if p.Masked() != p {
+				t.Errorf("%s has host bits", p)
+			}
+		}
+		for _, d := range diags {
+			if d.Subject == nil || d.Subject.Filename != "bl.txt" || d.Subject.Start.Line < 1 {
+				t.Errorf("diagnostic without file:line: %v", d)
+			}
+		}
+	})
+}
