@@ -7,6 +7,7 @@
 #   make lint   gofmt, go vet, staticcheck
 #   make package  the .deb and .rpm in dist/
 #   make test-packages  build, lint and install them for real (root)
+#   make bench  hostwall against nft -f on large rulesets (root)
 #   make fuzz   every fuzz target for FUZZTIME (30s) each
 #   make fuzz-semantics   20,000 random packets: kernel against explain
 
@@ -16,7 +17,7 @@ VERSION ?= $(shell scripts/version.sh)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN     := bin/hostwall
 
-.PHONY: all build deps demo test lint clean fuzz fuzz-semantics package test-packages
+.PHONY: all build deps demo test lint clean fuzz fuzz-semantics package test-packages bench
 
 all: build
 
@@ -31,6 +32,10 @@ demo: deps build
 
 test: deps
 	$(GO) test -race -count=1 ./...
+
+# hostwall against nft -f side by side (bench/run.sh; docs/performance.md).
+bench: deps build
+	@bench/run.sh
 
 # Every fuzz target (HCL, YAML and Calico YAML, selectors, nets files, saved plans) for
 # FUZZTIME each (default 30s); crashers land in testdata/fuzz.

@@ -15,3 +15,10 @@ func SetTrustGenerationOnENOBUFS(on bool) (restore func()) {
 	trustGenerationOnENOBUFS = on
 	return func() { trustGenerationOnENOBUFS = old }
 }
+
+// SetPrimeDumps switches the dump-size workaround (trap 11) for a test.
+func SetPrimeDumps(on bool) (restore func()) {
+	old := primeDumpsOn
+	primeDumpsOn = on
+	return func() { primeDumpsOn = old }
+}

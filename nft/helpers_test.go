@@ -19,7 +19,7 @@ import (
 )
 
 // kernel opens a connection to a fresh network namespace.
-func kernel(t *testing.T) (*nft.Conn, string) {
+func kernel(t testing.TB) (*nft.Conn, string) {
 	t.Helper()
 	ns := testns.New(t)
 	c, err := nft.Open(nft.Options{NetNS: ns})
@@ -61,7 +61,7 @@ func compileDir(t *testing.T, dir, host string) *ruleset.Table {
 	return compileSrc(t, host, files)
 }
 
-func plan(t *testing.T, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
+func plan(t testing.TB, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
 	t.Helper()
 	p, err := agent.Plan(context.Background(), c, desired)
 	if err != nil {
@@ -72,7 +72,7 @@ func plan(t *testing.T, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
 
 // apply plans and applies desired, failing the test unless the kernel then
 // holds it exactly.
-func apply(t *testing.T, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
+func apply(t testing.TB, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
 	t.Helper()
 	p := plan(t, c, desired)
 	applied, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# make bench: hostwall against `nft -f` of the same ruleset, side by side in
+# one run, medians of RUNS (default 5), inside throwaway network namespaces.
+#   W1 full apply from files: ~10k policy rules + a 100k-CIDR nets_file
+#   W2 one CIDR changed in that list: hostwall apply vs nft -f of the change
+#   W3 no-op hostwall plan on W1's state
+# Prints a Markdown table (docs/performance.md keeps the latest).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "make bench creates network namespaces: run it as root" >&2; exit 1; }
+runs=${RUNS:-5} rules=${RULES:-10000} cidrs=${CIDRS:-100000}
+bin=bin/hostwall
+work=$(mktemp -d)
+nss=()
+cleanup() { for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+newns() { # sets the variable named $1 to a new namespace with an eth0
+  local n=hwbench-$$-${#nss[@]}
+  ip netns add "$n" && ip -n "$n" link add eth0 type veth peer name p0
+  nss+=("$n"); printf -v "$1" %s "$n"
+}
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+median() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+cfg=$work/cfg
+go run ./bench/gen -out "$cfg" -rules "$rules" -cidrs "$cidrs"
+export HOSTWALL_STATE_DIR=$work/state HOSTWALL_RUN_DIR=$work/run
+unset SSH_CONNECTION
+hw() { "$bin" "$@" -c "$cfg" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; }
+
+w1h=() w1n=() w2h=() w2n=() w3=()
+for i in $(seq "$runs"); do
+  newns ns
+  t=$(date +%s%N); "$bin" apply -c "$cfg" --netns "$ns" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; w1h+=("$(ms "$t")")
+  ip netns exec "$ns" nft list table inet hostwall >"$work/table.nft"
+  newns nsn
+  t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/table.nft"; w1n+=("$(ms "$t")")
+
+  t=$(date +%s%N); "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode >/dev/null 2>&1 || { echo "W3: plan not empty" >&2; exit 1; }; w3+=("$(ms "$t")")
+
+  # W2: the first network of the list replaced by another.
+  set=$(awk '/^\tset /{name=$2} /10\.0\.0\.0\/30/{print name; exit}' "$work/table.nft")
+  sed -i '1s|.*|11.0.0.0/30|' "$cfg/blocklist.txt"
+  t=$(date +%s%N); "$bin" apply -c "$cfg" --netns "$ns" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; w2h+=("$(ms "$t")")
+  printf 'delete element inet hostwall %s { 10.0.0.0/30 }\nadd element inet hostwall %s { 11.0.0.0/30 }\n' "$set" "$set" >"$work/change.nft"
+  t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/change.nft"; w2n+=("$(ms "$t")")
+  if ! "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode >/dev/null 2>&1; then echo "W2: hostwall did not converge" >&2; exit 1; fi
+  sed -i '1s|.*|10.0.0.0/30|' "$cfg/blocklist.txt"
+  ip netns del "$ns"; ip netns del "$nsn"
+done
+m() { echo "$@" | median; }
+a=$(m "${w1h[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}")
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
+cat <<TABLE
+| workload | hostwall (median of $runs) | nft -f | ratio | target |
+|---|---|---|---|---|
+| W1 full apply: $rules rules + $cidrs CIDRs from files | $a ms | $b ms | $(ratio "$a" "$b") | ≤ 0.8× |
+| W2 one CIDR changed in the $cidrs-line file, apply end to end | $c ms | $d ms | $(ratio "$c" "$d") | ≤ 0.1× |
+| W3 no-op plan on W1's state | $e ms | — | — | ≤ 200 ms |
+
+runs: W1 hostwall ${w1h[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]} (ms)
+TABLE
