@@ -30,6 +30,8 @@ type Response struct {
 	Status  *Status `json:"status,omitempty"`
 	Message string  `json:"message,omitempty"`
 	Error   string  `json:"error,omitempty"`
+	// RolledBack marks a confirm refused because the trial was rolled back.
+	RolledBack bool `json:"rolled_back,omitempty"`
 }
 
 // ErrNoAgent is returned by Call when no agent listens.
@@ -159,29 +161,17 @@ func (d *Daemon) handle(ctx context.Context, req Request) Response {
 	case "status":
 		return Response{Status: d.snapshot(ctx)}
 	case "confirm":
-		var msg string
-		err := d.locked(func() error {
-			t, err := d.o.Run.ReadTrial(d.o.NetNS)
-			if err != nil {
-				return err
-			}
-			if t == nil {
-				if o, _ := d.o.Run.LastOutcome(d.o.NetNS); o != nil && o.Result == state.RolledBack {
-					return fmt.Errorf("no trial is pending: generation %d was rolled back at %s (%s)", o.Generation, o.Time.Format(time.DateTime), o.Detail)
-				}
-				return errors.New("no trial is pending")
-			}
-			if err := d.o.Run.EndTrial(t, state.Confirmed, "confirmed by hostwall confirm, through the agent"); err != nil {
-				return err
-			}
-			d.o.Log.Info("trial confirmed", zap.Int("generation", t.Generation))
-			msg = fmt.Sprintf("Generation %d confirmed; it stays.", t.Generation)
-			return nil
+		var t *state.Trial
+		err := d.locked(func() (err error) {
+			t, err = d.o.Run.Confirm(d.o.NetNS, "confirmed by hostwall confirm, through the agent")
+			return err
 		})
 		if err != nil {
-			return Response{Error: err.Error()}
+			var rb *state.RolledBackError
+			return Response{Error: err.Error(), RolledBack: errors.As(err, &rb)}
 		}
-		return Response{Message: msg}
+		d.o.Log.Info("trial confirmed", zap.Int("generation", t.Generation))
+		return Response{Message: fmt.Sprintf("Generation %d confirmed; it stays.", t.Generation)}
 	case "reload":
 		d.o.Notify.Reloading()
 		d.o.Log.Info("reloading (hostwall reload)")
@@ -206,16 +196,6 @@ func (d *Daemon) snapshot(ctx context.Context) *Status {
 	}
 	s.Trial, _ = d.o.Run.ReadTrial(d.o.NetNS)
 	s.LastTrial, _ = d.o.Run.LastOutcome(d.o.NetNS)
-	live, _, err := d.o.Kernel.Read(ctx)
-	switch {
-	case err != nil:
-		s.CountersError = err.Error()
-	case live == nil:
-		s.CountersError = "table inet hostwall does not exist"
-	default:
-		s.Rules = live.RuleCount()
-		desired, _ := d.generationTable(s.Generation)
-		s.Chains = Counters(live, desired)
-	}
+	s.ReadCounters(ctx, d.o.Kernel, d.o.Store)
 	return s
 }

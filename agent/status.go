@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"time"
 
 	"github.com/hostwall/hostwall/ruleset"
@@ -61,10 +62,30 @@ type RuleCount struct {
 	Bytes   uint64 `json:"bytes"`
 }
 
-// Counters gathers the rule counters of the live table, described with
+// ReadCounters fills Rules and Chains from the kernel's table, described
+// with the chain comments of s.Generation as recorded in store; when the
+// table cannot be read, CountersError says why.
+func (s *Status) ReadCounters(ctx context.Context, k Kernel, store *state.Store) {
+	live, _, err := k.Read(ctx)
+	switch {
+	case err != nil:
+		s.CountersError = err.Error()
+	case live == nil:
+		s.CountersError = "table inet hostwall does not exist"
+	default:
+		s.Rules = live.RuleCount()
+		var desired *ruleset.Table
+		if g, err := store.Load(s.Generation); err == nil {
+			desired, _ = CompileGeneration(g)
+		}
+		s.Chains = counters(live, desired)
+	}
+}
+
+// counters gathers the rule counters of the live table, described with
 // the chain comments of desired (the current generation's table; nil for
 // none). A chain's totals are those of its counting rules.
-func Counters(live, desired *ruleset.Table) []ChainCount {
+func counters(live, desired *ruleset.Table) []ChainCount {
 	if live == nil {
 		return nil
 	}

@@ -108,6 +108,35 @@ func (r RunDir) ReadTrial(netns string) (*Trial, error) {
 	return t, nil
 }
 
+// ErrNoTrial is Confirm's error when no trial is pending.
+var ErrNoTrial = errors.New("no trial is pending")
+
+// RolledBackError is Confirm's error when the last trial was rolled back.
+type RolledBackError struct{ Outcome *Outcome }
+
+func (e *RolledBackError) Error() string {
+	return fmt.Sprintf("the trial of generation %d was ROLLED BACK at %s: %s",
+		e.Outcome.Generation, e.Outcome.Time.Format(time.TimeOnly), e.Outcome.Detail)
+}
+
+// Confirm ends the pending trial of netns as confirmed, keeping its
+// generation; the caller holds the lock. Without a pending trial it
+// returns a *RolledBackError when the last one was rolled back, else
+// ErrNoTrial.
+func (r RunDir) Confirm(netns, detail string) (*Trial, error) {
+	t, err := r.ReadTrial(netns)
+	if err != nil {
+		return nil, err
+	}
+	if t == nil {
+		if o, _ := r.LastOutcome(netns); o != nil && o.Result == RolledBack {
+			return nil, &RolledBackError{Outcome: o}
+		}
+		return nil, ErrNoTrial
+	}
+	return t, r.EndTrial(t, Confirmed, detail)
+}
+
 // EndTrial removes the pending trial and records how it ended.
 func (r RunDir) EndTrial(t *Trial, result, detail string) error {
 	if err := os.MkdirAll(r.Dir, 0o700); err != nil {

@@ -305,6 +305,9 @@ func TestAgentTrialAfterRestart(t *testing.T) {
 		t.Error("port 22 still unreachable after the rollback")
 	}
 	b.logged(t, 5*time.Second, "trial rolled back")
+	if r := hostwall(t, "", "confirm", "--netns", l.srv); r.code != 3 || !strings.Contains(r.stderr, "ROLLED BACK") {
+		t.Errorf("confirm through the agent after the rollback: exit %d, %s; want 3 and the rollback named", r.code, r.stderr)
+	}
 }
 
 func agentStatus(t *testing.T, l sshLab) agent.Status {

@@ -13,7 +13,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostwall/hostwall/agent"
-	"github.com/hostwall/hostwall/ruleset"
 )
 
 func newGenerationsCmd(g *globals) *cobra.Command {
@@ -118,20 +117,7 @@ func (g *globals) offlineStatus(ctx context.Context) (*agent.Status, error) {
 		return s, nil
 	}
 	defer conn.Close()
-	live, _, err := conn.Read(ctx)
-	switch {
-	case err != nil:
-		s.CountersError = err.Error()
-	case live == nil:
-		s.CountersError = "table inet hostwall does not exist"
-	default:
-		s.Rules = live.RuleCount()
-		var desired *ruleset.Table
-		if gen, err := g.store().Load(s.Generation); err == nil {
-			desired, _ = agent.CompileGeneration(gen)
-		}
-		s.Chains = agent.Counters(live, desired)
-	}
+	s.ReadCounters(ctx, conn, g.store())
 	return s, nil
 }
 

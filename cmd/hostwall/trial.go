@@ -95,8 +95,7 @@ func outcomeError(run state.RunDir, netns string) error {
 		return err
 	}
 	if o.Result == state.RolledBack {
-		return &exitError{code: exitRolledBack, err: fmt.Errorf("the trial of generation %d was ROLLED BACK at %s: %s",
-			o.Generation, o.Time.Format(time.TimeOnly), o.Detail)}
+		return &exitError{code: exitRolledBack, err: &state.RolledBackError{Outcome: o}}
 	}
 	fmt.Printf("Generation %d was confirmed at %s.\n", o.Generation, o.Time.Format(time.TimeOnly))
 	return nil
@@ -252,10 +251,12 @@ held back; without one, through the state directory.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := agent.Call(g.run().SocketPath(g.netns), agent.Request{Command: "confirm"})
 			if !errors.Is(err, agent.ErrNoAgent) {
-				if err != nil {
+				switch {
+				case err != nil:
 					return err
-				}
-				if resp.Error != "" {
+				case resp.RolledBack:
+					return &exitError{code: exitRolledBack, err: errors.New(resp.Error)}
+				case resp.Error != "":
 					return errors.New(resp.Error)
 				}
 				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
@@ -266,18 +267,12 @@ held back; without one, through the state directory.`,
 				return err
 			}
 			defer lock.Release()
-			run := g.run()
-			t, err := run.ReadTrial(g.netns)
+			t, err := g.run().Confirm(g.netns, "confirmed by hostwall confirm")
+			var rb *state.RolledBackError
+			if errors.As(err, &rb) {
+				return &exitError{code: exitRolledBack, err: err}
+			}
 			if err != nil {
-				return err
-			}
-			if t == nil {
-				if o, _ := run.LastOutcome(g.netns); o != nil && o.Result == state.RolledBack {
-					return outcomeError(run, g.netns)
-				}
-				return errors.New("no trial is pending")
-			}
-			if err := run.EndTrial(t, state.Confirmed, "confirmed by hostwall confirm"); err != nil {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Generation %d confirmed; it stays.\n", t.Generation)
