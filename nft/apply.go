@@ -70,18 +70,14 @@ func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 	if b.err != nil {
 		return b.err
 	}
-	now, err := c.Generation()
-	if err != nil {
+	if err := c.stillAt(gen); err != nil {
 		return err
-	}
-	if now != gen {
-		return fmt.Errorf("%w: planned at generation %d, kernel is at %d", ErrGenerationChanged, gen, now)
 	}
 	if err := nl.Flush(); err != nil {
 		if errors.Is(err, syscall.ENOBUFS) && trustGenerationOnENOBUFS {
 			// The kernel may have committed and only our acknowledgements
 			// were lost (trap 1). The generation tells which.
-			if after, gerr := c.Generation(); gerr == nil && after != now {
+			if after, gerr := c.Generation(); gerr == nil && after != gen {
 				return nil
 			}
 		}
@@ -96,6 +92,19 @@ var ErrGenerationChanged = errors.New("the nftables ruleset changed since it was
 
 // IsGenerationChanged reports whether err means the plan is stale.
 func IsGenerationChanged(err error) bool { return errors.Is(err, ErrGenerationChanged) }
+
+// stillAt checks, right before a batch is sent, that the kernel is still at
+// the generation the plan was made at (trap 8).
+func (c *Conn) stillAt(gen uint32) error {
+	now, err := c.Generation()
+	if err != nil {
+		return err
+	}
+	if now != gen {
+		return fmt.Errorf("%w: planned at generation %d, kernel is at %d", ErrGenerationChanged, gen, now)
+	}
+	return nil
+}
 
 type batch struct {
 	conn  *nftables.Conn

@@ -19,12 +19,8 @@ func (c *Conn) DeleteTable(ctx context.Context, gen uint32) error {
 	defer nl.CloseLasting()
 	nl.AddTable(c.table()) // makes the delete safe when the table is gone (trap 4)
 	nl.DelTable(c.table())
-	now, err := c.Generation()
-	if err != nil {
+	if err := c.stillAt(gen); err != nil {
 		return err
-	}
-	if now != gen {
-		return fmt.Errorf("%w: planned at generation %d, kernel is at %d", ErrGenerationChanged, gen, now)
 	}
 	if err := nl.Flush(); err != nil {
 		return fmt.Errorf("deleting table inet %s: %w", tableName, wrapPerm(err))
