@@ -119,6 +119,14 @@ policy "p" {
 }
 `
 
+// nsWithEth0 is a new namespace holding an interface eth0 for the agent's
+// host endpoint.
+func nsWithEth0(t *testing.T) string {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	return ns
+}
+
 func policyFor(port int) string { return strings.Replace(agentPolicy, "%d", strconv.Itoa(port), 1) }
 
 func itoa(n int) string { return strconv.Itoa(n) }
@@ -127,8 +135,7 @@ func itoa(n int) string { return strconv.Itoa(n) }
 // invalid edit, the watchdog and stop, and that the ruleset stays after
 // the stop.
 func TestAgentNotify(t *testing.T) {
-	ns := testns.New(t)
-	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	ns := nsWithEth0(t)
 	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
 	t.Setenv("WATCHDOG_USEC", "1000000")
 	a := startAgent(t, ns, dir)
@@ -168,8 +175,7 @@ func TestAgentNotify(t *testing.T) {
 // empty, as after a reboot) still comes up firewalled, on the last good
 // generation, and says why in STATUS=.
 func TestAgentStartsOnBrokenFiles(t *testing.T) {
-	ns := testns.New(t)
-	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	ns := nsWithEth0(t)
 	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
 	hostwall(t, "", "apply", "--auto-approve", "-c", dir, "--netns", ns, "--host-name", "srv")
 	testns.NFT(t, ns, "delete", "table", "inet", "hostwall")
@@ -190,8 +196,7 @@ func TestAgentStartsOnBrokenFiles(t *testing.T) {
 // directory removed and created again — leads to exactly one apply, and the
 // kernel then matches the files.
 func TestAgentEdits(t *testing.T) {
-	ns := testns.New(t)
-	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	ns := nsWithEth0(t)
 	parent := t.TempDir()
 	dir := filepath.Join(parent, "hostwall")
 	os.Mkdir(dir, 0o755)
@@ -242,8 +247,7 @@ func TestAgentEdits(t *testing.T) {
 // added, the whole table deleted — are repaired and logged with nft's
 // name; the time from change to repair is reported.
 func TestAgentRepairsDrift(t *testing.T) {
-	ns := testns.New(t)
-	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	ns := nsWithEth0(t)
 	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
 	a := startAgent(t, ns, dir)
 	a.expect(t, "READY=1")
@@ -416,8 +420,7 @@ func kernelGeneration(t *testing.T, ns, dir string) uint32 {
 // TestAgentRestartKeepsRuleset: restarting the agent (as a package upgrade
 // does) commits no transaction at all: the ruleset is never missing.
 func TestAgentRestartKeepsRuleset(t *testing.T) {
-	ns := testns.New(t)
-	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	ns := nsWithEth0(t)
 	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
 	a := startAgent(t, ns, dir)
 	a.expect(t, "READY=1")
@@ -436,8 +439,7 @@ func TestAgentRestartKeepsRuleset(t *testing.T) {
 // TestAgentNetsFile: editing a nets file is a configuration change like
 // any other: one apply, and the kernel's set holds the new network.
 func TestAgentNetsFile(t *testing.T) {
-	ns := testns.New(t)
-	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	ns := nsWithEth0(t)
 	dir := writeConfig(t, map[string]string{
 		"p.hcl": `
 host_endpoint "eth0" { interface = "eth0" }

@@ -123,26 +123,29 @@ func newLab(t *testing.T) lab {
 	testns.Run(t, "ip", "-n", l.cli, "addr", "add", "fd00:200:1::1/64", "dev", "c0", "nodad")
 	testns.Run(t, "ip", "-n", l.srv, "addr", "add", "fd00:200:1::2/64", "dev", "eth0", "nodad")
 	for _, port := range []int{22, 8080, 8081} {
-		var ln net.Listener
-		err := testns.Do(l.srv, func() (err error) {
-			ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port))
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { ln.Close() })
-		go func() {
-			for {
-				c, err := ln.Accept()
-				if err != nil {
-					return
-				}
-				c.Close()
-			}
-		}()
+		serveTCP(t, l.srv, port)
 	}
 	return l
+}
+
+// serveTCP accepts (and closes) TCP connections on port in namespace ns
+// until the test ends.
+func serveTCP(t *testing.T, ns string, port int) {
+	t.Helper()
+	var ln net.Listener
+	if err := testns.Do(ns, func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port)); return err }); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
 }
 
 // connects reports whether a TCP connection from ns to addr is accepted. A

@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,20 +28,7 @@ func newSSHLab(t *testing.T) sshLab {
 	t.Helper()
 	l := sshLab{srv: testns.New(t), cli: testns.New(t)}
 	testns.Veth(t, l.cli, "c0", "10.201.1.1/24", l.srv, "eth0", "10.201.1.2/24")
-	var ln net.Listener
-	if err := testns.Do(l.srv, func() (err error) { ln, err = net.Listen("tcp", ":22"); return err }); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	serveTCP(t, l.srv, 22)
 	l.cfgA = writeConfig(t, map[string]string{"a.hcl": `
 host_endpoint "eth0" { interface = "eth0" }
 policy "p" {
