@@ -98,10 +98,14 @@ type Daemon struct {
 	// generation came from.
 	appliedHash string
 	current     int
-	lastErr     string
-	repairs     int
-	lastApply   *ApplyRecord
-	lastDrift   *DriftRecord
+	// rules is the rule count of the current generation's table, which the
+	// kernel holds once applied (STATUS= shows it without reading the
+	// kernel again).
+	rules     int
+	lastErr   string
+	repairs   int
+	lastApply *ApplyRecord
+	lastDrift *DriftRecord
 }
 
 // New returns a daemon.
@@ -232,9 +236,7 @@ func (d *Daemon) status() {
 	if t, _ := d.o.Run.ReadTrial(d.o.NetNS); t != nil {
 		s += fmt.Sprintf(" (generation %d on trial until %s)", t.Generation, t.Deadline.Format(time.TimeOnly))
 	}
-	if live, _, err := d.o.Kernel.Read(context.Background()); err == nil && live != nil {
-		s += fmt.Sprintf(", %d rules", live.RuleCount())
-	}
+	s += fmt.Sprintf(", %d rules", d.rules)
 	s += "; watching " + d.o.ConfigDir
 	if d.repairs > 0 {
 		s += fmt.Sprintf("; %d drift repairs", d.repairs)
@@ -326,7 +328,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) er
 	if err != nil {
 		return rec("failed", 0, err)
 	}
-	d.current = gen
+	d.current, d.rules = gen, desired.RuleCount()
 	d.o.Log.Info("applied", zap.String("why", why), zap.Int("generation", gen), zap.Bool("changed", !p.Empty()))
 	return rec("applied", gen, nil)
 }
@@ -414,7 +416,7 @@ func (d *Daemon) applyCurrent(ctx context.Context) error {
 	if _, err := Apply(ctx, d.o.Kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
 		return err
 	}
-	d.current = cur
+	d.current, d.rules = cur, tbl.RuleCount()
 	return nil
 }
 
@@ -489,7 +491,7 @@ func (d *Daemon) rollbackTo(ctx context.Context, n int) error {
 		if err := d.o.DeleteTable(ctx, gen); err != nil {
 			return err
 		}
-		d.current = 0
+		d.current, d.rules = 0, 0
 		return d.o.Store.SetCurrent(0)
 	}
 	if err := d.o.Store.SetCurrent(n); err != nil {
