@@ -3,6 +3,7 @@ package loader
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -37,6 +38,39 @@ func policyFile(name string) bool {
 		return !ignored(name)
 	}
 	return false
+}
+
+// untrustedError is readInput's refusal of a file checkTrust refuses.
+type untrustedError struct{ err error }
+
+func (e *untrustedError) Error() string { return "untrusted: " + e.err.Error() }
+
+// tooLargeError is readInput's refusal of a file over the size limit.
+type tooLargeError struct {
+	path      string
+	size, max int64
+}
+
+func (e *tooLargeError) Error() string {
+	return fmt.Sprintf("%s is %d bytes, above the limit of %d (raise it with --max-file-bytes)", e.path, e.size, e.max)
+}
+
+// readInput reads one input of the configuration, a policy file or a nets
+// file: with trust, only if checkTrust accepts it; and only up to maxBytes.
+func readInput(path string, trust bool, maxBytes int64) ([]byte, error) {
+	if trust {
+		if err := checkTrust(path); err != nil {
+			return nil, &untrustedError{err}
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if fi.Size() > maxBytes {
+		return nil, &tooLargeError{path, fi.Size(), maxBytes}
+	}
+	return os.ReadFile(path)
 }
 
 // untrusted is the diagnostic for a file or directory checkTrust refuses.
@@ -78,23 +112,22 @@ func readDir(dir string, trust bool, maxBytes int64) ([]Source, hcl.Diagnostics)
 	srcs := make([]Source, 0, len(names))
 	for _, n := range names {
 		p := filepath.Join(dir, n)
-		if trust {
-			if err := checkTrust(p); err != nil {
-				diags = append(diags, untrusted(p, err))
-				continue
-			}
-		}
-		if fi, err := os.Stat(p); err == nil && fi.Size() > maxBytes {
+		data, err := readInput(p, trust, maxBytes)
+		var ut *untrustedError
+		var big *tooLargeError
+		switch {
+		case errors.As(err, &ut):
+			diags = append(diags, untrusted(p, ut.err))
+			continue
+		case errors.As(err, &big):
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Policy file too large",
-				Detail:   fmt.Sprintf("The file is %d bytes, above the limit of %d. If that is intended, raise the limit with --max-file-bytes.", fi.Size(), maxBytes),
+				Detail:   fmt.Sprintf("The file is %d bytes, above the limit of %d. If that is intended, raise the limit with --max-file-bytes.", big.size, big.max),
 				Subject:  &hcl.Range{Filename: p},
 			})
 			continue
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
+		case err != nil:
 			diags = append(diags, &hcl.Diagnostic{
 				Severity: hcl.DiagError,
 				Summary:  "Cannot read policy file",

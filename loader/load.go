@@ -51,7 +51,7 @@ func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
 	}
 	trust := !opts.InsecureSkipPerms && os.Geteuid() == 0
 	srcs, diags := readDir(dir, trust, opts.MaxFileBytes)
-	res, more := load(srcs, filepath.Clean(dir), diskReader(trust, opts.MaxFileBytes))
+	res, more := load(srcs, filepath.Clean(dir), func(p string) ([]byte, error) { return readInput(p, trust, opts.MaxFileBytes) })
 	return res, append(diags, more...)
 }
 

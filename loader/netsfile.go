@@ -3,9 +3,7 @@ package loader
 import (
 	"bufio"
 	"bytes"
-	"fmt"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -97,24 +95,4 @@ func (b *builder) netsFile(attr *hcl.Attribute, from string) []netip.Prefix {
 	nets, diags := parseNetsFile(path, data)
 	b.diags = append(b.diags, diags...)
 	return nets
-}
-
-// diskReader reads nets files for LoadDir: trusted, and within the size
-// limit.
-func diskReader(trust bool, maxBytes int64) func(string) ([]byte, error) {
-	return func(path string) ([]byte, error) {
-		if trust {
-			if err := checkTrust(path); err != nil {
-				return nil, fmt.Errorf("untrusted: %w", err)
-			}
-		}
-		fi, err := os.Stat(path)
-		if err != nil {
-			return nil, err
-		}
-		if fi.Size() > maxBytes {
-			return nil, fmt.Errorf("%s is %d bytes, above the limit of %d (raise it with --max-file-bytes)", path, fi.Size(), maxBytes)
-		}
-		return os.ReadFile(path)
-	}
 }
