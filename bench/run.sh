@@ -25,12 +25,12 @@ cfg=$work/cfg
 go run ./bench/gen -out "$cfg" -rules "$rules" -cidrs "$cidrs"
 export HOSTWALL_STATE_DIR=$work/state HOSTWALL_RUN_DIR=$work/run
 unset SSH_CONNECTION
-hw() { "$bin" "$@" -c "$cfg" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; }
+apply_in() { "$bin" apply -c "$cfg" --netns "$1" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; }
 
 w1h=() w1n=() w2h=() w2n=() w3=()
 for i in $(seq "$runs"); do
   newns ns
-  t=$(date +%s%N); "$bin" apply -c "$cfg" --netns "$ns" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; w1h+=("$(ms "$t")")
+  t=$(date +%s%N); apply_in "$ns"; w1h+=("$(ms "$t")")
   ip netns exec "$ns" nft list table inet hostwall >"$work/table.nft"
   newns nsn
   t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/table.nft"; w1n+=("$(ms "$t")")
@@ -40,7 +40,7 @@ for i in $(seq "$runs"); do
   # W2: the first network of the list replaced by another.
   set=$(awk '/^\tset /{name=$2} /10\.0\.0\.0\/30/{print name; exit}' "$work/table.nft")
   sed -i '1s|.*|11.0.0.0/30|' "$cfg/blocklist.txt"
-  t=$(date +%s%N); "$bin" apply -c "$cfg" --netns "$ns" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; w2h+=("$(ms "$t")")
+  t=$(date +%s%N); apply_in "$ns"; w2h+=("$(ms "$t")")
   printf 'delete element inet hostwall %s { 10.0.0.0/30 }\nadd element inet hostwall %s { 11.0.0.0/30 }\n' "$set" "$set" >"$work/change.nft"
   t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/change.nft"; w2n+=("$(ms "$t")")
   if ! "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode >/dev/null 2>&1; then echo "W2: hostwall did not converge" >&2; exit 1; fi
