@@ -84,8 +84,10 @@ func untrusted(path string, err error) *hcl.Diagnostic {
 }
 
 // readDir returns the policy files of dir in lexical order; with trust, it
-// refuses any that checkTrust refuses, and any larger than maxBytes.
-func readDir(dir string, trust bool, maxBytes int64) ([]Source, hcl.Diagnostics) {
+// refuses any that checkTrust refuses, and any larger than maxBytes. Files
+// in overlay (absolute path → file to read instead, "" for none) are read as
+// the overlay says.
+func readDir(dir string, trust bool, maxBytes int64, overlay map[string]string) ([]Source, hcl.Diagnostics) {
 	if trust {
 		if err := checkTrust(dir); err != nil && !os.IsNotExist(err) {
 			return nil, hcl.Diagnostics{untrusted(dir, err)}
@@ -102,9 +104,17 @@ func readDir(dir string, trust bool, maxBytes int64) ([]Source, hcl.Diagnostics)
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
 		if e.Type().IsRegular() || e.Type()&os.ModeSymlink != 0 {
-			if policyFile(e.Name()) {
+			if from, ok := overlay[filepath.Join(dir, e.Name())]; policyFile(e.Name()) && (!ok || from != "") {
 				names = append(names, e.Name())
 			}
+		}
+	}
+	for p, from := range overlay {
+		if from == "" || filepath.Dir(p) != dir || !policyFile(filepath.Base(p)) {
+			continue
+		}
+		if _, err := os.Lstat(p); os.IsNotExist(err) {
+			names = append(names, filepath.Base(p))
 		}
 	}
 	sort.Strings(names)
@@ -112,7 +122,11 @@ func readDir(dir string, trust bool, maxBytes int64) ([]Source, hcl.Diagnostics)
 	srcs := make([]Source, 0, len(names))
 	for _, n := range names {
 		p := filepath.Join(dir, n)
-		data, err := readInput(p, trust, maxBytes)
+		from, ok := overlay[p]
+		if !ok {
+			from = p
+		}
+		data, err := readInput(from, trust, maxBytes)
 		var ut *untrustedError
 		var big *tooLargeError
 		switch {

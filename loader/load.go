@@ -1,8 +1,10 @@
 package loader
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/goccy/go-yaml/ast"
 
@@ -50,9 +52,43 @@ func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
 		opts.MaxFileBytes = DefaultMaxFileBytes
 	}
 	trust := !opts.InsecureSkipPerms && os.Geteuid() == 0
-	srcs, diags := readDir(dir, trust, opts.MaxFileBytes)
-	res, more := load(srcs, filepath.Clean(dir), func(p string) ([]byte, error) { return readInput(p, trust, opts.MaxFileBytes) })
+	dir = filepath.Clean(dir)
+	ov, diags := overlay(dir, opts.Overlay)
+	if diags.HasErrors() {
+		return &Result{Config: &config.Config{}}, diags
+	}
+	srcs, diags := readDir(dir, trust, opts.MaxFileBytes, ov)
+	res, more := load(srcs, dir, func(p string) ([]byte, error) {
+		from, ok := ov[p]
+		switch {
+		case !ok:
+			from = p
+		case from == "":
+			return nil, fmt.Errorf("%s is removed by the change being validated", p)
+		}
+		return readInput(from, trust, opts.MaxFileBytes)
+	})
 	return res, append(diags, more...)
+}
+
+// overlay resolves DirOptions.Overlay to absolute paths under dir,
+// refusing keys that leave it.
+func overlay(dir string, in map[string]string) (map[string]string, hcl.Diagnostics) {
+	out := make(map[string]string, len(in))
+	var diags hcl.Diagnostics
+	for name, from := range in {
+		p := filepath.Join(dir, name)
+		if rel, err := filepath.Rel(dir, p); err != nil || filepath.IsAbs(name) || rel == "." || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Invalid file to replace",
+				Detail:   fmt.Sprintf("%q is not a file name inside %s. Name the file relative to the configuration directory, e.g. web.hcl.", name, dir),
+			})
+			continue
+		}
+		out[p] = from
+	}
+	return out, diags
 }
 
 // Load parses and merges the given files: policy files (*.hcl, *.yaml,

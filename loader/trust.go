@@ -17,6 +17,12 @@ type DirOptions struct {
 	InsecureSkipPerms bool
 	// MaxFileBytes refuses larger files; 0 means DefaultMaxFileBytes.
 	MaxFileBytes int64
+	// Overlay loads the directory as it would be after a change, without
+	// making it: each key, a path relative to the directory, is read from
+	// the file its value names instead (the result still names the key's
+	// path); an empty value means the file is gone. Configuration
+	// management validates a file this way before it replaces the real one.
+	Overlay map[string]string
 }
 
 // DefaultMaxFileBytes is the largest policy file loaded by default: room

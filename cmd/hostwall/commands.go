@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -25,15 +26,33 @@ func newVersionCmd() *cobra.Command {
 }
 
 func newValidateCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var replace, remove []string
+	cmd := &cobra.Command{
 		Use:   "validate",
 		Short: "Check the configuration without touching the kernel",
 		Long: `validate loads every policy file of the configuration directory and compiles
 it for this host. It prints every problem as path:line:col: summary — detail
 and exits 1 when any is an error, 0 otherwise. It never reads or changes the
-kernel.`,
-		Args: cobra.NoArgs,
+kernel.
+
+--replace NAME=FILE and --remove NAME check the directory as it would be
+after a change, without making it: NAME (relative to the directory) is read
+from FILE, or left out. Diagnostics name NAME's place in the directory.
+Ansible and Puppet validate a policy this way before writing it.`,
+		Example: `  hostwall validate --replace web.hcl=/tmp/web.hcl.new --remove old.yaml`,
+		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			g.overlay = map[string]string{}
+			for _, r := range replace {
+				name, from, ok := strings.Cut(r, "=")
+				if !ok || name == "" || from == "" {
+					return fmt.Errorf("--replace %q: use NAME=FILE, e.g. --replace web.hcl=/tmp/web.hcl.new", r)
+				}
+				g.overlay[name] = from
+			}
+			for _, name := range remove {
+				g.overlay[name] = ""
+			}
 			t, res, err := g.desired()
 			if err != nil {
 				return err
@@ -48,6 +67,9 @@ kernel.`,
 			return nil
 		},
 	}
+	cmd.Flags().StringArrayVar(&replace, "replace", nil, "validate as if `NAME=FILE`: the directory's NAME held FILE's contents (repeatable)")
+	cmd.Flags().StringArrayVar(&remove, "remove", nil, "validate as if the directory's file `NAME` were gone (repeatable)")
+	return cmd
 }
 
 func newPlanCmd(g *globals) *cobra.Command {

@@ -35,6 +35,8 @@ type globals struct {
 	skipPerms   bool
 	maxFile     int64
 	limits      compile.Limits
+	// overlay is validate's --replace and --remove (loader.DirOptions.Overlay).
+	overlay map[string]string
 }
 
 func newRootCmd() *cobra.Command {
@@ -154,7 +156,7 @@ func (g *globals) loadDir() (*loader.Result, hcl.Diagnostics) {
 }
 
 func (g *globals) dirOptions() loader.DirOptions {
-	return loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile}
+	return loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, Overlay: g.overlay}
 }
 
 func (g *globals) effectiveHostName(res *loader.Result) string {
