@@ -24,6 +24,10 @@ import (
 // exitRolledBack is the exit code of a trial that was rolled back.
 const exitRolledBack = 3
 
+// exitStalePlan is apply's exit code for a saved plan that no longer
+// matches the configuration or the kernel: plan again (Ansible does).
+const exitStalePlan = 4
+
 type applyFlags struct {
 	autoApprove    bool
 	force          bool
@@ -56,8 +60,9 @@ Confirm from a NEW connection: the session you applied from survives on
 connection tracking and proves nothing. Exit code 3 means the trial was
 rolled back.
 
-With PLANFILE (from plan -o) it applies exactly that plan, and refuses if the
-configuration or the kernel's ruleset changed since the plan was made.`,
+With PLANFILE (from plan -o) it applies exactly that plan, and refuses with
+exit code 4 if the configuration or the kernel's ruleset changed since the
+plan was made.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			interactive := term.IsTerminal(int(os.Stdin.Fd()))
@@ -201,17 +206,20 @@ func checkSavedPlan(path string, g *globals, res *loader.Result, now *planner.Pl
 	if err != nil {
 		return err
 	}
+	stale := func(format string, args ...any) error {
+		return &exitError{code: exitStalePlan, err: fmt.Errorf("plan is stale: "+format, args...)}
+	}
 	switch {
 	case saved.NetNS != g.netns:
-		return fmt.Errorf("plan is stale: %s was made for network namespace %q, not %q", path, saved.NetNS, g.netns)
+		return stale("%s was made for network namespace %q, not %q", path, saved.NetNS, g.netns)
 	case saved.ConfigHash != loader.HashSources(res.Sources):
-		return fmt.Errorf("plan is stale: the configuration in %s changed since %s was made; plan again", g.configDir, path)
+		return stale("the configuration in %s changed since %s was made; plan again", g.configDir, path)
 	case saved.Plan.Generation != now.Generation:
-		return fmt.Errorf("plan is stale: the kernel's ruleset changed since %s was made (generation %d, now %d); plan again",
+		return stale("the kernel's ruleset changed since %s was made (generation %d, now %d); plan again",
 			path, saved.Plan.Generation, now.Generation)
 	}
 	if !samePlan(saved.Plan, now.JSON()) {
-		return fmt.Errorf("plan is stale: planning now does not give %s; plan again", path)
+		return stale("planning now does not give %s; plan again", path)
 	}
 	return nil
 }

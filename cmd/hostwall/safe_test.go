@@ -265,13 +265,13 @@ func TestSavedPlanAndLock(t *testing.T) {
 	}
 	testns.NFT(t, l.srv, "add", "table", "ip", "someone-else")
 	r := hostwall(t, "", append([]string{"apply", "--confirm-timeout", "0", planFile}, l.args(l.cfgA)...)...)
-	if r.code != 1 || !strings.Contains(r.stderr, "plan is stale") || !strings.Contains(r.stderr, "ruleset changed") {
+	if r.code != 4 || !strings.Contains(r.stderr, "plan is stale") || !strings.Contains(r.stderr, "ruleset changed") {
 		t.Errorf("stale by the kernel: exit %d %s", r.code, r.stderr)
 	}
 	hostwall(t, "", append([]string{"plan", "-o", planFile}, l.args(l.cfgA)...)...)
 	os.WriteFile(filepath.Join(l.cfgA, "extra.hcl"), []byte("network_set \"x\" {\n  nets = [\"192.0.2.0/24\"]\n}\n"), 0o644)
 	r = hostwall(t, "", append([]string{"apply", "--confirm-timeout", "0", planFile}, l.args(l.cfgA)...)...)
-	if r.code != 1 || !strings.Contains(r.stderr, "plan is stale") || !strings.Contains(r.stderr, "configuration") {
+	if r.code != 4 || !strings.Contains(r.stderr, "plan is stale") || !strings.Contains(r.stderr, "configuration") {
 		t.Errorf("stale by the configuration: exit %d %s", r.code, r.stderr)
 	}
 	hostwall(t, "", append([]string{"plan", "-o", planFile}, l.args(l.cfgA)...)...)
