@@ -38,9 +38,11 @@ func TestMain(m *testing.M) {
 // lab is one host under test: a network namespace, and hostwall's
 // configuration, state and run directories of its own.
 type lab struct {
-	t                           *testing.T
-	ns, root, etc, state, run   string
-	hostPolicy, webPolicy, tmp string
+	t                         *testing.T
+	ns, root, etc, state, run string
+	tmp                       string
+	// env is more environment for the tools the test runs.
+	env []string
 }
 
 // hostPolicy labels the host as a web server and protects eth0.

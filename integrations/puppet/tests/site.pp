@@ -19,5 +19,6 @@ hostwall::policy { 'host':
 }
 
 hostwall::policy { 'web':
+  ensure  => $facts['hw_web_ensure'] ? { undef => 'present', default => $facts['hw_web_ensure'] },
   content => file($facts['hw_web_policy']),
 }
