@@ -189,8 +189,15 @@ policy "p" {
 func TestFailsafe(t *testing.T) {
 	tbl, _ := compileHCL(t, "h", `host_endpoint "eth0" { interface = "eth0" }`)
 	fs := rules(tbl, FailsafeIn)
-	if len(fs) != 2 || !strings.HasPrefix(fs[0], "tcp dport @ports-") || fs[1] != "udp dport 68 accept" {
+	if len(fs) != 3 || !strings.HasPrefix(fs[0], "tcp dport @ports-") || fs[1] != "udp dport 68 accept" ||
+		!strings.HasPrefix(fs[2], "tcp sport @ports-") || !strings.HasSuffix(fs[2], " tcp flags ! syn accept") {
 		t.Errorf("default inbound failsafe = %q", fs)
+	}
+	// The other direction's TCP ports by source port, without SYN: the
+	// segments of failsafe connections that predate connection tracking.
+	pickup := rules(tbl, FailsafeOut)
+	if last := pickup[len(pickup)-1]; last != strings.Replace(fs[0], "dport", "sport", 1)[:len(fs[0])-len(" accept")]+" tcp flags ! syn accept" {
+		t.Errorf("default outbound failsafe = %q; want the inbound TCP ports by source port, without SYN, last", pickup)
 	}
 	ports := tbl.Set(strings.TrimSuffix(strings.TrimPrefix(fs[0], "tcp dport @"), " accept"))
 	want := []string{"22", "179", "2379-2380", "5473", "6443", "6666-6667"}

@@ -297,18 +297,46 @@ func logPrefix(policy, dir string, idx int) string {
 }
 
 // failsafeChain emits the failsafe chain of a direction and reports whether
-// it has any rule.
+// it has any rule: the direction's entries by destination port, then the
+// other direction's TCP entries by source port for segments without SYN.
+//
+// The second part keeps failsafe connections that predate connection
+// tracking alive (the SSH session that applies the first ruleset): the
+// kernel only starts tracking when the first ct rule arrives, so the next
+// segment of such a connection is "new", not "established". A segment
+// without SYN cannot open a connection, so these rules let no new one by.
 func (c *compiler) failsafeChain(d dirInfo) bool {
-	entries := c.cfg.Failsafe.Inbound
+	same, other := c.cfg.Failsafe.Inbound, c.cfg.Failsafe.Outbound
 	if d.dir == config.Egress {
-		entries = c.cfg.Failsafe.Outbound
+		same, other = other, same
 	}
-	if len(entries) == 0 {
+	var pickup []config.ProtoPort
+	for _, e := range other {
+		if e.Protocol == config.ProtoTCP {
+			pickup = append(pickup, e)
+		}
+	}
+	if len(same)+len(pickup) == 0 {
 		return false
 	}
 	c.owner = OwnerFailsafe
 	ch := &ruleset.Chain{Name: d.fsChain, Owner: OwnerFailsafe, Comment: fmt.Sprintf("failsafe ports, %s: open whatever the policies say", d.dir)}
-	// Entries without a network share one port set per protocol.
+	c.failsafeRules(ch, d, same, ruleset.Dst, nil)
+	c.failsafeRules(ch, d, pickup, ruleset.Src, ruleset.TCPNotSYN{})
+	c.t.Chains = append(c.t.Chains, ch)
+	return true
+}
+
+// failsafeRules appends an accept rule per entry with a network, and one per
+// protocol (a port set) for the entries without, matching the port on side
+// and, when not nil, also extra.
+func (c *compiler) failsafeRules(ch *ruleset.Chain, d dirInfo, entries []config.ProtoPort, side ruleset.Dir, extra ruleset.Match) {
+	with := func(ms ...ruleset.Match) []ruleset.Match {
+		if extra != nil {
+			ms = append(ms, extra)
+		}
+		return ms
+	}
 	byProto := map[uint8][]config.PortRange{}
 	var protos []uint8
 	for _, e := range entries {
@@ -321,10 +349,7 @@ func (c *compiler) failsafeChain(d dirInfo) bool {
 		byProto[e.Protocol] = append(byProto[e.Protocol], config.PortRange{Lo: e.Port, Hi: e.Port})
 	}
 	for _, proto := range protos {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{
-			Matches: []ruleset.Match{c.portMatch(proto, ruleset.Dst, byProto[proto], false)},
-			Verdict: ruleset.Accept(),
-		})
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: with(c.portMatch(proto, side, byProto[proto], false)), Verdict: ruleset.Accept()})
 	}
 	for _, e := range entries {
 		if !e.Net.IsValid() {
@@ -332,15 +357,13 @@ func (c *compiler) failsafeChain(d dirInfo) bool {
 		}
 		f := familyOf(e.Net)
 		ch.Rules = append(ch.Rules, &ruleset.Rule{
-			Matches: []ruleset.Match{
+			Matches: with(
 				ruleset.Addr{Dir: d.remote, Family: f, Set: c.netsSet(f, []netip.Prefix{e.Net})},
-				ruleset.Port{Proto: e.Protocol, Dir: ruleset.Dst, Range: ruleset.PortRange{Lo: e.Port, Hi: e.Port}},
-			},
+				ruleset.Port{Proto: e.Protocol, Dir: side, Range: ruleset.PortRange{Lo: e.Port, Hi: e.Port}},
+			),
 			Verdict: ruleset.Accept(),
 		})
 	}
-	c.t.Chains = append(c.t.Chains, ch)
-	return true
 }
 
 // warnShadowedDenies warns about deny rules that a failsafe port overrides

@@ -158,6 +158,9 @@ func (d *decoder) meta(m *expr.Meta, r *ruleset.Rule) bool {
 		if c.Op != expr.CmpOpEq {
 			return false
 		}
+		if p, ok := d.at(2).(*expr.Payload); ok && p.Len == 1 && c.Data[0] == unix.IPPROTO_TCP {
+			return d.tcpNotSYN(p, r)
+		}
 		if p, ok := d.at(2).(*expr.Payload); ok && p.Len == 1 {
 			return d.icmpType(c.Data[0], p, r)
 		}
@@ -207,6 +210,19 @@ func (d *decoder) icmpType(proto uint8, p *expr.Payload, r *ruleset.Rule) bool {
 		r.Matches = append(r.Matches, ruleset.ICMPCode{Family: fam, Code: c.Data[0], Negate: negate})
 	}
 	d.i += 4
+	return true
+}
+
+// tcpNotSYN decodes `tcp flags & syn == 0` after its protocol check.
+func (d *decoder) tcpNotSYN(p *expr.Payload, r *ruleset.Rule) bool {
+	b, ok1 := d.at(3).(*expr.Bitwise)
+	c, ok2 := d.at(4).(*expr.Cmp)
+	if !ok1 || !ok2 || p.Base != expr.PayloadBaseTransportHeader || p.Offset != tcpFlagsOffset || p.DestRegister != 1 ||
+		!bytes.Equal(b.Mask, []byte{tcpSYN}) || !bytes.Equal(b.Xor, []byte{0}) || c.Op != expr.CmpOpEq || !bytes.Equal(c.Data, []byte{0}) {
+		return false
+	}
+	r.Matches = append(r.Matches, ruleset.TCPNotSYN{})
+	d.i += 5
 	return true
 }
 

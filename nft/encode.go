@@ -43,6 +43,12 @@ func addrOffset(f ruleset.IPFamily, d ruleset.Dir) (off, n uint32) {
 	}
 }
 
+// The TCP header's flags byte, and its SYN bit.
+const (
+	tcpFlagsOffset = 13
+	tcpSYN         = 0x02
+)
+
 func portOffset(d ruleset.Dir) uint32 {
 	if d == ruleset.Src {
 		return 0
@@ -120,6 +126,14 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: bits, Xor: make([]byte, 4)},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: bits},
+		}, nil
+	case ruleset.TCPNotSYN:
+		return []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: tcpFlagsOffset, Len: 1},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 1, Mask: []byte{tcpSYN}, Xor: []byte{0}},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{0}},
 		}, nil
 	case ruleset.ICMPType:
 		return icmpField(m.Family, 0, m.Type, m.Negate), nil

@@ -400,6 +400,8 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 		{Matches: m(ruleset.NamedPort{Dir: ruleset.Dst, Family: ruleset.IPv4, Set: "np4"}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.NamedPort{Dir: ruleset.Src, Family: ruleset.IPv6, Set: "np6", Negate: true}), Verdict: ruleset.Drop()},
 		{Matches: m(ruleset.MarkBit{Bits: 0x10000000}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.Port{Proto: 6, Dir: ruleset.Src, Range: ruleset.PortRange{Lo: 22, Hi: 22}}, ruleset.TCPNotSYN{}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.Addr{Dir: ruleset.Dst, Family: ruleset.IPv4, Set: "v4"}, ruleset.Port{Proto: 6, Dir: ruleset.Src, Set: "ports"}, ruleset.TCPNotSYN{}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.L4Proto{Proto: 6}), Counter: true, SetMark: 0x10000000, Notrack: true, Verdict: ruleset.Accept()},
 		{SetMark: 0x4},
 		{Verdict: ruleset.VMap(ruleset.IIF, "vm")},
@@ -418,7 +420,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 			covered[fmt.Sprintf("%T", mm)] = true
 		}
 	}
-	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode", "ruleset.NamedPort", "ruleset.MarkBit"} {
+	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode", "ruleset.NamedPort", "ruleset.MarkBit", "ruleset.TCPNotSYN"} {
 		if !covered[kind] {
 			t.Errorf("match kind %s is not exercised", kind)
 		}

@@ -132,6 +132,11 @@ type NamedPort struct {
 // MarkBit matches packets whose mark has every bit of Bits set.
 type MarkBit struct{ Bits uint32 }
 
+// TCPNotSYN matches TCP segments without the SYN flag: a segment of a
+// connection that is under way, never one that opens a connection. It
+// implies the protocol check.
+type TCPNotSYN struct{}
+
 // PortRange is an inclusive range of ports; Lo == Hi for one port.
 type PortRange struct{ Lo, Hi uint16 }
 
@@ -145,6 +150,9 @@ func (ICMPType) match()  {}
 func (ICMPCode) match()  {}
 func (NamedPort) match() {}
 func (MarkBit) match()   {}
+func (TCPNotSYN) match() {}
+
+func (TCPNotSYN) String() string { return "tcp flags ! syn" }
 
 func (m MarkBit) String() string { return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Bits, m.Bits) }
 
