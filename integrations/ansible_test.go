@@ -27,8 +27,9 @@ func parseRecap(t *testing.T, out string) recap {
 }
 
 // ansiblePlaybook runs a playbook of integrations/ansible/tests with vars
-// as -e @file, the collection from this checkout, and the connection
-// local unless inventory says otherwise.
+// as -e @file and the collection from this checkout: on localhost over the
+// local connection, or, when the lab has an inventory, from inside the
+// lab's controller namespace to the hosts it names.
 func ansiblePlaybook(t *testing.T, l *lab, playbook string, vars map[string]any, args ...string) (string, int) {
 	t.Helper()
 	tool(t, "ansible-playbook")
@@ -54,7 +55,15 @@ func ansiblePlaybook(t *testing.T, l *lab, playbook string, vars map[string]any,
 		"HOSTWALL_STATE_DIR=" + l.state,
 		"HOSTWALL_RUN_DIR=" + l.run,
 	}
-	all := append([]string{"-i", "localhost,", "-c", "local", "-e", "@" + varsFile, filepath.Join("ansible/tests", playbook)}, args...)
+	env = append(env, l.env...)
+	inventory := []string{"-i", "localhost,", "-c", "local"}
+	if l.inventory != "" {
+		inventory = []string{"-i", l.inventory}
+	}
+	all := append(append(inventory, "-e", "@"+varsFile, filepath.Join("ansible/tests", playbook)), args...)
+	if l.controller != "" {
+		return run(t, env, "ip", append([]string{"netns", "exec", l.controller, "ansible-playbook"}, all...)...)
+	}
 	return run(t, env, "ansible-playbook", all...)
 }
 

@@ -43,6 +43,9 @@ type lab struct {
 	tmp                       string
 	// env is more environment for the tools the test runs.
 	env []string
+	// inventory and controller, when set, make Ansible reach the hosts
+	// of that inventory from inside the namespace controller.
+	inventory, controller string
 }
 
 // hostPolicy labels the host as a web server and protects eth0.

@@ -39,7 +39,10 @@ func TestConnectionsBeforeFirstApply(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer ln.Close()
-		if err := testns.Do(cli, func() (err error) { client, err = net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second); return err }); err != nil {
+		if err := testns.Do(cli, func() (err error) {
+			client, err = net.DialTimeout("tcp", ln.Addr().String(), 2*time.Second)
+			return err
+		}); err != nil {
 			t.Fatal(err)
 		}
 		server, err := ln.Accept()
