@@ -10,6 +10,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -94,8 +96,11 @@ func newLab(t *testing.T) *lab {
 	return l
 }
 
+// counters are the values nft lists, which traffic changes.
+var counters = regexp.MustCompile(`counter packets \d+ bytes \d+`)
+
 // table is table inet hostwall in the lab's namespace as nft lists it
-// (the independent oracle), "" when there is none.
+// (the independent oracle), counter values left out; "" when there is none.
 func (l *lab) table() string {
 	l.t.Helper()
 	out, err := exec.Command("ip", "netns", "exec", l.ns, "nft", "list", "table", "inet", "hostwall").CombinedOutput()
@@ -105,7 +110,34 @@ func (l *lab) table() string {
 		}
 		l.t.Fatalf("nft list table: %v\n%s", err, out)
 	}
-	return string(out)
+	return canonical(counters.ReplaceAllString(string(out), "counter"))
+}
+
+// canonical orders the table's chains, sets and maps by name: nft lists them
+// in the order they were made, which a rollback that remakes some changes.
+// The rules within a chain keep their order.
+func canonical(table string) string {
+	var head, tail string
+	var blocks []string
+	var cur strings.Builder
+	for _, line := range strings.SplitAfter(table, "\n") {
+		switch {
+		case strings.HasPrefix(line, "table "):
+			head = line
+		case line == "}\n" || line == "}":
+			tail = line
+		case strings.HasPrefix(line, "\t") && !strings.HasPrefix(line, "\t\t") && strings.HasSuffix(line, "{\n"):
+			cur.Reset()
+			cur.WriteString(line)
+		case line == "\t}\n":
+			cur.WriteString(line)
+			blocks = append(blocks, cur.String())
+		default:
+			cur.WriteString(line)
+		}
+	}
+	sort.Strings(blocks)
+	return head + strings.Join(blocks, "") + tail
 }
 
 // files is the configuration directory: name → contents and mode.

@@ -6,13 +6,27 @@ command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+# The Ansible and Puppet integrations' tests (integrations/) run the real
+# tools, and the trial test reaches a namespace over SSH.
+command -v ansible-playbook >/dev/null || need+=(ansible-core)
+command -v puppet >/dev/null || need+=(puppet)
+command -v ssh >/dev/null || need+=(openssh-client)
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} — run as root, or: sudo apt-get install -y ${need[*]}" >&2
     exit 1
   fi
   echo "installing ${need[*]}"
+  # Never start a service on this machine while installing (openssh-server
+  # would start sshd): the tests start their own, inside namespaces.
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod 755 "$policy" && made_policy=1
+  fi
+  trap 'if [ -n "$made_policy" ]; then rm -f "$policy"; fi' EXIT
   apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 go mod download

@@ -3,7 +3,9 @@
 # with lintian and rpmlint, installs the .deb for real in a throwaway Debian
 # root (debootstrap; dpkg runs the maintainer scripts in a chroot), upgrades
 # it with an edited conffile, removes and purges it, and installs the .rpm
-# into a temporary root with rpm. Needs root; outside CI it skips without.
+# into a temporary root with rpm, and has the Ansible role (check mode) and
+# the Puppet class (--noop) see that they would install the .deb. Needs
+# root; outside CI it skips without.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -106,6 +108,37 @@ echo '# edited by the operator' >>"$rr/etc/hostwall/hostwall.hcl"
 check "rpm -U upgrades to version 2" rpm --root "$rr" -U --nodeps --noscripts "$rpm2"
 check "the upgrade keeps the edited conffile" grep -q 'edited by the operator' "$rr/etc/hostwall/hostwall.hcl"
 check "rpm -e erases it, saving the edited conffile as .rpmsave" bash -c "rpm --root '$rr' -e --nodeps --noscripts hostwall && test -f '$rr/etc/hostwall/hostwall.hcl.rpmsave' -a ! -e '$rr/usr/bin/hostwall'"
+
+# --- the integrations install it (check mode and --noop) -------------------
+# The Ansible role and the Puppet class install hostwall from a package file
+# when told where it is. Installing it on this machine is out of the
+# question, so they run in check mode / --noop here: each must see that
+# installing the .deb would change the system, and change nothing.
+ns=hwpkg-$$
+ip netns add "$ns"
+trap 'ip netns del "$ns" 2>/dev/null; rm -rf "$work"' EXIT
+mkdir -m 755 "$work/etc"
+installed_before=$(dpkg-query -W -f '${Status} ${Version}' hostwall 2>/dev/null || true)
+cat >"$work/role.json" <<JSON
+{"hostwall_package": "$PWD/$deb2", "hostwall_config_dir": "$work/etc", "hostwall_state_dir": "$work/state",
+ "hostwall_run_dir": "$work/run", "hostwall_netns": "$ns", "hostwall_binary": "$PWD/bin/hostwall",
+ "hostwall_manage_service": false, "hostwall_policies": []}
+JSON
+out=$(ANSIBLE_COLLECTIONS_PATH=$PWD/integrations/ansible ANSIBLE_NOCOLOR=1 ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
+  ansible-playbook -i localhost, -c local --check -e "@$work/role.json" integrations/ansible/tests/site.yml 2>&1) || true
+if [ -z "$installed_before" ]; then
+  check "the Ansible role in check mode would install the .deb" \
+    bash -c 'grep -A1 "Install the .deb\]" <<<"$1" | grep -q "^changed:" || { echo "$1" >&2; exit 1; }' _ "$out"
+fi
+check "the Ansible role in check mode failed nothing" grep -qE 'localhost +: ok=[0-9]+ +changed=[0-9]+ +unreachable=0 +failed=0' <<<"$out"
+out=$(FACTER_hw_config_dir=$work/etc FACTER_hw_state_dir=$work/state FACTER_hw_run_dir=$work/run FACTER_hw_netns=$ns \
+  FACTER_hw_binary=$PWD/bin/hostwall FACTER_hw_package=$PWD/$deb2 \
+  puppet apply --noop --color=false --modulepath integrations/puppet --vardir "$work/puppet" integrations/puppet/tests/package.pp 2>&1) || true
+if [ -z "$installed_before" ]; then
+  check "puppet --noop would install the .deb" \
+    bash -c 'grep -q "Package\[hostwall\]/ensure: current_value .purged., should be .present. (noop)" <<<"$1" || { echo "$1" >&2; exit 1; }' _ "$out"
+fi
+check "neither changed what dpkg has installed" test "$(dpkg-query -W -f '${Status} ${Version}' hostwall 2>/dev/null || true)" = "$installed_before"
 
 rm -f "$deb1" "$deb2" "$rpm1" "$rpm2"
 if [ $failed -ne 0 ]; then echo "test-packages: FAILED" >&2; exit 1; fi

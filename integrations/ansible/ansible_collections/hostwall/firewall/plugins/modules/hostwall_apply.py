@@ -119,7 +119,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.hostwall.firewall.plugins.module_utils.hostwall import binary, duration, global_args
 
-PLAN_CHANGES, APPLY_ROLLED_BACK, APPLY_STALE = 2, 3, 4
+# Exit codes of the CLI contract.
+PLAN_CHANGES = 2
+APPLY_ROLLED_BACK = 3  # also confirm's, for a trial already rolled back
+APPLY_STALE = 4
 
 
 def plan(module, hw, planfile):
