@@ -115,7 +115,7 @@ func TestAnsibleTrialOverSSH(t *testing.T) {
 	os.WriteFile(filepath.Join(l.etc, "host.hcl"), []byte(hostPolicy), 0o644)
 	vars := func(name, policy, timeout string, force bool) map[string]any {
 		return map[string]any{
-			"hw":   map[string]string{"config_dir": l.etc, "state_dir": l.state, "run_dir": l.run, "host_name": "web-1", "binary": binary},
+			"hw":          map[string]string{"config_dir": l.etc, "state_dir": l.state, "run_dir": l.run, "host_name": "web-1", "binary": binary},
 			"policy_name": name, "policy": policy, "confirm_timeout": timeout, "force": force,
 		}
 	}
