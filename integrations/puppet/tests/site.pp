@@ -1,7 +1,8 @@
 # The module as a fleet would use it. The test (integrations/puppet_test.go)
 # sets these facts through FACTER_* variables: a configuration directory,
 # state and run directories and a network namespace of its own, and the
-# files holding the policies' contents.
+# files holding the policies' contents (one used as a source, one read
+# into content).
 class { 'hostwall':
   config_dir     => $facts['hw_config_dir'],
   state_dir      => $facts['hw_state_dir'],
@@ -15,7 +16,7 @@ class { 'hostwall':
 }
 
 hostwall::policy { 'host':
-  content => file($facts['hw_host_policy']),
+  source => $facts['hw_host_policy'],
 }
 
 hostwall::policy { 'web':
