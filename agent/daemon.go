@@ -319,7 +319,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) er
 	if err != nil {
 		return rec("failed", 0, err)
 	}
-	if _, err := Apply(ctx, d.o.Kernel, desired, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.o.Kernel, desired, p, d.o.IsGenerationChanged); err != nil {
 		d.lastErr = err.Error()
 		return rec("failed", 0, err)
 	}
@@ -413,7 +413,7 @@ func (d *Daemon) applyCurrent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, err := Apply(ctx, d.o.Kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.o.Kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
 		return err
 	}
 	d.current, d.rules = cur, tbl.RuleCount()
@@ -444,7 +444,7 @@ func (d *Daemon) verifyLocked(ctx context.Context, why string) {
 	if err != nil || p.Empty() {
 		return
 	}
-	if _, err := Apply(ctx, d.o.Kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.o.Kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
 		d.o.Log.Error("repairing drift", zap.Error(err))
 		return
 	}

@@ -39,29 +39,32 @@ const maxApplyAttempts = 3
 
 // Apply commits p, then reads the kernel back and checks it now holds
 // desired exactly. If another process changed the ruleset since p was made,
-// it plans again from the new state (at most maxApplyAttempts times) and
-// returns the plan actually applied.
-func Apply(ctx context.Context, k Kernel, desired *ruleset.Table, p *planner.Plan, isGenChanged func(error) bool) (*planner.Plan, error) {
+// it plans again from the new state (at most maxApplyAttempts times). It
+// returns the plan actually applied and the kernel generation at which the
+// read-back found desired.
+func Apply(ctx context.Context, k Kernel, desired *ruleset.Table, p *planner.Plan, isGenChanged func(error) bool) (*planner.Plan, uint32, error) {
 	for attempt := 1; ; attempt++ {
 		err := k.Apply(ctx, p, p.Generation)
 		if err != nil && isGenChanged(err) && attempt < maxApplyAttempts {
 			if p, err = Plan(ctx, k, desired); err != nil {
-				return nil, err
+				return nil, 0, err
 			}
 			continue
 		}
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
-		return p, Verify(ctx, k, desired)
+		gen, err := Verify(ctx, k, desired)
+		return p, gen, err
 	}
 }
 
-// Verify reads the kernel and fails unless it holds desired exactly.
-func Verify(ctx context.Context, k Kernel, desired *ruleset.Table) error {
+// Verify reads the kernel and fails unless it holds desired exactly; it
+// returns the generation it read at.
+func Verify(ctx context.Context, k Kernel, desired *ruleset.Table) (uint32, error) {
 	rest, err := Plan(ctx, k, desired)
 	if err != nil {
-		return fmt.Errorf("verifying the apply: %w", err)
+		return 0, fmt.Errorf("verifying the apply: %w", err)
 	}
 	if !rest.Empty() {
 		add, change, destroy := rest.Summary()
@@ -70,8 +73,8 @@ func Verify(ctx context.Context, k Kernel, desired *ruleset.Table) error {
 			c := rest.Changes[0]
 			first = fmt.Sprintf("%s %s %s", c.Action.Word(), c.Kind, c.Name)
 		}
-		return fmt.Errorf("%w: %d to add, %d to change, %d to destroy remain (first: %s)",
+		return 0, fmt.Errorf("%w: %d to add, %d to change, %d to destroy remain (first: %s)",
 			ErrNotConverged, add, change, destroy, first)
 	}
-	return nil
+	return rest.Generation, nil
 }

@@ -3,7 +3,7 @@
 # one run, medians of RUNS (default 5), inside throwaway network namespaces.
 #   W1 full apply from files: ~10k policy rules + a 100k-CIDR nets_file
 #   W2 one CIDR changed in that list: hostwall apply vs nft -f of the change
-#   W3 no-op hostwall plan on W1's state
+#   W3 no-op hostwall plan on W1's state (and with --refresh: the full read)
 # Prints a Markdown table (docs/performance.md keeps the latest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,7 +27,7 @@ export HOSTWALL_STATE_DIR=$work/state HOSTWALL_RUN_DIR=$work/run
 unset SSH_CONNECTION
 apply_in() { "$bin" apply -c "$cfg" --netns "$1" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; }
 
-w1h=() w1n=() w2h=() w2n=() w3=()
+w1h=() w1n=() w2h=() w2n=() w3=() w3r=()
 for i in $(seq "$runs"); do
   newns ns
   t=$(date +%s%N); apply_in "$ns"; w1h+=("$(ms "$t")")
@@ -36,6 +36,7 @@ for i in $(seq "$runs"); do
   t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/table.nft"; w1n+=("$(ms "$t")")
 
   t=$(date +%s%N); "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode >/dev/null 2>&1 || { echo "W3: plan not empty" >&2; exit 1; }; w3+=("$(ms "$t")")
+  t=$(date +%s%N); "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode --refresh >/dev/null 2>&1 || { echo "W3: plan --refresh not empty" >&2; exit 1; }; w3r+=("$(ms "$t")")
 
   # W2: the first network of the list replaced by another.
   set=$(awk '/^\tset /{name=$2} /10\.0\.0\.0\/30/{print name; exit}' "$work/table.nft")
@@ -48,7 +49,7 @@ for i in $(seq "$runs"); do
   ip netns del "$ns"; ip netns del "$nsn"
 done
 m() { echo "$@" | median; }
-a=$(m "${w1h[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}")
+a=$(m "${w1h[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}") f=$(m "${w3r[@]}")
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
 cat <<TABLE
 | workload | hostwall (median of $runs) | nft -f | ratio | target |
@@ -56,6 +57,7 @@ cat <<TABLE
 | W1 full apply: $rules rules + $cidrs CIDRs from files | $a ms | $b ms | $(ratio "$a" "$b") | ≤ 0.8× |
 | W2 one CIDR changed in the $cidrs-line file, apply end to end | $c ms | $d ms | $(ratio "$c" "$d") | ≤ 0.1× |
 | W3 no-op plan on W1's state | $e ms | — | — | ≤ 200 ms |
+| W3 with --refresh (compile and full read) | $f ms | — | — | — |
 
-runs: W1 hostwall ${w1h[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]} (ms)
+runs: W1 hostwall ${w1h[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]} (ms)
 TABLE

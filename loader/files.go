@@ -170,3 +170,27 @@ func HashSources(srcs []Source) string {
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
+
+// ReadSources reads, without parsing, what a load of dir reads: its policy
+// files as they are now, and the nets files a load of the same policy
+// files names (nets, from the last load), under the same trust checks and
+// size limit. If their HashSources equals that load's, the configuration is
+// the same. Any problem is an error: then load the directory.
+func ReadSources(dir string, opts DirOptions, nets []string) ([]Source, error) {
+	if opts.MaxFileBytes == 0 {
+		opts.MaxFileBytes = DefaultMaxFileBytes
+	}
+	trust := !opts.InsecureSkipPerms && os.Geteuid() == 0
+	srcs, diags := readDir(filepath.Clean(dir), trust, opts.MaxFileBytes, nil)
+	if diags.HasErrors() {
+		return nil, diags
+	}
+	for _, p := range nets {
+		data, err := readInput(p, trust, opts.MaxFileBytes)
+		if err != nil {
+			return nil, err
+		}
+		srcs = append(srcs, Source{Path: p, Data: data})
+	}
+	return srcs, nil
+}

@@ -17,8 +17,20 @@ import (
 // Result is a loaded configuration with the files it came from.
 type Result struct {
 	Config *config.Config
-	// Sources are the files read, in load order.
+	// Sources are the files read, in load order: the policy files, then
+	// the nets files they name.
 	Sources []Source
+	nets    int
+}
+
+// NetsFiles are the paths of the nets files among the sources, in load
+// order (what ReadSources takes).
+func (r *Result) NetsFiles() []string {
+	var out []string
+	for _, s := range r.Sources[len(r.Sources)-r.nets:] {
+		out = append(out, s.Path)
+	}
+	return out
 }
 
 type builder struct {
@@ -127,7 +139,7 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error)) (*Result
 		}
 	}
 	b.checkTierRefs()
-	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...)}, b.diags
+	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
 }
 
 func (b *builder) checkTierRefs() {

@@ -60,7 +60,7 @@ func TestFakeFidelity(t *testing.T) {
 				t.Fatal(err)
 			}
 			shapes[name] = shape(p)
-			if _, err := agent.Apply(ctx, k, desired, p, nft.IsGenerationChanged); err != nil {
+			if _, _, err := agent.Apply(ctx, k, desired, p, nft.IsGenerationChanged); err != nil {
 				t.Fatalf("step %d on the %s: %v", i, name, err)
 			}
 			live, _, _ := k.Read(ctx)

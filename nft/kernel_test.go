@@ -248,7 +248,7 @@ func TestSmallBuffersFail(t *testing.T) {
 	defer c.Close()
 	desired := bigTable(2000, 0)
 	p := plan(t, c, desired)
-	_, err = agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged)
+	_, _, err = agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged)
 	if err == nil {
 		t.Fatal("a 2,000-rule batch succeeded with default-sized buffers; trap 1 no longer reproduces, revisit the workaround")
 	}
@@ -268,7 +268,7 @@ func TestSilentElementLossIsCaught(t *testing.T) {
 		c, _ := kernel(t)
 		desired := bigTable(0, n)
 		p := plan(t, c, desired)
-		_, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged)
+		_, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged)
 		if err == nil {
 			t.Fatalf("%d intervals in one attribute: apply reported success", n)
 		}
@@ -342,7 +342,7 @@ func TestStalePlanIsRefused(t *testing.T) {
 	if out := testns.NFT(t, ns, "list", "tables"); strings.Contains(out, "hostwall") {
 		t.Fatal("a refused stale plan changed the kernel")
 	}
-	if _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged); err != nil {
+	if _, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged); err != nil {
 		t.Fatalf("agent.Apply did not re-plan: %v", err)
 	}
 }
@@ -427,7 +427,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 	}
 
 	p := plan(t, c, desired)
-	if _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged); err != nil {
+	if _, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged); err != nil {
 		t.Error(err)
 	}
 	live, _, err := c.Read(context.Background())
@@ -479,7 +479,7 @@ func TestENOBUFSAfterCommit(t *testing.T) {
 	}
 
 	c = small()
-	if _, err := agent.Apply(context.Background(), c, desired, plan(t, c, desired), nft.IsGenerationChanged); err != nil {
+	if _, _, err := agent.Apply(context.Background(), c, desired, plan(t, c, desired), nft.IsGenerationChanged); err != nil {
 		t.Fatalf("with the workaround: %v", err)
 	}
 }

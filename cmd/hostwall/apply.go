@@ -122,6 +122,7 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 	}
 	views.PlanHuman(out, p, g.style(os.Stdout))
 	if p.Empty() && f.confirmTimeout == 0 {
+		g.recordVerified(res, desired, host, p.Generation)
 		return g.recordIfNew(res, desired, host)
 	}
 	if !f.autoApprove && planFile == "" && !confirm(out, in) {
@@ -140,10 +141,11 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 			return fmt.Errorf("no recorded generation to return to, and table inet hostwall exists: apply once without --confirm-timeout (or with --confirm-timeout 0), then use trials")
 		}
 	}
-	applied, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged)
+	applied, verified, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged)
 	if err != nil {
 		return fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
 	}
+	g.recordVerified(res, desired, host, verified)
 	gen, err := g.record(res, desired, host, reasonFor(f))
 	if err != nil {
 		return fmt.Errorf("applied, but recording the generation failed: %w", err)

@@ -8,6 +8,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/state"
 	"github.com/hostwall/hostwall/views"
 )
 
@@ -73,7 +75,7 @@ Ansible and Puppet validate a policy this way before writing it.`,
 }
 
 func newPlanCmd(g *globals) *cobra.Command {
-	var asJSON, detailed bool
+	var asJSON, detailed, refresh bool
 	var outFile string
 	cmd := &cobra.Command{
 		Use:   "plan",
@@ -84,17 +86,36 @@ place (rules and set elements as + and - lines). Rules changed outside
 hostwall are reported first.
 
 With --detailed-exitcode it exits 0 when there are no changes, 1 on error and
-2 when there are changes.`,
+2 when there are changes.
+
+When neither the files nor the kernel's ruleset have changed since hostwall
+last verified, by a full read, that the kernel holds this configuration,
+plan says so without compiling or reading the kernel: any nftables change in
+the namespace, by anyone, moves the kernel's ruleset generation and ends
+that shortcut. --refresh always reads the kernel.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s, err := g.plan(cmd.Context())
-			if err != nil {
-				return err
+			var p *planner.Plan
+			var configHash, host string
+			v := (*state.Verified)(nil)
+			if !refresh {
+				v = g.unchanged()
 			}
-			defer s.conn.Close()
-			p := s.plan
+			if v != nil {
+				p, configHash, host = emptyPlan(v), v.ConfigHash, v.HostName
+			} else {
+				s, err := g.plan(cmd.Context())
+				if err != nil {
+					return err
+				}
+				defer s.conn.Close()
+				p, configHash, host = s.plan, loader.HashSources(s.res.Sources), g.effectiveHostName(s.res)
+				if p.Empty() {
+					g.recordVerified(s.res, s.desired, host, p.Generation)
+				}
+			}
 			if outFile != "" {
-				if err := writeSavedPlan(outFile, g, s.res, p); err != nil {
+				if err := writeSavedPlan(outFile, g, configHash, host, p); err != nil {
 					return err
 				}
 			}
@@ -104,6 +125,9 @@ With --detailed-exitcode it exits 0 when there are no changes, 1 on error and
 				}
 			} else {
 				views.PlanHuman(cmd.OutOrStdout(), p, g.style(os.Stdout))
+				if v != nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "(Neither the files nor the kernel's ruleset changed since hostwall verified generation %d of the kernel; plan --refresh reads it anyway.)\n", v.Generation)
+				}
 			}
 			if detailed && !p.Empty() {
 				return &exitError{code: 2}
@@ -114,6 +138,7 @@ With --detailed-exitcode it exits 0 when there are no changes, 1 on error and
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the plan as JSON")
 	cmd.Flags().BoolVar(&detailed, "detailed-exitcode", false, "exit 2 when there are changes, 0 when none, 1 on error")
 	cmd.Flags().StringVarP(&outFile, "out", "o", "", "also save the plan to `FILE`, for apply FILE")
+	cmd.Flags().BoolVar(&refresh, "refresh", false, "read the kernel even when nothing changed since the last verified apply or plan")
 	return cmd
 }
 

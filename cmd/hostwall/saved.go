@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/planner"
 )
 
@@ -20,9 +19,11 @@ type savedPlan struct {
 	Plan          planner.JSONPlan `json:"plan"`
 }
 
-func writeSavedPlan(path string, g *globals, res *loader.Result, p *planner.Plan) error {
+// writeSavedPlan saves p, planned from the configuration whose files hash
+// to configHash, compiled for host.
+func writeSavedPlan(path string, g *globals, configHash, host string, p *planner.Plan) error {
 	data, err := json.MarshalIndent(savedPlan{FormatVersion: planner.FormatVersion, NetNS: g.netns, ConfigDir: g.configDir,
-		ConfigHash: loader.HashSources(res.Sources), HostName: g.effectiveHostName(res), Plan: p.JSON()}, "", "  ")
+		ConfigHash: configHash, HostName: host, Plan: p.JSON()}, "", "  ")
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,153 @@
+package main_test
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/internal/testns"
+	"github.com/hostwall/hostwall/nft"
+)
+
+const shortcut = "(Neither the files nor the kernel's ruleset changed since hostwall verified"
+
+// TestNoOpPlanShortcut: after an apply (or a full plan that found nothing
+// to do), plan answers "no changes" without compiling or reading the
+// kernel, and only while that is true: a changed file, drift, any other
+// nftables change in the namespace, --refresh, another binary, or a file
+// the trust checks now refuse each take the long way, which sees what
+// changed.
+func TestNoOpPlanShortcut(t *testing.T) {
+	ns := testns.New(t)
+	dir := writeConfig(t, map[string]string{"policy.hcl": allow8080})
+	plan := func(args ...string) result {
+		t.Helper()
+		return hostwall(t, "", append([]string{"plan", "-c", dir, "--netns", ns, "--host-name", "srv", "--detailed-exitcode"}, args...)...)
+	}
+	quick := func(what string, r result, want bool) {
+		t.Helper()
+		if got := strings.Contains(r.stdout, shortcut); got != want {
+			t.Errorf("%s: shortcut taken = %v, want %v (exit %d)\n%s%s", what, got, want, r.code, r.stdout, r.stderr)
+		}
+	}
+	if r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--host-name", "srv", "--auto-approve"); r.code != 0 {
+		t.Fatalf("apply: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	r := plan()
+	quick("after the apply", r, true)
+	if r.code != 0 {
+		t.Errorf("after the apply: exit %d", r.code)
+	}
+	quick("--refresh", plan("--refresh"), false)
+
+	// Another table in the namespace moves the generation: the long way,
+	// no changes, and the shortcut again after that full check.
+	testns.NFT(t, ns, "add", "table", "ip", "other")
+	r = plan()
+	quick("after another table changed", r, false)
+	if r.code != 0 {
+		t.Errorf("after another table changed: exit %d\n%s", r.code, r.stdout)
+	}
+	quick("after the full check", plan(), true)
+
+	// Drift: a rule deleted outside hostwall.
+	testns.NFT(t, ns, "flush", "chain", "inet", "hostwall", "pol-web-in")
+	r = plan()
+	quick("after drift", r, false)
+	if r.code != 2 {
+		t.Errorf("after drift: exit %d, want 2\n%s", r.code, r.stdout)
+	}
+	hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--host-name", "srv", "--auto-approve")
+	quick("after the repair", plan(), true)
+
+	// A changed file.
+	os.WriteFile(filepath.Join(dir, "policy.hcl"), []byte(strings.Replace(allow8080, "8080", "8081", 1)), 0o644)
+	r = plan()
+	quick("after a file changed", r, false)
+	if r.code != 2 || !strings.Contains(r.stdout, "8081") {
+		t.Errorf("after a file changed: exit %d, want 2 and the new port\n%s", r.code, r.stdout)
+	}
+	os.WriteFile(filepath.Join(dir, "policy.hcl"), []byte(allow8080), 0o644)
+	quick("the file back as it was", plan(), true)
+
+	// Another host name on the command line.
+	quick("another --host-name", hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--host-name", "other"), false)
+
+	// Another binary (a rebuild).
+	other := filepath.Join(t.TempDir(), "hostwall")
+	testns.Run(t, "cp", binary, other)
+	cmd := exec.Command(other, "plan", "-c", dir, "--netns", ns, "--host-name", "srv")
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...)
+	out, _ := cmd.CombinedOutput()
+	quick("another binary", result{stdout: string(out)}, false)
+
+	// A file the trust checks refuse now: the shortcut must not skip them.
+	if os.Geteuid() == 0 {
+		plan() // the other binary's plan recorded its own check: one full check again
+		quick("before chmod", plan(), true)
+		os.Chmod(filepath.Join(dir, "policy.hcl"), 0o666)
+		r = plan()
+		if r.code != 1 || !strings.Contains(r.stderr, "Untrusted") {
+			t.Errorf("a group- and world-writable file: exit %d, want 1 and the trust check's refusal\n%s%s", r.code, r.stdout, r.stderr)
+		}
+		os.Chmod(filepath.Join(dir, "policy.hcl"), 0o644)
+	}
+}
+
+// TestShortcutNotFooledByANewNamespace: a namespace made again under the
+// same name starts its generations again; even brought to the recorded
+// generation, it is not the namespace hostwall verified, and plan sees the
+// missing table.
+func TestShortcutNotFooledByANewNamespace(t *testing.T) {
+	testns.RequireRoot(t)
+	name := "hwtest-samename-" + filepath.Base(t.TempDir())
+	add := func() {
+		testns.Run(t, "ip", "netns", "add", name)
+	}
+	add()
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
+	dir := writeConfig(t, map[string]string{"policy.hcl": allow8080})
+	if r := hostwall(t, "", "apply", "-c", dir, "--netns", name, "--host-name", "srv", "--auto-approve"); r.code != 0 {
+		t.Fatalf("apply: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	var run string
+	for _, e := range dirsOf(t) {
+		if v, ok := strings.CutPrefix(e, "HOSTWALL_RUN_DIR="); ok {
+			run = v
+		}
+	}
+	data, err := os.ReadFile(filepath.Join(run, "verified-"+name+".json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec struct{ Generation uint32 }
+	json.Unmarshal(data, &rec)
+
+	testns.Run(t, "ip", "netns", "del", name)
+	add()
+	c, err := nft.Open(nft.Options{NetNS: name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; ; i++ {
+		gen, err := c.Generation()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if gen == rec.Generation {
+			break
+		}
+		if gen > rec.Generation || i > 100 {
+			t.Fatalf("cannot bring the new namespace to generation %d (at %d)", rec.Generation, gen)
+		}
+		testns.NFT(t, name, "add", "table", "ip", "t")
+	}
+	r := hostwall(t, "", "plan", "-c", dir, "--netns", name, "--host-name", "srv", "--detailed-exitcode")
+	if r.code != 2 || strings.Contains(r.stdout, shortcut) {
+		t.Errorf("the new namespace at the recorded generation: exit %d, want 2 (the table is missing)\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

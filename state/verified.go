@@ -1,0 +1,73 @@
+package state
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// Verified is the last time hostwall saw, by a full read, the kernel hold
+// exactly the ruleset compiled from a configuration. While the kernel's
+// ruleset generation has not moved since, and the configuration and
+// everything else the compiled ruleset depends on (Key) are the same, the
+// kernel still holds it: a plan needs neither a compile nor a read. Every
+// nftables transaction of the namespace, by anyone, moves the generation.
+type Verified struct {
+	// Key is what else the ruleset depends on: hostwall's version, the
+	// host name, the limits, the namespace's identity.
+	Key string `json:"key"`
+	// Generation is the kernel's ruleset generation of that read.
+	Generation uint32 `json:"generation"`
+	// ConfigHash is loader.HashSources of the configuration's files, and
+	// NetsFiles the nets files among them, in load order.
+	ConfigHash string   `json:"config_hash"`
+	NetsFiles  []string `json:"nets_files"`
+	// HostName is the host name the ruleset was compiled for (saved plans
+	// name it).
+	HostName string `json:"host_name"`
+	// Rules is the number of rules, for the message.
+	Rules int `json:"rules"`
+}
+
+func (r RunDir) verifiedPath(netns string) string {
+	return filepath.Join(r.Dir, "verified-"+nsName(netns)+".json")
+}
+
+// SaveVerified records v for the namespace. The run directory is a tmpfs:
+// a reboot, which restarts the generations, forgets it.
+func (r RunDir) SaveVerified(netns string, v *Verified) error {
+	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
+		return err
+	}
+	data, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	return writeFile(r.verifiedPath(netns), data, 0o600)
+}
+
+// LoadVerified returns the namespace's record, nil when there is none.
+func (r RunDir) LoadVerified(netns string) (*Verified, error) {
+	data, err := os.ReadFile(r.verifiedPath(netns))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	v := &Verified{}
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, nil // a damaged record is no record: plan reads the kernel
+	}
+	return v, nil
+}
+
+// ForgetVerified removes the namespace's record.
+func (r RunDir) ForgetVerified(netns string) error {
+	err := os.Remove(r.verifiedPath(netns))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return err
+}
