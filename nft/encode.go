@@ -3,6 +3,7 @@ package nft
 import (
 	"encoding/binary"
 	"fmt"
+	"unicode/utf8"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/binaryutil"
@@ -243,6 +244,28 @@ var setKeyTypes = map[ruleset.SetType]nftables.SetDatatype{
 	ruleset.TypeNamedPort6:  nftables.MustConcatSetType(nftables.TypeIP6Addr, nftables.TypeInetProto, nftables.TypeInetService),
 }
 
+// maxSetComment is the longest set comment the kernel takes (trap 12): a
+// set's user data (NFTA_SET_USERDATA) holds at most 256 bytes
+// (NFT_USERDATA_MAXLEN), of which the key byte order takes 6 and the
+// comment's own type, length and NUL 3. Past that the kernel refuses the
+// set with ERANGE, failing the whole batch; past 254 bytes the library's
+// one-byte length also wraps.
+const maxSetComment = 247
+
+// setComment shortens a comment to what the kernel takes, cutting on a
+// character boundary and marking the cut. The planner does not compare
+// set comments, so the shortened one read back is no drift.
+func setComment(c string) string {
+	if len(c) <= maxSetComment {
+		return c
+	}
+	cut := maxSetComment - len("…")
+	for cut > 0 && !utf8.RuneStart(c[cut]) {
+		cut--
+	}
+	return c[:cut] + "…"
+}
+
 // encodeSet returns the library's description of s (without elements).
 func encodeSet(t *nftables.Table, s *ruleset.Set) *nftables.Set {
 	ns := &nftables.Set{
@@ -251,7 +274,7 @@ func encodeSet(t *nftables.Table, s *ruleset.Set) *nftables.Set {
 		KeyType:  setKeyTypes[s.Type],
 		Interval: s.Interval,
 		IsMap:    s.Map,
-		Comment:  s.Comment,
+		Comment:  setComment(s.Comment),
 	}
 	if s.Type == ruleset.TypeIfName {
 		// Interface names are strings in host byte order for nft; without

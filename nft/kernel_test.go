@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 
 	"github.com/hostwall/hostwall/agent"
@@ -481,5 +483,50 @@ func TestENOBUFSAfterCommit(t *testing.T) {
 	c = small()
 	if _, _, err := agent.Apply(context.Background(), c, desired, plan(t, c, desired), nft.IsGenerationChanged); err != nil {
 		t.Fatalf("with the workaround: %v", err)
+	}
+}
+
+// TestLongSetComment: the kernel refuses a set whose comment does not fit
+// its 256 bytes of user data with ERANGE, failing the whole batch (trap 12;
+// a policy of 1,000 ports or a long selector names them all in its set's
+// comment). The encoder shortens such comments; the planner does not
+// compare them, so the table converges.
+func TestLongSetComment(t *testing.T) {
+	c, ns := kernel(t)
+	// Without the workaround: the library as is.
+	f, err := os.Open(nft.NetNSPath(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	raw, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := raw.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "raw"})
+	if err := raw.AddSet(&nftables.Set{Table: tbl, Name: "s", KeyType: nftables.TypeInetService, Comment: strings.Repeat("x", 300)}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := raw.Flush(); !errors.Is(err, unix.ERANGE) {
+		t.Errorf("a 300-byte set comment through the library: got %v, want ERANGE", err)
+	}
+
+	desired := ruleset.NewTable()
+	long := "ports " + strings.Repeat("20000, ", 1000) + "Ωmega"
+	desired.Sets = []*ruleset.Set{{Name: "p", Type: ruleset.TypeInetService, Interval: true, Comment: long,
+		Elements: []ruleset.Element{ruleset.PortElement(ruleset.PortRange{Lo: 20000, Hi: 20999})}}}
+	apply(t, c, desired)
+	if p := plan(t, c, desired); !p.Empty() {
+		t.Errorf("the shortened comment reads back as a change: %+v", p.Changes)
+	}
+	out := testns.NFT(t, ns, "list", "set", "inet", "hostwall", "p")
+	i := strings.Index(out, `comment "`)
+	if i < 0 {
+		t.Fatalf("no comment listed:\n%s", out)
+	}
+	got := out[i+len(`comment "`):]
+	got = got[:strings.IndexByte(got, '"')]
+	if !strings.HasPrefix(long, strings.TrimSuffix(got, "…")) || !strings.HasSuffix(got, "…") || len(got) > 247 {
+		t.Errorf("comment listed as %q (%d bytes), want the start of the original, cut with …, at most 247 bytes", got, len(got))
 	}
 }
