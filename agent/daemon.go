@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
@@ -152,7 +153,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		go d.serveControl(ctx, ln, calls)
 	}
 	d.o.Notify.Ready()
-	d.status()
+	d.done()
 
 	debounce := time.NewTimer(time.Hour)
 	debounce.Stop()
@@ -187,7 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			} else if err != nil {
 				log.Error("not applied; the running ruleset stays", zap.Error(err))
 			}
-			d.status()
+			d.done()
 		case <-hup:
 			d.o.Notify.Reloading()
 			log.Info("reloading (SIGHUP)")
@@ -195,7 +196,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 				log.Error("not applied; the running ruleset stays", zap.Error(err))
 			}
 			d.o.Notify.Ready()
-			d.status()
+			d.done()
 		case c := <-d.o.Drift:
 			quiet := uncertainQuiet
 			if c.Certain {
@@ -211,9 +212,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		case <-drift.C:
 			d.verify(ctx, "changed by "+driftBy)
 			driftBy, driftDue = "", time.Time{}
-			d.status()
+			d.done()
 		case <-resync.C:
 			d.verify(ctx, "periodic verification")
+			d.done()
 		case c := <-calls:
 			c.reply <- d.handle(ctx, c.req)
 			if c.req.Command == "confirm" {
@@ -226,9 +228,19 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if err := d.reconcile(ctx, "the trial ended", false); err != nil {
 				log.Error("not applied; the running ruleset stays", zap.Error(err))
 			}
-			d.status()
+			d.done()
 		}
 	}
+}
+
+// done ends a piece of work: STATUS= says where things stand, and the
+// memory the work took (a large configuration loaded, compiled and read
+// back from the kernel is ~100 MB of garbage) goes back to the system at
+// once, not as the runtime would, lazily and only after the next garbage
+// collection — which an idle agent never reaches.
+func (d *Daemon) done() {
+	d.status()
+	debug.FreeOSMemory()
 }
 
 func (d *Daemon) status() {
