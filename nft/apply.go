@@ -73,6 +73,9 @@ func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 	if err := c.stillAt(gen); err != nil {
 		return err
 	}
+	if b.rules+b.elems > pauseWatchAbove {
+		defer c.pauseWatch()()
+	}
 	if err := nl.Flush(); err != nil {
 		if errors.Is(err, syscall.ENOBUFS) && trustGenerationOnENOBUFS {
 			// The kernel may have committed and only our acknowledgements

@@ -29,6 +29,8 @@ type Conn struct {
 	ns   *os.File       // nil for the current namespace
 	nsFD int
 	bufs int
+	// watch is Watch's subscription (watch.go).
+	watch watchState
 }
 
 // NetNSPath resolves a namespace name to its file.

@@ -22,3 +22,10 @@ func SetPrimeDumps(on bool) (restore func()) {
 	primeDumpsOn = on
 	return func() { primeDumpsOn = old }
 }
+
+// WatchSubscriptions is how many subscriptions Watch has made on c.
+func WatchSubscriptions(c *Conn) int {
+	c.watch.mu.Lock()
+	defer c.watch.mu.Unlock()
+	return c.watch.subs
+}

@@ -97,3 +97,32 @@ func TestWatchSurvivesOverflow(t *testing.T) {
 		}
 	}
 }
+
+// TestWatchPausedAroundOwnLargeBatch: Apply ends Watch's subscription around
+// a large batch of its own (the events of 20,000 elements cost the kernel
+// and the library seconds and ~100 MB, to learn the change was ours) and
+// subscribes again before it returns: a small batch leaves the
+// subscription alone, no loss is reported, and the first change by another
+// process afterwards is reported.
+func TestWatchPausedAroundOwnLargeBatch(t *testing.T) {
+	c, ns := kernel(t)
+	ch := watch(t, c)
+	if n := nft.WatchSubscriptions(c); n != 1 {
+		t.Fatalf("%d subscriptions after Watch, want 1", n)
+	}
+	apply(t, c, bigTable(3, 10))
+	if n := nft.WatchSubscriptions(c); n != 1 {
+		t.Errorf("%d subscriptions after a small apply, want 1 (not paused)", n)
+	}
+	apply(t, c, bigTable(3, 20000))
+	if n := nft.WatchSubscriptions(c); n != 2 {
+		t.Errorf("%d subscriptions after a 20,000-element apply, want 2 (paused and made again)", n)
+	}
+	testns.NFT(t, ns, "add", "chain", "inet", "hostwall", "x")
+	if got := nextChange(t, ch); !got.Certain || !strings.HasPrefix(got.By, "nft (pid ") {
+		t.Errorf("first report after the large apply = %+v, want nft's new chain", got)
+	}
+	if n := nft.WatchSubscriptions(c); n != 2 {
+		t.Errorf("%d subscriptions in the end, want 2: a loss was handled as one", n)
+	}
+}
