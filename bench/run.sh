@@ -4,7 +4,10 @@
 #   W1 full apply from files: ~10k policy rules + a 100k-CIDR nets_file
 #   W2 one CIDR changed in that list: hostwall apply vs nft -f of the change
 #   W3 no-op hostwall plan on W1's state (and with --refresh: the full read)
-# Prints a Markdown table (docs/performance.md keeps the latest).
+#   the same 100k networks inline in HCL: hostwall validate (load and compile)
+#   W4, W6 the agent on W1's files and on the quickstart example (bench/agent)
+#   W5 the data plane: no ruleset, hostwall's, a linear list (bench/dataplane)
+# Prints Markdown tables (docs/performance.md keeps the latest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "make bench creates network namespaces: run it as root" >&2; exit 1; }
@@ -27,7 +30,9 @@ export HOSTWALL_STATE_DIR=$work/state HOSTWALL_RUN_DIR=$work/run
 unset SSH_CONNECTION
 apply_in() { "$bin" apply -c "$cfg" --netns "$1" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; }
 
-w1h=() w1n=() w2h=() w2n=() w3=() w3r=()
+inline=$work/inline
+go run ./bench/gen -out "$inline" -rules "$rules" -cidrs "$cidrs" -inline
+w1h=() w1n=() w2h=() w2n=() w3=() w3r=() vi=() vf=()
 for i in $(seq "$runs"); do
   newns ns
   t=$(date +%s%N); apply_in "$ns"; w1h+=("$(ms "$t")")
@@ -46,10 +51,13 @@ for i in $(seq "$runs"); do
   t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/change.nft"; w2n+=("$(ms "$t")")
   if ! "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode >/dev/null 2>&1; then echo "W2: hostwall did not converge" >&2; exit 1; fi
   sed -i '1s|.*|10.0.0.0/30|' "$cfg/blocklist.txt"
+  t=$(date +%s%N); "$bin" validate -c "$inline" >/dev/null 2>&1; vi+=("$(ms "$t")")
+  t=$(date +%s%N); "$bin" validate -c "$cfg" >/dev/null 2>&1; vf+=("$(ms "$t")")
   ip netns del "$ns"; ip netns del "$nsn"
 done
 m() { echo "$@" | median; }
 a=$(m "${w1h[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}") f=$(m "${w3r[@]}")
+g=$(m "${vi[@]}") h=$(m "${vf[@]}")
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
 cat <<TABLE
 | workload | hostwall (median of $runs) | nft -f | ratio | target |
@@ -58,6 +66,21 @@ cat <<TABLE
 | W2 one CIDR changed in the $cidrs-line file, apply end to end | $c ms | $d ms | $(ratio "$c" "$d") | ≤ 0.1× |
 | W3 no-op plan on W1's state | $e ms | — | — | ≤ 200 ms |
 | W3 with --refresh (compile and full read) | $f ms | — | — | — |
+| load and compile, $cidrs networks inline in HCL (validate) | $g ms | — | — | ≤ 2000 ms |
+| load and compile, the same from a nets_file (validate) | $h ms | — | — | — |
 
-runs: W1 hostwall ${w1h[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]} (ms)
+runs: W1 hostwall ${w1h[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]}; inline ${vi[*]}; nets_file ${vf[*]} (ms)
 TABLE
+
+# W4 and W6: the agent (RUNS×4 saves each).
+small=$work/small
+mkdir -m 755 "$small" && cp examples/quickstart/*.hcl "$small"/
+echo
+echo "W4, W6 — the agent on W1's files ($rules rules, $cidrs networks):"
+go run ./bench/agent -bin "$bin" -config "$cfg" -runs $((runs * 4)) | sed 's/^/    /'
+echo "W4, W6 — the agent on examples/quickstart:"
+go run ./bench/agent -bin "$bin" -config "$small" -runs $((runs * 4)) -settle 2s | sed 's/^/    /'
+
+# W5: the data plane.
+echo
+go run ./bench/dataplane -bin "$bin" -runs "$runs"

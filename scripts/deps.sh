@@ -6,6 +6,7 @@ command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
 command -v conntrack >/dev/null || need+=(conntrack)
 command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v iperf3 >/dev/null || need+=(iperf3) # make bench (W5)
 # The Ansible and Puppet integrations' tests (integrations/) run the real
 # tools, and the trial test reaches a namespace over SSH.
 command -v ansible-playbook >/dev/null || need+=(ansible-core)

@@ -1,6 +1,7 @@
 // Command gen writes the benchmark workload of bench/run.sh: policies worth
 // -rules rules (100 per policy) and a network set of -cidrs networks read
-// from a nets_file, for a host endpoint eth0.
+// from a nets_file (with -inline: listed in the HCL file itself), for a
+// host endpoint eth0.
 package main
 
 import (
@@ -16,6 +17,7 @@ func main() {
 	out := flag.String("out", "", "directory to write")
 	rules := flag.Int("rules", 10000, "policy rules in all")
 	cidrs := flag.Int("cidrs", 100000, "networks in the blocklist")
+	inline := flag.Bool("inline", false, "list the networks in host.hcl instead of a nets_file")
 	flag.Parse()
 	if *out == "" {
 		log.Fatal("-out is required")
@@ -35,12 +37,26 @@ func main() {
 		}
 		f.Close()
 	}
+	network := func(i int) string {
+		// /30 networks with a gap between them, so none merge.
+		n := uint32(10<<24) + uint32(i)*8
+		return fmt.Sprintf("%d.%d.%d.%d/30", n>>24, n>>16&255, n>>8&255, n&255)
+	}
 	write("host.hcl", func(w *bufio.Writer) {
-		fmt.Fprint(w, `host_endpoint "eth0" { interface = "eth0" }
-network_set "blocklist" {
-  labels    = { blocked = "true" }
-  nets_file = "blocklist.txt"
-}
+		fmt.Fprint(w, "host_endpoint \"eth0\" { interface = \"eth0\" }\nnetwork_set \"blocklist\" {\n  labels    = { blocked = \"true\" }\n")
+		if *inline {
+			fmt.Fprint(w, "  nets = [")
+			for i := 0; i < *cidrs; i++ {
+				if i > 0 {
+					fmt.Fprint(w, ", ")
+				}
+				fmt.Fprintf(w, "%q", network(i))
+			}
+			fmt.Fprint(w, "]\n")
+		} else {
+			fmt.Fprint(w, "  nets_file = \"blocklist.txt\"\n")
+		}
+		fmt.Fprint(w, `}
 policy "blocklist" {
   order = 10
   ingress {
@@ -59,11 +75,11 @@ policy "blocklist" {
 			fmt.Fprint(w, "}\n")
 		}
 	})
-	write("blocklist.txt", func(w *bufio.Writer) {
-		// /30 networks with a gap between them, so none merge.
-		for i := 0; i < *cidrs; i++ {
-			n := uint32(10<<24) + uint32(i)*8
-			fmt.Fprintf(w, "%d.%d.%d.%d/30\n", n>>24, n>>16&255, n>>8&255, n&255)
-		}
-	})
+	if !*inline {
+		write("blocklist.txt", func(w *bufio.Writer) {
+			for i := 0; i < *cidrs; i++ {
+				fmt.Fprintln(w, network(i))
+			}
+		})
+	}
 }

@@ -1,0 +1,207 @@
+// Command agent measures the hostwall agent (make bench runs it):
+//
+//	W4: a policy file saved → the agent's transaction committed in the
+//	    kernel, minus the debounce (p50, p99 over -runs saves);
+//	W6: the agent's resident memory with the configuration loaded, and its
+//	    CPU time and context switches over -idle of doing nothing.
+//
+// It starts `hostwall agent` on -config inside a network namespace of its
+// own, learns of commits from the kernel's nftables events (nft.Watch),
+// and reads the agent's /proc entries.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/state"
+)
+
+func main() {
+	bin := flag.String("bin", "bin/hostwall", "the hostwall binary")
+	config := flag.String("config", "", "the configuration directory (bench/gen's)")
+	runs := flag.Int("runs", 20, "saves to time")
+	debounce := flag.Duration("debounce", 200*time.Millisecond, "the agent's --debounce")
+	idle := flag.Duration("idle", 10*time.Second, "how long to watch the idle agent")
+	settle := flag.Duration("settle", 10*time.Second, "how long to leave the agent alone after its first apply before watching it idle")
+	flag.Parse()
+	if err := run(*bin, *config, *runs, *debounce, *settle, *idle); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(bin, config string, runs int, debounce, settle, idle time.Duration) error {
+	work, err := os.MkdirTemp("", "hostwall-bench-agent")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	ns := fmt.Sprintf("hwbench-agent-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		return fmt.Errorf("ip netns add: %v %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	exec.Command("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0").Run()
+
+	stateDir, runDir := filepath.Join(work, "state"), filepath.Join(work, "run")
+	log, err := os.Create(filepath.Join(work, "agent.log"))
+	if err != nil {
+		return err
+	}
+	defer log.Close()
+	agent := exec.Command(bin, "agent", "-c", config, "--netns", ns, "--state-dir", stateDir, "--run-dir", runDir,
+		"--debounce", debounce.String(), "--log-format", "json")
+	agent.Stdout, agent.Stderr = log, log
+	if err := agent.Start(); err != nil {
+		return err
+	}
+	defer func() { agent.Process.Kill(); agent.Wait() }()
+
+	store := &state.Store{Dir: stateDir}
+	start := time.Now()
+	if err := waitGeneration(store, 1, 60*time.Second); err != nil {
+		return fmt.Errorf("%w (agent log: %s)", err, log.Name())
+	}
+	fmt.Printf("agent up: first apply done %d ms after start\n", time.Since(start).Milliseconds())
+
+	conn, err := nft.Open(nft.Options{NetNS: ns})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	commits := make(chan time.Time, 64)
+	if err := conn.Watch(ctx, func(nft.Change) {
+		select {
+		case commits <- time.Now():
+		default:
+		}
+	}); err != nil {
+		return err
+	}
+
+	// W6 first, on the configuration as loaded: memory, and an idle agent
+	// (after settle: the Go runtime returns memory in the background for a
+	// while after a large apply).
+	time.Sleep(settle) // measuring idleness: nothing to wait for
+	rss, err := procField(agent.Process.Pid, "status", "VmRSS:")
+	if err != nil {
+		return err
+	}
+	cpu0, sw0, err := cpuAndSwitches(agent.Process.Pid)
+	if err != nil {
+		return err
+	}
+	time.Sleep(idle) // measuring idleness: nothing to wait for
+	cpu1, sw1, err := cpuAndSwitches(agent.Process.Pid)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("W6 RSS %d MB %s after the first apply; then idle %s: CPU %d ms, %d context switches\n", rss/1024, settle, idle, (cpu1-cpu0)*10, sw1-sw0)
+
+	// W4: save a policy file (write, then rename over: as editors and
+	// configuration management do) and time the commit.
+	var lat []time.Duration
+	policy := filepath.Join(config, "zz-bench-w4.hcl")
+	defer os.Remove(policy)
+	for i := 0; i < runs; i++ {
+		gen, err := store.Current()
+		if err != nil {
+			return err
+		}
+		drain(commits)
+		tmp := policy + ".tmp~"
+		body := fmt.Sprintf("policy \"bench-w4\" {\n  selector = \"all()\"\n  order = 5\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    destination { ports = [%d] }\n  }\n}\n", 30000+i)
+		if err := os.WriteFile(tmp, []byte(body), 0o644); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := os.Rename(tmp, policy); err != nil {
+			return err
+		}
+		select {
+		case t1 := <-commits:
+			lat = append(lat, t1.Sub(t0)-debounce)
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("save %d: no commit within 30 s (agent log: %s)", i, log.Name())
+		}
+		if err := waitGeneration(store, gen+1, 30*time.Second); err != nil { // the agent verified and recorded it
+			return err
+		}
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1)+0.5)] }
+	fmt.Printf("W4 save → commit beyond the %s debounce, %d saves: p50 %d ms, p99 %d ms (min %d, max %d)\n", debounce, len(lat),
+		pct(0.5).Milliseconds(), pct(0.99).Milliseconds(), lat[0].Milliseconds(), lat[len(lat)-1].Milliseconds())
+	return nil
+}
+
+// waitGeneration polls the state directory (cheap: one small file) until
+// the agent has recorded generation n.
+func waitGeneration(store *state.Store, n int, limit time.Duration) error {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(20 * time.Millisecond) {
+		if cur, err := store.Current(); err == nil && cur >= n {
+			return nil
+		}
+	}
+	return fmt.Errorf("the agent did not record generation %d within %s", n, limit)
+}
+
+func drain(c chan time.Time) {
+	for {
+		select {
+		case <-c:
+		default:
+			return
+		}
+	}
+}
+
+// procField returns the number after name in /proc/pid/file (kB for VmRSS).
+func procField(pid int, file, name string) (int, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == name {
+			return strconv.Atoi(f[1])
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc/%d/%s", name, pid, file)
+}
+
+// cpuAndSwitches returns the process's user+system CPU time in clock ticks
+// (1/100 s) over all its threads, and its context switches, voluntary and
+// not, summed over all threads.
+func cpuAndSwitches(pid int) (ticks, switches int, err error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.Atoi(f[11])
+	stime, _ := strconv.Atoi(f[12])
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, t := range tasks {
+		tid, _ := strconv.Atoi(t.Name())
+		v, _ := procField(pid, "task/"+strconv.Itoa(tid)+"/status", "voluntary_ctxt_switches:")
+		n, _ := procField(pid, "task/"+strconv.Itoa(tid)+"/status", "nonvoluntary_ctxt_switches:")
+		switches += v + n
+	}
+	return utime + stime, switches, nil
+}
