@@ -461,7 +461,7 @@ func (b *builder) calicoProtocol(a *hcl.Attribute, portsOnly bool) *config.Proto
 	case cty.String:
 		s = v.AsString()
 	case cty.Number:
-		s = v.AsBigFloat().Text('f', -1)
+		s = numberText(v)
 	}
 	var p *config.Protocol
 	if n, ok := names[s]; ok {
@@ -502,7 +502,7 @@ func (b *builder) calicoPorts(a *hcl.Attribute, into *[]config.PortRange, names 
 		var s string
 		switch it.val.Type() {
 		case cty.Number:
-			s = it.val.AsBigFloat().Text('f', -1)
+			s = numberText(it.val)
 		case cty.String:
 			s = it.val.AsString()
 		}

@@ -184,7 +184,7 @@ func portsAttr(attr *hcl.Attribute) ([]config.PortRange, []string, hcl.Diagnosti
 		var s string
 		switch it.val.Type() {
 		case cty.Number:
-			s = it.val.AsBigFloat().Text('f', -1)
+			s = numberText(it.val)
 		case cty.String:
 			s = it.val.AsString()
 		default:
@@ -217,7 +217,7 @@ func protocolAttr(attr *hcl.Attribute) (*config.Protocol, hcl.Diagnostics) {
 	case cty.String:
 		s = v.AsString()
 	case cty.Number:
-		s = v.AsBigFloat().Text('f', -1)
+		s = numberText(v)
 	default:
 		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid protocol", "protocol must be a name (tcp, udp, icmp, icmpv6, sctp, udplite) or a number 1-255.")}
 	}
@@ -240,4 +240,15 @@ func selectorAttr(attr *hcl.Attribute) (*config.Selector, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid selector", "%q: %v. Selectors look like role == 'web' && has(env).", s, err)}
 	}
 	return sel, nil
+}
+
+// numberText is a number as written: whole numbers (every port and
+// protocol) by strconv, the rest by big.Float. big.Float's shortest
+// formatting cost a third of loading 10,000 rules.
+func numberText(v cty.Value) string {
+	f := v.AsBigFloat()
+	if i, acc := f.Int64(); acc == big.Exact {
+		return strconv.FormatInt(i, 10)
+	}
+	return f.Text('f', -1)
 }
