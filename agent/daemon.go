@@ -50,6 +50,9 @@ type Options struct {
 	// Drift delivers other processes' changes to the table; nil for none.
 	Drift  <-chan Drift
 	Kernel Kernel
+	// Generation returns the kernel's ruleset generation; with it, plans
+	// skip reading a table that cannot have changed (readCache). nil: always read.
+	Generation func() (uint32, error)
 	// DeleteTable removes the table (a trial of the first configuration
 	// rolls back to no firewall).
 	DeleteTable func(ctx context.Context, gen uint32) error
@@ -95,6 +98,8 @@ const lockTimeout = 10 * time.Second
 // files' content makes a new one.
 type Daemon struct {
 	o Options
+	// kernel is o.Kernel behind the read cache: what plans read.
+	kernel Kernel
 	// appliedHash is the content hash of the files the current
 	// generation came from.
 	appliedHash string
@@ -117,7 +122,7 @@ func New(o Options) *Daemon {
 	if o.Resync == 0 {
 		o.Resync = 5 * time.Minute
 	}
-	return &Daemon{o: o}
+	return &Daemon{o: o, kernel: &readCache{Kernel: o.Kernel, generation: o.Generation}}
 }
 
 // Run runs until ctx ends. The ruleset stays in the kernel when it returns:
@@ -327,11 +332,11 @@ func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) er
 		rec("held", 0, errors.New("the files hold a configuration whose trial was rolled back; edit them or run hostwall reload to apply it again"))
 		return d.applyCurrent(ctx)
 	}
-	p, err := Plan(ctx, d.o.Kernel, desired)
+	p, err := Plan(ctx, d.kernel, desired)
 	if err != nil {
 		return rec("failed", 0, err)
 	}
-	if _, _, err := Apply(ctx, d.o.Kernel, desired, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.kernel, desired, p, d.o.IsGenerationChanged); err != nil {
 		d.lastErr = err.Error()
 		return rec("failed", 0, err)
 	}
@@ -421,11 +426,11 @@ func (d *Daemon) applyCurrent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := Plan(ctx, d.o.Kernel, tbl)
+	p, err := Plan(ctx, d.kernel, tbl)
 	if err != nil {
 		return err
 	}
-	if _, _, err := Apply(ctx, d.o.Kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
 		return err
 	}
 	d.current, d.rules = cur, tbl.RuleCount()
@@ -452,11 +457,11 @@ func (d *Daemon) verifyLocked(ctx context.Context, why string) {
 		d.o.Log.Error("verifying", zap.Error(err))
 		return
 	}
-	p, err := Plan(ctx, d.o.Kernel, tbl)
+	p, err := Plan(ctx, d.kernel, tbl)
 	if err != nil || p.Empty() {
 		return
 	}
-	if _, _, err := Apply(ctx, d.o.Kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
 		d.o.Log.Error("repairing drift", zap.Error(err))
 		return
 	}
@@ -496,7 +501,7 @@ func (d *Daemon) settleTrial(ctx context.Context) {
 
 func (d *Daemon) rollbackTo(ctx context.Context, n int) error {
 	if n == 0 {
-		_, gen, err := d.o.Kernel.Read(ctx)
+		_, gen, err := d.kernel.Read(ctx)
 		if err != nil {
 			return err
 		}

@@ -64,7 +64,7 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 			d := agent.New(agent.Options{
 				ConfigDir: g.configDir, Store: g.store(), Run: g.run(), NetNS: g.netns, HostName: g.effectiveHostName(res),
 				Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(), Drift: drift,
-				Kernel: conn, DeleteTable: conn.DeleteTable, IsGenerationChanged: nft.IsGenerationChanged,
+				Kernel: conn, Generation: conn.Generation, DeleteTable: conn.DeleteTable, IsGenerationChanged: nft.IsGenerationChanged,
 				Notify: systemd.Notifier{}, Log: log, Socket: g.run().SocketPath(g.netns), Load: g.dirOptions(), Limits: g.limits,
 			})
 			return d.Run(ctx)
