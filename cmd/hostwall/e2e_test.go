@@ -40,16 +40,16 @@ type result struct {
 	code           int
 }
 
-var testDirs sync.Map // test name → state and run dirs
+var testDirs sync.Map // test (*testing.T: each run of -count has its own) → state and run dirs
 
 // dirsOf returns the test's own state and run directories: no test ever
 // uses /var/lib/hostwall or /run/hostwall.
 func dirsOf(t *testing.T) []string {
-	if d, ok := testDirs.Load(t.Name()); ok {
+	if d, ok := testDirs.Load(t); ok {
 		return d.([]string)
 	}
 	d := []string{"HOSTWALL_STATE_DIR=" + t.TempDir(), "HOSTWALL_RUN_DIR=" + t.TempDir()}
-	testDirs.Store(t.Name(), d)
+	testDirs.Store(t, d)
 	return d
 }
 
