@@ -38,7 +38,8 @@ type Options struct {
 	Store     *state.Store
 	Run       state.RunDir
 	NetNS     string
-	// HostName is this host's name (already resolved by the caller).
+	// HostName is --host-name; empty: each load takes the host block's
+	// name, else the kernel's hostname (config.Config.HostName).
 	HostName string
 	// Debounce is how long the directory must stay quiet before a reload
 	// (default 200ms).
@@ -273,7 +274,7 @@ func (d *Daemon) load() (*loader.Result, *ruleset.Table, error) {
 	var tbl *ruleset.Table
 	if !diags.HasErrors() {
 		var more hcl.Diagnostics
-		tbl, more = compile.Compile(res.Config, compile.Options{HostName: d.o.HostName, Limits: d.o.Limits})
+		tbl, more = compile.Compile(res.Config, compile.Options{HostName: res.Config.HostName(d.o.HostName), Limits: d.o.Limits})
 		diags = append(diags, more...)
 	}
 	for _, dg := range diags {
@@ -381,7 +382,7 @@ func (d *Daemon) recordIfNew(res *loader.Result, desired *ruleset.Table, why str
 			return cur, nil
 		}
 	}
-	g := &state.Generation{Time: time.Now(), UID: os.Getuid(), HostName: d.o.HostName, NetNS: d.o.NetNS,
+	g := &state.Generation{Time: time.Now(), UID: os.Getuid(), HostName: res.Config.HostName(d.o.HostName), NetNS: d.o.NetNS,
 		ConfigDir: d.o.ConfigDir, Reason: "agent: " + why, Ruleset: desired.String()}
 	for _, s := range res.Sources {
 		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data})

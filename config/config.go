@@ -2,6 +2,7 @@ package config
 
 import (
 	"net/netip"
+	"os"
 	"sort"
 
 	"github.com/hashicorp/hcl/v2"
@@ -97,6 +98,20 @@ type Host struct {
 	Name      string // empty: the running host's name
 	Labels    map[string]string
 	DeclRange hcl.Range
+}
+
+// HostName is the name node selectors match for this host: override when
+// given (--host-name), else the host block's name, else the kernel's
+// hostname.
+func (c *Config) HostName(override string) string {
+	switch {
+	case override != "":
+		return override
+	case c.Host != nil && c.Host.Name != "":
+		return c.Host.Name
+	}
+	h, _ := os.Hostname()
+	return h
 }
 
 // HostEndpoint puts an interface under hostwall's protection.

@@ -473,3 +473,35 @@ policy "block" {
 		t.Errorf("%d applies, want one\n%s", n-before, a.log)
 	}
 }
+
+// TestAgentFollowsTheHostBlock: without --host-name, the host block's name
+// picks the host's endpoints, and it is read again with every change of the
+// files, not once at start.
+func TestAgentFollowsTheHostBlock(t *testing.T) {
+	ns := nsWithEth0(t)
+	fleet := func(host string) map[string]string {
+		return map[string]string{"fleet.hcl": "host {\n  name = \"" + host + "\"\n}\n" + `
+host_endpoint "web-1-eth0" {
+  node      = "web-1"
+  interface = "eth0"
+}
+policy "p" {
+  ingress {
+    action      = "allow"
+    protocol    = "tcp"
+    destination { ports = [8080] }
+  }
+}
+`}
+	}
+	dir := writeConfig(t, fleet("db-1"))
+	a := startAgent(t, ns, dir, "--host-name", "", "--debounce", "100ms")
+	a.expect(t, "READY=1")
+	if table := testns.NFT(t, ns, "list", "ruleset"); strings.Contains(table, "hep-web-1-eth0") {
+		t.Fatalf("db-1 enforces web-1's endpoint:\n%s", table)
+	}
+	os.WriteFile(filepath.Join(dir, "fleet.hcl"), []byte(fleet("web-1")["fleet.hcl"]), 0o644)
+	await(t, 5*time.Second, "the agent, now web-1, enforces web-1's endpoint", func() bool {
+		return strings.Contains(testns.NFT(t, ns, "list", "ruleset"), "hep-web-1-eth0")
+	})
+}

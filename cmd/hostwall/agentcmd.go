@@ -12,7 +12,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hostwall/hostwall/agent"
-	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/systemd"
 )
@@ -45,7 +44,6 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 				return err
 			}
 			defer conn.Close()
-			res, _ := loader.LoadDir(g.configDir, g.dirOptions()) // for the host block's name only; errors come later
 			if g.skipPerms {
 				log.Warn("INSECURE: --insecure-skip-perms: the configuration is loaded whoever owns or can write it")
 			}
@@ -62,7 +60,7 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 				return err
 			}
 			d := agent.New(agent.Options{
-				ConfigDir: g.configDir, Store: g.store(), Run: g.run(), NetNS: g.netns, HostName: g.effectiveHostName(res),
+				ConfigDir: g.configDir, Store: g.store(), Run: g.run(), NetNS: g.netns, HostName: g.hostName,
 				Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(), Drift: drift,
 				Kernel: conn, Generation: conn.Generation, DeleteTable: conn.DeleteTable, IsGenerationChanged: nft.IsGenerationChanged,
 				Notify: systemd.Notifier{}, Log: log, Socket: g.run().SocketPath(g.netns), Load: g.dirOptions(), Limits: g.limits,

@@ -160,14 +160,7 @@ func (g *globals) dirOptions() loader.DirOptions {
 }
 
 func (g *globals) effectiveHostName(res *loader.Result) string {
-	switch {
-	case g.hostName != "":
-		return g.hostName
-	case res.Config.Host != nil && res.Config.Host.Name != "":
-		return res.Config.Host.Name
-	}
-	h, _ := os.Hostname()
-	return h
+	return res.Config.HostName(g.hostName)
 }
 
 func (g *globals) store() *state.Store { return &state.Store{Dir: g.stateDir} }
