@@ -126,7 +126,7 @@ that shortcut. --refresh always reads the kernel.`,
 			} else {
 				views.PlanHuman(cmd.OutOrStdout(), p, g.style(os.Stdout))
 				if v != nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "(Neither the files nor the kernel's ruleset changed since hostwall verified generation %d of the kernel; plan --refresh reads it anyway.)\n", v.Generation)
+					fmt.Fprintf(cmd.OutOrStdout(), "(From hostwall's last full check: neither the files nor the kernel's ruleset (nftables generation %d) have changed since. plan --refresh reads the kernel anyway.)\n", v.Generation)
 				}
 			}
 			if detailed && !p.Empty() {

@@ -12,7 +12,7 @@ import (
 	"github.com/hostwall/hostwall/nft"
 )
 
-const shortcut = "(Neither the files nor the kernel's ruleset changed since hostwall verified"
+const shortcut = "(From hostwall's last full check: neither the files nor the kernel's ruleset"
 
 // TestNoOpPlanShortcut: after an apply (or a full plan that found nothing
 // to do), plan answers "no changes" without compiling or reading the
