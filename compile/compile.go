@@ -121,19 +121,9 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	for _, d := range directions {
 		c.owner = OwnerDispatch
 		base := c.baseChain(d)
-		vmap := &ruleset.Set{Name: d.vmap, Type: ruleset.TypeIfName, Map: true, Comment: "host endpoints, " + string(d.dir), Owner: OwnerDispatch}
-		c.t.Sets = append(c.t.Sets, vmap)
 		fs := c.failsafeChain(d)
-		for _, hep := range heps {
-			chain := c.hepChain(d, hep, fs, policies)
-			v := ruleset.Jump(chain)
-			vmap.Elements = append(vmap.Elements, ruleset.Element{From: ruleset.IfNameKey(hep.Interface), To: ruleset.IfNameKey(hep.Interface), Verdict: &v})
-		}
-		vmap.Normalize()
-		for _, hep := range wildcard {
-			// Interfaces not in the map fall through the vmap to here.
-			base.Rules = append(base.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.hepChain(d, hep, fs, policies))})
-		}
+		c.dispatch(base, d.vmap, "host endpoints, "+string(d.dir), heps, wildcard, ruleset.Jump,
+			func(hep *config.HostEndpoint) string { return c.hepChain(d, hep, fs, policies) })
 	}
 	if cfg.HasForwardPolicies() {
 		c.forward(heps, wildcard, policies)
@@ -228,6 +218,24 @@ func (c *compiler) baseChain(d dirInfo) *ruleset.Chain {
 	}
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch
+}
+
+// dispatch adds the verdict map named vmap, which sends each endpoint's
+// interface to the endpoint's chain (made by chain) with to (Jump or Goto),
+// and to base, after its lookup in the map, a rule per wildcard endpoint:
+// the interfaces not in the map fall through to it.
+func (c *compiler) dispatch(base *ruleset.Chain, vmap, comment string, heps, wildcard []*config.HostEndpoint,
+	to func(string) ruleset.Verdict, chain func(*config.HostEndpoint) string) {
+	m := &ruleset.Set{Name: vmap, Type: ruleset.TypeIfName, Map: true, Comment: comment, Owner: OwnerDispatch}
+	c.t.Sets = append(c.t.Sets, m)
+	for _, hep := range heps {
+		v := to(chain(hep))
+		m.Elements = append(m.Elements, ruleset.Element{From: ruleset.IfNameKey(hep.Interface), To: ruleset.IfNameKey(hep.Interface), Verdict: &v})
+	}
+	m.Normalize()
+	for _, hep := range wildcard {
+		base.Rules = append(base.Rules, &ruleset.Rule{Verdict: to(chain(hep))})
+	}
 }
 
 // tierPolicies is a tier and the policies of it that select an endpoint.

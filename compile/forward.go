@@ -48,16 +48,8 @@ func (c *compiler) forward(heps, wildcard []*config.HostEndpoint, policies []*co
 		dispatch := &ruleset.Chain{Owner: OwnerDispatch, Name: d.base, Comment: fmt.Sprintf("forwarded traffic, %s side", d.dir),
 			Rules: []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, d.vmap)}}}
 		c.t.Chains = append(c.t.Chains, dispatch)
-		vmap := &ruleset.Set{Name: d.vmap, Type: ruleset.TypeIfName, Map: true, Comment: "host endpoints, forwarded " + string(d.dir), Owner: OwnerDispatch}
-		c.t.Sets = append(c.t.Sets, vmap)
-		for _, hep := range heps {
-			v := ruleset.Goto(c.hepForwardChain(d, hep, policies))
-			vmap.Elements = append(vmap.Elements, ruleset.Element{From: ruleset.IfNameKey(hep.Interface), To: ruleset.IfNameKey(hep.Interface), Verdict: &v})
-		}
-		vmap.Normalize()
-		for _, hep := range wildcard {
-			dispatch.Rules = append(dispatch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(c.hepForwardChain(d, hep, policies))})
-		}
+		c.dispatch(dispatch, d.vmap, "host endpoints, forwarded "+string(d.dir), heps, wildcard, ruleset.Goto,
+			func(hep *config.HostEndpoint) string { return c.hepForwardChain(d, hep, policies) })
 	}
 }
 

@@ -87,17 +87,8 @@ func (c *compiler) stageBase(d dirInfo, heps, wildcard []*config.HostEndpoint, p
 		Rules:   []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, d.vmap)}},
 	}
 	c.t.Chains = append(c.t.Chains, base)
-	vmap := &ruleset.Set{Name: d.vmap, Type: ruleset.TypeIfName, Map: true, Owner: OwnerDispatch,
-		Comment: fmt.Sprintf("host endpoints, %s %s", map[stage]string{stageUntracked: "untracked", stagePreDNAT: "pre-DNAT"}[d.stage], d.dir)}
-	c.t.Sets = append(c.t.Sets, vmap)
-	for _, hep := range heps {
-		v := ruleset.Goto(c.stageChain(d, hep, policies))
-		vmap.Elements = append(vmap.Elements, ruleset.Element{From: ruleset.IfNameKey(hep.Interface), To: ruleset.IfNameKey(hep.Interface), Verdict: &v})
-	}
-	vmap.Normalize()
-	for _, hep := range wildcard {
-		base.Rules = append(base.Rules, &ruleset.Rule{Verdict: ruleset.Goto(c.stageChain(d, hep, policies))})
-	}
+	c.dispatch(base, d.vmap, fmt.Sprintf("host endpoints, %s %s", map[stage]string{stageUntracked: "untracked", stagePreDNAT: "pre-DNAT"}[d.stage], d.dir),
+		heps, wildcard, ruleset.Goto, func(hep *config.HostEndpoint) string { return c.stageChain(d, hep, policies) })
 }
 
 // stageChain emits one endpoint's chain of an untracked or pre-DNAT stage.
