@@ -456,13 +456,7 @@ func (b *builder) calicoProtocol(a *hcl.Attribute, portsOnly bool) *config.Proto
 	}
 	names := map[string]uint8{"TCP": config.ProtoTCP, "UDP": config.ProtoUDP, "ICMP": config.ProtoICMP, "ICMPv6": config.ProtoICMPv6,
 		"SCTP": config.ProtoSCTP, "UDPLite": config.ProtoUDPLite}
-	var s string
-	switch v.Type() {
-	case cty.String:
-		s = v.AsString()
-	case cty.Number:
-		s = numberText(v)
-	}
+	s, _ := scalarText(v)
 	var p *config.Protocol
 	if n, ok := names[s]; ok {
 		p = &config.Protocol{Number: n, Name: strings.ToLower(s)}
@@ -499,13 +493,7 @@ func (b *builder) calicoPorts(a *hcl.Attribute, into *[]config.PortRange, names 
 		items = []item{{v, a.Expr.Range()}}
 	}
 	for _, it := range items {
-		var s string
-		switch it.val.Type() {
-		case cty.Number:
-			s = numberText(it.val)
-		case cty.String:
-			s = it.val.AsString()
-		}
+		s, _ := scalarText(it.val)
 		if r, err := parsePortRange(s); err == nil {
 			if r.Lo == 0 {
 				b.diags = append(b.diags, errAt(it.rng, "Invalid port", "Port 0 is not valid: port numbers are 1-65535."))

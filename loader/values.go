@@ -181,13 +181,8 @@ func portsAttr(attr *hcl.Attribute) ([]config.PortRange, []string, hcl.Diagnosti
 	ports := make([]config.PortRange, 0, len(items))
 	var names []string
 	for _, it := range items {
-		var s string
-		switch it.val.Type() {
-		case cty.Number:
-			s = numberText(it.val)
-		case cty.String:
-			s = it.val.AsString()
-		default:
+		s, ok := scalarText(it.val)
+		if !ok {
 			diags = append(diags, errAt(it.rng, "Invalid port", "Each port must be a number such as 443 or a range such as \"8000:8080\"."))
 			continue
 		}
@@ -212,13 +207,8 @@ func protocolAttr(attr *hcl.Attribute) (*config.Protocol, hcl.Diagnostics) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
-	var s string
-	switch v.Type() {
-	case cty.String:
-		s = v.AsString()
-	case cty.Number:
-		s = numberText(v)
-	default:
+	s, ok := scalarText(v)
+	if !ok {
 		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid protocol", "protocol must be a name (tcp, udp, icmp, icmpv6, sctp, udplite) or a number 1-255.")}
 	}
 	if n, ok := config.ProtocolNumbers[strings.ToLower(s)]; ok {
@@ -240,6 +230,18 @@ func selectorAttr(attr *hcl.Attribute) (*config.Selector, hcl.Diagnostics) {
 		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid selector", "%q: %v. Selectors look like role == 'web' && has(env).", s, err)}
 	}
 	return sel, nil
+}
+
+// scalarText is a string, or a number as written (ports and protocols may
+// be either); ok is false for any other type.
+func scalarText(v cty.Value) (s string, ok bool) {
+	switch v.Type() {
+	case cty.String:
+		return v.AsString(), true
+	case cty.Number:
+		return numberText(v), true
+	}
+	return "", false
 }
 
 // numberText is a number as written: whole numbers (every port and
