@@ -163,13 +163,5 @@ func (r RunDir) EndTrial(t *Trial, result, detail string) error {
 
 // LastOutcome returns how the last trial of netns ended, or nil.
 func (r RunDir) LastOutcome(netns string) (*Outcome, error) {
-	data, err := os.ReadFile(r.outcomePath(netns))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	o := &Outcome{}
-	return o, json.Unmarshal(data, o)
+	return readJSON[Outcome](r.outcomePath(netns))
 }

@@ -2,7 +2,6 @@ package state
 
 import (
 	"encoding/json"
-	"errors"
 	"os"
 	"path/filepath"
 )
@@ -48,26 +47,8 @@ func (r RunDir) SaveVerified(netns string, v *Verified) error {
 }
 
 // LoadVerified returns the namespace's record, nil when there is none.
+// A damaged record is an error, which plan takes as no record: it reads
+// the kernel.
 func (r RunDir) LoadVerified(netns string) (*Verified, error) {
-	data, err := os.ReadFile(r.verifiedPath(netns))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	v := &Verified{}
-	if err := json.Unmarshal(data, v); err != nil {
-		return nil, nil // a damaged record is no record: plan reads the kernel
-	}
-	return v, nil
-}
-
-// ForgetVerified removes the namespace's record.
-func (r RunDir) ForgetVerified(netns string) error {
-	err := os.Remove(r.verifiedPath(netns))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	return err
+	return readJSON[Verified](r.verifiedPath(netns))
 }
