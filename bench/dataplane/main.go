@@ -136,20 +136,11 @@ func run(bin string, runs int, dur time.Duration, keep bool) error {
 		return err
 	}
 	defer func() { iperf.Process.Kill(); iperf.Wait() }()
-	var ln net.Listener
-	if err := testns.Do(rcv, func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf(":%d", tcpPort)); return err }); err != nil {
+	ln, err := testns.ServeClosing(rcv, fmt.Sprintf(":%d", tcpPort))
+	if err != nil {
 		return err
 	}
 	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 	if !waitPort(snd, fmt.Sprintf("%s:%d", rcvAddr, iperfPort)) {
 		return errors.New("iperf3 -s does not answer")
 	}

@@ -132,20 +132,11 @@ func newLab(t *testing.T) lab {
 // until the test ends.
 func serveTCP(t *testing.T, ns string, port int) {
 	t.Helper()
-	var ln net.Listener
-	if err := testns.Do(ns, func() (err error) { ln, err = net.Listen("tcp", fmt.Sprintf(":%d", port)); return err }); err != nil {
+	ln, err := testns.ServeClosing(ns, fmt.Sprintf(":%d", port))
+	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
 }
 
 // connects reports whether a TCP connection from ns to addr is accepted. A

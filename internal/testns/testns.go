@@ -6,6 +6,7 @@ package testns
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"net"
 	"os"
 	"os/exec"
 	"strings"
@@ -83,4 +84,23 @@ func Veth(t testing.TB, a, ifA, addrA, b, ifB, addrB string) {
 // in ns after it returns.
 func Do(ns string, f func() error) error {
 	return netif.In("/run/netns/"+ns, f)
+}
+
+// ServeClosing listens for TCP on addr inside namespace ns and closes every
+// connection it accepts at once, until the listener is closed.
+func ServeClosing(ns, addr string) (net.Listener, error) {
+	var ln net.Listener
+	if err := Do(ns, func() (err error) { ln, err = net.Listen("tcp", addr); return err }); err != nil {
+		return nil, err
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	return ln, nil
 }
