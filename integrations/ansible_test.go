@@ -97,16 +97,7 @@ func TestAnsibleRole(t *testing.T) {
 	if r := parseRecap(t, out); code != 0 || r.failed != 0 || r.changed < 2 { // the policy files (one looped task) and the apply
 		t.Fatalf("first run: exit %d, %+v\n%s", code, r, out)
 	}
-	table := l.table()
-	if !strings.Contains(table, "tcp dport 80 counter") {
-		t.Fatalf("the kernel lacks the policy after the first run:\n%s", table)
-	}
-	files := l.files()
-	for _, name := range []string{"host.hcl", "web.hcl"} {
-		if !strings.HasPrefix(files[name], "-rw-r--r-- ") {
-			t.Errorf("%s: %q, want a 0644 file", name, files[name])
-		}
-	}
+	files, table := l.firstApplied()
 
 	t.Run("second run changes nothing", func(t *testing.T) {
 		out, code := ansiblePlaybook(t, l, "site.yml", roleVars(l, "80", false))
@@ -144,13 +135,7 @@ func TestAnsibleRole(t *testing.T) {
 	})
 
 	t.Run("purge removes an unmanaged file and its rules", func(t *testing.T) {
-		if err := os.WriteFile(filepath.Join(l.etc, "extra.hcl"), []byte(extraPolicy), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		l.hostwall("apply", "--auto-approve")
-		if !strings.Contains(l.table(), "udp dport 5353") {
-			t.Fatal("the unmanaged policy did not reach the kernel")
-		}
+		l.addUnmanaged(t)
 		// Without purge the unmanaged file stays, and so do its rules.
 		out, code := ansiblePlaybook(t, l, "site.yml", roleVars(l, "80", false))
 		if r := parseRecap(t, out); code != 0 || r.changed != 0 {
@@ -160,12 +145,7 @@ func TestAnsibleRole(t *testing.T) {
 		if r := parseRecap(t, out); code != 0 || r.changed < 2 { // the removal and the apply
 			t.Errorf("purge: exit %d, %+v\n%s", code, r, out)
 		}
-		if _, err := os.Stat(filepath.Join(l.etc, "extra.hcl")); !os.IsNotExist(err) {
-			t.Errorf("extra.hcl is still there: %v", err)
-		}
-		if now := l.table(); strings.Contains(now, "5353") || !strings.Contains(now, "tcp dport 80 counter") {
-			t.Errorf("after the purge the kernel holds:\n%s", now)
-		}
+		l.purged(t)
 		out, code = ansiblePlaybook(t, l, "site.yml", roleVars(l, "80", true))
 		if r := parseRecap(t, out); code != 0 || r.changed != 0 {
 			t.Errorf("purge again: exit %d, %+v, want changed=0\n%s", code, r, out)

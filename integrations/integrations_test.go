@@ -159,6 +159,49 @@ func (l *lab) files() map[string]string {
 	return m
 }
 
+// firstApplied checks what a first run leaves: web.hcl's port 80 in the
+// kernel, host.hcl and web.hcl written 0644. It returns the files and the
+// table, for later runs to leave as they are.
+func (l *lab) firstApplied() (files map[string]string, table string) {
+	l.t.Helper()
+	table = l.table()
+	if !strings.Contains(table, "tcp dport 80 counter") {
+		l.t.Fatalf("the kernel lacks the policy after the first run:\n%s", table)
+	}
+	files = l.files()
+	for _, name := range []string{"host.hcl", "web.hcl"} {
+		if !strings.HasPrefix(files[name], "-rw-r--r-- ") {
+			l.t.Errorf("%s: %q, want a 0644 file", name, files[name])
+		}
+	}
+	return files, table
+}
+
+// addUnmanaged puts extraPolicy into the directory as extra.hcl, which no
+// tool manages, and applies it with the CLI.
+func (l *lab) addUnmanaged(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(l.etc, "extra.hcl"), []byte(extraPolicy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	l.hostwall("apply", "--auto-approve")
+	if !strings.Contains(l.table(), "udp dport 5353") {
+		t.Fatal("the unmanaged policy did not reach the kernel")
+	}
+}
+
+// purged checks that extra.hcl is gone, and its rules with it, while
+// web.hcl's stay.
+func (l *lab) purged(t *testing.T) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(l.etc, "extra.hcl")); !os.IsNotExist(err) {
+		t.Errorf("extra.hcl is still there: %v", err)
+	}
+	if now := l.table(); strings.Contains(now, "5353") || !strings.Contains(now, "tcp dport 80 counter") {
+		t.Errorf("after the purge the kernel holds:\n%s", now)
+	}
+}
+
 // write puts a file into the lab's scratch directory and returns its path.
 func (l *lab) write(name, data string) string {
 	l.t.Helper()

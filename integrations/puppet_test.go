@@ -2,7 +2,6 @@ package integrations
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -57,16 +56,7 @@ func TestPuppetModule(t *testing.T) {
 	if code != puppetChanges || !strings.Contains(out, "Exec[hostwall apply]/returns: executed successfully") {
 		t.Fatalf("first run: exit %d, want 2 and the apply\n%s", code, out)
 	}
-	table := l.table()
-	if !strings.Contains(table, "tcp dport 80 counter") {
-		t.Fatalf("the kernel lacks the policy after the first run:\n%s", table)
-	}
-	files := l.files()
-	for _, name := range []string{"host.hcl", "web.hcl"} {
-		if !strings.HasPrefix(files[name], "-rw-r--r-- ") {
-			t.Errorf("%s: %q, want a 0644 file", name, files[name])
-		}
-	}
+	files, table := l.firstApplied()
 
 	t.Run("second run changes nothing", func(t *testing.T) {
 		out, code := puppetApply(t, l, web80, false)
@@ -118,13 +108,7 @@ func TestPuppetModule(t *testing.T) {
 	})
 
 	t.Run("purge removes an unmanaged file and its rules", func(t *testing.T) {
-		if err := os.WriteFile(filepath.Join(l.etc, "extra.hcl"), []byte(extraPolicy), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		l.hostwall("apply", "--auto-approve")
-		if !strings.Contains(l.table(), "udp dport 5353") {
-			t.Fatal("the unmanaged policy did not reach the kernel")
-		}
+		l.addUnmanaged(t)
 		if out, code := puppetApply(t, l, web80, false); code != puppetNoChanges {
 			t.Errorf("without purge: exit %d, want 0\n%s", code, out)
 		}
@@ -132,12 +116,7 @@ func TestPuppetModule(t *testing.T) {
 		if code != puppetChanges || !strings.Contains(out, "extra.hcl]/ensure: removed") {
 			t.Errorf("purge: exit %d, want 2 and extra.hcl removed\n%s", code, out)
 		}
-		if _, err := os.Stat(filepath.Join(l.etc, "extra.hcl")); !os.IsNotExist(err) {
-			t.Errorf("extra.hcl is still there: %v", err)
-		}
-		if now := l.table(); strings.Contains(now, "5353") || !strings.Contains(now, "tcp dport 80 counter") {
-			t.Errorf("after the purge the kernel holds:\n%s", now)
-		}
+		l.purged(t)
 		if out, code := puppetApply(t, l, web80, true); code != puppetNoChanges {
 			t.Errorf("purge again: exit %d, want 0\n%s", code, out)
 		}
