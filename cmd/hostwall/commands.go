@@ -97,12 +97,12 @@ that shortcut. --refresh always reads the kernel.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var p *planner.Plan
 			var configHash, host string
-			v := (*state.Verified)(nil)
+			var v *state.Verified
 			if !refresh {
 				v = g.unchanged()
 			}
 			if v != nil {
-				p, configHash, host = emptyPlan(v), v.ConfigHash, v.HostName
+				p, configHash, host = &planner.Plan{Generation: v.Generation}, v.ConfigHash, v.HostName
 			} else {
 				s, err := g.plan(cmd.Context())
 				if err != nil {

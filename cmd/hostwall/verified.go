@@ -10,7 +10,6 @@ import (
 
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
-	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
@@ -93,6 +92,3 @@ func (g *globals) unchanged() *state.Verified {
 	}
 	return v
 }
-
-// emptyPlan is the plan of an unchanged configuration.
-func emptyPlan(v *state.Verified) *planner.Plan { return &planner.Plan{Generation: v.Generation} }
