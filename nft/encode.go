@@ -50,6 +50,14 @@ const (
 	tcpSYN         = 0x02
 )
 
+// ifnameKey is the meta key of an interface name match or map lookup.
+func ifnameKey(d ruleset.IfDir) expr.MetaKey {
+	if d == ruleset.OIF {
+		return expr.MetaKeyOIFNAME
+	}
+	return expr.MetaKeyIIFNAME
+}
+
 func portOffset(d ruleset.Dir) uint32 {
 	if d == ruleset.Src {
 		return 0
@@ -77,12 +85,8 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 			&expr.Cmp{Op: cmpOp(m.Negate), Register: 1, Data: []byte{m.Proto}},
 		}, nil
 	case ruleset.IfName:
-		key := expr.MetaKeyIIFNAME
-		if m.Dir == ruleset.OIF {
-			key = expr.MetaKeyOIFNAME
-		}
 		return []expr.Any{
-			&expr.Meta{Key: key, Register: 1},
+			&expr.Meta{Key: ifnameKey(m.Dir), Register: 1},
 			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(m.Name)},
 		}, nil
 	case ruleset.CTState:
@@ -189,12 +193,8 @@ func encodeVerdict(v ruleset.Verdict) ([]expr.Any, error) {
 	case ruleset.VerdictGoto:
 		return []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: v.Chain}}, nil
 	case ruleset.VerdictVMap:
-		key := expr.MetaKeyIIFNAME
-		if v.Key == ruleset.OIF {
-			key = expr.MetaKeyOIFNAME
-		}
 		return []expr.Any{
-			&expr.Meta{Key: key, Register: 1},
+			&expr.Meta{Key: ifnameKey(v.Key), Register: 1},
 			&expr.Lookup{SourceRegister: 1, SetName: v.Map, IsDestRegSet: true, DestRegister: 0},
 		}, nil
 	}
