@@ -238,6 +238,24 @@ func (c *compiler) dispatch(base *ruleset.Chain, vmap, comment string, heps, wil
 	}
 }
 
+// endpointChain starts the chain of an endpoint for d (owned by the
+// endpoint from here on), what saying which traffic it sees.
+func (c *compiler) endpointChain(d dirInfo, hep *config.HostEndpoint, what string) *ruleset.Chain {
+	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
+	return &ruleset.Chain{Owner: c.owner, Name: fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
+		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, what)}
+}
+
+// acceptEstablished and dropInvalid are the connection-tracking rules an
+// endpoint chain starts with.
+func acceptEstablished() *ruleset.Rule {
+	return &ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()}
+}
+
+func dropInvalid() *ruleset.Rule {
+	return &ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()}
+}
+
 // tierPolicies is a tier and the policies of it that select an endpoint.
 type tierPolicies struct {
 	tier     *config.Tier
@@ -272,18 +290,13 @@ func (c *compiler) selectingTiers(d dirInfo, labels map[string]string, policies 
 // default action; a pass goes on to the next tier chain (goto), and after the
 // last one returns here, to the profiles.
 func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, policies []*config.Policy) string {
-	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
-	ch := &ruleset.Chain{
-		Owner:   c.owner,
-		Name:    fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
-		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.dir),
-	}
+	ch := c.endpointChain(d, hep, string(d.dir))
 	if c.markUsed(d) {
 		// Allowed by the untracked or pre-DNAT stage: skip the policies.
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Accept()})
 	}
 	ch.Rules = append(ch.Rules,
-		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
+		acceptEstablished(),
 	)
 	// IPv6 neighbour discovery keeps IPv6 working on a covered interface
 	// (Calico silently breaks it). It goes before the invalid drop, as
@@ -294,7 +307,7 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 		}
 	}
 	ch.Rules = append(ch.Rules,
-		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
+		dropInvalid(),
 	)
 	if failsafe {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})

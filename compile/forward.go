@@ -57,20 +57,15 @@ func (c *compiler) forward(heps, wildcard []*config.HostEndpoint, policies []*co
 // traffic: established/related accept, invalid drop, then the tiers (tail
 // called, so their return goes straight back to the forward chain).
 func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
-	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
-	ch := &ruleset.Chain{
-		Owner:   c.owner,
-		Name:    fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
-		Comment: fmt.Sprintf("host endpoint %q (interface %s), forwarded %s", hep.Name, hep.Interface, d.dir),
-	}
+	ch := c.endpointChain(d, hep, "forwarded "+string(d.dir))
 	if c.markUsed(d) {
 		// Allowed on arrival by the untracked or pre-DNAT stage: this side
 		// is done; the other side still applies.
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
 	}
 	ch.Rules = append(ch.Rules,
-		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()},
-		&ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()},
+		acceptEstablished(),
+		dropInvalid(),
 	)
 	if first := c.tiers(d, ch.Name, hep, policies); first != "" {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})

@@ -93,11 +93,9 @@ func (c *compiler) stageBase(d dirInfo, heps, wildcard []*config.HostEndpoint, p
 
 // stageChain emits one endpoint's chain of an untracked or pre-DNAT stage.
 func (c *compiler) stageChain(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
-	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
-	ch := &ruleset.Chain{Owner: c.owner, Name: fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
-		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.suffix)}
+	ch := c.endpointChain(d, hep, d.suffix)
 	if d.stage == stagePreDNAT {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()})
+		ch.Rules = append(ch.Rules, acceptEstablished())
 	}
 	if c.t.Chain(d.fsChain) != nil || (d.stage == stageUntracked && c.hasRawFailsafe(d)) {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
