@@ -25,7 +25,9 @@ func (k *countingKernel) Read(context.Context) (*ruleset.Table, uint32, error) {
 	return k.table.Clone(), k.gen, nil
 }
 
-func (k *countingKernel) Apply(context.Context, *planner.Plan, uint32) error { return nil }
+func (k *countingKernel) Apply(context.Context, *planner.Plan, uint32) (uint32, error) {
+	return k.gen, nil
+}
 
 // TestReadCache: a read at an unchanged generation is a copy of the last
 // one, not a read; a moved generation, a failed read or an unknown

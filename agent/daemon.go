@@ -337,7 +337,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) er
 	if err != nil {
 		return rec("failed", 0, err)
 	}
-	if _, _, err := Apply(ctx, d.kernel, desired, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.kernel, desired, p, d.o.IsGenerationChanged, ByReadBack); err != nil {
 		d.lastErr = err.Error()
 		return rec("failed", 0, err)
 	}
@@ -431,7 +431,7 @@ func (d *Daemon) applyCurrent(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := Apply(ctx, d.kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.kernel, tbl, p, d.o.IsGenerationChanged, ByReadBack); err != nil {
 		return err
 	}
 	d.current, d.rules = cur, tbl.RuleCount()
@@ -462,7 +462,7 @@ func (d *Daemon) verifyLocked(ctx context.Context, why string) {
 	if err != nil || p.Empty() {
 		return
 	}
-	if _, _, err := Apply(ctx, d.kernel, tbl, p, d.o.IsGenerationChanged); err != nil {
+	if _, _, err := Apply(ctx, d.kernel, tbl, p, d.o.IsGenerationChanged, ByReadBack); err != nil {
 		d.o.Log.Error("repairing drift", zap.Error(err))
 		return
 	}

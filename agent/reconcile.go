@@ -15,8 +15,9 @@ type Kernel interface {
 	// generation it was read at.
 	Read(ctx context.Context) (*ruleset.Table, uint32, error)
 	// Apply commits a plan atomically, provided the generation is still gen;
-	// otherwise it returns an error for which IsGenerationChanged holds.
-	Apply(ctx context.Context, p *planner.Plan, gen uint32) error
+	// otherwise it returns an error for which IsGenerationChanged holds. It
+	// returns the ruleset generation right after the commit.
+	Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error)
 }
 
 // Plan reads the kernel and returns the plan that makes it hold desired.
@@ -37,14 +38,30 @@ var ErrNotConverged = errors.New("the kernel does not hold what was applied")
 // maxApplyAttempts bounds re-planning when another writer races us.
 const maxApplyAttempts = 3
 
-// Apply commits p, then reads the kernel back and checks it now holds
-// desired exactly. If another process changed the ruleset since p was made,
-// it plans again from the new state (at most maxApplyAttempts times). It
-// returns the plan actually applied and the kernel generation at which the
-// read-back found desired.
-func Apply(ctx context.Context, k Kernel, desired *ruleset.Table, p *planner.Plan, isGenChanged func(error) bool) (*planner.Plan, uint32, error) {
+// Verification is how Apply makes sure the kernel holds desired.
+type Verification int
+
+const (
+	// ByGeneration trusts a commit that moved the kernel's ruleset
+	// generation by exactly one from the generation of the plan's read:
+	// then nobody else committed in between, the kernel held what the plan
+	// was diffed against (a whole-table read), and the batch went in whole
+	// (all or nothing, every message acknowledged), so the kernel holds
+	// desired. Any other generation falls back to ByReadBack.
+	ByGeneration Verification = iota
+	// ByReadBack reads the whole table back and diffs it against desired.
+	// The agent uses it because the read is also its next plan's base;
+	// the kernel tests use it to prove what the batch encodes.
+	ByReadBack
+)
+
+// Apply commits p, then verifies that the kernel holds desired exactly. If
+// another process changed the ruleset since p was made, it plans again from
+// the new state (at most maxApplyAttempts times). It returns the plan
+// actually applied and the kernel generation at which desired was verified.
+func Apply(ctx context.Context, k Kernel, desired *ruleset.Table, p *planner.Plan, isGenChanged func(error) bool, v Verification) (*planner.Plan, uint32, error) {
 	for attempt := 1; ; attempt++ {
-		err := k.Apply(ctx, p, p.Generation)
+		after, err := k.Apply(ctx, p, p.Generation)
 		if err != nil && isGenChanged(err) && attempt < maxApplyAttempts {
 			if p, err = Plan(ctx, k, desired); err != nil {
 				return nil, 0, err
@@ -54,9 +71,25 @@ func Apply(ctx context.Context, k Kernel, desired *ruleset.Table, p *planner.Pla
 		if err != nil {
 			return nil, 0, err
 		}
+		if v == ByGeneration && after == committed(p) {
+			return p, after, nil
+		}
 		gen, err := Verify(ctx, k, desired)
 		return p, gen, err
 	}
+}
+
+// committed is the generation the kernel is at when p, and nothing else,
+// was committed on top of the generation p was planned at. An empty plan
+// commits nothing. The kernel skips 0 when the counter wraps.
+func committed(p *planner.Plan) uint32 {
+	if p.Empty() {
+		return p.Generation
+	}
+	if p.Generation == ^uint32(0) {
+		return 1
+	}
+	return p.Generation + 1
 }
 
 // Verify reads the kernel and fails unless it holds desired exactly; it

@@ -316,7 +316,7 @@ func (l *lab) applyAndSend(t *testing.T, cfg *config.Config, host string, cases 
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := agent.Apply(ctx, l.conn, desired, p, nft.IsGenerationChanged); err != nil {
+	if _, _, err := agent.Apply(ctx, l.conn, desired, p, nft.IsGenerationChanged, agent.ByReadBack); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 	// Every scenario starts without connection state: a flow of an earlier

@@ -23,8 +23,9 @@ package nft
 //     they follow (planner.Insert.After), inserted in reverse order after it.
 //   - The generation the plan was read at is checked right before the batch
 //     is sent. The library cannot put it into the batch itself (trap 8), so a
-//     writer that commits in between is caught by verification, which the
-//     caller does by reading back and diffing (see agent.Reconcile).
+//     writer that commits in between is caught by verification: Apply
+//     returns the generation after the commit, and agent.Apply reads back
+//     unless it is exactly one past gen.
 
 import (
 	"context"
@@ -48,8 +49,16 @@ var trustGenerationOnENOBUFS = true
 var chunkBytes = 32 << 10
 
 // Apply commits p in one batch, provided the kernel is still at generation
-// gen. It returns ErrGenerationChanged when it is not.
-func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) error {
+// gen. It returns ErrGenerationChanged when it is not, and otherwise the
+// generation right after the commit (agent.Apply verifies by it).
+func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
+	if err := c.apply(ctx, p, gen); err != nil {
+		return 0, err
+	}
+	return c.Generation()
+}
+
+func (c *Conn) apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -60,7 +60,7 @@ func TestFakeFidelity(t *testing.T) {
 				t.Fatal(err)
 			}
 			shapes[name] = shape(p)
-			if _, _, err := agent.Apply(ctx, k, desired, p, nft.IsGenerationChanged); err != nil {
+			if _, _, err := agent.Apply(ctx, k, desired, p, nft.IsGenerationChanged, agent.ByReadBack); err != nil {
 				t.Fatalf("step %d on the %s: %v", i, name, err)
 			}
 			live, _, _ := k.Read(ctx)
@@ -80,7 +80,7 @@ func TestFakeFidelity(t *testing.T) {
 		p := planner.Diff(steps[0], before)
 		p.Changes = append(p.Changes, planner.Change{Kind: planner.KindChain, Name: "ghost", Action: planner.Delete,
 			Chain: &planner.ChainDiff{Before: &ruleset.Chain{Name: "ghost"}}})
-		if err := k.Apply(ctx, p, gen); !errors.Is(err, unix.ENOENT) {
+		if _, err := k.Apply(ctx, p, gen); !errors.Is(err, unix.ENOENT) {
 			t.Errorf("%s: refused batch returned %v, want ENOENT", name, err)
 		}
 		if after, _, _ := k.Read(ctx); after.String() != before.String() {

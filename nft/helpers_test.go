@@ -75,7 +75,7 @@ func plan(t testing.TB, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
 func apply(t testing.TB, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
 	t.Helper()
 	p := plan(t, c, desired)
-	applied, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged)
+	applied, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}

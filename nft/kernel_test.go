@@ -250,7 +250,7 @@ func TestSmallBuffersFail(t *testing.T) {
 	defer c.Close()
 	desired := bigTable(2000, 0)
 	p := plan(t, c, desired)
-	_, _, err = agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged)
+	_, _, err = agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack)
 	if err == nil {
 		t.Fatal("a 2,000-rule batch succeeded with default-sized buffers; trap 1 no longer reproduces, revisit the workaround")
 	}
@@ -270,7 +270,7 @@ func TestSilentElementLossIsCaught(t *testing.T) {
 		c, _ := kernel(t)
 		desired := bigTable(0, n)
 		p := plan(t, c, desired)
-		_, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged)
+		_, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack)
 		if err == nil {
 			t.Fatalf("%d intervals in one attribute: apply reported success", n)
 		}
@@ -299,7 +299,7 @@ func TestFailedBatchLeavesNothing(t *testing.T) {
 	p := plan(t, c, compileDir(t, "../examples/quickstart", "web-1"))
 	p.Changes = append(p.Changes, planner.Change{Kind: planner.KindSet, Name: "no-such-set", Action: planner.Delete,
 		Set: &planner.SetDiff{Before: &ruleset.Set{Name: "no-such-set", Type: ruleset.TypeIPv4Addr}}})
-	err := c.Apply(context.Background(), p, p.Generation)
+	_, err := c.Apply(context.Background(), p, p.Generation)
 	if !errors.Is(err, unix.ENOENT) {
 		t.Fatalf("apply = %v, want ENOENT", err)
 	}
@@ -324,7 +324,7 @@ func TestOverlapRefusedByKernel(t *testing.T) {
 	}}
 	desired.Sets = []*ruleset.Set{s}
 	p := plan(t, c, desired)
-	if err := c.Apply(context.Background(), p, p.Generation); !errors.Is(err, unix.EEXIST) {
+	if _, err := c.Apply(context.Background(), p, p.Generation); !errors.Is(err, unix.EEXIST) {
 		t.Fatalf("overlapping intervals: got %v, want EEXIST", err)
 	}
 	s.Normalize()
@@ -338,13 +338,13 @@ func TestStalePlanIsRefused(t *testing.T) {
 	desired := compileDir(t, "../examples/quickstart", "web-1")
 	p := plan(t, c, desired)
 	testns.NFT(t, ns, "add", "table", "ip", "someone-else")
-	if err := c.Apply(context.Background(), p, p.Generation); !nft.IsGenerationChanged(err) {
+	if _, err := c.Apply(context.Background(), p, p.Generation); !nft.IsGenerationChanged(err) {
 		t.Fatalf("apply of a stale plan = %v, want a generation error", err)
 	}
 	if out := testns.NFT(t, ns, "list", "tables"); strings.Contains(out, "hostwall") {
 		t.Fatal("a refused stale plan changed the kernel")
 	}
-	if _, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged); err != nil {
+	if _, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack); err != nil {
 		t.Fatalf("agent.Apply did not re-plan: %v", err)
 	}
 }
@@ -429,7 +429,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 	}
 
 	p := plan(t, c, desired)
-	if _, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged); err != nil {
+	if _, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack); err != nil {
 		t.Error(err)
 	}
 	live, _, err := c.Read(context.Background())
@@ -471,7 +471,7 @@ func TestENOBUFSAfterCommit(t *testing.T) {
 	restore := nft.SetTrustGenerationOnENOBUFS(false)
 	c := small()
 	p := plan(t, c, desired)
-	err := c.Apply(context.Background(), p, p.Generation)
+	_, err := c.Apply(context.Background(), p, p.Generation)
 	restore()
 	if !errors.Is(err, unix.ENOBUFS) {
 		t.Fatalf("without the workaround: %v, want ENOBUFS (trap 1 no longer reproduces?)", err)
@@ -481,7 +481,7 @@ func TestENOBUFSAfterCommit(t *testing.T) {
 	}
 
 	c = small()
-	if _, _, err := agent.Apply(context.Background(), c, desired, plan(t, c, desired), nft.IsGenerationChanged); err != nil {
+	if _, _, err := agent.Apply(context.Background(), c, desired, plan(t, c, desired), nft.IsGenerationChanged, agent.ByReadBack); err != nil {
 		t.Fatalf("with the workaround: %v", err)
 	}
 }

@@ -116,7 +116,7 @@ func (w *watchState) handedOver(ctx context.Context) (subscription, bool) {
 // function that subscribes again — before it returns, so that a read after
 // it and the events from then on leave no gap. Changes made by others
 // while paused are not reported: the caller reads the table afterwards
-// (agent.Apply verifies every apply).
+// (the agent verifies its applies by reading back).
 func (c *Conn) pauseWatch() (resume func()) {
 	w := &c.watch
 	w.mu.Lock()

@@ -41,7 +41,7 @@ func converge(t *testing.T, f *nfttest.Fake, desired *ruleset.Table) *planner.Pl
 	ctx := context.Background()
 	live, gen, _ := f.Read(ctx)
 	p := planner.Diff(desired, live)
-	if err := f.Apply(ctx, p, gen); err != nil {
+	if _, err := f.Apply(ctx, p, gen); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	live, _, _ = f.Read(ctx)

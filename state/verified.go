@@ -6,12 +6,15 @@ import (
 	"path/filepath"
 )
 
-// Verified is the last time hostwall saw, by a full read, the kernel hold
-// exactly the ruleset compiled from a configuration. While the kernel's
+// Verified is the last time hostwall knew the kernel to hold exactly the
+// ruleset compiled from a configuration: by a full read, or by an apply
+// verified by its generation (agent.ByGeneration). While the kernel's
 // ruleset generation has not moved since, and the configuration and
 // everything else the compiled ruleset depends on (Key) are the same, the
 // kernel still holds it: a plan needs neither a compile nor a read. Every
 // nftables transaction of the namespace, by anyone, moves the generation.
+// While only the configuration moved, the ruleset's sets, kept beside the
+// record (SaveVerified's base), stand in for a read of the kernel's.
 type Verified struct {
 	// Key is what else the ruleset depends on: hostwall's version, the
 	// host name, the limits, the namespace's identity.
@@ -27,17 +30,33 @@ type Verified struct {
 	HostName string `json:"host_name"`
 	// Rules is the number of rules, for the message.
 	Rules int `json:"rules"`
+	// Chains is a hash of the ruleset's chains as rendered, and Base the
+	// SHA-256 of the base saved with the record (hex; empty: none).
+	Chains string `json:"chains"`
+	Base   string `json:"base,omitempty"`
 }
 
 func (r RunDir) verifiedPath(netns string) string {
 	return filepath.Join(r.Dir, "verified-"+nsName(netns)+".json")
 }
 
-// SaveVerified records v for the namespace. The run directory is a tmpfs:
-// a reboot, which restarts the generations, forgets it.
-func (r RunDir) SaveVerified(netns string, v *Verified) error {
+func (r RunDir) basePath(netns string) string {
+	return filepath.Join(r.Dir, "verified-"+nsName(netns)+".base")
+}
+
+// SaveVerified records v for the namespace, with base (opaque here; nil for
+// none) beside it. The run directory is a tmpfs: a reboot, which restarts
+// the generations, forgets it.
+func (r RunDir) SaveVerified(netns string, v *Verified, base []byte) error {
 	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
 		return err
+	}
+	v.Base = ""
+	if base != nil {
+		if err := writeFile(r.basePath(netns), base, 0o600); err != nil {
+			return err
+		}
+		v.Base = HashRuleset(string(base))
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -51,4 +70,17 @@ func (r RunDir) SaveVerified(netns string, v *Verified) error {
 // the kernel.
 func (r RunDir) LoadVerified(netns string) (*Verified, error) {
 	return readJSON[Verified](r.verifiedPath(netns))
+}
+
+// LoadVerifiedBase returns the base saved with v, or nil when there is none
+// or it is not the one v was saved with.
+func (r RunDir) LoadVerifiedBase(netns string, v *Verified) []byte {
+	if v.Base == "" {
+		return nil
+	}
+	data, err := os.ReadFile(r.basePath(netns))
+	if err != nil || HashRuleset(string(data)) != v.Base {
+		return nil
+	}
+	return data
 }

@@ -33,6 +33,7 @@ type applyFlags struct {
 	force          bool
 	confirmTimeout time.Duration
 	wait           bool
+	refresh        bool
 }
 
 func newApplyCmd(g *globals) *cobra.Command {
@@ -82,6 +83,7 @@ plan was made.`,
 	cmd.Flags().BoolVar(&f.autoApprove, "auto-approve", false, "apply without asking for confirmation")
 	cmd.Flags().BoolVar(&f.force, "force", false, "apply even if the lockout check refuses")
 	cmd.Flags().DurationVar(&f.confirmTimeout, "confirm-timeout", 0, "apply on trial: roll back unless confirmed within `DUR` (default 2m on a terminal, 0 turns it off)")
+	cmd.Flags().BoolVar(&f.refresh, "refresh", false, "read the kernel before planning even when the last verified state stands in for it (see plan)")
 	cmd.Flags().BoolVar(&f.wait, "wait", false, "after a trial apply, wait for the outcome: exit 0 confirmed, 3 rolled back (default on a terminal)")
 	return cmd
 }
@@ -111,7 +113,7 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 		return err
 	}
 	defer conn.Close()
-	p, err := agent.Plan(ctx, conn, desired)
+	p, fromRecord, err := g.planOn(ctx, conn, desired, f.refresh)
 	if err != nil {
 		return err
 	}
@@ -121,6 +123,9 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 		}
 	}
 	views.PlanHuman(out, p, g.style(os.Stdout))
+	if fromRecord {
+		fromRecordNote(out, p.Generation)
+	}
 	if p.Empty() && f.confirmTimeout == 0 {
 		g.recordVerified(res, desired, host, p.Generation)
 		return g.recordIfNew(res, desired, host)
@@ -141,7 +146,7 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 			return fmt.Errorf("no recorded generation to return to, and table inet hostwall exists: apply once without --confirm-timeout (or with --confirm-timeout 0), then use trials")
 		}
 	}
-	applied, verified, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged)
+	applied, verified, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration)
 	if err != nil {
 		return fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
 	}

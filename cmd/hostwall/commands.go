@@ -89,27 +89,31 @@ With --detailed-exitcode it exits 0 when there are no changes, 1 on error and
 2 when there are changes.
 
 When neither the files nor the kernel's ruleset have changed since hostwall
-last verified, by a full read, that the kernel holds this configuration,
-plan says so without compiling or reading the kernel: any nftables change in
-the namespace, by anyone, moves the kernel's ruleset generation and ends
-that shortcut. --refresh always reads the kernel.`,
+last verified that the kernel holds this configuration (by a full read, or
+by the generation of its own apply), plan says so without compiling or
+reading the kernel: any nftables change in the namespace, by anyone, moves
+the kernel's ruleset generation and ends that shortcut. When the kernel has
+not changed and the files change only the elements of sets (a blocklist
+file), plan compares with the sets it verified instead of reading the
+kernel, and says so. --refresh always reads the kernel.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			var p *planner.Plan
 			var configHash, host string
 			var v *state.Verified
+			var fromRecord bool
 			if !refresh {
 				v = g.unchanged()
 			}
 			if v != nil {
 				p, configHash, host = &planner.Plan{Generation: v.Generation}, v.ConfigHash, v.HostName
 			} else {
-				s, err := g.plan(cmd.Context())
+				s, err := g.plan(cmd.Context(), refresh)
 				if err != nil {
 					return err
 				}
 				defer s.conn.Close()
-				p, configHash, host = s.plan, loader.HashSources(s.res.Sources), g.effectiveHostName(s.res)
+				p, configHash, host, fromRecord = s.plan, loader.HashSources(s.res.Sources), g.effectiveHostName(s.res), s.fromRecord
 				if p.Empty() {
 					g.recordVerified(s.res, s.desired, host, p.Generation)
 				}
@@ -125,6 +129,9 @@ that shortcut. --refresh always reads the kernel.`,
 				}
 			} else {
 				views.PlanHuman(cmd.OutOrStdout(), p, g.style(os.Stdout))
+				if fromRecord {
+					fromRecordNote(cmd.OutOrStdout(), p.Generation)
+				}
 				if v != nil {
 					fmt.Fprintf(cmd.OutOrStdout(), "(From hostwall's last full check: neither the files nor the kernel's ruleset (nftables generation %d) have changed since. plan --refresh reads the kernel anyway.)\n", v.Generation)
 				}

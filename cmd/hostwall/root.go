@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -188,11 +189,13 @@ type planned struct {
 	desired *ruleset.Table
 	conn    *nft.Conn
 	plan    *planner.Plan
+	// fromRecord: planned against the verified record, not a read.
+	fromRecord bool
 }
 
 // plan loads and compiles the configuration, then plans it against the
 // kernel. The kernel is not opened when the configuration has errors.
-func (g *globals) plan(ctx context.Context) (*planned, error) {
+func (g *globals) plan(ctx context.Context, refresh bool) (*planned, error) {
 	desired, res, err := g.desired()
 	if err != nil {
 		return nil, err
@@ -201,12 +204,31 @@ func (g *globals) plan(ctx context.Context) (*planned, error) {
 	if err != nil {
 		return nil, err
 	}
-	p, err := agent.Plan(ctx, conn, desired)
+	p, fromRecord, err := g.planOn(ctx, conn, desired, refresh)
 	if err != nil {
 		conn.Close()
 		return nil, err
 	}
-	return &planned{res: res, desired: desired, conn: conn, plan: p}, nil
+	return &planned{res: res, desired: desired, conn: conn, plan: p, fromRecord: fromRecord}, nil
+}
+
+// planOn plans desired against the kernel of conn: from the verified
+// record when that is sound (planFromVerified; fromRecord), otherwise, and
+// always with refresh, by reading the table.
+func (g *globals) planOn(ctx context.Context, conn *nft.Conn, desired *ruleset.Table, refresh bool) (p *planner.Plan, fromRecord bool, err error) {
+	if !refresh {
+		if p = g.planFromVerified(conn, desired); p != nil {
+			return p, true, nil
+		}
+	}
+	p, err = agent.Plan(ctx, conn, desired)
+	return p, false, err
+}
+
+// fromRecordNote tells, under a plan, that it was made without reading the
+// kernel.
+func fromRecordNote(out io.Writer, gen uint32) {
+	fmt.Fprintf(out, "(Planned against the sets hostwall verified at nftables generation %d, which the kernel still holds: only set elements change. --refresh reads the kernel.)\n", gen)
 }
 
 func plural(n int, one, many string) string {

@@ -234,7 +234,7 @@ func (g *globals) rollbackTo(ctx context.Context, n int, force bool) error {
 	if err != nil {
 		return err
 	}
-	if _, _, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged); err != nil {
+	if _, _, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration); err != nil {
 		return err
 	}
 	return store.SetCurrent(n)

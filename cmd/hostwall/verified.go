@@ -1,15 +1,19 @@
 package main
 
 import (
+	"bytes"
 	"crypto/sha256"
+	"encoding/gob"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
 
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
@@ -51,18 +55,70 @@ func (g *globals) verifiedKey() (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// recordVerified notes that a full read at generation gen found the kernel
-// holding desired, compiled from res for host. A failure only costs the
-// next plan its shortcut, so it is reported as a notice.
+// recordVerified notes that the kernel, at generation gen, holds desired,
+// compiled from res for host (found by a full read, or proved by an apply's
+// generation), with desired's sets as the base of the next plan. A failure
+// only costs the next plan its shortcut, so it is reported as a notice.
 func (g *globals) recordVerified(res *loader.Result, desired *ruleset.Table, host string, gen uint32) {
 	key, err := g.verifiedKey()
+	var base bytes.Buffer
+	if err == nil {
+		err = gob.NewEncoder(&base).Encode(desired.Sets)
+	}
 	if err == nil {
 		err = g.run().SaveVerified(g.netns, &state.Verified{Key: key, Generation: gen, ConfigHash: loader.HashSources(res.Sources),
-			NetsFiles: res.NetsFiles(), HostName: host, Rules: desired.RuleCount()})
+			NetsFiles: res.NetsFiles(), HostName: host, Rules: desired.RuleCount(), Chains: chainsHash(desired)}, base.Bytes())
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "notice: cannot record the verified state (the next plan reads the kernel): %v\n", err)
 	}
+}
+
+// chainsHash identifies a table's chains and rules.
+func chainsHash(t *ruleset.Table) string {
+	h := sha256.New()
+	for _, c := range t.Chains {
+		io.WriteString(h, c.String())
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// planFromVerified plans desired without reading the kernel, when the last
+// verified record makes that sound: the kernel is still at its generation
+// (so it holds exactly the recorded ruleset), desired has the recorded
+// chains, rule for rule, and differs only in the elements of sets that
+// exist. Then the recorded sets are the kernel's, and the plan is their
+// element differences (a blocklist file changed). Otherwise nil: read the
+// kernel.
+func (g *globals) planFromVerified(conn *nft.Conn, desired *ruleset.Table) *planner.Plan {
+	v, err := g.run().LoadVerified(g.netns)
+	if err != nil || v == nil || v.Chains != chainsHash(desired) {
+		return nil
+	}
+	if key, err := g.verifiedKey(); err != nil || key != v.Key {
+		return nil
+	}
+	if gen, err := conn.Generation(); err != nil || gen != v.Generation {
+		return nil
+	}
+	data := g.run().LoadVerifiedBase(g.netns, v)
+	var sets []*ruleset.Set
+	if data == nil || gob.NewDecoder(bytes.NewReader(data)).Decode(&sets) != nil {
+		return nil
+	}
+	setsOf := func(s []*ruleset.Set) *ruleset.Table {
+		t := ruleset.NewTable()
+		t.Sets = s
+		return t
+	}
+	p := planner.Diff(setsOf(desired.Sets), setsOf(sets))
+	for _, c := range p.Changes {
+		if c.Set == nil || c.Action != planner.Update {
+			return nil
+		}
+	}
+	p.Generation = v.Generation
+	return p
 }
 
 // unchanged returns the record of the last full check when it still holds:

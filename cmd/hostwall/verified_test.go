@@ -151,3 +151,116 @@ func TestShortcutNotFooledByANewNamespace(t *testing.T) {
 		t.Errorf("the new namespace at the recorded generation: exit %d, want 2 (the table is missing)\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+const fromRecord = "(Planned against the sets hostwall verified at nftables generation"
+
+// TestPlanFromVerifiedSets: while the kernel has not moved since hostwall
+// verified it, a change to a nets_file is planned against the recorded sets
+// without reading the kernel, says so, and applies exactly (nft is the
+// oracle); a change to rules, any other nftables change, a damaged record
+// and --refresh take the long way, which sees the same.
+func TestPlanFromVerifiedSets(t *testing.T) {
+	ns := testns.New(t)
+	blocking := `
+network_set "blocklist" {
+  labels    = { blocked = "true" }
+  nets_file = "blocklist.txt"
+}
+policy "blocklist" {
+  order = 10
+  ingress {
+    action = "deny"
+    source { selector = "blocked == 'true'" }
+  }
+}
+`
+	dir := writeConfig(t, map[string]string{"policy.hcl": allow8080 + blocking, "blocklist.txt": "192.0.2.0/24\n198.51.100.7\n"})
+	run := func(args ...string) result {
+		t.Helper()
+		return hostwall(t, "", append(args, "-c", dir, "--netns", ns, "--host-name", "srv")...)
+	}
+	list := func(nets ...string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte(strings.Join(nets, "\n")+"\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	kernelHas := func(what string, want, notWant string) {
+		t.Helper()
+		out := testns.NFT(t, ns, "list", "table", "inet", "hostwall")
+		if !strings.Contains(out, want) || strings.Contains(out, notWant) {
+			t.Errorf("%s: the kernel's table should hold %s and not %s:\n%s", what, want, notWant, out)
+		}
+	}
+	if r := run("apply", "--auto-approve"); r.code != 0 {
+		t.Fatalf("apply: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	list("192.0.2.0/24", "203.0.113.9")
+	r := run("plan", "--detailed-exitcode")
+	if r.code != 2 || !strings.Contains(r.stdout, fromRecord) || !strings.Contains(r.stdout, "- 198.51.100.7") || !strings.Contains(r.stdout, "+ 203.0.113.9") {
+		t.Errorf("a changed nets_file: exit %d, want 2, planned from the record, one element out and one in\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := run("plan", "--detailed-exitcode", "--refresh"); r.code != 2 || strings.Contains(r.stdout, fromRecord) || !strings.Contains(r.stdout, "+ 203.0.113.9") {
+		t.Errorf("--refresh: exit %d, want 2, from a read\n%s", r.code, r.stdout)
+	}
+	if r := run("apply", "--auto-approve"); r.code != 0 || !strings.Contains(r.stdout, fromRecord) {
+		t.Fatalf("apply of a changed nets_file: exit %d, want 0 and planned from the record\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	kernelHas("after the apply from the record", "203.0.113.9", "198.51.100.7")
+	if r := run("plan", "--detailed-exitcode", "--refresh"); r.code != 0 {
+		t.Errorf("after the apply from the record, a full read finds changes: exit %d\n%s", r.code, r.stdout)
+	}
+
+	// Another writer: the record no longer stands for the kernel.
+	testns.NFT(t, ns, "add", "element", "inet", "hostwall", setHolding(t, ns, "203.0.113.9"), "{ 198.18.0.1 }")
+	list("192.0.2.0/24", "203.0.113.10")
+	r = run("apply", "--auto-approve")
+	if r.code != 0 || strings.Contains(r.stdout, fromRecord) || !strings.Contains(r.stdout, "- 198.18.0.1") {
+		t.Errorf("after another writer: exit %d, want 0, from a read that removes its element\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	kernelHas("after another writer", "203.0.113.10", "198.18.0.1")
+
+	// A change to the rules: the long way.
+	os.WriteFile(filepath.Join(dir, "policy.hcl"), []byte(strings.Replace(allow8080, "8080", "8081", 1)+blocking), 0o644)
+	if r := run("plan", "--detailed-exitcode"); r.code != 2 || strings.Contains(r.stdout, fromRecord) {
+		t.Errorf("a changed rule: exit %d, want 2 from a read\n%s", r.code, r.stdout)
+	}
+	if r := run("apply", "--auto-approve"); r.code != 0 {
+		t.Fatalf("apply: %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+
+	// A damaged base beside the record: the long way, never a wrong plan.
+	var runDir string
+	for _, e := range dirsOf(t) {
+		if v, ok := strings.CutPrefix(e, "HOSTWALL_RUN_DIR="); ok {
+			runDir = v
+		}
+	}
+	bases, _ := filepath.Glob(filepath.Join(runDir, "verified-*.base"))
+	if len(bases) != 1 {
+		t.Fatalf("want one recorded base in %s, found %v", runDir, bases)
+	}
+	os.WriteFile(bases[0], []byte("damaged"), 0o600)
+	list("192.0.2.0/24")
+	if r := run("plan", "--detailed-exitcode"); r.code != 2 || strings.Contains(r.stdout, fromRecord) || !strings.Contains(r.stdout, "- 203.0.113.10") {
+		t.Errorf("a damaged base: exit %d, want 2 from a read\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// setHolding names the set of the hostwall table whose elements include
+// addr, as nft lists it.
+func setHolding(t *testing.T, ns, addr string) string {
+	t.Helper()
+	set := ""
+	for _, line := range strings.Split(testns.NFT(t, ns, "list", "table", "inet", "hostwall"), "\n") {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == "set" {
+			set = f[1]
+		}
+		if strings.Contains(line, addr) && set != "" {
+			return set
+		}
+	}
+	t.Fatalf("no set holds %s", addr)
+	return ""
+}

@@ -30,6 +30,7 @@ type Fake struct {
 	// BeforeApply, when set, runs at the start of every Apply (with the lock
 	// held), e.g. to simulate another writer with Bump.
 	BeforeApply func()
+	AfterApply  func()
 	// Applied records every plan passed to Apply.
 	Applied []*planner.Plan
 }
@@ -70,9 +71,17 @@ func (f *Fake) SetLive(t *ruleset.Table) {
 var errInjected = fmt.Errorf("nfttest: injected failure")
 
 // Apply is part of agent.Kernel.
-func (f *Fake) Apply(ctx context.Context, p *planner.Plan, gen uint32) error {
+func (f *Fake) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	err := f.apply(ctx, p, gen)
+	if err != nil {
+		return 0, err
+	}
+	return f.gen, nil
+}
+
+func (f *Fake) apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 	f.Applied = append(f.Applied, p)
 	if f.BeforeApply != nil {
 		f.BeforeApply()
