@@ -3,7 +3,10 @@ package planner_test
 import (
 	"context"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -177,5 +180,78 @@ func TestVerdictMapChange(t *testing.T) {
 	p := converge(t, f, vm("b"))
 	if c := p.Changes[0]; len(c.Set.Added) != 1 || len(c.Set.Removed) != 1 {
 		t.Errorf("a changed verdict must be one removal and one addition, got %+v", c.Set)
+	}
+}
+
+// TestElementDiffProperty: for random sets and maps, listed in any order,
+// applying the planned element changes to the live set gives exactly the
+// desired one, an unchanged element is neither added nor removed, and both
+// lists come in key order.
+func TestElementDiffProperty(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	elem := func() ruleset.Element {
+		k := string([]byte{byte(rng.IntN(4)), byte(rng.IntN(40))})
+		e := ruleset.Element{From: k, To: k}
+		if rng.IntN(2) == 0 {
+			e.Verdict = &ruleset.Verdict{Kind: ruleset.VerdictJump, Chain: fmt.Sprint("c", rng.IntN(3))}
+		}
+		return e
+	}
+	set := func() map[string]ruleset.Element {
+		m := map[string]ruleset.Element{}
+		for range rng.IntN(60) {
+			e := elem()
+			m[e.Key()] = e
+		}
+		return m
+	}
+	list := func(m map[string]ruleset.Element) []ruleset.Element {
+		var out []ruleset.Element
+		for _, e := range m {
+			out = append(out, e) // map order: unsorted
+		}
+		return out
+	}
+	sorted := func(l []ruleset.Element) bool {
+		return slices.IsSortedFunc(l, func(a, b ruleset.Element) int {
+			if c := strings.Compare(a.From, b.From); c != 0 {
+				return c
+			}
+			return strings.Compare(a.To, b.To)
+		})
+	}
+	for i := range 2000 {
+		want, have := set(), set()
+		live := ruleset.NewTable()
+		live.Sets = []*ruleset.Set{{Name: "s", Type: ruleset.TypeIfName, Map: true, Elements: list(have)}}
+		desired := ruleset.NewTable()
+		desired.Sets = []*ruleset.Set{{Name: "s", Type: ruleset.TypeIfName, Map: true, Elements: list(want)}}
+		p := planner.Diff(desired, live)
+		got := maps.Clone(have)
+		var added, removed []ruleset.Element
+		if len(p.Changes) == 1 {
+			added, removed = p.Changes[0].Set.Added, p.Changes[0].Set.Removed
+		}
+		for _, e := range removed {
+			if h, ok := got[e.Key()]; !ok || !h.Equal(e) {
+				t.Fatalf("case %d: removes %q, which live does not hold", i, e.Key())
+			}
+			delete(got, e.Key())
+		}
+		for _, e := range added {
+			if _, ok := got[e.Key()]; ok {
+				t.Fatalf("case %d: adds %q, which is there", i, e.Key())
+			}
+			if h, ok := have[e.Key()]; ok && h.Equal(e) {
+				t.Fatalf("case %d: re-adds the unchanged %q", i, e.Key())
+			}
+			got[e.Key()] = e
+		}
+		if !maps.EqualFunc(got, want, ruleset.Element.Equal) {
+			t.Fatalf("case %d: live after the plan differs from desired", i)
+		}
+		if !sorted(added) || !sorted(removed) {
+			t.Fatalf("case %d: added or removed out of key order", i)
+		}
 	}
 }
