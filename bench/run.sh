@@ -5,6 +5,7 @@
 #   W2 one CIDR changed in that list: hostwall apply vs nft -f of the change
 #   W3 no-op hostwall plan on W1's state (and with --refresh: the full read)
 #   the same 100k networks inline in HCL: hostwall validate (load and compile)
+#   the steps of W1, timed in-process (bench/phases)
 #   W4, W6 the agent on W1's files and on the quickstart example (bench/agent)
 #   W5 the data plane: no ruleset, hostwall's, a linear list (bench/dataplane)
 # Prints Markdown tables (docs/performance.md keeps the latest).
@@ -71,6 +72,10 @@ cat <<TABLE
 
 runs: W1 hostwall ${w1h[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]}; inline ${vi[*]}; nets_file ${vf[*]} (ms)
 TABLE
+
+# Where W1's time goes.
+echo
+go run ./bench/phases -config "$cfg"
 
 # W4 and W6: the agent (RUNS×4 saves each).
 small=$work/small
