@@ -37,7 +37,6 @@ after a restart or a reboot. When the agent stops, the ruleset stays in the
 kernel: remove it on purpose with nft delete table inet hostwall.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			setDefaultGC()
 			log := g.logger()
 			defer log.Sync()
 			conn, err := g.open()
