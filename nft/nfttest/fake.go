@@ -30,7 +30,6 @@ type Fake struct {
 	// BeforeApply, when set, runs at the start of every Apply (with the lock
 	// held), e.g. to simulate another writer with Bump.
 	BeforeApply func()
-	AfterApply  func()
 	// Applied records every plan passed to Apply.
 	Applied []*planner.Plan
 }
