@@ -103,7 +103,7 @@ func diffElements(want, have []ruleset.Element) (added, removed []ruleset.Elemen
 		case j == len(have):
 			c = -1
 		default:
-			c = compareKeys(want[i], have[j])
+			c = ruleset.CompareElements(want[i], have[j])
 		}
 		switch {
 		case c < 0:
@@ -124,17 +124,13 @@ func diffElements(want, have []ruleset.Element) (added, removed []ruleset.Elemen
 	return added, removed
 }
 
-func compareKeys(a, b ruleset.Element) int {
-	return cmp.Or(strings.Compare(a.From, b.From), strings.Compare(a.To, b.To))
-}
-
 // byKey returns elems in key order, sorting a copy when they are not.
 func byKey(elems []ruleset.Element) []ruleset.Element {
-	if slices.IsSortedFunc(elems, compareKeys) {
+	if slices.IsSortedFunc(elems, ruleset.CompareElements) {
 		return elems
 	}
 	elems = slices.Clone(elems)
-	slices.SortFunc(elems, compareKeys)
+	slices.SortFunc(elems, ruleset.CompareElements)
 	return elems
 }
 

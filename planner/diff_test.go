@@ -6,7 +6,6 @@ import (
 	"maps"
 	"math/rand/v2"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -213,12 +212,7 @@ func TestElementDiffProperty(t *testing.T) {
 		return out
 	}
 	sorted := func(l []ruleset.Element) bool {
-		return slices.IsSortedFunc(l, func(a, b ruleset.Element) int {
-			if c := strings.Compare(a.From, b.From); c != 0 {
-				return c
-			}
-			return strings.Compare(a.To, b.To)
-		})
+		return slices.IsSortedFunc(l, ruleset.CompareElements)
 	}
 	for i := range 2000 {
 		want, have := set(), set()

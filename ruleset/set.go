@@ -71,9 +71,18 @@ type Element struct {
 // Key identifies an element regardless of its verdict.
 func (e Element) Key() string { return e.From + "\x00" + e.To }
 
+// CompareElements orders elements by key: From, then To. Normalize keeps
+// sets in this order.
+func CompareElements(a, b Element) int {
+	if c := strings.Compare(a.From, b.From); c != 0 {
+		return c
+	}
+	return strings.Compare(a.To, b.To)
+}
+
 // Equal reports whether two elements are the same, verdict included.
 func (e Element) Equal(o Element) bool {
-	if e.Key() != o.Key() || (e.Verdict == nil) != (o.Verdict == nil) {
+	if e.From != o.From || e.To != o.To || (e.Verdict == nil) != (o.Verdict == nil) {
 		return false
 	}
 	return e.Verdict == nil || *e.Verdict == *o.Verdict
@@ -88,12 +97,7 @@ func (s *Set) SameShape(o *Set) bool {
 // Normalize sorts the elements and, for interval sets, merges overlapping
 // and adjacent ranges, as the kernel refuses overlapping intervals.
 func (s *Set) Normalize() {
-	slices.SortFunc(s.Elements, func(a, b Element) int {
-		if c := strings.Compare(a.From, b.From); c != 0 {
-			return c
-		}
-		return strings.Compare(a.To, b.To)
-	})
+	slices.SortFunc(s.Elements, CompareElements)
 	if !s.Interval {
 		s.Elements = slices.CompactFunc(s.Elements, func(a, b Element) bool { return a.Key() == b.Key() })
 		return
