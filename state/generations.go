@@ -52,8 +52,11 @@ type Generation struct {
 }
 
 // HashRuleset is the hash recorded for a rendered ruleset.
-func HashRuleset(rendered string) string {
-	h := sha256.Sum256([]byte(rendered))
+func HashRuleset(rendered string) string { return hashHex([]byte(rendered)) }
+
+// hashHex is the SHA-256 of data, in hex, as every record here names files.
+func hashHex(data []byte) string {
+	h := sha256.Sum256(data)
 	return hex.EncodeToString(h[:])
 }
 
@@ -103,8 +106,7 @@ func (s *Store) Record(g *Generation) error {
 	}
 	g.RulesetHash = HashRuleset(g.Ruleset)
 	for i := range g.Files {
-		h := sha256.Sum256(g.Files[i].Data)
-		g.Files[i].SHA256 = hex.EncodeToString(h[:])
+		g.Files[i].SHA256 = hashHex(g.Files[i].Data)
 	}
 	tmp, err := os.MkdirTemp(s.genDir(), ".tmp-")
 	if err != nil {

@@ -56,7 +56,7 @@ func (r RunDir) SaveVerified(netns string, v *Verified, base []byte) error {
 		if err := writeFile(r.basePath(netns), base, 0o600); err != nil {
 			return err
 		}
-		v.Base = HashRuleset(string(base))
+		v.Base = hashHex(base)
 	}
 	data, err := json.Marshal(v)
 	if err != nil {
@@ -79,7 +79,7 @@ func (r RunDir) LoadVerifiedBase(netns string, v *Verified) []byte {
 		return nil
 	}
 	data, err := os.ReadFile(r.basePath(netns))
-	if err != nil || HashRuleset(string(data)) != v.Base {
+	if err != nil || hashHex(data) != v.Base {
 		return nil
 	}
 	return data
