@@ -92,13 +92,16 @@ func chainsHash(t *ruleset.Table) string {
 // kernel.
 func (g *globals) planFromVerified(conn *nft.Conn, desired *ruleset.Table) *planner.Plan {
 	v, err := g.run().LoadVerified(g.netns)
-	if err != nil || v == nil || v.Chains != chainsHash(desired) {
+	if err != nil || v == nil {
 		return nil
 	}
 	if key, err := g.verifiedKey(); err != nil || key != v.Key {
 		return nil
 	}
 	if gen, err := conn.Generation(); err != nil || gen != v.Generation {
+		return nil
+	}
+	if v.Chains != chainsHash(desired) { // rendering 10,000 rules: ~7 ms, so last
 		return nil
 	}
 	data := g.run().LoadVerifiedBase(g.netns, v)
