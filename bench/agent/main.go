@@ -22,6 +22,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hostwall/hostwall/bench/internal/benchns"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/state"
 )
@@ -46,12 +47,11 @@ func run(bin, config string, runs int, debounce, settle, idle time.Duration) err
 		return err
 	}
 	defer os.RemoveAll(work)
-	ns := fmt.Sprintf("hwbench-agent-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns add: %v %s", err, out)
+	ns, del, err := benchns.New("hwbench-agent")
+	if err != nil {
+		return err
 	}
-	defer exec.Command("ip", "netns", "del", ns).Run()
-	exec.Command("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0").Run()
+	defer del()
 
 	stateDir, runDir := filepath.Join(work, "state"), filepath.Join(work, "run")
 	log, err := os.Create(filepath.Join(work, "agent.log"))

@@ -10,11 +10,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
+
 	"runtime/debug"
 	"time"
 
 	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/bench/internal/benchns"
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
@@ -33,14 +34,11 @@ func main() {
 }
 
 func run(cfg string) error {
-	ns := fmt.Sprintf("hwphases-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		return fmt.Errorf("ip netns add: %v: %s", err, out)
+	ns, del, err := benchns.New("hwphases")
+	if err != nil {
+		return err
 	}
-	defer exec.Command("ip", "netns", "del", ns).Run()
-	if out, err := exec.Command("ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0").CombinedOutput(); err != nil {
-		return fmt.Errorf("ip link add: %v: %s", err, out)
-	}
+	defer del()
 	ctx := context.Background()
 	last := time.Now()
 	step := func(name string) {
