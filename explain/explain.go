@@ -229,24 +229,36 @@ func (e *evaluator) early(p Packet) (Verdict, Step, bool) {
 func (e *evaluator) stage(hep *config.HostEndpoint, dir config.Direction, p Packet, name string, member func(*config.Policy) bool) (Verdict, Step, bool) {
 	labels := e.labels(hep)
 	for _, t := range e.cfg.SortedTiers() {
-	tier:
-		for _, pol := range e.policiesOf(t, dir, labels, member) {
-			for i, r := range pol.Rules(dir) {
-				if !e.matches(r, p) {
-					continue
-				}
-				s := Step{Kind: stageKind[name], Endpoint: hep.Name, Tier: t.Name, Policy: pol.Name, Rule: i + 1, Action: r.Action, Detail: name + " " + string(dir)}
-				switch r.Action {
-				case config.Allow:
-					return Allow, s, true
-				case config.Deny:
-					return Deny, s, true
-				case config.Log:
-					e.trace = append(e.trace, s)
-				case config.Pass:
-					e.trace = append(e.trace, s)
-					break tier
-				}
+		step := Step{Kind: stageKind[name], Endpoint: hep.Name, Tier: t.Name, Detail: name + " " + string(dir)}
+		if v, s, _ := e.rules(e.policiesOf(t, dir, labels, member), dir, p, step); v != "" {
+			return v, s, true
+		}
+	}
+	return "", Step{}, false
+}
+
+// rules walks the rules of pols for dir in order, as one tier of any stage
+// does: the first matching allow or deny decides (v), a matching log rule
+// is traced and the walk goes on, a matching pass rule is traced and ends
+// the walk (passed). step is the stage's step, which each rule's fills in.
+func (e *evaluator) rules(pols []*config.Policy, dir config.Direction, p Packet, step Step) (v Verdict, decided Step, passed bool) {
+	for _, pol := range pols {
+		for i, r := range pol.Rules(dir) {
+			if !e.matches(r, p) {
+				continue
+			}
+			s := step
+			s.Policy, s.Rule, s.Action = pol.Name, i+1, r.Action
+			switch r.Action {
+			case config.Allow:
+				return Allow, s, false
+			case config.Deny:
+				return Deny, s, false
+			case config.Log:
+				e.trace = append(e.trace, s)
+			case config.Pass:
+				e.trace = append(e.trace, s)
+				return "", Step{}, true
 			}
 		}
 	}
@@ -332,26 +344,13 @@ func (e *evaluator) tier(t *config.Tier, dir config.Direction, labels map[string
 	if len(selected) == 0 {
 		return "", Step{}, false
 	}
-	for _, pol := range selected {
-		for i, r := range pol.Rules(dir) {
-			if !e.matches(r, p) {
-				continue
-			}
-			s := Step{Kind: PolicyRule, Endpoint: hep.Name, Tier: t.Name, Policy: pol.Name, Rule: i + 1, Action: r.Action, Detail: string(dir)}
-			switch r.Action {
-			case config.Allow:
-				return Allow, s, true
-			case config.Deny:
-				return Deny, s, true
-			case config.Log:
-				e.trace = append(e.trace, s)
-				continue
-			case config.Pass:
-				e.trace = append(e.trace, s)
-				e.trace = append(e.trace, Step{Kind: TierPassed, Endpoint: hep.Name, Tier: t.Name, Detail: "a pass rule skips the rest of the tier"})
-				return "", Step{}, false
-			}
-		}
+	v, s, passed := e.rules(selected, dir, p, Step{Kind: PolicyRule, Endpoint: hep.Name, Tier: t.Name, Detail: string(dir)})
+	switch {
+	case v != "":
+		return v, s, true
+	case passed:
+		e.trace = append(e.trace, Step{Kind: TierPassed, Endpoint: hep.Name, Tier: t.Name, Detail: "a pass rule skips the rest of the tier"})
+		return "", Step{}, false
 	}
 	if t.DefaultAction == config.Pass {
 		e.trace = append(e.trace, Step{Kind: TierPassed, Endpoint: hep.Name, Tier: t.Name, Detail: "no policy decided; the tier's default action is pass"})
