@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"fmt"
-	"math/big"
 	"net/netip"
 	"slices"
 	"strings"
@@ -197,18 +196,21 @@ func (s *Set) formatRange(from, to string) string {
 	}
 }
 
-// rangePrefix returns the prefix covering exactly [a, z], if there is one.
+// rangePrefix returns the prefix covering exactly [a, z], if there is one:
+// a ends in h zero bits, z in h one bits, and the bits above are the same.
 func rangePrefix(a, z netip.Addr) (netip.Prefix, bool) {
-	bits := a.BitLen()
-	lo, hi := new(big.Int).SetBytes(a.AsSlice()), new(big.Int).SetBytes(z.AsSlice())
-	size := new(big.Int).Sub(hi, lo)
-	size.Add(size, big.NewInt(1))
-	if size.BitLen() == 0 || new(big.Int).And(size, new(big.Int).Sub(size, big.NewInt(1))).Sign() != 0 {
-		return netip.Prefix{}, false // not a power of two
+	x, y := a.AsSlice(), z.AsSlice()
+	bits := len(x) * 8
+	host := 0
+	for host < bits {
+		i, m := (bits-1-host)/8, byte(1)<<(host%8)
+		if x[i]&m != 0 || y[i]&m == 0 {
+			break
+		}
+		host++
 	}
-	host := size.BitLen() - 1
 	p := netip.PrefixFrom(a, bits-host)
-	if p.Masked().Addr() != a {
+	if p.Masked() != netip.PrefixFrom(z, bits-host).Masked() {
 		return netip.Prefix{}, false
 	}
 	return p, true
