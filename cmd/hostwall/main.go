@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 )
 
 // exitError carries an exit code other than 1 (DESIGN §10: 2 = plan has
@@ -35,20 +36,46 @@ func main() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
-	root := newRootCmd()
-	err := root.Execute()
+	os.Exit(run())
+}
+
+// run runs the command line and returns the exit code.
+func run() int {
+	if p := os.Getenv("HOSTWALL_CPUPROFILE"); p != "" {
+		stop, err := cpuProfile(p)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+			return 1
+		}
+		defer stop()
+	}
+	err := newRootCmd().Execute()
 	if err == nil {
-		return
+		return 0
 	}
 	code := 1
 	var ee *exitError
 	if errors.As(err, &ee) {
 		code = ee.code
 		if ee.err == nil {
-			os.Exit(code)
+			return code
 		}
 		err = ee.err
 	}
 	fmt.Fprintf(os.Stderr, "Error: %v\n", err)
-	os.Exit(code)
+	return code
+}
+
+// cpuProfile writes a CPU profile of the command to path, for `go tool
+// pprof` (docs/performance.md); the returned function ends it.
+func cpuProfile(path string) (func(), error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }
