@@ -459,11 +459,22 @@ func (c *compiler) netsSet(f ruleset.IPFamily, nets []netip.Prefix) string {
 // IPs of every matching host endpoint, of any node (how one set of files
 // describes a fleet).
 func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl.Range) string {
-	var elems []ruleset.Element
+	text := sel.String()
+	name := fmt.Sprintf("sel-%s-%s", hashName(text), familySuffix(f))
+	if c.t.Set(name) != nil {
+		// Made for an earlier rule; a large one costs to make again.
+		return name
+	}
+	var matched []*config.NetworkSet
+	size := 0
 	for _, ns := range c.cfg.NetworkSets {
-		if !sel.Matches(ns.Labels) {
-			continue
+		if sel.Matches(ns.Labels) {
+			matched = append(matched, ns)
+			size += len(ns.Nets)
 		}
+	}
+	elems := make([]ruleset.Element, 0, size)
+	for _, ns := range matched {
 		for _, n := range ns.Nets {
 			if familyOf(n) == f {
 				elems = append(elems, ruleset.PrefixElement(n))
@@ -475,11 +486,11 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 			continue
 		}
 		if len(hep.ExpectedIPs) == 0 {
-			c.warnOnce("noips "+sel.String()+" "+hep.Name, &hcl.Diagnostic{
+			c.warnOnce("noips "+text+" "+hep.Name, &hcl.Diagnostic{
 				Severity: hcl.DiagWarning,
 				Summary:  "Selector matches a host endpoint without expected IPs",
 				Detail: fmt.Sprintf("Selector %q matches host endpoint %q, which lists no expected_ips, so the rule cannot match its traffic; add expected_ips to it.",
-					sel.String(), hep.Name),
+					text, hep.Name),
 				Subject: rng.Ptr(),
 			})
 		}
@@ -491,10 +502,10 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 		}
 	}
 	return c.addSet(&ruleset.Set{
-		Name:     fmt.Sprintf("sel-%s-%s", hashName(sel.String()), familySuffix(f)),
+		Name:     name,
 		Type:     f.AddrType(),
 		Interval: true,
-		Comment:  "selector " + strings.ReplaceAll(sel.String(), `"`, "'"),
+		Comment:  "selector " + strings.ReplaceAll(text, `"`, "'"),
 		Elements: elems,
 	})
 }

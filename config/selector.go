@@ -62,6 +62,20 @@ func (s *Selector) Matches(labels map[string]string) bool { return s.root.eval(l
 // deduplicated, values double-quoted unless they contain a double quote.
 func (s *Selector) String() string { return s.root.str(true) }
 
+// MarshalText is the canonical form, which ParseSelector reads back as the
+// same selector (the loader's cache keeps decoded files as JSON).
+func (s *Selector) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText parses a selector written by MarshalText.
+func (s *Selector) UnmarshalText(text []byte) error {
+	p, err := ParseSelector(string(text))
+	if err != nil {
+		return err
+	}
+	*s = *p
+	return nil
+}
+
 // IsAll reports whether the selector is all().
 func (s *Selector) IsAll() bool { _, ok := s.root.(allNode); return ok }
 

@@ -156,7 +156,9 @@ func (b *builder) decodeNetworkSet(blk *hcl.Block) {
 		ns.Nets = nets
 	}
 	if a := c.Attributes["nets_file"]; a != nil {
-		ns.Nets = append(ns.Nets, b.netsFile(a, blk.DefRange.Filename)...)
+		if name := b.str(a); name != "" {
+			b.nets = append(b.nets, netsRef{Set: len(b.cfg.NetworkSets), Name: name, From: blk.DefRange.Filename, Range: a.Expr.Range()})
+		}
 	}
 	b.cfg.NetworkSets = append(b.cfg.NetworkSets, ns)
 }

@@ -33,6 +33,8 @@ func (r *Result) NetsFiles() []string {
 	return out
 }
 
+// builder decodes policy files (decodeFiles: cfg, seen, tierRefs, nets),
+// then reads the nets files they name (load: dir, files, disk, extra).
 type builder struct {
 	// dir is the configuration directory (empty for Load: each file's
 	// own directory bounds its nets files).
@@ -46,6 +48,7 @@ type builder struct {
 	seen     map[string]hcl.Range
 	diags    hcl.Diagnostics
 	tierRefs []tierRef
+	nets     []netsRef
 }
 
 // tierRef is a policy's reference to a tier, checked once all files are read.
@@ -79,7 +82,7 @@ func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
 			return nil, fmt.Errorf("%s is removed by the change being validated", p)
 		}
 		return readInput(from, trust, opts.MaxFileBytes)
-	})
+	}, opts.Cache)
 	return res, append(diags, more...)
 }
 
@@ -106,27 +109,50 @@ func overlay(dir string, in map[string]string) (map[string]string, hcl.Diagnosti
 // Load parses and merges the given files: policy files (*.hcl, *.yaml,
 // *.yml) and the nets files they name, which must be among srcs.
 func Load(srcs []Source) (*Result, hcl.Diagnostics) {
-	return load(srcs, "", nil)
+	return load(srcs, "", nil, nil)
 }
 
-func load(srcs []Source, dir string, disk func(string) ([]byte, error)) (*Result, hcl.Diagnostics) {
-	b := &builder{
-		dir:   dir,
-		files: map[string][]byte{},
-		disk:  disk,
-		cfg:   &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
-		seen:  map[string]hcl.Range{},
-	}
+func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Cache) (*Result, hcl.Diagnostics) {
+	var policies []Source
+	b := &builder{dir: dir, files: map[string][]byte{}, disk: disk}
 	for _, src := range srcs {
-		if !policyFile(filepath.Base(src.Path)) {
+		if policyFile(filepath.Base(src.Path)) {
+			policies = append(policies, src)
+		} else {
 			b.files[filepath.Clean(src.Path)] = src.Data
 		}
 	}
-	parser := hclparse.NewParser()
-	for _, src := range srcs {
-		if !policyFile(filepath.Base(src.Path)) {
-			continue
+	var d *decoded
+	var key string
+	if cache != nil {
+		key = cacheKey(dir, policies)
+		d, b.diags = decodeCached(cache.Get(key))
+	}
+	if d == nil {
+		d, b.diags = decodeFiles(policies)
+		if cache != nil {
+			if data := d.encode(b.diags); data != nil {
+				cache.Put(key, data)
+			}
 		}
+	}
+	b.cfg = d.Config
+	for _, ref := range d.Nets {
+		ns := b.cfg.NetworkSets[ref.Set]
+		ns.Nets = append(ns.Nets, b.netsFile(ref)...)
+	}
+	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
+}
+
+// decodeFiles decodes policy files into one configuration, leaving their
+// nets files to be read.
+func decodeFiles(policies []Source) (*decoded, hcl.Diagnostics) {
+	b := &builder{
+		cfg:  &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
+		seen: map[string]hcl.Range{},
+	}
+	parser := hclparse.NewParser()
+	for _, src := range policies {
 		switch filepath.Ext(src.Path) {
 		case ".hcl":
 			f, diags := parser.ParseHCL(src.Data, src.Path)
@@ -139,7 +165,7 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error)) (*Result
 		}
 	}
 	b.checkTierRefs()
-	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
+	return &decoded{Config: b.cfg, Nets: b.nets}, b.diags
 }
 
 func (b *builder) checkTierRefs() {

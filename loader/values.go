@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"errors"
 	"fmt"
 	"math/big"
 	"net/netip"
@@ -120,20 +121,42 @@ func labelsAttr(attr *hcl.Attribute) (map[string]string, hcl.Diagnostics) {
 // since it usually means a typo.
 func parseNet(s string, rng hcl.Range) (netip.Prefix, *hcl.Diagnostic) {
 	s = strings.TrimSpace(s)
+	p, err := parseNetFast(s)
+	switch {
+	case err == nil:
+		return p, nil
+	case !strings.Contains(s, "/"):
+		return netip.Prefix{}, errAt(rng, "Invalid network", "%q is not an IP address or CIDR; write it as 192.0.2.0/24, 2001:db8::/32 or a single address.", s)
+	case err == errHostBits:
+		p, _ := netip.ParsePrefix(s)
+		return netip.Prefix{}, errAt(rng, "Network has host bits set", "%q has bits set beyond its /%d mask; write %s, or the address alone for one host.", s, p.Bits(), p.Masked())
+	}
+	return netip.Prefix{}, errAt(rng, "Invalid network", "%q is not a valid CIDR (%v); write it as 192.0.2.0/24 or 2001:db8::/32.", s, err)
+}
+
+var errHostBits = errors.New("host bits set")
+
+// parseNetFast is parseNet without the diagnostic: a CIDR without host
+// bits, or one address (IPv4-mapped IPv6 taken as IPv4, no zone) as a
+// prefix of its full length.
+func parseNetFast(s string) (netip.Prefix, error) {
 	if !strings.Contains(s, "/") {
 		a, err := netip.ParseAddr(s)
-		if err != nil || a.Zone() != "" {
-			return netip.Prefix{}, errAt(rng, "Invalid network", "%q is not an IP address or CIDR; write it as 192.0.2.0/24, 2001:db8::/32 or a single address.", s)
+		if err != nil {
+			return netip.Prefix{}, err
+		}
+		if a.Zone() != "" {
+			return netip.Prefix{}, errors.New("zone")
 		}
 		a = a.Unmap()
 		return netip.PrefixFrom(a, a.BitLen()), nil
 	}
 	p, err := netip.ParsePrefix(s)
 	if err != nil {
-		return netip.Prefix{}, errAt(rng, "Invalid network", "%q is not a valid CIDR (%v); write it as 192.0.2.0/24 or 2001:db8::/32.", s, err)
+		return netip.Prefix{}, err
 	}
 	if p.Masked() != p {
-		return netip.Prefix{}, errAt(rng, "Network has host bits set", "%q has bits set beyond its /%d mask; write %s, or the address alone for one host.", s, p.Bits(), p.Masked())
+		return netip.Prefix{}, errHostBits
 	}
 	return p, nil
 }

@@ -1,11 +1,11 @@
 package ruleset
 
 import (
-	"bytes"
 	"encoding/binary"
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -117,8 +117,19 @@ func (s *Set) Normalize() {
 // after reports whether key a starts beyond b+1, i.e. a range starting at a
 // neither overlaps nor touches one ending at b.
 func after(a, b string) bool {
-	next, overflow := Increment(b)
-	return !overflow && a > next
+	if len(b) > 16 {
+		next, overflow := Increment(b)
+		return !overflow && a > next
+	}
+	var buf [16]byte // keys are at most an IPv6 address: no allocation
+	next := buf[:len(b)]
+	copy(next, b)
+	for i := len(next) - 1; i >= 0; i-- {
+		if next[i]++; next[i] != 0 {
+			return a > string(next)
+		}
+	}
+	return false // b+1 overflows: nothing starts beyond it
 }
 
 // Increment returns key+1 in big-endian arithmetic and whether it overflowed.
@@ -147,11 +158,16 @@ func (s *Set) String() string {
 		b.WriteString("\tflags interval\n")
 	}
 	if len(s.Elements) > 0 {
-		elems := make([]string, len(s.Elements))
+		elems := make([]byte, 0, 24*len(s.Elements))
 		for i, e := range s.Elements {
-			elems[i] = s.FormatElement(e)
+			if i > 0 {
+				elems = append(elems, ", "...)
+			}
+			elems = s.appendElement(elems, e)
 		}
-		fmt.Fprintf(&b, "\telements = { %s }\n", strings.Join(elems, ", "))
+		b.WriteString("\telements = { ")
+		b.Write(elems)
+		b.WriteString(" }\n")
 	}
 	b.WriteString("}")
 	return b.String()
@@ -159,40 +175,44 @@ func (s *Set) String() string {
 
 // FormatElement renders one element as nft would: a CIDR when an address
 // range is a prefix, "a-b" otherwise; `"eth0" : jump x` in verdict maps.
-func (s *Set) FormatElement(e Element) string {
-	key := s.formatRange(e.From, e.To)
+func (s *Set) FormatElement(e Element) string { return string(s.appendElement(nil, e)) }
+
+// appendElement appends e as FormatElement writes it (Set.String writes
+// 100k of them: no string per element).
+func (s *Set) appendElement(b []byte, e Element) []byte {
+	b = s.appendRange(b, e.From, e.To)
 	if e.Verdict != nil {
-		return key + " : " + e.Verdict.String()
+		b = append(append(b, " : "...), e.Verdict.String()...)
 	}
-	return key
+	return b
 }
 
-func (s *Set) formatRange(from, to string) string {
+func (s *Set) appendRange(b []byte, from, to string) []byte {
 	switch s.Type {
-	case TypeIfName:
-		return fmt.Sprintf("%q", strings.TrimRight(from, "\x00"))
-	case TypeInetService:
-		lo, hi := binary.BigEndian.Uint16([]byte(from)), binary.BigEndian.Uint16([]byte(to))
-		return PortRange{lo, hi}.String()
-	case TypeNamedPort4, TypeNamedPort6:
-		n := len(from) - 8
-		a, _ := netip.AddrFromSlice([]byte(from[:n]))
-		return fmt.Sprintf("%s . %s . %d", a, ProtoName(from[n]), binary.BigEndian.Uint16([]byte(from[n+4:n+6])))
 	case TypeIPv4Addr, TypeIPv6Addr:
 		a, _ := netip.AddrFromSlice([]byte(from))
 		z, _ := netip.AddrFromSlice([]byte(to))
 		if a == z {
-			return a.String()
+			return a.AppendTo(b)
 		}
 		if p, ok := rangePrefix(a, z); ok {
-			return p.String()
+			return p.AppendTo(b)
 		}
-		return a.String() + "-" + z.String()
+		return z.AppendTo(append(a.AppendTo(b), '-'))
+	case TypeIfName:
+		return strconv.AppendQuote(b, strings.TrimRight(from, "\x00"))
+	case TypeInetService:
+		lo, hi := binary.BigEndian.Uint16([]byte(from)), binary.BigEndian.Uint16([]byte(to))
+		return append(b, PortRange{lo, hi}.String()...)
+	case TypeNamedPort4, TypeNamedPort6:
+		n := len(from) - 8
+		a, _ := netip.AddrFromSlice([]byte(from[:n]))
+		return fmt.Appendf(b, "%s . %s . %d", a, ProtoName(from[n]), binary.BigEndian.Uint16([]byte(from[n+4:n+6])))
 	default:
 		if from == to {
-			return fmt.Sprintf("0x%x", from)
+			return fmt.Appendf(b, "0x%x", from)
 		}
-		return fmt.Sprintf("0x%x-0x%x", from, to)
+		return fmt.Appendf(b, "0x%x-0x%x", from, to)
 	}
 }
 
@@ -219,15 +239,24 @@ func rangePrefix(a, z netip.Addr) (netip.Prefix, bool) {
 // PrefixElement is the interval element covering the prefix p.
 func PrefixElement(p netip.Prefix) Element {
 	p = p.Masked()
-	from := p.Addr().AsSlice()
-	to := bytes.Clone(from)
+	// From and To share one allocation (compiling 100k networks).
+	var buf [32]byte
+	a := p.Addr().As16()
+	n := 16
+	if p.Addr().Is4() {
+		n = 4
+	}
+	copy(buf[:], a[16-n:])
+	copy(buf[n:], a[16-n:])
+	to := buf[n : 2*n]
 	host := p.Addr().BitLen() - p.Bits()
 	for i := len(to) - 1; i >= 0 && host > 0; i-- {
-		n := min(host, 8)
-		to[i] |= byte(1<<n - 1)
-		host -= n
+		b := min(host, 8)
+		to[i] |= byte(1<<b - 1)
+		host -= b
 	}
-	return Element{From: string(from), To: string(to)}
+	both := string(buf[:2*n])
+	return Element{From: both[:n], To: both[n:]}
 }
 
 // PortElement is the interval element covering r.

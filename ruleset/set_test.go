@@ -51,3 +51,65 @@ func TestRangePrefix(t *testing.T) {
 		}
 	}
 }
+
+// TestPrefixElement: the element of a prefix runs from its first address to
+// its last, in the address's own length (4 bytes for IPv4, 16 for IPv6,
+// IPv4-mapped included), against a bit-by-bit count.
+func TestPrefixElement(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 11))
+	for i := range 20000 {
+		var b [16]byte
+		for j := range b {
+			b[j] = byte(rng.IntN(256))
+		}
+		var a netip.Addr
+		switch i % 3 {
+		case 0:
+			a = netip.AddrFrom4([4]byte(b[:4]))
+		case 1:
+			a = netip.AddrFrom16(b)
+		default:
+			a = netip.AddrFrom16(netip.AddrFrom4([4]byte(b[:4])).As16()) // ::ffff:a.b.c.d
+		}
+		p := netip.PrefixFrom(a, rng.IntN(a.BitLen()+1))
+		from := p.Masked().Addr().AsSlice()
+		to := p.Addr().AsSlice()
+		for bit := p.Bits(); bit < a.BitLen(); bit++ {
+			to[bit/8] |= 0x80 >> (bit % 8)
+		}
+		e := PrefixElement(p)
+		if e.From != string(from) || e.To != string(to) {
+			t.Fatalf("%v: got [%x, %x], want [%x, %x]", p, e.From, e.To, from, to)
+		}
+	}
+}
+
+// TestAfter against Increment, at the carries and the top.
+func TestAfter(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	edge := []byte{0, 1, 0xfe, 0xff}
+	key := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			if rng.IntN(2) == 0 {
+				b[i] = edge[rng.IntN(len(edge))]
+			} else {
+				b[i] = byte(rng.IntN(256))
+			}
+		}
+		return string(b)
+	}
+	for range 50000 {
+		n := []int{2, 4, 16, 17}[rng.IntN(4)]
+		a, b := key(n), key(n)
+		if rng.IntN(4) == 0 {
+			if next, overflow := Increment(b); !overflow {
+				a = next // exactly touching
+			}
+		}
+		next, overflow := Increment(b)
+		if want := !overflow && a > next; after(a, b) != want {
+			t.Fatalf("after(%x, %x) = %v, want %v", a, b, !want, want)
+		}
+	}
+}

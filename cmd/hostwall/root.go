@@ -38,6 +38,9 @@ type globals struct {
 	limits      compile.Limits
 	// overlay is validate's --replace and --remove (loader.DirOptions.Overlay).
 	overlay map[string]string
+	// hashed is the table whose chainsHash is chainsSum.
+	hashed    *ruleset.Table
+	chainsSum string
 }
 
 func newRootCmd() *cobra.Command {
@@ -157,7 +160,7 @@ func (g *globals) loadDir() (*loader.Result, hcl.Diagnostics) {
 }
 
 func (g *globals) dirOptions() loader.DirOptions {
-	return loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, Overlay: g.overlay}
+	return loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, Overlay: g.overlay, Cache: g.decodedCache()}
 }
 
 func (g *globals) effectiveHostName(res *loader.Result) string {

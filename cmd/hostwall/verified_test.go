@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/hostwall/hostwall/internal/testns"
@@ -231,12 +232,7 @@ policy "blocklist" {
 	}
 
 	// A damaged base beside the record: the long way, never a wrong plan.
-	var runDir string
-	for _, e := range dirsOf(t) {
-		if v, ok := strings.CutPrefix(e, "HOSTWALL_RUN_DIR="); ok {
-			runDir = v
-		}
-	}
+	runDir := runDirOf(t)
 	bases, _ := filepath.Glob(filepath.Join(runDir, "verified-*.base"))
 	if len(bases) != 1 {
 		t.Fatalf("want one recorded base in %s, found %v", runDir, bases)
@@ -245,6 +241,91 @@ policy "blocklist" {
 	list("192.0.2.0/24")
 	if r := run("plan", "--detailed-exitcode"); r.code != 2 || strings.Contains(r.stdout, fromRecord) || !strings.Contains(r.stdout, "- 203.0.113.10") {
 		t.Errorf("a damaged base: exit %d, want 2 from a read\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+// runDirOf is the run directory the test's hostwall commands use.
+func runDirOf(t *testing.T) string {
+	for _, e := range dirsOf(t) {
+		if v, ok := strings.CutPrefix(e, "HOSTWALL_RUN_DIR="); ok {
+			return v
+		}
+	}
+	t.Fatal("no run directory")
+	return ""
+}
+
+// TestDecodedCache: the policy files' decoding is kept in the run
+// directory and used while they are unchanged: a changed nets file is
+// applied without rewriting it (the same file, by inode); a damaged one
+// is decoded again and rewritten, never applied; a changed policy file is
+// decoded again. The kernel, listed by nft, holds the right elements each
+// time.
+func TestDecodedCache(t *testing.T) {
+	ns := testns.New(t)
+	blocking := `
+network_set "blocklist" {
+  labels    = { blocked = "true" }
+  nets_file = "blocklist.txt"
+}
+policy "blocklist" {
+  order = 10
+  ingress {
+    action = "deny"
+    source { selector = "blocked == 'true'" }
+  }
+}
+`
+	dir := writeConfig(t, map[string]string{"policy.hcl": allow8080 + blocking, "blocklist.txt": "192.0.2.0/24\n"})
+	apply := func(what string) {
+		t.Helper()
+		if r := hostwall(t, "", "apply", "--auto-approve", "-c", dir, "--netns", ns, "--host-name", "srv"); r.code != 0 {
+			t.Fatalf("%s: apply: exit %d\n%s%s", what, r.code, r.stdout, r.stderr)
+		}
+	}
+	kernelHas := func(what, want string) {
+		t.Helper()
+		if out := testns.NFT(t, ns, "list", "table", "inet", "hostwall"); !strings.Contains(out, want) {
+			t.Errorf("%s: the kernel's table does not hold %s:\n%s", what, want, out)
+		}
+	}
+	slot := func() (string, uint64) {
+		t.Helper()
+		slots, _ := filepath.Glob(filepath.Join(runDirOf(t), "cache-decoded-*"))
+		if len(slots) != 1 {
+			t.Fatalf("want one cache slot, found %v", slots)
+		}
+		fi, err := os.Stat(slots[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return slots[0], fi.Sys().(*syscall.Stat_t).Ino
+	}
+	apply("first apply")
+	path, ino := slot()
+
+	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("203.0.113.0/24\n"), 0o644)
+	apply("a changed nets file")
+	kernelHas("a changed nets file", "203.0.113.0/24")
+	if _, now := slot(); now != ino {
+		t.Error("a changed nets file rewrote the cache: its policy files were decoded again")
+	}
+
+	data, _ := os.ReadFile(path)
+	os.WriteFile(path, data[:len(data)/2], 0o600)
+	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("198.51.100.0/24\n"), 0o644)
+	apply("a damaged cache")
+	kernelHas("a damaged cache", "198.51.100.0/24")
+	if again, _ := os.ReadFile(path); len(again) != len(data) {
+		t.Errorf("the damaged cache was not rewritten: %d bytes, want %d", len(again), len(data))
+	}
+
+	_, ino = slot()
+	os.WriteFile(filepath.Join(dir, "policy.hcl"), []byte(strings.Replace(allow8080, "8080", "8081", 1)+blocking), 0o644)
+	apply("a changed policy file")
+	kernelHas("a changed policy file", "8081")
+	if _, now := slot(); now == ino {
+		t.Error("a changed policy file did not rewrite the cache")
 	}
 }
 

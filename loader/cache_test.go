@@ -1,0 +1,177 @@
+package loader
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/hostwall/hostwall/config"
+)
+
+// memCache is a Cache that counts what it is asked.
+type memCache struct {
+	m          map[string][]byte
+	hits, puts int
+}
+
+func (c *memCache) Get(key string) []byte {
+	if v := c.m[key]; v != nil {
+		c.hits++
+		return v
+	}
+	return nil
+}
+
+func (c *memCache) Put(key string, v []byte) {
+	if c.m == nil {
+		c.m = map[string][]byte{}
+	}
+	c.m[key] = v
+	c.puts++
+}
+
+// sameConfig compares configurations exactly: ranges too, selectors by
+// canonical text, addresses by value.
+func sameConfig() cmp.Option {
+	return cmp.Options{
+		cmp.Comparer(func(a, b *config.Selector) bool {
+			if a == nil || b == nil {
+				return a == b
+			}
+			return a.String() == b.String()
+		}),
+		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
+		cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	}
+}
+
+// cacheInputs are directories to load: the examples, and each valid
+// fixture and Calico corpus file alone in a directory.
+func cacheInputs(t *testing.T) []string {
+	dirs, _ := filepath.Glob("../examples/*")
+	files, _ := filepath.Glob("testdata/valid/*")
+	corpus, _ := filepath.Glob("../../shared/corpus/calico/*.yaml")
+	for _, f := range append(files, corpus...) {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		dirs = append(dirs, dir)
+	}
+	if len(dirs) < 20 {
+		t.Fatalf("only %d inputs", len(dirs))
+	}
+	return dirs
+}
+
+// TestCacheSameLoad: a load from the cache gives the very configuration
+// and diagnostics of a load without one, for every example, fixture and
+// corpus file that loads (with warnings or none).
+func TestCacheSameLoad(t *testing.T) {
+	kept := 0
+	for _, dir := range cacheInputs(t) {
+		want, wantDiags := LoadDir(dir, DirOptions{InsecureSkipPerms: true})
+		c := &memCache{}
+		opts := DirOptions{InsecureSkipPerms: true, Cache: c}
+		first, firstDiags := LoadDir(dir, opts)
+		second, secondDiags := LoadDir(dir, opts)
+		if wantDiags.HasErrors() {
+			if c.puts != 0 {
+				t.Errorf("%s: a load with errors was kept", dir)
+			}
+			continue
+		}
+		kept++
+		if c.puts != 1 || c.hits != 1 {
+			t.Errorf("%s: %d puts, %d hits; want one of each", dir, c.puts, c.hits)
+		}
+		for _, got := range []struct {
+			res   *Result
+			diags hcl.Diagnostics
+		}{{first, firstDiags}, {second, secondDiags}} {
+			if d := cmp.Diff(want.Config, got.res.Config, sameConfig()); d != "" {
+				t.Errorf("%s: the configuration differs (-without cache +with):\n%s", dir, d)
+			}
+			if fmt.Sprint(wantDiags) != fmt.Sprint(got.diags) {
+				t.Errorf("%s: diagnostics %v, want %v", dir, got.diags, wantDiags)
+			}
+			if HashSources(got.res.Sources) != HashSources(want.Sources) {
+				t.Errorf("%s: the sources differ", dir)
+			}
+		}
+	}
+	if kept < 15 {
+		t.Errorf("only %d inputs were kept", kept)
+	}
+}
+
+// TestCacheNetsFileRead: a changed nets file is read from the cache's
+// decoding (a hit), a changed policy file is decoded again (a miss), and a
+// damaged entry is a miss.
+func TestCacheNetsFileRead(t *testing.T) {
+	dir := netsDir(t, "bl.txt", "10.0.0.0/8\n")
+	c := &memCache{}
+	opts := DirOptions{InsecureSkipPerms: true, Cache: c}
+	nets := func() string {
+		t.Helper()
+		res, diags := LoadDir(dir, opts)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		return fmt.Sprint(res.Config.NetworkSets[0].Nets)
+	}
+	if got := nets(); got != "[198.51.100.0/24 10.0.0.0/8]" || c.puts != 1 {
+		t.Fatalf("first load: %s, %d puts", got, c.puts)
+	}
+	os.WriteFile(filepath.Join(dir, "bl.txt"), []byte("192.0.2.0/24\n"), 0o644)
+	if got := nets(); got != "[198.51.100.0/24 192.0.2.0/24]" || c.hits != 1 || c.puts != 1 {
+		t.Errorf("nets file changed: %s, %d hits, %d puts; want the new list from a hit", got, c.hits, c.puts)
+	}
+	// The hit's configuration is its own: the first load's sets are not
+	// grown by the second's nets file.
+	if got := nets(); got != "[198.51.100.0/24 192.0.2.0/24]" {
+		t.Errorf("third load: %s", got)
+	}
+	os.WriteFile(filepath.Join(dir, "a.hcl"), []byte(`network_set "bl" {
+  nets_file = "bl.txt"
+}
+`), 0o644)
+	if got := nets(); got != "[192.0.2.0/24]" || c.puts != 2 {
+		t.Errorf("policy file changed: %s, %d puts; want a new decoding", got, c.puts)
+	}
+	for k, v := range c.m {
+		c.m[k] = v[:len(v)/2]
+	}
+	if got := nets(); got != "[192.0.2.0/24]" || c.puts != 3 {
+		t.Errorf("damaged entry: %s, %d puts; want a new decoding", got, c.puts)
+	}
+}
+
+// TestCacheErrorsNotKept: a policy file with an error is not kept, and a
+// nets file's error is reported on a hit as without a cache.
+func TestCacheErrorsNotKept(t *testing.T) {
+	dir := netsDir(t, "bl.txt", "10.0.0.0/8\n")
+	os.WriteFile(filepath.Join(dir, "b.hcl"), []byte("policy \"p\" {\n  order = \"x\"\n}\n"), 0o644)
+	c := &memCache{}
+	opts := DirOptions{InsecureSkipPerms: true, Cache: c}
+	if _, diags := LoadDir(dir, opts); !diags.HasErrors() || c.puts != 0 {
+		t.Fatalf("%v, %d puts; want an error and nothing kept", diags, c.puts)
+	}
+	os.Remove(filepath.Join(dir, "b.hcl"))
+	LoadDir(dir, opts)
+	os.WriteFile(filepath.Join(dir, "bl.txt"), []byte("10.0.0.0/8\nbad\n"), 0o644)
+	_, want := LoadDir(dir, DirOptions{InsecureSkipPerms: true})
+	_, got := LoadDir(dir, opts)
+	if c.hits != 1 || fmt.Sprint(got) != fmt.Sprint(want) || !got.HasErrors() {
+		t.Errorf("%d hits, diagnostics %v, want %v", c.hits, got, want)
+	}
+}
