@@ -12,13 +12,15 @@ import (
 )
 
 // A Cache keeps what a directory's policy files decode to, so that a load
-// whose policy files are unchanged skips parsing them: for a large policy
-// most of a load is HCL's lexer (docs/performance.md), while the usual
-// change is to a nets file, which is read on every load anyway. Entries
-// are keyed by the policy files' paths and contents; only error-free
-// decodings are kept. The value is bincodec, which carries no description
-// of the types it was written from: an implementation that outlives the
-// process must also key it by the binary that wrote it.
+// skips parsing the files it has seen before: for a large policy most of a
+// load is HCL's lexer (docs/performance.md), while the usual change is to a
+// nets file, read on every load anyway, or to one policy file of several.
+// The loader asks for one value per directory and puts a new one when the
+// files changed: each policy file's decoding, by the file's path and
+// content, for the files of the last load (a decoding with an error is not
+// kept). The value is bincodec, which carries no description of the types
+// it was written from: an implementation that outlives the process must
+// also key it by the binary that wrote it.
 type Cache interface {
 	// Get returns the value put under key, or nil.
 	Get(key string) []byte
@@ -26,15 +28,24 @@ type Cache interface {
 	Put(key string, value []byte)
 }
 
-// cacheFormat names the layout of decoded; change it with the layout.
-const cacheFormat = "hostwall decoded policy files 1"
+// cacheFormat names the layout of bundle and fragment; change it with them.
+const cacheFormat = "hostwall decoded policy files 2"
 
-// decoded is what the policy files of a load decode to before their nets
-// files are read: what a Cache keeps.
-type decoded struct {
+// bundle is a Cache's value: each policy file's fragment, encoded, by
+// fileKey.
+type bundle struct {
+	Files map[string][]byte
+}
+
+// fragment is what one policy file decodes to before nets files are read.
+type fragment struct {
 	Config *config.Config
-	// Nets are the nets_file references, resolved after decoding.
-	Nets []netsRef
+	// Declared are the file's named objects, TierRefs its policies' tiers
+	// and Nets its nets_file references (Set indexes Config.NetworkSets):
+	// merge checks them against the other files.
+	Declared []declared
+	TierRefs []tierRef
+	Nets     []netsRef
 	// Warnings are the decoding's diagnostics (never errors: those are
 	// not kept).
 	Warnings []cachedDiag
@@ -42,7 +53,7 @@ type decoded struct {
 
 // netsRef is a network set's nets_file, as written in file From.
 type netsRef struct {
-	Set   int // index into Config.NetworkSets
+	Set   int
 	Name  string
 	From  string
 	Range hcl.Range
@@ -56,45 +67,83 @@ type cachedDiag struct {
 	Subject, Context *hcl.Range
 }
 
-// cacheKey identifies the policy files of a load of dir.
-func cacheKey(dir string, policies []Source) string {
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n", cacheFormat, dir)
-	for _, s := range policies {
-		fmt.Fprintf(h, "%q %x\n", s.Path, sha256.Sum256(s.Data))
-	}
-	return hex.EncodeToString(h.Sum(nil))
+func dirKey(dir string) string { return hashOf(cacheFormat + "\n" + dir) }
+
+func fileKey(src Source) string {
+	return hashOf(fmt.Sprintf("%q %x", src.Path, sha256.Sum256(src.Data)))
 }
 
-// encode is d for a Cache, nil when d holds an error or cannot be encoded.
-func (d *decoded) encode(diags hcl.Diagnostics) []byte {
+func hashOf(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+// decodeCached decodes the policy files, each from the cache when it holds
+// the file's decoding, and puts the decodings of this load back when they
+// are not those the cache held. diags[i] are frags[i]'s.
+func decodeCached(policies []Source, dir string, cache Cache) (frags []*fragment, diags []hcl.Diagnostics) {
+	var old bundle
+	if cache != nil && bincodec.Unmarshal(cache.Get(dirKey(dir)), &old) != nil {
+		old = bundle{}
+	}
+	next := bundle{Files: map[string][]byte{}}
+	reused := 0
+	for _, src := range policies {
+		key := fileKey(src)
+		if data, ok := old.Files[key]; ok {
+			if f, d := decodeFragment(data); f != nil {
+				frags, diags = append(frags, f), append(diags, d)
+				next.Files[key] = data
+				reused++
+				continue
+			}
+		}
+		f, d := decodeFile(src)
+		frags, diags = append(frags, f), append(diags, d)
+		if data := f.encode(d); data != nil {
+			next.Files[key] = data
+		}
+	}
+	if cache != nil && (reused != len(next.Files) || len(next.Files) != len(old.Files)) {
+		if data, err := bincodec.Marshal(next); err == nil {
+			cache.Put(dirKey(dir), data)
+		}
+	}
+	return frags, diags
+}
+
+// encode is f for a Cache, nil when diags hold an error or f cannot be
+// encoded.
+func (f *fragment) encode(diags hcl.Diagnostics) []byte {
 	if diags.HasErrors() {
 		return nil
 	}
-	for _, diag := range diags {
-		d.Warnings = append(d.Warnings, cachedDiag{diag.Severity, diag.Summary, diag.Detail, diag.Subject, diag.Context})
+	for _, d := range diags {
+		f.Warnings = append(f.Warnings, cachedDiag{d.Severity, d.Summary, d.Detail, d.Subject, d.Context})
 	}
-	data, err := bincodec.Marshal(d)
+	data, err := bincodec.Marshal(f)
+	f.Warnings = nil
 	if err != nil {
 		return nil
 	}
 	return data
 }
 
-// decodeCached reads what encode wrote, nil when it cannot.
-func decodeCached(data []byte) (*decoded, hcl.Diagnostics) {
-	var d decoded
-	if data == nil || bincodec.Unmarshal(data, &d) != nil || d.Config == nil {
+// decodeFragment reads what encode wrote, nil when it cannot.
+func decodeFragment(data []byte) (*fragment, hcl.Diagnostics) {
+	var f fragment
+	if bincodec.Unmarshal(data, &f) != nil || f.Config == nil {
 		return nil, nil
 	}
-	for _, ref := range d.Nets {
-		if ref.Set < 0 || ref.Set >= len(d.Config.NetworkSets) {
+	for _, ref := range f.Nets {
+		if ref.Set < 0 || ref.Set >= len(f.Config.NetworkSets) {
 			return nil, nil
 		}
 	}
 	var diags hcl.Diagnostics
-	for _, w := range d.Warnings {
+	for _, w := range f.Warnings {
 		diags = append(diags, &hcl.Diagnostic{Severity: w.Severity, Summary: w.Summary, Detail: w.Detail, Subject: w.Subject, Context: w.Context})
 	}
-	return &d, diags
+	f.Warnings = nil
+	return &f, diags
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/internal/bincodec"
 )
 
 // memCache is a Cache that counts what it is asked.
@@ -156,22 +157,118 @@ func TestCacheNetsFileRead(t *testing.T) {
 	}
 }
 
-// TestCacheErrorsNotKept: a policy file with an error is not kept, and a
-// nets file's error is reported on a hit as without a cache.
+// kept returns the files whose decodings the cache holds for dir.
+func (c *memCache) kept(t *testing.T, dir string, files ...string) map[string]bool {
+	t.Helper()
+	var b bundle
+	if err := bincodec.Unmarshal(c.m[dirKey(dir)], &b); err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]bool{}
+	for _, name := range files {
+		path := filepath.Join(dir, name)
+		data, _ := os.ReadFile(path)
+		if b.Files[fileKey(Source{Path: path, Data: data})] != nil {
+			out[name] = true
+		}
+	}
+	if len(out) != len(b.Files) {
+		t.Errorf("the cache holds %d decodings, %d of them for %v", len(b.Files), len(out), files)
+	}
+	return out
+}
+
+// TestCacheErrorsNotKept: a policy file with an error is not kept (the
+// others are), and a nets file's error is reported on a hit as without a
+// cache.
 func TestCacheErrorsNotKept(t *testing.T) {
 	dir := netsDir(t, "bl.txt", "10.0.0.0/8\n")
 	os.WriteFile(filepath.Join(dir, "b.hcl"), []byte("policy \"p\" {\n  order = \"x\"\n}\n"), 0o644)
 	c := &memCache{}
 	opts := DirOptions{InsecureSkipPerms: true, Cache: c}
-	if _, diags := LoadDir(dir, opts); !diags.HasErrors() || c.puts != 0 {
-		t.Fatalf("%v, %d puts; want an error and nothing kept", diags, c.puts)
+	if _, diags := LoadDir(dir, opts); !diags.HasErrors() {
+		t.Fatal("no error")
+	}
+	if got := c.kept(t, dir, "a.hcl", "b.hcl"); !got["a.hcl"] || got["b.hcl"] {
+		t.Errorf("kept %v, want a.hcl only", got)
 	}
 	os.Remove(filepath.Join(dir, "b.hcl"))
 	LoadDir(dir, opts)
+	if got := c.kept(t, dir, "a.hcl"); !got["a.hcl"] {
+		t.Errorf("kept %v after b.hcl went, want a.hcl only", got)
+	}
 	os.WriteFile(filepath.Join(dir, "bl.txt"), []byte("10.0.0.0/8\nbad\n"), 0o644)
 	_, want := LoadDir(dir, DirOptions{InsecureSkipPerms: true})
+	hits := c.hits
 	_, got := LoadDir(dir, opts)
-	if c.hits != 1 || fmt.Sprint(got) != fmt.Sprint(want) || !got.HasErrors() {
-		t.Errorf("%d hits, diagnostics %v, want %v", c.hits, got, want)
+	if c.hits != hits+1 || fmt.Sprint(got) != fmt.Sprint(want) || !got.HasErrors() {
+		t.Errorf("%d hits, diagnostics %v, want %v", c.hits-hits, got, want)
+	}
+}
+
+// TestCacheUnchangedFile: when one policy file changes, the others come
+// from the cache: a decoding planted in it under an unchanged file's key
+// is what the load returns.
+func TestCacheUnchangedFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("a.hcl", "policy \"a\" {\n  order = 0\n}\n")
+	write("b.hcl", "policy \"b\" {}\n")
+	c := &memCache{}
+	opts := DirOptions{InsecureSkipPerms: true, Cache: c}
+	if _, diags := LoadDir(dir, opts); diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	// Plant: a.hcl's key, another file's decoding.
+	planted, diags := decodeFile(Source{Path: filepath.Join(dir, "a.hcl"), Data: []byte("policy \"planted\" {}\n")})
+	var b bundle
+	if err := bincodec.Unmarshal(c.m[dirKey(dir)], &b); err != nil || diags.HasErrors() {
+		t.Fatal(err, diags)
+	}
+	aData, _ := os.ReadFile(filepath.Join(dir, "a.hcl"))
+	b.Files[fileKey(Source{Path: filepath.Join(dir, "a.hcl"), Data: aData})] = planted.encode(nil)
+	c.m[dirKey(dir)], _ = bincodec.Marshal(b)
+
+	write("b.hcl", "policy \"b2\" {}\n")
+	res, diags := LoadDir(dir, opts)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	var names []string
+	for _, p := range res.Config.Policies {
+		names = append(names, p.Name)
+	}
+	if fmt.Sprint(names) != "[planted b2]" {
+		t.Errorf("policies %v, want a.hcl's from the cache and b.hcl's anew: [planted b2]", names)
+	}
+	if got := c.kept(t, dir, "a.hcl", "b.hcl"); !got["a.hcl"] || !got["b.hcl"] {
+		t.Errorf("kept %v, want both files", got)
+	}
+}
+
+// TestCacheDuplicatesAcrossFiles: objects two files declare are errors,
+// from the cache as without it.
+func TestCacheDuplicatesAcrossFiles(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "a.hcl"), []byte("policy \"web\" {\n  tier = \"t\"\n}\ntier \"t\" {}\nhost {}\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.hcl"), []byte("policy \"web\" {}\nhost {}\npolicy \"x\" {\n  tier = \"none\"\n}\n"), 0o644)
+	c := &memCache{}
+	opts := DirOptions{InsecureSkipPerms: true, Cache: c}
+	for _, o := range []DirOptions{{InsecureSkipPerms: true}, opts, opts} {
+		_, diags := LoadDir(dir, o)
+		var got []string
+		for _, d := range diags {
+			got = append(got, fmt.Sprintf("%s:%d %s", filepath.Base(d.Subject.Filename), d.Subject.Start.Line, d.Summary))
+		}
+		if want := "[b.hcl:1 Duplicate policy b.hcl:2 Duplicate host b.hcl:4 Unknown tier]"; fmt.Sprint(got) != want {
+			t.Errorf("diagnostics %v, want %s", got, want)
+		}
+	}
+	if c.hits != 1 {
+		t.Errorf("%d hits, want 1", c.hits)
 	}
 }

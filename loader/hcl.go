@@ -715,14 +715,19 @@ func (b *builder) validName(kind, name string, rng hcl.Range) bool {
 func (b *builder) unique(kind, name string, rng hcl.Range) bool {
 	key := kind + " " + name
 	if prev, dup := b.seen[key]; dup {
-		what := fmt.Sprintf("%s %q", strings.ReplaceAll(kind, "_", " "), name)
-		if name == "" {
-			what = kind + " block"
-		}
-		b.diags = append(b.diags, errAt(rng, "Duplicate "+strings.ReplaceAll(kind, "_", " "),
-			"The %s is already declared at %s. All files of the directory form one configuration; keep one.", what, prev))
+		b.diags = append(b.diags, duplicate(kind, name, rng, prev))
 		return false
 	}
 	b.seen[key] = rng
+	b.declared = append(b.declared, declared{kind, name, rng})
 	return true
+}
+
+func duplicate(kind, name string, rng, prev hcl.Range) *hcl.Diagnostic {
+	what := fmt.Sprintf("%s %q", strings.ReplaceAll(kind, "_", " "), name)
+	if name == "" {
+		what = kind + " block"
+	}
+	return errAt(rng, "Duplicate "+strings.ReplaceAll(kind, "_", " "),
+		"The %s is already declared at %s. All files of the directory form one configuration; keep one.", what, prev)
 }

@@ -33,8 +33,9 @@ func (r *Result) NetsFiles() []string {
 	return out
 }
 
-// builder decodes policy files (decodeFiles: cfg, seen, tierRefs, nets),
-// then reads the nets files they name (load: dir, files, disk, extra).
+// builder decodes a policy file (decodeFile: cfg, seen, declared,
+// tierRefs, nets), then, for the merged files, reads the nets files they
+// name (load: dir, files, disk, extra).
 type builder struct {
 	// dir is the configuration directory (empty for Load: each file's
 	// own directory bounds its nets files).
@@ -47,15 +48,23 @@ type builder struct {
 	cfg      *config.Config
 	seen     map[string]hcl.Range
 	diags    hcl.Diagnostics
+	declared []declared
 	tierRefs []tierRef
 	nets     []netsRef
 }
 
 // tierRef is a policy's reference to a tier, checked once all files are read.
 type tierRef struct {
-	tier   string
-	rng    hcl.Range
-	policy string
+	Tier   string
+	Range  hcl.Range
+	Policy string
+}
+
+// declared is a named object of a file, in the order declared: kind
+// "policy", "tier", "host" (name ""), …
+type declared struct {
+	Kind, Name string
+	Range      hcl.Range
 }
 
 // LoadDir reads every policy file of dir into one configuration. The result
@@ -122,60 +131,88 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 			b.files[filepath.Clean(src.Path)] = src.Data
 		}
 	}
-	var d *decoded
-	var key string
-	if cache != nil {
-		key = cacheKey(dir, policies)
-		d, b.diags = decodeCached(cache.Get(key))
-	}
-	if d == nil {
-		d, b.diags = decodeFiles(policies)
-		if cache != nil {
-			if data := d.encode(b.diags); data != nil {
-				cache.Put(key, data)
-			}
-		}
-	}
-	b.cfg = d.Config
-	for _, ref := range d.Nets {
+	frags, diags := decodeCached(policies, dir, cache)
+	var nets []netsRef
+	b.cfg, nets, b.diags = merge(frags, diags)
+	for _, ref := range nets {
 		ns := b.cfg.NetworkSets[ref.Set]
 		ns.Nets = append(ns.Nets, b.netsFile(ref)...)
 	}
 	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
 }
 
-// decodeFiles decodes policy files into one configuration, leaving their
-// nets files to be read.
-func decodeFiles(policies []Source) (*decoded, hcl.Diagnostics) {
+// decodeFile decodes one policy file, leaving its nets files to be read.
+// Objects are checked against the file's own only: merge finds what other
+// files declare again.
+func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
 	b := &builder{
 		cfg:  &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
 		seen: map[string]hcl.Range{},
 	}
-	parser := hclparse.NewParser()
-	for _, src := range policies {
-		switch filepath.Ext(src.Path) {
-		case ".hcl":
-			f, diags := parser.ParseHCL(src.Data, src.Path)
-			b.diags = append(b.diags, diags...)
-			if f != nil && !diags.HasErrors() {
-				b.decodeBody(f.Body)
-			}
-		default:
-			b.loadYAML(src)
+	if filepath.Ext(src.Path) == ".hcl" {
+		f, diags := hclparse.NewParser().ParseHCL(src.Data, src.Path)
+		b.diags = append(b.diags, diags...)
+		if f != nil && !diags.HasErrors() {
+			b.decodeBody(f.Body)
 		}
+	} else {
+		b.loadYAML(src)
 	}
-	b.checkTierRefs()
-	return &decoded{Config: b.cfg, Nets: b.nets}, b.diags
+	return &fragment{Config: b.cfg, Declared: b.declared, TierRefs: b.tierRefs, Nets: b.nets}, b.diags
 }
 
-func (b *builder) checkTierRefs() {
-	for _, ref := range b.tierRefs {
-		if ref.tier == config.DefaultTier || b.seen["tier "+ref.tier] != (hcl.Range{}) {
-			continue
+// merge joins the files' fragments, in load order, into one configuration
+// with its nets_file references; diags[i] are fragment i's diagnostics.
+// An object declared by two files is an error (as within one file), and so
+// is a policy in a tier no file declares.
+func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRef, hcl.Diagnostics) {
+	cfg := &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}}
+	seen := map[string]hcl.Range{}
+	var nets []netsRef
+	var refs []tierRef
+	var all hcl.Diagnostics
+	for i, f := range frags {
+		all = append(all, diags[i]...)
+		for _, d := range f.Declared {
+			if prev, dup := seen[d.Kind+" "+d.Name]; dup {
+				all = append(all, duplicate(d.Kind, d.Name, d.Range, prev))
+				continue
+			}
+			seen[d.Kind+" "+d.Name] = d.Range
 		}
-		b.diags = append(b.diags, errAt(ref.rng, "Unknown tier",
-			"Policy %q is in tier %q, which no file declares; add tier %q { order = … } or remove the tier line.", ref.policy, ref.tier, ref.tier))
+		fc := f.Config
+		if fc.Host != nil {
+			cfg.Host = fc.Host
+		}
+		cfg.Endpoints = append(cfg.Endpoints, fc.Endpoints...)
+		for _, ref := range f.Nets {
+			ref.Set += len(cfg.NetworkSets)
+			nets = append(nets, ref)
+		}
+		cfg.NetworkSets = append(cfg.NetworkSets, fc.NetworkSets...)
+		cfg.Policies = append(cfg.Policies, fc.Policies...)
+		cfg.Tiers = append(cfg.Tiers, fc.Tiers...)
+		if fc.Failsafe.DeclRange != (hcl.Range{}) {
+			cfg.Failsafe = fc.Failsafe
+		}
+		for node, o := range fc.NodeFailsafe {
+			if cfg.NodeFailsafe == nil {
+				cfg.NodeFailsafe = map[string]config.NodeFailsafe{}
+			}
+			cfg.NodeFailsafe[node] = o
+		}
+		if fc.Settings.DeclRange != (hcl.Range{}) {
+			cfg.Settings = fc.Settings
+		}
+		refs = append(refs, f.TierRefs...)
 	}
+	for _, ref := range refs {
+		if ref.Tier != config.DefaultTier && seen["tier "+ref.Tier] == (hcl.Range{}) {
+			all = append(all, errAt(ref.Range, "Unknown tier",
+				"Policy %q is in tier %q, which no file declares; add tier %q { order = … } or remove the tier line.", ref.Policy, ref.Tier, ref.Tier))
+		}
+	}
+	return cfg, nets, all
 }
 
 // loadYAML decodes each document of a YAML file: Calico resources (with an

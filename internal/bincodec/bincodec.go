@@ -197,6 +197,13 @@ func makeEnc(t reflect.Type) encFn {
 			return (*elem)(e, v.Elem())
 		}
 	case reflect.Slice:
+		if plainBytes(t) {
+			return func(e *encoder, v reflect.Value) error {
+				e.present(v, v.Len())
+				e.buf = append(e.buf, v.Bytes()...)
+				return nil
+			}
+		}
 		elem := encLocked(t.Elem())
 		return func(e *encoder, v reflect.Value) error {
 			e.present(v, v.Len())
@@ -249,6 +256,14 @@ func makeEnc(t reflect.Type) encFn {
 		}
 	}
 	return failEnc(fmt.Errorf("bincodec: cannot encode %s", t))
+}
+
+// plainBytes reports whether t is a slice of bytes written byte by byte
+// (the loader's cache holds whole encoded files).
+func plainBytes(t reflect.Type) bool {
+	e := t.Elem()
+	return e.Kind() == reflect.Uint8 && !reflect.PointerTo(e).Implements(binaryUnmarshaler) && !reflect.PointerTo(e).Implements(textUnmarshaler) &&
+		!e.Implements(binaryMarshaler) && !e.Implements(textMarshaler)
 }
 
 func failEnc(err error) encFn { return func(*encoder, reflect.Value) error { return err } }
@@ -457,6 +472,20 @@ func makeDec(t reflect.Type) decFn {
 			return nil
 		}
 	case reflect.Slice:
+		if plainBytes(t) {
+			return func(d *decoder, v reflect.Value) error {
+				n, err := d.present()
+				if err != nil || n < 0 {
+					v.SetZero()
+					return err
+				}
+				b := reflect.MakeSlice(t, n, n)
+				copy(b.Bytes(), d.buf[:n])
+				d.buf = d.buf[n:]
+				v.Set(b)
+				return nil
+			}
+		}
 		elem := decLocked(t.Elem())
 		return func(d *decoder, v reflect.Value) error {
 			n, err := d.present()

@@ -42,6 +42,8 @@ type every struct {
 	Nested             map[string][]*inner
 	Prefix             netip.Prefix
 	Addrs              []netip.Addr
+	Bytes, BytesEmpty  []byte
+	BytesNil           []byte
 	Text               text
 	TextP              *text
 	List               *list
@@ -71,7 +73,8 @@ func TestRoundTrip(t *testing.T) {
 		Nested:  map[string][]*inner{"k": {{N: ptr(-1)}}, "nil": nil},
 		Prefix:  netip.MustParsePrefix("2001:db8::/32"),
 		Addrs:   []netip.Addr{netip.MustParseAddr("10.0.0.1"), {}, netip.MustParseAddr("fe80::1%eth0")},
-		Text:    text{"abc"}, TextP: &text{},
+		Bytes:   []byte{0, 1, 0xff}, BytesEmpty: []byte{},
+		Text: text{"abc"}, TextP: &text{},
 		List: &list{1, &list{2, &list{}}},
 	}
 	for _, v := range []every{in, {}} {
