@@ -12,7 +12,9 @@ import (
 // Kernel reads and changes table inet hostwall.
 type Kernel interface {
 	// Read returns the live table (nil when missing) and the ruleset
-	// generation it was read at.
+	// generation it was read at. The table may be the one an earlier Read
+	// returned: callers read it and do not change it (planner.Diff does
+	// not).
 	Read(ctx context.Context) (*ruleset.Table, uint32, error)
 	// Apply commits a plan atomically, provided the generation is still gen;
 	// otherwise it returns an error for which IsGenerationChanged holds. It

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/hostwall/hostwall/nft/nfttest"
 	"github.com/hostwall/hostwall/planner"
@@ -37,12 +38,30 @@ func texts(t *ruleset.Table) []string {
 	return out
 }
 
-// apply makes desired live on a fake and returns the fake.
+// diffReadOnly is planner.Diff, checking that it changes neither table:
+// the agent plans against the very table of its last read.
+func diffReadOnly(t *testing.T, desired, live *ruleset.Table) *planner.Plan {
+	t.Helper()
+	var liveBefore *ruleset.Table
+	if live != nil {
+		liveBefore = live.Clone()
+	}
+	desiredBefore := desired.Clone()
+	p := planner.Diff(desired, live)
+	for _, d := range []string{cmp.Diff(liveBefore, live, cmpopts.EquateEmpty()), cmp.Diff(desiredBefore, desired, cmpopts.EquateEmpty())} {
+		if d != "" {
+			t.Fatalf("Diff changed a table it was given (-before +after):\n%s", d)
+		}
+	}
+	return p
+}
+
+// converge makes desired live on a fake and returns the plan.
 func converge(t *testing.T, f *nfttest.Fake, desired *ruleset.Table) *planner.Plan {
 	t.Helper()
 	ctx := context.Background()
 	live, gen, _ := f.Read(ctx)
-	p := planner.Diff(desired, live)
+	p := diffReadOnly(t, desired, live)
 	if _, err := f.Apply(ctx, p, gen); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
@@ -220,7 +239,7 @@ func TestElementDiffProperty(t *testing.T) {
 		live.Sets = []*ruleset.Set{{Name: "s", Type: ruleset.TypeIfName, Map: true, Elements: list(have)}}
 		desired := ruleset.NewTable()
 		desired.Sets = []*ruleset.Set{{Name: "s", Type: ruleset.TypeIfName, Map: true, Elements: list(want)}}
-		p := planner.Diff(desired, live)
+		p := diffReadOnly(t, desired, live)
 		got := maps.Clone(have)
 		var added, removed []ruleset.Element
 		if len(p.Changes) == 1 {

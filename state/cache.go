@@ -6,6 +6,11 @@ import (
 	"path/filepath"
 )
 
+// cacheHeader is the line before a slot's value: its key and the value's
+// SHA-256. The slot is written without syncing (the run directory is a
+// tmpfs, and a value is only worth time), so the hash is what tells a
+// value torn by a crash.
+
 // A cache slot of the run directory keeps one value under a key: what the
 // loader decoded from a configuration directory's policy files
 // (loader.Cache), one slot per directory. Being in the run directory, it
@@ -16,14 +21,14 @@ func (r RunDir) cachePath(slot string) string {
 	return filepath.Join(r.Dir, "cache-"+slot)
 }
 
-// SaveCached keeps value under key in the slot, replacing what it held.
+// SaveCached keeps value under key (one line, no newline) in the slot,
+// replacing what it held.
 func (r RunDir) SaveCached(slot, key string, value []byte) error {
 	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
 		return err
 	}
-	data := make([]byte, 0, len(key)+1+len(value))
-	data = append(append(append(data, key...), '\n'), value...)
-	return writeFile(r.cachePath(slot), data, 0o600)
+	head := key + " " + hashHex(value) + "\n"
+	return writeFileUnsynced(r.cachePath(slot), append([]byte(head), value...), 0o600)
 }
 
 // LoadCached returns the value the slot holds under key, nil when it holds
@@ -33,8 +38,8 @@ func (r RunDir) LoadCached(slot, key string) []byte {
 	if err != nil {
 		return nil
 	}
-	k, value, ok := bytes.Cut(data, []byte{'\n'})
-	if !ok || string(k) != key {
+	head, value, ok := bytes.Cut(data, []byte{'\n'})
+	if !ok || string(head) != key+" "+hashHex(value) {
 		return nil
 	}
 	return value

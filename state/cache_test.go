@@ -39,3 +39,19 @@ func TestCacheSlot(t *testing.T) {
 		t.Errorf("slot file: %v, mode %v", err, fi.Mode())
 	}
 }
+
+// TestCacheSlotTorn: a value that is not the one written (a crash tore
+// it) is no value.
+func TestCacheSlotTorn(t *testing.T) {
+	r := RunDir{Dir: t.TempDir()}
+	if err := r.SaveCached("a", "k", []byte("the value")); err != nil {
+		t.Fatal(err)
+	}
+	data, _ := os.ReadFile(r.cachePath("a"))
+	for _, torn := range [][]byte{data[:len(data)-1], append(data[:len(data)-1:len(data)-1], 'X'), nil} {
+		os.WriteFile(r.cachePath("a"), torn, 0o600)
+		if v := r.LoadCached("a", "k"); v != nil {
+			t.Errorf("%q read back as %q", torn, v)
+		}
+	}
+}

@@ -46,14 +46,15 @@ func (r RunDir) basePath(netns string) string {
 
 // SaveVerified records v for the namespace, with base (opaque here; nil for
 // none) beside it. The run directory is a tmpfs: a reboot, which restarts
-// the generations, forgets it.
+// the generations, forgets it; so the files are not synced (a torn record
+// does not parse, a torn base fails v.Base).
 func (r RunDir) SaveVerified(netns string, v *Verified, base []byte) error {
 	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
 		return err
 	}
 	v.Base = ""
 	if base != nil {
-		if err := writeFile(r.basePath(netns), base, 0o600); err != nil {
+		if err := writeFileUnsynced(r.basePath(netns), base, 0o600); err != nil {
 			return err
 		}
 		v.Base = hashHex(base)
@@ -62,7 +63,7 @@ func (r RunDir) SaveVerified(netns string, v *Verified, base []byte) error {
 	if err != nil {
 		return err
 	}
-	return writeFile(r.verifiedPath(netns), data, 0o600)
+	return writeFileUnsynced(r.verifiedPath(netns), data, 0o600)
 }
 
 // LoadVerified returns the namespace's record, nil when there is none.

@@ -89,10 +89,14 @@ plan was made.`,
 }
 
 func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *applyFlags, planFile string) error {
+	if !f.refresh {
+		g.verifiedRecord() // read while the files load
+	}
 	desired, res, err := g.desired()
 	if err != nil {
 		return err
 	}
+	g.ahead(desired) // its records, on the other core while this plans and commits
 	host := g.effectiveHostName(res)
 	if !f.force {
 		if err := g.lockoutCheck(res, host, out); err != nil {
@@ -150,8 +154,12 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 	if err != nil {
 		return fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
 	}
-	g.recordVerified(res, desired, host, verified)
+	noted := async(func() (struct{}, error) { // beside the generation's writes
+		g.recordVerified(res, desired, host, verified)
+		return struct{}{}, nil
+	})
 	gen, err := g.record(res, desired, host, reasonFor(f))
+	noted.get()
 	if err != nil {
 		return fmt.Errorf("applied, but recording the generation failed: %w", err)
 	}
@@ -173,7 +181,7 @@ func reasonFor(f *applyFlags) string {
 func (g *globals) record(res *loader.Result, desired *ruleset.Table, host, reason string) (*state.Generation, error) {
 	gen := &state.Generation{
 		Time: time.Now(), UID: os.Getuid(), SSHConnection: os.Getenv("SSH_CONNECTION"),
-		HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reason, Ruleset: desired.String(),
+		HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reason, Ruleset: g.rendered(desired),
 	}
 	for _, s := range res.Sources {
 		gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data})
@@ -191,7 +199,7 @@ func (g *globals) recordIfNew(res *loader.Result, desired *ruleset.Table, host s
 		return err
 	}
 	if cur > 0 {
-		if prev, err := store.Load(cur); err == nil && prev.RulesetHash == state.HashRuleset(desired.String()) {
+		if prev, err := store.Load(cur); err == nil && prev.RulesetHash == state.HashRuleset(g.rendered(desired)) {
 			return nil
 		}
 	}

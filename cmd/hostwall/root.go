@@ -38,9 +38,10 @@ type globals struct {
 	limits      compile.Limits
 	// overlay is validate's --replace and --remove (loader.DirOptions.Overlay).
 	overlay map[string]string
-	// hashed is the table whose chainsHash is chainsSum.
-	hashed    *ruleset.Table
-	chainsSum string
+	// started is the work begun for the command's compiled table (ahead),
+	// verified the reading of the verified record (verifiedRecord).
+	started  *ahead
+	verified *future[*record]
 }
 
 func newRootCmd() *cobra.Command {

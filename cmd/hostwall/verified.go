@@ -102,27 +102,80 @@ func sha256Hex(s string) string {
 // only costs the next plan its shortcut, so it is reported as a notice.
 func (g *globals) recordVerified(res *loader.Result, desired *ruleset.Table, host string, gen uint32) {
 	key, err := g.verifiedKey()
-	var base bytes.Buffer
+	var base []byte
 	if err == nil {
-		err = gob.NewEncoder(&base).Encode(desired.Sets)
+		base, err = g.ahead(desired).base.get()
 	}
 	if err == nil {
 		err = g.run().SaveVerified(g.netns, &state.Verified{Key: key, Generation: gen, ConfigHash: loader.HashSources(res.Sources),
-			NetsFiles: res.NetsFiles(), HostName: host, Rules: desired.RuleCount(), Chains: g.chainsHash(desired)}, base.Bytes())
+			NetsFiles: res.NetsFiles(), HostName: host, Rules: desired.RuleCount(), Chains: g.chainsHash(desired)}, base)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "notice: cannot record the verified state (the next plan reads the kernel): %v\n", err)
 	}
 }
 
-// chainsHash identifies a table's chains and rules. A command compiles one
-// table and both plans and records it: the hash (~6 ms for 10,000 rules)
-// is kept for it.
+// chainsHash identifies a table's chains and rules (~6 ms for 10,000
+// rules; see ahead).
 func (g *globals) chainsHash(t *ruleset.Table) string {
-	if g.hashed != t {
-		g.hashed, g.chainsSum = t, chainsHash(t)
+	h, _ := g.ahead(t).chains.get()
+	return h
+}
+
+// rendered is t.String() (see ahead).
+func (g *globals) rendered(t *ruleset.Table) string {
+	s, _ := g.ahead(t).rendered.get()
+	return s
+}
+
+// ahead is what the records of a command's one compiled table need: its
+// chains' hash (planFromVerified and recordVerified), its rendering (the
+// generation) and its sets as the next plan's base. For W1's table they
+// take ~25 ms, which run on the other core while the command plans and
+// commits (docs/performance.md).
+type ahead struct {
+	table    *ruleset.Table
+	chains   *future[string]
+	rendered *future[string]
+	base     *future[[]byte]
+}
+
+// ahead starts the work for t, or returns it when started.
+func (g *globals) ahead(t *ruleset.Table) *ahead {
+	if g.started == nil || g.started.table != t {
+		g.started = &ahead{
+			table:    t,
+			chains:   async(func() (string, error) { return chainsHash(t), nil }),
+			rendered: async(func() (string, error) { return t.String(), nil }),
+			base: async(func() ([]byte, error) {
+				var b bytes.Buffer
+				err := gob.NewEncoder(&b).Encode(t.Sets)
+				return b.Bytes(), err
+			}),
+		}
 	}
-	return g.chainsSum
+	return g.started
+}
+
+// future is a value computed on a goroutine of its own.
+type future[T any] struct {
+	done chan struct{}
+	v    T
+	err  error
+}
+
+func async[T any](f func() (T, error)) *future[T] {
+	fu := &future[T]{done: make(chan struct{})}
+	go func() {
+		defer close(fu.done)
+		fu.v, fu.err = f()
+	}()
+	return fu
+}
+
+func (f *future[T]) get() (T, error) {
+	<-f.done
+	return f.v, f.err
 }
 
 func chainsHash(t *ruleset.Table) string {
@@ -141,22 +194,15 @@ func chainsHash(t *ruleset.Table) string {
 // element differences (a blocklist file changed). Otherwise nil: read the
 // kernel.
 func (g *globals) planFromVerified(conn *nft.Conn, desired *ruleset.Table) *planner.Plan {
-	v, err := g.run().LoadVerified(g.netns)
-	if err != nil || v == nil {
+	rec, _ := g.verifiedRecord().get()
+	if rec == nil {
 		return nil
 	}
-	if key, err := g.verifiedKey(); err != nil || key != v.Key {
-		return nil
-	}
+	v := rec.Verified
 	if gen, err := conn.Generation(); err != nil || gen != v.Generation {
 		return nil
 	}
-	if v.Chains != g.chainsHash(desired) { // rendering 10,000 rules: ~7 ms, so last
-		return nil
-	}
-	data := g.run().LoadVerifiedBase(g.netns, v)
-	var sets []*ruleset.Set
-	if data == nil || gob.NewDecoder(bytes.NewReader(data)).Decode(&sets) != nil {
+	if v.Chains != g.chainsHash(desired) {
 		return nil
 	}
 	setsOf := func(s []*ruleset.Set) *ruleset.Table {
@@ -164,7 +210,7 @@ func (g *globals) planFromVerified(conn *nft.Conn, desired *ruleset.Table) *plan
 		t.Sets = s
 		return t
 	}
-	p := planner.Diff(setsOf(desired.Sets), setsOf(sets))
+	p := planner.Diff(setsOf(desired.Sets), setsOf(rec.sets))
 	for _, c := range p.Changes {
 		if c.Set == nil || c.Action != planner.Update {
 			return nil
@@ -172,6 +218,37 @@ func (g *globals) planFromVerified(conn *nft.Conn, desired *ruleset.Table) *plan
 	}
 	p.Generation = v.Generation
 	return p
+}
+
+// record is the verified record with the sets of its base.
+type record struct {
+	*state.Verified
+	sets []*ruleset.Set
+}
+
+// verifiedRecord reads the namespace's verified record made by this binary
+// for this configuration and host, and decodes its base; nil when there
+// is none. It is read once per command, on a goroutine of its own: an
+// apply starts it before loading the files.
+func (g *globals) verifiedRecord() *future[*record] {
+	if g.verified == nil {
+		g.verified = async(func() (*record, error) {
+			v, err := g.run().LoadVerified(g.netns)
+			if err != nil || v == nil {
+				return nil, err
+			}
+			if key, err := g.verifiedKey(); err != nil || key != v.Key {
+				return nil, err
+			}
+			data := g.run().LoadVerifiedBase(g.netns, v)
+			var sets []*ruleset.Set
+			if data == nil || gob.NewDecoder(bytes.NewReader(data)).Decode(&sets) != nil {
+				return nil, nil
+			}
+			return &record{v, sets}, nil
+		})
+	}
+	return g.verified
 }
 
 // unchanged returns the record of the last full check when it still holds:
