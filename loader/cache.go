@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -78,31 +79,69 @@ func hashOf(s string) string {
 	return hex.EncodeToString(h[:])
 }
 
-// decodeCached decodes the policy files, each from the cache when it holds
-// the file's decoding, and puts the decodings of this load back when they
-// are not those the cache held. diags[i] are frags[i]'s.
-func decodeCached(policies []Source, dir string, cache Cache) (frags []*fragment, diags []hcl.Diagnostics) {
+// Memo keeps the files' decodings in memory between the loads of a
+// long-running process (the agent), where even decoding a Cache's bytes
+// (~10 ms for W1's policy file) is slow: a load takes an unchanged file's
+// decoding as it is. The configurations of successive loads then share
+// objects, so their users only read them (compile does).
+type Memo struct {
+	mu    sync.Mutex
+	files map[string]memoized // by fileKey, the files of the last load
+}
+
+type memoized struct {
+	frag  *fragment
+	diags hcl.Diagnostics
+	data  []byte // the fragment encoded
+}
+
+func (m *Memo) get(key string) (memoized, bool) {
+	if m == nil {
+		return memoized{}, false
+	}
+	got, ok := m.files[key]
+	return got, ok
+}
+
+// decodeCached decodes the policy files, each from the memo or the cache
+// when either holds the file's decoding, and puts the decodings of this
+// load back when they are not those the cache held. diags[i] are
+// frags[i]'s.
+func decodeCached(policies []Source, dir string, cache Cache, memo *Memo) (frags []*fragment, diags []hcl.Diagnostics) {
 	var old bundle
 	if cache != nil && bincodec.Unmarshal(cache.Get(dirKey(dir)), &old) != nil {
 		old = bundle{}
 	}
+	if memo != nil {
+		memo.mu.Lock()
+		defer memo.mu.Unlock()
+	}
+	kept := map[string]memoized{}
 	next := bundle{Files: map[string][]byte{}}
 	reused := 0
 	for _, src := range policies {
 		key := fileKey(src)
-		if data, ok := old.Files[key]; ok {
+		m, ok := memo.get(key)
+		if data := old.Files[key]; !ok && data != nil {
 			if f, d := decodeFragment(data); f != nil {
-				frags, diags = append(frags, f), append(diags, d)
-				next.Files[key] = data
-				reused++
-				continue
+				m, ok = memoized{f, d, data}, true
 			}
 		}
-		f, d := decodeFile(src)
-		frags, diags = append(frags, f), append(diags, d)
-		if data := f.encode(d); data != nil {
-			next.Files[key] = data
+		if !ok {
+			f, d := decodeFile(src)
+			m = memoized{f, d, f.encode(d)}
 		}
+		frags, diags = append(frags, m.frag), append(diags, m.diags)
+		if m.data == nil { // an error: kept nowhere
+			continue
+		}
+		next.Files[key], kept[key] = m.data, m
+		if old.Files[key] != nil {
+			reused++
+		}
+	}
+	if memo != nil {
+		memo.files = kept
 	}
 	if cache != nil && (reused != len(next.Files) || len(next.Files) != len(old.Files)) {
 		if data, err := bincodec.Marshal(next); err == nil {

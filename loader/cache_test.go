@@ -272,3 +272,37 @@ func TestCacheDuplicatesAcrossFiles(t *testing.T) {
 		t.Errorf("%d hits, want 1", c.hits)
 	}
 }
+
+// TestMemo: with a Memo, an unchanged file's objects are the last load's
+// (the same pointers), a changed file's are new, and reading a nets file
+// into a shared network set leaves the earlier load's set as it was.
+func TestMemo(t *testing.T) {
+	dir := netsDir(t, "bl.txt", "10.0.0.0/8\n")
+	os.WriteFile(filepath.Join(dir, "b.hcl"), []byte("policy \"b\" {}\n"), 0o644)
+	opts := DirOptions{InsecureSkipPerms: true, Cache: &memCache{}, Memo: &Memo{}}
+	load := func() *config.Config {
+		t.Helper()
+		res, diags := LoadDir(dir, opts)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		return res.Config
+	}
+	first := load()
+	os.WriteFile(filepath.Join(dir, "bl.txt"), []byte("192.0.2.0/24\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.hcl"), []byte("policy \"b2\" {}\n"), 0o644)
+	second := load()
+	if second.Policies[0].Name != "b2" || second.Policies[0] == first.Policies[0] {
+		t.Errorf("the changed file: policy %q, shared %v", second.Policies[0].Name, second.Policies[0] == first.Policies[0])
+	}
+	if fmt.Sprint(first.NetworkSets[0].Nets) != "[198.51.100.0/24 10.0.0.0/8]" || fmt.Sprint(second.NetworkSets[0].Nets) != "[198.51.100.0/24 192.0.2.0/24]" {
+		t.Errorf("nets: first load %v, second %v", first.NetworkSets[0].Nets, second.NetworkSets[0].Nets)
+	}
+	third := load()
+	if third.Policies[0] != second.Policies[0] || third.NetworkSets[0].Labels["bad"] != "yes" {
+		t.Error("an unchanged file was decoded again")
+	}
+	if fmt.Sprint(third.NetworkSets[0].Nets) != "[198.51.100.0/24 192.0.2.0/24]" {
+		t.Errorf("third load nets %v", third.NetworkSets[0].Nets)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/goccy/go-yaml/ast"
@@ -91,7 +92,7 @@ func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
 			return nil, fmt.Errorf("%s is removed by the change being validated", p)
 		}
 		return readInput(from, trust, opts.MaxFileBytes)
-	}, opts.Cache)
+	}, opts.Cache, opts.Memo)
 	return res, append(diags, more...)
 }
 
@@ -118,10 +119,10 @@ func overlay(dir string, in map[string]string) (map[string]string, hcl.Diagnosti
 // Load parses and merges the given files: policy files (*.hcl, *.yaml,
 // *.yml) and the nets files they name, which must be among srcs.
 func Load(srcs []Source) (*Result, hcl.Diagnostics) {
-	return load(srcs, "", nil, nil)
+	return load(srcs, "", nil, nil, nil)
 }
 
-func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Cache) (*Result, hcl.Diagnostics) {
+func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Cache, memo *Memo) (*Result, hcl.Diagnostics) {
 	var policies []Source
 	b := &builder{dir: dir, files: map[string][]byte{}, disk: disk}
 	for _, src := range srcs {
@@ -131,12 +132,13 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 			b.files[filepath.Clean(src.Path)] = src.Data
 		}
 	}
-	frags, diags := decodeCached(policies, dir, cache)
+	frags, diags := decodeCached(policies, dir, cache, memo)
 	var nets []netsRef
 	b.cfg, nets, b.diags = merge(frags, diags)
 	for _, ref := range nets {
-		ns := b.cfg.NetworkSets[ref.Set]
-		ns.Nets = append(ns.Nets, b.netsFile(ref)...)
+		ns := *b.cfg.NetworkSets[ref.Set] // a copy: the decoded set may be a Memo's
+		ns.Nets = append(slices.Clip(ns.Nets), b.netsFile(ref)...)
+		b.cfg.NetworkSets[ref.Set] = &ns
 	}
 	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
 }

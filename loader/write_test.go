@@ -1,6 +1,7 @@
 package loader_test
 
 import (
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/internal/bincodec"
 	"github.com/hostwall/hostwall/loader"
 )
 
@@ -74,9 +76,25 @@ func compiled(t *testing.T, cfg *config.Config) string {
 	if cfg.Host != nil && cfg.Host.Name != "" {
 		host = cfg.Host.Name
 	}
+	// Compiling only reads the configuration: the agent's loads share
+	// their objects (loader.Memo).
+	data, err := bincodec.Marshal(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var before config.Config
+	if err := bincodec.Unmarshal(data, &before); err != nil {
+		t.Fatal(err)
+	}
 	tbl, diags := compile.Compile(cfg, compile.Options{HostName: host})
 	if diags.HasErrors() {
 		t.Fatal(diags)
+	}
+	if d := cmp.Diff(&before, cfg, cmp.Comparer(func(a, b *config.Selector) bool {
+		return a == nil && b == nil || a != nil && b != nil && a.String() == b.String()
+	}),
+		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }), cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); d != "" {
+		t.Fatalf("compiling changed the configuration (-before +after):\n%s", d)
 	}
 	return tbl.String()
 }

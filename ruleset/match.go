@@ -3,6 +3,7 @@ package ruleset
 import (
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -170,16 +171,19 @@ func (m CTState) String() string {
 	return "ct state " + strings.Join(s, ",")
 }
 
+// Addr and Port concatenate rather than format: every plan hashes the
+// text of every rule (Rule.ID).
+
 func (m Addr) String() string {
-	return fmt.Sprintf("%s %saddr %s@%s", m.Family.Prefix(), m.Dir, neg(m.Negate), m.Set)
+	return m.Family.Prefix() + " " + string(m.Dir) + "addr " + neg(m.Negate) + "@" + m.Set
 }
 
 func (m Port) String() string {
-	val := m.Range.String()
-	if m.Set != "" {
-		val = "@" + m.Set
+	val := "@" + m.Set
+	if m.Set == "" {
+		val = m.Range.String()
 	}
-	return fmt.Sprintf("%s %sport %s%s", ProtoName(m.Proto), m.Dir, neg(m.Negate), val)
+	return ProtoName(m.Proto) + " " + string(m.Dir) + "port " + neg(m.Negate) + val
 }
 
 func (m ICMPType) String() string {
@@ -223,9 +227,9 @@ var NeighborDiscoveryTypes = []uint8{133, 134, 135, 136}
 
 func (r PortRange) String() string {
 	if r.Lo == r.Hi {
-		return fmt.Sprint(r.Lo)
+		return strconv.Itoa(int(r.Lo))
 	}
-	return fmt.Sprintf("%d-%d", r.Lo, r.Hi)
+	return strconv.Itoa(int(r.Lo)) + "-" + strconv.Itoa(int(r.Hi))
 }
 
 func neg(b bool) string {
