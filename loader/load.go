@@ -147,10 +147,12 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 // Objects are checked against the file's own only: merge finds what other
 // files declare again.
 func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
-	b := &builder{
-		cfg:  &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
-		seen: map[string]hcl.Range{},
+	if filepath.Ext(src.Path) == ".hcl" && len(src.Data) >= 2*pieceBytes {
+		if f, diags, ok := decodeHCLPieces(src); ok {
+			return f, diags
+		}
 	}
+	b := newBuilder()
 	if filepath.Ext(src.Path) == ".hcl" {
 		f, diags := hclparse.NewParser().ParseHCL(src.Data, src.Path)
 		b.diags = append(b.diags, diags...)
@@ -160,18 +162,26 @@ func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
 	} else {
 		b.loadYAML(src)
 	}
-	return &fragment{Config: b.cfg, Declared: b.declared, TierRefs: b.tierRefs, Nets: b.nets}, b.diags
+	return b.fragment(), b.diags
 }
 
-// merge joins the files' fragments, in load order, into one configuration
-// with its nets_file references; diags[i] are fragment i's diagnostics.
-// An object declared by two files is an error (as within one file), and so
-// is a policy in a tier no file declares.
-func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRef, hcl.Diagnostics) {
-	cfg := &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}}
+func newBuilder() *builder {
+	return &builder{
+		cfg:  &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
+		seen: map[string]hcl.Range{},
+	}
+}
+
+func (b *builder) fragment() *fragment {
+	return &fragment{Config: b.cfg, Declared: b.declared, TierRefs: b.tierRefs, Nets: b.nets}
+}
+
+// combine joins fragments, in order, into one. An object declared by two
+// of them is an error (as within one file: the message names both places).
+func combine(frags []*fragment, diags []hcl.Diagnostics) (*fragment, hcl.Diagnostics) {
+	out := newBuilder().fragment()
+	cfg := out.Config
 	seen := map[string]hcl.Range{}
-	var nets []netsRef
-	var refs []tierRef
 	var all hcl.Diagnostics
 	for i, f := range frags {
 		all = append(all, diags[i]...)
@@ -181,6 +191,7 @@ func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRe
 				continue
 			}
 			seen[d.Kind+" "+d.Name] = d.Range
+			out.Declared = append(out.Declared, d)
 		}
 		fc := f.Config
 		if fc.Host != nil {
@@ -189,7 +200,7 @@ func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRe
 		cfg.Endpoints = append(cfg.Endpoints, fc.Endpoints...)
 		for _, ref := range f.Nets {
 			ref.Set += len(cfg.NetworkSets)
-			nets = append(nets, ref)
+			out.Nets = append(out.Nets, ref)
 		}
 		cfg.NetworkSets = append(cfg.NetworkSets, fc.NetworkSets...)
 		cfg.Policies = append(cfg.Policies, fc.Policies...)
@@ -206,15 +217,30 @@ func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRe
 		if fc.Settings.DeclRange != (hcl.Range{}) {
 			cfg.Settings = fc.Settings
 		}
-		refs = append(refs, f.TierRefs...)
+		out.TierRefs = append(out.TierRefs, f.TierRefs...)
 	}
-	for _, ref := range refs {
-		if ref.Tier != config.DefaultTier && seen["tier "+ref.Tier] == (hcl.Range{}) {
+	return out, all
+}
+
+// merge joins the files' fragments, in load order, into one configuration
+// with its nets_file references; diags[i] are fragment i's diagnostics.
+// An object declared by two files is an error, and so is a policy in a
+// tier no file declares.
+func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRef, hcl.Diagnostics) {
+	f, all := combine(frags, diags)
+	tiers := map[string]bool{}
+	for _, d := range f.Declared {
+		if d.Kind == "tier" {
+			tiers[d.Name] = true
+		}
+	}
+	for _, ref := range f.TierRefs {
+		if ref.Tier != config.DefaultTier && !tiers[ref.Tier] {
 			all = append(all, errAt(ref.Range, "Unknown tier",
 				"Policy %q is in tier %q, which no file declares; add tier %q { order = … } or remove the tier line.", ref.Policy, ref.Tier, ref.Tier))
 		}
 	}
-	return cfg, nets, all
+	return f.Config, f.Nets, all
 }
 
 // loadYAML decodes each document of a YAML file: Calico resources (with an

@@ -1,0 +1,99 @@
+package loader
+
+import (
+	"bytes"
+	"runtime"
+	"sync"
+
+	"github.com/hashicorp/hcl/v2"
+	"github.com/hashicorp/hcl/v2/hclsyntax"
+)
+
+// A large HCL file is parsed and decoded in pieces, on every core. HCL's
+// lexer gathers all of a file's tokens in one growing slice: W1's 950 KB
+// policy file took 170 ms to parse whole, and its pieces of ~64 KB, two at
+// a time, ~75 ms (docs/performance.md). A piece ends before a line that
+// starts with a letter, where a top-level block most likely begins; if any
+// piece does not parse on its own (the cut fell inside a block, a heredoc
+// or a comment), the file is parsed whole instead, so its diagnostics are
+// HCL's own. Pieces that all parse are the file: each is a sequence of
+// complete top-level items.
+
+// pieceBytes is the size a piece grows to before it looks for its end;
+// tests make it tiny.
+var pieceBytes = 64 << 10
+
+type piece struct {
+	start, end int
+	pos        hcl.Pos
+}
+
+// cut returns the pieces of data.
+func cut(data []byte, size int) []piece {
+	var out []piece
+	line := 1
+	for start := 0; start < len(data); {
+		end := len(data)
+		for i := start + size; i < len(data); {
+			nl := bytes.IndexByte(data[i:], '\n')
+			if nl < 0 {
+				break
+			}
+			i += nl + 1
+			if i < len(data) && (isLetter(rune(data[i])) || data[i] == '_') {
+				end = i
+				break
+			}
+		}
+		out = append(out, piece{start, end, hcl.Pos{Line: line, Column: 1, Byte: start}})
+		line += bytes.Count(data[start:end], []byte{'\n'})
+		start = end
+	}
+	return out
+}
+
+
+// decodeHCLPieces decodes src piece by piece; ok is false when a piece does
+// not parse on its own.
+func decodeHCLPieces(src Source) (_ *fragment, _ hcl.Diagnostics, ok bool) {
+	pieces := cut(src.Data, pieceBytes)
+	if len(pieces) < 2 {
+		return nil, nil, false
+	}
+	frags := make([]*fragment, len(pieces))
+	diags := make([]hcl.Diagnostics, len(pieces))
+	work := make(chan int)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	failed := false
+	for range runtime.GOMAXPROCS(0) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				p := pieces[i]
+				f, d := hclsyntax.ParseConfig(src.Data[p.start:p.end], src.Path, p.pos)
+				if d.HasErrors() {
+					mu.Lock()
+					failed = true
+					mu.Unlock()
+					continue
+				}
+				b := newBuilder()
+				b.diags = d
+				b.decodeBody(f.Body)
+				frags[i], diags[i] = b.fragment(), b.diags
+			}
+		}()
+	}
+	for i := range pieces {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+	if failed {
+		return nil, nil, false
+	}
+	f, all := combine(frags, diags)
+	return f, all, true
+}
