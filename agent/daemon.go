@@ -64,7 +64,7 @@ type Options struct {
 	// Socket is the control socket's path; empty for none.
 	Socket string
 	// Load and Limits are the CLI's: trust checks, file size and
-	// configuration limits.
+	// configuration limits (New gives Load a Memo when it has none).
 	Load   loader.DirOptions
 	Limits compile.Limits
 }
@@ -113,6 +113,10 @@ type Daemon struct {
 	repairs   int
 	lastApply *ApplyRecord
 	lastDrift *DriftRecord
+	// compiled keeps the large sets of one compile for the next (as
+	// o.Load.Memo keeps the decoded files): a save of a policy file
+	// rebuilds neither an unchanged blocklist nor its set.
+	compiled *compile.Memo
 }
 
 // New returns a daemon.
@@ -123,7 +127,10 @@ func New(o Options) *Daemon {
 	if o.Resync == 0 {
 		o.Resync = 5 * time.Minute
 	}
-	return &Daemon{o: o, kernel: &readCache{Kernel: o.Kernel, generation: o.Generation}}
+	if o.Load.Memo == nil {
+		o.Load.Memo = &loader.Memo{}
+	}
+	return &Daemon{o: o, kernel: &readCache{Kernel: o.Kernel, generation: o.Generation}, compiled: &compile.Memo{}}
 }
 
 // Run runs until ctx ends. The ruleset stays in the kernel when it returns:
@@ -274,7 +281,7 @@ func (d *Daemon) load() (*loader.Result, *ruleset.Table, error) {
 	var tbl *ruleset.Table
 	if !diags.HasErrors() {
 		var more hcl.Diagnostics
-		tbl, more = compile.Compile(res.Config, compile.Options{HostName: res.Config.HostName(d.o.HostName), Limits: d.o.Limits})
+		tbl, more = compile.Compile(res.Config, compile.Options{HostName: res.Config.HostName(d.o.HostName), Limits: d.o.Limits, Memo: d.compiled})
 		diags = append(diags, more...)
 	}
 	for _, dg := range diags {

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/hashicorp/hcl/v2"
@@ -87,6 +88,49 @@ func hashOf(s string) string {
 type Memo struct {
 	mu    sync.Mutex
 	files map[string]memoized // by fileKey, the files of the last load
+	// nets are the nets files of the last load, parsed, by fileKey;
+	// netsNext those of this one. The slices are shared: a load copies
+	// them into the network sets it fills.
+	nets, netsNext map[string][]netip.Prefix
+}
+
+func (m *Memo) netsOf(key string) ([]netip.Prefix, bool) {
+	if m == nil {
+		return nil, false
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	nets, ok := m.nets[key]
+	if ok {
+		m.keepLocked(key, nets)
+	}
+	return nets, ok
+}
+
+func (m *Memo) keepNets(key string, nets []netip.Prefix) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keepLocked(key, nets)
+}
+
+func (m *Memo) keepLocked(key string, nets []netip.Prefix) {
+	if m.netsNext == nil {
+		m.netsNext = map[string][]netip.Prefix{}
+	}
+	m.netsNext[key] = nets
+}
+
+// turnNets makes this load's nets files the ones the next load finds.
+func (m *Memo) turnNets() {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.nets, m.netsNext = m.netsNext, nil
 }
 
 type memoized struct {

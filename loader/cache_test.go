@@ -306,3 +306,37 @@ func TestMemo(t *testing.T) {
 		t.Errorf("third load nets %v", third.NetworkSets[0].Nets)
 	}
 }
+
+// TestMemoNets: with a Memo, an unchanged nets file is not parsed again
+// (the memo holds the very slice it parsed), a changed one is, and the
+// network sets get copies either way.
+func TestMemoNets(t *testing.T) {
+	dir := netsDir(t, "bl.txt", "10.0.0.0/8\n")
+	memo := &Memo{}
+	opts := DirOptions{InsecureSkipPerms: true, Memo: memo}
+	held := func() *netip.Prefix {
+		t.Helper()
+		if len(memo.nets) != 1 {
+			t.Fatalf("the memo holds %d nets files, want 1", len(memo.nets))
+		}
+		for _, nets := range memo.nets {
+			return &nets[0]
+		}
+		return nil
+	}
+	first, _ := LoadDir(dir, opts)
+	parsed := held()
+	os.WriteFile(filepath.Join(dir, "b.hcl"), []byte("policy \"b\" {}\n"), 0o644)
+	second, _ := LoadDir(dir, opts)
+	if held() != parsed {
+		t.Error("an unchanged nets file was parsed again")
+	}
+	if &first.Config.NetworkSets[0].Nets[1] == parsed || &second.Config.NetworkSets[0].Nets[1] == parsed {
+		t.Error("a network set holds the memo's slice")
+	}
+	os.WriteFile(filepath.Join(dir, "bl.txt"), []byte("192.0.2.0/24\n"), 0o644)
+	third, _ := LoadDir(dir, opts)
+	if held() == parsed || fmt.Sprint(third.Config.NetworkSets[0].Nets) != "[198.51.100.0/24 192.0.2.0/24]" {
+		t.Errorf("a changed nets file: %v", third.Config.NetworkSets[0].Nets)
+	}
+}

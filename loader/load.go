@@ -52,6 +52,7 @@ type builder struct {
 	declared []declared
 	tierRefs []tierRef
 	nets     []netsRef
+	memo     *Memo
 }
 
 // tierRef is a policy's reference to a tier, checked once all files are read.
@@ -124,7 +125,7 @@ func Load(srcs []Source) (*Result, hcl.Diagnostics) {
 
 func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Cache, memo *Memo) (*Result, hcl.Diagnostics) {
 	var policies []Source
-	b := &builder{dir: dir, files: map[string][]byte{}, disk: disk}
+	b := &builder{dir: dir, files: map[string][]byte{}, disk: disk, memo: memo}
 	for _, src := range srcs {
 		if policyFile(filepath.Base(src.Path)) {
 			policies = append(policies, src)
@@ -140,6 +141,7 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 		ns.Nets = append(slices.Clip(ns.Nets), b.netsFile(ref)...)
 		b.cfg.NetworkSets[ref.Set] = &ns
 	}
+	memo.turnNets()
 	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
 }
 

@@ -84,7 +84,14 @@ func (b *builder) netsFile(ref netsRef) []netip.Prefix {
 		b.files[path] = data
 		b.extra = append(b.extra, Source{Path: path, Data: data})
 	}
+	key := fileKey(Source{Path: path, Data: data})
+	if nets, ok := b.memo.netsOf(key); ok {
+		return nets
+	}
 	nets, diags := parseNetsFile(path, data)
 	b.diags = append(b.diags, diags...)
+	if !diags.HasErrors() {
+		b.memo.keepNets(key, nets)
+	}
 	return nets
 }

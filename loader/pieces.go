@@ -52,7 +52,6 @@ func cut(data []byte, size int) []piece {
 	return out
 }
 
-
 // decodeHCLPieces decodes src piece by piece; ok is false when a piece does
 // not parse on its own.
 func decodeHCLPieces(src Source) (_ *fragment, _ hcl.Diagnostics, ok bool) {

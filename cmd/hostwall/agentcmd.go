@@ -12,7 +12,6 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hostwall/hostwall/agent"
-	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/systemd"
 )
@@ -60,13 +59,11 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 			if err != nil {
 				return err
 			}
-			load := g.dirOptions()
-			load.Memo = &loader.Memo{} // the decoded files stay in memory between reloads
 			d := agent.New(agent.Options{
 				ConfigDir: g.configDir, Store: g.store(), Run: g.run(), NetNS: g.netns, HostName: g.hostName,
 				Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(), Drift: drift,
 				Kernel: conn, Generation: conn.Generation, DeleteTable: conn.DeleteTable, IsGenerationChanged: nft.IsGenerationChanged,
-				Notify: systemd.Notifier{}, Log: log, Socket: g.run().SocketPath(g.netns), Load: load, Limits: g.limits,
+				Notify: systemd.Notifier{}, Log: log, Socket: g.run().SocketPath(g.netns), Load: g.dirOptions(), Limits: g.limits,
 			})
 			return d.Run(ctx)
 		},

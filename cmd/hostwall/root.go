@@ -71,7 +71,7 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.StringVar(&g.hostName, "host-name", "", "this host's `NAME` for node matching (default: host block, then the hostname)")
 	pf.BoolVar(&g.noColor, "no-color", false, "no colour in output (also NO_COLOR)")
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/hostwall", "where generations are kept (`DIR`)")
-	pf.StringVar(&g.runDir, "run-dir", "/run/hostwall", "lock and pending trial (`DIR`)")
+	pf.StringVar(&g.runDir, "run-dir", "/run/hostwall", "lock, pending trial, verified records and decoded-file cache (`DIR`)")
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall")
 	pf.BoolVar(&g.skipPerms, "insecure-skip-perms", false, "load configuration files whatever their owner and mode (tests, containers); INSECURE")
 	pf.Int64Var(&g.maxFile, "max-file-bytes", loader.DefaultMaxFileBytes, "refuse policy files larger than this")

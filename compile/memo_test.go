@@ -1,0 +1,101 @@
+package compile
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// memoConfig is a blocklist of n networks from base, denied by a policy,
+// and one more policy that changes with port.
+func memoConfig(n, base, port int) string {
+	var nets []string
+	for i := range n {
+		nets = append(nets, fmt.Sprintf("%q", fmt.Sprintf("10.%d.%d.0/25", (base+i)/256%256, (base+i)%256)))
+	}
+	return fmt.Sprintf(`
+host_endpoint "e" {
+  interface    = "eth0"
+  expected_ips = ["192.0.2.1"]
+  labels       = { blocked = "no" }
+}
+network_set "bl" {
+  labels = { blocked = "yes" }
+  nets   = [%s]
+}
+policy "block" {
+  order = 1
+  ingress {
+    action = "deny"
+    source { selector = "blocked == 'yes'" }
+  }
+}
+policy "web" {
+  order = 2
+  ingress {
+    action   = "allow"
+    protocol = "tcp"
+    destination { ports = [%d] }
+  }
+}
+`, strings.Join(nets, ", "), port)
+}
+
+// TestMemo: compiling with a Memo gives the very table compiling without
+// one gives; an unchanged blocklist's set is the last compile's (its
+// elements shared), a changed one is made again.
+func TestMemo(t *testing.T) {
+	memo := &Memo{}
+	compileWith := func(src string, m *Memo) *ruleset.Table {
+		t.Helper()
+		res, diags := loader.Load([]loader.Source{{Path: "test.hcl", Data: []byte(src)}})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		tbl, diags := Compile(res.Config, Options{HostName: "h", Memo: m})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		return tbl
+	}
+	blocklist := func(tbl *ruleset.Table) *ruleset.Set {
+		for _, s := range tbl.Sets {
+			if len(s.Elements) > 1 && strings.HasPrefix(s.Name, "sel-") {
+				return s
+			}
+		}
+		t.Fatal("no blocklist set")
+		return nil
+	}
+	var prev *ruleset.Set
+	for i, c := range []struct {
+		src    string
+		shared bool
+	}{
+		{memoConfig(memoMin+10, 0, 80), false},
+		{memoConfig(memoMin+10, 0, 81), true},  // another port, the same blocklist
+		{memoConfig(memoMin+10, 5, 81), false}, // another blocklist
+		{memoConfig(memoMin+10, 5, 82), true},  // and again the same
+		{memoConfig(memoMin-10, 5, 82), false}, // too small to keep
+		{memoConfig(memoMin-10, 5, 83), false},
+	} {
+		got := compileWith(c.src, memo)
+		want := compileWith(c.src, nil)
+		if d := cmp.Diff(want.String(), got.String()); d != "" {
+			t.Fatalf("compile %d: the table differs with the memo (-without +with):\n%s", i, d)
+		}
+		if d := cmp.Diff(want.Sets, got.Sets); d != "" {
+			t.Fatalf("compile %d: the sets differ with the memo (-without +with):\n%s", i, d)
+		}
+		s := blocklist(got)
+		if shared := prev != nil && &s.Elements[0] == &prev.Elements[0]; shared != c.shared {
+			t.Errorf("compile %d: elements shared with the last compile = %v, want %v", i, shared, c.shared)
+		}
+		prev = s
+	}
+}
