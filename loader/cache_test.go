@@ -36,21 +36,6 @@ func (c *memCache) Put(key string, v []byte) {
 	c.puts++
 }
 
-// sameConfig compares configurations exactly: ranges too, selectors by
-// canonical text, addresses by value.
-func sameConfig() cmp.Option {
-	return cmp.Options{
-		cmp.Comparer(func(a, b *config.Selector) bool {
-			if a == nil || b == nil {
-				return a == b
-			}
-			return a.String() == b.String()
-		}),
-		cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
-		cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
-	}
-}
-
 // cacheInputs are directories to load: the examples, and each valid
 // fixture and Calico corpus file alone in a directory.
 func cacheInputs(t *testing.T) []string {
@@ -99,7 +84,7 @@ func TestCacheSameLoad(t *testing.T) {
 			res   *Result
 			diags hcl.Diagnostics
 		}{{first, firstDiags}, {second, secondDiags}} {
-			if d := cmp.Diff(want.Config, got.res.Config, sameConfig()); d != "" {
+			if d := cmp.Diff(want.Config, got.res.Config, byValue()); d != "" {
 				t.Errorf("%s: the configuration differs (-without cache +with):\n%s", dir, d)
 			}
 			if fmt.Sprint(wantDiags) != fmt.Sprint(got.diags) {

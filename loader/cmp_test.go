@@ -10,10 +10,15 @@ import (
 )
 
 // ignoreRanges compares configurations by content: source ranges are
-// ignored, selectors compare by canonical text, addresses by value.
+// ignored, the rest as byValue.
 func ignoreRanges() cmp.Option {
+	return cmp.Options{cmp.Comparer(func(a, b hcl.Range) bool { return true }), byValue()}
+}
+
+// byValue compares selectors by canonical text and addresses by value
+// (their types hold unexported fields).
+func byValue() cmp.Option {
 	return cmp.Options{
-		cmp.Comparer(func(a, b hcl.Range) bool { return true }),
 		cmp.Comparer(func(a, b *config.Selector) bool {
 			if a == nil || b == nil {
 				return a == b

@@ -42,7 +42,7 @@ func samePieces(t *testing.T, src Source) {
 	if d := cmp.Diff(diagTexts(wd), diagTexts(pd)); d != "" {
 		t.Errorf("%s: diagnostics differ (-whole +pieces):\n%s", src.Path, d)
 	}
-	if d := cmp.Diff(whole, pieces, sameConfig(), cmp.Comparer(func(a, b hcl.Range) bool { return a == b })); d != "" {
+	if d := cmp.Diff(whole, pieces, byValue(), cmp.Comparer(func(a, b hcl.Range) bool { return a == b })); d != "" {
 		t.Errorf("%s: decoded differently (-whole +pieces):\n%s", src.Path, d)
 	}
 }

@@ -155,14 +155,8 @@ func TestShortcutNotFooledByANewNamespace(t *testing.T) {
 
 const fromRecord = "(Planned against the sets hostwall verified at nftables generation"
 
-// TestPlanFromVerifiedSets: while the kernel has not moved since hostwall
-// verified it, a change to a nets_file is planned against the recorded sets
-// without reading the kernel, says so, and applies exactly (nft is the
-// oracle); a change to rules, any other nftables change, a damaged record
-// and --refresh take the long way, which sees the same.
-func TestPlanFromVerifiedSets(t *testing.T) {
-	ns := testns.New(t)
-	blocking := `
+// blocking denies what a nets file lists.
+const blocking = `
 network_set "blocklist" {
   labels    = { blocked = "true" }
   nets_file = "blocklist.txt"
@@ -175,6 +169,14 @@ policy "blocklist" {
   }
 }
 `
+
+// TestPlanFromVerifiedSets: while the kernel has not moved since hostwall
+// verified it, a change to a nets_file is planned against the recorded sets
+// without reading the kernel, says so, and applies exactly (nft is the
+// oracle); a change to rules, any other nftables change, a damaged record
+// and --refresh take the long way, which sees the same.
+func TestPlanFromVerifiedSets(t *testing.T) {
+	ns := testns.New(t)
 	dir := writeConfig(t, map[string]string{"policy.hcl": allow8080 + blocking, "blocklist.txt": "192.0.2.0/24\n198.51.100.7\n"})
 	run := func(args ...string) result {
 		t.Helper()
@@ -263,19 +265,6 @@ func runDirOf(t *testing.T) string {
 // time.
 func TestDecodedCache(t *testing.T) {
 	ns := testns.New(t)
-	blocking := `
-network_set "blocklist" {
-  labels    = { blocked = "true" }
-  nets_file = "blocklist.txt"
-}
-policy "blocklist" {
-  order = 10
-  ingress {
-    action = "deny"
-    source { selector = "blocked == 'true'" }
-  }
-}
-`
 	dir := writeConfig(t, map[string]string{"policy.hcl": allow8080 + blocking, "blocklist.txt": "192.0.2.0/24\n"})
 	apply := func(what string) {
 		t.Helper()
