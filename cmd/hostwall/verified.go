@@ -19,7 +19,7 @@ import (
 )
 
 // binaryID identifies this very binary: path, size, modification time —
-// any rebuild changes it.
+// any rebuild changes it — and the version it was built as.
 func binaryID() (string, error) {
 	exe, err := os.Executable()
 	if err != nil {
@@ -29,7 +29,7 @@ func binaryID() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("%s %d %d", exe, bin.Size(), bin.ModTime().UnixNano()), nil
+	return fmt.Sprintf("%s %d %d %s", exe, bin.Size(), bin.ModTime().UnixNano(), version), nil
 }
 
 // verifiedKey is what a compiled ruleset depends on besides the files: this
