@@ -15,9 +15,9 @@ import (
 // a time, ~75 ms (docs/performance.md). A piece ends before a line that
 // starts with a letter, where a top-level block most likely begins; if any
 // piece does not parse on its own (the cut fell inside a block, a heredoc
-// or a comment), the file is parsed whole instead, so its diagnostics are
-// HCL's own. Pieces that all parse are the file: each is a sequence of
-// complete top-level items.
+// or a comment) or has a top-level attribute (never valid here), the file
+// is parsed whole instead, so its diagnostics are HCL's own. Pieces that
+// all parse are the file: each is a sequence of complete top-level blocks.
 
 // pieceBytes is the size a piece grows to before it looks for its end;
 // tests make it tiny.
@@ -72,7 +72,13 @@ func decodeHCLPieces(src Source) (_ *fragment, _ hcl.Diagnostics, ok bool) {
 			for i := range work {
 				p := pieces[i]
 				f, d := hclsyntax.ParseConfig(src.Data[p.start:p.end], src.Path, p.pos)
-				if d.HasErrors() {
+				// A top-level attribute is an error anyway, and one set in
+				// two pieces is an error only the whole file shows.
+				var body *hclsyntax.Body
+				if f != nil {
+					body, _ = f.Body.(*hclsyntax.Body)
+				}
+				if d.HasErrors() || body == nil || len(body.Attributes) > 0 {
 					mu.Lock()
 					failed = true
 					mu.Unlock()
