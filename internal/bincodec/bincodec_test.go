@@ -2,6 +2,7 @@ package bincodec
 
 import (
 	"bytes"
+	"errors"
 	"math"
 	"net/netip"
 	"reflect"
@@ -52,12 +53,17 @@ type every struct {
 	List               *list
 }
 
-// text marshals as text only.
+// text marshals as text only, in a form of its own ("t:" and the value),
+// so that a value written by the walk of a string would not read back.
 type text struct{ v string }
 
-func (t text) MarshalText() ([]byte, error) { return []byte(strings.ToUpper(t.v)), nil }
+func (t text) MarshalText() ([]byte, error) { return []byte("t:" + t.v), nil }
 func (t *text) UnmarshalText(b []byte) error {
-	t.v = strings.ToLower(string(b))
+	v, ok := strings.CutPrefix(string(b), "t:")
+	if !ok {
+		return errors.New("not a text")
+	}
+	t.v = v
 	return nil
 }
 
