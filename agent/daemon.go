@@ -192,8 +192,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.o.Notify.Stopping()
 			log.Info("stopping; the ruleset stays in the kernel")
 			return nil
-		case <-w.changes:
-			debounce.Reset(d.o.Debounce)
+		case at := <-w.changes:
+			// The quiet time counts from the change, not from when this
+			// loop got to it (it may have been handing memory back, or
+			// finishing the work before).
+			debounce.Reset(max(0, d.o.Debounce-time.Since(at)))
 		case <-debounce.C:
 			if err := d.reconcile(ctx, "the configuration changed", false); errors.Is(err, state.ErrLocked) {
 				log.Warn("busy; trying again shortly", zap.Error(err))
@@ -529,9 +532,10 @@ func (d *Daemon) rollbackTo(ctx context.Context, n int) error {
 // rename-saves and the directory being removed and created again (it also
 // watches the parent).
 type watcher struct {
-	fs      *fsnotify.Watcher
-	dir     string
-	changes chan struct{}
+	fs  *fsnotify.Watcher
+	dir string
+	// changes holds the time of the latest change not yet taken.
+	changes chan time.Time
 	log     *zap.Logger
 	done    chan struct{}
 }
@@ -542,7 +546,7 @@ func newWatcher(dir string, log *zap.Logger) (*watcher, error) {
 		return nil, err
 	}
 	dir = filepath.Clean(dir)
-	w := &watcher{fs: fw, dir: dir, changes: make(chan struct{}, 1), log: log, done: make(chan struct{})}
+	w := &watcher{fs: fw, dir: dir, changes: make(chan time.Time, 1), log: log, done: make(chan struct{})}
 	if err := fw.Add(filepath.Dir(dir)); err != nil {
 		fw.Close()
 		return nil, fmt.Errorf("watching %s: %w", filepath.Dir(dir), err)
@@ -583,9 +587,17 @@ func (w *watcher) loop() {
 }
 
 func (w *watcher) signal() {
-	select {
-	case w.changes <- struct{}{}:
-	default:
+	now := time.Now()
+	for {
+		select {
+		case w.changes <- now:
+			return
+		default:
+			select { // an older change not taken yet: this one is later
+			case <-w.changes:
+			default:
+			}
+		}
 	}
 }
 
