@@ -2,11 +2,12 @@ package loader
 
 import (
 	"bytes"
-	"runtime"
-	"sync"
+	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
+
+	"github.com/hostwall/hostwall/internal/cores"
 )
 
 // A large HCL file is parsed and decoded in pieces, on every core. HCL's
@@ -61,42 +62,26 @@ func decodeHCLPieces(src Source) (_ *fragment, _ hcl.Diagnostics, ok bool) {
 	}
 	frags := make([]*fragment, len(pieces))
 	diags := make([]hcl.Diagnostics, len(pieces))
-	work := make(chan int)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	failed := false
-	for range runtime.GOMAXPROCS(0) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range work {
-				p := pieces[i]
-				f, d := hclsyntax.ParseConfig(src.Data[p.start:p.end], src.Path, p.pos)
-				// A top-level attribute is an error anyway, and one set in
-				// two pieces is an error only the whole file shows.
-				var body *hclsyntax.Body
-				if f != nil {
-					body, _ = f.Body.(*hclsyntax.Body)
-				}
-				if d.HasErrors() || body == nil || len(body.Attributes) > 0 {
-					mu.Lock()
-					failed = true
-					mu.Unlock()
-					continue
-				}
-				b := newBuilder()
-				b.diags = d
-				b.decodeBody(f.Body)
-				frags[i], diags[i] = b.fragment(), b.diags
-			}
-		}()
-	}
-	for i := range pieces {
-		work <- i
-	}
-	close(work)
-	wg.Wait()
-	if failed {
+	var failed atomic.Bool
+	cores.Each(len(pieces), func(i int) {
+		p := pieces[i]
+		f, d := hclsyntax.ParseConfig(src.Data[p.start:p.end], src.Path, p.pos)
+		// A top-level attribute is an error anyway, and one set in two
+		// pieces is an error only the whole file shows.
+		var body *hclsyntax.Body
+		if f != nil {
+			body, _ = f.Body.(*hclsyntax.Body)
+		}
+		if d.HasErrors() || body == nil || len(body.Attributes) > 0 {
+			failed.Store(true)
+			return
+		}
+		b := newBuilder()
+		b.diags = d
+		b.decodeBody(f.Body)
+		frags[i], diags[i] = b.fragment(), b.diags
+	})
+	if failed.Load() {
 		return nil, nil, false
 	}
 	f, all := combine(frags, diags)

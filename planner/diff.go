@@ -2,12 +2,10 @@ package planner
 
 import (
 	"cmp"
-	"runtime"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 
+	"github.com/hostwall/hostwall/internal/cores"
 	"github.com/hostwall/hostwall/ruleset"
 )
 
@@ -137,22 +135,6 @@ func diffElements(want, have []ruleset.Element) (added, removed []ruleset.Elemen
 	return added, removed
 }
 
-// everyCore calls f(0) … f(n-1), on as many goroutines as there are cores.
-func everyCore(n int, f func(int)) {
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), n) {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
-				f(i)
-			}
-		}()
-	}
-	wg.Wait()
-}
-
 // byKey returns elems in key order, sorting a copy when they are not.
 func byKey(elems []ruleset.Element) []ruleset.Element {
 	if slices.IsSortedFunc(elems, ruleset.CompareElements) {
@@ -166,7 +148,7 @@ func byKey(elems []ruleset.Element) []ruleset.Element {
 func diffChains(desired, live *ruleset.Table, p *Plan) {
 	// The rule diffs of the chains both sides have, computed first.
 	diffs := make([]*ChainDiff, len(desired.Chains))
-	everyCore(len(desired.Chains), func(i int) {
+	cores.Each(len(desired.Chains), func(i int) {
 		want := desired.Chains[i]
 		if have := live.Chain(want.Name); have != nil && have.SameBase(want) {
 			diffs[i] = diffRules(want, have)
