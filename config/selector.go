@@ -63,7 +63,8 @@ func (s *Selector) Matches(labels map[string]string) bool { return s.root.eval(l
 func (s *Selector) String() string { return s.root.str(true) }
 
 // MarshalText is the canonical form, which ParseSelector reads back as the
-// same selector (the loader's cache keeps decoded files as JSON).
+// same selector (the loader's cache keeps decoded files in
+// internal/bincodec, which writes selectors so).
 func (s *Selector) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText parses a selector written by MarshalText.

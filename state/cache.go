@@ -6,16 +6,13 @@ import (
 	"path/filepath"
 )
 
-// cacheHeader is the line before a slot's value: its key and the value's
-// SHA-256. The slot is written without syncing (the run directory is a
-// tmpfs, and a value is only worth time), so the hash is what tells a
-// value torn by a crash.
-
 // A cache slot of the run directory keeps one value under a key: what the
 // loader decoded from a configuration directory's policy files
 // (loader.Cache), one slot per directory. Being in the run directory, it
 // is private to hostwall's user, like everything the value steers, and a
-// reboot empties it.
+// reboot empties it. The value follows a line holding the key and the
+// value's SHA-256: the slot is written without syncing (a value is only
+// worth time), so the hash is what tells a value torn by a crash.
 
 func (r RunDir) cachePath(slot string) string {
 	return filepath.Join(r.Dir, "cache-"+slot)
