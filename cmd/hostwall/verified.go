@@ -220,6 +220,20 @@ func (g *globals) planFromVerified(conn *nft.Conn, desired *ruleset.Table) *plan
 	return p
 }
 
+// ownVerified returns the namespace's verified record when it was made
+// with this command's key (binary, namespace, host, directory, limits),
+// else nil.
+func (g *globals) ownVerified() *state.Verified {
+	v, err := g.run().LoadVerified(g.netns)
+	if err != nil || v == nil {
+		return nil
+	}
+	if key, err := g.verifiedKey(); err != nil || key != v.Key {
+		return nil
+	}
+	return v
+}
+
 // record is the verified record with the sets of its base.
 type record struct {
 	*state.Verified
@@ -233,12 +247,9 @@ type record struct {
 func (g *globals) verifiedRecord() *future[*record] {
 	if g.verified == nil {
 		g.verified = async(func() (*record, error) {
-			v, err := g.run().LoadVerified(g.netns)
-			if err != nil || v == nil {
-				return nil, err
-			}
-			if key, err := g.verifiedKey(); err != nil || key != v.Key {
-				return nil, err
+			v := g.ownVerified()
+			if v == nil {
+				return nil, nil
 			}
 			data := g.run().LoadVerifiedBase(g.netns, v)
 			var sets []*ruleset.Set
@@ -257,11 +268,8 @@ func (g *globals) verifiedRecord() *future[*record] {
 // what the configuration compiles to, and a plan is empty without a
 // compile or a read. Otherwise nil: plan the long way.
 func (g *globals) unchanged() *state.Verified {
-	v, err := g.run().LoadVerified(g.netns)
-	if err != nil || v == nil {
-		return nil
-	}
-	if key, err := g.verifiedKey(); err != nil || key != v.Key {
+	v := g.ownVerified()
+	if v == nil {
 		return nil
 	}
 	srcs, err := loader.ReadSources(g.configDir, g.dirOptions(), v.NetsFiles)
