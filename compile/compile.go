@@ -9,11 +9,11 @@ import (
 	"slices"
 	"sort"
 	"strings"
-	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/internal/lastuse"
 	"github.com/hostwall/hostwall/ruleset"
 )
 
@@ -35,8 +35,7 @@ type Options struct {
 // compiled with one Memo share those sets' elements, so their users only
 // read them (the planner and nft.Apply do).
 type Memo struct {
-	mu         sync.Mutex
-	sets, next map[string]*ruleset.Set // by name and a hash of the inputs
+	sets lastuse.Map[string, *ruleset.Set] // by name and a hash of the inputs
 }
 
 // memoMin is the size of the inputs from which a set is memoized: a
@@ -154,7 +153,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	}
 	c.warnShadowedDenies(append(heps, wildcard...), policies)
 	if opts.Memo != nil {
-		opts.Memo.turn()
+		opts.Memo.sets.Done()
 	}
 	c.t.Sort()
 	if diags := checkElements(c.t, opts.Limits); diags.HasErrors() {
@@ -503,12 +502,11 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 	var key string
 	if c.opts.Memo != nil && size >= memoMin {
 		key = memoKey(name, matched, heps)
-		if s := c.opts.Memo.get(key); s != nil {
+		if s, ok := c.opts.Memo.sets.Get(key); ok {
 			c.warnNoIPs(text, heps, rng)
 			made := *s // the elements are shared, the owner is this compile's
 			made.Owner = c.owner
 			c.t.Sets = append(c.t.Sets, &made)
-			c.opts.Memo.keep(key, s)
 			return name
 		}
 	}
@@ -538,7 +536,7 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 	}
 	c.addSet(s)
 	if key != "" {
-		c.opts.Memo.keep(key, s)
+		c.opts.Memo.sets.Keep(key, s)
 	}
 	return name
 }
@@ -587,29 +585,6 @@ func memoKey(name string, sets []*config.NetworkSet, heps []*config.HostEndpoint
 	}
 	flush()
 	return string(h.Sum(nil))
-}
-
-func (m *Memo) get(key string) *ruleset.Set {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.sets[key]
-}
-
-// keep memoizes s for the next compile.
-func (m *Memo) keep(key string, s *ruleset.Set) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.next == nil {
-		m.next = map[string]*ruleset.Set{}
-	}
-	m.next[key] = s
-}
-
-// turn makes this compile's sets the ones the next compile finds.
-func (m *Memo) turn() {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.sets, m.next = m.next, nil
 }
 
 func (c *compiler) warnOnce(key string, d *hcl.Diagnostic) {

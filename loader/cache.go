@@ -5,12 +5,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-	"sync"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/hostwall/hostwall/config"
 	"github.com/hostwall/hostwall/internal/bincodec"
+	"github.com/hostwall/hostwall/internal/lastuse"
 )
 
 // A Cache keeps what a directory's policy files decode to, so that a load
@@ -86,51 +86,11 @@ func hashOf(s string) string {
 // decoding as it is. The configurations of successive loads then share
 // objects, so their users only read them (compile does).
 type Memo struct {
-	mu    sync.Mutex
-	files map[string]memoized // by fileKey, the files of the last load
-	// nets are the nets files of the last load, parsed, by fileKey;
-	// netsNext those of this one. The slices are shared: a load copies
-	// them into the network sets it fills.
-	nets, netsNext map[string][]netip.Prefix
-}
-
-func (m *Memo) netsOf(key string) ([]netip.Prefix, bool) {
-	if m == nil {
-		return nil, false
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	nets, ok := m.nets[key]
-	if ok {
-		m.keepLocked(key, nets)
-	}
-	return nets, ok
-}
-
-func (m *Memo) keepNets(key string, nets []netip.Prefix) {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.keepLocked(key, nets)
-}
-
-func (m *Memo) keepLocked(key string, nets []netip.Prefix) {
-	if m.netsNext == nil {
-		m.netsNext = map[string][]netip.Prefix{}
-	}
-	m.netsNext[key] = nets
-}
-
-// turnNets makes this load's nets files the ones the next load finds.
-func (m *Memo) turnNets() {
-	if m == nil {
-		return
-	}
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.nets, m.netsNext = m.netsNext, nil
+	// files are the decoded policy files, nets the parsed nets files (the
+	// slices shared: a load copies them into the network sets it fills),
+	// both by fileKey.
+	files lastuse.Map[string, memoized]
+	nets  lastuse.Map[string, []netip.Prefix]
 }
 
 type memoized struct {
@@ -139,12 +99,20 @@ type memoized struct {
 	data  []byte // the fragment encoded
 }
 
-func (m *Memo) get(key string) (memoized, bool) {
+// The Memo's maps, or nil ones when there is none.
+
+func (m *Memo) filesMap() *lastuse.Map[string, memoized] {
 	if m == nil {
-		return memoized{}, false
+		return nil
 	}
-	got, ok := m.files[key]
-	return got, ok
+	return &m.files
+}
+
+func (m *Memo) netsMap() *lastuse.Map[string, []netip.Prefix] {
+	if m == nil {
+		return nil
+	}
+	return &m.nets
 }
 
 // decodeCached decodes the policy files, each from the memo or the cache
@@ -156,16 +124,12 @@ func decodeCached(policies []Source, dir string, cache Cache, memo *Memo) (frags
 	if cache != nil && bincodec.Unmarshal(cache.Get(dirKey(dir)), &old) != nil {
 		old = bundle{}
 	}
-	if memo != nil {
-		memo.mu.Lock()
-		defer memo.mu.Unlock()
-	}
-	kept := map[string]memoized{}
+	mem := memo.filesMap()
 	next := bundle{Files: map[string][]byte{}}
 	reused := 0
 	for _, src := range policies {
 		key := fileKey(src)
-		m, ok := memo.get(key)
+		m, ok := mem.Get(key)
 		if data := old.Files[key]; !ok && data != nil {
 			if f, d := decodeFragment(data); f != nil {
 				m, ok = memoized{f, d, data}, true
@@ -179,14 +143,13 @@ func decodeCached(policies []Source, dir string, cache Cache, memo *Memo) (frags
 		if m.data == nil { // an error: kept nowhere
 			continue
 		}
-		next.Files[key], kept[key] = m.data, m
+		next.Files[key] = m.data
+		mem.Keep(key, m)
 		if old.Files[key] != nil {
 			reused++
 		}
 	}
-	if memo != nil {
-		memo.files = kept
-	}
+	mem.Done()
 	if cache != nil && (reused != len(next.Files) || len(next.Files) != len(old.Files)) {
 		if data, err := bincodec.Marshal(next); err == nil {
 			cache.Put(dirKey(dir), data)

@@ -299,17 +299,22 @@ func TestMemoNets(t *testing.T) {
 	dir := netsDir(t, "bl.txt", "10.0.0.0/8\n")
 	memo := &Memo{}
 	opts := DirOptions{InsecureSkipPerms: true, Memo: memo}
+	bl := filepath.Join(dir, "bl.txt")
+	// held is the memo's parse of bl.txt as it is now (which the next load
+	// then keeps too).
 	held := func() *netip.Prefix {
 		t.Helper()
-		if len(memo.nets) != 1 {
-			t.Fatalf("the memo holds %d nets files, want 1", len(memo.nets))
+		data, _ := os.ReadFile(bl)
+		nets, ok := memo.nets.Get(fileKey(Source{Path: bl, Data: data}))
+		if !ok {
+			t.Fatal("the memo does not hold bl.txt")
 		}
-		for _, nets := range memo.nets {
-			return &nets[0]
-		}
-		return nil
+		return &nets[0]
 	}
 	first, _ := LoadDir(dir, opts)
+	if n := memo.nets.Len(); n != 1 {
+		t.Fatalf("the memo holds %d nets files, want 1", n)
+	}
 	parsed := held()
 	os.WriteFile(filepath.Join(dir, "b.hcl"), []byte("policy \"b\" {}\n"), 0o644)
 	second, _ := LoadDir(dir, opts)
@@ -319,9 +324,13 @@ func TestMemoNets(t *testing.T) {
 	if &first.Config.NetworkSets[0].Nets[1] == parsed || &second.Config.NetworkSets[0].Nets[1] == parsed {
 		t.Error("a network set holds the memo's slice")
 	}
-	os.WriteFile(filepath.Join(dir, "bl.txt"), []byte("192.0.2.0/24\n"), 0o644)
+	os.WriteFile(bl, []byte("192.0.2.0/24\n"), 0o644)
 	third, _ := LoadDir(dir, opts)
 	if held() == parsed || fmt.Sprint(third.Config.NetworkSets[0].Nets) != "[198.51.100.0/24 192.0.2.0/24]" {
 		t.Errorf("a changed nets file: %v", third.Config.NetworkSets[0].Nets)
+	}
+	LoadDir(dir, opts)
+	if n := memo.nets.Len(); n != 1 {
+		t.Errorf("after another load the memo holds %d nets files, want 1 (the old bl.txt forgotten)", n)
 	}
 }

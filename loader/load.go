@@ -141,7 +141,7 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 		ns.Nets = append(slices.Clip(ns.Nets), b.netsFile(ref)...)
 		b.cfg.NetworkSets[ref.Set] = &ns
 	}
-	memo.turnNets()
+	memo.netsMap().Done()
 	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
 }
 

@@ -86,17 +86,18 @@ func (b *builder) netsFile(ref netsRef) []netip.Prefix {
 		b.files[path] = data
 		b.extra = append(b.extra, Source{Path: path, Data: data})
 	}
+	memoized := b.memo.netsMap()
 	var key string
-	if b.memo != nil { // hashing 1.5 MB costs ~1 ms: only to look it up
+	if memoized != nil { // hashing 1.5 MB costs ~1 ms: only to look it up
 		key = fileKey(Source{Path: path, Data: data})
-		if nets, ok := b.memo.netsOf(key); ok {
+		if nets, ok := memoized.Get(key); ok {
 			return nets
 		}
 	}
 	nets, diags := parseNetsFile(path, data)
 	b.diags = append(b.diags, diags...)
 	if !diags.HasErrors() {
-		b.memo.keepNets(key, nets)
+		memoized.Keep(key, nets)
 	}
 	return nets
 }
