@@ -117,11 +117,11 @@ func (s *Set) Normalize() {
 // after reports whether key a starts beyond b+1, i.e. a range starting at a
 // neither overlaps nor touches one ending at b.
 func after(a, b string) bool {
-	if len(b) > 16 {
+	if len(b) > 32 {
 		next, overflow := Increment(b)
 		return !overflow && a > next
 	}
-	var buf [16]byte // keys are at most an IPv6 address: no allocation
+	var buf [32]byte // keys are at most 24 bytes (address . protocol . port): no allocation
 	next := buf[:len(b)]
 	copy(next, b)
 	for i := len(next) - 1; i >= 0; i-- {

@@ -100,7 +100,7 @@ func TestAfter(t *testing.T) {
 		return string(b)
 	}
 	for range 50000 {
-		n := []int{2, 4, 16, 17}[rng.IntN(4)]
+		n := []int{2, 4, 16, 17, 24, 33}[rng.IntN(6)]
 		a, b := key(n), key(n)
 		if rng.IntN(4) == 0 {
 			if next, overflow := Increment(b); !overflow {
