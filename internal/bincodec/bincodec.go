@@ -128,15 +128,17 @@ func encFor(t reflect.Type) encFn {
 	return *encLocked(t)
 }
 
-// encLocked returns the function for t, through a pointer that a type
-// refering to itself fills in later.
-func encLocked(t reflect.Type) *encFn {
-	if f, ok := encs[t]; ok {
+func encLocked(t reflect.Type) *encFn { return fnFor(encs, t, makeEnc) }
+
+// fnFor returns the function for t from fns, made by build the first time,
+// through a pointer that a type referring to itself fills in later.
+func fnFor[F any](fns map[reflect.Type]*F, t reflect.Type, build func(reflect.Type) F) *F {
+	if f, ok := fns[t]; ok {
 		return f
 	}
-	f := new(encFn)
-	encs[t] = f
-	*f = makeEnc(t)
+	f := new(F)
+	fns[t] = f
+	*f = build(t)
 	return f
 }
 
@@ -371,15 +373,7 @@ func decFor(t reflect.Type) decFn {
 	return *decLocked(t)
 }
 
-func decLocked(t reflect.Type) *decFn {
-	if f, ok := decs[t]; ok {
-		return f
-	}
-	f := new(decFn)
-	decs[t] = f
-	*f = makeDec(t)
-	return f
-}
+func decLocked(t reflect.Type) *decFn { return fnFor(decs, t, makeDec) }
 
 func makeDec(t reflect.Type) decFn {
 	if t.Kind() != reflect.Pointer && t.Kind() != reflect.Interface {
