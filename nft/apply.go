@@ -6,8 +6,10 @@ package nft
 // table inet hostwall is touched; an unchanged chain or set is not rewritten.
 //
 // Invariants:
-//   - One Flush is one kernel transaction (trap 3). If any message fails the
-//     kernel discards the whole batch and the generation does not move.
+//   - One batch is one kernel transaction (trap 3). If any message fails the
+//     kernel discards the whole batch and the generation does not move. The
+//     library encodes every message; hostwall sends them (encoder.go,
+//     commit.go), and a refused batch's error names the refused change.
 //   - Order inside the batch: the table; element deletions (and emptying
 //     every set that goes); rule deletions;
 //     flushing every chain that goes, then deleting them; set deletions; then set and chain creations; element
@@ -17,12 +19,13 @@ package nft
 //     rule looks it up).
 //   - Set elements are sent in chunks well under the 64 KiB attribute limit,
 //     which the library would otherwise truncate silently (trap 2); any
-//     number of chunks share the one Flush.
+//     number of chunks share the one batch.
 //   - Rules are identified by their hash in user data, never by decoded
 //     expressions; new rules are positioned by the handle of the kept rule
 //     they follow (planner.Insert.After), inserted in reverse order after it.
 //   - The generation the plan was read at is checked right before the batch
-//     is sent. The library cannot put it into the batch itself (trap 8), so a
+//     is sent, on the socket that sends it. The kernel cannot be asked to
+//     check it inside the batch through the library (trap 8), so a
 //     writer that commits in between is caught by verification: Apply
 //     returns the generation after the commit, and agent.Apply reads back
 //     unless it is exactly one past gen.
@@ -31,19 +34,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"syscall"
+	"runtime"
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
+	"github.com/mdlayher/netlink"
 
+	"github.com/hostwall/hostwall/internal/cores"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 )
-
-// trustGenerationOnENOBUFS makes Apply decide by the generation whether a
-// batch whose acknowledgements overflowed was committed (trap 1). Tests turn
-// it off to show the trap.
-var trustGenerationOnENOBUFS = true
 
 // chunkBytes bounds the encoded size of one element message.
 var chunkBytes = 32 << 10
@@ -52,50 +52,29 @@ var chunkBytes = 32 << 10
 // gen. It returns ErrGenerationChanged when it is not, and otherwise the
 // generation right after the commit (agent.Apply verifies by it).
 func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
-	if err := c.apply(ctx, p, gen); err != nil {
+	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	return c.Generation()
-}
-
-func (c *Conn) apply(ctx context.Context, p *planner.Plan, gen uint32) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	if p.Empty() {
-		return nil
+		return c.Generation()
 	}
-	// The library queues messages in its Conn and offers no way to drop
-	// them; a batch abandoned before Flush would ride along with the next
-	// one. So every batch is built on a connection of its own, closed
-	// unflushed on any early return.
-	nl, err := c.dial()
-	if err != nil {
-		return err
-	}
-	defer nl.CloseLasting()
-	b := &batch{conn: nl, table: c.table()}
+	b := &batch{table: c.table(), plan: p}
 	b.build(p)
 	if b.err != nil {
-		return b.err
+		return 0, b.err
 	}
-	if err := c.stillAt(gen); err != nil {
-		return err
+	msgs, err := b.encode()
+	if err != nil {
+		return 0, err
 	}
 	if b.rules+b.elems > pauseWatchAbove {
 		defer c.pauseWatch()()
 	}
-	if err := nl.Flush(); err != nil {
-		if errors.Is(err, syscall.ENOBUFS) && trustGenerationOnENOBUFS {
-			// The kernel may have committed and only our acknowledgements
-			// were lost (trap 1). The generation tells which.
-			if after, gerr := c.Generation(); gerr == nil && after != gen {
-				return nil
-			}
-		}
-		return fmt.Errorf("committing %s: %w", b.summary(), wrapPerm(err))
+	after, err := c.commit(msgs, gen, b.summary(), b.describer(msgs))
+	if err != nil {
+		return 0, wrapPerm(err)
 	}
-	return nil
+	return after, nil
 }
 
 // ErrGenerationChanged is returned (wrapped) when another process changed the
@@ -105,31 +84,34 @@ var ErrGenerationChanged = errors.New("the nftables ruleset changed since it was
 // IsGenerationChanged reports whether err means the plan is stale.
 func IsGenerationChanged(err error) bool { return errors.Is(err, ErrGenerationChanged) }
 
-// stillAt checks, right before a batch is sent, that the kernel is still at
-// the generation the plan was made at (trap 8).
-func (c *Conn) stillAt(gen uint32) error {
-	now, err := c.Generation()
-	if err != nil {
-		return err
-	}
-	if now != gen {
-		return fmt.Errorf("%w: planned at generation %d, kernel is at %d", ErrGenerationChanged, gen, now)
-	}
-	return nil
-}
-
+// A batch is a plan as the steps that queue its messages, in batch order.
+// The steps run later, in parts on every core (encode), each part on a
+// library connection of its own: encoding rules and elements is most of
+// the work of building a large batch.
 type batch struct {
-	conn  *nftables.Conn
 	table *nftables.Table
+	plan  *planner.Plan
+	steps []step
 	err   error
 	// counts for the error message naming what the batch held.
 	chains, rules, sets, elems int
+}
+
+// A step queues messages on a library connection. Its weight is a rough
+// measure of the encoding work (rules and elements), for splitting.
+type step struct {
+	weight int
+	add    func(nl *nftables.Conn) error
 }
 
 func (b *batch) fail(err error) {
 	if b.err == nil {
 		b.err = err
 	}
+}
+
+func (b *batch) then(weight int, add func(nl *nftables.Conn) error) {
+	b.steps = append(b.steps, step{weight: weight, add: add})
 }
 
 func (b *batch) summary() string {
@@ -141,9 +123,57 @@ func (b *batch) chain(name string) *nftables.Chain {
 	return &nftables.Chain{Name: name, Table: b.table}
 }
 
+// partWeight is the least work worth a part (and a library connection) of
+// its own.
+const partWeight = 2000
+
+// encode runs the steps and returns the batch's messages in order. Runs of
+// steps go to parts of about equal weight, a few per core, which encode
+// side by side. The library's only shared state is the counter AddSet
+// takes set ids from, so every set creation is in one step (build).
+func (b *batch) encode() ([]netlink.Message, error) {
+	total := 0
+	for _, s := range b.steps {
+		total += s.weight
+	}
+	target := max(partWeight, total/(4*runtime.GOMAXPROCS(0)))
+	var parts [][]step
+	for i, w := 0, 0; i < len(b.steps); i++ {
+		if len(parts) == 0 || w >= target {
+			parts, w = append(parts, nil), 0
+		}
+		parts[len(parts)-1] = append(parts[len(parts)-1], b.steps[i])
+		w += b.steps[i].weight
+	}
+	msgs := make([][]netlink.Message, len(parts))
+	errs := make([]error, len(parts))
+	cores.Each(len(parts), func(i int) {
+		msgs[i], errs[i] = encode(func(nl *nftables.Conn) error {
+			for _, s := range parts[i] {
+				if err := s.add(nl); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	})
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	n := 0
+	for _, m := range msgs {
+		n += len(m)
+	}
+	out := make([]netlink.Message, 0, n)
+	for _, m := range msgs {
+		out = append(out, m...)
+	}
+	return out, nil
+}
+
 func (b *batch) build(p *planner.Plan) {
 	// AddTable is create-if-missing; harmless when the table exists.
-	b.conn.AddTable(b.table)
+	b.then(1, func(nl *nftables.Conn) error { nl.AddTable(b.table); return nil })
 	var sets, chains []planner.Change
 	for _, ch := range p.Changes {
 		if ch.Set != nil {
@@ -158,48 +188,84 @@ func (b *batch) build(p *planner.Plan) {
 			b.elements(ch.Set.Before, ch.Set.Removed, false)
 		case planner.Delete, planner.Recreate:
 			// A map that goes may still jump to chains that go before it.
-			b.conn.FlushSet(encodeSet(b.table, ch.Set.Before))
+			s := encodeSet(b.table, ch.Set.Before)
+			b.then(1, func(nl *nftables.Conn) error { nl.FlushSet(s); return nil })
 		}
 	}
 	for _, ch := range chains {
-		if ch.Action == planner.Update {
-			for _, r := range ch.Chain.Deleted {
-				b.rules++
-				b.fail(b.conn.DelRule(&nftables.Rule{Table: b.table, Chain: b.chain(ch.Name), Handle: r.Handle}))
-			}
+		if ch.Action == planner.Update && len(ch.Chain.Deleted) > 0 {
+			b.rules += len(ch.Chain.Deleted)
+			nc, deleted := b.chain(ch.Name), ch.Chain.Deleted
+			b.then(len(deleted), func(nl *nftables.Conn) error {
+				for _, r := range deleted {
+					if err := nl.DelRule(&nftables.Rule{Table: b.table, Chain: nc, Handle: r.Handle}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
 		}
 	}
 	// Chains that go may jump to each other (tier chains goto the next
 	// tier): empty them all first, so no deletion meets a reference from a
 	// chain deleted later in the batch.
+	var going []*nftables.Chain
 	for _, ch := range chains {
 		if ch.Action == planner.Delete || ch.Action == planner.Recreate {
-			b.conn.FlushChain(b.chain(ch.Name))
+			going = append(going, b.chain(ch.Name))
 		}
 	}
-	for _, ch := range chains {
-		if ch.Action == planner.Delete || ch.Action == planner.Recreate {
-			b.chains++
-			b.conn.DelChain(b.chain(ch.Name))
-		}
+	if len(going) > 0 {
+		b.chains += len(going)
+		b.then(len(going), func(nl *nftables.Conn) error {
+			for _, c := range going {
+				nl.FlushChain(c)
+			}
+			for _, c := range going {
+				nl.DelChain(c)
+			}
+			return nil
+		})
 	}
+	var goneSets, newSets []*nftables.Set
 	for _, ch := range sets {
 		if ch.Action == planner.Delete || ch.Action == planner.Recreate {
-			b.sets++
-			b.conn.DelSet(encodeSet(b.table, ch.Set.Before))
+			goneSets = append(goneSets, encodeSet(b.table, ch.Set.Before))
 		}
-	}
-	for _, ch := range sets {
 		if ch.Action == planner.Create || ch.Action == planner.Recreate {
-			b.sets++
-			b.fail(b.conn.AddSet(encodeSet(b.table, ch.Set.After), nil))
+			newSets = append(newSets, encodeSet(b.table, ch.Set.After))
 		}
 	}
+	if len(goneSets)+len(newSets) > 0 {
+		b.sets += len(goneSets) + len(newSets)
+		// One step: AddSet numbers sets from a counter global to the
+		// library, which parts encoding side by side must not share.
+		b.then(len(goneSets)+len(newSets), func(nl *nftables.Conn) error {
+			for _, s := range goneSets {
+				nl.DelSet(s)
+			}
+			for _, s := range newSets {
+				if err := nl.AddSet(s, nil); err != nil {
+					return fmt.Errorf("set %q: %w", s.Name, err)
+				}
+			}
+			return nil
+		})
+	}
+	var newChains []*nftables.Chain
 	for _, ch := range chains {
 		if ch.Action == planner.Create || ch.Action == planner.Recreate {
-			b.chains++
-			b.addChain(ch.Chain.After)
+			newChains = append(newChains, b.encodeChain(ch.Chain.After))
 		}
+	}
+	if len(newChains) > 0 {
+		b.chains += len(newChains)
+		b.then(len(newChains), func(nl *nftables.Conn) error {
+			for _, c := range newChains {
+				nl.AddChain(c)
+			}
+			return nil
+		})
 	}
 	for _, ch := range sets {
 		if ch.Action != planner.Delete {
@@ -209,16 +275,14 @@ func (b *batch) build(p *planner.Plan) {
 	for _, ch := range chains {
 		switch ch.Action {
 		case planner.Create, planner.Recreate:
-			for _, r := range ch.Chain.After.Rules {
-				b.addRule(ch.Name, r, 0, false)
-			}
+			b.addRules(ch.Name, ch.Chain.After.Rules)
 		case planner.Update:
 			b.inserts(ch.Name, ch.Chain.Inserts)
 		}
 	}
 }
 
-func (b *batch) addChain(c *ruleset.Chain) {
+func (b *batch) encodeChain(c *ruleset.Chain) *nftables.Chain {
 	nc := b.chain(c.Name)
 	if c.Base != nil {
 		hooks := map[ruleset.Hook]*nftables.ChainHook{
@@ -228,7 +292,7 @@ func (b *batch) addChain(c *ruleset.Chain) {
 		hook, ok := hooks[c.Base.Hook]
 		if !ok {
 			b.fail(fmt.Errorf("chain %q: no encoding for hook %q", c.Name, c.Base.Hook))
-			return
+			return nc
 		}
 		policy := nftables.ChainPolicyAccept
 		if c.Base.Policy == ruleset.PolicyDrop {
@@ -237,88 +301,112 @@ func (b *batch) addChain(c *ruleset.Chain) {
 		nc.Hooknum, nc.Type, nc.Policy = hook, nftables.ChainType(c.Base.Type), &policy
 		nc.Priority = nftables.ChainPriorityRef(nftables.ChainPriority(c.Base.Priority))
 	}
-	b.conn.AddChain(nc)
+	return nc
 }
+
+// addRules appends rules to a new chain, a step per rulesPerStep.
+func (b *batch) addRules(chain string, rules []*ruleset.Rule) {
+	b.rules += len(rules)
+	for len(rules) > 0 {
+		n := min(len(rules), rulesPerStep)
+		run := rules[:n]
+		b.then(n, func(nl *nftables.Conn) error {
+			for _, r := range run {
+				if err := b.addRule(nl, chain, r, 0, false); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		rules = rules[n:]
+	}
+}
+
+// rulesPerStep keeps a long chain from being one part's work alone.
+const rulesPerStep = 500
 
 // inserts adds new rules to an existing chain. Rules sharing an anchor are
 // inserted in reverse order right after it (or at the head of the chain for
 // anchor 0), which leaves them in desired order.
 func (b *batch) inserts(chain string, ins []planner.Insert) {
-	for i := len(ins) - 1; i >= 0; i-- {
-		b.addRule(chain, ins[i].Rule, ins[i].After, true)
+	if len(ins) == 0 {
+		return
 	}
+	b.rules += len(ins)
+	b.then(len(ins), func(nl *nftables.Conn) error {
+		for i := len(ins) - 1; i >= 0; i-- {
+			if err := b.addRule(nl, chain, ins[i].Rule, ins[i].After, true); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
-func (b *batch) addRule(chain string, r *ruleset.Rule, after uint64, positioned bool) {
-	if b.err != nil {
-		return
-	}
+func (b *batch) addRule(nl *nftables.Conn, chain string, r *ruleset.Rule, after uint64, positioned bool) error {
 	exprs, err := encodeRule(r)
 	if err != nil {
-		b.fail(fmt.Errorf("encoding rule %q of chain %q: %w", r, chain, err))
-		return
+		return fmt.Errorf("encoding rule %q of chain %q: %w", r, chain, err)
 	}
-	b.rules++
 	nr := &nftables.Rule{Table: b.table, Chain: b.chain(chain), Exprs: exprs,
 		UserData: userdata.AppendString(nil, userdata.TypeComment, r.Comment(chain))}
 	switch {
 	case !positioned:
-		b.conn.AddRule(nr)
+		nl.AddRule(nr)
 	case after == 0:
-		b.conn.InsertRule(nr) // at the head of the chain
+		nl.InsertRule(nr) // at the head of the chain
 	default:
 		nr.Position = after
-		b.conn.AddRule(nr) // right after the rule with handle `after`
+		nl.AddRule(nr) // right after the rule with handle `after`
 	}
+	return nil
 }
 
-// elements adds or deletes elements in chunks under the attribute limit.
+// elements adds or deletes elements in messages under the attribute limit
+// (trap 2), a step each. An interval's start and end go in one message.
 func (b *batch) elements(s *ruleset.Set, elems []ruleset.Element, add bool) {
-	if len(elems) == 0 || b.err != nil {
+	if len(elems) == 0 {
 		return
 	}
 	ns := encodeSet(b.table, s)
-	kes := encodeElements(s, elems)
 	b.elems += len(elems)
 	start, size := 0, 0
-	flush := func(end int) {
-		if start == end {
-			return
-		}
-		var err error
-		if add {
-			err = b.conn.SetAddElements(ns, kes[start:end])
-		} else {
-			err = b.conn.SetDeleteElements(ns, kes[start:end])
-		}
-		if err != nil {
-			b.fail(fmt.Errorf("set %q: %w", s.Name, err))
-		}
+	chunk := func(end int) {
+		run := elems[start:end]
+		b.then(len(run), func(nl *nftables.Conn) error {
+			kes := encodeElements(s, run)
+			var err error
+			if add {
+				err = nl.SetAddElements(ns, kes)
+			} else {
+				err = nl.SetDeleteElements(ns, kes)
+			}
+			if err != nil {
+				return fmt.Errorf("set %q: %w", s.Name, err)
+			}
+			return nil
+		})
 		start, size = end, 0
 	}
-	for i, ke := range kes {
-		n := elementSize(ke.Key, ke.VerdictData != nil, verdictChain(ke))
-		// Never split an interval between its start and end elements.
-		if size+n > chunkBytes && !ke.IntervalEnd {
-			flush(i)
+	for i, e := range elems {
+		n := elementSize(len(e.From), e.Verdict)
+		if s.Interval {
+			n += elementSize(len(e.To), nil)
+		}
+		if size+n > chunkBytes && i > start {
+			chunk(i)
 		}
 		size += n
 	}
-	flush(len(kes))
+	chunk(len(elems))
 }
 
-// elementSize is an upper bound of one element's encoded attribute size.
-func elementSize(key []byte, verdict bool, chain string) int {
-	n := 4 + 4 + 4 + (len(key)+3)&^3 + 8 // element, key nest, value, flags
-	if verdict {
-		n += 4 + 4 + 8 + 4 + (len(chain)+4)&^3
+// elementSize is an upper bound of one kernel element's encoded attribute
+// size.
+func elementSize(key int, verdict *ruleset.Verdict) int {
+	n := 4 + 4 + 4 + (key+3)&^3 + 8 // element, key nest, value, flags
+	if verdict != nil {
+		n += 4 + 4 + 8 + 4 + (len(verdict.Chain)+4)&^3
 	}
 	return n + 8
-}
-
-func verdictChain(ke nftables.SetElement) string {
-	if ke.VerdictData == nil {
-		return ""
-	}
-	return ke.VerdictData.Chain
 }

@@ -25,7 +25,7 @@ type Options struct {
 
 // Conn is a connection to the nftables of one network namespace.
 type Conn struct {
-	nl   *nftables.Conn // for reads; every batch gets a connection of its own
+	nl   *nftables.Conn // for reads; every batch has a socket of its own (commit.go)
 	ns   *os.File       // nil for the current namespace
 	nsFD int
 	bufs int
@@ -69,15 +69,6 @@ func Open(opts Options) (*Conn, error) {
 	}
 	c.nl = nl
 	return c, nil
-}
-
-// dial opens a library connection with large buffers in our namespace.
-func (c *Conn) dial() (*nftables.Conn, error) {
-	nl, err := nftables.New(nftables.AsLasting(), nftables.WithNetNSFd(c.nsFD), nftables.WithSockOptions(c.sizeBuffers))
-	if err != nil {
-		return nil, wrapPerm(fmt.Errorf("opening netlink socket: %w", err))
-	}
-	return nl, nil
 }
 
 // primeDumpsOn is off only in the test that shows trap 11.

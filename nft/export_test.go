@@ -9,11 +9,12 @@ func SetChunkBytes(n int) (restore func()) {
 	return func() { chunkBytes = old }
 }
 
-// SetTrustGenerationOnENOBUFS switches the ENOBUFS workaround for a test.
-func SetTrustGenerationOnENOBUFS(on bool) (restore func()) {
-	old := trustGenerationOnENOBUFS
-	trustGenerationOnENOBUFS = on
-	return func() { trustGenerationOnENOBUFS = old }
+// SetCommitReceiveBytes shrinks the receive buffer of the sockets that send
+// batches, for a test of error replies that overflow it.
+func SetCommitReceiveBytes(n int) (restore func()) {
+	old := commitReceiveBytes
+	commitReceiveBytes = n
+	return func() { commitReceiveBytes = old }
 }
 
 // SetPrimeDumps switches the dump-size workaround (trap 11) for a test.

@@ -2,6 +2,7 @@ package nft_test
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/nftables"
+	"github.com/google/nftables/expr"
+	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/hostwall/hostwall/agent"
@@ -332,7 +335,8 @@ func TestOverlapRefusedByKernel(t *testing.T) {
 }
 
 // TestStalePlanIsRefused: a plan made before another process committed is
-// refused by nft.Apply and re-planned by agent.Apply (trap 8).
+// refused — by the kernel itself, which checks the generation the batch
+// carries under its commit lock — and re-planned by agent.Apply (trap 8).
 func TestStalePlanIsRefused(t *testing.T) {
 	c, ns := kernel(t)
 	desired := compileDir(t, "../examples/quickstart", "web-1")
@@ -453,36 +457,115 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 	}
 }
 
-// TestENOBUFSAfterCommit: with small buffers the kernel commits a 400-rule
-// batch but its acknowledgements overflow the socket, so Flush says ENOBUFS
-// (trap 1). Apply decides by the generation that the batch went in, and the
-// read-back verification confirms it.
+// TestENOBUFSAfterCommit: with the kernel's usual buffers the library's own
+// Flush of a 400-rule batch returns ENOBUFS although the kernel committed it:
+// the acknowledgements and rule echoes it asks for overflow the socket (trap
+// 1, and trap 13's cost). hostwall sends batches without either
+// (commit.go), so the same batch through Apply, with the same buffers,
+// commits and says so.
 func TestENOBUFSAfterCommit(t *testing.T) {
-	small := func() *nft.Conn {
-		c, err := nft.Open(nft.Options{NetNS: testns.New(t), BufferBytes: 208 << 10})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { c.Close() })
-		return c
+	const small = 208 << 10 // the usual rmem_default
+	ns := testns.New(t)
+	f, err := os.Open(nft.NetNSPath(ns))
+	if err != nil {
+		t.Fatal(err)
 	}
-	desired := bigTable(400, 0)
+	defer f.Close()
+	lib, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())), nftables.WithSockOptions(func(nc *netlink.Conn) error {
+		return nc.SetReadBuffer(small)
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tbl := lib.AddTable(&nftables.Table{Family: nftables.TableFamilyINet, Name: "lib"})
+	ch := lib.AddChain(&nftables.Chain{Table: tbl, Name: "big"})
+	for i := range 400 {
+		lib.AddRule(&nftables.Rule{Table: tbl, Chain: ch, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyL4PROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{unix.IPPROTO_TCP}},
+			&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseTransportHeader, Offset: 2, Len: 2},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binary.BigEndian.AppendUint16(nil, uint16(i+1))},
+			&expr.Counter{}, &expr.Verdict{Kind: expr.VerdictAccept},
+		}})
+	}
+	if err := lib.Flush(); !errors.Is(err, unix.ENOBUFS) {
+		t.Fatalf("the library's Flush of 400 rules with %d-byte buffers: %v, want ENOBUFS (trap 1 no longer reproduces?)", small, err)
+	}
+	if out := testns.NFT(t, ns, "list", "chain", "inet", "lib", "big"); strings.Count(out, "accept") != 400 {
+		t.Fatalf("trap 1 is ENOBUFS after the commit, but the kernel does not hold the 400 rules:\n%s", out)
+	}
 
-	restore := nft.SetTrustGenerationOnENOBUFS(false)
-	c := small()
+	c, err := nft.Open(nft.Options{NetNS: testns.New(t), BufferBytes: small})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	desired := bigTable(400, 0)
+	if _, _, err := agent.Apply(context.Background(), c, desired, plan(t, c, desired), nft.IsGenerationChanged, agent.ByReadBack); err != nil {
+		t.Fatalf("hostwall's apply of the same 400 rules with %d-byte buffers: %v", small, err)
+	}
+}
+
+// TestRefusedBatchNamesTheChange: a batch the kernel refuses fails as a
+// whole, and the error names the refused change — the rule and its chain —
+// where the library's says only "no such file or directory" (trap 3).
+func TestRefusedBatchNamesTheChange(t *testing.T) {
+	c, ns := kernel(t)
+	desired := bigTable(3, 0)
+	ch := desired.Chain("big")
+	ch.Rules[1] = &ruleset.Rule{Verdict: ruleset.Verdict{Kind: ruleset.VerdictJump, Chain: "no-such-chain"}}
+	before := testns.NFT(t, ns, "list", "ruleset")
+	gen := generation(t, c)
 	p := plan(t, c, desired)
 	_, err := c.Apply(context.Background(), p, p.Generation)
-	restore()
-	if !errors.Is(err, unix.ENOBUFS) {
-		t.Fatalf("without the workaround: %v, want ENOBUFS (trap 1 no longer reproduces?)", err)
+	if !errors.Is(err, unix.ENOENT) {
+		t.Fatalf("apply = %v, want ENOENT", err)
 	}
-	if live, _, _ := c.Read(context.Background()); live == nil || len(live.Chain("big").Rules) != 400 {
-		t.Fatal("trap 1 is ENOBUFS after the commit, but the kernel does not hold the batch")
+	var be *nft.BatchError
+	if !errors.As(err, &be) {
+		t.Fatalf("apply = %T %v, want a *nft.BatchError", err, err)
 	}
+	t.Logf("refused: %v", err)
+	for _, want := range []string{`add a rule to chain "big": jump no-such-chain`, "nothing was committed", "committing a batch of"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+	if after := testns.NFT(t, ns, "list", "ruleset"); after != before {
+		t.Errorf("a refused batch changed the ruleset:\n%s", after)
+	}
+	if g := generation(t, c); g != gen {
+		t.Errorf("a refused batch moved the generation %d → %d", gen, g)
+	}
+}
 
-	c = small()
-	if _, _, err := agent.Apply(context.Background(), c, desired, plan(t, c, desired), nft.IsGenerationChanged, agent.ByReadBack); err != nil {
-		t.Fatalf("with the workaround: %v", err)
+// TestErrorRepliesOverflow: when so many messages are refused that their
+// error replies overflow the socket, Apply still fails, says some errors
+// were lost, and nothing is committed.
+func TestErrorRepliesOverflow(t *testing.T) {
+	c, ns := kernel(t)
+	desired := bigTable(400, 0)
+	for i := range desired.Chain("big").Rules {
+		desired.Chain("big").Rules[i] = &ruleset.Rule{Verdict: ruleset.Verdict{Kind: ruleset.VerdictJump, Chain: fmt.Sprintf("missing-%d", i)}}
+	}
+	gen := generation(t, c)
+	restore := nft.SetCommitReceiveBytes(4096)
+	defer restore()
+	p := plan(t, c, desired)
+	_, err := c.Apply(context.Background(), p, p.Generation)
+	var be *nft.BatchError
+	if !errors.As(err, &be) || !be.Lost {
+		t.Fatalf("apply = %v, want a *nft.BatchError with Lost set", err)
+	}
+	t.Logf("overflowed: %v", err)
+	if !strings.Contains(err.Error(), "overflowed the socket") {
+		t.Errorf("the error does not say replies were lost: %v", err)
+	}
+	if g := generation(t, c); g != gen {
+		t.Errorf("a refused batch moved the generation %d → %d", gen, g)
+	}
+	if out := testns.NFT(t, ns, "list", "ruleset"); strings.Contains(out, "hostwall") {
+		t.Errorf("a refused batch left a table:\n%s", out)
 	}
 }
 

@@ -2,7 +2,8 @@ package nft
 
 import (
 	"context"
-	"fmt"
+
+	"github.com/google/nftables"
 )
 
 // DeleteTable removes table inet hostwall in one batch, provided the kernel
@@ -12,18 +13,19 @@ func (c *Conn) DeleteTable(ctx context.Context, gen uint32) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	nl, err := c.dial()
+	msgs, err := encode(func(nl *nftables.Conn) error {
+		nl.AddTable(c.table()) // makes the delete safe when the table is gone (trap 4)
+		nl.DelTable(c.table())
+		return nil
+	})
 	if err != nil {
 		return err
 	}
-	defer nl.CloseLasting()
-	nl.AddTable(c.table()) // makes the delete safe when the table is gone (trap 4)
-	nl.DelTable(c.table())
-	if err := c.stillAt(gen); err != nil {
-		return err
+	describe := func(i int) string {
+		return describeMessage(msgs[max(0, min(i, len(msgs)-1))]).verb + " inet " + tableName
 	}
-	if err := nl.Flush(); err != nil {
-		return fmt.Errorf("deleting table inet %s: %w", tableName, wrapPerm(err))
+	if _, err := c.commit(msgs, gen, "deleting table inet "+tableName, describe); err != nil {
+		return wrapPerm(err)
 	}
 	return nil
 }

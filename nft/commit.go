@@ -1,0 +1,359 @@
+package nft
+
+// Sending a batch the library encoded (encoder.go), as nft does.
+//
+// One socket of its own per batch. On it, in order:
+//
+//  1. The batch: begin marker, the library's messages with their
+//     acknowledgement and echo flags cleared, end marker, in one sendmsg.
+//     The begin marker carries the generation the plan was made at
+//     (NFNL_BATCH_GENID), which the kernel checks under its commit lock:
+//     another writer's commit in between makes it refuse the batch (trap 8,
+//     which the library cannot do). The kernel processes the batch inside
+//     that sendmsg and commits it whole or not at all (trap 3); a message
+//     it refuses gets an NLMSG_ERROR carrying the message's sequence
+//     number, which names the change (describe.go). A stale generation, or
+//     a commit that fails after every message was accepted, is answered on
+//     the begin marker's sequence number.
+//  2. NFT_MSG_GETGEN. Replies on a netlink socket keep their order, so its
+//     answer comes after every error of the batch: it ends the reading, and
+//     it is the generation after the commit, which Apply returns for
+//     verification.
+//
+// With no acknowledgements and no echoes the replies are a handful of
+// bytes, so the socket buffers that trap 1 needs for the library's Flush
+// are not needed for a commit; they are kept for the error replies of a
+// batch that fails everywhere. The socket asks for capped acknowledgements
+// (an error does not copy the refused message back) and for the kernel's
+// extended acknowledgement text.
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// commitTimeout bounds the wait for the kernel's answer. The kernel
+// processes a batch within the sendmsg that carries it, so the answer is
+// queued before the wait begins; this only guards against a kernel (or a
+// bug) that never answers.
+const commitTimeout = 2 * time.Minute
+
+// commitReceiveBytes, when set, is the receive buffer of a batch's socket
+// (tests only: a small one shows error replies overflowing it).
+var commitReceiveBytes int
+
+// msgGen is the nftables generation message type, request and reply.
+const (
+	msgGetGen = netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_GETGEN)
+	msgNewGen = netlink.HeaderType(unix.NFNL_SUBSYS_NFTABLES<<8 | unix.NFT_MSG_NEWGEN)
+)
+
+// nfgenmsg is the family/version/resource header of every nfnetlink
+// message; the batch markers carry the nftables subsystem as resource id.
+var (
+	genRequest  = []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, 0}
+	batchMarker = []byte{unix.AF_UNSPEC, unix.NFNETLINK_V0, 0, unix.NFNL_SUBSYS_NFTABLES}
+)
+
+// refusal is one message of a batch the kernel refused.
+type refusal struct {
+	index int // into the batch's messages; -1 for the commit itself
+	errno syscall.Errno
+	text  string // the kernel's extended acknowledgement, if any
+}
+
+// commit sends msgs as one batch, provided the kernel is at generation gen,
+// and returns the generation after the commit. When the kernel refuses the
+// batch, the error is a *BatchError saying what the batch held (summary)
+// and naming the refused message by describe(index).
+func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, describe func(int) string) (uint32, error) {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.nsFD})
+	if err != nil {
+		return 0, wrapPerm(fmt.Errorf("dialing netlink: %w", err))
+	}
+	defer nc.Close()
+	if err := c.sizeBuffers(nc); err != nil {
+		return 0, fmt.Errorf("sizing the netlink socket's buffers: %w", err)
+	}
+	if commitReceiveBytes > 0 {
+		if err := nc.SetReadBuffer(commitReceiveBytes); err != nil {
+			return 0, err
+		}
+	}
+	// Both are optional refinements of the error replies; kernels without
+	// them answer in full.
+	_ = nc.SetOption(netlink.CapAcknowledge, true)
+	_ = nc.SetOption(netlink.ExtendedAcknowledge, true)
+	if err := nc.SetDeadline(time.Now().Add(commitTimeout)); err != nil {
+		return 0, err
+	}
+
+	// Sequence numbers: begin marker = base, message i = base+1+i, end
+	// marker, then the generation query.
+	base := uint32(time.Now().UnixNano())
+	end := base + 1 + uint32(len(msgs))
+	buf := frame(msgs, base, gen)
+	if err := sendRaw(nc, buf); err != nil {
+		return 0, wrapPerm(fmt.Errorf("sending the batch: %w", err))
+	}
+	if _, err := nc.Send(netlink.Message{Header: netlink.Header{Type: msgGetGen, Flags: netlink.Request, Sequence: end + 1}, Data: genRequest}); err != nil {
+		return 0, fmt.Errorf("querying the nftables generation: %w", err)
+	}
+
+	var refused []refusal
+	stale := false
+	after, err := readUntilGen(nc, end+1, func(seq uint32, errno syscall.Errno, text string) {
+		if seq == base && errno == unix.ERESTART {
+			stale = true // the kernel's generation check (frame)
+			return
+		}
+		i := int(seq-base) - 1
+		if i >= len(msgs) {
+			i = -1 // the markers' are the commit's own
+		}
+		refused = append(refused, refusal{index: i, errno: errno, text: text})
+	})
+	if errors.Is(err, unix.ENOBUFS) {
+		// Error replies overflowed the socket, so some are lost, and with
+		// them the generation's answer. Only a refused batch has error
+		// replies; the generation confirms that nothing went in.
+		if g, gerr := c.Generation(); gerr == nil && g == gen+1 && len(refused) == 0 {
+			return g, nil // only the generation's answer was lost
+		}
+		e := &BatchError{Summary: summary, Errno: unix.ENOBUFS, Lost: true, refused: refused, describe: describe}
+		if len(refused) > 0 {
+			e.Errno = refused[0].errno
+		}
+		return 0, e
+	}
+	if err != nil {
+		return 0, fmt.Errorf("reading the kernel's answer to the batch: %w", err)
+	}
+	if stale {
+		return 0, fmt.Errorf("%w: planned at generation %d, kernel is at %d", ErrGenerationChanged, gen, after)
+	}
+	if len(refused) > 0 {
+		return 0, &BatchError{Summary: summary, Errno: refused[0].errno, refused: refused, describe: describe}
+	}
+	return after, nil
+}
+
+// frame lays out the batch: the begin marker (sequence number base), msgs
+// with their acknowledgement and echo flags cleared (base+1+i), the end
+// marker, in one buffer of exactly their size, as the kernel reads it. The
+// begin marker carries gen: the kernel checks it under its commit lock and
+// refuses the whole batch with ERESTART when the ruleset has moved on.
+func frame(msgs []netlink.Message, base, gen uint32) []byte {
+	begin := batchMarker
+	if gen != 0 { // 0 asks for no check
+		begin = binary.BigEndian.AppendUint32(append(slices.Clip(batchMarker), 8, 0, unix.NFNL_BATCH_GENID, 0), gen)
+	}
+	size := nlmsgAlign(unix.NLMSG_HDRLEN+len(begin)) + nlmsgAlign(unix.NLMSG_HDRLEN+len(batchMarker))
+	for _, m := range msgs {
+		size += nlmsgAlign(unix.NLMSG_HDRLEN + len(m.Data))
+	}
+	buf := make([]byte, 0, size)
+	put := func(typ netlink.HeaderType, flags netlink.HeaderFlags, seq uint32, data []byte) {
+		n := unix.NLMSG_HDRLEN + len(data)
+		buf = binary.NativeEndian.AppendUint32(buf, uint32(n))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(typ))
+		buf = binary.NativeEndian.AppendUint16(buf, uint16(flags))
+		buf = binary.NativeEndian.AppendUint32(buf, seq)
+		buf = binary.NativeEndian.AppendUint32(buf, 0) // port id: the kernel fills in ours
+		buf = append(buf, data...)
+		buf = append(buf, padding[:nlmsgAlign(n)-n]...)
+	}
+	put(unix.NFNL_MSG_BATCH_BEGIN, netlink.Request, base, begin)
+	for i, m := range msgs {
+		put(m.Header.Type, m.Header.Flags&^(netlink.Acknowledge|netlink.Echo), base+1+uint32(i), m.Data)
+	}
+	put(unix.NFNL_MSG_BATCH_END, netlink.Request, base+1+uint32(len(msgs)), batchMarker)
+	return buf
+}
+
+var padding [unix.NLMSG_ALIGNTO]byte
+
+// sendRaw sends buf in one sendmsg to the kernel.
+func sendRaw(nc *netlink.Conn, buf []byte) error {
+	raw, err := nc.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := raw.Write(func(fd uintptr) bool {
+		serr = unix.Sendmsg(int(fd), buf, nil, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}, 0)
+		return serr != unix.EAGAIN
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("sendmsg", serr)
+	}
+	return nil
+}
+
+// queryGen asks for the generation on nc and reads the answer.
+func queryGen(nc *netlink.Conn) (uint32, error) {
+	m, err := nc.Send(netlink.Message{Header: netlink.Header{Type: msgGetGen, Flags: netlink.Request}, Data: genRequest})
+	if err != nil {
+		return 0, err
+	}
+	var refused error
+	gen, err := readUntilGen(nc, m.Header.Sequence, func(_ uint32, errno syscall.Errno, _ string) { refused = errno })
+	if refused != nil {
+		return 0, refused
+	}
+	return gen, err
+}
+
+// readUntilGen reads replies on nc until the generation answer with
+// sequence number seq, calling refuse for each error reply on the way, and
+// returns the generation. It reads the socket itself: mdlayher/netlink's
+// Receive turns the first error reply into its error and drops the rest.
+func readUntilGen(nc *netlink.Conn, seq uint32, refuse func(seq uint32, errno syscall.Errno, text string)) (uint32, error) {
+	raw, err := nc.SyscallConn()
+	if err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 64<<10)
+	for {
+		var n int
+		var rerr error
+		if err := raw.Read(func(fd uintptr) bool {
+			n, _, _, _, rerr = unix.Recvmsg(int(fd), buf, nil, 0)
+			return rerr != unix.EAGAIN
+		}); err != nil {
+			return 0, err
+		}
+		if rerr != nil {
+			return 0, rerr
+		}
+		for b := buf[:n]; len(b) >= unix.NLMSG_HDRLEN; {
+			var m netlink.Message
+			l := int(binary.NativeEndian.Uint32(b))
+			if l < unix.NLMSG_HDRLEN || l > len(b) {
+				return 0, fmt.Errorf("a netlink reply of %d bytes in %d", l, len(b))
+			}
+			if err := m.UnmarshalBinary(b[:l]); err != nil {
+				return 0, err
+			}
+			b = b[min(len(b), nlmsgAlign(l)):]
+			switch {
+			case m.Header.Type == netlink.Error:
+				errno, text := parseError(m)
+				if errno == 0 {
+					continue // an acknowledgement nobody asked for
+				}
+				if m.Header.Sequence == seq {
+					return 0, errno
+				}
+				refuse(m.Header.Sequence, errno, text)
+			case m.Header.Type == msgNewGen && m.Header.Sequence == seq:
+				return parseGen(m)
+			}
+		}
+	}
+}
+
+// parseError reads an NLMSG_ERROR: the (negated) errno, the refused
+// message's header, and with NLM_F_ACK_TLVS the kernel's message text.
+func parseError(m netlink.Message) (syscall.Errno, string) {
+	if len(m.Data) < 4 {
+		return unix.EPROTO, ""
+	}
+	errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data)))
+	if m.Header.Flags&unix.NLM_F_ACK_TLVS == 0 {
+		return errno, ""
+	}
+	// With capped acknowledgements only the refused message's header is
+	// copied back, and the TLVs follow it.
+	off := 4 + unix.NLMSG_HDRLEN
+	if m.Header.Flags&unix.NLM_F_CAPPED == 0 && len(m.Data) >= off {
+		off = 4 + nlmsgAlign(int(binary.NativeEndian.Uint32(m.Data[4:])))
+	}
+	if off > len(m.Data) {
+		return errno, ""
+	}
+	ad, err := netlink.NewAttributeDecoder(m.Data[off:])
+	if err != nil {
+		return errno, ""
+	}
+	for ad.Next() {
+		if ad.Type() == unix.NLMSGERR_ATTR_MSG {
+			return errno, ad.String()
+		}
+	}
+	return errno, ""
+}
+
+func nlmsgAlign(n int) int { return (n + unix.NLMSG_ALIGNTO - 1) &^ (unix.NLMSG_ALIGNTO - 1) }
+
+// parseGen reads the generation id from an NFT_MSG_NEWGEN reply.
+func parseGen(m netlink.Message) (uint32, error) {
+	if len(m.Data) < 4 {
+		return 0, fmt.Errorf("a generation reply of %d bytes", len(m.Data))
+	}
+	ad, err := netlink.NewAttributeDecoder(m.Data[4:])
+	if err != nil {
+		return 0, err
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_GEN_ID {
+			return ad.Uint32(), nil
+		}
+	}
+	if err := ad.Err(); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("no NFTA_GEN_ID in the generation reply")
+}
+
+// BatchError is a batch the kernel refused; nothing of it was committed.
+type BatchError struct {
+	// Summary says what the batch held.
+	Summary string
+	// Errno is the kernel's error for the first refused message.
+	Errno syscall.Errno
+	// Lost is set when the error replies overflowed the socket, so not
+	// every refused message is known.
+	Lost     bool
+	refused  []refusal
+	describe func(int) string
+}
+
+func (e *BatchError) Error() string {
+	what := "the kernel refused the batch"
+	if e.Summary != "" {
+		what = "committing " + e.Summary
+	}
+	if len(e.refused) == 0 {
+		return fmt.Sprintf("%s: the kernel refused it, and its error replies overflowed the socket (%v); nothing was committed", what, e.Errno)
+	}
+	r := e.refused[0]
+	msg := fmt.Sprintf("%s: the kernel refused to commit it: %v", what, r.errno)
+	if r.index >= 0 {
+		msg = fmt.Sprintf("%s: the kernel refused message %d (%s): %v", what, r.index+1, e.describe(r.index), r.errno)
+	}
+	if r.text != "" {
+		msg += " (" + r.text + ")"
+	}
+	if n := len(e.refused) - 1; n > 0 {
+		msg += fmt.Sprintf(", and %d later message(s)", n)
+	}
+	if e.Lost {
+		msg += ", and more whose errors overflowed the socket"
+	}
+	return msg + "; nothing was committed"
+}
+
+// Unwrap makes errors.Is(err, unix.ENOENT) and the like work.
+func (e *BatchError) Unwrap() error { return e.Errno }
