@@ -1,6 +1,7 @@
 package views
 
 import (
+	"bufio"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -47,7 +48,10 @@ func PlanJSON(w io.Writer, p *planner.Plan) error {
 
 // PlanHuman writes the plan in Terraform's conventions: drift first, then
 // each change with its rules and elements, then the summary line.
-func PlanHuman(w io.Writer, p *planner.Plan, st Style) {
+func PlanHuman(out io.Writer, p *planner.Plan, st Style) {
+	// A plan of a large table is tens of thousands of lines: one write.
+	w := bufio.NewWriterSize(out, 64<<10)
+	defer w.Flush()
 	if drift := p.Drift(); len(drift) > 0 {
 		fmt.Fprintf(w, "%s\n\n", st.paint("1", "Note: table inet hostwall was changed outside hostwall"))
 		for _, d := range drift {
