@@ -10,7 +10,6 @@ import (
 	"github.com/goccy/go-yaml/ast"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclparse"
 
 	"github.com/hostwall/hostwall/config"
 )
@@ -156,10 +155,10 @@ func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
 	}
 	b := newBuilder()
 	if filepath.Ext(src.Path) == ".hcl" {
-		f, diags := hclparse.NewParser().ParseHCL(src.Data, src.Path)
+		body, diags := parseHCL(src.Data, src.Path, hcl.Pos{Line: 1, Column: 1})
 		b.diags = append(b.diags, diags...)
-		if f != nil && !diags.HasErrors() {
-			b.decodeBody(f.Body)
+		if body != nil && !diags.HasErrors() {
+			b.decodeBody(body)
 		}
 	} else {
 		b.loadYAML(src)

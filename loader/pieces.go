@@ -5,7 +5,6 @@ import (
 	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
-	"github.com/hashicorp/hcl/v2/hclsyntax"
 
 	"github.com/hostwall/hostwall/internal/cores"
 )
@@ -65,20 +64,16 @@ func decodeHCLPieces(src Source) (_ *fragment, _ hcl.Diagnostics, ok bool) {
 	var failed atomic.Bool
 	cores.Each(len(pieces), func(i int) {
 		p := pieces[i]
-		f, d := hclsyntax.ParseConfig(src.Data[p.start:p.end], src.Path, p.pos)
+		body, d := parseHCL(src.Data[p.start:p.end], src.Path, p.pos)
 		// A top-level attribute is an error anyway, and one set in two
 		// pieces is an error only the whole file shows.
-		var body *hclsyntax.Body
-		if f != nil {
-			body, _ = f.Body.(*hclsyntax.Body)
-		}
 		if d.HasErrors() || body == nil || len(body.Attributes) > 0 {
 			failed.Store(true)
 			return
 		}
 		b := newBuilder()
 		b.diags = d
-		b.decodeBody(f.Body)
+		b.decodeBody(body)
 		frags[i], diags[i] = b.fragment(), b.diags
 	})
 	if failed.Load() {

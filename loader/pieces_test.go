@@ -96,13 +96,18 @@ func TestPiecesAsWhole(t *testing.T) {
 	}
 }
 
-// FuzzPieces: whatever the file, decoding it in pieces is decoding it whole.
-func FuzzPieces(f *testing.F) {
+// seedHCL gives a fuzz target the test files as its first inputs.
+func seedHCL(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*/*.hcl")
 	for _, file := range files {
 		data, _ := os.ReadFile(file)
 		f.Add(data)
 	}
+}
+
+// FuzzPieces: whatever the file, decoding it in pieces is decoding it whole.
+func FuzzPieces(f *testing.F) {
+	seedHCL(f)
 	f.Add([]byte("x = <<EOT\npolicy \"a\" {}\nEOT\n"))
 	f.Add([]byte("/*\npolicy \"a\" {}\n*/\npolicy \"b\" {}\n"))
 	f.Add([]byte("policy \"a\" {\norder = 1\n}\npolicy \"a\" {}\n"))
