@@ -2,7 +2,6 @@ package ruleset
 
 import (
 	"fmt"
-	"strings"
 )
 
 // ChainType is the type of a base chain.
@@ -84,17 +83,19 @@ type Chain struct {
 }
 
 // String renders the chain in nft syntax.
-func (c *Chain) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "chain %s {\n", c.Name)
+func (c *Chain) String() string { return string(c.appendTo(nil, "")) }
+
+// appendTo appends the chain as String renders it, each line after ind
+// (rules are one line each).
+func (c *Chain) appendTo(b []byte, ind string) []byte {
+	b = append(append(append(append(b, ind...), "chain "...), c.Name...), " {\n"...)
 	if c.Base != nil {
-		fmt.Fprintf(&b, "\t%s\n", c.Base)
+		b = append(append(append(append(b, ind...), '\t'), c.Base.String()...), '\n')
 	}
 	for _, r := range c.Rules {
-		fmt.Fprintf(&b, "\t%s\n", r)
+		b = append(append(append(append(b, ind...), '\t'), r.String()...), '\n')
 	}
-	b.WriteString("}")
-	return b.String()
+	return append(append(b, ind...), '}')
 }
 
 // IDs returns the ID of each rule of the chain in order (see Rule.ID).

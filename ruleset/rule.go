@@ -40,26 +40,35 @@ func (r *Rule) String() string {
 	if r.Undecoded != "" {
 		return r.Undecoded
 	}
-	parts := make([]string, 0, len(r.Matches)+3)
+	var b strings.Builder
+	b.Grow(16 * (len(r.Matches) + 2))
+	n := 0
+	part := func(p string) { // strings.Join's spacing, without the slice
+		if n > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(p)
+		n++
+	}
 	for _, m := range r.Matches {
-		parts = append(parts, m.String())
+		part(m.String())
 	}
 	if r.Counter {
-		parts = append(parts, "counter")
+		part("counter")
 	}
 	if r.Log != nil {
-		parts = append(parts, r.Log.String())
+		part(r.Log.String())
 	}
 	if r.SetMark != 0 {
-		parts = append(parts, fmt.Sprintf("meta mark set meta mark | 0x%08x", r.SetMark))
+		part(fmt.Sprintf("meta mark set meta mark | 0x%08x", r.SetMark))
 	}
 	if r.Notrack {
-		parts = append(parts, "notrack")
+		part("notrack")
 	}
 	if v := r.Verdict.String(); v != "" {
-		parts = append(parts, v)
+		part(v)
 	}
-	return strings.Join(parts, " ")
+	return b.String()
 }
 
 // ID is the rule's stable identity inside the chain called chain: a hash of
@@ -121,9 +130,9 @@ type Verdict struct {
 func (v Verdict) String() string {
 	switch v.Kind {
 	case VerdictJump, VerdictGoto:
-		return fmt.Sprintf("%s %s", v.Kind, v.Chain)
+		return string(v.Kind) + " " + v.Chain
 	case VerdictVMap:
-		return fmt.Sprintf("%s vmap @%s", v.Key, v.Map)
+		return string(v.Key) + " vmap @" + v.Map
 	default:
 		return string(v.Kind)
 	}

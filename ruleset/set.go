@@ -3,6 +3,7 @@ package ruleset
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -145,32 +146,34 @@ func Increment(key string) (string, bool) {
 }
 
 // String renders the set in nft syntax.
-func (s *Set) String() string {
-	var b strings.Builder
+func (s *Set) String() string { return string(s.appendTo(nil, "")) }
+
+// appendTo appends the set as String renders it, each line after ind.
+func (s *Set) appendTo(b []byte, ind string) []byte {
 	kind := "set"
-	typ := string(s.Type)
 	if s.Map {
 		kind = "map"
-		typ += " : verdict"
 	}
-	fmt.Fprintf(&b, "%s %s {\n\ttype %s\n", kind, s.Name, typ)
+	b = append(append(append(append(append(b, ind...), kind...), ' '), s.Name...), " {\n"...)
+	b = append(append(append(b, ind...), "\ttype "...), s.Type...)
+	if s.Map {
+		b = append(b, " : verdict"...)
+	}
+	b = append(b, '\n')
 	if s.Interval {
-		b.WriteString("\tflags interval\n")
+		b = append(append(b, ind...), "\tflags interval\n"...)
 	}
 	if len(s.Elements) > 0 {
-		elems := make([]byte, 0, 24*len(s.Elements))
+		b = append(append(b, ind...), "\telements = { "...)
 		for i, e := range s.Elements {
 			if i > 0 {
-				elems = append(elems, ", "...)
+				b = append(b, ", "...)
 			}
-			elems = s.appendElement(elems, e)
+			b = s.appendElement(b, e)
 		}
-		b.WriteString("\telements = { ")
-		b.Write(elems)
-		b.WriteString(" }\n")
+		b = append(b, " }\n"...)
 	}
-	b.WriteString("}")
-	return b.String()
+	return append(append(b, ind...), '}')
 }
 
 // FormatElement renders one element as nft would: a CIDR when an address
@@ -189,7 +192,9 @@ func (s *Set) appendElement(b []byte, e Element) []byte {
 
 func (s *Set) appendRange(b []byte, from, to string) []byte {
 	switch s.Type {
-	case TypeIPv4Addr, TypeIPv6Addr:
+	case TypeIPv4Addr:
+		return appendRange4(b, binary.BigEndian.Uint32([]byte(from)), binary.BigEndian.Uint32([]byte(to)))
+	case TypeIPv6Addr:
 		a, _ := netip.AddrFromSlice([]byte(from))
 		z, _ := netip.AddrFromSlice([]byte(to))
 		if a == z {
@@ -214,6 +219,30 @@ func (s *Set) appendRange(b []byte, from, to string) []byte {
 		}
 		return fmt.Appendf(b, "0x%x-0x%x", from, to)
 	}
+}
+
+// appendRange4 is appendRange for IPv4 addresses, on integers: W1's table
+// renders 100,000 of them for every generation.
+func appendRange4(b []byte, a, z uint32) []byte {
+	b = appendAddr4(b, a)
+	switch size := uint64(z) - uint64(a) + 1; {
+	case a == z:
+		return b
+	case size&(size-1) == 0 && uint64(a)&(size-1) == 0: // a CIDR
+		return strconv.AppendInt(append(b, '/'), int64(32-bits.TrailingZeros64(size)), 10)
+	default:
+		return appendAddr4(append(b, '-'), z)
+	}
+}
+
+func appendAddr4(b []byte, a uint32) []byte {
+	for i := 24; i >= 0; i -= 8 {
+		b = strconv.AppendUint(b, uint64(a>>i&0xff), 10)
+		if i > 0 {
+			b = append(b, '.')
+		}
+	}
+	return b
 }
 
 // rangePrefix returns the prefix covering exactly [a, z], if there is one:

@@ -113,3 +113,44 @@ func TestAfter(t *testing.T) {
 		}
 	}
 }
+
+// TestAppendRange4: the IPv4 rendering on integers prints what the general
+// one (netip, rangePrefix) prints, for every range of the last 10 bits and
+// for random ranges across the whole space.
+func TestAppendRange4(t *testing.T) {
+	general := func(a, z uint32) string {
+		x := netip.AddrFrom4([4]byte{byte(a >> 24), byte(a >> 16), byte(a >> 8), byte(a)})
+		y := netip.AddrFrom4([4]byte{byte(z >> 24), byte(z >> 16), byte(z >> 8), byte(z)})
+		if x == y {
+			return x.String()
+		}
+		if p, ok := rangePrefix(x, y); ok {
+			return p.String()
+		}
+		return x.String() + "-" + y.String()
+	}
+	check := func(a, z uint32) {
+		if got, want := string(appendRange4(nil, a, z)), general(a, z); got != want {
+			t.Fatalf("[%#x, %#x] renders as %q, want %q", a, z, got, want)
+		}
+	}
+	base := uint32(10 << 24)
+	for lo := uint32(0); lo < 1024; lo++ {
+		for hi := lo; hi < 1024; hi++ {
+			check(base+lo, base+hi)
+		}
+	}
+	check(0, 0xffffffff)
+	check(0xffffffff, 0xffffffff)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		a, z := rng.Uint32(), rng.Uint32()
+		if a > z {
+			a, z = z, a
+		}
+		check(a, z)
+		bits := rng.IntN(33)
+		lo := a &^ uint32(uint64(1)<<(32-bits)-1)
+		check(lo, lo|uint32(uint64(1)<<(32-bits)-1))
+	}
+}

@@ -1,7 +1,6 @@
 package ruleset
 
 import (
-	"fmt"
 	"slices"
 	"strings"
 )
@@ -76,26 +75,20 @@ func (t *Table) RuleCount() int {
 // String renders the table in nft syntax, as `nft list table` would, sets
 // first, then chains.
 func (t *Table) String() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "table %s %s {\n", t.Family, t.Name)
+	n := 64
 	for _, s := range t.Sets {
-		b.WriteString(indent(s.String(), "\t"))
-		b.WriteString("\n")
+		n += 64 + 20*len(s.Elements)
 	}
 	for _, c := range t.Chains {
-		b.WriteString(indent(c.String(), "\t"))
-		b.WriteString("\n")
+		n += 64 + 80*len(c.Rules)
 	}
-	b.WriteString("}\n")
-	return b.String()
-}
-
-func indent(s, prefix string) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	for i, l := range lines {
-		if l != "" {
-			lines[i] = prefix + l
-		}
+	b := make([]byte, 0, n)
+	b = append(append(append(append(append(b, "table "...), t.Family...), ' '), t.Name...), " {\n"...)
+	for _, s := range t.Sets {
+		b = append(s.appendTo(b, "\t"), '\n')
 	}
-	return strings.Join(lines, "\n")
+	for _, c := range t.Chains {
+		b = append(c.appendTo(b, "\t"), '\n')
+	}
+	return string(append(b, "}\n"...))
 }
