@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"crypto/sha256"
-	"encoding/gob"
 	"encoding/hex"
 	"fmt"
 	"io"
@@ -11,6 +9,7 @@ import (
 	"path/filepath"
 	"syscall"
 
+	"github.com/hostwall/hostwall/internal/bincodec"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
@@ -147,11 +146,7 @@ func (g *globals) ahead(t *ruleset.Table) *ahead {
 			table:    t,
 			chains:   async(func() (string, error) { return chainsHash(t), nil }),
 			rendered: async(func() (string, error) { return t.String(), nil }),
-			base: async(func() ([]byte, error) {
-				var b bytes.Buffer
-				err := gob.NewEncoder(&b).Encode(t.Sets)
-				return b.Bytes(), err
-			}),
+			base:     async(func() ([]byte, error) { return bincodec.Marshal(t.Sets) }),
 		}
 	}
 	return g.started
@@ -253,7 +248,7 @@ func (g *globals) verifiedRecord() *future[*record] {
 			}
 			data := g.run().LoadVerifiedBase(g.netns, v)
 			var sets []*ruleset.Set
-			if data == nil || gob.NewDecoder(bytes.NewReader(data)).Decode(&sets) != nil {
+			if data == nil || bincodec.Unmarshal(data, &sets) != nil {
 				return nil, nil
 			}
 			return &record{v, sets}, nil
