@@ -1,6 +1,8 @@
 package loader
 
 import (
+	"math/rand"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -113,4 +115,50 @@ func FuzzNetsFile(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestParseCIDR4: the IPv4 fast path takes only what netip parses, and
+// gives netip's answer, on forms near the canonical ones and on random
+// strings of the characters involved; every canonical form is taken.
+func TestParseCIDR4(t *testing.T) {
+	general := func(s string) (netip.Prefix, bool) {
+		if !strings.Contains(s, "/") {
+			a, err := netip.ParseAddr(s)
+			if err != nil || !a.Is4() {
+				return netip.Prefix{}, false
+			}
+			return netip.PrefixFrom(a, 32), true
+		}
+		p, err := netip.ParsePrefix(s)
+		return p, err == nil && p.Addr().Is4() && p.Masked() == p
+	}
+	check := func(s string) bool { // whether the fast path took s
+		got, ok := parseCIDR4(s)
+		want, wantOK := general(s)
+		if ok && (!wantOK || got != want) {
+			t.Fatalf("parseCIDR4(%q) = %v, netip: %v %v", s, got, want, wantOK)
+		}
+		return ok
+	}
+	for _, s := range []string{"0.0.0.0", "0.0.0.0/0", "255.255.255.255/32", "10.0.0.0/8", "192.168.1.0/24",
+		"10.0.0.1/8", "010.0.0.0/8", "10.0.0.0/08", "10.0.0.0/33", "256.0.0.0", "1.2.3", "1.2.3.4.5", "1.2.3.4/", "1.2.3.4/ 8",
+		" 1.2.3.4", "1.2.3.4 ", "::1", "::ffff:1.2.3.4", "1.2.3.4%eth0", "1.2.3.4/+8", "1.2.3.4/-8", "", "/8", "1..2.3", "1.2.3.4/1234"} {
+		check(s)
+	}
+	rng := rand.New(rand.NewSource(1))
+	const chars = "0123456789./"
+	for range 200000 {
+		b := make([]byte, 1+rng.Intn(18))
+		for i := range b {
+			b[i] = chars[rng.Intn(len(chars))]
+		}
+		check(string(b))
+	}
+	for range 100000 {
+		a := netip.AddrFrom4([4]byte{byte(rng.Intn(256)), byte(rng.Intn(256)), byte(rng.Intn(256)), byte(rng.Intn(256))})
+		p := netip.PrefixFrom(a, rng.Intn(33)).Masked()
+		if !check(p.String()) {
+			t.Fatalf("the canonical %v is not taken", p)
+		}
+	}
 }

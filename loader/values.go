@@ -140,6 +140,9 @@ var errHostBits = errors.New("host bits set")
 // bits, or one address (IPv4-mapped IPv6 taken as IPv4, no zone) as a
 // prefix of its full length.
 func parseNetFast(s string) (netip.Prefix, error) {
+	if p, ok := parseCIDR4(s); ok {
+		return p, nil
+	}
 	if !strings.Contains(s, "/") {
 		a, err := netip.ParseAddr(s)
 		if err != nil {
@@ -159,6 +162,55 @@ func parseNetFast(s string) (netip.Prefix, error) {
 		return netip.Prefix{}, errHostBits
 	}
 	return p, nil
+}
+
+// parseCIDR4 reads the canonical IPv4 forms "a.b.c.d" and "a.b.c.d/n"
+// (decimal octets without leading zeros, a masked prefix), which blocklists
+// are made of, without netip's general parser; ok is false for anything
+// else, which parseNetFast then hands to netip, so results never differ
+// (TestParseCIDR4).
+func parseCIDR4(s string) (netip.Prefix, bool) {
+	var a [4]byte
+	i := 0
+	num := func(max int) (int, bool) {
+		start, v := i, 0
+		for i < len(s) && s[i] >= '0' && s[i] <= '9' && i-start < 3 {
+			v = v*10 + int(s[i]-'0')
+			i++
+		}
+		n := i - start
+		return v, n > 0 && v <= max && (n == 1 || s[start] != '0')
+	}
+	for k := range 4 {
+		if k > 0 {
+			if i >= len(s) || s[i] != '.' {
+				return netip.Prefix{}, false
+			}
+			i++
+		}
+		v, ok := num(255)
+		if !ok {
+			return netip.Prefix{}, false
+		}
+		a[k] = byte(v)
+	}
+	bits := 32
+	if i < len(s) {
+		if s[i] != '/' {
+			return netip.Prefix{}, false
+		}
+		i++
+		v, ok := num(32)
+		if !ok || i != len(s) {
+			return netip.Prefix{}, false
+		}
+		bits = v
+	}
+	p := netip.PrefixFrom(netip.AddrFrom4(a), bits)
+	if p.Masked() != p {
+		return netip.Prefix{}, false // netip's path names the error
+	}
+	return p, true
 }
 
 func netsAttr(attr *hcl.Attribute) ([]netip.Prefix, hcl.Diagnostics) {
