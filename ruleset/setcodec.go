@@ -129,7 +129,6 @@ func appendString(b []byte, s string) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
-
 // setReader reads a set's binary form; the first problem sticks.
 type setReader struct {
 	b   []byte
