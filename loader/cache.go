@@ -5,11 +5,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/hostwall/hostwall/config"
 	"github.com/hostwall/hostwall/internal/bincodec"
+	"github.com/hostwall/hostwall/internal/cores"
 	"github.com/hostwall/hostwall/internal/lastuse"
 )
 
@@ -31,12 +33,13 @@ type Cache interface {
 }
 
 // cacheFormat names the layout of bundle and fragment; change it with them.
-const cacheFormat = "hostwall decoded policy files 2"
+const cacheFormat = "hostwall decoded policy files 3"
 
 // bundle is a Cache's value: each policy file's fragment, encoded, by
-// fileKey.
+// fileKey — for a file decoded in pieces, each piece's, which a load
+// decodes on every core and combines as the pieces were (decodeParts).
 type bundle struct {
-	Files map[string][]byte
+	Files map[string][][]byte
 }
 
 // fragment is what one policy file decodes to before nets files are read.
@@ -96,7 +99,7 @@ type Memo struct {
 type memoized struct {
 	frag  *fragment
 	diags hcl.Diagnostics
-	data  []byte // the fragment encoded
+	parts [][]byte // the fragment encoded (a bundle's value)
 }
 
 // The Memo's maps, or nil ones when there is none.
@@ -125,25 +128,25 @@ func decodeCached(policies []Source, dir string, cache Cache, memo *Memo) (frags
 		old = bundle{}
 	}
 	mem := memo.filesMap()
-	next := bundle{Files: map[string][]byte{}}
+	next := bundle{Files: map[string][][]byte{}}
 	reused := 0
 	for _, src := range policies {
 		key := fileKey(src)
 		m, ok := mem.Get(key)
-		if data := old.Files[key]; !ok && data != nil {
-			if f, d := decodeFragment(data); f != nil {
-				m, ok = memoized{f, d, data}, true
+		if parts := old.Files[key]; !ok && parts != nil {
+			if f, d := decodeParts(parts); f != nil {
+				m, ok = memoized{f, d, parts}, true
 			}
 		}
 		if !ok {
-			f, d := decodeFile(src)
-			m = memoized{f, d, f.encode(d)}
+			f, d, parts := decodeFile(src)
+			m = memoized{f, d, parts}
 		}
 		frags, diags = append(frags, m.frag), append(diags, m.diags)
-		if m.data == nil { // an error: kept nowhere
+		if m.parts == nil { // an error: kept nowhere
 			continue
 		}
-		next.Files[key] = m.data
+		next.Files[key] = m.parts
 		mem.Keep(key, m)
 		if old.Files[key] != nil {
 			reused++
@@ -173,6 +176,22 @@ func (f *fragment) encode(diags hcl.Diagnostics) []byte {
 		return nil
 	}
 	return data
+}
+
+// decodeParts reads a file's encoded parts, each on a core of its own when
+// there are several, and combines them as decodeHCLPieces combined the
+// pieces; nil when a part cannot be read.
+func decodeParts(parts [][]byte) (*fragment, hcl.Diagnostics) {
+	if len(parts) == 1 {
+		return decodeFragment(parts[0])
+	}
+	frags := make([]*fragment, len(parts))
+	diags := make([]hcl.Diagnostics, len(parts))
+	cores.Each(len(parts), func(i int) { frags[i], diags[i] = decodeFragment(parts[i]) })
+	if slices.Contains(frags, nil) {
+		return nil, nil
+	}
+	return combine(frags, diags)
 }
 
 // decodeFragment reads what encode wrote, nil when it cannot.

@@ -209,13 +209,13 @@ func TestCacheUnchangedFile(t *testing.T) {
 		t.Fatal(diags)
 	}
 	// Plant: a.hcl's key, another file's decoding.
-	planted, diags := decodeFile(Source{Path: filepath.Join(dir, "a.hcl"), Data: []byte("policy \"planted\" {}\n")})
+	planted, diags, _ := decodeFile(Source{Path: filepath.Join(dir, "a.hcl"), Data: []byte("policy \"planted\" {}\n")})
 	var b bundle
 	if err := bincodec.Unmarshal(c.m[dirKey(dir)], &b); err != nil || diags.HasErrors() {
 		t.Fatal(err, diags)
 	}
 	aData, _ := os.ReadFile(filepath.Join(dir, "a.hcl"))
-	b.Files[fileKey(Source{Path: filepath.Join(dir, "a.hcl"), Data: aData})] = planted.encode(nil)
+	b.Files[fileKey(Source{Path: filepath.Join(dir, "a.hcl"), Data: aData})] = [][]byte{planted.encode(nil)}
 	c.m[dirKey(dir)], _ = bincodec.Marshal(b)
 
 	write("b.hcl", "policy \"b2\" {}\n")
@@ -333,4 +333,54 @@ func TestMemoNets(t *testing.T) {
 	if n := memo.nets.Len(); n != 1 {
 		t.Errorf("after another load the memo holds %d nets files, want 1 (the old bl.txt forgotten)", n)
 	}
+}
+
+// TestCachePieces: a file decoded in pieces is kept piece by piece, and a
+// load from the cache, which decodes the pieces on every core and combines
+// them, gives the configuration of a load without one; a damaged piece is
+// a miss.
+func TestCachePieces(t *testing.T) {
+	dir := t.TempDir()
+	big := largePolicyFile(40, 50)
+	if len(big) < 4*pieceBytes {
+		t.Fatalf("the generated file has %d bytes, too few for pieces", len(big))
+	}
+	for name, data := range map[string][]byte{"big.hcl": big, "small.hcl": []byte("policy \"small\" {}\n")} {
+		if err := os.WriteFile(filepath.Join(dir, name), data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, wantDiags := LoadDir(dir, DirOptions{InsecureSkipPerms: true})
+	if wantDiags.HasErrors() {
+		t.Fatal(wantDiags)
+	}
+	c := &memCache{}
+	opts := DirOptions{InsecureSkipPerms: true, Cache: c}
+	check := func(when string) {
+		t.Helper()
+		got, diags := LoadDir(dir, opts)
+		if d := cmp.Diff(want.Config, got.Config, byValue()); d != "" {
+			t.Errorf("%s: the configuration differs (-without cache +with):\n%s", when, d)
+		}
+		if fmt.Sprint(wantDiags) != fmt.Sprint(diags) {
+			t.Errorf("%s: diagnostics %v, want %v", when, diags, wantDiags)
+		}
+	}
+	check("first load")
+	var b bundle
+	if err := bincodec.Unmarshal(c.m[dirKey(dir)], &b); err != nil {
+		t.Fatal(err)
+	}
+	bigKey := fileKey(Source{Path: filepath.Join(dir, "big.hcl"), Data: big})
+	if n := len(b.Files[bigKey]); n < 4 {
+		t.Fatalf("the big file is kept in %d parts, want its pieces", n)
+	}
+	hits := c.hits
+	check("from the cache")
+	if c.hits != hits+1 {
+		t.Errorf("the second load did not read the cache")
+	}
+	b.Files[bigKey][2] = b.Files[bigKey][2][:10]
+	c.m[dirKey(dir)], _ = bincodec.Marshal(b)
+	check("with a damaged piece")
 }

@@ -147,16 +147,7 @@ func TestLiteralParserOnRepositoryFiles(t *testing.T) {
 // TestLiteralParserTakesLargePolicies: a generated policy file like the
 // benchmark's, whole and in the loader's pieces.
 func TestLiteralParserTakesLargePolicies(t *testing.T) {
-	var b strings.Builder
-	b.WriteString("# generated\nhost {\n  name   = \"h\"\n  labels = { role = \"web\", blocked = \"true\" }\n}\n")
-	for p := range 40 {
-		fmt.Fprintf(&b, "policy \"svc-%d\" {\n  order    = %d\n  selector = \"role == 'web'\"\n", p, 100+p)
-		for r := range 50 {
-			fmt.Fprintf(&b, "  ingress {\n    action   = \"allow\"\n    protocol = \"tcp\"\n    source { nets = [\"10.%d.%d.0/24\"] }\n    destination { ports = [%d, \"%d:%d\"] }\n  }\n", p, r, 1024+r, 2000+r, 2100+r)
-		}
-		b.WriteString("}\n\n")
-	}
-	src := []byte(b.String())
+	src := largePolicyFile(40, 50)
 	if !sameAsHCL(t, src, hcl.Pos{Line: 1, Column: 1}) {
 		t.Fatal("the generated policy file is not taken whole")
 	}
@@ -169,6 +160,21 @@ func TestLiteralParserTakesLargePolicies(t *testing.T) {
 			t.Fatalf("piece at line %d is not taken", p.pos.Line)
 		}
 	}
+}
+
+// largePolicyFile is a generated policy file like the benchmark's: a host
+// block, then policies of rules with nets, ports and port ranges.
+func largePolicyFile(policies, rules int) []byte {
+	var b strings.Builder
+	b.WriteString("# generated\nhost {\n  name   = \"h\"\n  labels = { role = \"web\", blocked = \"true\" }\n}\n")
+	for p := range policies {
+		fmt.Fprintf(&b, "policy \"svc-%d\" {\n  order    = %d\n  selector = \"role == 'web'\"\n", p, 100+p)
+		for r := range rules {
+			fmt.Fprintf(&b, "  ingress {\n    action   = \"allow\"\n    protocol = \"tcp\"\n    source { nets = [\"10.%d.%d.0/24\"] }\n    destination { ports = [%d, \"%d:%d\"] }\n  }\n", p%256, r%256, 1024+r, 2000+r, 2100+r)
+		}
+		b.WriteString("}\n\n")
+	}
+	return []byte(b.String())
 }
 
 // FuzzLiteralParser: on any input, the literal parser either declines or

@@ -144,13 +144,14 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
 }
 
-// decodeFile decodes one policy file, leaving its nets files to be read.
+// decodeFile decodes one policy file, leaving its nets files to be read,
+// and encodes it for a Cache: parts, nil when it cannot be kept.
 // Objects are checked against the file's own only: merge finds what other
 // files declare again.
-func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
+func decodeFile(src Source) (*fragment, hcl.Diagnostics, [][]byte) {
 	if filepath.Ext(src.Path) == ".hcl" && len(src.Data) >= 2*pieceBytes {
-		if f, diags, ok := decodeHCLPieces(src); ok {
-			return f, diags
+		if f, diags, parts, ok := decodeHCLPieces(src); ok {
+			return f, diags, parts
 		}
 	}
 	b := newBuilder()
@@ -163,7 +164,11 @@ func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
 	} else {
 		b.loadYAML(src)
 	}
-	return b.fragment(), b.diags
+	f := b.fragment()
+	if data := f.encode(b.diags); data != nil {
+		return f, b.diags, [][]byte{data}
+	}
+	return f, b.diags, nil
 }
 
 func newBuilder() *builder {
