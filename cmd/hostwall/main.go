@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 )
@@ -49,6 +50,10 @@ func run() int {
 		}
 		defer stop()
 	}
+	if p := os.Getenv("HOSTWALL_MEMPROFILE"); p != "" {
+		runtime.MemProfileRate = 16 << 10
+		defer memProfile(p)
+	}
 	err := newRootCmd().Execute()
 	if err == nil {
 		return 0
@@ -78,4 +83,17 @@ func cpuProfile(path string) (func(), error) {
 		return nil, err
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// memProfile writes what the command allocated to path, for `go tool pprof
+// -sample_index=alloc_space` (docs/performance.md).
+func memProfile(path string) {
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.Lookup("allocs").WriteTo(f, 0)
+		f.Close()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "notice: writing the memory profile: %v\n", err)
+	}
 }
