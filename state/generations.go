@@ -93,12 +93,37 @@ func (s *Store) Numbers() ([]int, error) {
 // Record stores g as the next generation and makes it current. It fills
 // Number and RulesetHash.
 func (s *Store) Record(g *Generation) error {
+	p, err := s.Prepare(g)
+	if err != nil {
+		return err
+	}
+	if err := p.Commit(); err != nil {
+		p.Abort()
+		return err
+	}
+	return nil
+}
+
+// Pending is a generation written in full but not yet a generation: a
+// temporary directory under the state directory, which Commit makes the
+// next generation and Abort removes. An apply prepares its generation
+// while the kernel commits (cmd/hostwall) and commits it after.
+type Pending struct {
+	s   *Store
+	g   *Generation
+	tmp string
+}
+
+// Prepare writes g, numbered as the next generation, durably (every file
+// synced) into a temporary directory, and fills Number and RulesetHash.
+// The caller holds the state lock until Commit or Abort.
+func (s *Store) Prepare(g *Generation) (*Pending, error) {
 	if err := os.MkdirAll(s.genDir(), 0o700); err != nil {
-		return fmt.Errorf("creating %s: %w", s.genDir(), err)
+		return nil, fmt.Errorf("creating %s: %w", s.genDir(), err)
 	}
 	nums, err := s.Numbers()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	g.Number = 1
 	if len(nums) > 0 {
@@ -108,46 +133,72 @@ func (s *Store) Record(g *Generation) error {
 	for i := range g.Files {
 		g.Files[i].SHA256 = hashHex(g.Files[i].Data)
 	}
-	tmp, err := os.MkdirTemp(s.genDir(), ".tmp-")
+	tmp, err := os.MkdirTemp(s.genDir(), tmpPrefix)
+	if err != nil {
+		return nil, err
+	}
+	p := &Pending{s: s, g: g, tmp: tmp}
+	if err := p.write(); err != nil {
+		p.Abort()
+		return nil, err
+	}
+	return p, nil
+}
+
+// tmpPrefix starts the names of generations being written.
+const tmpPrefix = ".tmp-"
+
+func (p *Pending) write() error {
+	meta, err := json.MarshalIndent(p.g, "", "  ")
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(tmp)
-	meta, err := json.MarshalIndent(g, "", "  ")
-	if err != nil {
+	if err := os.Mkdir(filepath.Join(p.tmp, "files"), 0o700); err != nil {
 		return err
 	}
-	if err := os.Mkdir(filepath.Join(tmp, "files"), 0o700); err != nil {
-		return err
-	}
-	for i, f := range g.Files {
+	for i, f := range p.g.Files {
 		name := fmt.Sprintf("%03d-%s", i, filepath.Base(f.Path))
-		if err := writeFileSynced(filepath.Join(tmp, "files", name), f.Data, 0o600); err != nil {
+		if err := writeFileSynced(filepath.Join(p.tmp, "files", name), f.Data, 0o600); err != nil {
 			return err
 		}
 	}
-	if err := writeFileSynced(filepath.Join(tmp, "ruleset.nft"), []byte(g.Ruleset), 0o600); err != nil {
+	if err := writeFileSynced(filepath.Join(p.tmp, "ruleset.nft"), []byte(p.g.Ruleset), 0o600); err != nil {
 		return err
 	}
-	if err := writeFileSynced(filepath.Join(tmp, "meta.json"), meta, 0o600); err != nil {
+	if err := writeFileSynced(filepath.Join(p.tmp, "meta.json"), meta, 0o600); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Join(tmp, "files")); err != nil {
+	if err := syncDir(filepath.Join(p.tmp, "files")); err != nil {
 		return err
 	}
-	if err := syncDir(tmp); err != nil {
+	return syncDir(p.tmp)
+}
+
+// Commit makes the prepared generation the next one and current.
+func (p *Pending) Commit() error {
+	if err := os.Rename(p.tmp, p.s.path(p.g.Number)); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp, s.path(g.Number)); err != nil {
+	p.tmp = ""
+	if err := syncDir(p.s.genDir()); err != nil {
 		return err
 	}
-	if err := syncDir(s.genDir()); err != nil {
+	if err := p.s.SetCurrent(p.g.Number); err != nil {
 		return err
 	}
-	if err := s.SetCurrent(g.Number); err != nil {
-		return err
+	return p.s.prune()
+}
+
+// Generation is the generation prepared, numbered.
+func (p *Pending) Generation() *Generation { return p.g }
+
+// Abort removes a prepared generation that is not to be; after Commit it
+// does nothing.
+func (p *Pending) Abort() {
+	if p.tmp != "" {
+		os.RemoveAll(p.tmp)
+		p.tmp = ""
 	}
-	return s.prune()
 }
 
 // SetCurrent records which generation the kernel holds.
@@ -219,6 +270,13 @@ func (s *Store) List() ([]*Generation, error) {
 
 // prune removes the oldest generations beyond Keep, never the current one.
 func (s *Store) prune() error {
+	// Under the lock no other generation is being written: a temporary
+	// directory is a killed process's.
+	if stale, _ := filepath.Glob(filepath.Join(s.genDir(), tmpPrefix+"*")); len(stale) > 0 {
+		for _, d := range stale {
+			os.RemoveAll(d)
+		}
+	}
 	nums, err := s.Numbers()
 	if err != nil || len(nums) <= s.keep() {
 		return err

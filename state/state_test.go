@@ -54,3 +54,54 @@ func TestGenerations(t *testing.T) {
 		t.Errorf("generations directory mode %v, want 0700: it records SSH_CONNECTION addresses", fi.Mode().Perm())
 	}
 }
+
+// TestPrepareCommitAbort: a prepared generation is no generation until it
+// is committed; an aborted one leaves nothing; committing removes what a
+// killed writer left.
+func TestPrepareCommitAbort(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	gen := func() *Generation {
+		return &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n",
+			Files: []File{{Path: "/etc/hostwall/a.hcl", Data: []byte("policy \"p\" {}\n")}}}
+	}
+	if err := s.Record(gen()); err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Prepare(gen())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if nums, _ := s.Numbers(); !cmp.Equal(nums, []int{1}) {
+		t.Errorf("a prepared generation is listed: %v", nums)
+	}
+	if cur, _ := s.Current(); cur != 1 {
+		t.Errorf("current = %d while 2 is only prepared", cur)
+	}
+	p.Abort()
+	if left, _ := filepath.Glob(filepath.Join(s.Dir, "generations", tmpPrefix+"*")); len(left) != 0 {
+		t.Errorf("an aborted generation left %v", left)
+	}
+
+	os.Mkdir(filepath.Join(s.Dir, "generations", tmpPrefix+"killed"), 0o700)
+	g := gen()
+	p, err = s.Prepare(g)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	p.Abort() // after Commit: nothing
+	if nums, _ := s.Numbers(); !cmp.Equal(nums, []int{1, 2}) || g.Number != 2 {
+		t.Errorf("after the commit: %v (numbered %d), want [1 2]", nums, g.Number)
+	}
+	if cur, _ := s.Current(); cur != 2 {
+		t.Errorf("current = %d, want 2", cur)
+	}
+	if back, err := s.Load(2); err != nil || string(back.Files[0].Data) != "policy \"p\" {}\n" {
+		t.Errorf("generation 2 does not load back: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(s.Dir, "generations", tmpPrefix+"*")); len(left) != 0 {
+		t.Errorf("a killed writer's directory survived the commit: %v", left)
+	}
+}

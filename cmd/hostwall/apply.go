@@ -150,19 +150,31 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 			return fmt.Errorf("no recorded generation to return to, and table inet hostwall exists: apply once without --confirm-timeout (or with --confirm-timeout 0), then use trials")
 		}
 	}
+	// The generation is written while the kernel commits, and made one
+	// after (under the lock held since planning).
+	prepared := async(func() (*state.Pending, error) { return store.Prepare(g.generation(res, desired, host, reasonFor(f))) })
 	applied, verified, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration)
+	pending, perr := prepared.get()
 	if err != nil {
+		if pending != nil {
+			pending.Abort()
+		}
 		return fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
 	}
-	noted := async(func() (struct{}, error) { // beside the generation's writes
+	noted := async(func() (struct{}, error) { // beside the generation's commit
 		g.recordVerified(res, desired, host, verified)
 		return struct{}{}, nil
 	})
-	gen, err := g.record(res, desired, host, reasonFor(f))
-	noted.get()
-	if err != nil {
-		return fmt.Errorf("applied, but recording the generation failed: %w", err)
+	if perr == nil {
+		if perr = pending.Commit(); perr != nil {
+			pending.Abort()
+		}
 	}
+	noted.get()
+	if perr != nil {
+		return fmt.Errorf("applied, but recording the generation failed: %w", perr)
+	}
+	gen := pending.Generation()
 	fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(applied), gen.Number)
 	if f.confirmTimeout == 0 {
 		return nil
@@ -179,6 +191,12 @@ func reasonFor(f *applyFlags) string {
 
 // record stores the applied configuration as a new generation.
 func (g *globals) record(res *loader.Result, desired *ruleset.Table, host, reason string) (*state.Generation, error) {
+	gen := g.generation(res, desired, host, reason)
+	return gen, g.store().Record(gen)
+}
+
+// generation is the record of applying desired, compiled from res.
+func (g *globals) generation(res *loader.Result, desired *ruleset.Table, host, reason string) *state.Generation {
 	gen := &state.Generation{
 		Time: time.Now(), UID: os.Getuid(), SSHConnection: os.Getenv("SSH_CONNECTION"),
 		HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reason, Ruleset: g.rendered(desired),
@@ -186,7 +204,7 @@ func (g *globals) record(res *loader.Result, desired *ruleset.Table, host, reaso
 	for _, s := range res.Sources {
 		gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data})
 	}
-	return gen, g.store().Record(gen)
+	return gen
 }
 
 // recordIfNew records a generation when the kernel already matches a
