@@ -26,6 +26,9 @@ type Options struct {
 	Limits Limits
 	// Memo, when set, keeps the large sets of one compile for the next.
 	Memo *Memo
+	// Recipes, when set, receives the recipe of every set drawn from nets
+	// files (see Recipe).
+	Recipes *[]Recipe
 }
 
 // Memo keeps the large sets a compile made from network sets (a
@@ -499,6 +502,27 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 			heps = append(heps, hep)
 		}
 	}
+	r := Recipe{Set: name, Family: f}
+	fileNets := map[string][]netip.Prefix{}
+	for _, ns := range matched {
+		inline := ns.Nets
+		if ns.NetsFile != "" {
+			inline = ns.Nets[:ns.InlineNets]
+			r.Files = append(r.Files, ns.NetsFile)
+			fileNets[ns.NetsFile] = ns.Nets[ns.InlineNets:]
+		}
+		r.Fixed = append(r.Fixed, inline)
+	}
+	for _, hep := range heps {
+		ips := make([]netip.Prefix, len(hep.ExpectedIPs))
+		for i, a := range hep.ExpectedIPs {
+			ips[i] = netip.PrefixFrom(a, a.BitLen())
+		}
+		r.Fixed = append(r.Fixed, ips)
+	}
+	if c.opts.Recipes != nil && len(r.Files) > 0 {
+		*c.opts.Recipes = append(*c.opts.Recipes, r)
+	}
 	var key string
 	if c.opts.Memo != nil && size >= memoMin {
 		key = memoKey(name, matched, heps)
@@ -510,23 +534,8 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 			return name
 		}
 	}
-	elems := make([]ruleset.Element, 0, size)
-	for _, ns := range matched {
-		for _, n := range ns.Nets {
-			if familyOf(n) == f {
-				elems = append(elems, ruleset.PrefixElement(n))
-			}
-		}
-	}
+	elems := r.Elements(func(file string) []netip.Prefix { return fileNets[file] })
 	c.warnNoIPs(text, heps, rng)
-	for _, hep := range heps {
-		for _, a := range hep.ExpectedIPs {
-			p := netip.PrefixFrom(a, a.BitLen())
-			if familyOf(p) == f {
-				elems = append(elems, ruleset.PrefixElement(p))
-			}
-		}
-	}
 	s := &ruleset.Set{
 		Name:     name,
 		Type:     f.AddrType(),

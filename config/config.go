@@ -148,10 +148,14 @@ func (h *HostEndpoint) Wildcard() bool { return h.Interface == "*" }
 
 // NetworkSet is a labelled list of networks that rule selectors can match.
 type NetworkSet struct {
-	Name      string
-	Labels    map[string]string
-	Nets      []netip.Prefix
-	DeclRange hcl.Range
+	Name   string
+	Labels map[string]string
+	Nets   []netip.Prefix
+	// NetsFile is the nets file whose networks follow the first InlineNets
+	// of Nets (the loader resolves and reads it; empty: none).
+	NetsFile   string
+	InlineNets int
+	DeclRange  hcl.Range
 }
 
 // Direction is ingress or egress.

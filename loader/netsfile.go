@@ -13,11 +13,11 @@ import (
 // rather than in HCL, whose list evaluation is slow at that size; a line
 // scanner reads 100k lines in milliseconds.
 
-// parseNetsFile reads a nets file; errors name file:line:col. The lines
+// ParseNetsFile reads a nets file as a load does; errors name file:line:col. The lines
 // are slices of one copy of data, a line that is just an IPv4 network
 // parses without trimming or netip, and a line's range is made only for an
 // error: 100k lines parse in ~6 ms (8.5 before the IPv4 path).
-func parseNetsFile(path string, data []byte) ([]netip.Prefix, hcl.Diagnostics) {
+func ParseNetsFile(path string, data []byte) ([]netip.Prefix, hcl.Diagnostics) {
 	rest := string(data)
 	nets := make([]netip.Prefix, 0, strings.Count(rest, "\n")+1)
 	var diags hcl.Diagnostics
@@ -61,7 +61,7 @@ func parseNetsFile(path string, data []byte) ([]netip.Prefix, hcl.Diagnostics) {
 // when loading a directory, from disk, under the same trust checks and size
 // limit as policy files; either way they join the result's sources, so
 // generations and the agent's content hash cover them.
-func (b *builder) netsFile(ref netsRef) []netip.Prefix {
+func (b *builder) netsFile(ref netsRef) (string, []netip.Prefix) {
 	name, from := ref.Name, ref.From
 	root := b.dir
 	if root == "" {
@@ -75,18 +75,18 @@ func (b *builder) netsFile(ref netsRef) []netip.Prefix {
 	if rel, err := filepath.Rel(root, path); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		b.diags = append(b.diags, errAt(ref.Range, "nets_file outside the configuration directory",
 			"%q resolves to %s, outside %s. Keep nets files in the configuration directory (or below it), where the same ownership checks apply.", name, path, root))
-		return nil
+		return "", nil
 	}
 	data, ok := b.files[path]
 	if !ok {
 		if b.disk == nil {
 			b.diags = append(b.diags, errAt(ref.Range, "nets_file not found", "%s is not among the files given.", path))
-			return nil
+			return "", nil
 		}
 		var err error
 		if data, err = b.disk(path); err != nil {
 			b.diags = append(b.diags, errAt(ref.Range, "Cannot read nets_file", "%v.", err))
-			return nil
+			return "", nil
 		}
 		b.files[path] = data
 		b.extra = append(b.extra, Source{Path: path, Data: data})
@@ -96,13 +96,13 @@ func (b *builder) netsFile(ref netsRef) []netip.Prefix {
 	if memoized != nil { // hashing 1.5 MB costs ~1 ms: only to look it up
 		key = fileKey(Source{Path: path, Data: data})
 		if nets, ok := memoized.Get(key); ok {
-			return nets
+			return path, nets
 		}
 	}
-	nets, diags := parseNetsFile(path, data)
+	nets, diags := ParseNetsFile(path, data)
 	b.diags = append(b.diags, diags...)
 	if !diags.HasErrors() {
 		memoized.Keep(key, nets)
 	}
-	return nets
+	return path, nets
 }

@@ -103,7 +103,7 @@ func FuzzNetsFile(f *testing.F) {
 	f.Add([]byte("# c\n10.0.0.0/8\n192.0.2.1 # x\n\n2001:db8::/32\n"))
 	f.Add([]byte("10.0.0.1/8\n::ffff:1.2.3.4\nfe80::1%eth0\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		nets, diags := parseNetsFile("bl.txt", data)
+		nets, diags := ParseNetsFile("bl.txt", data)
 		for _, p := range nets {
 			if p.Masked() != p {
 				t.Errorf("%s has host bits", p)

@@ -75,20 +75,42 @@ func (t *Table) RuleCount() int {
 // String renders the table in nft syntax, as `nft list table` would, sets
 // first, then chains.
 func (t *Table) String() string {
-	n := 64
-	for _, s := range t.Sets {
-		n += 64 + 20*len(s.Elements)
-	}
+	return string(t.appendText(t.appendChains(nil)))
+}
+
+// ChainsText is the chains' part of String.
+func (t *Table) ChainsText() string { return string(t.appendChains(nil)) }
+
+// StringWithChains is String with chains, the ChainsText of a table with
+// the same chains, in place of t's own: an incremental apply renders the
+// sets it changed around the chains' text it recorded.
+func (t *Table) StringWithChains(chains string) string {
+	return string(t.appendText([]byte(chains)))
+}
+
+// appendChains appends the chains as String renders them.
+func (t *Table) appendChains(b []byte) []byte {
+	n := 0
 	for _, c := range t.Chains {
 		n += 64 + 80*len(c.Rules)
+	}
+	b = slices.Grow(b, n)
+	for _, c := range t.Chains {
+		b = append(c.appendTo(b, "\t"), '\n')
+	}
+	return b
+}
+
+// appendText renders the table around chains, its chains' text.
+func (t *Table) appendText(chains []byte) []byte {
+	n := 64 + len(chains)
+	for _, s := range t.Sets {
+		n += 64 + 20*len(s.Elements)
 	}
 	b := make([]byte, 0, n)
 	b = append(append(append(append(append(b, "table "...), t.Family...), ' '), t.Name...), " {\n"...)
 	for _, s := range t.Sets {
 		b = append(s.appendTo(b, "\t"), '\n')
 	}
-	for _, c := range t.Chains {
-		b = append(c.appendTo(b, "\t"), '\n')
-	}
-	return string(append(b, "}\n"...))
+	return append(append(b, chains...), "}\n"...)
 }

@@ -63,7 +63,13 @@ rolled back.
 
 With PLANFILE (from plan -o) it applies exactly that plan, and refuses with
 exit code 4 if the configuration or the kernel's ruleset changed since the
-plan was made.`,
+plan was made.
+
+When only nets_file lists changed since hostwall last verified the kernel
+(whose ruleset has not moved since) and failsafe keeps tcp:22 open, apply
+does not load the policy files: it remakes only the sets those lists feed,
+from what it recorded then, and says so under the plan. --refresh, a trial
+or a PLANFILE always take the long way.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			interactive := term.IsTerminal(int(os.Stdin.Fd()))
@@ -91,6 +97,9 @@ plan was made.`,
 func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *applyFlags, planFile string) error {
 	if !f.refresh {
 		g.verifiedRecord() // read while the files load
+		if handled, err := g.incrementalApply(ctx, out, in, f, planFile); handled {
+			return err
+		}
 	}
 	desired, res, err := g.desired()
 	if err != nil {
@@ -150,19 +159,39 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 			return fmt.Errorf("no recorded generation to return to, and table inet hostwall exists: apply once without --confirm-timeout (or with --confirm-timeout 0), then use trials")
 		}
 	}
-	// The generation is written while the kernel commits, and made one
-	// after (under the lock held since planning).
-	prepared := async(func() (*state.Pending, error) { return store.Prepare(g.generation(res, desired, host, reasonFor(f))) })
-	applied, verified, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration)
+	applied, gen, err := g.commitPlan(g.generation(res, desired, host, reasonFor(f)),
+		func() (*planner.Plan, uint32, error) {
+			return agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration)
+		},
+		func(verified uint32) { g.recordVerified(res, desired, host, verified) })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(applied), gen.Number)
+	if f.confirmTimeout == 0 {
+		return nil
+	}
+	return g.startTrial(ctx, out, gen, previous, host, f.confirmTimeout, f.wait, lock.Release)
+}
+
+// commitPlan commits a plan by apply, which returns the plan applied and
+// the kernel's generation after it, and records gen as the next generation
+// and the verified state by note. The generation is written while the
+// kernel commits, and made one after (under the lock held since planning);
+// the verified record is written beside it.
+func (g *globals) commitPlan(gen *state.Generation, apply func() (*planner.Plan, uint32, error), note func(verified uint32)) (*planner.Plan, *state.Generation, error) {
+	store := g.store()
+	prepared := async(func() (*state.Pending, error) { return store.Prepare(gen) })
+	applied, verified, err := apply()
 	pending, perr := prepared.get()
 	if err != nil {
 		if pending != nil {
 			pending.Abort()
 		}
-		return fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
+		return nil, nil, fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
 	}
-	noted := async(func() (struct{}, error) { // beside the generation's commit
-		g.recordVerified(res, desired, host, verified)
+	noted := async(func() (struct{}, error) {
+		note(verified)
 		return struct{}{}, nil
 	})
 	if perr == nil {
@@ -172,14 +201,9 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 	}
 	noted.get()
 	if perr != nil {
-		return fmt.Errorf("applied, but recording the generation failed: %w", perr)
+		return nil, nil, fmt.Errorf("applied, but recording the generation failed: %w", perr)
 	}
-	gen := pending.Generation()
-	fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(applied), gen.Number)
-	if f.confirmTimeout == 0 {
-		return nil
-	}
-	return g.startTrial(ctx, out, gen, previous, host, f.confirmTimeout, f.wait, lock.Release)
+	return applied, pending.Generation(), nil
 }
 
 func reasonFor(f *applyFlags) string {

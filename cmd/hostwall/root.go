@@ -42,6 +42,12 @@ type globals struct {
 	// verified the reading of the verified record (verifiedRecord).
 	started  *ahead
 	verified *future[*record]
+	// recipes and warnings are what desired's compile made besides the
+	// table: the recipes of its sets drawn from nets files, the
+	// diagnostics as printed (the verified record keeps both for an
+	// incremental apply).
+	recipes  []compile.Recipe
+	warnings []string
 }
 
 func newRootCmd() *cobra.Command {
@@ -111,15 +117,25 @@ func (g *globals) style(w *os.File) views.Style {
 
 // desired loads and compiles the configuration, printing every diagnostic to
 // stderr; it fails when any is an error.
-func (g *globals) desired() (*ruleset.Table, *loader.Result, error) {
+func (g *globals) desired() (*ruleset.Table, *loader.Result, error) { return g.compiled(true) }
+
+// compiled is desired, printing the diagnostics only when print is set.
+func (g *globals) compiled(print bool) (*ruleset.Table, *loader.Result, error) {
 	res, diags := g.loadDir()
 	var t *ruleset.Table
 	if !diags.HasErrors() {
 		var more hcl.Diagnostics
-		t, more = compile.Compile(res.Config, compile.Options{HostName: g.effectiveHostName(res), Limits: g.limits})
+		g.recipes = nil
+		t, more = compile.Compile(res.Config, compile.Options{HostName: g.effectiveHostName(res), Limits: g.limits, Recipes: &g.recipes})
 		diags = append(diags, more...)
 	}
-	views.Diagnostics(os.Stderr, diags)
+	if print {
+		views.Diagnostics(os.Stderr, diags)
+	}
+	g.warnings = nil
+	for _, d := range diags {
+		g.warnings = append(g.warnings, views.FormatDiagnostic(d))
+	}
 	if diags.HasErrors() {
 		n := 0
 		for _, d := range diags {

@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -100,22 +99,39 @@ func sha256Hex(s string) string {
 // generation), with desired's sets as the base of the next plan. A failure
 // only costs the next plan its shortcut, so it is reported as a notice.
 func (g *globals) recordVerified(res *loader.Result, desired *ruleset.Table, host string, gen uint32) {
+	text, _ := g.ahead(desired).chainsText.get()
+	g.saveVerified(&state.Verified{Generation: gen, ConfigHash: loader.HashSources(res.Sources),
+		NetsFiles: res.NetsFiles(), HostName: host, Rules: desired.RuleCount(), Chains: g.chainsHash(desired)},
+		verifiedBase{Sets: desired.Sets, Inc: g.incrementalOf(res, host, text)})
+}
+
+// saveVerified writes v, with this command's key, and its base; a failure
+// is a notice (see recordVerified).
+func (g *globals) saveVerified(v *state.Verified, base verifiedBase) {
 	key, err := g.verifiedKey()
-	var base []byte
+	var data []byte
 	if err == nil {
-		base, err = g.ahead(desired).base.get()
+		v.Key = key
+		data, err = bincodec.Marshal(base)
 	}
 	if err == nil {
-		err = g.run().SaveVerified(g.netns, &state.Verified{Key: key, Generation: gen, ConfigHash: loader.HashSources(res.Sources),
-			NetsFiles: res.NetsFiles(), HostName: host, Rules: desired.RuleCount(), Chains: g.chainsHash(desired)}, base)
+		err = g.run().SaveVerified(g.netns, v, data)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "notice: cannot record the verified state (the next plan reads the kernel): %v\n", err)
 	}
 }
 
-// chainsHash identifies a table's chains and rules (~6 ms for 10,000
-// rules; see ahead).
+// verifiedBase is what the verified record keeps beside it: the desired
+// table's sets (the next plan's base) and, when some of them are drawn
+// from nets files, what an incremental apply needs (incremental.go).
+type verifiedBase struct {
+	Sets []*ruleset.Set
+	Inc  *incremental
+}
+
+// chainsHash identifies a table's chains and rules (a hash of their text;
+// see ahead).
 func (g *globals) chainsHash(t *ruleset.Table) string {
 	h, _ := g.ahead(t).chains.get()
 	return h
@@ -133,23 +149,38 @@ func (g *globals) rendered(t *ruleset.Table) string {
 // take ~25 ms, which run on the other core while the command plans and
 // commits (docs/performance.md).
 type ahead struct {
-	table    *ruleset.Table
-	chains   *future[string]
-	rendered *future[string]
-	base     *future[[]byte]
+	table *ruleset.Table
+	// chainsText is the rendering's chains (ruleset.Table.ChainsText),
+	// which the chains' hash covers.
+	chainsText *future[string]
+	chains     *future[string]
+	rendered   *future[string]
 }
 
 // ahead starts the work for t, or returns it when started.
 func (g *globals) ahead(t *ruleset.Table) *ahead {
 	if g.started == nil || g.started.table != t {
+		text := async(func() (string, error) { return t.ChainsText(), nil })
 		g.started = &ahead{
-			table:    t,
-			chains:   async(func() (string, error) { return chainsHash(t), nil }),
-			rendered: async(func() (string, error) { return t.String(), nil }),
-			base:     async(func() ([]byte, error) { return bincodec.Marshal(t.Sets) }),
+			table:      t,
+			chainsText: text,
+			chains: async(func() (string, error) {
+				s, _ := text.get()
+				return hashText(s), nil
+			}),
+			rendered: async(func() (string, error) {
+				s, _ := text.get()
+				return t.StringWithChains(s), nil
+			}),
 		}
 	}
 	return g.started
+}
+
+// hashText is the chains' hash of their text (planFromVerified compares it).
+func hashText(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
 }
 
 // future is a value computed on a goroutine of its own.
@@ -171,14 +202,6 @@ func async[T any](f func() (T, error)) *future[T] {
 func (f *future[T]) get() (T, error) {
 	<-f.done
 	return f.v, f.err
-}
-
-func chainsHash(t *ruleset.Table) string {
-	h := sha256.New()
-	for _, c := range t.Chains {
-		io.WriteString(h, c.String())
-	}
-	return hex.EncodeToString(h.Sum(nil))
 }
 
 // planFromVerified plans desired without reading the kernel, when the last
@@ -229,10 +252,11 @@ func (g *globals) ownVerified() *state.Verified {
 	return v
 }
 
-// record is the verified record with the sets of its base.
+// record is the verified record with its base.
 type record struct {
 	*state.Verified
 	sets []*ruleset.Set
+	inc  *incremental
 }
 
 // verifiedRecord reads the namespace's verified record made by this binary
@@ -247,11 +271,11 @@ func (g *globals) verifiedRecord() *future[*record] {
 				return nil, nil
 			}
 			data := g.run().LoadVerifiedBase(g.netns, v)
-			var sets []*ruleset.Set
-			if data == nil || bincodec.Unmarshal(data, &sets) != nil {
+			var base verifiedBase
+			if data == nil || bincodec.Unmarshal(data, &base) != nil {
 				return nil, nil
 			}
-			return &record{v, sets}, nil
+			return &record{v, base.Sets, base.Inc}, nil
 		})
 	}
 	return g.verified

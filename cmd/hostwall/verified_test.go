@@ -259,16 +259,17 @@ func runDirOf(t *testing.T) string {
 
 // TestDecodedCache: the policy files' decoding is kept in the run
 // directory and used while they are unchanged: a changed nets file is
-// applied without rewriting it (the same file, by inode); a damaged one
-// is decoded again and rewritten, never applied; a changed policy file is
-// decoded again. The kernel, listed by nft, holds the right elements each
-// time.
+// applied without rewriting it (the same file, by inode; the incremental
+// apply does not even read it); a damaged one is decoded again and
+// rewritten, never applied (--refresh takes the long way, through the
+// loader); a changed policy file is decoded again. The kernel, listed by
+// nft, holds the right elements each time.
 func TestDecodedCache(t *testing.T) {
 	ns := testns.New(t)
 	dir := writeConfig(t, map[string]string{"policy.hcl": allow8080 + blocking, "blocklist.txt": "192.0.2.0/24\n"})
-	apply := func(what string) {
+	apply := func(what string, flags ...string) {
 		t.Helper()
-		if r := hostwall(t, "", "apply", "--auto-approve", "-c", dir, "--netns", ns, "--host-name", "srv"); r.code != 0 {
+		if r := hostwall(t, "", append([]string{"apply", "--auto-approve", "-c", dir, "--netns", ns, "--host-name", "srv"}, flags...)...); r.code != 0 {
 			t.Fatalf("%s: apply: exit %d\n%s%s", what, r.code, r.stdout, r.stderr)
 		}
 	}
@@ -303,7 +304,7 @@ func TestDecodedCache(t *testing.T) {
 	data, _ := os.ReadFile(path)
 	os.WriteFile(path, data[:len(data)/2], 0o600)
 	os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("198.51.100.0/24\n"), 0o644)
-	apply("a damaged cache")
+	apply("a damaged cache", "--refresh")
 	kernelHas("a damaged cache", "198.51.100.0/24")
 	if again, _ := os.ReadFile(path); len(again) != len(data) {
 		t.Errorf("the damaged cache was not rewritten: %d bytes, want %d", len(again), len(data))

@@ -1,0 +1,165 @@
+package main_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/internal/testns"
+)
+
+const blocklistPolicy = `
+host { name = "srv" }
+host_endpoint "eth0" { interface = "eth0" }
+network_set "bl" {
+  labels    = { bad = "yes" }
+  nets      = ["192.0.2.0/24"]
+  nets_file = "bl.txt"
+}
+policy "block" {
+  order = 10
+  ingress {
+    action = "deny"
+    source { selector = "bad == 'yes'" }
+  }
+}
+policy "web" {
+  order = 20
+  ingress {
+    action      = "allow"
+    protocol    = "tcp"
+    destination { ports = [22, 443] }
+  }
+}
+`
+
+// TestIncrementalApply: after a full apply, a change to the nets file
+// alone is applied without loading the policy files, to the same kernel
+// table, generation and rendering as the long way; every other kind of
+// change, and every case the shortcut cannot vouch for, takes the long way
+// and ends in the same place.
+func TestIncrementalApply(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	dir := writeConfig(t, map[string]string{"policy.hcl": blocklistPolicy, "bl.txt": "10.0.0.0/8\n"})
+	write := func(name, data string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply := func(env ...string) result {
+		t.Helper()
+		return hostwallEnv(t, "", env, "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0")
+	}
+	converged := func(when string) {
+		t.Helper()
+		if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--refresh", "--detailed-exitcode"); r.code != 0 {
+			t.Fatalf("%s: plan --refresh exited %d:\n%s%s", when, r.code, r.stdout, r.stderr)
+		}
+	}
+	incremental := func(r result) bool { return strings.Contains(r.stdout, "without loading the policy files") }
+
+	if r := apply(); r.code != 0 || incremental(r) {
+		t.Fatalf("first apply: exit %d, incremental %v:\n%s%s", r.code, incremental(r), r.stdout, r.stderr)
+	}
+
+	write("bl.txt", "10.0.0.0/8\n198.51.100.0/24 # added\n")
+	r := apply()
+	if r.code != 0 || !incremental(r) {
+		t.Fatalf("a nets file change: exit %d, incremental %v:\n%s%s", r.code, incremental(r), r.stdout, r.stderr)
+	}
+	if !strings.Contains(r.stdout, "+ 198.51.100.0/24") || !strings.Contains(r.stdout, "Generation 2.") {
+		t.Errorf("the incremental apply's output:\n%s", r.stdout)
+	}
+	if set := testns.NFT(t, ns, "list", "table", "inet", "hostwall"); !strings.Contains(set, "198.51.100.0/24") {
+		t.Errorf("the kernel lacks the added network:\n%s", set)
+	}
+	converged("after the incremental apply")
+	// The generation is the long way's: the same files and rendering as a
+	// full apply of the same directory into another namespace.
+	other := testns.New(t)
+	testns.Run(t, "ip", "-n", other, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	otherState := t.TempDir()
+	if r := hostwallEnv(t, "", []string{"HOSTWALL_STATE_DIR=" + otherState, "HOSTWALL_RUN_DIR=" + t.TempDir()},
+		"apply", "-c", dir, "--netns", other, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
+		t.Fatalf("full apply elsewhere: %d %s", r.code, r.stderr)
+	}
+	state := strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")
+	for _, f := range []string{"ruleset.nft", "files/001-bl.txt"} {
+		got, err1 := os.ReadFile(filepath.Join(state, "generations", "000002", f))
+		want, err2 := os.ReadFile(filepath.Join(otherState, "generations", "000001", f))
+		if err1 != nil || err2 != nil || string(got) != string(want) {
+			t.Errorf("generation 2's %s differs from the long way's (%v, %v)", f, err1, err2)
+		}
+	}
+	if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--detailed-exitcode"); r.code != 0 || !strings.Contains(r.stdout, "From hostwall's last full check") {
+		t.Errorf("plan after the incremental apply does not take the no-change shortcut (exit %d):\n%s", r.code, r.stdout)
+	}
+
+	// Each of these takes the long way, and still ends converged.
+	line := 0
+	change := func() {
+		line++
+		write("bl.txt", "10.0.0.0/8\n203.0.113."+string(rune('0'+line))+"/32\n")
+	}
+	for _, tc := range []struct {
+		name  string
+		setup func() []string // returns extra environment
+	}{
+		{"a policy file changed too", func() []string {
+			write("policy.hcl", blocklistPolicy+"\n# edited\n")
+			return nil
+		}},
+		{"the connection is not to port 22", func() []string {
+			return []string{"SSH_CONNECTION=192.0.2.9 40000 192.0.2.1 2222"}
+		}},
+		{"the kernel's ruleset moved", func() []string {
+			testns.NFT(t, ns, "add", "table", "ip", "someone-else")
+			return nil
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			change()
+			env := tc.setup()
+			r := apply(env...)
+			if r.code != 0 || incremental(r) {
+				t.Fatalf("exit %d, incremental %v:\n%s%s", r.code, incremental(r), r.stdout, r.stderr)
+			}
+			converged(tc.name)
+		})
+	}
+	// --refresh reads the kernel.
+	change()
+	if r := hostwallEnv(t, "", nil, "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0", "--refresh"); r.code != 0 || incremental(r) {
+		t.Fatalf("--refresh: exit %d, incremental %v", r.code, incremental(r))
+	}
+	// A nets file that does not parse: the long way's error, file:line,
+	// and nothing applied.
+	before := testns.NFT(t, ns, "list", "table", "inet", "hostwall")
+	write("bl.txt", "10.0.0.0/8\nnot-a-network\n")
+	if r := apply(); r.code != 1 || !strings.Contains(r.stderr, "bl.txt:2:1") {
+		t.Errorf("a bad nets file: exit %d:\n%s", r.code, r.stderr)
+	}
+	if after := testns.NFT(t, ns, "list", "table", "inet", "hostwall"); after != before {
+		t.Error("a bad nets file changed the kernel")
+	}
+	// A comment added: the files changed, the sets did not.
+	write("bl.txt", "10.0.0.0/8\n# nothing new\n")
+	apply()
+	write("bl.txt", "10.0.0.0/8\n# nothing new, again\n")
+	if r := apply(); r.code != 0 || incremental(r) || !strings.Contains(r.stdout, "No changes") {
+		t.Errorf("a comment added: exit %d, incremental %v:\n%s", r.code, incremental(r), r.stdout)
+	}
+	// Failsafe without tcp:22: the lockout check must see the networks.
+	write("policy.hcl", blocklistPolicy+"failsafe {\n  inbound = [\"udp:68\"]\n}\n")
+	if r := apply(); r.code != 0 {
+		t.Fatalf("failsafe without ssh: %d %s", r.code, r.stderr)
+	}
+	change()
+	if r := apply(); r.code != 0 || incremental(r) {
+		t.Errorf("failsafe without tcp:22: exit %d, incremental %v:\n%s%s", r.code, incremental(r), r.stdout, r.stderr)
+	}
+	converged("at the end")
+}
