@@ -112,6 +112,9 @@ type Pending struct {
 	s   *Store
 	g   *Generation
 	tmp string
+	// kept are the current generation's files by SHA-256: a file it holds
+	// as it was is linked, not written again.
+	kept map[string]string
 }
 
 // Prepare writes g, numbered as the next generation, durably (every file
@@ -137,12 +140,35 @@ func (s *Store) Prepare(g *Generation) (*Pending, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Pending{s: s, g: g, tmp: tmp}
+	p := &Pending{s: s, g: g, tmp: tmp, kept: s.currentFiles()}
 	if err := p.write(); err != nil {
 		p.Abort()
 		return nil, err
 	}
 	return p, nil
+}
+
+// fileName is the name of a generation's file i, read from path.
+func fileName(i int, path string) string { return fmt.Sprintf("%03d-%s", i, filepath.Base(path)) }
+
+// currentFiles maps the SHA-256 of each file of the current generation to
+// its copy there; nil when there is none. Generations are never changed
+// once written, so their files can be shared by links.
+func (s *Store) currentFiles() map[string]string {
+	n, err := s.Current()
+	if err != nil || n == 0 {
+		return nil
+	}
+	meta, err := os.ReadFile(filepath.Join(s.path(n), "meta.json"))
+	var g Generation
+	if err != nil || json.Unmarshal(meta, &g) != nil {
+		return nil
+	}
+	out := map[string]string{}
+	for i, f := range g.Files {
+		out[f.SHA256] = filepath.Join(s.path(n), "files", fileName(i, f.Path))
+	}
+	return out
 }
 
 // tmpPrefix starts the names of generations being written.
@@ -157,8 +183,11 @@ func (p *Pending) write() error {
 		return err
 	}
 	for i, f := range p.g.Files {
-		name := fmt.Sprintf("%03d-%s", i, filepath.Base(f.Path))
-		if err := writeFileSynced(filepath.Join(p.tmp, "files", name), f.Data, 0o600); err != nil {
+		path := filepath.Join(p.tmp, "files", fileName(i, f.Path))
+		if prev, ok := p.kept[f.SHA256]; ok && os.Link(prev, path) == nil {
+			continue // already synced; the directory's sync makes the link durable
+		}
+		if err := writeFileSynced(path, f.Data, 0o600); err != nil {
 			return err
 		}
 	}
@@ -243,8 +272,7 @@ func (s *Store) Load(n int) (*Generation, error) {
 	}
 	g.Ruleset = string(rs)
 	for i := range g.Files {
-		name := fmt.Sprintf("%03d-%s", i, filepath.Base(g.Files[i].Path))
-		if g.Files[i].Data, err = os.ReadFile(filepath.Join(dir, "files", name)); err != nil {
+		if g.Files[i].Data, err = os.ReadFile(filepath.Join(dir, "files", fileName(i, g.Files[i].Path))); err != nil {
 			return nil, err
 		}
 	}

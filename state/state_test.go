@@ -3,6 +3,7 @@ package state
 import (
 	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 
@@ -103,5 +104,50 @@ func TestPrepareCommitAbort(t *testing.T) {
 	}
 	if left, _ := filepath.Glob(filepath.Join(s.Dir, "generations", tmpPrefix+"*")); len(left) != 0 {
 		t.Errorf("a killed writer's directory survived the commit: %v", left)
+	}
+}
+
+// TestUnchangedFilesLinked: a generation links the files the current one
+// holds unchanged instead of writing them again; each reads back as
+// recorded, also once the older generation is pruned.
+func TestUnchangedFilesLinked(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	record := func(blocklist string) *Generation {
+		t.Helper()
+		g := &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n", Files: []File{
+			{Path: "/etc/hostwall/policy.hcl", Data: []byte("policy \"p\" {}\n")},
+			{Path: "/etc/hostwall/bl.txt", Data: []byte(blocklist)},
+		}}
+		if err := s.Record(g); err != nil {
+			t.Fatal(err)
+		}
+		return g
+	}
+	inode := func(n, i int, path string) uint64 {
+		t.Helper()
+		fi, err := os.Stat(filepath.Join(s.path(n), "files", fileName(i, path)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fi.Sys().(*syscall.Stat_t).Ino
+	}
+	record("10.0.0.0/8\n")
+	record("10.0.0.0/8\n192.0.2.0/24\n")
+	if inode(1, 0, "policy.hcl") != inode(2, 0, "policy.hcl") {
+		t.Error("the unchanged policy file was written again, not linked")
+	}
+	if inode(1, 1, "bl.txt") == inode(2, 1, "bl.txt") {
+		t.Error("the changed nets file shares the old one's inode")
+	}
+	s.Keep = 1
+	if err := s.prune(); err != nil {
+		t.Fatal(err)
+	}
+	g, err := s.Load(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(g.Files[0].Data) != "policy \"p\" {}\n" || string(g.Files[1].Data) != "10.0.0.0/8\n192.0.2.0/24\n" {
+		t.Errorf("generation 2 after pruning 1: %q, %q", g.Files[0].Data, g.Files[1].Data)
 	}
 }

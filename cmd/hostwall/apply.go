@@ -159,7 +159,7 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 			return fmt.Errorf("no recorded generation to return to, and table inet hostwall exists: apply once without --confirm-timeout (or with --confirm-timeout 0), then use trials")
 		}
 	}
-	applied, gen, err := g.commitPlan(g.generation(res, desired, host, reasonFor(f)),
+	applied, gen, err := g.commitPlan(func() *state.Generation { return g.generation(res, desired, host, reasonFor(f)) },
 		func() (*planner.Plan, uint32, error) {
 			return agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration)
 		},
@@ -175,13 +175,14 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 }
 
 // commitPlan commits a plan by apply, which returns the plan applied and
-// the kernel's generation after it, and records gen as the next generation
-// and the verified state by note. The generation is written while the
-// kernel commits, and made one after (under the lock held since planning);
-// the verified record is written beside it.
-func (g *globals) commitPlan(gen *state.Generation, apply func() (*planner.Plan, uint32, error), note func(verified uint32)) (*planner.Plan, *state.Generation, error) {
+// the kernel's generation after it, and records gen() as the next
+// generation and the verified state by note. The generation is made
+// (rendered) and written while the kernel commits, and made one after
+// (under the lock held since planning); the verified record is written
+// beside it.
+func (g *globals) commitPlan(gen func() *state.Generation, apply func() (*planner.Plan, uint32, error), note func(verified uint32)) (*planner.Plan, *state.Generation, error) {
 	store := g.store()
-	prepared := async(func() (*state.Pending, error) { return store.Prepare(gen) })
+	prepared := async(func() (*state.Pending, error) { return store.Prepare(gen()) })
 	applied, verified, err := apply()
 	pending, perr := prepared.get()
 	if err != nil {

@@ -141,12 +141,15 @@ func (g *globals) incrementalApply(ctx context.Context, out io.Writer, in io.Rea
 		return true, &exitError{code: 1}
 	}
 	host := c.rec.HostName
-	gen := &state.Generation{Time: time.Now(), UID: os.Getuid(), SSHConnection: os.Getenv("SSH_CONNECTION"),
-		HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reasonFor(f)}
-	for _, s := range c.srcs {
-		gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data})
+	gen := func() *state.Generation {
+		gen := &state.Generation{Time: time.Now(), UID: os.Getuid(), SSHConnection: os.Getenv("SSH_CONNECTION"),
+			HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reasonFor(f),
+			Ruleset: c.desired.StringWithChains(c.rec.inc.Chains)}
+		for _, s := range c.srcs {
+			gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data})
+		}
+		return gen
 	}
-	gen.Ruleset = c.desired.StringWithChains(c.rec.inc.Chains)
 	// When someone else commits between the check and the batch, the long
 	// way takes over: the configuration loaded and compiled (its warnings
 	// are printed already), and agent.Apply plans again against the kernel.
