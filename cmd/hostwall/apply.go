@@ -159,11 +159,12 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 			return fmt.Errorf("no recorded generation to return to, and table inet hostwall exists: apply once without --confirm-timeout (or with --confirm-timeout 0), then use trials")
 		}
 	}
+	made := g.verifiedOf(res, desired, host)
 	applied, gen, err := g.commitPlan(func() *state.Generation { return g.generation(res, desired, host, reasonFor(f)) },
 		func() (*planner.Plan, uint32, error) {
 			return agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration)
 		},
-		func(verified uint32) { g.recordVerified(res, desired, host, verified) })
+		func(verified uint32) { g.noteVerified(made, verified) })
 	if err != nil {
 		return err
 	}

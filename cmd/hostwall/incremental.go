@@ -36,6 +36,7 @@ import (
 	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/internal/bincodec"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
@@ -62,18 +63,22 @@ type incremental struct {
 	SSHFailsafe bool
 }
 
-// incrementalOf is the incremental record of desired, compiled from res
-// for host by desired(); nil when no set is drawn from a nets file.
-func (g *globals) incrementalOf(res *loader.Result, host, chains string) *incremental {
+// incrementalOf returns a function making the incremental record of the
+// configuration desired() compiled last, from res for host (with the
+// chains' text to fill in); nil when no set is drawn from a nets file. The
+// recipes and warnings are taken now, the files hashed when it is called.
+func (g *globals) incrementalOf(res *loader.Result, host string) func(chains string) *incremental {
 	if len(g.recipes) == 0 {
 		return nil
 	}
-	inc := &incremental{Files: map[string]string{}, Recipes: g.recipes, Chains: chains, Warnings: g.warnings,
-		SSHFailsafe: sshFailsafe(res.Config, host)}
-	for _, s := range res.Sources {
-		inc.Files[s.Path] = fileSum(s.Data)
+	recipes, warnings, ssh := g.recipes, g.warnings, sshFailsafe(res.Config, host)
+	return func(chains string) *incremental {
+		inc := &incremental{Files: map[string]string{}, Recipes: recipes, Chains: chains, Warnings: warnings, SSHFailsafe: ssh}
+		for _, s := range res.Sources {
+			inc.Files[s.Path] = fileSum(s.Data)
+		}
+		return inc
 	}
-	return inc
 }
 
 func fileSum(data []byte) string {
@@ -150,6 +155,18 @@ func (g *globals) incrementalApply(ctx context.Context, out io.Writer, in io.Rea
 		}
 		return gen
 	}
+	// The verified record is made beside the commit, as the long way's.
+	inc := *c.rec.inc
+	inc.Files = map[string]string{}
+	made := async(func() (verifiedNote, error) {
+		for _, s := range c.srcs {
+			inc.Files[s.Path] = fileSum(s.Data)
+		}
+		v := *c.rec.Verified
+		v.ConfigHash = loader.HashSources(c.srcs)
+		base, err := bincodec.Marshal(verifiedBase{Sets: c.desired.Sets, Inc: &inc})
+		return verifiedNote{&v, base}, err
+	})
 	// When someone else commits between the check and the batch, the long
 	// way takes over: the configuration loaded and compiled (its warnings
 	// are printed already), and agent.Apply plans again against the kernel.
@@ -164,22 +181,10 @@ func (g *globals) incrementalApply(ctx context.Context, out io.Writer, in io.Rea
 			if full, fullRes, err = g.compiled(false); err != nil {
 				return nil, 0, err
 			}
+			made = g.verifiedOf(fullRes, full, host)
 			return agent.Apply(ctx, conn, full, c.plan, nft.IsGenerationChanged, agent.ByGeneration)
 		},
-		func(verified uint32) {
-			if full != nil {
-				g.recordVerified(fullRes, full, host, verified)
-				return
-			}
-			inc := *c.rec.inc
-			inc.Files = map[string]string{}
-			for _, s := range c.srcs {
-				inc.Files[s.Path] = fileSum(s.Data)
-			}
-			v := *c.rec.Verified
-			v.Generation, v.ConfigHash = verified, loader.HashSources(c.srcs)
-			g.saveVerified(&v, verifiedBase{Sets: c.desired.Sets, Inc: &inc})
-		})
+		func(verified uint32) { g.noteVerified(made, verified) })
 	if err != nil {
 		return true, err
 	}

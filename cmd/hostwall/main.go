@@ -6,6 +6,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"runtime"
 	"runtime/debug"
@@ -30,14 +31,47 @@ func (e *exitError) Error() string {
 // often as Go's default makes loading a large configuration a quarter
 // faster for more peak memory while working (docs/performance.md). The
 // agent hands its memory back after each piece of work, so its resting
-// memory hardly changes. GOGC in the environment overrides it.
+// memory hardly changes. GOGC or GOMEMLIMIT in the environment override it.
 const gcPercent = 400
 
+// gcFloor is the heap below which a one-shot command collects no garbage
+// at all (oneShotGC): applying a changed 100k-network blocklist allocates
+// ~30 MB, and its one collection cost it ~7 ms.
+const gcFloor = 64 << 20
+
 func main() {
-	if os.Getenv("GOGC") == "" {
+	if gcTuned() {
 		debug.SetGCPercent(gcPercent)
 	}
 	os.Exit(run())
+}
+
+// gcTuned reports whether hostwall chooses the collector's settings (the
+// environment has not).
+func gcTuned() bool { return os.Getenv("GOGC") == "" && os.Getenv("GOMEMLIMIT") == "" }
+
+// oneShotGC makes a command that exits when done collect nothing until its
+// heap reaches gcFloor, and from the first collection on collect at
+// gcPercent as before — so a large configuration is never collected over
+// and over at a ceiling.
+func oneShotGC() {
+	if !gcTuned() {
+		return
+	}
+	debug.SetGCPercent(-1)
+	debug.SetMemoryLimit(gcFloor)
+	runtime.SetFinalizer(&gcSentinel{}, func(*gcSentinel) {
+		debug.SetGCPercent(gcPercent)
+		debug.SetMemoryLimit(math.MaxInt64)
+	})
+}
+
+// gcSentinel is collected by the first collection; its finalizer then
+// ends oneShotGC's floor. (Big enough not to be a tiny allocation, whose
+// finalizers need not run.)
+type gcSentinel struct {
+	_ [32]byte
+	_ *int
 }
 
 // run runs the command line and returns the exit code.

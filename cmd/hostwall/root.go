@@ -65,6 +65,9 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Name() != "agent" {
+				oneShotGC()
+			}
 			if err := flagsFromEnv(cmd); err != nil {
 				return err
 			}

@@ -99,23 +99,44 @@ func sha256Hex(s string) string {
 // generation), with desired's sets as the base of the next plan. A failure
 // only costs the next plan its shortcut, so it is reported as a notice.
 func (g *globals) recordVerified(res *loader.Result, desired *ruleset.Table, host string, gen uint32) {
-	text, _ := g.ahead(desired).chainsText.get()
-	g.saveVerified(&state.Verified{Generation: gen, ConfigHash: loader.HashSources(res.Sources),
-		NetsFiles: res.NetsFiles(), HostName: host, Rules: desired.RuleCount(), Chains: g.chainsHash(desired)},
-		verifiedBase{Sets: desired.Sets, Inc: g.incrementalOf(res, host, text)})
+	g.noteVerified(g.verifiedOf(res, desired, host), gen)
 }
 
-// saveVerified writes v, with this command's key, and its base; a failure
-// is a notice (see recordVerified).
-func (g *globals) saveVerified(v *state.Verified, base verifiedBase) {
-	key, err := g.verifiedKey()
-	var data []byte
+// verifiedOf starts making the verified record of desired, compiled from
+// res for host, and its base (hashes, encoding) on a goroutine: an apply
+// starts it before the commit, and noteVerified writes it after.
+func (g *globals) verifiedOf(res *loader.Result, desired *ruleset.Table, host string) *future[verifiedNote] {
+	incOf := g.incrementalOf(res, host)
+	return async(func() (verifiedNote, error) {
+		text, _ := g.ahead(desired).chainsText.get()
+		var inc *incremental
+		if incOf != nil {
+			inc = incOf(text)
+		}
+		v := &state.Verified{ConfigHash: loader.HashSources(res.Sources), NetsFiles: res.NetsFiles(), HostName: host,
+			Rules: desired.RuleCount(), Chains: g.chainsHash(desired)}
+		base, err := bincodec.Marshal(verifiedBase{Sets: desired.Sets, Inc: inc})
+		return verifiedNote{v, base}, err
+	})
+}
+
+// verifiedNote is a verified record made, but for its generation.
+type verifiedNote struct {
+	v    *state.Verified
+	base []byte
+}
+
+// noteVerified writes the record made by a verifiedOf as the kernel's at
+// generation gen; a failure is a notice (see recordVerified).
+func (g *globals) noteVerified(made *future[verifiedNote], gen uint32) {
+	n, err := made.get()
+	var key string
 	if err == nil {
-		v.Key = key
-		data, err = bincodec.Marshal(base)
+		key, err = g.verifiedKey()
 	}
 	if err == nil {
-		err = g.run().SaveVerified(g.netns, v, data)
+		n.v.Key, n.v.Generation = key, gen
+		err = g.run().SaveVerified(g.netns, n.v, n.base)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "notice: cannot record the verified state (the next plan reads the kernel): %v\n", err)
