@@ -20,6 +20,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hostwall/hostwall/bench/internal/benchns"
@@ -65,7 +66,7 @@ func run(bin, config string, runs int, debounce, settle, idle time.Duration) err
 	if err := agent.Start(); err != nil {
 		return err
 	}
-	defer func() { agent.Process.Kill(); agent.Wait() }()
+	defer stop(agent)
 
 	store := &state.Store{Dir: stateDir}
 	start := time.Now()
@@ -204,4 +205,19 @@ func cpuAndSwitches(pid int) (ticks, switches int, err error) {
 		switches += v + n
 	}
 	return utime + stime, switches, nil
+}
+
+// stop ends the agent as systemd does, SIGTERM, so that it exits through
+// its own path (HOSTWALL_CPUPROFILE then writes a profile of it); killed
+// after 10 s.
+func stop(agent *exec.Cmd) {
+	agent.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { agent.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		agent.Process.Kill()
+		<-done
+	}
 }
