@@ -48,8 +48,9 @@ const (
 	// generation by exactly one from the generation of the plan's read:
 	// then nobody else committed in between, the kernel held what the plan
 	// was diffed against (a whole-table read), and the batch went in whole
-	// (all or nothing, every message acknowledged), so the kernel holds
-	// desired. Any other generation falls back to ByReadBack.
+	// (all or nothing, no message refused, checked by the kernel against
+	// the plan's generation), so the kernel holds desired. Any other
+	// generation falls back to ByReadBack.
 	ByGeneration Verification = iota
 	// ByReadBack reads the whole table back and diffs it against desired.
 	// The agent uses it because the read is also its next plan's base;
