@@ -577,7 +577,12 @@ func memoKey(name string, sets []*config.NetworkSet, heps []*config.HostEndpoint
 	buf = append(buf, name...)
 	for _, ns := range sets {
 		buf = append(buf, 0xff)
-		for _, n := range ns.Nets {
+		nets := ns.Nets
+		if ns.NetsKey != "" { // the file's networks, by its content's hash
+			nets = nets[:ns.InlineNets]
+			buf = append(append(append(buf, 0xfd), ns.NetsKey...), 0xfd)
+		}
+		for _, n := range nets {
 			a := n.Addr().As16()
 			buf = append(append(buf, a[:]...), byte(n.Bits()), byte(n.Addr().BitLen()))
 			if len(buf) > 60<<10 {

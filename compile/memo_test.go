@@ -2,6 +2,8 @@ package compile
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -93,6 +95,75 @@ func TestMemo(t *testing.T) {
 			t.Fatalf("compile %d: the sets differ with the memo (-without +with):\n%s", i, d)
 		}
 		s := blocklist(got)
+		if shared := prev != nil && &s.Elements[0] == &prev.Elements[0]; shared != c.shared {
+			t.Errorf("compile %d: elements shared with the last compile = %v, want %v", i, shared, c.shared)
+		}
+		prev = s
+	}
+}
+
+// TestMemoNetsFile: through the loader's Memo, as the agent loads, a set
+// drawn from a nets file is kept while the file and the set's inline
+// networks are as they were, and made again when either changes; every
+// table is the one compiling without memos gives.
+func TestMemoNetsFile(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	policy := func(inline string) string {
+		return strings.Replace(memoConfig(0, 0, 80), "nets   = []", "nets = ["+inline+"]\n  nets_file = \"bl.txt\"", 1)
+	}
+	lines := func(base int) string {
+		var b strings.Builder
+		for i := range memoMin + 10 {
+			fmt.Fprintf(&b, "10.%d.%d.0/25\n", (base+i)/256%256, (base+i)%256)
+		}
+		return b.String()
+	}
+	lm, cm := &loader.Memo{}, &Memo{}
+	var prev *ruleset.Set
+	for i, c := range []struct {
+		inline, file string
+		shared       bool
+	}{
+		{`"198.51.100.0/24"`, lines(0), false},
+		{`"198.51.100.0/24"`, lines(0), true},
+		{`"198.51.100.0/24"`, lines(7), false}, // the file changed
+		{`"198.51.100.0/24"`, lines(7), true},
+		{`"203.0.113.0/24"`, lines(7), false}, // the inline networks changed
+		{`"203.0.113.0/24"`, lines(7), true},
+	} {
+		write("p.hcl", policy(c.inline))
+		write("bl.txt", c.file)
+		compileDir := func(lm *loader.Memo, cm *Memo) *ruleset.Table {
+			t.Helper()
+			res, diags := loader.LoadDir(dir, loader.DirOptions{InsecureSkipPerms: true, Memo: lm})
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			tbl, diags := Compile(res.Config, Options{HostName: "h", Memo: cm})
+			if diags.HasErrors() {
+				t.Fatal(diags)
+			}
+			return tbl
+		}
+		got, want := compileDir(lm, cm), compileDir(nil, nil)
+		if d := cmp.Diff(want.String(), got.String()); d != "" {
+			t.Fatalf("compile %d: the table differs with the memos (-without +with):\n%s", i, d)
+		}
+		var s *ruleset.Set
+		for _, set := range got.Sets {
+			if len(set.Elements) > memoMin {
+				s = set
+			}
+		}
+		if s == nil {
+			t.Fatalf("compile %d: no blocklist set", i)
+		}
 		if shared := prev != nil && &s.Elements[0] == &prev.Elements[0]; shared != c.shared {
 			t.Errorf("compile %d: elements shared with the last compile = %v, want %v", i, shared, c.shared)
 		}

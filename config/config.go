@@ -152,8 +152,12 @@ type NetworkSet struct {
 	Labels map[string]string
 	Nets   []netip.Prefix
 	// NetsFile is the nets file whose networks follow the first InlineNets
-	// of Nets (the loader resolves and reads it; empty: none).
+	// of Nets (the loader resolves and reads it; empty: none). NetsKey,
+	// when set, identifies the file's content: a loader with a Memo
+	// hashes it, and compile's Memo keys sets by it instead of hashing
+	// every network again.
 	NetsFile   string
+	NetsKey    string
 	InlineNets int
 	DeclRange  hcl.Range
 }

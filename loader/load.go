@@ -137,8 +137,8 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 	b.cfg, nets, b.diags = merge(frags, diags)
 	for _, ref := range nets {
 		ns := *b.cfg.NetworkSets[ref.Set] // a copy: the decoded set may be a Memo's
-		path, nets := b.netsFile(ref)
-		ns.NetsFile, ns.InlineNets = path, len(ns.Nets)
+		path, key, nets := b.netsFile(ref)
+		ns.NetsFile, ns.NetsKey, ns.InlineNets = path, key, len(ns.Nets)
 		ns.Nets = append(slices.Clip(ns.Nets), nets...)
 		b.cfg.NetworkSets[ref.Set] = &ns
 	}

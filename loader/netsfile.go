@@ -61,13 +61,13 @@ func ParseNetsFile(path string, data []byte) ([]netip.Prefix, hcl.Diagnostics) {
 // when loading a directory, from disk, under the same trust checks and size
 // limit as policy files; either way they join the result's sources, so
 // generations and the agent's content hash cover them.
-func (b *builder) netsFile(ref netsRef) (string, []netip.Prefix) {
+func (b *builder) netsFile(ref netsRef) (path, key string, nets []netip.Prefix) {
 	name, from := ref.Name, ref.From
 	root := b.dir
 	if root == "" {
 		root = filepath.Dir(from)
 	}
-	path := name
+	path = name
 	if !filepath.IsAbs(path) {
 		path = filepath.Join(filepath.Dir(from), name)
 	}
@@ -75,28 +75,27 @@ func (b *builder) netsFile(ref netsRef) (string, []netip.Prefix) {
 	if rel, err := filepath.Rel(root, path); err != nil || rel == ".." || strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
 		b.diags = append(b.diags, errAt(ref.Range, "nets_file outside the configuration directory",
 			"%q resolves to %s, outside %s. Keep nets files in the configuration directory (or below it), where the same ownership checks apply.", name, path, root))
-		return "", nil
+		return "", "", nil
 	}
 	data, ok := b.files[path]
 	if !ok {
 		if b.disk == nil {
 			b.diags = append(b.diags, errAt(ref.Range, "nets_file not found", "%s is not among the files given.", path))
-			return "", nil
+			return "", "", nil
 		}
 		var err error
 		if data, err = b.disk(path); err != nil {
 			b.diags = append(b.diags, errAt(ref.Range, "Cannot read nets_file", "%v.", err))
-			return "", nil
+			return "", "", nil
 		}
 		b.files[path] = data
 		b.extra = append(b.extra, Source{Path: path, Data: data})
 	}
 	memoized := b.memo.netsMap()
-	var key string
 	if memoized != nil { // hashing 1.5 MB costs ~1 ms: only to look it up
 		key = fileKey(Source{Path: path, Data: data})
 		if nets, ok := memoized.Get(key); ok {
-			return path, nets
+			return path, key, nets
 		}
 	}
 	nets, diags := ParseNetsFile(path, data)
@@ -104,5 +103,5 @@ func (b *builder) netsFile(ref netsRef) (string, []netip.Prefix) {
 	if !diags.HasErrors() {
 		memoized.Keep(key, nets)
 	}
-	return path, nets
+	return path, key, nets
 }
