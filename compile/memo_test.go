@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/ruleset"
@@ -48,6 +49,20 @@ policy "web" {
 `, strings.Join(nets, ", "), port)
 }
 
+// mustCompile compiles a load for host "h" with m, failing the test on any
+// error of either.
+func mustCompile(t *testing.T, res *loader.Result, diags hcl.Diagnostics, m *Memo) *ruleset.Table {
+	t.Helper()
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	tbl, diags := Compile(res.Config, Options{HostName: "h", Memo: m})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return tbl
+}
+
 // TestMemo: compiling with a Memo gives the very table compiling without
 // one gives; an unchanged blocklist's set is the last compile's (its
 // elements shared), a changed one is made again.
@@ -56,14 +71,7 @@ func TestMemo(t *testing.T) {
 	compileWith := func(src string, m *Memo) *ruleset.Table {
 		t.Helper()
 		res, diags := loader.Load([]loader.Source{{Path: "test.hcl", Data: []byte(src)}})
-		if diags.HasErrors() {
-			t.Fatal(diags)
-		}
-		tbl, diags := Compile(res.Config, Options{HostName: "h", Memo: m})
-		if diags.HasErrors() {
-			t.Fatal(diags)
-		}
-		return tbl
+		return mustCompile(t, res, diags, m)
 	}
 	blocklist := func(tbl *ruleset.Table) *ruleset.Set {
 		for _, s := range tbl.Sets {
@@ -142,14 +150,7 @@ func TestMemoNetsFile(t *testing.T) {
 		compileDir := func(lm *loader.Memo, cm *Memo) *ruleset.Table {
 			t.Helper()
 			res, diags := loader.LoadDir(dir, loader.DirOptions{InsecureSkipPerms: true, Memo: lm})
-			if diags.HasErrors() {
-				t.Fatal(diags)
-			}
-			tbl, diags := Compile(res.Config, Options{HostName: "h", Memo: cm})
-			if diags.HasErrors() {
-				t.Fatal(diags)
-			}
-			return tbl
+			return mustCompile(t, res, diags, cm)
 		}
 		got, want := compileDir(lm, cm), compileDir(nil, nil)
 		if d := cmp.Diff(want.String(), got.String()); d != "" {
