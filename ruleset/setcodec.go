@@ -68,9 +68,11 @@ func (s *Set) MarshalBinary() ([]byte, error) {
 	return b, nil
 }
 
-// blockKeyLen is the key length of a set that can be written as a block.
+// blockKeyLen is the key length of a set that can be written as a block:
+// one whose keys all have one length, not zero (the reader refuses a block
+// of empty keys, whose size cannot bound the count), and no verdicts.
 func (s *Set) blockKeyLen() (int, bool) {
-	if len(s.Elements) == 0 {
+	if len(s.Elements) == 0 || len(s.Elements[0].From) == 0 {
 		return 0, false
 	}
 	k := len(s.Elements[0].From)
