@@ -231,13 +231,20 @@ func (c *compiler) labels(hep *config.HostEndpoint) map[string]string {
 	return l
 }
 
+// baseChain is the hook's chain: established and related traffic is
+// accepted first, whatever the interface, and the rest dispatched to the
+// endpoint chains by interface. Every endpoint chain would accept it too,
+// and an interface with no endpoint passes anyway, so the verdicts are
+// those of checking it per endpoint; but the packets of an open connection,
+// nearly all of them, are then decided by one conntrack lookup rather than
+// a map lookup and a jump as well (docs/performance.md, W5).
 func (c *compiler) baseChain(d dirInfo) *ruleset.Chain {
 	ch := &ruleset.Chain{
 		Owner:   OwnerDispatch,
 		Name:    d.base,
 		Base:    &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: d.hook, Priority: 0, Policy: ruleset.PolicyAccept},
-		Comment: fmt.Sprintf("%s hook: dispatch by interface; interfaces without a host endpoint pass untouched", d.hook),
-		Rules:   []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, d.vmap)}},
+		Comment: fmt.Sprintf("%s hook: established traffic passes; the rest is dispatched by interface; interfaces without a host endpoint pass untouched", d.hook),
+		Rules:   []*ruleset.Rule{acceptEstablished(), {Verdict: ruleset.VMap(d.ifDir, d.vmap)}},
 	}
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch
@@ -269,8 +276,9 @@ func (c *compiler) endpointChain(d dirInfo, hep *config.HostEndpoint, what strin
 		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, what)}
 }
 
-// acceptEstablished and dropInvalid are the connection-tracking rules an
-// endpoint chain starts with.
+// acceptEstablished starts the base chains and the untracked and pre-DNAT
+// endpoint chains; dropInvalid starts the endpoint chains of the filter
+// hooks.
 func acceptEstablished() *ruleset.Rule {
 	return &ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"established", "related"}}}, Verdict: ruleset.Accept()}
 }
@@ -306,8 +314,11 @@ func (c *compiler) selectingTiers(d dirInfo, labels map[string]string, policies 
 // hepChain emits the chains of one endpoint and direction and returns the
 // name of its entry chain:
 //
-//	established/related accept → IPv6 ND accept → invalid drop → failsafe →
-//	jump to the first selecting tier → profiles → drop
+//	IPv6 ND accept → invalid drop → failsafe → jump to the first selecting
+//	tier → profiles → drop
+//
+// Established and related traffic never gets here: the base chain accepts
+// it before it dispatches (baseChain).
 //
 // Each tier chain jumps to its policies in order and ends in the tier's
 // default action; a pass goes on to the next tier chain (goto), and after the
@@ -318,9 +329,6 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 		// Allowed by the untracked or pre-DNAT stage: skip the policies.
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Accept()})
 	}
-	ch.Rules = append(ch.Rules,
-		acceptEstablished(),
-	)
 	// IPv6 neighbour discovery keeps IPv6 working on a covered interface
 	// (Calico silently breaks it). It goes before the invalid drop, as
 	// conntrack does not track these messages as connections.

@@ -63,8 +63,11 @@ policy "out-only" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
+	// Established traffic is accepted by the base chain, before dispatch.
+	if diff := cmp.Diff([]string{"ct state established,related accept", "iifname vmap @hep-in"}, rules(tbl, ChainInput)); diff != "" {
+		t.Errorf("input chain mismatch (-want +got):\n%s", diff)
+	}
 	want := []string{
-		"ct state established,related accept",
 		"icmpv6 type nd-router-solicit accept", // IPv6 neighbour discovery
 		"icmpv6 type nd-router-advert accept",
 		"icmpv6 type nd-neighbor-solicit accept",

@@ -27,7 +27,7 @@ var forwardSides = []dirInfo{
 // forward emits the forward hook:
 //
 //	chain forward { type filter hook forward priority filter; policy accept;
-//	  jump fwd-in ; jump fwd-out }
+//	  ct state established,related accept ; jump fwd-in ; jump fwd-out }
 //	chain fwd-in { iifname vmap @hep-fwd-in ; goto hep-<wildcard>-fwd-in }
 //
 // The map's elements goto the endpoint's chain, so when that chain returns
@@ -40,8 +40,8 @@ func (c *compiler) forward(heps, wildcard []*config.HostEndpoint, policies []*co
 	c.t.Chains = append(c.t.Chains, &ruleset.Chain{
 		Owner: OwnerDispatch, Name: ChainForward,
 		Base:    &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookForward, Priority: 0, Policy: ruleset.PolicyAccept},
-		Comment: "forward hook: routed traffic through host endpoints, apply_on_forward policies only",
-		Rules:   []*ruleset.Rule{{Verdict: ruleset.Jump(ChainFwdIn)}, {Verdict: ruleset.Jump(ChainFwdOut)}},
+		Comment: "forward hook: established traffic passes; the rest goes through host endpoints, apply_on_forward policies only",
+		Rules:   []*ruleset.Rule{acceptEstablished(), {Verdict: ruleset.Jump(ChainFwdIn)}, {Verdict: ruleset.Jump(ChainFwdOut)}},
 	})
 	for _, d := range forwardSides {
 		c.owner = OwnerDispatch
@@ -54,8 +54,9 @@ func (c *compiler) forward(heps, wildcard []*config.HostEndpoint, policies []*co
 }
 
 // hepForwardChain emits one endpoint's chain for one side of forwarded
-// traffic: established/related accept, invalid drop, then the tiers (tail
-// called, so their return goes straight back to the forward chain).
+// traffic: invalid drop, then the tiers (tail called, so their return goes
+// straight back to the forward chain). The forward chain has accepted
+// established and related traffic already.
 func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
 	ch := c.endpointChain(d, hep, "forwarded "+string(d.dir))
 	if c.markUsed(d) {
@@ -63,10 +64,7 @@ func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies
 		// is done; the other side still applies.
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
 	}
-	ch.Rules = append(ch.Rules,
-		acceptEstablished(),
-		dropInvalid(),
-	)
+	ch.Rules = append(ch.Rules, dropInvalid())
 	if first := c.tiers(d, ch.Name, hep, policies); first != "" {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})
 	}

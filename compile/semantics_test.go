@@ -144,7 +144,7 @@ host_endpoint "eth0" { interface = "eth0" }
 	if len(diags) != 1 || !strings.Contains(diags[0].Summary, "lo included") {
 		t.Errorf("want the loud warning about lo, got %v", diags)
 	}
-	if diff := cmp.Diff([]string{"iifname vmap @hep-in", "jump hep-all-in"}, rules(tbl, ChainInput)); diff != "" {
+	if diff := cmp.Diff([]string{"ct state established,related accept", "iifname vmap @hep-in", "jump hep-all-in"}, rules(tbl, ChainInput)); diff != "" {
 		t.Errorf("input chain mismatch (-want +got):\n%s", diff)
 	}
 	if n := len(tbl.Set(MapIn).Elements); n != 1 {
