@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# bench/compare.sh OLD NEW: two hostwall binaries side by side, and nft -f,
+# on W1 (a full apply into a fresh namespace, cold) and W2 (one CIDR of the
+# 100k-line file changed, apply end to end), interleaved round by round so
+# that the machine's drift hits both alike; medians of RUNS (default 9).
+# How docs/performance.md measures one change against the build before it:
+#   git worktree add /tmp/before HEAD~1 && (cd /tmp/before && make build)
+#   make build && bench/compare.sh /tmp/before/bin/hostwall bin/hostwall
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" -eq 0 ] || { echo "bench/compare.sh creates network namespaces: run it as root" >&2; exit 1; }
+[ $# -eq 2 ] || { echo "usage: bench/compare.sh OLD-BINARY NEW-BINARY" >&2; exit 2; }
+old=$(realpath "$1") new=$(realpath "$2")
+runs=${RUNS:-9} rules=${RULES:-10000} cidrs=${CIDRS:-100000}
+work=$(mktemp -d)
+nss=()
+cleanup() { for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+newns() { # sets the variable named $1 to a new namespace with an eth0
+  local name=hwcmp-$$-${#nss[@]}
+  ip netns add "$name" && ip -n "$name" link add eth0 type veth peer name p0
+  nss+=("$name"); printf -v "$1" %s "$name"
+}
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+cfg=$work/cfg
+go run ./bench/gen -out "$cfg" -rules "$rules" -cidrs "$cidrs"
+unset SSH_CONNECTION
+declare -A bin=([old]=$old [new]=$new) w1 w2 ns
+apply() { # apply old|new NAMESPACE: the binary's own state and run directories
+  HOSTWALL_STATE_DIR=$work/$1/state HOSTWALL_RUN_DIR=$work/$1/run "${bin[$1]}" apply -c "$cfg" --netns "$2" \
+    --auto-approve --confirm-timeout 0 >/dev/null 2>&1
+}
+n1=() n2=()
+for i in $(seq "$runs"); do
+  order="old new"; [ $((i % 2)) = 0 ] && order="new old"
+  for b in $order; do
+    rm -f "$work/$b/run/"cache-* # cold, as after a reboot
+    newns fresh; ns[$b]=$fresh
+    t=$(date +%s%N); apply "$b" "$fresh"; w1[$b]+="$(ms "$t") "
+  done
+  ip netns exec "${ns[new]}" nft list table inet hostwall >"$work/table.nft"
+  newns nsn
+  t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/table.nft"; n1+=("$(ms "$t")")
+  set=$(awk '/^\tset /{name=$2} /10\.0\.0\.0\/30/{print name; exit}' "$work/table.nft")
+  sed -i '1s|.*|11.0.0.0/30|' "$cfg/blocklist.txt"
+  for b in $order; do
+    t=$(date +%s%N); apply "$b" "${ns[$b]}"; w2[$b]+="$(ms "$t") "
+  done
+  printf 'delete element inet hostwall %s { 10.0.0.0/30 }\nadd element inet hostwall %s { 11.0.0.0/30 }\n' "$set" "$set" >"$work/change.nft"
+  t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/change.nft"; n2+=("$(ms "$t")")
+  for b in old new; do
+    HOSTWALL_STATE_DIR=$work/$b/state HOSTWALL_RUN_DIR=$work/$b/run "${bin[$b]}" plan -c "$cfg" --netns "${ns[$b]}" \
+      --refresh --detailed-exitcode >/dev/null 2>&1 || { echo "$b: W2 did not converge" >&2; exit 1; }
+  done
+  sed -i '1s|.*|10.0.0.0/30|' "$cfg/blocklist.txt"
+  for n in "${ns[@]}" "$nsn"; do ip netns del "$n"; done
+  nss=()
+done
+N1=$(echo "${n1[*]}" | median) N2=$(echo "${n2[*]}" | median)
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
+echo "| binary | W1 (median of $runs) | W1 / nft -f | W2 | W2 / nft -f |"
+echo "|---|---|---|---|---|"
+for b in old new; do
+  a=$(echo "${w1[$b]}" | median) c=$(echo "${w2[$b]}" | median)
+  echo "| $b ${bin[$b]} | $a ms | $(ratio "$a" "$N1") | $c ms | $(ratio "$c" "$N2") |"
+done
+echo "| nft -f | $N1 ms | | $N2 ms | |"
+echo
+echo "runs (ms): W1 old ${w1[old]}; new ${w1[new]}; nft ${n1[*]}; W2 old ${w2[old]}; new ${w2[new]}; nft ${n2[*]}"
