@@ -3,7 +3,8 @@
 # one run, medians of RUNS (default 5), inside throwaway network namespaces.
 #   W1 full apply from files: ~10k policy rules + a 100k-CIDR nets_file
 #   W2 one CIDR changed in that list: hostwall apply vs nft -f of the change
-#   W3 no-op hostwall plan on W1's state (and with --refresh: the full read)
+#   W3 no-op hostwall plan on W1's state (and with --refresh: the full read;
+#      and a no-op apply)
 #   the same 100k networks inline in HCL: hostwall validate (load and compile)
 #   the steps of W1, timed in-process (bench/phases)
 #   W4, W6 the agent on W1's files and on the quickstart example (bench/agent)
@@ -33,7 +34,7 @@ apply_in() { "$bin" apply -c "$cfg" --netns "$1" --auto-approve --confirm-timeou
 
 inline=$work/inline
 go run ./bench/gen -out "$inline" -rules "$rules" -cidrs "$cidrs" -inline
-w1h=() w1w=() w1n=() w2h=() w2n=() w3=() w3r=() vi=() vf=()
+w1h=() w1w=() w1n=() w2h=() w2n=() w3=() w3r=() w3a=() vi=() vf=()
 for i in $(seq "$runs"); do
   # W1 cold: no decoding of the policy files kept from an earlier run (as
   # after a reboot, which empties the run directory).
@@ -50,6 +51,7 @@ for i in $(seq "$runs"); do
 
   t=$(date +%s%N); "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode >/dev/null 2>&1 || { echo "W3: plan not empty" >&2; exit 1; }; w3+=("$(ms "$t")")
   t=$(date +%s%N); "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode --refresh >/dev/null 2>&1 || { echo "W3: plan --refresh not empty" >&2; exit 1; }; w3r+=("$(ms "$t")")
+  t=$(date +%s%N); apply_in "$ns"; w3a+=("$(ms "$t")")
 
   # W2: the first network of the list replaced by another.
   set=$(awk '/^\tset /{name=$2} /10\.0\.0\.0\/30/{print name; exit}' "$work/table.nft")
@@ -65,7 +67,7 @@ for i in $(seq "$runs"); do
   ip netns del "$ns"; ip netns del "$nsn"
 done
 m() { echo "$@" | median; }
-a=$(m "${w1h[@]}") aw=$(m "${w1w[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}") f=$(m "${w3r[@]}")
+a=$(m "${w1h[@]}") aw=$(m "${w1w[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}") f=$(m "${w3r[@]}") fa=$(m "${w3a[@]}")
 g=$(m "${vi[@]}") h=$(m "${vf[@]}")
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
 cat <<TABLE
@@ -76,10 +78,11 @@ cat <<TABLE
 | W2 one CIDR changed in the $cidrs-line file, apply end to end | $c ms | $d ms | $(ratio "$c" "$d") | ≤ 0.1× |
 | W3 no-op plan on W1's state | $e ms | — | — | ≤ 200 ms |
 | W3 with --refresh (compile and full read) | $f ms | — | — | — |
+| no-op apply on W1's state | $fa ms | — | — | — |
 | load and compile, $cidrs networks inline in HCL (validate) | $g ms | — | — | ≤ 2000 ms |
 | load and compile, the same from a nets_file (validate) | $h ms | — | — | — |
 
-runs: W1 hostwall ${w1h[*]}; cached ${w1w[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]}; inline ${vi[*]}; nets_file ${vf[*]} (ms)
+runs: W1 hostwall ${w1h[*]}; cached ${w1w[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]}; no-op apply ${w3a[*]}; inline ${vi[*]}; nets_file ${vf[*]} (ms)
 TABLE
 
 # Where W1's time goes.

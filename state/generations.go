@@ -155,18 +155,13 @@ func fileName(i int, path string) string { return fmt.Sprintf("%03d-%s", i, file
 // its copy there; nil when there is none. Generations are never changed
 // once written, so their files can be shared by links.
 func (s *Store) currentFiles() map[string]string {
-	n, err := s.Current()
-	if err != nil || n == 0 {
-		return nil
-	}
-	meta, err := os.ReadFile(filepath.Join(s.path(n), "meta.json"))
-	var g Generation
-	if err != nil || json.Unmarshal(meta, &g) != nil {
+	g, err := s.CurrentMeta()
+	if err != nil || g == nil {
 		return nil
 	}
 	out := map[string]string{}
 	for i, f := range g.Files {
-		out[f.SHA256] = filepath.Join(s.path(n), "files", fileName(i, f.Path))
+		out[f.SHA256] = filepath.Join(s.path(g.Number), "files", fileName(i, f.Path))
 	}
 	return out
 }
@@ -250,6 +245,24 @@ func (s *Store) Current() (int, error) {
 		return 0, fmt.Errorf("%s: %q is not a generation number", s.currentPath(), data)
 	}
 	return n, nil
+}
+
+// CurrentMeta returns the current generation's record without its files'
+// contents or its ruleset; nil when none was recorded.
+func (s *Store) CurrentMeta() (*Generation, error) {
+	n, err := s.Current()
+	if err != nil || n == 0 {
+		return nil, err
+	}
+	meta, err := os.ReadFile(filepath.Join(s.path(n), "meta.json"))
+	if err != nil {
+		return nil, err
+	}
+	g := &Generation{}
+	if err := json.Unmarshal(meta, g); err != nil {
+		return nil, fmt.Errorf("generation %d: %w", n, err)
+	}
+	return g, nil
 }
 
 // Load reads generation n, files and ruleset included.

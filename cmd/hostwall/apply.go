@@ -65,6 +65,9 @@ With PLANFILE (from plan -o) it applies exactly that plan, and refuses with
 exit code 4 if the configuration or the kernel's ruleset changed since the
 plan was made.
 
+When nothing changed since hostwall last verified the kernel — the files,
+the kernel's ruleset generation, and the current generation recorded from
+these files — apply says so as plan does, without loading or committing.
 When only nets_file lists changed since hostwall last verified the kernel
 (whose ruleset has not moved since) and failsafe keeps tcp:22 open, apply
 does not load the policy files: it remakes only the sets those lists feed,
@@ -96,6 +99,11 @@ or a PLANFILE always take the long way.`,
 
 func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *applyFlags, planFile string) error {
 	if !f.refresh {
+		if planFile == "" && f.confirmTimeout == 0 {
+			if done, err := g.applyUnchanged(out); done {
+				return err
+			}
+		}
 		g.verifiedRecord() // read while the files load
 		if handled, err := g.incrementalApply(ctx, out, in, f, planFile); handled {
 			return err

@@ -103,7 +103,7 @@ kernel, and says so. --refresh always reads the kernel.`,
 			var v *state.Verified
 			var fromRecord bool
 			if !refresh {
-				v = g.unchanged()
+				v, _ = g.unchanged()
 			}
 			if v != nil {
 				p, configHash, host = &planner.Plan{Generation: v.Generation}, v.ConfigHash, v.HostName
@@ -133,7 +133,7 @@ kernel, and says so. --refresh always reads the kernel.`,
 					fromRecordNote(cmd.OutOrStdout(), p.Generation)
 				}
 				if v != nil {
-					fmt.Fprintf(cmd.OutOrStdout(), "(From hostwall's last full check: neither the files nor the kernel's ruleset (nftables generation %d) have changed since. plan --refresh reads the kernel anyway.)\n", v.Generation)
+					unchangedNote(cmd.OutOrStdout(), "plan", v.Generation)
 				}
 			}
 			if detailed && !p.Empty() {

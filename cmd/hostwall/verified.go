@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -14,6 +15,7 @@ import (
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
+	"github.com/hostwall/hostwall/views"
 )
 
 // binaryID identifies this very binary: path, size, modification time —
@@ -306,23 +308,72 @@ func (g *globals) verifiedRecord() *future[*record] {
 // same key, same files (read under the loader's checks), and a kernel whose
 // ruleset generation has not moved since. Then the kernel holds exactly
 // what the configuration compiles to, and a plan is empty without a
-// compile or a read. Otherwise nil: plan the long way.
-func (g *globals) unchanged() *state.Verified {
+// compile or a read. Otherwise nil: plan the long way. The files read are
+// returned with it.
+func (g *globals) unchanged() (*state.Verified, []loader.Source) {
 	v := g.ownVerified()
 	if v == nil {
-		return nil
+		return nil, nil
 	}
 	srcs, err := loader.ReadSources(g.configDir, g.dirOptions(), v.NetsFiles)
 	if err != nil || loader.HashSources(srcs) != v.ConfigHash {
-		return nil
+		return nil, nil
 	}
 	conn, err := g.open()
 	if err != nil {
-		return nil
+		return nil, nil
 	}
 	defer conn.Close()
 	if gen, err := conn.Generation(); err != nil || gen != v.Generation {
+		return nil, nil
+	}
+	return v, srcs
+}
+
+// unchangedNote tells, under an empty plan, that it comes from unchanged.
+func unchangedNote(out io.Writer, command string, gen uint32) {
+	fmt.Fprintf(out, "(From hostwall's last full check: neither the files nor the kernel's ruleset (nftables generation %d) have changed since. %s --refresh reads the kernel anyway.)\n", gen, command)
+}
+
+// applyUnchanged is a plain apply with nothing to do (appliedUnchanged),
+// decided under the lock as every apply is: done is false when the apply
+// must go the long way, and then nothing was printed.
+func (g *globals) applyUnchanged(out io.Writer) (done bool, err error) {
+	lock, err := g.lock()
+	if err != nil {
+		return true, err
+	}
+	defer lock.Release()
+	v := g.appliedUnchanged()
+	if v == nil {
+		return false, nil
+	}
+	views.PlanHuman(out, &planner.Plan{Generation: v.Generation}, g.style(os.Stdout))
+	unchangedNote(out, "apply", v.Generation)
+	return true, nil
+}
+
+// appliedUnchanged reports whether a plain apply has nothing to do: the
+// kernel holds what the files compile to (unchanged), and the current
+// generation was recorded from these very files for this host, namespace
+// and directory, so the long way would neither commit nor record. Not
+// while a trial runs: the long way refuses then.
+func (g *globals) appliedUnchanged() *state.Verified {
+	v, srcs := g.unchanged()
+	if v == nil {
 		return nil
+	}
+	if t, _ := g.run().ReadTrial(g.netns); t != nil {
+		return nil
+	}
+	cur, err := g.store().CurrentMeta()
+	if err != nil || cur == nil || cur.HostName != v.HostName || cur.NetNS != g.netns || cur.ConfigDir != g.configDir || len(cur.Files) != len(srcs) {
+		return nil
+	}
+	for i, s := range srcs {
+		if cur.Files[i].Path != s.Path || cur.Files[i].SHA256 != fileSum(s.Data) {
+			return nil
+		}
 	}
 	return v
 }

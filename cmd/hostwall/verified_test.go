@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hostwall/hostwall/internal/testns"
 	"github.com/hostwall/hostwall/nft"
@@ -334,4 +335,65 @@ func setHolding(t *testing.T, ns, addr string) string {
 	}
 	t.Fatalf("no set holds %s", addr)
 	return ""
+}
+
+// TestNoOpApplyShortcut: an apply with nothing to do (the files and the
+// kernel as at the last verified apply, and the current generation recorded
+// from these files) says so without loading, compiling or committing, and
+// records no generation; a generation missing for them, --refresh, another
+// nftables change or a trial each take the long way.
+func TestNoOpApplyShortcut(t *testing.T) {
+	ns := testns.New(t)
+	dir := writeConfig(t, map[string]string{"policy.hcl": allow8080})
+	apply := func(env []string, args ...string) result {
+		t.Helper()
+		return hostwallEnv(t, "", env, append([]string{"apply", "-c", dir, "--netns", ns, "--host-name", "srv", "--auto-approve"}, args...)...)
+	}
+	quick := func(what string, r result, want bool) {
+		t.Helper()
+		if r.code != 0 {
+			t.Fatalf("%s: exit %d\n%s%s", what, r.code, r.stdout, r.stderr)
+		}
+		if got := strings.Contains(r.stdout, shortcut); got != want {
+			t.Errorf("%s: shortcut taken = %v, want %v\n%s", what, got, want, r.stdout)
+		}
+	}
+	quick("the first apply", apply(nil), false)
+	quick("again", apply(nil), true)
+	if n := generationCount(t); n != 1 {
+		t.Errorf("%d generations after a no-op apply, want 1", n)
+	}
+	quick("--refresh", apply(nil, "--refresh"), false)
+
+	// Another state directory has no generation of these files: the long
+	// way records one (without a commit), and then the shortcut holds.
+	other := []string{"HOSTWALL_STATE_DIR=" + t.TempDir()}
+	quick("without a recorded generation", apply(other), false)
+	r := hostwallEnv(t, "", other, "generations", "--json")
+	if !strings.Contains(r.stdout, "no kernel change") {
+		t.Errorf("the long way recorded no generation:\n%s%s", r.stdout, r.stderr)
+	}
+	quick("with it recorded", apply(other), true)
+
+	testns.NFT(t, ns, "add", "table", "ip", "other")
+	quick("after another table changed", apply(nil), false)
+	quick("after that full check", apply(nil), true)
+
+	// A trial: the long way refuses a second apply until it is decided.
+	os.WriteFile(filepath.Join(dir, "policy.hcl"), []byte(strings.Replace(allow8080, "8080", "8081", 1)), 0o644)
+	if r := apply(nil, "--confirm-timeout", "2s"); r.code != 0 {
+		t.Fatalf("trial apply: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	tr := trialOf(t, ns)
+	if tr == nil {
+		t.Fatal("no trial recorded")
+	}
+	if r := apply(nil); r.code == 0 || !strings.Contains(r.stderr, "on trial") {
+		t.Errorf("a no-op apply during a trial: exit %d, want the refusal\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := hostwall(t, "", "confirm", "--netns", ns); r.code != 0 {
+		t.Fatalf("confirm: %s", r.stderr)
+	}
+	await(t, time.Until(tr.Deadline)+3*time.Second, "the guard exits", func() bool { return syscall.Kill(tr.GuardPID, 0) != nil })
+	quick("after the confirmed trial", apply(nil), true)
 }
