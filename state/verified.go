@@ -34,6 +34,9 @@ type Verified struct {
 	// SHA-256 of the base saved with the record (hex; empty: none).
 	Chains string `json:"chains"`
 	Base   string `json:"base,omitempty"`
+	// Ruleset is HashRuleset of the ruleset's rendering, as a generation
+	// of it records (empty in records of older versions).
+	Ruleset string `json:"ruleset,omitempty"`
 }
 
 func (r RunDir) verifiedPath(netns string) string {

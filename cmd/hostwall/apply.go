@@ -66,8 +66,8 @@ exit code 4 if the configuration or the kernel's ruleset changed since the
 plan was made.
 
 When nothing changed since hostwall last verified the kernel — the files,
-the kernel's ruleset generation, and the current generation recorded from
-these files — apply says so as plan does, without loading or committing.
+the kernel's ruleset generation, and the current generation holding this
+very ruleset — apply says so as plan does, without loading or committing.
 When only nets_file lists changed since hostwall last verified the kernel
 (whose ruleset has not moved since) and failsafe keeps tcp:22 open, apply
 does not load the policy files: it remakes only the sets those lists feed,

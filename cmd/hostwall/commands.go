@@ -103,7 +103,7 @@ kernel, and says so. --refresh always reads the kernel.`,
 			var v *state.Verified
 			var fromRecord bool
 			if !refresh {
-				v, _ = g.unchanged()
+				v = g.unchanged()
 			}
 			if v != nil {
 				p, configHash, host = &planner.Plan{Generation: v.Generation}, v.ConfigHash, v.HostName

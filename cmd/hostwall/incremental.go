@@ -146,10 +146,11 @@ func (g *globals) incrementalApply(ctx context.Context, out io.Writer, in io.Rea
 		return true, &exitError{code: 1}
 	}
 	host := c.rec.HostName
+	rendered := async(func() (string, error) { return c.desired.StringWithChains(c.rec.inc.Chains), nil })
 	gen := func() *state.Generation {
+		text, _ := rendered.get()
 		gen := &state.Generation{Time: time.Now(), UID: os.Getuid(), SSHConnection: os.Getenv("SSH_CONNECTION"),
-			HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reasonFor(f),
-			Ruleset: c.desired.StringWithChains(c.rec.inc.Chains)}
+			HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reasonFor(f), Ruleset: text}
 		for _, s := range c.srcs {
 			gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data})
 		}
@@ -164,6 +165,8 @@ func (g *globals) incrementalApply(ctx context.Context, out io.Writer, in io.Rea
 		}
 		v := *c.rec.Verified
 		v.ConfigHash = loader.HashSources(c.srcs)
+		text, _ := rendered.get()
+		v.Ruleset = state.HashRuleset(text)
 		base, err := bincodec.Marshal(verifiedBase{Sets: c.desired.Sets, Inc: &inc})
 		return verifiedNote{&v, base}, err
 	})

@@ -116,7 +116,7 @@ func (g *globals) verifiedOf(res *loader.Result, desired *ruleset.Table, host st
 			inc = incOf(text)
 		}
 		v := &state.Verified{ConfigHash: loader.HashSources(res.Sources), NetsFiles: res.NetsFiles(), HostName: host,
-			Rules: desired.RuleCount(), Chains: g.chainsHash(desired)}
+			Rules: desired.RuleCount(), Chains: g.chainsHash(desired), Ruleset: state.HashRuleset(g.rendered(desired))}
 		base, err := bincodec.Marshal(verifiedBase{Sets: desired.Sets, Inc: inc})
 		return verifiedNote{v, base}, err
 	})
@@ -308,26 +308,25 @@ func (g *globals) verifiedRecord() *future[*record] {
 // same key, same files (read under the loader's checks), and a kernel whose
 // ruleset generation has not moved since. Then the kernel holds exactly
 // what the configuration compiles to, and a plan is empty without a
-// compile or a read. Otherwise nil: plan the long way. The files read are
-// returned with it.
-func (g *globals) unchanged() (*state.Verified, []loader.Source) {
+// compile or a read. Otherwise nil: plan the long way.
+func (g *globals) unchanged() *state.Verified {
 	v := g.ownVerified()
 	if v == nil {
-		return nil, nil
+		return nil
 	}
 	srcs, err := loader.ReadSources(g.configDir, g.dirOptions(), v.NetsFiles)
 	if err != nil || loader.HashSources(srcs) != v.ConfigHash {
-		return nil, nil
+		return nil
 	}
 	conn, err := g.open()
 	if err != nil {
-		return nil, nil
+		return nil
 	}
 	defer conn.Close()
 	if gen, err := conn.Generation(); err != nil || gen != v.Generation {
-		return nil, nil
+		return nil
 	}
-	return v, srcs
+	return v
 }
 
 // unchangedNote tells, under an empty plan, that it comes from unchanged.
@@ -355,25 +354,19 @@ func (g *globals) applyUnchanged(out io.Writer) (done bool, err error) {
 
 // appliedUnchanged reports whether a plain apply has nothing to do: the
 // kernel holds what the files compile to (unchanged), and the current
-// generation was recorded from these very files for this host, namespace
-// and directory, so the long way would neither commit nor record. Not
-// while a trial runs: the long way refuses then.
+// generation records that very ruleset, so the long way would neither
+// commit nor record (recordIfNew). Not while a trial runs: the long way
+// refuses then.
 func (g *globals) appliedUnchanged() *state.Verified {
-	v, srcs := g.unchanged()
-	if v == nil {
+	v := g.unchanged()
+	if v == nil || v.Ruleset == "" {
 		return nil
 	}
 	if t, _ := g.run().ReadTrial(g.netns); t != nil {
 		return nil
 	}
-	cur, err := g.store().CurrentMeta()
-	if err != nil || cur == nil || cur.HostName != v.HostName || cur.NetNS != g.netns || cur.ConfigDir != g.configDir || len(cur.Files) != len(srcs) {
+	if cur, err := g.store().CurrentMeta(); err != nil || cur == nil || cur.RulesetHash != v.Ruleset {
 		return nil
-	}
-	for i, s := range srcs {
-		if cur.Files[i].Path != s.Path || cur.Files[i].SHA256 != fileSum(s.Data) {
-			return nil
-		}
 	}
 	return v
 }
