@@ -66,12 +66,20 @@ func syncDir(dir string) error {
 
 // writeFileSynced writes a file inside a directory that is itself renamed
 // into place afterwards; it only needs its data on disk.
-func writeFileSynced(path string, data []byte, perm os.FileMode) error {
+// A string is written as it is (os.File.WriteString does not copy it).
+func writeFileSynced[T []byte | string](path string, data T, perm os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
+	var werr error
+	switch d := any(data).(type) {
+	case string:
+		_, werr = f.WriteString(d)
+	case []byte:
+		_, werr = f.Write(d)
+	}
+	if err := werr; err != nil {
 		f.Close()
 		return err
 	}

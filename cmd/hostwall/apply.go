@@ -99,12 +99,12 @@ or a PLANFILE always take the long way.`,
 
 func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *applyFlags, planFile string) error {
 	if !f.refresh {
+		g.verifiedRecord() // read while the files are read or loaded
 		if planFile == "" && f.confirmTimeout == 0 {
 			if done, err := g.applyUnchanged(out); done {
 				return err
 			}
 		}
-		g.verifiedRecord() // read while the files load
 		if handled, err := g.incrementalApply(ctx, out, in, f, planFile); handled {
 			return err
 		}

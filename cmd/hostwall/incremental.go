@@ -206,7 +206,7 @@ func (g *globals) incrementalChange(force bool) *incrementalChange {
 	if !force && !sshSafe(rec.inc) {
 		return nil
 	}
-	srcs, err := loader.ReadSources(g.configDir, g.dirOptions(), rec.NetsFiles)
+	srcs, err := g.readSources(rec.NetsFiles)
 	if err != nil || len(srcs) != len(rec.inc.Files) {
 		return nil
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -48,6 +49,26 @@ type globals struct {
 	// incremental apply).
 	recipes  []compile.Recipe
 	warnings []string
+	// read is the last readSources: what it was asked and what it read.
+	read *sourcesRead
+}
+
+// sourcesRead is a readSources call kept.
+type sourcesRead struct {
+	nets []string
+	srcs []loader.Source
+	err  error
+}
+
+// readSources reads the configuration's files without parsing them
+// (loader.ReadSources), once per command for the same nets files: an
+// apply's no-op and incremental checks both look at them.
+func (g *globals) readSources(nets []string) ([]loader.Source, error) {
+	if g.read == nil || !slices.Equal(g.read.nets, nets) {
+		srcs, err := loader.ReadSources(g.configDir, g.dirOptions(), nets)
+		g.read = &sourcesRead{nets: nets, srcs: srcs, err: err}
+	}
+	return g.read.srcs, g.read.err
 }
 
 func newRootCmd() *cobra.Command {

@@ -314,7 +314,7 @@ func (g *globals) unchanged() *state.Verified {
 	if v == nil {
 		return nil
 	}
-	srcs, err := loader.ReadSources(g.configDir, g.dirOptions(), v.NetsFiles)
+	srcs, err := g.readSources(v.NetsFiles)
 	if err != nil || loader.HashSources(srcs) != v.ConfigHash {
 		return nil
 	}
