@@ -9,7 +9,8 @@
 #   the steps of W1, timed in-process (bench/phases)
 #   W4, W6 the agent on W1's files and on the quickstart example (bench/agent)
 #   W5 the data plane: no ruleset, hostwall's, a linear list (bench/dataplane)
-# Prints Markdown tables (docs/performance.md keeps the latest).
+# Prints Markdown tables, the last one every target (docs/performance.md
+# keeps the latest).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "make bench creates network namespaces: run it as root" >&2; exit 1; }
@@ -94,10 +95,32 @@ small=$work/small
 mkdir -m 755 "$small" && cp examples/quickstart/*.hcl "$small"/
 echo
 echo "W4, W6 — the agent on W1's files ($rules rules, $cidrs networks):"
-go run ./bench/agent -bin "$bin" -config "$cfg" -runs $((runs * 4)) | sed 's/^/    /'
+go run ./bench/agent -bin "$bin" -config "$cfg" -runs $((runs * 4)) | tee "$work/agent.txt" | sed 's/^/    /'
 echo "W4, W6 — the agent on examples/quickstart:"
 go run ./bench/agent -bin "$bin" -config "$small" -runs $((runs * 4)) -settle 2s | sed 's/^/    /'
 
 # W5: the data plane.
 echo
-go run ./bench/dataplane -bin "$bin" -runs "$runs"
+go run ./bench/dataplane -bin "$bin" -runs "$runs" | tee "$work/dataplane.txt"
+
+# Every target in one table, from the runs above.
+p50=$(sed -n 's/.* p50 \([0-9]*\) ms.*/\1/p' "$work/agent.txt")
+rss=$(sed -n 's/^W6 RSS \([0-9]*\) MB.*/\1/p' "$work/agent.txt")
+idle=$(sed -n 's/.*: CPU \([0-9]*\) ms, \([0-9]*\) context switches.*/\1 ms CPU, \2 switches/p' "$work/agent.txt")
+w5=$(awk -F'|' '/^\| \(b\)/ {gsub(/ /, "", $4); gsub(/ /, "", $6); print "UDP " $4 ", TCP " $6}' "$work/dataplane.txt")
+ok() { awk -v x="$1" -v y="$2" 'BEGIN {print (x <= y) ? "met" : "MISSED"}'; }
+w5ok=$(awk -F'|' '/^\| \(b\)/ {u=$4; t=$6; gsub(/[ ×]/, "", u); gsub(/[ ×]/, "", t); print (u >= 0.8 && t >= 0.8) ? "met" : "MISSED"}' "$work/dataplane.txt")
+w6ok=MISSED
+if [ "$(ok "$rss" 60)" = met ] && grep -q ': CPU 0 ms, 0 context switches' "$work/agent.txt"; then w6ok=met; fi
+echo
+cat <<TABLE
+| target | this run | |
+|---|---|---|
+| W1 ≤ 0.8× nft -f | $(ratio "$a" "$b") ($a ms against $b) | $(ok "$(awk -v x="$a" -v y="$b" 'BEGIN {print x/y}')" 0.8) |
+| W2 ≤ 0.1× nft -f | $(ratio "$c" "$d") ($c ms against $d) | $(ok "$(awk -v x="$c" -v y="$d" 'BEGIN {print x/y}')" 0.1) |
+| W3 ≤ 200 ms | $e ms | $(ok "$e" 200) |
+| W4 ≤ 50 ms p50 | $p50 ms | $(ok "$p50" 50) |
+| W5 (b) ≥ 0.8× (a) | $w5 | $w5ok |
+| W6 ≤ 60 MB, no polling while idle | $rss MB; idle 10 s: $idle | $w6ok |
+| $cidrs inline networks load ≤ 2 s | $g ms | $(ok "$g" 2000) |
+TABLE
