@@ -88,6 +88,7 @@ func newLab(t *testing.T) *lab {
 	root := t.TempDir()
 	l := &lab{t: t, ns: ns, root: root, etc: filepath.Join(root, "etc"), state: filepath.Join(root, "state"),
 		run: filepath.Join(root, "run"), tmp: filepath.Join(root, "tmp")}
+	testns.StopStragglers(t, l.run) // a trial's guard outliving the test
 	for _, d := range []string{l.etc, l.tmp} {
 		if err := os.Mkdir(d, 0o755); err != nil {
 			t.Fatal(err)

@@ -48,7 +48,9 @@ func dirsOf(t *testing.T) []string {
 	if d, ok := testDirs.Load(t); ok {
 		return d.([]string)
 	}
-	d := []string{"HOSTWALL_STATE_DIR=" + t.TempDir(), "HOSTWALL_RUN_DIR=" + t.TempDir()}
+	state, run := t.TempDir(), t.TempDir()
+	testns.StopStragglers(t, run) // a trial's guard outliving the test
+	d := []string{"HOSTWALL_STATE_DIR=" + state, "HOSTWALL_RUN_DIR=" + run}
 	testDirs.Store(t, d)
 	return d
 }

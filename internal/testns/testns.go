@@ -9,8 +9,11 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hostwall/hostwall/internal/netif"
 )
@@ -103,4 +106,57 @@ func ServeClosing(ns, addr string) (net.Listener, error) {
 		}
 	}()
 	return ln, nil
+}
+
+// StopStragglers makes the test, when it ends and before its temporary
+// directories are removed, kill every process that still names dir in its
+// command line or environment — a trial's guard sleeping until its
+// deadline, say — and wait until each is gone, so that no test leaves a
+// process behind or has one recreate its directory after the removal.
+// Call it after making dir with t.TempDir (cleanups run last first).
+func StopStragglers(t testing.TB, dir string) {
+	t.Cleanup(func() {
+		for _, pid := range processesNaming(dir) {
+			p, err := os.FindProcess(pid)
+			if err != nil || p.Kill() != nil {
+				continue
+			}
+			t.Logf("killed process %d, still running from %s when the test ended", pid, dir)
+			deadline := time.Now().Add(10 * time.Second)
+			for processAlive(pid) && time.Now().Before(deadline) {
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+	})
+}
+
+// processesNaming lists the processes, other than this one, whose command
+// line or environment contains s.
+func processesNaming(s string) []int {
+	entries, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || pid == os.Getpid() {
+			continue
+		}
+		for _, f := range []string{"cmdline", "environ"} {
+			data, _ := os.ReadFile(filepath.Join("/proc", e.Name(), f))
+			if strings.Contains(string(data), s) {
+				out = append(out, pid)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// processAlive reports whether pid exists and is not a zombie.
+func processAlive(pid int) bool {
+	data, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	_, after, _ := strings.Cut(string(data), ") ")
+	return !strings.HasPrefix(after, "Z")
 }
