@@ -12,17 +12,8 @@ cd "$(dirname "$0")/.."
 [ $# -eq 2 ] || { echo "usage: bench/compare.sh OLD-BINARY NEW-BINARY" >&2; exit 2; }
 old=$(realpath "$1") new=$(realpath "$2")
 runs=${RUNS:-9} rules=${RULES:-10000} cidrs=${CIDRS:-100000}
-work=$(mktemp -d)
-nss=()
-cleanup() { for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-newns() { # sets the variable named $1 to a new namespace with an eth0
-  local name=hwcmp-$$-${#nss[@]}
-  ip netns add "$name" && ip -n "$name" link add eth0 type veth peer name p0
-  nss+=("$name"); printf -v "$1" %s "$name"
-}
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+prefix=hwcmp
+. bench/lib.sh
 cfg=$work/cfg
 go run ./bench/gen -out "$cfg" -rules "$rules" -cidrs "$cidrs"
 unset SSH_CONNECTION
@@ -58,7 +49,6 @@ for i in $(seq "$runs"); do
   nss=()
 done
 N1=$(echo "${n1[*]}" | median) N2=$(echo "${n2[*]}" | median)
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
 echo "| binary | W1 (median of $runs) | W1 / nft -f | W2 | W2 / nft -f |"
 echo "|---|---|---|---|---|"
 for b in old new; do

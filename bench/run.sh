@@ -16,17 +16,8 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" -eq 0 ] || { echo "make bench creates network namespaces: run it as root" >&2; exit 1; }
 runs=${RUNS:-5} rules=${RULES:-10000} cidrs=${CIDRS:-100000}
 bin=bin/hostwall
-work=$(mktemp -d)
-nss=()
-cleanup() { for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-newns() { # sets the variable named $1 to a new namespace with an eth0
-  local n=hwbench-$$-${#nss[@]}
-  ip netns add "$n" && ip -n "$n" link add eth0 type veth peer name p0
-  nss+=("$n"); printf -v "$1" %s "$n"
-}
-ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); }
-median() { tr ' ' '\n' | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+prefix=hwbench
+. bench/lib.sh
 cfg=$work/cfg
 go run ./bench/gen -out "$cfg" -rules "$rules" -cidrs "$cidrs"
 export HOSTWALL_STATE_DIR=$work/state HOSTWALL_RUN_DIR=$work/run
@@ -70,7 +61,6 @@ done
 m() { echo "$@" | median; }
 a=$(m "${w1h[@]}") aw=$(m "${w1w[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}") f=$(m "${w3r[@]}") fa=$(m "${w3a[@]}")
 g=$(m "${vi[@]}") h=$(m "${vf[@]}")
-ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
 cat <<TABLE
 | workload | hostwall (median of $runs) | nft -f | ratio | target |
 |---|---|---|---|---|

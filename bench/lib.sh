@@ -1,0 +1,15 @@
+# bench/lib.sh: what bench/run.sh and bench/compare.sh share. Source it from
+# the checkout's root with prefix set to the namespaces' name prefix; it
+# makes $work, and removes it and every namespace newns made on exit.
+work=$(mktemp -d)
+nss=()
+cleanup() { for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+newns() { # sets the variable named $1 to a new namespace with an eth0
+  local name=$prefix-$$-${#nss[@]}
+  ip netns add "$name" && ip -n "$name" link add eth0 type veth peer name p0
+  nss+=("$name"); printf -v "$1" %s "$name"
+}
+ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); } # since the date +%s%N in $1
+median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
