@@ -65,8 +65,8 @@ func syncDir(dir string) error {
 }
 
 // writeFileSynced writes a file inside a directory that is itself renamed
-// into place afterwards; it only needs its data on disk.
-// A string is written as it is (os.File.WriteString does not copy it).
+// into place afterwards; it only needs its data on disk. A string is
+// written as it is (os.File.WriteString does not copy it).
 func writeFileSynced[T []byte | string](path string, data T, perm os.FileMode) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {

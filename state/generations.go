@@ -265,7 +265,16 @@ func (s *Store) CurrentMeta() (*Generation, error) {
 	if err != nil || n == 0 {
 		return nil, err
 	}
+	return s.loadMeta(n)
+}
+
+// loadMeta reads generation n's record, without its files' contents or
+// its ruleset.
+func (s *Store) loadMeta(n int) (*Generation, error) {
 	meta, err := os.ReadFile(filepath.Join(s.path(n), "meta.json"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("generation %d does not exist (hostwall generations lists them)", n)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -278,18 +287,11 @@ func (s *Store) CurrentMeta() (*Generation, error) {
 
 // Load reads generation n, files and ruleset included.
 func (s *Store) Load(n int) (*Generation, error) {
-	dir := s.path(n)
-	meta, err := os.ReadFile(filepath.Join(dir, "meta.json"))
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("generation %d does not exist (hostwall generations lists them)", n)
-	}
+	g, err := s.loadMeta(n)
 	if err != nil {
 		return nil, err
 	}
-	g := &Generation{}
-	if err := json.Unmarshal(meta, g); err != nil {
-		return nil, fmt.Errorf("generation %d: %w", n, err)
-	}
+	dir := s.path(n)
 	rs, err := os.ReadFile(filepath.Join(dir, "ruleset.nft"))
 	if err != nil {
 		return nil, err
