@@ -97,20 +97,32 @@ func (s *Set) SameShape(o *Set) bool {
 // Normalize sorts the elements and, for interval sets, merges overlapping
 // and adjacent ranges, as the kernel refuses overlapping intervals.
 func (s *Set) Normalize() {
-	slices.SortFunc(s.Elements, CompareElements)
 	if !s.Interval {
+		slices.SortFunc(s.Elements, CompareElements)
 		s.Elements = slices.CompactFunc(s.Elements, func(a, b Element) bool { return a.Key() == b.Key() })
 		return
 	}
+	s.normalizeIntervals(nil)
+}
+
+// normalizeIntervals is Normalize of an interval set, counting the
+// elements merged into merged when it is not nil (NormalizeCounting).
+func (s *Set) normalizeIntervals(merged Merged) {
+	slices.SortFunc(s.Elements, CompareElements)
 	out := s.Elements[:0]
+	n := uint32(0) // how many went into the last of out
 	for _, e := range s.Elements {
-		if n := len(out); n > 0 && !after(e.From, out[n-1].To) {
-			if e.To > out[n-1].To {
-				out[n-1].To = e.To
+		if last := len(out) - 1; last >= 0 && !after(e.From, out[last].To) {
+			if e.To > out[last].To {
+				out[last].To = e.To
+			}
+			if n++; merged != nil {
+				merged[out[last].From] = n
 			}
 			continue
 		}
 		out = append(out, e)
+		n = 1
 	}
 	s.Elements = out
 }
