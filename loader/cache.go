@@ -75,7 +75,7 @@ type cachedDiag struct {
 func dirKey(dir string) string { return hashOf(cacheFormat + "\n" + dir) }
 
 func fileKey(src Source) string {
-	return hashOf(fmt.Sprintf("%q %x", src.Path, sha256.Sum256(src.Data)))
+	return hashOf(fmt.Sprintf("%q %s", src.Path, SourceSum(src)))
 }
 
 func hashOf(s string) string {

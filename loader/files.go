@@ -17,6 +17,29 @@ import (
 type Source struct {
 	Path string
 	Data []byte
+	// SHA256 is Data's SHA-256 in hex, taken as the file was read (the
+	// loader's readers fill it: a check, a load and the records would
+	// otherwise hash the same 2 MB four times); SourceSum computes it when
+	// empty.
+	SHA256 string
+}
+
+// newSource is the source read from path, hashed.
+func newSource(path string, data []byte) Source {
+	return Source{Path: path, Data: data, SHA256: sumHex(data)}
+}
+
+// SourceSum is s's SHA-256 in hex: s.SHA256, or computed when it is empty.
+func SourceSum(s Source) string {
+	if s.SHA256 != "" {
+		return s.SHA256
+	}
+	return sumHex(s.Data)
+}
+
+func sumHex(data []byte) string {
+	h := sha256.Sum256(data)
+	return hex.EncodeToString(h[:])
 }
 
 // ignored reports whether a file name is an editor or package-manager
@@ -150,7 +173,7 @@ func readDir(dir string, trust bool, maxBytes int64, overlay map[string]string) 
 			})
 			continue
 		}
-		srcs = append(srcs, Source{Path: p, Data: data})
+		srcs = append(srcs, newSource(p, data))
 	}
 	return srcs, diags
 }
@@ -165,8 +188,7 @@ func IsWatched(name string) bool { return !ignored(name) }
 func HashSources(srcs []Source) string {
 	h := sha256.New()
 	for _, s := range srcs {
-		sum := sha256.Sum256(s.Data)
-		fmt.Fprintf(h, "%s %x\n", filepath.Base(s.Path), sum)
+		fmt.Fprintf(h, "%s %s\n", filepath.Base(s.Path), SourceSum(s))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -190,7 +212,7 @@ func ReadSources(dir string, opts DirOptions, nets []string) ([]Source, error) {
 		if err != nil {
 			return nil, err
 		}
-		srcs = append(srcs, Source{Path: p, Data: data})
+		srcs = append(srcs, newSource(p, data))
 	}
 	return srcs, nil
 }

@@ -42,7 +42,7 @@ type builder struct {
 	dir string
 	// files are the non-policy sources by path (nets files); disk reads
 	// more of them (nil: only those given); extra are the ones read.
-	files    map[string][]byte
+	files    map[string]Source
 	disk     func(string) ([]byte, error)
 	extra    []Source
 	cfg      *config.Config
@@ -124,12 +124,12 @@ func Load(srcs []Source) (*Result, hcl.Diagnostics) {
 
 func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Cache, memo *Memo) (*Result, hcl.Diagnostics) {
 	var policies []Source
-	b := &builder{dir: dir, files: map[string][]byte{}, disk: disk, memo: memo}
+	b := &builder{dir: dir, files: map[string]Source{}, disk: disk, memo: memo}
 	for _, src := range srcs {
 		if policyFile(filepath.Base(src.Path)) {
 			policies = append(policies, src)
 		} else {
-			b.files[filepath.Clean(src.Path)] = src.Data
+			b.files[filepath.Clean(src.Path)] = src
 		}
 	}
 	frags, diags := decodeCached(policies, dir, cache, memo)

@@ -1,6 +1,7 @@
 package loader
 
 import (
+	"bytes"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -77,31 +78,78 @@ func (b *builder) netsFile(ref netsRef) (path, key string, nets []netip.Prefix) 
 			"%q resolves to %s, outside %s. Keep nets files in the configuration directory (or below it), where the same ownership checks apply.", name, path, root))
 		return "", "", nil
 	}
-	data, ok := b.files[path]
+	src, ok := b.files[path]
 	if !ok {
 		if b.disk == nil {
 			b.diags = append(b.diags, errAt(ref.Range, "nets_file not found", "%s is not among the files given.", path))
 			return "", "", nil
 		}
-		var err error
-		if data, err = b.disk(path); err != nil {
+		data, err := b.disk(path)
+		if err != nil {
 			b.diags = append(b.diags, errAt(ref.Range, "Cannot read nets_file", "%v.", err))
 			return "", "", nil
 		}
-		b.files[path] = data
-		b.extra = append(b.extra, Source{Path: path, Data: data})
+		src = newSource(path, data)
+		b.files[path] = src
+		b.extra = append(b.extra, src)
 	}
 	memoized := b.memo.netsMap()
-	if memoized != nil { // hashing 1.5 MB costs ~1 ms: only to look it up
-		key = fileKey(Source{Path: path, Data: data})
+	if memoized != nil {
+		key = fileKey(src)
 		if nets, ok := memoized.Get(key); ok {
 			return path, key, nets
 		}
 	}
-	nets, diags := ParseNetsFile(path, data)
+	nets, diags := ParseNetsFile(path, src.Data)
 	b.diags = append(b.diags, diags...)
 	if !diags.HasErrors() {
 		memoized.Keep(key, nets)
 	}
 	return path, key, nets
+}
+
+// ChangedLines returns the lines of old and of now between the whole lines
+// they start with and end with alike: what changed, as the lines that went
+// (gone) and those that came instead. Every line of now is a line of old
+// or of came, and every line of old one of now or of gone. For a nets file
+// changed by a few lines it is the few lines; for one rewritten, all of it.
+func ChangedLines(old, now []byte) (gone, came []byte) {
+	p := commonPrefix(old, now)
+	p = bytes.LastIndexByte(old[:p], '\n') + 1 // back to the start of the line
+	s := commonSuffix(old[p:], now[p:])
+	// Forward to the start of a line in both: the same bytes follow in
+	// each, so past the first of them only the first newline matters.
+	startsLine := func(b []byte, i int) bool { return i == p || b[i-1] == '\n' }
+	for s > 0 && !(startsLine(old, len(old)-s) && startsLine(now, len(now)-s)) {
+		s--
+	}
+	return old[p : len(old)-s], now[p : len(now)-s]
+}
+
+// commonPrefix is the length of what a and b start with alike, compared a
+// block at a time (bytes.Equal is the machine's memcmp): a 1.5 MB nets file
+// byte by byte took 1.1 ms.
+func commonPrefix(a, b []byte) int {
+	const block = 256
+	n := 0
+	for n+block <= len(a) && n+block <= len(b) && bytes.Equal(a[n:n+block], b[n:n+block]) {
+		n += block
+	}
+	for n < len(a) && n < len(b) && a[n] == b[n] {
+		n++
+	}
+	return n
+}
+
+// commonSuffix is the length of what a and b end with alike (commonPrefix).
+func commonSuffix(a, b []byte) int {
+	const block = 256
+	n := 0
+	for n+block <= len(a) && n+block <= len(b) && bytes.Equal(a[len(a)-n-block:len(a)-n], b[len(b)-n-block:len(b)-n]) {
+		n += block
+	}
+	for n < len(a) && n < len(b) && a[len(a)-1-n] == b[len(b)-1-n] {
+		n++
+	}
+	return n
 }

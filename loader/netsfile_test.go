@@ -162,3 +162,103 @@ func TestParseCIDR4(t *testing.T) {
 		}
 	}
 }
+
+// checkChangedLines holds ChangedLines to its promise: gone and came are
+// whole lines of old and now, what they share at either end is the same,
+// and taking gone's lines from old's and adding came's gives now's (as
+// multisets, as a set's sources are).
+func checkChangedLines(t *testing.T, old, now []byte) {
+	t.Helper()
+	gone, came := ChangedLines(old, now)
+	p := cap(old) - cap(gone) // gone is old[p:…]
+	head, tail := string(old[:p]), string(old[p+len(gone):])
+	if string(now) != head+string(came)+tail {
+		t.Fatalf("%q → %q: now is not head %q + came %q + tail %q", old, now, head, came, tail)
+	}
+	if head != "" && !strings.HasSuffix(head, "\n") || len(gone) > 0 && len(tail) > 0 && !strings.HasSuffix(string(gone), "\n") ||
+		len(came) > 0 && len(tail) > 0 && !strings.HasSuffix(string(came), "\n") {
+		t.Fatalf("%q → %q: gone %q, came %q not whole lines (head %q, tail %q)", old, now, gone, came, head, tail)
+	}
+	count := map[string]int{}
+	lines := func(b []byte, n int) {
+		for _, l := range strings.SplitAfter(string(b), "\n") {
+			if l != "" {
+				count[strings.TrimSuffix(l, "\n")] += n
+			}
+		}
+	}
+	lines(old, 1)
+	lines(gone, -1)
+	lines(came, 1)
+	lines(now, -1)
+	for l, n := range count {
+		if n != 0 {
+			t.Fatalf("%q → %q (gone %q, came %q): line %q off by %d", old, now, gone, came, l, n)
+		}
+	}
+}
+
+// TestChangedLines: the usual edits of a nets file, and random ones, give
+// the lines edited (or fewer: an edit that leaves a line as it was).
+func TestChangedLines(t *testing.T) {
+	for _, tc := range []struct{ old, now, gone, came string }{
+		{"a\nb\nc\n", "a\nx\nc\n", "b\n", "x\n"},
+		{"a\nb\n", "a\nb\nc\n", "", "c\n"},
+		{"a\nb\nc\n", "b\nc\n", "a\n", ""},
+		{"a\nb", "a\nc", "b", "c"},
+		{"a\nb", "a\nb\nc", "b", "b\nc"},
+		{"ab\n", "b\n", "ab\n", "b\n"},
+		{"10.0.0.0/30\n10.0.0.8/30\n", "11.0.0.0/30\n10.0.0.8/30\n", "10.0.0.0/30\n", "11.0.0.0/30\n"},
+		{"10.0.0.1/32\n", "10.0.0.11/32\n", "10.0.0.1/32\n", "10.0.0.11/32\n"},
+		{"same\n", "same\n", "", ""},
+		{"", "a\n", "", "a\n"},
+	} {
+		gone, came := ChangedLines([]byte(tc.old), []byte(tc.now))
+		if string(gone) != tc.gone || string(came) != tc.came {
+			t.Errorf("%q → %q: gone %q, came %q; want %q, %q", tc.old, tc.now, gone, came, tc.gone, tc.came)
+		}
+		checkChangedLines(t, []byte(tc.old), []byte(tc.now))
+	}
+	rng := rand.New(rand.NewSource(5))
+	words := []string{"10.0.0.0/30", "10.0.0.0/3", "10.0.0.4/30", "# x", "", "1.2.3.4"}
+	for i := range 20000 {
+		n := 8
+		if i%10 == 0 {
+			n = 400 // past commonPrefix's blocks
+		}
+		var lines []string
+		for range rng.Intn(n) {
+			lines = append(lines, words[rng.Intn(len(words))])
+		}
+		old := strings.Join(lines, "\n")
+		for range 1 + rng.Intn(3) {
+			i := rng.Intn(len(lines) + 1)
+			switch rng.Intn(3) {
+			case 0:
+				lines = append(lines[:i:i], append([]string{words[rng.Intn(len(words))]}, lines[i:]...)...)
+			case 1:
+				if i < len(lines) {
+					lines = append(lines[:i:i], lines[i+1:]...)
+				}
+			default:
+				if i < len(lines) {
+					lines[i] = words[rng.Intn(len(words))]
+				}
+			}
+		}
+		now := strings.Join(lines, "\n")
+		if rng.Intn(2) == 0 {
+			old, now = old+"\n", now+"\n"
+		}
+		checkChangedLines(t, []byte(old), []byte(now))
+	}
+}
+
+// FuzzChangedLines: checkChangedLines for any two contents.
+func FuzzChangedLines(f *testing.F) {
+	f.Add([]byte("10.0.0.0/30\n10.0.0.8/30\n"), []byte("11.0.0.0/30\n10.0.0.8/30\n"))
+	f.Add([]byte("a\nb"), []byte("a\nb\nc"))
+	f.Fuzz(func(t *testing.T, old, now []byte) {
+		checkChangedLines(t, old, now)
+	})
+}

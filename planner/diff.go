@@ -29,6 +29,30 @@ func Diff(desired, live *ruleset.Table) *Plan {
 	diffChains(desired, live, p)
 	<-done
 	p.Changes = append(sets.Changes, p.Changes...)
+	return ordered(p)
+}
+
+// SetUpdates is the plan Diff makes of tables that differ in the elements
+// of sets alone, from those differences worked out already (ruleset.Set.Patch):
+// each update's Added and Removed in key order, as diffElements finds them,
+// and updates that change nothing left out.
+func SetUpdates(updates []SetDiff) *Plan {
+	p := &Plan{}
+	for _, u := range updates {
+		if len(u.Added)+len(u.Removed) > 0 {
+			p.Changes = append(p.Changes, setUpdate(u))
+		}
+	}
+	return ordered(p)
+}
+
+func setUpdate(d SetDiff) Change {
+	return Change{Kind: setKind(d.After), Name: d.After.Name, Action: Update, Reason: ReasonConfig, Comment: d.After.Comment, Set: &d}
+}
+
+// ordered gives p's changes their owners and puts them in the order plans
+// show them.
+func ordered(p *Plan) *Plan {
 	for i := range p.Changes {
 		c := &p.Changes[i]
 		switch {
@@ -85,8 +109,7 @@ func diffSets(desired, live *ruleset.Table, p *Plan) {
 		default:
 			added, removed := diffElements(want.Elements, have.Elements)
 			if len(added)+len(removed) > 0 {
-				p.Changes = append(p.Changes, Change{Kind: setKind(want), Name: want.Name, Action: Update, Reason: ReasonConfig,
-					Comment: want.Comment, Set: &SetDiff{Before: have, After: want, Added: added, Removed: removed}})
+				p.Changes = append(p.Changes, setUpdate(SetDiff{Before: have, After: want, Added: added, Removed: removed}))
 			}
 		}
 	}

@@ -28,7 +28,8 @@ type Store struct {
 type File struct {
 	Path string `json:"path"`
 	Data []byte `json:"-"`
-	// SHA256 of Data, hex.
+	// SHA256 of Data, hex: Prepare computes it when empty (a file the
+	// loader read comes with it).
 	SHA256 string `json:"sha256"`
 }
 
@@ -129,7 +130,8 @@ type Pending struct {
 }
 
 // Prepare writes g, numbered as the next generation, durably (every file
-// synced) into a temporary directory, and fills Number and RulesetHash.
+// synced) into a temporary directory, and fills Number, and RulesetHash
+// and each file's SHA256 when empty.
 // The caller holds the state lock until Commit or Abort.
 func (s *Store) Prepare(g *Generation) (*Pending, error) {
 	if err := os.MkdirAll(s.genDir(), 0o700); err != nil {
@@ -143,9 +145,13 @@ func (s *Store) Prepare(g *Generation) (*Pending, error) {
 	if len(nums) > 0 {
 		g.Number = nums[len(nums)-1] + 1
 	}
-	g.RulesetHash = HashRuleset(g.Ruleset)
+	if g.RulesetHash == "" {
+		g.RulesetHash = HashRuleset(g.Ruleset)
+	}
 	for i := range g.Files {
-		g.Files[i].SHA256 = hashHex(g.Files[i].Data)
+		if g.Files[i].SHA256 == "" {
+			g.Files[i].SHA256 = hashHex(g.Files[i].Data)
+		}
 	}
 	tmp, err := os.MkdirTemp(s.genDir(), tmpPrefix)
 	if err != nil {
@@ -175,6 +181,32 @@ func (s *Store) currentFiles() map[string]string {
 		out[f.SHA256] = filepath.Join(s.path(g.Number), "files", fileName(i, f.Path))
 	}
 	return out
+}
+
+// CurrentFile returns the current generation's copy of the file it read
+// from path, when that copy's SHA-256 is sum: the file as it was when
+// recorded. An error when there is none, or the copy is not that.
+func (s *Store) CurrentFile(path, sum string) ([]byte, error) {
+	g, err := s.CurrentMeta()
+	if err != nil {
+		return nil, err
+	}
+	if g != nil {
+		for i, f := range g.Files {
+			if f.Path != path || f.SHA256 != sum {
+				continue
+			}
+			data, err := os.ReadFile(filepath.Join(s.path(g.Number), "files", fileName(i, f.Path)))
+			if err != nil {
+				return nil, err
+			}
+			if hashHex(data) != sum {
+				return nil, fmt.Errorf("generation %d's copy of %s is damaged (its SHA-256 is not the one recorded)", g.Number, path)
+			}
+			return data, nil
+		}
+	}
+	return nil, fmt.Errorf("the current generation holds no copy of %s with SHA-256 %s", path, sum)
 }
 
 // tmpPrefix starts the names of generations being written.

@@ -3,6 +3,7 @@ package state
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -149,5 +150,40 @@ func TestUnchangedFilesLinked(t *testing.T) {
 	}
 	if string(g.Files[0].Data) != "policy \"p\" {}\n" || string(g.Files[1].Data) != "10.0.0.0/8\n192.0.2.0/24\n" {
 		t.Errorf("generation 2 after pruning 1: %q, %q", g.Files[0].Data, g.Files[1].Data)
+	}
+}
+
+// TestCurrentFile: the current generation's copy of a file, found by path
+// and SHA-256, and refused when either does not match or the copy was
+// changed on disk.
+func TestCurrentFile(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	if _, err := s.CurrentFile("/etc/hostwall/bl.txt", hashHex(nil)); err == nil {
+		t.Error("a file of no generation")
+	}
+	data := []byte("10.0.0.0/8\n")
+	g := &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n", Files: []File{
+		{Path: "/etc/hostwall/policy.hcl", Data: []byte("policy \"p\" {}\n")},
+		{Path: "/etc/hostwall/bl.txt", Data: data},
+	}}
+	if err := s.Record(g); err != nil {
+		t.Fatal(err)
+	}
+	sum := hashHex(data)
+	if got, err := s.CurrentFile("/etc/hostwall/bl.txt", sum); err != nil || string(got) != string(data) {
+		t.Errorf("CurrentFile = %q, %v", got, err)
+	}
+	if _, err := s.CurrentFile("/etc/hostwall/other.txt", sum); err == nil {
+		t.Error("another path with the same content")
+	}
+	if _, err := s.CurrentFile("/etc/hostwall/bl.txt", hashHex([]byte("10.0.0.0/9\n"))); err == nil {
+		t.Error("the path with another content")
+	}
+	copyPath := filepath.Join(s.path(1), "files", fileName(1, "/etc/hostwall/bl.txt"))
+	if err := os.WriteFile(copyPath, []byte("10.0.0.0/9\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CurrentFile("/etc/hostwall/bl.txt", sum); err == nil || !strings.Contains(err.Error(), "damaged") {
+		t.Errorf("a damaged copy: %v", err)
 	}
 }
