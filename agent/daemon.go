@@ -395,7 +395,7 @@ func (d *Daemon) recordIfNew(res *loader.Result, desired *ruleset.Table, why str
 	g := &state.Generation{Time: time.Now(), UID: os.Getuid(), HostName: res.Config.HostName(d.o.HostName), NetNS: d.o.NetNS,
 		ConfigDir: d.o.ConfigDir, Reason: "agent: " + why, Ruleset: desired.String()}
 	for _, s := range res.Sources {
-		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data})
+		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
 	}
 	return g.Number, d.o.Store.Record(g)
 }

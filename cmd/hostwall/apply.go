@@ -233,10 +233,10 @@ func (g *globals) record(res *loader.Result, desired *ruleset.Table, host, reaso
 func (g *globals) generation(res *loader.Result, desired *ruleset.Table, host, reason string) *state.Generation {
 	gen := &state.Generation{
 		Time: time.Now(), UID: os.Getuid(), SSHConnection: os.Getenv("SSH_CONNECTION"),
-		HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reason, Ruleset: g.rendered(desired),
+		HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reason, Ruleset: g.rendered(desired), RulesetHash: g.rulesetHash(desired),
 	}
 	for _, s := range res.Sources {
-		gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data})
+		gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
 	}
 	return gen
 }
@@ -251,7 +251,7 @@ func (g *globals) recordIfNew(res *loader.Result, desired *ruleset.Table, host s
 		return err
 	}
 	if cur > 0 {
-		if prev, err := store.Load(cur); err == nil && prev.RulesetHash == state.HashRuleset(g.rendered(desired)) {
+		if prev, err := store.Load(cur); err == nil && prev.RulesetHash == g.rulesetHash(desired) {
 			return nil
 		}
 	}

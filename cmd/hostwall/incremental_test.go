@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -33,6 +34,27 @@ policy "web" {
   }
 }
 `
+
+// asLongWay: generation n is the long way's: the same files and rendering
+// as a full apply of dir into another namespace.
+func asLongWay(t *testing.T, dir string, n int) {
+	t.Helper()
+	other := testns.New(t)
+	testns.Run(t, "ip", "-n", other, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	otherState := t.TempDir()
+	if r := hostwallEnv(t, "", []string{"HOSTWALL_STATE_DIR=" + otherState, "HOSTWALL_RUN_DIR=" + t.TempDir()},
+		"apply", "-c", dir, "--netns", other, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
+		t.Fatalf("full apply elsewhere: %d %s", r.code, r.stderr)
+	}
+	state := strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")
+	for _, f := range []string{"ruleset.nft", "files/001-bl.txt"} {
+		got, err1 := os.ReadFile(filepath.Join(state, "generations", fmt.Sprintf("%06d", n), f))
+		want, err2 := os.ReadFile(filepath.Join(otherState, "generations", "000001", f))
+		if err1 != nil || err2 != nil || string(got) != string(want) {
+			t.Errorf("generation %d's %s differs from the long way's (%v, %v)", n, f, err1, err2)
+		}
+	}
+}
 
 // TestIncrementalApply: after a full apply, a change to the nets file
 // alone is applied without loading the policy files, to the same kernel
@@ -77,23 +99,7 @@ func TestIncrementalApply(t *testing.T) {
 		t.Errorf("the kernel lacks the added network:\n%s", set)
 	}
 	converged("after the incremental apply")
-	// The generation is the long way's: the same files and rendering as a
-	// full apply of the same directory into another namespace.
-	other := testns.New(t)
-	testns.Run(t, "ip", "-n", other, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
-	otherState := t.TempDir()
-	if r := hostwallEnv(t, "", []string{"HOSTWALL_STATE_DIR=" + otherState, "HOSTWALL_RUN_DIR=" + t.TempDir()},
-		"apply", "-c", dir, "--netns", other, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
-		t.Fatalf("full apply elsewhere: %d %s", r.code, r.stderr)
-	}
-	state := strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")
-	for _, f := range []string{"ruleset.nft", "files/001-bl.txt"} {
-		got, err1 := os.ReadFile(filepath.Join(state, "generations", "000002", f))
-		want, err2 := os.ReadFile(filepath.Join(otherState, "generations", "000001", f))
-		if err1 != nil || err2 != nil || string(got) != string(want) {
-			t.Errorf("generation 2's %s differs from the long way's (%v, %v)", f, err1, err2)
-		}
-	}
+	asLongWay(t, dir, 2)
 	if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--detailed-exitcode"); r.code != 0 || !strings.Contains(r.stdout, "From hostwall's last full check") {
 		t.Errorf("plan after the incremental apply does not take the no-change shortcut (exit %d):\n%s", r.code, r.stdout)
 	}
@@ -162,4 +168,69 @@ func TestIncrementalApply(t *testing.T) {
 		t.Errorf("failsafe without tcp:22: exit %d, incremental %v:\n%s%s", r.code, incremental(r), r.stdout, r.stderr)
 	}
 	converged("at the end")
+}
+
+// TestIncrementalPatched: a nets file change is applied by its lines when
+// the current generation holds the file as it was and every network taken
+// away was an element by itself; otherwise the sets are made again from
+// the files. Either way the kernel, the generation and the record for the
+// next change are the long way's: each step converges (plan --refresh),
+// its generation renders as a full apply does, and the next step, planned
+// from the record, converges too.
+func TestIncrementalPatched(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	dir := writeConfig(t, map[string]string{"policy.hcl": blocklistPolicy, "bl.txt": "10.0.0.0/30\n10.0.0.8/30\n10.0.0.16/30\n"})
+	state := strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")
+	gen := 1
+	if r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
+		t.Fatalf("first apply: %d %s", r.code, r.stderr)
+	}
+	for _, step := range []struct {
+		name, list, how string // how: "patched", "remade", "unchanged"
+		before          func()
+	}{
+		{name: "one network for another", list: "11.0.0.0/30\n10.0.0.8/30\n10.0.0.16/30\n", how: "patched"},
+		{name: "a network bridging two", list: "11.0.0.0/30\n10.0.0.8/30\n10.0.0.12/30\n10.0.0.16/30\n", how: "patched"},
+		{name: "taking away one of those merged", list: "11.0.0.0/30\n10.0.0.8/30\n10.0.0.16/30\n", how: "remade"},
+		{name: "a network touching the inline one", list: "11.0.0.0/30\n10.0.0.8/30\n10.0.0.16/30\n192.0.3.0/24\n", how: "patched"},
+		{name: "and taken away again", list: "11.0.0.0/30\n10.0.0.8/30\n10.0.0.16/30\n", how: "remade"},
+		{name: "lines moved, one added", list: "10.0.0.16/30\n10.0.0.8/30\n11.0.0.0/30\n2001:db8::/32\n", how: "patched"},
+		{name: "the generation's copy damaged", list: "10.0.0.16/30\n10.0.0.8/30\n11.0.0.4/30\n2001:db8::/32\n", how: "remade",
+			before: func() {
+				copy := filepath.Join(state, "generations", fmt.Sprintf("%06d", gen), "files", "001-bl.txt")
+				if err := os.WriteFile(copy, []byte("10.0.0.16/30\n"), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}},
+		{name: "after the long way", list: "10.0.0.8/30\n11.0.0.4/30\n2001:db8::/32\n", how: "patched"},
+		// No element changes: the long way, which records no generation,
+		// so the current one holds the file before this edit.
+		{name: "the inline network listed too", list: "10.0.0.8/30\n11.0.0.4/30\n2001:db8::/32\n192.0.2.0/25\n", how: "unchanged"},
+		{name: "a copy of another content", list: "10.0.0.8/30\n2001:db8::/32\n192.0.2.0/25\n", how: "remade"},
+		{name: "patched again", list: "10.0.0.8/30\n2001:db8::/48\n192.0.2.0/25\n", how: "patched"},
+	} {
+		if step.before != nil {
+			step.before()
+		}
+		if err := os.WriteFile(filepath.Join(dir, "bl.txt"), []byte(step.list), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0")
+		if step.how == "unchanged" {
+			if r.code != 0 || !strings.Contains(r.stdout, "No changes") {
+				t.Fatalf("%s: exit %d:\n%s%s", step.name, r.code, r.stdout, r.stderr)
+			}
+			continue
+		}
+		gen++
+		how := map[bool]string{true: "patched", false: "remade"}[strings.Contains(r.stdout, "the lines that changed were applied")]
+		if r.code != 0 || !strings.Contains(r.stdout, "without loading the policy files") || how != step.how {
+			t.Fatalf("%s: exit %d, %s, want %s:\n%s%s", step.name, r.code, how, step.how, r.stdout, r.stderr)
+		}
+		if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--refresh", "--detailed-exitcode"); r.code != 0 {
+			t.Fatalf("%s: plan --refresh exited %d:\n%s%s", step.name, r.code, r.stdout, r.stderr)
+		}
+		asLongWay(t, dir, gen)
+	}
 }

@@ -113,10 +113,10 @@ func (g *globals) verifiedOf(res *loader.Result, desired *ruleset.Table, host st
 		text, _ := g.ahead(desired).chainsText.get()
 		var inc *incremental
 		if incOf != nil {
-			inc = incOf(text)
+			inc = incOf(desired, text)
 		}
 		v := &state.Verified{ConfigHash: loader.HashSources(res.Sources), NetsFiles: res.NetsFiles(), HostName: host,
-			Rules: desired.RuleCount(), Chains: g.chainsHash(desired), Ruleset: state.HashRuleset(g.rendered(desired))}
+			Rules: desired.RuleCount(), Chains: g.chainsHash(desired), Ruleset: g.rulesetHash(desired)}
 		base, err := bincodec.Marshal(verifiedBase{Sets: desired.Sets, Inc: inc})
 		return verifiedNote{v, base}, err
 	})
@@ -166,6 +166,12 @@ func (g *globals) rendered(t *ruleset.Table) string {
 	return s
 }
 
+// rulesetHash is state.HashRuleset of t's rendering (see ahead).
+func (g *globals) rulesetHash(t *ruleset.Table) string {
+	s, _ := g.ahead(t).rulesetHash.get()
+	return s
+}
+
 // ahead is what the records of a command's one compiled table need: its
 // chains' hash (planFromVerified and recordVerified), its rendering (the
 // generation) and its sets as the next plan's base. For W1's table they
@@ -178,12 +184,19 @@ type ahead struct {
 	chainsText *future[string]
 	chains     *future[string]
 	rendered   *future[string]
+	// rulesetHash is the rendering's state.HashRuleset, which the
+	// generation and the verified record both keep.
+	rulesetHash *future[string]
 }
 
 // ahead starts the work for t, or returns it when started.
 func (g *globals) ahead(t *ruleset.Table) *ahead {
 	if g.started == nil || g.started.table != t {
 		text := async(func() (string, error) { return t.ChainsText(), nil })
+		rendered := async(func() (string, error) {
+			s, _ := text.get()
+			return t.StringWithChains(s), nil
+		})
 		g.started = &ahead{
 			table:      t,
 			chainsText: text,
@@ -191,9 +204,10 @@ func (g *globals) ahead(t *ruleset.Table) *ahead {
 				s, _ := text.get()
 				return hashText(s), nil
 			}),
-			rendered: async(func() (string, error) {
-				s, _ := text.get()
-				return t.StringWithChains(s), nil
+			rendered: rendered,
+			rulesetHash: async(func() (string, error) {
+				s, _ := rendered.get()
+				return state.HashRuleset(s), nil
 			}),
 		}
 	}
