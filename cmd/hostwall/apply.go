@@ -174,6 +174,7 @@ func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *app
 		},
 		func(verified uint32) { g.noteVerified(made, verified) })
 	if err != nil {
+		g.discardVerified(made)
 		return err
 	}
 	fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(applied), gen.Number)

@@ -48,7 +48,6 @@ import (
 	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/config"
-	"github.com/hostwall/hostwall/internal/bincodec"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
@@ -216,8 +215,7 @@ func (g *globals) incrementalApply(ctx context.Context, out io.Writer, in io.Rea
 		v := *c.rec.Verified
 		v.ConfigHash = loader.HashSources(c.srcs)
 		v.Ruleset, _ = hashed.get()
-		base, err := bincodec.Marshal(verifiedBase{Sets: c.desired.Sets, Inc: &inc})
-		return verifiedNote{&v, base}, err
+		return g.verifiedNote(&v, verifiedBase{Sets: c.desired.Sets, Inc: &inc})
 	})
 	// When someone else commits between the check and the batch, the long
 	// way takes over: the configuration loaded and compiled (its warnings
@@ -233,11 +231,13 @@ func (g *globals) incrementalApply(ctx context.Context, out io.Writer, in io.Rea
 			if full, fullRes, err = g.compiled(false); err != nil {
 				return nil, 0, err
 			}
+			g.discardVerified(made)
 			made = g.verifiedOf(fullRes, full, host)
 			return agent.Apply(ctx, conn, full, c.plan, nft.IsGenerationChanged, agent.ByGeneration)
 		},
 		func(verified uint32) { g.noteVerified(made, verified) })
 	if err != nil {
+		g.discardVerified(made)
 		return true, err
 	}
 	fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(applied), recorded.Number)

@@ -117,32 +117,50 @@ func (g *globals) verifiedOf(res *loader.Result, desired *ruleset.Table, host st
 		}
 		v := &state.Verified{ConfigHash: loader.HashSources(res.Sources), NetsFiles: res.NetsFiles(), HostName: host,
 			Rules: desired.RuleCount(), Chains: g.chainsHash(desired), Ruleset: g.rulesetHash(desired)}
-		base, err := bincodec.Marshal(verifiedBase{Sets: desired.Sets, Inc: inc})
-		return verifiedNote{v, base}, err
+		return g.verifiedNote(v, verifiedBase{Sets: desired.Sets, Inc: inc})
 	})
 }
 
-// verifiedNote is a verified record made, but for its generation.
+// verifiedNote is a verified record made, keyed and with its base staged,
+// but for its generation.
 type verifiedNote struct {
 	v    *state.Verified
-	base []byte
+	base *state.StagedBase
+}
+
+// verifiedNote keys v and stages base for it.
+func (g *globals) verifiedNote(v *state.Verified, base verifiedBase) (verifiedNote, error) {
+	key, err := g.verifiedKey()
+	if err != nil {
+		return verifiedNote{}, err
+	}
+	v.Key = key
+	data, err := bincodec.Marshal(base)
+	if err != nil {
+		return verifiedNote{}, err
+	}
+	staged, err := g.run().StageVerifiedBase(g.netns, data)
+	return verifiedNote{v, staged}, err
 }
 
 // noteVerified writes the record made by a verifiedOf as the kernel's at
 // generation gen; a failure is a notice (see recordVerified).
 func (g *globals) noteVerified(made *future[verifiedNote], gen uint32) {
 	n, err := made.get()
-	var key string
 	if err == nil {
-		key, err = g.verifiedKey()
-	}
-	if err == nil {
-		n.v.Key, n.v.Generation = key, gen
+		n.v.Generation = gen
 		err = g.run().SaveVerified(g.netns, n.v, n.base)
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "notice: cannot record the verified state (the next plan reads the kernel): %v\n", err)
 	}
+}
+
+// discardVerified drops the record made by a verifiedOf for a commit that
+// did not happen.
+func (g *globals) discardVerified(made *future[verifiedNote]) {
+	n, _ := made.get()
+	n.base.Discard()
 }
 
 // verifiedBase is what the verified record keeps beside it: the desired
