@@ -187,3 +187,33 @@ func TestCurrentFile(t *testing.T) {
 		t.Errorf("a damaged copy: %v", err)
 	}
 }
+
+// TestListRecordsOnly: List gives every generation's record, files named
+// and hashed, without reading their contents or the rulesets — so a
+// generation whose copy of a file is gone is still listed (Load of it
+// fails, as it must).
+func TestListRecordsOnly(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	for _, list := range []string{"10.0.0.0/8\n", "10.0.0.0/8\n192.0.2.0/24\n"} {
+		g := &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n",
+			Files: []File{{Path: "/etc/hostwall/bl.txt", Data: []byte(list)}}}
+		if err := s.Record(g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Remove(filepath.Join(s.path(1), "files", fileName(0, "/etc/hostwall/bl.txt"))); err != nil {
+		t.Fatal(err)
+	}
+	gens, err := s.List()
+	if err != nil || len(gens) != 2 {
+		t.Fatalf("List = %d generations, %v", len(gens), err)
+	}
+	for i, g := range gens {
+		if g.Number != i+1 || len(g.Files) != 1 || g.Files[0].SHA256 == "" || g.Files[0].Data != nil || g.Ruleset != "" || g.RulesetHash == "" {
+			t.Errorf("generation %d listed as %+v", i+1, g)
+		}
+	}
+	if _, err := s.Load(1); err == nil {
+		t.Error("Load of a generation without its file")
+	}
+}
