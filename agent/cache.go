@@ -2,7 +2,9 @@ package agent
 
 import (
 	"context"
+	"slices"
 
+	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 )
 
@@ -22,6 +24,9 @@ type readCache struct {
 	table      *ruleset.Table
 	gen        uint32
 	valid      bool
+	// derived: table is not a read but a read with commits applied
+	// (keepApplied), which the periodic verification reads again.
+	derived bool
 }
 
 func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
@@ -35,6 +40,65 @@ func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 		c.valid = false
 		return nil, 0, err
 	}
-	c.table, c.gen, c.valid = t, g, true
+	c.table, c.gen, c.valid, c.derived = t, g, true, false
 	return t, g, nil
+}
+
+// forgetDerived makes the next Read read the kernel when the kept table
+// is derived: the agent's periodic verification then checks what its
+// commits of set elements were taken to do.
+func (c *readCache) forgetDerived() {
+	if c.derived {
+		c.valid = false
+	}
+}
+
+// keepApplied notes that p, planned against the kept table and changing set
+// elements alone, was committed by itself: the kernel, now at gen, holds
+// the kept table with p's sets as they are after it — each set's elements
+// the desired ones, which the plan's additions and removals made of the
+// live ones. The kept table becomes that, at gen, and the next plan starts
+// from it without reading the sets back (0.6–0.8 s for 100,000 networks).
+// A rule change keeps its handles only in the kernel, so any other plan,
+// or one not planned against the kept table, leaves the next Read to read.
+// It reports whether the kept table is the kernel's at gen.
+func (c *readCache) keepApplied(p *planner.Plan, gen uint32) bool {
+	if c.readAt(gen) {
+		return true // read since the commit (Apply verified by reading): the kernel's own
+	}
+	if !c.valid || c.table == nil || c.gen != p.Generation || !setsOnly(p) {
+		c.valid = false
+		return false
+	}
+	t := *c.table // a copy: callers share the kept table
+	t.Sets = slices.Clone(t.Sets)
+	for _, ch := range p.Changes {
+		i := slices.IndexFunc(t.Sets, func(s *ruleset.Set) bool { return s.Name == ch.Name })
+		if i < 0 {
+			c.valid = false
+			return false
+		}
+		s := *t.Sets[i]
+		s.Elements = ch.Set.After.Elements
+		t.Sets[i] = &s
+	}
+	c.table, c.gen, c.derived = &t, gen, true
+	return true
+}
+
+// readAt reports whether the kept table is a read at generation gen.
+func (c *readCache) readAt(gen uint32) bool { return c.valid && c.gen == gen }
+
+// setsOnly reports whether p changes the elements of existing sets and
+// nothing else.
+func setsOnly(p *planner.Plan) bool {
+	if p.CreateTable || len(p.Changes) == 0 {
+		return false
+	}
+	for _, ch := range p.Changes {
+		if ch.Set == nil || ch.Action != planner.Update || ch.Set.After == nil {
+			return false
+		}
+	}
+	return true
 }

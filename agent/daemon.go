@@ -18,6 +18,7 @@ import (
 
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 	"github.com/hostwall/hostwall/views"
@@ -100,7 +101,7 @@ const lockTimeout = 10 * time.Second
 type Daemon struct {
 	o Options
 	// kernel is o.Kernel behind the read cache: what plans read.
-	kernel Kernel
+	kernel *readCache
 	// appliedHash is the content hash of the files the current
 	// generation came from.
 	appliedHash string
@@ -230,6 +231,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			driftBy, driftDue = "", time.Time{}
 			d.done()
 		case <-resync.C:
+			d.kernel.forgetDerived() // a table derived from commits is read once
 			d.verify(ctx, "periodic verification")
 			d.done()
 		case c := <-calls:
@@ -347,7 +349,8 @@ func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) er
 	if err != nil {
 		return rec("failed", 0, err)
 	}
-	if _, _, err := Apply(ctx, d.kernel, desired, p, d.o.IsGenerationChanged, ByReadBack); err != nil {
+	verified, err := d.commit(ctx, desired, p)
+	if err != nil {
 		d.lastErr = err.Error()
 		return rec("failed", 0, err)
 	}
@@ -357,8 +360,32 @@ func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) er
 		return rec("failed", 0, err)
 	}
 	d.current, d.rules = gen, desired.RuleCount()
-	d.o.Log.Info("applied", zap.String("why", why), zap.Int("generation", gen), zap.Bool("changed", !p.Empty()))
+	d.o.Log.Info("applied", zap.String("why", why), zap.Int("generation", gen), zap.Bool("changed", !p.Empty()), zap.String("verified", verified))
 	return rec("applied", gen, nil)
+}
+
+// commit applies p, planned for desired, and verifies it: a change to set
+// elements alone (a blocklist) by the kernel's generation, which then also
+// gives the next plan its base (readCache.keepApplied); anything else by
+// reading the table back, which the next plan starts from (a rule's handle
+// is known only to the kernel). Drift repairs always read back. It says
+// how the commit was verified, for the log.
+func (d *Daemon) commit(ctx context.Context, desired *ruleset.Table, p *planner.Plan) (verified string, err error) {
+	v := ByReadBack
+	if setsOnly(p) {
+		v = ByGeneration
+	}
+	applied, gen, err := Apply(ctx, d.kernel, desired, p, d.o.IsGenerationChanged, v)
+	switch {
+	case err != nil:
+		return "", err
+	case p.Empty():
+		return "nothing to commit", nil
+	case v == ByReadBack || d.kernel.readAt(gen):
+		return "by reading back", nil // Apply read the table: the next plan starts from it
+	}
+	d.kernel.keepApplied(applied, gen)
+	return "by generation", nil
 }
 
 // rolledBack reports whether files with this hash were last rolled back.

@@ -1,7 +1,10 @@
 // Command agent measures the hostwall agent (make bench runs it):
 //
 //	W4: a policy file saved → the agent's transaction committed in the
-//	    kernel, minus the debounce (p50, p99 over -runs saves);
+//	    kernel, minus the debounce (p50, p99 over -runs saves); and, when
+//	    the configuration has bench/gen's blocklist.txt, that list saved
+//	    with one network changed → committed, and → the generation
+//	    recorded (the agent free for the next change);
 //	W6: the agent's resident memory with the configuration loaded, and its
 //	    CPU time and context switches over -idle of doing nothing.
 //
@@ -145,6 +148,57 @@ func run(bin, config string, runs int, debounce, settle, idle time.Duration) err
 	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1)+0.5)] }
 	fmt.Printf("W4 save → commit beyond the %s debounce, %d saves: p50 %d ms, p99 %d ms (min %d, max %d)\n", debounce, len(lat),
 		pct(0.5).Milliseconds(), pct(0.99).Milliseconds(), lat[0].Milliseconds(), lat[len(lat)-1].Milliseconds())
+	return blocklistSaves(filepath.Join(config, "blocklist.txt"), store, commits, runs, debounce, log.Name())
+}
+
+// blocklistSaves saves list with its first network changed, runs times,
+// and times each save to the agent's commit and to the generation it
+// records; the list is as it was at the end. Without the list, nothing.
+func blocklistSaves(list string, store *state.Store, commits chan time.Time, runs int, debounce time.Duration, logName string) error {
+	orig, err := os.ReadFile(list)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	_, rest, _ := strings.Cut(string(orig), "\n")
+	var toCommit, toRecord []time.Duration
+	for i := 0; i <= runs; i++ {
+		body := fmt.Sprintf("11.0.%d.%d/30\n%s", i/64, i%64*4, rest)
+		if i == runs {
+			body = string(orig)
+		}
+		gen, err := store.Current()
+		if err != nil {
+			return err
+		}
+		drain(commits)
+		if err := os.WriteFile(list+".tmp~", []byte(body), 0o644); err != nil {
+			return err
+		}
+		t0 := time.Now()
+		if err := os.Rename(list+".tmp~", list); err != nil {
+			return err
+		}
+		select {
+		case t1 := <-commits:
+			toCommit = append(toCommit, t1.Sub(t0)-debounce)
+		case <-time.After(30 * time.Second):
+			return fmt.Errorf("blocklist save %d: no commit within 30 s (agent log: %s)", i, logName)
+		}
+		if err := waitGeneration(store, gen+1, 30*time.Second); err != nil {
+			return err
+		}
+		toRecord = append(toRecord, time.Since(t0)-debounce)
+	}
+	toCommit, toRecord = toCommit[:runs], toRecord[:runs] // not the restoring save
+	median := func(d []time.Duration) int64 {
+		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
+		return d[len(d)/2].Milliseconds()
+	}
+	fmt.Printf("W4 blocklist saved (one network changed) beyond the debounce, %d saves: p50 %d ms to the commit, %d ms to the generation recorded\n",
+		runs, median(toCommit), median(toRecord))
 	return nil
 }
 

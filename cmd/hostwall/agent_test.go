@@ -472,6 +472,30 @@ policy "block" {
 	if n := generationCount(t); n != before+1 {
 		t.Errorf("%d applies, want one\n%s", n-before, a.log)
 	}
+	// Set elements alone: verified by the generation, and the table kept
+	// with them is the next plan's base — for a network taken away, and
+	// for a rule changed after it (whose handles it keeps).
+	a.logged(t, 5*time.Second, `"verified":"by generation"`)
+	if err := os.WriteFile(filepath.Join(dir, "blocklist.txt"), []byte("198.51.100.7\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	await(t, 5*time.Second, "the kernel no longer holds the network taken away", func() bool {
+		return !strings.Contains(testns.NFT(t, ns, "list", "table", "inet", "hostwall"), "203.0.113.0/24")
+	})
+	policy, err := os.ReadFile(filepath.Join(dir, "p.hcl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "p.hcl"), []byte(strings.Replace(string(policy), `action = "deny"`, `action = "log"`, 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	await(t, 5*time.Second, "the rule is changed", func() bool {
+		return strings.Contains(testns.NFT(t, ns, "list", "table", "inet", "hostwall"), "log prefix")
+	})
+	a.logged(t, 5*time.Second, `"verified":"by reading back"`)
+	if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--refresh", "--detailed-exitcode"); r.code != 0 {
+		t.Errorf("after the agent's applies, plan --refresh exited %d:\n%s%s\nagent log:\n%s", r.code, r.stdout, r.stderr, a.log)
+	}
 }
 
 // TestAgentFollowsTheHostBlock: without --host-name, the host block's name
