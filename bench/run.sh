@@ -94,7 +94,7 @@ echo
 go run ./bench/dataplane -bin "$bin" -runs "$runs" | tee "$work/dataplane.txt"
 
 # Every target in one table, from the runs above.
-p50=$(sed -n 's/.* p50 \([0-9]*\) ms.*/\1/p' "$work/agent.txt")
+p50=$(sed -n 's/^W4 save → commit.* p50 \([0-9]*\) ms.*/\1/p' "$work/agent.txt")
 rss=$(sed -n 's/^W6 RSS \([0-9]*\) MB.*/\1/p' "$work/agent.txt")
 idle=$(sed -n 's/.*: CPU \([0-9]*\) ms, \([0-9]*\) context switches.*/\1 ms CPU, \2 switches/p' "$work/agent.txt")
 w5=$(awk -F'|' '/^\| \(b\)/ {gsub(/ /, "", $4); gsub(/ /, "", $6); print "UDP " $4 ", TCP " $6}' "$work/dataplane.txt")
