@@ -168,7 +168,7 @@ func (b *batch) encode() ([]netlink.Message, error) {
 	for _, m := range msgs {
 		out = append(out, m...)
 	}
-	return out, nil
+	return out, withGCInterval(out)
 }
 
 func (b *batch) build(p *planner.Plan) {

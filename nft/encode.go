@@ -275,6 +275,9 @@ func encodeSet(t *nftables.Table, s *ruleset.Set) *nftables.Set {
 		Interval: s.Interval,
 		IsMap:    s.Map,
 		Comment:  setComment(s.Comment),
+		// No element is given a timeout: the flag is for the gc-interval
+		// (gcinterval.go).
+		HasTimeout: longGC(s),
 	}
 	if s.Type == ruleset.TypeIfName {
 		// Interface names are strings in host byte order for nft; without

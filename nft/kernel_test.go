@@ -613,3 +613,37 @@ func TestLongSetComment(t *testing.T) {
 		t.Errorf("comment listed as %q (%d bytes), want the start of the original, cut with …, at most 247 bytes", got, len(got))
 	}
 }
+
+// TestAddressSetsLongGC (trap 14): address sets are made with the timeout
+// flag and the longest gc-interval, so that the kernel's commit does not
+// walk them for expired elements every second; their elements have no
+// timeout (nothing expires), other sets are made as before, and the table
+// reads back as it was planned.
+func TestAddressSetsLongGC(t *testing.T) {
+	c, ns := kernel(t)
+	desired := bigTable(1, 100)
+	ports := &ruleset.Set{Name: "ports", Type: ruleset.TypeInetService, Interval: true,
+		Elements: []ruleset.Element{ruleset.PortElement(ruleset.PortRange{Lo: 22, Hi: 22})}}
+	v6 := &ruleset.Set{Name: "v6", Type: ruleset.TypeIPv6Addr, Interval: true,
+		Elements: []ruleset.Element{ruleset.PrefixElement(netip.MustParsePrefix("2001:db8::/32"))}}
+	desired.Sets = append(desired.Sets, ports, v6)
+	apply(t, c, desired)
+	for _, name := range []string{"blocklist", "v6"} {
+		listing := testns.NFT(t, ns, "list", "set", "inet", "hostwall", name)
+		if !strings.Contains(listing, "flags interval,timeout") || !strings.Contains(listing, "gc-interval 49d17h2m47s") {
+			t.Errorf("set %s is not made with the long gc-interval:\n%s", name, listing)
+		}
+		if strings.Contains(listing, "expires") || strings.Contains(listing, "timeout 0") {
+			t.Errorf("elements of %s have a timeout:\n%s", name, listing)
+		}
+	}
+	if listing := testns.NFT(t, ns, "list", "set", "inet", "hostwall", "ports"); strings.Contains(listing, "timeout") || strings.Contains(listing, "gc-interval") {
+		t.Errorf("the port set has a timeout or gc-interval:\n%s", listing)
+	}
+	if p := plan(t, c, desired); !p.Empty() {
+		t.Errorf("the table does not read back as planned: %+v", p.Changes)
+	}
+	if diff := cmp.Diff(elementTexts(desired.Set("blocklist")), nftElements(t, ns, "set", "blocklist")); diff != "" {
+		t.Errorf("nft lists the blocklist differently (-hostwall +nft):\n%s", diff)
+	}
+}
