@@ -1,8 +1,11 @@
 package main_test
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -232,5 +235,75 @@ func TestIncrementalPatched(t *testing.T) {
 			t.Fatalf("%s: plan --refresh exited %d:\n%s%s", step.name, r.code, r.stdout, r.stderr)
 		}
 		asLongWay(t, dir, gen)
+	}
+}
+
+// TestIncrementalRace: another writer commits while an incremental apply
+// waits at its prompt, after it checked the kernel's generation and before
+// its batch. The kernel refuses the batch (its generation is in it), and
+// the apply takes the long way from there: it loads and compiles the
+// files and plans again against the kernel. The change is applied, the
+// other writer's table is left alone, and the result converges.
+func TestIncrementalRace(t *testing.T) {
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	dir := writeConfig(t, map[string]string{"policy.hcl": blocklistPolicy, "bl.txt": "10.0.0.0/30\n10.0.0.8/30\n"})
+	if r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
+		t.Fatalf("first apply: %d %s", r.code, r.stderr)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bl.txt"), []byte("11.0.0.0/30\n10.0.0.8/30\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, "apply", "-c", dir, "--netns", ns, "--confirm-timeout", "0")
+	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Read up to the prompt: the plan is made, the generation checked.
+	var out bytes.Buffer
+	buf := make([]byte, 4096)
+	for !strings.Contains(out.String(), "Enter a value:") {
+		n, err := stdout.Read(buf)
+		out.Write(buf[:n])
+		if err != nil {
+			t.Fatalf("no prompt (%v):\n%s%s", err, out.String(), stderr.String())
+		}
+	}
+	if !strings.Contains(out.String(), "the lines that changed were applied") {
+		t.Fatalf("not an incremental apply:\n%s", out.String())
+	}
+	testns.NFT(t, ns, "add", "table", "ip", "someone-else")
+	io.WriteString(stdin, "yes\n")
+	stdin.Close()
+	rest, _ := io.ReadAll(stdout)
+	out.Write(rest)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("the apply after the race: %v\n%s%s", err, out.String(), stderr.String())
+	}
+	if !strings.Contains(out.String(), "Apply complete!") {
+		t.Errorf("the apply's output:\n%s", out.String())
+	}
+	table := testns.NFT(t, ns, "list", "table", "inet", "hostwall")
+	if !strings.Contains(table, "11.0.0.0/30") || strings.Contains(table, "10.0.0.0/30") {
+		t.Errorf("the kernel does not hold the change:\n%s", table)
+	}
+	testns.NFT(t, ns, "list", "table", "ip", "someone-else") // still there
+	// The record made for the refused batch was dropped, the long way's kept.
+	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
+	if left, _ := filepath.Glob(filepath.Join(run, ".*staged*")); len(left) != 0 {
+		t.Errorf("staged records left in the run directory: %v", left)
+	}
+	if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--refresh", "--detailed-exitcode"); r.code != 0 {
+		t.Errorf("plan --refresh after the race exited %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
