@@ -220,7 +220,7 @@ func (g *globals) ahead(t *ruleset.Table) *ahead {
 			chainsText: text,
 			chains: async(func() (string, error) {
 				s, _ := text.get()
-				return hashText(s), nil
+				return sha256Hex(s), nil // planFromVerified compares it
 			}),
 			rendered: rendered,
 			rulesetHash: async(func() (string, error) {
@@ -230,12 +230,6 @@ func (g *globals) ahead(t *ruleset.Table) *ahead {
 		}
 	}
 	return g.started
-}
-
-// hashText is the chains' hash of their text (planFromVerified compares it).
-func hashText(s string) string {
-	h := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(h[:])
 }
 
 // future is a value computed on a goroutine of its own.
