@@ -394,14 +394,16 @@ func (d *Daemon) rolledBack(hash string) bool {
 	if err != nil || o == nil || o.Result != state.RolledBack {
 		return false
 	}
-	g, err := d.o.Store.Load(o.Generation)
+	g, err := d.o.Store.Meta(o.Generation)
 	return err == nil && sourcesHash(g) == hash
 }
 
+// sourcesHash is loader.HashSources of generation g's files, from the
+// SHA-256 its record keeps of each (g need not hold their contents).
 func sourcesHash(g *state.Generation) string {
 	var srcs []loader.Source
 	for _, f := range g.Files {
-		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data})
+		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data, SHA256: f.SHA256})
 	}
 	return loader.HashSources(srcs)
 }
@@ -413,14 +415,15 @@ func (d *Daemon) recordIfNew(res *loader.Result, desired *ruleset.Table, why str
 	if err != nil {
 		return 0, err
 	}
+	rendered := desired.String()
 	if cur > 0 {
-		if g, err := d.o.Store.Load(cur); err == nil && g.RulesetHash == state.HashRuleset(desired.String()) &&
+		if g, err := d.o.Store.Meta(cur); err == nil && g.RulesetHash == state.HashRuleset(rendered) &&
 			sourcesHash(g) == loader.HashSources(res.Sources) {
 			return cur, nil
 		}
 	}
 	g := &state.Generation{Time: time.Now(), UID: os.Getuid(), HostName: res.Config.HostName(d.o.HostName), NetNS: d.o.NetNS,
-		ConfigDir: d.o.ConfigDir, Reason: "agent: " + why, Ruleset: desired.String()}
+		ConfigDir: d.o.ConfigDir, Reason: "agent: " + why, Ruleset: rendered}
 	for _, s := range res.Sources {
 		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
 	}

@@ -297,12 +297,12 @@ func (s *Store) CurrentMeta() (*Generation, error) {
 	if err != nil || n == 0 {
 		return nil, err
 	}
-	return s.loadMeta(n)
+	return s.Meta(n)
 }
 
-// loadMeta reads generation n's record, without its files' contents or
-// its ruleset.
-func (s *Store) loadMeta(n int) (*Generation, error) {
+// Meta reads generation n's record, without its files' contents or its
+// ruleset (each file's SHA-256 is in the record).
+func (s *Store) Meta(n int) (*Generation, error) {
 	meta, err := os.ReadFile(filepath.Join(s.path(n), "meta.json"))
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("generation %d does not exist (hostwall generations lists them)", n)
@@ -319,7 +319,7 @@ func (s *Store) loadMeta(n int) (*Generation, error) {
 
 // Load reads generation n, files and ruleset included.
 func (s *Store) Load(n int) (*Generation, error) {
-	g, err := s.loadMeta(n)
+	g, err := s.Meta(n)
 	if err != nil {
 		return nil, err
 	}
@@ -347,7 +347,7 @@ func (s *Store) List() ([]*Generation, error) {
 	}
 	var out []*Generation
 	for _, n := range nums {
-		g, err := s.loadMeta(n)
+		g, err := s.Meta(n)
 		if err != nil {
 			return nil, err
 		}
