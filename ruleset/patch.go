@@ -112,10 +112,8 @@ func (s *Set) Patch(merged Merged, removed, added []Element) (gone, come []Eleme
 		}
 		come = append(come, Element{From: lo, To: hi})
 	}
-	for i := range elems {
-		if dropped[i] {
-			gone = append(gone, elems[i])
-		}
+	for _, i := range slices.Sorted(maps.Keys(dropped)) {
+		gone = append(gone, elems[i])
 	}
 	slices.SortFunc(come, CompareElements)
 	// An element that went and came back as it was (a network moved to
