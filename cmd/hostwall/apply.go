@@ -70,9 +70,11 @@ the kernel's ruleset generation, and the current generation holding this
 very ruleset — apply says so as plan does, without loading or committing.
 When only nets_file lists changed since hostwall last verified the kernel
 (whose ruleset has not moved since) and failsafe keeps tcp:22 open, apply
-does not load the policy files: it remakes only the sets those lists feed,
-from what it recorded then, and says so under the plan. --refresh, a trial
-or a PLANFILE always take the long way.`,
+does not load the policy files: it applies the lines that changed (against
+the current generation's copy of each list) to the sets it recorded then,
+or, when it cannot vouch for that, remakes only the sets those lists feed,
+and says which under the plan. --refresh, a trial or a PLANFILE always take
+the long way.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			interactive := term.IsTerminal(int(os.Stdin.Fd()))
