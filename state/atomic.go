@@ -22,37 +22,50 @@ func writeFileUnsynced(path string, data []byte, perm os.FileMode) error {
 }
 
 func replaceFile(path string, data []byte, perm os.FileMode, sync bool) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	tmp, err := writeTemp(path, "tmp", data, perm, sync)
 	if err != nil {
 		return err
 	}
-	tmp := f.Name()
 	defer os.Remove(tmp) // after a successful rename there is nothing to remove
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("writing %s: %w", tmp, err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		f.Close()
-		return err
-	}
-	if sync {
-		if err := f.Sync(); err != nil {
-			f.Close()
-			return fmt.Errorf("syncing %s: %w", tmp, err)
-		}
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
 	if err := os.Rename(tmp, path); err != nil {
 		return err
 	}
 	if !sync {
 		return nil
 	}
-	return syncDir(dir)
+	return syncDir(filepath.Dir(path))
+}
+
+// writeTemp writes data, with perm (synced if sync), to a new file beside
+// path named .<name of path>.<kind>-<random>, and returns its name; on
+// failure it leaves no file.
+func writeTemp(path, kind string, data []byte, perm os.FileMode, sync bool) (tmp string, err error) {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"."+kind+"-*")
+	if err != nil {
+		return "", err
+	}
+	tmp = f.Name()
+	defer func() {
+		if err != nil {
+			f.Close()
+			os.Remove(tmp)
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		return "", fmt.Errorf("writing %s: %w", tmp, err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		return "", err
+	}
+	if sync {
+		if err := f.Sync(); err != nil {
+			return "", fmt.Errorf("syncing %s: %w", tmp, err)
+		}
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	return tmp, nil
 }
 
 func syncDir(dir string) error {

@@ -66,19 +66,11 @@ func (r RunDir) StageVerifiedBase(netns string, base []byte) (*StagedBase, error
 	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	f, err := os.CreateTemp(r.Dir, "."+filepath.Base(r.basePath(netns))+".staged-*")
+	tmp, err := writeTemp(r.basePath(netns), "staged", base, 0o600, false)
 	if err != nil {
 		return nil, err
 	}
-	_, err = f.Write(base)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(f.Name())
-		return nil, err
-	}
-	return &StagedBase{path: f.Name(), sum: hashHex(base)}, nil
+	return &StagedBase{path: tmp, sum: hashHex(base)}, nil
 }
 
 // Discard removes a staged base that SaveVerified did not take (the commit
