@@ -1,8 +1,6 @@
 package loader
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -72,15 +70,10 @@ type cachedDiag struct {
 	Subject, Context *hcl.Range
 }
 
-func dirKey(dir string) string { return hashOf(cacheFormat + "\n" + dir) }
+func dirKey(dir string) string { return sumHex([]byte(cacheFormat + "\n" + dir)) }
 
 func fileKey(src Source) string {
-	return hashOf(fmt.Sprintf("%q %s", src.Path, SourceSum(src)))
-}
-
-func hashOf(s string) string {
-	h := sha256.Sum256([]byte(s))
-	return hex.EncodeToString(h[:])
+	return sumHex(fmt.Appendf(nil, "%q %s", src.Path, SourceSum(src)))
 }
 
 // Memo keeps the files' decodings in memory between the loads of a
