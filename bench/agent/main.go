@@ -20,7 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -144,10 +144,9 @@ func run(bin, config string, runs int, debounce, settle, idle time.Duration) err
 			return err
 		}
 	}
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) time.Duration { return lat[int(p*float64(len(lat)-1)+0.5)] }
+	p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99) // lat sorted
 	fmt.Printf("W4 save → commit beyond the %s debounce, %d saves: p50 %d ms, p99 %d ms (min %d, max %d)\n", debounce, len(lat),
-		pct(0.5).Milliseconds(), pct(0.99).Milliseconds(), lat[0].Milliseconds(), lat[len(lat)-1].Milliseconds())
+		p50.Milliseconds(), p99.Milliseconds(), lat[0].Milliseconds(), lat[len(lat)-1].Milliseconds())
 	return blocklistSaves(filepath.Join(config, "blocklist.txt"), store, commits, runs, debounce, log.Name())
 }
 
@@ -193,13 +192,15 @@ func blocklistSaves(list string, store *state.Store, commits chan time.Time, run
 		toRecord = append(toRecord, time.Since(t0)-debounce)
 	}
 	toCommit, toRecord = toCommit[:runs], toRecord[:runs] // not the restoring save
-	median := func(d []time.Duration) int64 {
-		sort.Slice(d, func(i, j int) bool { return d[i] < d[j] })
-		return d[len(d)/2].Milliseconds()
-	}
 	fmt.Printf("W4 blocklist saved (one network changed) beyond the debounce, %d saves: p50 %d ms to the commit, %d ms to the generation recorded\n",
-		runs, median(toCommit), median(toRecord))
+		runs, percentile(toCommit, 0.5).Milliseconds(), percentile(toRecord, 0.5).Milliseconds())
 	return nil
+}
+
+// percentile is the p-th of d (0 ≤ p ≤ 1), which it sorts.
+func percentile(d []time.Duration, p float64) time.Duration {
+	slices.Sort(d)
+	return d[int(p*float64(len(d)-1)+0.5)]
 }
 
 // waitGeneration polls the state directory (cheap: one small file) until
