@@ -66,7 +66,7 @@ func (c *readCache) keepApplied(p *planner.Plan, gen uint32) bool {
 	if c.readAt(gen) {
 		return true // read since the commit (Apply verified by reading): the kernel's own
 	}
-	if !c.valid || c.table == nil || c.gen != p.Generation || !setsOnly(p) {
+	if !c.valid || c.table == nil || c.gen != p.Generation || p.Empty() || !p.ElementsOnly() {
 		c.valid = false
 		return false
 	}
@@ -88,17 +88,3 @@ func (c *readCache) keepApplied(p *planner.Plan, gen uint32) bool {
 
 // readAt reports whether the kept table is a read at generation gen.
 func (c *readCache) readAt(gen uint32) bool { return c.valid && c.gen == gen }
-
-// setsOnly reports whether p changes the elements of existing sets and
-// nothing else.
-func setsOnly(p *planner.Plan) bool {
-	if p.CreateTable || len(p.Changes) == 0 {
-		return false
-	}
-	for _, ch := range p.Changes {
-		if ch.Set == nil || ch.Action != planner.Update || ch.Set.After == nil {
-			return false
-		}
-	}
-	return true
-}

@@ -372,7 +372,7 @@ func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) er
 // how the commit was verified, for the log.
 func (d *Daemon) commit(ctx context.Context, desired *ruleset.Table, p *planner.Plan) (verified string, err error) {
 	v := ByReadBack
-	if setsOnly(p) {
+	if !p.Empty() && p.ElementsOnly() {
 		v = ByGeneration
 	}
 	applied, gen, err := Apply(ctx, d.kernel, desired, p, d.o.IsGenerationChanged, v)

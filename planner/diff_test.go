@@ -268,3 +268,34 @@ func TestElementDiffProperty(t *testing.T) {
 		}
 	}
 }
+
+// TestElementsOnly: a plan of set element updates alone is one; a created
+// table, a set created or recreated, or any chain change is not; an empty
+// plan is.
+func TestElementsOnly(t *testing.T) {
+	elem := ruleset.Element{From: "\x0a\x00\x00\x00", To: "\x0a\x00\x00\x03"}
+	set := func(elems ...ruleset.Element) *ruleset.Set {
+		return &ruleset.Set{Name: "s", Type: ruleset.TypeIPv4Addr, Interval: true, Elements: elems}
+	}
+	table := func(s *ruleset.Set, chains ...*ruleset.Chain) *ruleset.Table {
+		t := ruleset.NewTable()
+		t.Sets, t.Chains = []*ruleset.Set{s}, chains
+		return t
+	}
+	chain := &ruleset.Chain{Name: "c", Rules: []*ruleset.Rule{{Verdict: ruleset.Accept()}}}
+	for _, tc := range []struct {
+		name          string
+		desired, live *ruleset.Table
+		want          bool
+	}{
+		{"elements added", table(set(elem)), table(set()), true},
+		{"nothing", table(set(elem)), table(set(elem)), true},
+		{"a new table", table(set(elem)), nil, false},
+		{"a set recreated", table(set(elem)), table(&ruleset.Set{Name: "s", Type: ruleset.TypeIPv6Addr, Interval: true}), false},
+		{"a chain as well", table(set(elem), chain), table(set()), false},
+	} {
+		if got := planner.Diff(tc.desired, tc.live).ElementsOnly(); got != tc.want {
+			t.Errorf("%s: ElementsOnly %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -122,6 +122,20 @@ type Plan struct {
 // Empty reports whether the plan changes nothing.
 func (p *Plan) Empty() bool { return !p.CreateTable && len(p.Changes) == 0 }
 
+// ElementsOnly reports whether the plan changes the elements of existing
+// sets and nothing else (true of an empty plan).
+func (p *Plan) ElementsOnly() bool {
+	if p.CreateTable {
+		return false
+	}
+	for _, c := range p.Changes {
+		if c.Set == nil || c.Action != Update || c.Set.After == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // Summary counts objects to add, change and destroy, as Terraform does: a
 // recreate counts as one add and one destroy.
 func (p *Plan) Summary() (add, change, destroy int) {

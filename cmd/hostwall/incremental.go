@@ -289,10 +289,8 @@ func (g *globals) incrementalChange(force bool) *incrementalChange {
 	if c == nil || c.plan.Empty() {
 		return nil // the files changed, the sets did not: the long way records it
 	}
-	for _, ch := range c.plan.Changes {
-		if ch.Set == nil || ch.Action != planner.Update {
-			return nil
-		}
+	if !c.plan.ElementsOnly() {
+		return nil
 	}
 	c.rec, c.srcs = rec, srcs
 	c.plan.Generation = rec.Generation

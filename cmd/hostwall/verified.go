@@ -278,10 +278,8 @@ func (g *globals) planFromVerified(conn *nft.Conn, desired *ruleset.Table) *plan
 		return t
 	}
 	p := planner.Diff(setsOf(desired.Sets), setsOf(rec.sets))
-	for _, c := range p.Changes {
-		if c.Set == nil || c.Action != planner.Update {
-			return nil
-		}
+	if !p.ElementsOnly() {
+		return nil
 	}
 	p.Generation = v.Generation
 	return p
