@@ -26,17 +26,12 @@ apply_in() { "$bin" apply -c "$cfg" --netns "$1" --auto-approve --confirm-timeou
 
 inline=$work/inline
 go run ./bench/gen -out "$inline" -rules "$rules" -cidrs "$cidrs" -inline
-w1h=() w1w=() w1n=() w2h=() w2n=() w3=() w3r=() w3a=() vi=() vf=()
+w1h=() w1n=() w2h=() w2n=() w3=() w3r=() w3a=() vi=() vf=()
 for i in $(seq "$runs"); do
-  # W1 cold: no decoding of the policy files kept from an earlier run (as
-  # after a reboot, which empties the run directory).
-  rm -f "$HOSTWALL_RUN_DIR"/cache-*
+  # W1: every policy file loaded (hostwall keeps no decoding of them
+  # between commands).
   newns ns
   t=$(date +%s%N); apply_in "$ns"; w1h+=("$(ms "$t")")
-  # The same files into another new namespace: their decoding is kept.
-  newns nsw
-  t=$(date +%s%N); apply_in "$nsw"; w1w+=("$(ms "$t")")
-  ip netns del "$nsw"
   ip netns exec "$ns" nft list table inet hostwall >"$work/table.nft"
   newns nsn
   t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/table.nft"; w1n+=("$(ms "$t")")
@@ -53,19 +48,17 @@ for i in $(seq "$runs"); do
   t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/change.nft"; w2n+=("$(ms "$t")")
   if ! "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode >/dev/null 2>&1; then echo "W2: hostwall did not converge" >&2; exit 1; fi
   sed -i '1s|.*|10.0.0.0/30|' "$cfg/blocklist.txt"
-  rm -f "$HOSTWALL_RUN_DIR"/cache-* # loading is what these time
   t=$(date +%s%N); "$bin" validate -c "$inline" >/dev/null 2>&1; vi+=("$(ms "$t")")
   t=$(date +%s%N); "$bin" validate -c "$cfg" >/dev/null 2>&1; vf+=("$(ms "$t")")
   ip netns del "$ns"; ip netns del "$nsn"
 done
 m() { echo "$@" | median; }
-a=$(m "${w1h[@]}") aw=$(m "${w1w[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}") f=$(m "${w3r[@]}") fa=$(m "${w3a[@]}")
+a=$(m "${w1h[@]}") b=$(m "${w1n[@]}") c=$(m "${w2h[@]}") d=$(m "${w2n[@]}") e=$(m "${w3[@]}") f=$(m "${w3r[@]}") fa=$(m "${w3a[@]}")
 g=$(m "${vi[@]}") h=$(m "${vf[@]}")
 cat <<TABLE
 | workload | hostwall (median of $runs) | nft -f | ratio | target |
 |---|---|---|---|---|
 | W1 full apply: $rules rules + $cidrs CIDRs from files | $a ms | $b ms | $(ratio "$a" "$b") | ≤ 0.8× |
-| W1 again into a new namespace (the files' decoding cached) | $aw ms | $b ms | $(ratio "$aw" "$b") | — |
 | W2 one CIDR changed in the $cidrs-line file, apply end to end | $c ms | $d ms | $(ratio "$c" "$d") | ≤ 0.1× |
 | W3 no-op plan on W1's state | $e ms | — | — | ≤ 200 ms |
 | W3 with --refresh (compile and full read) | $f ms | — | — | — |
@@ -73,7 +66,7 @@ cat <<TABLE
 | load and compile, $cidrs networks inline in HCL (validate) | $g ms | — | — | ≤ 2000 ms |
 | load and compile, the same from a nets_file (validate) | $h ms | — | — | — |
 
-runs: W1 hostwall ${w1h[*]}; cached ${w1w[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]}; no-op apply ${w3a[*]}; inline ${vi[*]}; nets_file ${vf[*]} (ms)
+runs: W1 hostwall ${w1h[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]}; no-op apply ${w3a[*]}; inline ${vi[*]}; nets_file ${vf[*]} (ms)
 TABLE
 
 # Where W1's time goes.

@@ -92,7 +92,7 @@ func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
 			return nil, fmt.Errorf("%s is removed by the change being validated", p)
 		}
 		return readInput(from, trust, opts.MaxFileBytes)
-	}, opts.Cache, opts.Memo)
+	}, opts.Memo)
 	return res, append(diags, more...)
 }
 
@@ -119,10 +119,10 @@ func overlay(dir string, in map[string]string) (map[string]string, hcl.Diagnosti
 // Load parses and merges the given files: policy files (*.hcl, *.yaml,
 // *.yml) and the nets files they name, which must be among srcs.
 func Load(srcs []Source) (*Result, hcl.Diagnostics) {
-	return load(srcs, "", nil, nil, nil)
+	return load(srcs, "", nil, nil)
 }
 
-func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Cache, memo *Memo) (*Result, hcl.Diagnostics) {
+func load(srcs []Source, dir string, disk func(string) ([]byte, error), memo *Memo) (*Result, hcl.Diagnostics) {
 	var policies []Source
 	b := &builder{dir: dir, files: map[string]Source{}, disk: disk, memo: memo}
 	for _, src := range srcs {
@@ -132,7 +132,7 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 			b.files[filepath.Clean(src.Path)] = src
 		}
 	}
-	frags, diags := decodeCached(policies, dir, cache, memo)
+	frags, diags := decodeMemoized(policies, memo)
 	var nets []netsRef
 	b.cfg, nets, b.diags = merge(frags, diags)
 	for _, ref := range nets {
@@ -146,14 +146,13 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), cache Ca
 	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
 }
 
-// decodeFile decodes one policy file, leaving its nets files to be read,
-// and encodes it for a Cache: parts, nil when it cannot be kept.
+// decodeFile decodes one policy file, leaving its nets files to be read.
 // Objects are checked against the file's own only: merge finds what other
 // files declare again.
-func decodeFile(src Source) (*fragment, hcl.Diagnostics, [][]byte) {
+func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
 	if filepath.Ext(src.Path) == ".hcl" && len(src.Data) >= 2*pieceBytes {
-		if f, diags, parts, ok := decodeHCLPieces(src); ok {
-			return f, diags, parts
+		if f, diags, ok := decodeHCLPieces(src); ok {
+			return f, diags
 		}
 	}
 	b := newBuilder()
@@ -166,11 +165,7 @@ func decodeFile(src Source) (*fragment, hcl.Diagnostics, [][]byte) {
 	} else {
 		b.loadYAML(src)
 	}
-	f := b.fragment()
-	if data := f.encode(b.diags); data != nil {
-		return f, b.diags, [][]byte{data}
-	}
-	return f, b.diags, nil
+	return b.fragment(), b.diags
 }
 
 func newBuilder() *builder {

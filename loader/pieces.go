@@ -2,7 +2,6 @@ package loader
 
 import (
 	"bytes"
-	"slices"
 	"sync/atomic"
 
 	"github.com/hashicorp/hcl/v2"
@@ -53,17 +52,16 @@ func cut(data []byte, size int) []piece {
 	return out
 }
 
-// decodeHCLPieces decodes src piece by piece, each piece also encoded for
-// a Cache (parts; decodeParts reads them back the same way); ok is false
-// when a piece does not parse on its own.
-func decodeHCLPieces(src Source) (_ *fragment, _ hcl.Diagnostics, parts [][]byte, ok bool) {
+// decodeHCLPieces decodes src piece by piece, each on a core of its own,
+// and combines the pieces; ok is false when a piece does not parse on its
+// own.
+func decodeHCLPieces(src Source) (_ *fragment, _ hcl.Diagnostics, ok bool) {
 	pieces := cut(src.Data, pieceBytes)
 	if len(pieces) < 2 {
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
 	frags := make([]*fragment, len(pieces))
 	diags := make([]hcl.Diagnostics, len(pieces))
-	parts = make([][]byte, len(pieces))
 	var failed atomic.Bool
 	cores.Each(len(pieces), func(i int) {
 		p := pieces[i]
@@ -78,14 +76,10 @@ func decodeHCLPieces(src Source) (_ *fragment, _ hcl.Diagnostics, parts [][]byte
 		b.diags = d
 		b.decodeBody(body)
 		frags[i], diags[i] = b.fragment(), b.diags
-		parts[i] = frags[i].encode(diags[i])
 	})
 	if failed.Load() {
-		return nil, nil, nil, false
+		return nil, nil, false
 	}
 	f, all := combine(frags, diags)
-	if all.HasErrors() || slices.ContainsFunc(parts, func(p []byte) bool { return p == nil }) {
-		parts = nil // kept nowhere
-	}
-	return f, all, parts, true
+	return f, all, true
 }

@@ -17,9 +17,9 @@ import (
 func decodeBoth(src Source) (whole, pieces *fragment, wholeDiags, piecesDiags hcl.Diagnostics) {
 	defer func(n int) { pieceBytes = n }(pieceBytes)
 	pieceBytes = len(src.Data) + 1
-	whole, wholeDiags, _ = decodeFile(src)
+	whole, wholeDiags = decodeFile(src)
 	pieceBytes = 1
-	pieces, piecesDiags, _ = decodeFile(src)
+	pieces, piecesDiags = decodeFile(src)
 	return whole, pieces, wholeDiags, piecesDiags
 }
 

@@ -23,10 +23,9 @@ type DirOptions struct {
 	// path); an empty value means the file is gone. Configuration
 	// management validates a file this way before it replaces the real one.
 	Overlay map[string]string
-	// Cache, when set, keeps the decoded policy files between loads, by
-	// their paths and contents (see Cache); Memo keeps them in memory too.
-	Cache Cache
-	Memo  *Memo
+	// Memo, when set, keeps the decoded files between loads, by their
+	// paths and contents (see Memo).
+	Memo *Memo
 }
 
 // DefaultMaxFileBytes is the largest policy file loaded by default: room

@@ -201,7 +201,7 @@ func (g *globals) loadDir() (*loader.Result, hcl.Diagnostics) {
 }
 
 func (g *globals) dirOptions() loader.DirOptions {
-	return loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, Overlay: g.overlay, Cache: g.decodedCache()}
+	return loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, Overlay: g.overlay}
 }
 
 func (g *globals) effectiveHostName(res *loader.Result) string {

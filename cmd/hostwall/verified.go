@@ -64,33 +64,6 @@ func (g *globals) verifiedKey() (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// decodedCache is the loader's cache in a slot of the run directory per
-// configuration directory, keyed also by the binary (the loader's encoding
-// carries no description of the types). Without a binary identity or a
-// usable run directory (validate as an unprivileged user) every load
-// misses, which only costs time.
-type decodedCache struct {
-	run        state.RunDir
-	slot, salt string
-}
-
-func (g *globals) decodedCache() loader.Cache {
-	bin, err := binaryID()
-	dir, err2 := filepath.Abs(g.configDir)
-	if err != nil || err2 != nil {
-		return nil
-	}
-	return decodedCache{run: g.run(), slot: "decoded-" + sha256Hex(dir)[:16], salt: bin}
-}
-
-func (c decodedCache) Get(key string) []byte {
-	return c.run.LoadCached(c.slot, sha256Hex(c.salt+"\n"+key))
-}
-
-func (c decodedCache) Put(key string, value []byte) {
-	_ = c.run.SaveCached(c.slot, sha256Hex(c.salt+"\n"+key), value)
-}
-
 func sha256Hex(s string) string {
 	h := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(h[:])
