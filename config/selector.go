@@ -63,8 +63,9 @@ func (s *Selector) Matches(labels map[string]string) bool { return s.root.eval(l
 func (s *Selector) String() string { return s.root.str(true) }
 
 // MarshalText is the canonical form, which ParseSelector reads back as the
-// same selector (the loader's cache keeps decoded files in
-// internal/bincodec, which writes selectors so).
+// same selector: an encoder that honours encoding.TextMarshaler, such as
+// encoding/json, writes a selector so, not as a struct with no exported
+// fields.
 func (s *Selector) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
 
 // UnmarshalText parses a selector written by MarshalText.

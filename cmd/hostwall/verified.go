@@ -5,11 +5,13 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"syscall"
 
-	"github.com/hostwall/hostwall/internal/bincodec"
+	"github.com/fxamacker/cbor/v2"
+
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
@@ -108,7 +110,7 @@ func (g *globals) verifiedNote(v *state.Verified, base verifiedBase) (verifiedNo
 		return verifiedNote{}, err
 	}
 	v.Key = key
-	data, err := bincodec.Marshal(base)
+	data, err := baseEncoding.Marshal(base)
 	if err != nil {
 		return verifiedNote{}, err
 	}
@@ -138,11 +140,35 @@ func (g *globals) discardVerified(made *future[verifiedNote]) {
 
 // verifiedBase is what the verified record keeps beside it: the desired
 // table's sets (the next plan's base) and, when some of them are drawn
-// from nets files, what an incremental apply needs (incremental.go).
+// from nets files, what an incremental apply needs (incremental.go). It is
+// written as CBOR; each set, and each netip.Prefix of a recipe, as a byte
+// string of its own binary form (encoding.BinaryMarshaler: a 100,000-network
+// set is one block of keys, ruleset/setcodec.go).
 type verifiedBase struct {
 	Sets []*ruleset.Set
 	Inc  *incremental
 }
+
+// baseEncoding writes a verifiedBase: a Go string as a CBOR byte string
+// (a set element's key is bytes, as the merged counts' keys are, and a
+// path need not be UTF-8, which a CBOR text string must be), and a type
+// with MarshalBinary as its binary form (CBOR's default, named here because
+// the sets' speed depends on it). baseDecoding reads one back, with no
+// limit on the length of an array or map (CBOR's default, 131,072, is less
+// than the inline networks a recipe may hold): the file is this binary's
+// own, checked by the SHA-256 its record names.
+var baseEncoding, baseDecoding = func() (cbor.EncMode, cbor.DecMode) {
+	em, err := cbor.EncOptions{String: cbor.StringToByteString, BinaryMarshaler: cbor.BinaryMarshalerByteString}.EncMode()
+	if err != nil {
+		panic(err) // the options are constants
+	}
+	dm, err := cbor.DecOptions{ByteStringToString: cbor.ByteStringToStringAllowed, BinaryUnmarshaler: cbor.BinaryUnmarshalerByteString,
+		MaxArrayElements: math.MaxInt32, MaxMapPairs: math.MaxInt32}.DecMode()
+	if err != nil {
+		panic(err)
+	}
+	return em, dm
+}()
 
 // chainsHash identifies a table's chains and rules (a hash of their text;
 // see ahead).
@@ -292,7 +318,7 @@ func (g *globals) verifiedRecord() *future[*record] {
 			}
 			data := g.run().LoadVerifiedBase(g.netns, v)
 			var base verifiedBase
-			if data == nil || bincodec.Unmarshal(data, &base) != nil {
+			if data == nil || baseDecoding.Unmarshal(data, &base) != nil {
 				return nil, nil
 			}
 			return &record{v, base.Sets, base.Inc}, nil
