@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # bench/compare.sh OLD NEW: two hostwall binaries side by side, and nft -f,
-# on W1 (a full apply into a fresh namespace, cold) and W2 (one CIDR of the
-# 100k-line file changed, apply end to end), interleaved round by round so
-# that the machine's drift hits both alike; medians of RUNS (default 9).
+# on W1 (a full apply into a fresh namespace, cold), W2 (one CIDR of the
+# 100k-line file changed, apply end to end) and a cold validate of W1's
+# files, interleaved round by round so that the machine's drift hits both
+# alike; medians of RUNS (default 9).
 # How docs/performance.md measures one change against the build before it:
 #   git worktree add /tmp/before HEAD~1 && (cd /tmp/before && make build)
 #   make build && bench/compare.sh /tmp/before/bin/hostwall bin/hostwall
@@ -17,16 +18,25 @@ prefix=hwcmp
 cfg=$work/cfg
 go run ./bench/gen -out "$cfg" -rules "$rules" -cidrs "$cidrs"
 unset SSH_CONNECTION
-declare -A bin=([old]=$old [new]=$new) w1 w2 ns
+declare -A bin=([old]=$old [new]=$new) w1 w2 v ns
 apply() { # apply old|new NAMESPACE: the binary's own state and run directories
   HOSTWALL_STATE_DIR=$work/$1/state HOSTWALL_RUN_DIR=$work/$1/run "${bin[$1]}" apply -c "$cfg" --netns "$2" \
     --auto-approve --confirm-timeout 0 >/dev/null 2>&1
+}
+cold() { # an older build keeps its decoding of the policy files in the run
+  rm -f "$work/$1/run/"cache-* # directory: removed, as a reboot does
 }
 n1=() n2=()
 for i in $(seq "$runs"); do
   order="old new"; [ $((i % 2)) = 0 ] && order="new old"
   for b in $order; do
-    rm -f "$work/$b/run/"cache-* # cold, as after a reboot
+    cold "$b"
+    t=$(date +%s%N)
+    HOSTWALL_STATE_DIR=$work/$b/state HOSTWALL_RUN_DIR=$work/$b/run "${bin[$b]}" validate -c "$cfg" >/dev/null 2>&1
+    v[$b]+="$(ms "$t") "
+  done
+  for b in $order; do
+    cold "$b"
     newns fresh; ns[$b]=$fresh
     t=$(date +%s%N); apply "$b" "$fresh"; w1[$b]+="$(ms "$t") "
   done
@@ -49,12 +59,12 @@ for i in $(seq "$runs"); do
   nss=()
 done
 N1=$(echo "${n1[*]}" | median) N2=$(echo "${n2[*]}" | median)
-echo "| binary | W1 (median of $runs) | W1 / nft -f | W2 | W2 / nft -f |"
-echo "|---|---|---|---|---|"
+echo "| binary | W1 (median of $runs) | W1 / nft -f | W2 | W2 / nft -f | validate W1's files |"
+echo "|---|---|---|---|---|---|"
 for b in old new; do
-  a=$(echo "${w1[$b]}" | median) c=$(echo "${w2[$b]}" | median)
-  echo "| $b ${bin[$b]} | $a ms | $(ratio "$a" "$N1") | $c ms | $(ratio "$c" "$N2") |"
+  a=$(echo "${w1[$b]}" | median) c=$(echo "${w2[$b]}" | median) e=$(echo "${v[$b]}" | median)
+  echo "| $b ${bin[$b]} | $a ms | $(ratio "$a" "$N1") | $c ms | $(ratio "$c" "$N2") | $e ms |"
 done
-echo "| nft -f | $N1 ms | | $N2 ms | |"
+echo "| nft -f | $N1 ms | | $N2 ms | | |"
 echo
-echo "runs (ms): W1 old ${w1[old]}; new ${w1[new]}; nft ${n1[*]}; W2 old ${w2[old]}; new ${w2[new]}; nft ${n2[*]}"
+echo "runs (ms): W1 old ${w1[old]}; new ${w1[new]}; nft ${n1[*]}; W2 old ${w2[old]}; new ${w2[new]}; nft ${n2[*]}; validate old ${v[old]}; new ${v[new]}"
