@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/state"
 )
 
@@ -27,9 +28,9 @@ type Request struct {
 
 // Response is the agent's answer: a status, or a message, or an error.
 type Response struct {
-	Status  *Status `json:"status,omitempty"`
-	Message string  `json:"message,omitempty"`
-	Error   string  `json:"error,omitempty"`
+	Status  *engine.Status `json:"status,omitempty"`
+	Message string         `json:"message,omitempty"`
+	Error   string         `json:"error,omitempty"`
 	// RolledBack marks a confirm refused because the trial was rolled back.
 	RolledBack bool `json:"rolled_back,omitempty"`
 }
@@ -48,8 +49,8 @@ func Call(path string, req Request) (*Response, error) {
 	}
 	defer conn.Close()
 	// A reload applies; give it time. Status and confirm answer at once
-	// unless the agent waits for the state lock.
-	conn.SetDeadline(time.Now().Add(2*lockTimeout + 30*time.Second))
+	// unless the agent waits for the namespace's lock.
+	conn.SetDeadline(time.Now().Add(callTimeout))
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
 		return nil, fmt.Errorf("talking to the agent: %w", err)
 	}
@@ -59,6 +60,11 @@ func Call(path string, req Request) (*Response, error) {
 	}
 	return &resp, nil
 }
+
+// callTimeout bounds a request to the agent: a reload applies the files
+// (and may wait for the namespace's lock), a confirm waits for a guard
+// rolling back.
+const callTimeout = 3 * time.Minute
 
 // call is a request waiting for the daemon's loop.
 type call struct {
@@ -161,11 +167,7 @@ func (d *Daemon) handle(ctx context.Context, req Request) Response {
 	case "status":
 		return Response{Status: d.snapshot(ctx)}
 	case "confirm":
-		var t *state.Trial
-		err := d.locked(func() (err error) {
-			t, err = d.o.Run.Confirm(d.o.NetNS, "confirmed by hostwall confirm, through the agent")
-			return err
-		})
+		t, err := d.e.Confirm("confirmed by hostwall confirm, through the agent")
 		if err != nil {
 			var rb *state.RolledBackError
 			return Response{Error: err.Error(), RolledBack: errors.As(err, &rb)}
@@ -187,15 +189,12 @@ func (d *Daemon) handle(ctx context.Context, req Request) Response {
 	return Response{Error: fmt.Sprintf("unknown command %q (status, confirm, reload)", req.Command)}
 }
 
-// snapshot is the agent's status.
-func (d *Daemon) snapshot(ctx context.Context) *Status {
-	s := &Status{Agent: os.Getpid(), ConfigDir: d.o.ConfigDir, Generation: d.current, DriftRepairs: d.repairs,
-		LastApply: d.lastApply, LastDrift: d.lastDrift}
-	if cur, err := d.o.Store.Current(); err == nil {
-		s.Generation = cur // a CLI apply or rollback may have moved it
+// snapshot is the agent's status: the engine's, with what the agent knows.
+func (d *Daemon) snapshot(ctx context.Context) *engine.Status {
+	s, err := d.e.Status(ctx)
+	if err != nil {
+		s = &engine.Status{Generation: d.current, CountersError: err.Error()}
 	}
-	s.Trial, _ = d.o.Run.ReadTrial(d.o.NetNS)
-	s.LastTrial, _ = d.o.Run.LastOutcome(d.o.NetNS)
-	s.ReadCounters(ctx, d.o.Kernel, d.o.Store)
+	s.Agent, s.ConfigDir, s.DriftRepairs, s.LastApply, s.LastDrift = os.Getpid(), d.o.ConfigDir, d.repairs, d.lastApply, d.lastDrift
 	return s
 }

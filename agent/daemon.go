@@ -6,20 +6,15 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime/debug"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/hcl/v2"
 	"go.uber.org/zap"
 
-	"github.com/hostwall/hostwall/compile"
-	"github.com/hostwall/hostwall/loader"
-	"github.com/hostwall/hostwall/planner"
-	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/state"
 	"github.com/hostwall/hostwall/views"
 )
@@ -35,13 +30,10 @@ type Notifier interface {
 
 // Options configure the daemon.
 type Options struct {
+	// Engine is the host transaction the daemon drives (made with
+	// engine.Options.Memo).
+	Engine    *engine.Engine
 	ConfigDir string
-	Store     *state.Store
-	Run       state.RunDir
-	NetNS     string
-	// HostName is --host-name; empty: each load takes the host block's
-	// name, else the kernel's hostname (config.Config.HostName).
-	HostName string
 	// Debounce is how long the directory must stay quiet before a reload
 	// (default 200ms).
 	Debounce time.Duration
@@ -51,23 +43,10 @@ type Options struct {
 	Watchdog time.Duration
 	// Drift delivers other processes' changes to the table; nil for none.
 	Drift  <-chan Drift
-	Kernel Kernel
-	// Generation returns the kernel's ruleset generation; with it, plans
-	// skip reading a table that cannot have changed (readCache). nil: always read.
-	Generation func() (uint32, error)
-	// DeleteTable removes the table (a trial of the first configuration
-	// rolls back to no firewall).
-	DeleteTable func(ctx context.Context, gen uint32) error
-	// IsGenerationChanged classifies Kernel.Apply errors.
-	IsGenerationChanged func(error) bool
-	Notify              Notifier
-	Log                 *zap.Logger
+	Notify Notifier
+	Log    *zap.Logger
 	// Socket is the control socket's path; empty for none.
 	Socket string
-	// Load and Limits are the CLI's: trust checks, file size and
-	// configuration limits (New gives Load a Memo when it has none).
-	Load   loader.DirOptions
-	Limits compile.Limits
 }
 
 // Drift is a change to the table by another process.
@@ -88,36 +67,30 @@ const (
 	uncertainQuiet = time.Second
 )
 
-// lockTimeout is how long the agent waits for the state lock (a CLI apply
-// or rollback, perhaps waiting at its "yes" prompt) before retrying later.
-// It stays below half the unit's WatchdogSec=30s: the loop that waits is
-// the loop that pings the watchdog.
-const lockTimeout = 10 * time.Second
+// Failed applies (not invalid files: a full state directory, a kernel
+// that refused) are tried again after retryFirst, doubling up to retryMax.
+const (
+	retryFirst = 10 * time.Second
+	retryMax   = 5 * time.Minute
+)
 
-// Daemon is the agent: the CLI's load → compile → plan → apply path in a
-// loop driven by the configuration directory, signals, the drift monitor
-// and timers. Its desired state is the current generation; a change of the
-// files' content makes a new one.
+// Daemon is the agent: the engine driven by the configuration directory,
+// signals, the drift monitor, the control socket and timers. Each event
+// becomes one engine call; the daemon keeps only what status shows.
 type Daemon struct {
 	o Options
-	// kernel is o.Kernel behind the read cache: what plans read.
-	kernel *readCache
-	// appliedHash is the content hash of the files the current
-	// generation came from.
-	appliedHash string
-	current     int
-	// rules is the rule count of the current generation's table, which the
-	// kernel holds once applied (STATUS= shows it without reading the
-	// kernel again).
-	rules     int
-	lastErr   string
-	repairs   int
-	lastApply *ApplyRecord
-	lastDrift *DriftRecord
-	// compiled keeps the large sets of one compile for the next (as
-	// o.Load.Memo keeps the decoded files): a save of a policy file
-	// rebuilds neither an unchanged blocklist nor its set.
-	compiled *compile.Memo
+	e *engine.Engine
+	// current and rules are the generation in force and its rule count,
+	// as of the last apply (STATUS= shows them without reading the kernel).
+	current, rules int
+	lastErr        string
+	repairs        int
+	lastApply      *engine.ApplyRecord
+	lastDrift      *engine.DriftRecord
+	// retry is when a failed apply is tried again (zero: none pending);
+	// backoff the wait after the next failure.
+	retry   time.Time
+	backoff time.Duration
 }
 
 // New returns a daemon.
@@ -128,31 +101,23 @@ func New(o Options) *Daemon {
 	if o.Resync == 0 {
 		o.Resync = 5 * time.Minute
 	}
-	if o.Load.Memo == nil {
-		o.Load.Memo = &loader.Memo{}
-	}
-	return &Daemon{o: o, kernel: &readCache{Kernel: o.Kernel, generation: o.Generation}, compiled: &compile.Memo{}}
+	return &Daemon{o: o, e: o.Engine}
 }
 
 // Run runs until ctx ends. The ruleset stays in the kernel when it returns:
 // a firewall must not vanish when its agent stops.
 func (d *Daemon) Run(ctx context.Context) error {
-	log := d.o.Log
+	reg, err := d.e.RegisterAgent(d.o.Socket)
+	if err != nil {
+		return err
+	}
+	defer reg.Release()
 	d.o.Notify.Status("starting")
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
-
-	d.settleTrial(ctx)
-	if err := d.reconcile(ctx, "start", false); errors.Is(err, errInvalid) {
-		log.Error("the configuration does not load; applying the last good generation", zap.Error(err))
-		if err := d.locked(func() error { return d.applyCurrent(ctx) }); err != nil {
-			log.Error("applying the last good generation", zap.Error(err))
-		}
-	} else if err != nil {
-		log.Error("not applied", zap.Error(err))
-	}
-	w, err := newWatcher(d.o.ConfigDir, log)
+	d.start(ctx)
+	w, err := newWatcher(d.o.ConfigDir, d.o.Log)
 	if err != nil {
 		return err
 	}
@@ -168,86 +133,143 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.o.Notify.Ready()
 	d.done()
+	return d.loop(ctx, w, hup, calls)
+}
 
-	debounce := time.NewTimer(time.Hour)
-	debounce.Stop()
-	drift := time.NewTimer(time.Hour)
-	drift.Stop()
-	var driftBy string
-	driftDue := time.Time{}
-	resync := time.NewTicker(d.o.Resync)
-	defer resync.Stop()
-	var watchdog <-chan time.Time
+// start settles a trial that ended while no agent ran, then applies the
+// files — or, when they do not load, makes sure the last good generation
+// is in force.
+func (d *Daemon) start(ctx context.Context) {
+	d.settleTrial(ctx)
+	err := d.reconcile(ctx, "start", false)
+	var invalid *engine.InvalidError
+	if !errors.As(err, &invalid) {
+		return
+	}
+	d.o.Log.Error("the configuration does not load; keeping the last good generation in force")
+	if _, err := d.e.Repair(ctx, true); err != nil {
+		d.o.Log.Error("applying the last good generation", zap.Error(err))
+	}
+	if cur, err := d.e.Current(); err == nil {
+		d.current = cur
+	}
+}
+
+// timers are the daemon's: the debounce of file changes, the drift check,
+// the periodic verification, the watchdog.
+type timers struct {
+	debounce, drift *time.Timer
+	resync          *time.Ticker
+	watchdog        <-chan time.Time
+	// driftBy names who changed the table, driftDue when the check runs.
+	driftBy  string
+	driftDue time.Time
+}
+
+func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, calls <-chan call) error {
+	t := &timers{debounce: stopped(), drift: stopped(), resync: time.NewTicker(d.o.Resync)}
+	defer t.resync.Stop()
 	if d.o.Watchdog > 0 {
-		t := time.NewTicker(d.o.Watchdog)
-		defer t.Stop()
-		watchdog = t.C
+		tick := time.NewTicker(d.o.Watchdog)
+		defer tick.Stop()
+		t.watchdog = tick.C
 	}
 	for {
-		var trialTimer <-chan time.Time
-		if t, _ := d.o.Run.ReadTrial(d.o.NetNS); t != nil {
-			trialTimer = time.After(time.Until(t.Deadline))
-		}
+		trialTimer, retryTimer := d.trialTimer(), d.retryTimer()
 		select {
 		case <-ctx.Done():
 			d.o.Notify.Stopping()
-			log.Info("stopping; the ruleset stays in the kernel")
+			d.o.Log.Info("stopping; the ruleset stays in the kernel")
 			return nil
 		case at := <-w.changes:
 			// The quiet time counts from the change, not from when this
-			// loop got to it (it may have been handing memory back, or
-			// finishing the work before).
-			debounce.Reset(max(0, d.o.Debounce-time.Since(at)))
-		case <-debounce.C:
-			if err := d.reconcile(ctx, "the configuration changed", false); errors.Is(err, state.ErrLocked) {
-				log.Warn("busy; trying again shortly", zap.Error(err))
-				debounce.Reset(time.Second)
-			} else if err != nil {
-				log.Error("not applied; the running ruleset stays", zap.Error(err))
-			}
-			d.done()
-		case <-hup:
-			d.o.Notify.Reloading()
-			log.Info("reloading (SIGHUP)")
-			if err := d.reconcile(ctx, "reload", true); err != nil {
-				log.Error("not applied; the running ruleset stays", zap.Error(err))
-			}
-			d.o.Notify.Ready()
-			d.done()
+			// loop got to it (it may have been finishing the work before).
+			t.debounce.Reset(max(0, d.o.Debounce-time.Since(at)))
 		case c := <-d.o.Drift:
-			quiet := uncertainQuiet
-			if c.Certain {
-				quiet, driftBy = driftQuiet, c.By
-			} else if driftBy == "" {
-				driftBy = c.By
-			}
-			// A burst is checked once, at most quiet after its first event.
-			if due := time.Now().Add(quiet); driftDue.IsZero() || due.Before(driftDue) {
-				driftDue = due
-				drift.Reset(quiet)
-			}
-		case <-drift.C:
-			d.verify(ctx, "changed by "+driftBy)
-			driftBy, driftDue = "", time.Time{}
-			d.done()
-		case <-resync.C:
-			d.kernel.forgetDerived() // a table derived from commits is read once
-			d.verify(ctx, "periodic verification")
-			d.done()
+			t.noteDrift(c)
+		case <-t.watchdog:
+			d.o.Notify.Watchdog()
 		case c := <-calls:
 			c.reply <- d.handle(ctx, c.req)
 			if c.req.Command == "confirm" {
-				debounce.Reset(0) // changes held back by the trial go in now
+				t.debounce.Reset(0) // changes held back by the trial go in now
 			}
-		case <-watchdog:
-			d.o.Notify.Watchdog()
+		case <-t.debounce.C:
+			d.apply(ctx, t, "the configuration changed", false)
+			d.done()
+		case <-retryTimer:
+			d.apply(ctx, t, "retrying a failed apply", false)
+			d.done()
+		case <-hup:
+			d.o.Notify.Reloading()
+			d.o.Log.Info("reloading (SIGHUP)")
+			d.apply(ctx, t, "reload", true)
+			d.o.Notify.Ready()
+			d.done()
+		case <-t.drift.C:
+			d.verify(ctx, "changed by "+t.driftBy)
+			t.driftBy, t.driftDue = "", time.Time{}
+			d.done()
+		case <-t.resync.C:
+			d.e.ForgetDerived() // a table derived from commits is read once
+			d.verify(ctx, "periodic verification")
+			d.done()
 		case <-trialTimer:
 			d.settleTrial(ctx)
-			if err := d.reconcile(ctx, "the trial ended", false); err != nil {
-				log.Error("not applied; the running ruleset stays", zap.Error(err))
-			}
+			d.apply(ctx, t, "the trial ended", false)
 			d.done()
 		}
+	}
+}
+
+// stopped is a timer that has not started.
+func stopped() *time.Timer {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}
+
+// noteDrift schedules a check of the table: a burst of changes is checked
+// once, at most its quiet time after its first event.
+func (t *timers) noteDrift(c Drift) {
+	quiet := uncertainQuiet
+	if c.Certain {
+		quiet, t.driftBy = driftQuiet, c.By
+	} else if t.driftBy == "" {
+		t.driftBy = c.By
+	}
+	if due := time.Now().Add(quiet); t.driftDue.IsZero() || due.Before(t.driftDue) {
+		t.driftDue = due
+		t.drift.Reset(quiet)
+	}
+}
+
+// trialTimer fires at the pending trial's deadline (nil: none pending).
+func (d *Daemon) trialTimer() <-chan time.Time {
+	if t, _ := d.e.Trial(); t != nil {
+		return time.After(time.Until(t.Deadline))
+	}
+	return nil
+}
+
+// retryTimer fires when a failed apply is due again (nil: none).
+func (d *Daemon) retryTimer() <-chan time.Time {
+	if d.retry.IsZero() {
+		return nil
+	}
+	return time.After(time.Until(d.retry))
+}
+
+// apply applies the files (explicit: an operator's reload), and says what
+// became of it; a busy lock is tried again shortly.
+func (d *Daemon) apply(ctx context.Context, t *timers, why string, explicit bool) {
+	err := d.reconcile(ctx, why, explicit)
+	switch {
+	case errors.Is(err, state.ErrLocked):
+		d.o.Log.Warn("busy; trying again shortly", zap.Error(err))
+		t.debounce.Reset(time.Second)
+	case err != nil:
+		d.o.Log.Error("not applied; the running ruleset stays", zap.Error(err))
 	}
 }
 
@@ -263,11 +285,10 @@ func (d *Daemon) done() {
 
 func (d *Daemon) status() {
 	s := fmt.Sprintf("generation %d", d.current)
-	if t, _ := d.o.Run.ReadTrial(d.o.NetNS); t != nil {
+	if t, _ := d.e.Trial(); t != nil {
 		s += fmt.Sprintf(" (generation %d on trial until %s)", t.Generation, t.Deadline.Format(time.TimeOnly))
 	}
-	s += fmt.Sprintf(", %d rules", d.rules)
-	s += "; watching " + d.o.ConfigDir
+	s += fmt.Sprintf(", %d rules; watching %s", d.rules, d.o.ConfigDir)
 	if d.repairs > 0 {
 		s += fmt.Sprintf("; %d drift repairs", d.repairs)
 	}
@@ -277,361 +298,102 @@ func (d *Daemon) status() {
 	d.o.Notify.Status(s)
 }
 
-// errInvalid marks a configuration that does not load or compile.
-var errInvalid = errors.New("invalid configuration")
-
-// load reads and compiles the configuration files.
-func (d *Daemon) load() (*loader.Result, *ruleset.Table, error) {
-	res, diags := loader.LoadDir(d.o.ConfigDir, d.o.Load)
-	var tbl *ruleset.Table
-	if !diags.HasErrors() {
-		var more hcl.Diagnostics
-		tbl, more = compile.Compile(res.Config, compile.Options{HostName: res.Config.HostName(d.o.HostName), Limits: d.o.Limits, Memo: d.compiled})
-		diags = append(diags, more...)
-	}
-	for _, dg := range diags {
-		if dg.Severity == hcl.DiagWarning {
-			d.o.Log.Warn(views.FormatDiagnostic(dg))
-		}
-	}
-	if diags.HasErrors() {
-		return nil, nil, fmt.Errorf("%w: %s", errInvalid, views.FormatDiagnostic(diags.Errs()[0].(*hcl.Diagnostic)))
-	}
-	return res, tbl, nil
-}
-
-// locked runs fn holding the state lock, which the CLI's applies,
-// rollbacks and guards take too.
-func (d *Daemon) locked(fn func() error) error {
-	lock, err := state.AcquireLock(d.o.Run.Dir, d.o.NetNS, lockTimeout)
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	return fn()
-}
-
-// reconcile applies the files when their content changed (or when forced)
-// and records a generation.
-func (d *Daemon) reconcile(ctx context.Context, why string, force bool) error {
-	return d.locked(func() error { return d.reconcileLocked(ctx, why, force) })
-}
-
-func (d *Daemon) reconcileLocked(ctx context.Context, why string, force bool) error {
-	rec := func(result string, gen int, err error) error {
-		d.lastApply = &ApplyRecord{Time: time.Now(), Why: why, Result: result, Generation: gen}
-		if err != nil {
-			d.lastApply.Error = err.Error()
-		}
-		return err
-	}
-	res, desired, err := d.load()
-	if err != nil {
-		d.lastErr = err.Error()
-		d.o.Notify.Status(fmt.Sprintf("INVALID configuration, keeping generation %d: %s", d.current, err))
-		return rec("invalid", 0, err)
-	}
-	d.lastErr = ""
-	hash := loader.HashSources(res.Sources)
-	if hash == d.appliedHash && !force {
-		return nil
-	}
-	if t, _ := d.o.Run.ReadTrial(d.o.NetNS); t != nil {
-		return rec("held", 0, fmt.Errorf("generation %d is on trial; the files are applied once it is confirmed or rolled back", t.Generation))
-	}
-	if d.rolledBack(hash) && !force {
-		d.o.Log.Warn("the files hold a configuration whose trial was rolled back; edit them (or hostwall reload) to apply it again")
-		d.appliedHash = hash
-		rec("held", 0, errors.New("the files hold a configuration whose trial was rolled back; edit them or run hostwall reload to apply it again"))
-		return d.applyCurrent(ctx)
-	}
-	p, err := Plan(ctx, d.kernel, desired)
-	if err != nil {
-		return rec("failed", 0, err)
-	}
-	verified, err := d.commit(ctx, desired, p)
-	if err != nil {
-		d.lastErr = err.Error()
-		return rec("failed", 0, err)
-	}
-	d.appliedHash = hash
-	gen, err := d.recordIfNew(res, desired, why)
-	if err != nil {
-		return rec("failed", 0, err)
-	}
-	d.current, d.rules = gen, desired.RuleCount()
-	d.o.Log.Info("applied", zap.String("why", why), zap.Int("generation", gen), zap.Bool("changed", !p.Empty()), zap.String("verified", verified))
-	return rec("applied", gen, nil)
-}
-
-// commit applies p, planned for desired, and verifies it: a change to set
-// elements alone (a blocklist) by the kernel's generation, which then also
-// gives the next plan its base (readCache.keepApplied); anything else by
-// reading the table back, which the next plan starts from (a rule's handle
-// is known only to the kernel). Drift repairs always read back. It says
-// how the commit was verified, for the log.
-func (d *Daemon) commit(ctx context.Context, desired *ruleset.Table, p *planner.Plan) (verified string, err error) {
-	v := ByReadBack
-	if !p.Empty() && p.ElementsOnly() {
-		v = ByGeneration
-	}
-	applied, gen, err := Apply(ctx, d.kernel, desired, p, d.o.IsGenerationChanged, v)
+// reconcile applies the files through the engine and records the outcome
+// for status.
+func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error {
+	res, err := d.e.Apply(ctx, engine.ApplyRequest{Reason: "agent: " + why, Explicit: explicit})
+	rec := &engine.ApplyRecord{Time: time.Now(), Why: why}
+	d.lastApply = rec
+	var invalid *engine.InvalidError
 	switch {
+	case errors.As(err, &invalid):
+		d.logDiagnostics(invalid)
+		rec.Result, rec.Error, d.lastErr = "invalid", err.Error(), firstError(invalid)
+		d.o.Notify.Status(fmt.Sprintf("INVALID configuration, keeping generation %d: %s", d.current, d.lastErr))
+		return err
 	case err != nil:
-		return "", err
-	case p.Empty():
-		return "nothing to commit", nil
-	case v == ByReadBack || d.kernel.readAt(gen):
-		return "by reading back", nil // Apply read the table: the next plan starts from it
-	}
-	d.kernel.keepApplied(applied, gen)
-	return "by generation", nil
-}
-
-// rolledBack reports whether files with this hash were last rolled back.
-func (d *Daemon) rolledBack(hash string) bool {
-	o, err := d.o.Run.LastOutcome(d.o.NetNS)
-	if err != nil || o == nil || o.Result != state.RolledBack {
-		return false
-	}
-	g, err := d.o.Store.Meta(o.Generation)
-	return err == nil && sourcesHash(g) == hash
-}
-
-// sourcesHash is loader.HashSources of generation g's files, from the
-// SHA-256 its record keeps of each (g need not hold their contents).
-func sourcesHash(g *state.Generation) string {
-	var srcs []loader.Source
-	for _, f := range g.Files {
-		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data, SHA256: f.SHA256})
-	}
-	return loader.HashSources(srcs)
-}
-
-// recordIfNew records a generation unless the current one already holds
-// these files and ruleset.
-func (d *Daemon) recordIfNew(res *loader.Result, desired *ruleset.Table, why string) (int, error) {
-	cur, err := d.o.Store.Current()
-	if err != nil {
-		return 0, err
-	}
-	rendered := desired.String()
-	if cur > 0 {
-		if g, err := d.o.Store.Meta(cur); err == nil && g.RulesetHash == state.HashRuleset(rendered) &&
-			sourcesHash(g) == loader.HashSources(res.Sources) {
-			return cur, nil
-		}
-	}
-	g := &state.Generation{Time: time.Now(), UID: os.Getuid(), HostName: res.Config.HostName(d.o.HostName), NetNS: d.o.NetNS,
-		ConfigDir: d.o.ConfigDir, Reason: "agent: " + why, Ruleset: rendered}
-	for _, s := range res.Sources {
-		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
-	}
-	return g.Number, d.o.Store.Record(g)
-}
-
-// generationTable compiles a recorded generation.
-func (d *Daemon) generationTable(n int) (*ruleset.Table, error) {
-	g, err := d.o.Store.Load(n)
-	if err != nil {
-		return nil, err
-	}
-	return CompileGeneration(g)
-}
-
-// CompileGeneration compiles a recorded generation's files for its host.
-func CompileGeneration(g *state.Generation) (*ruleset.Table, error) {
-	var srcs []loader.Source
-	for _, f := range g.Files {
-		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data})
-	}
-	res, diags := loader.Load(srcs)
-	if diags.HasErrors() {
-		return nil, fmt.Errorf("generation %d no longer loads: %s", g.Number, diags.Errs()[0])
-	}
-	tbl, diags := compile.Compile(res.Config, compile.Options{HostName: g.HostName})
-	if diags.HasErrors() {
-		return nil, fmt.Errorf("generation %d no longer compiles: %s", g.Number, diags.Errs()[0])
-	}
-	return tbl, nil
-}
-
-// applyCurrent makes the kernel hold the current generation (the last good
-// one); with none recorded, nothing is applied.
-func (d *Daemon) applyCurrent(ctx context.Context) error {
-	cur, err := d.o.Store.Current()
-	if err != nil || cur == 0 {
+		rec.Result, rec.Error, d.lastErr = "failed", err.Error(), err.Error()
+		d.scheduleRetry(err)
 		return err
+	case res.Held != "":
+		rec.Result, rec.Error = "held", res.Held
+		d.o.Log.Warn("not applied", zap.String("why", res.Held))
+		return d.keepCurrent(ctx)
 	}
-	tbl, err := d.generationTable(cur)
-	if err != nil {
-		return err
+	d.lastErr, d.retry, d.backoff = "", time.Time{}, 0
+	d.current, d.rules = res.Generation, res.Rules
+	rec.Result, rec.Generation = "applied", res.Generation
+	for _, w := range res.Warnings {
+		d.o.Log.Warn(views.FormatDiagnostic(w))
 	}
-	p, err := Plan(ctx, d.kernel, tbl)
-	if err != nil {
-		return err
-	}
-	if _, _, err := Apply(ctx, d.kernel, tbl, p, d.o.IsGenerationChanged, ByReadBack); err != nil {
-		return err
-	}
-	d.current, d.rules = cur, tbl.RuleCount()
+	d.o.Log.Info("applied", zap.String("why", why), zap.Int("generation", res.Generation), zap.Bool("changed", res.Plan != nil),
+		zap.String("verified", res.Verified))
 	return nil
+}
+
+// keepCurrent makes sure the current generation is in force while the
+// files are held back.
+func (d *Daemon) keepCurrent(ctx context.Context) error {
+	if _, err := d.e.Repair(ctx, false); err != nil {
+		return err
+	}
+	cur, err := d.e.Current()
+	d.current = cur
+	return err
+}
+
+// scheduleRetry tries a failed apply again later, waiting longer after each
+// failure: a full state directory or a busy kernel may clear up.
+func (d *Daemon) scheduleRetry(err error) {
+	if errors.Is(err, state.ErrLocked) || errors.Is(err, engine.ErrLockout) {
+		return // a busy lock is retried at once; a refused configuration waits for an edit
+	}
+	d.backoff = min(max(2*d.backoff, retryFirst), retryMax)
+	d.retry = time.Now().Add(d.backoff)
+}
+
+// logDiagnostics logs every diagnostic of an invalid configuration.
+func (d *Daemon) logDiagnostics(invalid *engine.InvalidError) {
+	for _, dg := range invalid.Diags {
+		d.o.Log.Warn(views.FormatDiagnostic(dg))
+	}
+}
+
+// firstError is the first error of an invalid configuration, for STATUS=.
+func firstError(invalid *engine.InvalidError) string {
+	errs := invalid.Diags.Errs()
+	s := views.FormatDiagnostic(errs[0].(*hcl.Diagnostic))
+	if len(errs) > 1 {
+		s += fmt.Sprintf(" (and %d more errors: see the log)", len(errs)-1)
+	}
+	return s
 }
 
 // verify repairs the kernel towards the current generation.
 func (d *Daemon) verify(ctx context.Context, why string) {
-	if err := d.locked(func() error { d.verifyLocked(ctx, why); return nil }); err != nil {
+	p, err := d.e.Repair(ctx, false)
+	switch {
+	case errors.Is(err, state.ErrLocked):
 		d.o.Log.Warn("verification skipped; the next one will tell", zap.Error(err))
-	}
-}
-
-func (d *Daemon) verifyLocked(ctx context.Context, why string) {
-	if t, _ := d.o.Run.ReadTrial(d.o.NetNS); t != nil {
-		return // the trial generation is in force and is current
-	}
-	cur, err := d.o.Store.Current()
-	if err != nil || cur == 0 {
-		return
-	}
-	tbl, err := d.generationTable(cur)
-	if err != nil {
-		d.o.Log.Error("verifying", zap.Error(err))
-		return
-	}
-	p, err := Plan(ctx, d.kernel, tbl)
-	if err != nil || p.Empty() {
-		return
-	}
-	if _, _, err := Apply(ctx, d.kernel, tbl, p, d.o.IsGenerationChanged, ByReadBack); err != nil {
+	case err != nil:
 		d.o.Log.Error("repairing drift", zap.Error(err))
-		return
+	case p != nil:
+		d.repairs++
+		d.lastDrift = &engine.DriftRecord{Time: time.Now(), By: strings.TrimPrefix(why, "changed by "), Changes: len(p.Changes)}
+		d.o.Log.Warn("repaired drift", zap.String("why", why), zap.Int("generation", d.current), zap.Int("changes", len(p.Changes)))
 	}
-	d.repairs++
-	d.lastDrift = &DriftRecord{Time: time.Now(), By: strings.TrimPrefix(why, "changed by "), Changes: len(p.Changes)}
-	d.o.Log.Warn("repaired drift", zap.String("why", why), zap.Int("generation", cur), zap.Int("changes", len(p.Changes)))
 }
 
 // settleTrial rolls back a pending trial that is past its deadline or was
-// interrupted by a reboot; the CLI's guard may do it first (both take the
-// lock and re-read the trial).
+// interrupted by a reboot; the CLI's guard may do it first.
 func (d *Daemon) settleTrial(ctx context.Context) {
-	t, err := d.o.Run.ReadTrial(d.o.NetNS)
-	if err != nil || t == nil || (time.Now().Before(t.Deadline) && !t.Rebooted) {
-		return
-	}
-	lock, err := state.AcquireLock(d.o.Run.Dir, d.o.NetNS, lockTimeout)
+	o, err := d.e.SettleTrial(ctx, "the agent")
 	if err != nil {
 		d.o.Log.Error("rolling back the trial", zap.Error(err))
 		return
 	}
-	defer lock.Release()
-	if now, _ := d.o.Run.ReadTrial(d.o.NetNS); now == nil || now.Generation != t.Generation {
-		return
+	if o != nil && o.Result == state.RolledBack {
+		d.current = o.Previous
+		d.o.Log.Warn("trial rolled back", zap.Int("generation", o.Generation), zap.String("detail", o.Detail))
 	}
-	if err := d.rollbackTo(ctx, t.Previous); err != nil {
-		d.o.Log.Error("rolling back the trial", zap.Int("generation", t.Generation), zap.Error(err))
-		return
-	}
-	detail := fmt.Sprintf("not confirmed by %s; generation %d restored by the agent", t.Deadline.Format(time.TimeOnly), t.Previous)
-	if t.Rebooted {
-		detail = fmt.Sprintf("the machine rebooted during the trial; generation %d restored by the agent", t.Previous)
-	}
-	d.o.Run.EndTrial(t, state.RolledBack, detail)
-	d.o.Log.Warn("trial rolled back", zap.Int("generation", t.Generation), zap.String("detail", detail))
-}
-
-func (d *Daemon) rollbackTo(ctx context.Context, n int) error {
-	if n == 0 {
-		_, gen, err := d.kernel.Read(ctx)
-		if err != nil {
-			return err
-		}
-		if err := d.o.DeleteTable(ctx, gen); err != nil {
-			return err
-		}
-		d.current, d.rules = 0, 0
-		return d.o.Store.SetCurrent(0)
-	}
-	if err := d.o.Store.SetCurrent(n); err != nil {
-		return err
-	}
-	return d.applyCurrent(ctx)
-}
-
-// watcher reports changes to policy files of a directory, surviving
-// rename-saves and the directory being removed and created again (it also
-// watches the parent).
-type watcher struct {
-	fs  *fsnotify.Watcher
-	dir string
-	// changes holds the time of the latest change not yet taken.
-	changes chan time.Time
-	log     *zap.Logger
-	done    chan struct{}
-}
-
-func newWatcher(dir string, log *zap.Logger) (*watcher, error) {
-	fw, err := fsnotify.NewWatcher()
-	if err != nil {
-		return nil, err
-	}
-	dir = filepath.Clean(dir)
-	w := &watcher{fs: fw, dir: dir, changes: make(chan time.Time, 1), log: log, done: make(chan struct{})}
-	if err := fw.Add(filepath.Dir(dir)); err != nil {
-		fw.Close()
-		return nil, fmt.Errorf("watching %s: %w", filepath.Dir(dir), err)
-	}
-	if err := fw.Add(dir); err != nil {
-		log.Warn("the configuration directory is missing; waiting for it", zap.String("dir", dir))
-	}
-	go w.loop()
-	return w, nil
-}
-
-func (w *watcher) loop() {
-	for {
-		select {
-		case <-w.done:
-			return
-		case ev, ok := <-w.fs.Events:
-			if !ok {
-				return
-			}
-			switch {
-			case ev.Name == w.dir:
-				if ev.Has(fsnotify.Create) {
-					w.fs.Add(w.dir) // the directory came back
-				}
-				w.signal()
-			case filepath.Dir(ev.Name) == w.dir && loader.IsWatched(filepath.Base(ev.Name)):
-				w.signal()
-			}
-		case err, ok := <-w.fs.Errors:
-			if !ok {
-				return
-			}
-			w.log.Warn("watching the configuration directory", zap.Error(err))
-			w.signal() // events may have been lost: look again
-		}
-	}
-}
-
-func (w *watcher) signal() {
-	now := time.Now()
-	for {
-		select {
-		case w.changes <- now:
-			return
-		default:
-			select { // an older change not taken yet: this one is later
-			case <-w.changes:
-			default:
-			}
-		}
-	}
-}
-
-func (w *watcher) close() {
-	close(w.done)
-	w.fs.Close()
 }

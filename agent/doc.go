@@ -1,7 +1,7 @@
-// Package agent orchestrates hostwall's one path from desired table to
-// kernel: read, diff, apply, verify. The CLI commands are single passes of it;
-// the daemon (a later addition) runs it in a loop.
-//
-// It talks to the kernel only through the Kernel interface, which nft.Conn
-// and nfttest.Fake implement.
+// Package agent is the daemon's front door to the engine: it watches the
+// configuration directory (fsnotify, debounced), the kernel's events
+// (drift), signals, the control socket and the trial's deadline, and turns
+// each event into one engine call. It keeps only what status shows; the
+// transaction — load, plan, commit, record, trial, repair — is the
+// engine's.
 package agent

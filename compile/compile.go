@@ -128,7 +128,7 @@ const (
 
 // Compile builds the desired table for the host named in opts.
 func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics) {
-	opts.Limits = opts.Limits.withDefaults()
+	opts.Limits = opts.Limits.WithDefaults()
 	if diags := checkSize(cfg, opts.Limits); diags.HasErrors() {
 		return nil, diags
 	}

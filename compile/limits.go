@@ -22,7 +22,8 @@ type Limits struct {
 // DefaultLimits are the limits when none are given.
 var DefaultLimits = Limits{MaxPolicies: 10_000, MaxRules: 200_000, MaxSetElements: 4_000_000}
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with every zero field its default.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxPolicies == 0 {
 		l.MaxPolicies = DefaultLimits.MaxPolicies
 	}

@@ -50,7 +50,11 @@ type Settings struct {
 	// AllowIPv6ND accepts IPv6 neighbour discovery on covered interfaces
 	// (default true; false restores Calico's behaviour).
 	AllowIPv6ND bool
-	DeclRange   hcl.Range
+	// SkipLockoutCheck turns off the check that refuses, on every apply
+	// (the agent's too), a configuration that closes every way in for SSH
+	// (settings { lockout_check = false }: a host nobody reaches over SSH).
+	SkipLockoutCheck bool
+	DeclRange        hcl.Range
 }
 
 // DefaultTier is the tier of policies that name none.

@@ -19,9 +19,9 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/explain"
 	"github.com/hostwall/hostwall/internal/testns"
 	"github.com/hostwall/hostwall/loader"
@@ -312,11 +312,11 @@ func (l *lab) applyAndSend(t *testing.T, cfg *config.Config, host string, cases 
 		t.Fatalf("compiling: %v", diags)
 	}
 	ctx := context.Background()
-	p, err := agent.Plan(ctx, l.conn, desired)
+	p, err := engine.PlanTable(ctx, l.conn, desired)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := agent.Apply(ctx, l.conn, desired, p, nft.IsGenerationChanged, agent.ByReadBack); err != nil {
+	if _, _, err := engine.ApplyTable(ctx, l.conn, desired, p, engine.ByReadBack); err != nil {
 		t.Fatalf("apply: %v", err)
 	}
 	// Every scenario starts without connection state: a flow of an earlier

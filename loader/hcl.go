@@ -28,7 +28,7 @@ var (
 		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"}, {Name: "profiles"}, {Name: "ports"},
 	}}
 	tierSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "order"}, {Name: "default_action"}}}
-	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}}}
+	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}, {Name: "lockout_check"}}}
 	icmpSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "code"}}}
 	netSetSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}, {Name: "nets_file"}}}
 	policySchema   = &hcl.BodySchema{
@@ -534,17 +534,31 @@ func (b *builder) decodeSettings(blk *hcl.Block) {
 	if c == nil {
 		return
 	}
-	if a := c.Attributes["allow_ipv6_neighbor_discovery"]; a != nil {
-		v, diags := value(a)
-		b.diags = append(b.diags, diags...)
-		if !diags.HasErrors() {
-			if v.Type() != cty.Bool {
-				b.diags = append(b.diags, errAt(a.Expr.Range(), "Expected true or false", "allow_ipv6_neighbor_discovery is true or false."))
-			} else {
-				b.cfg.Settings.AllowIPv6ND = v.True()
-			}
-		}
+	if v, ok := b.boolSetting(c, "allow_ipv6_neighbor_discovery"); ok {
+		b.cfg.Settings.AllowIPv6ND = v
 	}
+	if v, ok := b.boolSetting(c, "lockout_check"); ok {
+		b.cfg.Settings.SkipLockoutCheck = !v
+	}
+}
+
+// boolSetting reads the settings attribute name, true or false; ok is
+// false when it is absent or not a boolean (which it reports).
+func (b *builder) boolSetting(c *hcl.BodyContent, name string) (v, ok bool) {
+	a := c.Attributes[name]
+	if a == nil {
+		return false, false
+	}
+	val, diags := value(a)
+	b.diags = append(b.diags, diags...)
+	if diags.HasErrors() {
+		return false, false
+	}
+	if val.Type() != cty.Bool {
+		b.diags = append(b.diags, errAt(a.Expr.Range(), "Expected true or false", "%s is true or false.", name))
+		return false, false
+	}
+	return val.True(), true
 }
 
 // namedPorts reads an endpoint's ports: [{ name = "ssh", protocol = "tcp", port = 22 }].

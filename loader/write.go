@@ -246,8 +246,15 @@ func objects(cfg *config.Config) []object {
 		}
 		out = append(out, object{typ: "failsafe", fields: fs})
 	}
+	var settings []field
 	if !cfg.Settings.AllowIPv6ND {
-		out = append(out, object{typ: "settings", fields: []field{{"allow_ipv6_neighbor_discovery", cty.False}}})
+		settings = append(settings, field{"allow_ipv6_neighbor_discovery", cty.False})
+	}
+	if cfg.Settings.SkipLockoutCheck {
+		settings = append(settings, field{"lockout_check", cty.False})
+	}
+	if len(settings) > 0 {
+		out = append(out, object{typ: "settings", fields: settings})
 	}
 	return out
 }

@@ -23,12 +23,11 @@ package nft
 //   - Rules are identified by their hash in user data, never by decoded
 //     expressions; new rules are positioned by the handle of the kept rule
 //     they follow (planner.Insert.After), inserted in reverse order after it.
-//   - The generation the plan was read at is checked right before the batch
-//     is sent, on the socket that sends it. The kernel cannot be asked to
-//     check it inside the batch through the library (trap 8), so a
-//     writer that commits in between is caught by verification: Apply
-//     returns the generation after the commit, and agent.Apply reads back
-//     unless it is exactly one past gen.
+//   - The batch's begin marker carries the generation the plan was read at
+//     (NFNL_BATCH_GENID, commit.go): the kernel checks it under its commit
+//     lock and refuses the whole batch when another writer committed in
+//     between (planner.ErrStale). Apply returns the generation right after
+//     the commit, which the engine's verification compares with gen + 1.
 
 import (
 	"context"
@@ -49,8 +48,8 @@ import (
 var chunkBytes = 32 << 10
 
 // Apply commits p in one batch, provided the kernel is still at generation
-// gen. It returns ErrGenerationChanged when it is not, and otherwise the
-// generation right after the commit (agent.Apply verifies by it).
+// gen. It returns planner.ErrStale when it is not, and otherwise the
+// generation right after the commit (the engine verifies by it).
 func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
@@ -76,13 +75,6 @@ func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, 
 	}
 	return after, nil
 }
-
-// ErrGenerationChanged is returned (wrapped) when another process changed the
-// ruleset between plan and apply.
-var ErrGenerationChanged = errors.New("the nftables ruleset changed since it was read")
-
-// IsGenerationChanged reports whether err means the plan is stale.
-func IsGenerationChanged(err error) bool { return errors.Is(err, ErrGenerationChanged) }
 
 // A batch is a plan as the steps that queue its messages, in batch order.
 // The steps run later, in parts on every core (encode), each part on a

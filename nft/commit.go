@@ -38,6 +38,8 @@ import (
 
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/planner"
 )
 
 // commitTimeout bounds the wait for the kernel's answer. The kernel
@@ -138,7 +140,7 @@ func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, descri
 		return 0, fmt.Errorf("reading the kernel's answer to the batch: %w", err)
 	}
 	if stale {
-		return 0, fmt.Errorf("%w: planned at generation %d, kernel is at %d", ErrGenerationChanged, gen, after)
+		return 0, fmt.Errorf("%w: planned at generation %d, kernel is at %d", planner.ErrStale, gen, after)
 	}
 	if len(refused) > 0 {
 		return 0, &BatchError{Summary: summary, Errno: refused[0].errno, refused: refused, describe: describe}

@@ -4,12 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
-	"strings"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/internal/netif"
 )
 
 // Options configure a connection.
@@ -33,14 +33,6 @@ type Conn struct {
 	watch watchState
 }
 
-// NetNSPath resolves a namespace name to its file.
-func NetNSPath(name string) string {
-	if strings.ContainsRune(name, '/') {
-		return name
-	}
-	return filepath.Join("/run/netns", name)
-}
-
 // Open connects to nftables in the namespace of opts.
 func Open(opts Options) (*Conn, error) {
 	c := &Conn{bufs: opts.BufferBytes}
@@ -48,7 +40,7 @@ func Open(opts Options) (*Conn, error) {
 		c.bufs = 64 << 20
 	}
 	if opts.NetNS != "" {
-		f, err := os.Open(NetNSPath(opts.NetNS))
+		f, err := os.Open(netif.Path(opts.NetNS))
 		if err != nil {
 			return nil, fmt.Errorf("opening network namespace %q: %w", opts.NetNS, err)
 		}

@@ -9,8 +9,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"golang.org/x/sys/unix"
 
-	"github.com/hostwall/hostwall/agent"
-	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/nft/nfttest"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
@@ -39,7 +38,7 @@ func shape(p *planner.Plan) []string {
 func TestFakeFidelity(t *testing.T) {
 	c, _ := kernel(t)
 	fake := nfttest.New()
-	kernels := map[string]agent.Kernel{"kernel": c, "fake": fake}
+	kernels := map[string]engine.Kernel{"kernel": c, "fake": fake}
 	steps := []*ruleset.Table{
 		compileDir(t, "../examples/quickstart", "web-1"),
 		compileSrc(t, "h", map[string]string{"a.hcl": fmt.Sprintf(oneSet, `"10.0.0.0/24"`)}),
@@ -55,12 +54,12 @@ func TestFakeFidelity(t *testing.T) {
 	for i, desired := range steps {
 		shapes, tables := map[string][]string{}, map[string]string{}
 		for name, k := range kernels {
-			p, err := agent.Plan(ctx, k, desired)
+			p, err := engine.PlanTable(ctx, k, desired)
 			if err != nil {
 				t.Fatal(err)
 			}
 			shapes[name] = shape(p)
-			if _, _, err := agent.Apply(ctx, k, desired, p, nft.IsGenerationChanged, agent.ByReadBack); err != nil {
+			if _, _, err := engine.ApplyTable(ctx, k, desired, p, engine.ByReadBack); err != nil {
 				t.Fatalf("step %d on the %s: %v", i, name, err)
 			}
 			live, _, _ := k.Read(ctx)

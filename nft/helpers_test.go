@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/internal/testns"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
@@ -63,7 +63,7 @@ func compileDir(t *testing.T, dir, host string) *ruleset.Table {
 
 func plan(t testing.TB, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
 	t.Helper()
-	p, err := agent.Plan(context.Background(), c, desired)
+	p, err := engine.PlanTable(context.Background(), c, desired)
 	if err != nil {
 		t.Fatalf("plan: %v", err)
 	}
@@ -75,7 +75,7 @@ func plan(t testing.TB, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
 func apply(t testing.TB, c *nft.Conn, desired *ruleset.Table) *planner.Plan {
 	t.Helper()
 	p := plan(t, c, desired)
-	applied, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack)
+	applied, _, err := engine.ApplyTable(context.Background(), c, desired, p, engine.ByReadBack)
 	if err != nil {
 		t.Fatalf("apply: %v", err)
 	}

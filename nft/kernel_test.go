@@ -18,7 +18,8 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
-	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/engine"
+	"github.com/hostwall/hostwall/internal/netif"
 	"github.com/hostwall/hostwall/internal/testns"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
@@ -253,7 +254,7 @@ func TestSmallBuffersFail(t *testing.T) {
 	defer c.Close()
 	desired := bigTable(2000, 0)
 	p := plan(t, c, desired)
-	_, _, err = agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack)
+	_, _, err = engine.ApplyTable(context.Background(), c, desired, p, engine.ByReadBack)
 	if err == nil {
 		t.Fatal("a 2,000-rule batch succeeded with default-sized buffers; trap 1 no longer reproduces, revisit the workaround")
 	}
@@ -273,11 +274,11 @@ func TestSilentElementLossIsCaught(t *testing.T) {
 		c, _ := kernel(t)
 		desired := bigTable(0, n)
 		p := plan(t, c, desired)
-		_, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack)
+		_, _, err := engine.ApplyTable(context.Background(), c, desired, p, engine.ByReadBack)
 		if err == nil {
 			t.Fatalf("%d intervals in one attribute: apply reported success", n)
 		}
-		if errors.Is(err, agent.ErrNotConverged) {
+		if errors.Is(err, engine.ErrNotConverged) {
 			sawSilentLoss = true
 			live, _, _ := c.Read(context.Background())
 			t.Logf("%d intervals unchunked: the kernel accepted the batch but holds %d; verification refused it: %v", n, len(live.Set("blocklist").Elements), err)
@@ -336,20 +337,20 @@ func TestOverlapRefusedByKernel(t *testing.T) {
 
 // TestStalePlanIsRefused: a plan made before another process committed is
 // refused — by the kernel itself, which checks the generation the batch
-// carries under its commit lock — and re-planned by agent.Apply (trap 8).
+// carries under its commit lock — and re-planned by engine.ApplyTable (trap 8).
 func TestStalePlanIsRefused(t *testing.T) {
 	c, ns := kernel(t)
 	desired := compileDir(t, "../examples/quickstart", "web-1")
 	p := plan(t, c, desired)
 	testns.NFT(t, ns, "add", "table", "ip", "someone-else")
-	if _, err := c.Apply(context.Background(), p, p.Generation); !nft.IsGenerationChanged(err) {
+	if _, err := c.Apply(context.Background(), p, p.Generation); !errors.Is(err, planner.ErrStale) {
 		t.Fatalf("apply of a stale plan = %v, want a generation error", err)
 	}
 	if out := testns.NFT(t, ns, "list", "tables"); strings.Contains(out, "hostwall") {
 		t.Fatal("a refused stale plan changed the kernel")
 	}
-	if _, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack); err != nil {
-		t.Fatalf("agent.Apply did not re-plan: %v", err)
+	if _, _, err := engine.ApplyTable(context.Background(), c, desired, p, engine.ByReadBack); err != nil {
+		t.Fatalf("engine.ApplyTable did not re-plan: %v", err)
 	}
 }
 
@@ -433,7 +434,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 	}
 
 	p := plan(t, c, desired)
-	if _, _, err := agent.Apply(context.Background(), c, desired, p, nft.IsGenerationChanged, agent.ByReadBack); err != nil {
+	if _, _, err := engine.ApplyTable(context.Background(), c, desired, p, engine.ByReadBack); err != nil {
 		t.Error(err)
 	}
 	live, _, err := c.Read(context.Background())
@@ -466,7 +467,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 func TestENOBUFSAfterCommit(t *testing.T) {
 	const small = 208 << 10 // the usual rmem_default
 	ns := testns.New(t)
-	f, err := os.Open(nft.NetNSPath(ns))
+	f, err := os.Open(netif.Path(ns))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -501,7 +502,7 @@ func TestENOBUFSAfterCommit(t *testing.T) {
 	}
 	defer c.Close()
 	desired := bigTable(400, 0)
-	if _, _, err := agent.Apply(context.Background(), c, desired, plan(t, c, desired), nft.IsGenerationChanged, agent.ByReadBack); err != nil {
+	if _, _, err := engine.ApplyTable(context.Background(), c, desired, plan(t, c, desired), engine.ByReadBack); err != nil {
 		t.Fatalf("hostwall's apply of the same 400 rules with %d-byte buffers: %v", small, err)
 	}
 }
@@ -577,7 +578,7 @@ func TestErrorRepliesOverflow(t *testing.T) {
 func TestLongSetComment(t *testing.T) {
 	c, ns := kernel(t)
 	// Without the workaround: the library as is.
-	f, err := os.Open(nft.NetNSPath(ns))
+	f, err := os.Open(netif.Path(ns))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,18 @@ func Diff(desired, live *ruleset.Table) *Plan {
 	return ordered(p)
 }
 
+// Remove is the plan that takes table live away (nil: there is none, and
+// the plan is empty): its chains and sets listed as destroyed, and the
+// table with them.
+func Remove(live *ruleset.Table) *Plan {
+	if live == nil {
+		return &Plan{}
+	}
+	p := Diff(ruleset.NewTable(), live)
+	p.DeleteTable = true
+	return p
+}
+
 // SetUpdates is the plan Diff makes of tables that differ in the elements
 // of sets alone, from those differences worked out already (ruleset.Set.Patch):
 // each update's Added and Removed in key order, as diffElements finds them,

@@ -6,6 +6,7 @@ type JSONPlan struct {
 	FormatVersion string       `json:"format_version"`
 	Generation    uint32       `json:"generation"`
 	CreateTable   bool         `json:"create_table"`
+	DeleteTable   bool         `json:"delete_table,omitempty"`
 	Drift         []JSONDrift  `json:"drift"`
 	Changes       []JSONChange `json:"changes"`
 	Summary       JSONSummary  `json:"summary"`
@@ -68,7 +69,7 @@ type JSONSummary struct {
 
 // JSON returns the machine-readable form of the plan.
 func (p *Plan) JSON() JSONPlan {
-	out := JSONPlan{FormatVersion: FormatVersion, Generation: p.Generation, CreateTable: p.CreateTable,
+	out := JSONPlan{FormatVersion: FormatVersion, Generation: p.Generation, CreateTable: p.CreateTable, DeleteTable: p.DeleteTable,
 		Drift: []JSONDrift{}, Changes: []JSONChange{}, Empty: p.Empty()}
 	for _, d := range p.Drift() {
 		out.Drift = append(out.Drift, JSONDrift{Chain: d.Chain, Handle: d.Rule.Handle, Rule: d.Rule.String()})

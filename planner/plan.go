@@ -111,8 +111,11 @@ type SetDiff struct {
 // Plan is the ordered list of changes that makes the live table the desired
 // one.
 type Plan struct {
-	// CreateTable is set when the table does not exist yet.
+	// CreateTable is set when the table does not exist yet; DeleteTable
+	// when the whole table goes (Remove): Changes then list what goes with
+	// it, for people, and the kernel is asked to delete the table itself.
 	CreateTable bool
+	DeleteTable bool
 	Changes     []Change
 	// Generation is the kernel ruleset generation the live table was read at;
 	// filled by the caller that read it.
@@ -120,12 +123,12 @@ type Plan struct {
 }
 
 // Empty reports whether the plan changes nothing.
-func (p *Plan) Empty() bool { return !p.CreateTable && len(p.Changes) == 0 }
+func (p *Plan) Empty() bool { return !p.CreateTable && !p.DeleteTable && len(p.Changes) == 0 }
 
 // ElementsOnly reports whether the plan changes the elements of existing
 // sets and nothing else (true of an empty plan).
 func (p *Plan) ElementsOnly() bool {
-	if p.CreateTable {
+	if p.CreateTable || p.DeleteTable {
 		return false
 	}
 	for _, c := range p.Changes {
@@ -141,6 +144,9 @@ func (p *Plan) ElementsOnly() bool {
 func (p *Plan) Summary() (add, change, destroy int) {
 	if p.CreateTable {
 		add++
+	}
+	if p.DeleteTable {
+		destroy++
 	}
 	for _, c := range p.Changes {
 		switch c.Action {

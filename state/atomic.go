@@ -37,10 +37,10 @@ func replaceFile(path string, data []byte, perm os.FileMode, sync bool) error {
 }
 
 // writeTemp writes data, with perm (synced if sync), to a new file beside
-// path named .<name of path>.<kind>-<random>, and returns its name; on
-// failure it leaves no file.
+// path named by tempPattern, and returns its name; on failure it leaves no
+// file.
 func writeTemp(path, kind string, data []byte, perm os.FileMode, sync bool) (tmp string, err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"."+kind+"-*")
+	f, err := os.CreateTemp(filepath.Dir(path), tempPattern("."+filepath.Base(path), kind))
 	if err != nil {
 		return "", err
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -31,6 +32,9 @@ type File struct {
 	// SHA256 of Data, hex: Prepare computes it when empty (a file the
 	// loader read comes with it).
 	SHA256 string `json:"sha256"`
+	// Size is len(Data) (0 in records of older versions, which List then
+	// does not check).
+	Size int64 `json:"size,omitempty"`
 }
 
 // Generation is the record of one successful apply.
@@ -49,7 +53,33 @@ type Generation struct {
 	Reason string `json:"reason"`
 	Files  []File `json:"files"`
 	// Ruleset is the rendered desired table, as nft syntax (ruleset.nft).
-	Ruleset string `json:"-"`
+	Ruleset     string `json:"-"`
+	RulesetSize int64  `json:"ruleset_size,omitempty"`
+	// Limits are the configuration limits it was compiled under, which
+	// compiling it again (rollback, repair) uses: a configuration the
+	// limits of its apply admitted must stay one that can be rolled back to.
+	Limits *Limits `json:"limits,omitempty"`
+	// Damaged says why the generation cannot be used, in List's answer
+	// (never recorded).
+	Damaged string `json:"damaged,omitempty"`
+}
+
+// Limits are compile.Limits, as a generation records them.
+type Limits struct {
+	MaxPolicies    int `json:"max_policies"`
+	MaxRules       int `json:"max_rules"`
+	MaxSetElements int `json:"max_set_elements"`
+}
+
+// DamagedError says a generation's record or files are not what was
+// written: it is never applied.
+type DamagedError struct {
+	Number int
+	Detail string
+}
+
+func (e *DamagedError) Error() string {
+	return fmt.Sprintf("generation %d is damaged: %s; it is never applied", e.Number, e.Detail)
 }
 
 // HashRuleset is the hash recorded for a rendered ruleset.
@@ -102,58 +132,55 @@ func (s *Store) Numbers() ([]int, error) {
 	return out, nil
 }
 
-// Record stores g as the next generation and makes it current. It fills
-// Number and RulesetHash.
+// Record stores g as the next generation and makes it current (a change
+// that needed no kernel change). It fills Number and RulesetHash.
 func (s *Store) Record(g *Generation) error {
 	p, err := s.Prepare(g)
 	if err != nil {
 		return err
 	}
-	if err := p.Commit(); err != nil {
+	if err := p.Place(); err != nil {
 		p.Abort()
 		return err
 	}
-	return nil
+	return s.MakeCurrent(g.Number)
 }
 
-// Pending is a generation written in full but not yet a generation: a
-// temporary directory under the state directory, which Commit makes the
-// next generation and Abort removes. An apply prepares its generation
-// while the kernel commits (cmd/hostwall) and commits it after.
+// Pending is a generation written in full: first in a temporary directory
+// under the state directory, which Place renames into place as the next
+// generation (not yet current), and Abort removes wherever it is. An
+// apply prepares and places its generation before the kernel sees the
+// change, and makes it current (MakeCurrent) once the kernel holds it.
 type Pending struct {
 	s   *Store
 	g   *Generation
 	tmp string
+	// placed is set once Place renamed it into place.
+	placed bool
 	// kept are the current generation's files by SHA-256: a file it holds
 	// as it was is linked, not written again.
 	kept map[string]string
 }
 
-// Prepare writes g, numbered as the next generation, durably (every file
-// synced) into a temporary directory, and fills Number, and RulesetHash
-// and each file's SHA256 when empty.
-// The caller holds the state lock until Commit or Abort.
+// Prepare writes g's files and ruleset durably (every file synced) into a
+// temporary directory, and fills RulesetHash, and each file's SHA256 and
+// Size; Place numbers it. It needs no lock: a temporary directory is its
+// writer's alone.
 func (s *Store) Prepare(g *Generation) (*Pending, error) {
 	if err := os.MkdirAll(s.genDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", s.genDir(), err)
 	}
-	nums, err := s.Numbers()
-	if err != nil {
-		return nil, err
-	}
-	g.Number = 1
-	if len(nums) > 0 {
-		g.Number = nums[len(nums)-1] + 1
-	}
 	if g.RulesetHash == "" {
 		g.RulesetHash = HashRuleset(g.Ruleset)
 	}
+	g.RulesetSize = int64(len(g.Ruleset))
 	for i := range g.Files {
 		if g.Files[i].SHA256 == "" {
 			g.Files[i].SHA256 = hashHex(g.Files[i].Data)
 		}
+		g.Files[i].Size = int64(len(g.Files[i].Data))
 	}
-	tmp, err := os.MkdirTemp(s.genDir(), tmpPrefix)
+	tmp, err := os.MkdirTemp(s.genDir(), tempPattern("", "tmp"))
 	if err != nil {
 		return nil, err
 	}
@@ -209,14 +236,7 @@ func (s *Store) CurrentFile(path, sum string) ([]byte, error) {
 	return nil, fmt.Errorf("the current generation holds no copy of %s with SHA-256 %s", path, sum)
 }
 
-// tmpPrefix starts the names of generations being written.
-const tmpPrefix = ".tmp-"
-
 func (p *Pending) write() error {
-	meta, err := json.MarshalIndent(p.g, "", "  ")
-	if err != nil {
-		return err
-	}
 	if err := os.Mkdir(filepath.Join(p.tmp, "files"), 0o700); err != nil {
 		return err
 	}
@@ -232,44 +252,79 @@ func (p *Pending) write() error {
 	if err := writeFileSynced(filepath.Join(p.tmp, "ruleset.nft"), p.g.Ruleset, 0o600); err != nil {
 		return err
 	}
+	return syncDir(filepath.Join(p.tmp, "files"))
+}
+
+// Place numbers the prepared generation as the next one, writes its
+// record and renames it into place, durably: it is the next generation
+// from then on, though not current. The caller holds the namespace's lock
+// until MakeCurrent or Abort.
+func (p *Pending) Place() error {
+	nums, err := p.s.Numbers()
+	if err != nil {
+		return err
+	}
+	p.g.Number = 1
+	if len(nums) > 0 {
+		p.g.Number = nums[len(nums)-1] + 1
+	}
+	meta, err := json.MarshalIndent(p.g, "", "  ")
+	if err != nil {
+		return err
+	}
 	if err := writeFileSynced(filepath.Join(p.tmp, "meta.json"), meta, 0o600); err != nil {
 		return err
 	}
-	if err := syncDir(filepath.Join(p.tmp, "files")); err != nil {
+	if err := syncDir(p.tmp); err != nil {
 		return err
 	}
-	return syncDir(p.tmp)
-}
-
-// Commit makes the prepared generation the next one and current.
-func (p *Pending) Commit() error {
 	if err := os.Rename(p.tmp, p.s.path(p.g.Number)); err != nil {
 		return err
 	}
-	p.tmp = ""
-	if err := syncDir(p.s.genDir()); err != nil {
-		return err
-	}
-	if err := p.s.SetCurrent(p.g.Number); err != nil {
-		return err
-	}
-	return p.s.prune()
+	p.placed, p.tmp = true, ""
+	return syncDir(p.s.genDir())
 }
 
-// Generation is the generation prepared, numbered.
+// Generation is the generation prepared (numbered once placed).
 func (p *Pending) Generation() *Generation { return p.g }
 
-// Abort removes a prepared generation that is not to be; after Commit it
-// does nothing.
+// Abort removes a prepared generation that is not to be, placed or not;
+// once it is current, the caller does not call it.
 func (p *Pending) Abort() {
+	if p.placed {
+		p.s.Remove(p.g.Number)
+		p.placed = false
+		return
+	}
 	if p.tmp != "" {
 		os.RemoveAll(p.tmp)
 		p.tmp = ""
 	}
 }
 
+// Remove removes generation n, durably (a generation that never reached
+// the kernel).
+func (s *Store) Remove(n int) error {
+	if err := os.RemoveAll(s.path(n)); err != nil {
+		return err
+	}
+	return syncDir(s.genDir())
+}
+
+// MakeCurrent records, durably, that the kernel holds generation n (0:
+// none), and prunes the generations beyond Keep, keeping n and keep.
+func (s *Store) MakeCurrent(n int, keep ...int) error {
+	if err := s.SetCurrent(n); err != nil {
+		return err
+	}
+	return s.prune(append(keep, n)...)
+}
+
 // SetCurrent records which generation the kernel holds.
 func (s *Store) SetCurrent(n int) error {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return err
+	}
 	return writeFile(s.currentPath(), []byte(strconv.Itoa(n)+"\n"), 0o600)
 }
 
@@ -303,21 +358,47 @@ func (s *Store) CurrentMeta() (*Generation, error) {
 // Meta reads generation n's record, without its files' contents or its
 // ruleset (each file's SHA-256 is in the record).
 func (s *Store) Meta(n int) (*Generation, error) {
+	if _, err := os.Stat(s.path(n)); errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("generation %d does not exist (hostwall generations lists them)", n)
+	}
 	meta, err := os.ReadFile(filepath.Join(s.path(n), "meta.json"))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("generation %d does not exist (hostwall generations lists them)", n)
+		return nil, &DamagedError{n, "its record meta.json is missing"}
 	}
 	if err != nil {
 		return nil, err
 	}
 	g := &Generation{}
 	if err := json.Unmarshal(meta, g); err != nil {
-		return nil, fmt.Errorf("generation %d: %w", n, err)
+		return nil, &DamagedError{n, fmt.Sprintf("its record meta.json does not read (%v)", err)}
+	}
+	if g.Number != n {
+		return nil, &DamagedError{n, fmt.Sprintf("its record meta.json is generation %d's", g.Number)}
 	}
 	return g, nil
 }
 
-// Load reads generation n, files and ruleset included.
+// checkSizes reports a damaged generation whose files' or ruleset's sizes
+// are not the recorded ones (a cheap check, for List; Load hashes).
+func (s *Store) checkSizes(g *Generation) error {
+	dir := s.path(g.Number)
+	if g.RulesetSize > 0 {
+		if fi, err := os.Stat(filepath.Join(dir, "ruleset.nft")); err != nil || fi.Size() != g.RulesetSize {
+			return &DamagedError{g.Number, "its ruleset.nft is missing or not the size recorded"}
+		}
+	}
+	for i, f := range g.Files {
+		fi, err := os.Stat(filepath.Join(dir, "files", fileName(i, f.Path)))
+		if err != nil || f.Size > 0 && fi.Size() != f.Size {
+			return &DamagedError{g.Number, fmt.Sprintf("its copy of file %s is missing or not the size recorded", f.Path)}
+		}
+	}
+	return nil
+}
+
+// Load reads generation n, files and ruleset included, and checks each
+// against the SHA-256 its record keeps: a *DamagedError names what does
+// not match.
 func (s *Store) Load(n int) (*Generation, error) {
 	g, err := s.Meta(n)
 	if err != nil {
@@ -326,12 +407,19 @@ func (s *Store) Load(n int) (*Generation, error) {
 	dir := s.path(n)
 	rs, err := os.ReadFile(filepath.Join(dir, "ruleset.nft"))
 	if err != nil {
-		return nil, err
+		return nil, &DamagedError{n, fmt.Sprintf("its ruleset.nft does not read (%v)", err)}
 	}
 	g.Ruleset = string(rs)
+	if HashRuleset(g.Ruleset) != g.RulesetHash {
+		return nil, &DamagedError{n, "its ruleset.nft does not match its recorded SHA-256"}
+	}
 	for i := range g.Files {
-		if g.Files[i].Data, err = os.ReadFile(filepath.Join(dir, "files", fileName(i, g.Files[i].Path))); err != nil {
-			return nil, err
+		f := &g.Files[i]
+		if f.Data, err = os.ReadFile(filepath.Join(dir, "files", fileName(i, f.Path))); err != nil {
+			return nil, &DamagedError{n, fmt.Sprintf("its copy of file %s does not read (%v)", f.Path, err)}
+		}
+		if hashHex(f.Data) != f.SHA256 {
+			return nil, &DamagedError{n, fmt.Sprintf("file %s does not match its recorded SHA-256", f.Path)}
 		}
 	}
 	return g, nil
@@ -339,7 +427,9 @@ func (s *Store) Load(n int) (*Generation, error) {
 
 // List reads the record of every generation, oldest first, without the
 // files' contents or the rulesets (Load reads those): listing 50
-// generations of a 100,000-network configuration read 170 MB.
+// generations of a 100,000-network configuration read 170 MB. A damaged
+// generation (a record that does not read, a file of another size than
+// recorded) is listed with only its number and Damaged saying why.
 func (s *Store) List() ([]*Generation, error) {
 	nums, err := s.Numbers()
 	if err != nil {
@@ -348,7 +438,14 @@ func (s *Store) List() ([]*Generation, error) {
 	var out []*Generation
 	for _, n := range nums {
 		g, err := s.Meta(n)
-		if err != nil {
+		if err == nil {
+			err = s.checkSizes(g)
+		}
+		var damaged *DamagedError
+		switch {
+		case errors.As(err, &damaged):
+			g = &Generation{Number: n, Damaged: damaged.Detail}
+		case err != nil:
 			return nil, err
 		}
 		out = append(out, g)
@@ -356,22 +453,14 @@ func (s *Store) List() ([]*Generation, error) {
 	return out, nil
 }
 
-// prune removes the oldest generations beyond Keep, never the current one.
-func (s *Store) prune() error {
-	// Under the lock no other generation is being written: a temporary
-	// directory is a killed process's.
-	if stale, _ := filepath.Glob(filepath.Join(s.genDir(), tmpPrefix+"*")); len(stale) > 0 {
-		for _, d := range stale {
-			os.RemoveAll(d)
-		}
-	}
+// prune removes the oldest generations beyond Keep, never one of keep.
+func (s *Store) prune(keep ...int) error {
 	nums, err := s.Numbers()
 	if err != nil || len(nums) <= s.keep() {
 		return err
 	}
-	cur, _ := s.Current()
 	for _, n := range nums[:len(nums)-s.keep()] {
-		if n != cur {
+		if !slices.Contains(keep, n) {
 			if err := os.RemoveAll(s.path(n)); err != nil {
 				return err
 			}

@@ -1,6 +1,8 @@
 package state
 
 import (
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,7 +26,7 @@ func TestGenerations(t *testing.T) {
 		}
 	}
 	// A process killed while recording leaves a temporary directory behind.
-	os.Mkdir(filepath.Join(s.Dir, "generations", ".tmp-123"), 0o700)
+	os.Mkdir(filepath.Join(s.Dir, "generations", ".tmp-1-123"), 0o700)
 	nums, err := s.Numbers()
 	if err != nil {
 		t.Fatal(err)
@@ -46,7 +48,7 @@ func TestGenerations(t *testing.T) {
 	// a rollback to it).
 	s.SetCurrent(3)
 	s.Keep = 1
-	if err := s.prune(); err != nil {
+	if err := s.prune(3); err != nil {
 		t.Fatal(err)
 	}
 	if nums, _ := s.Numbers(); !cmp.Equal(nums, []int{3, 5}) {
@@ -57,10 +59,11 @@ func TestGenerations(t *testing.T) {
 	}
 }
 
-// TestPrepareCommitAbort: a prepared generation is no generation until it
-// is committed; an aborted one leaves nothing; committing removes what a
-// killed writer left.
-func TestPrepareCommitAbort(t *testing.T) {
+// TestPreparePlaceAbort: a prepared generation is no generation until it
+// is placed, and not current until made so; an aborted one leaves
+// nothing, placed or not; Clean removes what a killed writer left, and
+// only a dead writer's.
+func TestPreparePlaceAbort(t *testing.T) {
 	s := &Store{Dir: t.TempDir()}
 	gen := func() *Generation {
 		return &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n",
@@ -76,35 +79,43 @@ func TestPrepareCommitAbort(t *testing.T) {
 	if nums, _ := s.Numbers(); !cmp.Equal(nums, []int{1}) {
 		t.Errorf("a prepared generation is listed: %v", nums)
 	}
-	if cur, _ := s.Current(); cur != 1 {
-		t.Errorf("current = %d while 2 is only prepared", cur)
-	}
 	p.Abort()
-	if left, _ := filepath.Glob(filepath.Join(s.Dir, "generations", tmpPrefix+"*")); len(left) != 0 {
+	if left, _ := filepath.Glob(filepath.Join(s.Dir, "generations", ".*")); len(left) != 0 {
 		t.Errorf("an aborted generation left %v", left)
 	}
 
-	os.Mkdir(filepath.Join(s.Dir, "generations", tmpPrefix+"killed"), 0o700)
 	g := gen()
-	p, err = s.Prepare(g)
-	if err != nil {
+	if p, err = s.Prepare(g); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Commit(); err != nil {
+	if err := p.Place(); err != nil {
 		t.Fatal(err)
 	}
-	p.Abort() // after Commit: nothing
 	if nums, _ := s.Numbers(); !cmp.Equal(nums, []int{1, 2}) || g.Number != 2 {
-		t.Errorf("after the commit: %v (numbered %d), want [1 2]", nums, g.Number)
+		t.Errorf("after Place: %v (numbered %d), want [1 2]", nums, g.Number)
 	}
-	if cur, _ := s.Current(); cur != 2 {
-		t.Errorf("current = %d, want 2", cur)
+	if cur, _ := s.Current(); cur != 1 {
+		t.Errorf("current = %d while 2 is only placed", cur)
 	}
-	if back, err := s.Load(2); err != nil || string(back.Files[0].Data) != "policy \"p\" {}\n" {
-		t.Errorf("generation 2 does not load back: %v", err)
+	p.Abort()
+	if nums, _ := s.Numbers(); !cmp.Equal(nums, []int{1}) {
+		t.Errorf("a placed generation aborted is still listed: %v", nums)
 	}
-	if left, _ := filepath.Glob(filepath.Join(s.Dir, "generations", tmpPrefix+"*")); len(left) != 0 {
-		t.Errorf("a killed writer's directory survived the commit: %v", left)
+
+	dead := filepath.Join(s.Dir, "generations", ".tmp-999999999-x")
+	live := filepath.Join(s.Dir, "generations", fmt.Sprintf(".tmp-%d-y", os.Getpid()))
+	deadFile := filepath.Join(s.Dir, ".current.tmp-999999999-z")
+	os.Mkdir(dead, 0o700)
+	os.Mkdir(live, 0o700)
+	os.WriteFile(deadFile, nil, 0o600)
+	s.Clean()
+	for path, want := range map[string]bool{dead: false, live: true, deadFile: false} {
+		if _, err := os.Stat(path); (err == nil) != want {
+			t.Errorf("after Clean, %s exists = %v, want %v", path, err == nil, want)
+		}
+	}
+	if back, err := s.Load(1); err != nil || string(back.Files[0].Data) != "policy \"p\" {}\n" {
+		t.Errorf("generation 1 does not load back: %v", err)
 	}
 }
 
@@ -141,7 +152,7 @@ func TestUnchangedFilesLinked(t *testing.T) {
 		t.Error("the changed nets file shares the old one's inode")
 	}
 	s.Keep = 1
-	if err := s.prune(); err != nil {
+	if err := s.prune(2); err != nil {
 		t.Fatal(err)
 	}
 	g, err := s.Load(2)
@@ -189,12 +200,12 @@ func TestCurrentFile(t *testing.T) {
 }
 
 // TestListRecordsOnly: List gives every generation's record, files named
-// and hashed, without reading their contents or the rulesets — so a
-// generation whose copy of a file is gone is still listed (Load of it
-// fails, as it must).
+// and hashed, without reading their contents or the rulesets; a
+// generation whose copy of a file is gone, or emptied, is listed as
+// damaged, the others as they are, and Load of it fails naming the file.
 func TestListRecordsOnly(t *testing.T) {
 	s := &Store{Dir: t.TempDir()}
-	for _, list := range []string{"10.0.0.0/8\n", "10.0.0.0/8\n192.0.2.0/24\n"} {
+	for _, list := range []string{"10.0.0.0/8\n", "10.0.0.0/8\n192.0.2.0/24\n", "192.0.2.0/24\n"} {
 		g := &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n",
 			Files: []File{{Path: "/etc/hostwall/bl.txt", Data: []byte(list)}}}
 		if err := s.Record(g); err != nil {
@@ -204,16 +215,57 @@ func TestListRecordsOnly(t *testing.T) {
 	if err := os.Remove(filepath.Join(s.path(1), "files", fileName(0, "/etc/hostwall/bl.txt"))); err != nil {
 		t.Fatal(err)
 	}
+	if err := os.WriteFile(filepath.Join(s.path(2), "files", fileName(0, "/etc/hostwall/bl.txt")), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	gens, err := s.List()
-	if err != nil || len(gens) != 2 {
+	if err != nil || len(gens) != 3 {
 		t.Fatalf("List = %d generations, %v", len(gens), err)
 	}
 	for i, g := range gens {
-		if g.Number != i+1 || len(g.Files) != 1 || g.Files[0].SHA256 == "" || g.Files[0].Data != nil || g.Ruleset != "" || g.RulesetHash == "" {
+		damaged := i < 2
+		if g.Number != i+1 || (g.Damaged != "") != damaged {
+			t.Errorf("generation %d listed as %+v, damaged %v", i+1, g, damaged)
+		}
+		if !damaged && (len(g.Files) != 1 || g.Files[0].SHA256 == "" || g.Files[0].Data != nil || g.Ruleset != "" || g.RulesetHash == "") {
 			t.Errorf("generation %d listed as %+v", i+1, g)
 		}
 	}
-	if _, err := s.Load(1); err == nil {
-		t.Error("Load of a generation without its file")
+	for _, n := range []int{1, 2} {
+		var d *DamagedError
+		if _, err := s.Load(n); !errors.As(err, &d) || !strings.Contains(err.Error(), "bl.txt") {
+			t.Errorf("Load of generation %d without its file: %v, want a DamagedError naming bl.txt", n, err)
+		}
+	}
+}
+
+// TestDamagedRecord: a generation whose record is cut short, or whose file
+// has the recorded size but not the content, is named as damaged and
+// never loads; the others still list.
+func TestDamagedRecord(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	for _, list := range []string{"10.0.0.0/8\n", "10.0.0.0/9\n", "10.0.0.0/10\n"} {
+		g := &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n",
+			Files: []File{{Path: "/etc/hostwall/bl.txt", Data: []byte(list)}}}
+		if err := s.Record(g); err != nil {
+			t.Fatal(err)
+		}
+	}
+	meta := filepath.Join(s.path(1), "meta.json")
+	data, _ := os.ReadFile(meta)
+	os.WriteFile(meta, data[:len(data)/2], 0o600)
+	os.WriteFile(filepath.Join(s.path(2), "files", fileName(0, "/etc/hostwall/bl.txt")), []byte("10.0.0.0/7\n"), 0o600)
+	gens, err := s.List()
+	if err != nil || len(gens) != 3 || gens[0].Damaged == "" || gens[1].Damaged != "" || gens[2].Damaged != "" {
+		t.Fatalf("List = %+v, %v; want 1 damaged, 2 and 3 listed (2's damage shows on Load)", gens, err)
+	}
+	for n, want := range map[int]string{1: "meta.json", 2: "file /etc/hostwall/bl.txt does not match its recorded SHA-256"} {
+		var d *DamagedError
+		if _, err := s.Load(n); !errors.As(err, &d) || !strings.Contains(err.Error(), want) {
+			t.Errorf("Load(%d) = %v, want a DamagedError saying %q", n, err, want)
+		}
+	}
+	if _, err := s.Load(3); err != nil {
+		t.Errorf("Load(3): %v", err)
 	}
 }

@@ -9,103 +9,112 @@ import (
 	"time"
 )
 
-// Trial is a generation applied on trial: unless confirmed before Deadline,
-// the guard restores Previous.
+// Trial is a change applied on trial: unless confirmed before Deadline,
+// Previous is restored.
 type Trial struct {
+	// Generation is the generation on trial, Previous the one it replaced
+	// (0: there was no table before).
 	Generation int       `json:"generation"`
-	Previous   int       `json:"previous"` // 0: there was no table before
+	Previous   int       `json:"previous"`
 	Deadline   time.Time `json:"deadline"`
 	NetNS      string    `json:"netns,omitempty"`
 	StateDir   string    `json:"state_dir"`
+	RunDir     string    `json:"run_dir,omitempty"`
 	HostName   string    `json:"host_name"`
-	GuardPID   int       `json:"guard_pid,omitempty"`
+	// GuardPID is the guard holding the timer; 0 while it starts.
+	GuardPID int `json:"guard_pid,omitempty"`
+	// Cookie is the namespace's (Namespace.Cookie) when the trial began.
+	Cookie uint64 `json:"cookie"`
 	// Rebooted is set when the trial was found only in the state
-	// directory: the run directory was emptied, so the machine rebooted
-	// during the trial.
+	// directory's mirror, or the namespace it was applied to is gone (its
+	// cookie is not the namespace's): the ruleset on trial is not in the
+	// kernel any more, and whatever is must end on the previous
+	// generation now.
 	Rebooted bool `json:"-"`
 }
 
 // Outcome is how the last trial ended.
 type Outcome struct {
 	Generation int       `json:"generation"`
-	Result     string    `json:"result"` // "confirmed" or "rolled back"
+	Result     string    `json:"result"` // Confirmed or RolledBack
 	Previous   int       `json:"previous"`
 	Time       time.Time `json:"time"`
 	Detail     string    `json:"detail,omitempty"`
+	Cookie     uint64    `json:"cookie,omitempty"`
 }
 
 // Outcome results.
 const (
 	Confirmed  = "confirmed"
 	RolledBack = "rolled back"
+	// NotApplied: the change on trial never reached the kernel (it was
+	// refused, or its process died before sending it).
+	NotApplied = "not applied"
 )
 
-// RunDir holds the trial of each namespace. The run directory is a tmpfs
-// that a reboot empties, so the pending trial is mirrored into Persist (the
-// state directory): a reboot during a trial must still end on the previous
-// generation.
-type RunDir struct {
-	Dir     string
-	Persist string
+// Trials keeps a namespace's pending trial: in the namespace's directory,
+// mirrored into the state directory, because /run is a tmpfs that a reboot
+// empties and a reboot during a trial must still end on the previous
+// generation. Changes happen under the namespace's lock.
+type Trials struct {
+	NS    Namespace
+	Store *Store
 }
 
-// SocketPath is where the agent of a namespace listens.
-func (r RunDir) SocketPath(netns string) string {
-	return filepath.Join(r.Dir, "agent-"+nsName(netns)+".sock")
+func (t Trials) path() string        { return filepath.Join(t.NS.Dir, "trial.json") }
+func (t Trials) outcomePath() string { return filepath.Join(t.NS.Dir, "outcome.json") }
+func (t Trials) mirrorPath() string {
+	return filepath.Join(t.Store.Dir, "pending-trial-"+t.NS.FileName()+".json")
 }
 
-func (r RunDir) trialPath(netns string) string {
-	return filepath.Join(r.Dir, "trial-"+nsName(netns)+".json")
-}
+// Path is the pending trial's file (a guard watches it).
+func (t Trials) Path() string { return t.path() }
 
-func (r RunDir) outcomePath(netns string) string {
-	return filepath.Join(r.Dir, "trial-"+nsName(netns)+".outcome.json")
-}
-
-// WriteTrial records a pending trial.
-func (r RunDir) WriteTrial(t *Trial) error {
-	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
-		return err
-	}
-	data, err := json.MarshalIndent(t, "", "  ")
+// Write records tr as the namespace's pending trial, durably, in both
+// places.
+func (t Trials) Write(tr *Trial) error {
+	tr.Cookie = t.NS.Cookie
+	data, err := json.MarshalIndent(tr, "", "  ")
 	if err != nil {
 		return err
 	}
-	os.Remove(r.outcomePath(t.NetNS))
-	if r.Persist != "" {
-		if err := os.MkdirAll(r.Persist, 0o700); err != nil {
-			return err
-		}
-		if err := writeFile(r.persistPath(t.NetNS), data, 0o600); err != nil {
-			return err
-		}
+	if err := os.MkdirAll(t.Store.Dir, 0o700); err != nil {
+		return err
 	}
-	return writeFile(r.trialPath(t.NetNS), data, 0o600)
+	if err := writeFile(t.mirrorPath(), data, 0o600); err != nil {
+		return fmt.Errorf("recording the trial in %s: %w", t.Store.Dir, err)
+	}
+	if err := t.NS.mkdir(); err != nil {
+		return err
+	}
+	os.Remove(t.outcomePath())
+	if err := writeFile(t.path(), data, 0o600); err != nil {
+		return fmt.Errorf("recording the trial in %s: %w", t.NS.Dir, err)
+	}
+	return nil
 }
 
-func (r RunDir) persistPath(netns string) string {
-	return filepath.Join(r.Persist, "pending-trial-"+nsName(netns)+".json")
-}
-
-// ReadTrial returns the pending trial of netns, or nil.
-func (r RunDir) ReadTrial(netns string) (*Trial, error) {
-	data, err := os.ReadFile(r.trialPath(netns))
-	rebooted := false
-	if errors.Is(err, os.ErrNotExist) && r.Persist != "" {
-		data, err = os.ReadFile(r.persistPath(netns)) // the run dir was emptied by a reboot
-		rebooted = err == nil
+// Read returns the namespace's pending trial, or nil. A trial of a dead
+// namespace that had the same directory is no trial of this one; one found
+// only in the mirror, or applied to an earlier namespace of this name, is
+// marked Rebooted.
+func (t Trials) Read() (*Trial, error) {
+	tr, err := readJSON[Trial](t.path())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.path(), err)
 	}
-	if errors.Is(err, os.ErrNotExist) {
+	if tr != nil && tr.Cookie == t.NS.Cookie {
+		return tr, nil
+	}
+	tr, err = readJSON[Trial](t.mirrorPath())
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", t.mirrorPath(), err)
+	}
+	if tr == nil {
 		return nil, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	t := &Trial{Rebooted: rebooted}
-	if err := json.Unmarshal(data, t); err != nil {
-		return nil, fmt.Errorf("%s: %w", r.trialPath(netns), err)
-	}
-	return t, nil
+	tr.Rebooted = true
+	return tr, nil
 }
 
 // ErrNoTrial is Confirm's error when no trial is pending.
@@ -119,49 +128,58 @@ func (e *RolledBackError) Error() string {
 		e.Outcome.Generation, e.Outcome.Time.Format(time.TimeOnly), e.Outcome.Detail)
 }
 
-// Confirm ends the pending trial of netns as confirmed, keeping its
-// generation; the caller holds the lock. Without a pending trial it
-// returns a *RolledBackError when the last one was rolled back, else
-// ErrNoTrial.
-func (r RunDir) Confirm(netns, detail string) (*Trial, error) {
-	t, err := r.ReadTrial(netns)
+// Confirm ends the pending trial as confirmed, keeping its generation.
+// Without a pending trial it returns a *RolledBackError when the last one
+// was rolled back, else ErrNoTrial.
+func (t Trials) Confirm(detail string) (*Trial, error) {
+	tr, err := t.Read()
 	if err != nil {
 		return nil, err
 	}
-	if t == nil {
-		if o, _ := r.LastOutcome(netns); o != nil && o.Result == RolledBack {
+	if tr == nil {
+		if o, _ := t.LastOutcome(); o != nil && o.Result == RolledBack {
 			return nil, &RolledBackError{Outcome: o}
 		}
 		return nil, ErrNoTrial
 	}
-	return t, r.EndTrial(t, Confirmed, detail)
+	if tr.Rebooted {
+		return nil, fmt.Errorf("the trial of generation %d was interrupted by a reboot (or its namespace was made again): it can only be rolled back; run hostwall guard", tr.Generation)
+	}
+	return tr, t.End(tr, Confirmed, detail)
 }
 
-// EndTrial removes the pending trial and records how it ended.
-func (r RunDir) EndTrial(t *Trial, result, detail string) error {
-	if err := os.MkdirAll(r.Dir, 0o700); err != nil {
+// End removes the pending trial and records how it ended.
+func (t Trials) End(tr *Trial, result, detail string) error {
+	if err := t.NS.mkdir(); err != nil {
 		return err
 	}
-	o := Outcome{Generation: t.Generation, Result: result, Previous: t.Previous, Time: time.Now(), Detail: detail}
+	o := Outcome{Generation: tr.Generation, Result: result, Previous: tr.Previous, Time: time.Now(), Detail: detail, Cookie: t.NS.Cookie}
 	data, _ := json.MarshalIndent(o, "", "  ")
-	if err := writeFile(r.outcomePath(t.NetNS), data, 0o600); err != nil {
+	if err := writeFile(t.outcomePath(), data, 0o600); err != nil {
 		return err
 	}
-	if r.Persist != "" {
-		if err := os.Remove(r.persistPath(t.NetNS)); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-		if err := syncDir(r.Persist); err != nil {
-			return err
-		}
-	}
-	if err := os.Remove(r.trialPath(t.NetNS)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := removeSynced(t.mirrorPath()); err != nil {
 		return err
 	}
-	return syncDir(r.Dir)
+	return removeSynced(t.path())
 }
 
-// LastOutcome returns how the last trial of netns ended, or nil.
-func (r RunDir) LastOutcome(netns string) (*Outcome, error) {
-	return readJSON[Outcome](r.outcomePath(netns))
+// LastOutcome returns how the namespace's last trial ended, or nil.
+func (t Trials) LastOutcome() (*Outcome, error) {
+	o, err := readJSON[Outcome](t.outcomePath())
+	if err != nil || o == nil || o.Cookie != t.NS.Cookie {
+		return nil, err
+	}
+	return o, nil
+}
+
+// removeSynced removes path, durably; a missing file is no error.
+func removeSynced(path string) error {
+	if err := os.Remove(path); err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		return err
+	}
+	return syncDir(filepath.Dir(path))
 }

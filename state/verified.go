@@ -120,3 +120,19 @@ func (r RunDir) LoadVerifiedBase(netns string, v *Verified) []byte {
 	}
 	return data
 }
+
+// RunDir is the run directory: the verified records, the agent's control
+// socket and the guard's log (a tmpfs, private to root). What coordinates
+// the writers of a namespace is not here but in its Namespace directory,
+// which every run directory shares.
+type RunDir struct {
+	Dir string
+}
+
+// SocketPath is where the agent of a namespace listens.
+func (r RunDir) SocketPath(netns string) string {
+	return filepath.Join(r.Dir, "agent-"+nsName(netns)+".sock")
+}
+
+// Clean removes the temporary and staged files of writers that died.
+func (r RunDir) Clean() { removeDead(r.Dir) }

@@ -67,6 +67,9 @@ func PlanHuman(out io.Writer, p *planner.Plan, st Style) {
 	if p.CreateTable {
 		fmt.Fprintf(w, "  # table inet hostwall will be created\n  %s table inet hostwall\n\n", st.glyph(planner.Create))
 	}
+	if p.DeleteTable {
+		fmt.Fprintf(w, "  # table inet hostwall will be destroyed, with everything in it: no firewall\n  %s table inet hostwall\n\n", st.glyph(planner.Delete))
+	}
 	owner := ""
 	for _, c := range p.Changes {
 		if c.Owner != owner {

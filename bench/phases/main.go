@@ -14,9 +14,9 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/bench/internal/benchns"
 	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
@@ -69,7 +69,7 @@ func run(cfg string) error {
 	p := planner.Diff(desired, live)
 	p.Generation = gen
 	step("open, read (empty), diff")
-	if _, _, err := agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration); err != nil {
+	if _, _, err := engine.ApplyTable(ctx, conn, desired, p, engine.ByGeneration); err != nil {
 		return err
 	}
 	step("commit, verify by generation")
@@ -88,7 +88,7 @@ func run(cfg string) error {
 		return err
 	}
 	step("record the generation")
-	if _, err := agent.Verify(ctx, conn, desired); err != nil {
+	if _, err := engine.Verify(ctx, conn, desired); err != nil {
 		return err
 	}
 	step("(a read-back and diff, which the CLI no longer does)")

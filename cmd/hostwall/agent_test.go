@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/internal/testns"
 	"github.com/hostwall/hostwall/state"
 )
@@ -235,7 +235,13 @@ func TestAgentEdits(t *testing.T) {
 		port++
 		e.do(policyFor(port))
 		args := []string{"plan", "--detailed-exitcode", "-c", dir, "--netns", ns, "--host-name", "srv"}
-		await(t, 5*time.Second, e.name+": the kernel matches the files", func() bool { return hostwall(t, "", args...).code == 0 })
+		deadline := time.Now().Add(5 * time.Second)
+		for hostwall(t, "", args...).code != 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the kernel does not match the files within 5s\nagent log:\n%s", e.name, a.log)
+			}
+			time.Sleep(50 * time.Millisecond) // polling a condition with a deadline
+		}
 		time.Sleep(400 * time.Millisecond) // settle: long enough for a stray second apply to show
 		if n := generationCount(t); n != before+1 {
 			t.Errorf("%s: %d applies, want exactly one\nagent log:\n%s", e.name, n-before, a.log)
@@ -298,7 +304,7 @@ func TestAgentTrialAfterRestart(t *testing.T) {
 	}
 	a.cmd.Process.Kill()
 	a.cmd.Wait()
-	syscall.Kill(tr.GuardPID, syscall.SIGKILL)
+	killGuard(t, tr)
 	b := startAgent(t, l.srv, l.cfgA)
 	b.expect(t, "READY=1")
 	if !l.holds(t, l.cfgB) {
@@ -314,10 +320,10 @@ func TestAgentTrialAfterRestart(t *testing.T) {
 	}
 }
 
-func agentStatus(t *testing.T, l sshLab) agent.Status {
+func agentStatus(t *testing.T, l sshLab) engine.Status {
 	t.Helper()
 	r := hostwall(t, "", "status", "--json", "--netns", l.srv)
-	var s agent.Status
+	var s engine.Status
 	if err := json.Unmarshal([]byte(r.stdout), &s); err != nil || r.code != 0 {
 		t.Fatalf("status exited %d: %v\n%s%s", r.code, err, r.stdout, r.stderr)
 	}
@@ -366,7 +372,7 @@ func TestAgentControl(t *testing.T) {
 	}
 
 	second := startAgent(t, l.srv, l.cfgA)
-	if err := second.cmd.Wait(); err == nil || !strings.Contains(second.log.String(), "another agent is serving") {
+	if err := second.cmd.Wait(); err == nil || !strings.Contains(second.log.String(), "another agent is running") {
 		t.Errorf("a second agent on the namespace was not refused: %v\n%s", err, second.log)
 	}
 

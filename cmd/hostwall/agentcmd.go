@@ -12,15 +12,19 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/systemd"
 )
 
-// Compile-time checks that the concrete pieces fit the agent.
-var (
-	_ agent.Kernel   = (*nft.Conn)(nil)
-	_ agent.Notifier = systemd.Notifier{}
-)
+// Compile-time check that the concrete notifier fits the agent.
+var _ agent.Notifier = systemd.Notifier{}
+
+// agentLockTimeout is how long the agent waits for the namespace's lock
+// (a CLI apply at its "yes" prompt) unless --lock-timeout says otherwise,
+// before trying again later. It stays below half the unit's
+// WatchdogSec=30s: the loop that waits is the loop that pings the watchdog.
+const agentLockTimeout = 10 * time.Second
 
 func newAgentCmd(g *globals) *cobra.Command {
 	var resync, debounce time.Duration
@@ -39,11 +43,25 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := g.logger()
 			defer log.Sync()
-			conn, err := g.open()
+			if !cmd.Flags().Changed("lock-timeout") {
+				g.lockTimeout = agentLockTimeout
+			}
+			o := g.engineOptions()
+			conn, err := nft.Open(nft.Options{NetNS: g.netns})
 			if err != nil {
 				return err
 			}
 			defer conn.Close()
+			o.Kernel, o.Memo = conn, true
+			o.Notice = func(s string) { log.Warn(s) }
+			e := engine.New(o)
+			if notices, err := e.CheckPrivate(); err != nil {
+				return err
+			} else {
+				for _, n := range notices {
+					log.Warn(n)
+				}
+			}
 			if g.skipPerms {
 				log.Warn("INSECURE: --insecure-skip-perms: the configuration is loaded whoever owns or can write it")
 			}
@@ -60,10 +78,8 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 				return err
 			}
 			d := agent.New(agent.Options{
-				ConfigDir: g.configDir, Store: g.store(), Run: g.run(), NetNS: g.netns, HostName: g.hostName,
-				Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(), Drift: drift,
-				Kernel: conn, Generation: conn.Generation, DeleteTable: conn.DeleteTable, IsGenerationChanged: nft.IsGenerationChanged,
-				Notify: systemd.Notifier{}, Log: log, Socket: g.run().SocketPath(g.netns), Load: g.dirOptions(), Limits: g.limits,
+				Engine: e, ConfigDir: g.configDir, Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(),
+				Drift: drift, Notify: systemd.Notifier{}, Log: log, Socket: e.SocketPath(),
 			})
 			return d.Run(ctx)
 		},

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -12,23 +13,21 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
-	"github.com/hostwall/hostwall/agent"
-	"github.com/hostwall/hostwall/loader"
-	"github.com/hostwall/hostwall/nft"
-	"github.com/hostwall/hostwall/planner"
-	"github.com/hostwall/hostwall/ruleset"
-	"github.com/hostwall/hostwall/state"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/views"
 )
 
-// exitRolledBack is the exit code of a trial that was rolled back.
-const exitRolledBack = 3
+// Exit codes besides 0, 1 and plan's 2 (DESIGN §10).
+const (
+	// exitRolledBack: the trial was rolled back.
+	exitRolledBack = 3
+	// exitStalePlan: a saved plan no longer matches the configuration or
+	// the kernel; plan again (Ansible does).
+	exitStalePlan = 4
+)
 
-// exitStalePlan is apply's exit code for a saved plan that no longer
-// matches the configuration or the kernel: plan again (Ansible does).
-const exitStalePlan = 4
-
-type applyFlags struct {
+// changeFlags are the flags of the commands that change the kernel.
+type changeFlags struct {
 	autoApprove    bool
 	force          bool
 	confirmTimeout time.Duration
@@ -36,260 +35,230 @@ type applyFlags struct {
 	refresh        bool
 }
 
+func (f *changeFlags) add(cmd *cobra.Command, force string) {
+	cmd.Flags().BoolVar(&f.autoApprove, "auto-approve", false, "apply without asking for confirmation")
+	cmd.Flags().BoolVar(&f.force, "force", false, force)
+	cmd.Flags().DurationVar(&f.confirmTimeout, "confirm-timeout", 0, "apply on trial: roll back unless confirmed within `DUR` (default 2m on a terminal, 0 turns it off)")
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "after a trial apply, wait for the outcome: exit 0 confirmed, 3 rolled back (default on a terminal)")
+}
+
+// defaults sets what a terminal implies: a trial of 2m, and waiting for it.
+func (f *changeFlags) defaults(cmd *cobra.Command) {
+	interactive := term.IsTerminal(int(os.Stdin.Fd()))
+	if !cmd.Flags().Changed("confirm-timeout") && interactive {
+		f.confirmTimeout = 2 * time.Minute
+	}
+	if !cmd.Flags().Changed("wait") {
+		f.wait = interactive
+	}
+}
+
 func newApplyCmd(g *globals) *cobra.Command {
-	f := &applyFlags{}
+	f := &changeFlags{}
 	cmd := &cobra.Command{
 		Use:   "apply [PLANFILE]",
 		Short: "Plan, confirm and commit the change as one atomic transaction",
 		Long: `apply plans as plan does, shows the plan, asks for "yes" (--auto-approve
 skips the question) and commits the whole plan in one netlink transaction:
-either all of it reaches the kernel or none of it. It then reads the table
-back, reports success only when the kernel holds exactly the configuration,
-and records the result as a new generation (hostwall generations).
+either all of it reaches the kernel or none of it. Before the kernel sees
+the change, the new generation (hostwall generations) is written to disk;
+if it cannot be, nothing is applied. apply reports success only once the
+kernel is known to hold exactly the configuration: by its ruleset
+generation, one commit on from the one planned against, or by reading the
+table back.
 
 Before applying, when SSH_CONNECTION is set, it evaluates a new connection
 from that client to that server address and port under the new
 configuration and refuses if it would be dropped; it also refuses a
-configuration with no failsafe SSH port where nothing allows SSH. --force
-overrides both.
+configuration with no failsafe SSH port where nothing allows SSH (unless
+the configuration sets lockout_check = false). --force overrides both.
 
 With --confirm-timeout DUR (the default, 2m, when stdin is a terminal; 0
 turns it off) the change is a trial: unless "hostwall confirm" arrives
 within DUR, a guard process restores the previous generation. The guard is
-detached from the terminal, so it acts even if your SSH session dies.
-Confirm from a NEW connection: the session you applied from survives on
-connection tracking and proves nothing. Exit code 3 means the trial was
-rolled back.
+started, and holds the previous ruleset, before the change reaches the
+kernel; it is detached from the terminal, so it acts even if your SSH
+session dies. Confirm from a NEW connection: the session you applied from
+survives on connection tracking and proves nothing. Exit code 3 means the
+trial was rolled back. Once the change is on its way, Ctrl-C, SIGHUP and
+SIGTERM no longer stop it: it finishes and records its outcome.
 
 With PLANFILE (from plan -o) it applies exactly that plan, and refuses with
 exit code 4 if the configuration or the kernel's ruleset changed since the
 plan was made.
 
 When nothing changed since hostwall last verified the kernel — the files,
-the kernel's ruleset generation, and the current generation holding this
-very ruleset — apply says so as plan does, without loading or committing.
-When only nets_file lists changed since hostwall last verified the kernel
-(whose ruleset has not moved since) and failsafe keeps tcp:22 open, apply
-does not load the policy files: it applies the lines that changed (against
-the current generation's copy of each list) to the sets it recorded then,
-or, when it cannot vouch for that, remakes only the sets those lists feed,
-and says which under the plan. --refresh, a trial or a PLANFILE always take
-the long way.`,
+the kernel's ruleset generation, and the current generation holding these
+files and this ruleset — apply says so as plan does, without loading or
+committing. When only nets_file lists changed since hostwall last verified
+the kernel (whose ruleset has not moved since) and failsafe keeps tcp:22
+open, apply does not load the policy files: it applies the lines that
+changed (against the current generation's copy of each list) to the sets it
+recorded then, or, when it cannot vouch for that, remakes only the sets
+those lists feed, and says which under the plan. --refresh, a trial or a
+PLANFILE always take the long way.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			interactive := term.IsTerminal(int(os.Stdin.Fd()))
-			if !cmd.Flags().Changed("confirm-timeout") && os.Getenv("HOSTWALL_CONFIRM_TIMEOUT") == "" && interactive {
-				f.confirmTimeout = 2 * time.Minute
-			}
-			if !cmd.Flags().Changed("wait") && os.Getenv("HOSTWALL_WAIT") == "" {
-				f.wait = interactive
-			}
-			planFile := ""
+			f.defaults(cmd)
+			req := engine.ApplyRequest{Reason: "apply", Explicit: true, Refresh: f.refresh}
 			if len(args) == 1 {
-				planFile = args[0]
+				saved, err := engine.ReadSavedPlan(args[0])
+				if err != nil {
+					return err
+				}
+				req.Saved = saved
+				f.autoApprove = true // the plan was approved when it was saved
 			}
-			return g.apply(cmd.Context(), cmd.OutOrStdout(), cmd.InOrStdin(), f, planFile)
+			return g.change(cmd, f, req)
 		},
 	}
-	cmd.Flags().BoolVar(&f.autoApprove, "auto-approve", false, "apply without asking for confirmation")
-	cmd.Flags().BoolVar(&f.force, "force", false, "apply even if the lockout check refuses")
-	cmd.Flags().DurationVar(&f.confirmTimeout, "confirm-timeout", 0, "apply on trial: roll back unless confirmed within `DUR` (default 2m on a terminal, 0 turns it off)")
+	f.add(cmd, "apply even if the lockout check refuses")
 	cmd.Flags().BoolVar(&f.refresh, "refresh", false, "read the kernel before planning even when the last verified state stands in for it (see plan)")
-	cmd.Flags().BoolVar(&f.wait, "wait", false, "after a trial apply, wait for the outcome: exit 0 confirmed, 3 rolled back (default on a terminal)")
 	return cmd
 }
 
-func (g *globals) apply(ctx context.Context, out io.Writer, in io.Reader, f *applyFlags, planFile string) error {
-	if !f.refresh {
-		g.verifiedRecord() // read while the files are read or loaded
-		if planFile == "" && f.confirmTimeout == 0 {
-			if done, err := g.applyUnchanged(out); done {
+func newRollbackCmd(g *globals) *cobra.Command {
+	f := &changeFlags{}
+	cmd := &cobra.Command{
+		Use:   "rollback [N]",
+		Short: "Apply generation N again (default: the one before the current)",
+		Long: `rollback applies a recorded generation again, as apply applies the files:
+it plans generation N against the kernel, shows the plan, asks for "yes"
+(--auto-approve skips the question), runs the lockout check against the
+generation's configuration, and commits in one transaction; with
+--confirm-timeout (the default, 2m, on a terminal) it is a trial like any
+apply. The generation becomes current again; no new generation is made.
+
+N defaults to the newest generation before the current one that is intact.
+A damaged generation (its record or a file not as recorded) is never
+applied. One whose files compile differently with this version of
+hostwall than when it was applied needs --force, which also skips the
+lockout check. rollback 0 removes table inet hostwall: no firewall.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f.defaults(cmd)
+			e, closeKernel, err := g.engine()
+			if err != nil {
 				return err
 			}
-		}
-		if handled, err := g.incrementalApply(ctx, out, in, f, planFile); handled {
-			return err
-		}
+			defer closeKernel()
+			n, err := rollbackTarget(e, args)
+			if err != nil {
+				return err
+			}
+			return g.changeWith(cmd, e, f, engine.ApplyRequest{Rollback: &n, Explicit: true})
+		},
 	}
-	desired, res, err := g.desired()
+	f.add(cmd, "roll back even to a generation that compiles differently with this version, and skip the lockout check")
+	return cmd
+}
+
+func rollbackTarget(e *engine.Engine, args []string) (int, error) {
+	if len(args) == 0 {
+		return e.Previous()
+	}
+	var n int
+	if _, err := fmt.Sscan(args[0], &n); err != nil || n < 0 {
+		return 0, fmt.Errorf("%q is not a generation number (hostwall generations lists them)", args[0])
+	}
+	return n, nil
+}
+
+// change runs req on the namespace's engine.
+func (g *globals) change(cmd *cobra.Command, f *changeFlags, req engine.ApplyRequest) error {
+	e, closeKernel, err := g.engine()
 	if err != nil {
 		return err
 	}
-	g.ahead(desired) // its records, on the other core while this plans and commits
-	host := g.effectiveHostName(res)
-	if !f.force {
-		if err := g.lockoutCheck(res, host, out); err != nil {
-			return err
+	defer closeKernel()
+	return g.changeWith(cmd, e, f, req)
+}
+
+// changeWith shows, asks, applies req and, for a trial, tells the operator
+// what to do and waits for the outcome when asked to.
+func (g *globals) changeWith(cmd *cobra.Command, e *engine.Engine, f *changeFlags, req engine.ApplyRequest) error {
+	ctx, stop := signalled(cmd.Context())
+	defer stop()
+	out := cmd.OutOrStdout()
+	req.Force, req.Trial, req.SSHConnection = f.force, f.confirmTimeout, os.Getenv("SSH_CONNECTION")
+	req.Show = func(p *engine.Preview) {
+		warn(p.Warnings)
+		if p.Rollback != nil {
+			fmt.Fprintf(out, "Rolling back to generation %d.\n\n", *p.Rollback)
 		}
+		views.PlanHuman(out, p.Plan, g.style(os.Stdout))
+		notes(out, p.Notes)
 	}
-	lock, err := g.lock()
-	if err != nil {
-		return err
+	if !f.autoApprove {
+		req.Approve = func(ctx context.Context) (bool, error) { return confirm(ctx, out, cmd.InOrStdin()) }
 	}
-	defer lock.Release()
-	if t, _ := g.run().ReadTrial(g.netns); t != nil {
-		return fmt.Errorf("generation %d is on trial until %s; hostwall confirm it (or wait for the rollback) before applying again",
-			t.Generation, t.Deadline.Format(time.TimeOnly))
-	}
-	conn, err := g.open()
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	p, fromRecord, err := g.planOn(ctx, conn, desired, f.refresh)
-	if err != nil {
-		return err
-	}
-	if planFile != "" {
-		if err := checkSavedPlan(planFile, g, res, p); err != nil {
-			return err
-		}
-	}
-	views.PlanHuman(out, p, g.style(os.Stdout))
-	if fromRecord {
-		fromRecordNote(out, p.Generation)
-	}
-	if p.Empty() && f.confirmTimeout == 0 {
-		g.recordVerified(res, desired, host, p.Generation)
-		return g.recordIfNew(res, desired, host)
-	}
-	if !f.autoApprove && planFile == "" && !confirm(out, in) {
+	req.Arm = func(ctx context.Context, t *engine.Trial) (int, error) { return g.spawnGuard(e, t) }
+	res, err := e.Apply(ctx, req)
+	if errors.Is(err, engine.ErrCancelled) {
 		fmt.Fprintln(out, "\nApply cancelled. Nothing was changed.")
 		return &exitError{code: 1}
 	}
-	store := g.store()
-	previous, err := store.Current()
 	if err != nil {
-		return err
+		return failed(err)
 	}
-	if f.confirmTimeout > 0 && previous == 0 {
-		if live, _, err := conn.Read(ctx); err != nil {
-			return err
-		} else if live != nil {
-			return fmt.Errorf("no recorded generation to return to, and table inet hostwall exists: apply once without --confirm-timeout (or with --confirm-timeout 0), then use trials")
-		}
+	if res.Plan != nil {
+		fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(res.Plan), res.Generation)
 	}
-	made := g.verifiedOf(res, desired, host)
-	applied, gen, err := g.commitPlan(func() *state.Generation { return g.generation(res, desired, host, reasonFor(f)) },
-		func() (*planner.Plan, uint32, error) {
-			return agent.Apply(ctx, conn, desired, p, nft.IsGenerationChanged, agent.ByGeneration)
-		},
-		func(verified uint32) { g.noteVerified(made, verified) })
-	if err != nil {
-		g.discardVerified(made)
-		return err
-	}
-	fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(applied), gen.Number)
-	if f.confirmTimeout == 0 {
+	if res.Trial == nil {
 		return nil
 	}
-	return g.startTrial(ctx, out, gen, previous, host, f.confirmTimeout, f.wait, lock.Release)
-}
-
-// commitPlan commits a plan by apply, which returns the plan applied and
-// the kernel's generation after it, and records gen() as the next
-// generation and the verified state by note. The generation is made
-// (rendered) and written while the kernel commits, and made one after
-// (under the lock held since planning); the verified record is written
-// beside it.
-func (g *globals) commitPlan(gen func() *state.Generation, apply func() (*planner.Plan, uint32, error), note func(verified uint32)) (*planner.Plan, *state.Generation, error) {
-	store := g.store()
-	prepared := async(func() (*state.Pending, error) { return store.Prepare(gen()) })
-	applied, verified, err := apply()
-	pending, perr := prepared.get()
-	if err != nil {
-		if pending != nil {
-			pending.Abort()
-		}
-		return nil, nil, fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
+	trialMessage(out, res.Trial)
+	if !f.wait {
+		return nil
 	}
-	noted := async(func() (struct{}, error) {
-		note(verified)
-		return struct{}{}, nil
-	})
-	if perr == nil {
-		if perr = pending.Commit(); perr != nil {
-			pending.Abort()
-		}
-	}
-	noted.get()
-	if perr != nil {
-		return nil, nil, fmt.Errorf("applied, but recording the generation failed: %w", perr)
-	}
-	return applied, pending.Generation(), nil
-}
-
-func reasonFor(f *applyFlags) string {
-	if f.confirmTimeout > 0 {
-		return "apply (trial)"
-	}
-	return "apply"
-}
-
-// record stores the applied configuration as a new generation.
-func (g *globals) record(res *loader.Result, desired *ruleset.Table, host, reason string) (*state.Generation, error) {
-	gen := g.generation(res, desired, host, reason)
-	return gen, g.store().Record(gen)
-}
-
-// generation is the record of applying desired, compiled from res.
-func (g *globals) generation(res *loader.Result, desired *ruleset.Table, host, reason string) *state.Generation {
-	gen := &state.Generation{
-		Time: time.Now(), UID: os.Getuid(), SSHConnection: os.Getenv("SSH_CONNECTION"),
-		HostName: host, NetNS: g.netns, ConfigDir: g.configDir, Reason: reason, Ruleset: g.rendered(desired), RulesetHash: g.rulesetHash(desired),
-	}
-	for _, s := range res.Sources {
-		gen.Files = append(gen.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
-	}
-	return gen
-}
-
-// recordIfNew records a generation when the kernel already matches a
-// configuration that none records (no changes to apply, but the state dir
-// is new or the files changed without changing the ruleset).
-func (g *globals) recordIfNew(res *loader.Result, desired *ruleset.Table, host string) error {
-	store := g.store()
-	cur, err := store.Current()
+	fmt.Fprintln(out, "\nWaiting for the outcome (Ctrl-C stops waiting; the trial goes on)…")
+	o, err := e.WaitTrial(ctx, res.Trial)
 	if err != nil {
 		return err
 	}
-	if cur > 0 {
-		if prev, err := store.Load(cur); err == nil && prev.RulesetHash == g.rulesetHash(desired) {
-			return nil
-		}
-	}
-	_, err = g.record(res, desired, host, "apply (no kernel change)")
-	return err
+	return outcome(out, o)
 }
 
-// confirm asks for "yes", as Terraform does.
-func confirm(out io.Writer, in io.Reader) bool {
+// confirm asks for "yes", as Terraform does; a cancelled ctx (Ctrl-C, a
+// dropped session) is a no.
+func confirm(ctx context.Context, out io.Writer, in io.Reader) (bool, error) {
 	fmt.Fprint(out, "\nDo you want to apply these changes?\n  Only 'yes' will be accepted to approve.\n\n  Enter a value: ")
-	line, _ := bufio.NewReader(in).ReadString('\n')
-	return strings.TrimSpace(line) == "yes"
+	answer := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(in).ReadString('\n')
+		answer <- line
+	}()
+	select {
+	case <-ctx.Done():
+		return false, ctx.Err()
+	case line := <-answer:
+		return strings.TrimSpace(line) == "yes", nil
+	}
 }
 
-// checkSavedPlan refuses a saved plan made against another configuration
-// or kernel state, and otherwise checks that planning now gives exactly it.
-func checkSavedPlan(path string, g *globals, res *loader.Result, now *planner.Plan) error {
-	saved, err := readSavedPlan(path)
-	if err != nil {
-		return err
+func trialMessage(out io.Writer, t *engine.Trial) {
+	back := fmt.Sprintf("generation %d", t.Previous)
+	if t.Previous == 0 {
+		back = "no firewall (table inet hostwall removed)"
 	}
-	stale := func(format string, args ...any) error {
-		return &exitError{code: exitStalePlan, err: fmt.Errorf("plan is stale: "+format, args...)}
+	fmt.Fprintf(out, `
+Generation %d is on TRIAL until %s.
+Unless you run "hostwall confirm" by then, it is rolled back to %s.
+
+Confirm from a NEW connection (a new SSH session to this host): this session
+survives on connection tracking whatever the new rules say, so it proves
+nothing. The guard (pid %d) runs detached; it acts even if this session dies.
+`, t.Generation, t.Deadline.Format(time.TimeOnly), back, t.GuardPID)
+}
+
+// outcome turns a trial's outcome into the exit status.
+func outcome(out io.Writer, o *engine.Outcome) error {
+	switch o.Result {
+	case engine.Confirmed:
+		fmt.Fprintf(out, "Generation %d was confirmed at %s.\n", o.Generation, o.Time.Format(time.TimeOnly))
+		return nil
+	case engine.RolledBack:
+		return &exitError{code: exitRolledBack, err: &engine.RolledBackError{Outcome: o}}
 	}
-	switch {
-	case saved.NetNS != g.netns:
-		return stale("%s was made for network namespace %q, not %q", path, saved.NetNS, g.netns)
-	case saved.ConfigHash != loader.HashSources(res.Sources):
-		return stale("the configuration in %s changed since %s was made; plan again", g.configDir, path)
-	case saved.Plan.Generation != now.Generation:
-		return stale("the kernel's ruleset changed since %s was made (generation %d, now %d); plan again",
-			path, saved.Plan.Generation, now.Generation)
-	}
-	if !samePlan(saved.Plan, now.JSON()) {
-		return stale("planning now does not give %s; plan again", path)
-	}
-	return nil
+	return fmt.Errorf("the trial of generation %d ended: %s (%s)", o.Generation, o.Result, o.Detail)
 }

@@ -8,8 +8,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostwall/hostwall/loader"
-	"github.com/hostwall/hostwall/planner"
-	"github.com/hostwall/hostwall/state"
 	"github.com/hostwall/hostwall/views"
 )
 
@@ -55,17 +53,18 @@ Ansible and Puppet validate a policy this way before writing it.`,
 			for _, name := range remove {
 				g.overlay[name] = ""
 			}
-			t, res, err := g.desired()
+			l, err := g.loader().Load()
 			if err != nil {
-				return err
+				return failed(err)
 			}
-			cfg := res.Config
+			warn(l.Warnings)
+			cfg := l.Result.Config
 			fmt.Fprintf(cmd.OutOrStdout(), "Success! The configuration is valid: %d %s, %d host %s, %d network %s, %d %s compiled to %d rules for host %q.\n",
-				len(res.Sources), plural(len(res.Sources), "file", "files"),
+				len(l.Result.Sources), plural(len(l.Result.Sources), "file", "files"),
 				len(cfg.Endpoints), plural(len(cfg.Endpoints), "endpoint", "endpoints"),
 				len(cfg.NetworkSets), plural(len(cfg.NetworkSets), "set", "sets"),
 				len(cfg.Policies), plural(len(cfg.Policies), "policy", "policies"),
-				t.RuleCount(), g.effectiveHostName(res))
+				l.Table.RuleCount(), l.Host)
 			return nil
 		},
 	}
@@ -98,45 +97,30 @@ file), plan compares with the sets it verified instead of reading the
 kernel, and says so. --refresh always reads the kernel.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			var p *planner.Plan
-			var configHash, host string
-			var v *state.Verified
-			var fromRecord bool
-			if !refresh {
-				v = g.unchanged()
+			e, closeKernel, err := g.engine()
+			if err != nil {
+				return err
 			}
-			if v != nil {
-				p, configHash, host = &planner.Plan{Generation: v.Generation}, v.ConfigHash, v.HostName
-			} else {
-				s, err := g.plan(cmd.Context(), refresh)
-				if err != nil {
-					return err
-				}
-				defer s.conn.Close()
-				p, configHash, host, fromRecord = s.plan, loader.HashSources(s.res.Sources), g.effectiveHostName(s.res), s.fromRecord
-				if p.Empty() {
-					g.recordVerified(s.res, s.desired, host, p.Generation)
-				}
+			defer closeKernel()
+			planned, err := e.Plan(cmd.Context(), refresh)
+			if err != nil {
+				return failed(err)
 			}
+			warn(planned.Warnings)
 			if outFile != "" {
-				if err := writeSavedPlan(outFile, g, configHash, host, p); err != nil {
+				if err := e.SavePlan(outFile, planned); err != nil {
 					return err
 				}
 			}
 			if asJSON {
-				if err := views.PlanJSON(cmd.OutOrStdout(), p); err != nil {
+				if err := views.PlanJSON(cmd.OutOrStdout(), planned.Plan); err != nil {
 					return err
 				}
 			} else {
-				views.PlanHuman(cmd.OutOrStdout(), p, g.style(os.Stdout))
-				if fromRecord {
-					fromRecordNote(cmd.OutOrStdout(), p.Generation)
-				}
-				if v != nil {
-					unchangedNote(cmd.OutOrStdout(), "plan", v.Generation)
-				}
+				views.PlanHuman(cmd.OutOrStdout(), planned.Plan, g.style(os.Stdout))
+				notes(cmd.OutOrStdout(), planned.Notes)
 			}
-			if detailed && !p.Empty() {
+			if detailed && !planned.Plan.Empty() {
 				return &exitError{code: 2}
 			}
 			return nil
@@ -154,14 +138,17 @@ func newShowCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "show",
 		Short: "Print table inet hostwall as hostwall reads it from the kernel",
-		Args:  cobra.NoArgs,
+		Long: `show reads table inet hostwall from the kernel and prints it in nft syntax
+(or, with --json, as JSON), rules with their counters. It changes nothing.
+A table that does not exist prints nothing.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			conn, err := g.open()
+			e, closeKernel, err := g.engine()
 			if err != nil {
 				return err
 			}
-			defer conn.Close()
-			t, _, err := conn.Read(cmd.Context())
+			defer closeKernel()
+			t, err := e.Show(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -189,13 +176,14 @@ document. Loading the output gives the same ruleset. Comments are not kept.`,
 			if to != "hcl" && to != "yaml" {
 				return fmt.Errorf("--to %q: use hcl or yaml", to)
 			}
-			_, res, err := g.desired()
+			l, err := g.loader().Load()
 			if err != nil {
-				return err
+				return failed(err)
 			}
-			out := loader.WriteHCL(res.Config)
+			warn(l.Warnings)
+			out := loader.WriteHCL(l.Result.Config)
 			if to == "yaml" {
-				if out, err = loader.WriteYAML(res.Config); err != nil {
+				if out, err = loader.WriteYAML(l.Result.Config); err != nil {
 					return err
 				}
 			}

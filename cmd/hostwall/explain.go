@@ -36,11 +36,12 @@ The connection state defaults to new.`,
 			if err != nil {
 				return err
 			}
-			_, res, err := g.desired()
+			l, err := g.loader().Load()
 			if err != nil {
-				return err
+				return failed(err)
 			}
-			r := explain.Explain(res.Config, g.effectiveHostName(res), p)
+			warn(l.Warnings)
+			r := explain.Explain(l.Result.Config, l.Host, p)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")

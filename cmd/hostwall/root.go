@@ -2,11 +2,13 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
-	"slices"
+	"os/signal"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -14,15 +16,15 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
-	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
-	"github.com/hostwall/hostwall/planner"
-	"github.com/hostwall/hostwall/ruleset"
-	"github.com/hostwall/hostwall/state"
 	"github.com/hostwall/hostwall/views"
 )
+
+// Compile-time check that the kernel connection fits the engine.
+var _ engine.Kernel = (*nft.Conn)(nil)
 
 // globals are the flags every command takes (DESIGN §10).
 type globals struct {
@@ -39,36 +41,6 @@ type globals struct {
 	limits      compile.Limits
 	// overlay is validate's --replace and --remove (loader.DirOptions.Overlay).
 	overlay map[string]string
-	// started is the work begun for the command's compiled table (ahead),
-	// verified the reading of the verified record (verifiedRecord).
-	started  *ahead
-	verified *future[*record]
-	// recipes and warnings are what desired's compile made besides the
-	// table: the recipes of its sets drawn from nets files, the
-	// diagnostics as printed (the verified record keeps both for an
-	// incremental apply).
-	recipes  []compile.Recipe
-	warnings []string
-	// read is the last readSources: what it was asked and what it read.
-	read *sourcesRead
-}
-
-// sourcesRead is a readSources call kept.
-type sourcesRead struct {
-	nets []string
-	srcs []loader.Source
-	err  error
-}
-
-// readSources reads the configuration's files without parsing them
-// (loader.ReadSources), once per command for the same nets files: an
-// apply's no-op and incremental checks both look at them.
-func (g *globals) readSources(nets []string) ([]loader.Source, error) {
-	if g.read == nil || !slices.Equal(g.read.nets, nets) {
-		srcs, err := loader.ReadSources(g.configDir, g.dirOptions(), nets)
-		g.read = &sourcesRead{nets: nets, srcs: srcs, err: err}
-	}
-	return g.read.srcs, g.read.err
 }
 
 func newRootCmd() *cobra.Command {
@@ -89,20 +61,17 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 			if cmd.Name() != "agent" {
 				oneShotGC()
 			}
-			if err := flagsFromEnv(cmd); err != nil {
-				return err
-			}
-			return g.checkPrivate()
+			return flagsFromEnv(cmd)
 		},
 	}
 	pf := root.PersistentFlags()
 	pf.StringVarP(&g.configDir, "config", "c", "/etc/hostwall", "configuration `DIR`ectory")
-	pf.StringVar(&g.netns, "netns", "", "act inside the network namespace `NAME` (/run/netns/NAME)")
+	pf.StringVar(&g.netns, "netns", "", "act inside the network namespace `NAME` (/run/netns/NAME, or a namespace file's path)")
 	pf.StringVar(&g.hostName, "host-name", "", "this host's `NAME` for node matching (default: host block, then the hostname)")
 	pf.BoolVar(&g.noColor, "no-color", false, "no colour in output (also NO_COLOR)")
 	pf.StringVar(&g.stateDir, "state-dir", "/var/lib/hostwall", "where generations are kept (`DIR`)")
-	pf.StringVar(&g.runDir, "run-dir", "/run/hostwall", "lock, pending trial, verified records and decoded-file cache (`DIR`)")
-	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall")
+	pf.StringVar(&g.runDir, "run-dir", "/run/hostwall", "verified records, the agent's socket and the guard's log (`DIR`)")
+	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall (the agent: 10s unless given)")
 	pf.BoolVar(&g.skipPerms, "insecure-skip-perms", false, "load configuration files whatever their owner and mode (tests, containers); INSECURE")
 	pf.Int64Var(&g.maxFile, "max-file-bytes", loader.DefaultMaxFileBytes, "refuse policy files larger than this")
 	pf.IntVar(&g.limits.MaxPolicies, "max-policies", compile.DefaultLimits.MaxPolicies, "refuse configurations with more policies")
@@ -139,140 +108,86 @@ func (g *globals) style(w *os.File) views.Style {
 	return views.Style{Color: !g.noColor && !noColor && term.IsTerminal(int(w.Fd()))}
 }
 
-// desired loads and compiles the configuration, printing every diagnostic to
-// stderr; it fails when any is an error.
-func (g *globals) desired() (*ruleset.Table, *loader.Result, error) { return g.compiled(true) }
-
-// compiled is desired, printing the diagnostics only when print is set.
-func (g *globals) compiled(print bool) (*ruleset.Table, *loader.Result, error) {
-	res, diags := g.loadDir()
-	var t *ruleset.Table
-	if !diags.HasErrors() {
-		var more hcl.Diagnostics
-		g.recipes = nil
-		t, more = compile.Compile(res.Config, compile.Options{HostName: g.effectiveHostName(res), Limits: g.limits, Recipes: &g.recipes})
-		diags = append(diags, more...)
-	}
-	if print {
-		views.Diagnostics(os.Stderr, diags)
-	}
-	g.warnings = nil
-	for _, d := range diags {
-		g.warnings = append(g.warnings, views.FormatDiagnostic(d))
-	}
-	if diags.HasErrors() {
-		n := 0
-		for _, d := range diags {
-			if d.Severity == hcl.DiagError {
-				n++
-			}
-		}
-		return nil, nil, &exitError{code: 1, err: fmt.Errorf("%d %s in %s; nothing was applied", n, plural(n, "error", "errors"), g.configDir)}
-	}
-	return t, res, nil
-}
-
-// checkPrivate tightens or refuses state and run directories others could
-// read (only as root: an unprivileged hostwall only validates, explains
-// and converts, and cannot open root's directories anyway).
-func (g *globals) checkPrivate() error {
-	if os.Geteuid() != 0 {
-		return nil
-	}
-	for _, dir := range []string{g.stateDir, g.runDir} {
-		notice, err := state.CheckPrivate(dir)
-		if err != nil {
-			return err
-		}
-		if notice != "" {
-			fmt.Fprintln(os.Stderr, "notice: "+notice)
-		}
-	}
-	return nil
-}
-
-// loadDir loads the configuration directory, warning loudly when the
-// ownership and mode checks are off.
-func (g *globals) loadDir() (*loader.Result, hcl.Diagnostics) {
+// engineOptions are the engine's options from the flags, without a kernel.
+func (g *globals) engineOptions() engine.Options {
 	if g.skipPerms {
 		fmt.Fprintln(os.Stderr, "WARNING: --insecure-skip-perms: loading the configuration whoever owns or can write it")
 	}
-	return loader.LoadDir(g.configDir, g.dirOptions())
-}
-
-func (g *globals) dirOptions() loader.DirOptions {
-	return loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, Overlay: g.overlay}
-}
-
-func (g *globals) effectiveHostName(res *loader.Result) string {
-	return res.Config.HostName(g.hostName)
-}
-
-func (g *globals) store() *state.Store { return &state.Store{Dir: g.stateDir} }
-func (g *globals) run() state.RunDir   { return state.RunDir{Dir: g.runDir, Persist: g.stateDir} }
-
-// netnsPath is the namespace file, "" for the current namespace.
-func (g *globals) netnsPath() string {
-	if g.netns == "" {
-		return ""
+	return engine.Options{
+		ConfigDir: g.configDir, StateDir: g.stateDir, RunDir: g.runDir, NetNS: g.netns, HostName: g.hostName,
+		Load:   loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, Overlay: g.overlay},
+		Limits: g.limits, LockTimeout: g.lockTimeout, Version: version,
+		Notice: func(s string) { fmt.Fprintln(os.Stderr, "notice: "+s) },
 	}
-	return nft.NetNSPath(g.netns)
 }
 
-func (g *globals) lock() (*state.Lock, error) {
-	return state.AcquireLock(g.runDir, g.netns, g.lockTimeout)
-}
+// loader is an engine for what needs no kernel: loading and compiling.
+func (g *globals) loader() *engine.Engine { return engine.New(g.engineOptions()) }
 
-func (g *globals) open() (*nft.Conn, error) {
-	return nft.Open(nft.Options{NetNS: g.netns})
-}
-
-// planned is a plan with what it was made from; the caller closes conn.
-type planned struct {
-	res     *loader.Result
-	desired *ruleset.Table
-	conn    *nft.Conn
-	plan    *planner.Plan
-	// fromRecord: planned against the verified record, not a read.
-	fromRecord bool
-}
-
-// plan loads and compiles the configuration, then plans it against the
-// kernel. The kernel is not opened when the configuration has errors.
-func (g *globals) plan(ctx context.Context, refresh bool) (*planned, error) {
-	desired, res, err := g.desired()
+// engine is an engine on the namespace's kernel, the state and run
+// directories checked private first (as root: an unprivileged hostwall
+// cannot open root's directories, nor change the firewall). The caller
+// closes it.
+func (g *globals) engine() (*engine.Engine, func(), error) {
+	o := g.engineOptions()
+	conn, err := nft.Open(nft.Options{NetNS: g.netns})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	conn, err := g.open()
-	if err != nil {
-		return nil, err
-	}
-	p, fromRecord, err := g.planOn(ctx, conn, desired, refresh)
-	if err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return &planned{res: res, desired: desired, conn: conn, plan: p, fromRecord: fromRecord}, nil
-}
-
-// planOn plans desired against the kernel of conn: from the verified
-// record when that is sound (planFromVerified; fromRecord), otherwise, and
-// always with refresh, by reading the table.
-func (g *globals) planOn(ctx context.Context, conn *nft.Conn, desired *ruleset.Table, refresh bool) (p *planner.Plan, fromRecord bool, err error) {
-	if !refresh {
-		if p = g.planFromVerified(conn, desired); p != nil {
-			return p, true, nil
+	o.Kernel = conn
+	e := engine.New(o)
+	if os.Geteuid() == 0 {
+		notices, err := e.CheckPrivate()
+		for _, n := range notices {
+			fmt.Fprintln(os.Stderr, "notice: "+n)
+		}
+		if err != nil {
+			conn.Close()
+			return nil, nil, err
 		}
 	}
-	p, err = agent.Plan(ctx, conn, desired)
-	return p, false, err
+	return e, func() { conn.Close() }, nil
 }
 
-// fromRecordNote tells, under a plan, that it was made without reading the
-// kernel.
-func fromRecordNote(out io.Writer, gen uint32) {
-	fmt.Fprintf(out, "(Planned against the sets hostwall verified at nftables generation %d, which the kernel still holds: only set elements change. --refresh reads the kernel.)\n", gen)
+// failed turns an engine error into the command's: an invalid
+// configuration prints every diagnostic.
+func failed(err error) error {
+	var invalid *engine.InvalidError
+	var stale *engine.StalePlanError
+	switch {
+	case errors.As(err, &invalid):
+		views.Diagnostics(os.Stderr, invalid.Diags)
+	case errors.As(err, &stale):
+		return &exitError{code: exitStalePlan, err: err}
+	}
+	return err
+}
+
+// warn prints a configuration's warnings to stderr.
+func warn(diags hcl.Diagnostics) { views.Diagnostics(os.Stderr, diags) }
+
+// notes prints the notes under a plan.
+func notes(out io.Writer, ns []string) {
+	for _, n := range ns {
+		fmt.Fprintf(out, "(%s)\n", n)
+	}
+}
+
+// signalled is ctx, cancelled by SIGHUP (a dropped SSH session), SIGINT,
+// SIGTERM or SIGPIPE (output gone) instead of dying of them: a change
+// heeds the cancellation until its outcome must be recorded, and then
+// finishes (engine/commit.go).
+func signalled(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
+}
+
+// socket is where the namespace's agent listens: the one registered for
+// the namespace, whatever its run directory, else this run directory's.
+func socket(e *engine.Engine) string {
+	if a := e.Agent(); a != nil && a.Socket != "" {
+		return a.Socket
+	}
+	return e.SocketPath()
 }
 
 func plural(n int, one, many string) string {

@@ -74,14 +74,46 @@ func (l sshLab) mustApply(t *testing.T, cfg string, more ...string) {
 	}
 }
 
+// namespace identifies the test namespace ns as hostwall does.
+func namespace(t *testing.T, ns string) state.Namespace {
+	t.Helper()
+	n, err := state.OpenNamespace(ns, "/run/netns/"+ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
 func trialOf(t *testing.T, ns string) *state.Trial {
 	t.Helper()
-	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
-	tr, err := state.RunDir{Dir: run, Persist: strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")}.ReadTrial(ns)
+	store := &state.Store{Dir: strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")}
+	tr, err := state.Trials{NS: namespace(t, ns), Store: store}.Read()
 	if err != nil {
 		t.Fatal(err)
 	}
 	return tr
+}
+
+// guardPID is the trial's guard: a pid of a process of its own (a pid of 0
+// or less would signal a whole process group, or everything).
+func guardPID(t *testing.T, tr *state.Trial) int {
+	t.Helper()
+	if tr == nil || tr.GuardPID <= 0 {
+		t.Fatalf("the trial records no guard pid: %+v", tr)
+	}
+	return tr.GuardPID
+}
+
+// killGuard kills the trial's guard.
+func killGuard(t *testing.T, tr *state.Trial) {
+	t.Helper()
+	syscall.Kill(guardPID(t, tr), syscall.SIGKILL)
+}
+
+// guardGone reports whether the trial's guard has exited.
+func guardGone(t *testing.T, tr *state.Trial) func() bool {
+	pid := guardPID(t, tr)
+	return func() bool { return syscall.Kill(pid, 0) != nil }
 }
 
 // await polls cond until it holds or the deadline passes.
@@ -152,7 +184,7 @@ func TestTrialConfirmed(t *testing.T) {
 		t.Fatalf("confirm: %s", r.stderr)
 	}
 	// Past the deadline the guard has looked and gone.
-	await(t, time.Until(tr.Deadline)+3*time.Second, "the guard exits", func() bool { return syscall.Kill(tr.GuardPID, 0) != nil })
+	await(t, time.Until(tr.Deadline)+3*time.Second, "the guard exits", guardGone(t, tr))
 	if !l.holds(t, l.cfgB) || l.sshWorks(t) {
 		t.Error("a confirmed trial was rolled back")
 	}
@@ -165,8 +197,8 @@ func TestTrialGuardRestarted(t *testing.T) {
 	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
 	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1s")
 	tr := trialOf(t, l.srv)
-	syscall.Kill(tr.GuardPID, syscall.SIGKILL)
-	await(t, 2*time.Second, "the guard is dead", func() bool { return syscall.Kill(tr.GuardPID, 0) != nil })
+	killGuard(t, tr)
+	await(t, 2*time.Second, "the guard is dead", guardGone(t, tr))
 	time.Sleep(time.Until(tr.Deadline) + 200*time.Millisecond) // past the deadline with no guard: nothing may happen
 	if !l.holds(t, l.cfgB) {
 		t.Fatal("the trial changed with no guard running")
@@ -279,8 +311,7 @@ func TestSavedPlanAndLock(t *testing.T) {
 		t.Fatalf("apply of a fresh saved plan: exit %d %s", r.code, r.stderr)
 	}
 
-	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
-	lock, err := state.AcquireLock(run, l.srv, 0)
+	lock, err := namespace(t, l.srv).Lock(0, state.NewHolder(t.TempDir()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -303,7 +334,7 @@ func TestRebootDuringTrial(t *testing.T) {
 	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
 	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1m")
 	tr := trialOf(t, l.srv)
-	syscall.Kill(tr.GuardPID, syscall.SIGKILL)
+	killGuard(t, tr)
 	run := strings.TrimPrefix(dirsOf(t)[1], "HOSTWALL_RUN_DIR=")
 	entries, _ := os.ReadDir(run)
 	for _, e := range entries {

@@ -6,13 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/engine"
 )
 
 func newGenerationsCmd(g *globals) *cobra.Command {
@@ -20,14 +20,15 @@ func newGenerationsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "generations",
 		Short: "List the recorded generations",
-		Args:  cobra.NoArgs,
+		Long: `generations lists every generation recorded in the state directory, oldest
+first: its number (* marks the current one, which the kernel holds), when,
+by whom (uid, SSH client) and why it was recorded, its files and the hash
+of its ruleset. A damaged generation — its record unreadable, or a file not
+the size recorded — is listed as DAMAGED with the reason; it is never
+applied (rollback checks every file's SHA-256 besides).`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			store := g.store()
-			gens, err := store.List()
-			if err != nil {
-				return err
-			}
-			cur, err := store.Current()
+			gens, cur, err := g.loader().Generations()
 			if err != nil {
 				return err
 			}
@@ -46,6 +47,10 @@ func newGenerationsCmd(g *globals) *cobra.Command {
 				mark := ""
 				if gen.Number == cur {
 					mark = "*"
+				}
+				if gen.Damaged != "" {
+					fmt.Fprintf(w, "%s\t%d\tDAMAGED: %s\n", mark, gen.Number, gen.Damaged)
+					continue
 				}
 				from := gen.SSHConnection
 				if from == "" {
@@ -70,8 +75,8 @@ func newStatusCmd(g *globals) *cobra.Command {
 agent it shows what the state directory and the kernel tell.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := agent.Call(g.run().SocketPath(g.netns), agent.Request{Command: "status"})
-			var s *agent.Status
+			resp, err := agent.Call(socket(g.loader()), agent.Request{Command: "status"})
+			var s *engine.Status
 			switch {
 			case errors.Is(err, agent.ErrNoAgent):
 				if s, err = g.offlineStatus(cmd.Context()); err != nil {
@@ -84,7 +89,7 @@ agent it shows what the state directory and the kernel tell.`,
 			default:
 				s = resp.Status
 			}
-			s.GuardAlive = s.Trial != nil && s.Trial.GuardPID > 0 && syscall.Kill(s.Trial.GuardPID, 0) == nil
+			s.GuardAlive = s.Trial != nil && guardAlive(s.Trial.GuardPID)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -98,30 +103,18 @@ agent it shows what the state directory and the kernel tell.`,
 	return cmd
 }
 
-// offlineStatus is the status without an agent: the state directory, and
-// the counters when the kernel can be read.
-func (g *globals) offlineStatus(ctx context.Context) (*agent.Status, error) {
-	s := &agent.Status{ConfigDir: g.configDir}
-	var err error
-	if s.Generation, err = g.store().Current(); err != nil {
-		return nil, err
-	}
-	run := g.run()
-	if s.Trial, err = run.ReadTrial(g.netns); err != nil {
-		return nil, err
-	}
-	s.LastTrial, _ = run.LastOutcome(g.netns)
-	conn, err := g.open()
+// offlineStatus is the status without an agent: the state directory's and
+// the kernel's.
+func (g *globals) offlineStatus(ctx context.Context) (*engine.Status, error) {
+	e, closeKernel, err := g.engine()
 	if err != nil {
-		s.CountersError = err.Error()
-		return s, nil
+		return nil, err
 	}
-	defer conn.Close()
-	s.ReadCounters(ctx, conn, g.store())
-	return s, nil
+	defer closeKernel()
+	return e.Status(ctx)
 }
 
-func printStatus(out, warn io.Writer, s *agent.Status) {
+func printStatus(out, warn io.Writer, s *engine.Status) {
 	if s.Agent > 0 {
 		fmt.Fprintf(out, "Agent: running (pid %d), watching %s\n", s.Agent, s.ConfigDir)
 	} else {
@@ -154,6 +147,10 @@ func printStatus(out, warn io.Writer, s *agent.Status) {
 			fmt.Fprintf(out, " (last at %s: %d %s by %s)", d.Time.Format(time.DateTime), d.Changes, plural(d.Changes, "change", "changes"), d.By)
 		}
 		fmt.Fprintln(out)
+	}
+	if in := s.Interrupted; in != nil {
+		fmt.Fprintf(warn, "warning: a change (%s to generation %d by pid %d at %s) was interrupted before its outcome was recorded; the next change settles it\n",
+			in.Op, in.Generation, in.PID, in.Time.Format(time.DateTime))
 	}
 	if s.CountersError != "" {
 		fmt.Fprintf(out, "Counters: unavailable: %s\n", s.CountersError)

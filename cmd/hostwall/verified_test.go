@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -353,6 +352,6 @@ func TestNoOpApplyShortcut(t *testing.T) {
 	if r := hostwall(t, "", "confirm", "--netns", ns); r.code != 0 {
 		t.Fatalf("confirm: %s", r.stderr)
 	}
-	await(t, time.Until(tr.Deadline)+3*time.Second, "the guard exits", func() bool { return syscall.Kill(tr.GuardPID, 0) != nil })
+	await(t, time.Until(tr.Deadline)+3*time.Second, "the guard exits", guardGone(t, tr))
 	quick("after the confirmed trial", apply(nil), true)
 }

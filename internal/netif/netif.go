@@ -6,10 +6,22 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"runtime"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
+
+// Path is the file of the network namespace name as --netns gives it: a
+// name under /run/netns (as `ip netns` makes them) or a path; "" stays ""
+// (the current namespace).
+func Path(name string) string {
+	if name == "" || strings.ContainsRune(name, '/') {
+		return name
+	}
+	return filepath.Join("/run/netns", name)
+}
 
 // In runs f with the calling goroutine's thread inside the namespace file
 // path ("" for the current one). The thread is discarded afterwards, so no

@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 )
@@ -37,7 +36,7 @@ type Fake struct {
 // New returns a Fake with no table, at generation 1.
 func New() *Fake { return &Fake{gen: 1, next: 1} }
 
-// Read is part of agent.Kernel.
+// Read is part of engine.Kernel.
 func (f *Fake) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -69,7 +68,28 @@ func (f *Fake) SetLive(t *ruleset.Table) {
 
 var errInjected = fmt.Errorf("nfttest: injected failure")
 
-// Apply is part of agent.Kernel.
+// Generation is part of engine.Kernel.
+func (f *Fake) Generation() (uint32, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.gen, nil
+}
+
+// DeleteTable is part of engine.Kernel.
+func (f *Fake) DeleteTable(ctx context.Context, gen uint32) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if gen != f.gen {
+		return fmt.Errorf("%w: planned at generation %d, fake is at %d", planner.ErrStale, gen, f.gen)
+	}
+	f.live, f.gen = nil, f.gen+1
+	return nil
+}
+
+// Apply is part of engine.Kernel.
 func (f *Fake) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -89,7 +109,7 @@ func (f *Fake) apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 		return err
 	}
 	if gen != f.gen {
-		return fmt.Errorf("%w: planned at generation %d, fake is at %d", nft.ErrGenerationChanged, gen, f.gen)
+		return fmt.Errorf("%w: planned at generation %d, fake is at %d", planner.ErrStale, gen, f.gen)
 	}
 	if f.FailApplies > 0 {
 		f.FailApplies--

@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -27,6 +27,9 @@ type Status struct {
 	Chains       []ChainCount `json:"counters"`
 	// CountersError says why there are no counters (no table, no access).
 	CountersError string `json:"counters_error,omitempty"`
+	// Interrupted is a change whose process died before recording its
+	// outcome; the next change settles it.
+	Interrupted *state.Intent `json:"interrupted,omitempty"`
 }
 
 // ApplyRecord is the agent's last attempt to apply the files.
@@ -62,11 +65,37 @@ type RuleCount struct {
 	Bytes   uint64 `json:"bytes"`
 }
 
-// ReadCounters fills Rules and Chains from the kernel's table, described
-// with the chain comments of s.Generation as recorded in store; when the
-// table cannot be read, CountersError says why.
-func (s *Status) ReadCounters(ctx context.Context, k Kernel, store *state.Store) {
-	live, _, err := k.Read(ctx)
+// Status is the namespace's status as the state directory and the
+// kernel tell it: the current generation, the trial, the counters. The
+// agent adds what it knows.
+func (e *Engine) Status(ctx context.Context) (*Status, error) {
+	ns, err := e.namespace()
+	if err != nil {
+		return nil, err
+	}
+	s := &Status{ConfigDir: e.o.ConfigDir}
+	if s.Generation, err = e.store.Current(); err != nil {
+		return nil, err
+	}
+	if s.Trial, err = e.trials(ns).Read(); err != nil {
+		return nil, err
+	}
+	s.LastTrial, _ = e.trials(ns).LastOutcome()
+	s.Interrupted, _ = e.store.ReadIntent(ns)
+	e.readCounters(ctx, s)
+	return s, nil
+}
+
+// readCounters fills Rules and Chains from the kernel's table (read, not
+// planned from: counters move without a transaction), described with the
+// chain comments of the current generation; when the table cannot be
+// read, CountersError says why.
+func (e *Engine) readCounters(ctx context.Context, s *Status) {
+	if e.o.Kernel == nil {
+		s.CountersError = "the kernel was not opened"
+		return
+	}
+	live, _, err := e.o.Kernel.Read(ctx)
 	switch {
 	case err != nil:
 		s.CountersError = err.Error()
@@ -75,8 +104,8 @@ func (s *Status) ReadCounters(ctx context.Context, k Kernel, store *state.Store)
 	default:
 		s.Rules = live.RuleCount()
 		var desired *ruleset.Table
-		if g, err := store.Load(s.Generation); err == nil {
-			desired, _ = CompileGeneration(g)
+		if s.Generation > 0 {
+			_, desired, _ = e.generationTable(s.Generation, true)
 		}
 		s.Chains = counters(live, desired)
 	}

@@ -1,4 +1,4 @@
-package main
+package engine
 
 import (
 	"net/netip"
@@ -8,12 +8,13 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/hashicorp/hcl/v2"
 
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/ruleset"
 )
 
-// TestVerifiedBaseRoundTrip: the verified base reads back as it was
+// TestRecordBaseRoundTrip: the verified base reads back as it was
 // written — an interval set of 200,000 networks, a verdict map and an
 // empty set; recipes with networks of both families, more in one list
 // than CBOR's default limit of 131,072; the files (a path that is not
@@ -21,7 +22,7 @@ import (
 // 192.0.2.0 is c0 00 02 00, not UTF-8 either); nil and empty kept apart —
 // and each set and each network is written in its own binary form
 // (MarshalBinary) as a CBOR byte string.
-func TestVerifiedBaseRoundTrip(t *testing.T) {
+func TestRecordBaseRoundTrip(t *testing.T) {
 	big := &ruleset.Set{Name: "big", Type: ruleset.TypeIPv4Addr, Interval: true, Comment: "selector bad == 'yes'", Owner: "network_set.bl"}
 	var fixed []netip.Prefix
 	for i := range 200_000 {
@@ -32,7 +33,7 @@ func TestVerifiedBaseRoundTrip(t *testing.T) {
 	eth0 := "eth0" + strings.Repeat("\x00", 12)
 	vmap := &ruleset.Set{Name: "dispatch", Type: ruleset.TypeIfName, Map: true,
 		Elements: []ruleset.Element{{From: eth0, To: eth0, Verdict: &ruleset.Verdict{Kind: ruleset.VerdictJump, Chain: "hep-eth0-in"}}}}
-	base := verifiedBase{
+	base := recordBase{
 		Sets: []*ruleset.Set{big, vmap, {Name: "empty", Type: ruleset.TypeIPv6Addr, Interval: true}},
 		Inc: &incremental{
 			Files: map[string]string{"/etc/hostwall/a.hcl": "ab12", "/etc/hostwall/bl.txt": "cd34", "/etc/hostwall/caf\xe9.txt": "ef56"},
@@ -42,7 +43,7 @@ func TestVerifiedBaseRoundTrip(t *testing.T) {
 				{Set: "v6", Family: ruleset.IPv6},
 			},
 			Chains:      "chain input {\n\tiifname vmap @dispatch\n}\n",
-			Warnings:    []string{"Warning: something"},
+			Warnings:    []savedDiag{{Severity: hcl.DiagWarning, Summary: "Something", Detail: "in file caf\xe9", Subject: &hcl.Range{Filename: "a.hcl", Start: hcl.Pos{Line: 2, Column: 3, Byte: 9}}}},
 			SSHFailsafe: true,
 			Merged: map[string]ruleset.Merged{"big": {big.Elements[7].From: 3, ruleset.PrefixElement(netip.MustParsePrefix("192.0.2.0/23")).From: 2},
 				"none": {}, "nil": nil},
@@ -52,7 +53,7 @@ func TestVerifiedBaseRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var got verifiedBase
+	var got recordBase
 	if err := baseDecoding.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestVerifiedBaseRoundTrip(t *testing.T) {
 	// element, cmp takes seconds.
 	sameSet := cmp.Comparer(func(a, b *ruleset.Set) bool { return reflect.DeepEqual(a, b) })
 	samePrefixes := cmp.Comparer(func(a, b []netip.Prefix) bool { return (a == nil) == (b == nil) && slices.Equal(a, b) })
-	if d := cmp.Diff(base, got, cmp.AllowUnexported(verifiedBase{}), sameSet, samePrefixes); d != "" {
+	if d := cmp.Diff(base, got, cmp.AllowUnexported(recordBase{}), sameSet, samePrefixes); d != "" {
 		t.Errorf("read back differently (-written +read):\n%s", d)
 	}
 
@@ -82,7 +83,7 @@ func TestVerifiedBaseRoundTrip(t *testing.T) {
 	}
 
 	for _, n := range []int{len(data) / 2, len(data) - 1, 10} {
-		if err := baseDecoding.Unmarshal(data[:n], &verifiedBase{}); err == nil {
+		if err := baseDecoding.Unmarshal(data[:n], &recordBase{}); err == nil {
 			t.Errorf("the first %d of %d bytes read as a base", n, len(data))
 		}
 	}

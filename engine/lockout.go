@@ -1,46 +1,51 @@
-package main
+package engine
 
 import (
+	"errors"
 	"fmt"
-	"io"
 	"net/netip"
-	"os"
 	"strconv"
 	"strings"
 
 	"github.com/hostwall/hostwall/config"
 	"github.com/hostwall/hostwall/explain"
 	"github.com/hostwall/hostwall/internal/netif"
-	"github.com/hostwall/hostwall/loader"
 )
 
+// ErrLockout is the error (wrapped) of a change the lockout check refuses.
+var ErrLockout = errors.New("REFUSED")
+
 // lockoutCheck refuses a configuration that would cut the operator off:
-// a new connection from $SSH_CONNECTION's client to its server address and
-// port would be dropped; or no failsafe port covers SSH and nothing else
-// lets SSH in on any protected interface.
-func (g *globals) lockoutCheck(res *loader.Result, host string, out io.Writer) error {
-	cfg := res.Config
-	if sc := os.Getenv("SSH_CONNECTION"); sc != "" {
-		p, err := sshPacket(sc)
+// a new connection like ssh's ($SSH_CONNECTION: "client port server port")
+// would be dropped; or no failsafe port covers SSH and nothing else lets
+// SSH in on any protected interface — unless the configuration opts out
+// of that second check (settings { lockout_check = false }). It returns
+// what it could not check, for the front door to show.
+func (e *Engine) lockoutCheck(cfg *config.Config, host, ssh string) (notes []string, err error) {
+	if ssh != "" {
+		p, err := sshPacket(ssh)
 		if err != nil {
-			fmt.Fprintf(out, "warning: SSH_CONNECTION %q not understood (%v); skipping the lockout check of your connection\n", sc, err)
+			notes = append(notes, fmt.Sprintf("warning: SSH_CONNECTION %q not understood (%v); skipping the lockout check of your connection", ssh, err))
 		} else {
-			if p.Iface, err = netif.InterfaceOf(g.netnsPath(), p.Dst); err != nil {
-				return fmt.Errorf("lockout check: %w", err)
+			if p.Iface, err = netif.InterfaceOf(netif.Path(e.o.NetNS), p.Dst); err != nil {
+				return notes, fmt.Errorf("lockout check: %w", err)
 			}
 			if p.Iface == "" {
-				fmt.Fprintf(out, "warning: no interface here holds %s (from SSH_CONNECTION); skipping the lockout check of your connection\n", p.Dst)
+				notes = append(notes, fmt.Sprintf("warning: no interface here holds %s (from SSH_CONNECTION); skipping the lockout check of your connection", p.Dst))
 			} else if r := explain.Explain(cfg, host, p); r.Verdict == explain.Deny {
-				return &exitError{code: 1, err: fmt.Errorf(`REFUSED: this configuration would drop a new SSH connection from %s to %s port %d on %s, which is how you are connected now.
+				return notes, fmt.Errorf(`%w: this configuration would drop a new SSH connection from %s to %s port %d on %s, which is how you are connected now.
   Decided by: %s
 Allow it (a rule with source nets %s and destination port %d, or keep tcp:%d in failsafe inbound),
 check with: hostwall explain --iface %s --in --proto tcp --src %s --dst %s --dport %d
 or pass --force if you know what you are doing`,
-					p.Src, p.Dst, p.DPort, p.Iface, r.Decided, p.Src, p.DPort, p.DPort, p.Iface, p.Src, p.Dst, p.DPort)}
+					ErrLockout, p.Src, p.Dst, p.DPort, p.Iface, r.Decided, p.Src, p.DPort, p.DPort, p.Iface, p.Src, p.Dst, p.DPort)
 			}
 		}
 	}
-	return noWayIn(cfg, host)
+	if cfg.Settings.SkipLockoutCheck {
+		return notes, nil
+	}
+	return notes, noWayIn(cfg, host)
 }
 
 // candidateSources are the addresses a rule could single out as SSH
@@ -88,11 +93,8 @@ func sshPacket(sc string) (explain.Packet, error) {
 // enforced interface a new SSH connection would be dropped from every source
 // the configuration names (and from a documentation address).
 func noWayIn(cfg *config.Config, host string) error {
-	eff := cfg.ForHost(host)
-	for _, e := range eff.Failsafe.Inbound {
-		if e.Protocol == config.ProtoTCP && e.Port == 22 && !e.Net.IsValid() {
-			return nil
-		}
+	if sshFailsafe(cfg, host) {
+		return nil
 	}
 	var ifaces []string
 	for _, h := range cfg.Endpoints {
@@ -119,6 +121,7 @@ func noWayIn(cfg *config.Config, host string) error {
 			}
 		}
 	}
-	return &exitError{code: 1, err: fmt.Errorf(`REFUSED: failsafe does not keep tcp:22 open and nothing lets a new SSH connection in on %s.
-Keep "tcp:22" in failsafe inbound, add a policy that allows SSH, or pass --force`, strings.Join(ifaces, ", "))}
+	return fmt.Errorf(`%w: failsafe does not keep tcp:22 open and nothing lets a new SSH connection in on %s.
+Keep "tcp:22" in failsafe inbound, add a policy that allows SSH, or pass --force
+(or, for a host nobody reaches over SSH, set lockout_check = false in the settings block)`, ErrLockout, strings.Join(ifaces, ", "))
 }

@@ -1,12 +1,11 @@
-package agent_test
+package engine_test
 
 import (
 	"context"
 	"errors"
 	"testing"
 
-	"github.com/hostwall/hostwall/agent"
-	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/nft/nfttest"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
@@ -51,19 +50,19 @@ func table(names ...string) *ruleset.Table {
 // something else fails with ErrNotConverged; ByReadBack always reads.
 func TestApplyVerifiedByGeneration(t *testing.T) {
 	ctx := context.Background()
-	apply := func(k *witnessed, desired *ruleset.Table, v agent.Verification) (uint32, error) {
+	apply := func(k *witnessed, desired *ruleset.Table, v engine.Verification) (uint32, error) {
 		t.Helper()
-		p, err := agent.Plan(ctx, k, desired)
+		p, err := engine.PlanTable(ctx, k, desired)
 		if err != nil {
 			t.Fatal(err)
 		}
 		k.reads = 0
-		_, gen, err := agent.Apply(ctx, k, desired, p, nft.IsGenerationChanged, v)
+		_, gen, err := engine.ApplyTable(ctx, k, desired, p, v)
 		return gen, err
 	}
 	k := &witnessed{Fake: nfttest.New()}
 	desired := table("a", "b")
-	gen, err := apply(k, desired, agent.ByGeneration)
+	gen, err := apply(k, desired, engine.ByGeneration)
 	if err != nil || k.reads != 0 {
 		t.Fatalf("undisturbed apply: err %v, %d reads back; want none", err, k.reads)
 	}
@@ -74,16 +73,16 @@ func TestApplyVerifiedByGeneration(t *testing.T) {
 	// Another writer commits right after us without changing our table:
 	// the generation proves nothing, and the read-back finds desired.
 	k.afterApply = k.Bump
-	if _, err := apply(k, table("a"), agent.ByGeneration); err != nil || k.reads != 1 {
+	if _, err := apply(k, table("a"), engine.ByGeneration); err != nil || k.reads != 1 {
 		t.Fatalf("apply followed by another commit: err %v, %d reads back; want 1", err, k.reads)
 	}
 	// One that changes the table is caught.
 	k.afterApply = func() { k.SetLive(table("theirs")) }
-	if _, err := apply(k, table("a", "b"), agent.ByGeneration); !errors.Is(err, agent.ErrNotConverged) || k.reads != 1 {
+	if _, err := apply(k, table("a", "b"), engine.ByGeneration); !errors.Is(err, engine.ErrNotConverged) || k.reads != 1 {
 		t.Errorf("a table changed right after our commit: err %v after %d reads back; want ErrNotConverged after 1", err, k.reads)
 	}
 	k.afterApply = nil
-	if _, err := apply(k, table("c"), agent.ByReadBack); err != nil || k.reads != 1 {
+	if _, err := apply(k, table("c"), engine.ByReadBack); err != nil || k.reads != 1 {
 		t.Fatalf("ByReadBack: err %v, %d reads back; want 1", err, k.reads)
 	}
 }

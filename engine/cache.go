@@ -1,4 +1,4 @@
-package agent
+package engine
 
 import (
 	"context"
@@ -8,7 +8,8 @@ import (
 	"github.com/hostwall/hostwall/ruleset"
 )
 
-// readCache is the Kernel the daemon plans with. It keeps the table of its
+// readCache is the Kernel a long-running engine (Options.Memo: the agent)
+// plans with. It keeps the table of its
 // last read and the ruleset generation of that read; while the kernel's
 // generation has not moved it returns that table again instead of reading
 // (0.6 s for a table with 100,000 networks; a copy of it took 16 ms of the
@@ -20,18 +21,17 @@ import (
 // reads the kernel itself.
 type readCache struct {
 	Kernel
-	generation func() (uint32, error)
-	table      *ruleset.Table
-	gen        uint32
-	valid      bool
+	table *ruleset.Table
+	gen   uint32
+	valid bool
 	// derived: table is not a read but a read with commits applied
 	// (keepApplied), which the periodic verification reads again.
 	derived bool
 }
 
 func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
-	if c.valid && c.generation != nil {
-		if g, err := c.generation(); err == nil && g == c.gen {
+	if c.valid {
+		if g, err := c.Kernel.Generation(); err == nil && g == c.gen {
 			return c.table, g, nil
 		}
 	}

@@ -1,0 +1,162 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/internal/netif"
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/state"
+)
+
+// Options say where an Engine finds the configuration, its records and the
+// kernel. The front door fills them from its flags.
+type Options struct {
+	// ConfigDir is the configuration directory; Load tunes its loading
+	// (trust checks, file size, validate's overlay).
+	ConfigDir string
+	Load      loader.DirOptions
+	// StateDir keeps generations and the change under way; RunDir the
+	// verified records, the agent's socket and the guard's log.
+	StateDir string
+	RunDir   string
+	// NetNS is --netns: a name under /run/netns or a namespace file's
+	// path ("" for hostwall's own namespace).
+	NetNS string
+	// HostName is --host-name: empty takes the host block's name, else the
+	// kernel's hostname (config.Config.HostName).
+	HostName string
+	Limits   compile.Limits
+	// Kernel reaches the namespace's nftables; nil for what needs no
+	// kernel (Load).
+	Kernel Kernel
+	// LockTimeout is how long a change waits for the namespace's lock
+	// held by another hostwall (negative: for ever).
+	LockTimeout time.Duration
+	// Memo keeps, between operations, the decoded files, the large sets of
+	// the last compile and the last read of the kernel: for a long-running
+	// process (the agent).
+	Memo bool
+	// Version is this binary's version, part of what a verified record
+	// depends on.
+	Version string
+	// Notice reports what went wrong but changes no outcome (a record that
+	// could not be written costs the next command its shortcut); nil
+	// drops them.
+	Notice func(string)
+}
+
+// Engine is hostwall's host transaction, for one configuration directory
+// and one network namespace: load, compile, plan (with every shortcut),
+// the lockout check, commit, verify, record, trial, confirm, rollback,
+// repair and recovery. The CLI and the agent are its two front doors.
+type Engine struct {
+	o     Options
+	store *state.Store
+	run   state.RunDir
+	// kernel is what plans read: o.Kernel, or behind cache when o.Memo.
+	kernel Kernel
+	cache  *readCache
+	// compiled keeps the large sets of one compile for the next (o.Memo).
+	compiled *compile.Memo
+
+	nsOnce sync.Once
+	ns     state.Namespace
+	nsErr  error
+}
+
+// New returns an engine.
+func New(o Options) *Engine {
+	e := &Engine{o: o, store: &state.Store{Dir: o.StateDir}, run: state.RunDir{Dir: o.RunDir}, kernel: o.Kernel}
+	if o.Memo {
+		if e.o.Load.Memo == nil {
+			e.o.Load.Memo = &loader.Memo{}
+		}
+		e.compiled = &compile.Memo{}
+		if o.Kernel != nil {
+			e.cache = &readCache{Kernel: o.Kernel}
+			e.kernel = e.cache
+		}
+	}
+	return e
+}
+
+// namespace identifies the namespace, once.
+func (e *Engine) namespace() (state.Namespace, error) {
+	e.nsOnce.Do(func() { e.ns, e.nsErr = state.OpenNamespace(e.o.NetNS, netif.Path(e.o.NetNS)) })
+	return e.ns, e.nsErr
+}
+
+// trials is the namespace's pending trial.
+func (e *Engine) trials(ns state.Namespace) state.Trials { return state.Trials{NS: ns, Store: e.store} }
+
+func (e *Engine) notice(format string, args ...any) {
+	if e.o.Notice != nil {
+		e.o.Notice(fmt.Sprintf(format, args...))
+	}
+}
+
+// locked runs fn holding the namespace's lock, after recovering from
+// whatever a writer that died left behind.
+func (e *Engine) locked(fn func(ns state.Namespace) error) error {
+	ns, err := e.namespace()
+	if err != nil {
+		return err
+	}
+	lock, err := ns.Lock(e.o.LockTimeout, state.NewHolder(e.o.RunDir))
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	if err := e.recover(ns); err != nil {
+		return err
+	}
+	return fn(ns)
+}
+
+// Agent returns the registration of the agent serving the namespace, nil
+// when none runs: the front door talks to it through Holder.Socket.
+func (e *Engine) Agent() *state.Holder {
+	ns, err := e.namespace()
+	if err != nil {
+		return nil
+	}
+	return ns.Agent()
+}
+
+// RegisterAgent marks the namespace as served by this process, the agent
+// listening on socket, until the returned lock is released; a second
+// agent on the namespace is refused with the first one named.
+func (e *Engine) RegisterAgent(socket string) (*state.Lock, error) {
+	ns, err := e.namespace()
+	if err != nil {
+		return nil, err
+	}
+	h := state.NewHolder(e.o.RunDir)
+	h.Socket = socket
+	return ns.RegisterAgent(h)
+}
+
+// SocketPath is where an agent of this run directory listens.
+func (e *Engine) SocketPath() string { return e.run.SocketPath(e.o.NetNS) }
+
+// GuardLog is where a guard started for this run directory logs.
+func (e *Engine) GuardLog() (*os.File, error) {
+	if err := os.MkdirAll(e.o.RunDir, 0o700); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(e.run.Dir+"/guard.log", os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+}
+
+// lockedWaiting is locked, waiting at least wait for the lock.
+func (e *Engine) lockedWaiting(wait time.Duration, fn func(ns state.Namespace) error) error {
+	saved := e.o.LockTimeout
+	if saved >= 0 && saved < wait {
+		e.o.LockTimeout = wait
+		defer func() { e.o.LockTimeout = saved }()
+	}
+	return e.locked(fn)
+}

@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/state"
+)
+
+// InvalidError is the error of a configuration that does not load or
+// compile. Diags are every diagnostic found, errors and warnings, in the
+// order found: the front door shows them all.
+type InvalidError struct {
+	Dir   string
+	Diags hcl.Diagnostics
+}
+
+func (e *InvalidError) Error() string {
+	n := len(e.Diags.Errs())
+	noun := "errors"
+	if n == 1 {
+		noun = "error"
+	}
+	return fmt.Sprintf("%d %s in %s; nothing was applied", n, noun, e.Dir)
+}
+
+// Loaded is the configuration directory loaded and compiled for this host.
+type Loaded struct {
+	Result *loader.Result
+	Table  *ruleset.Table
+	// Host is the host name the table was compiled for.
+	Host string
+	// Recipes are those of the table's sets drawn from nets files (an
+	// incremental apply's record keeps them).
+	Recipes []compile.Recipe
+	// Warnings are the load's and the compile's diagnostics; none is an
+	// error.
+	Warnings hcl.Diagnostics
+}
+
+// Load reads and compiles the configuration directory. A configuration
+// with an error is an *InvalidError holding every diagnostic. No kernel is
+// touched.
+func (e *Engine) Load() (*Loaded, error) {
+	res, diags := loader.LoadDir(e.o.ConfigDir, e.o.Load)
+	if diags.HasErrors() {
+		return nil, &InvalidError{Dir: e.o.ConfigDir, Diags: diags}
+	}
+	l := &Loaded{Result: res, Host: res.Config.HostName(e.o.HostName)}
+	var more hcl.Diagnostics
+	l.Table, more = compile.Compile(res.Config, compile.Options{HostName: l.Host, Limits: e.o.Limits, Memo: e.compiled, Recipes: &l.Recipes})
+	diags = append(diags, more...)
+	if diags.HasErrors() {
+		return nil, &InvalidError{Dir: e.o.ConfigDir, Diags: diags}
+	}
+	l.Warnings = diags
+	return l, nil
+}
+
+// limits are the engine's limits as a generation records them.
+func (e *Engine) limits() *state.Limits {
+	l := e.o.Limits.WithDefaults()
+	return &state.Limits{MaxPolicies: l.MaxPolicies, MaxRules: l.MaxRules, MaxSetElements: l.MaxSetElements}
+}
+
+// compileRecorded compiles a generation's recorded files for its host,
+// under the limits it was applied with (the engine's for records that
+// name none).
+func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.Table, error) {
+	var srcs []loader.Source
+	for _, f := range g.Files {
+		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data, SHA256: f.SHA256})
+	}
+	res, diags := loader.Load(srcs)
+	if diags.HasErrors() {
+		return nil, nil, fmt.Errorf("generation %d no longer loads: %s", g.Number, diags.Errs()[0])
+	}
+	limits := e.o.Limits
+	if g.Limits != nil {
+		limits = compile.Limits{MaxPolicies: g.Limits.MaxPolicies, MaxRules: g.Limits.MaxRules, MaxSetElements: g.Limits.MaxSetElements}
+	}
+	tbl, diags := compile.Compile(res.Config, compile.Options{HostName: g.HostName, Limits: limits})
+	if diags.HasErrors() {
+		return nil, nil, fmt.Errorf("generation %d no longer compiles: %s", g.Number, diags.Errs()[0])
+	}
+	return res.Config, tbl, nil
+}
+
+// ErrCompilesDifferently is the error (wrapped) of a generation whose
+// files compile, with this hostwall, to another ruleset than the one
+// recorded: a rollback to it needs --force.
+var ErrCompilesDifferently = fmt.Errorf("compiles to a different ruleset with this hostwall version than when it was applied")
+
+// generationTable loads generation n — a damaged one is an error, whatever
+// force says — and compiles it; unless force, the result must be the
+// ruleset recorded.
+func (e *Engine) generationTable(n int, force bool) (*state.Generation, *ruleset.Table, error) {
+	g, err := e.store.Load(n)
+	if err != nil {
+		return nil, nil, err
+	}
+	_, tbl, err := e.compileRecorded(g)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !force && state.HashRuleset(tbl.String()) != g.RulesetHash {
+		return nil, nil, fmt.Errorf("generation %d %w; --force rolls back to what it compiles to now", n, ErrCompilesDifferently)
+	}
+	return g, tbl, nil
+}

@@ -1,0 +1,85 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/state"
+)
+
+// Planned is a plan with what it was made from.
+type Planned struct {
+	Plan *planner.Plan
+	// Warnings are the configuration's diagnostics; Notes say how the plan
+	// was made when the kernel was not read.
+	Warnings hcl.Diagnostics
+	Notes    []string
+	// ConfigHash is loader.HashSources of the files and Host the host name
+	// the configuration was compiled for (a saved plan records both).
+	ConfigHash, Host string
+}
+
+// Plan plans the configuration against the kernel: from the verified
+// record when neither the files nor the kernel moved since, or when only
+// set elements change (unless refresh), else by reading the kernel. A plan
+// that finds nothing to do records so, for the next command's shortcut.
+// The kernel is not touched when the configuration has errors.
+func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
+	ns, err := e.namespace()
+	if err != nil {
+		return nil, err
+	}
+	if !refresh {
+		if rec := e.readRecord(ns); e.unchanged(rec) {
+			return &Planned{Plan: &planner.Plan{Generation: rec.Generation}, Notes: []string{unchangedNote("plan", rec.Generation)},
+				ConfigHash: rec.ConfigHash, Host: rec.HostName}, nil
+		}
+	}
+	l, err := e.Load()
+	if err != nil {
+		return nil, err
+	}
+	chains := renderChains(l.Table)
+	p, note, err := e.planLoaded(ctx, l.Table, chains, refresh)
+	if err != nil {
+		return nil, err
+	}
+	out := &Planned{Plan: p, Warnings: l.Warnings, ConfigHash: loader.HashSources(l.Result.Sources), Host: l.Host}
+	if note != "" {
+		out.Notes = append(out.Notes, note)
+	}
+	if p.Empty() {
+		e.recordVerified(ns, l, chains.withSets(l.Table), p.Generation)
+	}
+	return out, nil
+}
+
+// recordVerified writes the verified record of l, found in the kernel at
+// generation gen, unless another hostwall is changing the namespace (then
+// the record would be stale at once).
+func (e *Engine) recordVerified(ns state.Namespace, l *Loaded, r rendering, gen uint32) {
+	lock, err := ns.Lock(0, state.NewHolder(e.o.RunDir))
+	if err != nil {
+		return
+	}
+	defer lock.Release()
+	if now, err := e.o.Kernel.Generation(); err != nil || now != gen {
+		return
+	}
+	rec, err := e.newRecord(ns, l, r)
+	if err != nil {
+		e.notice("cannot record the verified state (the next plan reads the kernel): %v", err)
+		return
+	}
+	e.saveRecord(ns, rec, gen)
+}
+
+// Show reads the namespace's table from the kernel (nil: there is none).
+func (e *Engine) Show(ctx context.Context) (*ruleset.Table, error) {
+	t, _, err := e.o.Kernel.Read(ctx)
+	return t, err
+}

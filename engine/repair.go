@@ -1,0 +1,55 @@
+package engine
+
+import (
+	"context"
+
+	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/state"
+)
+
+// Repair makes the kernel hold the current generation again: after a
+// change to the table by another program (drift), or at an agent's start
+// on files that do not load (the last good generation). force takes a
+// generation that compiles differently with this hostwall as it compiles
+// now (the agent's start: better than no firewall); otherwise such a
+// generation is an error. It returns the plan applied, nil when the kernel
+// held it, or when a trial runs (its generation is current and in force;
+// its guard ends it).
+func (e *Engine) Repair(ctx context.Context, force bool) (*planner.Plan, error) {
+	var applied *planner.Plan
+	err := e.locked(func(ns state.Namespace) error {
+		if t, err := e.trials(ns).Read(); err != nil || t != nil {
+			return err
+		}
+		cur, err := e.store.Current()
+		if err != nil || cur == 0 {
+			return err
+		}
+		g, tbl, err := e.generationTable(cur, force)
+		if err != nil {
+			return err
+		}
+		p, err := PlanTable(ctx, e.kernel, tbl)
+		if err != nil || p.Empty() {
+			return err
+		}
+		c := &change{req: ApplyRequest{Explicit: true, Force: true}, op: "repair", desired: tbl, rules: tbl.RuleCount(), target: cur, host: g.HostName,
+			plan: p, prepared: func() error { return nil }}
+		res, err := e.commit(ctx, ns, c)
+		if err == nil {
+			applied = res.Plan
+		}
+		return err
+	})
+	return applied, err
+}
+
+// ForgetDerived makes the next plan of a long-running engine read the
+// kernel when its last read has since been derived from its own commits of
+// set elements: the agent's periodic verification checks what those
+// commits were taken to do.
+func (e *Engine) ForgetDerived() {
+	if e.cache != nil {
+		e.cache.forgetDerived()
+	}
+}
