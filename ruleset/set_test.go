@@ -1,8 +1,10 @@
 package ruleset
 
 import (
+	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"strings"
 	"testing"
 )
 
@@ -152,5 +154,21 @@ func TestAppendRange4(t *testing.T) {
 		bits := rng.IntN(33)
 		lo := a &^ uint32(uint64(1)<<(32-bits)-1)
 		check(lo, lo|uint32(uint64(1)<<(32-bits)-1))
+	}
+}
+
+// TestLargeSetRenderedInParts: a set large enough to be rendered on every
+// core renders as one rendered element by element does, in order.
+func TestLargeSetRenderedInParts(t *testing.T) {
+	for _, n := range []int{parallelElements - 1, 2 * parallelElements, 5*parallelElements + 3} {
+		s := &Set{Name: "big", Type: TypeIPv4Addr, Interval: true}
+		for i := range n {
+			a := uint32(10<<24 | i*8)
+			s.Elements = append(s.Elements, Element{From: string(binary.BigEndian.AppendUint32(nil, a)), To: string(binary.BigEndian.AppendUint32(nil, a+3+uint32(i%2)))})
+		}
+		want := "elements = { " + string(s.appendRun(nil, s.Elements)) + " }"
+		if got := s.String(); !strings.Contains(got, want) {
+			t.Errorf("%d elements: the rendering differs from the elements rendered one by one", n)
+		}
 	}
 }
