@@ -15,7 +15,6 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostwall/hostwall/engine"
-	"github.com/hostwall/hostwall/state"
 )
 
 // The control socket speaks one JSON request and one JSON response per
@@ -169,7 +168,7 @@ func (d *Daemon) handle(ctx context.Context, req Request) Response {
 	case "confirm":
 		t, err := d.e.Confirm("confirmed by hostwall confirm, through the agent")
 		if err != nil {
-			var rb *state.RolledBackError
+			var rb *engine.RolledBackError
 			return Response{Error: err.Error(), RolledBack: errors.As(err, &rb)}
 		}
 		d.o.Log.Info("trial confirmed", zap.Int("generation", t.Generation))
@@ -196,5 +195,6 @@ func (d *Daemon) snapshot(ctx context.Context) *engine.Status {
 		s = &engine.Status{Generation: d.current, CountersError: err.Error()}
 	}
 	s.Agent, s.ConfigDir, s.DriftRepairs, s.LastApply, s.LastDrift = os.Getpid(), d.o.ConfigDir, d.repairs, d.lastApply, d.lastDrift
+	s.LastVerified = d.lastVerified
 	return s
 }

@@ -15,7 +15,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/hostwall/hostwall/engine"
-	"github.com/hostwall/hostwall/state"
 	"github.com/hostwall/hostwall/views"
 )
 
@@ -85,6 +84,7 @@ type Daemon struct {
 	current, rules int
 	lastErr        string
 	repairs        int
+	lastVerified   time.Time
 	lastApply      *engine.ApplyRecord
 	lastDrift      *engine.DriftRecord
 	// retry is when a failed apply is tried again (zero: none pending);
@@ -144,6 +144,9 @@ func (d *Daemon) start(ctx context.Context) {
 	err := d.reconcile(ctx, "start", false)
 	var invalid *engine.InvalidError
 	if !errors.As(err, &invalid) {
+		if err != nil {
+			d.o.Log.Error("not applied; the running ruleset stays", zap.Error(err))
+		}
 		return
 	}
 	d.o.Log.Error("the configuration does not load; keeping the last good generation in force")
@@ -265,7 +268,7 @@ func (d *Daemon) retryTimer() <-chan time.Time {
 func (d *Daemon) apply(ctx context.Context, t *timers, why string, explicit bool) {
 	err := d.reconcile(ctx, why, explicit)
 	switch {
-	case errors.Is(err, state.ErrLocked):
+	case errors.Is(err, engine.ErrLocked):
 		d.o.Log.Warn("busy; trying again shortly", zap.Error(err))
 		t.debounce.Reset(time.Second)
 	case err != nil:
@@ -345,7 +348,7 @@ func (d *Daemon) keepCurrent(ctx context.Context) error {
 // scheduleRetry tries a failed apply again later, waiting longer after each
 // failure: a full state directory or a busy kernel may clear up.
 func (d *Daemon) scheduleRetry(err error) {
-	if errors.Is(err, state.ErrLocked) || errors.Is(err, engine.ErrLockout) {
+	if errors.Is(err, engine.ErrLocked) || errors.Is(err, engine.ErrLockout) {
 		return // a busy lock is retried at once; a refused configuration waits for an edit
 	}
 	d.backoff = min(max(2*d.backoff, retryFirst), retryMax)
@@ -373,11 +376,14 @@ func firstError(invalid *engine.InvalidError) string {
 func (d *Daemon) verify(ctx context.Context, why string) {
 	p, err := d.e.Repair(ctx, false)
 	switch {
-	case errors.Is(err, state.ErrLocked):
+	case errors.Is(err, engine.ErrLocked):
 		d.o.Log.Warn("verification skipped; the next one will tell", zap.Error(err))
 	case err != nil:
 		d.o.Log.Error("repairing drift", zap.Error(err))
-	case p != nil:
+	case p == nil:
+		d.lastVerified = time.Now()
+	default:
+		d.lastVerified = time.Now()
 		d.repairs++
 		d.lastDrift = &engine.DriftRecord{Time: time.Now(), By: strings.TrimPrefix(why, "changed by "), Changes: len(p.Changes)}
 		d.o.Log.Warn("repaired drift", zap.String("why", why), zap.Int("generation", d.current), zap.Int("changes", len(p.Changes)))
@@ -392,7 +398,7 @@ func (d *Daemon) settleTrial(ctx context.Context) {
 		d.o.Log.Error("rolling back the trial", zap.Error(err))
 		return
 	}
-	if o != nil && o.Result == state.RolledBack {
+	if o != nil && o.Result == engine.RolledBack {
 		d.current = o.Previous
 		d.o.Log.Warn("trial rolled back", zap.Int("generation", o.Generation), zap.String("detail", o.Detail))
 	}

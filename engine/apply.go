@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/planner"
@@ -100,11 +98,11 @@ func (e *Engine) Apply(ctx context.Context, req ApplyRequest) (*ApplyResult, err
 		return nil, err
 	}
 	if !req.Refresh && req.Saved == nil && req.Trial == 0 {
-		rec := e.readRecord(ns)
-		if res, done, err := e.applyUnchanged(ctx, rec, req); done {
+		rec, srcs := e.readRecordAnd(ns, true)
+		if res, done, err := e.applyUnchanged(rec, srcs, req); done {
 			return res, err
 		}
-		if c := e.incrementalChange(rec, req.Force, req.SSHConnection); c != nil {
+		if c := e.incrementalChange(rec, srcs, req); c != nil {
 			if res, err := e.applyIncremental(ctx, ns, c, req); !errors.Is(err, errLongWay) {
 				return res, err
 			}
@@ -122,16 +120,16 @@ func (e *Engine) Apply(ctx context.Context, req ApplyRequest) (*ApplyResult, err
 var errLongWay = errors.New("take the long way")
 
 // applyUnchanged is an apply with nothing to do: the kernel holds what the
-// files compile to, by the record, and the current generation records
+// files srcs compile to, by the record, and the current generation records
 // these files and that ruleset, so the long way would neither commit nor
 // record. done is false when the apply must go on, and then nothing was
 // shown.
-func (e *Engine) applyUnchanged(ctx context.Context, rec *record, req ApplyRequest) (res *ApplyResult, done bool, err error) {
-	if !e.unchanged(rec) || rec.Ruleset == "" {
+func (e *Engine) applyUnchanged(rec *record, srcs []loader.Source, req ApplyRequest) (res *ApplyResult, done bool, err error) {
+	if !e.unchanged(rec, srcs) || rec.Ruleset == "" {
 		return nil, false, nil
 	}
 	err = e.locked(func(ns state.Namespace) error {
-		if t, _ := e.trials(ns).Read(); t != nil || !e.unchanged(rec) {
+		if t, _ := e.trials(ns).Read(); t != nil || !e.atGeneration(rec.Generation) {
 			return errLongWay
 		}
 		cur, err := e.store.CurrentMeta()
@@ -189,19 +187,8 @@ func (e *Engine) applyLoaded(ctx context.Context, ns state.Namespace, l *Loaded,
 		c.notes = notes
 	}
 	chains := renderChains(l.Table)
-	var records errgroup.Group
-	records.Go(func() error {
-		r := chains.withSets(l.Table)
-		var err error
-		if c.gen, err = e.prepare(l.Result.Sources, l.Host, r, req); err != nil {
-			return err
-		}
-		if c.record, err = e.newRecord(ns, l, r); err != nil {
-			e.notice("cannot record the verified state (the next plan reads the kernel): %v", err)
-		}
-		return nil
-	})
-	c.prepared = records.Wait
+	c.records = e.startRecords(l.Result.Sources, l.Host, req).finish(e, func() rendering { return chains.withSets(l.Table) },
+		func(r rendering) (*stagedRecord, error) { return e.newRecord(ns, l, r) })
 	var res *ApplyResult
 	err := e.locked(func(ns state.Namespace) (err error) {
 		res, err = e.applyChange(ctx, ns, c, func() (*planner.Plan, string, error) { return e.planLoaded(ctx, l.Table, chains, req.Refresh) })
@@ -235,19 +222,8 @@ func (e *Engine) planLoaded(ctx context.Context, desired *ruleset.Table, r rende
 func (e *Engine) applyIncremental(ctx context.Context, ns state.Namespace, ic *incChange, req ApplyRequest) (*ApplyResult, error) {
 	c := &change{req: req, op: "apply", desired: ic.desired, rules: ic.rec.Rules, host: ic.rec.HostName,
 		warnings: loadDiags(ic.rec.inc.Warnings), incremental: true, sources: ic.srcs}
-	var records errgroup.Group
-	records.Go(func() error {
-		r := rendering{chains: ic.rec.inc.Chains}.withSets(ic.desired)
-		var err error
-		if c.gen, err = e.prepare(ic.srcs, ic.rec.HostName, r, req); err != nil {
-			return err
-		}
-		if c.record, err = ic.stageRecord(e, ns, r); err != nil {
-			e.notice("cannot record the verified state (the next plan reads the kernel): %v", err)
-		}
-		return nil
-	})
-	c.prepared = records.Wait
+	c.records = ic.records.finish(e, func() rendering { return rendering{chains: ic.rec.inc.Chains}.withSets(ic.desired) },
+		func(r rendering) (*stagedRecord, error) { return ic.stageRecord(e, ns, r) })
 	var res *ApplyResult
 	err := e.locked(func(ns state.Namespace) (err error) {
 		if gen, err := e.o.Kernel.Generation(); err != nil || gen != ic.rec.Generation {
@@ -262,27 +238,4 @@ func (e *Engine) applyIncremental(ctx context.Context, ns state.Namespace, ic *i
 		c.discard()
 	}
 	return res, err
-}
-
-// prepare writes the generation of files, compiled for host and rendered
-// as r, durably into the state directory's temporary space (Place makes
-// it the next generation).
-func (e *Engine) prepare(files []loader.Source, host string, r rendering, req ApplyRequest) (*state.Pending, error) {
-	reason := req.Reason
-	if reason == "" {
-		reason = "apply"
-	}
-	if req.Trial > 0 {
-		reason += " (trial)"
-	}
-	g := &state.Generation{Time: time.Now(), UID: os.Getuid(), SSHConnection: req.SSHConnection, HostName: host,
-		NetNS: e.o.NetNS, ConfigDir: e.o.ConfigDir, Reason: reason, Ruleset: r.text, RulesetHash: r.hash, Limits: e.limits()}
-	for _, s := range files {
-		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
-	}
-	p, err := e.store.Prepare(g)
-	if err != nil {
-		return nil, fmt.Errorf("recording generation: %w", err)
-	}
-	return p, nil
 }

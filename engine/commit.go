@@ -3,10 +3,10 @@ package engine
 // Committing a change, in write-ahead order. Before a single netlink
 // message is sent:
 //
-//  1. the generation the change applies is durable — written, synced and
-//     renamed into place (state.Pending.Place), though not current;
-//  2. the intent is durable (state.Intent: what is being applied, what was
+//  1. the intent is durable (state.Intent: what is being applied, what was
 //     current, the kernel generation planned at);
+//  2. the generation the change applies is durable — written, synced and
+//     renamed into place (state.Pending.Place), though not current;
 //  3. for a trial, the trial is durable in the namespace's directory and
 //     the state directory, and its guard is running and armed (it holds
 //     the previous ruleset, compiled, and the deadline).
@@ -15,12 +15,13 @@ package engine
 // recorded: the generation made current and the intent removed, or — the
 // kernel having refused the batch — the generation removed, the trial
 // ended and the intent removed. A failure before the batch leaves the
-// kernel untouched; a death after step 2 leaves an intent, which the next
+// kernel untouched; a death after step 1 leaves an intent, which the next
 // holder of the namespace's lock settles by what the kernel holds
 // (recover.go), and a death after step 3 leaves the trial to its guard
 // (and to the agent, which watches the same trial). The front door's
-// cancellation (Ctrl-C, SIGHUP, SIGTERM) is heeded until step 2 or 3 and
-// ignored from there until the outcome is recorded.
+// cancellation (Ctrl-C, SIGHUP, SIGTERM, SIGPIPE) is heeded until step 1
+// (step 3, for a trial) and ignored from there until the outcome is
+// recorded.
 
 import (
 	"context"
@@ -58,27 +59,32 @@ type change struct {
 	warnings hcl.Diagnostics
 	notes    []string
 	plan     *planner.Plan
-	// gen is the new generation, written while the change is planned and
-	// approved (prepared waits for it); nil when the change applies an
-	// existing generation, target.
-	gen      *state.Pending
-	prepared func() error
-	target   int
-	// record is the verified record once committed (nil for none).
-	record *stagedRecord
-	// armed is the trial, once its guard is armed.
-	armed *state.Trial
+	// records are a change of files' new generation and verified record,
+	// made while the change is planned and approved; gen is the generation,
+	// once written (nil when the change applies an existing generation,
+	// target).
+	records *records
+	gen     *state.Pending
+	target  int
+	// armed is the trial, once its guard is armed; committed is set once
+	// the kernel took the change (its records are then never discarded).
+	armed     *state.Trial
+	committed bool
 }
 
-// discard drops what the change prepared but did not commit.
+// discard drops the records of a change that did not reach the kernel.
 func (c *change) discard() {
-	if c.prepared != nil {
-		c.prepared()
+	if c.records != nil && !c.committed {
+		c.records.discard()
 	}
-	if c.gen != nil {
-		c.gen.Abort()
+}
+
+// verified is the change's staged verified record (nil: none).
+func (c *change) verified() *stagedRecord {
+	if c.records == nil {
+		return nil
 	}
-	c.record.discard()
+	return c.records.verified()
 }
 
 // applyChange plans a change (plan), shows it, asks for approval, and
@@ -113,8 +119,10 @@ func (e *Engine) applyChange(ctx context.Context, ns state.Namespace, c *change,
 	if err := e.trialPossible(ctx, ns, c); err != nil {
 		return nil, err
 	}
-	if err := c.prepared(); err != nil {
-		return nil, err
+	if c.records != nil {
+		if c.gen, err = c.records.generation(); err != nil {
+			return nil, err
+		}
 	}
 	return e.commit(ctx, ns, c)
 }
@@ -201,6 +209,7 @@ func (e *Engine) commit(ctx context.Context, ns state.Namespace, c *change) (*Ap
 	// From here until the outcome is recorded, nothing cancels.
 	ctx = context.WithoutCancel(ctx)
 	applied, after, verified, err := e.send(ctx, c)
+	c.committed = err == nil
 	if err != nil {
 		changed := errors.Is(err, ErrNotConverged)
 		e.undo(ns, c, changed)
@@ -220,14 +229,20 @@ func (e *Engine) writeAhead(ctx context.Context, ns state.Namespace, c *change, 
 		return ErrCancelled
 	}
 	if c.gen != nil {
-		if err := c.gen.Place(); err != nil {
+		n, err := c.gen.Number()
+		if err != nil {
 			return fmt.Errorf("recording generation: %w", err)
 		}
-		c.target = c.gen.Generation().Number
+		c.target = n
 	}
 	in := &state.Intent{Op: c.op, Generation: c.target, Previous: prev, New: c.gen != nil, Planned: c.plan.Generation}
 	if err := e.store.WriteIntent(ns, in); err != nil {
 		return fmt.Errorf("recording the change under way: %w", err)
+	}
+	if c.gen != nil {
+		if err := c.gen.Place(); err != nil {
+			return fmt.Errorf("recording generation: %w", err)
+		}
 	}
 	if c.req.Trial == 0 {
 		return nil
@@ -308,22 +323,20 @@ func (e *Engine) verifyCommit(ctx context.Context, c *change, p *planner.Plan, a
 	return p, gen, "by reading back", err
 }
 
-// undo takes back what writeAhead did for a change the kernel refused (or,
-// changed, took but does not hold: then a trial is left to its guard).
+// undo takes back what writeAhead did for a change the kernel refused, or
+// — changed — took but does not hold as planned: then a trial is left to
+// its guard, which restores the previous generation.
 func (e *Engine) undo(ns state.Namespace, c *change, changed bool) {
 	if c.armed != nil && !changed {
 		if err := e.trials(ns).End(c.armed, state.NotApplied, "the change never reached the kernel"); err != nil {
 			e.notice("ending the trial: %v", err)
 		}
 	}
-	if c.gen != nil {
-		c.gen.Abort()
+	if c.records != nil {
+		c.records.discard()
 	}
-	c.record.discard()
-	if c.armed == nil || !changed {
-		if err := e.store.ClearIntent(ns); err != nil {
-			e.notice("clearing the change under way (the next command settles it): %v", err)
-		}
+	if err := e.store.ClearIntent(ns); err != nil {
+		e.notice("clearing the change under way (the next command settles it): %v", err)
 	}
 }
 
@@ -337,13 +350,13 @@ func (e *Engine) settle(ns state.Namespace, c *change, prev int, applied *planne
 	res := &ApplyResult{Plan: applied, Generation: c.target, Recorded: c.gen != nil, Trial: c.armed, Verified: verified,
 		Rules: c.rules, Warnings: c.warnings}
 	if err := e.store.MakeCurrent(c.target, keep...); err != nil {
-		c.record.discard()
+		c.verified().discard()
 		return res, fmt.Errorf("applied: the kernel holds generation %d, but recording it as current failed (the next hostwall command records it): %w", c.target, err)
 	}
 	if err := e.store.ClearIntent(ns); err != nil {
 		e.notice("clearing the change under way (the next command clears it): %v", err)
 	}
-	e.saveRecord(ns, c.record, after)
+	e.saveRecord(ns, c.verified(), after)
 	return res, nil
 }
 
@@ -357,20 +370,22 @@ func (e *Engine) recordUnchanged(ns state.Namespace, c *change) (*ApplyResult, e
 		}
 		return &ApplyResult{Generation: c.target, Rules: c.rules, Warnings: c.warnings}, nil
 	}
-	if err := c.prepared(); err != nil {
+	gen, err := c.records.generation()
+	if err != nil {
+		c.records.discard()
 		return nil, err
 	}
-	e.saveRecord(ns, c.record, c.plan.Generation)
-	c.record = nil
+	e.saveRecord(ns, c.verified(), c.plan.Generation)
 	cur, err := e.store.CurrentMeta()
 	if err != nil && !isDamaged(err) {
-		c.gen.Abort()
+		gen.Abort()
 		return nil, err
 	}
-	if cur != nil && cur.RulesetHash == c.gen.Generation().RulesetHash && sourcesHash(cur) == sourcesHash(c.gen.Generation()) {
-		c.gen.Abort()
+	if cur != nil && cur.RulesetHash == gen.Generation().RulesetHash && sourcesHash(cur) == sourcesHash(gen.Generation()) {
+		gen.Abort()
 		return &ApplyResult{Generation: cur.Number, Rules: c.rules, Warnings: c.warnings}, nil
 	}
+	c.gen = gen
 	c.gen.Generation().Reason += " (no kernel change)"
 	if err := c.gen.Place(); err != nil {
 		c.gen.Abort()

@@ -66,11 +66,15 @@ type Engine struct {
 	nsOnce sync.Once
 	ns     state.Namespace
 	nsErr  error
+	// openNS identifies the namespace (state.OpenNamespace; tests stand a
+	// directory of their own in for it).
+	openNS func() (state.Namespace, error)
 }
 
 // New returns an engine.
 func New(o Options) *Engine {
-	e := &Engine{o: o, store: &state.Store{Dir: o.StateDir}, run: state.RunDir{Dir: o.RunDir}, kernel: o.Kernel}
+	e := &Engine{o: o, store: &state.Store{Dir: o.StateDir}, run: state.RunDir{Dir: o.RunDir}, kernel: o.Kernel,
+		openNS: func() (state.Namespace, error) { return state.OpenNamespace(o.NetNS, netif.Path(o.NetNS)) }}
 	if o.Memo {
 		if e.o.Load.Memo == nil {
 			e.o.Load.Memo = &loader.Memo{}
@@ -86,7 +90,7 @@ func New(o Options) *Engine {
 
 // namespace identifies the namespace, once.
 func (e *Engine) namespace() (state.Namespace, error) {
-	e.nsOnce.Do(func() { e.ns, e.nsErr = state.OpenNamespace(e.o.NetNS, netif.Path(e.o.NetNS)) })
+	e.nsOnce.Do(func() { e.ns, e.nsErr = e.openNS() })
 	return e.ns, e.nsErr
 }
 

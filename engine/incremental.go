@@ -54,6 +54,9 @@ type incChange struct {
 	merged  map[string]ruleset.Merged
 	plan    *planner.Plan
 	patched bool // by the lines that changed; else the sets were made again
+	// records are the change's, their files started as soon as the change
+	// was known to be incremental.
+	records *records
 }
 
 // How an incremental change was made, told under its plan.
@@ -69,31 +72,29 @@ func (c *incChange) note() string {
 	return remadeNote
 }
 
-// incrementalChange returns the change when the files differ from the
-// record's in nets files only, and that change makes sets from their
+// incrementalChange returns the change when the files srcs (readRecordAnd)
+// differ from the record's in nets files only, and that change makes sets from their
 // recipes; nil otherwise. ssh is the operator's connection
 // ($SSH_CONNECTION); unless force, the change must pass the lockout check
 // whatever the networks are.
-func (e *Engine) incrementalChange(rec *record, force bool, ssh string) *incChange {
-	if rec == nil || rec.inc == nil || !force && !sshSafe(rec.inc, ssh) {
-		return nil
-	}
-	srcs, err := loader.ReadSources(e.o.ConfigDir, e.o.Load, rec.NetsFiles)
-	if err != nil || len(srcs) != len(rec.inc.Files) {
+func (e *Engine) incrementalChange(rec *record, srcs []loader.Source, req ApplyRequest) *incChange {
+	if rec == nil || rec.inc == nil || !req.Force && !sshSafe(rec.inc, req.SSHConnection) || srcs == nil || len(srcs) != len(rec.inc.Files) {
 		return nil
 	}
 	changed, ok := changedNetsFiles(rec, srcs)
 	if !ok || len(changed) == 0 {
 		return nil
 	}
+	records := e.startRecords(srcs, rec.HostName, req) // the generation's files are written while the change is worked out
 	c := e.patched(rec, changed)
 	if c == nil {
 		c = remade(rec, srcs)
 	}
 	if c == nil || c.plan.Empty() || !c.plan.ElementsOnly() {
+		records.discard()
 		return nil // the files changed, the sets did not: the long way records it
 	}
-	c.rec, c.srcs = rec, srcs
+	c.rec, c.srcs, c.records = rec, srcs, records
 	c.plan.Generation = rec.Generation
 	return c
 }

@@ -34,7 +34,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 		return nil, err
 	}
 	if !refresh {
-		if rec := e.readRecord(ns); e.unchanged(rec) {
+		if rec, srcs := e.readRecordAnd(ns, true); e.unchanged(rec, srcs) {
 			return &Planned{Plan: &planner.Plan{Generation: rec.Generation}, Notes: []string{unchangedNote("plan", rec.Generation)},
 				ConfigHash: rec.ConfigHash, Host: rec.HostName}, nil
 		}
@@ -53,7 +53,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 		out.Notes = append(out.Notes, note)
 	}
 	if p.Empty() {
-		e.recordVerified(ns, l, chains.withSets(l.Table), p.Generation)
+		e.recordVerified(ns, l, chains.withSets(l.Table).hashed(), p.Generation)
 	}
 	return out, nil
 }

@@ -31,6 +31,7 @@ import (
 
 	"github.com/fxamacker/cbor/v2"
 	"github.com/hashicorp/hcl/v2"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/loader"
@@ -137,9 +138,15 @@ func renderChains(t *ruleset.Table) rendering {
 	return rendering{chains: text, chainsHash: sha256Hex(text)}
 }
 
-// withSets completes r with the whole text of t, whose chains r rendered.
+// withSets completes r with the whole text of t, whose chains r rendered
+// (hash is left to whoever writes the text).
 func (r rendering) withSets(t *ruleset.Table) rendering {
 	r.text = t.StringWithChains(r.chains)
+	return r
+}
+
+// hashed completes r with its text's hash.
+func (r rendering) hashed() rendering {
 	r.hash = state.HashRuleset(r.text)
 	return r
 }
@@ -186,35 +193,52 @@ func (e *Engine) recordKey(ns state.Namespace) (string, error) {
 // readRecord reads the namespace's verified record when this binary made
 // it for this configuration and host, with its base; nil otherwise.
 func (e *Engine) readRecord(ns state.Namespace) *record {
+	rec, _ := e.readRecordAnd(ns, false)
+	return rec
+}
+
+// readRecordAnd is readRecord, and with sources, on another core while the
+// base is read, the files of the record's configuration as they are now
+// (loader.ReadSources; nil when a file cannot be read: then load the long
+// way, which says why).
+func (e *Engine) readRecordAnd(ns state.Namespace, sources bool) (*record, []loader.Source) {
 	v, err := e.run.LoadVerified(ns.Name)
 	if err != nil || v == nil {
-		return nil
+		return nil, nil
 	}
 	if key, err := e.recordKey(ns); err != nil || key != v.Key {
-		return nil
+		return nil, nil
+	}
+	var srcs []loader.Source
+	var read errgroup.Group
+	if sources {
+		read.Go(func() error {
+			srcs, _ = loader.ReadSources(e.o.ConfigDir, e.o.Load, v.NetsFiles)
+			return nil
+		})
 	}
 	data := e.run.LoadVerifiedBase(ns.Name, v)
 	var base recordBase
-	if data == nil || baseDecoding.Unmarshal(data, &base) != nil {
-		return nil
+	bad := data == nil || baseDecoding.Unmarshal(data, &base) != nil
+	read.Wait()
+	if bad {
+		return nil, nil
 	}
-	return &record{v, base.Sets, base.Inc}
+	return &record{v, base.Sets, base.Inc}, srcs
 }
 
-// unchanged reports whether the record still holds: the same files (read
-// under the loader's checks) and a kernel whose ruleset generation has not
-// moved since. Then the kernel holds exactly what the configuration
-// compiles to, and a plan is empty without a compile or a read.
-func (e *Engine) unchanged(rec *record) bool {
-	if rec == nil || e.o.Kernel == nil {
-		return false
-	}
-	srcs, err := loader.ReadSources(e.o.ConfigDir, e.o.Load, rec.NetsFiles)
-	if err != nil || loader.HashSources(srcs) != rec.ConfigHash {
-		return false
-	}
-	gen, err := e.o.Kernel.Generation()
-	return err == nil && gen == rec.Generation
+// unchanged reports whether the record still holds: the same files srcs
+// (readRecordAnd) and a kernel whose ruleset generation has not moved
+// since. Then the kernel holds exactly what the configuration compiles to,
+// and a plan is empty without a compile or a read.
+func (e *Engine) unchanged(rec *record, srcs []loader.Source) bool {
+	return rec != nil && srcs != nil && loader.HashSources(srcs) == rec.ConfigHash && e.atGeneration(rec.Generation)
+}
+
+// atGeneration reports whether the kernel's ruleset generation is gen.
+func (e *Engine) atGeneration(gen uint32) bool {
+	now, err := e.o.Kernel.Generation()
+	return err == nil && now == gen
 }
 
 // planFromRecord plans desired, whose chains r rendered, without reading
@@ -225,10 +249,7 @@ func (e *Engine) unchanged(rec *record) bool {
 // their element differences (a blocklist file changed). Otherwise nil:
 // read the kernel.
 func (e *Engine) planFromRecord(rec *record, desired *ruleset.Table, r rendering) *planner.Plan {
-	if rec == nil || rec.Chains != r.chainsHash {
-		return nil
-	}
-	if gen, err := e.o.Kernel.Generation(); err != nil || gen != rec.Generation {
+	if rec == nil || rec.Chains != r.chainsHash || !e.atGeneration(rec.Generation) {
 		return nil
 	}
 	p := planner.Diff(setsOnly(desired.Sets), setsOnly(rec.sets))

@@ -8,6 +8,23 @@ import (
 	"github.com/hostwall/hostwall/state"
 )
 
+// Settle settles what a writer that died left behind (recover), when the
+// namespace's lock is free at once; a hostwall at work is left alone. It
+// makes status and the default rollback target tell the truth after a
+// death, before the next change.
+func (e *Engine) Settle() error {
+	ns, err := e.namespace()
+	if err != nil {
+		return err
+	}
+	lock, err := ns.Lock(0, state.NewHolder(e.o.RunDir))
+	if err != nil {
+		return nil // busy: whoever holds the lock settles it
+	}
+	defer lock.Release()
+	return e.recover(ns)
+}
+
 // recover settles what a writer that died left behind; the caller holds
 // the namespace's lock, so no writer is at work. Temporary files go. An
 // intent (commit.go) means a change was on its way to the kernel when its
@@ -71,8 +88,8 @@ func (e *Engine) kernelHolds(in *state.Intent, ns state.Namespace) (bool, error)
 	if err != nil {
 		return false, err
 	}
-	if gen == in.Planned {
-		return false, nil // nothing was committed since the change was planned
+	if gen == in.Planned || in.Generation > 0 && !e.store.Has(in.Generation) {
+		return false, nil // nothing was committed since the change was planned, or the generation was not yet in place
 	}
 	if in.Generation == 0 {
 		live, _, err := e.o.Kernel.Read(context.Background())

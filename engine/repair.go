@@ -34,7 +34,7 @@ func (e *Engine) Repair(ctx context.Context, force bool) (*planner.Plan, error) 
 			return err
 		}
 		c := &change{req: ApplyRequest{Explicit: true, Force: true}, op: "repair", desired: tbl, rules: tbl.RuleCount(), target: cur, host: g.HostName,
-			plan: p, prepared: func() error { return nil }}
+			plan: p}
 		res, err := e.commit(ctx, ns, c)
 		if err == nil {
 			applied = res.Plan

@@ -16,7 +16,7 @@ import (
 // hostwall needs Force.
 func (e *Engine) rollback(ctx context.Context, req ApplyRequest) (*ApplyResult, error) {
 	n := *req.Rollback
-	c := &change{req: req, op: "rollback", target: n, prepared: func() error { return nil }}
+	c := &change{req: req, op: "rollback", target: n}
 	if n > 0 {
 		g, err := e.store.Load(n)
 		if err != nil {

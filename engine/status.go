@@ -20,8 +20,11 @@ type Status struct {
 	Trial      *state.Trial   `json:"trial"`
 	GuardAlive bool           `json:"guard_alive"`
 	LastTrial  *state.Outcome `json:"last_trial"`
-	// DriftRepairs counts repairs since the agent started.
+	// DriftRepairs counts repairs since the agent started; LastVerified is
+	// when the agent last found (or made) the kernel hold the current
+	// generation.
 	DriftRepairs int          `json:"drift_repairs"`
+	LastVerified time.Time    `json:"last_verified,omitzero"`
 	LastDrift    *DriftRecord `json:"last_drift,omitempty"`
 	Rules        int          `json:"rules"`
 	Chains       []ChainCount `json:"counters"`

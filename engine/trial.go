@@ -180,7 +180,7 @@ func (e *Engine) restore(ctx context.Context, ns state.Namespace, t *state.Trial
 		return e.store.MakeCurrent(t.Previous)
 	}
 	c := &change{req: ApplyRequest{Explicit: true, Force: true}, op: "rollback", desired: restore, target: t.Previous,
-		plan: p, prepared: func() error { return nil }}
+		plan: p}
 	_, err = e.commit(ctx, ns, c)
 	return err
 }

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -132,11 +133,15 @@ func (s *Store) Numbers() ([]int, error) {
 	return out, nil
 }
 
-// Record stores g as the next generation and makes it current (a change
-// that needed no kernel change). It fills Number and RulesetHash.
+// Record stores g, its ruleset rendered, as the next generation and makes
+// it current. It fills Number and RulesetHash.
 func (s *Store) Record(g *Generation) error {
 	p, err := s.Prepare(g)
 	if err != nil {
+		return err
+	}
+	if err := p.WriteRuleset(g.Ruleset); err != nil {
+		p.Abort()
 		return err
 	}
 	if err := p.Place(); err != nil {
@@ -155,25 +160,22 @@ type Pending struct {
 	s   *Store
 	g   *Generation
 	tmp string
-	// placed is set once Place renamed it into place.
-	placed bool
+	// placed is set once Place renamed it into place, ruleset once
+	// WriteRuleset wrote it.
+	placed, ruleset bool
 	// kept are the current generation's files by SHA-256: a file it holds
 	// as it was is linked, not written again.
 	kept map[string]string
 }
 
-// Prepare writes g's files and ruleset durably (every file synced) into a
-// temporary directory, and fills RulesetHash, and each file's SHA256 and
-// Size; Place numbers it. It needs no lock: a temporary directory is its
-// writer's alone.
+// Prepare writes g's files durably (every file synced) into a temporary
+// directory, and fills each file's SHA256 and Size; WriteRuleset adds the
+// ruleset, and Place numbers the generation. It needs no lock: a temporary
+// directory is its writer's alone.
 func (s *Store) Prepare(g *Generation) (*Pending, error) {
 	if err := os.MkdirAll(s.genDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", s.genDir(), err)
 	}
-	if g.RulesetHash == "" {
-		g.RulesetHash = HashRuleset(g.Ruleset)
-	}
-	g.RulesetSize = int64(len(g.Ruleset))
 	for i := range g.Files {
 		if g.Files[i].SHA256 == "" {
 			g.Files[i].SHA256 = hashHex(g.Files[i].Data)
@@ -190,6 +192,20 @@ func (s *Store) Prepare(g *Generation) (*Pending, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// WriteRuleset adds the rendered ruleset to the prepared generation,
+// durably, and fills RulesetHash (hashed while it is written).
+func (p *Pending) WriteRuleset(rendered string) error {
+	hashed := make(chan string, 1)
+	go func() { hashed <- HashRuleset(rendered) }()
+	err := writeFileSynced(filepath.Join(p.tmp, "ruleset.nft"), rendered, 0o600)
+	hash := <-hashed
+	if err != nil {
+		return err
+	}
+	p.g.Ruleset, p.g.RulesetHash, p.g.RulesetSize, p.ruleset = rendered, hash, int64(len(rendered)), true
+	return nil
 }
 
 // fileName is the name of a generation's file i, read from path.
@@ -249,9 +265,6 @@ func (p *Pending) write() error {
 			return err
 		}
 	}
-	if err := writeFileSynced(filepath.Join(p.tmp, "ruleset.nft"), p.g.Ruleset, 0o600); err != nil {
-		return err
-	}
 	return syncDir(filepath.Join(p.tmp, "files"))
 }
 
@@ -260,13 +273,11 @@ func (p *Pending) write() error {
 // from then on, though not current. The caller holds the namespace's lock
 // until MakeCurrent or Abort.
 func (p *Pending) Place() error {
-	nums, err := p.s.Numbers()
-	if err != nil {
-		return err
+	if !p.ruleset {
+		return errors.New("placing a generation without its ruleset")
 	}
-	p.g.Number = 1
-	if len(nums) > 0 {
-		p.g.Number = nums[len(nums)-1] + 1
+	if _, err := p.Number(); err != nil {
+		return err
 	}
 	meta, err := json.MarshalIndent(p.g, "", "  ")
 	if err != nil {
@@ -279,10 +290,31 @@ func (p *Pending) Place() error {
 		return err
 	}
 	if err := os.Rename(p.tmp, p.s.path(p.g.Number)); err != nil {
+		if errors.Is(err, syscall.ENOTEMPTY) || errors.Is(err, syscall.EEXIST) {
+			return fmt.Errorf("generation %d was written meanwhile by another hostwall using %s: each network namespace needs a state directory of its own", p.g.Number, p.s.Dir)
+		}
 		return err
 	}
 	p.placed, p.tmp = true, ""
 	return syncDir(p.s.genDir())
+}
+
+// Number numbers the prepared generation as the next one, if it is not
+// yet, and returns the number: what an intent names before Place. The
+// caller holds the namespace's lock.
+func (p *Pending) Number() (int, error) {
+	if p.g.Number > 0 {
+		return p.g.Number, nil
+	}
+	nums, err := p.s.Numbers()
+	if err != nil {
+		return 0, err
+	}
+	p.g.Number = 1
+	if len(nums) > 0 {
+		p.g.Number = nums[len(nums)-1] + 1
+	}
+	return p.g.Number, nil
 }
 
 // Generation is the generation prepared (numbered once placed).
@@ -300,6 +332,12 @@ func (p *Pending) Abort() {
 		os.RemoveAll(p.tmp)
 		p.tmp = ""
 	}
+}
+
+// Has reports whether generation n is in place (damaged or not).
+func (s *Store) Has(n int) bool {
+	_, err := os.Stat(s.path(n))
+	return err == nil
 }
 
 // Remove removes generation n, durably (a generation that never reached

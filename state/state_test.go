@@ -88,6 +88,12 @@ func TestPreparePlaceAbort(t *testing.T) {
 	if p, err = s.Prepare(g); err != nil {
 		t.Fatal(err)
 	}
+	if err := p.Place(); err == nil {
+		t.Error("a generation was placed without its ruleset")
+	}
+	if err := p.WriteRuleset(g.Ruleset); err != nil {
+		t.Fatal(err)
+	}
 	if err := p.Place(); err != nil {
 		t.Fatal(err)
 	}

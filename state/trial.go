@@ -36,11 +36,13 @@ type Trial struct {
 // Outcome is how the last trial ended.
 type Outcome struct {
 	Generation int       `json:"generation"`
-	Result     string    `json:"result"` // Confirmed or RolledBack
+	Result     string    `json:"result"` // Confirmed, RolledBack or NotApplied
 	Previous   int       `json:"previous"`
 	Time       time.Time `json:"time"`
-	Detail     string    `json:"detail,omitempty"`
-	Cookie     uint64    `json:"cookie,omitempty"`
+	// Deadline is the trial's.
+	Deadline time.Time `json:"deadline"`
+	Detail   string    `json:"detail,omitempty"`
+	Cookie   uint64    `json:"cookie,omitempty"`
 }
 
 // Outcome results.
@@ -153,7 +155,7 @@ func (t Trials) End(tr *Trial, result, detail string) error {
 	if err := t.NS.mkdir(); err != nil {
 		return err
 	}
-	o := Outcome{Generation: tr.Generation, Result: result, Previous: tr.Previous, Time: time.Now(), Detail: detail, Cookie: t.NS.Cookie}
+	o := Outcome{Generation: tr.Generation, Result: result, Previous: tr.Previous, Time: time.Now(), Deadline: tr.Deadline, Detail: detail, Cookie: t.NS.Cookie}
 	data, _ := json.MarshalIndent(o, "", "  ")
 	if err := writeFile(t.outcomePath(), data, 0o600); err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 var netlinkCode = []string{"github.com/google/nftables", "github.com/mdlayher/netlink"}
 
 func TestPurePackagesHaveNoNetlink(t *testing.T) {
-	for _, pkg := range []string{"config", "loader", "compile", "ruleset", "planner", "views", "agent"} {
+	for _, pkg := range []string{"config", "loader", "compile", "ruleset", "planner", "views", "engine", "agent"} {
 		out, err := exec.Command("go", "list", "-deps", "github.com/hostwall/hostwall/"+pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
@@ -34,5 +34,27 @@ func TestRulesetIsStdlibOnly(t *testing.T) {
 	}
 	if deps := strings.Fields(string(out)); len(deps) != 1 || deps[0] != "github.com/hostwall/hostwall/ruleset" {
 		t.Errorf("ruleset must import only the standard library, imports %v", deps)
+	}
+}
+
+// TestFrontDoorsHoldNoTransaction: the CLI and the agent reach the state
+// directory and the kernel only through the engine; the CLI imports nft
+// only to open (and watch) the connection it hands over.
+func TestFrontDoorsHoldNoTransaction(t *testing.T) {
+	for pkg, banned := range map[string][]string{
+		"cmd/hostwall": {"github.com/hostwall/hostwall/state"},
+		"agent":        {"github.com/hostwall/hostwall/state", "github.com/hostwall/hostwall/nft", "github.com/hostwall/hostwall/compile"},
+	} {
+		out, err := exec.Command("go", "list", "-f", `{{join .Imports "\n"}}`, "github.com/hostwall/hostwall/"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		for _, imp := range strings.Fields(string(out)) {
+			for _, b := range banned {
+				if imp == b {
+					t.Errorf("package %s imports %s; it reaches it through the engine", pkg, b)
+				}
+			}
+		}
 	}
 }

@@ -1,0 +1,413 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hostwall/hostwall/nft/nfttest"
+	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/state"
+)
+
+// harness is an engine's world for a test: its own configuration, state
+// and run directories, a namespace directory of its own standing in for
+// /run/hostwall/netns/<inode>, and an in-memory kernel.
+type harness struct {
+	t                     *testing.T
+	cfg, stateDir, runDir string
+	ns                    state.Namespace
+	kernel                *hooked
+}
+
+// hooked is the fake kernel with a hook before and after each commit.
+type hooked struct {
+	*nfttest.Fake
+	before, after func()
+}
+
+func (k *hooked) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
+	if k.before != nil {
+		k.before()
+	}
+	n, err := k.Fake.Apply(ctx, p, gen)
+	if k.after != nil {
+		k.after()
+	}
+	return n, err
+}
+
+const policyA = `
+host_endpoint "eth0" { interface = "eth0" }
+policy "web" {
+  ingress {
+    action      = "allow"
+    protocol    = "tcp"
+    destination { ports = [80] }
+  }
+}
+`
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	root := t.TempDir()
+	h := &harness{t: t, cfg: filepath.Join(root, "cfg"), stateDir: filepath.Join(root, "state"), runDir: filepath.Join(root, "run"),
+		ns: state.Namespace{Name: "test", Dir: filepath.Join(root, "netns", "1"), Cookie: 42}, kernel: &hooked{Fake: nfttest.New()}}
+	if err := os.Mkdir(h.cfg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	h.write(policyA)
+	return h
+}
+
+// write makes the configuration one policy file holding policy.
+func (h *harness) write(policy string) {
+	h.t.Helper()
+	if err := os.WriteFile(filepath.Join(h.cfg, "policy.hcl"), []byte(policy), 0o644); err != nil {
+		h.t.Fatal(err)
+	}
+}
+
+// engine is a new engine on the harness, as a new process would make it.
+func (h *harness) engine() *Engine {
+	e := New(Options{ConfigDir: h.cfg, StateDir: h.stateDir, RunDir: h.runDir, NetNS: "test", HostName: "srv", Kernel: h.kernel})
+	e.openNS = func() (state.Namespace, error) { return h.ns, nil }
+	return e
+}
+
+func (h *harness) store() *state.Store { return &state.Store{Dir: h.stateDir} }
+
+func (h *harness) current() int {
+	h.t.Helper()
+	n, err := h.store().Current()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return n
+}
+
+func (h *harness) numbers() []int {
+	h.t.Helper()
+	nums, err := h.store().Numbers()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return nums
+}
+
+func (h *harness) intent() *state.Intent {
+	h.t.Helper()
+	in, err := h.store().ReadIntent(h.ns)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return in
+}
+
+func (h *harness) trial() *state.Trial {
+	h.t.Helper()
+	t, err := state.Trials{NS: h.ns, Store: h.store()}.Read()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	return t
+}
+
+// holds reports whether the kernel holds exactly what the files compile to.
+func (h *harness) holds() bool {
+	h.t.Helper()
+	l, err := h.engine().Load()
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	_, err = Verify(context.Background(), h.kernel, l.Table)
+	return err == nil
+}
+
+// armed is an Arm that records the trial it armed and names this process
+// as its guard.
+func armed(into **state.Trial) func(context.Context, *state.Trial) (int, error) {
+	return func(_ context.Context, t *state.Trial) (int, error) {
+		*into = t
+		return os.Getpid(), nil
+	}
+}
+
+// TestWriteAheadOrder: when the first message reaches the kernel, the
+// change's generation is in place but not current, its intent is durable,
+// and for a trial the trial is recorded with its armed guard; once the
+// kernel answered, the generation is current and the intent gone.
+func TestWriteAheadOrder(t *testing.T) {
+	for _, trial := range []time.Duration{0, time.Minute} {
+		h := newHarness(t)
+		if _, err := h.engine().Apply(context.Background(), ApplyRequest{Explicit: true}); err != nil {
+			t.Fatal(err)
+		}
+		h.write(strings.Replace(policyA, "80", "81", 1))
+		var guarded *state.Trial
+		checked := false
+		h.kernel.before = func() {
+			checked = true
+			if nums := h.numbers(); len(nums) != 2 || nums[1] != 2 {
+				t.Errorf("trial %v: at the commit, generations %v; want 2 in place", trial, nums)
+			}
+			if cur := h.current(); cur != 1 {
+				t.Errorf("trial %v: at the commit, current is %d; want 1 until the kernel answers", trial, cur)
+			}
+			if in := h.intent(); in == nil || in.Generation != 2 || in.Previous != 1 || !in.New {
+				t.Errorf("trial %v: at the commit, intent %+v; want generation 2 over 1, new", trial, in)
+			}
+			if tr := h.trial(); trial > 0 && (guarded == nil || tr == nil || tr.Generation != 2 || tr.GuardPID != os.Getpid()) {
+				t.Errorf("trial %v: at the commit, guard armed for %+v, trial recorded %+v", trial, guarded, tr)
+			}
+		}
+		res, err := h.engine().Apply(context.Background(), ApplyRequest{Explicit: true, Trial: trial, Arm: armed(&guarded)})
+		if err != nil || !checked {
+			t.Fatalf("trial %v: %v (kernel reached: %v)", trial, err, checked)
+		}
+		if h.current() != 2 || h.intent() != nil || res.Generation != 2 || (trial > 0) != (res.Trial != nil) {
+			t.Errorf("trial %v: after the commit current %d, intent %+v, result %+v", trial, h.current(), h.intent(), res)
+		}
+	}
+}
+
+// TestNothingAppliedWithoutRecords: a state directory that cannot take the
+// generation — with or without a trial — stops the change before the
+// kernel sees anything, and leaves nothing to roll back.
+func TestNothingAppliedWithoutRecords(t *testing.T) {
+	for _, trial := range []time.Duration{0, time.Minute} {
+		h := newHarness(t)
+		if _, err := h.engine().Apply(context.Background(), ApplyRequest{Explicit: true}); err != nil {
+			t.Fatal(err)
+		}
+		// Generations cannot be written any more (as on a full or
+		// read-only file system; the end-to-end tests use those).
+		gens := filepath.Join(h.stateDir, "generations")
+		if err := os.Rename(gens, gens+".away"); err != nil {
+			t.Fatal(err)
+		}
+		os.WriteFile(gens, nil, 0o600)
+		h.write(strings.Replace(policyA, "80", "81", 1))
+		batches := len(h.kernel.Applied)
+		var guarded *state.Trial
+		_, err := h.engine().Apply(context.Background(), ApplyRequest{Explicit: true, Trial: trial, Arm: armed(&guarded)})
+		if err == nil || !strings.Contains(err.Error(), "recording generation") {
+			t.Errorf("trial %v: %v, want a failure recording the generation", trial, err)
+		}
+		if len(h.kernel.Applied) != batches || guarded != nil || h.trial() != nil || h.intent() != nil {
+			t.Errorf("trial %v: %d batches reached the kernel, guard %+v, trial %+v, intent %+v; want none",
+				trial, len(h.kernel.Applied)-batches, guarded, h.trial(), h.intent())
+		}
+	}
+}
+
+// apply runs an apply on a goroutine of its own, which the kernel's hooks
+// may end with runtime.Goexit as a process dies; it reports whether the
+// apply returned.
+func (h *harness) applyDying(req ApplyRequest) (returned bool) {
+	done := make(chan bool, 1)
+	go func() {
+		finished := false
+		defer func() { done <- finished }()
+		h.engine().Apply(context.Background(), req)
+		finished = true
+	}()
+	return <-done
+}
+
+// TestDeathSettled: a process dying after its batch went in, or before,
+// leaves an intent; the next holder of the lock makes current what the
+// kernel holds, removes a generation that never went in, and ends a trial
+// whose change never went in.
+func TestDeathSettled(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		committed bool
+		trial     time.Duration
+	}{
+		{"after the commit", true, 0},
+		{"before the commit", false, 0},
+		{"after the commit, on trial", true, time.Minute},
+		{"before the commit, on trial", false, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t)
+			if _, err := h.engine().Apply(context.Background(), ApplyRequest{Explicit: true}); err != nil {
+				t.Fatal(err)
+			}
+			h.write(strings.Replace(policyA, "80", "81", 1))
+			if tc.committed {
+				h.kernel.after = runtime.Goexit
+			} else {
+				h.kernel.before = runtime.Goexit
+			}
+			var guarded *state.Trial
+			if h.applyDying(ApplyRequest{Explicit: true, Trial: tc.trial, Arm: armed(&guarded)}) {
+				t.Fatal("the apply returned; it was to die")
+			}
+			h.kernel.before, h.kernel.after = nil, nil
+			if in := h.intent(); in == nil || h.current() != 1 {
+				t.Fatalf("after the death: intent %+v, current %d; want an intent, current 1", in, h.current())
+			}
+			s, err := h.engine().Status(context.Background()) // settles nothing: no lock taken
+			if err != nil || s.Interrupted == nil {
+				t.Errorf("status after the death: %+v, %v; want the interrupted change shown", s, err)
+			}
+			if _, err := h.engine().Repair(context.Background(), false); err != nil {
+				t.Fatal(err)
+			}
+			wantCur, wantNums := 1, []int{1}
+			if tc.committed {
+				wantCur, wantNums = 2, []int{1, 2}
+			}
+			if h.current() != wantCur || h.intent() != nil || !equalInts(h.numbers(), wantNums) {
+				t.Errorf("settled: current %d, intent %+v, generations %v; want current %d, no intent, %v",
+					h.current(), h.intent(), h.numbers(), wantCur, wantNums)
+			}
+			if tc.committed != h.holds() {
+				t.Errorf("the kernel holds the files: %v; want %v", !tc.committed, tc.committed)
+			}
+			tr := h.trial()
+			if tc.trial > 0 && tc.committed == (tr == nil) {
+				t.Errorf("trial after settling: %+v; want it pending only if the change went in", tr)
+			}
+		})
+	}
+}
+
+func equalInts(a, b []int) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestCancellation: a request cancelled before its intent changes nothing
+// and leaves no generation behind; cancelled once its trial's guard is
+// armed, it goes through to its recorded outcome.
+func TestCancellation(t *testing.T) {
+	h := newHarness(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	_, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true, Approve: func(context.Context) (bool, error) { cancel(); return true, nil }})
+	if !errors.Is(err, ErrCancelled) || len(h.kernel.Applied) != 0 || len(h.numbers()) != 0 {
+		t.Fatalf("cancelled at approval: %v, %d batches, generations %v; want nothing", err, len(h.kernel.Applied), h.numbers())
+	}
+	if left, _ := filepath.Glob(filepath.Join(h.stateDir, "generations", ".*")); len(left) != 0 {
+		t.Errorf("a cancelled apply left %v", left)
+	}
+	ctx, cancel = context.WithCancel(context.Background())
+	arm := func(context.Context, *state.Trial) (int, error) { cancel(); return os.Getpid(), nil }
+	res, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true, Trial: time.Minute, Arm: arm})
+	if err != nil || res.Trial == nil || h.current() != 1 || !h.holds() {
+		t.Errorf("cancelled once the guard was armed: %+v, %v, current %d; want the change applied on trial", res, err, h.current())
+	}
+}
+
+// TestHeldDuringTrial: while a trial runs, an operator's change is refused
+// and the agent's is held back; the files of a rolled-back trial are held
+// back from the agent until an operator applies them.
+func TestHeldDuringTrial(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.write(strings.Replace(policyA, "80", "81", 1))
+	var guarded *state.Trial
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true, Trial: time.Minute, Arm: armed(&guarded)}); err != nil {
+		t.Fatal(err)
+	}
+	h.write(strings.Replace(policyA, "80", "82", 1))
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err == nil || !strings.Contains(err.Error(), "on trial") {
+		t.Errorf("an operator's apply during a trial: %v, want a refusal", err)
+	}
+	if res, err := h.engine().Apply(ctx, ApplyRequest{}); err != nil || !strings.Contains(res.Held, "on trial") {
+		t.Errorf("the agent's apply during a trial: %+v, %v; want it held", res, err)
+	}
+	// The trial expires: generation 1 comes back; the trial's files are held.
+	h.write(strings.Replace(policyA, "80", "81", 1))
+	tr := h.trial()
+	if _, err := h.engine().expire(ctx, tr, mustTable(t, h, 1), ""); err != nil {
+		t.Fatal(err)
+	}
+	if h.current() != 1 || h.holds() {
+		t.Fatalf("after the rollback: current %d, kernel holds the trial's files %v", h.current(), h.holds())
+	}
+	if res, err := h.engine().Apply(ctx, ApplyRequest{}); err != nil || !strings.Contains(res.Held, "rolled back") || h.holds() {
+		t.Errorf("the agent's apply of the rolled-back files: %+v, %v; want it held", res, err)
+	}
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err != nil || !h.holds() {
+		t.Errorf("an operator's apply of the rolled-back files: %v, holds %v", err, h.holds())
+	}
+}
+
+func mustTable(t *testing.T, h *harness, n int) *ruleset.Table {
+	t.Helper()
+	_, tbl, err := h.engine().generationTable(n, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tbl
+}
+
+// TestDamagedNeverApplied: a generation whose file was changed on disk is
+// refused by rollback, --force or not, and by a repair; the kernel keeps
+// what it holds.
+func TestDamagedNeverApplied(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	for _, port := range []string{"80", "81"} {
+		h.write(strings.Replace(policyA, "80", port, 1))
+		if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	copyOf := filepath.Join(h.stateDir, "generations", "000001", "files", "000-policy.hcl")
+	if err := os.WriteFile(copyOf, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	applied := len(h.kernel.Applied)
+	one := 1
+	for _, force := range []bool{false, true} {
+		_, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true, Rollback: &one, Force: force})
+		var d *state.DamagedError
+		if !errors.As(err, &d) || !strings.Contains(err.Error(), "policy.hcl") {
+			t.Errorf("rollback to a damaged generation (force %v): %v, want it named as damaged", force, err)
+		}
+	}
+	if len(h.kernel.Applied) != applied || h.current() != 2 {
+		t.Errorf("a damaged generation reached the kernel (%d batches) or became current (%d)", len(h.kernel.Applied)-applied, h.current())
+	}
+	if prev, err := h.engine().Previous(); err == nil {
+		t.Errorf("the default rollback target is %d, the damaged generation; want none", prev)
+	}
+}
+
+// TestStaleRetried: another writer commits between plan and batch: the
+// batch is refused whole, planned again and applied, and the records name
+// the kernel's state after it.
+func TestStaleRetried(t *testing.T) {
+	h := newHarness(t)
+	bumped := false
+	h.kernel.BeforeApply = func() {
+		if !bumped {
+			bumped = true
+			h.kernel.Bump()
+		}
+	}
+	res, err := h.engine().Apply(context.Background(), ApplyRequest{Explicit: true})
+	if err != nil || !bumped || len(h.kernel.Applied) != 2 || res.Generation != 1 || !h.holds() {
+		t.Errorf("apply raced by another writer: %+v, %v, %d batches; want it planned again and applied", res, err, len(h.kernel.Applied))
+	}
+}
