@@ -62,7 +62,7 @@ func startAgent(t *testing.T, ns, dir string, more ...string) *runningAgent {
 	t.Cleanup(func() { conn.Close() })
 	a := &runningAgent{log: &syncBuffer{}, notify: conn}
 	a.cmd = exec.Command(binary, append([]string{"agent", "-c", dir, "--netns", ns, "--host-name", "srv", "--log-format", "json"}, more...)...)
-	a.cmd.Env = append(append(os.Environ(), "NOTIFY_SOCKET="+sock), dirsOf(t)...)
+	a.cmd.Env = append(append(baseEnv(), "NOTIFY_SOCKET="+sock), dirsOf(t)...)
 	a.cmd.Stderr = a.log
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -155,6 +155,9 @@ lockout check. rollback 0 removes table inet hostwall: no firewall.`,
 
 func rollbackTarget(e *engine.Engine, args []string) (int, error) {
 	if len(args) == 0 {
+		if err := e.Settle(); err != nil { // the current generation is the kernel's
+			return 0, err
+		}
 		return e.Previous()
 	}
 	var n int

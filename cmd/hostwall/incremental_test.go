@@ -256,7 +256,7 @@ func TestIncrementalRace(t *testing.T) {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(binary, "apply", "-c", dir, "--netns", ns, "--confirm-timeout", "0")
-	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...)
+	cmd.Env = append(append(baseEnv(), "NO_COLOR=1"), dirsOf(t)...)
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)

@@ -58,9 +58,10 @@ func (l sshLab) args(cfg string, more ...string) []string {
 
 func (l sshLab) sshWorks(t *testing.T) bool { return connects(t, l.cli, "10.201.1.2:22") }
 
-// holds reports whether the kernel holds exactly the configuration cfg.
+// holds reports whether the kernel holds exactly the configuration cfg,
+// read in full.
 func (l sshLab) holds(t *testing.T, cfg string) bool {
-	r := hostwall(t, "", append([]string{"plan", "--detailed-exitcode"}, l.args(cfg)...)...)
+	r := hostwall(t, "", append([]string{"plan", "--refresh", "--detailed-exitcode"}, l.args(cfg)...)...)
 	if r.code == 1 {
 		t.Fatalf("plan: %s", r.stderr)
 	}
@@ -139,7 +140,7 @@ func TestTrialSurvivesTheCLI(t *testing.T) {
 	}
 	const timeout = 2 * time.Second
 	cmd := exec.Command(binary, append([]string{"apply", "--auto-approve", "--force", "--wait", "--confirm-timeout", timeout.String()}, l.args(l.cfgB)...)...)
-	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...)
+	cmd.Env = append(append(baseEnv(), "NO_COLOR=1"), dirsOf(t)...)
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -219,12 +220,12 @@ func TestTrialGuardRestarted(t *testing.T) {
 func TestKillDuringApply(t *testing.T) {
 	l := newSSHLab(t)
 	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
-	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 1))
+	rng := rand.New(rand.NewPCG(1, 1))
 	killed, before := 0, 0
 	for i := 0; i < 60; i++ {
 		cfg := []string{l.cfgA, l.cfgB}[i%2]
 		cmd := exec.Command(binary, append([]string{"apply", "--auto-approve", "--force", "--confirm-timeout", "0"}, l.args(cfg)...)...)
-		cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...)
+		cmd.Env = append(append(baseEnv(), "NO_COLOR=1"), dirsOf(t)...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
@@ -240,11 +241,46 @@ func TestKillDuringApply(t *testing.T) {
 		if (cfg == l.cfgA) != a {
 			before++ // killed before its commit: the old configuration stayed
 		}
-		if r := hostwall(t, "", "generations", "--json"); r.code != 0 {
-			t.Fatalf("kill %d: the state directory does not load: %s", i, r.stderr)
+		if r := hostwall(t, "", "status", "--netns", l.srv); r.code != 0 { // settles what the kill left
+			t.Fatalf("kill %d: status: %s", i, r.stderr)
+		}
+		if dir := currentConfigDir(t); dir != map[bool]string{true: l.cfgA, false: l.cfgB}[a] {
+			t.Fatalf("kill %d: the current generation's files are %s's, the kernel holds the other's", i, dir)
 		}
 	}
 	t.Logf("%d applies killed at random points, %d of them before their commit", killed, before)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	for _, dir := range dirsOf(t) {
+		d := dir[strings.Index(dir, "=")+1:]
+		left, _ := filepath.Glob(filepath.Join(d, ".*"))
+		more, _ := filepath.Glob(filepath.Join(d, "generations", ".*"))
+		if left = append(left, more...); len(left) > 0 {
+			t.Errorf("killed applies left %v behind", left)
+		}
+	}
+}
+
+// currentConfigDir is the configuration directory of the current
+// generation.
+func currentConfigDir(t *testing.T) string {
+	t.Helper()
+	var gens struct {
+		Current     int
+		Generations []struct {
+			Number    int
+			ConfigDir string `json:"config_dir"`
+		}
+	}
+	if err := json.Unmarshal([]byte(hostwall(t, "", "generations", "--json").stdout), &gens); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range gens.Generations {
+		if g.Number == gens.Current {
+			return g.ConfigDir
+		}
+	}
+	t.Fatalf("no current generation among %+v", gens)
+	return ""
 }
 
 // TestLockoutCheck: a configuration that drops the SSH_CONNECTION peer is

@@ -111,6 +111,9 @@ func (g *globals) offlineStatus(ctx context.Context) (*engine.Status, error) {
 		return nil, err
 	}
 	defer closeKernel()
+	if err := e.Settle(); err != nil {
+		return nil, err
+	}
 	return e.Status(ctx)
 }
 

@@ -81,7 +81,7 @@ func TestNoOpPlanShortcut(t *testing.T) {
 	other := filepath.Join(t.TempDir(), "hostwall")
 	testns.Run(t, "cp", binary, other)
 	cmd := exec.Command(other, "plan", "-c", dir, "--netns", ns, "--host-name", "srv")
-	cmd.Env = append(append(os.Environ(), "NO_COLOR=1"), dirsOf(t)...)
+	cmd.Env = append(append(baseEnv(), "NO_COLOR=1"), dirsOf(t)...)
 	out, _ := cmd.CombinedOutput()
 	quick("another binary", result{stdout: string(out)}, false)
 
