@@ -278,7 +278,7 @@ func (d *Daemon) apply(ctx context.Context, t *timers, why string, explicit bool
 
 // done ends a piece of work: STATUS= says where things stand, and the
 // memory the work took (a large configuration loaded, compiled and read
-// back from the kernel is ~100 MB of garbage) goes back to the system at
+// back from the kernel is a lot of garbage) goes back to the system at
 // once, not as the runtime would, lazily and only after the next garbage
 // collection — which an idle agent never reaches.
 func (d *Daemon) done() {

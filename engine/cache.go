@@ -9,16 +9,15 @@ import (
 )
 
 // readCache is the Kernel a long-running engine (Options.Memo: the agent)
-// plans with. It keeps the table of its
-// last read and the ruleset generation of that read; while the kernel's
-// generation has not moved it returns that table again instead of reading
-// (0.6 s for a table with 100,000 networks; a copy of it took 16 ms of the
-// agent's 90 per save, so callers share it and do not change it, as
-// Kernel.Read asks). Every nftables transaction in the namespace, by
-// anyone, moves the generation — so the first read after an apply, the
-// verification, is always a real one. Only counters, which change without
-// a transaction, are stale in the kept table: plans ignore them, and status
-// reads the kernel itself.
+// plans with. It keeps the table of its last read and the ruleset
+// generation of that read; while the kernel's generation has not moved it
+// returns that table again instead of reading a large table again (or
+// copying it: callers share it and do not change it, as Kernel.Read asks;
+// docs/performance.md has the costs). Every nftables transaction in the
+// namespace, by anyone, moves the generation — so the first read after an
+// apply, the verification, is always a real one. Only counters, which
+// change without a transaction, are stale in the kept table: plans ignore
+// them, and status reads the kernel itself.
 type readCache struct {
 	Kernel
 	table *ruleset.Table
@@ -58,7 +57,7 @@ func (c *readCache) forgetDerived() {
 // the kept table with p's sets as they are after it — each set's elements
 // the desired ones, which the plan's additions and removals made of the
 // live ones. The kept table becomes that, at gen, and the next plan starts
-// from it without reading the sets back (0.6–0.8 s for 100,000 networks).
+// from it without reading the sets back.
 // A rule change keeps its handles only in the kernel, so any other plan,
 // or one not planned against the kept table, leaves the next Read to read.
 // It reports whether the kept table is the kernel's at gen.

@@ -184,4 +184,5 @@ func TestAnsibleModules(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(l.etc, "web.yaml")); !os.IsNotExist(err) {
 		t.Errorf("web.yaml is still there: %v", err)
 	}
+	l.converged(t)
 }

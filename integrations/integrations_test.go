@@ -201,6 +201,19 @@ func (l *lab) purged(t *testing.T) {
 	if now := l.table(); strings.Contains(now, "5353") || !strings.Contains(now, "tcp dport 80 counter") {
 		t.Errorf("after the purge the kernel holds:\n%s", now)
 	}
+	l.converged(t)
+}
+
+// converged fails the test unless a plan that reads the kernel in full
+// finds it holding exactly the configuration directory: what every
+// apply the tools ran must leave.
+func (l *lab) converged(t *testing.T) {
+	t.Helper()
+	all := []string{"--no-color", "--config", l.etc, "--state-dir", l.state, "--run-dir", l.run, "--netns", l.ns, "--host-name", "web-1",
+		"plan", "--refresh", "--detailed-exitcode"}
+	if out, err := exec.Command(binary, all...).CombinedOutput(); err != nil {
+		t.Errorf("plan --refresh after the tools' applies: %v\n%s", err, out)
+	}
 }
 
 // write puts a file into the lab's scratch directory and returns its path.

@@ -135,5 +135,6 @@ func TestPuppetModule(t *testing.T) {
 		if out, code := puppetApply(t, l, web80, false); code != puppetNoChanges {
 			t.Errorf("again: exit %d, want 0\n%s", code, out)
 		}
+		l.converged(t)
 	})
 }

@@ -128,6 +128,7 @@ func TestAnsibleTrialOverSSH(t *testing.T) {
 	if !strings.Contains(kept, "tcp dport 80 counter") {
 		t.Fatalf("the confirmed generation is not in the kernel:\n%s", kept)
 	}
+	l.converged(t)
 	if st := l.hostwall("status"); !strings.Contains(st, "Current generation: 1 ") || strings.Contains(st, "TRIAL") ||
 		!strings.Contains(st, "Last trial: generation 1 confirmed") {
 		t.Errorf("after the confirmation, status says:\n%s", st)

@@ -83,9 +83,9 @@ func (e *DamagedError) Error() string {
 	return fmt.Sprintf("generation %d is damaged: %s; it is never applied", e.Number, e.Detail)
 }
 
-// HashRuleset is the hash recorded for a rendered ruleset.
-// It hashes the string through a small buffer: converting a rendering of
-// 100,000 networks to bytes would copy 3 MB, in fresh pages.
+// HashRuleset is the hash recorded for a rendered ruleset. It hashes the
+// string through a small buffer, not converted to bytes: a rendering of a
+// large blocklist is megabytes.
 func HashRuleset(rendered string) string {
 	h := sha256.New()
 	var buf [32 << 10]byte
@@ -464,8 +464,8 @@ func (s *Store) Load(n int) (*Generation, error) {
 }
 
 // List reads the record of every generation, oldest first, without the
-// files' contents or the rulesets (Load reads those): listing 50
-// generations of a 100,000-network configuration read 170 MB. A damaged
+// files' contents or the rulesets (Load reads those: for large
+// configurations, hundreds of megabytes over 50 generations). A damaged
 // generation (a record that does not read, a file of another size than
 // recorded) is listed with only its number and Damaged saying why.
 func (s *Store) List() ([]*Generation, error) {

@@ -49,8 +49,8 @@ func (r RunDir) basePath(netns string) string {
 
 // StagedBase is a verified record's base written ahead of the record: an
 // apply stages it while the kernel commits, and SaveVerified, once the
-// commit gave the generation, puts it in place (writing 1 MB after the
-// commit took W2 ~2 ms). Nil stands for no base.
+// commit gave the generation, puts it in place by a rename. Nil stands for
+// no base.
 type StagedBase struct {
 	path, sum string
 }

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"os"
 	"os/signal"
 	"syscall"
@@ -41,52 +42,57 @@ after a restart or a reboot. When the agent stops, the ruleset stays in the
 kernel: remove it on purpose with nft delete table inet hostwall.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			log := g.logger()
-			defer log.Sync()
 			if !cmd.Flags().Changed("lock-timeout") {
 				g.lockTimeout = agentLockTimeout
 			}
-			o := g.engineOptions()
-			conn, err := nft.Open(nft.Options{NetNS: g.netns})
-			if err != nil {
-				return err
-			}
-			defer conn.Close()
-			o.Kernel, o.Memo = conn, true
-			o.Notice = func(s string) { log.Warn(s) }
-			e := engine.New(o)
-			if notices, err := e.CheckPrivate(); err != nil {
-				return err
-			} else {
-				for _, n := range notices {
-					log.Warn(n)
-				}
-			}
-			if g.skipPerms {
-				log.Warn("INSECURE: --insecure-skip-perms: the configuration is loaded whoever owns or can write it")
-			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
-			defer stop()
-			drift := make(chan agent.Drift, 16)
-			err = conn.Watch(ctx, func(c nft.Change) {
-				select {
-				case drift <- agent.Drift{By: c.By, Certain: c.Certain}:
-				default: // checks already pending cover it
-				}
-			})
-			if err != nil {
-				return err
-			}
-			d := agent.New(agent.Options{
-				Engine: e, ConfigDir: g.configDir, Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(),
-				Drift: drift, Notify: systemd.Notifier{}, Log: log, Socket: e.SocketPath(),
-			})
-			return d.Run(ctx)
+			return g.runAgent(cmd.Context(), debounce, resync)
 		},
 	}
 	cmd.Flags().DurationVar(&resync, "resync", 5*time.Minute, "period of the full verification against drift")
 	cmd.Flags().DurationVar(&debounce, "debounce", 200*time.Millisecond, "quiet time after a change before reloading")
 	return cmd
+}
+
+// runAgent wires the daemon: the kernel connection, the engine on it
+// (keeping what it read and decoded between changes), the kernel's events
+// as drift, systemd, the log.
+func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration) error {
+	log := g.logger()
+	defer log.Sync()
+	o := g.engineOptions()
+	conn, err := nft.Open(nft.Options{NetNS: g.netns})
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	o.Kernel, o.Memo, o.Notice = conn, true, func(s string) { log.Warn(s) }
+	e := engine.New(o)
+	notices, err := e.CheckPrivate()
+	for _, n := range notices {
+		log.Warn(n)
+	}
+	if err != nil {
+		return err
+	}
+	if g.skipPerms {
+		log.Warn("INSECURE: --insecure-skip-perms: the configuration is loaded whoever owns or can write it")
+	}
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	drift := make(chan agent.Drift, 16)
+	err = conn.Watch(ctx, func(c nft.Change) {
+		select {
+		case drift <- agent.Drift{By: c.By, Certain: c.Certain}:
+		default: // checks already pending cover it
+		}
+	})
+	if err != nil {
+		return err
+	}
+	return agent.New(agent.Options{
+		Engine: e, ConfigDir: g.configDir, Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(),
+		Drift: drift, Notify: systemd.Notifier{}, Log: log, Socket: e.SocketPath(),
+	}).Run(ctx)
 }
 
 // logger logs to stderr: readable on a terminal, JSON otherwise or with

@@ -35,8 +35,8 @@ func (e *exitError) Error() string {
 const gcPercent = 400
 
 // gcFloor is the heap below which a one-shot command collects no garbage
-// at all (oneShotGC): applying a changed 100k-network blocklist allocates
-// ~30 MB, and its one collection cost it ~7 ms.
+// at all (oneShotGC): an incremental apply of a large blocklist stays
+// below it (docs/performance.md).
 const gcFloor = 64 << 20
 
 func main() {
