@@ -239,9 +239,9 @@ func (e *Engine) watchTrial(ns state.Namespace, t *state.Trial) (<-chan struct{}
 		return nil, nil, fmt.Errorf("watching %s: %w", ns.Dir, err)
 	}
 	ended, done := make(chan struct{}), make(chan struct{})
-	pending := func() bool {
+	pending := func() bool { // ended (confirmed, rolled back) removes it from both places
 		now, err := e.trials(ns).Read()
-		return err != nil || now != nil && now.Generation == t.Generation && now.Deadline.Equal(t.Deadline) && !now.Rebooted
+		return err != nil || now != nil && now.Generation == t.Generation && now.Deadline.Equal(t.Deadline)
 	}
 	go func() {
 		defer close(ended)

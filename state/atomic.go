@@ -4,8 +4,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // writeFile writes data to path atomically: temp file, fsync, rename, fsync
@@ -69,7 +71,7 @@ func writeTemp(path, kind string, data []byte, perm os.FileMode, sync bool) (tmp
 }
 
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
+	d, err := os.OpenFile(dir, os.O_RDONLY|syscall.O_DIRECTORY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return err
 	}
@@ -106,7 +108,7 @@ func writeFileSynced[T []byte | string](path string, data T, perm os.FileMode) e
 // readJSON decodes the file at path into a new T: nil and no error when
 // there is no such file.
 func readJSON[T any](path string) (*T, error) {
-	data, err := os.ReadFile(path)
+	data, err := readFile(path, recordLimit)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}
@@ -115,4 +117,38 @@ func readJSON[T any](path string) (*T, error) {
 	}
 	v := new(T)
 	return v, json.Unmarshal(data, v)
+}
+
+// recordLimit bounds hostwall's own small records (current, intents,
+// trials, generation records, verified records, lock holders).
+const recordLimit = 16 << 20
+
+// readFile reads the regular file at path, of at most limit bytes (no
+// limit when negative). It never blocks on a special file (a FIFO, a
+// device) put in the place of a record, and follows no symbolic link:
+// either is an error naming the path.
+func readFile(path string, limit int64) ([]byte, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
+	if errors.Is(err, syscall.ELOOP) {
+		return nil, fmt.Errorf("%s is a symbolic link: hostwall follows none among its records", path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("%s is not a regular file (%s): hostwall keeps its records in regular files only", path, fi.Mode().Type())
+	}
+	if limit >= 0 && fi.Size() > limit {
+		return nil, fmt.Errorf("%s is %d bytes, more than a record of hostwall's can be", path, fi.Size())
+	}
+	data := make([]byte, fi.Size())
+	if _, err := io.ReadFull(f, data); err != nil {
+		return nil, fmt.Errorf("reading %s: %w", path, err)
+	}
+	return data, nil
 }

@@ -239,7 +239,7 @@ func (s *Store) CurrentFile(path, sum string) ([]byte, error) {
 			if f.Path != path || f.SHA256 != sum {
 				continue
 			}
-			data, err := os.ReadFile(filepath.Join(s.path(g.Number), "files", fileName(i, f.Path)))
+			data, err := readFile(filepath.Join(s.path(g.Number), "files", fileName(i, f.Path)), -1)
 			if err != nil {
 				return nil, err
 			}
@@ -369,7 +369,7 @@ func (s *Store) SetCurrent(n int) error {
 // Current returns the number of the generation the kernel holds, 0 when
 // none was recorded.
 func (s *Store) Current() (int, error) {
-	data, err := os.ReadFile(s.currentPath())
+	data, err := readFile(s.currentPath(), recordLimit)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
 	}
@@ -399,7 +399,7 @@ func (s *Store) Meta(n int) (*Generation, error) {
 	if _, err := os.Stat(s.path(n)); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("generation %d does not exist (hostwall generations lists them)", n)
 	}
-	meta, err := os.ReadFile(filepath.Join(s.path(n), "meta.json"))
+	meta, err := readFile(filepath.Join(s.path(n), "meta.json"), recordLimit)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, &DamagedError{n, "its record meta.json is missing"}
 	}
@@ -443,7 +443,7 @@ func (s *Store) Load(n int) (*Generation, error) {
 		return nil, err
 	}
 	dir := s.path(n)
-	rs, err := os.ReadFile(filepath.Join(dir, "ruleset.nft"))
+	rs, err := readFile(filepath.Join(dir, "ruleset.nft"), -1)
 	if err != nil {
 		return nil, &DamagedError{n, fmt.Sprintf("its ruleset.nft does not read (%v)", err)}
 	}
@@ -453,7 +453,7 @@ func (s *Store) Load(n int) (*Generation, error) {
 	}
 	for i := range g.Files {
 		f := &g.Files[i]
-		if f.Data, err = os.ReadFile(filepath.Join(dir, "files", fileName(i, f.Path))); err != nil {
+		if f.Data, err = readFile(filepath.Join(dir, "files", fileName(i, f.Path)), -1); err != nil {
 			return nil, &DamagedError{n, fmt.Sprintf("its copy of file %s does not read (%v)", f.Path, err)}
 		}
 		if hashHex(f.Data) != f.SHA256 {

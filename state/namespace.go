@@ -150,7 +150,7 @@ func (ns Namespace) RegisterAgent(h Holder) (*Lock, error) {
 // when none runs.
 func (ns Namespace) Agent() *Holder {
 	path := filepath.Join(ns.Dir, "agent")
-	f, err := os.Open(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOFOLLOW, 0)
 	if err != nil {
 		return nil
 	}
@@ -174,9 +174,13 @@ func (ns Namespace) flock(name string, timeout time.Duration, h Holder) (*Lock, 
 		return nil, err
 	}
 	path := filepath.Join(ns.Dir, name)
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("opening the lock %s: %w", path, err)
+	}
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("the lock %s is not a regular file: remove it", path)
 	}
 	deadline := time.Now().Add(timeout)
 	for {

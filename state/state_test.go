@@ -275,3 +275,47 @@ func TestDamagedRecord(t *testing.T) {
 		t.Errorf("Load(3): %v", err)
 	}
 }
+
+// TestSpecialFilesAsRecords: a FIFO, a directory or a symbolic link in the
+// place of a record is an error naming it, at once — never a read that
+// blocks (a FIFO) or one that follows a link out of the state directory.
+func TestSpecialFilesAsRecords(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	if err := syscall.Mkfifo(s.currentPath(), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { _, err := s.Current(); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("a FIFO as current: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("reading a FIFO as current blocks")
+	}
+	os.Remove(s.currentPath())
+	os.WriteFile(filepath.Join(s.Dir, "elsewhere"), []byte("4\n"), 0o600)
+	os.Symlink(filepath.Join(s.Dir, "elsewhere"), s.currentPath())
+	if _, err := s.Current(); err == nil || !strings.Contains(err.Error(), "symbolic link") {
+		t.Errorf("a symbolic link as current: %v", err)
+	}
+	os.Remove(s.currentPath())
+	os.Mkdir(s.currentPath(), 0o700)
+	if _, err := s.Current(); err == nil {
+		t.Error("a directory as current read")
+	}
+	ns := Namespace{Dir: filepath.Join(t.TempDir(), "ns"), Cookie: 1}
+	os.MkdirAll(ns.Dir, 0o700)
+	syscall.Mkfifo(filepath.Join(ns.Dir, "agent"), 0o600)
+	syscall.Mkfifo(filepath.Join(ns.Dir, "lock"), 0o600)
+	go func() { ns.Agent(); _, err := ns.Lock(0, NewHolder("")); done <- err }()
+	select {
+	case err := <-done:
+		if err == nil || !strings.Contains(err.Error(), "not a regular file") {
+			t.Errorf("a FIFO as the lock: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("a FIFO as the agent's registration or the lock blocks")
+	}
+}

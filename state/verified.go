@@ -114,7 +114,7 @@ func (r RunDir) LoadVerifiedBase(netns string, v *Verified) []byte {
 	if v.Base == "" {
 		return nil
 	}
-	data, err := os.ReadFile(r.basePath(netns))
+	data, err := readFile(r.basePath(netns), -1)
 	if err != nil || hashHex(data) != v.Base {
 		return nil
 	}
