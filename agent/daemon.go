@@ -88,9 +88,10 @@ type Daemon struct {
 	lastApply      *engine.ApplyRecord
 	lastDrift      *engine.DriftRecord
 	// retry is when a failed apply is tried again (zero: none pending);
-	// backoff the wait after the next failure.
-	retry   time.Time
-	backoff time.Duration
+	// backoff the wait after the next failure. trialRetry and trialBackoff
+	// are the same for a trial's rollback that failed.
+	retry, trialRetry     time.Time
+	backoff, trialBackoff time.Duration
 }
 
 // New returns a daemon.
@@ -247,10 +248,15 @@ func (t *timers) noteDrift(c Drift) {
 	}
 }
 
-// trialTimer fires at the pending trial's deadline (nil: none pending).
+// trialTimer fires at the pending trial's deadline, or when a rollback
+// that failed is due again (nil: none pending).
 func (d *Daemon) trialTimer() <-chan time.Time {
 	if t, _ := d.e.Trial(); t != nil {
-		return time.After(time.Until(t.Deadline))
+		due := t.Deadline
+		if d.trialRetry.After(due) {
+			due = d.trialRetry
+		}
+		return time.After(time.Until(due))
 	}
 	return nil
 }
@@ -395,9 +401,12 @@ func (d *Daemon) verify(ctx context.Context, why string) {
 func (d *Daemon) settleTrial(ctx context.Context) {
 	o, err := d.e.SettleTrial(ctx, "the agent")
 	if err != nil {
-		d.o.Log.Error("rolling back the trial", zap.Error(err))
+		d.trialBackoff = min(max(2*d.trialBackoff, retryFirst), retryMax)
+		d.trialRetry = time.Now().Add(d.trialBackoff)
+		d.o.Log.Error("rolling back the trial", zap.Error(err), zap.Duration("again in", d.trialBackoff))
 		return
 	}
+	d.trialRetry, d.trialBackoff = time.Time{}, 0
 	if o != nil && o.Result == engine.RolledBack {
 		d.current = o.Previous
 		d.o.Log.Warn("trial rolled back", zap.Int("generation", o.Generation), zap.String("detail", o.Detail))

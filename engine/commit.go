@@ -203,21 +203,23 @@ func (e *Engine) commit(ctx context.Context, ns state.Namespace, c *change) (*Ap
 		return nil, err
 	}
 	if err := e.writeAhead(ctx, ns, c, prev); err != nil {
-		e.undo(ns, c, false)
+		e.undo(ns, c)
 		return nil, err
 	}
 	// From here until the outcome is recorded, nothing cancels.
 	ctx = context.WithoutCancel(ctx)
 	applied, after, verified, err := e.send(ctx, c)
-	c.committed = err == nil
-	if err != nil {
-		changed := errors.Is(err, ErrNotConverged)
-		e.undo(ns, c, changed)
-		if changed {
-			return nil, fmt.Errorf("the kernel took the change but does not hold it exactly (hostwall plan --refresh shows the difference; the next apply repairs it): %w", err)
-		}
+	switch {
+	case errors.Is(err, planner.ErrNotCommitted) || errors.Is(err, planner.ErrStale):
+		e.undo(ns, c)
 		return nil, fmt.Errorf("apply failed; the kernel keeps the ruleset it had: %w", err)
+	case err != nil:
+		// The batch may have gone in: the records stay as they are, for
+		// whoever holds the lock next to settle by what the kernel holds.
+		c.committed = true
+		return nil, fmt.Errorf("it is not known whether the kernel holds the change (%w); the next hostwall command, or status, settles which generation it holds, and a trial's guard restores the previous one at its deadline in any case", err)
 	}
+	c.committed = true
 	return e.settle(ns, c, prev, applied, after, verified)
 }
 
@@ -323,11 +325,10 @@ func (e *Engine) verifyCommit(ctx context.Context, c *change, p *planner.Plan, a
 	return p, gen, "by reading back", err
 }
 
-// undo takes back what writeAhead did for a change the kernel refused, or
-// — changed — took but does not hold as planned: then a trial is left to
-// its guard, which restores the previous generation.
-func (e *Engine) undo(ns state.Namespace, c *change, changed bool) {
-	if c.armed != nil && !changed {
+// undo takes back what writeAhead did for a change that did not reach the
+// kernel.
+func (e *Engine) undo(ns state.Namespace, c *change) {
+	if c.armed != nil {
 		if err := e.trials(ns).End(c.armed, state.NotApplied, "the change never reached the kernel"); err != nil {
 			e.notice("ending the trial: %v", err)
 		}

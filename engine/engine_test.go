@@ -338,7 +338,7 @@ func TestHeldDuringTrial(t *testing.T) {
 	// The trial expires: generation 1 comes back; the trial's files are held.
 	h.write(strings.Replace(policyA, "80", "81", 1))
 	tr := h.trial()
-	if _, err := h.engine().expire(ctx, tr, mustTable(t, h, 1), ""); err != nil {
+	if _, err := h.engine().expire(ctx, tr, mustTable(t, h, 1), nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	if h.current() != 1 || h.holds() {

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
+	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
 
@@ -26,16 +28,24 @@ func (e *Engine) Settle() error {
 }
 
 // recover settles what a writer that died left behind; the caller holds
-// the namespace's lock, so no writer is at work. Temporary files go. An
-// intent (commit.go) means a change was on its way to the kernel when its
-// process died: the kernel holds either the change or what it held before,
-// and which one decides what is current — the change's generation, or the
-// one before, with the change's new generation removed and its trial, if
-// any, ended as never applied. A trial whose change did reach the kernel
-// is left to its guard and the agent.
+// the namespace's lock, so no writer is at work. Temporary files of dead
+// writers go. An intent left behind is settled (settleIntent), and a trial
+// past its deadline is rolled back: whoever holds the lock next finishes
+// what a dead guard, or a full state directory, left undone.
 func (e *Engine) recover(ns state.Namespace) error {
 	e.store.Clean()
 	e.run.Clean()
+	ns.Clean()
+	if err := e.settleIntent(ns); err != nil {
+		return err
+	}
+	return e.settleExpiredTrial(ns)
+}
+
+// settleIntent settles an intent (commit.go): a change was on its way to
+// the kernel when its process died. Which generation is current then
+// follows from what the kernel holds (intentHeld).
+func (e *Engine) settleIntent(ns state.Namespace) error {
 	in, err := e.store.ReadIntent(ns)
 	if err != nil || in == nil {
 		return err
@@ -44,21 +54,40 @@ func (e *Engine) recover(ns state.Namespace) error {
 		e.notice("the record of a change under way does not read; it is removed, and the kernel's state is what plan shows")
 		return e.store.ClearIntent(ns)
 	}
-	held, err := e.kernelHolds(in, ns)
+	held, sure, err := e.intentHeld(in, ns)
 	if err != nil {
 		return fmt.Errorf("settling the change of pid %d (%s to generation %d, %s) that was interrupted: %w",
 			in.PID, in.Op, in.Generation, in.Time.Format("2006-01-02 15:04:05"), err)
 	}
-	if held {
-		if err := e.store.MakeCurrent(in.Generation, in.Previous); err != nil {
-			return err
-		}
-	} else if err := e.undoIntent(ns, in); err != nil {
+	switch {
+	case held:
+		err = e.store.MakeCurrent(in.Generation, in.Previous)
+	case sure:
+		err = e.undoIntent(ns, in)
+	}
+	if err != nil {
 		return err
 	}
 	e.notice("settled a change interrupted before it was recorded (pid %d, %s to generation %d): the kernel holds generation %d",
 		in.PID, in.Op, in.Generation, map[bool]int{true: in.Generation, false: in.Previous}[held])
 	return e.store.ClearIntent(ns)
+}
+
+// settleExpiredTrial rolls back a trial past its deadline (or interrupted
+// by a reboot) whose guard did not.
+func (e *Engine) settleExpiredTrial(ns state.Namespace) error {
+	t, err := e.trials(ns).Read()
+	if err != nil || t == nil || !expired(t) {
+		return err
+	}
+	restore, err := e.restoreTable(t)
+	if err == nil {
+		_, err = e.expireLocked(context.Background(), ns, t, restore, nil, "hostwall, after the deadline")
+	}
+	if err != nil {
+		return fmt.Errorf("the trial of generation %d is past its deadline and could not be rolled back: %w", t.Generation, err)
+	}
+	return nil
 }
 
 // undoIntent takes back the records of a change that never reached the
@@ -76,33 +105,65 @@ func (e *Engine) undoIntent(ns state.Namespace, in *state.Intent) error {
 	return e.trials(ns).End(t, state.NotApplied, "the change was interrupted before it reached the kernel")
 }
 
-// kernelHolds reports whether the kernel holds what intent in applied.
-func (e *Engine) kernelHolds(in *state.Intent, ns state.Namespace) (bool, error) {
+// intentHeld reports whether the kernel holds the generation intent in
+// applied (held), and whether that is certain (sure); what is not certain
+// keeps the records (the generation, a trial, whose guard restores the
+// previous generation in any case).
+//
+//   - The namespace it was applied to is gone, or the kernel's generation
+//     is still the one planned at: nothing went in (sure).
+//   - The generation is current (only the intent's removal was lost), or a
+//     trial of it is pending (its guard decides the end): held.
+//   - Else the kernel is compared with the generation, and with the one
+//     before: whichever it holds exactly; when neither (another program
+//     changed the table since), whichever it is closer to, not sure.
+func (e *Engine) intentHeld(in *state.Intent, ns state.Namespace) (held, sure bool, err error) {
 	if in.Cookie != ns.Cookie {
-		return false, nil // the namespace it was applied to is gone, and its ruleset with it
+		return false, true, nil
 	}
 	if e.o.Kernel == nil {
-		return false, fmt.Errorf("no kernel to look at")
+		return false, false, errors.New("no kernel to look at")
 	}
 	gen, err := e.o.Kernel.Generation()
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
 	if gen == in.Planned || in.Generation > 0 && !e.store.Has(in.Generation) {
-		return false, nil // nothing was committed since the change was planned, or the generation was not yet in place
+		return false, true, nil
 	}
-	if in.Generation == 0 {
-		live, _, err := e.o.Kernel.Read(context.Background())
-		return live == nil, err
+	if cur, err := e.store.Current(); err == nil && cur == in.Generation {
+		return true, true, nil
 	}
-	_, tbl, err := e.generationTable(in.Generation, true)
+	if t, err := e.trials(ns).Read(); err == nil && t != nil && t.Generation == in.Generation && t.Previous == in.Previous {
+		return true, false, nil
+	}
+	now, err := e.distance(in.Generation)
+	if err != nil || now == 0 {
+		return err == nil, err == nil, err
+	}
+	before, err := e.distance(in.Previous)
+	if err != nil || before == 0 {
+		return false, err == nil, err
+	}
+	return now <= before, false, nil
+}
+
+// distance is how many changes a plan would make for the kernel to hold
+// generation n (0: no table): 0 when it holds it exactly. A generation that
+// cannot be compiled is as far as can be.
+func (e *Engine) distance(n int) (int, error) {
+	var tbl *ruleset.Table
+	if n > 0 {
+		var err error
+		if _, tbl, err = e.generationTable(n, true); err != nil {
+			e.notice("generation %d of an interrupted change cannot be compiled: %v", n, err)
+			return math.MaxInt, nil
+		}
+	}
+	p, err := PlanTable(context.Background(), e.o.Kernel, tbl)
 	if err != nil {
-		e.notice("generation %d of the interrupted change cannot be compiled: %v", in.Generation, err)
-		return false, nil
+		return 0, err
 	}
-	_, err = Verify(context.Background(), e.o.Kernel, tbl)
-	if errors.Is(err, ErrNotConverged) {
-		return false, nil
-	}
-	return err == nil, err
+	add, change, destroy := p.Summary()
+	return add + change + destroy, nil
 }

@@ -28,6 +28,10 @@ type StalePlanError struct{ Reason string }
 
 func (e *StalePlanError) Error() string { return "plan is stale: " + e.Reason }
 
+// Unwrap makes a stale saved plan a stale plan (planner.ErrStale): it was
+// not applied.
+func (e *StalePlanError) Unwrap() error { return planner.ErrStale }
+
 // SavePlan writes planned to path, for apply PLANFILE.
 func (e *Engine) SavePlan(path string, planned *Planned) error {
 	data, err := json.MarshalIndent(SavedPlan{FormatVersion: planner.FormatVersion, NetNS: e.o.NetNS, ConfigDir: e.o.ConfigDir,

@@ -18,6 +18,7 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 
+	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
@@ -52,9 +53,12 @@ func (e *Engine) arm(ctx context.Context, ns state.Namespace, c *change, prev in
 // Guard holds the timer of the namespace's pending trial: it compiles the
 // generation the trial would return to, calls armed, and waits for the
 // deadline; unless the trial was confirmed (or ended otherwise) by then,
-// it restores that generation. A trial interrupted by a reboot (or whose
-// namespace was made again) is rolled back at once. It returns how the
-// trial ended; nil when none was pending.
+// it restores that generation. A little before the deadline it reads the
+// kernel and plans the rollback, so that at the deadline only the commit
+// is left. A trial interrupted by a reboot (or whose namespace was made
+// again) is rolled back at once, and so is the trial when ctx ends (the
+// guard told to stop: a trial must not be left unguarded). It returns how
+// the trial ended; nil when none was pending.
 func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Outcome, error) {
 	ns, err := e.namespace()
 	if err != nil {
@@ -70,7 +74,7 @@ func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Ou
 	}
 	if t.Rebooted {
 		armed(t)
-		return e.expire(context.WithoutCancel(ctx), t, restore, "")
+		return e.expire(context.WithoutCancel(ctx), t, restore, nil, "")
 	}
 	ended, stop, err := e.watchTrial(ns, t)
 	if err != nil {
@@ -78,16 +82,29 @@ func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Ou
 	}
 	defer stop()
 	armed(t)
-	timer := time.NewTimer(time.Until(t.Deadline))
-	defer timer.Stop()
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-ended:
-		return e.lastOutcome(ns)
-	case <-timer.C:
+	var planned *planner.Plan
+	for _, until := range []time.Time{t.Deadline.Add(-rollbackLead(t)), t.Deadline} {
+		timer := time.NewTimer(time.Until(until))
+		select {
+		case <-ctx.Done():
+			timer.Stop()
+			return e.expire(context.WithoutCancel(ctx), t, restore, planned, "the guard, told to stop")
+		case <-ended:
+			timer.Stop()
+			return e.lastOutcome(ns)
+		case <-timer.C:
+		}
+		if planned == nil {
+			planned, _ = PlanTable(ctx, e.kernel, restore) // a read of a large table takes long: done ahead
+		}
 	}
-	return e.expire(context.WithoutCancel(ctx), t, restore, "")
+	return e.expire(context.WithoutCancel(ctx), t, restore, planned, "")
+}
+
+// rollbackLead is how long before a trial's deadline its guard plans the
+// rollback: reading a large table back takes about a second.
+func rollbackLead(t *state.Trial) time.Duration {
+	return min(3*time.Second, time.Until(t.Deadline)/2)
 }
 
 // SettleTrial rolls back the namespace's pending trial when its deadline
@@ -99,15 +116,18 @@ func (e *Engine) SettleTrial(ctx context.Context, by string) (*state.Outcome, er
 		return nil, err
 	}
 	t, err := e.trials(ns).Read()
-	if err != nil || t == nil || (time.Now().Before(t.Deadline) && !t.Rebooted) {
+	if err != nil || t == nil || !expired(t) {
 		return nil, err
 	}
 	restore, err := e.restoreTable(t)
 	if err != nil {
 		return nil, fmt.Errorf("rolling back the trial of generation %d: %w", t.Generation, err)
 	}
-	return e.expire(ctx, t, restore, by)
+	return e.expire(ctx, t, restore, nil, by)
 }
+
+// expired reports whether trial t is to be rolled back now.
+func expired(t *state.Trial) bool { return t.Rebooted || !time.Now().Before(t.Deadline) }
 
 // Trial returns the namespace's pending trial, nil when none.
 func (e *Engine) Trial() (*state.Trial, error) {
@@ -130,29 +150,55 @@ func (e *Engine) restoreTable(t *state.Trial) (*ruleset.Table, error) {
 	return tbl, err
 }
 
-// expire rolls trial t back to restore (by: who, for the record), under
-// the lock, unless it ended meanwhile; it returns how the trial ended.
-func (e *Engine) expire(ctx context.Context, t *state.Trial, restore *ruleset.Table, by string) (*state.Outcome, error) {
-	var out *state.Outcome
-	err := e.locked(func(ns state.Namespace) error {
-		now, err := e.trials(ns).Read()
-		if err != nil {
-			return err
-		}
-		if now == nil || now.Generation != t.Generation || !now.Deadline.Equal(t.Deadline) {
-			out, err = e.trials(ns).LastOutcome()
-			return err
-		}
-		if err := e.restore(ctx, ns, now, restore); err != nil {
-			return fmt.Errorf("rolling back the trial of generation %d: %w", now.Generation, err)
-		}
-		if err := e.trials(ns).End(now, state.RolledBack, expiredDetail(now, by)); err != nil {
-			return err
-		}
-		out, err = e.trials(ns).LastOutcome()
-		return err
-	})
-	return out, err
+// expire rolls trial t back to restore (planned, when not nil, is its plan
+// made ahead; by says who, for the record) under the lock, unless the trial
+// ended meanwhile; it returns how the trial ended. What a dead writer left
+// is settled first, but a failure to settle it does not stop the rollback.
+func (e *Engine) expire(ctx context.Context, t *state.Trial, restore *ruleset.Table, planned *planner.Plan, by string) (*state.Outcome, error) {
+	ns, err := e.namespace()
+	if err != nil {
+		return nil, err
+	}
+	lock, err := ns.Lock(e.o.LockTimeout, state.NewHolder(e.o.RunDir))
+	if err != nil {
+		return nil, err
+	}
+	defer lock.Release()
+	if err := e.recover(ns); err != nil {
+		e.notice("%v; rolling the trial of generation %d back all the same", err, t.Generation)
+	}
+	return e.expireLocked(ctx, ns, t, restore, planned, by)
+}
+
+// expireLocked is expire, the lock held. A trial record that does not
+// read is no confirmation: t, as its guard read it, is rolled back.
+func (e *Engine) expireLocked(ctx context.Context, ns state.Namespace, t *state.Trial, restore *ruleset.Table, planned *planner.Plan, by string) (*state.Outcome, error) {
+	trials := e.trials(ns)
+	now, err := trials.Read()
+	switch {
+	case err != nil:
+		e.notice("the trial's record does not read (%v); rolling back generation %d's trial as its guard knew it", err, t.Generation)
+	case now == nil || now.Generation != t.Generation || !now.Deadline.Equal(t.Deadline):
+		return trials.LastOutcome()
+	default:
+		t = now
+	}
+	if err := e.restore(ctx, restore, planned); err != nil {
+		return nil, fmt.Errorf("rolling back the trial of generation %d: %w", t.Generation, err)
+	}
+	o := &state.Outcome{Generation: t.Generation, Result: state.RolledBack, Previous: t.Previous, Time: time.Now(), Deadline: t.Deadline,
+		Detail: expiredDetail(t, by)}
+	// The kernel holds the previous generation again. The trial's record
+	// is the intent of its rollback: it ends only once that generation is
+	// current, and a later holder of the lock finishes what cannot be
+	// recorded now (a full or read-only state directory).
+	if err := e.store.MakeCurrent(t.Previous, t.Previous); err != nil {
+		return o, fmt.Errorf("the kernel holds generation %d again, but recording it as current failed (the trial stays pending until that can be recorded): %w", t.Previous, err)
+	}
+	if err := trials.End(t, state.RolledBack, o.Detail); err != nil {
+		return o, fmt.Errorf("the kernel holds generation %d again, but ending the trial's record failed: %w", t.Previous, err)
+	}
+	return o, nil
 }
 
 func expiredDetail(t *state.Trial, by string) string {
@@ -169,19 +215,27 @@ func expiredDetail(t *state.Trial, by string) string {
 	return fmt.Sprintf("not confirmed by %s; %s", t.Deadline.Format(time.TimeOnly), restored)
 }
 
-// restore makes the kernel hold restore (nil: no table) again, as the
-// generation the trial t returns to; the caller holds the lock.
-func (e *Engine) restore(ctx context.Context, ns state.Namespace, t *state.Trial, restore *ruleset.Table) error {
-	p, err := PlanTable(ctx, e.kernel, restore)
-	if err != nil {
-		return err
+// restore makes the kernel hold restore (nil: no table) again, with the
+// plan made ahead when the kernel has not moved since, else planning now.
+// It writes nothing to the state directory: a trial's rollback must not
+// depend on a disk that may be full or read-only (its trial record is its
+// intent).
+func (e *Engine) restore(ctx context.Context, restore *ruleset.Table, planned *planner.Plan) error {
+	p := planned
+	if p == nil || !e.atGeneration(p.Generation) {
+		var err error
+		if p, err = PlanTable(ctx, e.kernel, restore); err != nil {
+			return err
+		}
 	}
 	if p.Empty() {
-		return e.store.MakeCurrent(t.Previous)
+		return nil
 	}
-	c := &change{req: ApplyRequest{Explicit: true, Force: true}, op: "rollback", desired: restore, target: t.Previous,
-		plan: p}
-	_, err = e.commit(ctx, ns, c)
+	if restore == nil {
+		_, err := removeTable(ctx, e.o.Kernel, p.Generation)
+		return err
+	}
+	_, _, err := ApplyTable(ctx, e.kernel, restore, p, ByGeneration)
 	return err
 }
 

@@ -56,7 +56,17 @@ func TestTrustRefusals(t *testing.T) {
 		{"group-writable directory", func(t *testing.T, _, dir string) { os.Chmod(dir, 0o775) },
 			[]string{"hostwall is writable by group or others (mode 0775)"}},
 		{"parent directory owned by nobody", func(t *testing.T, base, _ string) { os.Chown(base, 65534, 65534) },
-			[]string{"is owned by uid 65534", "is loaded from below it"}},
+			[]string{"is owned by uid 65534", "is below it"}},
+		{"a link in a directory others can write", func(t *testing.T, base, dir string) {
+			// The link's target is root's, but whoever can write the
+			// directory holding the link can point it elsewhere.
+			evil := filepath.Join(base, "evil")
+			os.Mkdir(evil, 0o777)
+			os.Chmod(evil, 0o777)
+			write(t, filepath.Join(base, "x.hcl"), 0o644)
+			os.Symlink(filepath.Join(base, "x.hcl"), filepath.Join(evil, "link.hcl"))
+			os.Symlink(filepath.Join(evil, "link.hcl"), filepath.Join(dir, "b.hcl"))
+		}, []string{"evil is writable by group or others (mode 0777)"}},
 		{"symlink to an untrusted file", func(t *testing.T, base, dir string) {
 			evil := filepath.Join(base, "evil")
 			os.Mkdir(evil, 0o777)

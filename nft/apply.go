@@ -52,7 +52,7 @@ var chunkBytes = 32 << 10
 // generation right after the commit (the engine verifies by it).
 func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return 0, notSent(err)
 	}
 	if p.Empty() {
 		return c.Generation()
@@ -60,11 +60,11 @@ func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, 
 	b := &batch{table: c.table(), plan: p}
 	b.build(p)
 	if b.err != nil {
-		return 0, b.err
+		return 0, notSent(b.err)
 	}
 	msgs, err := b.encode()
 	if err != nil {
-		return 0, err
+		return 0, notSent(err)
 	}
 	if b.rules+b.elems > pauseWatchAbove {
 		defer c.pauseWatch()()

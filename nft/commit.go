@@ -79,15 +79,15 @@ type refusal struct {
 func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, describe func(int) string) (uint32, error) {
 	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.nsFD})
 	if err != nil {
-		return 0, wrapPerm(fmt.Errorf("dialing netlink: %w", err))
+		return 0, notSent(wrapPerm(fmt.Errorf("dialing netlink: %w", err)))
 	}
 	defer nc.Close()
 	if err := c.sizeBuffers(nc); err != nil {
-		return 0, fmt.Errorf("sizing the netlink socket's buffers: %w", err)
+		return 0, notSent(fmt.Errorf("sizing the netlink socket's buffers: %w", err))
 	}
 	if commitReceiveBytes > 0 {
 		if err := nc.SetReadBuffer(commitReceiveBytes); err != nil {
-			return 0, err
+			return 0, notSent(err)
 		}
 	}
 	// Both are optional refinements of the error replies; kernels without
@@ -95,7 +95,7 @@ func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, descri
 	_ = nc.SetOption(netlink.CapAcknowledge, true)
 	_ = nc.SetOption(netlink.ExtendedAcknowledge, true)
 	if err := nc.SetDeadline(time.Now().Add(commitTimeout)); err != nil {
-		return 0, err
+		return 0, notSent(err)
 	}
 
 	// Sequence numbers: begin marker = base, message i = base+1+i, end
@@ -104,7 +104,7 @@ func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, descri
 	end := base + 1 + uint32(len(msgs))
 	buf := frame(msgs, base, gen)
 	if err := sendRaw(nc, buf); err != nil {
-		return 0, wrapPerm(fmt.Errorf("sending the batch: %w", err))
+		return 0, notSent(wrapPerm(fmt.Errorf("sending the batch: %w", err)))
 	}
 	if _, err := nc.Send(netlink.Message{Header: netlink.Header{Type: msgGetGen, Flags: netlink.Request, Sequence: end + 1}, Data: genRequest}); err != nil {
 		return 0, fmt.Errorf("querying the nftables generation: %w", err)
@@ -359,3 +359,11 @@ func (e *BatchError) Error() string {
 
 // Unwrap makes errors.Is(err, unix.ENOENT) and the like work.
 func (e *BatchError) Unwrap() error { return e.Errno }
+
+// notSent marks err, met before a batch was sent, as a change that did not
+// reach the kernel.
+func notSent(err error) error { return fmt.Errorf("%w (%w)", err, planner.ErrNotCommitted) }
+
+// Is makes errors.Is(err, planner.ErrNotCommitted) hold: a refused batch
+// changed nothing.
+func (e *BatchError) Is(target error) bool { return target == planner.ErrNotCommitted }

@@ -11,7 +11,7 @@ import (
 // of the very first configuration returns to "no firewall".
 func (c *Conn) DeleteTable(ctx context.Context, gen uint32) error {
 	if err := ctx.Err(); err != nil {
-		return err
+		return notSent(err)
 	}
 	msgs, err := encode(func(nl *nftables.Conn) error {
 		nl.AddTable(c.table()) // makes the delete safe when the table is gone (trap 4)
@@ -19,7 +19,7 @@ func (c *Conn) DeleteTable(ctx context.Context, gen uint32) error {
 		return nil
 	})
 	if err != nil {
-		return err
+		return notSent(err)
 	}
 	describe := func(i int) string {
 		return describeMessage(msgs[max(0, min(i, len(msgs)-1))]).verb + " inet " + tableName

@@ -41,33 +41,34 @@ func replaceFile(path string, data []byte, perm os.FileMode, sync bool) error {
 // writeTemp writes data, with perm (synced if sync), to a new file beside
 // path named by tempPattern, and returns its name; on failure it leaves no
 // file.
-func writeTemp(path, kind string, data []byte, perm os.FileMode, sync bool) (tmp string, err error) {
+func writeTemp(path, kind string, data []byte, perm os.FileMode, sync bool) (string, error) {
 	f, err := os.CreateTemp(filepath.Dir(path), tempPattern("."+filepath.Base(path), kind))
 	if err != nil {
 		return "", err
 	}
-	tmp = f.Name()
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(tmp)
-		}
-	}()
+	if err := writeSyncClose(f, data, perm, sync); err != nil {
+		os.Remove(f.Name())
+		return "", err
+	}
+	return f.Name(), nil
+}
+
+// writeSyncClose writes data to f, sets perm, syncs (if sync) and closes
+// it; f is closed whatever happens.
+func writeSyncClose(f *os.File, data []byte, perm os.FileMode, sync bool) error {
+	defer f.Close()
 	if _, err := f.Write(data); err != nil {
-		return "", fmt.Errorf("writing %s: %w", tmp, err)
+		return fmt.Errorf("writing %s: %w", f.Name(), err)
 	}
 	if err := f.Chmod(perm); err != nil {
-		return "", err
+		return err
 	}
 	if sync {
 		if err := f.Sync(); err != nil {
-			return "", fmt.Errorf("syncing %s: %w", tmp, err)
+			return fmt.Errorf("syncing %s: %w", f.Name(), err)
 		}
 	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	return tmp, nil
+	return f.Close()
 }
 
 func syncDir(dir string) error {

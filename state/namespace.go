@@ -222,3 +222,7 @@ func (l *Lock) Release() {
 		l.f = nil
 	}
 }
+
+// Clean removes the temporary files of dead writers from the namespace's
+// directory.
+func (ns Namespace) Clean() { removeDead(ns.Dir) }

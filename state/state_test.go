@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -11,6 +12,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/hostwall/hostwall/internal/testns"
 )
 
 func TestGenerations(t *testing.T) {
@@ -317,5 +320,22 @@ func TestSpecialFilesAsRecords(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("a FIFO as the agent's registration or the lock blocks")
+	}
+}
+
+// TestFailedWriteLeavesNoTemp: a record that cannot be written (a full
+// file system) leaves no temporary file behind.
+func TestFailedWriteLeavesNoTemp(t *testing.T) {
+	testns.RequireRoot(t) // to mount a small tmpfs
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	defer exec.Command("umount", "-l", dir).Run()
+	if err := writeFile(filepath.Join(dir, "big"), make([]byte, 64<<10), 0o600); err == nil {
+		t.Fatal("64 KiB written to an 8 KiB file system")
+	}
+	if left, _ := os.ReadDir(dir); len(left) != 0 {
+		t.Errorf("a failed write left %v", left)
 	}
 }

@@ -76,4 +76,17 @@ func TestStateDirsTightenedOrRefused(t *testing.T) {
 	if r.code == 0 || !strings.Contains(r.stderr, "owned by uid 65534") || !strings.Contains(r.stderr, "chown -R 0:0 "+stateDir) {
 		t.Errorf("a state directory owned by nobody was accepted: %d %s%s", r.code, r.stdout, r.stderr)
 	}
+
+	// A link, in a directory anyone can write, to a directory of root's:
+	// refused, and the target left as it was.
+	evil, target := filepath.Join(t.TempDir(), "evil"), t.TempDir()
+	os.Mkdir(evil, 0o777)
+	os.Chmod(evil, 0o777)
+	os.Chmod(target, 0o755)
+	link := filepath.Join(evil, "state")
+	os.Symlink(target, link)
+	r = hostwall(t, "", "status", "--state-dir", link)
+	if fi, _ := os.Stat(target); r.code == 0 || !strings.Contains(r.stderr, "evil is writable by group or others") || fi.Mode().Perm() != 0o755 {
+		t.Errorf("a state directory linked from a world-writable directory: exit %d, target mode %04o\n%s", r.code, fi.Mode().Perm(), r.stderr)
+	}
 }

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -51,7 +53,11 @@ func (g *globals) spawnGuard(e *engine.Engine, t *engine.Trial) (int, error) {
 	armed := make(chan error, 1)
 	go func() {
 		line, err := bufio.NewReader(r).ReadString('\n')
-		if line != "armed\n" {
+		switch {
+		case line == "armed\n":
+		case strings.HasPrefix(line, "error: "):
+			err = errors.New(strings.TrimSpace(strings.TrimPrefix(line, "error: ")))
+		default:
 			err = fmt.Errorf("it exited before it was armed (%v; see %s)", err, log.Name())
 		}
 		armed <- err
@@ -93,34 +99,48 @@ as soon as the trial is confirmed. apply --confirm-timeout starts it, and
 waits until it holds the previous ruleset before changing the kernel. Run
 it yourself (or from boot) to resume a trial whose guard was killed: a
 trial past its deadline, or interrupted by a reboot, is rolled back at
-once. It ignores SIGHUP, and waits for the lock as long as it takes.`,
+once. It ignores SIGHUP, and waits for the lock as long as it takes; told
+to stop (SIGTERM, SIGINT), it rolls the trial back at once rather than
+leave it unguarded.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			signal.Ignore(syscall.SIGHUP)
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, syscall.SIGINT)
+			defer stop()
+			ready := func(msg string) {}
+			if readyFD > 0 {
+				f := os.NewFile(uintptr(readyFD), "ready")
+				defer f.Close()
+				ready = func(msg string) { f.WriteString(msg + "\n"); f.Close() }
+			}
 			g.lockTimeout = -1
-			e, closeKernel, err := g.engine()
-			if err != nil {
-				return err
-			}
-			defer closeKernel()
-			o, err := e.Guard(cmd.Context(), func(t *engine.Trial) {
+			o, err := g.guard(ctx, func(t *engine.Trial) {
 				fmt.Printf("%s guard: generation %d on trial until %s\n", time.Now().Format(time.RFC3339), t.Generation, t.Deadline.Format(time.RFC3339))
-				if readyFD > 0 {
-					ready := os.NewFile(uintptr(readyFD), "ready")
-					ready.WriteString("armed\n")
-					ready.Close()
-				}
+				ready("armed")
 			})
-			if err != nil || o == nil {
+			if err != nil {
+				ready("error: " + err.Error())
 				return err
 			}
-			fmt.Printf("%s guard: generation %d %s: %s\n", time.Now().Format(time.RFC3339), o.Generation, o.Result, o.Detail)
+			if o != nil {
+				fmt.Printf("%s guard: generation %d %s: %s\n", time.Now().Format(time.RFC3339), o.Generation, o.Result, o.Detail)
+			}
 			return nil
 		},
 	}
 	cmd.Flags().IntVar(&readyFD, "ready-fd", 0, "write \"armed\" to this file descriptor once armed (apply uses it)")
 	cmd.Flags().MarkHidden("ready-fd")
 	return cmd
+}
+
+// guard runs the engine's guard of the namespace's trial.
+func (g *globals) guard(ctx context.Context, armed func(*engine.Trial)) (*engine.Outcome, error) {
+	e, closeKernel, err := g.engine()
+	if err != nil {
+		return nil, err
+	}
+	defer closeKernel()
+	return e.Guard(ctx, armed)
 }
 
 func newConfirmCmd(g *globals) *cobra.Command {

@@ -113,7 +113,7 @@ func (f *Fake) apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 	}
 	if f.FailApplies > 0 {
 		f.FailApplies--
-		return errInjected
+		return fmt.Errorf("%w (%w)", errInjected, planner.ErrNotCommitted)
 	}
 	if p.Empty() {
 		return nil
@@ -124,7 +124,7 @@ func (f *Fake) apply(ctx context.Context, p *planner.Plan, gen uint32) error {
 	}
 	handle := f.next
 	if err := apply(next, p, &handle); err != nil {
-		return err // f.live untouched: all or nothing, like a netlink batch
+		return fmt.Errorf("%w (%w)", err, planner.ErrNotCommitted) // f.live untouched: all or nothing, like a netlink batch
 	}
 	next.Sort()
 	f.live, f.next, f.gen = next, handle, f.gen+1
