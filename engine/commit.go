@@ -220,6 +220,12 @@ func (e *Engine) commit(ctx context.Context, ns state.Namespace, c *change) (*Ap
 		return nil, fmt.Errorf("it is not known whether the kernel holds the change (%w); the next hostwall command, or status, settles which generation it holds, and a trial's guard restores the previous one at its deadline in any case", err)
 	}
 	c.committed = true
+	if c.armed != nil {
+		c.armed.Committed = after
+		if err := e.trials(ns).Update(c.armed); err != nil {
+			e.notice("telling the trial's guard that the change is in (it plans the rollback later): %v", err)
+		}
+	}
 	return e.settle(ns, c, prev, applied, after, verified)
 }
 
@@ -352,7 +358,12 @@ func (e *Engine) settle(ns state.Namespace, c *change, prev int, applied *planne
 		Rules: c.rules, Warnings: c.warnings}
 	if err := e.store.MakeCurrent(c.target, keep...); err != nil {
 		c.verified().discard()
-		return res, fmt.Errorf("applied: the kernel holds generation %d, but recording it as current failed (the next hostwall command records it): %w", c.target, err)
+		err = fmt.Errorf("applied: the kernel holds generation %d, but recording it as current failed (the next hostwall command records it): %w", c.target, err)
+		if c.armed != nil {
+			err = fmt.Errorf("%w; it is on TRIAL until %s, and its guard (pid %d) restores generation %d unless you confirm it",
+				err, c.armed.Deadline.Format("15:04:05"), c.armed.GuardPID, c.armed.Previous)
+		}
+		return res, err
 	}
 	if err := e.store.ClearIntent(ns); err != nil {
 		e.notice("clearing the change under way (the next command clears it): %v", err)

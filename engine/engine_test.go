@@ -411,3 +411,135 @@ func TestStaleRetried(t *testing.T) {
 		t.Errorf("apply raced by another writer: %+v, %v, %d batches; want it planned again and applied", res, err, len(h.kernel.Applied))
 	}
 }
+
+// onTrial applies policyA, then its 81 variant on trial for a minute, and
+// returns the trial.
+func (h *harness) onTrial() *state.Trial {
+	h.t.Helper()
+	ctx := context.Background()
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.write(strings.Replace(policyA, "80", "81", 1))
+	var guarded *state.Trial
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true, Trial: time.Minute, Arm: armed(&guarded)}); err != nil {
+		h.t.Fatal(err)
+	}
+	h.write(policyA)
+	return h.trial()
+}
+
+// TestRollbackNeedsNoDisk: a trial's rollback restores the kernel even when
+// the state directory takes no write, and when the trial's record no
+// longer reads; what it could not record, the next holder of the lock
+// records once it can.
+func TestRollbackNeedsNoDisk(t *testing.T) {
+	h := newHarness(t)
+	tr := h.onTrial()
+	restore := mustTable(t, h, 1)
+	// current cannot be written: a directory stands in its place.
+	cur := filepath.Join(h.stateDir, "current")
+	os.Rename(cur, cur+".away")
+	os.Mkdir(cur, 0o700)
+	os.WriteFile(filepath.Join(h.ns.Dir, "trial.json"), []byte(`{"generation": 2, "prev`), 0o600)
+	_, err := h.engine().expire(context.Background(), tr, restore, nil, "")
+	if err == nil || !strings.Contains(err.Error(), "the kernel holds generation 1 again") {
+		t.Errorf("a rollback that cannot record it: %v", err)
+	}
+	if !h.holds() {
+		t.Fatal("the kernel was not rolled back")
+	}
+	// The disk is back: any command settles the expired trial.
+	os.Remove(cur)
+	os.Rename(cur+".away", cur)
+	tr.Deadline = time.Now().Add(-time.Second)
+	if err := (state.Trials{NS: h.ns, Store: h.store()}).Write(tr); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h.engine().Repair(context.Background(), false); err != nil {
+		t.Fatal(err)
+	}
+	if h.current() != 1 || h.trial() != nil {
+		t.Errorf("after the next command: current %d, trial %+v; want 1 and none", h.current(), h.trial())
+	}
+}
+
+// TestGuardToldToStop: a guard whose context ends rolls the trial back at
+// once rather than leave it unguarded.
+func TestGuardToldToStop(t *testing.T) {
+	h := newHarness(t)
+	h.onTrial()
+	ctx, cancel := context.WithCancel(context.Background())
+	o, err := h.engine().Guard(ctx, func(*state.Trial) { cancel() })
+	if err != nil || o == nil || o.Result != state.RolledBack || !strings.Contains(o.Detail, "told to stop") {
+		t.Fatalf("a guard told to stop: %+v, %v", o, err)
+	}
+	if h.current() != 1 || !h.holds() || h.trial() != nil {
+		t.Errorf("after the guard stopped: current %d, trial %+v", h.current(), h.trial())
+	}
+}
+
+// TestDriftAfterDeath: the apply of a trial dies after its commit, and
+// another program changes the table before anyone settles: the trial is
+// kept (not taken for never applied), and its rollback restores the
+// previous generation.
+func TestDriftAfterDeath(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.write(strings.Replace(policyA, "80", "81", 1))
+	h.kernel.after = runtime.Goexit
+	var guarded *state.Trial
+	h.applyDying(ApplyRequest{Explicit: true, Trial: time.Minute, Arm: armed(&guarded)})
+	h.kernel.after = nil
+	live, _, _ := h.kernel.Read(ctx)
+	live.Chains[0].Rules = append(live.Chains[0].Rules, &ruleset.Rule{Verdict: ruleset.Accept()}) // drift
+	h.kernel.SetLive(live)
+	if _, err := h.engine().Repair(ctx, false); err != nil { // settles the intent
+		t.Fatal(err)
+	}
+	tr := h.trial()
+	if tr == nil || h.current() != 2 {
+		t.Fatalf("after settling: trial %+v, current %d; want the trial kept, generation 2 current", tr, h.current())
+	}
+	h.write(policyA)
+	if _, err := h.engine().expire(ctx, tr, mustTable(t, h, 1), nil, ""); err != nil || !h.holds() || h.current() != 1 {
+		t.Errorf("the trial's rollback: %v, holds %v, current %d", err, h.holds(), h.current())
+	}
+}
+
+// lossy is a kernel whose answer to a commit is lost after the commit.
+type lossy struct{ *hooked }
+
+func (k lossy) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
+	if _, err := k.hooked.Apply(ctx, p, gen); err != nil {
+		return 0, err
+	}
+	return 0, errors.New("reading the kernel's answer: connection reset")
+}
+
+// TestAnswerLost: a commit whose answer is lost is not reported as
+// refused: the records stay, and the next command finds the change in the
+// kernel and makes it current.
+func TestAnswerLost(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.write(strings.Replace(policyA, "80", "81", 1))
+	e := h.engine()
+	e.o.Kernel, e.kernel = lossy{h.kernel}, lossy{h.kernel}
+	_, err := e.Apply(ctx, ApplyRequest{Explicit: true})
+	if err == nil || !strings.Contains(err.Error(), "not known whether the kernel holds the change") || h.intent() == nil {
+		t.Fatalf("a lost answer: %v, intent %+v", err, h.intent())
+	}
+	if _, err := h.engine().Repair(ctx, false); err != nil {
+		t.Fatal(err)
+	}
+	if h.current() != 2 || h.intent() != nil || !h.holds() {
+		t.Errorf("settled: current %d, intent %+v, holds %v; want 2, none, true", h.current(), h.intent(), h.holds())
+	}
+}

@@ -48,11 +48,17 @@ or pass --force if you know what you are doing`,
 	return notes, noWayIn(cfg, host)
 }
 
-// candidateSources are the addresses a rule could single out as SSH
-// clients: the first address of every network a rule, a network set or an
-// endpoint names, and two documentation addresses for "anyone".
-func candidateSources(cfg *config.Config) []netip.Addr {
+// candidateSources are the addresses a rule or failsafe entry could single
+// out as SSH clients: the first address of every network a rule, a network
+// set, an endpoint or a failsafe entry names, and two documentation
+// addresses for "anyone".
+func candidateSources(cfg *config.Config, host string) []netip.Addr {
 	out := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
+	for _, e := range cfg.ForHost(host).Failsafe.Inbound {
+		if e.Net.IsValid() {
+			out = append(out, e.Net.Addr())
+		}
+	}
 	for _, p := range cfg.Policies {
 		for _, r := range p.Ingress {
 			for _, n := range r.Source.Nets {
@@ -106,7 +112,7 @@ func noWayIn(cfg *config.Config, host string) error {
 		return nil
 	}
 	for _, iface := range ifaces {
-		for _, a := range candidateSources(cfg) {
+		for _, a := range candidateSources(cfg, host) {
 			dst := netip.IPv4Unspecified()
 			if a.Is6() {
 				dst = netip.IPv6Unspecified()

@@ -54,16 +54,14 @@ func (e *Engine) Previous() (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	prev := 0
-	for _, g := range gens {
-		if g.Number < cur && g.Damaged == "" {
-			prev = g.Number
+	for i := len(gens) - 1; i >= 0; i-- {
+		if n := gens[i].Number; n < cur && gens[i].Damaged == "" {
+			if _, err := e.store.Load(n); err == nil { // every file hashed: damage of the same size too
+				return n, nil
+			}
 		}
 	}
-	if prev == 0 {
-		return 0, errors.New("there is no intact generation before the current one (hostwall generations lists them)")
-	}
-	return prev, nil
+	return 0, errors.New("there is no intact generation before the current one (hostwall generations lists them)")
 }
 
 // Generations lists the recorded generations, oldest first (a damaged one

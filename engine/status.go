@@ -31,8 +31,9 @@ type Status struct {
 	// CountersError says why there are no counters (no table, no access).
 	CountersError string `json:"counters_error,omitempty"`
 	// Interrupted is a change whose process died before recording its
-	// outcome; the next change settles it.
+	// outcome (the next change settles it); InProgress one under way.
 	Interrupted *state.Intent `json:"interrupted,omitempty"`
+	InProgress  *state.Intent `json:"in_progress,omitempty"`
 }
 
 // ApplyRecord is the agent's last attempt to apply the files.
@@ -84,7 +85,15 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	s.LastTrial, _ = e.trials(ns).LastOutcome()
-	s.Interrupted, _ = e.store.ReadIntent(ns)
+	if in, _ := e.store.ReadIntent(ns); in != nil {
+		// Its writer holds the lock until the outcome is recorded.
+		if lock, err := ns.Lock(0, state.NewHolder(e.o.RunDir)); err != nil {
+			s.InProgress = in
+		} else {
+			lock.Release()
+			s.Interrupted = in
+		}
+	}
 	e.readCounters(ctx, s)
 	return s, nil
 }

@@ -44,7 +44,7 @@ func (e *Engine) arm(ctx context.Context, ns state.Namespace, c *change, prev in
 	}
 	c.armed = t
 	t.GuardPID = pid
-	if err := trials.Write(t); err != nil {
+	if err := trials.Update(t); err != nil {
 		e.notice("recording the guard's pid %d (the trial stands): %v", pid, err)
 	}
 	return nil
@@ -53,9 +53,9 @@ func (e *Engine) arm(ctx context.Context, ns state.Namespace, c *change, prev in
 // Guard holds the timer of the namespace's pending trial: it compiles the
 // generation the trial would return to, calls armed, and waits for the
 // deadline; unless the trial was confirmed (or ended otherwise) by then,
-// it restores that generation. A little before the deadline it reads the
-// kernel and plans the rollback, so that at the deadline only the commit
-// is left. A trial interrupted by a reboot (or whose namespace was made
+// it restores that generation. As soon as the change is in the kernel (or
+// a little before the deadline) it reads the kernel and plans the
+// rollback, so that at the deadline only the commit is left. A trial interrupted by a reboot (or whose namespace was made
 // again) is rolled back at once, and so is the trial when ctx ends (the
 // guard told to stop: a trial must not be left unguarded). It returns how
 // the trial ended; nil when none was pending.
@@ -76,29 +76,38 @@ func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Ou
 		armed(t)
 		return e.expire(context.WithoutCancel(ctx), t, restore, nil, "")
 	}
-	ended, stop, err := e.watchTrial(ns, t)
+	updates, stop, err := e.watchTrial(ns, t)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
 	armed(t)
+	lead, deadline := time.NewTimer(time.Until(t.Deadline.Add(-rollbackLead(t)))), time.NewTimer(time.Until(t.Deadline))
+	defer lead.Stop()
+	defer deadline.Stop()
 	var planned *planner.Plan
-	for _, until := range []time.Time{t.Deadline.Add(-rollbackLead(t)), t.Deadline} {
-		timer := time.NewTimer(time.Until(until))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return e.expire(context.WithoutCancel(ctx), t, restore, planned, "the guard, told to stop")
-		case <-ended:
-			timer.Stop()
-			return e.lastOutcome(ns)
-		case <-timer.C:
-		}
+	plan := func() { // reading a large table back takes long: done ahead of the deadline
 		if planned == nil {
-			planned, _ = PlanTable(ctx, e.kernel, restore) // a read of a large table takes long: done ahead
+			planned, _ = PlanTable(ctx, e.kernel, restore)
 		}
 	}
-	return e.expire(context.WithoutCancel(ctx), t, restore, planned, "")
+	for {
+		select {
+		case <-ctx.Done():
+			return e.expire(context.WithoutCancel(ctx), t, restore, planned, "the guard, told to stop")
+		case now, pending := <-updates:
+			if !pending {
+				return e.lastOutcome(ns)
+			}
+			if now.Committed != 0 { // the change is in: its rollback can be planned now
+				plan()
+			}
+		case <-lead.C:
+			plan()
+		case <-deadline.C:
+			return e.expire(context.WithoutCancel(ctx), t, restore, planned, "")
+		}
+	}
 }
 
 // rollbackLead is how long before a trial's deadline its guard plans the
@@ -152,8 +161,9 @@ func (e *Engine) restoreTable(t *state.Trial) (*ruleset.Table, error) {
 
 // expire rolls trial t back to restore (planned, when not nil, is its plan
 // made ahead; by says who, for the record) under the lock, unless the trial
-// ended meanwhile; it returns how the trial ended. What a dead writer left
-// is settled first, but a failure to settle it does not stop the rollback.
+// ended meanwhile; it returns how the trial ended. A change a dead writer
+// left is settled first, but a failure to settle it does not stop the
+// rollback.
 func (e *Engine) expire(ctx context.Context, t *state.Trial, restore *ruleset.Table, planned *planner.Plan, by string) (*state.Outcome, error) {
 	ns, err := e.namespace()
 	if err != nil {
@@ -164,7 +174,7 @@ func (e *Engine) expire(ctx context.Context, t *state.Trial, restore *ruleset.Ta
 		return nil, err
 	}
 	defer lock.Release()
-	if err := e.recover(ns); err != nil {
+	if err := e.settleIntent(ns); err != nil {
 		e.notice("%v; rolling the trial of generation %d back all the same", err, t.Generation)
 	}
 	return e.expireLocked(ctx, ns, t, restore, planned, by)
@@ -248,6 +258,12 @@ func (e *Engine) Confirm(detail string) (*state.Trial, error) {
 	var t *state.Trial
 	err := e.lockedWaiting(time.Minute, func(ns state.Namespace) (err error) {
 		t, err = e.trials(ns).Confirm(detail)
+		var rb *state.RolledBackError
+		if errors.As(err, &rb) {
+			if cur, cerr := e.store.Current(); cerr == nil && cur != rb.Outcome.Previous {
+				return state.ErrNoTrial // changed since the rollback: that trial is history
+			}
+		}
 		return err
 	})
 	return t, err
@@ -260,16 +276,20 @@ func (e *Engine) WaitTrial(ctx context.Context, t *state.Trial) (*state.Outcome,
 	if err != nil {
 		return nil, err
 	}
-	ended, stop, err := e.watchTrial(ns, t)
+	updates, stop, err := e.watchTrial(ns, t)
 	if err != nil {
 		return nil, err
 	}
 	defer stop()
-	select {
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	case <-ended:
-		return e.lastOutcome(ns)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case _, pending := <-updates:
+			if !pending {
+				return e.lastOutcome(ns)
+			}
+		}
 	}
 }
 
@@ -283,7 +303,7 @@ func (e *Engine) lastOutcome(ns state.Namespace) (*state.Outcome, error) {
 
 // watchTrial returns a channel closed once trial t is no longer the
 // namespace's pending trial, and a function that stops watching.
-func (e *Engine) watchTrial(ns state.Namespace, t *state.Trial) (<-chan struct{}, func(), error) {
+func (e *Engine) watchTrial(ns state.Namespace, t *state.Trial) (<-chan *state.Trial, func(), error) {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return nil, nil, err
@@ -292,14 +312,26 @@ func (e *Engine) watchTrial(ns state.Namespace, t *state.Trial) (<-chan struct{}
 		w.Close()
 		return nil, nil, fmt.Errorf("watching %s: %w", ns.Dir, err)
 	}
-	ended, done := make(chan struct{}), make(chan struct{})
-	pending := func() bool { // ended (confirmed, rolled back) removes it from both places
+	updates, done := make(chan *state.Trial, 1), make(chan struct{})
+	// pending reads the trial: ending it (confirmed, rolled back) removes it
+	// from both places; a record that does not read is no ending.
+	pending := func() (*state.Trial, bool) {
 		now, err := e.trials(ns).Read()
-		return err != nil || now != nil && now.Generation == t.Generation && now.Deadline.Equal(t.Deadline)
+		if err != nil {
+			return nil, true
+		}
+		return now, now != nil && now.Generation == t.Generation && now.Deadline.Equal(t.Deadline)
 	}
 	go func() {
-		defer close(ended)
-		for pending() {
+		defer close(updates)
+		for now, ok := pending(); ok; now, ok = pending() {
+			if now != nil {
+				select {
+				case <-updates: // an older reading not taken yet: this one is newer
+				default:
+				}
+				updates <- now
+			}
 			select {
 			case <-done:
 				return
@@ -308,5 +340,5 @@ func (e *Engine) watchTrial(ns state.Namespace, t *state.Trial) (<-chan struct{}
 			}
 		}
 	}()
-	return ended, func() { close(done); w.Close() }, nil
+	return updates, func() { close(done); w.Close() }, nil
 }

@@ -208,6 +208,13 @@ func (p *Pending) WriteRuleset(rendered string) error {
 	return nil
 }
 
+// intact reports whether the file at path still has SHA-256 sum: a copy
+// damaged on disk is written afresh, not linked into a new generation.
+func intact(path, sum string) bool {
+	data, err := readFile(path, -1)
+	return err == nil && hashHex(data) == sum
+}
+
 // fileName is the name of a generation's file i, read from path.
 func fileName(i int, path string) string { return fmt.Sprintf("%03d-%s", i, filepath.Base(path)) }
 
@@ -258,7 +265,7 @@ func (p *Pending) write() error {
 	}
 	for i, f := range p.g.Files {
 		path := filepath.Join(p.tmp, "files", fileName(i, f.Path))
-		if prev, ok := p.kept[f.SHA256]; ok && os.Link(prev, path) == nil {
+		if prev, ok := p.kept[f.SHA256]; ok && intact(prev, f.SHA256) && os.Link(prev, path) == nil {
 			continue // already synced; the directory's sync makes the link durable
 		}
 		if err := writeFileSynced(path, f.Data, 0o600); err != nil {

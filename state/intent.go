@@ -13,8 +13,8 @@ import (
 )
 
 // Intent is a change to a namespace's table under way. It is written
-// durably before the first netlink message of the change is sent, after
-// the generation it applies is in place, and removed once the outcome is
+// durably before the first netlink message of the change is sent, and
+// before the generation it applies is placed, and removed once the outcome is
 // recorded (the generation current, or removed again). An intent found by
 // the next holder of the namespace's lock is a process that died in
 // between: the kernel holds either the change or what it held before, and

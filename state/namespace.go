@@ -139,7 +139,9 @@ func (ns Namespace) Lock(timeout time.Duration, h Holder) (*Lock, error) {
 // for as long as the returned lock is held; a second agent is refused with
 // the first one named.
 func (ns Namespace) RegisterAgent(h Holder) (*Lock, error) {
-	l, err := ns.flock("agent", 0, h)
+	// A moment's wait: Agent takes the registration shared for an instant
+	// to see whether an agent holds it.
+	l, err := ns.flock("agent", 200*time.Millisecond, h)
 	if errors.Is(err, errBusy) {
 		return nil, fmt.Errorf("%w: %s; one agent per network namespace", ErrAgentRunning, ns.holderOf("agent"))
 	}

@@ -23,6 +23,9 @@ type Trial struct {
 	HostName   string    `json:"host_name"`
 	// GuardPID is the guard holding the timer; 0 while it starts.
 	GuardPID int `json:"guard_pid,omitempty"`
+	// Committed is the kernel's ruleset generation right after the change
+	// went in; 0 until it has (its guard plans the rollback then).
+	Committed uint32 `json:"committed,omitempty"`
 	// Cookie is the namespace's (Namespace.Cookie) when the trial began.
 	Cookie uint64 `json:"cookie"`
 	// Rebooted is set when the trial was found only in the state
@@ -96,6 +99,21 @@ func (t Trials) Write(tr *Trial) error {
 	return nil
 }
 
+// Update writes tr again (its guard's pid, say): in the namespace's
+// directory first, which the guard and the agent read, then in the mirror,
+// which only a reboot reads.
+func (t Trials) Update(tr *Trial) error {
+	tr.Cookie = t.NS.Cookie
+	data, err := json.MarshalIndent(tr, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFile(t.path(), data, 0o600); err != nil {
+		return err
+	}
+	return writeFile(t.mirrorPath(), data, 0o600)
+}
+
 // Read returns the namespace's pending trial, or nil. A trial of a dead
 // namespace that had the same directory is no trial of this one; one found
 // only in the mirror, or applied to an earlier namespace of this name, is
@@ -150,17 +168,20 @@ func (t Trials) Confirm(detail string) (*Trial, error) {
 	return tr, t.End(tr, Confirmed, detail)
 }
 
-// End removes the pending trial and records how it ended.
+// End removes the pending trial and records how it ended: the state
+// directory's mirror first, and nothing else when that fails (a record
+// left only in the namespace's directory would read as a trial a reboot
+// interrupted), then the outcome, then the namespace's record.
 func (t Trials) End(tr *Trial, result, detail string) error {
+	if err := removeSynced(t.mirrorPath()); err != nil {
+		return fmt.Errorf("removing the pending trial from %s: %w", t.Store.Dir, err)
+	}
 	if err := t.NS.mkdir(); err != nil {
 		return err
 	}
 	o := Outcome{Generation: tr.Generation, Result: result, Previous: tr.Previous, Time: time.Now(), Deadline: tr.Deadline, Detail: detail, Cookie: t.NS.Cookie}
 	data, _ := json.MarshalIndent(o, "", "  ")
 	if err := writeFile(t.outcomePath(), data, 0o600); err != nil {
-		return err
-	}
-	if err := removeSynced(t.mirrorPath()); err != nil {
 		return err
 	}
 	return removeSynced(t.path())

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -160,8 +161,8 @@ func rollbackTarget(e *engine.Engine, args []string) (int, error) {
 		}
 		return e.Previous()
 	}
-	var n int
-	if _, err := fmt.Sscan(args[0], &n); err != nil || n < 0 {
+	n, err := strconv.Atoi(args[0])
+	if err != nil || n < 0 {
 		return 0, fmt.Errorf("%q is not a generation number (hostwall generations lists them)", args[0])
 	}
 	return n, nil

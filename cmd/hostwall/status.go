@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -112,7 +113,7 @@ func (g *globals) offlineStatus(ctx context.Context) (*engine.Status, error) {
 	}
 	defer closeKernel()
 	if err := e.Settle(); err != nil {
-		return nil, err
+		fmt.Fprintf(os.Stderr, "warning: %v\n", err)
 	}
 	return e.Status(ctx)
 }
@@ -150,6 +151,9 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 			fmt.Fprintf(out, " (last at %s: %d %s by %s)", d.Time.Format(time.DateTime), d.Changes, plural(d.Changes, "change", "changes"), d.By)
 		}
 		fmt.Fprintln(out)
+	}
+	if in := s.InProgress; in != nil {
+		fmt.Fprintf(out, "In progress: %s to generation %d by pid %d, since %s\n", in.Op, in.Generation, in.PID, in.Time.Format(time.DateTime))
 	}
 	if in := s.Interrupted; in != nil {
 		fmt.Fprintf(warn, "warning: a change (%s to generation %d by pid %d at %s) was interrupted before its outcome was recorded; the next change settles it\n",

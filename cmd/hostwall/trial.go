@@ -115,7 +115,7 @@ leave it unguarded.`,
 			}
 			g.lockTimeout = -1
 			o, err := g.guard(ctx, func(t *engine.Trial) {
-				fmt.Printf("%s guard: generation %d on trial until %s\n", time.Now().Format(time.RFC3339), t.Generation, t.Deadline.Format(time.RFC3339))
+				fmt.Printf("%s guard: generation %d on trial until %s\n", time.Now().Format(logTime), t.Generation, t.Deadline.Format(logTime))
 				ready("armed")
 			})
 			if err != nil {
@@ -123,7 +123,7 @@ leave it unguarded.`,
 				return err
 			}
 			if o != nil {
-				fmt.Printf("%s guard: generation %d %s: %s\n", time.Now().Format(time.RFC3339), o.Generation, o.Result, o.Detail)
+				fmt.Printf("%s guard: generation %d %s: %s\n", time.Now().Format(logTime), o.Generation, o.Result, o.Detail)
 			}
 			return nil
 		},
@@ -219,3 +219,7 @@ func guardAlive(pid int) bool {
 	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	return err == nil && len(cmdline) > 0 && syscall.Kill(pid, 0) == nil
 }
+
+// logTime is how the guard's log gives times: to the millisecond, since
+// the guard acts within a second of a deadline.
+const logTime = "2006-01-02T15:04:05.000Z07:00"
