@@ -87,6 +87,7 @@ func (e *Engine) settleExpiredTrial(ns state.Namespace) error {
 	if err != nil {
 		return fmt.Errorf("the trial of generation %d is past its deadline and could not be rolled back: %w", t.Generation, err)
 	}
+	e.notice("the trial of generation %d was past its deadline, and no guard had rolled it back: generation %d is restored", t.Generation, t.Previous)
 	return nil
 }
 

@@ -196,22 +196,45 @@ func TestTrialConfirmed(t *testing.T) {
 func TestTrialGuardRestarted(t *testing.T) {
 	l := newSSHLab(t)
 	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
-	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1s")
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "2s")
 	tr := trialOf(t, l.srv)
 	killGuard(t, tr)
 	await(t, 2*time.Second, "the guard is dead", guardGone(t, tr))
-	time.Sleep(time.Until(tr.Deadline) + 200*time.Millisecond) // past the deadline with no guard: nothing may happen
+	if r := hostwall(t, "", "status", "--netns", l.srv); !strings.Contains(r.stdout, "TRIAL: generation 2") || !strings.Contains(r.stderr, "neither the guard") {
+		t.Errorf("status during the trial does not warn that the guard is gone:\n%s%s", r.stdout, r.stderr)
+	}
+	time.Sleep(time.Until(tr.Deadline) + 200*time.Millisecond) // past the deadline with no guard: nothing may happen by itself
 	if !l.holds(t, l.cfgB) {
 		t.Fatal("the trial changed with no guard running")
-	}
-	if r := hostwall(t, "", "status", "--netns", l.srv); !strings.Contains(r.stderr, "guard") {
-		t.Errorf("status does not warn that the guard is gone: %s", r.stderr)
 	}
 	if r := hostwall(t, "", append([]string{"guard"}, l.args(l.cfgB)...)...); r.code != 0 {
 		t.Fatalf("guard: %s%s", r.stdout, r.stderr)
 	}
 	if !l.holds(t, l.cfgA) || !l.sshWorks(t) {
 		t.Error("the restarted guard did not restore the previous generation")
+	}
+}
+
+// TestOverdueTrialFinished: a trial past its deadline whose guard is gone
+// (and no agent runs) is rolled back by the next hostwall that takes the
+// lock — status included — and it says so.
+func TestOverdueTrialFinished(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1s")
+	tr := trialOf(t, l.srv)
+	killGuard(t, tr)
+	await(t, 2*time.Second, "the guard is dead", guardGone(t, tr))
+	time.Sleep(time.Until(tr.Deadline) + 200*time.Millisecond) // past the deadline with no guard: nothing happens by itself
+	if !l.holds(t, l.cfgB) {
+		t.Fatal("the trial changed with no guard running")
+	}
+	r := hostwall(t, "", "status", "--netns", l.srv)
+	if !strings.Contains(r.stderr, "past its deadline, and no guard had rolled it back") || !strings.Contains(r.stdout, "rolled back") {
+		t.Errorf("status past the deadline:\n%s%s", r.stdout, r.stderr)
+	}
+	if !l.holds(t, l.cfgA) || !l.sshWorks(t) || trialOf(t, l.srv) != nil {
+		t.Error("the overdue trial was not rolled back")
 	}
 }
 

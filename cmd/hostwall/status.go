@@ -72,8 +72,11 @@ func newStatusCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the generation in force, the last apply, any pending trial, drift repairs and the rule counters",
-		Long: `status asks the running agent (through its control socket); without an
-agent it shows what the state directory and the kernel tell.`,
+		Long: `status asks the running agent (through its control socket, found wherever
+its run directory is); without an agent it shows what the state directory
+and the kernel tell. Like every command that takes the namespace's lock,
+it first settles what a hostwall that died left behind — and rolls back a
+trial past its deadline whose guard is gone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := agent.Call(socket(g.loader()), agent.Request{Command: "status"})
