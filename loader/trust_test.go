@@ -67,6 +67,17 @@ func TestTrustRefusals(t *testing.T) {
 			os.Symlink(filepath.Join(base, "x.hcl"), filepath.Join(evil, "link.hcl"))
 			os.Symlink(filepath.Join(evil, "link.hcl"), filepath.Join(dir, "b.hcl"))
 		}, []string{"evil is writable by group or others (mode 0777)"}},
+		{"a link another user made in a sticky directory", func(t *testing.T, base, dir string) {
+			// A sticky directory keeps others from replacing root's
+			// links, not a link's owner from replacing it.
+			sticky := filepath.Join(base, "sticky")
+			os.Mkdir(sticky, 0o777)
+			os.Chmod(sticky, 0o777|os.ModeSticky)
+			write(t, filepath.Join(base, "x.hcl"), 0o644)
+			os.Symlink(filepath.Join(base, "x.hcl"), filepath.Join(sticky, "link.hcl"))
+			os.Lchown(filepath.Join(sticky, "link.hcl"), 65534, 65534)
+			os.Symlink(filepath.Join(sticky, "link.hcl"), filepath.Join(dir, "b.hcl"))
+		}, []string{"link.hcl is a symbolic link owned by uid 65534", "chown -h root:root"}},
 		{"symlink to an untrusted file", func(t *testing.T, base, dir string) {
 			evil := filepath.Join(base, "evil")
 			os.Mkdir(evil, 0o777)
@@ -117,6 +128,28 @@ func TestTrustFollowsTrustedSymlink(t *testing.T) {
 	}
 	if len(res.Sources) != 2 {
 		t.Errorf("loaded %d files, want 2", len(res.Sources))
+	}
+}
+
+// TestTrustLinkOnTheWay: a configuration directory reached through a link
+// another user made in a sticky directory is refused; made by root, the
+// same link loads.
+func TestTrustLinkOnTheWay(t *testing.T) {
+	base, dir := trustDir(t)
+	sticky := filepath.Join(base, "sticky")
+	os.Mkdir(sticky, 0o777)
+	os.Chmod(sticky, 0o777|os.ModeSticky)
+	link := filepath.Join(sticky, "conf")
+	if err := os.Symlink(dir, link); err != nil {
+		t.Fatal(err)
+	}
+	if _, diags := LoadDir(link, DirOptions{}); diags.HasErrors() {
+		t.Fatalf("root's link in a sticky directory was refused: %v", diags)
+	}
+	os.Lchown(link, 65534, 65534)
+	_, diags := LoadDir(link, DirOptions{})
+	if want := "conf is a symbolic link owned by uid 65534"; !diags.HasErrors() || !strings.Contains(diags.Error(), want) {
+		t.Errorf("through nobody's link: %v; want %q", diags, want)
 	}
 }
 

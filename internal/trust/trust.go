@@ -17,7 +17,9 @@ import (
 // the sticky bit set (/tmp) may be world-writable — nobody else can replace
 // what root made in it. Symbolic links are followed, and both the path as
 // given and the path it resolves to are checked: a link in a directory
-// someone else can write could be pointed elsewhere after the check.
+// someone else can write could be pointed elsewhere after the check, and so
+// could a link its owner may replace (one made by another user in a sticky
+// directory): every link on the way must be root's.
 func Path(path string) error { return check(path, false) }
 
 // Parents is Path for the directories above path only, not path itself.
@@ -49,6 +51,11 @@ func check(path string, parentsOnly bool) error {
 	hops, err := linkHops(abs)
 	if err != nil {
 		return err
+	}
+	for _, p := range hops {
+		if err := linkOwner(p, p); err != nil {
+			return err
+		}
 	}
 	for _, p := range append(hops, real) {
 		for d := filepath.Dir(p); ; d = filepath.Dir(d) {
@@ -100,7 +107,23 @@ func linkHops(p string) ([]string, error) {
 	return hops, fmt.Errorf("%s: too many levels of symbolic links", hops[0])
 }
 
+// linkOwner refuses p when it is a symbolic link someone other than root
+// owns.
+func linkOwner(p, shown string) error {
+	fi, err := os.Lstat(p)
+	if err != nil || fi.Mode()&os.ModeSymlink == 0 {
+		return nil // what does not exist, or is no link, is checked as it resolves
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && st.Uid != 0 {
+		return fmt.Errorf("%s is a symbolic link owned by %s, not root; whoever owns it could point it elsewhere: run chown -h root:root %s", shown, owner(st.Uid), p)
+	}
+	return nil
+}
+
 func one(p string, parent bool, shown string) error {
+	if err := linkOwner(p, shown); err != nil {
+		return err
+	}
 	fi, err := os.Stat(p)
 	if err != nil {
 		return err
