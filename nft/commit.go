@@ -124,11 +124,16 @@ func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, descri
 		refused = append(refused, refusal{index: i, errno: errno, text: text})
 	})
 	if errors.Is(err, unix.ENOBUFS) {
-		// Error replies overflowed the socket, so some are lost, and with
-		// them the generation's answer. Only a refused batch has error
-		// replies; the generation confirms that nothing went in.
-		if g, gerr := c.Generation(); gerr == nil && g == gen+1 && len(refused) == 0 {
+		// Replies overflowed the socket, so some are lost, and with them
+		// the generation's answer. Only a refused batch has error replies;
+		// without any, the generation tells what became of the batch —
+		// when nobody else committed since.
+		g, gerr := c.Generation()
+		switch {
+		case gerr == nil && g == gen+1 && gen != 0 && len(refused) == 0:
 			return g, nil // only the generation's answer was lost
+		case len(refused) == 0 && (gerr != nil || g != gen || gen == 0):
+			return 0, fmt.Errorf("the kernel's answer to the batch overflowed the socket (%w), and the ruleset's generation (%d before the batch, %d now) does not tell whether it went in", unix.ENOBUFS, gen, g)
 		}
 		e := &BatchError{Summary: summary, Errno: unix.ENOBUFS, Lost: true, refused: refused, describe: describe}
 		if len(refused) > 0 {
