@@ -295,7 +295,11 @@ func (d *Daemon) done() {
 func (d *Daemon) status() {
 	s := fmt.Sprintf("generation %d", d.current)
 	if t, _ := d.e.Trial(); t != nil {
-		s += fmt.Sprintf(" (generation %d on trial until %s)", t.Generation, t.Deadline.Format(time.TimeOnly))
+		if t.Unreadable != "" {
+			s += " (a trial is pending, its record unreadable: rolling it back)"
+		} else {
+			s += fmt.Sprintf(" (generation %d on trial until %s)", t.Generation, t.Deadline.Format(time.TimeOnly))
+		}
 	}
 	s += fmt.Sprintf(", %d rules; watching %s", d.rules, d.o.ConfigDir)
 	if d.repairs > 0 {
@@ -407,8 +411,12 @@ func (d *Daemon) settleTrial(ctx context.Context) {
 		return
 	}
 	d.trialRetry, d.trialBackoff = time.Time{}, 0
-	if o != nil && o.Result == engine.RolledBack {
-		d.current = o.Previous
-		d.o.Log.Warn("trial rolled back", zap.Int("generation", o.Generation), zap.String("detail", o.Detail))
+	if o == nil { // nothing was due, or the guard was first
+		if cur, err := d.e.Current(); err == nil {
+			d.current = cur
+		}
+		return
 	}
+	d.current = o.Previous
+	d.o.Log.Warn("trial rolled back", zap.Int("generation", o.Generation), zap.String("detail", o.Detail))
 }

@@ -81,6 +81,9 @@ type ApplyResult struct {
 	Warnings hcl.Diagnostics
 	// Verified says how the kernel was found to hold the change.
 	Verified string
+	// EndedTrial is how the trial pending ended, when the change (a
+	// rollback during a trial) ended it.
+	EndedTrial *state.Outcome
 }
 
 // ErrCancelled is returned when approval was refused or the request was
@@ -129,7 +132,7 @@ func (e *Engine) applyUnchanged(rec *record, srcs []loader.Source, req ApplyRequ
 		return nil, false, nil
 	}
 	err = e.locked(func(ns state.Namespace) error {
-		if t, _ := e.trials(ns).Read(); t != nil || !e.atGeneration(rec.Generation) {
+		if t, _ := e.readTrial(ns); t != nil || !e.atGeneration(rec.Generation) {
 			return errLongWay
 		}
 		cur, err := e.store.CurrentMeta()

@@ -27,6 +27,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hashicorp/hcl/v2"
 
@@ -134,9 +135,13 @@ func (e *Engine) duringTrial(ns state.Namespace, req ApplyRequest) (*ApplyResult
 	if err != nil || t == nil {
 		return nil, err
 	}
-	if req.Explicit {
-		return nil, fmt.Errorf("generation %d is on trial until %s; hostwall confirm it (or wait for the rollback) before changing the firewall again",
-			t.Generation, t.Deadline.Format("15:04:05"))
+	switch {
+	case req.Explicit && expired(t):
+		return nil, fmt.Errorf("the trial of generation %d is due to roll back to generation %d and has not been (see above); hostwall rollback ends it, before the firewall is changed again",
+			t.Generation, t.Previous)
+	case req.Explicit:
+		return nil, fmt.Errorf("generation %d is on trial until %s; hostwall confirm it, or hostwall rollback it, before changing the firewall again",
+			t.Generation, t.Deadline.Format(time.TimeOnly))
 	}
 	return &ApplyResult{Held: fmt.Sprintf("generation %d is on trial; the files are applied once it is confirmed or rolled back", t.Generation)}, nil
 }

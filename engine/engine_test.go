@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -338,7 +339,7 @@ func TestHeldDuringTrial(t *testing.T) {
 	// The trial expires: generation 1 comes back; the trial's files are held.
 	h.write(strings.Replace(policyA, "80", "81", 1))
 	tr := h.trial()
-	if _, err := h.engine().expire(ctx, tr, mustTable(t, h, 1), nil, ""); err != nil {
+	if _, _, err := h.engine().expire(ctx, tr, restorePoint(t, h, 1), nil, ""); err != nil {
 		t.Fatal(err)
 	}
 	if h.current() != 1 || h.holds() {
@@ -352,13 +353,13 @@ func TestHeldDuringTrial(t *testing.T) {
 	}
 }
 
-func mustTable(t *testing.T, h *harness, n int) *ruleset.Table {
+func restorePoint(t *testing.T, h *harness, n int) rollbackPoint {
 	t.Helper()
-	_, tbl, err := h.engine().generationTable(n, false)
+	_, tbl, err := h.engine().generationTable(h.engine().store, n, false)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return tbl
+	return rollbackPoint{gen: n, table: tbl}
 }
 
 // TestDamagedNeverApplied: a generation whose file was changed on disk is
@@ -436,13 +437,13 @@ func (h *harness) onTrial() *state.Trial {
 func TestRollbackNeedsNoDisk(t *testing.T) {
 	h := newHarness(t)
 	tr := h.onTrial()
-	restore := mustTable(t, h, 1)
+	restore := restorePoint(t, h, 1)
 	// current cannot be written: a directory stands in its place.
 	cur := filepath.Join(h.stateDir, "current")
 	os.Rename(cur, cur+".away")
 	os.Mkdir(cur, 0o700)
 	os.WriteFile(filepath.Join(h.ns.Dir, "trial.json"), []byte(`{"generation": 2, "prev`), 0o600)
-	_, err := h.engine().expire(context.Background(), tr, restore, nil, "")
+	_, _, err := h.engine().expire(context.Background(), tr, restore, nil, "")
 	if err == nil || !strings.Contains(err.Error(), "the kernel holds generation 1 again") {
 		t.Errorf("a rollback that cannot record it: %v", err)
 	}
@@ -505,7 +506,7 @@ func TestDriftAfterDeath(t *testing.T) {
 		t.Fatalf("after settling: trial %+v, current %d; want the trial kept, generation 2 current", tr, h.current())
 	}
 	h.write(policyA)
-	if _, err := h.engine().expire(ctx, tr, mustTable(t, h, 1), nil, ""); err != nil || !h.holds() || h.current() != 1 {
+	if _, _, err := h.engine().expire(ctx, tr, restorePoint(t, h, 1), nil, ""); err != nil || !h.holds() || h.current() != 1 {
 		t.Errorf("the trial's rollback: %v, holds %v, current %d", err, h.holds(), h.current())
 	}
 }
@@ -541,5 +542,165 @@ func TestAnswerLost(t *testing.T) {
 	}
 	if h.current() != 2 || h.intent() != nil || !h.holds() {
 		t.Errorf("settled: current %d, intent %+v, holds %v; want 2, none, true", h.current(), h.intent(), h.holds())
+	}
+}
+
+// TestTrialRecordUnreadable: when no copy of a pending trial's record
+// reads, a trial of the current generation, already due, stands in for
+// it: status shows it, and the next holder of the lock rolls it back to
+// the generation before and removes the records.
+func TestTrialRecordUnreadable(t *testing.T) {
+	h := newHarness(t)
+	h.onTrial()
+	trials := state.Trials{NS: h.ns, Store: h.store()}
+	os.WriteFile(filepath.Join(h.ns.Dir, "trial.json"), []byte("{"), 0o600)
+	mirrors, _ := filepath.Glob(filepath.Join(h.stateDir, "pending-trial-*.json"))
+	if len(mirrors) != 1 {
+		t.Fatalf("mirrors %v, want one", mirrors)
+	}
+	os.WriteFile(mirrors[0], []byte("{"), 0o600)
+	if _, err := trials.Read(); err == nil {
+		t.Fatal("torn records read")
+	}
+	s, err := h.engine().Status(context.Background())
+	if err != nil || s.Trial == nil || s.Trial.Unreadable == "" || s.Trial.Generation != 2 || s.Trial.Previous != 1 {
+		t.Fatalf("status: %+v, %v; want the trial of generation 2, its record unreadable", s, err)
+	}
+	if err := h.engine().Settle(); err != nil {
+		t.Fatal(err)
+	}
+	if h.current() != 1 || !h.holds() {
+		t.Errorf("after Settle: current %d, holds %v; want generation 1 restored", h.current(), h.holds())
+	}
+	if tr, err := trials.Read(); err != nil || tr != nil {
+		t.Errorf("after Settle the records read %+v, %v; want none", tr, err)
+	}
+	if o, _ := trials.LastOutcome(); o == nil || o.Result != state.RolledBack || !strings.Contains(o.Detail, "does not read") {
+		t.Errorf("outcome %+v", o)
+	}
+}
+
+// TestRollbackPointDamaged: the generation a trial returns to is damaged:
+// the newest other intact one is restored instead; with none, the table
+// is removed rather than the trial kept.
+func TestRollbackPointDamaged(t *testing.T) {
+	for _, others := range []bool{true, false} {
+		h := newHarness(t)
+		ctx := context.Background()
+		if others { // generation 1 (port 79) stays intact
+			h.write(strings.Replace(policyA, "80", "79", 1))
+			if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+				t.Fatal(err)
+			}
+			h.write(policyA)
+		}
+		tr := h.onTrial()
+		if err := os.WriteFile(filepath.Join(h.stateDir, "generations", fmt.Sprintf("%06d", tr.Previous), "files", "000-policy.hcl"), []byte("#"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		tr.Deadline = time.Now().Add(-time.Second)
+		state.Trials{NS: h.ns, Store: h.store()}.Write(tr)
+		o, err := h.engine().SettleTrial(ctx, "a test")
+		if err != nil || o == nil || o.Result != state.RolledBack {
+			t.Fatalf("others %v: SettleTrial = %+v, %v", others, o, err)
+		}
+		live, _, _ := h.kernel.Read(ctx)
+		switch {
+		case others:
+			h.write(strings.Replace(policyA, "80", "79", 1))
+			if o.Previous != 1 || h.current() != 1 || !h.holds() || !strings.Contains(o.Detail, "restored instead") {
+				t.Errorf("restored %d (%s), current %d, holds %v; want generation 1 instead", o.Previous, o.Detail, h.current(), h.holds())
+			}
+		case live != nil || o.Previous != 0 || h.current() != 0 || !strings.Contains(o.Detail, "no hostwall firewall"):
+			t.Errorf("with no other generation: %+v, table %v, current %d; want the table removed, said loudly", o, live != nil, h.current())
+		}
+		if h.trial() != nil {
+			t.Errorf("others %v: the trial is still pending", others)
+		}
+	}
+}
+
+// TestRollbackDuringTrial: a rollback while a trial is pending ends the
+// trial at once; to another generation than the trial's previous one, it
+// records that end first, so that a rollback interrupted after that ends
+// on the same generation.
+func TestRollbackDuringTrial(t *testing.T) {
+	ctx := context.Background()
+	h := newHarness(t)
+	tr := h.onTrial()
+	n, err := h.engine().RollbackTarget()
+	if err != nil || n != tr.Previous {
+		t.Fatalf("RollbackTarget during a trial = %d, %v; want %d", n, err, tr.Previous)
+	}
+	res, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true, Rollback: &n, Trial: time.Minute, Arm: armed(new(*state.Trial))})
+	if err != nil || res.EndedTrial == nil || res.EndedTrial.Result != state.RolledBack || res.Trial != nil {
+		t.Fatalf("rollback during the trial: %+v, %v", res, err)
+	}
+	if h.current() != 1 || !h.holds() || h.trial() != nil {
+		t.Errorf("after: current %d, holds %v, trial %+v", h.current(), h.holds(), h.trial())
+	}
+	if _, err := h.engine().Confirm("a test"); err == nil {
+		t.Error("a trial rolled back was confirmed")
+	}
+
+	// To another generation: generation 3 on trial over 2 over 1; a
+	// rollback to 1 is made the trial's end, then dies before the kernel
+	// changes: settling it restores 1, not 2.
+	h = newHarness(t)
+	h.write(strings.Replace(policyA, "80", "79", 1))
+	if _, err := h.engine().Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+		t.Fatal(err)
+	}
+	h.write(policyA)
+	tr = h.onTrial()
+	one := 1
+	h.kernel.before = runtime.Goexit
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		h.engine().Apply(ctx, ApplyRequest{Explicit: true, Rollback: &one})
+	}()
+	<-done
+	h.kernel.before = nil
+	now := h.trial()
+	if now == nil || now.Previous != 1 || now.Generation != tr.Generation {
+		t.Fatalf("the trial after the interrupted rollback: %+v; want it pending, ending on 1", now)
+	}
+	now.Deadline = time.Now().Add(-time.Second) // its guard's rollback is due
+	state.Trials{NS: h.ns, Store: h.store()}.Write(now)
+	o, err := h.engine().Guard(ctx, func(*state.Trial) {})
+	if err != nil || o == nil || o.Previous != 1 {
+		t.Fatalf("the guard: %+v, %v", o, err)
+	}
+	h.write(strings.Replace(policyA, "80", "79", 1))
+	if h.current() != 1 || !h.holds() {
+		t.Errorf("current %d, holds %v; want generation 1", h.current(), h.holds())
+	}
+}
+
+// TestTrialOfAnotherStateDir: a trial applied with one state directory is
+// rolled back, by a hostwall using another, to the generation of the
+// trial's state directory, and recorded there.
+func TestTrialOfAnotherStateDir(t *testing.T) {
+	h := newHarness(t)
+	h.onTrial()
+	other := h.engine()
+	other.o.StateDir = filepath.Join(t.TempDir(), "other")
+	other.store = &state.Store{Dir: other.o.StateDir}
+	tr, err := other.Trial()
+	if err != nil || tr == nil {
+		t.Fatalf("the trial seen with another state directory: %+v, %v", tr, err)
+	}
+	tr.Deadline = time.Now().Add(-time.Second)
+	state.Trials{NS: h.ns, Store: h.store()}.Write(tr)
+	o, err := other.SettleTrial(context.Background(), "a test")
+	if err != nil || o == nil || o.Previous != 1 {
+		t.Fatalf("SettleTrial = %+v, %v", o, err)
+	}
+	if h.current() != 1 || !h.holds() || h.trial() != nil {
+		t.Errorf("current %d, holds %v, trial %+v; want generation 1 of the trial's state directory", h.current(), h.holds(), h.trial())
+	}
+	if n, _ := other.store.Current(); n != 0 {
+		t.Errorf("the other state directory records generation %d as current", n)
 	}
 }

@@ -96,11 +96,11 @@ func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.
 // recorded: a rollback to it needs --force.
 var ErrCompilesDifferently = fmt.Errorf("compiles to a different ruleset with this hostwall version than when it was applied")
 
-// generationTable loads generation n — a damaged one is an error, whatever
-// force says — and compiles it; unless force, the result must be the
-// ruleset recorded.
-func (e *Engine) generationTable(n int, force bool) (*state.Generation, *ruleset.Table, error) {
-	g, err := e.store.Load(n)
+// generationTable loads generation n of store — a damaged one is an
+// error, whatever force says — and compiles it; unless force, the result
+// must be the ruleset recorded.
+func (e *Engine) generationTable(store *state.Store, n int, force bool) (*state.Generation, *ruleset.Table, error) {
+	g, err := store.Load(n)
 	if err != nil {
 		return nil, nil, err
 	}

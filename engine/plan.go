@@ -27,11 +27,16 @@ type Planned struct {
 // record when neither the files nor the kernel moved since, or when only
 // set elements change (unless refresh), else by reading the kernel. A plan
 // that finds nothing to do records so, for the next command's shortcut.
-// The kernel is not touched when the configuration has errors.
+// Planning changes nothing in the kernel; a trial past its deadline that
+// nobody rolled back is said (overdue), for status or the next change to
+// roll back.
 func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 	ns, err := e.namespace()
 	if err != nil {
 		return nil, err
+	}
+	if t, _ := e.readTrial(ns); t != nil && expired(t) {
+		e.notice("%s", overdue(t))
 	}
 	if !refresh {
 		if rec, srcs := e.readRecordAnd(ns, true); e.unchanged(rec, srcs) {

@@ -31,7 +31,9 @@ func (e *Engine) Settle() error {
 // the namespace's lock, so no writer is at work. Temporary files of dead
 // writers go. An intent left behind is settled (settleIntent), and a trial
 // past its deadline is rolled back: whoever holds the lock next finishes
-// what a dead guard, or a full state directory, left undone.
+// what a dead guard, or a full state directory, left undone. A rollback
+// that fails is reported, and stops nothing: the trial stays pending (and
+// holds back changes of the files), and hostwall rollback ends it.
 func (e *Engine) recover(ns state.Namespace) error {
 	e.store.Clean()
 	e.run.Clean()
@@ -39,7 +41,10 @@ func (e *Engine) recover(ns state.Namespace) error {
 	if err := e.settleIntent(ns); err != nil {
 		return err
 	}
-	return e.settleExpiredTrial(ns)
+	if err := e.settleExpiredTrial(ns); err != nil {
+		e.notice("%v", err)
+	}
+	return nil
 }
 
 // settleIntent settles an intent (commit.go): a change was on its way to
@@ -74,20 +79,21 @@ func (e *Engine) settleIntent(ns state.Namespace) error {
 }
 
 // settleExpiredTrial rolls back a trial past its deadline (or interrupted
-// by a reboot) whose guard did not.
+// by a reboot, or whose record does not read) that its guard has not.
 func (e *Engine) settleExpiredTrial(ns state.Namespace) error {
-	t, err := e.trials(ns).Read()
+	t, err := e.readTrial(ns)
 	if err != nil || t == nil || !expired(t) {
 		return err
 	}
-	restore, err := e.restoreTable(t)
+	to, err := e.rollbackPoint(t)
+	var o *state.Outcome
 	if err == nil {
-		_, err = e.expireLocked(context.Background(), ns, t, restore, nil, "hostwall, after the deadline")
+		o, _, err = e.expireLocked(context.Background(), ns, t, to, nil, "hostwall")
 	}
 	if err != nil {
-		return fmt.Errorf("the trial of generation %d is past its deadline and could not be rolled back: %w", t.Generation, err)
+		return fmt.Errorf("the trial of generation %d is due to roll back, and could not be: %w", t.Generation, err)
 	}
-	e.notice("the trial of generation %d was past its deadline, and no guard had rolled it back: generation %d is restored", t.Generation, t.Previous)
+	e.notice("the trial of generation %d was rolled back: %s", t.Generation, o.Detail)
 	return nil
 }
 
@@ -99,8 +105,10 @@ func (e *Engine) undoIntent(ns state.Namespace, in *state.Intent) error {
 			return err
 		}
 	}
-	t, err := e.trials(ns).Read()
-	if err != nil || t == nil || t.Generation != in.Generation || t.Previous != in.Previous {
+	// A change during a trial is refused: a trial pending is this
+	// change's, also when its record does not read.
+	t, err := e.readTrial(ns)
+	if err != nil || t == nil || t.Unreadable == "" && (t.Generation != in.Generation || t.Previous != in.Previous) {
 		return err
 	}
 	return e.trials(ns).End(t, state.NotApplied, "the change was interrupted before it reached the kernel")
@@ -114,7 +122,7 @@ func (e *Engine) undoIntent(ns state.Namespace, in *state.Intent) error {
 //   - The namespace it was applied to is gone, or the kernel's generation
 //     is still the one planned at: nothing went in (sure).
 //   - The generation is current (only the intent's removal was lost), or a
-//     trial of it is pending (its guard decides the end): held.
+//     trial of it records that the change went in: held.
 //   - Else the kernel is compared with the generation, and with the one
 //     before: whichever it holds exactly; when neither (another program
 //     changed the table since), whichever it is closer to, not sure.
@@ -135,8 +143,8 @@ func (e *Engine) intentHeld(in *state.Intent, ns state.Namespace) (held, sure bo
 	if cur, err := e.store.Current(); err == nil && cur == in.Generation {
 		return true, true, nil
 	}
-	if t, err := e.trials(ns).Read(); err == nil && t != nil && t.Generation == in.Generation && t.Previous == in.Previous {
-		return true, false, nil
+	if t, err := e.trials(ns).Read(); err == nil && t != nil && t.Generation == in.Generation && t.Previous == in.Previous && t.Committed != 0 {
+		return true, true, nil
 	}
 	now, err := e.distance(in.Generation)
 	if err != nil || now == 0 {
@@ -156,7 +164,7 @@ func (e *Engine) distance(n int) (int, error) {
 	var tbl *ruleset.Table
 	if n > 0 {
 		var err error
-		if _, tbl, err = e.generationTable(n, true); err != nil {
+		if _, tbl, err = e.generationTable(e.store, n, true); err != nil {
 			e.notice("generation %d of an interrupted change cannot be compiled: %v", n, err)
 			return math.MaxInt, nil
 		}

@@ -18,14 +18,14 @@ import (
 func (e *Engine) Repair(ctx context.Context, force bool) (*planner.Plan, error) {
 	var applied *planner.Plan
 	err := e.locked(func(ns state.Namespace) error {
-		if t, err := e.trials(ns).Read(); err != nil || t != nil {
+		if t, err := e.readTrial(ns); err != nil || t != nil {
 			return err
 		}
 		cur, err := e.store.Current()
 		if err != nil || cur == 0 {
 			return err
 		}
-		g, tbl, err := e.generationTable(cur, force)
+		g, tbl, err := e.generationTable(e.store, cur, force)
 		if err != nil {
 			return err
 		}

@@ -37,7 +37,15 @@ func (e *Engine) rollback(ctx context.Context, req ApplyRequest) (*ApplyResult, 
 		}
 	}
 	var res *ApplyResult
-	err := e.locked(func(ns state.Namespace) (err error) {
+	err := e.locked(func(ns state.Namespace) error {
+		t, err := e.readTrial(ns)
+		if err != nil {
+			return err
+		}
+		if t != nil {
+			res, err = e.rollbackTrial(ctx, ns, t, c)
+			return err
+		}
 		res, err = e.applyChange(ctx, ns, c, func() (*planner.Plan, string, error) {
 			p, err := PlanTable(ctx, e.kernel, c.desired)
 			return p, "", err
@@ -47,19 +55,90 @@ func (e *Engine) rollback(ctx context.Context, req ApplyRequest) (*ApplyResult, 
 	return res, err
 }
 
-// Previous is the generation a rollback goes to by default: the newest one
-// older than the current one that is not damaged.
+// rollbackTrial is a rollback while trial t is pending: it ends the trial
+// at once, as its guard does at the deadline, restoring the generation of
+// the rollback c (planned, shown and approved first); the rollback is not
+// itself on trial. A generation other than the one the trial returns to is
+// made the trial's end first, durably: whoever finishes the rollback after
+// a crash (the trial's guard, the agent, the next command) restores the
+// same.
+func (e *Engine) rollbackTrial(ctx context.Context, ns state.Namespace, t *state.Trial, c *change) (*ApplyResult, error) {
+	if e.storeFor(t) != e.store {
+		return nil, fmt.Errorf("the trial of generation %d was applied with the state directory %s; roll it back with --state-dir %s", t.Generation, t.StateDir, t.StateDir)
+	}
+	p, err := PlanTable(ctx, e.kernel, c.desired)
+	if err != nil {
+		return nil, err
+	}
+	note := fmt.Sprintf("This ends the trial of generation %d now, as its deadline would; it is not itself on trial.", t.Generation)
+	show(c.req, &Preview{Plan: p, Notes: append(c.notes, note), Rollback: c.req.Rollback})
+	if err := e.approve(ctx, c.req); err != nil {
+		return nil, err
+	}
+	if t.Previous != c.target {
+		t.Previous = c.target
+		if err := e.trials(ns).Update(t); err != nil {
+			return nil, fmt.Errorf("recording where the trial now ends (nothing was changed): %w", err)
+		}
+	}
+	o, acted, err := e.expireLocked(ctx, ns, t, rollbackPoint{gen: c.target, table: c.desired}, p, "hostwall rollback")
+	if err != nil {
+		return nil, err
+	}
+	if !acted {
+		return nil, fmt.Errorf("the trial of generation %d ended (%s) before it could be rolled back; nothing was changed", t.Generation, o.Result)
+	}
+	res := &ApplyResult{Generation: o.Previous, Rules: c.rules, EndedTrial: o}
+	if !p.Empty() {
+		res.Plan = p
+	}
+	return res, nil
+}
+
+// RollbackTarget is the generation a rollback goes to by default: while a
+// trial is pending, the one it returns to; otherwise Previous. What a
+// hostwall that died left behind is settled first, so that the current
+// generation is the kernel's.
+func (e *Engine) RollbackTarget() (int, error) {
+	if err := e.Settle(); err != nil {
+		return 0, err
+	}
+	if t, err := e.Trial(); err != nil || t != nil {
+		if t == nil {
+			return 0, err
+		}
+		return t.Previous, nil
+	}
+	return e.Previous()
+}
+
+// Previous is the generation a rollback goes to by default when no trial
+// is pending: the newest one older than the current one that is intact
+// (with none current, the newest intact one).
 func (e *Engine) Previous() (int, error) {
-	gens, cur, err := e.Generations()
+	cur, err := e.store.Current()
 	if err != nil {
 		return 0, err
 	}
-	for i := len(gens) - 1; i >= 0; i-- {
-		if n := gens[i].Number; n < cur && gens[i].Damaged == "" {
-			if _, err := e.store.Load(n); err == nil { // every file hashed: damage of the same size too
+	return e.previousOf(e.store, cur)
+}
+
+// previousOf is the newest generation of store older than cur (any, when
+// cur is 0) that is intact.
+func (e *Engine) previousOf(store *state.Store, cur int) (int, error) {
+	nums, err := store.Numbers()
+	if err != nil {
+		return 0, err
+	}
+	for i := len(nums) - 1; i >= 0; i-- {
+		if n := nums[i]; n < cur || cur == 0 {
+			if _, err := store.Load(n); err == nil { // every file hashed: damage of the same size too
 				return n, nil
 			}
 		}
+	}
+	if cur == 0 {
+		return 0, errors.New("there is no intact generation (hostwall generations lists them)")
 	}
 	return 0, errors.New("there is no intact generation before the current one (hostwall generations lists them)")
 }

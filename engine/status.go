@@ -81,7 +81,7 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 	if s.Generation, err = e.store.Current(); err != nil {
 		return nil, err
 	}
-	if s.Trial, err = e.trials(ns).Read(); err != nil {
+	if s.Trial, err = e.readTrial(ns); err != nil {
 		return nil, err
 	}
 	s.LastTrial, _ = e.trials(ns).LastOutcome()
@@ -117,7 +117,7 @@ func (e *Engine) readCounters(ctx context.Context, s *Status) {
 		s.Rules = live.RuleCount()
 		var desired *ruleset.Table
 		if s.Generation > 0 {
-			_, desired, _ = e.generationTable(s.Generation, true)
+			_, desired, _ = e.generationTable(e.store, s.Generation, true)
 		}
 		s.Chains = counters(live, desired)
 	}

@@ -14,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -55,26 +56,30 @@ func (e *Engine) arm(ctx context.Context, ns state.Namespace, c *change, prev in
 // deadline; unless the trial was confirmed (or ended otherwise) by then,
 // it restores that generation. As soon as the change is in the kernel (or
 // a little before the deadline) it reads the kernel and plans the
-// rollback, so that at the deadline only the commit is left. A trial interrupted by a reboot (or whose namespace was made
-// again) is rolled back at once, and so is the trial when ctx ends (the
-// guard told to stop: a trial must not be left unguarded). It returns how
-// the trial ended; nil when none was pending.
+// rollback, and in the last moments before the deadline plans again
+// whenever the kernel has moved since, so that at the deadline only the
+// commit is left. A trial interrupted by a reboot (or whose namespace was
+// made again), or whose record does not read, is rolled back at once, and
+// so is the trial when ctx ends (the guard told to stop: a trial must not
+// be left unguarded). It returns how the trial ended; nil when none was
+// pending.
 func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Outcome, error) {
 	ns, err := e.namespace()
 	if err != nil {
 		return nil, err
 	}
-	t, err := e.trials(ns).Read()
+	t, err := e.readTrial(ns)
 	if err != nil || t == nil {
 		return nil, err
 	}
-	restore, err := e.restoreTable(t)
+	to, err := e.rollbackPoint(t)
 	if err != nil {
 		return nil, fmt.Errorf("the trial of generation %d cannot be guarded: %w", t.Generation, err)
 	}
-	if t.Rebooted {
+	if t.Rebooted || t.Unreadable != "" {
 		armed(t)
-		return e.expire(context.WithoutCancel(ctx), t, restore, nil, "")
+		o, _, err := e.expire(context.WithoutCancel(ctx), t, to, nil, "")
+		return o, err
 	}
 	updates, stop, err := e.watchTrial(ns, t)
 	if err != nil {
@@ -86,15 +91,19 @@ func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Ou
 	defer lead.Stop()
 	defer deadline.Stop()
 	var planned *planner.Plan
-	plan := func() { // reading a large table back takes long: done ahead of the deadline
-		if planned == nil {
-			planned, _ = PlanTable(ctx, e.kernel, restore)
+	// plan reads the kernel and plans the rollback when the kernel has
+	// moved since the last plan: reading a large table back takes long.
+	plan := func() {
+		if planned == nil || !e.atGeneration(planned.Generation) {
+			planned, _ = PlanTable(ctx, e.kernel, to.table)
 		}
 	}
+	var poll <-chan time.Time
 	for {
 		select {
 		case <-ctx.Done():
-			return e.expire(context.WithoutCancel(ctx), t, restore, planned, "the guard, told to stop")
+			o, _, err := e.expire(context.WithoutCancel(ctx), t, to, planned, "the guard, told to stop")
+			return o, err
 		case now, pending := <-updates:
 			if !pending {
 				return e.lastOutcome(ns)
@@ -104,39 +113,69 @@ func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Ou
 			}
 		case <-lead.C:
 			plan()
+			tick := time.NewTicker(leadPoll)
+			defer tick.Stop()
+			poll = tick.C
+		case <-poll:
+			plan()
 		case <-deadline.C:
-			return e.expire(context.WithoutCancel(ctx), t, restore, planned, "")
+			o, _, err := e.expire(context.WithoutCancel(ctx), t, to, planned, "")
+			return o, err
 		}
 	}
 }
 
 // rollbackLead is how long before a trial's deadline its guard plans the
-// rollback: reading a large table back takes about a second.
+// rollback: reading a large table back takes about a second. leadPoll is
+// how often it then looks whether the kernel moved since.
 func rollbackLead(t *state.Trial) time.Duration {
 	return min(3*time.Second, time.Until(t.Deadline)/2)
 }
 
+const leadPoll = 100 * time.Millisecond
+
 // SettleTrial rolls back the namespace's pending trial when its deadline
-// has passed or a reboot interrupted it (the agent's part in guarding it,
-// by names who does); nil when there was nothing to do.
+// has passed, a reboot interrupted it or its record does not read (the
+// agent's part in guarding it; by names who does). It returns the outcome
+// of the rollback it made: nil when there was nothing to do, or when
+// another (the trial's guard) ended the trial first.
 func (e *Engine) SettleTrial(ctx context.Context, by string) (*state.Outcome, error) {
 	ns, err := e.namespace()
 	if err != nil {
 		return nil, err
 	}
-	t, err := e.trials(ns).Read()
+	t, err := e.readTrial(ns)
 	if err != nil || t == nil || !expired(t) {
 		return nil, err
 	}
-	restore, err := e.restoreTable(t)
+	to, err := e.rollbackPoint(t)
 	if err != nil {
 		return nil, fmt.Errorf("rolling back the trial of generation %d: %w", t.Generation, err)
 	}
-	return e.expire(ctx, t, restore, nil, by)
+	o, acted, err := e.expire(ctx, t, to, nil, by)
+	if !acted {
+		o = nil
+	}
+	return o, err
+}
+
+// overdue says that trial t is due to roll back and has not been, and what
+// rolls it back.
+func overdue(t *state.Trial) string {
+	why := fmt.Sprintf("was due to roll back at %s", t.Deadline.Format(time.DateTime))
+	switch {
+	case t.Unreadable != "":
+		why = "is pending, but " + t.Unreadable
+	case t.Rebooted:
+		why = "was interrupted by a reboot"
+	}
+	return fmt.Sprintf("the trial of generation %d %s, and has not been rolled back (its guard is gone): hostwall status, hostwall guard or the next change rolls it back", t.Generation, why)
 }
 
 // expired reports whether trial t is to be rolled back now.
-func expired(t *state.Trial) bool { return t.Rebooted || !time.Now().Before(t.Deadline) }
+func expired(t *state.Trial) bool {
+	return t.Rebooted || t.Unreadable != "" || !time.Now().Before(t.Deadline)
+}
 
 // Trial returns the namespace's pending trial, nil when none.
 func (e *Engine) Trial() (*state.Trial, error) {
@@ -144,83 +183,168 @@ func (e *Engine) Trial() (*state.Trial, error) {
 	if err != nil {
 		return nil, err
 	}
-	return e.trials(ns).Read()
+	return e.readTrial(ns)
 }
 
-// restoreTable compiles the generation trial t returns to (nil for none:
-// the table is removed). A damaged generation is an error; one that
-// compiles differently with this hostwall is taken as it compiles now:
-// ending on the previous configuration beats staying locked out.
-func (e *Engine) restoreTable(t *state.Trial) (*ruleset.Table, error) {
-	if t.Previous == 0 {
-		return nil, nil
+// readTrial returns the namespace's pending trial, nil when none. When no
+// copy of its record reads, a trial is pending but which is not known: a
+// trial of the current generation, already due, stands in for it (its
+// Unreadable says why), to be rolled back to the generation before — a
+// pending trial was never confirmed, and ending it beats keeping what may
+// lock the operator out.
+func (e *Engine) readTrial(ns state.Namespace) (*state.Trial, error) {
+	t, err := e.trials(ns).Read()
+	var damaged *state.DamagedTrialError
+	if !errors.As(err, &damaged) {
+		return t, err
 	}
-	_, tbl, err := e.generationTable(t.Previous, true)
-	return tbl, err
+	cur, cerr := e.store.Current()
+	if cerr != nil {
+		return nil, fmt.Errorf("%w, and the current generation is not known: %v", err, cerr)
+	}
+	prev, perr := e.previousOf(e.store, cur)
+	if perr != nil {
+		prev = 0
+	}
+	return &state.Trial{Generation: cur, Previous: prev, StateDir: e.store.Dir, Cookie: ns.Cookie, Unreadable: damaged.Error()}, nil
 }
 
-// expire rolls trial t back to restore (planned, when not nil, is its plan
-// made ahead; by says who, for the record) under the lock, unless the trial
-// ended meanwhile; it returns how the trial ended. A change a dead writer
-// left is settled first, but a failure to settle it does not stop the
-// rollback.
-func (e *Engine) expire(ctx context.Context, t *state.Trial, restore *ruleset.Table, planned *planner.Plan, by string) (*state.Outcome, error) {
+// rollbackPoint is what a trial's rollback restores: generation gen (0:
+// none, the table removed), compiled; instead says why it is not the
+// trial's own previous generation.
+type rollbackPoint struct {
+	gen     int
+	table   *ruleset.Table
+	instead string
+}
+
+// storeFor is the state directory trial t was applied with: the numbers
+// of its generations are that directory's.
+func (e *Engine) storeFor(t *state.Trial) *state.Store {
+	if t.StateDir == "" || filepath.Clean(t.StateDir) == filepath.Clean(e.store.Dir) {
+		return e.store
+	}
+	return &state.Store{Dir: t.StateDir}
+}
+
+// rollbackPoint compiles the generation trial t returns to; one that
+// compiles differently with this hostwall is taken as it compiles now.
+// When that generation is damaged, or no longer compiles, the newest other
+// generation that does (not the trial's own) takes its place, and when
+// there is none the table is removed: ending the trial beats keeping what
+// may lock the operator out. Only a state directory that cannot be read
+// at all is an error.
+func (e *Engine) rollbackPoint(t *state.Trial) (rollbackPoint, error) {
+	if t.Previous == 0 {
+		return rollbackPoint{}, nil
+	}
+	store := e.storeFor(t)
+	_, tbl, err := e.generationTable(store, t.Previous, true)
+	if err == nil {
+		return rollbackPoint{gen: t.Previous, table: tbl}, nil
+	}
+	nums, lerr := store.Numbers()
+	if lerr != nil {
+		return rollbackPoint{}, fmt.Errorf("generation %d cannot be restored (%w), and no other can be found: %v", t.Previous, err, lerr)
+	}
+	for i := len(nums) - 1; i >= 0; i-- {
+		if n := nums[i]; n != t.Previous && n != t.Generation {
+			if _, tbl, nerr := e.generationTable(store, n, true); nerr == nil {
+				rp := rollbackPoint{gen: n, table: tbl, instead: fmt.Sprintf("generation %d cannot be restored (%v); generation %d, the newest that can, is restored instead", t.Previous, err, n)}
+				e.notice("the trial of generation %d: %s", t.Generation, rp.instead)
+				return rp, nil
+			}
+		}
+	}
+	rp := rollbackPoint{instead: fmt.Sprintf("generation %d cannot be restored (%v), nor can any other: table inet hostwall is removed — this host has no hostwall firewall until the next apply", t.Previous, err)}
+	e.notice("the trial of generation %d: %s", t.Generation, rp.instead)
+	return rp, nil
+}
+
+// expire rolls trial t back to to (planned, when not nil, is its plan
+// made ahead; by says who, for the record) under the lock, unless the
+// trial ended meanwhile; it returns how the trial ended, and whether this
+// call ended it. A change a dead writer left is settled first, but a
+// failure to settle it does not stop the rollback.
+func (e *Engine) expire(ctx context.Context, t *state.Trial, to rollbackPoint, planned *planner.Plan, by string) (*state.Outcome, bool, error) {
 	ns, err := e.namespace()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	lock, err := ns.Lock(e.o.LockTimeout, state.NewHolder(e.o.RunDir))
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer lock.Release()
 	if err := e.settleIntent(ns); err != nil {
 		e.notice("%v; rolling the trial of generation %d back all the same", err, t.Generation)
 	}
-	return e.expireLocked(ctx, ns, t, restore, planned, by)
+	return e.expireLocked(ctx, ns, t, to, planned, by)
 }
 
 // expireLocked is expire, the lock held. A trial record that does not
-// read is no confirmation: t, as its guard read it, is rolled back.
-func (e *Engine) expireLocked(ctx context.Context, ns state.Namespace, t *state.Trial, restore *ruleset.Table, planned *planner.Plan, by string) (*state.Outcome, error) {
+// read is no confirmation: t, as its guard read it, is rolled back. A
+// trial whose end was moved meanwhile (a rollback to another generation
+// during the trial, interrupted) goes to where its record says.
+func (e *Engine) expireLocked(ctx context.Context, ns state.Namespace, t *state.Trial, to rollbackPoint, planned *planner.Plan, by string) (*state.Outcome, bool, error) {
 	trials := e.trials(ns)
 	now, err := trials.Read()
 	switch {
 	case err != nil:
-		e.notice("the trial's record does not read (%v); rolling back generation %d's trial as its guard knew it", err, t.Generation)
+		if t.Unreadable == "" {
+			e.notice("the trial's record does not read (%v); rolling back generation %d's trial as its guard knew it", err, t.Generation)
+		}
 	case now == nil || now.Generation != t.Generation || !now.Deadline.Equal(t.Deadline):
-		return trials.LastOutcome()
+		o, err := trials.LastOutcome()
+		return o, false, err
 	default:
+		if now.Previous != t.Previous {
+			if to, err = e.rollbackPoint(now); err != nil {
+				return nil, false, fmt.Errorf("rolling back the trial of generation %d: %w", t.Generation, err)
+			}
+			planned = nil
+		}
+		now.Unreadable = t.Unreadable // a record made anew for one that did not read
 		t = now
 	}
-	if err := e.restore(ctx, restore, planned); err != nil {
-		return nil, fmt.Errorf("rolling back the trial of generation %d: %w", t.Generation, err)
+	if err := e.restore(ctx, to.table, planned); err != nil {
+		return nil, false, fmt.Errorf("rolling back the trial of generation %d: %w", t.Generation, err)
 	}
-	o := &state.Outcome{Generation: t.Generation, Result: state.RolledBack, Previous: t.Previous, Time: time.Now(), Deadline: t.Deadline,
-		Detail: expiredDetail(t, by)}
+	o := &state.Outcome{Generation: t.Generation, Result: state.RolledBack, Previous: to.gen, Time: time.Now(), Deadline: t.Deadline,
+		Detail: expiredDetail(t, to, by)}
 	// The kernel holds the previous generation again. The trial's record
 	// is the intent of its rollback: it ends only once that generation is
 	// current, and a later holder of the lock finishes what cannot be
 	// recorded now (a full or read-only state directory).
-	if err := e.store.MakeCurrent(t.Previous, t.Previous); err != nil {
-		return o, fmt.Errorf("the kernel holds generation %d again, but recording it as current failed (the trial stays pending until that can be recorded): %w", t.Previous, err)
+	if err := e.storeFor(t).MakeCurrent(to.gen, to.gen); err != nil {
+		return o, true, fmt.Errorf("the kernel holds generation %d again, but recording it as current failed (the trial stays pending until that can be recorded): %w", to.gen, err)
 	}
 	if err := trials.End(t, state.RolledBack, o.Detail); err != nil {
-		return o, fmt.Errorf("the kernel holds generation %d again, but ending the trial's record failed: %w", t.Previous, err)
+		return o, true, fmt.Errorf("the kernel holds generation %d again, but ending the trial's record failed: %w", to.gen, err)
 	}
-	return o, nil
+	return o, true, nil
 }
 
-func expiredDetail(t *state.Trial, by string) string {
-	restored := fmt.Sprintf("generation %d restored", t.Previous)
-	if t.Previous == 0 {
+// expiredDetail says, for the record, why trial t ended and what was
+// restored (by whom, when by is not empty).
+func expiredDetail(t *state.Trial, to rollbackPoint, by string) string {
+	restored := fmt.Sprintf("generation %d restored", to.gen)
+	switch {
+	case to.instead != "":
+		restored = to.instead
+	case to.gen == 0:
 		restored = "table inet hostwall removed (there was none before)"
 	}
 	if by != "" {
 		restored += " by " + by
 	}
-	if t.Rebooted {
+	switch {
+	case t.Unreadable != "":
+		return t.Unreadable + "; " + restored
+	case t.Rebooted:
 		return "the machine rebooted during the trial (or its namespace was made again); " + restored
+	case time.Now().Before(t.Deadline):
+		return "rolled back before its deadline; " + restored
 	}
 	return fmt.Sprintf("not confirmed by %s; %s", t.Deadline.Format(time.TimeOnly), restored)
 }

@@ -63,9 +63,10 @@ func TestLockPerNamespace(t *testing.T) {
 }
 
 // TestTrialsOfAReusedDirectory: a trial recorded for a namespace is not
-// the trial of another namespace that reuses its directory; a trial found
-// only in the state directory's mirror is Rebooted; ending it removes both
-// copies and records the outcome, which Confirm then reports.
+// the trial of another namespace that reuses its directory; the state
+// directory's mirror stands in for a record lost, Rebooted only when it
+// names an earlier namespace; ending it removes both copies and records
+// the outcome, which Confirm then reports.
 func TestTrialsOfAReusedDirectory(t *testing.T) {
 	store := &Store{Dir: t.TempDir()}
 	ns := Namespace{Name: "x", Dir: filepath.Join(t.TempDir(), "netns", "4026532000"), Cookie: 7}
@@ -81,22 +82,31 @@ func TestTrialsOfAReusedDirectory(t *testing.T) {
 	if got, err := reused.Read(); err != nil || got != nil {
 		t.Errorf("another namespace in the same directory reads %+v, %v; want no trial", got, err)
 	}
-	os.Remove(filepath.Join(ns.Dir, "trial.json")) // a reboot empties /run
-	got, err := tr.Read()
-	if err != nil || got == nil || !got.Rebooted {
-		t.Fatalf("after the run directory was emptied: %+v, %v; want the mirror's trial, Rebooted", got, err)
+	os.WriteFile(filepath.Join(ns.Dir, "trial.json"), []byte(`{"generation": 2, "prev`), 0o600)
+	if got, err := tr.Read(); err != nil || got == nil || got.Rebooted || got.Generation != 2 {
+		t.Errorf("with the namespace's record torn: %+v, %v; want the mirror's trial, not Rebooted", got, err)
 	}
-	if _, err := tr.Confirm("by a test"); err == nil {
+	os.Remove(filepath.Join(ns.Dir, "trial.json")) // a reboot empties /run
+	rebooted := Trials{NS: ns, Store: store}
+	rebooted.NS.Cookie = 9
+	got, err := rebooted.Read()
+	if err != nil || got == nil || !got.Rebooted {
+		t.Fatalf("after a reboot: %+v, %v; want the mirror's trial, Rebooted", got, err)
+	}
+	if _, err := rebooted.Confirm("by a test"); err == nil {
 		t.Error("a trial interrupted by a reboot was confirmed")
 	}
-	if err := tr.End(got, RolledBack, "restored"); err != nil {
+	if err := rebooted.End(got, RolledBack, "restored"); err != nil {
 		t.Fatal(err)
 	}
-	if got, _ := tr.Read(); got != nil {
+	if got, _ := rebooted.Read(); got != nil {
 		t.Errorf("a trial ended is still read: %+v", got)
 	}
+	if _, err := os.Stat(tr.mirrorPath()); !os.IsNotExist(err) {
+		t.Errorf("the mirror outlives the trial: %v", err)
+	}
 	var rb *RolledBackError
-	if _, err := tr.Confirm("by a test"); !errors.As(err, &rb) {
+	if _, err := rebooted.Confirm("by a test"); !errors.As(err, &rb) {
 		t.Errorf("Confirm after the rollback: %v, want a RolledBackError", err)
 	}
 }

@@ -28,12 +28,14 @@ type Trial struct {
 	Committed uint32 `json:"committed,omitempty"`
 	// Cookie is the namespace's (Namespace.Cookie) when the trial began.
 	Cookie uint64 `json:"cookie"`
-	// Rebooted is set when the trial was found only in the state
-	// directory's mirror, or the namespace it was applied to is gone (its
-	// cookie is not the namespace's): the ruleset on trial is not in the
-	// kernel any more, and whatever is must end on the previous
-	// generation now.
-	Rebooted bool `json:"-"`
+	// Rebooted is set when the trial's record names an earlier namespace
+	// than the one it is read in (a reboot, or the namespace made again):
+	// the ruleset on trial is not in the kernel any more, and whatever is
+	// must end on the previous generation now. Read sets it.
+	Rebooted bool `json:"rebooted,omitempty"`
+	// Unreadable, set, says that no copy of the pending trial's record
+	// reads, and this Trial stands in for it (engine); never recorded.
+	Unreadable string `json:"unreadable,omitempty"`
 }
 
 // Outcome is how the last trial ended.
@@ -68,8 +70,20 @@ type Trials struct {
 
 func (t Trials) path() string        { return filepath.Join(t.NS.Dir, "trial.json") }
 func (t Trials) outcomePath() string { return filepath.Join(t.NS.Dir, "outcome.json") }
-func (t Trials) mirrorPath() string {
-	return filepath.Join(t.Store.Dir, "pending-trial-"+t.NS.FileName()+".json")
+func (t Trials) mirrorPath() string  { return t.mirrorIn(t.Store.Dir) }
+
+// mirrorIn is the trial's mirror in the state directory dir.
+func (t Trials) mirrorIn(dir string) string {
+	return filepath.Join(dir, "pending-trial-"+t.NS.FileName()+".json")
+}
+
+// mirrorOf is where tr's mirror is: in the state directory of the apply
+// that started it.
+func (t Trials) mirrorOf(tr *Trial) string {
+	if tr.StateDir != "" {
+		return t.mirrorIn(tr.StateDir)
+	}
+	return t.mirrorPath()
 }
 
 // Path is the pending trial's file (a guard watches it).
@@ -115,27 +129,42 @@ func (t Trials) Update(tr *Trial) error {
 }
 
 // Read returns the namespace's pending trial, or nil. A trial of a dead
-// namespace that had the same directory is no trial of this one; one found
-// only in the mirror, or applied to an earlier namespace of this name, is
-// marked Rebooted.
+// namespace that had the same directory is no trial of this one. When the
+// namespace's record is gone, or does not read, the state directory's
+// mirror stands in — marked Rebooted when it names an earlier namespace
+// (a reboot, or the namespace made again). When no copy reads, the error
+// is a *DamagedTrialError.
 func (t Trials) Read() (*Trial, error) {
-	tr, err := readJSON[Trial](t.path())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", t.path(), err)
-	}
-	if tr != nil && tr.Cookie == t.NS.Cookie {
+	tr, nsErr := readJSON[Trial](t.path())
+	if nsErr == nil && tr != nil && tr.Cookie == t.NS.Cookie {
+		tr.Rebooted, tr.Unreadable = false, ""
 		return tr, nil
 	}
-	tr, err = readJSON[Trial](t.mirrorPath())
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", t.mirrorPath(), err)
-	}
-	if tr == nil {
+	mirror, mErr := readJSON[Trial](t.mirrorPath())
+	switch {
+	case mErr == nil && mirror != nil:
+		mirror.Rebooted, mirror.Unreadable = mirror.Cookie != t.NS.Cookie, ""
+		return mirror, nil
+	case nsErr == nil && mErr == nil:
 		return nil, nil
+	case nsErr != nil:
+		return nil, &DamagedTrialError{Path: t.path(), Err: nsErr}
 	}
-	tr.Rebooted = true
-	return tr, nil
+	return nil, &DamagedTrialError{Path: t.mirrorPath(), Err: mErr}
 }
+
+// DamagedTrialError says the pending trial's record does not read: a
+// trial is pending, but which is not known.
+type DamagedTrialError struct {
+	Path string
+	Err  error
+}
+
+func (e *DamagedTrialError) Error() string {
+	return fmt.Sprintf("the pending trial's record %s does not read: %v", e.Path, e.Err)
+}
+
+func (e *DamagedTrialError) Unwrap() error { return e.Err }
 
 // ErrNoTrial is Confirm's error when no trial is pending.
 var ErrNoTrial = errors.New("no trial is pending")
@@ -165,17 +194,19 @@ func (t Trials) Confirm(detail string) (*Trial, error) {
 	if tr.Rebooted {
 		return nil, fmt.Errorf("the trial of generation %d was interrupted by a reboot (or its namespace was made again): it can only be rolled back; run hostwall guard", tr.Generation)
 	}
+	if !time.Now().Before(tr.Deadline) {
+		return nil, fmt.Errorf("the trial of generation %d was due to roll back at %s, and can no longer be confirmed; hostwall status says why it is not rolled back yet, and hostwall rollback %d ends it keeping generation %d",
+			tr.Generation, tr.Deadline.Format(time.DateTime), tr.Generation, tr.Generation)
+	}
 	return tr, t.End(tr, Confirmed, detail)
 }
 
-// End removes the pending trial and records how it ended: the state
-// directory's mirror first, and nothing else when that fails (a record
-// left only in the namespace's directory would read as a trial a reboot
-// interrupted), then the outcome, then the namespace's record.
+// End removes the pending trial and records how it ended: the outcome
+// first (whoever sees the trial gone finds it), then the mirror in the
+// state directory of the apply that started it — nothing more when that
+// fails, so the trial stays pending whole and is ended again — then the
+// namespace's record.
 func (t Trials) End(tr *Trial, result, detail string) error {
-	if err := removeSynced(t.mirrorPath()); err != nil {
-		return fmt.Errorf("removing the pending trial from %s: %w", t.Store.Dir, err)
-	}
 	if err := t.NS.mkdir(); err != nil {
 		return err
 	}
@@ -183,6 +214,12 @@ func (t Trials) End(tr *Trial, result, detail string) error {
 	data, _ := json.MarshalIndent(o, "", "  ")
 	if err := writeFile(t.outcomePath(), data, 0o600); err != nil {
 		return err
+	}
+	if err := removeSynced(t.mirrorOf(tr)); err != nil {
+		return fmt.Errorf("removing the pending trial from %s: %w", filepath.Dir(t.mirrorOf(tr)), err)
+	}
+	if tr.StateDir != t.Store.Dir {
+		removeSynced(t.mirrorPath()) // a copy this state directory may hold
 	}
 	return removeSynced(t.path())
 }

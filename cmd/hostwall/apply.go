@@ -131,6 +131,13 @@ generation's configuration, and commits in one transaction; with
 apply. The generation becomes current again; no new generation is made.
 
 N defaults to the newest generation before the current one that is intact.
+
+During a trial, rollback ends the trial at once, as its deadline would: N
+defaults to the generation the trial returns to (another N is restored
+instead), and the rollback is not itself on trial. It is also the way out
+of a trial that is past its deadline and could not be rolled back (status
+says why).
+
 A damaged generation (its record or a file not as recorded) is never
 applied. One whose files compile differently with this version of
 hostwall than when it was applied needs --force, which also skips the
@@ -156,10 +163,7 @@ lockout check. rollback 0 removes table inet hostwall: no firewall.`,
 
 func rollbackTarget(e *engine.Engine, args []string) (int, error) {
 	if len(args) == 0 {
-		if err := e.Settle(); err != nil { // the current generation is the kernel's
-			return 0, err
-		}
-		return e.Previous()
+		return e.RollbackTarget()
 	}
 	n, err := strconv.Atoi(args[0])
 	if err != nil || n < 0 {
@@ -208,6 +212,9 @@ func (g *globals) changeWith(cmd *cobra.Command, e *engine.Engine, f *changeFlag
 	if res.Plan != nil {
 		fmt.Fprintf(out, "\n%s Generation %d.\n", views.ApplySummary(res.Plan), res.Generation)
 	}
+	if o := res.EndedTrial; o != nil {
+		fmt.Fprintf(out, "\nThe trial of generation %d is over: %s.\n", o.Generation, o.Detail)
+	}
 	if res.Trial == nil {
 		return nil
 	}
@@ -247,7 +254,8 @@ func trialMessage(out io.Writer, t *engine.Trial) {
 	}
 	fmt.Fprintf(out, `
 Generation %d is on TRIAL until %s.
-Unless you run "hostwall confirm" by then, it is rolled back to %s.
+Unless you run "hostwall confirm" by then, it is rolled back to %s
+("hostwall rollback" does that now).
 
 Confirm from a NEW connection (a new SSH session to this host): this session
 survives on connection tracking whatever the new rules say, so it proves

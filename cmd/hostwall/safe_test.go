@@ -191,6 +191,30 @@ func TestTrialConfirmed(t *testing.T) {
 	}
 }
 
+// TestRollbackEndsTrial: hostwall rollback during a trial ends it at once:
+// the previous generation is back, the trial is over (its guard exits), and
+// confirm says the trial was rolled back.
+func TestRollbackEndsTrial(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "5m")
+	tr := trialOf(t, l.srv)
+	if tr == nil {
+		t.Fatal("no trial recorded")
+	}
+	r := hostwall(t, "", "rollback", "--auto-approve", "--netns", l.srv)
+	if r.code != 0 || !strings.Contains(r.stdout, "ends the trial of generation 2") || !strings.Contains(r.stdout, "The trial of generation 2 is over") {
+		t.Fatalf("rollback during the trial: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if !l.holds(t, l.cfgA) || !l.sshWorks(t) || trialOf(t, l.srv) != nil {
+		t.Error("the trial was not rolled back")
+	}
+	await(t, 5*time.Second, "the guard exits", guardGone(t, tr))
+	if r := hostwall(t, "", "confirm", "--netns", l.srv); r.code != 3 || !strings.Contains(r.stderr, "ROLLED BACK") {
+		t.Errorf("confirm after the rollback: exit %d %s, want 3", r.code, r.stderr)
+	}
+}
+
 // TestTrialGuardRestarted: the guard killed too; a guard started again from
 // the recorded trial rolls back (at once, the deadline having passed).
 func TestTrialGuardRestarted(t *testing.T) {
@@ -216,8 +240,9 @@ func TestTrialGuardRestarted(t *testing.T) {
 }
 
 // TestOverdueTrialFinished: a trial past its deadline whose guard is gone
-// (and no agent runs) is rolled back by the next hostwall that takes the
-// lock — status included — and it says so.
+// (and no agent runs) is said by plan, which changes nothing, and rolled
+// back by the next hostwall that takes the lock — status included — which
+// says so.
 func TestOverdueTrialFinished(t *testing.T) {
 	l := newSSHLab(t)
 	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
@@ -229,8 +254,14 @@ func TestOverdueTrialFinished(t *testing.T) {
 	if !l.holds(t, l.cfgB) {
 		t.Fatal("the trial changed with no guard running")
 	}
+	if r := hostwall(t, "", append([]string{"plan"}, l.args(l.cfgB)...)...); !strings.Contains(r.stderr, "was due to roll back") || !strings.Contains(r.stderr, "has not been rolled back") {
+		t.Errorf("plan past the deadline does not say the trial is overdue:\n%s%s", r.stdout, r.stderr)
+	}
+	if !l.holds(t, l.cfgB) {
+		t.Fatal("plan changed the kernel")
+	}
 	r := hostwall(t, "", "status", "--netns", l.srv)
-	if !strings.Contains(r.stderr, "past its deadline, and no guard had rolled it back") || !strings.Contains(r.stdout, "rolled back") {
+	if !strings.Contains(r.stderr, "was rolled back: not confirmed by") || !strings.Contains(r.stdout, "rolled back") {
 		t.Errorf("status past the deadline:\n%s%s", r.stdout, r.stderr)
 	}
 	if !l.holds(t, l.cfgA) || !l.sshWorks(t) || trialOf(t, l.srv) != nil {

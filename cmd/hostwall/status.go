@@ -121,6 +121,37 @@ func (g *globals) offlineStatus(ctx context.Context) (*engine.Status, error) {
 	return e.Status(ctx)
 }
 
+// printTrial shows the pending trial t: when it rolls back, or why it
+// is rolling back now, or that it is overdue.
+func printTrial(out, warn io.Writer, s *engine.Status, t *engine.Trial) {
+	back := fmt.Sprintf("generation %d", t.Previous)
+	if t.Previous == 0 {
+		back = "no firewall (table inet hostwall removed)"
+	}
+	switch left := time.Until(t.Deadline); {
+	case t.Unreadable != "":
+		fmt.Fprintf(out, "TRIAL: pending, but %s: generation %d is rolled back to %s by the next hostwall command (or the agent)\n", t.Unreadable, t.Generation, back)
+		return
+	case t.Rebooted:
+		fmt.Fprintf(out, "TRIAL: generation %d was interrupted by a reboot; it is rolled back to %s by the next hostwall command (or the agent, or hostwall guard)\n", t.Generation, back)
+		return
+	case left <= 0:
+		fmt.Fprintf(out, "TRIAL: generation %d was due to roll back to %s at %s, %s ago, and has not been (see the warnings above); hostwall rollback ends it\n",
+			t.Generation, back, t.Deadline.Format(time.DateTime), -left.Round(time.Second))
+		return
+	default:
+		fmt.Fprintf(out, "TRIAL: generation %d pending until %s (%s left); rolls back to %s unless confirmed\n",
+			t.Generation, t.Deadline.Format(time.DateTime), left.Round(time.Second), back)
+	}
+	if !s.GuardAlive && s.Agent == 0 {
+		guard := "the guard"
+		if t.GuardPID > 0 {
+			guard = fmt.Sprintf("the guard (pid %d)", t.GuardPID)
+		}
+		fmt.Fprintf(warn, "warning: neither %s nor an agent is running: run `hostwall guard` to resume the timer\n", guard)
+	}
+}
+
 func printStatus(out, warn io.Writer, s *engine.Status) {
 	if s.Agent > 0 {
 		fmt.Fprintf(out, "Agent: running (pid %d), watching %s\n", s.Agent, s.ConfigDir)
@@ -140,11 +171,7 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 		fmt.Fprintln(out)
 	}
 	if t := s.Trial; t != nil {
-		fmt.Fprintf(out, "TRIAL: generation %d pending until %s (%s left); rolls back to generation %d unless confirmed\n",
-			t.Generation, t.Deadline.Format(time.DateTime), time.Until(t.Deadline).Round(time.Second), t.Previous)
-		if !s.GuardAlive && s.Agent == 0 {
-			fmt.Fprintf(warn, "warning: neither the guard (pid %d) nor an agent is running: run `hostwall guard` to resume the timer\n", t.GuardPID)
-		}
+		printTrial(out, warn, s, t)
 	} else if o := s.LastTrial; o != nil {
 		fmt.Fprintf(out, "Last trial: generation %d %s at %s\n", o.Generation, o.Result, o.Time.Format(time.DateTime))
 	}

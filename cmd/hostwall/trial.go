@@ -151,7 +151,9 @@ func newConfirmCmd(g *globals) *cobra.Command {
 With an agent running it goes through the agent, which then applies any
 changes the trial held back; without one, through the state directory.
 If the trial was rolled back already it says so and exits 3; if a guard is
-rolling it back at that moment, it waits for the outcome.`,
+rolling it back at that moment, it waits for the outcome. Past the
+deadline a trial can no longer be confirmed (hostwall rollback N keeps a
+generation N if that is what you want).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			resp, err := agent.Call(socket(g.loader()), agent.Request{Command: "confirm"})
