@@ -91,8 +91,18 @@ type ApplyResult struct {
 var ErrCancelled = errors.New("apply cancelled; nothing was changed")
 
 // Apply makes the kernel hold the configuration (or a generation, for a
-// rollback), with the write-ahead order of commit.go.
+// rollback), with the write-ahead order of commit.go. A request cancelled
+// before the change was sent (reading the kernel, say) is ErrCancelled;
+// once sent, nothing cancels it (commit).
 func (e *Engine) Apply(ctx context.Context, req ApplyRequest) (*ApplyResult, error) {
+	res, err := e.apply(ctx, req)
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil, ErrCancelled
+	}
+	return res, err
+}
+
+func (e *Engine) apply(ctx context.Context, req ApplyRequest) (*ApplyResult, error) {
 	if req.Rollback != nil {
 		return e.rollback(ctx, req)
 	}

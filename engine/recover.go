@@ -5,13 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"time"
 
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
 
 // Settle settles what a writer that died left behind (recover), when the
-// namespace's lock is free at once; a hostwall at work is left alone. It
+// namespace's lock is free at once; a hostwall at work is left alone —
+// unless a trial is due to roll back: then whoever holds the lock is most
+// likely rolling it back, and its outcome is waited for (settleWait). It
 // makes status and the default rollback target tell the truth after a
 // death, before the next change.
 func (e *Engine) Settle() error {
@@ -19,13 +22,22 @@ func (e *Engine) Settle() error {
 	if err != nil {
 		return err
 	}
-	lock, err := ns.Lock(0, state.NewHolder(e.o.RunDir))
+	h := state.NewHolder(e.o.RunDir)
+	lock, err := ns.Lock(0, h)
 	if err != nil {
-		return nil // busy: whoever holds the lock settles it
+		if t, _ := e.readTrial(ns); t == nil || !expired(t) {
+			return nil // busy: whoever holds the lock settles it
+		}
+		if lock, err = ns.Lock(settleWait, h); err != nil {
+			return nil
+		}
 	}
 	defer lock.Release()
 	return e.recover(ns)
 }
+
+// settleWait is how long Settle waits for a trial's rollback under way.
+const settleWait = 10 * time.Second
 
 // recover settles what a writer that died left behind; the caller holds
 // the namespace's lock, so no writer is at work. Temporary files of dead

@@ -202,9 +202,11 @@ func (e *Engine) readTrial(ns state.Namespace) (*state.Trial, error) {
 	if cerr != nil {
 		return nil, fmt.Errorf("%w, and the current generation is not known: %v", err, cerr)
 	}
-	prev, perr := e.previousOf(e.store, cur)
-	if perr != nil {
-		prev = 0
+	prev := 0 // no current generation: the newest may be the trial's own
+	if cur > 0 {
+		if p, perr := e.previousOf(e.store, cur); perr == nil {
+			prev = p
+		}
 	}
 	return &state.Trial{Generation: cur, Previous: prev, StateDir: e.store.Dir, Cookie: ns.Cookie, Unreadable: damaged.Error()}, nil
 }
@@ -332,6 +334,8 @@ func expiredDetail(t *state.Trial, to rollbackPoint, by string) string {
 	switch {
 	case to.instead != "":
 		restored = to.instead
+	case to.gen == 0 && t.Unreadable != "":
+		restored = "table inet hostwall removed (no generation before it to restore)"
 	case to.gen == 0:
 		restored = "table inet hostwall removed (there was none before)"
 	}

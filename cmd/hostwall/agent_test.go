@@ -310,7 +310,7 @@ func TestAgentTrialAfterRestart(t *testing.T) {
 	if !l.holds(t, l.cfgB) {
 		t.Fatal("the restarted agent ended the trial before its deadline")
 	}
-	await(t, time.Until(tr.Deadline)+2*time.Second, "the previous generation is back", func() bool { return l.holds(t, l.cfgA) })
+	await(t, time.Until(tr.Deadline)+guardSlack, "the previous generation is back", func() bool { return l.holds(t, l.cfgA) })
 	if !l.sshWorks(t) {
 		t.Error("port 22 still unreachable after the rollback")
 	}

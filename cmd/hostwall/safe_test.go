@@ -117,6 +117,13 @@ func guardGone(t *testing.T, tr *state.Trial) func() bool {
 	return func() bool { return syscall.Kill(pid, 0) != nil }
 }
 
+// guardSlack is how long past a trial's deadline the previous generation
+// may take to come back in a test: a guard rolls back within tens of
+// milliseconds on a quiet machine (docs/performance.md), but CI's two
+// cores run every package's tests at once, and a starved guard is late,
+// not absent. A guard that never acts fails all the same.
+const guardSlack = 10 * time.Second
+
 // await polls cond until it holds or the deadline passes.
 func await(t *testing.T, within time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -131,7 +138,7 @@ func await(t *testing.T, within time.Duration, what string, cond func() bool) {
 
 // TestTrialSurvivesTheCLI: a trial that blocks new connections to port 22,
 // the waiting CLI killed with SIGKILL: the detached guard restores the
-// previous generation within the timeout plus one second.
+// previous generation once the timeout is over (guardSlack).
 func TestTrialSurvivesTheCLI(t *testing.T) {
 	l := newSSHLab(t)
 	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
@@ -151,7 +158,7 @@ func TestTrialSurvivesTheCLI(t *testing.T) {
 	}
 	cmd.Process.Kill() // SIGKILL: the operator's session is gone
 	cmd.Wait()
-	await(t, time.Until(tr.Deadline)+time.Second, "the previous generation is back", func() bool { return l.holds(t, l.cfgA) })
+	await(t, time.Until(tr.Deadline)+guardSlack, "the previous generation is back", func() bool { return l.holds(t, l.cfgA) })
 	if !l.sshWorks(t) {
 		t.Error("after the rollback a new connection to port 22 still fails")
 	}
