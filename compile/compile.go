@@ -3,7 +3,6 @@ package compile
 import (
 	"cmp"
 	"crypto/sha256"
-	"encoding/base32"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -75,6 +74,20 @@ type dirInfo struct {
 	stage stage
 }
 
+// side says which traffic d is, for chain comments: "ingress",
+// "forwarded egress", "untracked ingress", "pre-DNAT ingress".
+func (d dirInfo) side() string {
+	switch {
+	case d.stage == stageUntracked:
+		return "untracked " + string(d.dir)
+	case d.stage == stagePreDNAT:
+		return "pre-DNAT " + string(d.dir)
+	case d.forward:
+		return "forwarded " + string(d.dir)
+	}
+	return string(d.dir)
+}
+
 // stage is one of Calico's policy evaluations: untracked (raw, before
 // connection tracking), pre-DNAT (mangle prerouting) and normal (filter).
 type stage int
@@ -113,6 +126,8 @@ type compiler struct {
 	diags hcl.Diagnostics
 	// policyChains records which policy chains were emitted.
 	policyChains map[string]bool
+	// setKeys records what each set name was made from (setName).
+	setKeys map[string]string
 	// owner is the configuration object being compiled, recorded on every
 	// chain and set it produces.
 	owner string
@@ -133,7 +148,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 		return nil, diags
 	}
 	cfg = cfg.ForHost(opts.HostName)
-	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, warned: map[string]bool{}}
+	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{}}
 	heps, wildcard := c.endpoints()
 	policies := append([]*config.Policy(nil), cfg.Policies...)
 	config.SortPolicies(policies)
@@ -159,6 +174,9 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 		opts.Memo.sets.Done()
 	}
 	c.t.Sort()
+	if diags := checkNames(c.t); diags.HasErrors() {
+		return nil, append(c.diags, diags...)
+	}
 	if diags := checkElements(c.t, opts.Limits); diags.HasErrors() {
 		return nil, append(c.diags, diags...)
 	}
@@ -269,11 +287,11 @@ func (c *compiler) dispatch(base *ruleset.Chain, vmap, comment string, heps, wil
 }
 
 // endpointChain starts the chain of an endpoint for d (owned by the
-// endpoint from here on), what saying which traffic it sees.
-func (c *compiler) endpointChain(d dirInfo, hep *config.HostEndpoint, what string) *ruleset.Chain {
+// endpoint from here on), its comment saying which traffic it sees.
+func (c *compiler) endpointChain(d dirInfo, hep *config.HostEndpoint) *ruleset.Chain {
 	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
-	return &ruleset.Chain{Owner: c.owner, Name: fmt.Sprintf("hep-%s-%s", hep.Name, d.suffix),
-		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, what)}
+	return &ruleset.Chain{Owner: c.owner, Name: kernelName("hep", hep.Name, d.suffix),
+		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.side())}
 }
 
 // acceptEstablished starts the base chains and the untracked and pre-DNAT
@@ -324,7 +342,7 @@ func (c *compiler) selectingTiers(d dirInfo, labels map[string]string, policies 
 // default action; a pass goes on to the next tier chain (goto), and after the
 // last one returns here, to the profiles.
 func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, policies []*config.Policy) string {
-	ch := c.endpointChain(d, hep, string(d.dir))
+	ch := c.endpointChain(d, hep)
 	if c.markUsed(d) {
 		// Allowed by the untracked or pre-DNAT stage: skip the policies.
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Accept()})
@@ -343,7 +361,7 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	if failsafe {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	if first := c.tiers(d, ch.Name, hep, policies); first != "" {
+	if first := c.tiers(d, hep, policies); first != "" {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(first)})
 	}
 	// Profiles: the first one decides, as each is final — the built-in
@@ -358,11 +376,11 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 }
 
 // tiers emits an endpoint's tier chains for direction d, named after its
-// chain, each going on to the next (the last returns), and returns the name
+// chain and the tier, each going on to the next (the last returns), and returns the name
 // of the first, or "" when no tier selects the endpoint.
-func (c *compiler) tiers(d dirInfo, chain string, hep *config.HostEndpoint, policies []*config.Policy) string {
+func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
 	tiers := c.selectingTiers(d, c.labels(hep), policies)
-	name := func(i int) string { return fmt.Sprintf("%s-t-%s", chain, tiers[i].tier.Name) }
+	name := func(i int) string { return kernelName("hep", hep.Name, d.suffix, "t", tiers[i].tier.Name) }
 	for i, tp := range tiers {
 		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
 		if i+1 < len(tiers) {
@@ -382,7 +400,7 @@ func (c *compiler) tiers(d dirInfo, chain string, hep *config.HostEndpoint, poli
 // packet on to the next tier), then the end-of-tier action.
 func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, tp tierPolicies, next ruleset.Verdict) {
 	ch := &ruleset.Chain{Owner: c.owner, Name: name,
-		Comment: fmt.Sprintf("host endpoint %q, %s, tier %q", hep.Name, d.dir, tp.tier.Name)}
+		Comment: fmt.Sprintf("host endpoint %q, %s, tier %q", hep.Name, d.side(), tp.tier.Name)}
 	for _, p := range tp.policies {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p))})
 		for i, r := range p.Rules(d.dir) {
@@ -415,7 +433,7 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 // policyChain emits (once) the chain holding a policy's rules for one
 // direction and returns its name.
 func (c *compiler) policyChain(d dirInfo, p *config.Policy) string {
-	name := fmt.Sprintf("pol-%s-%s", p.Name, d.suffix)
+	name := kernelName("pol", p.Name, d.suffix)
 	if c.policyChains[name] {
 		return name
 	}
@@ -423,7 +441,7 @@ func (c *compiler) policyChain(d dirInfo, p *config.Policy) string {
 	outer := c.owner
 	defer func() { c.owner = outer }()
 	c.owner = fmt.Sprintf("policy %q", p.Name)
-	ch := &ruleset.Chain{Name: name, Owner: c.owner, Comment: fmt.Sprintf("policy %q, %s", p.Name, d.dir)}
+	ch := &ruleset.Chain{Name: name, Owner: c.owner, Comment: fmt.Sprintf("policy %q, %s", p.Name, d.side())}
 	for i, r := range p.Rules(d.dir) {
 		ch.Rules = append(ch.Rules, c.rule(p, d, i, r)...)
 	}
@@ -446,12 +464,6 @@ func (c *compiler) checkProfiles(heps []*config.HostEndpoint) {
 			}
 		}
 	}
-}
-
-// hashName is a short, stable name suffix derived from content.
-func hashName(parts ...string) string {
-	h := sha256.Sum256([]byte(strings.Join(parts, "\x00")))
-	return strings.ToLower(base32.StdEncoding.EncodeToString(h[:5]))
 }
 
 // addSet adds a set to the table unless one of that name exists already
@@ -477,7 +489,7 @@ func (c *compiler) netsSet(f ruleset.IPFamily, nets []netip.Prefix) string {
 	}
 	sort.Strings(text)
 	return c.addSet(&ruleset.Set{
-		Name:     fmt.Sprintf("nets-%s-%s", hashName(text...), familySuffix(f)),
+		Name:     c.setName("nets", familySuffix(f), text...),
 		Type:     f.AddrType(),
 		Interval: true,
 		Comment:  "networks " + strings.Join(text, ", "),
@@ -491,7 +503,7 @@ func (c *compiler) netsSet(f ruleset.IPFamily, nets []netip.Prefix) string {
 // describes a fleet).
 func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl.Range) string {
 	text := sel.String()
-	name := fmt.Sprintf("sel-%s-%s", hashName(text), familySuffix(f))
+	name := c.setName("sel", familySuffix(f), text)
 	if c.t.Set(name) != nil {
 		// Made for an earlier rule; a large one costs to make again.
 		return name
@@ -631,7 +643,7 @@ func (c *compiler) portMatch(proto uint8, side ruleset.Dir, ports []config.PortR
 		text[i] = r.String()
 	}
 	name := c.addSet(&ruleset.Set{
-		Name: "ports-" + hashName(text...), Type: ruleset.TypeInetService, Interval: true,
+		Name: c.setName("ports", "", text...), Type: ruleset.TypeInetService, Interval: true,
 		Comment: "ports " + strings.Join(text, ", "), Elements: elems,
 	})
 	return ruleset.Port{Proto: proto, Dir: side, Set: name, Negate: negate}

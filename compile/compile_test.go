@@ -74,27 +74,27 @@ policy "out-only" {
 		"icmpv6 type nd-neighbor-advert accept",
 		"ct state invalid drop",
 		"jump failsafe-in",
-		"jump hep-eth0-in-t-default",
+		"jump hep/eth0/in/t/default",
 		"counter drop", // no profile: default deny
 	}
-	if diff := cmp.Diff(want, rules(tbl, "hep-eth0-in")); diff != "" {
-		t.Errorf("hep-eth0-in mismatch (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, rules(tbl, "hep/eth0/in")); diff != "" {
+		t.Errorf("hep/eth0/in mismatch (-want +got):\n%s", diff)
 	}
 	wantTier := []string{
-		"jump pol-early-in", // order 1.5
-		"jump pol-late-in",  // order 200
-		"jump pol-a-in",     // unset order sorts last, then by name
-		"jump pol-b-in",
+		"jump pol/early/in", // order 1.5
+		"jump pol/late/in",  // order 200
+		"jump pol/a/in",     // unset order sorts last, then by name
+		"jump pol/b/in",
 		"counter drop", // end of tier
 	}
-	if diff := cmp.Diff(wantTier, rules(tbl, "hep-eth0-in-t-default")); diff != "" {
+	if diff := cmp.Diff(wantTier, rules(tbl, "hep/eth0/in/t/default")); diff != "" {
 		t.Errorf("tier chain mismatch (-want +got):\n%s", diff)
 	}
-	wantOut := []string{"jump pol-out-only-out", "counter drop"}
-	if diff := cmp.Diff(wantOut, rules(tbl, "hep-eth0-out-t-default")); diff != "" {
-		t.Errorf("hep-eth0-out mismatch (-want +got):\n%s", diff)
+	wantOut := []string{"jump pol/out-only/out", "counter drop"}
+	if diff := cmp.Diff(wantOut, rules(tbl, "hep/eth0/out/t/default")); diff != "" {
+		t.Errorf("hep/eth0/out mismatch (-want +got):\n%s", diff)
 	}
-	if tbl.Chain("pol-not-me-in") != nil {
+	if tbl.Chain("pol/not-me/in") != nil {
 		t.Error("a policy whose selector does not match the endpoint got a chain")
 	}
 }
@@ -116,11 +116,11 @@ host_endpoint "anyone" { interface = "eth2" }
 	for _, e := range tbl.Set(MapIn).Elements {
 		ifaces = append(ifaces, strings.TrimRight(e.From, "\x00")+"→"+e.Verdict.Chain)
 	}
-	want := []string{"eth0→hep-mine-in", "eth2→hep-anyone-in"}
+	want := []string{"eth0→hep/mine/in", "eth2→hep/anyone/in"}
 	if diff := cmp.Diff(want, ifaces); diff != "" {
 		t.Errorf("dispatch map mismatch (-want +got):\n%s", diff)
 	}
-	if tbl.Chain("hep-theirs-in") != nil {
+	if tbl.Chain("hep/theirs/in") != nil {
 		t.Error("an endpoint of another node got a chain")
 	}
 }
@@ -133,7 +133,7 @@ host_endpoint "alpha" { interface = "eth0" }
 	if len(diags) != 1 || diags[0].Severity != hcl.DiagWarning || !strings.Contains(diags[0].Detail, `"alpha" applies`) {
 		t.Errorf("want one warning naming alpha as the winner, got %v", diags)
 	}
-	if tbl.Chain("hep-alpha-in") == nil || tbl.Chain("hep-zeta-in") != nil {
+	if tbl.Chain("hep/alpha/in") == nil || tbl.Chain("hep/zeta/in") != nil {
 		t.Error("the lexically smallest endpoint name must win")
 	}
 }
@@ -168,7 +168,7 @@ policy "p" {
   }
 }
 `)
-	got := rules(tbl, "pol-p-in")
+	got := rules(tbl, "pol/p/in")
 	sel4, sel6 := findSet(t, tbl, "sel-", "-4"), findSet(t, tbl, "sel-", "-6")
 	nets4 := findSet(t, tbl, "nets-", "-4")
 	want := []string{
@@ -178,7 +178,7 @@ policy "p" {
 		"udp dport 1000-2000 counter accept",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
-		t.Errorf("pol-p-in mismatch (-want +got):\n%s", diff)
+		t.Errorf("pol/p/in mismatch (-want +got):\n%s", diff)
 	}
 	// Overlapping networks are merged: the kernel refuses overlapping intervals.
 	if diff := cmp.Diff([]string{"10.1.0.0/16"}, elements(sel4)); diff != "" {
@@ -214,7 +214,7 @@ failsafe {
   inbound  = []
   outbound = ["udp:10.0.0.0/8:53"]
 }`)
-	if tbl.Chain(FailsafeIn) != nil || strings.Contains(strings.Join(rules(tbl, "hep-eth0-in"), "\n"), "failsafe") {
+	if tbl.Chain(FailsafeIn) != nil || strings.Contains(strings.Join(rules(tbl, "hep/eth0/in"), "\n"), "failsafe") {
 		t.Error("inbound = [] must disable the inbound failsafe")
 	}
 	out := rules(tbl, FailsafeOut)

@@ -58,14 +58,14 @@ func (c *compiler) forward(heps, wildcard []*config.HostEndpoint, policies []*co
 // straight back to the forward chain). The forward chain has accepted
 // established and related traffic already.
 func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
-	ch := c.endpointChain(d, hep, "forwarded "+string(d.dir))
+	ch := c.endpointChain(d, hep)
 	if c.markUsed(d) {
 		// Allowed on arrival by the untracked or pre-DNAT stage: this side
 		// is done; the other side still applies.
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
 	}
 	ch.Rules = append(ch.Rules, dropInvalid())
-	if first := c.tiers(d, ch.Name, hep, policies); first != "" {
+	if first := c.tiers(d, hep, policies); first != "" {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})
 	}
 	c.t.Chains = append(c.t.Chains, ch)

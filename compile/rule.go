@@ -246,7 +246,7 @@ func (c *compiler) namedPortSet(f ruleset.IPFamily, e config.Entity, names []str
 		key = append(key, "selector "+e.Selector.String())
 	}
 	return c.addSet(&ruleset.Set{
-		Name:     fmt.Sprintf("np-%s-%s", hashName(key...), familySuffix(f)),
+		Name:     c.setName("np", familySuffix(f), key...),
 		Type:     f.NamedPortType(),
 		Comment:  "named ports " + strings.Join(names, ", "),
 		Elements: elems,

@@ -60,21 +60,21 @@ policy "watch" {
 			t.Errorf("%s mismatch (-want +got):\n%s", chain, diff)
 		}
 	}
-	hep := rules(tbl, "hep-eth0-in")
-	if diff := cmp.Diff([]string{"jump hep-eth0-in-t-security", "counter accept", "counter drop"}, hep[len(hep)-3:]); diff != "" {
+	hep := rules(tbl, "hep/eth0/in")
+	if diff := cmp.Diff([]string{"jump hep/eth0/in/t/security", "counter accept", "counter drop"}, hep[len(hep)-3:]); diff != "" {
 		t.Errorf("endpoint chain tail mismatch (-want +got):\n%s", diff) // first tier, then the default-allow profile, then default deny
 	}
 	// security (200) → default (1,000,000) → late (2,000,000; default action pass).
-	check("hep-eth0-in-t-security",
-		"jump pol-guard-in",
-		"tcp dport 80 goto hep-eth0-in-t-default", // the pass rule, re-checked
+	check("hep/eth0/in/t/security",
+		"jump pol/guard/in",
+		"tcp dport 80 goto hep/eth0/in/t/default", // the pass rule, re-checked
 		"counter drop")                            // end of tier
-	check("pol-guard-in",
+	check("pol/guard/in",
 		"tcp dport 80 counter return",
 		"ip saddr @"+findSet(t, tbl, "nets-", "-4").Name+" counter drop")
-	check("hep-eth0-in-t-default", "jump pol-web-in", "counter drop")
-	check("hep-eth0-in-t-late", "jump pol-watch-in", "counter return") // default action pass, last tier: on to the profiles
-	if tbl.Chain("pol-nothing-here-in") != nil {
+	check("hep/eth0/in/t/default", "jump pol/web/in", "counter drop")
+	check("hep/eth0/in/t/late", "jump pol/watch/in", "counter return") // default action pass, last tier: on to the profiles
+	if tbl.Chain("pol/nothing-here/in") != nil {
 		t.Error("a policy selecting no endpoint got a chain")
 	}
 }
@@ -131,8 +131,8 @@ policy "p" {
 		"icmpv6 type != echo-request counter accept", // not (type 128 and code 0) …
 		"icmpv6 code != no-route counter accept",     // … is one or the other
 	}
-	if diff := cmp.Diff(want, rules(tbl, "pol-p-in")); diff != "" {
-		t.Errorf("pol-p-in mismatch (-want +got):\n%s", diff)
+	if diff := cmp.Diff(want, rules(tbl, "pol/p/in")); diff != "" {
+		t.Errorf("pol/p/in mismatch (-want +got):\n%s", diff)
 	}
 }
 
@@ -144,7 +144,7 @@ host_endpoint "eth0" { interface = "eth0" }
 	if len(diags) != 1 || !strings.Contains(diags[0].Summary, "lo included") {
 		t.Errorf("want the loud warning about lo, got %v", diags)
 	}
-	if diff := cmp.Diff([]string{"ct state established,related accept", "iifname vmap @hep-in", "jump hep-all-in"}, rules(tbl, ChainInput)); diff != "" {
+	if diff := cmp.Diff([]string{"ct state established,related accept", "iifname vmap @hep-in", "jump hep/all/in"}, rules(tbl, ChainInput)); diff != "" {
 		t.Errorf("input chain mismatch (-want +got):\n%s", diff)
 	}
 	if n := len(tbl.Set(MapIn).Elements); n != 1 {
@@ -187,7 +187,7 @@ policy "to-db" {
 	if diff := cmp.Diff([]string{"fd00::10"}, elements(findSet(t, tbl, "sel-", "-6"))); diff != "" {
 		t.Errorf("selector set mismatch (-want +got):\n%s", diff)
 	}
-	if tbl.Chain("hep-db-1-out") != nil {
+	if tbl.Chain("hep/db-1/out") != nil {
 		t.Error("another node's endpoint is enforced here")
 	}
 }
@@ -202,7 +202,7 @@ host_endpoint "eth0" {
 	if got := summaries(diags); !cmp.Equal(got, []string{"Unknown profile denies"}) {
 		t.Errorf("diagnostics %q", got)
 	}
-	if r := rules(tbl, "hep-eth0-in"); r[len(r)-1] != "counter drop" || strings.Contains(strings.Join(r, "\n"), "accept\n") && strings.HasSuffix(r[len(r)-2], "counter accept") {
+	if r := rules(tbl, "hep/eth0/in"); r[len(r)-1] != "counter drop" || strings.Contains(strings.Join(r, "\n"), "accept\n") && strings.HasSuffix(r[len(r)-2], "counter accept") {
 		t.Errorf("an unknown profile must not allow: %q", r)
 	}
 }
@@ -214,7 +214,7 @@ settings {
   allow_ipv6_neighbor_discovery = false
 }
 `)
-	if strings.Contains(strings.Join(rules(tbl, "hep-eth0-in"), "\n"), "icmpv6") {
+	if strings.Contains(strings.Join(rules(tbl, "hep/eth0/in"), "\n"), "icmpv6") {
 		t.Error("allow_ipv6_neighbor_discovery = false must restore Calico's behaviour")
 	}
 }

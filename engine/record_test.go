@@ -32,7 +32,7 @@ func TestRecordBaseRoundTrip(t *testing.T) {
 	}
 	eth0 := "eth0" + strings.Repeat("\x00", 12)
 	vmap := &ruleset.Set{Name: "dispatch", Type: ruleset.TypeIfName, Map: true,
-		Elements: []ruleset.Element{{From: eth0, To: eth0, Verdict: &ruleset.Verdict{Kind: ruleset.VerdictJump, Chain: "hep-eth0-in"}}}}
+		Elements: []ruleset.Element{{From: eth0, To: eth0, Verdict: &ruleset.Verdict{Kind: ruleset.VerdictJump, Chain: "hep/eth0/in"}}}}
 	base := recordBase{
 		Sets: []*ruleset.Set{big, vmap, {Name: "empty", Type: ruleset.TypeIPv6Addr, Interval: true}},
 		Inc: &incremental{

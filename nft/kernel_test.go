@@ -89,7 +89,7 @@ policy "p" {
 func TestOneCIDRIsOneElement(t *testing.T) {
 	c, ns := kernel(t)
 	apply(t, c, compileSrc(t, "h", map[string]string{"a.hcl": fmt.Sprintf(oneSet, `"10.0.0.0/24", "10.0.2.0/24"`)}))
-	before := testns.NFT(t, ns, "-a", "list", "chain", "inet", "hostwall", "pol-p-in")
+	before := testns.NFT(t, ns, "-a", "list", "chain", "inet", "hostwall", "pol/p/in")
 	gen := generation(t, c)
 
 	desired := compileSrc(t, "h", map[string]string{"a.hcl": fmt.Sprintf(oneSet, `"10.0.0.0/24", "10.0.2.0/24", "192.0.2.0/24"`)})
@@ -108,7 +108,7 @@ func TestOneCIDRIsOneElement(t *testing.T) {
 	if got := nftElements(t, ns, "set", ch.Name); !slices.Contains(got, "192.0.2.0/24") {
 		t.Errorf("nft does not list the new element: %v", got)
 	}
-	if after := testns.NFT(t, ns, "-a", "list", "chain", "inet", "hostwall", "pol-p-in"); after != before {
+	if after := testns.NFT(t, ns, "-a", "list", "chain", "inet", "hostwall", "pol/p/in"); after != before {
 		t.Errorf("the policy chain was rewritten:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
@@ -165,15 +165,15 @@ func TestDriftReportedAndRepaired(t *testing.T) {
 	desired := compileDir(t, "../examples/quickstart", "web-1")
 	apply(t, c, desired)
 
-	testns.NFT(t, ns, "add", "rule", "inet", "hostwall", "hep-eth0-in", "tcp", "dport", "9999", "accept")
-	listing := testns.NFT(t, ns, "-a", "list", "chain", "inet", "hostwall", "pol-web-in")
+	testns.NFT(t, ns, "add", "rule", "inet", "hostwall", "hep/eth0/in", "tcp", "dport", "9999", "accept")
+	listing := testns.NFT(t, ns, "-a", "list", "chain", "inet", "hostwall", "pol/web/in")
 	var handle string
 	for _, l := range strings.Split(listing, "\n") {
 		if strings.Contains(l, "meta l4proto icmp") {
 			handle = l[strings.LastIndex(l, " ")+1:]
 		}
 	}
-	testns.NFT(t, ns, "delete", "rule", "inet", "hostwall", "pol-web-in", "handle", handle)
+	testns.NFT(t, ns, "delete", "rule", "inet", "hostwall", "pol/web/in", "handle", handle)
 	sel := ""
 	for _, s := range desired.Sets {
 		if strings.HasPrefix(s.Name, "sel-") && strings.HasSuffix(s.Name, "-4") {
@@ -184,14 +184,14 @@ func TestDriftReportedAndRepaired(t *testing.T) {
 
 	p := plan(t, c, desired)
 	drift := p.Drift()
-	if len(drift) != 1 || drift[0].Chain != "hep-eth0-in" || drift[0].Rule.String() != "tcp dport 9999 accept" {
-		t.Errorf("drift = %+v, want the hand-made rule in hep-eth0-in", drift)
+	if len(drift) != 1 || drift[0].Chain != "hep/eth0/in" || drift[0].Rule.String() != "tcp dport 9999 accept" {
+		t.Errorf("drift = %+v, want the hand-made rule in hep/eth0/in", drift)
 	}
 	var saw []string
 	for _, ch := range p.Changes {
 		saw = append(saw, fmt.Sprintf("%s %s", ch.Action.Word(), ch.Name))
 	}
-	want := []string{"update hep-eth0-in", "update " + sel, "update pol-web-in"}
+	want := []string{"update hep/eth0/in", "update " + sel, "update pol/web/in"}
 	if diff := cmp.Diff(want, saw); diff != "" {
 		t.Errorf("plan mismatch (-want +got):\n%s", diff)
 	}

@@ -37,7 +37,7 @@ func randomSet(rng *rand.Rand) *Set {
 		}
 		if !uniform && rng.IntN(8) == 0 {
 			s.Map = true
-			e.Verdict = &Verdict{Kind: VerdictJump, Chain: "hep-eth0-in", Map: "m", Key: OIF}
+			e.Verdict = &Verdict{Kind: VerdictJump, Chain: "hep/eth0/in", Map: "m", Key: OIF}
 		}
 		s.Elements = append(s.Elements, e)
 	}

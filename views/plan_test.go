@@ -96,7 +96,7 @@ func asLive(t *ruleset.Table) *ruleset.Table {
 func TestUpdatePlan(t *testing.T) {
 	live := asLive(desiredOf(t, "../examples/quickstart", "web-1"))
 	foreign := &ruleset.Rule{Handle: 999, Matches: []ruleset.Match{ruleset.Port{Proto: 6, Dir: ruleset.Dst, Range: ruleset.PortRange{Lo: 9999, Hi: 9999}}}, Verdict: ruleset.Accept()}
-	hep := live.Chain("hep-eth0-in")
+	hep := live.Chain("hep/eth0/in")
 	hep.Rules = append(hep.Rules[:3], append([]*ruleset.Rule{foreign}, hep.Rules[3:]...)...)
 
 	dir := t.TempDir()

@@ -186,7 +186,7 @@ func TestAgentStartsOnBrokenFiles(t *testing.T) {
 	if m := a.expect(t, "STATUS="); !strings.Contains(m, "generation 1") || !strings.Contains(m, "p.hcl:2:14: Invalid selector") {
 		t.Errorf("status after a start on broken files: %q", m)
 	}
-	if out := testns.NFT(t, ns, "list", "chain", "inet", "hostwall", "pol-p-in"); !strings.Contains(out, "dport 80 ") {
+	if out := testns.NFT(t, ns, "list", "chain", "inet", "hostwall", "pol/p/in"); !strings.Contains(out, "dport 80 ") {
 		t.Errorf("the last good generation is not in force:\n%s", out)
 	}
 }
@@ -262,7 +262,7 @@ func TestAgentRepairsDrift(t *testing.T) {
 		change   []string
 		repaired func(table string) bool
 	}{
-		{"rule added", []string{"add", "rule", "inet", "hostwall", "pol-p-in", "tcp", "dport", "9999", "accept"},
+		{"rule added", []string{"add", "rule", "inet", "hostwall", "pol/p/in", "tcp", "dport", "9999", "accept"},
 			func(table string) bool {
 				return strings.Contains(table, "dport 80 ") && !strings.Contains(table, "9999")
 			}},
@@ -359,10 +359,10 @@ func TestAgentControl(t *testing.T) {
 	var counted uint64
 	for _, c := range s.Chains {
 		for _, r := range c.Rules {
-			if c.Chain == "pol-p-in" && strings.Contains(r.Rule, "dport 8080") {
+			if c.Chain == "pol/p/in" && strings.Contains(r.Rule, "dport 8080") {
 				counted = r.Packets
 				if c.Description != `policy "p", ingress` {
-					t.Errorf("pol-p-in described as %q", c.Description)
+					t.Errorf("pol/p/in described as %q", c.Description)
 				}
 			}
 		}
@@ -527,11 +527,11 @@ policy "p" {
 	dir := writeConfig(t, fleet("db-1"))
 	a := startAgent(t, ns, dir, "--host-name", "", "--debounce", "100ms")
 	a.expect(t, "READY=1")
-	if table := testns.NFT(t, ns, "list", "ruleset"); strings.Contains(table, "hep-web-1-eth0") {
+	if table := testns.NFT(t, ns, "list", "ruleset"); strings.Contains(table, "hep/web-1-eth0/") {
 		t.Fatalf("db-1 enforces web-1's endpoint:\n%s", table)
 	}
 	os.WriteFile(filepath.Join(dir, "fleet.hcl"), []byte(fleet("web-1")["fleet.hcl"]), 0o644)
 	await(t, 5*time.Second, "the agent, now web-1, enforces web-1's endpoint", func() bool {
-		return strings.Contains(testns.NFT(t, ns, "list", "ruleset"), "hep-web-1-eth0")
+		return strings.Contains(testns.NFT(t, ns, "list", "ruleset"), "hep/web-1-eth0/")
 	})
 }

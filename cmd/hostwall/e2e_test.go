@@ -300,7 +300,7 @@ func TestCLI(t *testing.T) {
 	// The environment sets every flag.
 	cmd := exec.Command(binary, "show")
 	cmd.Env = append(append(baseEnv(), dirsOf(t)...), "HOSTWALL_NETNS="+ns)
-	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), "chain pol-web-in") {
+	if out, err := cmd.Output(); err != nil || !strings.Contains(string(out), "chain pol/web/in") {
 		t.Errorf("show with HOSTWALL_NETNS: %v\n%s", err, out)
 	}
 

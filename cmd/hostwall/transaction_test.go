@@ -65,7 +65,7 @@ func markerOf(ns string) int {
 	if err != nil {
 		return 0
 	}
-	rules, err := c.GetRules(&nftables.Table{Family: nftables.TableFamilyINet, Name: "hostwall"}, &nftables.Chain{Name: "pol-marker-in"})
+	rules, err := c.GetRules(&nftables.Table{Family: nftables.TableFamilyINet, Name: "hostwall"}, &nftables.Chain{Name: "pol/marker/in"})
 	if err != nil {
 		return 0
 	}

@@ -55,7 +55,7 @@ func TestNoOpPlanShortcut(t *testing.T) {
 	quick("after the full check", plan(), true)
 
 	// Drift: a rule deleted outside hostwall.
-	testns.NFT(t, ns, "flush", "chain", "inet", "hostwall", "pol-web-in")
+	testns.NFT(t, ns, "flush", "chain", "inet", "hostwall", "pol/web/in")
 	r = plan()
 	quick("after drift", r, false)
 	if r.code != 2 {
