@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"slices"
 
 	"net/netip"
 
@@ -63,9 +64,10 @@ func (c *compiler) untracked(heps, wildcard []*config.HostEndpoint, policies []*
 	}
 }
 
-// preDNAT emits the pre-DNAT stage: mangle prerouting, ingress only,
-// established/related accepted first and the failsafe ports next; an allow
-// marks and accepts, nothing is dropped at the end.
+// preDNAT emits the pre-DNAT stage: mangle prerouting, ingress only;
+// what an untracked policy allowed is accepted first, then
+// established/related and the failsafe ports; an allow marks and accepts,
+// nothing is dropped at the end.
 func (c *compiler) preDNAT(heps, wildcard []*config.HostEndpoint, policies []*config.Policy) {
 	c.stageBase(preDNATSide, heps, wildcard, policies)
 }
@@ -86,6 +88,11 @@ func (c *compiler) stageBase(d dirInfo, heps, wildcard []*config.HostEndpoint, p
 		Comment: fmt.Sprintf("%s hook at priority %d: %s policies", d.hook, prio, map[stage]string{stageUntracked: "untracked", stagePreDNAT: "pre-DNAT"}[d.stage]),
 		Rules:   []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, d.vmap)}},
 	}
+	if d.stage == stagePreDNAT && c.cfg.HasUntrackedPolicies() {
+		// What an untracked policy allowed skips the pre-DNAT policies,
+		// as Felix's mangle PREROUTING accepts what the raw table did.
+		base.Rules = slices.Insert(base.Rules, 0, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Accept()})
+	}
 	c.t.Chains = append(c.t.Chains, base)
 	c.dispatch(base, d.vmap, fmt.Sprintf("host endpoints, %s %s", map[stage]string{stageUntracked: "untracked", stagePreDNAT: "pre-DNAT"}[d.stage], d.dir),
 		heps, wildcard, ruleset.Goto, func(hep *config.HostEndpoint) string { return c.stageChain(d, hep, policies) })
@@ -93,14 +100,14 @@ func (c *compiler) stageBase(d dirInfo, heps, wildcard []*config.HostEndpoint, p
 
 // stageChain emits one endpoint's chain of an untracked or pre-DNAT stage.
 func (c *compiler) stageChain(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
-	ch := c.endpointChain(d, hep, d.suffix)
+	ch := c.endpointChain(d, hep)
 	if d.stage == stagePreDNAT {
 		ch.Rules = append(ch.Rules, acceptEstablished())
 	}
 	if c.t.Chain(d.fsChain) != nil || (d.stage == stageUntracked && c.hasRawFailsafe(d)) {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	if first := c.tiers(d, ch.Name, hep, policies); first != "" {
+	if first := c.tiers(d, hep, policies); first != "" {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})
 	}
 	c.t.Chains = append(c.t.Chains, ch)

@@ -12,7 +12,10 @@ import (
 // interfaces, endpoints with labels, network sets, tiers, policies using
 // every rule field, failsafe variants — as a model that renders to HCL and
 // from which packets aimed at a rule can be made.
-type gen struct{ r *rand.Rand }
+type gen struct {
+	r     *rand.Rand
+	names []string // given in the configuration being made
+}
 
 func (g *gen) pick(xs ...string) string { return xs[g.r.IntN(len(xs))] }
 func (g *gen) chance(p float64) bool    { return g.r.Float64() < p }
@@ -51,6 +54,37 @@ type gConfig struct {
 	rules []gRule
 }
 
+// nameTokens make names that joined kernel names used to confuse: an
+// endpoint "a" with a tier "x-in" and an endpoint "a-in-t-x", a policy
+// "web" on forward and a policy "web-fwd".
+var nameTokens = []string{"a", "-", "in", "out", "t", "x", "fwd", "pre", "raw", "hep", "pol", "fwd-in", "t-x", "in-t"}
+
+// name is def, or a name of nameTokens, unused so far (used records it),
+// half of the time extending a name given before: endpoint "a-in-t-x"
+// after endpoint "a".
+func (g *gen) name(def string, used map[string]bool) string {
+	name := def
+	if g.chance(0.6) {
+		var b strings.Builder
+		if len(g.names) > 0 && g.chance(0.5) {
+			b.WriteString(g.names[g.r.IntN(len(g.names))])
+		}
+		for range 1 + g.r.IntN(4) {
+			if b.Len() > 0 && g.chance(0.7) {
+				b.WriteByte('-')
+			}
+			b.WriteString(g.pick(nameTokens...))
+		}
+		name = b.String()
+	}
+	for used[name] {
+		name += "-" + def
+	}
+	used[name] = true
+	g.names = append(g.names, name)
+	return name
+}
+
 func (g *gen) some(pool []string, max int) []string {
 	var out []string
 	for i := 0; i < 1+g.r.IntN(max); i++ {
@@ -77,8 +111,10 @@ func (g *gen) config() gConfig {
 	labels := func() string {
 		return fmt.Sprintf(`{ role = "%s", zone = "%s" }`, g.pick("web", "db"), g.pick("a", "b"))
 	}
+	g.names = g.names[:0]
+	heps, sets, tierNames, policies := map[string]bool{}, map[string]bool{}, map[string]bool{"default": true}, map[string]bool{}
 	b.WriteString("host {\n  name   = \"h\"\n  labels = { site = \"lab\" }\n}\n")
-	fmt.Fprintf(&b, "host_endpoint \"e0\" {\n  interface = \"eth0\"\n  labels = %s\n", labels())
+	fmt.Fprintf(&b, "host_endpoint %q {\n  interface = \"eth0\"\n  labels = %s\n", g.name("e0", heps), labels())
 	if g.chance(0.5) {
 		// The host's own addresses, so named ports can bind to them.
 		fmt.Fprintf(&b, "  expected_ips = [\"10.77.0.1\", \"fd77::1\"]\n  ports = %s\n", namedPorts)
@@ -88,22 +124,22 @@ func (g *gen) config() gConfig {
 	}
 	b.WriteString("}\n")
 	if g.chance(0.1) {
-		fmt.Fprintf(&b, "host_endpoint \"a-e0\" {\n  interface = \"eth0\"\n  labels = %s\n}\n", labels())
+		fmt.Fprintf(&b, "host_endpoint %q {\n  interface = \"eth0\"\n  labels = %s\n}\n", g.name("a-e0", heps), labels())
 	}
 	switch {
 	case g.chance(0.5):
-		fmt.Fprintf(&b, "host_endpoint \"e1\" {\n  interface = \"eth1\"\n  labels = %s\n}\n", labels())
+		fmt.Fprintf(&b, "host_endpoint %q {\n  interface = \"eth1\"\n  labels = %s\n}\n", g.name("e1", heps), labels())
 	case g.chance(0.4):
-		fmt.Fprintf(&b, "host_endpoint \"all\" {\n  interface = \"*\"\n  labels = %s\n}\n", labels())
+		fmt.Fprintf(&b, "host_endpoint %q {\n  interface = \"*\"\n  labels = %s\n}\n", g.name("all", heps), labels())
 	}
 	if g.chance(0.5) {
-		fmt.Fprintf(&b, "host_endpoint \"e2\" {\n  interface = \"eth2\"\n  labels = %s\n}\n", labels())
+		fmt.Fprintf(&b, "host_endpoint %q {\n  interface = \"eth2\"\n  labels = %s\n}\n", g.name("e2", heps), labels())
 	}
 	if g.chance(0.5) {
-		b.WriteString("host_endpoint \"peer\" {\n  node = \"other\"\n  interface = \"eth0\"\n  labels = { role = \"peer\" }\n  expected_ips = [\"10.77.0.3\", \"fd77::3\", \"10.78.0.4\"]\n  ports = " + namedPorts + "\n}\n")
+		fmt.Fprintf(&b, "host_endpoint %q {\n  node = \"other\"\n  interface = \"eth0\"\n  labels = { role = \"peer\" }\n  expected_ips = [\"10.77.0.3\", \"fd77::3\", \"10.78.0.4\"]\n  ports = %s\n}\n", g.name("peer", heps), namedPorts)
 	}
 	for i := 0; i < 1+g.r.IntN(3); i++ {
-		fmt.Fprintf(&b, "network_set \"ns%d\" {\n  labels = { kind = %q }\n  nets = %s\n}\n", i, g.pick("x", "y"), quoteAll(g.some(netPool, 3)))
+		fmt.Fprintf(&b, "network_set %q {\n  labels = { kind = %q }\n  nets = %s\n}\n", g.name(fmt.Sprintf("ns%d", i), sets), g.pick("x", "y"), quoteAll(g.some(netPool, 3)))
 	}
 	tiers := []string{""}
 	nTiers := 0
@@ -111,12 +147,12 @@ func (g *gen) config() gConfig {
 		nTiers = 1 + g.r.IntN(2)
 	}
 	for i := 0; i < nTiers; i++ {
-		name := fmt.Sprintf("t%d", i)
+		name := g.name(fmt.Sprintf("t%d", i), tierNames)
 		tiers = append(tiers, name)
 		fmt.Fprintf(&b, "tier %q {\n  order = %d\n  default_action = %q\n}\n", name, []int{100, 500, 2000000}[g.r.IntN(3)], g.pick("deny", "pass"))
 	}
 	for i := 0; i < 1+g.r.IntN(4); i++ {
-		fmt.Fprintf(&b, "policy \"p%d\" {\n", i)
+		fmt.Fprintf(&b, "policy %q {\n", g.name(fmt.Sprintf("p%d", i), policies))
 		if t := tiers[g.r.IntN(len(tiers))]; t != "" {
 			fmt.Fprintf(&b, "  tier = %q\n", t)
 		}
