@@ -5,10 +5,13 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -78,8 +81,42 @@ func (e *tooLargeError) Error() string {
 	return fmt.Sprintf("%s is %d bytes, above the limit of %d (raise it with --max-file-bytes)", e.path, e.size, e.max)
 }
 
+// notRegularError is readInput's refusal of anything but a regular file:
+// a FIFO or a device could block a read forever, a directory or socket
+// holds no policy.
+type notRegularError struct {
+	path string
+	mode fs.FileMode
+}
+
+func (e *notRegularError) Error() string {
+	return fmt.Sprintf("%s is %s, not a regular file: hostwall reads only regular files", e.path, kindOf(e.mode))
+}
+
+// kindOf names the type of a file mode, with its article.
+func kindOf(m fs.FileMode) string {
+	switch t := m.Type(); {
+	case t&fs.ModeNamedPipe != 0:
+		return "a FIFO (named pipe)"
+	case t&fs.ModeSocket != 0:
+		return "a socket"
+	case t&fs.ModeCharDevice != 0:
+		return "a character device"
+	case t&fs.ModeDevice != 0:
+		return "a block device"
+	case t&fs.ModeDir != 0:
+		return "a directory"
+	case t&fs.ModeIrregular != 0:
+		return "an irregular file"
+	}
+	return "a special file"
+}
+
 // readInput reads one input of the configuration, a policy file or a nets
-// file: with trust, only if checkTrust accepts it; and only up to maxBytes.
+// file: with trust, only if checkTrust accepts it; only a regular file
+// (what a link points to is looked at before anything is opened, and the
+// opened file again, non-blocking, so that nothing swapped in between can
+// block); and only up to maxBytes, however much the file grows meanwhile.
 func readInput(path string, trust bool, maxBytes int64) ([]byte, error) {
 	if trust {
 		if err := checkTrust(path); err != nil {
@@ -90,10 +127,31 @@ func readInput(path string, trust bool, maxBytes int64) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !fi.Mode().IsRegular() {
+		return nil, &notRegularError{path, fi.Mode()}
+	}
 	if fi.Size() > maxBytes {
 		return nil, &tooLargeError{path, fi.Size(), maxBytes}
 	}
-	return os.ReadFile(path)
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	if fi, err = f.Stat(); err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, &notRegularError{path, fi.Mode()}
+	}
+	data, err := io.ReadAll(io.LimitReader(f, maxBytes+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(data)) > maxBytes {
+		return nil, &tooLargeError{path, int64(len(data)), maxBytes}
+	}
+	return data, nil
 }
 
 // untrusted is the diagnostic for a file or directory checkTrust refuses.
@@ -126,10 +184,10 @@ func readDir(dir string, trust bool, maxBytes int64, overlay map[string]string) 
 	}
 	names := make([]string, 0, len(entries))
 	for _, e := range entries {
-		if e.Type().IsRegular() || e.Type()&os.ModeSymlink != 0 {
-			if from, ok := overlay[filepath.Join(dir, e.Name())]; policyFile(e.Name()) && (!ok || from != "") {
-				names = append(names, e.Name())
-			}
+		// Whatever its type: a FIFO, socket or directory named like a
+		// policy file is refused by name (readInput), not skipped unseen.
+		if from, ok := overlay[filepath.Join(dir, e.Name())]; policyFile(e.Name()) && (!ok || from != "") {
+			names = append(names, e.Name())
 		}
 	}
 	for p, from := range overlay {
@@ -152,9 +210,18 @@ func readDir(dir string, trust bool, maxBytes int64, overlay map[string]string) 
 		data, err := readInput(from, trust, maxBytes)
 		var ut *untrustedError
 		var big *tooLargeError
+		var special *notRegularError
 		switch {
 		case errors.As(err, &ut):
 			diags = append(diags, untrusted(p, ut.err))
+			continue
+		case errors.As(err, &special):
+			diags = append(diags, &hcl.Diagnostic{
+				Severity: hcl.DiagError,
+				Summary:  "Not a regular file",
+				Detail:   fmt.Sprintf("%s. Remove it from the configuration directory, or rename it to end in something other than .hcl, .yaml or .yml.", special),
+				Subject:  &hcl.Range{Filename: p},
+			})
 			continue
 		case errors.As(err, &big):
 			diags = append(diags, &hcl.Diagnostic{
