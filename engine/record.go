@@ -185,8 +185,8 @@ func (e *Engine) recordKey(ns state.Namespace) (string, error) {
 	}
 	host, _ := os.Hostname()
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\nns %d\nhost %q %q\ndir %s\nlimits %+v %d\n",
-		bin, ns.Cookie, e.o.HostName, host, dir, e.o.Limits.WithDefaults(), e.o.Load.MaxFileBytes)
+	fmt.Fprintf(h, "%s\nns %d\nhost %q %q\ndir %s\nlimits %+v %d %d\n",
+		bin, ns.Cookie, e.o.HostName, host, dir, e.o.Limits.WithDefaults(), e.o.Load.MaxFileBytes, e.o.Load.MaxNetsFileBytes)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 

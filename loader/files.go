@@ -75,10 +75,11 @@ func (e *untrustedError) Error() string { return "untrusted: " + e.err.Error() }
 type tooLargeError struct {
 	path      string
 	size, max int64
+	flag      string // the flag that raises max
 }
 
 func (e *tooLargeError) Error() string {
-	return fmt.Sprintf("%s is %d bytes, above the limit of %d (raise it with --max-file-bytes)", e.path, e.size, e.max)
+	return fmt.Sprintf("%s is %d bytes, above the limit of %d (raise it with %s)", e.path, e.size, e.max, e.flag)
 }
 
 // notRegularError is readInput's refusal of anything but a regular file:
@@ -117,7 +118,7 @@ func kindOf(m fs.FileMode) string {
 // (what a link points to is looked at before anything is opened, and the
 // opened file again, non-blocking, so that nothing swapped in between can
 // block); and only up to maxBytes, however much the file grows meanwhile.
-func readInput(path string, trust bool, maxBytes int64) ([]byte, error) {
+func readInput(path string, trust bool, maxBytes int64, flag string) ([]byte, error) {
 	if trust {
 		if err := checkTrust(path); err != nil {
 			return nil, &untrustedError{err}
@@ -131,7 +132,7 @@ func readInput(path string, trust bool, maxBytes int64) ([]byte, error) {
 		return nil, &notRegularError{path, fi.Mode()}
 	}
 	if fi.Size() > maxBytes {
-		return nil, &tooLargeError{path, fi.Size(), maxBytes}
+		return nil, &tooLargeError{path, fi.Size(), maxBytes, flag}
 	}
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
 	if err != nil {
@@ -149,7 +150,7 @@ func readInput(path string, trust bool, maxBytes int64) ([]byte, error) {
 		return nil, err
 	}
 	if int64(len(data)) > maxBytes {
-		return nil, &tooLargeError{path, int64(len(data)), maxBytes}
+		return nil, &tooLargeError{path, int64(len(data)), maxBytes, flag}
 	}
 	return data, nil
 }
@@ -207,7 +208,7 @@ func readDir(dir string, trust bool, maxBytes int64, overlay map[string]string) 
 		if !ok {
 			from = p
 		}
-		data, err := readInput(from, trust, maxBytes)
+		data, err := readInput(from, trust, maxBytes, "--max-file-bytes")
 		var ut *untrustedError
 		var big *tooLargeError
 		var special *notRegularError
@@ -266,16 +267,14 @@ func HashSources(srcs []Source) string {
 // size limit. If their HashSources equals that load's, the configuration is
 // the same. Any problem is an error: then load the directory.
 func ReadSources(dir string, opts DirOptions, nets []string) ([]Source, error) {
-	if opts.MaxFileBytes == 0 {
-		opts.MaxFileBytes = DefaultMaxFileBytes
-	}
+	opts = opts.withDefaults()
 	trust := !opts.InsecureSkipPerms && os.Geteuid() == 0
 	srcs, diags := readDir(filepath.Clean(dir), trust, opts.MaxFileBytes, nil)
 	if diags.HasErrors() {
 		return nil, diags
 	}
 	for _, p := range nets {
-		data, err := readInput(p, trust, opts.MaxFileBytes)
+		data, err := readInput(p, trust, opts.MaxNetsFileBytes, "--max-nets-file-bytes")
 		if err != nil {
 			return nil, err
 		}

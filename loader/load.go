@@ -73,9 +73,7 @@ type declared struct {
 // refuses files that anyone but root could have written (see checkTrust)
 // unless opts.InsecureSkipPerms.
 func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
-	if opts.MaxFileBytes == 0 {
-		opts.MaxFileBytes = DefaultMaxFileBytes
-	}
+	opts = opts.withDefaults()
 	trust := !opts.InsecureSkipPerms && os.Geteuid() == 0
 	dir = filepath.Clean(dir)
 	ov, diags := overlay(dir, opts.Overlay)
@@ -91,7 +89,7 @@ func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
 		case from == "":
 			return nil, fmt.Errorf("%s is removed by the change being validated", p)
 		}
-		return readInput(from, trust, opts.MaxFileBytes)
+		return readInput(from, trust, opts.MaxNetsFileBytes, "--max-nets-file-bytes")
 	}, opts.Memo)
 	return res, append(diags, more...)
 }
@@ -150,6 +148,9 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), memo *Me
 // Objects are checked against the file's own only: merge finds what other
 // files declare again.
 func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
+	if d := checkNesting(src); d != nil {
+		return newBuilder().fragment(), hcl.Diagnostics{d}
+	}
 	if filepath.Ext(src.Path) == ".hcl" && len(src.Data) >= 2*pieceBytes {
 		if f, diags, ok := decodeHCLPieces(src); ok {
 			return f, diags

@@ -89,9 +89,12 @@ func TestNetsFileRefusals(t *testing.T) {
 	t.Run("too large", func(t *testing.T) {
 		dir := netsDir(t, "bl.txt", strings.Repeat("10.0.0.0/8\n", 100))
 		fi, _ := os.Stat(filepath.Join(dir, "a.hcl"))
-		limit := fi.Size() // the policy file fits, the nets file does not
-		_, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true, MaxFileBytes: limit})
-		if !diags.HasErrors() || !strings.Contains(diags.Error(), "bl.txt is 1100 bytes, above the limit of") {
+		// The nets file's own limit, not the policy files'.
+		if _, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true, MaxFileBytes: fi.Size(), MaxNetsFileBytes: 1100}); diags.HasErrors() {
+			t.Errorf("a nets file at its limit: %v", diags)
+		}
+		_, diags := LoadDir(dir, DirOptions{InsecureSkipPerms: true, MaxFileBytes: 1 << 20, MaxNetsFileBytes: 1099})
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), "bl.txt is 1100 bytes, above the limit of 1099 (raise it with --max-nets-file-bytes)") {
 			t.Errorf("an oversized nets file was loaded: %v", diags)
 		}
 	})

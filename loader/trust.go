@@ -8,8 +8,12 @@ type DirOptions struct {
 	// containers whose files root does not own). Callers must say so
 	// loudly.
 	InsecureSkipPerms bool
-	// MaxFileBytes refuses larger files; 0 means DefaultMaxFileBytes.
+	// MaxFileBytes refuses larger policy files; 0 means
+	// DefaultMaxFileBytes.
 	MaxFileBytes int64
+	// MaxNetsFileBytes refuses larger nets files; 0 means
+	// DefaultMaxNetsFileBytes.
+	MaxNetsFileBytes int64
 	// Overlay loads the directory as it would be after a change, without
 	// making it: each key, a path relative to the directory, is read from
 	// the file its value names instead (the result still names the key's
@@ -21,9 +25,26 @@ type DirOptions struct {
 	Memo *Memo
 }
 
-// DefaultMaxFileBytes is the largest policy file loaded by default: room
-// for a million-entry inline blocklist several times over.
-const DefaultMaxFileBytes = 256 << 20
+// DefaultMaxFileBytes is the largest policy file loaded by default, and
+// DefaultMaxNetsFileBytes the largest nets file. Parsing a policy file
+// holds 40 to 110 times its size (docs/security.md, "Limits"): 32 MiB is a
+// million-entry inline blocklist, at a few GB; a nets file is read line by
+// line, and 256 MiB is ten million networks.
+const (
+	DefaultMaxFileBytes     = 32 << 20
+	DefaultMaxNetsFileBytes = 256 << 20
+)
+
+// withDefaults fills in the limits left 0.
+func (o DirOptions) withDefaults() DirOptions {
+	if o.MaxFileBytes == 0 {
+		o.MaxFileBytes = DefaultMaxFileBytes
+	}
+	if o.MaxNetsFileBytes == 0 {
+		o.MaxNetsFileBytes = DefaultMaxNetsFileBytes
+	}
+	return o
+}
 
 // checkTrust refuses a path that someone other than root could have
 // written (trust.Path). Only meaningful when running as root: an

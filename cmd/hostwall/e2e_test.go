@@ -108,7 +108,7 @@ func runHostwall(t *testing.T, stdin string, env []string, args ...string) resul
 
 // valued are the global flags that take a value.
 var valued = map[string]bool{"-c": true, "--config": true, "--netns": true, "--host-name": true, "--state-dir": true, "--run-dir": true,
-	"--max-file-bytes": true, "--max-policies": true, "--max-rules": true, "--max-set-elements": true, "--log-format": true}
+	"--max-file-bytes": true, "--max-nets-file-bytes": true, "--max-policies": true, "--max-rules": true, "--max-set-elements": true, "--log-format": true}
 
 // converged checks, after an apply of args that succeeded, that a plan
 // reading the kernel in full (--refresh) finds nothing to change: whatever

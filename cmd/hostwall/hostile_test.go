@@ -2,6 +2,7 @@ package main_test
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -33,11 +34,97 @@ var hostileFiles = []struct {
 		os.Mkdir(filepath.Join(dir, "x.hcl"), 0o755)
 		return "is a directory, not a regular file"
 	}},
+	{"HCL nested 300,000 deep", func(t *testing.T, dir string) string {
+		os.WriteFile(filepath.Join(dir, "x.hcl"), deepFile("x = ", "[", "1", "]", 300_000), 0o644)
+		return "x.hcl:1:37: Nested too deep"
+	}},
+	{"YAML nested 1,000,000 deep", func(t *testing.T, dir string) string {
+		os.WriteFile(filepath.Join(dir, "x.yaml"), deepFile("a: ", "{b: ", "1", "}", 1_000_000), 0o644)
+		return "x.yaml:1:"
+	}},
 	{"FIFO as a nets_file", func(t *testing.T, dir string) string {
 		mkfifo(t, filepath.Join(dir, "list.txt"))
 		os.WriteFile(filepath.Join(dir, "x.hcl"), []byte("network_set \"n\" {\n  nets_file = \"list.txt\"\n}\n"), 0o644)
 		return "list.txt is a FIFO (named pipe), not a regular file"
 	}},
+}
+
+// deepFile is head, then open n times, inner and close n times.
+func deepFile(head, open, inner, close string, n int) []byte {
+	return []byte(head + strings.Repeat(open, n) + inner + strings.Repeat(close, n) + "\n")
+}
+
+// TestDeepFilesMemory: validate refuses files nested 300,000 and 1,000,000
+// deep — as HCL lists, objects and blocks, as YAML flow collections,
+// indentation and compact sequences — at once and in little memory (the
+// parsers held every level: 1.4 GB for 30,000, or a crash).
+func TestDeepFilesMemory(t *testing.T) {
+	testns.RequireRoot(t) // the files are root's, as the trust checks want
+	for _, n := range []int{300_000, 1_000_000} {
+		var indented strings.Builder
+		for i := range 3000 { // 4.5 MB; deeper is a matter of the size limit
+			indented.WriteString(strings.Repeat(" ", i) + "k:\n")
+		}
+		for name, data := range map[string][]byte{
+			"lists.hcl":    deepFile("x = ", "[", "1", "]", n),
+			"objects.hcl":  deepFile("x = ", "{a = ", "1", "}", n),
+			"blocks.hcl":   deepFile("", "b {\n", "", "}\n", n),
+			"flow.yaml":    deepFile("a: ", "[", "1", "]", n),
+			"compact.yaml": deepFile("", "- ", "x", "", n),
+			"indent.yaml":  []byte(indented.String()),
+		} {
+			dir := t.TempDir()
+			os.WriteFile(filepath.Join(dir, name), data, 0o644)
+			base, _, _ := maxRSS(t, "version")
+			rss, code, out := maxRSS(t, "validate", "-c", dir)
+			if code != 1 || !strings.Contains(out, "Nested too deep") {
+				t.Errorf("%s %d deep: exit %d\n%s", name, n, code, out)
+			}
+			if rss > base+100<<20 {
+				t.Errorf("%s %d deep (%d bytes): validate took %d MiB (hostwall version %d MiB)", name, n, len(data), rss>>20, base>>20)
+			}
+		}
+	}
+}
+
+// TestHugeScalar: a 50 MB YAML file of one scalar (2 GB to parse) is
+// refused by its size, in little memory, naming the flag that raises the
+// limit.
+func TestHugeScalar(t *testing.T) {
+	testns.RequireRoot(t)
+	dir := t.TempDir()
+	f, err := os.Create(filepath.Join(dir, "a.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(`a: "`)
+	chunk := []byte(strings.Repeat("x", 1<<20))
+	for range 50 {
+		f.Write(chunk)
+	}
+	f.WriteString("\"\n")
+	f.Close()
+	base, _, _ := maxRSS(t, "version")
+	rss, code, out := maxRSS(t, "validate", "-c", dir)
+	if code != 1 || !strings.Contains(out, "above the limit of 33554432") || !strings.Contains(out, "--max-file-bytes") {
+		t.Errorf("validate of a 50 MB scalar: exit %d\n%s", code, out)
+	}
+	if rss > base+100<<20 {
+		t.Errorf("validate of a 50 MB scalar took %d MiB (hostwall version %d MiB)", rss>>20, base>>20)
+	}
+}
+
+// maxRSS runs hostwall with args and returns the most memory it held, in
+// bytes, its exit code and its output. A child starts from the memory its
+// parent held when it forked (Linux carries the high-water mark across
+// exec), so only what goes beyond that of a small command (version) is
+// hostwall's own.
+func maxRSS(t *testing.T, args ...string) (int64, int, string) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	cmd.Env = append(baseEnv(), dirsOf(t)...)
+	out, _ := cmd.CombinedOutput()
+	return cmd.ProcessState.SysUsage().(*syscall.Rusage).Maxrss << 10, cmd.ProcessState.ExitCode(), string(out)
 }
 
 func mkfifo(t *testing.T, path string) {

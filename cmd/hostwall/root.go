@@ -38,6 +38,7 @@ type globals struct {
 	logFormat   string
 	skipPerms   bool
 	maxFile     int64
+	maxNetsFile int64
 	limits      compile.Limits
 	// overlay is validate's --replace and --remove (loader.DirOptions.Overlay).
 	overlay map[string]string
@@ -74,6 +75,7 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.DurationVar(&g.lockTimeout, "lock-timeout", 0, "how long to wait for another hostwall changing the same firewall (the agent: 10s unless given)")
 	pf.BoolVar(&g.skipPerms, "insecure-skip-perms", false, "load configuration files whatever their owner and mode (tests, containers); INSECURE")
 	pf.Int64Var(&g.maxFile, "max-file-bytes", loader.DefaultMaxFileBytes, "refuse policy files larger than this")
+	pf.Int64Var(&g.maxNetsFile, "max-nets-file-bytes", loader.DefaultMaxNetsFileBytes, "refuse nets files larger than this")
 	pf.IntVar(&g.limits.MaxPolicies, "max-policies", compile.DefaultLimits.MaxPolicies, "refuse configurations with more policies")
 	pf.IntVar(&g.limits.MaxRules, "max-rules", compile.DefaultLimits.MaxRules, "refuse configurations whose policies hold more rules")
 	pf.IntVar(&g.limits.MaxSetElements, "max-set-elements", compile.DefaultLimits.MaxSetElements, "refuse configurations that compile to more set elements")
@@ -115,7 +117,7 @@ func (g *globals) engineOptions() engine.Options {
 	}
 	return engine.Options{
 		ConfigDir: g.configDir, StateDir: g.stateDir, RunDir: g.runDir, NetNS: g.netns, HostName: g.hostName,
-		Load:   loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, Overlay: g.overlay},
+		Load:   loader.DirOptions{InsecureSkipPerms: g.skipPerms, MaxFileBytes: g.maxFile, MaxNetsFileBytes: g.maxNetsFile, Overlay: g.overlay},
 		Limits: g.limits, LockTimeout: g.lockTimeout, Version: version,
 		Notice: func(s string) { fmt.Fprintln(os.Stderr, "notice: "+s) },
 	}
