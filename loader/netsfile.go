@@ -108,11 +108,15 @@ func (b *builder) netsFile(ref netsRef) (path, key string, nets []netip.Prefix) 
 	return path, key, nets
 }
 
-// ChangedLines returns the lines of old and of now between the whole lines
-// they start with and end with alike: what changed, as the lines that went
-// (gone) and those that came instead. Every line of now is a line of old
-// or of came, and every line of old one of now or of gone. For a nets file
-// changed by a few lines it is the few lines; for one rewritten, all of it.
+// ChangedLines returns what changed from old to now as the lines that
+// went (gone) and those that came, as multisets: taking gone's lines from
+// old's and adding came's gives now's, and no line is in both. A nets
+// file's order does not matter (its networks are a set), so a line that
+// only moved is no change. What the two start and end with alike is
+// skipped a block at a time; the lines between are matched by a hash of
+// each, so a file whose first and last lines both changed (a generated
+// header, a network appended) costs one pass, not a rewrite. For a nets
+// file changed by a few lines it is the few lines.
 func ChangedLines(old, now []byte) (gone, came []byte) {
 	p := commonPrefix(old, now)
 	p = bytes.LastIndexByte(old[:p], '\n') + 1 // back to the start of the line
@@ -123,7 +127,47 @@ func ChangedLines(old, now []byte) (gone, came []byte) {
 	for s > 0 && !(startsLine(old, len(old)-s) && startsLine(now, len(now)-s)) {
 		s--
 	}
-	return old[p : len(old)-s], now[p : len(now)-s]
+	gone, came = old[p:len(old)-s], now[p:len(now)-s]
+	if len(gone) == 0 || len(came) == 0 {
+		return gone, came
+	}
+	left := map[string]int{} // lines of gone not (yet) matched in came
+	for line := range lines(gone) {
+		left[string(line)]++
+	}
+	var outCame []byte
+	for line := range lines(came) {
+		if left[string(line)] > 0 {
+			left[string(line)]--
+			continue
+		}
+		outCame = append(append(outCame, line...), '\n')
+	}
+	var outGone []byte
+	for line := range lines(gone) {
+		if left[string(line)] > 0 {
+			left[string(line)]--
+			outGone = append(append(outGone, line...), '\n')
+		}
+	}
+	return outGone, outCame
+}
+
+// lines yields the lines of b without their newlines.
+func lines(b []byte) func(yield func([]byte) bool) {
+	return func(yield func([]byte) bool) {
+		for len(b) > 0 {
+			line := b
+			if nl := bytes.IndexByte(b, '\n'); nl >= 0 {
+				line, b = b[:nl], b[nl+1:]
+			} else {
+				b = nil
+			}
+			if !yield(line) {
+				return
+			}
+		}
+	}
 }
 
 // commonPrefix is the length of what a and b start with alike, compared a

@@ -95,17 +95,27 @@ func (s *Set) Patch(merged Merged, removed, added []Element) (gone, come []Eleme
 				lo, hi, n = min(lo, elems[j].From), max(hi, elems[j].To), n+next.count(elems[j].From)
 				delete(next, elems[j].From)
 			}
-			for k := 0; k < len(come); k++ {
-				c := come[k]
-				if after(c.From, hi) || after(lo, c.To) {
+			// come stays sorted and disjoint: the additions go in order,
+			// so what a touches of it is a run at its end, found by a
+			// search (a scan per addition made a long list quadratic).
+			k, _ := slices.BinarySearchFunc(come, lo, func(c Element, lo string) int {
+				if after(lo, c.To) {
+					return -1
+				}
+				return 1
+			})
+			kept := k
+			for _, c := range come[k:] {
+				if after(c.From, hi) {
+					come[kept] = c
+					kept++
 					continue
 				}
 				lo, hi, n = min(lo, c.From), max(hi, c.To), n+next.count(c.From)
 				delete(next, c.From)
-				come = slices.Delete(come, k, k+1)
 				grown = true
-				break
 			}
+			come = come[:kept]
 		}
 		if n > 1 {
 			next[lo] = n

@@ -213,6 +213,9 @@ func TestIncrementalPatched(t *testing.T) {
 		{name: "the inline network listed too", list: "10.0.0.8/30\n11.0.0.4/30\n2001:db8::/32\n192.0.2.0/25\n", how: "unchanged"},
 		{name: "a copy of another content", list: "10.0.0.8/30\n2001:db8::/32\n192.0.2.0/25\n", how: "remade"},
 		{name: "patched again", list: "10.0.0.8/30\n2001:db8::/48\n192.0.2.0/25\n", how: "patched"},
+		// A list generator's change: its header and a network at the end.
+		{name: "a header and a network appended", list: "# generated 1\n10.0.0.8/30\n2001:db8::/48\n192.0.2.0/25\n10.9.0.0/30\n", how: "patched"},
+		{name: "the header again, another appended", list: "# generated 2\n10.0.0.8/30\n2001:db8::/48\n192.0.2.0/25\n10.9.0.0/30\n10.9.0.8/30\n", how: "patched"},
 	} {
 		if step.before != nil {
 			step.before()
