@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -150,6 +151,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	cfg = cfg.ForHost(opts.HostName)
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{}}
 	heps, wildcard := c.endpoints()
+	c.warnNoEndpoints(len(heps) + len(wildcard))
 	policies := append([]*config.Policy(nil), cfg.Policies...)
 	config.SortPolicies(policies)
 	c.checkProfiles(append(heps, wildcard...))
@@ -181,6 +183,41 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 		return nil, append(c.diags, diags...)
 	}
 	return c.t, c.diags
+}
+
+// warnNoEndpoints warns when this host enforces no host endpoint (n):
+// hostwall then filters nothing here, whatever the policies say — an
+// empty configuration, files for other nodes, or endpoints whose node is
+// misspelt.
+func (c *compiler) warnNoEndpoints(n int) {
+	if n > 0 {
+		return
+	}
+	d := &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Nothing is filtered on this host"}
+	switch len(c.cfg.Endpoints) {
+	case 0:
+		d.Detail = fmt.Sprintf("The configuration has no host endpoint, so hostwall filters no traffic on host %q. Declare a host endpoint for each interface to protect (interface = \"*\" for all).", c.opts.HostName)
+	default:
+		var nodes []string
+		for _, hep := range c.cfg.Endpoints {
+			if !slices.Contains(nodes, hep.Node) {
+				nodes = append(nodes, hep.Node)
+			}
+		}
+		d.Detail = fmt.Sprintf("None of the %d host endpoints is for host %q (their nodes: %s), so hostwall filters no traffic here. Check the node names, or the host name (--host-name, the host block).",
+			len(c.cfg.Endpoints), c.opts.HostName, strings.Join(quoted(nodes), ", "))
+		d.Subject = c.cfg.Endpoints[0].DeclRange.Ptr()
+	}
+	c.diags = append(c.diags, d)
+}
+
+// quoted is each of xs in double quotes.
+func quoted(xs []string) []string {
+	out := make([]string, len(xs))
+	for i, x := range xs {
+		out[i] = strconv.Quote(x)
+	}
+	return out
 }
 
 // endpoints returns the host endpoints this host enforces, one per

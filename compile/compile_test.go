@@ -264,3 +264,59 @@ func summaries(diags hcl.Diagnostics) []string {
 	}
 	return out
 }
+
+// TestMatchesNothingWarns: what would silently match nothing is a
+// warning — a port name no endpoint defines (with the name meant, when
+// one is close), no host endpoint for this host, an empty configuration.
+func TestMatchesNothingWarns(t *testing.T) {
+	for _, tc := range []struct{ name, src, want string }{
+		{"undefined port", `
+host_endpoint "eth0" {
+  interface = "eth0"
+  ports     = [{ name = "https", protocol = "tcp", port = 443 }]
+}
+policy "p" {
+  ingress {
+    action      = "allow"
+    protocol    = "tcp"
+    destination { ports = ["htps"] }
+  }
+}`, `Undefined port name — Rule 1 of the ingress rules of policy "p" names port "htps" in its destination ports, and no host endpoint defines a port of that name: it matches nothing. Did you mean "https"?`},
+		{"undefined excluded port", `
+host_endpoint "eth0" { interface = "eth0" }
+policy "p" {
+  ingress {
+    action      = "deny"
+    protocol    = "tcp"
+    source { not_ports = ["eighty"] }
+  }
+}`, `names port "eighty" in its source not_ports, and no host endpoint defines a port of that name: it excludes nothing.`},
+		{"endpoints of other nodes", `
+host_endpoint "a" {
+  node      = "web-1"
+  interface = "eth0"
+}
+host_endpoint "b" {
+  node      = "web-2"
+  interface = "eth0"
+}`, `Nothing is filtered on this host — None of the 2 host endpoints is for host "h" (their nodes: "web-1", "web-2")`},
+		{"no endpoints", `
+policy "p" {
+  ingress { action = "deny" }
+}`, `Nothing is filtered on this host — The configuration has no host endpoint, so hostwall filters no traffic on host "h".`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, diags := compileHCL(t, "h", tc.src)
+			var got []string
+			for _, d := range diags {
+				got = append(got, d.Summary+" — "+d.Detail)
+				if d.Severity != hcl.DiagWarning {
+					t.Errorf("not a warning: %s", d.Error())
+				}
+			}
+			if !strings.Contains(strings.Join(got, "\n"), tc.want) {
+				t.Errorf("diagnostics\n%s\nwant one containing\n%s", strings.Join(got, "\n"), tc.want)
+			}
+		})
+	}
+}

@@ -2,14 +2,14 @@ package compile
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
-
-	"net/netip"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/internal/suggest"
 	"github.com/hostwall/hostwall/ruleset"
 )
 
@@ -91,6 +91,7 @@ func ruleFamilies(r *config.Rule) (fams families, split bool) {
 // needs (one rule when it names no addresses), and two where a negated ICMP
 // type and code make an "or".
 func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []*ruleset.Rule {
+	c.warnUndefinedPorts(p, d, idx, r)
 	fams, split := ruleFamilies(r)
 	if fams != nil && len(fams) == 0 {
 		c.warnOnce(fmt.Sprintf("never %s %s %d", p.Name, d.dir, idx), &hcl.Diagnostic{
@@ -437,4 +438,46 @@ func formatProtoPort(e config.ProtoPort) string {
 		return fmt.Sprintf("%s:%s:%d", ruleset.ProtoName(e.Protocol), e.Net, e.Port)
 	}
 	return fmt.Sprintf("%s:%d", ruleset.ProtoName(e.Protocol), e.Port)
+}
+
+// warnUndefinedPorts warns of a port name in rule r that no host endpoint
+// (of any node) defines: in ports it matches nothing, in not_ports it
+// excludes nothing — either way not what was written, most often a typo.
+func (c *compiler) warnUndefinedPorts(p *config.Policy, d dirInfo, idx int, r *config.Rule) {
+	defined := map[string]bool{}
+	var names []string
+	for _, hep := range c.cfg.Endpoints {
+		for _, np := range hep.Ports {
+			if !defined[np.Name] {
+				defined[np.Name] = true
+				names = append(names, np.Name)
+			}
+		}
+	}
+	for _, side := range []struct {
+		what string
+		e    config.Entity
+	}{{"source", r.Source}, {"destination", r.Destination}} {
+		for _, list := range []struct {
+			field, effect string
+			names         []string
+		}{{"ports", "matches nothing", side.e.NamedPorts}, {"not_ports", "excludes nothing", side.e.NotNamedPorts}} {
+			for _, name := range list.names {
+				if defined[name] {
+					continue
+				}
+				hint := "Define it in the ports of the host endpoints it is meant for, or give the port number."
+				if s := suggest.Name(name, names); s != "" {
+					hint = fmt.Sprintf("Did you mean %q? ", s) + hint
+				}
+				c.warnOnce(fmt.Sprintf("port %s %s %d %s %s %s", p.Name, d.dir, idx, side.what, list.field, name), &hcl.Diagnostic{
+					Severity: hcl.DiagWarning,
+					Summary:  "Undefined port name",
+					Detail: fmt.Sprintf("Rule %d of the %s rules of policy %q names port %q in its %s %s, and no host endpoint defines a port of that name: it %s. %s",
+						idx+1, d.dir, p.Name, name, side.what, list.field, list.effect, hint),
+					Subject: r.DeclRange.Ptr(),
+				})
+			}
+		}
+	}
 }

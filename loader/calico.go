@@ -69,7 +69,7 @@ var (
 func isCalico(b *yamlBody) bool {
 	entries, _ := b.entries()
 	for _, kv := range entries {
-		if keyOf(kv) == "apiVersion" {
+		if strings.EqualFold(keyOf(kv), "apiVersion") {
 			return true
 		}
 	}
@@ -79,7 +79,7 @@ func isCalico(b *yamlBody) bool {
 // sub returns the body of a mapping-valued attribute.
 func (b *builder) sub(parent *yamlBody, a *hcl.Attribute) *yamlBody {
 	e := a.Expr.(*yamlExpr)
-	return &yamlBody{file: parent.file, node: e.node, at: a.NameRange, anchors: parent.anchors}
+	return &yamlBody{file: parent.file, node: e.node, at: a.NameRange, anchors: parent.anchors, fold: parent.fold}
 }
 
 // items returns the bodies of a sequence-valued attribute.
@@ -95,7 +95,7 @@ func (b *builder) items(parent *yamlBody, a *hcl.Attribute) []*yamlBody {
 	seq := unwrapSeq(e)
 	out := make([]*yamlBody, len(seq))
 	for i, n := range seq {
-		out[i] = &yamlBody{file: parent.file, node: n, at: ranges[i], anchors: parent.anchors}
+		out[i] = &yamlBody{file: parent.file, node: n, at: ranges[i], anchors: parent.anchors, fold: parent.fold}
 	}
 	return out
 }
@@ -107,6 +107,7 @@ func (b *builder) calicoContent(body *yamlBody, schema *hcl.BodySchema) *hcl.Bod
 }
 
 func (b *builder) decodeCalico(body *yamlBody) {
+	body.fold = true
 	c := b.calicoContent(body, calicoTopSchema)
 	if c.Attributes["apiVersion"] == nil || c.Attributes["kind"] == nil {
 		return
@@ -153,7 +154,7 @@ func (b *builder) decodeCalico(body *yamlBody) {
 	if meta == nil {
 		return
 	}
-	spec := &yamlBody{file: body.file, at: kindAttr.NameRange, anchors: body.anchors}
+	spec := &yamlBody{file: body.file, at: kindAttr.NameRange, anchors: body.anchors, fold: body.fold}
 	if a := c.Attributes["spec"]; a != nil {
 		spec = b.sub(body, a)
 	}
@@ -181,7 +182,11 @@ func (b *builder) calicoMetadata(parent *yamlBody, a *hcl.Attribute) *calicoMeta
 		return nil
 	}
 	if l := c.Attributes["labels"]; l != nil {
-		m.labels = b.labels(l)
+		labels, diags := labelsAs(l, true)
+		b.diags = append(b.diags, diags...)
+		if labels != nil {
+			m.labels = labels
+		}
 		for k := range m.labels {
 			if strings.HasPrefix(k, "projectcalico.org/") {
 				b.diags = append(b.diags, errAt(l.Expr.Range(), "Reserved label", "Label %q uses the reserved prefix projectcalico.org/.", k))
@@ -328,7 +333,7 @@ func (b *builder) calicoTier(m *calicoMeta, spec *yamlBody) {
 		case "Pass":
 			t.DefaultAction = config.Pass
 		default:
-			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid default action", "A tier's defaultAction is Deny or Pass, not %q.", v))
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid default action", "A tier's defaultAction is Deny or Pass, not %q.%s", v, meant(v, "Deny", "Pass")))
 		}
 	}
 	b.cfg.Tiers = append(b.cfg.Tiers, t)
@@ -413,7 +418,7 @@ func (b *builder) calicoProtoPort(item *yamlBody) (config.ProtoPort, bool) {
 		case "SCTP":
 			pp.Protocol = config.ProtoSCTP
 		default:
-			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid protocol", "A failsafe entry's protocol is TCP, UDP or SCTP, not %q.", v))
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid protocol", "A failsafe entry's protocol is TCP, UDP or SCTP, not %q.%s", v, meant(v, "TCP", "UDP", "SCTP")))
 			ok = false
 		}
 	}
@@ -468,7 +473,7 @@ func (b *builder) calicoProtocol(a *hcl.Attribute, portsOnly bool) *config.Proto
 		if portsOnly {
 			want = "TCP, UDP or SCTP"
 		}
-		b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid protocol", "%q is not a protocol here: use %s.", s, want))
+		b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid protocol", "%q is not a protocol here: use %s.%s", s, want, meant(s, "TCP", "UDP", "ICMP", "ICMPv6", "SCTP", "UDPLite")))
 		return nil
 	}
 	return p

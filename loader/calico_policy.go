@@ -177,7 +177,7 @@ func (b *builder) calicoRule(item *yamlBody) *config.Rule {
 		s := b.str(a)
 		act, ok := calicoActions[s]
 		if !ok {
-			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid action", "action %q is not Allow, Deny, Log or Pass (exact case).", s))
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid action", "action %q is not Allow, Deny, Log or Pass (exact case).%s", s, meant(s, "Allow", "Deny", "Log", "Pass")))
 		}
 		r.Action = act
 	}

@@ -3,6 +3,7 @@ package loader
 import (
 	"fmt"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strings"
 
@@ -132,11 +133,22 @@ func (b *builder) decodeHEP(blk *hcl.Block) {
 	b.cfg.Endpoints = append(b.cfg.Endpoints, hep)
 }
 
+// interfaceName is what Calico's validator takes as an interface name,
+// besides "*".
+var interfaceName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+
+// checkInterface refuses an interface name Calico refuses: a pattern such
+// as "eth*" would be taken for a name no interface has, and protect
+// nothing while the operator believes eth0 to ethN are.
 func (b *builder) checkInterface(name string, rng hcl.Range) {
 	switch {
 	case name == "*":
-	case name == "" || len(name) > 15 || strings.ContainsAny(name, "/ \t\n\"'") || name == "." || name == "..":
-		b.diags = append(b.diags, errAt(rng, "Invalid interface name", "%q is not a Linux interface name (1-15 characters, no spaces, slashes or quotes).", name))
+	case strings.ContainsAny(name, "*?["):
+		b.diags = append(b.diags, errAt(rng, "Invalid interface name",
+			"%q is a pattern; an interface is named exactly, or \"*\" for every interface (as in Calico). Give one host endpoint per interface, or use \"*\".", name))
+	case !interfaceName.MatchString(name) || name == "." || name == "..":
+		b.diags = append(b.diags, errAt(rng, "Invalid interface name",
+			"%q is not an interface name: 1-15 letters, digits, '.', '_' or '-' (as Calico takes them), or \"*\" for every interface.", name))
 	}
 }
 
@@ -252,7 +264,7 @@ func (b *builder) decodeRule(blk *hcl.Block) *config.Rule {
 			r.Action = act
 		default:
 			if s != "" || !b.diags.HasErrors() {
-				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid action", "action %q is not one of \"allow\", \"deny\", \"log\", \"pass\".", s))
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid action", "action %q is not one of \"allow\", \"deny\", \"log\", \"pass\".%s", s, meant(s, "allow", "deny", "log", "pass")))
 			}
 		}
 	}
@@ -519,7 +531,8 @@ func (b *builder) decodeTier(blk *hcl.Block) {
 		case config.Deny, config.Pass:
 			t.DefaultAction = act
 		default:
-			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid default action", "A tier's default_action is \"deny\" or \"pass\"."))
+			v := b.str(a)
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid default action", "A tier's default_action is \"deny\" or \"pass\", not %q.%s", v, meant(v, "deny", "pass")))
 		}
 	}
 	b.cfg.Tiers = append(b.cfg.Tiers, t)

@@ -1,11 +1,13 @@
 package loader
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/goccy/go-yaml/ast"
 
@@ -144,12 +146,41 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), memo *Me
 	return &Result{Config: b.cfg, Sources: append(srcs[:len(srcs):len(srcs)], b.extra...), nets: len(b.extra)}, b.diags
 }
 
+// checkText refuses a YAML file that is not UTF-8 where it stops being so:
+// goccy/go-yaml would turn such bytes into U+FFFD, changing a label or a
+// name without a word (HCL's parser refuses them itself).
+func checkText(src Source) *hcl.Diagnostic {
+	if filepath.Ext(src.Path) == ".hcl" || utf8.Valid(src.Data) {
+		return nil
+	}
+	at := 0
+	for at < len(src.Data) {
+		r, n := utf8.DecodeRune(src.Data[at:])
+		if r == utf8.RuneError && n == 1 {
+			break
+		}
+		at += n
+	}
+	pos := posAt(src.Data, at)
+	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Not UTF-8",
+		Detail:  fmt.Sprintf("The byte 0x%02x here is not UTF-8; a YAML file is UTF-8 text. Save it as UTF-8.", src.Data[at]),
+		Subject: &hcl.Range{Filename: src.Path, Start: pos, End: pos}}
+}
+
 // decodeFile decodes one policy file, leaving its nets files to be read.
 // Objects are checked against the file's own only: merge finds what other
 // files declare again.
 func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
+	if d := checkText(src); d != nil {
+		return newBuilder().fragment(), hcl.Diagnostics{d}
+	}
 	if d := checkNesting(src); d != nil {
 		return newBuilder().fragment(), hcl.Diagnostics{d}
+	}
+	if filepath.Ext(src.Path) != ".hcl" {
+		// A byte order mark may start a YAML stream (as HCL's parser
+		// takes it); goccy/go-yaml does not.
+		src.Data = bytes.TrimPrefix(src.Data, []byte("\uFEFF"))
 	}
 	if filepath.Ext(src.Path) == ".hcl" && len(src.Data) >= 2*pieceBytes {
 		if f, diags, ok := decodeHCLPieces(src); ok {

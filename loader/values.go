@@ -3,10 +3,12 @@ package loader
 import (
 	"errors"
 	"fmt"
+	"github.com/hostwall/hostwall/internal/suggest"
 	"math/big"
 	"net/netip"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 	"github.com/hashicorp/hcl/v2/hclsyntax"
@@ -94,27 +96,69 @@ func listAttr(attr *hcl.Attribute) ([]item, hcl.Diagnostics) {
 
 // labelsAttr decodes a map of label names to string values.
 func labelsAttr(attr *hcl.Attribute) (map[string]string, hcl.Diagnostics) {
+	return labelsAs(attr, false)
+}
+
+// labelsAs is labelsAttr; with calico, label values that are YAML
+// booleans or numbers become their text, as calicoctl reads them
+// ("apply-dos-mitigation: true" is the label value "true").
+func labelsAs(attr *hcl.Attribute, calico bool) (map[string]string, hcl.Diagnostics) {
 	v, diags := value(attr)
 	if diags.HasErrors() {
 		return nil, diags
 	}
+	_, isYAML := attr.Expr.(*yamlExpr)
 	t := v.Type()
 	if !t.IsObjectType() && !t.IsMapType() {
-		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a map of labels", "%q must be a map such as { role = \"web\" }.", attr.Name)}
+		example := `{ role = "web" }`
+		if isYAML {
+			example = `{role: web}`
+		}
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a map of labels", "%q must be a map such as %s.", attr.Name, example)}
 	}
 	labels := map[string]string{}
 	for it := v.ElementIterator(); it.Next(); {
 		k, ev := it.Element()
+		key := k.AsString()
 		switch {
 		case ev.Type() == cty.String && !ev.IsNull():
-			labels[k.AsString()] = ev.AsString()
-		case ev.Type() == cty.Number || ev.Type() == cty.Bool:
-			diags = append(diags, errAt(attr.Expr.Range(), "Label value must be a string", "Label %q has a non-string value; quote it, as in %s = \"%s\".", k.AsString(), k.AsString(), ev.GoString()))
+			if !utf8.ValidString(ev.AsString()) || !utf8.ValidString(key) {
+				diags = append(diags, errAt(attr.Expr.Range(), "Invalid label", "Label %q has bytes that are not UTF-8; labels are text.", strings.ToValidUTF8(key, "\uFFFD")))
+				continue
+			}
+			labels[key] = ev.AsString()
+		case (ev.Type() == cty.Number || ev.Type() == cty.Bool) && !ev.IsNull():
+			text := boolOrNumber(ev)
+			if calico {
+				labels[key] = text
+				continue
+			}
+			example := fmt.Sprintf("%s = %q", key, text)
+			if isYAML {
+				example = fmt.Sprintf("%s: %q", key, text)
+			}
+			diags = append(diags, errAt(attr.Expr.Range(), "Label value must be a string", "Label %q has the value %s, which is not a string; quote it, as in %s.", key, text, example))
 		default:
-			diags = append(diags, errAt(attr.Expr.Range(), "Label value must be a string", "Label %q must have a quoted string value.", k.AsString()))
+			diags = append(diags, errAt(attr.Expr.Range(), "Label value must be a string", "Label %q must have a quoted string value.", key))
 		}
 	}
 	return labels, diags
+}
+
+// meant is " Did you mean "x"?" for the option closest to given, or "".
+func meant(given string, options ...string) string {
+	if s := suggest.Name(given, options); s != "" {
+		return fmt.Sprintf(" Did you mean %q?", s)
+	}
+	return ""
+}
+
+// boolOrNumber is a boolean or number as YAML or HCL would write it.
+func boolOrNumber(v cty.Value) string {
+	if v.Type() == cty.Bool {
+		return strconv.FormatBool(v.True())
+	}
+	return numberText(v)
 }
 
 // parseNet reads an address or CIDR. A CIDR with host bits set is refused,
@@ -292,7 +336,7 @@ func protocolAttr(attr *hcl.Attribute) (*config.Protocol, hcl.Diagnostics) {
 	if n, err := strconv.ParseUint(s, 10, 8); err == nil && n > 0 {
 		return &config.Protocol{Number: uint8(n), Name: s}, nil
 	}
-	return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid protocol", "%q is not a protocol hostwall knows; use tcp, udp, icmp, icmpv6, sctp, udplite or a number 1-255.", s)}
+	return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Invalid protocol", "%q is not a protocol hostwall knows; use tcp, udp, icmp, icmpv6, sctp, udplite or a number 1-255.%s", s, meant(s, "tcp", "udp", "icmp", "icmpv6", "sctp", "udplite"))}
 }
 
 func selectorAttr(attr *hcl.Attribute) (*config.Selector, hcl.Diagnostics) {

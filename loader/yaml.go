@@ -2,7 +2,9 @@ package loader
 
 import (
 	"fmt"
+	"github.com/hostwall/hostwall/internal/suggest"
 	"math/big"
+	"slices"
 	"sort"
 	"strings"
 
@@ -91,6 +93,10 @@ type yamlBody struct {
 	node    ast.Node // a mapping, or nil for an empty body
 	at      hcl.Range
 	anchors map[string]ast.Node
+	// fold matches keys to the schema's names in any case, an exact
+	// match first: calicoctl reads a resource as encoding/json does, so
+	// "Metadata" and "Order" are "metadata" and "order" there.
+	fold bool
 }
 
 // entries returns the key/value pairs of the body's mapping.
@@ -127,8 +133,12 @@ func (b *yamlBody) Content(schema *hcl.BodySchema) (*hcl.BodyContent, hcl.Diagno
 			names = append(names, bl.Type)
 		}
 		sort.Strings(names)
-		diags = append(diags, errAt(nodeRange(b.file, kv.Key), "Unsupported argument",
-			"An argument named %q is not expected here; this block takes %s.", name, strings.Join(names, ", ")))
+		hint := ""
+		if s := suggest.Name(name, names); s != "" {
+			hint = fmt.Sprintf(" Did you mean %q?", s)
+		}
+		diags = append(diags, errAt(nodeRange(b.file, kv.Key), "Unsupported key",
+			"The key %q is not expected here; this mapping takes %s.%s", name, strings.Join(names, ", "), hint))
 	}
 	return content, diags
 }
@@ -138,25 +148,38 @@ func (b *yamlBody) remaining(schema *hcl.BodySchema) []*ast.MappingValueNode {
 	entries, _ := b.entries()
 	var out []*ast.MappingValueNode
 	for _, kv := range entries {
-		if !inSchema(schema, keyOf(kv)) {
+		if !inSchema(schema, keyOf(kv), b.fold) {
 			out = append(out, kv)
 		}
 	}
 	return out
 }
 
-func inSchema(schema *hcl.BodySchema, name string) bool {
+func inSchema(schema *hcl.BodySchema, name string, fold bool) bool {
+	return schemaName(schema, name, fold) != ""
+}
+
+// schemaName is the name in schema that key name stands for: the same
+// name, or with fold one that differs in case only; "" when none.
+func schemaName(schema *hcl.BodySchema, name string, fold bool) string {
+	var names []string
 	for _, a := range schema.Attributes {
-		if a.Name == name {
-			return true
-		}
+		names = append(names, a.Name)
 	}
 	for _, bl := range schema.Blocks {
-		if bl.Type == name {
-			return true
+		names = append(names, bl.Type)
+	}
+	if slices.Contains(names, name) {
+		return name
+	}
+	if fold {
+		for _, n := range names {
+			if strings.EqualFold(n, name) {
+				return n
+			}
 		}
 	}
-	return false
+	return ""
 }
 
 func (b *yamlBody) PartialContent(schema *hcl.BodySchema) (*hcl.BodyContent, hcl.Body, hcl.Diagnostics) {
@@ -166,8 +189,11 @@ func (b *yamlBody) PartialContent(schema *hcl.BodySchema) (*hcl.BodyContent, hcl
 	for _, kv := range entries {
 		name := keyOf(kv)
 		keyRange := nodeRange(b.file, kv.Key)
+		if n := schemaName(schema, name, b.fold); n != "" && n != name {
+			name = n // "Spec" for "spec", as calicoctl reads it
+		}
 		if seen[name] {
-			diags = append(diags, errAt(keyRange, "Duplicate key", "%q appears twice in this mapping; keep one.", name))
+			diags = append(diags, errAt(keyRange, "Duplicate key", "%q appears twice in this mapping (in any case, as calicoctl reads it); keep one.", name))
 			continue
 		}
 		seen[name] = true
@@ -190,10 +216,10 @@ func (b *yamlBody) PartialContent(schema *hcl.BodySchema) (*hcl.BodyContent, hcl
 	}
 	for _, a := range schema.Attributes {
 		if a.Required && content.Attributes[a.Name] == nil {
-			diags = append(diags, errAt(b.at, "Missing required argument", "The argument %q is required, but no definition was found.", a.Name))
+			diags = append(diags, errAt(b.at, "Missing required key", "The key %q is required in this mapping, and it has none.", a.Name))
 		}
 	}
-	return content, &yamlBody{file: b.file, node: b.node, at: b.at, anchors: b.anchors}, diags
+	return content, &yamlBody{file: b.file, node: b.node, at: b.at, anchors: b.anchors, fold: b.fold}, diags
 }
 
 // blocks turns one key into blocks: for a labelled type, a mapping keyed by
@@ -207,14 +233,14 @@ func (b *yamlBody) blocks(bs hcl.BlockHeaderSchema, kv *ast.MappingValueNode) (h
 			for _, item := range seq.Values {
 				at := nodeRange(b.file, item)
 				out = append(out, &hcl.Block{Type: bs.Type, TypeRange: typeRange, DefRange: at,
-					Body: &yamlBody{file: b.file, node: item, at: at, anchors: b.anchors}})
+					Body: &yamlBody{file: b.file, node: item, at: at, anchors: b.anchors, fold: b.fold}})
 			}
 			return out, nil
 		}
 		return hcl.Blocks{{Type: bs.Type, TypeRange: typeRange, DefRange: typeRange,
-			Body: &yamlBody{file: b.file, node: kv.Value, at: typeRange, anchors: b.anchors}}}, nil
+			Body: &yamlBody{file: b.file, node: kv.Value, at: typeRange, anchors: b.anchors, fold: b.fold}}}, nil
 	}
-	outer := &yamlBody{file: b.file, node: kv.Value, at: typeRange, anchors: b.anchors}
+	outer := &yamlBody{file: b.file, node: kv.Value, at: typeRange, anchors: b.anchors, fold: b.fold}
 	entries, diags := outer.entries()
 	if diags.HasErrors() {
 		return nil, hcl.Diagnostics{errAt(nodeRange(b.file, val), "Expected a mapping of names",
@@ -224,7 +250,7 @@ func (b *yamlBody) blocks(bs hcl.BlockHeaderSchema, kv *ast.MappingValueNode) (h
 	for _, e := range entries {
 		labelRange := nodeRange(b.file, e.Key)
 		out = append(out, &hcl.Block{Type: bs.Type, Labels: []string{keyOf(e)}, TypeRange: typeRange, LabelRanges: []hcl.Range{labelRange},
-			DefRange: labelRange, Body: &yamlBody{file: b.file, node: e.Value, at: labelRange, anchors: b.anchors}})
+			DefRange: labelRange, Body: &yamlBody{file: b.file, node: e.Value, at: labelRange, anchors: b.anchors, fold: b.fold}})
 	}
 	return out, nil
 }

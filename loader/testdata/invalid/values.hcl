@@ -2,6 +2,14 @@ host_endpoint "eth0" {
   interface = "this-name-is-far-too-long" # ERROR: Invalid interface name
 }
 
+host_endpoint "pattern" {
+  interface = "eth*" # ERROR: Invalid interface name
+}
+
+host_endpoint "colon" {
+  interface = "eth0:1" # ERROR: Invalid interface name
+}
+
 host_endpoint "eth1" {
   interface    = "eth1"
   expected_ips = ["10.0.0.0/8"] # ERROR: Expected IP is a network
