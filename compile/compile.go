@@ -612,11 +612,15 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 func (c *compiler) warnNoIPs(text string, heps []*config.HostEndpoint, rng hcl.Range) {
 	for _, hep := range heps {
 		if len(hep.ExpectedIPs) == 0 {
+			field := "expected_ips"
+			if hep.Calico {
+				field = "spec.expectedIPs"
+			}
 			c.warnOnce("noips "+text+" "+hep.Name, &hcl.Diagnostic{
 				Severity: hcl.DiagWarning,
 				Summary:  "Selector matches a host endpoint without expected IPs",
-				Detail: fmt.Sprintf("Selector %q matches host endpoint %q, which lists no expected_ips, so the rule cannot match its traffic; add expected_ips to it.",
-					text, hep.Name),
+				Detail: fmt.Sprintf("Selector %q matches host endpoint %q, which lists no %s, so the rule cannot match its traffic; add %s to it.",
+					text, hep.Name, field, field),
 				Subject: rng.Ptr(),
 			})
 		}

@@ -320,3 +320,54 @@ policy "p" {
 		})
 	}
 }
+
+// TestShadowWarning: a deny of a failsafe port by name is warned of, with
+// advice that fits whether a failsafe block exists; the usual "allow ssh
+// and https, deny the rest" is not.
+func TestShadowWarning(t *testing.T) {
+	const ep = "host_endpoint \"eth0\" { interface = \"eth0\" }\n"
+	for _, tc := range []struct{ name, src, want string }{
+		{"deny the rest", ep + `policy "p" {
+  ingress {
+    action      = "allow"
+    protocol    = "tcp"
+    destination { ports = [22, 443] }
+  }
+  ingress { action = "deny" }
+}`, ""},
+		{"deny ssh, default failsafe", ep + `policy "p" {
+  ingress {
+    action      = "deny"
+    protocol    = "tcp"
+    destination { ports = [22] }
+  }
+}`, "denies port 22, which failsafe entry tcp:22 keeps open: failsafe ports are accepted before any policy. To close it, add a failsafe block"},
+		{"deny ssh, failsafe block", ep + `failsafe {
+  inbound  = ["tcp:22"]
+  outbound = []
+}
+policy "p" {
+  ingress {
+    action      = "deny"
+    protocol    = "tcp"
+    destination { ports = [22] }
+  }
+}`, "To close it, remove the entry from the failsafe block"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, diags := compileHCL(t, "h", tc.src)
+			var got []string
+			for _, d := range diags {
+				if d.Summary == "Deny rule shadowed by a failsafe port" {
+					got = append(got, d.Detail)
+				}
+			}
+			switch {
+			case tc.want == "" && len(got) > 0:
+				t.Errorf("warned: %q", got)
+			case tc.want != "" && (len(got) != 1 || !strings.Contains(got[0], tc.want)):
+				t.Errorf("warnings %q; want one containing %q", got, tc.want)
+			}
+		})
+	}
+}

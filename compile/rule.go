@@ -383,15 +383,25 @@ func (c *compiler) warnShadowedDenies(heps []*config.HostEndpoint, policies []*c
 				if r.Action != config.Deny {
 					continue
 				}
+				// Only a rule that names the port: "deny the rest" after
+				// the allows is the usual policy, and the failsafe ports
+				// staying open is what failsafe ports are for.
+				if len(r.Destination.Ports) == 0 {
+					continue
+				}
 				for _, e := range entries {
 					if !denies(r, e) {
 						continue
 					}
+					how := "remove the entry from the failsafe block (or from failsafeInboundHostPorts and failsafeOutboundHostPorts in a FelixConfiguration)"
+					if c.cfg.Failsafe.DeclRange.Filename == "" {
+						how = "add a failsafe block that lists the entries to keep open, without this one (Calico's defaults are in force now)"
+					}
 					c.warnOnce(fmt.Sprintf("shadow %s %s %d", p.Name, d.dir, i), &hcl.Diagnostic{
 						Severity: hcl.DiagWarning,
 						Summary:  "Deny rule shadowed by a failsafe port",
-						Detail: fmt.Sprintf("Rule %d of the %s rules of policy %q denies traffic that failsafe entry %s keeps open: failsafe ports are accepted before any policy. "+
-							"Remove the entry from the failsafe block if you mean to close it.", i+1, d.dir, p.Name, formatProtoPort(e)),
+						Detail: fmt.Sprintf("Rule %d of the %s rules of policy %q denies port %d, which failsafe entry %s keeps open: failsafe ports are accepted before any policy. "+
+							"To close it, %s.", i+1, d.dir, p.Name, e.Port, formatProtoPort(e), how),
 						Subject: r.DeclRange.Ptr(),
 					})
 					break

@@ -134,6 +134,9 @@ type HostEndpoint struct {
 	// not_ports, bound to its expected IPs.
 	Ports     []NamedPort
 	DeclRange hcl.Range
+	// Calico is set for an endpoint declared as a Calico resource:
+	// messages about it name fields as Calico does (spec.expectedIPs).
+	Calico bool
 }
 
 // NamedPort is a port an endpoint gives a name to.

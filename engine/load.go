@@ -10,6 +10,7 @@ import (
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
+	"github.com/hostwall/hostwall/views"
 )
 
 // InvalidError is the error of a configuration that does not load or
@@ -78,7 +79,7 @@ func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.
 	}
 	res, diags := loader.Load(srcs)
 	if diags.HasErrors() {
-		return nil, nil, fmt.Errorf("generation %d no longer loads: %s", g.Number, diags.Errs()[0])
+		return nil, nil, fmt.Errorf("generation %d no longer loads: %s", g.Number, views.FormatDiagnostic(diags.Errs()[0].(*hcl.Diagnostic)))
 	}
 	limits := e.o.Limits
 	if g.Limits != nil {
@@ -86,7 +87,7 @@ func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.
 	}
 	tbl, diags := compile.Compile(res.Config, compile.Options{HostName: g.HostName, Limits: limits})
 	if diags.HasErrors() {
-		return nil, nil, fmt.Errorf("generation %d no longer compiles: %s", g.Number, diags.Errs()[0])
+		return nil, nil, fmt.Errorf("generation %d no longer compiles: %s", g.Number, views.FormatDiagnostic(diags.Errs()[0].(*hcl.Diagnostic)))
 	}
 	return res.Config, tbl, nil
 }

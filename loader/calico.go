@@ -204,7 +204,7 @@ func (b *builder) calicoHEP(m *calicoMeta, spec *yamlBody) {
 	if !b.unique("host_endpoint", m.name, m.nameRange) {
 		return
 	}
-	hep := &config.HostEndpoint{Name: m.name, Labels: m.labels, DeclRange: m.nameRange}
+	hep := &config.HostEndpoint{Name: m.name, Labels: m.labels, DeclRange: m.nameRange, Calico: true}
 	if a := c.Attributes["node"]; a != nil {
 		hep.Node = b.str(a)
 	}

@@ -102,7 +102,7 @@ func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
 	}
 	for _, name := range []string{"namespaceSelector", "serviceAccountSelector"} {
 		if a := c.Attributes[name]; a != nil && b.str(a) != "" {
-			b.diags = append(b.diags, errAt(a.Expr.Range(), "Not supported: "+name, "%s selects Kubernetes workloads; host endpoints have none.", name))
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Not supported: "+name, "%s", notSupported(name)))
 		}
 	}
 	b.cfg.Policies = append(b.cfg.Policies, p)
@@ -325,9 +325,23 @@ func (b *builder) calicoEntity(body *yamlBody, r *config.Rule) config.Entity {
 	}
 	for _, name := range []string{"namespaceSelector", "serviceAccounts", "services"} {
 		if a := c.Attributes[name]; a != nil {
-			b.diags = append(b.diags, errAt(a.NameRange, "Not supported: "+name,
-				"%s matches Kubernetes workloads or services; host endpoints have none.", name))
+			b.diags = append(b.diags, errAt(a.NameRange, "Not supported: "+name, "%s", notSupported(name)))
 		}
 	}
 	return e
+}
+
+// notSupported says why a Calico field about Kubernetes is refused rather
+// than read: hostwall would have to decide how it matches endpoints that
+// are in no namespace, and Calico's answer is not "never".
+func notSupported(name string) string {
+	switch name {
+	case "namespaceSelector":
+		return "hostwall does not evaluate namespaceSelector. Calico matches it against the labels of an endpoint's namespace, and a host endpoint is in none: a selector that needs a label (env == 'prod') is false for it, and one that excludes one (!has(env), all()) is true. Remove it, and write what should select host endpoints in selector."
+	case "serviceAccountSelector", "serviceAccounts":
+		return "hostwall does not evaluate " + name + ": Calico matches it against a workload's Kubernetes service account, and a host endpoint has none. Remove it, and select host endpoints by their labels."
+	case "services":
+		return "hostwall does not evaluate services: a Kubernetes service's endpoints are workloads, not host endpoints. Remove it, and list the addresses in nets (or a GlobalNetworkSet)."
+	}
+	return name + " is not supported."
 }

@@ -93,3 +93,22 @@ func TestDidYouMeanValues(t *testing.T) {
 		}
 	}
 }
+
+// TestValueMessages: the wrong kind of value, a number out of range and a
+// bad network are told with the value, in the file's syntax, without Go's
+// words.
+func TestValueMessages(t *testing.T) {
+	for _, tc := range []struct{ path, src, want string }{
+		{"a.yaml", "policy:\n  p:\n    order: first\n", `"order" must be a number, not the string "first"; such as order: 100.`},
+		{"a.hcl", "policy \"p\" {\n  order = \"first\"\n}\n", `"order" must be a number, not the string "first"; such as order = 100.`},
+		{"a.hcl", "policy \"p\" {\n  order = 1e400\n}\n", `"order" is 1e+400, beyond what a number here can be`},
+		{"a.hcl", "network_set \"n\" {\n  nets = [\"10.0.0.0/33\"]\n}\n", `"10.0.0.0/33" is not a valid CIDR: /33 is beyond the 32 bits of an IPv4 address`},
+		{"a.hcl", "network_set \"n\" {\n  nets = [\"10.0.0.0/x\"]\n}\n", `the prefix length "x" is not a whole number`},
+		{"a.hcl", "network_set \"n\" {\n  nets = [\"10.0.0.300/8\"]\n}\n", `"10.0.0.300" is not an IP address`},
+	} {
+		_, diags := Load([]Source{{Path: tc.path, Data: []byte(tc.src)}})
+		if !strings.Contains(diags.Error(), tc.want) || strings.Contains(diags.Error(), "netip") || strings.Contains(diags.Error(), "cty") {
+			t.Errorf("%s: %v\nwant %s", tc.path, diags, tc.want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/hostwall/hostwall/internal/suggest"
+	"math"
 	"math/big"
 	"net/netip"
 	"strconv"
@@ -27,6 +28,35 @@ func errAt(rng hcl.Range, summary, detail string, args ...any) *hcl.Diagnostic {
 	return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: fmt.Sprintf(detail, args...), Subject: rng.Ptr()}
 }
 
+// example is attribute attr set to value, as the attribute's own file
+// would write it.
+func example(attr *hcl.Attribute, value string) string {
+	if _, ok := attr.Expr.(*yamlExpr); ok {
+		return attr.Name + ": " + value
+	}
+	return attr.Name + " = " + value
+}
+
+// describe says what a value is, for a message about the wrong kind.
+func describe(v cty.Value) string {
+	t := v.Type()
+	switch {
+	case t == cty.String:
+		s := v.AsString()
+		if len(s) > 40 {
+			s = s[:40] + "…"
+		}
+		return fmt.Sprintf("the string %q", s)
+	case t == cty.Number || t == cty.Bool:
+		return boolOrNumber(v)
+	case t.IsTupleType() || t.IsListType() || t.IsSetType():
+		return "a list"
+	case t.IsObjectType() || t.IsMapType():
+		return "a mapping"
+	}
+	return "a " + t.FriendlyName()
+}
+
 // value evaluates an attribute that may use no variables or functions.
 func value(attr *hcl.Attribute) (cty.Value, hcl.Diagnostics) {
 	v, diags := attr.Expr.Value(nil)
@@ -45,7 +75,7 @@ func stringAttr(attr *hcl.Attribute) (string, hcl.Diagnostics) {
 		return "", diags
 	}
 	if v.Type() != cty.String {
-		return "", hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a string", "%q must be a quoted string, such as %s = \"value\".", attr.Name, attr.Name)}
+		return "", hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a string", "%q must be a string, not %s; such as %s.", attr.Name, describe(v), example(attr, `"value"`))}
 	}
 	return v.AsString(), nil
 }
@@ -56,7 +86,10 @@ func numberAttr(attr *hcl.Attribute) (*big.Float, hcl.Diagnostics) {
 		return nil, diags
 	}
 	if v.Type() != cty.Number {
-		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a number", "%q must be a number, such as %s = 100.", attr.Name, attr.Name)}
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a number", "%q must be a number, not %s; such as %s.", attr.Name, describe(v), example(attr, "100"))}
+	}
+	if f, _ := v.AsBigFloat().Float64(); math.IsInf(f, 0) {
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Number out of range", "%q is %s, beyond what a number here can be (about ±1.8e308).", attr.Name, v.AsBigFloat().Text('g', 6))}
 	}
 	return v.AsBigFloat(), nil
 }
@@ -70,7 +103,7 @@ func listAttr(attr *hcl.Attribute) ([]item, hcl.Diagnostics) {
 	}
 	t := v.Type()
 	if !t.IsTupleType() && !t.IsListType() && !t.IsSetType() {
-		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a list", "%q must be a list, such as %s = [\"a\", \"b\"].", attr.Name, attr.Name)}
+		return nil, hcl.Diagnostics{errAt(attr.Expr.Range(), "Expected a list", "%q must be a list, not %s; such as %s.", attr.Name, describe(v), example(attr, `["a", "b"]`))}
 	}
 	var ranges []hcl.Range
 	switch x := attr.Expr.(type) {
@@ -175,7 +208,28 @@ func parseNet(s string, rng hcl.Range) (netip.Prefix, *hcl.Diagnostic) {
 		p, _ := netip.ParsePrefix(s)
 		return netip.Prefix{}, errAt(rng, "Network has host bits set", "%q has bits set beyond its /%d mask; write %s, or the address alone for one host.", s, p.Bits(), p.Masked())
 	}
-	return netip.Prefix{}, errAt(rng, "Invalid network", "%q is not a valid CIDR (%v); write it as 192.0.2.0/24 or 2001:db8::/32.", s, err)
+	return netip.Prefix{}, errAt(rng, "Invalid network", "%q is not a valid CIDR: %s; write it as 192.0.2.0/24 or 2001:db8::/32.", s, netProblem(s))
+}
+
+// netProblem says what is wrong with CIDR s, in words rather than the
+// parser's.
+func netProblem(s string) string {
+	addr, bits, _ := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q is not an IP address", addr)
+	case a.Zone() != "":
+		return "an address with a zone (%" + a.Zone() + ") has no network"
+	}
+	n, err := strconv.Atoi(bits)
+	switch {
+	case err != nil || bits != strconv.Itoa(n):
+		return fmt.Sprintf("the prefix length %q is not a whole number", bits)
+	case n < 0 || n > a.BitLen():
+		return fmt.Sprintf("/%d is beyond the %d bits of an IPv%d address", n, a.BitLen(), map[int]int{32: 4, 128: 6}[a.BitLen()])
+	}
+	return "it does not parse"
 }
 
 var errHostBits = errors.New("host bits set")

@@ -67,14 +67,36 @@ The connection state defaults to new.`,
 	fl.StringVar(&f.proto, "proto", "", "protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number (required)")
 	fl.StringVar(&f.src, "src", "", "source address")
 	fl.StringVar(&f.dst, "dst", "", "destination address")
-	fl.Uint16Var(&f.sport, "sport", 0, "source port")
-	fl.Uint16Var(&f.dport, "dport", 0, "destination port")
+	fl.Var((*portFlag)(&f.sport), "sport", "source `PORT` (1-65535)")
+	fl.Var((*portFlag)(&f.dport), "dport", "destination `PORT` (1-65535)")
 	fl.IntVar(&icmpType, "icmp-type", -1, "ICMP or ICMPv6 type")
 	fl.IntVar(&icmpCode, "icmp-code", -1, "ICMP or ICMPv6 code")
 	fl.StringVar(&f.state, "state", "new", "connection state: new, established, related or invalid")
 	fl.BoolVar(&asJSON, "json", false, "print the result as JSON")
 	return cmd
 }
+
+// portFlag is a port number given on the command line, refused with a
+// message that says what a port is.
+type portFlag uint16
+
+func (p *portFlag) String() string {
+	if *p == 0 {
+		return ""
+	}
+	return strconv.Itoa(int(*p))
+}
+
+func (p *portFlag) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 || n > 65535 {
+		return fmt.Errorf("%q is not a port: a port is a number 1-65535", s)
+	}
+	*p = portFlag(n)
+	return nil
+}
+
+func (p *portFlag) Type() string { return "port" }
 
 type explainFlags struct {
 	iface, outIface, proto, src, dst, state string
