@@ -25,16 +25,18 @@ build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/hostwall
 
 deps:
-	@scripts/deps.sh
+	@scripts/deps.sh test
 
-demo: deps build
+demo: build
+	@scripts/deps.sh demo
 	@scripts/demo.sh $(BIN)
 
 test: deps
 	$(GO) test -race -count=1 ./...
 
 # hostwall against nft -f side by side (bench/run.sh; docs/performance.md).
-bench: deps build
+bench: build
+	@scripts/deps.sh bench
 	@bench/run.sh
 
 # Every fuzz target (HCL, YAML and Calico YAML, selectors, nets files, saved plans) for

@@ -1,18 +1,37 @@
 #!/usr/bin/env bash
-# Installs the Debian packages hostwall's demo and tests need, when missing.
+# Installs the Debian packages a make target needs, when missing: only
+# those (make demo waits for no Ansible, Puppet or iperf3, nor for an apt
+# lock they would take).
+#   scripts/deps.sh demo    nftables, iproute2
+#   scripts/deps.sh test    what every test runs (the default)
+#   scripts/deps.sh bench   what make bench runs
 set -euo pipefail
+target=${1:-test}
 need=()
 command -v nft >/dev/null || need+=(nftables)
 command -v ip >/dev/null || need+=(iproute2)
-command -v conntrack >/dev/null || need+=(conntrack)
-command -v systemd-analyze >/dev/null || need+=(systemd)
-command -v iperf3 >/dev/null || need+=(iperf3) # make bench (W5)
-# The Ansible and Puppet integrations' tests (integrations/) run the real
-# tools, and the trial test reaches a namespace over SSH.
-command -v ansible-playbook >/dev/null || need+=(ansible-core)
-command -v puppet >/dev/null || need+=(puppet)
-command -v ssh >/dev/null || need+=(openssh-client)
-[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+case $target in
+demo) ;;
+test | bench)
+  command -v conntrack >/dev/null || need+=(conntrack)
+  command -v systemd-analyze >/dev/null || need+=(systemd)
+  ;;&
+test)
+  # The Ansible and Puppet integrations' tests (integrations/) run the
+  # real tools, and the trial test reaches a namespace over SSH.
+  command -v ansible-playbook >/dev/null || need+=(ansible-core)
+  command -v puppet >/dev/null || need+=(puppet)
+  command -v ssh >/dev/null || need+=(openssh-client)
+  [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+  ;;
+bench)
+  command -v iperf3 >/dev/null || need+=(iperf3) # W5
+  ;;
+*)
+  echo "scripts/deps.sh: unknown target $target (demo, test or bench)" >&2
+  exit 2
+  ;;
+esac
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then
     echo "missing packages: ${need[*]} — run as root, or: sudo apt-get install -y ${need[*]}" >&2

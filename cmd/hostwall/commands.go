@@ -18,7 +18,11 @@ func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
 		Short: "Print the version",
-		Args:  cobra.NoArgs,
+		Long: `version prints hostwall's version: the release it was built from (1.2.3
+for a tag v1.2.3, else 0.1.0~git<commit time>.<commit>, with +dirty when
+built from changed files; "dev" for a plain go build). Include it in any
+report. It reads nothing and changes nothing.`,
+		Args: cobra.NoArgs,
 		Run: func(cmd *cobra.Command, _ []string) {
 			fmt.Fprintf(cmd.OutOrStdout(), "hostwall %s\n", version)
 		},
