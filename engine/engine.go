@@ -3,6 +3,8 @@ package engine
 import (
 	"fmt"
 	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -73,6 +75,17 @@ type Engine struct {
 
 // New returns an engine.
 func New(o Options) *Engine {
+	// The state and run directories (and a namespace given as a path)
+	// absolute: a trial records them, and whoever finishes it — the agent,
+	// the next command — runs elsewhere (a relative "state" given in /tmp/x
+	// and read from / was another directory, without the trial's
+	// generations).
+	for _, p := range []*string{&o.StateDir, &o.RunDir} {
+		absolute(p)
+	}
+	if strings.Contains(o.NetNS, "/") {
+		absolute(&o.NetNS)
+	}
 	e := &Engine{o: o, store: &state.Store{Dir: o.StateDir}, run: state.RunDir{Dir: o.RunDir}, kernel: o.Kernel,
 		openNS: func() (state.Namespace, error) { return state.OpenNamespace(o.NetNS, netif.Path(o.NetNS)) }}
 	if o.Memo {
@@ -86,6 +99,16 @@ func New(o Options) *Engine {
 		}
 	}
 	return e
+}
+
+// absolute makes *p an absolute path, when it is a path at all.
+func absolute(p *string) {
+	if *p == "" {
+		return
+	}
+	if a, err := filepath.Abs(*p); err == nil {
+		*p = a
+	}
 }
 
 // namespace identifies the namespace, once.

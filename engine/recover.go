@@ -50,13 +50,14 @@ func (e *Engine) recover(ns state.Namespace) error {
 	e.store.Clean()
 	e.run.Clean()
 	ns.Clean()
-	if err := e.settleIntent(ns); err != nil {
-		return err
-	}
+	// A trial due to roll back is rolled back even when the intent cannot
+	// be settled: a record that does not read must not keep a change in
+	// force past its deadline.
+	intentErr := e.settleIntent(ns)
 	if err := e.settleExpiredTrial(ns); err != nil {
 		e.notice("%v", err)
 	}
-	return nil
+	return intentErr
 }
 
 // settleIntent settles an intent (commit.go): a change was on its way to
@@ -64,8 +65,11 @@ func (e *Engine) recover(ns state.Namespace) error {
 // follows from what the kernel holds (intentHeld).
 func (e *Engine) settleIntent(ns state.Namespace) error {
 	in, err := e.store.ReadIntent(ns)
-	if err != nil || in == nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("the record of a change under way does not read (%w); once plan --refresh shows what the kernel holds, remove it (rm -r %s), and run the command again", err, e.store.IntentPath(ns))
+	}
+	if in == nil {
+		return nil
 	}
 	if in.Op == "" {
 		e.notice("the record of a change under way does not read; it is removed, and the kernel's state is what plan shows")

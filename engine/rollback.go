@@ -37,13 +37,13 @@ func (e *Engine) rollback(ctx context.Context, req ApplyRequest) (*ApplyResult, 
 		}
 	}
 	var res *ApplyResult
-	err := e.locked(func(ns state.Namespace) error {
-		t, err := e.readTrial(ns)
-		if err != nil {
-			return err
-		}
-		if t != nil {
-			res, err = e.rollbackTrial(ctx, ns, t, c)
+	var t *state.Trial
+	var p *planner.Plan
+	err := e.locked(func(ns state.Namespace) (err error) {
+		if t, err = e.readTrial(ns); err != nil || t != nil {
+			if t != nil {
+				p, err = e.planTrialRollback(ctx, t, c)
+			}
 			return err
 		}
 		res, err = e.applyChange(ctx, ns, c, func() (*planner.Plan, string, error) {
@@ -52,29 +52,55 @@ func (e *Engine) rollback(ctx context.Context, req ApplyRequest) (*ApplyResult, 
 		})
 		return err
 	})
-	return res, err
-}
-
-// rollbackTrial is a rollback while trial t is pending: it ends the trial
-// at once, as its guard does at the deadline, restoring the generation of
-// the rollback c (planned, shown and approved first); the rollback is not
-// itself on trial. A generation other than the one the trial returns to is
-// made the trial's end first, durably: whoever finishes the rollback after
-// a crash (the trial's guard, the agent, the next command) restores the
-// same.
-func (e *Engine) rollbackTrial(ctx context.Context, ns state.Namespace, t *state.Trial, c *change) (*ApplyResult, error) {
-	if e.storeFor(t) != e.store {
-		return nil, fmt.Errorf("the trial of generation %d was applied with the state directory %s; roll it back with --state-dir %s", t.Generation, t.StateDir, t.StateDir)
+	if err != nil || t == nil {
+		return res, err
 	}
-	p, err := PlanTable(ctx, e.kernel, c.desired)
-	if err != nil {
-		return nil, err
-	}
+	// A trial is pending: it is asked about without the lock, which the
+	// trial's guard needs at the deadline (an open prompt must not hold a
+	// change in force past it), and ended under the lock again — unless
+	// it ended meanwhile.
 	note := fmt.Sprintf("This ends the trial of generation %d now, as its deadline would; it is not itself on trial.", t.Generation)
 	show(c.req, &Preview{Plan: p, Notes: append(c.notes, note), Rollback: c.req.Rollback})
 	if err := e.approve(ctx, c.req); err != nil {
 		return nil, err
 	}
+	err = e.locked(func(ns state.Namespace) error {
+		now, err := e.readTrial(ns)
+		if err != nil {
+			return err
+		}
+		if now == nil || now.Generation != t.Generation || !now.Deadline.Equal(t.Deadline) {
+			o, err := e.trials(ns).LastOutcome()
+			if err != nil || o == nil || o.Generation != t.Generation {
+				return fmt.Errorf("the trial of generation %d ended while you were asked, and how is not recorded; nothing was changed: run hostwall status", t.Generation)
+			}
+			res = &ApplyResult{Generation: o.Previous, EndedTrial: o}
+			e.notice("the trial of generation %d ended while you were asked; nothing more was done", t.Generation)
+			return nil
+		}
+		res, err = e.rollbackTrial(ctx, ns, now, c, p)
+		return err
+	})
+	return res, err
+}
+
+// planTrialRollback plans the rollback c while trial t is pending, refusing
+// one of a trial applied with another state directory.
+func (e *Engine) planTrialRollback(ctx context.Context, t *state.Trial, c *change) (*planner.Plan, error) {
+	if e.storeFor(t) != e.store {
+		return nil, fmt.Errorf("the trial of generation %d was applied with the state directory %s; roll it back with --state-dir %s", t.Generation, t.StateDir, t.StateDir)
+	}
+	return PlanTable(ctx, e.kernel, c.desired)
+}
+
+// rollbackTrial is a rollback while trial t is pending: it ends the trial
+// at once, as its guard does at the deadline, restoring the generation of
+// the rollback c (planned as p, shown and approved before; the caller
+// holds the lock again); the rollback is not itself on trial. A
+// generation other than the one the trial returns to is made the trial's
+// end first, durably: whoever finishes the rollback after a crash (the
+// trial's guard, the agent, the next command) restores the same.
+func (e *Engine) rollbackTrial(ctx context.Context, ns state.Namespace, t *state.Trial, c *change, p *planner.Plan) (*ApplyResult, error) {
 	if t.Previous != c.target {
 		t.Previous = c.target
 		if err := e.trials(ns).Update(t); err != nil {
@@ -100,6 +126,7 @@ func (e *Engine) rollbackTrial(ctx context.Context, ns state.Namespace, t *state
 // hostwall that died left behind is settled first, so that the current
 // generation is the kernel's.
 func (e *Engine) RollbackTarget() (int, error) {
+	before, _ := e.Trial()
 	if err := e.Settle(); err != nil {
 		return 0, err
 	}
@@ -108,6 +135,12 @@ func (e *Engine) RollbackTarget() (int, error) {
 			return 0, err
 		}
 		return t.Previous, nil
+	}
+	if before != nil {
+		// The trial pending when the rollback was asked for ended since
+		// (its guard rolled it back at the deadline, say): going where it
+		// went is what was asked, not one generation further.
+		return before.Previous, nil
 	}
 	return e.Previous()
 }

@@ -2,8 +2,10 @@ package engine
 
 import (
 	"context"
+	"fmt"
 	"time"
 
+	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
@@ -28,6 +30,9 @@ type Status struct {
 	LastDrift    *DriftRecord `json:"last_drift,omitempty"`
 	Rules        int          `json:"rules"`
 	Chains       []ChainCount `json:"counters"`
+	// Mismatch says how the kernel does not hold the current generation
+	// (drift, another writer, a generation not recorded); "" when it does.
+	Mismatch string `json:"mismatch,omitempty"`
 	// CountersError says why there are no counters (no table, no access).
 	CountersError string `json:"counters_error,omitempty"`
 	// Interrupted is a change whose process died before recording its
@@ -108,19 +113,27 @@ func (e *Engine) readCounters(ctx context.Context, s *Status) {
 		return
 	}
 	live, _, err := e.o.Kernel.Read(ctx)
-	switch {
-	case err != nil:
+	if err != nil {
 		s.CountersError = err.Error()
-	case live == nil:
-		s.CountersError = "table inet hostwall does not exist"
-	default:
-		s.Rules = live.RuleCount()
-		var desired *ruleset.Table
-		if s.Generation > 0 {
-			_, desired, _ = e.generationTable(e.store, s.Generation, true)
-		}
-		s.Chains = counters(live, desired)
+		return
 	}
+	var desired *ruleset.Table
+	if s.Generation > 0 {
+		var derr error
+		if _, desired, derr = e.generationTable(e.store, s.Generation, true); derr != nil {
+			s.Mismatch = fmt.Sprintf("the current generation %d cannot be read (%v): the state directory is damaged; hostwall generations lists what is recorded, and hostwall rollback N restores one", s.Generation, derr)
+		} else if p := planner.Diff(desired, live); !p.Empty() {
+			add, change, destroy := p.Summary()
+			s.Mismatch = fmt.Sprintf("the kernel does not hold generation %d exactly (%d to add, %d to change, %d to destroy to make it so): plan --refresh shows the difference; the agent repairs it, or apply or rollback %d does",
+				s.Generation, add, change, destroy, s.Generation)
+		}
+	}
+	if live == nil {
+		s.CountersError = "table inet hostwall does not exist"
+		return
+	}
+	s.Rules = live.RuleCount()
+	s.Chains = counters(live, desired)
 }
 
 // counters gathers the rule counters of the live table, described with

@@ -14,7 +14,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -169,7 +172,22 @@ func overdue(t *state.Trial) string {
 	case t.Rebooted:
 		why = "was interrupted by a reboot"
 	}
+	switch {
+	case GuardRunning(t.GuardPID):
+		return fmt.Sprintf("the trial of generation %d %s, and its guard (pid %d) is rolling it back", t.Generation, why, t.GuardPID)
+	case t.Unreadable != "":
+		return fmt.Sprintf("the trial of generation %d %s, and is to be rolled back: hostwall status, hostwall guard or the next change rolls it back", t.Generation, why)
+	}
 	return fmt.Sprintf("the trial of generation %d %s, and has not been rolled back (its guard is gone): hostwall status, hostwall guard or the next change rolls it back", t.Generation, why)
+}
+
+// GuardRunning reports whether the process pid (a trial's guard) runs.
+func GuardRunning(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && len(cmdline) > 0 && syscall.Kill(pid, 0) == nil
 }
 
 // expired reports whether trial t is to be rolled back now.

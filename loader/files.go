@@ -5,10 +5,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"syscall"
@@ -134,25 +134,74 @@ func readInput(path string, trust bool, maxBytes int64, flag string) ([]byte, er
 	if fi.Size() > maxBytes {
 		return nil, &tooLargeError{path, fi.Size(), maxBytes, flag}
 	}
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	return readRegular(path, maxBytes, flag)
+}
+
+// readRegular reads the regular file path up to maxBytes, by system calls
+// on a descriptor opened non-blocking: a file that would block (/proc/kmsg
+// is a regular file) fails instead of parking the reader, which Go's
+// poller would do with an *os.File. Files of the kernel's pseudo file
+// systems are refused before a byte is read: reading some of them takes
+// something away (kernel messages), and none holds a configuration.
+func readRegular(path string, maxBytes int64, flag string) ([]byte, error) {
+	fd, err := syscall.Open(path, syscall.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY|syscall.O_CLOEXEC, 0)
 	if err != nil {
-		return nil, err
+		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	defer f.Close()
-	if fi, err = f.Stat(); err != nil {
-		return nil, err
+	defer syscall.Close(fd)
+	var st syscall.Stat_t
+	if err := syscall.Fstat(fd, &st); err != nil {
+		return nil, &os.PathError{Op: "stat", Path: path, Err: err}
 	}
-	if !fi.Mode().IsRegular() {
-		return nil, &notRegularError{path, fi.Mode()}
+	if st.Mode&syscall.S_IFMT != syscall.S_IFREG {
+		fi, _ := os.Stat(path)
+		mode := fs.ModeIrregular
+		if fi != nil {
+			mode = fi.Mode()
+		}
+		return nil, &notRegularError{path, mode}
 	}
-	data, err := io.ReadAll(io.LimitReader(f, maxBytes+1))
-	if err != nil {
-		return nil, err
+	var sfs syscall.Statfs_t
+	if err := syscall.Fstatfs(fd, &sfs); err == nil {
+		if name, pseudo := pseudoFS[int64(sfs.Type)]; pseudo {
+			return nil, fmt.Errorf("%s is on %s, the kernel's, not a file of a configuration: hostwall reads files from a disk", path, name)
+		}
 	}
-	if int64(len(data)) > maxBytes {
-		return nil, &tooLargeError{path, int64(len(data)), maxBytes, flag}
+	if st.Size > maxBytes {
+		return nil, &tooLargeError{path, st.Size, maxBytes, flag}
 	}
-	return data, nil
+	buf := make([]byte, 0, min(st.Size+1, maxBytes+1))
+	for {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > maxBytes {
+				return nil, &tooLargeError{path, int64(len(buf)), maxBytes, flag}
+			}
+			buf = slices.Grow(buf, int(min(int64(max(cap(buf), 4096)), maxBytes+1-int64(len(buf)))))
+		}
+		n, err := syscall.Read(fd, buf[len(buf):cap(buf)])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return nil, fmt.Errorf("%s would block on reading: not a file of a configuration", path)
+		case err != nil:
+			return nil, &os.PathError{Op: "read", Path: path, Err: err}
+		case n == 0:
+			if int64(len(buf)) > maxBytes {
+				return nil, &tooLargeError{path, int64(len(buf)), maxBytes, flag}
+			}
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
+}
+
+// pseudoFS are the kernel's file systems (statfs f_type) no configuration
+// is read from.
+var pseudoFS = map[int64]string{
+	0x9fa0: "procfs", 0x62656572: "sysfs", 0x64626720: "debugfs", 0x74726163: "tracefs",
+	0x73636673: "securityfs", 0x27e0eb: "cgroupfs", 0x63677270: "cgroup2fs", 0x62656570: "configfs",
+	0xcafe4a11: "bpffs", 0x6e736673: "nsfs", 0x42494e4d: "binfmt_misc", 0x1cd1: "devpts",
 }
 
 // untrusted is the diagnostic for a file or directory checkTrust refuses.

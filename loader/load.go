@@ -283,6 +283,10 @@ func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRe
 func (b *builder) loadYAML(src Source) {
 	docs, diags := parseYAML(src)
 	b.diags = append(b.diags, diags...)
+	if d := checkAliases(src.Path, docs); d != nil {
+		b.diags = append(b.diags, d)
+		return
+	}
 	for _, doc := range docs {
 		anchors := map[string]ast.Node{}
 		// A document that is a list holds resources ("- apiVersion: …"), as

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"path/filepath"
-	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -131,11 +130,11 @@ func hclTooDeep(src []byte, max int) int {
 				i = skipLine(src, i)
 				lineStart = true
 			} else if i+1 < len(src) && src[i+1] == '*' {
-				end := bytes.Index(src[i+2:], []byte("*/"))
-				if end < 0 {
-					return -1
+				// An unclosed /* is no comment to hclsyntax: it reads on,
+				// and so does the scan.
+				if end := bytes.Index(src[i+2:], []byte("*/")); end >= 0 {
+					i += end + 3
 				}
-				i += end + 3
 			}
 		case '"':
 			if push(str) {
@@ -251,7 +250,9 @@ func yamlTooDeep(src []byte, max int) int {
 			// Compact nested entries: "- - - x", "? - x", "- a: - x"
 			// (the last is invalid, but costs the parser all the same).
 			for j < len(line) && (line[j] == '-' || line[j] == '?' || line[j] == ':') && (j+1 == len(line) || line[j+1] == ' ') {
-				depth++
+				if depth++; depth > max {
+					return i + j // where the level too deep opens
+				}
 				for j++; j < len(line) && line[j] == ' '; j++ {
 				}
 			}
@@ -274,7 +275,7 @@ func yamlTooDeep(src []byte, max int) int {
 			}
 			switch c {
 			case '"', '\'':
-				if j == 0 || strings.IndexByte(" \t[{,:-?", line[j-1]) >= 0 {
+				if scalarStart(line, j) {
 					quote = c
 				}
 			case '#':
@@ -312,4 +313,25 @@ func blockIndicator(b []byte) bool {
 	}
 	rest := bytes.TrimLeft(b[k:], " \t")
 	return len(bytes.TrimRight(rest, " \t\r")) == 0 || rest[0] == '#'
+}
+
+// scalarStart reports whether a scalar may start at line[j]: a quote
+// there opens a quoted scalar, and anywhere else it is text of a plain
+// one ("a: b 'c"). A scalar starts the line's content, or follows "[",
+// "{", "," or an indicator ("- ", "? ", ": ").
+func scalarStart(line []byte, j int) bool {
+	k := j - 1
+	for k >= 0 && (line[k] == ' ' || line[k] == '\t') {
+		k--
+	}
+	if k < 0 {
+		return true
+	}
+	switch line[k] {
+	case '[', '{', ',':
+		return true
+	case ':', '-', '?':
+		return k+1 < j // followed by a space: an indicator
+	}
+	return false
 }

@@ -70,12 +70,32 @@ func TestNesting(t *testing.T) {
 		}
 	}
 	for name, src := range map[string]string{
-		"double-quoted": "a: \"" + deep + "\"\n",
-		"single-quoted": "a: '" + deep + " it''s'\n",
-		"multi-line":    "a: \"x\n  " + deep + "\n  y\"\nb: 1\n",
-		"comment":       "# " + deep + "\na: 1 # " + deep + "\n",
-		"block scalar":  "a: |-\n  " + deep + "\n  " + deep + "\nb: 1\n",
-		"documents":     strings.Repeat("---\n"+yaml(n - 1)["indentation"], 3),
+		"after an unclosed /*": "x = 1 /*\ny = " + deep + "\n",
+	} {
+		if at := hclTooDeep([]byte(src), n); at < 0 {
+			t.Errorf("HCL %s: not refused", name)
+		}
+	}
+	for name, src := range map[string]string{
+		"after a quote in a plain scalar":  "a: b 'c\nx: " + deep + "\n",
+		"after a double quote in one":      "a: b \"c\nx: " + deep + "\n",
+		"after a quote that ends a scalar": "a: b-'c\nx: " + deep + "\n",
+	} {
+		if at := yamlTooDeep([]byte(src), n); at < 0 {
+			t.Errorf("YAML %s: not refused", name)
+		}
+	}
+	if at := yamlTooDeep([]byte(strings.Repeat("- ", 100)+"x\n"), n); at != 2*(n-1) {
+		t.Errorf("a chain of 100 entries refused at %d; want %d, where the level too deep opens", at, 2*(n-1))
+	}
+	for name, src := range map[string]string{
+		"it's in a plain scalar": "a: it's fine\nb: [x]\n",
+		"double-quoted":          "a: \"" + deep + "\"\n",
+		"single-quoted":          "a: '" + deep + " it''s'\n",
+		"multi-line":             "a: \"x\n  " + deep + "\n  y\"\nb: 1\n",
+		"comment":                "# " + deep + "\na: 1 # " + deep + "\n",
+		"block scalar":           "a: |-\n  " + deep + "\n  " + deep + "\nb: 1\n",
+		"documents":              strings.Repeat("---\n"+yaml(n - 1)["indentation"], 3),
 	} {
 		if at := yamlTooDeep([]byte(src), n); at >= 0 {
 			t.Errorf("YAML %s: refused at %d", name, at)

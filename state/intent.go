@@ -38,6 +38,9 @@ type Intent struct {
 	Cookie uint64 `json:"cookie"`
 }
 
+// IntentPath is the file of the namespace's change under way.
+func (s *Store) IntentPath(ns Namespace) string { return s.intentPath(ns) }
+
 func (s *Store) intentPath(ns Namespace) string {
 	return filepath.Join(s.Dir, "intent-"+ns.FileName()+".json")
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -108,6 +109,29 @@ func TestTrialsOfAReusedDirectory(t *testing.T) {
 	var rb *RolledBackError
 	if _, err := rebooted.Confirm("by a test"); !errors.As(err, &rb) {
 		t.Errorf("Confirm after the rollback: %v, want a RolledBackError", err)
+	}
+	// Without a mirror no trial of this state directory is pending,
+	// whatever stray bytes the namespace's record holds; with the mirror
+	// unreadable too, one may be, and which is not known.
+	nsPath := filepath.Join(ns.Dir, "trial.json")
+	for name, make := range map[string]func() error{
+		"empty":     func() error { return os.WriteFile(nsPath, nil, 0o600) },
+		"garbage":   func() error { return os.WriteFile(nsPath, []byte("{garbage"), 0o600) },
+		"directory": func() error { return os.Mkdir(nsPath, 0o700) },
+		"FIFO":      func() error { return syscall.Mkfifo(nsPath, 0o600) },
+	} {
+		os.RemoveAll(nsPath)
+		if err := make(); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := tr.Read(); got != nil || err != nil {
+			t.Errorf("a stray %s record without a mirror reads as %+v, %v; want no trial", name, got, err)
+		}
+	}
+	os.WriteFile(tr.mirrorPath(), []byte("{torn"), 0o600)
+	var damaged *DamagedTrialError
+	if _, err := tr.Read(); !errors.As(err, &damaged) {
+		t.Errorf("both records unreadable: %v; want a DamagedTrialError", err)
 	}
 }
 

@@ -145,7 +145,12 @@ func (t Trials) Read() (*Trial, error) {
 	case mErr == nil && mirror != nil:
 		mirror.Rebooted, mirror.Unreadable = mirror.Cookie != t.NS.Cookie, ""
 		return mirror, nil
-	case nsErr == nil && mErr == nil:
+	case mErr == nil:
+		// No mirror here: a pending trial of this state directory always
+		// has one (Write makes it first, End removes it after the
+		// outcome), so whatever the namespace's record holds — nothing,
+		// a stale record, or bytes that do not read — no trial of this
+		// state directory is pending.
 		return nil, nil
 	case nsErr != nil:
 		return nil, &DamagedTrialError{Path: t.path(), Err: nsErr}

@@ -30,6 +30,14 @@ var hostileFiles = []struct {
 		}
 		return "is a character device, not a regular file"
 	}},
+	{"a kernel file as a policy file", func(t *testing.T, dir string) string {
+		// Regular, root's, and a read blocks until the kernel logs (and
+		// takes the message away).
+		if err := os.Symlink("/proc/kmsg", filepath.Join(dir, "x.hcl")); err != nil {
+			t.Fatal(err)
+		}
+		return "x.hcl is on procfs, the kernel's, not a file of a configuration"
+	}},
 	{"directory as a policy file", func(t *testing.T, dir string) string {
 		os.Mkdir(filepath.Join(dir, "x.hcl"), 0o755)
 		return "is a directory, not a regular file"

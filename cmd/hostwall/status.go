@@ -93,7 +93,7 @@ trial past its deadline whose guard is gone.`,
 			default:
 				s = resp.Status
 			}
-			s.GuardAlive = s.Trial != nil && guardAlive(s.Trial.GuardPID)
+			s.GuardAlive = s.Trial != nil && engine.GuardRunning(s.Trial.GuardPID)
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
@@ -188,6 +188,9 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 	if in := s.Interrupted; in != nil {
 		fmt.Fprintf(warn, "warning: a change (%s to generation %d by pid %d at %s) was interrupted before its outcome was recorded; the next change settles it\n",
 			in.Op, in.Generation, in.PID, in.Time.Format(time.DateTime))
+	}
+	if s.Mismatch != "" {
+		fmt.Fprintf(warn, "warning: %s\n", s.Mismatch)
 	}
 	if s.CountersError != "" {
 		fmt.Fprintf(out, "Counters: unavailable: %s\n", s.CountersError)

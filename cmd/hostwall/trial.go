@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -211,15 +210,6 @@ reports the result. Without an agent it fails: use hostwall apply.`,
 			return nil
 		},
 	}
-}
-
-// guardAlive reports whether a trial's guard still runs.
-func guardAlive(pid int) bool {
-	if pid <= 0 {
-		return false
-	}
-	cmdline, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return err == nil && len(cmdline) > 0 && syscall.Kill(pid, 0) == nil
 }
 
 // logTime is how the guard's log gives times: to the millisecond, since
