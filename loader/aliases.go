@@ -65,7 +65,7 @@ func checkAliases(file string, docs []ast.Node) *hcl.Diagnostic {
 		if over != nil {
 			rng := nodeRange(file, over)
 			return &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Aliases expand too far",
-				Detail: fmt.Sprintf("The aliases up to this one stand for more than %d values in all, beyond what the file writes out; write the values out (or use a nets_file for long lists of networks), or use fewer aliases.", MaxAliasNodes),
+				Detail:  fmt.Sprintf("The aliases up to this one stand for more than %d values in all, beyond what the file writes out; write the values out (or use a nets_file for long lists of networks), or use fewer aliases.", MaxAliasNodes),
 				Subject: &rng}
 		}
 	}
