@@ -70,6 +70,8 @@ type change struct {
 	// armed is the trial, once its guard is armed; committed is set once
 	// the kernel took the change (its records are then never discarded).
 	armed     *state.Trial
+	// current is the record of target as current, written ahead.
+	current *state.PreparedCurrent
 	committed bool
 }
 
@@ -252,6 +254,11 @@ func (e *Engine) writeAhead(ctx context.Context, ns state.Namespace, c *change, 
 	if err := e.store.WriteIntent(ns, in); err != nil {
 		return fmt.Errorf("recording the change under way: %w", err)
 	}
+	current, err := e.store.PrepareCurrent(c.target)
+	if err != nil {
+		return err
+	}
+	c.current = current
 	if c.gen != nil {
 		if err := c.gen.Place(); err != nil {
 			return fmt.Errorf("recording generation: %w", err)
@@ -339,6 +346,7 @@ func (e *Engine) verifyCommit(ctx context.Context, c *change, p *planner.Plan, a
 // undo takes back what writeAhead did for a change that did not reach the
 // kernel.
 func (e *Engine) undo(ns state.Namespace, c *change) {
+	c.current.Abort()
 	if c.armed != nil {
 		if err := e.trials(ns).End(c.armed, state.NotApplied, "the change never reached the kernel"); err != nil {
 			e.notice("ending the trial: %v", err)
@@ -361,7 +369,8 @@ func (e *Engine) settle(ns state.Namespace, c *change, prev int, applied *planne
 	}
 	res := &ApplyResult{Plan: applied, Generation: c.target, Recorded: c.gen != nil, Trial: c.armed, Verified: verified,
 		Rules: c.rules, Warnings: c.warnings}
-	if err := e.store.MakeCurrent(c.target, keep...); err != nil {
+	if err := c.current.Commit(keep...); err != nil {
+		c.current.Abort()
 		c.verified().discard()
 		err = fmt.Errorf("applied: the kernel holds generation %d, but recording it as current failed (the next hostwall command records it): %w", c.target, err)
 		if c.armed != nil {

@@ -118,12 +118,14 @@ func (b *builder) calicoTypes(a *hcl.Attribute, p *config.Policy) []config.Direc
 	var out []config.Direction
 	for _, it := range items {
 		var d config.Direction
+		given := ""
 		if it.val.Type() == cty.String {
-			d = map[string]config.Direction{"Ingress": config.Ingress, "Egress": config.Egress}[it.val.AsString()]
+			given = it.val.AsString()
+			d = map[string]config.Direction{"Ingress": config.Ingress, "Egress": config.Egress}[given]
 		}
 		switch {
 		case d == "":
-			b.diags = append(b.diags, errAt(it.rng, "Invalid policy type", "types holds \"Ingress\" and \"Egress\" (exact case)."))
+			b.diags = append(b.diags, errAt(it.rng, "Invalid policy type", "types holds \"Ingress\" and \"Egress\" (exact case), not %s.%s", describe(it.val), meant(given, "Ingress", "Egress")))
 		case slices.Contains(out, d):
 			b.diags = append(b.diags, errAt(it.rng, "Duplicate policy type", "%q is listed twice.", d))
 		default:

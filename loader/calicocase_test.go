@@ -49,6 +49,12 @@ Metadata:
 	if len(cfg.Policies) != 1 || cfg.Policies[0].Order == nil || *cfg.Policies[0].Order != 5 || !cfg.Policies[0].Selector.Matches(cfg.Endpoints[0].Labels) {
 		t.Fatalf("policies %+v", cfg.Policies)
 	}
+	// A number not written as it is read is read all the same, with a
+	// warning naming both.
+	_, diags = Load([]Source{{Path: "n.yaml", Data: []byte("apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: e\n  labels:\n    ratio: 1.50\nspec:\n  node: n\n  interfaceName: eth0\n")}})
+	if diags.HasErrors() || !strings.Contains(diags.Error(), `Label "ratio" is written 1.50 and read as "1.5"`) {
+		t.Errorf("ratio: 1.50: %v", diags)
+	}
 	// Both spellings of one field are one field given twice.
 	_, diags = Load([]Source{{Path: "twice.yaml", Data: []byte("apiVersion: projectcalico.org/v3\nkind: Tier\nmetadata:\n  name: t\nspec:\n  order: 1\n  Order: 2\n")}})
 	if !strings.Contains(diags.Error(), `"order" appears twice`) {
@@ -64,6 +70,11 @@ func TestLabelValueMessages(t *testing.T) {
 		{"a.hcl", "host_endpoint \"e\" {\n  interface = \"eth0\"\n  labels = { dos = true }\n}\n", `Label "dos" has the value true, which is not a string; quote it, as in dos = "true".`},
 		{"a.yaml", "host_endpoint:\n  e:\n    interface: eth0\n    labels: {rack: 10}\n", `Label "rack" has the value 10, which is not a string; quote it, as in rack: "10".`},
 		{"b.yaml", "host_endpoint:\n  e:\n    interface: eth0\n    labels: {rack: \"a\xffb\"}\n", `b.yaml:4:22: Not UTF-8 — The byte 0xff here is not UTF-8`},
+		{"c.yaml", "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: e\n  labels:\n    role: web\n    nothing: null\n    list: [a, b]\n    map: {a: b}\nspec:\n  node: n\n  interfaceName: eth0\n",
+			`c.yaml:8:11: Label value must be a string — Label "list" has a list, not a string value.`},
+		{"c.yaml", "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: e\n  labels:\n    role: web\n    nothing: null\n    list: [a, b]\n    map: {a: b}\nspec:\n  node: n\n  interfaceName: eth0\n",
+			`c.yaml:9:10: Label value must be a string — Label "map" has a mapping, not a string value.`},
+		{"h.hcl", "host_endpoint \"e\" {\n  interface = \"eth0\"\n  labels = {\n    role = \"web\"\n    dos  = true\n  }\n}\n", `h.hcl:5:12: Label value must be a string — Label "dos" has the value true`},
 		{"bom.yaml", "\uFEFFhost_endpoint:\n  e:\n    interface: eth0\n    labels: {rack: 10}\n", `bom.yaml:4:`},
 	} {
 		_, diags := Load([]Source{{Path: tc.path, Data: []byte(tc.src)}})

@@ -239,7 +239,7 @@ func (b *builder) types(a *hcl.Attribute, p *config.Policy) []config.Direction {
 		case config.Ingress, config.Egress:
 			out = append(out, d)
 		default:
-			b.diags = append(b.diags, errAt(it.rng, "Invalid policy type", "types may hold \"ingress\" and \"egress\"."))
+			b.diags = append(b.diags, errAt(it.rng, "Invalid policy type", "types may hold \"ingress\" and \"egress\", not %s.%s", describe(it.val), meant(s, "ingress", "egress")))
 		}
 	}
 	for _, d := range []config.Direction{config.Ingress, config.Egress} {
@@ -726,14 +726,14 @@ func (b *builder) labels(a *hcl.Attribute) map[string]string {
 // validName checks an object name: it becomes part of kernel chain and set
 // names, so it is limited to letters, digits and . _ -.
 func (b *builder) validName(kind, name string, rng hcl.Range) bool {
-	ok := name != "" && len(name) <= 200
+	ok := name != "" && len(name) <= 253
 	for _, c := range name {
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-') {
 			ok = false
 		}
 	}
 	if !ok {
-		b.diags = append(b.diags, errAt(rng, "Invalid name", "The %s name %q must be 1-200 letters, digits, '.', '_' or '-'.", kind, name))
+		b.diags = append(b.diags, errAt(rng, "Invalid name", "The %s name %q must be 1-253 letters, digits, '.', '_' or '-' (as long as Calico's names).", kind, name))
 	}
 	return ok
 }

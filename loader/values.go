@@ -41,6 +41,8 @@ func example(attr *hcl.Attribute, value string) string {
 func describe(v cty.Value) string {
 	t := v.Type()
 	switch {
+	case v.IsNull():
+		return "no value (null)"
 	case t == cty.String:
 		s := v.AsString()
 		if len(s) > 40 {
@@ -154,9 +156,11 @@ func labelsAs(attr *hcl.Attribute, calico bool) (map[string]string, hcl.Diagnost
 		k, ev := it.Element()
 		key := k.AsString()
 		switch {
+		case ev.IsNull() && calico:
+			labels[key] = "" // calicoctl reads a null label value as ""
 		case ev.Type() == cty.String && !ev.IsNull():
 			if !utf8.ValidString(ev.AsString()) || !utf8.ValidString(key) {
-				diags = append(diags, errAt(attr.Expr.Range(), "Invalid label", "Label %q has bytes that are not UTF-8; labels are text.", strings.ToValidUTF8(key, "\uFFFD")))
+				diags = append(diags, errAt(labelRange(attr, key), "Invalid label", "Label %q has bytes that are not UTF-8; labels are text.", strings.ToValidUTF8(key, "\uFFFD")))
 				continue
 			}
 			labels[key] = ev.AsString()
@@ -164,15 +168,20 @@ func labelsAs(attr *hcl.Attribute, calico bool) (map[string]string, hcl.Diagnost
 			text := boolOrNumber(ev)
 			if calico {
 				labels[key] = text
+				if written := labelText(attr, key); written != "" && written != text {
+					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Label value read as calicoctl reads it",
+						Detail:  fmt.Sprintf("Label %q is written %s and read as %q, as calicoctl reads a number or boolean; a selector must say %q. Quote it (%q) to keep it as written.", key, written, text, text, written),
+						Subject: labelRange(attr, key).Ptr()})
+				}
 				continue
 			}
 			example := fmt.Sprintf("%s = %q", key, text)
 			if isYAML {
 				example = fmt.Sprintf("%s: %q", key, text)
 			}
-			diags = append(diags, errAt(attr.Expr.Range(), "Label value must be a string", "Label %q has the value %s, which is not a string; quote it, as in %s.", key, text, example))
+			diags = append(diags, errAt(labelRange(attr, key), "Label value must be a string", "Label %q has the value %s, which is not a string; quote it, as in %s.", key, text, example))
 		default:
-			diags = append(diags, errAt(attr.Expr.Range(), "Label value must be a string", "Label %q must have a quoted string value.", key))
+			diags = append(diags, errAt(labelRange(attr, key), "Label value must be a string", "Label %q has %s, not a string value.", key, describe(ev)))
 		}
 	}
 	return labels, diags
@@ -182,6 +191,47 @@ func labelsAs(attr *hcl.Attribute, calico bool) (map[string]string, hcl.Diagnost
 func meant(given string, options ...string) string {
 	if s := suggest.Name(given, options); s != "" {
 		return fmt.Sprintf(" Did you mean %q?", s)
+	}
+	return ""
+}
+
+// labelRange is where the value of label key is written in attr, or attr's
+// value when that cannot be told.
+func labelRange(attr *hcl.Attribute, key string) hcl.Range {
+	switch e := attr.Expr.(type) {
+	case *yamlExpr:
+		body := &yamlBody{file: e.file, node: e.node, anchors: e.anchors}
+		entries, _ := body.entries()
+		for _, kv := range entries {
+			if keyOf(kv) == key {
+				return nodeRange(e.file, kv.Value)
+			}
+		}
+	case *hclsyntax.ObjectConsExpr:
+		for _, item := range e.Items {
+			if k, diags := item.KeyExpr.Value(nil); !diags.HasErrors() && k.Type() == cty.String && !k.IsNull() && k.AsString() == key {
+				return item.ValueExpr.Range()
+			}
+		}
+	}
+	return attr.Expr.Range()
+}
+
+// labelText is how the value of label key is written in a YAML attr, ""
+// when that cannot be told.
+func labelText(attr *hcl.Attribute, key string) string {
+	e, ok := attr.Expr.(*yamlExpr)
+	if !ok {
+		return ""
+	}
+	body := &yamlBody{file: e.file, node: e.node, anchors: e.anchors}
+	entries, _ := body.entries()
+	for _, kv := range entries {
+		if keyOf(kv) == key {
+			if tok := kv.Value.GetToken(); tok != nil {
+				return tok.Value
+			}
+		}
 	}
 	return ""
 }

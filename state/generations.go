@@ -365,6 +365,51 @@ func (s *Store) MakeCurrent(n int, keep ...int) error {
 	return s.prune(append(keep, n)...)
 }
 
+// PreparedCurrent is a record of the current generation written ahead,
+// beside the one in force: making it current is then a rename, which a
+// full disk does not refuse.
+type PreparedCurrent struct {
+	s    *Store
+	n    int
+	temp string
+}
+
+// PrepareCurrent writes ahead, durably, the record that generation n is
+// current (Commit puts it in force; Abort drops it): a change writes it
+// before the kernel sees the change, so that a full state directory
+// refuses the change rather than the record of a change made.
+func (s *Store) PrepareCurrent(n int) (*PreparedCurrent, error) {
+	if err := os.MkdirAll(s.Dir, 0o700); err != nil {
+		return nil, err
+	}
+	temp, err := writeTemp(s.currentPath(), "tmp", []byte(strconv.Itoa(n)+"\n"), 0o600, true)
+	if err != nil {
+		return nil, fmt.Errorf("recording generation %d as current ahead of the change: %w", n, err)
+	}
+	return &PreparedCurrent{s: s, n: n, temp: temp}, nil
+}
+
+// Commit makes the prepared record current, and prunes old generations
+// but keep (a failure to prune changes nothing recorded).
+func (p *PreparedCurrent) Commit(keep ...int) error {
+	if err := os.Rename(p.temp, p.s.currentPath()); err != nil {
+		return err
+	}
+	p.temp = ""
+	if err := syncDir(p.s.Dir); err != nil {
+		return err
+	}
+	return p.s.prune(append(keep, p.n)...)
+}
+
+// Abort drops the prepared record, if not committed.
+func (p *PreparedCurrent) Abort() {
+	if p != nil && p.temp != "" {
+		os.Remove(p.temp)
+		p.temp = ""
+	}
+}
+
 // SetCurrent records which generation the kernel holds.
 func (s *Store) SetCurrent(n int) error {
 	if err := os.MkdirAll(s.Dir, 0o700); err != nil {

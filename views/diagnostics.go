@@ -3,6 +3,9 @@ package views
 import (
 	"fmt"
 	"io"
+	"strconv"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -13,9 +16,10 @@ import (
 func FormatDiagnostic(d *hcl.Diagnostic) string {
 	prefix := ""
 	if d.Subject != nil && d.Subject.Filename != "" {
-		prefix = fmt.Sprintf("%s:%d:%d: ", d.Subject.Filename, d.Subject.Start.Line, d.Subject.Start.Column)
+		name := printable(d.Subject.Filename)
+		prefix = fmt.Sprintf("%s:%d:%d: ", name, d.Subject.Start.Line, d.Subject.Start.Column)
 		if d.Subject.Start.Line == 0 { // about the whole file
-			prefix = d.Subject.Filename + ": "
+			prefix = name + ": "
 		}
 	}
 	if d.Severity == hcl.DiagWarning {
@@ -33,4 +37,16 @@ func Diagnostics(w io.Writer, diags hcl.Diagnostics) {
 	for _, d := range diags {
 		fmt.Fprintln(w, FormatDiagnostic(d))
 	}
+}
+
+// printable is a file name as it can be printed to a terminal: quoted, Go
+// style, when it holds control characters (an escape sequence in a file
+// name would otherwise act on the operator's terminal) or is not UTF-8.
+func printable(name string) string {
+	for _, r := range name {
+		if r == utf8.RuneError || unicode.IsControl(r) {
+			return strconv.Quote(name)
+		}
+	}
+	return name
 }

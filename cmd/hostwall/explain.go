@@ -67,8 +67,8 @@ The connection state defaults to new.`,
 	fl.StringVar(&f.proto, "proto", "", "protocol: tcp, udp, icmp, icmpv6, sctp, udplite or a number (required)")
 	fl.StringVar(&f.src, "src", "", "source address")
 	fl.StringVar(&f.dst, "dst", "", "destination address")
-	fl.Var((*portFlag)(&f.sport), "sport", "source `PORT` (1-65535)")
-	fl.Var((*portFlag)(&f.dport), "dport", "destination `PORT` (1-65535)")
+	fl.Var((*portFlag)(&f.sport), "sport", "source `PORT` (0-65535)")
+	fl.Var((*portFlag)(&f.dport), "dport", "destination `PORT` (0-65535)")
 	fl.IntVar(&icmpType, "icmp-type", -1, "ICMP or ICMPv6 type")
 	fl.IntVar(&icmpCode, "icmp-code", -1, "ICMP or ICMPv6 code")
 	fl.StringVar(&f.state, "state", "new", "connection state: new, established, related or invalid")
@@ -89,8 +89,8 @@ func (p *portFlag) String() string {
 
 func (p *portFlag) Set(s string) error {
 	n, err := strconv.Atoi(s)
-	if err != nil || n < 1 || n > 65535 {
-		return fmt.Errorf("%q is not a port: a port is a number 1-65535", s)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q is not a port: a port is a number 0-65535", s)
 	}
 	*p = portFlag(n)
 	return nil
@@ -135,7 +135,23 @@ func (f explainFlags) packet(in, out, forward bool, icmpType, icmpCode int) (exp
 	} else if v, err := strconv.ParseUint(f.proto, 10, 8); err == nil {
 		p.Proto = uint8(v)
 	} else {
-		return p, fmt.Errorf("--proto %q: use tcp, udp, icmp, icmpv6, sctp, udplite or a number", f.proto)
+		return p, fmt.Errorf("--proto %q: use tcp, udp, icmp, icmpv6, sctp, udplite or a number 0-255", f.proto)
+	}
+	icmp := p.Proto == config.ProtoICMP || p.Proto == config.ProtoICMPv6
+	for _, v := range []struct {
+		flag  string
+		value int
+	}{{"--icmp-type", icmpType}, {"--icmp-code", icmpCode}} {
+		switch {
+		case v.value == -1:
+		case !icmp:
+			return p, fmt.Errorf("%s is for --proto icmp or icmpv6, not %s", v.flag, f.proto)
+		case v.value < 0 || v.value > 255:
+			return p, fmt.Errorf("%s %d: an ICMP type or code is a number 0-255", v.flag, v.value)
+		}
+	}
+	if (f.sport != 0 || f.dport != 0) && icmp {
+		return p, fmt.Errorf("--sport and --dport are for protocols with ports, not %s", f.proto)
 	}
 	switch p.State {
 	case explain.New, explain.Established, explain.Related, explain.Invalid:

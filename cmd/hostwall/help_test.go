@@ -40,3 +40,20 @@ func TestHelpTexts(t *testing.T) {
 		}
 	}
 }
+
+// TestExplainFlags: explain refuses packets no host could see, saying why.
+func TestExplainFlags(t *testing.T) {
+	cfg := writeConfig(t, map[string]string{"a.hcl": "host_endpoint \"eth0\" { interface = \"eth0\" }\n"})
+	for args, want := range map[string]string{
+		"--proto tcp --dport 99999":    `"99999" is not a port: a port is a number 0-65535`,
+		"--proto icmp --icmp-type 300": "--icmp-type 300: an ICMP type or code is a number 0-255",
+		"--proto udp --icmp-type 3":    "--icmp-type is for --proto icmp or icmpv6, not udp",
+		"--proto icmp --dport 80":      "--sport and --dport are for protocols with ports, not icmp",
+		"--proto 300":                  "a number 0-255",
+	} {
+		r := runHostwall(t, "", nil, append([]string{"explain", "-c", cfg, "--iface", "eth0", "--in"}, strings.Fields(args)...)...)
+		if r.code != 1 || !strings.Contains(r.stderr, want) {
+			t.Errorf("explain %s: exit %d\n%s", args, r.code, r.stderr)
+		}
+	}
+}

@@ -314,6 +314,36 @@ func TestStateDirFull(t *testing.T) {
 	}
 }
 
+// TestStateDirNearlyFull: with any amount of room left in the state
+// directory, an apply either records what it changed or changes nothing:
+// the kernel never holds a generation that is not recorded current (the
+// record that it is current is written ahead of the change).
+func TestStateDirNearlyFull(t *testing.T) {
+	for pages := 0; pages <= 10; pages++ {
+		t.Run(fmt.Sprintf("free pages %d", pages), func(t *testing.T) {
+			ns := nsWithEth0(t)
+			stateDir := tmpfs(t)
+			env := []string{"HOSTWALL_STATE_DIR=" + stateDir}
+			cfgA, cfgB := bigConfig(t, 0, 10, 1111), bigConfig(t, 0, 10, 2222)
+			apply := func(cfg string) result {
+				return runHostwall(t, "", env, "apply", "--auto-approve", "--confirm-timeout", "0", "-c", cfg, "--netns", ns, "--host-name", "srv")
+			}
+			if r := apply(cfgA); r.code != 0 {
+				t.Fatalf("first apply: %s", r.stderr)
+			}
+			freeLeft(t, stateDir, pages)
+			r := apply(cfgB)
+			cur, err := (&state.Store{Dir: stateDir}).Current()
+			switch m := markerOf(ns); {
+			case r.code == 0 && (m != 2222 || cur != 2):
+				t.Errorf("apply succeeded, yet the kernel's marker is %d and the current generation %d (%v)", m, cur, err)
+			case r.code != 0 && (m != 1111 || cur != 1):
+				t.Errorf("apply failed (%s), yet the kernel's marker is %d and the current generation %d (%v)", strings.TrimSpace(r.stderr), m, cur, err)
+			}
+		})
+	}
+}
+
 // TestAgentStateDirFull: the agent with a full state directory does not
 // apply a change (the running ruleset stays, and status says why), never
 // takes its own records for drift, and applies the change once there is

@@ -1,6 +1,8 @@
 // Package suggest finds the name someone probably meant: "did you mean".
 package suggest
 
+import "strings"
+
 // Name returns the candidate closest to given — within an edit distance of
 // a third of its length, at least one, and never given itself — or "".
 func Name(given string, candidates []string) string {
@@ -11,6 +13,9 @@ func Name(given string, candidates []string) string {
 	for _, c := range candidates {
 		if c == given {
 			continue
+		}
+		if strings.EqualFold(c, given) {
+			return c // only the case differs: "tcp" for "TCP"
 		}
 		if d := distance(given, c); d < bestDist {
 			best, bestDist = c, d

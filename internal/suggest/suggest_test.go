@@ -15,6 +15,7 @@ func TestName(t *testing.T) {
 		{"xyz", []string{"allow", "deny"}, ""},
 		{"a", []string{"b", "allow"}, "b"},
 		{"same", []string{"same"}, ""},
+		{"tcp", []string{"TCP", "UDP"}, "TCP"},
 	} {
 		if got := Name(tc.given, tc.from); got != tc.want {
 			t.Errorf("Name(%q, %q) = %q, want %q", tc.given, tc.from, got, tc.want)
