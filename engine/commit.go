@@ -69,9 +69,9 @@ type change struct {
 	target  int
 	// armed is the trial, once its guard is armed; committed is set once
 	// the kernel took the change (its records are then never discarded).
-	armed     *state.Trial
+	armed *state.Trial
 	// current is the record of target as current, written ahead.
-	current *state.PreparedCurrent
+	current   *state.PreparedCurrent
 	committed bool
 }
 
