@@ -2,11 +2,15 @@ package engine
 
 import (
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/internal/netif"
+	"github.com/hostwall/hostwall/internal/suggest"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
@@ -59,8 +63,37 @@ func (e *Engine) Load() (*Loaded, error) {
 	if diags.HasErrors() {
 		return nil, &InvalidError{Dir: e.o.ConfigDir, Diags: diags}
 	}
-	l.Warnings = diags
+	l.Warnings = append(diags, e.missingInterfaces(res.Config, l.Host)...)
 	return l, nil
+}
+
+// missingInterfaces warns of the host endpoints of this host whose
+// interface the namespace does not have: they protect nothing until one
+// of that name appears (a typo, "eht0", protects nothing at all).
+func (e *Engine) missingInterfaces(cfg *config.Config, host string) hcl.Diagnostics {
+	names, err := netif.Names(netif.Path(e.o.NetNS))
+	if err != nil {
+		return nil // a namespace that cannot be entered says so elsewhere
+	}
+	var diags hcl.Diagnostics
+	for _, hep := range cfg.Endpoints {
+		if hep.Interface == "*" || hep.Node != "" && hep.Node != host || slices.Contains(names, hep.Interface) {
+			continue
+		}
+		where := "this host"
+		if e.o.NetNS != "" {
+			where = fmt.Sprintf("network namespace %s", e.o.NetNS)
+		}
+		hint := ""
+		if s := suggest.Name(hep.Interface, names); s != "" {
+			hint = fmt.Sprintf(" Did you mean %q?", s)
+		}
+		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "No such interface",
+			Detail: fmt.Sprintf("Host endpoint %q names interface %q, which %s does not have (it has %s): the endpoint protects nothing until an interface of that name appears.%s",
+				hep.Name, hep.Interface, where, strings.Join(names, ", "), hint),
+			Subject: hep.DeclRange.Ptr()})
+	}
+	return diags
 }
 
 // limits are the engine's limits as a generation records them.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/state"
@@ -142,7 +143,17 @@ func (e *Engine) RollbackTarget() (int, error) {
 		// went is what was asked, not one generation further.
 		return before.Previous, nil
 	}
-	return e.Previous()
+	n, err := e.Previous()
+	if err != nil {
+		return 0, err
+	}
+	if ns, nerr := e.namespace(); nerr == nil {
+		if o, _ := e.trials(ns).LastOutcome(); o != nil && o.Result == state.RolledBack && time.Since(o.Time) < time.Minute {
+			e.notice("the trial of generation %d was rolled back to generation %d %s ago; this rollback goes one further, to generation %d",
+				o.Generation, o.Previous, time.Since(o.Time).Round(time.Second), n)
+		}
+	}
+	return n, nil
 }
 
 // Previous is the generation a rollback goes to by default when no trial

@@ -57,3 +57,14 @@ func TestExplainFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestNoSuchInterface: an endpoint on an interface the namespace does not
+// have protects nothing, and plan says so, with the name meant.
+func TestNoSuchInterface(t *testing.T) {
+	ns := nsWithEth0(t)
+	cfg := writeConfig(t, map[string]string{"a.hcl": "host_endpoint \"web\" { interface = \"eht0\" }\n"})
+	r := hostwall(t, "", "plan", "-c", cfg, "--netns", ns, "--host-name", "srv")
+	if r.code != 0 || !strings.Contains(r.stderr, `warning: No such interface — Host endpoint "web" names interface "eht0", which network namespace `+ns+` does not have`) || !strings.Contains(r.stderr, `Did you mean "eth0"?`) {
+		t.Errorf("plan: exit %d\n%s", r.code, r.stderr)
+	}
+}

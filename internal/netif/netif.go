@@ -75,3 +75,16 @@ func InterfaceOf(path string, a netip.Addr) (string, error) {
 	})
 	return name, err
 }
+
+// Names returns the names of the interfaces of the namespace at path.
+func Names(path string) ([]string, error) {
+	var names []string
+	err := In(path, func() error {
+		ifs, err := net.Interfaces()
+		for _, ifc := range ifs {
+			names = append(names, ifc.Name)
+		}
+		return err
+	})
+	return names, err
+}
