@@ -112,8 +112,13 @@ func (e *Engine) applyChange(ctx context.Context, ns state.Namespace, c *change,
 			return nil, err
 		}
 	}
+	if p.Empty() && c.req.Trial != 0 {
+		// Nothing reaches the kernel, so nothing could lock anyone out:
+		// no trial.
+		c.notes = append(c.notes, "nothing changes in the kernel, so there is no trial")
+	}
 	show(c.req, &Preview{Plan: p, Warnings: c.warnings, Notes: c.notes, Rollback: c.req.Rollback})
-	if p.Empty() && c.req.Trial == 0 {
+	if p.Empty() {
 		return e.recordUnchanged(ns, c)
 	}
 	if err := e.approve(ctx, c.req); err != nil {

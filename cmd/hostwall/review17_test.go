@@ -202,3 +202,17 @@ func readFile(t *testing.T, path string) string {
 	}
 	return string(data)
 }
+
+// TestNoTrialForNoChange: an apply on trial that changes nothing in the
+// kernel starts no trial (and no guard).
+func TestNoTrialForNoChange(t *testing.T) {
+	l := newSSHLab(t)
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	r := hostwall(t, "", append([]string{"apply", "--auto-approve", "--confirm-timeout", "5s"}, l.args(l.cfgA)...)...)
+	if r.code != 0 || !strings.Contains(r.stdout, "there is no trial") || strings.Contains(r.stdout, "TRIAL") {
+		t.Errorf("apply on trial of what the kernel holds: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if tr := trialOf(t, l.srv); tr != nil {
+		t.Errorf("a trial was started: %+v", tr)
+	}
+}
