@@ -208,12 +208,17 @@ func (ns Namespace) flock(name string, timeout time.Duration, h Holder) (*Lock, 
 	return &Lock{f: f}, nil
 }
 
+// holderOf says who holds the named lock. The holder writes itself in
+// just after it took the lock (truncating first), so a read that finds
+// nothing is tried again a few times before giving up.
 func (ns Namespace) holderOf(name string) string {
-	h, err := readJSON[Holder](filepath.Join(ns.Dir, name))
-	if err != nil || h == nil {
-		return "a process"
+	for range 5 {
+		if h, err := readJSON[Holder](filepath.Join(ns.Dir, name)); err == nil && h != nil {
+			return h.String()
+		}
+		time.Sleep(10 * time.Millisecond) // the holder is writing its name
 	}
-	return h.String()
+	return "a process"
 }
 
 // Release gives the lock up; a nil or released lock does nothing.
