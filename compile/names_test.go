@@ -225,3 +225,16 @@ func TestSetNamesDoNotShare(t *testing.T) {
 		t.Errorf("a set whose short name is taken is named %q", other)
 	}
 }
+
+// TestLogPrefix: a log prefix fits nft's 127 bytes, keeps the direction
+// and rule, and tells two long policy names that start alike apart.
+func TestLogPrefix(t *testing.T) {
+	long := strings.Repeat("p", 200)
+	a, b := logPrefix(long+"a", "ingress", 11), logPrefix(long+"b", "ingress", 11)
+	if a == b || len(a) > 127 || !strings.HasSuffix(a, " ingress/12: ") || !strings.HasPrefix(a, "hostwall ppp") {
+		t.Errorf("prefixes %q and %q", a, b)
+	}
+	if s := logPrefix("web", "egress", 0); s != "hostwall web egress/1: " {
+		t.Errorf("short prefix %q", s)
+	}
+}

@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"crypto/sha256"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -289,12 +290,17 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 }
 
 // logPrefix names the policy and rule; nft limits prefixes to 127 bytes.
+// A policy name too long for it keeps its start and gains a hash of the
+// whole, so that the direction and rule stay and two long names that
+// start alike stay apart.
 func logPrefix(policy, dir string, idx int) string {
-	s := fmt.Sprintf("hostwall %s %s/%d: ", policy, dir, idx+1)
-	if len(s) > 127 {
-		s = s[:122] + "…: "
+	tail := fmt.Sprintf(" %s/%d: ", dir, idx+1)
+	if room := 127 - len("hostwall ") - len(tail); len(policy) > room {
+		h := sha256.Sum256([]byte(policy))
+		cut := room - len("…") - 9
+		policy = policy[:cut] + "…" + hashText(h[:5])
 	}
-	return s
+	return "hostwall " + policy + tail
 }
 
 // failsafeChain emits the failsafe chain of a direction and reports whether
