@@ -89,8 +89,18 @@ func (e *Engine) settleIntent(ns state.Namespace) error {
 	if err != nil {
 		return err
 	}
-	e.notice("settled a change interrupted before it was recorded (pid %d, %s to generation %d): the kernel holds generation %d",
-		in.PID, in.Op, in.Generation, map[bool]int{true: in.Generation, false: in.Previous}[held])
+	// "Reached", not "holds": a trial's change that went in may have been
+	// rolled back since (its rollback is settled next).
+	outcome := fmt.Sprintf("it never reached the kernel; generation %d stays current", in.Previous)
+	switch {
+	case held && sure:
+		outcome = fmt.Sprintf("it reached the kernel; generation %d is current", in.Generation)
+	case held:
+		outcome = fmt.Sprintf("the kernel is closer to generation %d, which is made current (another program changed the table meanwhile: plan --refresh shows how)", in.Generation)
+	case !sure:
+		outcome = fmt.Sprintf("the kernel is closer to generation %d, which stays current (another program changed the table meanwhile: plan --refresh shows how)", in.Previous)
+	}
+	e.notice("settled a change interrupted before it was recorded (pid %d, %s to generation %d): %s", in.PID, in.Op, in.Generation, outcome)
 	return e.store.ClearIntent(ns)
 }
 
