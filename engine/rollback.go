@@ -65,7 +65,9 @@ func (e *Engine) rollback(ctx context.Context, req ApplyRequest) (*ApplyResult, 
 	if err := e.approve(ctx, c.req); err != nil {
 		return nil, err
 	}
-	err = e.locked(func(ns state.Namespace) error {
+	// The guard may be rolling the trial back at this moment: its outcome
+	// is waited for, whatever the lock timeout (as confirm does).
+	err = e.lockedWaiting(time.Minute, func(ns state.Namespace) error {
 		now, err := e.readTrial(ns)
 		if err != nil {
 			return err

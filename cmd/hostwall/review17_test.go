@@ -188,8 +188,16 @@ func TestRollbackAtTheDeadline(t *testing.T) {
 			t.Errorf("rollback %s before the deadline: exit %d\n%s%s", early, r.code, r.stdout, r.stderr)
 		}
 		await(t, guardSlack, "the trial is over", func() bool { return trialOf(t, l.srv) == nil })
-		if !l.holds(t, cfgA2) {
-			t.Fatalf("rollback %s before the deadline: the kernel does not hold the generation the trial returns to\n%s%s", early, r.stdout, r.stderr)
+		switch {
+		case l.holds(t, cfgA2):
+		case strings.Contains(r.stderr, "this rollback goes one further"):
+			// The command looked only after the guard had ended the trial
+			// (a loaded machine starts processes slowly): it went one
+			// further, and said so.
+			t.Logf("rollback %s before the deadline started after the trial ended", early)
+			l.mustApply(t, cfgA2, "--confirm-timeout", "0")
+		default:
+			t.Fatalf("rollback %s before the deadline: the kernel does not hold the generation the trial returns to, and the rollback did not say it goes further\n%s%s", early, r.stdout, r.stderr)
 		}
 	}
 }
