@@ -176,6 +176,7 @@ func (ns Namespace) flock(name string, timeout time.Duration, h Holder) (*Lock, 
 		return nil, err
 	}
 	path := filepath.Join(ns.Dir, name)
+	removeIfNotRegular(path) // an earlier namespace's leftover (trial.go)
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening the lock %s: %w", path, err)

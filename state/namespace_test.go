@@ -128,7 +128,15 @@ func TestTrialsOfAReusedDirectory(t *testing.T) {
 			t.Errorf("a stray %s record without a mirror reads as %+v, %v; want no trial", name, got, err)
 		}
 	}
+	// A later trial writes its record over whatever is there.
+	if err := tr.Write(&Trial{Generation: 3, Previous: 2, Deadline: time.Now().Add(time.Minute)}); err != nil {
+		t.Fatalf("writing a trial over a stray record: %v", err)
+	}
+	if got, err := tr.Read(); err != nil || got == nil || got.Generation != 3 {
+		t.Errorf("the trial written over a stray record reads %+v, %v", got, err)
+	}
 	os.WriteFile(tr.mirrorPath(), []byte("{torn"), 0o600)
+	os.WriteFile(nsPath, []byte("{torn"), 0o600)
 	var damaged *DamagedTrialError
 	if _, err := tr.Read(); !errors.As(err, &damaged) {
 		t.Errorf("both records unreadable: %v; want a DamagedTrialError", err)

@@ -107,10 +107,22 @@ func (t Trials) Write(tr *Trial) error {
 		return err
 	}
 	os.Remove(t.outcomePath())
+	// The directory is keyed by the namespace's inode, which the kernel
+	// gives again to later namespaces: what an earlier one left there in
+	// the record's place (a directory, say) is no record, and goes.
+	removeIfNotRegular(t.path())
 	if err := writeFile(t.path(), data, 0o600); err != nil {
 		return fmt.Errorf("recording the trial in %s: %w", t.NS.Dir, err)
 	}
 	return nil
+}
+
+// removeIfNotRegular removes whatever is at path when it is not a regular
+// file.
+func removeIfNotRegular(path string) {
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		os.RemoveAll(path)
+	}
 }
 
 // Update writes tr again (its guard's pid, say): in the namespace's
