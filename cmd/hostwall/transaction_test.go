@@ -103,7 +103,8 @@ func envInt(t *testing.T, name string, def int) int {
 // reported, not asserted: twenty workers on two loaded cores can starve a
 // guard past any fixed bound, and only a rollback that never comes
 // (settleBound) is a lockout. HOSTWALL_DEATH_RUNS (100),
-// HOSTWALL_DEATH_NETS (20,000; the case is 100,000) and
+// HOSTWALL_DEATH_NETS (20,000; the case is 100,000),
+// HOSTWALL_DEATH_WORKERS (20, or 5 past 20,000 networks: runs at once) and
 // HOSTWALL_DEATH_SEED (1) set the run.
 func TestSessionDeath(t *testing.T) {
 	runs, nets := envInt(t, "HOSTWALL_DEATH_RUNS", 100), envInt(t, "HOSTWALL_DEATH_NETS", 20_000)
@@ -112,6 +113,7 @@ func TestSessionDeath(t *testing.T) {
 	if nets > 20_000 {
 		workers = 5 // each apply takes a core for a while: more would only wait for one
 	}
+	workers = envInt(t, "HOSTWALL_DEATH_WORKERS", workers) // 2: one trial per core, as on a host
 	const timeout = 4 * time.Second
 	cfgA, cfgB := bigConfig(t, 5000, nets, 1111), bigConfig(t, 5000, nets, 2222)
 	var tally deathTally
