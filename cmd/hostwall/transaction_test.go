@@ -197,6 +197,7 @@ func lastLine(s string) string {
 // came back.
 func sessionDies(t *testing.T, ns, runDir string, env, args []string, sig syscall.Signal, delay time.Duration, trials state.Trials, store *state.Store) (ok, inKernel bool, late time.Duration) {
 	t.Helper()
+	before, _ := trials.LastOutcome() // an earlier run's: not this one's deadline
 	cmd := exec.Command(binary, args...)
 	cmd.Env = append(append(baseEnv(), "NO_COLOR=1"), env...)
 	var stderr bytes.Buffer
@@ -219,8 +220,8 @@ func sessionDies(t *testing.T, ns, runDir string, env, args []string, sig syscal
 	deadline := died
 	if tr, _ := trials.Read(); tr != nil {
 		deadline = tr.Deadline
-	} else if o, _ := trials.LastOutcome(); o != nil && o.Deadline.After(died.Add(-10*time.Second)) {
-		deadline = o.Deadline
+	} else if o, _ := trials.LastOutcome(); o != nil && (before == nil || !o.Deadline.Equal(before.Deadline)) {
+		deadline = o.Deadline // this run's trial, ended already
 	}
 	for {
 		marker := markerOf(ns)
