@@ -76,29 +76,32 @@ func hashText(b []byte) string {
 // into one by the kernel, silently. A failure is a bug of hostwall's.
 func checkNames(t *ruleset.Table) hcl.Diagnostics {
 	var diags hcl.Diagnostics
-	bad := func(kind, name, why string) {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Kernel names collide",
-			Detail: fmt.Sprintf("The %s name %q %s. This is a bug of hostwall's: nothing was applied; please report it with the configuration.", kind, name, why)})
-	}
-	seen := make(map[string]bool, len(t.Chains))
-	for _, ch := range t.Chains {
-		switch {
-		case seen[ch.Name]:
-			bad("chain", ch.Name, "is given to two chains")
-		case ch.Name == "" || len(ch.Name) > maxKernelName:
-			bad("chain", ch.Name, fmt.Sprintf("is not 1-%d bytes long", maxKernelName))
+	check := func(kind string, names []string) {
+		seen := make(map[string]bool, len(names))
+		for _, name := range names {
+			why := ""
+			switch {
+			case seen[name]:
+				why = "is given to two " + kind + "s"
+			case name == "" || len(name) > maxKernelName:
+				why = fmt.Sprintf("is not 1-%d bytes long", maxKernelName)
+			}
+			if why != "" {
+				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Kernel names collide",
+					Detail: fmt.Sprintf("The %s name %q %s. This is a bug of hostwall's: nothing was applied; please report it with the configuration.", kind, name, why)})
+			}
+			seen[name] = true
 		}
-		seen[ch.Name] = true
 	}
-	clear(seen)
-	for _, s := range t.Sets {
-		switch {
-		case seen[s.Name]:
-			bad("set", s.Name, "is given to two sets")
-		case s.Name == "" || len(s.Name) > maxKernelName:
-			bad("set", s.Name, fmt.Sprintf("is not 1-%d bytes long", maxKernelName))
-		}
-		seen[s.Name] = true
+	chains := make([]string, len(t.Chains))
+	for i, ch := range t.Chains {
+		chains[i] = ch.Name
 	}
+	sets := make([]string, len(t.Sets))
+	for i, st := range t.Sets {
+		sets[i] = st.Name
+	}
+	check("chain", chains)
+	check("set", sets)
 	return diags
 }

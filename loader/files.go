@@ -258,6 +258,9 @@ func readDir(dir string, trust bool, maxBytes int64, overlay map[string]string) 
 			from = p
 		}
 		data, err := readInput(from, trust, maxBytes, "--max-file-bytes")
+		refuse := func(summary, detail string) {
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: summary, Detail: detail, Subject: &hcl.Range{Filename: p}})
+		}
 		var ut *untrustedError
 		var big *tooLargeError
 		var special *notRegularError
@@ -266,28 +269,13 @@ func readDir(dir string, trust bool, maxBytes int64, overlay map[string]string) 
 			diags = append(diags, untrusted(p, ut.err))
 			continue
 		case errors.As(err, &special):
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Not a regular file",
-				Detail:   fmt.Sprintf("%s. Remove it from the configuration directory, or rename it to end in something other than .hcl, .yaml or .yml.", special),
-				Subject:  &hcl.Range{Filename: p},
-			})
+			refuse("Not a regular file", fmt.Sprintf("%s. Remove it from the configuration directory, or rename it to end in something other than .hcl, .yaml or .yml.", special))
 			continue
 		case errors.As(err, &big):
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Policy file too large",
-				Detail:   fmt.Sprintf("The file is %d bytes, above the limit of %d. If that is intended, raise the limit with --max-file-bytes.", big.size, big.max),
-				Subject:  &hcl.Range{Filename: p},
-			})
+			refuse("Policy file too large", fmt.Sprintf("The file is %d bytes, above the limit of %d. If that is intended, raise the limit with --max-file-bytes.", big.size, big.max))
 			continue
 		case err != nil:
-			diags = append(diags, &hcl.Diagnostic{
-				Severity: hcl.DiagError,
-				Summary:  "Cannot read policy file",
-				Detail:   fmt.Sprintf("%v.", err),
-				Subject:  &hcl.Range{Filename: p},
-			})
+			refuse("Cannot read policy file", fmt.Sprintf("%v.", err))
 			continue
 		}
 		srcs = append(srcs, newSource(p, data))

@@ -200,12 +200,8 @@ func meant(given string, options ...string) string {
 func labelRange(attr *hcl.Attribute, key string) hcl.Range {
 	switch e := attr.Expr.(type) {
 	case *yamlExpr:
-		body := &yamlBody{file: e.file, node: e.node, anchors: e.anchors}
-		entries, _ := body.entries()
-		for _, kv := range entries {
-			if keyOf(kv) == key {
-				return nodeRange(e.file, kv.Value)
-			}
+		if n := e.entry(key); n != nil {
+			return nodeRange(e.file, n)
 		}
 	case *hclsyntax.ObjectConsExpr:
 		for _, item := range e.Items {
@@ -220,17 +216,9 @@ func labelRange(attr *hcl.Attribute, key string) hcl.Range {
 // labelText is how the value of label key is written in a YAML attr, ""
 // when that cannot be told.
 func labelText(attr *hcl.Attribute, key string) string {
-	e, ok := attr.Expr.(*yamlExpr)
-	if !ok {
-		return ""
-	}
-	body := &yamlBody{file: e.file, node: e.node, anchors: e.anchors}
-	entries, _ := body.entries()
-	for _, kv := range entries {
-		if keyOf(kv) == key {
-			if tok := kv.Value.GetToken(); tok != nil {
-				return tok.Value
-			}
+	if e, ok := attr.Expr.(*yamlExpr); ok {
+		if n := e.entry(key); n != nil && n.GetToken() != nil {
+			return n.GetToken().Value
 		}
 	}
 	return ""

@@ -268,6 +268,17 @@ type yamlExpr struct {
 	anchors map[string]ast.Node
 }
 
+// entry is the value of key in the mapping e holds, nil when there is none.
+func (e *yamlExpr) entry(key string) ast.Node {
+	entries, _ := (&yamlBody{file: e.file, node: e.node, anchors: e.anchors}).entries()
+	for _, kv := range entries {
+		if keyOf(kv) == key {
+			return kv.Value
+		}
+	}
+	return nil
+}
+
 func (e *yamlExpr) Value(*hcl.EvalContext) (cty.Value, hcl.Diagnostics) {
 	return e.value(e.node, 0)
 }
