@@ -109,7 +109,7 @@ func TestStatusSaysMismatch(t *testing.T) {
 	if r := hostwall(t, "", "status", "--netns", l.srv); !strings.Contains(r.stderr, "the kernel does not hold generation 1 exactly") {
 		t.Errorf("status after a chain was flushed:\n%s%s", r.stdout, r.stderr)
 	}
-	state := strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")
+	state, _ := stateDirs(t)
 	os.WriteFile(filepath.Join(state, "current"), []byte("99\n"), 0o600)
 	if r := hostwall(t, "", "status", "--netns", l.srv); !strings.Contains(r.stderr, "the current generation 99 cannot be read") {
 		t.Errorf("status with generation 99 current:\n%s%s", r.stdout, r.stderr)
@@ -150,12 +150,8 @@ func TestRollbackPromptHoldsNoLock(t *testing.T) {
 // next command rolls the trial back, and says how to clear the record.
 func TestDamagedIntentDuringOverdueTrial(t *testing.T) {
 	l := newSSHLab(t)
-	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
-	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1s")
-	tr := trialOf(t, l.srv)
-	killGuard(t, tr)
-	await(t, 2*time.Second, "the guard is dead", guardGone(t, tr))
-	state := strings.TrimPrefix(dirsOf(t)[0], "HOSTWALL_STATE_DIR=")
+	tr := l.trialWithoutGuard(t, "1s")
+	state, _ := stateDirs(t)
 	intent := filepath.Join(state, "intent-"+namespace(t, l.srv).FileName()+".json")
 	if err := os.Mkdir(intent, 0o700); err != nil {
 		t.Fatal(err)

@@ -111,6 +111,18 @@ func killGuard(t *testing.T, tr *state.Trial) {
 	syscall.Kill(guardPID(t, tr), syscall.SIGKILL)
 }
 
+// trialWithoutGuard applies cfgA, then cfgB on trial for timeout, and
+// kills the trial's guard: a trial nothing holds the timer of.
+func (l sshLab) trialWithoutGuard(t *testing.T, timeout string) *state.Trial {
+	t.Helper()
+	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
+	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", timeout)
+	tr := trialOf(t, l.srv)
+	killGuard(t, tr)
+	await(t, 2*time.Second, "the guard is dead", guardGone(t, tr))
+	return tr
+}
+
 // guardGone reports whether the trial's guard has exited.
 func guardGone(t *testing.T, tr *state.Trial) func() bool {
 	pid := guardPID(t, tr)
@@ -228,11 +240,7 @@ func TestRollbackEndsTrial(t *testing.T) {
 // the recorded trial rolls back (at once, the deadline having passed).
 func TestTrialGuardRestarted(t *testing.T) {
 	l := newSSHLab(t)
-	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
-	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "2s")
-	tr := trialOf(t, l.srv)
-	killGuard(t, tr)
-	await(t, 2*time.Second, "the guard is dead", guardGone(t, tr))
+	tr := l.trialWithoutGuard(t, "2s")
 	if r := hostwall(t, "", "status", "--netns", l.srv); !strings.Contains(r.stdout, "TRIAL: generation 2") || !strings.Contains(r.stderr, "neither the guard") {
 		t.Errorf("status during the trial does not warn that the guard is gone:\n%s%s", r.stdout, r.stderr)
 	}
@@ -254,11 +262,7 @@ func TestTrialGuardRestarted(t *testing.T) {
 // says so.
 func TestOverdueTrialFinished(t *testing.T) {
 	l := newSSHLab(t)
-	l.mustApply(t, l.cfgA, "--confirm-timeout", "0")
-	l.mustApply(t, l.cfgB, "--force", "--confirm-timeout", "1s")
-	tr := trialOf(t, l.srv)
-	killGuard(t, tr)
-	await(t, 2*time.Second, "the guard is dead", guardGone(t, tr))
+	tr := l.trialWithoutGuard(t, "1s")
 	time.Sleep(time.Until(tr.Deadline) + 200*time.Millisecond) // past the deadline with no guard: nothing happens by itself
 	if !l.holds(t, l.cfgB) {
 		t.Fatal("the trial changed with no guard running")
