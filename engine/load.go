@@ -71,13 +71,22 @@ func (e *Engine) Load() (*Loaded, error) {
 // interface the namespace does not have: they protect nothing until one
 // of that name appears (a typo, "eht0", protects nothing at all).
 func (e *Engine) missingInterfaces(cfg *config.Config, host string) hcl.Diagnostics {
+	var named []*config.HostEndpoint
+	for _, hep := range cfg.Endpoints {
+		if hep.Interface != "*" && (hep.Node == "" || hep.Node == host) {
+			named = append(named, hep)
+		}
+	}
+	if len(named) == 0 {
+		return nil // nothing to look up: the namespace is not entered
+	}
 	names, err := netif.Names(netif.Path(e.o.NetNS))
 	if err != nil {
 		return nil // a namespace that cannot be entered says so elsewhere
 	}
 	var diags hcl.Diagnostics
-	for _, hep := range cfg.Endpoints {
-		if hep.Interface == "*" || hep.Node != "" && hep.Node != host || slices.Contains(names, hep.Interface) {
+	for _, hep := range named {
+		if slices.Contains(names, hep.Interface) {
 			continue
 		}
 		where := "this host"
