@@ -151,6 +151,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	cfg = cfg.ForHost(opts.HostName)
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{}}
 	heps, wildcard := c.endpoints()
+	c.checkWorkloads(heps)
 	c.warnNoEndpoints(len(heps) + len(wildcard))
 	policies := append([]*config.Policy(nil), cfg.Policies...)
 	config.SortPolicies(policies)
@@ -158,6 +159,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	for _, d := range directions {
 		c.owner = OwnerDispatch
 		base := c.baseChain(d)
+		c.workloadRules(base, d)
 		fs := c.failsafeChain(d)
 		c.dispatch(base, d.vmap, "host endpoints, "+string(d.dir), heps, wildcard, ruleset.Jump,
 			func(hep *config.HostEndpoint) string { return c.hepChain(d, hep, fs, policies) })
@@ -172,6 +174,9 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 		c.preDNAT(heps, wildcard, policies)
 	}
 	c.warnShadowedDenies(append(heps, wildcard...), policies)
+	if c.diags.HasErrors() {
+		return nil, c.diags
+	}
 	if opts.Memo != nil {
 		opts.Memo.sets.Done()
 	}

@@ -94,6 +94,12 @@ func (c *compiler) stageBase(d dirInfo, heps, wildcard []*config.HostEndpoint, p
 		base.Rules = slices.Insert(base.Rules, 0, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Accept()})
 	}
 	c.t.Chains = append(c.t.Chains, base)
+	if d.stage == stagePreDNAT {
+		// Pre-DNAT policies are for host endpoints: what comes from a
+		// workload skips them (Felix's mangle PREROUTING accepts it
+		// before its host endpoint dispatch).
+		c.workloadRules(base, d)
+	}
 	c.dispatch(base, d.vmap, fmt.Sprintf("host endpoints, %s %s", map[stage]string{stageUntracked: "untracked", stagePreDNAT: "pre-DNAT"}[d.stage], d.dir),
 		heps, wildcard, ruleset.Goto, func(hep *config.HostEndpoint) string { return c.stageChain(d, hep, policies) })
 }

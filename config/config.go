@@ -3,7 +3,9 @@ package config
 import (
 	"net/netip"
 	"os"
+	"slices"
 	"sort"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 )
@@ -19,7 +21,80 @@ type Config struct {
 	// NodeFailsafe overrides the failsafe lists on one node (Calico's
 	// FelixConfiguration "node.<name>"), by node name.
 	NodeFailsafe map[string]NodeFailsafe
-	Settings     Settings
+	// Workloads says which interfaces lead to workloads (containers, VMs)
+	// and what becomes of their traffic to this host; NodeWorkloads
+	// overrides it on one node (FelixConfiguration "node.<name>").
+	Workloads     Workloads
+	NodeWorkloads map[string]NodeWorkloads
+	Settings      Settings
+}
+
+// Workloads is Calico's treatment of workload interfaces (Felix's
+// InterfacePrefix and DefaultEndpointToHostAction). An interface whose
+// name starts with one of Prefixes is a workload interface: never a host
+// endpoint; what arrives on it for this host meets ToHost instead of the
+// host endpoints (see docs/semantics.md, "Workloads on the host").
+type Workloads struct {
+	// Prefixes are interface name prefixes; none: no workload interfaces,
+	// and nothing of this applies.
+	Prefixes []string
+	// ToHost is the action for new traffic from a workload to this host;
+	// "" is ToHostDrop.
+	ToHost ToHostAction
+	// DeclRange is where it was given (zero: nowhere).
+	DeclRange hcl.Range
+	// Calico is set when a FelixConfiguration gave it: messages name its
+	// fields, and an action without prefixes means Calico's "cali".
+	Calico bool
+}
+
+// NodeWorkloads is one node's override; a nil or empty field keeps the
+// general one.
+type NodeWorkloads struct {
+	Prefixes  *[]string
+	ToHost    ToHostAction
+	DeclRange hcl.Range
+	Calico    bool
+}
+
+// ToHostAction is what becomes of new traffic from a workload to the host.
+type ToHostAction string
+
+// Workload-to-host actions (Calico's Drop, Accept and Return).
+const (
+	ToHostDrop   ToHostAction = "drop"
+	ToHostAccept ToHostAction = "accept"
+	// ToHostReturn hands the packet on to the rest of the host's input
+	// processing: hostwall's wildcard host endpoint, if any.
+	ToHostReturn ToHostAction = "return"
+)
+
+// WorkloadICMPv6Types are the ICMPv6 messages a workload may always send
+// the host, whatever the workload-to-host action, as Felix allows them:
+// multicast listener query, report and done, router solicitation,
+// neighbour solicitation and advertisement.
+var WorkloadICMPv6Types = []uint8{130, 131, 132, 133, 135, 136}
+
+// CalicoDefaultPrefix is Felix's InterfacePrefix when none is given.
+const CalicoDefaultPrefix = "cali"
+
+// Action is ToHost, Drop when unset.
+func (w Workloads) Action() ToHostAction {
+	if w.ToHost == "" {
+		return ToHostDrop
+	}
+	return w.ToHost
+}
+
+// Match returns the prefix iface starts with, if it is a workload
+// interface.
+func (w Workloads) Match(iface string) (prefix string, ok bool) {
+	for _, p := range w.Prefixes {
+		if p != "" && strings.HasPrefix(iface, p) {
+			return p, true
+		}
+	}
+	return "", false
 }
 
 // NodeFailsafe is one node's override; a nil list keeps the general one.
@@ -29,13 +104,15 @@ type NodeFailsafe struct {
 }
 
 // ForHost returns the configuration as host sees it: its failsafe lists
-// resolved. The receiver is not changed.
+// and workload settings resolved. The receiver is not changed.
 func (c *Config) ForHost(host string) *Config {
+	w, wChanged := c.workloadsFor(host)
 	o, ok := c.NodeFailsafe[host]
-	if !ok {
+	if !ok && !wChanged {
 		return c
 	}
 	eff := *c
+	eff.Workloads = w
 	if o.Inbound != nil {
 		eff.Failsafe.Inbound = *o.Inbound
 	}
@@ -43,6 +120,30 @@ func (c *Config) ForHost(host string) *Config {
 		eff.Failsafe.Outbound = *o.Outbound
 	}
 	return &eff
+}
+
+// workloadsFor resolves the workload settings host sees: its node's
+// override over the general ones, and Calico's default prefix when a
+// FelixConfiguration sets an action and no prefix.
+func (c *Config) workloadsFor(host string) (Workloads, bool) {
+	w, changed := c.Workloads, false
+	if o, ok := c.NodeWorkloads[host]; ok {
+		changed = true
+		if o.Prefixes != nil {
+			w.Prefixes = *o.Prefixes
+		}
+		if o.ToHost != "" {
+			w.ToHost = o.ToHost
+		}
+		if w.DeclRange == (hcl.Range{}) {
+			w.DeclRange = o.DeclRange
+		}
+		w.Calico = w.Calico || o.Calico
+	}
+	if w.Prefixes == nil && w.ToHost != "" && w.Calico {
+		w.Prefixes, changed = []string{CalicoDefaultPrefix}, true
+	}
+	return w, changed
 }
 
 // Settings are host-wide switches.
@@ -367,4 +468,25 @@ func DefaultFailsafe() Failsafe {
 		out = append(out, ProtoPort{ProtoTCP, netip.Prefix{}, p})
 	}
 	return Failsafe{Inbound: in, Outbound: out}
+}
+
+// NormalizePrefixes sorts prefixes and drops each that another one of them
+// starts (with "cali", "cali0" adds nothing), so every workload interface
+// meets one rule.
+func NormalizePrefixes(ps []string) []string {
+	out := []string{}
+	for _, p := range ps {
+		covered := false
+		for _, q := range ps {
+			if q != p && strings.HasPrefix(p, q) || q == p && slices.Contains(out, p) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, p)
+		}
+	}
+	sort.Strings(out)
+	return out
 }

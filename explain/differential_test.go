@@ -28,13 +28,22 @@ import (
 	"github.com/hostwall/hostwall/nft"
 )
 
-// The lab: server namespace S (hostwall's host, "h") with eth0 and eth1,
-// each a veth to client namespace C (c0, c1). S has .1 on each link, C has
-// .2 to .9, IPv4 and IPv6.
+// The lab: server namespace S (hostwall's host, "h") with eth0, eth1 and
+// cali0, each a veth to client namespace C (c0, c1, c2). S has .1 on each
+// link, C has .2 to .9, IPv4 and IPv6. cali0 is a workload interface when
+// the configuration's workload prefixes say so (C stands for a container
+// there).
 var links = []struct{ srv, cli, v4, v6 string }{
 	{"eth0", "c0", "10.77.0.", "fd77::"},
 	{"eth1", "c1", "10.78.0.", "fd78::"},
+	{"cali0", "c2", "10.80.0.", "fd80::"},
 }
+
+// hostLinks are the links of links that carry barriers: eth0 and eth1,
+// where udp/68 is failsafe in every generated configuration. cali0 may drop
+// everything; the client sends on one CPU, so its packets are in the same
+// queue as the barriers after them.
+const hostLinks = 2
 
 type lab struct {
 	srv, cli string
@@ -182,16 +191,23 @@ func (c tcase) packet() explain.Packet {
 	return p
 }
 
+// icmpv6Types are the ICMPv6 types random cases send, echo requests and
+// node information queries most.
+var icmpv6Types = []int{128, 139, 128, 139, 130, 135}
+
 var dports = []uint16{22, 53, 67, 68, 80, 443, 8080, 8050, 9000}
 
 func randomCase(r *rand.Rand, id uint16) tcase {
-	c := tcase{Link: r.IntN(2), Out: r.IntN(2) == 0, V6: r.IntN(2) == 0, Remote: 2 + r.IntN(8), ID: id,
+	c := tcase{Link: r.IntN(len(links)), Out: r.IntN(2) == 0, V6: r.IntN(2) == 0, Remote: 2 + r.IntN(8), ID: id,
 		Proto: []string{"tcp", "udp", "icmp"}[r.IntN(3)], DPort: dports[r.IntN(len(dports))]}
 	// Only ICMP types conntrack sees as new (no errors: those are related or
-	// invalid without a matching connection).
+	// invalid without a matching connection), and, for IPv6, now and then
+	// a multicast listener query or neighbour solicitation, which it leaves
+	// untracked (workloads may always send them; endpoints accept the
+	// latter as neighbour discovery).
 	c.ICMPType = []int{8, 13}[r.IntN(2)]
 	if c.V6 {
-		c.ICMPType = []int{128, 139}[r.IntN(2)]
+		c.ICMPType = icmpv6Types[r.IntN(len(icmpv6Types))]
 	}
 	c.ICMPCode = r.IntN(2)
 	if r.IntN(4) == 0 {
@@ -410,7 +426,7 @@ func (l *lab) send(t *testing.T, cases []tcase, bar barrier) []bool {
 				}
 			}
 		}
-		for link := range links {
+		for link := range hostLinks {
 			barrier := tcase{Link: link, Proto: bar.proto, Remote: 2, DPort: bar.dport, ID: barrierID - uint16(link)}
 			if _, err := sendOne(barrier); err != nil {
 				return fmt.Errorf("barrier: %w", err)

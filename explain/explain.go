@@ -73,6 +73,8 @@ const (
 	TierPassed       StepKind = "tier passed"
 	Profile          StepKind = "profile"
 	DefaultDeny      StepKind = "default deny"
+	WorkloadToHost   StepKind = "workload to host"
+	HostToWorkload   StepKind = "host to workload"
 )
 
 // Step is one thing that happened to the packet.
@@ -145,6 +147,11 @@ func (e *evaluator) run(p Packet) Result {
 	if p.Direction == Forward {
 		return e.forward(p, false)
 	}
+	if prefix, ok := e.cfg.Workloads.Match(p.Iface); ok {
+		if r, decided := e.workload(p, prefix); decided {
+			return r
+		}
+	}
 	hep := e.endpoint(p.Iface)
 	if hep == nil {
 		return e.done(Allow, Step{Kind: Untouched, Detail: fmt.Sprintf("no host endpoint covers %s", p.Iface)})
@@ -195,8 +202,51 @@ func (e *evaluator) run(p Packet) Result {
 // stageKind is what a stage's allow or deny is reported as.
 var stageKind = map[string]StepKind{"untracked": UntrackedRule, "pre-DNAT": PreDNATRule}
 
+// workload decides a packet between this host and a workload interface
+// (one whose name starts with prefix), as the base chains do before any
+// wildcard endpoint: leaving for the workload it passes; arriving, after
+// established and related traffic, the ICMPv6 messages IPv6 needs and the
+// invalid drop, the workload-to-host action decides — except Return,
+// which goes on (decided false) to the wildcard endpoint, if any.
+func (e *evaluator) workload(p Packet, prefix string) (Result, bool) {
+	w := e.cfg.Workloads
+	at := Step{Kind: WorkloadToHost}
+	where := fmt.Sprintf("%s is a workload interface (prefix %q)", p.Iface, prefix)
+	switch {
+	case p.State == Established || p.State == Related:
+		return e.done(Allow, Step{Kind: ConnTracked, Detail: where}), true
+	case p.Direction == Out:
+		return e.done(Allow, Step{Kind: HostToWorkload, Detail: where + "; the host may always reach its workloads"}), true
+	case p.Proto == config.ProtoICMPv6 && p.ICMPType >= 0 && slices.Contains(config.WorkloadICMPv6Types, uint8(p.ICMPType)):
+		at.Detail = fmt.Sprintf("%s; ICMPv6 type %d from a workload is always accepted (IPv6 needs it), as in Calico", where, p.ICMPType)
+		return e.done(Allow, at), true
+	case p.State == Invalid:
+		return e.done(Deny, Step{Kind: InvalidState, Detail: where}), true
+	}
+	field := "to_host_action"
+	if w.Calico {
+		field = "defaultEndpointToHostAction"
+	}
+	at.Detail = fmt.Sprintf("%s; %s %s", where, field, w.Action())
+	switch w.Action() {
+	case config.ToHostAccept:
+		return e.done(Allow, at), true
+	case config.ToHostReturn:
+		at.Detail += ": the wildcard host endpoint, if any, decides"
+		e.trace = append(e.trace, at)
+		return Result{}, false
+	}
+	return e.done(Deny, at), true
+}
+
 // early runs the untracked and pre-DNAT stages; ok is set when one decided.
+// Neither sees what arrives on or leaves by a workload interface: no host
+// endpoint names one, and the pre-DNAT stage lets it by before the
+// wildcard endpoint.
 func (e *evaluator) early(p Packet) (Verdict, Step, bool) {
+	if _, ok := e.cfg.Workloads.Match(p.Iface); ok {
+		return "", Step{}, false
+	}
 	arriving := p.Direction == In || p.Direction == Forward
 	iface, dir := p.Iface, config.Ingress
 	if !arriving {

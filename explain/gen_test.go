@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,7 +24,7 @@ func (g *gen) chance(p float64) bool    { return g.r.Float64() < p }
 var (
 	netPool = []string{"10.77.0.0/24", "10.77.0.0/29", "10.77.0.4/30", "10.77.0.5", "10.77.0.8/29", "10.78.0.0/24", "10.78.0.2",
 		"10.99.0.0/16", "fd77::/64", "fd77::/125", "fd77::4/126", "fd77::5", "fd78::/64", "fd78::3", "fd99::/48",
-		"10.79.0.0/24", "10.79.0.4/30", "fd79::/64", "fd79::4/126"}
+		"10.79.0.0/24", "10.79.0.4/30", "fd79::/64", "fd79::4/126", "10.80.0.0/24", "10.80.0.4/30", "fd80::/64"}
 	portPool = []string{"22", "53", "68", "80", "443", "8080", "9000", "8000:8100", "40000:40009", "40010:49999", "web", "dns", "ssh"}
 	// namedPorts are what the generated endpoints may name.
 	namedPorts   = `[{ name = "web", protocol = "tcp", port = 80 }, { name = "dns", protocol = "udp", port = 53 }, { name = "ssh", protocol = "tcp", port = 22 }]`
@@ -204,6 +205,15 @@ func (g *gen) config() gConfig {
 	if g.chance(0.2) {
 		b.WriteString("settings {\n  allow_ipv6_neighbor_discovery = false\n}\n")
 	}
+	if g.chance(0.5) {
+		// Workload interfaces: the lab's cali0, or none of its interfaces
+		// ("tap").
+		fmt.Fprintf(&b, "workloads {\n  interface_prefixes = %s\n", quoteAll(g.some([]string{"cali", "cal", "cali0", "c", "tap"}, 2)))
+		if act := g.pick("", "drop", "accept", "return", "return"); act != "" {
+			fmt.Fprintf(&b, "  to_host_action = %q\n", act)
+		}
+		b.WriteString("}\n")
+	}
 	return gConfig{text: b.String(), rules: rules}
 }
 
@@ -322,16 +332,15 @@ func (r gRule) render() string {
 	return b.String()
 }
 
-// validICMP keeps a case's ICMP type one conntrack sees as new for its
-// family (after aimed may have changed the family).
+// validICMP keeps a case's ICMP type one of randomCase's for its family
+// (after aimed may have changed the family).
 func validICMP(r *rand.Rand, c tcase) tcase {
-	v4, v6 := []int{8, 13}, []int{128, 139}
-	ok, pool := v4, v4
+	pool := []int{8, 13}
 	if c.V6 {
-		ok, pool = v6, v6
+		pool = icmpv6Types
 	}
-	if c.ICMPType != ok[0] && c.ICMPType != ok[1] {
-		c.ICMPType = pool[r.IntN(2)]
+	if !slices.Contains(pool, c.ICMPType) {
+		c.ICMPType = pool[r.IntN(len(pool))]
 	}
 	return c
 }

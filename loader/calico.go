@@ -339,8 +339,9 @@ func (b *builder) calicoTier(m *calicoMeta, spec *yamlBody) {
 	b.cfg.Tiers = append(b.cfg.Tiers, t)
 }
 
-// felixFailsafe are the FelixConfiguration fields hostwall uses.
-var felixFailsafe = map[string]bool{"failsafeInboundHostPorts": true, "failsafeOutboundHostPorts": true}
+// felixUsed are the FelixConfiguration fields hostwall uses.
+var felixUsed = map[string]bool{"failsafeInboundHostPorts": true, "failsafeOutboundHostPorts": true,
+	"interfacePrefix": true, "defaultEndpointToHostAction": true}
 
 func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 	node, perNode := strings.CutPrefix(m.name, "node.")
@@ -355,16 +356,25 @@ func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 	var ignored []string
 	fs := config.DefaultFailsafe()
 	var in, out *[]config.ProtoPort
-	set := false
+	var prefixes *[]string
+	var act config.ToHostAction
 	for _, kv := range entries {
 		name := keyOf(kv)
-		if !felixFailsafe[name] {
+		if !felixUsed[name] {
 			ignored = append(ignored, name)
 			continue
 		}
-		set = true
-		list := []config.ProtoPort{}
 		attr := &hcl.Attribute{Name: name, NameRange: nodeRange(spec.file, kv.Key), Expr: &yamlExpr{file: spec.file, node: kv.Value, anchors: spec.anchors}}
+		switch name {
+		case "interfacePrefix":
+			list := b.calicoPrefixes(attr)
+			prefixes = &list
+			continue
+		case "defaultEndpointToHostAction":
+			act = b.toHostAction(b.str(attr), attr.Expr.Range(), true)
+			continue
+		}
+		list := []config.ProtoPort{}
 		for _, item := range b.items(spec, attr) {
 			if pp, ok := b.calicoProtoPort(item); ok {
 				list = append(list, pp)
@@ -378,17 +388,47 @@ func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 	}
 	if len(ignored) > 0 {
 		b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "FelixConfiguration fields ignored",
-			Detail:  fmt.Sprintf("hostwall uses only the failsafe ports of a FelixConfiguration; %s have no effect here.", strings.Join(ignored, ", ")),
+			Detail: fmt.Sprintf("hostwall uses only the failsafe ports, interfacePrefix and defaultEndpointToHostAction of a FelixConfiguration; %s have no effect here.",
+				strings.Join(ignored, ", ")),
 			Subject: m.nameRange.Ptr()})
 	}
 	switch {
-	case !set:
+	case in == nil && out == nil:
 	case perNode:
 		b.nodeFailsafe(node, config.NodeFailsafe{Inbound: in, Outbound: out, DeclRange: m.nameRange})
 	case b.unique("failsafe", "", m.nameRange):
 		fs.DeclRange = m.nameRange
 		b.cfg.Failsafe = fs
 	}
+	switch {
+	case prefixes == nil && act == "":
+	case perNode:
+		if b.unique("workloads", node, m.nameRange) {
+			if b.cfg.NodeWorkloads == nil {
+				b.cfg.NodeWorkloads = map[string]config.NodeWorkloads{}
+			}
+			b.cfg.NodeWorkloads[node] = config.NodeWorkloads{Prefixes: prefixes, ToHost: act, DeclRange: m.nameRange, Calico: true}
+		}
+	case b.unique("workloads", "", m.nameRange):
+		w := config.Workloads{ToHost: act, DeclRange: m.nameRange, Calico: true}
+		if prefixes != nil {
+			w.Prefixes = *prefixes
+		}
+		b.cfg.Workloads = w
+	}
+}
+
+// calicoPrefixes reads Felix's interfacePrefix: a comma-separated list of
+// interface name prefixes.
+func (b *builder) calicoPrefixes(a *hcl.Attribute) []string {
+	v := b.str(a)
+	var out []string
+	for _, p := range strings.Split(v, ",") {
+		if p, ok := b.workloadPrefix(p, a.Expr.Range(), true); ok {
+			out = append(out, p)
+		}
+	}
+	return config.NormalizePrefixes(out)
 }
 
 // nodeFailsafe records one node's failsafe override.

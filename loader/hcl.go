@@ -21,6 +21,7 @@ var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 	{Type: "failsafe"},
 	{Type: "tier", LabelNames: []string{"name"}},
 	{Type: "settings"},
+	{Type: "workloads"},
 }}
 
 var (
@@ -44,7 +45,8 @@ var (
 	entitySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "nets"}, {Name: "not_nets"}, {Name: "ports"}, {Name: "not_ports"}, {Name: "selector"}, {Name: "not_selector"},
 	}}
-	failsafeSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "inbound"}, {Name: "outbound"}, {Name: "node"}}}
+	failsafeSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "inbound"}, {Name: "outbound"}, {Name: "node"}}}
+	workloadsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "interface_prefixes"}, {Name: "to_host_action"}, {Name: "node"}}}
 )
 
 // decodeBody adds the blocks of one file's body (HCL or native YAML) to the
@@ -71,6 +73,8 @@ func (b *builder) decodeBody(body hcl.Body) {
 			b.decodeTier(blk)
 		case "settings":
 			b.decodeSettings(blk)
+		case "workloads":
+			b.decodeWorkloads(blk)
 		}
 	}
 }
@@ -509,6 +513,108 @@ func parseProtoPort(s string) (config.ProtoPort, error) {
 	}
 	pp.Port = r.Lo
 	return pp, nil
+}
+
+// decodeWorkloads reads a workloads block: the general one, or with node
+// one node's override (the fields it gives replace the general ones
+// there).
+func (b *builder) decodeWorkloads(blk *hcl.Block) {
+	c := b.content(blk, workloadsSchema)
+	if c == nil {
+		return
+	}
+	var prefixes *[]string
+	if a := c.Attributes["interface_prefixes"]; a != nil {
+		items, diags := listAttr(a)
+		b.diags = append(b.diags, diags...)
+		list := []string{}
+		for _, it := range items {
+			if it.val.Type() != cty.String {
+				b.diags = append(b.diags, errAt(it.rng, "Expected a string", "Each element of %q must be a quoted string, such as \"cali\".", a.Name))
+				continue
+			}
+			if p, ok := b.workloadPrefix(it.val.AsString(), it.rng, false); ok {
+				list = append(list, p)
+			}
+		}
+		list = config.NormalizePrefixes(list)
+		prefixes = &list
+	}
+	var act config.ToHostAction
+	if a := c.Attributes["to_host_action"]; a != nil {
+		act = b.toHostAction(b.str(a), a.Expr.Range(), false)
+	}
+	if a := c.Attributes["node"]; a != nil {
+		node := b.str(a)
+		if b.unique("workloads", node, blk.DefRange) {
+			if b.cfg.NodeWorkloads == nil {
+				b.cfg.NodeWorkloads = map[string]config.NodeWorkloads{}
+			}
+			b.cfg.NodeWorkloads[node] = config.NodeWorkloads{Prefixes: prefixes, ToHost: act, DeclRange: blk.DefRange}
+		}
+		return
+	}
+	if prefixes == nil {
+		b.diags = append(b.diags, errAt(blk.DefRange, "Missing interface_prefixes",
+			"A workloads block names the interfaces that lead to workloads: interface_prefixes = [\"cali\", \"veth\", \"docker\", \"vnet\"], say (interface_prefixes = [] for none)."))
+		return
+	}
+	if b.unique("workloads", "", blk.DefRange) {
+		b.cfg.Workloads = config.Workloads{Prefixes: *prefixes, ToHost: act, DeclRange: blk.DefRange}
+	}
+}
+
+// workloadPrefixRE is what an interface name prefix may be: Felix's own
+// rule for InterfacePrefix (1-15 letters, digits, '_' or '-'), and '.'
+// in native files, which interface names may hold.
+var (
+	workloadPrefixRE       = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,15}$`)
+	workloadPrefixNativeRE = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
+)
+
+// workloadPrefix checks one workload interface prefix; calico selects
+// Calico's wording and rule.
+func (b *builder) workloadPrefix(p string, rng hcl.Range, calico bool) (string, bool) {
+	field, re := "interface_prefixes", workloadPrefixNativeRE
+	if calico {
+		field, re = "interfacePrefix", workloadPrefixRE
+	}
+	switch {
+	case p == "":
+		b.diags = append(b.diags, errAt(rng, "Empty interface prefix",
+			"An empty %s would make every interface a workload interface, the host's own included. Name the prefixes of workload interfaces, such as \"cali\".", field))
+	case strings.TrimRight(p, "*+") != p && re.MatchString(strings.TrimRight(p, "*+")):
+		b.diags = append(b.diags, errAt(rng, "Invalid interface prefix",
+			"%s holds prefixes, not patterns: write %q, not %q.", field, strings.TrimRight(p, "*+"), p))
+	case !re.MatchString(p):
+		allowed := "letters, digits, '.', '_' or '-'"
+		if calico {
+			allowed = "letters, digits, '_' or '-' (as Felix reads it)"
+		}
+		b.diags = append(b.diags, errAt(rng, "Invalid interface prefix", "%q is not an interface name prefix: 1-15 %s.", p, allowed))
+	case strings.HasPrefix("lo", p):
+		b.diags = append(b.diags, errAt(rng, "Interface prefix matches lo",
+			"Prefix %q makes the loopback interface lo a workload interface, so the host's own connections to itself would meet the workload rules. Use a longer prefix.", p))
+	default:
+		return p, true
+	}
+	return "", false
+}
+
+// toHostAction reads a workload-to-host action, in any case.
+func (b *builder) toHostAction(v string, rng hcl.Range, calico bool) config.ToHostAction {
+	switch a := config.ToHostAction(strings.ToLower(v)); a {
+	case config.ToHostDrop, config.ToHostAccept, config.ToHostReturn:
+		return a
+	}
+	if calico {
+		b.diags = append(b.diags, errAt(rng, "Invalid defaultEndpointToHostAction",
+			"defaultEndpointToHostAction is Drop, Accept or Return, not %q.%s", v, meant(v, "Drop", "Accept", "Return")))
+	} else {
+		b.diags = append(b.diags, errAt(rng, "Invalid to_host_action",
+			"to_host_action is \"drop\", \"accept\" or \"return\", not %q.%s", v, meant(v, "drop", "accept", "return")))
+	}
+	return ""
 }
 
 func (b *builder) decodeTier(blk *hcl.Block) {

@@ -249,6 +249,15 @@ func combine(frags []*fragment, diags []hcl.Diagnostics) (*fragment, hcl.Diagnos
 			}
 			cfg.NodeFailsafe[node] = o
 		}
+		if fc.Workloads.DeclRange != (hcl.Range{}) {
+			cfg.Workloads = fc.Workloads
+		}
+		for node, o := range fc.NodeWorkloads {
+			if cfg.NodeWorkloads == nil {
+				cfg.NodeWorkloads = map[string]config.NodeWorkloads{}
+			}
+			cfg.NodeWorkloads[node] = o
+		}
 		if fc.Settings.DeclRange != (hcl.Range{}) {
 			cfg.Settings = fc.Settings
 		}

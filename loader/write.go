@@ -47,7 +47,17 @@ func WriteYAML(cfg *config.Config) ([]byte, error) {
 	for _, obj := range objects(cfg) {
 		body := yamlFields(obj.fields)
 		if len(obj.labels) == 0 {
-			doc = append(doc, yaml.MapItem{Key: obj.typ, Value: body})
+			// A block given more than once (failsafe and workloads with
+			// their node overrides) is a sequence of mappings.
+			switch i := slices.IndexFunc(doc, func(it yaml.MapItem) bool { return it.Key == obj.typ }); {
+			case i < 0:
+				doc = append(doc, yaml.MapItem{Key: obj.typ, Value: body})
+			default:
+				if first, ok := doc[i].Value.(yaml.MapSlice); ok {
+					doc[i].Value = []yaml.MapSlice{first}
+				}
+				doc[i].Value = append(doc[i].Value.([]yaml.MapSlice), body)
+			}
 			continue
 		}
 		// Labelled blocks of one type gather under one key.
@@ -126,6 +136,44 @@ type object struct {
 type field struct {
 	name  string
 	value any
+}
+
+// workloadObjects are the workloads blocks: the general one and each
+// node's, with Calico's default prefix written out where a
+// FelixConfiguration relied on it.
+func workloadObjects(cfg *config.Config) []object {
+	var out []object
+	if w := cfg.Workloads; w.DeclRange.Filename != "" {
+		prefixes := w.Prefixes
+		if prefixes == nil {
+			prefixes = []string{config.CalicoDefaultPrefix}
+		}
+		fs := []field{{"interface_prefixes", strs(prefixes)}}
+		if w.ToHost != "" {
+			fs = append(fs, field{"to_host_action", cty.StringVal(string(w.ToHost))})
+		}
+		out = append(out, object{typ: "workloads", fields: fs})
+	}
+	var nodes []string
+	for n := range cfg.NodeWorkloads {
+		nodes = append(nodes, n)
+	}
+	sort.Strings(nodes)
+	for _, n := range nodes {
+		o := cfg.NodeWorkloads[n]
+		fs := []field{{"node", cty.StringVal(n)}}
+		switch {
+		case o.Prefixes != nil:
+			fs = append(fs, field{"interface_prefixes", strs(*o.Prefixes)})
+		case o.Calico && cfg.Workloads.DeclRange.Filename == "":
+			fs = append(fs, field{"interface_prefixes", strs(cfg.ForHost(n).Workloads.Prefixes)})
+		}
+		if o.ToHost != "" {
+			fs = append(fs, field{"to_host_action", cty.StringVal(string(o.ToHost))})
+		}
+		out = append(out, object{typ: "workloads", fields: fs})
+	}
+	return out
 }
 
 func strs(xs []string) cty.Value {
@@ -246,6 +294,7 @@ func objects(cfg *config.Config) []object {
 		}
 		out = append(out, object{typ: "failsafe", fields: fs})
 	}
+	out = append(out, workloadObjects(cfg)...)
 	var settings []field
 	if !cfg.Settings.AllowIPv6ND {
 		settings = append(settings, field{"allow_ipv6_neighbor_discovery", cty.False})

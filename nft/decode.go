@@ -114,10 +114,16 @@ func (d *decoder) meta(m *expr.Meta, r *ruleset.Rule) bool {
 			d.i += 2
 			return true
 		case *expr.Cmp:
-			if n.Op != expr.CmpOpEq || len(n.Data) != 16 {
+			switch {
+			case n.Op != expr.CmpOpEq || len(n.Data) == 0 || len(n.Data) > 16:
 				return false
+			case len(n.Data) == 16:
+				r.Matches = append(r.Matches, ruleset.IfName{Dir: dir, Name: strings.TrimRight(string(n.Data), "\x00")})
+			case bytes.IndexByte(n.Data, 0) >= 0:
+				return false // not what hostwall writes
+			default: // fewer bytes than the name's: a prefix
+				r.Matches = append(r.Matches, ruleset.IfName{Dir: dir, Name: string(n.Data), Prefix: true})
 			}
-			r.Matches = append(r.Matches, ruleset.IfName{Dir: dir, Name: strings.TrimRight(string(n.Data), "\x00")})
 			d.i += 2
 			return true
 		}

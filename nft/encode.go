@@ -85,9 +85,18 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 			&expr.Cmp{Op: cmpOp(m.Negate), Register: 1, Data: []byte{m.Proto}},
 		}, nil
 	case ruleset.IfName:
+		data := ifnameBytes(m.Name)
+		if m.Prefix {
+			// nft's "cali*": the name's bytes without the NUL, so the
+			// comparison covers only them.
+			if m.Name == "" || len(m.Name) > 15 {
+				return nil, fmt.Errorf("interface prefix %q is not 1-15 bytes", m.Name)
+			}
+			data = []byte(m.Name)
+		}
 		return []expr.Any{
 			&expr.Meta{Key: ifnameKey(m.Dir), Register: 1},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: ifnameBytes(m.Name)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: data},
 		}, nil
 	case ruleset.CTState:
 		var bits uint32

@@ -77,10 +77,12 @@ type L4Proto struct {
 	Negate bool
 }
 
-// IfName matches the input or output interface name exactly.
+// IfName matches the input or output interface name exactly, or, with
+// Prefix, every name that starts with Name (nft's "cali*").
 type IfName struct {
-	Dir  IfDir
-	Name string
+	Dir    IfDir
+	Name   string
+	Prefix bool
 }
 
 // CTState matches connection-tracking states, any of States.
@@ -163,7 +165,12 @@ func (m NamedPort) String() string {
 
 func (m NFProto) String() string { return "meta nfproto " + string(m.Family) }
 func (m L4Proto) String() string { return "meta l4proto " + neg(m.Negate) + ProtoName(m.Proto) }
-func (m IfName) String() string  { return fmt.Sprintf("%s %q", m.Dir, m.Name) }
+func (m IfName) String() string {
+	if m.Prefix {
+		return fmt.Sprintf("%s %q", m.Dir, m.Name+"*")
+	}
+	return fmt.Sprintf("%s %q", m.Dir, m.Name)
+}
 
 func (m CTState) String() string {
 	s := slices.Clone(m.States)
@@ -214,7 +221,8 @@ var (
 	icmpNames = map[uint8]string{0: "echo-reply", 3: "destination-unreachable", 5: "redirect", 8: "echo-request",
 		9: "router-advertisement", 10: "router-solicitation", 11: "time-exceeded", 12: "parameter-problem"}
 	icmpv6Names = map[uint8]string{1: "destination-unreachable", 2: "packet-too-big", 3: "time-exceeded",
-		4: "parameter-problem", 128: "echo-request", 129: "echo-reply", 133: "nd-router-solicit",
+		4: "parameter-problem", 128: "echo-request", 129: "echo-reply", 130: "mld-listener-query",
+		131: "mld-listener-report", 132: "mld-listener-done", 133: "nd-router-solicit",
 		134: "nd-router-advert", 135: "nd-neighbor-solicit", 136: "nd-neighbor-advert", 137: "nd-redirect"}
 	icmpCodeNames = map[uint8]string{0: "net-unreachable", 1: "host-unreachable", 2: "prot-unreachable", 3: "port-unreachable",
 		4: "frag-needed", 9: "net-prohibited", 10: "host-prohibited", 13: "admin-prohibited"}

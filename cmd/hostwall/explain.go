@@ -26,7 +26,9 @@ func newExplainCmd(g *globals) *cobra.Command {
 		Long: `explain evaluates one packet against the configuration — not against the
 kernel — and prints the verdict and the step that decided it: an untouched
 interface, an established connection, a failsafe entry, a policy rule, the
-end of a tier, a profile, or the default deny. It never touches the kernel.
+end of a tier, a profile, the default deny, or, on a workload interface,
+the workload-to-host action or the host's right to reach its workloads. It
+never touches the kernel.
 
 Addresses not given default to 0.0.0.0 (or :: when the other one is IPv6).
 The connection state defaults to new.`,

@@ -1,0 +1,129 @@
+package compile
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/hashicorp/hcl/v2"
+
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// ChainWorkloadToHost decides new traffic from workload interfaces to this
+// host; OwnerWorkloads owns it.
+const (
+	ChainWorkloadToHost = "workload-to-host"
+	OwnerWorkloads      = "workloads"
+)
+
+// workloadRules adds to a base chain, after its map of host endpoints and
+// before any wildcard endpoint, one rule per workload interface prefix:
+// arriving for this host, to the workload-to-host chain; leaving to a
+// workload, or arriving at the pre-DNAT stage, accepted (host to workload
+// always passes, and pre-DNAT policies are for host endpoints). A
+// workload interface is never in the map (checkWorkloads), so only the
+// wildcard endpoint would otherwise see it.
+func (c *compiler) workloadRules(base *ruleset.Chain, d dirInfo) {
+	w := c.cfg.Workloads
+	if len(w.Prefixes) == 0 {
+		return
+	}
+	v := ruleset.Accept()
+	if d.dir == config.Ingress && d.stage == stageNormal {
+		v = ruleset.Jump(c.workloadToHost())
+	}
+	for _, p := range w.Prefixes {
+		base.Rules = append(base.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.IfName{Dir: d.ifDir, Name: p, Prefix: true}}, Verdict: v})
+	}
+}
+
+// workloadToHost emits (once) the chain that decides new traffic from a
+// workload to the host, as Felix's cali-wl-to-host does for a workload
+// whose egress policy let it by: the ICMPv6 messages IPv6 needs, invalid
+// drop, then the configured action. No failsafe port applies: Felix's
+// failsafe chains belong to host endpoints.
+func (c *compiler) workloadToHost() string {
+	if c.t.Chain(ChainWorkloadToHost) != nil {
+		return ChainWorkloadToHost
+	}
+	w := c.cfg.Workloads
+	outer := c.owner
+	defer func() { c.owner = outer }()
+	c.owner = OwnerWorkloads
+	ch := &ruleset.Chain{Name: ChainWorkloadToHost, Owner: OwnerWorkloads, Comment: WorkloadsSummary(w)}
+	for _, typ := range config.WorkloadICMPv6Types {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.ICMPType{Family: ruleset.IPv6, Type: typ}}, Verdict: ruleset.Accept()})
+	}
+	ch.Rules = append(ch.Rules, dropInvalid())
+	switch w.Action() {
+	case config.ToHostAccept:
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept()})
+	case config.ToHostReturn:
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
+	default:
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()})
+	}
+	c.t.Chains = append(c.t.Chains, ch)
+	return ch.Name
+}
+
+// WorkloadsSummary says, in one line, which interfaces are workloads' and
+// what their new traffic to this host meets; plans show it as the
+// workload-to-host chain's comment.
+func WorkloadsSummary(w config.Workloads) string {
+	globs := make([]string, len(w.Prefixes))
+	for i, p := range w.Prefixes {
+		globs[i] = p + "*"
+	}
+	field := "to_host_action"
+	if w.Calico {
+		field = "defaultEndpointToHostAction"
+	}
+	what := map[config.ToHostAction]string{
+		config.ToHostDrop:   "dropped",
+		config.ToHostAccept: "accepted",
+		config.ToHostReturn: "handed on to the wildcard host endpoint, if any",
+	}[w.Action()]
+	return fmt.Sprintf("workload interfaces %s: new traffic to this host is %s (%s %s); the host may always reach them",
+		strings.Join(globs, ", "), what, field, w.Action())
+}
+
+// checkWorkloads refuses a host endpoint of this host on a workload
+// interface, naming both, and warns of an action without interfaces.
+func (c *compiler) checkWorkloads(heps []*config.HostEndpoint) {
+	w := c.cfg.Workloads
+	if len(w.Prefixes) == 0 {
+		if w.ToHost != "" && w.DeclRange != (hcl.Range{}) {
+			c.diags = append(c.diags, &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Workload action without workload interfaces",
+				Detail: fmt.Sprintf("to_host_action %q is set, but no interface prefix names workload interfaces on host %q, so it applies to nothing. Give interface_prefixes.",
+					w.ToHost, c.opts.HostName),
+				Subject: w.DeclRange.Ptr(),
+			})
+		}
+		return
+	}
+	for _, hep := range heps {
+		p, ok := w.Match(hep.Interface)
+		if !ok {
+			continue
+		}
+		iface, prefixField := "interface", "interface_prefixes"
+		if hep.Calico {
+			iface = "spec.interfaceName"
+		}
+		if w.Calico {
+			prefixField = "interfacePrefix"
+		}
+		c.diags = append(c.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Host endpoint on a workload interface",
+			Detail: fmt.Sprintf("Host endpoint %q has %s %q, which workload prefix %q (%s, at %s) makes a workload interface; a workload interface is never a host endpoint, as in Calico. "+
+				"Protect the host's own interfaces with host endpoints, or take %q out of %s.",
+				hep.Name, iface, hep.Interface, p, prefixField, w.DeclRange, p, prefixField),
+			Subject: hep.DeclRange.Ptr(),
+		})
+	}
+}

@@ -1,0 +1,149 @@
+package compile
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/loader"
+)
+
+const wildcardBase = `
+host_endpoint "all" { interface = "*" }
+host_endpoint "eth0" { interface = "eth0" }
+policy "p" {
+  apply_on_forward = true
+  pre_dnat         = true
+  ingress { action = "deny" }
+}
+policy "routed" {
+  apply_on_forward = true
+  ingress { action = "allow" }
+}
+`
+
+// TestWorkloadRules: with workload interfaces, the input hook sends what
+// arrives on them to workload-to-host after the endpoint map and before the
+// wildcard endpoint; output and pre-DNAT let them by at the same place;
+// the chain ends in the configured action.
+func TestWorkloadRules(t *testing.T) {
+	for act, end := range map[string]string{"": "counter drop", "drop": "counter drop", "accept": "counter accept", "return": "return"} {
+		w := "workloads {\n  interface_prefixes = [\"veth\", \"cali\"]\n"
+		if act != "" {
+			w += "  to_host_action = \"" + act + "\"\n"
+		}
+		tbl, diags := compileHCL(t, "h", wildcardBase+w+"}\n")
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		for chain, want := range map[string][]string{
+			ChainInput: {"ct state established,related accept", "iifname vmap @hep-in",
+				`iifname "cali*" jump workload-to-host`, `iifname "veth*" jump workload-to-host`, "jump hep/all/in"},
+			ChainOutput: {"ct state established,related accept", "oifname vmap @hep-out",
+				`oifname "cali*" accept`, `oifname "veth*" accept`, "jump hep/all/out"},
+			ChainManglePrerouting: {"iifname vmap @hep-pre-in", `iifname "cali*" accept`, `iifname "veth*" accept`, "goto hep/all/pre-in"},
+			ChainWorkloadToHost: {"icmpv6 type mld-listener-query accept", "icmpv6 type mld-listener-report accept",
+				"icmpv6 type mld-listener-done accept", "icmpv6 type nd-router-solicit accept", "icmpv6 type nd-neighbor-solicit accept",
+				"icmpv6 type nd-neighbor-advert accept", "ct state invalid drop", end},
+		} {
+			if got := rules(tbl, chain); !slices.Equal(got, want) {
+				t.Errorf("action %q, chain %s:\n got %q\nwant %q", act, chain, got, want)
+			}
+		}
+		// The forward hook is not changed: what workloads route is
+		// forward policies' business.
+		if got := rules(tbl, ChainFwdIn); !slices.Equal(got, []string{"iifname vmap @hep-fwd-in", "goto hep/all/fwd-in"}) {
+			t.Errorf("fwd-in %q", got)
+		}
+		if c := tbl.Chain(ChainWorkloadToHost); c.Owner != OwnerWorkloads || !strings.Contains(c.Comment, "cali*, veth*") {
+			t.Errorf("workload-to-host owner %q, comment %q", c.Owner, c.Comment)
+		}
+	}
+}
+
+// TestNoWorkloadsNoChange: without workload interfaces (no block, or an
+// empty list) the table is what it was before workloads existed.
+func TestNoWorkloadsNoChange(t *testing.T) {
+	before, diags := compileHCL(t, "h", wildcardBase)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	after, diags := compileHCL(t, "h", wildcardBase+"workloads {\n  interface_prefixes = []\n  to_host_action = \"accept\"\n}\n")
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if before.String() != after.String() {
+		t.Errorf("an empty workloads block changed the table:\n%s\nvs\n%s", before, after)
+	}
+	if before.Chain(ChainWorkloadToHost) != nil || strings.Contains(before.String(), `*"`) {
+		t.Errorf("workload objects without workloads:\n%s", before)
+	}
+}
+
+// TestEndpointOnWorkloadInterface: a host endpoint of this host on a
+// workload interface is an error naming both, in the files' own terms; an
+// endpoint of another node is that node's business.
+func TestEndpointOnWorkloadInterface(t *testing.T) {
+	for _, tc := range []struct{ files map[string]string }{
+		{map[string]string{"a.hcl": "host_endpoint \"c\" { interface = \"cali7\" }\nworkloads {\n  interface_prefixes = [\"cali\"]\n}\n"}},
+		{map[string]string{
+			"hep.yaml":   "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: c\nspec:\n  node: h\n  interfaceName: tap0\n",
+			"felix.yaml": "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  interfacePrefix: tap\n",
+		}},
+	} {
+		var srcs []loader.Source
+		for p, d := range tc.files {
+			srcs = append(srcs, loader.Source{Path: p, Data: []byte(d)})
+		}
+		res, diags := loader.Load(srcs)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		tbl, diags := Compile(res.Config, Options{HostName: "h"})
+		if !diags.HasErrors() || tbl != nil {
+			t.Fatalf("%v: compiled", tc.files)
+		}
+		msg := diags.Error()
+		calico := len(tc.files) == 2
+		for _, want := range []string{"Host endpoint on a workload interface", map[bool]string{false: `interface "cali7"`, true: `spec.interfaceName "tap0"`}[calico],
+			map[bool]string{false: "interface_prefixes, at a.hcl:2", true: "interfacePrefix, at felix.yaml:4"}[calico]} {
+			if !strings.Contains(msg, want) {
+				t.Errorf("error %q does not say %q", msg, want)
+			}
+		}
+		if _, diags := Compile(res.Config, Options{HostName: "other"}); diags.HasErrors() && strings.Contains(tc.files["hep.yaml"], "node: h") {
+			t.Errorf("another node's endpoint refused: %v", diags)
+		}
+	}
+}
+
+// TestNodeWorkloads: a node's override changes that node only.
+func TestNodeWorkloads(t *testing.T) {
+	res, diags := loader.Load([]loader.Source{{Path: "a.hcl", Data: []byte(wildcardBase +
+		"workloads {\n  interface_prefixes = [\"cali\"]\n}\nworkloads {\n  node = \"n1\"\n  to_host_action = \"accept\"\n}\nworkloads {\n  node = \"n2\"\n  interface_prefixes = []\n}\n")}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for host, want := range map[string]string{"other": "counter drop", "n1": "counter accept", "n2": ""} {
+		tbl, diags := Compile(res.Config, Options{HostName: host})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		got := ""
+		if r := rules(tbl, ChainWorkloadToHost); len(r) > 0 {
+			got = r[len(r)-1]
+		}
+		if got != want {
+			t.Errorf("host %s: workload-to-host ends %q, want %q", host, got, want)
+		}
+	}
+}
+
+// TestWorkloadActionWithoutInterfaces warns of a native node override that
+// sets an action where no prefix names a workload interface.
+func TestWorkloadActionWithoutInterfaces(t *testing.T) {
+	_, diags := compileHCL(t, "n1", "host_endpoint \"e\" { interface = \"eth0\" }\nworkloads {\n  node = \"n1\"\n  to_host_action = \"accept\"\n}\n")
+	if !strings.Contains(diags.Error(), "Workload action without workload interfaces") {
+		t.Errorf("no warning: %v", diags)
+	}
+}

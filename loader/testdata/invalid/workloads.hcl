@@ -1,0 +1,19 @@
+workloads {
+  interface_prefixes = [
+    "", # ERROR: Empty interface prefix
+    "cali*", # ERROR: Invalid interface prefix
+    "l", # ERROR: Interface prefix matches lo
+    "a-prefix-of-sixteen", # ERROR: Invalid interface prefix
+    "ve th", # ERROR: Invalid interface prefix
+    7, # ERROR: Expected a string
+  ]
+  to_host_action = "acept" # ERROR: Invalid to_host_action
+}
+
+workloads { # ERROR: Duplicate workloads
+  interface_prefixes = ["tap"]
+}
+
+workloads { # ERROR: Missing interface_prefixes
+  to_host_action = "drop"
+}
