@@ -151,7 +151,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	cfg = cfg.ForHost(opts.HostName)
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{}}
 	heps, wildcard := c.endpoints()
-	c.checkWorkloads(heps)
+	c.checkWorkloads(heps, wildcard)
 	c.warnNoEndpoints(len(heps) + len(wildcard))
 	policies := append([]*config.Policy(nil), cfg.Policies...)
 	config.SortPolicies(policies)

@@ -72,10 +72,6 @@ func (c *compiler) workloadToHost() string {
 // what their new traffic to this host meets; plans show it as the
 // workload-to-host chain's comment.
 func WorkloadsSummary(w config.Workloads) string {
-	globs := make([]string, len(w.Prefixes))
-	for i, p := range w.Prefixes {
-		globs[i] = p + "*"
-	}
 	field := "to_host_action"
 	if w.Calico {
 		field = "defaultEndpointToHostAction"
@@ -86,12 +82,13 @@ func WorkloadsSummary(w config.Workloads) string {
 		config.ToHostReturn: "handed on to the wildcard host endpoint, if any",
 	}[w.Action()]
 	return fmt.Sprintf("workload interfaces %s: new traffic to this host is %s (%s %s); the host may always reach them",
-		strings.Join(globs, ", "), what, field, w.Action())
+		strings.Join(globs(w.Prefixes), ", "), what, field, w.Action())
 }
 
 // checkWorkloads refuses a host endpoint of this host on a workload
-// interface, naming both, and warns of an action without interfaces.
-func (c *compiler) checkWorkloads(heps []*config.HostEndpoint) {
+// interface, naming both, and warns of an action without interfaces and of
+// pre-DNAT policies of the wildcard endpoint, which workload traffic skips.
+func (c *compiler) checkWorkloads(heps, wildcard []*config.HostEndpoint) {
 	w := c.cfg.Workloads
 	if len(w.Prefixes) == 0 {
 		if w.ToHost != "" && w.DeclRange != (hcl.Range{}) {
@@ -105,25 +102,50 @@ func (c *compiler) checkWorkloads(heps []*config.HostEndpoint) {
 		}
 		return
 	}
+	prefixField := "interface_prefixes"
+	if w.Calico {
+		prefixField = "interfacePrefix"
+	}
 	for _, hep := range heps {
 		p, ok := w.Match(hep.Interface)
 		if !ok {
 			continue
 		}
-		iface, prefixField := "interface", "interface_prefixes"
+		iface := "interface"
 		if hep.Calico {
 			iface = "spec.interfaceName"
 		}
-		if w.Calico {
-			prefixField = "interfacePrefix"
+		given := fmt.Sprintf("%s, at %s", prefixField, w.DeclRange)
+		fix := fmt.Sprintf("take %q out of %s", p, prefixField)
+		if w.DefaultPrefix {
+			given = fmt.Sprintf("Felix's default interfacePrefix, in force as the FelixConfiguration at %s sets defaultEndpointToHostAction and no interfacePrefix", w.DeclRange)
+			fix = "set interfacePrefix to the prefixes of your workload interfaces"
 		}
 		c.diags = append(c.diags, &hcl.Diagnostic{
 			Severity: hcl.DiagError,
 			Summary:  "Host endpoint on a workload interface",
-			Detail: fmt.Sprintf("Host endpoint %q has %s %q, which workload prefix %q (%s, at %s) makes a workload interface; a workload interface is never a host endpoint, as in Calico. "+
-				"Protect the host's own interfaces with host endpoints, or take %q out of %s.",
-				hep.Name, iface, hep.Interface, p, prefixField, w.DeclRange, p, prefixField),
+			Detail: fmt.Sprintf("Host endpoint %q has %s %q, which workload prefix %q (%s) makes a workload interface; a workload interface is never a host endpoint, as in Calico. "+
+				"Protect the host's own interfaces with host endpoints, or %s.",
+				hep.Name, iface, hep.Interface, p, given, fix),
 			Subject: hep.DeclRange.Ptr(),
 		})
 	}
+	if len(wildcard) > 0 && c.cfg.HasPreDNATPolicies() {
+		c.diags = append(c.diags, &hcl.Diagnostic{
+			Severity: hcl.DiagWarning,
+			Summary:  "Pre-DNAT policies do not see workload traffic",
+			Detail: fmt.Sprintf("Traffic arriving on the workload interfaces (%s) skips the pre-DNAT policies of host endpoint %q, for this host and routed alike, as in Felix, whose pre-DNAT policies are for host endpoints only. Police routed workload traffic with apply_on_forward policies.",
+				strings.Join(globs(w.Prefixes), ", "), wildcard[0].Name),
+			Subject: w.DeclRange.Ptr(),
+		})
+	}
+}
+
+// globs is each prefix as nft's wildcard name.
+func globs(prefixes []string) []string {
+	out := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		out[i] = p + "*"
+	}
+	return out
 }

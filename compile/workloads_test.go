@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/hostwall/hostwall/loader"
 )
 
@@ -35,6 +37,9 @@ func TestWorkloadRules(t *testing.T) {
 		tbl, diags := compileHCL(t, "h", wildcardBase+w+"}\n")
 		if diags.HasErrors() {
 			t.Fatal(diags)
+		}
+		if !strings.Contains(diagText(diags), "Pre-DNAT policies do not see workload traffic") {
+			t.Errorf("no warning that the wildcard's pre-DNAT policies skip workload traffic: %v", diags)
 		}
 		for chain, want := range map[string][]string{
 			ChainInput: {"ct state established,related accept", "iifname vmap @hep-in",
@@ -103,7 +108,7 @@ func TestEndpointOnWorkloadInterface(t *testing.T) {
 		if !diags.HasErrors() || tbl != nil {
 			t.Fatalf("%v: compiled", tc.files)
 		}
-		msg := diags.Error()
+		msg := diagText(diags)
 		calico := len(tc.files) == 2
 		for _, want := range []string{"Host endpoint on a workload interface", map[bool]string{false: `interface "cali7"`, true: `spec.interfaceName "tap0"`}[calico],
 			map[bool]string{false: "interface_prefixes, at a.hcl:2", true: "interfacePrefix, at felix.yaml:4"}[calico]} {
@@ -113,6 +118,38 @@ func TestEndpointOnWorkloadInterface(t *testing.T) {
 		}
 		if _, diags := Compile(res.Config, Options{HostName: "other"}); diags.HasErrors() && strings.Contains(tc.files["hep.yaml"], "node: h") {
 			t.Errorf("another node's endpoint refused: %v", diags)
+		}
+	}
+}
+
+// TestWorkloadErrorNamesTheSource: the error names where the prefix comes
+// from — a node's override, or Felix's default "cali" that an action alone
+// brings in (with what to do about each).
+func TestWorkloadErrorNamesTheSource(t *testing.T) {
+	for _, tc := range []struct {
+		files map[string]string
+		want  []string
+	}{
+		{map[string]string{"a.hcl": "host_endpoint \"e\" { interface = \"eth0\" }\nworkloads {\n  interface_prefixes = [\"cali\"]\n}\nworkloads {\n  node = \"h\"\n  interface_prefixes = [\"eth\"]\n}\n"},
+			[]string{"interface_prefixes, at a.hcl:5", `take "eth" out of interface_prefixes`}},
+		{map[string]string{
+			"hep.yaml":   "apiVersion: projectcalico.org/v3\nkind: HostEndpoint\nmetadata:\n  name: c\nspec:\n  node: h\n  interfaceName: cali7\n",
+			"felix.yaml": "apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  defaultEndpointToHostAction: Accept\n",
+		}, []string{"Felix's default interfacePrefix", "felix.yaml:4", "set interfacePrefix to the prefixes of your workload interfaces"}},
+	} {
+		var srcs []loader.Source
+		for p, d := range tc.files {
+			srcs = append(srcs, loader.Source{Path: p, Data: []byte(d)})
+		}
+		res, diags := loader.Load(srcs)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		_, diags = Compile(res.Config, Options{HostName: "h"})
+		for _, w := range tc.want {
+			if !strings.Contains(diagText(diags), w) {
+				t.Errorf("%v: %q does not say %q", tc.files, diagText(diags), w)
+			}
 		}
 	}
 }
@@ -143,7 +180,16 @@ func TestNodeWorkloads(t *testing.T) {
 // sets an action where no prefix names a workload interface.
 func TestWorkloadActionWithoutInterfaces(t *testing.T) {
 	_, diags := compileHCL(t, "n1", "host_endpoint \"e\" { interface = \"eth0\" }\nworkloads {\n  node = \"n1\"\n  to_host_action = \"accept\"\n}\n")
-	if !strings.Contains(diags.Error(), "Workload action without workload interfaces") {
+	if !strings.Contains(diagText(diags), "Workload action without workload interfaces") {
 		t.Errorf("no warning: %v", diags)
 	}
+}
+
+// diagText is every diagnostic, one per line.
+func diagText(diags hcl.Diagnostics) string {
+	var b strings.Builder
+	for _, d := range diags {
+		b.WriteString(d.Error() + "\n")
+	}
+	return b.String()
 }

@@ -46,6 +46,8 @@ type Workloads struct {
 	// Calico is set when a FelixConfiguration gave it: messages name its
 	// fields, and an action without prefixes means Calico's "cali".
 	Calico bool
+	// DefaultPrefix is set when Prefixes is that default (ForHost).
+	DefaultPrefix bool
 }
 
 // NodeWorkloads is one node's override; a nil or empty field keeps the
@@ -129,19 +131,19 @@ func (c *Config) workloadsFor(host string) (Workloads, bool) {
 	w, changed := c.Workloads, false
 	if o, ok := c.NodeWorkloads[host]; ok {
 		changed = true
+		if o.Prefixes != nil || w.DeclRange == (hcl.Range{}) {
+			// Messages about the prefixes name where they were given.
+			w.DeclRange, w.Calico = o.DeclRange, o.Calico
+		}
 		if o.Prefixes != nil {
 			w.Prefixes = *o.Prefixes
 		}
 		if o.ToHost != "" {
 			w.ToHost = o.ToHost
 		}
-		if w.DeclRange == (hcl.Range{}) {
-			w.DeclRange = o.DeclRange
-		}
-		w.Calico = w.Calico || o.Calico
 	}
 	if w.Prefixes == nil && w.ToHost != "" && w.Calico {
-		w.Prefixes, changed = []string{CalicoDefaultPrefix}, true
+		w.Prefixes, w.DefaultPrefix, changed = []string{CalicoDefaultPrefix}, true, true
 	}
 	return w, changed
 }
@@ -472,21 +474,17 @@ func DefaultFailsafe() Failsafe {
 
 // NormalizePrefixes sorts prefixes and drops each that another one of them
 // starts (with "cali", "cali0" adds nothing), so every workload interface
-// meets one rule.
+// meets one rule. Sorted, whatever a prefix covers follows it at once, so
+// each is checked against the last one kept.
 func NormalizePrefixes(ps []string) []string {
+	sorted := slices.Clone(ps)
+	sort.Strings(sorted)
 	out := []string{}
-	for _, p := range ps {
-		covered := false
-		for _, q := range ps {
-			if q != p && strings.HasPrefix(p, q) || q == p && slices.Contains(out, p) {
-				covered = true
-				break
-			}
+	for _, p := range sorted {
+		if n := len(out); n > 0 && strings.HasPrefix(p, out[n-1]) {
+			continue
 		}
-		if !covered {
-			out = append(out, p)
-		}
+		out = append(out, p)
 	}
-	sort.Strings(out)
 	return out
 }

@@ -22,30 +22,85 @@ var ErrLockout = errors.New("REFUSED")
 // of that second check (settings { lockout_check = false }). It returns
 // what it could not check, for the front door to show.
 func (e *Engine) lockoutCheck(cfg *config.Config, host, ssh string) (notes []string, err error) {
+	path := netif.Path(e.o.NetNS)
 	if ssh != "" {
 		p, err := sshPacket(ssh)
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("warning: SSH_CONNECTION %q not understood (%v); skipping the lockout check of your connection", ssh, err))
 		} else {
-			if p.Iface, err = netif.InterfaceOf(netif.Path(e.o.NetNS), p.Dst); err != nil {
+			// The interface the client's packets come in by: the one the
+			// host routes back to it through (not the one holding the
+			// address it connected to: a host may answer on any of its
+			// addresses on any interface).
+			if p.Iface, err = netif.RouteTo(path, p.Src); err != nil {
 				return notes, fmt.Errorf("lockout check: %w", err)
 			}
 			if p.Iface == "" {
-				notes = append(notes, fmt.Sprintf("warning: no interface here holds %s (from SSH_CONNECTION); skipping the lockout check of your connection", p.Dst))
+				notes = append(notes, fmt.Sprintf("warning: no route back to %s (from SSH_CONNECTION); skipping the lockout check of your connection", p.Src))
 			} else if r := explain.Explain(cfg, host, p); r.Verdict == explain.Deny {
 				return notes, fmt.Errorf(`%w: this configuration would drop a new SSH connection from %s to %s port %d on %s, which is how you are connected now.
   Decided by: %s
-Allow it (a rule with source nets %s and destination port %d, or keep tcp:%d in failsafe inbound),
+%s,
 check with: hostwall explain --iface %s --in --proto tcp --src %s --dst %s --dport %d
 or pass --force if you know what you are doing`,
-					ErrLockout, p.Src, p.Dst, p.DPort, p.Iface, r.Decided, p.Src, p.DPort, p.DPort, p.Iface, p.Src, p.Dst, p.DPort)
+					ErrLockout, p.Src, p.Dst, p.DPort, p.Iface, r.Decided, lockoutAdvice(cfg.ForHost(host), r, p), p.Iface, p.Src, p.Dst, p.DPort)
 			}
 		}
 	}
 	if cfg.Settings.SkipLockoutCheck {
 		return notes, nil
 	}
+	if err := workloadUplink(cfg, host, path); err != nil {
+		return notes, err
+	}
 	return notes, noWayIn(cfg, host)
+}
+
+// lockoutAdvice says what would keep the connection p that r drops.
+func lockoutAdvice(cfg *config.Config, r explain.Result, p explain.Packet) string {
+	if r.Decided.Kind == explain.WorkloadToHost {
+		prefix, _ := cfg.Workloads.Match(p.Iface)
+		return fmt.Sprintf(`%s is a workload interface (prefix %q), where failsafe ports do not apply:
+set the workload action to accept (or return, with the * host endpoint allowing SSH), or take %q out of the workload prefixes`, p.Iface, prefix, prefix)
+	}
+	return fmt.Sprintf("Allow it (a rule with source nets %s and destination port %d, or keep tcp:%d in failsafe inbound)", p.Src, p.DPort, p.DPort)
+}
+
+// workloadUplink refuses a configuration whose workload prefixes take in
+// the interface of this host's default route, when that drops new SSH
+// connections coming in by it: failsafe ports do not apply to workload
+// interfaces, so noWayIn's trust in them would be misplaced there. (A
+// prefix such as "eth", "en" or "br" on a host whose uplink is eth0 or
+// br0.)
+func workloadUplink(cfg *config.Config, host, path string) error {
+	w := cfg.ForHost(host).Workloads
+	if len(w.Prefixes) == 0 {
+		return nil
+	}
+	for _, far := range []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")} {
+		iface, err := netif.RouteTo(path, far)
+		if err != nil || iface == "" {
+			continue // no default route of this family
+		}
+		prefix, ok := w.Match(iface)
+		if !ok {
+			continue
+		}
+		dst := netip.IPv4Unspecified()
+		if far.Is6() {
+			dst = netip.IPv6Unspecified()
+		}
+		p := explain.Packet{Iface: iface, Direction: explain.In, Proto: config.ProtoTCP, Src: far, Dst: dst, SPort: 40000, DPort: 22,
+			ICMPType: -1, ICMPCode: -1, State: explain.New}
+		if r := explain.Explain(cfg, host, p); r.Verdict == explain.Deny {
+			return fmt.Errorf(`%w: workload prefix %q makes %s, the interface of this host's default route, a workload interface:
+new connections to this host coming in by it, SSH included, would be dropped (%s; failsafe ports do not apply to workload interfaces).
+Take %q out of the workload prefixes (name the workload interfaces more closely: "cali", "docker", "vnet"),
+or pass --force (or set lockout_check = false in the settings block) if %s is meant for workloads alone`,
+				ErrLockout, prefix, iface, r.Decided, prefix, iface)
+		}
+	}
+	return nil
 }
 
 // candidateSources are the addresses a rule or failsafe entry could single

@@ -350,7 +350,7 @@ func (e *evaluator) forward(p Packet, arrivalAllowed bool) Result {
 		if arrivalAllowed {
 			return Result{Verdict: Allow, Decided: e.trace[len(e.trace)-1], Trace: e.trace}
 		}
-		return e.done(Allow, Step{Kind: ForwardUnpoliced, Detail: "hostwall installs no forward hook without an apply_on_forward policy"})
+		return e.done(Allow, Step{Kind: ForwardUnpoliced, Detail: "hostwall installs no forward hook without an apply_on_forward policy that is neither pre-DNAT nor untracked"})
 	}
 	var allowedBy *Step
 	for _, side := range []struct {

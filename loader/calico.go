@@ -367,11 +367,14 @@ func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 		attr := &hcl.Attribute{Name: name, NameRange: nodeRange(spec.file, kv.Key), Expr: &yamlExpr{file: spec.file, node: kv.Value, anchors: spec.anchors}}
 		switch name {
 		case "interfacePrefix":
-			list := b.calicoPrefixes(attr)
-			prefixes = &list
+			if list, ok := b.calicoPrefixes(attr); ok {
+				prefixes = &list
+			}
 			continue
 		case "defaultEndpointToHostAction":
-			act = b.toHostAction(b.str(attr), attr.Expr.Range(), true)
+			if v, ok := b.strOK(attr); ok {
+				act = b.toHostAction(v, attr.Expr.Range(), true)
+			}
 			continue
 		}
 		list := []config.ProtoPort{}
@@ -419,16 +422,26 @@ func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 }
 
 // calicoPrefixes reads Felix's interfacePrefix: a comma-separated list of
-// interface name prefixes.
-func (b *builder) calicoPrefixes(a *hcl.Attribute) []string {
-	v := b.str(a)
+// interface name prefixes; ok is false when it is not a string.
+func (b *builder) calicoPrefixes(a *hcl.Attribute) ([]string, bool) {
+	v, ok := b.strOK(a)
+	if !ok {
+		return nil, false
+	}
+	items := strings.Split(v, ",")
 	var out []string
-	for _, p := range strings.Split(v, ",") {
+	for i, p := range items {
+		if p == "" && len(items) > 1 {
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Empty interface prefix",
+				"Item %d of interfacePrefix %q is empty; write the prefixes separated by single commas, such as \"cali,tap\".", i+1, v))
+			continue
+		}
 		if p, ok := b.workloadPrefix(p, a.Expr.Range(), true); ok {
 			out = append(out, p)
 		}
 	}
-	return config.NormalizePrefixes(out)
+	b.maxPrefixes(len(items), a.Expr.Range(), "interfacePrefix")
+	return config.NormalizePrefixes(out), true
 }
 
 // nodeFailsafe records one node's failsafe override.

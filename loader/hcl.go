@@ -537,16 +537,23 @@ func (b *builder) decodeWorkloads(blk *hcl.Block) {
 				list = append(list, p)
 			}
 		}
+		b.maxPrefixes(len(items), a.Expr.Range(), a.Name)
 		list = config.NormalizePrefixes(list)
 		prefixes = &list
 	}
 	var act config.ToHostAction
 	if a := c.Attributes["to_host_action"]; a != nil {
-		act = b.toHostAction(b.str(a), a.Expr.Range(), false)
+		if v, ok := b.strOK(a); ok {
+			act = b.toHostAction(v, a.Expr.Range(), false)
+		}
 	}
 	if a := c.Attributes["node"]; a != nil {
-		node := b.str(a)
-		if b.unique("workloads", node, blk.DefRange) {
+		node, ok := b.strOK(a)
+		switch {
+		case !ok:
+		case node == "":
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Empty node", "node names the host this block is for; leave it out for every host."))
+		case b.unique("workloads", node, blk.DefRange):
 			if b.cfg.NodeWorkloads == nil {
 				b.cfg.NodeWorkloads = map[string]config.NodeWorkloads{}
 			}
@@ -561,6 +568,27 @@ func (b *builder) decodeWorkloads(blk *hcl.Block) {
 	}
 	if b.unique("workloads", "", blk.DefRange) {
 		b.cfg.Workloads = config.Workloads{Prefixes: *prefixes, ToHost: act, DeclRange: blk.DefRange}
+	}
+}
+
+// strOK is str, and whether the value was a string at all (if not, that
+// is reported, and nothing more should be said about the value).
+func (b *builder) strOK(a *hcl.Attribute) (string, bool) {
+	s, diags := stringAttr(a)
+	b.diags = append(b.diags, diags...)
+	return s, !diags.HasErrors()
+}
+
+// MaxWorkloadPrefixes bounds the workload interface prefixes: each is a
+// rule in three base chains, met by packets of interfaces without a host
+// endpoint.
+const MaxWorkloadPrefixes = 100
+
+func (b *builder) maxPrefixes(n int, rng hcl.Range, field string) {
+	if n > MaxWorkloadPrefixes {
+		b.diags = append(b.diags, errAt(rng, "Too many interface prefixes",
+			"%s gives %d prefixes; at most %d are taken. Name workload interfaces by the few prefixes their software gives them (\"cali\", \"docker\", \"vnet\").",
+			field, n, MaxWorkloadPrefixes))
 	}
 }
 
@@ -601,15 +629,20 @@ func (b *builder) workloadPrefix(p string, rng hcl.Range, calico bool) (string, 
 	return "", false
 }
 
-// toHostAction reads a workload-to-host action, in any case.
+// toHostAction reads a workload-to-host action: in any case in native
+// files; in Calico's, exactly Drop, Accept or Return, as Calico's
+// validation takes them.
 func (b *builder) toHostAction(v string, rng hcl.Range, calico bool) config.ToHostAction {
-	switch a := config.ToHostAction(strings.ToLower(v)); a {
+	a := config.ToHostAction(strings.ToLower(v))
+	switch a {
 	case config.ToHostDrop, config.ToHostAccept, config.ToHostReturn:
-		return a
+		if !calico || v == strings.ToUpper(v[:1])+string(a[1:]) {
+			return a
+		}
 	}
 	if calico {
 		b.diags = append(b.diags, errAt(rng, "Invalid defaultEndpointToHostAction",
-			"defaultEndpointToHostAction is Drop, Accept or Return, not %q.%s", v, meant(v, "Drop", "Accept", "Return")))
+			"defaultEndpointToHostAction is Drop, Accept or Return (in that case, as Calico validates it), not %q.%s", v, meant(v, "Drop", "Accept", "Return")))
 	} else {
 		b.diags = append(b.diags, errAt(rng, "Invalid to_host_action",
 			"to_host_action is \"drop\", \"accept\" or \"return\", not %q.%s", v, meant(v, "drop", "accept", "return")))

@@ -1,6 +1,7 @@
 package loader_test
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
@@ -131,5 +132,25 @@ func TestGuideFelixConfiguration(t *testing.T) {
 	}
 	if dup == nil || !strings.Contains(dup.Detail, "05-protect-hosts-felixconfiguration.yaml") || dup.Subject == nil || dup.Subject.Filename != "w.hcl" {
 		t.Errorf("a workloads block beside the guide's FelixConfiguration: want a duplicate error naming both, got %v", diags)
+	}
+}
+
+// TestTooManyPrefixes: more than MaxWorkloadPrefixes prefixes, natively or
+// in Felix's comma-separated list, is an error (each is a rule in three
+// base chains).
+func TestTooManyPrefixes(t *testing.T) {
+	var q, c []string
+	for i := range loader.MaxWorkloadPrefixes + 1 {
+		q = append(q, fmt.Sprintf("%q", fmt.Sprintf("p%d", i)))
+		c = append(c, fmt.Sprintf("p%d", i))
+	}
+	for _, src := range []loader.Source{
+		{Path: "w.hcl", Data: []byte("workloads {\n  interface_prefixes = [" + strings.Join(q, ", ") + "]\n}\n")},
+		{Path: "f.yaml", Data: []byte("apiVersion: projectcalico.org/v3\nkind: FelixConfiguration\nmetadata:\n  name: default\nspec:\n  interfacePrefix: " + strings.Join(c, ",") + "\n")},
+	} {
+		_, diags := loader.Load([]loader.Source{src})
+		if !strings.Contains(diags.Error(), "Too many interface prefixes") {
+			t.Errorf("%s: %v", src.Path, diags)
+		}
 	}
 }

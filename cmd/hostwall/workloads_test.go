@@ -33,6 +33,7 @@ func newWorkloadLab(t *testing.T) workloadLab {
 	testns.Run(t, "ip", "-n", l.a, "route", "add", "default", "via", "10.210.2.1")
 	testns.Run(t, "ip", "-n", l.b, "route", "add", "default", "via", "10.210.3.1")
 	testns.Run(t, "ip", "-n", l.out, "route", "add", "10.210.2.0/24", "via", "10.210.1.2")
+	testns.Run(t, "ip", "-n", l.out, "route", "add", "10.210.3.0/24", "via", "10.210.1.2")
 	testns.Run(t, "ip", "netns", "exec", l.srv, "sysctl", "-qw", "net.ipv4.ip_forward=1")
 	for _, port := range []int{22, 8080, 8081} {
 		serveTCP(t, l.srv, port)
@@ -198,25 +199,60 @@ func TestWorkloadsToHost(t *testing.T) {
 	}
 }
 
-// TestWorkloadLockout: an operator connected over SSH through a workload
-// interface (from a VM on libvirt's bridge, say) is told that dropping
-// workload traffic to the host would cut the session, and nothing is
-// applied; accepting it is applied.
+// TestWorkloadLockout: the lockout check judges an SSH session by the
+// interface its packets come in by (the route back to the client), not by
+// the one holding the address it connected to. A session from a container
+// is cut by dropping workload traffic, whichever host address it reached;
+// one from the outside to the bridge's address is not. With no session to
+// judge (the agent), a prefix that takes in the default route's interface
+// is refused too: failsafe ports do not apply to workload interfaces.
 func TestWorkloadLockout(t *testing.T) {
 	l := newWorkloadLab(t)
-	ssh := []string{"SSH_CONNECTION=10.210.2.2 50022 10.210.2.1 22"}
-	for _, act := range []string{"drop", "accept"} { // in this order: the first must find no table
-		refused := act == "drop"
-		dir := writeConfig(t, map[string]string{"a.hcl": "host_endpoint \"eth0\" { interface = \"eth0\" }\nworkloads {\n  interface_prefixes = [\"cali\"]\n  to_host_action = \"" + act + "\"\n}\n"})
-		r := hostwallEnv(t, "", ssh, "apply", "--auto-approve", "--confirm-timeout", "0", "-c", dir, "--netns", l.srv, "--host-name", "srv")
-		switch {
-		case refused && (r.code != 1 || !strings.Contains(r.stderr, "REFUSED") || !strings.Contains(r.stderr, "workload to host: calia1 is a workload interface")):
-			t.Errorf("%s: apply cutting the SSH session: exit %d\n%s", act, r.code, r.stderr)
-		case refused && strings.Contains(testns.NFT(t, l.srv, "list", "tables"), "hostwall"):
-			t.Errorf("%s: a refused apply changed the kernel", act)
-		case !refused && r.code != 0:
-			t.Errorf("%s: exit %d\n%s", act, r.code, r.stderr)
+	testns.Run(t, "ip", "-n", l.srv, "route", "add", "default", "via", "10.210.1.1")
+	wl := func(prefixes, act string) string {
+		return "workloads {\n  interface_prefixes = " + prefixes + "\n  to_host_action = \"" + act + "\"\n}\n"
+	}
+	eth0 := "host_endpoint \"eth0\" { interface = \"eth0\" }\n"
+	for _, c := range []struct {
+		name, ssh, config, refusal string
+	}{
+		{"a container, to the address on its own link", "10.210.2.2 50022 10.210.2.1 22", eth0 + wl(`["cali", "docker"]`, "drop"),
+			"workload to host: calia1 is a workload interface"},
+		{"a container, to the address on eth0", "10.210.2.2 50022 10.210.1.2 22", eth0 + wl(`["cali", "docker"]`, "drop"),
+			"set the workload action to accept"},
+		{"the outside, to docker0's address", "10.210.1.1 50022 10.210.3.1 22", eth0 + wl(`["cali", "docker"]`, "drop"), ""},
+		{"a container, accepted", "10.210.2.2 50022 10.210.1.2 22", eth0 + wl(`["cali", "docker"]`, "accept"), ""},
+		{"no session, the uplink a workload interface", "", "host_endpoint \"all\" { interface = \"*\" }\n" + wl(`["cali", "eth"]`, "drop"),
+			"makes eth0, the interface of this host's default route, a workload interface"},
+	} {
+		testns.Run(t, "sh", "-c", "ip netns exec "+l.srv+" nft delete table inet hostwall 2>/dev/null || true")
+		dir := writeConfig(t, map[string]string{"a.hcl": c.config})
+		var env []string
+		if c.ssh != "" {
+			env = []string{"SSH_CONNECTION=" + c.ssh}
 		}
+		r := hostwallEnv(t, "", env, "apply", "--auto-approve", "--confirm-timeout", "0", "-c", dir, "--netns", l.srv, "--host-name", "srv")
+		switch {
+		case c.refusal != "" && (r.code != 1 || !strings.Contains(r.stderr, "REFUSED") || !strings.Contains(r.stderr, c.refusal)):
+			t.Errorf("%s: want refused (%q): exit %d\n%s", c.name, c.refusal, r.code, r.stderr)
+		case c.refusal != "" && strings.Contains(testns.NFT(t, l.srv, "list", "tables"), "hostwall"):
+			t.Errorf("%s: a refused apply changed the kernel", c.name)
+		case c.refusal == "" && r.code != 0:
+			t.Errorf("%s: exit %d\n%s", c.name, r.code, r.stderr)
+		}
+	}
+	// What the refusals foresaw: the container's session through calia1
+	// to eth0's address dies under drop; the outside reaches docker0's
+	// address.
+	dir := writeConfig(t, map[string]string{"a.hcl": eth0 + wl(`["cali", "docker"]`, "drop")})
+	if r := hostwall(t, "", "apply", "--auto-approve", "--confirm-timeout", "0", "-c", dir, "--netns", l.srv, "--host-name", "srv"); r.code != 0 {
+		t.Fatalf("apply: %s", r.stderr)
+	}
+	if connects(t, l.a, "10.210.1.2:22") {
+		t.Error("the container reaches eth0's address under drop")
+	}
+	if !connects(t, l.out, "10.210.3.1:22") {
+		t.Error("the outside does not reach docker0's address")
 	}
 }
 

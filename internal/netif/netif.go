@@ -3,12 +3,14 @@
 package netif
 
 import (
+	"encoding/binary"
 	"fmt"
 	"net"
 	"net/netip"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,32 +50,89 @@ func In(path string, f func() error) error {
 	return <-errc
 }
 
-// InterfaceOf returns the name of the interface holding address a in the
-// namespace at path, or "" when none does.
-func InterfaceOf(path string, a netip.Addr) (string, error) {
+// RouteTo returns the name of the interface the namespace at path routes
+// packets to dst through — on a host that routes symmetrically, the one
+// packets from dst arrive on — or "" when it has no route to dst. It asks
+// the kernel (RTM_GETROUTE), as ip route get does.
+func RouteTo(path string, dst netip.Addr) (string, error) {
 	var name string
 	err := In(path, func() error {
-		ifs, err := net.Interfaces()
+		idx, err := routeOIF(dst)
+		if err != nil || idx == 0 {
+			return err
+		}
+		ifc, err := net.InterfaceByIndex(idx)
 		if err != nil {
 			return err
 		}
-		for _, ifc := range ifs {
-			addrs, err := ifc.Addrs()
-			if err != nil {
-				return err
-			}
-			for _, ad := range addrs {
-				if ipn, ok := ad.(*net.IPNet); ok {
-					if ip, ok := netip.AddrFromSlice(ipn.IP); ok && ip.Unmap() == a {
-						name = ifc.Name
-						return nil
-					}
-				}
-			}
-		}
+		name = ifc.Name
 		return nil
 	})
 	return name, err
+}
+
+// routeOIF asks the kernel for its route to dst and returns the route's
+// output interface index (0: no route).
+func routeOIF(dst netip.Addr) (int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	family := unix.AF_INET
+	if dst.Is6() {
+		family = unix.AF_INET6
+	}
+	addr := dst.AsSlice()
+	attrLen := unix.SizeofRtAttr + len(addr)
+	msg := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg+attrLen)
+	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], unix.RTM_GETROUTE)
+	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST)
+	binary.NativeEndian.PutUint32(msg[8:], 1) // sequence
+	rt := msg[unix.NLMSG_HDRLEN:]
+	rt[0], rt[1] = byte(family), byte(len(addr)*8) // rtm_family, rtm_dst_len
+	at := rt[unix.SizeofRtMsg:]
+	binary.NativeEndian.PutUint16(at[0:], uint16(attrLen))
+	binary.NativeEndian.PutUint16(at[2:], unix.RTA_DST)
+	copy(at[unix.SizeofRtAttr:], addr)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, 1<<16)
+	n, _, err := unix.Recvfrom(fd, buf, 0)
+	if err != nil {
+		return 0, err
+	}
+	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	if err != nil {
+		return 0, err
+	}
+	for _, m := range msgs {
+		switch m.Header.Type {
+		case unix.NLMSG_ERROR:
+			if len(m.Data) >= 4 {
+				if errno := -int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
+					if errno == int32(unix.ENETUNREACH) || errno == int32(unix.EHOSTUNREACH) {
+						return 0, nil
+					}
+					return 0, fmt.Errorf("route to %s: %w", dst, syscall.Errno(errno))
+				}
+			}
+		case unix.RTM_NEWROUTE:
+			attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+			if err != nil {
+				return 0, err
+			}
+			for _, a := range attrs {
+				if a.Attr.Type == unix.RTA_OIF && len(a.Value) >= 4 {
+					return int(binary.NativeEndian.Uint32(a.Value)), nil
+				}
+			}
+			return 0, nil
+		}
+	}
+	return 0, nil
 }
 
 // Names returns the names of the interfaces of the namespace at path.

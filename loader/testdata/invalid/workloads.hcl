@@ -17,3 +17,13 @@ workloads { # ERROR: Duplicate workloads
 workloads { # ERROR: Missing interface_prefixes
   to_host_action = "drop"
 }
+
+workloads {
+  node           = "" # ERROR: Empty node
+  to_host_action = 1 # ERROR: Expected a string
+}
+
+workloads {
+  node               = 5 # ERROR: Expected a string
+  interface_prefixes = ["tap"]
+}
