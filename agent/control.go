@@ -20,9 +20,14 @@ import (
 // The control socket speaks one JSON request and one JSON response per
 // connection.
 
-// Request is a command to the agent: "status", "confirm" or "reload".
+// Request is a command to the agent: "status", "confirm", "reload", or
+// "untouched" (AskUntouched).
 type Request struct {
 	Command string `json:"command"`
+	// Cookie, Since and Now are an "untouched" question.
+	Cookie uint64 `json:"cookie,omitempty"`
+	Since  uint32 `json:"since,omitempty"`
+	Now    uint32 `json:"now,omitempty"`
 }
 
 // Response is the agent's answer: a status, or a message, or an error.
@@ -32,7 +37,32 @@ type Response struct {
 	Error   string         `json:"error,omitempty"`
 	// RolledBack marks a confirm refused because the trial was rolled back.
 	RolledBack bool `json:"rolled_back,omitempty"`
+	// Untouched answers an "untouched" question.
+	Untouched bool `json:"untouched,omitempty"`
 }
+
+// AskUntouched asks the agent listening on path whether, by the kernel's
+// events it follows, no nftables transaction after generation since, up to
+// now, touched table inet hostwall of the namespace with SO_NETNS_COOKIE
+// cookie (engine.Options.Untouched). No agent, a slow one, or any doubt is
+// false: the caller then reads the kernel.
+func AskUntouched(path string, cookie uint64, since, now uint32) bool {
+	conn, err := net.DialTimeout("unix", path, untouchedTimeout)
+	if err != nil {
+		return false
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(untouchedTimeout))
+	if json.NewEncoder(conn).Encode(Request{Command: "untouched", Cookie: cookie, Since: since, Now: now}) != nil {
+		return false
+	}
+	var resp Response
+	return json.NewDecoder(conn).Decode(&resp) == nil && resp.Error == "" && resp.Untouched
+}
+
+// untouchedTimeout bounds an "untouched" question: the agent answers it
+// beside its loop, within nft's own short wait for the events.
+const untouchedTimeout = time.Second
 
 // ErrNoAgent is returned by Call when no agent listens.
 var ErrNoAgent = errors.New("no agent is running")
@@ -123,6 +153,12 @@ func (d *Daemon) serveConn(ctx context.Context, conn *net.UnixConn, calls chan<-
 		enc.Encode(Response{Error: "bad request: " + err.Error()})
 		return
 	}
+	if req.Command == "untouched" {
+		// Answered here, not in the loop, which may be busy applying: the
+		// answer comes from the kernel's events alone.
+		enc.Encode(Response{Untouched: d.e.Untouched(ctx, req.Cookie, req.Since, req.Now)})
+		return
+	}
 	c := call{req: req, reply: make(chan Response, 1)}
 	select {
 	case calls <- c:
@@ -185,7 +221,7 @@ func (d *Daemon) handle(ctx context.Context, req Request) Response {
 		}
 		return Response{Message: fmt.Sprintf("Reloaded: generation %d is in force.", d.current)}
 	}
-	return Response{Error: fmt.Sprintf("unknown command %q (status, confirm, reload)", req.Command)}
+	return Response{Error: fmt.Sprintf("unknown command %q (status, confirm, reload, untouched)", req.Command)}
 }
 
 // snapshot is the agent's status: the engine's, with what the agent knows.

@@ -142,7 +142,7 @@ func (e *Engine) applyUnchanged(rec *record, srcs []loader.Source, req ApplyRequ
 		return nil, false, nil
 	}
 	err = e.locked(func(ns state.Namespace) error {
-		if t, _ := e.readTrial(ns); t != nil || !e.atGeneration(rec.Generation) {
+		if t, _ := e.readTrial(ns); t != nil || !e.stillHolds(rec) {
 			return errLongWay
 		}
 		cur, err := e.store.CurrentMeta()
@@ -150,7 +150,7 @@ func (e *Engine) applyUnchanged(rec *record, srcs []loader.Source, req ApplyRequ
 			return errLongWay
 		}
 		res = &ApplyResult{Generation: cur.Number, Rules: rec.Rules}
-		show(req, &Preview{Plan: &planner.Plan{Generation: rec.Generation}, Notes: []string{unchangedNote("apply", rec.Generation)}})
+		show(req, &Preview{Plan: &planner.Plan{Generation: rec.Generation}, Notes: []string{unchangedNote("apply", rec)}})
 		return nil
 	})
 	if errors.Is(err, errLongWay) {
@@ -160,8 +160,12 @@ func (e *Engine) applyUnchanged(rec *record, srcs []loader.Source, req ApplyRequ
 }
 
 // unchangedNote tells, under an empty plan, that it comes from the record.
-func unchangedNote(command string, gen uint32) string {
-	return fmt.Sprintf("From hostwall's last full check: neither the files nor the kernel's ruleset (nftables generation %d) have changed since. %s --refresh reads the kernel anyway.", gen, command)
+func unchangedNote(command string, rec *record) string {
+	if rec.madeAt != 0 {
+		return fmt.Sprintf("From hostwall's last full check (nftables generation %d): the files have not changed since, and the agent saw the kernel's transactions since (to generation %d) leave table inet hostwall alone. %s --refresh reads the kernel anyway.",
+			rec.madeAt, rec.Generation, command)
+	}
+	return fmt.Sprintf("From hostwall's last full check: neither the files nor the kernel's ruleset (nftables generation %d) have changed since. %s --refresh reads the kernel anyway.", rec.Generation, command)
 }
 
 // fromRecordNote tells, under a plan, that it was made without reading the
@@ -239,9 +243,10 @@ func (e *Engine) applyIncremental(ctx context.Context, ns state.Namespace, ic *i
 		func(r rendering) (*stagedRecord, error) { return ic.stageRecord(e, ns, r) })
 	var res *ApplyResult
 	err := e.locked(func(ns state.Namespace) (err error) {
-		if gen, err := e.o.Kernel.Generation(); err != nil || gen != ic.rec.Generation {
+		if !e.stillHolds(ic.rec) {
 			return errLongWay
 		}
+		ic.plan.Generation = ic.rec.Generation
 		res, err = e.applyChange(ctx, ns, c, func() (*planner.Plan, string, error) {
 			return ic.plan, fromRecordNote(ic.plan.Generation) + "\n" + ic.note(), nil
 		})

@@ -26,11 +26,23 @@ type readCache struct {
 	// derived: table is not a read but a read with commits applied
 	// (keepApplied), which the periodic verification reads again.
 	derived bool
+	// untouched tells whether transactions between two generations left
+	// the table alone (Engine.untouched; nil: never).
+	untouched func(since, now uint32) bool
 }
 
+// Read returns the kept table while the kernel's generation has not moved,
+// or moved only by transactions that did not touch the table (other
+// programs changing their own tables); it reads the kernel otherwise.
 func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 	if c.valid {
-		if g, err := c.Kernel.Generation(); err == nil && g == c.gen {
+		g, err := c.Kernel.Generation()
+		switch {
+		case err != nil:
+		case g == c.gen:
+			return c.table, g, nil
+		case c.untouched != nil && c.untouched(c.gen, g):
+			c.gen = g
 			return c.table, g, nil
 		}
 	}

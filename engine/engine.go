@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -45,6 +46,15 @@ type Options struct {
 	// Version is this binary's version, part of what a verified record
 	// depends on.
 	Version string
+	// Untouched, when set, tells whether no nftables transaction after
+	// generation since, up to now, touched table inet hostwall of the
+	// namespace whose SO_NETNS_COOKIE is cookie: then what the kernel held
+	// at since it holds at now, and a verified record, or the agent's last
+	// read, made at since still holds although other programs changed
+	// their tables. The agent answers from the kernel's events
+	// (nft.Conn.Untouched); a command asks the agent. False whenever it
+	// cannot tell.
+	Untouched func(ctx context.Context, cookie uint64, since, now uint32) bool
 	// Notice reports what went wrong but changes no outcome (a record that
 	// could not be written costs the next command its shortcut); nil
 	// drops them.
@@ -94,7 +104,7 @@ func New(o Options) *Engine {
 		}
 		e.compiled = &compile.Memo{}
 		if o.Kernel != nil {
-			e.cache = &readCache{Kernel: o.Kernel}
+			e.cache = &readCache{Kernel: o.Kernel, untouched: e.untouched}
 			e.kernel = e.cache
 		}
 	}
@@ -165,6 +175,14 @@ func (e *Engine) RegisterAgent(socket string) (*state.Lock, error) {
 	h := state.NewHolder(e.o.RunDir)
 	h.Socket = socket
 	return ns.RegisterAgent(h)
+}
+
+// Untouched answers Options.Untouched for this engine's namespace: false
+// for another namespace (a name reused for a new one), or when the engine
+// cannot tell.
+func (e *Engine) Untouched(ctx context.Context, cookie uint64, since, now uint32) bool {
+	ns, err := e.namespace()
+	return err == nil && ns.Cookie == cookie && e.o.Untouched != nil && e.o.Untouched(ctx, cookie, since, now)
 }
 
 // SocketPath is where an agent of this run directory listens.

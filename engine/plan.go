@@ -40,7 +40,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 	}
 	if !refresh {
 		if rec, srcs := e.readRecordAnd(ns, true); e.unchanged(rec, srcs) {
-			return &Planned{Plan: &planner.Plan{Generation: rec.Generation}, Notes: []string{unchangedNote("plan", rec.Generation)},
+			return &Planned{Plan: &planner.Plan{Generation: rec.Generation}, Notes: []string{unchangedNote("plan", rec)},
 				ConfigHash: rec.ConfigHash, Host: rec.HostName}, nil
 		}
 	}

@@ -22,6 +22,7 @@ package engine
 // nothing to do, the agent after each apply.
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -45,6 +46,9 @@ type record struct {
 	*state.Verified
 	sets []*ruleset.Set
 	inc  *incremental
+	// madeAt is the generation the record was made at, when stillHolds
+	// took it to hold at a later one (Generation) by the kernel's events.
+	madeAt uint32
 }
 
 // recordBase is what the verified record keeps beside it: the compiled
@@ -224,7 +228,7 @@ func (e *Engine) readRecordAnd(ns state.Namespace, sources bool) (*record, []loa
 	if bad {
 		return nil, nil
 	}
-	return &record{v, base.Sets, base.Inc}, srcs
+	return &record{Verified: v, sets: base.Sets, inc: base.Inc}, srcs
 }
 
 // unchanged reports whether the record still holds: the same files srcs
@@ -232,13 +236,44 @@ func (e *Engine) readRecordAnd(ns state.Namespace, sources bool) (*record, []loa
 // since. Then the kernel holds exactly what the configuration compiles to,
 // and a plan is empty without a compile or a read.
 func (e *Engine) unchanged(rec *record, srcs []loader.Source) bool {
-	return rec != nil && srcs != nil && loader.HashSources(srcs) == rec.ConfigHash && e.atGeneration(rec.Generation)
+	return rec != nil && srcs != nil && loader.HashSources(srcs) == rec.ConfigHash && e.stillHolds(rec)
+}
+
+// stillHolds reports whether the kernel still holds what rec says: its
+// ruleset generation has not moved since, or it moved by transactions that
+// did not touch table inet hostwall (Options.Untouched: other programs
+// change their tables all day) — then rec is taken as made now, and plans
+// made from it carry the generation the kernel is at.
+func (e *Engine) stillHolds(rec *record) bool {
+	now, err := e.o.Kernel.Generation()
+	switch {
+	case err != nil:
+		return false
+	case now == rec.Generation:
+		return true
+	case e.untouched(rec.Generation, now):
+		if rec.madeAt == 0 {
+			rec.madeAt = rec.Generation
+		}
+		rec.Generation = now
+		return true
+	}
+	return false
 }
 
 // atGeneration reports whether the kernel's ruleset generation is gen.
 func (e *Engine) atGeneration(gen uint32) bool {
 	now, err := e.o.Kernel.Generation()
 	return err == nil && now == gen
+}
+
+// untouched asks Options.Untouched about this namespace.
+func (e *Engine) untouched(since, now uint32) bool {
+	if e.o.Untouched == nil {
+		return false
+	}
+	ns, err := e.namespace()
+	return err == nil && e.o.Untouched(context.Background(), ns.Cookie, since, now)
 }
 
 // planFromRecord plans desired, whose chains r rendered, without reading
@@ -249,7 +284,7 @@ func (e *Engine) atGeneration(gen uint32) bool {
 // their element differences (a blocklist file changed). Otherwise nil:
 // read the kernel.
 func (e *Engine) planFromRecord(rec *record, desired *ruleset.Table, r rendering) *planner.Plan {
-	if rec == nil || rec.Chains != r.chainsHash || !e.atGeneration(rec.Generation) {
+	if rec == nil || rec.Chains != r.chainsHash || !e.stillHolds(rec) {
 		return nil
 	}
 	p := planner.Diff(setsOnly(desired.Sets), setsOnly(rec.sets))

@@ -30,3 +30,10 @@ func WatchSubscriptions(c *Conn) int {
 	defer c.watch.mu.Unlock()
 	return c.watch.subs
 }
+
+// HoldWatch stops Watch reading events until release: the kernel drops
+// what overflows the subscription's buffer meanwhile.
+func HoldWatch(c *Conn) (release func()) {
+	c.watch.gate.Lock()
+	return c.watch.gate.Unlock
+}

@@ -1,61 +1,70 @@
 package nft
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"sync"
 	"time"
 
-	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
 )
 
 // A Change is a committed nftables transaction of another process that
-// touched, or may have touched, table inet hostwall.
+// touched table inet hostwall, or a loss of events after which that cannot
+// be told.
 type Change struct {
 	// By names the process, as "nft (pid 4242)".
 	By string
-	// Certain is false when the transaction only changed sets or set
-	// elements, whose table the library does not decode (trap 9), or when
-	// events were lost; the table may be untouched.
+	// Certain is false when events were lost: the table may be untouched.
 	Certain bool
 }
 
 // Watch reports the nftables transactions of other processes that touch
-// the table, until ctx ends. It subscribes to the kernel's nftables
-// multicast group on a connection of its own. Transactions committed by
-// this process's own threads are not reported. When the kernel drops
-// events (the socket buffer overflowed) or the subscription fails, an
-// uncertain Change is reported and the subscription is made again.
+// the table, until ctx ends, and keeps what Untouched answers from. It
+// subscribes to the kernel's nftables multicast group on a connection of
+// its own and reads the events raw: the table an event belongs to is the
+// first attribute of every object message (table, chain, rule, set,
+// element, object, flowtable), which the library's monitor drops for sets
+// and elements (trap 9). Transactions committed by this process's own
+// threads are not reported. When the kernel drops events (the socket
+// buffer overflowed) or the subscription fails, an uncertain Change is
+// reported and the subscription is made again.
 //
 // report must not block for long: the subscription's buffer fills behind
 // it and events are lost (which is reported, so nothing is missed).
 func (c *Conn) Watch(ctx context.Context, report func(Change)) error {
-	events, mon, err := c.subscribe()
+	sub, err := c.subscribe()
 	if err != nil {
 		return err
 	}
 	go func() {
-		sub := subscription{events, mon}
 		for {
-			c.watch.follow(sub.mon)
-			c.deliver(ctx, sub.events, report)
-			sub.mon.Close()
-			for range sub.events { // the library closes the channel once its reader stops
-			}
+			c.watch.follow(sub)
+			lossErr := c.deliver(ctx, sub, report)
+			sub.nc.Close()
+			c.watch.lost()
 			if ctx.Err() != nil {
 				return
 			}
-			if next, ok := c.watch.handedOver(ctx); ok && next.events != nil {
+			if next, ok := c.watch.handedOver(ctx); ok && next.nc != nil {
 				sub = next // Apply paused us around a large batch of its own
 				continue
 			}
 			if ctx.Err() != nil {
 				return
 			}
-			report(Change{By: "unknown (nftables events were lost)"})
+			why := "unknown (nftables events were lost)"
+			if lossErr != nil && !errors.Is(lossErr, unix.ENOBUFS) {
+				why = fmt.Sprintf("unknown (nftables events were lost: %v)", lossErr)
+			}
+			report(Change{By: why})
 			for {
-				if sub.events, sub.mon, err = c.subscribe(); err == nil {
+				if sub, err = c.subscribe(); err == nil {
 					break
 				}
 				select {
@@ -69,34 +78,122 @@ func (c *Conn) Watch(ctx context.Context, report func(Change)) error {
 	return nil
 }
 
+// subscription is a connection subscribed to the nftables events, and the
+// ruleset generation read right after subscribing: every transaction
+// committed after it is seen on nc.
 type subscription struct {
-	events chan *nftables.MonitorEvents
-	mon    *nftables.Monitor
+	nc   *netlink.Conn
+	from uint32
 }
 
 // watchState is Watch's subscription, which Apply pauses around a large
-// batch of its own: the kernel writes an event per element and rule to
-// every subscriber, and the library decodes and gathers a transaction's
-// events before handing them over — for 100,000 elements, seconds of CPU
-// and ~100 MB, all to learn that the change was our own.
+// batch of its own (the kernel writes an event per element and rule to
+// every subscriber: for 100,000 elements, ~100,000 messages to read, all
+// to learn that the change was our own), and what the events showed
+// (Untouched).
 type watchState struct {
-	mu  sync.Mutex
-	mon *nftables.Monitor
+	mu sync.Mutex
+	nc *netlink.Conn
 	// subs counts the subscriptions made (for tests).
 	subs int
 	// next is set while paused: the subscription made on resuming comes
 	// through it.
 	next chan subscription
+
+	// covered is set while a subscription runs with nothing lost since
+	// from; seen is the generation of the last transaction read, touched
+	// that of the last one (ours included) that touched the table.
+	covered             bool
+	from, seen, touched uint32
+	// moved is closed, and made again, whenever seen or covered change.
+	moved chan struct{}
+	// gate is taken before each read of the events: a test holds it to
+	// make the kernel drop events.
+	gate sync.Mutex
 }
 
-func (w *watchState) follow(mon *nftables.Monitor) {
+func (w *watchState) follow(s subscription) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.mon = mon
+	w.nc = s.nc
+	w.covered, w.from, w.seen, w.touched = true, s.from, s.from, s.from
+	w.signal()
 }
 
+// awaitGate returns once no test holds the gate (HoldWatch).
+func (w *watchState) awaitGate() {
+	w.gate.Lock()
+	defer w.gate.Unlock()
+}
+
+// lost ends what the ended subscription vouches for.
+func (w *watchState) lost() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.covered = false
+	w.signal()
+}
+
+// committed notes a transaction read: its generation, and whether it
+// touched the table.
+func (w *watchState) committed(gen uint32, touched bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.seen = gen
+	if touched {
+		w.touched = gen
+	}
+	w.signal()
+}
+
+// signal wakes Untouched's waiters; w.mu is held.
+func (w *watchState) signal() {
+	if w.moved != nil {
+		close(w.moved)
+	}
+	w.moved = make(chan struct{})
+}
+
+// untouchedWait bounds how long Untouched waits for the events of a
+// transaction the kernel has committed to be read: a few milliseconds at
+// most on an idle host; past that, the answer is "cannot tell".
+const untouchedWait = 200 * time.Millisecond
+
+// Untouched reports whether, as Watch's events show, no transaction after
+// generation since and up to generation now touched table inet hostwall:
+// then the table the kernel held at since is the one it holds at now. It
+// is false whenever that cannot be told: no Watch, events lost since
+// before since, or the events up to now not read within a short wait.
+func (c *Conn) Untouched(ctx context.Context, since, now uint32) bool {
+	w := &c.watch
+	ctx, cancel := context.WithTimeout(ctx, untouchedWait)
+	defer cancel()
+	for {
+		w.mu.Lock()
+		covered, from, seen, touched, moved := w.covered, w.from, w.seen, w.touched, w.moved
+		w.mu.Unlock()
+		switch {
+		case since == now:
+			return true
+		case !covered || moved == nil || genBefore(since, from) || genBefore(now, since):
+			return false
+		case !genBefore(seen, now):
+			return !genBefore(since, touched)
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// genBefore reports whether generation a comes before b, in serial-number
+// arithmetic: the 32-bit counter wraps.
+func genBefore(a, b uint32) bool { return int32(a-b) < 0 }
+
 // handedOver waits, if the subscription ended because of a pause, for the
-// one made on resuming (events nil: none could be made).
+// one made on resuming (nc nil: none could be made).
 func (w *watchState) handedOver(ctx context.Context) (subscription, bool) {
 	w.mu.Lock()
 	next := w.next
@@ -115,22 +212,25 @@ func (w *watchState) handedOver(ctx context.Context) (subscription, bool) {
 // pauseWatch ends the subscription, if Watch has one, and returns the
 // function that subscribes again — before it returns, so that a read after
 // it and the events from then on leave no gap. Changes made by others
-// while paused are not reported: the caller reads the table afterwards
-// (the agent verifies its applies by reading back).
+// while paused are not reported, and Untouched vouches for nothing before
+// the new subscription: the caller reads the table afterwards (the agent
+// verifies its applies by reading back).
 func (c *Conn) pauseWatch() (resume func()) {
 	w := &c.watch
 	w.mu.Lock()
-	mon := w.mon
-	if mon == nil || w.next != nil {
+	nc := w.nc
+	if nc == nil || w.next != nil {
 		w.mu.Unlock()
 		return func() {}
 	}
 	next := make(chan subscription, 1)
-	w.mon, w.next = nil, next
+	w.nc, w.next = nil, next
+	w.covered = false
+	w.signal()
 	w.mu.Unlock()
-	mon.Close()
+	nc.Close()
 	return func() {
-		events, mon, err := c.subscribe()
+		s, err := c.subscribe()
 		w.mu.Lock()
 		w.next = nil
 		w.mu.Unlock()
@@ -138,7 +238,7 @@ func (c *Conn) pauseWatch() (resume func()) {
 			next <- subscription{} // Watch reports a loss and tries again
 			return
 		}
-		next <- subscription{events, mon}
+		next <- s
 	}
 }
 
@@ -146,46 +246,128 @@ func (c *Conn) pauseWatch() (resume func()) {
 // pauses the subscription.
 const pauseWatchAbove = 1000
 
-// subscribe opens a monitor on a connection of its own. A lasting
-// connection would be shared: the monitor would read the replies meant
-// for our dumps, and its Close would close nothing (trap 9).
-func (c *Conn) subscribe() (chan *nftables.MonitorEvents, *nftables.Monitor, error) {
-	nl, err := nftables.New(nftables.WithNetNSFd(c.nsFD), nftables.WithSockOptions(c.sizeBuffers))
+// subscribe joins the nftables multicast group on a connection of its own,
+// with the large buffers, then reads the generation: transactions after it
+// are all seen on the connection.
+func (c *Conn) subscribe() (subscription, error) {
+	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.nsFD})
 	if err != nil {
-		return nil, nil, wrapPerm(fmt.Errorf("opening netlink socket: %w", err))
+		return subscription{}, wrapPerm(fmt.Errorf("opening netlink socket: %w", err))
 	}
-	// Only the "any object" filter works: the library tests
-	// flags&1<<type, which Go reads as (flags&1)<<type.
-	mon := nftables.NewMonitor(nftables.WithMonitorEventBuffer(256))
-	events, err := nl.AddGenerationalMonitor(mon)
+	if err := c.sizeBuffers(nc); err != nil {
+		nc.Close()
+		return subscription{}, err
+	}
+	if err := nc.JoinGroup(unix.NFNLGRP_NFTABLES); err != nil {
+		nc.Close()
+		return subscription{}, wrapPerm(fmt.Errorf("subscribing to nftables events: %w", err))
+	}
+	gen, err := c.Generation()
 	if err != nil {
-		return nil, nil, wrapPerm(fmt.Errorf("subscribing to nftables events: %w", err))
+		nc.Close()
+		return subscription{}, err
 	}
 	c.watch.mu.Lock()
 	c.watch.subs++
 	c.watch.mu.Unlock()
-	return events, mon, nil
+	return subscription{nc: nc, from: gen}, nil
 }
 
-// deliver reports transactions until ctx ends or the subscription fails.
-func (c *Conn) deliver(ctx context.Context, events chan *nftables.MonitorEvents, report func(Change)) {
+// deliver reads transactions until ctx ends or the subscription fails (the
+// error: ENOBUFS when the kernel dropped events), reporting those of
+// others that touch the table.
+func (c *Conn) deliver(ctx context.Context, sub subscription, report func(Change)) error {
+	stop := context.AfterFunc(ctx, func() { sub.nc.Close() })
+	defer stop()
+	var tx transaction
 	for {
-		select {
-		case <-ctx.Done():
-			return
-		case ev, ok := <-events:
-			if !ok || ev.GeneratedBy == nil || ev.GeneratedBy.Type == nftables.MonitorEventTypeOOB {
-				return
-			}
-			gen, _ := ev.GeneratedBy.Data.(*nftables.GenMsg)
-			if gen == nil || ownThread(gen.ProcPID) {
+		c.watch.awaitGate()
+		msgs, err := sub.nc.Receive()
+		if err != nil {
+			return err
+		}
+		for _, m := range msgs {
+			gen, done := tx.add(m)
+			if !done {
 				continue
 			}
-			if touched, certain := touches(ev.Changes); touched {
-				report(Change{By: fmt.Sprintf("%s (pid %d)", gen.ProcComm, gen.ProcPID), Certain: certain})
+			c.watch.committed(gen.id, tx.touched)
+			if tx.touched && !ownThread(gen.pid) {
+				report(Change{By: fmt.Sprintf("%s (pid %d)", gen.comm, gen.pid), Certain: true})
 			}
+			tx = transaction{}
 		}
 	}
+}
+
+// transaction gathers the events of one committed transaction, which the
+// kernel sends before the NEWGEN message that ends it.
+type transaction struct{ touched bool }
+
+// genEvent is an NFT_MSG_NEWGEN event: the new generation and the task
+// that committed.
+type genEvent struct {
+	id, pid uint32
+	comm    string
+}
+
+// add takes one event; done is set, with the generation event, when it
+// ends the transaction.
+func (tx *transaction) add(m netlink.Message) (gen genEvent, done bool) {
+	if m.Header.Type>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
+		return gen, false
+	}
+	if typ := m.Header.Type & 0xff; typ == unix.NFT_MSG_NEWGEN {
+		return parseGenEvent(m.Data[4:]), true
+	}
+	if !tx.touched {
+		tx.touched = ours(m.Data)
+	}
+	return gen, false
+}
+
+// ours reports whether an object event (an nfgenmsg, then attributes)
+// belongs to table inet hostwall, or cannot be told apart from one.
+func ours(data []byte) bool {
+	if data[0] != unix.NFPROTO_INET {
+		return false
+	}
+	ad, err := netlink.NewAttributeDecoder(data[4:])
+	if err != nil {
+		return true
+	}
+	for ad.Next() {
+		// Attribute 1 is the table's name in every object message:
+		// NFTA_TABLE_NAME, NFTA_CHAIN_TABLE, NFTA_RULE_TABLE,
+		// NFTA_SET_TABLE, NFTA_SET_ELEM_LIST_TABLE, NFTA_OBJ_TABLE,
+		// NFTA_FLOWTABLE_TABLE.
+		if ad.Type() == 1 {
+			return string(bytes.TrimRight(ad.Bytes(), "\x00")) == tableName
+		}
+	}
+	return true
+}
+
+// parseGenEvent reads NFTA_GEN_ID, NFTA_GEN_PROC_PID and
+// NFTA_GEN_PROC_NAME.
+func parseGenEvent(attrs []byte) genEvent {
+	var g genEvent
+	ad, err := netlink.NewAttributeDecoder(attrs)
+	if err != nil {
+		return g
+	}
+	ad.ByteOrder = binary.BigEndian
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_GEN_ID:
+			g.id = ad.Uint32()
+		case unix.NFTA_GEN_PROC_PID:
+			g.pid = ad.Uint32()
+		case unix.NFTA_GEN_PROC_NAME:
+			g.comm = ad.String()
+		}
+	}
+	return g
 }
 
 // ownThread reports whether pid is a thread of this process: the kernel
@@ -193,33 +375,4 @@ func (c *Conn) deliver(ctx context.Context, events chan *nftables.MonitorEvents,
 func ownThread(pid uint32) bool {
 	_, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", pid))
 	return err == nil
-}
-
-// touches reports whether the changes touch table inet hostwall, and
-// whether that is certain.
-func touches(changes []*nftables.MonitorEvent) (touched, certain bool) {
-	ours := func(t *nftables.Table) bool {
-		return t != nil && t.Name == tableName && t.Family == nftables.TableFamilyINet
-	}
-	for _, e := range changes {
-		switch d := e.Data.(type) {
-		case *nftables.Table:
-			if ours(d) {
-				return true, true
-			}
-		case *nftables.Chain:
-			if d != nil && ours(d.Table) {
-				return true, true
-			}
-		case *nftables.Rule:
-			if d != nil && ours(d.Table) {
-				return true, true
-			}
-		default:
-			// Sets and elements come without their table, and events the
-			// library fails to decode without anything.
-			touched = true
-		}
-	}
-	return touched, false
 }

@@ -535,3 +535,36 @@ policy "p" {
 		return strings.Contains(testns.NFT(t, ns, "list", "ruleset"), "hep/web-1-eth0/")
 	})
 }
+
+// TestAgentVouchesForOtherTables: while the agent runs, other programs'
+// transactions on their own tables do not cost a command its shortcut —
+// the agent, which follows the kernel's events, tells it that table inet
+// hostwall was left alone — and a change to hostwall's table does (plan
+// reads the kernel, or the agent repairs first). Without the agent the
+// same plan reads the kernel.
+func TestAgentVouchesForOtherTables(t *testing.T) {
+	ns := nsWithEth0(t)
+	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
+	a := startAgent(t, ns, dir)
+	a.expect(t, "READY=1")
+	args := []string{"-c", dir, "--netns", ns, "--host-name", "srv"}
+	testns.NFT(t, ns, "add", "table", "ip", "busy")
+	for i := range 3 {
+		testns.NFT(t, ns, "add", "chain", "ip", "busy", "c"+itoa(i))
+		r := hostwall(t, "", append([]string{"plan", "--detailed-exitcode"}, args...)...)
+		if r.code != 0 || !strings.Contains(r.stdout+r.stderr, "the agent saw the kernel's transactions since") {
+			t.Errorf("plan after another table's change: exit %d, no word of the agent:\n%s%s", r.code, r.stdout, r.stderr)
+		}
+	}
+	testns.NFT(t, ns, "add", "chain", "ip", "busy", "last")
+	if r := hostwall(t, "", append([]string{"apply", "--auto-approve", "--confirm-timeout", "0"}, args...)...); r.code != 0 ||
+		!strings.Contains(r.stdout+r.stderr, "the agent saw the kernel's transactions since") {
+		t.Errorf("no-op apply after another table's change: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	a.cmd.Process.Kill()
+	a.cmd.Wait()
+	testns.NFT(t, ns, "add", "chain", "ip", "busy", "after")
+	if r := hostwall(t, "", append([]string{"plan", "--detailed-exitcode"}, args...)...); r.code != 0 || strings.Contains(r.stdout+r.stderr, "the agent saw") {
+		t.Errorf("plan without the agent: exit %d, or it claims the agent's word:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}

@@ -66,6 +66,8 @@ func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration) 
 	}
 	defer conn.Close()
 	o.Kernel, o.Memo, o.Notice = conn, true, func(s string) { log.Warn(s) }
+	// Its own engine's cookie: the events are this namespace's.
+	o.Untouched = func(ctx context.Context, _ uint64, since, now uint32) bool { return conn.Untouched(ctx, since, now) }
 	e := engine.New(o)
 	notices, err := e.CheckPrivate()
 	for _, n := range notices {

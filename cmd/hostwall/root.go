@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/loader"
@@ -137,7 +138,14 @@ func (g *globals) engine() (*engine.Engine, func(), error) {
 		return nil, nil, err
 	}
 	o.Kernel = conn
-	e := engine.New(o)
+	var e *engine.Engine
+	// When an agent runs for the namespace, it follows the kernel's
+	// events: it tells whether other programs' transactions since the
+	// verified record left table inet hostwall alone.
+	o.Untouched = func(_ context.Context, cookie uint64, since, now uint32) bool {
+		return agent.AskUntouched(e.SocketPath(), cookie, since, now)
+	}
+	e = engine.New(o)
 	if os.Geteuid() == 0 {
 		notices, err := e.CheckPrivate()
 		for _, n := range notices {

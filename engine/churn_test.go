@@ -1,0 +1,153 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/internal/testns"
+	"github.com/hostwall/hostwall/nft"
+)
+
+// churnConfig has a host endpoint, a policy and a network set, so the
+// table holds chains, rules and an interval set of addresses.
+const churnConfig = `
+host_endpoint "eth0" { interface = "eth0" }
+network_set "blocked" {
+  labels = { blocked = "true" }
+  nets   = ["192.0.2.0/24", "198.51.100.7", "2001:db8::/48"]
+}
+policy "web" {
+  ingress {
+    action = "deny"
+    source { selector = "blocked == 'true'" }
+  }
+  ingress {
+    action      = "allow"
+    protocol    = "tcp"
+    destination { ports = [80, 443] }
+  }
+}
+`
+
+// churnSeeds are the seeds the shortcut's property test runs (keep every
+// seed that ever found a bug).
+var churnSeeds = []uint64{1, 2, 3}
+
+// TestUntouchedShortcutMatchesRead holds the churn shortcut to the slow
+// path: while other programs change their own tables — and now and then
+// table inet hostwall — a plan that trusts the verified record because the
+// kernel's events show the table untouched (Options.Untouched, from
+// nft.Conn.Watch) gives the answer of a plan that reads the whole table.
+func TestUntouchedShortcutMatchesRead(t *testing.T) {
+	testns.RequireRoot(t)
+	for _, seed := range churnSeeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) { churn(t, seed) })
+	}
+}
+
+func churn(t *testing.T, seed uint64) {
+	ns := testns.New(t)
+	conn, err := nft.Open(nft.Options{NetNS: ns})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := conn.Watch(ctx, func(nft.Change) {}); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	cfg := filepath.Join(root, "cfg")
+	if err := os.Mkdir(cfg, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(cfg, "a.hcl"), []byte(churnConfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	asked := 0
+	e := New(Options{ConfigDir: cfg, StateDir: filepath.Join(root, "state"), RunDir: filepath.Join(root, "run"), NetNS: ns, HostName: "srv",
+		Kernel: conn,
+		Untouched: func(ctx context.Context, _ uint64, since, now uint32) bool {
+			asked++
+			return conn.Untouched(ctx, since, now)
+		}})
+	if _, err := e.Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+		t.Fatal(err)
+	}
+	live, _, err := conn.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sets, chains []string
+	for _, s := range live.Sets {
+		if !s.Map && strings.HasPrefix(s.Name, "sel-") && strings.HasSuffix(s.Name, "-4") {
+			sets = append(sets, s.Name)
+		}
+	}
+	for _, c := range live.Chains {
+		if strings.HasPrefix(c.Name, "pol/") {
+			chains = append(chains, c.Name)
+		}
+	}
+	if len(sets) == 0 || len(chains) == 0 {
+		t.Fatalf("no address set or policy chain in\n%s", live)
+	}
+	testns.NFT(t, ns, "add table ip busy; add set ip busy s { type ipv4_addr; flags interval; }; add chain ip busy c")
+	r := rand.New(rand.NewPCG(seed, seed^0x5eed))
+	shortcuts, drifts := 0, 0
+	for step := range 60 {
+		var cmd string
+		switch n := r.IntN(10); {
+		case n < 3:
+			cmd = fmt.Sprintf("add element ip busy s { 10.%d.%d.0/24 }", step, r.IntN(256))
+		case n < 5:
+			cmd = fmt.Sprintf("add rule ip busy c ip saddr 10.0.0.%d accept", r.IntN(256))
+		case n < 6:
+			cmd = fmt.Sprintf("add table inet t%d; delete table inet t%d", step, step)
+		case n < 7:
+			cmd = fmt.Sprintf("add element inet hostwall %s { 203.0.113.%d }", sets[r.IntN(len(sets))], r.IntN(256))
+		case n < 8:
+			cmd = fmt.Sprintf("delete element inet hostwall %s { 192.0.2.0/24 }", sets[r.IntN(len(sets))])
+		case n < 9:
+			cmd = fmt.Sprintf("add rule inet hostwall %s tcp dport %d accept", chains[r.IntN(len(chains))], 1000+step)
+		default:
+			cmd = "add chain inet hostwall stray" + fmt.Sprint(step)
+		}
+		// A command that fails (an element already gone) commits nothing.
+		testns.Run(t, "sh", "-c", fmt.Sprintf("ip netns exec %s nft '%s' 2>/dev/null || true", ns, cmd))
+		fast, err := e.Plan(ctx, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		slow, err := e.Plan(ctx, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fa, fc, fd := fast.Plan.Summary()
+		sa, sc, sd := slow.Plan.Summary()
+		if fast.Plan.Empty() != slow.Plan.Empty() || fa != sa || fc != sc || fd != sd {
+			t.Fatalf("seed %d, step %d (%s): the shortcut plans %d/%d/%d (%v), reading the kernel %d/%d/%d", seed, step, cmd, fa, fc, fd, fast.Notes, sa, sc, sd)
+		}
+		for _, n := range fast.Notes {
+			if strings.Contains(n, "the agent saw the kernel's transactions") {
+				shortcuts++
+			}
+		}
+		if !slow.Plan.Empty() {
+			drifts++
+			if _, err := e.Apply(ctx, ApplyRequest{Explicit: true, Refresh: true}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Logf("seed %d: %d shortcuts through other tables' changes, %d drifts of inet hostwall repaired, %d questions", seed, shortcuts, drifts, asked)
+	if shortcuts < 10 || drifts < 3 {
+		t.Errorf("seed %d exercised too little: %d shortcuts, %d drifts", seed, shortcuts, drifts)
+	}
+}
