@@ -58,11 +58,11 @@ type Drift struct {
 }
 
 // Drift checks wait this long for a burst of changes to end: a short
-// while when the table was surely touched, longer when it may not have
-// been (another tool's set updates must not make us re-read ours on every
-// element).
+// while when the table was surely touched (a repair of set elements costs
+// a few milliseconds, replayed from the kernel's events: a burst repaired
+// twice is cheap), longer when events were lost and a whole read follows.
 const (
-	driftQuiet     = 50 * time.Millisecond
+	driftQuiet     = 20 * time.Millisecond
 	uncertainQuiet = time.Second
 )
 

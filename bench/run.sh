@@ -90,7 +90,7 @@ small=$work/small
 mkdir -m 755 "$small" && cp examples/quickstart/*.hcl "$small"/
 echo
 echo "W4, W6 — the agent on W1's files ($rules rules, $cidrs networks):"
-go run ./bench/agent -bin "$bin" -config "$cfg" -runs $((runs * 4)) | tee "$work/agent.txt" | sed 's/^/    /'
+go run ./bench/agent -bin "$bin" -config "$cfg" -runs $((runs * 4)) -churn 20 | tee "$work/agent.txt" | sed 's/^/    /'
 echo "W4, W6 — the agent on examples/quickstart:"
 go run ./bench/agent -bin "$bin" -config "$small" -runs $((runs * 4)) -settle 2s | sed 's/^/    /'
 

@@ -44,6 +44,8 @@ func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 		case c.untouched != nil && c.untouched(c.gen, g):
 			c.gen = g
 			return c.table, g, nil
+		case c.follow(ctx, g):
+			return c.table, g, nil
 		}
 	}
 	t, g, err := c.Kernel.Read(ctx)
@@ -53,6 +55,43 @@ func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 	}
 	c.table, c.gen, c.valid, c.derived = t, g, true, false
 	return t, g, nil
+}
+
+// elementFollower is a Kernel that can tell, from the kernel's events,
+// what transactions did to the elements of the table's sets (nft.Conn).
+type elementFollower interface {
+	ElementChanges(ctx context.Context, since, now uint32, set func(name string) *ruleset.Set) ([]ruleset.ElementChange, bool)
+}
+
+// follow brings the kept table to generation g when the transactions since
+// its generation only added or removed elements of its sets — a blocklist
+// edited by hand, another hostwall's incremental apply — by replaying them
+// on it, instead of reading a large table again. The result is derived,
+// which the periodic verification reads again.
+func (c *readCache) follow(ctx context.Context, g uint32) bool {
+	f, ok := c.Kernel.(elementFollower)
+	if !ok || c.table == nil {
+		return false
+	}
+	changes, ok := f.ElementChanges(ctx, c.gen, g, c.table.Set)
+	if !ok {
+		return false
+	}
+	t := *c.table // a copy: callers share the kept table
+	t.Sets = slices.Clone(t.Sets)
+	for _, ch := range changes {
+		i := slices.IndexFunc(t.Sets, func(s *ruleset.Set) bool { return s.Name == ch.Set })
+		if i < 0 {
+			return false
+		}
+		s, ok := t.Sets[i].WithChange(ch)
+		if !ok {
+			return false
+		}
+		t.Sets[i] = s
+	}
+	c.table, c.gen, c.derived = &t, g, true
+	return true
 }
 
 // forgetDerived makes the next Read read the kernel when the kept table

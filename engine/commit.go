@@ -69,10 +69,13 @@ type change struct {
 	target  int
 	// armed is the trial, once its guard is armed; committed is set once
 	// the kernel took the change (its records are then never discarded).
+	// wroteAhead: writeAhead wrote the intent and the prepared current
+	// record (not for a repair in place).
 	armed *state.Trial
 	// current is the record of target as current, written ahead.
-	current   *state.PreparedCurrent
-	committed bool
+	current    *state.PreparedCurrent
+	committed  bool
+	wroteAhead bool
 }
 
 // discard drops the records of a change that did not reach the kernel.
@@ -255,6 +258,15 @@ func (e *Engine) writeAhead(ctx context.Context, ns state.Namespace, c *change, 
 		}
 		c.target = n
 	}
+	if c.inPlace(prev) {
+		// A repair to the current generation: the records say already
+		// what the kernel will hold, and a death at any point leaves the
+		// kernel drifted or repaired under them — the next check repairs
+		// it again. Nothing to write ahead (two syncs, tens of
+		// milliseconds on a busy disk, of a drift repair's budget).
+		return nil
+	}
+	c.wroteAhead = true
 	in := &state.Intent{Op: c.op, Generation: c.target, Previous: prev, New: c.gen != nil, Planned: c.plan.Generation}
 	if err := e.store.WriteIntent(ns, in); err != nil {
 		return fmt.Errorf("recording the change under way: %w", err)
@@ -330,7 +342,9 @@ func (e *Engine) replan(ctx context.Context, c *change) (*planner.Plan, error) {
 // that keeps its reads (the agent), after every change of rules (the read
 // is its next plan's base: a rule's handle is the kernel's to give).
 func (e *Engine) verifyCommit(ctx context.Context, c *change, p *planner.Plan, after uint32) (*planner.Plan, uint32, string, error) {
-	byGen := after == committed(p) && (e.cache == nil || p.ElementsOnly())
+	// Others' transactions after ours that left the table alone (a busy
+	// host) do not call for a read either.
+	byGen := (after == committed(p) || e.untouched(committed(p), after)) && (e.cache == nil || p.ElementsOnly())
 	if byGen {
 		if e.cache != nil && !p.Empty() {
 			e.cache.keepApplied(p, after)
@@ -348,9 +362,18 @@ func (e *Engine) verifyCommit(ctx context.Context, c *change, p *planner.Plan, a
 	return p, gen, "by reading back", err
 }
 
+// inPlace reports whether the change is a repair to the current
+// generation, prev: nothing about it need be recorded.
+func (c *change) inPlace(prev int) bool {
+	return c.op == "repair" && c.gen == nil && c.target == prev && prev > 0 && c.req.Trial == 0
+}
+
 // undo takes back what writeAhead did for a change that did not reach the
 // kernel.
 func (e *Engine) undo(ns state.Namespace, c *change) {
+	if !c.wroteAhead {
+		return
+	}
 	c.current.Abort()
 	if c.armed != nil {
 		if err := e.trials(ns).End(c.armed, state.NotApplied, "the change never reached the kernel"); err != nil {
@@ -374,6 +397,11 @@ func (e *Engine) settle(ns state.Namespace, c *change, prev int, applied *planne
 	}
 	res := &ApplyResult{Plan: applied, Generation: c.target, Recorded: c.gen != nil, Trial: c.armed, Verified: verified,
 		Rules: c.rules, Warnings: c.warnings}
+	if !c.wroteAhead {
+		e.saveRecord(ns, c.verified(), after)
+		e.remember(c)
+		return res, nil
+	}
 	if err := c.current.Commit(keep...); err != nil {
 		c.current.Abort()
 		c.verified().discard()
@@ -388,7 +416,29 @@ func (e *Engine) settle(ns state.Namespace, c *change, prev int, applied *planne
 		e.notice("clearing the change under way (the next command clears it): %v", err)
 	}
 	e.saveRecord(ns, c.verified(), after)
+	e.remember(c)
 	return res, nil
+}
+
+// desiredTable is what a long-running engine (Options.Memo) keeps of the
+// generation it made current last: its compiled table, which a drift
+// repair would otherwise load and compile again (hundreds of milliseconds
+// for a large configuration). A generation's files never change, so its
+// number names its table.
+type desiredTable struct {
+	n     int
+	host  string
+	table *ruleset.Table
+}
+
+// remember keeps the whole desired table of a change that made c.target
+// current, for Repair.
+func (e *Engine) remember(c *change) {
+	if !e.o.Memo || c.incremental || c.desired == nil || c.target == 0 {
+		e.desired = nil
+		return
+	}
+	e.desired = &desiredTable{n: c.target, host: c.host, table: c.desired}
 }
 
 // recordUnchanged ends a change that needs no kernel change: the record
@@ -399,6 +449,7 @@ func (e *Engine) recordUnchanged(ns state.Namespace, c *change) (*ApplyResult, e
 		if err := e.store.MakeCurrent(c.target); err != nil {
 			return nil, err
 		}
+		e.remember(c)
 		return &ApplyResult{Generation: c.target, Rules: c.rules, Warnings: c.warnings}, nil
 	}
 	gen, err := c.records.generation()

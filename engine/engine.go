@@ -74,6 +74,8 @@ type Engine struct {
 	cache  *readCache
 	// compiled keeps the large sets of one compile for the next (o.Memo).
 	compiled *compile.Memo
+	// desired is the table of the generation made current last (o.Memo).
+	desired *desiredTable
 
 	nsOnce sync.Once
 	ns     state.Namespace

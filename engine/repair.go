@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
 
@@ -25,15 +26,22 @@ func (e *Engine) Repair(ctx context.Context, force bool) (*planner.Plan, error) 
 		if err != nil || cur == 0 {
 			return err
 		}
-		g, tbl, err := e.generationTable(e.store, cur, force)
-		if err != nil {
-			return err
+		var tbl *ruleset.Table
+		var host string
+		if d := e.desired; d != nil && d.n == cur {
+			tbl, host = d.table, d.host // this engine made it current
+		} else {
+			g, t, err := e.generationTable(e.store, cur, force)
+			if err != nil {
+				return err
+			}
+			tbl, host = t, g.HostName
 		}
 		p, err := PlanTable(ctx, e.kernel, tbl)
 		if err != nil || p.Empty() {
 			return err
 		}
-		c := &change{req: ApplyRequest{Explicit: true, Force: true}, op: "repair", desired: tbl, rules: tbl.RuleCount(), target: cur, host: g.HostName,
+		c := &change{req: ApplyRequest{Explicit: true, Force: true}, op: "repair", desired: tbl, rules: tbl.RuleCount(), target: cur, host: host,
 			plan: p}
 		res, err := e.commit(ctx, ns, c)
 		if err == nil {

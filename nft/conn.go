@@ -1,9 +1,11 @@
 package nft
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"os"
+	"sync"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -31,6 +33,10 @@ type Conn struct {
 	bufs int
 	// watch is Watch's subscription (watch.go).
 	watch watchState
+	// stopFollow ends the subscription Read starts for itself on a busy
+	// host (follow); nil until then.
+	stopFollow context.CancelFunc
+	followMu   sync.Mutex
 }
 
 // Open connects to nftables in the namespace of opts.
@@ -122,6 +128,11 @@ func (c *Conn) sizeBuffers(nc *netlink.Conn) error {
 
 // Close releases the connection.
 func (c *Conn) Close() error {
+	c.followMu.Lock()
+	if c.stopFollow != nil {
+		c.stopFollow()
+	}
+	c.followMu.Unlock()
 	err := c.nl.CloseLasting()
 	c.closeNS()
 	return err

@@ -374,8 +374,23 @@ func decodeElements(s *ruleset.Set, kes []nftables.SetElement) ([]ruleset.Elemen
 		slices.SortFunc(out, func(a, b ruleset.Element) int { return strings.Compare(a.From, b.From) })
 		return out, nil
 	}
+	// By key, and at one key an interval's end before the next one's
+	// start: adjacent intervals (hostwall merges its own, another program
+	// may add them) share that key, and the dump gives the two in either
+	// order.
 	sorted := slices.Clone(kes)
-	slices.SortStableFunc(sorted, func(a, b nftables.SetElement) int { return bytes.Compare(a.Key, b.Key) })
+	slices.SortStableFunc(sorted, func(a, b nftables.SetElement) int {
+		if c := bytes.Compare(a.Key, b.Key); c != 0 {
+			return c
+		}
+		switch {
+		case a.IntervalEnd == b.IntervalEnd:
+			return 0
+		case a.IntervalEnd:
+			return -1
+		}
+		return 1
+	})
 	var out []ruleset.Element
 	keyLen := s.Type.KeyLen()
 	for i := 0; i < len(sorted); i++ {

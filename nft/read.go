@@ -19,7 +19,12 @@ const maxReadAttempts = 5
 
 // Read returns table inet hostwall as the kernel holds it (nil when it does
 // not exist) and the ruleset generation it was read at. The read is a
-// consistent snapshot: if the generation moves while reading, it reads again.
+// consistent snapshot: if the generation moves while reading, it reads
+// again — unless the kernel's events show that the transactions in between
+// left the table alone (Untouched). On a busy host another program's
+// transactions come faster than a large table is read: after a first read
+// the generation moved under, Read follows the events itself (Watch) if
+// nothing does yet.
 func (c *Conn) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 	for attempt := 0; attempt < maxReadAttempts; attempt++ {
 		if err := ctx.Err(); err != nil {
@@ -37,11 +42,35 @@ func (c *Conn) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 		if err != nil {
 			return nil, 0, err
 		}
-		if before == after {
+		if before == after || c.Untouched(ctx, before, after) {
 			return t, after, nil
+		}
+		if err := c.follow(); err != nil {
+			return nil, 0, err
 		}
 	}
 	return nil, 0, fmt.Errorf("reading table inet %s: the ruleset kept changing under us (%d attempts)", tableName, maxReadAttempts)
+}
+
+// follow starts a Watch of the connection's own, reporting nothing, unless
+// one runs: reads then tell others' transactions from changes to the
+// table.
+func (c *Conn) follow() error {
+	c.followMu.Lock()
+	defer c.followMu.Unlock()
+	c.watch.mu.Lock()
+	running := c.watch.running
+	c.watch.mu.Unlock()
+	if running || c.stopFollow != nil {
+		return nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := c.Watch(ctx, func(Change) {}); err != nil {
+		cancel()
+		return err
+	}
+	c.stopFollow = cancel
+	return nil
 }
 
 func (c *Conn) read() (*ruleset.Table, error) {

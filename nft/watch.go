@@ -42,7 +42,9 @@ func (c *Conn) Watch(ctx context.Context, report func(Change)) error {
 	if err != nil {
 		return err
 	}
+	c.watch.setRunning(true)
 	go func() {
+		defer c.watch.setRunning(false)
 		for {
 			c.watch.follow(sub)
 			lossErr := c.deliver(ctx, sub, report)
@@ -105,11 +107,20 @@ type watchState struct {
 	// that of the last one (ours included) that touched the table.
 	covered             bool
 	from, seen, touched uint32
+	// txs are the transactions since from that touched the table, the
+	// last maxLoggedTx of them (ElementChanges); trimmed is the generation
+	// of the last one dropped from the front, loggedElems how many
+	// elements the rest hold.
+	txs         []loggedTx
+	trimmed     uint32
+	loggedElems int
 	// moved is closed, and made again, whenever seen or covered change.
 	moved chan struct{}
 	// gate is taken before each read of the events: a test holds it to
 	// make the kernel drop events.
 	gate sync.Mutex
+	// running is set while a Watch runs.
+	running bool
 }
 
 func (w *watchState) follow(s subscription) {
@@ -117,7 +128,14 @@ func (w *watchState) follow(s subscription) {
 	defer w.mu.Unlock()
 	w.nc = s.nc
 	w.covered, w.from, w.seen, w.touched = true, s.from, s.from, s.from
+	w.txs, w.trimmed, w.loggedElems = nil, 0, 0
 	w.signal()
+}
+
+func (w *watchState) setRunning(on bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.running = on
 }
 
 // awaitGate returns once no test holds the gate (HoldWatch).
@@ -134,14 +152,15 @@ func (w *watchState) lost() {
 	w.signal()
 }
 
-// committed notes a transaction read: its generation, and whether it
-// touched the table.
-func (w *watchState) committed(gen uint32, touched bool) {
+// committed notes a transaction read: its generation, and whether and how
+// it touched the table.
+func (w *watchState) committed(gen uint32, tx *transaction) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.seen = gen
-	if touched {
+	if tx.touched {
 		w.touched = gen
+		w.log(loggedTx{gen: gen, elemOnly: !tx.other, events: tx.events})
 	}
 	w.signal()
 }
@@ -291,7 +310,7 @@ func (c *Conn) deliver(ctx context.Context, sub subscription, report func(Change
 			if !done {
 				continue
 			}
-			c.watch.committed(gen.id, tx.touched)
+			c.watch.committed(gen.id, &tx)
 			if tx.touched && !ownThread(gen.pid) {
 				report(Change{By: fmt.Sprintf("%s (pid %d)", gen.comm, gen.pid), Certain: true})
 			}
@@ -301,8 +320,14 @@ func (c *Conn) deliver(ctx context.Context, sub subscription, report func(Change
 }
 
 // transaction gathers the events of one committed transaction, which the
-// kernel sends before the NEWGEN message that ends it.
-type transaction struct{ touched bool }
+// kernel sends before the NEWGEN message that ends it: whether it touched
+// the table, and, while it only added or removed elements of its sets
+// (other unset), those events.
+type transaction struct {
+	touched, other bool
+	events         []elemEvent
+	elems          int
+}
 
 // genEvent is an NFT_MSG_NEWGEN event: the new generation and the task
 // that committed.
@@ -317,11 +342,31 @@ func (tx *transaction) add(m netlink.Message) (gen genEvent, done bool) {
 	if m.Header.Type>>8 != unix.NFNL_SUBSYS_NFTABLES || len(m.Data) < 4 {
 		return gen, false
 	}
-	if typ := m.Header.Type & 0xff; typ == unix.NFT_MSG_NEWGEN {
+	typ := m.Header.Type & 0xff
+	if typ == unix.NFT_MSG_NEWGEN {
 		return parseGenEvent(m.Data[4:]), true
 	}
-	if !tx.touched {
-		tx.touched = ours(m.Data)
+	if !ours(m.Data) {
+		return gen, false
+	}
+	tx.touched = true
+	if tx.other {
+		return gen, false
+	}
+	ev, ok := elemEvent{}, false
+	if typ == unix.NFT_MSG_NEWSETELEM || typ == unix.NFT_MSG_DELSETELEM {
+		ev, ok = parseElemEvent(m.Data, typ == unix.NFT_MSG_DELSETELEM)
+	}
+	if tx.elems += len(ev.elems); !ok || tx.elems > maxLoggedElems {
+		tx.other, tx.events = true, nil // replayed by a read, not from events
+		return gen, false
+	}
+	// The kernel sends an event per element: those of one set and one
+	// kind in a row are one change.
+	if n := len(tx.events); n > 0 && tx.events[n-1].set == ev.set && tx.events[n-1].removed == ev.removed {
+		tx.events[n-1].elems = append(tx.events[n-1].elems, ev.elems...)
+	} else {
+		tx.events = append(tx.events, ev)
 	}
 	return gen, false
 }

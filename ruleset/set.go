@@ -355,3 +355,46 @@ func IfNameKey(name string) string {
 	copy(k, name)
 	return string(k)
 }
+
+// ElementChange is what one nftables transaction did to one set's
+// elements: added them, or removed them.
+type ElementChange struct {
+	Set      string
+	Removed  bool
+	Elements []Element
+}
+
+// WithChange returns a copy of s with c applied, its elements kept in key
+// order, and whether c fits s: an element added must be new to it, one
+// removed must be in it exactly (the kernel allows nothing else, so a
+// change that does not fit was not read right).
+func (s *Set) WithChange(c ElementChange) (*Set, bool) {
+	elems := s.Elements
+	if !slices.IsSortedFunc(elems, CompareElements) {
+		elems = slices.Clone(elems)
+		slices.SortFunc(elems, CompareElements)
+	}
+	change := slices.Clone(c.Elements)
+	slices.SortFunc(change, CompareElements)
+	out := make([]Element, 0, len(elems)+len(change))
+	i := 0
+	for _, e := range change {
+		j, found := slices.BinarySearchFunc(elems[i:], e, CompareElements)
+		out = append(out, elems[i:i+j]...)
+		i += j
+		switch {
+		case c.Removed && (!found || !elems[i].Equal(e)):
+			return nil, false
+		case c.Removed:
+			i++ // dropped
+		case found:
+			return nil, false
+		default:
+			out = append(out, e)
+		}
+	}
+	out = append(out, elems[i:]...)
+	n := *s
+	n.Elements = out
+	return &n, true
+}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"math/rand/v2"
 	"net/netip"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -169,6 +170,53 @@ func TestLargeSetRenderedInParts(t *testing.T) {
 		want := "elements = { " + string(s.appendRun(nil, s.Elements)) + " }"
 		if got := s.String(); !strings.Contains(got, want) {
 			t.Errorf("%d elements: the rendering differs from the elements rendered one by one", n)
+		}
+	}
+}
+
+// TestWithChange holds WithChange (a merge of sorted lists) to its
+// definition: a set of elements, added to or taken from, then sorted; and
+// refusing what the kernel would refuse.
+func TestWithChange(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	el := func(i int) Element { return Element{From: string(rune('a' + i)), To: string(rune('a' + i))} }
+	for range 3000 {
+		have := map[int]bool{}
+		s := &Set{Name: "s"}
+		for i := range 12 {
+			if r.IntN(2) == 0 {
+				have[i] = true
+				s.Elements = append(s.Elements, el(i))
+			}
+		}
+		c := ElementChange{Set: "s", Removed: r.IntN(2) == 0}
+		fits := true
+		picked := map[int]bool{}
+		for range r.IntN(5) {
+			i := r.IntN(12)
+			if picked[i] {
+				continue
+			}
+			picked[i] = true
+			c.Elements = append(c.Elements, el(i))
+			fits = fits && have[i] == c.Removed
+			have[i] = !c.Removed
+		}
+		got, ok := s.WithChange(c)
+		if ok != fits {
+			t.Fatalf("%+v with %+v: fits=%v, want %v", s.Elements, c, ok, fits)
+		}
+		if !ok {
+			continue
+		}
+		var want []Element
+		for i := range 12 {
+			if have[i] {
+				want = append(want, el(i))
+			}
+		}
+		if !slices.EqualFunc(got.Elements, want, Element.Equal) {
+			t.Fatalf("%+v with %+v = %+v, want %+v", s.Elements, c, got.Elements, want)
 		}
 	}
 }

@@ -6,7 +6,12 @@
 //	    with one network changed → committed, and → the generation
 //	    recorded (the agent free for the next change);
 //	W6: the agent's resident memory with the configuration loaded, and its
-//	    CPU time and context switches over -idle of doing nothing.
+//	    CPU time and context switches over -idle of doing nothing;
+//	busy host (-churn N: another program changes a table of its own N
+//	    times a second, as Docker, fail2ban or kube-proxy do): W4 again, a
+//	    no-op hostwall plan and apply while the agent runs, the same plan
+//	    with the agent stopped, and drift of hostwall's set elements and
+//	    rules (made with nft) until the agent's repair is committed.
 //
 // It starts `hostwall agent` on -config inside a network namespace of its
 // own, learns of commits from the kernel's nftables events (nft.Watch),
@@ -38,14 +43,15 @@ func main() {
 	debounce := flag.Duration("debounce", 200*time.Millisecond, "the agent's --debounce")
 	idle := flag.Duration("idle", 10*time.Second, "how long to watch the idle agent")
 	settle := flag.Duration("settle", 10*time.Second, "how long to leave the agent alone after its first apply before watching it idle")
+	churn := flag.Int("churn", 0, "after W4 and W6, measure a busy host: another table changed this many times a second (0: not)")
 	flag.Parse()
-	if err := run(*bin, *config, *runs, *debounce, *settle, *idle); err != nil {
+	if err := run(*bin, *config, *runs, *debounce, *settle, *idle, *churn); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/agent:", err)
 		os.Exit(1)
 	}
 }
 
-func run(bin, config string, runs int, debounce, settle, idle time.Duration) error {
+func run(bin, config string, runs int, debounce, settle, idle time.Duration, churn int) error {
 	work, err := os.MkdirTemp("", "hostwall-bench-agent")
 	if err != nil {
 		return err
@@ -86,10 +92,19 @@ func run(bin, config string, runs int, debounce, settle, idle time.Duration) err
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	commits := make(chan time.Time, 64)
-	if err := conn.Watch(ctx, func(nft.Change) {
+	byAgent := make(chan time.Time, 64) // commits of hostwall processes
+	byNft := make(chan time.Time, 64)   // and of nft's
+	if err := conn.Watch(ctx, func(c nft.Change) {
 		select {
 		case commits <- time.Now():
 		default:
+		}
+		to := map[bool]chan time.Time{true: byAgent, false: byNft}[strings.HasPrefix(c.By, "hostwall ")]
+		if strings.HasPrefix(c.By, "hostwall ") || strings.HasPrefix(c.By, "nft ") {
+			select {
+			case to <- time.Now():
+			default:
+			}
 		}
 	}); err != nil {
 		return err
@@ -147,7 +162,15 @@ func run(bin, config string, runs int, debounce, settle, idle time.Duration) err
 	p50, p99 := percentile(lat, 0.5), percentile(lat, 0.99) // lat sorted
 	fmt.Printf("W4 save → commit beyond the %s debounce, %d saves: p50 %d ms, p99 %d ms (min %d, max %d)\n", debounce, len(lat),
 		p50.Milliseconds(), p99.Milliseconds(), lat[0].Milliseconds(), lat[len(lat)-1].Milliseconds())
-	return blocklistSaves(filepath.Join(config, "blocklist.txt"), store, commits, runs, debounce, log.Name())
+	if err := blocklistSaves(filepath.Join(config, "blocklist.txt"), store, commits, runs, debounce, log.Name()); err != nil {
+		return err
+	}
+	if churn == 0 {
+		return nil
+	}
+	b := busy{bin: bin, config: config, ns: ns, dirs: []string{"--state-dir", stateDir, "--run-dir", runDir}, store: store,
+		commits: commits, byAgent: byAgent, byNft: byNft, runs: runs, debounce: debounce, log: log.Name(), generation: conn.Generation}
+	return b.measure(ctx, agent, churn)
 }
 
 // blocklistSaves saves list with its first network changed, runs times,

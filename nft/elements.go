@@ -1,0 +1,259 @@
+package nft
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/google/nftables"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// Element events. A transaction that touched table inet hostwall only by
+// adding or removing set elements (a blocklist edited by hand or by
+// another tool, another hostwall's incremental apply) can be replayed on a
+// read of the table from its events alone, and a 100,000-network set need
+// not be read again: ElementChanges.
+
+// elemEvent is one NEWSETELEM or DELSETELEM event of table inet hostwall:
+// the set, and its elements as the kernel sent them.
+type elemEvent struct {
+	set     string
+	removed bool
+	elems   []nftables.SetElement
+}
+
+// loggedTx is a transaction that touched the table: its generation and,
+// when it only added or removed elements, those events in order.
+type loggedTx struct {
+	gen      uint32
+	elemOnly bool
+	events   []elemEvent
+}
+
+// Bounds of the log of transactions that touched the table: the consumer
+// (the agent's kept read) asks about the last few; a flood of changes, or
+// one huge one, is read from the kernel instead.
+const (
+	maxLoggedTx    = 256
+	maxLoggedElems = 100_000
+)
+
+// parseElemEvent reads an element event's set name and elements; ok is
+// false when it cannot be read (then the transaction is not replayed).
+func parseElemEvent(data []byte, removed bool) (elemEvent, bool) {
+	ev := elemEvent{removed: removed}
+	ad, err := netlink.NewAttributeDecoder(data[4:])
+	if err != nil {
+		return ev, false
+	}
+	ad.ByteOrder = binary.BigEndian
+	ok := true
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_SET_ELEM_LIST_SET:
+			ev.set = string(bytes.TrimRight(ad.Bytes(), "\x00"))
+		case unix.NFTA_SET_ELEM_LIST_ELEMENTS:
+			ad.Nested(func(list *netlink.AttributeDecoder) error {
+				for list.Next() {
+					if list.Type() != unix.NFTA_LIST_ELEM {
+						continue
+					}
+					e, good := parseElem(list.Bytes())
+					ok = ok && good
+					ev.elems = append(ev.elems, e)
+				}
+				return nil
+			})
+		}
+	}
+	return ev, ok && ad.Err() == nil && ev.set != ""
+}
+
+// nftaSetElemKeyEnd is NFTA_SET_ELEM_KEY_END (x/sys does not name it).
+const nftaSetElemKeyEnd = 10
+
+// parseElem reads one NFTA_LIST_ELEM: its key, its interval-end flag and a
+// verdict map's data. An element with a key end (a concatenated range) is
+// not what hostwall's sets hold: ok is false.
+func parseElem(b []byte) (nftables.SetElement, bool) {
+	var e nftables.SetElement
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return e, false
+	}
+	ad.ByteOrder = binary.BigEndian
+	ok := true
+	for ad.Next() {
+		switch ad.Type() {
+		case unix.NFTA_SET_ELEM_KEY:
+			e.Key = dataValue(ad.Bytes())
+			ok = ok && e.Key != nil
+		case unix.NFTA_SET_ELEM_FLAGS:
+			e.IntervalEnd = ad.Uint32()&unix.NFT_SET_ELEM_INTERVAL_END != 0
+		case unix.NFTA_SET_ELEM_DATA:
+			e.Val = dataVerdict(ad.Bytes())
+			ok = ok && e.Val != nil
+		case nftaSetElemKeyEnd:
+			ok = false
+		}
+	}
+	return e, ok && ad.Err() == nil && e.Key != nil
+}
+
+// dataValue is the NFTA_DATA_VALUE inside an NFTA_DATA nest.
+func dataValue(b []byte) []byte {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return nil
+	}
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_DATA_VALUE {
+			return bytes.Clone(ad.Bytes())
+		}
+	}
+	return nil
+}
+
+// dataVerdict is the NFTA_DATA_VERDICT nest inside an NFTA_DATA nest, as
+// the library hands a map element's data over (decodeElementVerdict reads
+// it).
+func dataVerdict(b []byte) []byte {
+	ad, err := netlink.NewAttributeDecoder(b)
+	if err != nil {
+		return nil
+	}
+	for ad.Next() {
+		if ad.Type() == unix.NFTA_DATA_VERDICT {
+			return bytes.Clone(ad.Bytes())
+		}
+	}
+	return nil
+}
+
+// log keeps a transaction that touched the table; w.mu is held.
+func (w *watchState) log(tx loggedTx) {
+	w.txs = append(w.txs, tx)
+	w.loggedElems += txElems(tx)
+	for len(w.txs) > maxLoggedTx || w.loggedElems > maxLoggedElems {
+		w.loggedElems -= txElems(w.txs[0])
+		w.trimmed = w.txs[0].gen
+		w.txs = w.txs[1:]
+	}
+}
+
+func txElems(tx loggedTx) int {
+	n := 0
+	for _, ev := range tx.events {
+		n += len(ev.elems)
+	}
+	return n
+}
+
+// ElementChanges returns, when the events show it, what the transactions
+// after generation since, up to now, did to table inet hostwall: nothing
+// but adding and removing elements of its sets, each change decoded with
+// the set's type that set (the caller's read of the table) gives. ok is
+// false whenever that cannot be told for sure — a rule, chain or set
+// changed, a set unknown to set, an event not read, lost or not kept —
+// and then the caller reads the table.
+func (c *Conn) ElementChanges(ctx context.Context, since, now uint32, set func(name string) *ruleset.Set) ([]ruleset.ElementChange, bool) {
+	w := &c.watch
+	if !w.caughtUp(ctx, now) {
+		return nil, false
+	}
+	w.mu.Lock()
+	covered, from, trimmed := w.covered, w.from, w.trimmed
+	var txs []loggedTx
+	for _, tx := range w.txs {
+		if genBefore(since, tx.gen) && !genBefore(now, tx.gen) {
+			txs = append(txs, tx)
+		}
+	}
+	w.mu.Unlock()
+	if !covered || genBefore(since, from) || (trimmed != 0 && genBefore(since, trimmed)) {
+		return nil, false
+	}
+	var out []ruleset.ElementChange
+	for _, tx := range txs {
+		if !tx.elemOnly {
+			return nil, false
+		}
+		for _, ev := range tx.events {
+			s := set(ev.set)
+			if s == nil {
+				return nil, false
+			}
+			elems, ok := eventElements(s, ev.elems)
+			if !ok {
+				return nil, false
+			}
+			out = append(out, ruleset.ElementChange{Set: ev.set, Removed: ev.removed, Elements: elems})
+		}
+	}
+	return out, true
+}
+
+// caughtUp waits, as Untouched does, until the events up to now have been
+// read; false when they are not in time, or the subscription does not run.
+func (w *watchState) caughtUp(ctx context.Context, now uint32) bool {
+	ctx, cancel := context.WithTimeout(ctx, untouchedWait)
+	defer cancel()
+	for {
+		w.mu.Lock()
+		covered, seen, moved := w.covered, w.seen, w.moved
+		w.mu.Unlock()
+		switch {
+		case !covered || moved == nil:
+			return false
+		case !genBefore(seen, now):
+			return true
+		}
+		select {
+		case <-moved:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
+// eventElements decodes the elements of an event as set s holds them. An
+// interval set's events come as each interval's start and then its end,
+// elements of their own (nft sends them so): each start is paired with
+// the end right after it. Anything else — an interval open to the top,
+// which has no end — is not replayed: the caller reads the set.
+func eventElements(s *ruleset.Set, elems []nftables.SetElement) ([]ruleset.Element, bool) {
+	if !s.Interval {
+		out, err := decodeElements(s, elems)
+		return out, err == nil
+	}
+	if len(elems)%2 != 0 {
+		return nil, false
+	}
+	out := make([]ruleset.Element, 0, len(elems)/2)
+	for i := 0; i < len(elems); i += 2 {
+		start, end := elems[i], elems[i+1]
+		if start.IntervalEnd || !end.IntervalEnd || len(start.Key) != len(end.Key) {
+			return nil, false
+		}
+		pair, err := decodeElements(s, elems[i:i+2])
+		if err != nil || len(pair) != 1 {
+			return nil, false
+		}
+		out = append(out, pair[0])
+	}
+	return out, true
+}
+
+// String names an element event, for tests and logs.
+func (ev elemEvent) String() string {
+	op := "add"
+	if ev.removed {
+		op = "delete"
+	}
+	return fmt.Sprintf("%s %d elements of set %s", op, len(ev.elems), ev.set)
+}
