@@ -44,25 +44,30 @@ type Response struct {
 // AskUntouched asks the agent listening on path whether, by the kernel's
 // events it follows, no nftables transaction after generation since, up to
 // now, touched table inet hostwall of the namespace with SO_NETNS_COOKIE
-// cookie (engine.Options.Untouched). No agent, a slow one, or any doubt is
-// false: the caller then reads the kernel.
-func AskUntouched(path string, cookie uint64, since, now uint32) bool {
+// cookie (engine.Options.Untouched). Any doubt is false: the caller then
+// reads the kernel. err says that no agent answered (none runs, or it
+// hangs): the caller need not ask again.
+func AskUntouched(path string, cookie uint64, since, now uint32) (bool, error) {
 	conn, err := net.DialTimeout("unix", path, untouchedTimeout)
 	if err != nil {
-		return false
+		return false, err
 	}
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(untouchedTimeout))
-	if json.NewEncoder(conn).Encode(Request{Command: "untouched", Cookie: cookie, Since: since, Now: now}) != nil {
-		return false
+	if err := json.NewEncoder(conn).Encode(Request{Command: "untouched", Cookie: cookie, Since: since, Now: now}); err != nil {
+		return false, err
 	}
 	var resp Response
-	return json.NewDecoder(conn).Decode(&resp) == nil && resp.Error == "" && resp.Untouched
+	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		return false, err
+	}
+	return resp.Error == "" && resp.Untouched, nil
 }
 
 // untouchedTimeout bounds an "untouched" question: the agent answers it
-// beside its loop, within nft's own short wait for the events.
-const untouchedTimeout = time.Second
+// beside its loop, after nft's own wait for the events (at most 200 ms,
+// milliseconds as a rule); a stopped agent costs a command no more.
+const untouchedTimeout = 300 * time.Millisecond
 
 // ErrNoAgent is returned by Call when no agent listens.
 var ErrNoAgent = errors.New("no agent is running")

@@ -28,15 +28,21 @@ func (e *Engine) lockoutCheck(cfg *config.Config, host, ssh string) (notes []str
 		if err != nil {
 			notes = append(notes, fmt.Sprintf("warning: SSH_CONNECTION %q not understood (%v); skipping the lockout check of your connection", ssh, err))
 		} else {
-			// The interface the client's packets come in by: the one the
-			// host routes back to it through (not the one holding the
-			// address it connected to: a host may answer on any of its
-			// addresses on any interface).
-			if p.Iface, err = netif.RouteTo(path, p.Src); err != nil {
-				return notes, fmt.Errorf("lockout check: %w", err)
+			// The interface the client's packets come in by: a link-local
+			// client's zone names it; otherwise the one the host routes back
+			// to it through, from the address it connected to (not the one
+			// holding that address: a host may answer on any of its
+			// addresses on any interface; and policy routing may choose by
+			// source).
+			p.Iface = p.Src.Zone()
+			p.Src, p.Dst = p.Src.WithZone(""), p.Dst.WithZone("")
+			if p.Iface == "" {
+				if p.Iface, err = netif.RouteTo(path, p.Src, p.Dst); err != nil {
+					return notes, fmt.Errorf("lockout check: %w", err)
+				}
 			}
 			if p.Iface == "" {
-				notes = append(notes, fmt.Sprintf("warning: no route back to %s (from SSH_CONNECTION); skipping the lockout check of your connection", p.Src))
+				notes = append(notes, fmt.Sprintf("warning: no usable route back to %s (from SSH_CONNECTION); skipping the lockout check of your connection", p.Src))
 			} else if r := explain.Explain(cfg, host, p); r.Verdict == explain.Deny {
 				return notes, fmt.Errorf(`%w: this configuration would drop a new SSH connection from %s to %s port %d on %s, which is how you are connected now.
   Decided by: %s
@@ -67,38 +73,54 @@ set the workload action to accept (or return, with the * host endpoint allowing 
 }
 
 // workloadUplink refuses a configuration whose workload prefixes take in
-// the interface of this host's default route, when that drops new SSH
-// connections coming in by it: failsafe ports do not apply to workload
-// interfaces, so noWayIn's trust in them would be misplaced there. (A
-// prefix such as "eth", "en" or "br" on a host whose uplink is eth0 or
-// br0.)
+// an interface a default route goes out by (an uplink: eth0, or br0 on a
+// KVM host whose address sits on the bridge) when no source the
+// configuration names could open an SSH connection in by it: under drop no
+// failsafe port applies to a workload interface, so noWayIn's trust in
+// them would be misplaced. Without a default route there is no uplink to
+// tell, and nothing is refused.
 func workloadUplink(cfg *config.Config, host, path string) error {
 	w := cfg.ForHost(host).Workloads
 	if len(w.Prefixes) == 0 {
 		return nil
 	}
-	for _, far := range []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")} {
-		iface, err := netif.RouteTo(path, far)
-		if err != nil || iface == "" {
-			continue // no default route of this family
-		}
+	uplinks, err := netif.DefaultRouteInterfaces(path)
+	if err != nil {
+		return fmt.Errorf("lockout check: %w", err)
+	}
+	for _, iface := range uplinks {
 		prefix, ok := w.Match(iface)
 		if !ok {
 			continue
 		}
-		dst := netip.IPv4Unspecified()
-		if far.Is6() {
-			dst = netip.IPv6Unspecified()
+		var denied explain.Result
+		open := false
+		for _, a := range candidateSources(cfg, host) {
+			dst := netip.IPv4Unspecified()
+			if a.Is6() {
+				dst = netip.IPv6Unspecified()
+			}
+			p := explain.Packet{Iface: iface, Direction: explain.In, Proto: config.ProtoTCP, Src: a, Dst: dst, SPort: 40000, DPort: 22,
+				ICMPType: -1, ICMPCode: -1, State: explain.New}
+			if r := explain.Explain(cfg, host, p); r.Verdict == explain.Allow {
+				open = true
+				break
+			} else if denied.Verdict == "" {
+				denied = r
+			}
 		}
-		p := explain.Packet{Iface: iface, Direction: explain.In, Proto: config.ProtoTCP, Src: far, Dst: dst, SPort: 40000, DPort: 22,
-			ICMPType: -1, ICMPCode: -1, State: explain.New}
-		if r := explain.Explain(cfg, host, p); r.Verdict == explain.Deny {
-			return fmt.Errorf(`%w: workload prefix %q makes %s, the interface of this host's default route, a workload interface:
-new connections to this host coming in by it, SSH included, would be dropped (%s; failsafe ports do not apply to workload interfaces).
+		if open {
+			continue
+		}
+		why := fmt.Sprintf("decided by: %s", denied.Decided)
+		if denied.Decided.Kind == explain.WorkloadToHost {
+			why = "to_host_action " + string(w.Action()) + "; failsafe ports do not apply to workload interfaces"
+		}
+		return fmt.Errorf(`%w: workload prefix %q makes %s, an interface this host's default route goes out by, a workload interface:
+new SSH connections to this host coming in by it would be dropped (%s).
 Take %q out of the workload prefixes (name the workload interfaces more closely: "cali", "docker", "vnet"),
 or pass --force (or set lockout_check = false in the settings block) if %s is meant for workloads alone`,
-				ErrLockout, prefix, iface, r.Decided, prefix, iface)
-		}
+			ErrLockout, prefix, iface, why, prefix, iface)
 	}
 	return nil
 }

@@ -361,7 +361,7 @@ func decodeElements(s *ruleset.Set, kes []nftables.SetElement) ([]ruleset.Elemen
 	if !s.Interval {
 		out := make([]ruleset.Element, 0, len(kes))
 		for _, ke := range kes {
-			e := ruleset.Element{From: string(ke.Key), To: string(ke.Key)}
+			e := ruleset.Element{From: string(ke.Key), To: string(ke.Key), Expires: expires(ke)}
 			if s.Map {
 				v, err := decodeElementVerdict(ke.Val)
 				if err != nil {
@@ -402,14 +402,20 @@ func decodeElements(s *ruleset.Set, kes []nftables.SetElement) ([]ruleset.Elemen
 			return nil, fmt.Errorf("set %q holds a %d-byte key, want %d", s.Name, len(ke.Key), keyLen)
 		}
 		to := bytes.Repeat([]byte{0xff}, keyLen) // open to the top of the key space
+		exp := expires(ke)
 		if i+1 < len(sorted) && sorted[i+1].IntervalEnd {
 			to = decrement(sorted[i+1].Key)
+			exp = exp || expires(sorted[i+1])
 			i++
 		}
-		out = append(out, ruleset.Element{From: string(ke.Key), To: string(to)})
+		out = append(out, ruleset.Element{From: string(ke.Key), To: string(to), Expires: exp})
 	}
 	return out, nil
 }
+
+// expires reports whether a kernel element carries a timeout (it leaves the
+// set by itself).
+func expires(ke nftables.SetElement) bool { return ke.Timeout != 0 || ke.Expires != 0 }
 
 func decrement(key []byte) []byte {
 	b := bytes.Clone(key)

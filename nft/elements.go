@@ -98,7 +98,9 @@ func parseElem(b []byte) (nftables.SetElement, bool) {
 		case unix.NFTA_SET_ELEM_DATA:
 			e.Val = dataVerdict(ad.Bytes())
 			ok = ok && e.Val != nil
-		case nftaSetElemKeyEnd:
+		case nftaSetElemKeyEnd, unix.NFTA_SET_ELEM_TIMEOUT, unix.NFTA_SET_ELEM_EXPIRATION:
+			// A concatenated range is not hostwall's; an element with a
+			// timeout is read from the kernel, which says so.
 			ok = false
 		}
 	}

@@ -218,3 +218,49 @@ func TestReadOnBusyHost(t *testing.T) {
 		t.Errorf("the other program committed only %d times", n)
 	}
 }
+
+// TestTimeoutAndDormantAreDrift: two changes another program can make that
+// no rule or element shows. An element given a timeout leaves the set by
+// itself later, with no transaction and no event; a dormant table's rules
+// see no packet. Both are read, planned as changes (the element removed
+// and added again without its timeout; the table woken), and undone by
+// the apply — and an element with a timeout is never replayed from events.
+func TestTimeoutAndDormantAreDrift(t *testing.T) {
+	c, ns := kernel(t)
+	desired := compileSrc(t, "srv", elementsConfig)
+	apply(t, c, desired)
+	watch(t, c)
+	ctx := context.Background()
+	before, gen, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v4 string
+	for _, s := range before.Sets {
+		if s.Type == ruleset.TypeIPv4Addr {
+			v4 = s.Name
+		}
+	}
+	testns.NFT(t, ns, "add element inet hostwall "+v4+" { 192.0.2.0/24 timeout 1h }")
+	now, _ := c.Generation()
+	if _, ok := c.ElementChanges(ctx, gen, now, before.Set); ok {
+		t.Error("an element with a timeout was replayed from its event")
+	}
+	p := plan(t, c, desired)
+	if p.Empty() {
+		t.Fatal("an element with a timeout is not a change")
+	}
+	apply(t, c, desired) // apply checks that the plan after it is empty
+	if out := testns.NFT(t, ns, "list", "set", "inet", "hostwall", v4); strings.Contains(out, "expires") || strings.Contains(out, "timeout 1h") {
+		t.Errorf("the element keeps its timeout:\n%s", out)
+	}
+
+	testns.NFT(t, ns, "add table inet hostwall { flags dormant; }")
+	if p := plan(t, c, desired); !p.WakeTable || p.ElementsOnly() {
+		t.Fatalf("a dormant table is not planned to be woken: %+v", p)
+	}
+	apply(t, c, desired)
+	if out := testns.NFT(t, ns, "list", "table", "inet", "hostwall"); strings.Contains(out, "dormant") {
+		t.Errorf("the table is still dormant:\n%s", out)
+	}
+}

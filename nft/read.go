@@ -2,6 +2,7 @@ package nft
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 
@@ -78,15 +79,18 @@ func (c *Conn) read() (*ruleset.Table, error) {
 	if err != nil {
 		return nil, wrapPerm(fmt.Errorf("listing tables: %w", err))
 	}
-	found := false
+	found, dormant := false, false
 	for _, t := range tables {
-		found = found || t.Name == tableName
+		if t.Name == tableName {
+			found, dormant = true, tableFlags(t)&unix.NFT_TABLE_F_DORMANT != 0
+		}
 	}
 	if !found {
 		return nil, nil
 	}
 	nt := c.table()
 	out := ruleset.NewTable()
+	out.Dormant = dormant
 	chains, err := c.nl.ListChainsOfTableFamily(nftables.TableFamilyINet)
 	if err != nil {
 		return nil, fmt.Errorf("listing chains: %w", err)
@@ -132,6 +136,12 @@ func (c *Conn) read() (*ruleset.Table, error) {
 	}
 	out.Sort()
 	return out, nil
+}
+
+// tableFlags are a table's NFTA_TABLE_FLAGS. The library reads the
+// attribute in the host's byte order; netlink sends it big-endian.
+func tableFlags(t *nftables.Table) uint32 {
+	return binary.BigEndian.Uint32(binary.NativeEndian.AppendUint32(nil, t.Flags))
 }
 
 func decodeBase(ch *nftables.Chain) *ruleset.BaseChain {

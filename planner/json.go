@@ -7,6 +7,7 @@ type JSONPlan struct {
 	Generation    uint32       `json:"generation"`
 	CreateTable   bool         `json:"create_table"`
 	DeleteTable   bool         `json:"delete_table,omitempty"`
+	WakeTable     bool         `json:"wake_table,omitempty"`
 	Drift         []JSONDrift  `json:"drift"`
 	Changes       []JSONChange `json:"changes"`
 	Summary       JSONSummary  `json:"summary"`
@@ -69,7 +70,7 @@ type JSONSummary struct {
 
 // JSON returns the machine-readable form of the plan.
 func (p *Plan) JSON() JSONPlan {
-	out := JSONPlan{FormatVersion: FormatVersion, Generation: p.Generation, CreateTable: p.CreateTable, DeleteTable: p.DeleteTable,
+	out := JSONPlan{FormatVersion: FormatVersion, Generation: p.Generation, CreateTable: p.CreateTable, DeleteTable: p.DeleteTable, WakeTable: p.WakeTable,
 		Drift: []JSONDrift{}, Changes: []JSONChange{}, Empty: p.Empty()}
 	for _, d := range p.Drift() {
 		out.Drift = append(out.Drift, JSONDrift{Chain: d.Chain, Handle: d.Rule.Handle, Rule: d.Rule.String()})

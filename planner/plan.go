@@ -116,19 +116,25 @@ type Plan struct {
 	// it, for people, and the kernel is asked to delete the table itself.
 	CreateTable bool
 	DeleteTable bool
-	Changes     []Change
+	// WakeTable is set when the live table is dormant (another program set
+	// its flag: none of its rules see a packet); every batch clears the
+	// flag.
+	WakeTable bool
+	Changes   []Change
 	// Generation is the kernel ruleset generation the live table was read at;
 	// filled by the caller that read it.
 	Generation uint32
 }
 
 // Empty reports whether the plan changes nothing.
-func (p *Plan) Empty() bool { return !p.CreateTable && !p.DeleteTable && len(p.Changes) == 0 }
+func (p *Plan) Empty() bool {
+	return !p.CreateTable && !p.DeleteTable && !p.WakeTable && len(p.Changes) == 0
+}
 
 // ElementsOnly reports whether the plan changes the elements of existing
 // sets and nothing else (true of an empty plan).
 func (p *Plan) ElementsOnly() bool {
-	if p.CreateTable || p.DeleteTable {
+	if p.CreateTable || p.DeleteTable || p.WakeTable {
 		return false
 	}
 	for _, c := range p.Changes {
@@ -147,6 +153,9 @@ func (p *Plan) Summary() (add, change, destroy int) {
 	}
 	if p.DeleteTable {
 		destroy++
+	}
+	if p.WakeTable {
+		change++
 	}
 	for _, c := range p.Changes {
 		switch c.Action {

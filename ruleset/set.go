@@ -68,6 +68,11 @@ type Element struct {
 	From, To string
 	// Verdict is the element's value in a verdict map.
 	Verdict *Verdict
+	// Expires is set on a live element that carries a timeout: it leaves
+	// the set by itself, with no transaction and no event. hostwall's
+	// elements never do, so such an element is never the desired one (a
+	// plan removes it and adds it again, without). Live elements only.
+	Expires bool
 }
 
 // Key identifies an element regardless of its verdict.
@@ -84,7 +89,7 @@ func CompareElements(a, b Element) int {
 
 // Equal reports whether two elements are the same, verdict included.
 func (e Element) Equal(o Element) bool {
-	if e.From != o.From || e.To != o.To || (e.Verdict == nil) != (o.Verdict == nil) {
+	if e.From != o.From || e.To != o.To || e.Expires != o.Expires || (e.Verdict == nil) != (o.Verdict == nil) {
 		return false
 	}
 	return e.Verdict == nil || *e.Verdict == *o.Verdict
@@ -231,6 +236,9 @@ func (s *Set) FormatElement(e Element) string { return string(s.appendElement(ni
 // 100k of them: no string per element).
 func (s *Set) appendElement(b []byte, e Element) []byte {
 	b = s.appendRange(b, e.From, e.To)
+	if e.Expires {
+		b = append(b, " (with a timeout)"...)
+	}
 	if e.Verdict != nil {
 		b = append(append(b, " : "...), e.Verdict.String()...)
 	}

@@ -22,6 +22,10 @@ type Table struct {
 	Name   string
 	Chains []*Chain
 	Sets   []*Set
+	// Dormant is set on a live table whose dormant flag another program
+	// set: its base chains are unregistered, and none of its rules see a
+	// packet. Live tables only.
+	Dormant bool
 }
 
 // NewTable returns an empty table inet hostwall.

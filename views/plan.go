@@ -70,6 +70,9 @@ func PlanHuman(out io.Writer, p *planner.Plan, st Style) {
 	if p.DeleteTable {
 		fmt.Fprintf(w, "  # table inet hostwall will be destroyed, with everything in it: no firewall\n  %s table inet hostwall\n\n", st.glyph(planner.Delete))
 	}
+	if p.WakeTable {
+		fmt.Fprintf(w, "  # table inet hostwall is dormant (changed outside hostwall): none of its rules see a packet; it will be woken\n  %s table inet hostwall\n\n", st.glyph(planner.Update))
+	}
 	owner := ""
 	for _, c := range p.Changes {
 		if c.Owner != owner {
@@ -228,6 +231,9 @@ func Table(w io.Writer, t *ruleset.Table) {
 	if t == nil {
 		fmt.Fprintln(w, "# table inet hostwall does not exist: nothing has been applied in this network namespace.")
 		return
+	}
+	if t.Dormant {
+		fmt.Fprintln(w, "# table inet hostwall is DORMANT (its flag set outside hostwall): none of its rules see a packet. hostwall apply wakes it.")
 	}
 	fmt.Fprint(w, strings.TrimLeft(t.String(), "\n"))
 }

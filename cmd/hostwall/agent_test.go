@@ -561,6 +561,13 @@ func TestAgentVouchesForOtherTables(t *testing.T) {
 		!strings.Contains(r.stdout+r.stderr, "the agent saw the kernel's transactions since") {
 		t.Errorf("no-op apply after another table's change: exit %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
+	// A stopped agent answers nothing: the command reads the kernel.
+	a.cmd.Process.Signal(syscall.SIGSTOP)
+	testns.NFT(t, ns, "add", "chain", "ip", "busy", "stopped")
+	if r := hostwall(t, "", append([]string{"plan", "--detailed-exitcode"}, args...)...); r.code != 0 || strings.Contains(r.stdout+r.stderr, "the agent saw") {
+		t.Errorf("plan with the agent stopped: exit %d, or it claims the agent's word:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	a.cmd.Process.Signal(syscall.SIGCONT)
 	a.cmd.Process.Kill()
 	a.cmd.Wait()
 	testns.NFT(t, ns, "add", "chain", "ip", "busy", "after")

@@ -141,9 +141,16 @@ func (g *globals) engine() (*engine.Engine, func(), error) {
 	var e *engine.Engine
 	// When an agent runs for the namespace, it follows the kernel's
 	// events: it tells whether other programs' transactions since the
-	// verified record left table inet hostwall alone.
+	// verified record left table inet hostwall alone. One that does not
+	// answer is not asked again by this command.
+	noAgent := false
 	o.Untouched = func(_ context.Context, cookie uint64, since, now uint32) bool {
-		return agent.AskUntouched(e.SocketPath(), cookie, since, now)
+		if noAgent {
+			return false
+		}
+		ok, err := agent.AskUntouched(e.SocketPath(), cookie, since, now)
+		noAgent = err != nil
+		return ok
 	}
 	e = engine.New(o)
 	if os.Geteuid() == 0 {

@@ -223,7 +223,9 @@ func TestWorkloadLockout(t *testing.T) {
 		{"the outside, to docker0's address", "10.210.1.1 50022 10.210.3.1 22", eth0 + wl(`["cali", "docker"]`, "drop"), ""},
 		{"a container, accepted", "10.210.2.2 50022 10.210.1.2 22", eth0 + wl(`["cali", "docker"]`, "accept"), ""},
 		{"no session, the uplink a workload interface", "", "host_endpoint \"all\" { interface = \"*\" }\n" + wl(`["cali", "eth"]`, "drop"),
-			"makes eth0, the interface of this host's default route, a workload interface"},
+			"makes eth0, an interface this host's default route goes out by, a workload interface"},
+		{"no session, the uplink handed to the * endpoint, which lets SSH in from a network it names", "",
+			"host_endpoint \"all\" { interface = \"*\" }\nfailsafe {\n  inbound = []\n}\npolicy \"ssh\" {\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    source { nets = [\"10.0.0.0/8\"] }\n    destination { ports = [22] }\n  }\n}\n" + wl(`["cali", "eth"]`, "return"), ""},
 	} {
 		testns.Run(t, "sh", "-c", "ip netns exec "+l.srv+" nft delete table inet hostwall 2>/dev/null || true")
 		dir := writeConfig(t, map[string]string{"a.hcl": c.config})

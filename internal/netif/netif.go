@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 
@@ -51,13 +52,15 @@ func In(path string, f func() error) error {
 }
 
 // RouteTo returns the name of the interface the namespace at path routes
-// packets to dst through — on a host that routes symmetrically, the one
-// packets from dst arrive on — or "" when it has no route to dst. It asks
-// the kernel (RTM_GETROUTE), as ip route get does.
-func RouteTo(path string, dst netip.Addr) (string, error) {
+// packets to dst through, from source address src when valid (policy
+// routing may choose by it) — on a host that routes symmetrically, the one
+// packets from dst to src arrive on — or "" when it has no usable route to
+// dst (none, or a blackhole, prohibit or unreachable one). It asks the
+// kernel (RTM_GETROUTE), as ip route get dst from src does.
+func RouteTo(path string, dst, src netip.Addr) (string, error) {
 	var name string
 	err := In(path, func() error {
-		idx, err := routeOIF(dst)
+		idx, err := routeOIF(dst, src)
 		if err != nil || idx == 0 {
 			return err
 		}
@@ -71,9 +74,9 @@ func RouteTo(path string, dst netip.Addr) (string, error) {
 	return name, err
 }
 
-// routeOIF asks the kernel for its route to dst and returns the route's
-// output interface index (0: no route).
-func routeOIF(dst netip.Addr) (int, error) {
+// routeOIF asks the kernel for its route to dst from src (when valid) and
+// returns the route's output interface index (0: no usable route).
+func routeOIF(dst, src netip.Addr) (int, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return 0, err
@@ -83,9 +86,13 @@ func routeOIF(dst netip.Addr) (int, error) {
 	if dst.Is6() {
 		family = unix.AF_INET6
 	}
-	addr := dst.AsSlice()
+	addr := dst.WithZone("").AsSlice()
 	attrLen := unix.SizeofRtAttr + len(addr)
-	msg := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg+attrLen)
+	n := 1
+	if src.IsValid() && src.Is6() == dst.Is6() && !src.IsUnspecified() {
+		n = 2
+	}
+	msg := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg+n*attrLen)
 	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
 	binary.NativeEndian.PutUint16(msg[4:], unix.RTM_GETROUTE)
 	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST)
@@ -93,18 +100,25 @@ func routeOIF(dst netip.Addr) (int, error) {
 	rt := msg[unix.NLMSG_HDRLEN:]
 	rt[0], rt[1] = byte(family), byte(len(addr)*8) // rtm_family, rtm_dst_len
 	at := rt[unix.SizeofRtMsg:]
-	binary.NativeEndian.PutUint16(at[0:], uint16(attrLen))
-	binary.NativeEndian.PutUint16(at[2:], unix.RTA_DST)
-	copy(at[unix.SizeofRtAttr:], addr)
+	put := func(at []byte, typ uint16, a []byte) {
+		binary.NativeEndian.PutUint16(at[0:], uint16(attrLen))
+		binary.NativeEndian.PutUint16(at[2:], typ)
+		copy(at[unix.SizeofRtAttr:], a)
+	}
+	put(at, unix.RTA_DST, addr)
+	if n == 2 {
+		rt[2] = byte(len(addr) * 8) // rtm_src_len
+		put(at[attrLen:], unix.RTA_SRC, src.WithZone("").AsSlice())
+	}
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, err
 	}
 	buf := make([]byte, 1<<16)
-	n, _, err := unix.Recvfrom(fd, buf, 0)
+	got, _, err := unix.Recvfrom(fd, buf, 0)
 	if err != nil {
 		return 0, err
 	}
-	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
+	msgs, err := syscall.ParseNetlinkMessage(buf[:got])
 	if err != nil {
 		return 0, err
 	}
@@ -112,11 +126,14 @@ func routeOIF(dst netip.Addr) (int, error) {
 		switch m.Header.Type {
 		case unix.NLMSG_ERROR:
 			if len(m.Data) >= 4 {
-				if errno := -int32(binary.NativeEndian.Uint32(m.Data)); errno != 0 {
-					if errno == int32(unix.ENETUNREACH) || errno == int32(unix.EHOSTUNREACH) {
+				if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data))); errno != 0 {
+					switch errno {
+					case unix.ENETUNREACH, unix.EHOSTUNREACH, unix.EINVAL, unix.EACCES, unix.EPERM, unix.EAGAIN:
+						// No route, or an unreachable, blackhole, prohibit
+						// or throw one: nothing is sent to dst at all.
 						return 0, nil
 					}
-					return 0, fmt.Errorf("route to %s: %w", dst, syscall.Errno(errno))
+					return 0, fmt.Errorf("route to %s: %w", dst, errno)
 				}
 			}
 		case unix.RTM_NEWROUTE:
@@ -133,6 +150,89 @@ func routeOIF(dst netip.Addr) (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// DefaultRouteInterfaces returns the interfaces the default routes of the
+// namespace at path go out by — every table's, IPv4 and IPv6, every
+// nexthop of a multipath one — sorted, each once: a host's uplinks.
+func DefaultRouteInterfaces(path string) ([]string, error) {
+	var names []string
+	err := In(path, func() error {
+		idxs, err := defaultRouteOIFs()
+		if err != nil {
+			return err
+		}
+		for _, i := range idxs {
+			if ifc, err := net.InterfaceByIndex(i); err == nil && !slices.Contains(names, ifc.Name) {
+				names = append(names, ifc.Name)
+			}
+		}
+		return nil
+	})
+	slices.Sort(names)
+	return names, err
+}
+
+// defaultRouteOIFs dumps the routes and returns the output interfaces of
+// the unicast ones to 0/0 and ::/0.
+func defaultRouteOIFs() ([]int, error) {
+	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(fd)
+	msg := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg)
+	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], unix.RTM_GETROUTE)
+	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	binary.NativeEndian.PutUint32(msg[8:], 1)
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return nil, err
+	}
+	var out []int
+	buf := make([]byte, 1<<16)
+	for {
+		got, _, err := unix.Recvfrom(fd, buf, 0)
+		if err != nil {
+			return nil, err
+		}
+		msgs, err := syscall.ParseNetlinkMessage(buf[:got])
+		if err != nil {
+			return nil, err
+		}
+		for _, m := range msgs {
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
+				return out, nil
+			case unix.NLMSG_ERROR:
+				return nil, fmt.Errorf("dumping routes: %w", syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data))))
+			case unix.RTM_NEWROUTE:
+				if len(m.Data) < unix.SizeofRtMsg || m.Data[1] != 0 || m.Data[7] != unix.RTN_UNICAST { // rtm_dst_len, rtm_type
+					continue
+				}
+				attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+				if err != nil {
+					return nil, err
+				}
+				for _, a := range attrs {
+					switch a.Attr.Type {
+					case unix.RTA_OIF:
+						out = append(out, int(binary.NativeEndian.Uint32(a.Value)))
+					case unix.RTA_MULTIPATH: // struct rtnexthop, each with its attributes
+						for b := a.Value; len(b) >= 8; {
+							l := int(binary.NativeEndian.Uint16(b))
+							out = append(out, int(int32(binary.NativeEndian.Uint32(b[4:]))))
+							next := (l + 3) &^ 3
+							if l < 8 || next > len(b) {
+								break
+							}
+							b = b[next:]
+						}
+					}
+				}
+			}
+		}
+	}
 }
 
 // Names returns the names of the interfaces of the namespace at path.
