@@ -72,8 +72,16 @@ const untouchedTimeout = 300 * time.Millisecond
 // ErrNoAgent is returned by Call when no agent listens.
 var ErrNoAgent = errors.New("no agent is running")
 
-// Call sends a request to the agent listening on path.
-func Call(path string, req Request) (*Response, error) {
+// Call sends a request to the agent listening on path, and waits for its
+// answer up to callTimeout.
+func Call(path string, req Request) (*Response, error) { return CallWithin(path, req, callTimeout) }
+
+// ErrNoAnswer is returned by CallWithin when the agent takes longer than
+// asked (it may be stopped, or busy applying a large configuration).
+var ErrNoAnswer = errors.New("the agent did not answer in time")
+
+// CallWithin is Call waiting up to limit.
+func CallWithin(path string, req Request, limit time.Duration) (*Response, error) {
 	conn, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
 		if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ECONNREFUSED) {
@@ -84,12 +92,16 @@ func Call(path string, req Request) (*Response, error) {
 	defer conn.Close()
 	// A reload applies; give it time. Status and confirm answer at once
 	// unless the agent waits for the namespace's lock.
-	conn.SetDeadline(time.Now().Add(callTimeout))
+	conn.SetDeadline(time.Now().Add(limit))
 	if err := json.NewEncoder(conn).Encode(req); err != nil {
 		return nil, fmt.Errorf("talking to the agent: %w", err)
 	}
 	var resp Response
 	if err := json.NewDecoder(conn).Decode(&resp); err != nil {
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			return nil, fmt.Errorf("%w (%s, on %s)", ErrNoAnswer, limit, path)
+		}
 		return nil, fmt.Errorf("reading the agent's answer: %w", err)
 	}
 	return &resp, nil

@@ -57,23 +57,27 @@ func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 	return t, g, nil
 }
 
-// elementFollower is a Kernel that can tell, from the kernel's events,
-// what transactions did to the elements of the table's sets (nft.Conn).
-type elementFollower interface {
-	ElementChanges(ctx context.Context, since, now uint32, set func(name string) *ruleset.Set) ([]ruleset.ElementChange, bool)
+// follower is a Kernel that can tell, from the kernel's events, what
+// transactions did to the table's set elements and whether they changed
+// its chains, and read the chains alone (nft.Conn).
+type follower interface {
+	Changes(ctx context.Context, since, now uint32, set func(name string) *ruleset.Set) (elems []ruleset.ElementChange, chains, ok bool)
+	ReadChains(ctx context.Context) ([]*ruleset.Chain, uint32, error)
 }
 
 // follow brings the kept table to generation g when the transactions since
 // its generation only added or removed elements of its sets — a blocklist
-// edited by hand, another hostwall's incremental apply — by replaying them
-// on it, instead of reading a large table again. The result is derived,
-// which the periodic verification reads again.
+// edited by hand, another hostwall's incremental apply — and changed
+// chains and rules: the element changes are replayed on it and, if chains
+// or rules changed, they alone are read again, instead of reading a large
+// table's sets again. The result is derived, which the periodic
+// verification reads again.
 func (c *readCache) follow(ctx context.Context, g uint32) bool {
-	f, ok := c.Kernel.(elementFollower)
+	f, ok := c.Kernel.(follower)
 	if !ok || c.table == nil {
 		return false
 	}
-	changes, ok := f.ElementChanges(ctx, c.gen, g, c.table.Set)
+	changes, chains, ok := f.Changes(ctx, c.gen, g, c.table.Set)
 	if !ok {
 		return false
 	}
@@ -89,6 +93,22 @@ func (c *readCache) follow(ctx context.Context, g uint32) bool {
 			return false
 		}
 		t.Sets[i] = s
+	}
+	if chains {
+		read, at, err := f.ReadChains(ctx)
+		if err != nil {
+			return false
+		}
+		// What came after g, while the chains were read, must have been
+		// chains and rules alone: the replayed sets are g's.
+		if at != g {
+			more, _, ok := f.Changes(ctx, g, at, t.Set)
+			if !ok || len(more) > 0 {
+				return false
+			}
+			g = at
+		}
+		t.Chains = read
 	}
 	c.table, c.gen, c.derived = &t, g, true
 	return true

@@ -151,3 +151,99 @@ func churn(t *testing.T, seed uint64) {
 		t.Errorf("seed %d exercised too little: %d shortcuts, %d drifts", seed, shortcuts, drifts)
 	}
 }
+
+// TestFollowMatchesRead holds the agent's kept read to a full read: after
+// random transactions of other programs — on other tables, on the
+// elements of hostwall's sets, adding rules and chains to its table — the
+// read an engine that keeps its reads (the agent's) makes, replaying
+// element changes and reading the chains alone where the kernel's events
+// allow, is the table a full read returns.
+func TestFollowMatchesRead(t *testing.T) {
+	testns.RequireRoot(t)
+	for _, seed := range churnSeeds {
+		t.Run(fmt.Sprint(seed), func(t *testing.T) {
+			ns := testns.New(t)
+			conn, err := nft.Open(nft.Options{NetNS: ns})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if err := conn.Watch(ctx, func(nft.Change) {}); err != nil {
+				t.Fatal(err)
+			}
+			root := t.TempDir()
+			cfg := filepath.Join(root, "cfg")
+			if err := os.Mkdir(cfg, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(cfg, "a.hcl"), []byte(churnConfig), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			e := New(Options{ConfigDir: cfg, StateDir: filepath.Join(root, "state"), RunDir: filepath.Join(root, "run"), NetNS: ns, HostName: "srv",
+				Kernel: conn, Memo: true,
+				Untouched: func(ctx context.Context, _ uint64, since, now uint32) bool { return conn.Untouched(ctx, since, now) }})
+			if _, err := e.Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+				t.Fatal(err)
+			}
+			live, _, err := conn.Read(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var set, chain string
+			for _, s := range live.Sets {
+				if strings.HasPrefix(s.Name, "sel-") && strings.HasSuffix(s.Name, "-4") {
+					set = s.Name
+				}
+			}
+			for _, c := range live.Chains {
+				if strings.HasPrefix(c.Name, "pol/") {
+					chain = c.Name
+				}
+			}
+			testns.NFT(t, ns, "add table ip busy; add chain ip busy c")
+			r := rand.New(rand.NewPCG(seed, 11))
+			present := map[string]bool{}
+			followed := 0
+			for step := range 50 {
+				var cmd string
+				switch n := r.IntN(8); {
+				case n < 2:
+					cmd = fmt.Sprintf("add rule ip busy c ip saddr 10.0.0.%d accept", r.IntN(256))
+				case n < 5:
+					elem := fmt.Sprintf("203.0.113.%d", r.IntN(6))
+					op := "add"
+					if present[elem] {
+						op = "delete"
+					}
+					present[elem] = !present[elem]
+					cmd = fmt.Sprintf("%s element inet hostwall %s { %s }", op, set, elem)
+				case n < 7:
+					cmd = fmt.Sprintf("add rule inet hostwall %s tcp dport %d accept", chain, 2000+step)
+				default:
+					cmd = fmt.Sprintf("add chain inet hostwall stray%d", step)
+				}
+				testns.NFT(t, ns, cmd)
+				kept, gen, err := e.kernel.Read(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if e.cache.derived {
+					followed++
+				}
+				full, fullGen, err := conn.Read(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if gen != fullGen || kept.String() != full.String() {
+					t.Fatalf("seed %d, step %d (%s): the kept read (generation %d) differs from a full one (%d):\n%s\n---\n%s", seed, step, cmd, gen, fullGen, kept, full)
+				}
+			}
+			t.Logf("seed %d: %d of 50 reads followed the events", seed, followed)
+			if followed < 30 {
+				t.Errorf("seed %d: only %d reads followed the events", seed, followed)
+			}
+		})
+	}
+}

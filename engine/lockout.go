@@ -34,15 +34,20 @@ func (e *Engine) lockoutCheck(cfg *config.Config, host, ssh string) (notes []str
 			// holding that address: a host may answer on any of its
 			// addresses on any interface; and policy routing may choose by
 			// source).
-			p.Iface = p.Src.Zone()
+			zone := p.Src.Zone()
 			p.Src, p.Dst = p.Src.WithZone(""), p.Dst.WithZone("")
-			if p.Iface == "" {
-				if p.Iface, err = netif.RouteTo(path, p.Src, p.Dst); err != nil {
-					return notes, fmt.Errorf("lockout check: %w", err)
-				}
+			if zone != "" {
+				p.Iface, err = netif.ZoneInterface(path, zone)
+			} else {
+				// The replies' flow: server to client, as policy routing
+				// sees it (by source address, protocol and ports too).
+				p.Iface, err = netif.RouteTo(path, netif.Flow{Dst: p.Src, Src: p.Dst, Proto: config.ProtoTCP, SPort: p.DPort, DPort: p.SPort})
+			}
+			if err != nil {
+				return notes, fmt.Errorf("lockout check: %w", err)
 			}
 			if p.Iface == "" {
-				notes = append(notes, fmt.Sprintf("warning: no usable route back to %s (from SSH_CONNECTION); skipping the lockout check of your connection", p.Src))
+				notes = append(notes, fmt.Sprintf("warning: no usable route back to %s%s (from SSH_CONNECTION); skipping the lockout check of your connection", p.Src, zoneText(zone)))
 			} else if r := explain.Explain(cfg, host, p); r.Verdict == explain.Deny {
 				return notes, fmt.Errorf(`%w: this configuration would drop a new SSH connection from %s to %s port %d on %s, which is how you are connected now.
   Decided by: %s
@@ -60,6 +65,13 @@ or pass --force if you know what you are doing`,
 		return notes, err
 	}
 	return notes, noWayIn(cfg, host)
+}
+
+func zoneText(zone string) string {
+	if zone == "" {
+		return ""
+	}
+	return " (no interface " + strconv.Quote(zone) + " here)"
 }
 
 // lockoutAdvice says what would keep the connection p that r drops.

@@ -224,7 +224,9 @@ func (b *batch) build(p *planner.Plan) {
 		if ch.Action == planner.Delete || ch.Action == planner.Recreate {
 			goneSets = append(goneSets, encodeSet(b.table, ch.Set.Before))
 		}
-		if ch.Action == planner.Create || ch.Action == planner.Recreate {
+		if ch.Action == planner.Create || ch.Action == planner.Recreate || ch.Set.Reset {
+			// Declaring an existing set again updates it: without a
+			// timeout, it has none again.
 			newSets = append(newSets, encodeSet(b.table, ch.Set.After))
 		}
 	}

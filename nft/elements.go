@@ -15,9 +15,10 @@ import (
 
 // Element events. A transaction that touched table inet hostwall only by
 // adding or removing set elements (a blocklist edited by hand or by
-// another tool, another hostwall's incremental apply) can be replayed on a
-// read of the table from its events alone, and a 100,000-network set need
-// not be read again: ElementChanges.
+// another tool, another hostwall's incremental apply) and by changing
+// chains and rules can be replayed on a read of the table from its events
+// and a read of the chains alone: a 100,000-network set need not be read
+// again (Changes).
 
 // elemEvent is one NEWSETELEM or DELSETELEM event of table inet hostwall:
 // the set, and its elements as the kernel sent them.
@@ -28,11 +29,12 @@ type elemEvent struct {
 }
 
 // loggedTx is a transaction that touched the table: its generation and,
-// when it only added or removed elements, those events in order.
+// when it only added or removed elements and changed chains and rules
+// (replayable), those element events in order and whether chains changed.
 type loggedTx struct {
-	gen      uint32
-	elemOnly bool
-	events   []elemEvent
+	gen                uint32
+	replayable, chains bool
+	events             []elemEvent
 }
 
 // Bounds of the log of transactions that touched the table: the consumer
@@ -156,17 +158,18 @@ func txElems(tx loggedTx) int {
 	return n
 }
 
-// ElementChanges returns, when the events show it, what the transactions
-// after generation since, up to now, did to table inet hostwall: nothing
-// but adding and removing elements of its sets, each change decoded with
-// the set's type that set (the caller's read of the table) gives. ok is
-// false whenever that cannot be told for sure — a rule, chain or set
-// changed, a set unknown to set, an event not read, lost or not kept —
-// and then the caller reads the table.
-func (c *Conn) ElementChanges(ctx context.Context, since, now uint32, set func(name string) *ruleset.Set) ([]ruleset.ElementChange, bool) {
+// Changes returns, when the events show it, what the transactions after
+// generation since, up to now, did to table inet hostwall: elements of its
+// sets added and removed, each change decoded with the set's type that
+// set (the caller's read of the table) gives; and whether its chains or
+// rules changed (then ReadChains reads them, a set's elements need not be
+// read again). ok is false whenever that cannot be told for sure — the
+// table, a set or another object changed, a set unknown to set, an event
+// not read, lost or not kept — and then the caller reads the table.
+func (c *Conn) Changes(ctx context.Context, since, now uint32, set func(name string) *ruleset.Set) (elems []ruleset.ElementChange, chains, ok bool) {
 	w := &c.watch
 	if !w.caughtUp(ctx, now) {
-		return nil, false
+		return nil, false, false
 	}
 	w.mu.Lock()
 	covered, from, trimmed := w.covered, w.from, w.trimmed
@@ -178,26 +181,26 @@ func (c *Conn) ElementChanges(ctx context.Context, since, now uint32, set func(n
 	}
 	w.mu.Unlock()
 	if !covered || genBefore(since, from) || (trimmed != 0 && genBefore(since, trimmed)) {
-		return nil, false
+		return nil, false, false
 	}
-	var out []ruleset.ElementChange
 	for _, tx := range txs {
-		if !tx.elemOnly {
-			return nil, false
+		if !tx.replayable {
+			return nil, false, false
 		}
+		chains = chains || tx.chains
 		for _, ev := range tx.events {
 			s := set(ev.set)
 			if s == nil {
-				return nil, false
+				return nil, false, false
 			}
-			elems, ok := eventElements(s, ev.elems)
-			if !ok {
-				return nil, false
+			decoded, good := eventElements(s, ev.elems)
+			if !good {
+				return nil, false, false
 			}
-			out = append(out, ruleset.ElementChange{Set: ev.set, Removed: ev.removed, Elements: elems})
+			elems = append(elems, ruleset.ElementChange{Set: ev.set, Removed: ev.removed, Elements: decoded})
 		}
 	}
-	return out, true
+	return elems, chains, true
 }
 
 // caughtUp waits, as Untouched does, until the events up to now have been

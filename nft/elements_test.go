@@ -38,16 +38,17 @@ policy "web" {
 }
 `}
 
-// elementSeeds are the seeds of TestElementChangesMatchRead.
+// elementSeeds are the seeds of TestChangesMatchRead.
 var elementSeeds = []uint64{1, 2, 3}
 
-// TestElementChangesMatchRead holds the replay of element events to a
-// read: after random transactions of another process adding and removing
-// elements of the table's sets (addresses, both families, single and
-// ranges; ports; the dispatch map), the previous read with the changes
-// ElementChanges decodes applied is what a read of the kernel returns. A
-// transaction that changes a rule cannot be replayed.
-func TestElementChangesMatchRead(t *testing.T) {
+// TestChangesMatchRead holds the replay of events to a read: after random
+// transactions of another process adding and removing elements of the
+// table's sets (addresses, both families, single and ranges; ports; the
+// dispatch map), and adding rules and chains, the previous read with the
+// element changes Changes decodes applied, and the chains read again
+// (ReadChains) when it says they changed, is what a read of the kernel
+// returns. A transaction that adds a set cannot be replayed.
+func TestChangesMatchRead(t *testing.T) {
 	for _, seed := range elementSeeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
 			c, ns := kernel(t)
@@ -58,7 +59,12 @@ func TestElementChangesMatchRead(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			var v4, v6, ports string
+			var v4, v6, ports, chain string
+			for _, c := range prev.Chains {
+				if strings.HasPrefix(c.Name, "pol/") {
+					chain = c.Name
+				}
+			}
 			for _, s := range prev.Sets {
 				switch {
 				case s.Type == ruleset.TypeIPv4Addr:
@@ -76,7 +82,7 @@ func TestElementChangesMatchRead(t *testing.T) {
 				var cmds []string
 				for range 1 + r.IntN(3) {
 					var set, elem string
-					switch r.IntN(5) {
+					switch r.IntN(6) {
 					case 0: // single addresses, often adjacent
 						set, elem = v4, fmt.Sprintf("203.0.113.%d", r.IntN(8))
 					case 1:
@@ -86,6 +92,13 @@ func TestElementChangesMatchRead(t *testing.T) {
 					case 3:
 						k := r.IntN(3)
 						set, elem = ports, fmt.Sprintf("%d-%d", 9000+10*k, 9005+10*k)
+					case 4:
+						if r.IntN(2) == 0 {
+							cmds = append(cmds, fmt.Sprintf("add rule inet hostwall %s tcp dport %d drop", chain, 20000+step))
+						} else {
+							cmds = append(cmds, fmt.Sprintf("add chain inet hostwall stray%d", step))
+						}
+						continue
 					default:
 						set, elem = "hep-in", fmt.Sprintf("\"eth%d\" : drop", 1+r.IntN(2))
 					}
@@ -104,7 +117,7 @@ func TestElementChangesMatchRead(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				changes, ok := c.ElementChanges(ctx, gen, now, prev.Set)
+				changes, chains, ok := c.Changes(ctx, gen, now, prev.Set)
 				if !ok {
 					t.Fatalf("step %d (%s): not replayable", step, cmds)
 				}
@@ -113,6 +126,11 @@ func TestElementChangesMatchRead(t *testing.T) {
 					t.Fatal(err)
 				}
 				got := *prev
+				if chains {
+					if got.Chains, _, err = c.ReadChains(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
 				got.Sets = slices.Clone(prev.Sets)
 				for _, ch := range changes {
 					i := slices.IndexFunc(got.Sets, func(s *ruleset.Set) bool { return s.Name == ch.Set })
@@ -133,10 +151,10 @@ func TestElementChangesMatchRead(t *testing.T) {
 			if replayed != 40 {
 				t.Errorf("only %d of 40 transactions committed", replayed)
 			}
-			testns.NFT(t, ns, "add", "rule", "inet", "hostwall", "input", "tcp", "dport", "1", "accept")
+			testns.NFT(t, ns, "add", "set", "inet", "hostwall", "stray", "{ type ipv4_addr; }")
 			now, _ := c.Generation()
-			if _, ok := c.ElementChanges(ctx, gen, now, prev.Set); ok {
-				t.Error("a rule change was replayed from element events")
+			if _, _, ok := c.Changes(ctx, gen, now, prev.Set); ok {
+				t.Error("a set added was replayed from events")
 			}
 		})
 	}
@@ -147,7 +165,7 @@ func TestElementChangesMatchRead(t *testing.T) {
 // which hostwall merges in its own sets but another program may add. The
 // dump gives the end and the next start, which share a key, in either
 // order; read as start-then-end, they made an interval open to the top and
-// one that ends before it starts (found by TestElementChangesMatchRead).
+// one that ends before it starts (found by TestChangesMatchRead).
 func TestReadAdjacentIntervals(t *testing.T) {
 	c, ns := kernel(t)
 	testns.NFT(t, ns, "add table inet hostwall; add set inet hostwall s { type ipv4_addr; flags interval; }")
@@ -243,7 +261,7 @@ func TestTimeoutAndDormantAreDrift(t *testing.T) {
 	}
 	testns.NFT(t, ns, "add element inet hostwall "+v4+" { 192.0.2.0/24 timeout 1h }")
 	now, _ := c.Generation()
-	if _, ok := c.ElementChanges(ctx, gen, now, before.Set); ok {
+	if _, _, ok := c.Changes(ctx, gen, now, before.Set); ok {
 		t.Error("an element with a timeout was replayed from its event")
 	}
 	p := plan(t, c, desired)
@@ -253,6 +271,17 @@ func TestTimeoutAndDormantAreDrift(t *testing.T) {
 	apply(t, c, desired) // apply checks that the plan after it is empty
 	if out := testns.NFT(t, ns, "list", "set", "inet", "hostwall", v4); strings.Contains(out, "expires") || strings.Contains(out, "timeout 1h") {
 		t.Errorf("the element keeps its timeout:\n%s", out)
+	}
+
+	// A default timeout given to the set: every element added from then on
+	// would expire. The set is declared again, without.
+	testns.NFT(t, ns, "add set inet hostwall "+v4+" { type ipv4_addr; flags interval,timeout; timeout 5s; }")
+	if p := plan(t, c, desired); p.Empty() || p.ElementsOnly() {
+		t.Fatalf("a set's default timeout is not a change: %+v", p)
+	}
+	apply(t, c, desired)
+	if out := testns.NFT(t, ns, "list", "set", "inet", "hostwall", v4); strings.Contains(out, "timeout 5s") || strings.Contains(out, "expires") {
+		t.Errorf("the set keeps its timeout:\n%s", out)
 	}
 
 	testns.NFT(t, ns, "add table inet hostwall { flags dormant; }")

@@ -108,7 +108,7 @@ type watchState struct {
 	covered             bool
 	from, seen, touched uint32
 	// txs are the transactions since from that touched the table, the
-	// last maxLoggedTx of them (ElementChanges); trimmed is the generation
+	// last maxLoggedTx of them (Changes); trimmed is the generation
 	// of the last one dropped from the front, loggedElems how many
 	// elements the rest hold.
 	txs         []loggedTx
@@ -160,7 +160,7 @@ func (w *watchState) committed(gen uint32, tx *transaction) {
 	w.seen = gen
 	if tx.touched {
 		w.touched = gen
-		w.log(loggedTx{gen: gen, elemOnly: !tx.other, events: tx.events})
+		w.log(loggedTx{gen: gen, replayable: !tx.other, chains: tx.chains, events: tx.events})
 	}
 	w.signal()
 }
@@ -321,12 +321,13 @@ func (c *Conn) deliver(ctx context.Context, sub subscription, report func(Change
 
 // transaction gathers the events of one committed transaction, which the
 // kernel sends before the NEWGEN message that ends it: whether it touched
-// the table, and, while it only added or removed elements of its sets
-// (other unset), those events.
+// the table; while it only added or removed elements of its sets and
+// changed chains and rules (other unset), those element events, and
+// whether chains or rules changed.
 type transaction struct {
-	touched, other bool
-	events         []elemEvent
-	elems          int
+	touched, other, chains bool
+	events                 []elemEvent
+	elems                  int
 }
 
 // genEvent is an NFT_MSG_NEWGEN event: the new generation and the task
@@ -351,6 +352,11 @@ func (tx *transaction) add(m netlink.Message) (gen genEvent, done bool) {
 	}
 	tx.touched = true
 	if tx.other {
+		return gen, false
+	}
+	switch typ {
+	case unix.NFT_MSG_NEWRULE, unix.NFT_MSG_DELRULE, unix.NFT_MSG_NEWCHAIN, unix.NFT_MSG_DELCHAIN:
+		tx.chains = true // the chains are read again, not replayed
 		return gen, false
 	}
 	ev, ok := elemEvent{}, false

@@ -121,8 +121,17 @@ func diffSets(desired, live *ruleset.Table, p *Plan) {
 				Comment: want.Comment, Set: &SetDiff{Before: have, After: want, Added: want.Elements, Removed: have.Elements}})
 		default:
 			added, removed := diffElements(want.Elements, have.Elements)
-			if len(added)+len(removed) > 0 {
-				p.Changes = append(p.Changes, setUpdate(SetDiff{Before: have, After: want, Added: added, Removed: removed}))
+			switch {
+			case have.Timeout:
+				c := setUpdate(SetDiff{Before: have, After: want, Added: added, Removed: removed, Reset: true})
+				c.Reason = ReasonDrift
+				p.Changes = append(p.Changes, c)
+			case len(added)+len(removed) > 0:
+				c := setUpdate(SetDiff{Before: have, After: want, Added: added, Removed: removed})
+				if slices.ContainsFunc(removed, func(e ruleset.Element) bool { return e.Expires }) {
+					c.Reason = ReasonDrift
+				}
+				p.Changes = append(p.Changes, c)
 			}
 		}
 	}

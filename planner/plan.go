@@ -106,6 +106,9 @@ type SetDiff struct {
 	After   *ruleset.Set // desired; nil for Delete
 	Added   []ruleset.Element
 	Removed []ruleset.Element
+	// Reset declares the set again, for an Update: another program gave it
+	// a default timeout, which declaring it as hostwall does takes away.
+	Reset bool
 }
 
 // Plan is the ordered list of changes that makes the live table the desired
@@ -138,7 +141,7 @@ func (p *Plan) ElementsOnly() bool {
 		return false
 	}
 	for _, c := range p.Changes {
-		if c.Set == nil || c.Action != Update || c.Set.After == nil {
+		if c.Set == nil || c.Action != Update || c.Set.After == nil || c.Set.Reset {
 			return false
 		}
 	}

@@ -59,6 +59,11 @@ type Set struct {
 	// sets only.
 	Owner    string
 	Elements []Element
+	// Timeout is set on a live set another program gave a default timeout
+	// (hostwall's address sets carry the timeout flag, so the kernel takes
+	// one): every element added to it from then on leaves it by itself.
+	// Live sets only.
+	Timeout bool
 }
 
 // Element is one set element. From and To are keys in the kernel's byte

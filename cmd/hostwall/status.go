@@ -67,6 +67,11 @@ applied (rollback checks every file's SHA-256 besides).`,
 	return cmd
 }
 
+// statusWait is how long status waits for the agent, which answers from
+// its loop (busy for seconds applying a large configuration), before it
+// reads the state and the kernel itself.
+const statusWait = 15 * time.Second
+
 func newStatusCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
@@ -79,10 +84,13 @@ it first settles what a hostwall that died left behind — and rolls back a
 trial past its deadline whose guard is gone.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			resp, err := agent.Call(socket(g.loader()), agent.Request{Command: "status"})
+			resp, err := agent.CallWithin(socket(g.loader()), agent.Request{Command: "status"}, statusWait)
 			var s *engine.Status
 			switch {
-			case errors.Is(err, agent.ErrNoAgent):
+			case errors.Is(err, agent.ErrNoAgent) || errors.Is(err, agent.ErrNoAnswer):
+				if errors.Is(err, agent.ErrNoAnswer) {
+					fmt.Fprintf(os.Stderr, "notice: %v; reading the state and the kernel instead\n", err)
+				}
 				if s, err = g.offlineStatus(cmd.Context()); err != nil {
 					return err
 				}

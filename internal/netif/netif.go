@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -51,16 +52,25 @@ func In(path string, f func() error) error {
 	return <-errc
 }
 
+// Flow is a packet as a route lookup sees it: its destination, and, when
+// set, its source address, IP protocol and ports (policy routing may
+// choose by each).
+type Flow struct {
+	Dst, Src     netip.Addr
+	Proto        uint8
+	SPort, DPort uint16
+}
+
 // RouteTo returns the name of the interface the namespace at path routes
-// packets to dst through, from source address src when valid (policy
-// routing may choose by it) — on a host that routes symmetrically, the one
-// packets from dst to src arrive on — or "" when it has no usable route to
-// dst (none, or a blackhole, prohibit or unreachable one). It asks the
-// kernel (RTM_GETROUTE), as ip route get dst from src does.
-func RouteTo(path string, dst, src netip.Addr) (string, error) {
+// flow f through — on a host that routes symmetrically, the one the
+// packets of the other way arrive on — or "" when it has no usable route
+// (none, or a blackhole, prohibit or unreachable one). It asks the kernel
+// (RTM_GETROUTE), as ip route get DST from SRC ipproto P sport S dport D
+// does.
+func RouteTo(path string, f Flow) (string, error) {
 	var name string
 	err := In(path, func() error {
-		idx, err := routeOIF(dst, src)
+		idx, err := routeOIF(f)
 		if err != nil || idx == 0 {
 			return err
 		}
@@ -74,9 +84,10 @@ func RouteTo(path string, dst, src netip.Addr) (string, error) {
 	return name, err
 }
 
-// routeOIF asks the kernel for its route to dst from src (when valid) and
-// returns the route's output interface index (0: no usable route).
-func routeOIF(dst, src netip.Addr) (int, error) {
+// routeOIF asks the kernel for its route for f and returns the route's
+// output interface index (0: no usable route).
+func routeOIF(f Flow) (int, error) {
+	dst, src := f.Dst, f.Src
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return 0, err
@@ -87,28 +98,32 @@ func routeOIF(dst, src netip.Addr) (int, error) {
 		family = unix.AF_INET6
 	}
 	addr := dst.WithZone("").AsSlice()
-	attrLen := unix.SizeofRtAttr + len(addr)
-	n := 1
-	if src.IsValid() && src.Is6() == dst.Is6() && !src.IsUnspecified() {
-		n = 2
+	attrs := [][]byte{rtattr(unix.RTA_DST, addr)}
+	withSrc := src.IsValid() && src.Is6() == dst.Is6() && !src.IsUnspecified()
+	if withSrc {
+		attrs = append(attrs, rtattr(unix.RTA_SRC, src.WithZone("").AsSlice()))
 	}
-	msg := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg+n*attrLen)
-	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	if f.Proto != 0 {
+		attrs = append(attrs, rtattr(unix.RTA_IP_PROTO, []byte{f.Proto}),
+			rtattr(unix.RTA_SPORT, binary.BigEndian.AppendUint16(nil, f.SPort)),
+			rtattr(unix.RTA_DPORT, binary.BigEndian.AppendUint16(nil, f.DPort)))
+	}
+	size := unix.NLMSG_HDRLEN + unix.SizeofRtMsg
+	for _, a := range attrs {
+		size += len(a)
+	}
+	msg := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg, size)
+	binary.NativeEndian.PutUint32(msg[0:], uint32(size))
 	binary.NativeEndian.PutUint16(msg[4:], unix.RTM_GETROUTE)
 	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST)
 	binary.NativeEndian.PutUint32(msg[8:], 1) // sequence
 	rt := msg[unix.NLMSG_HDRLEN:]
 	rt[0], rt[1] = byte(family), byte(len(addr)*8) // rtm_family, rtm_dst_len
-	at := rt[unix.SizeofRtMsg:]
-	put := func(at []byte, typ uint16, a []byte) {
-		binary.NativeEndian.PutUint16(at[0:], uint16(attrLen))
-		binary.NativeEndian.PutUint16(at[2:], typ)
-		copy(at[unix.SizeofRtAttr:], a)
-	}
-	put(at, unix.RTA_DST, addr)
-	if n == 2 {
+	if withSrc {
 		rt[2] = byte(len(addr) * 8) // rtm_src_len
-		put(at[attrLen:], unix.RTA_SRC, src.WithZone("").AsSlice())
+	}
+	for _, a := range attrs {
+		msg = append(msg, a...)
 	}
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return 0, err
@@ -150,6 +165,35 @@ func routeOIF(dst, src netip.Addr) (int, error) {
 		}
 	}
 	return 0, nil
+}
+
+// ZoneInterface returns the name of the interface an IPv6 zone names in the
+// namespace at path — a name, or an index — or "" when it has none such.
+func ZoneInterface(path, zone string) (string, error) {
+	var name string
+	err := In(path, func() error {
+		ifc, err := net.InterfaceByName(zone)
+		if err != nil {
+			if i, aerr := strconv.Atoi(zone); aerr == nil {
+				ifc, err = net.InterfaceByIndex(i)
+			}
+		}
+		if err == nil {
+			name = ifc.Name
+		}
+		return nil
+	})
+	return name, err
+}
+
+// rtattr is a route attribute, padded to 4 bytes.
+func rtattr(typ uint16, val []byte) []byte {
+	l := unix.SizeofRtAttr + len(val)
+	b := make([]byte, (l+3)&^3)
+	binary.NativeEndian.PutUint16(b[0:], uint16(l))
+	binary.NativeEndian.PutUint16(b[2:], typ)
+	copy(b[unix.SizeofRtAttr:], val)
+	return b
 }
 
 // DefaultRouteInterfaces returns the interfaces the default routes of the

@@ -1,7 +1,9 @@
 package netif_test
 
 import (
+	"net"
 	"net/netip"
+	"strconv"
 	"slices"
 	"testing"
 
@@ -24,6 +26,7 @@ func TestRoutes(t *testing.T) {
 		{"route", "add", "default", "via", "10.10.0.254"},
 		{"route", "add", "default", "via", "10.20.0.254", "table", "100"},
 		{"rule", "add", "from", "10.20.0.1", "table", "100"},
+		{"rule", "add", "ipproto", "tcp", "sport", "2222", "table", "100"},
 		{"route", "add", "blackhole", "198.18.0.0/24"},
 		{"route", "add", "prohibit", "198.18.1.0/24"},
 		{"route", "add", "unreachable", "198.18.2.0/24"},
@@ -34,21 +37,39 @@ func TestRoutes(t *testing.T) {
 	path := "/run/netns/" + ns
 	client := netip.MustParseAddr("203.0.113.7")
 	for _, c := range []struct {
-		dst, src netip.Addr
-		want     string
+		f    netif.Flow
+		want string
 	}{
-		{client, netip.Addr{}, "eth0"},
-		{client, netip.MustParseAddr("10.10.0.1"), "eth0"},
-		{client, netip.MustParseAddr("10.20.0.1"), "eth1"}, // ip rule from 10.20.0.1
-		{netip.MustParseAddr("10.30.0.9"), netip.Addr{}, "ens2"},
-		{netip.MustParseAddr("198.18.0.5"), netip.Addr{}, ""},
-		{netip.MustParseAddr("198.18.1.5"), netip.Addr{}, ""},
-		{netip.MustParseAddr("198.18.2.5"), netip.Addr{}, ""},
+		{netif.Flow{Dst: client}, "eth0"},
+		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.10.0.1")}, "eth0"},
+		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.20.0.1")}, "eth1"}, // ip rule from 10.20.0.1
+		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.10.0.1"), Proto: 6, SPort: 2222, DPort: 50000}, "eth1"}, // ip rule ipproto tcp sport 2222
+		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.10.0.1"), Proto: 6, SPort: 22, DPort: 50000}, "eth0"},
+		{netif.Flow{Dst: netip.MustParseAddr("10.30.0.9")}, "ens2"},
+		{netif.Flow{Dst: netip.MustParseAddr("198.18.0.5")}, ""},
+		{netif.Flow{Dst: netip.MustParseAddr("198.18.1.5")}, ""},
+		{netif.Flow{Dst: netip.MustParseAddr("198.18.2.5")}, ""},
 	} {
-		got, err := netif.RouteTo(path, c.dst, c.src)
+		got, err := netif.RouteTo(path, c.f)
 		if err != nil || got != c.want {
-			t.Errorf("RouteTo(%s from %s) = %q, %v; want %q", c.dst, c.src, got, err, c.want)
+			t.Errorf("RouteTo(%+v) = %q, %v; want %q", c.f, got, err, c.want)
 		}
+	}
+	for zone, want := range map[string]string{"eth1": "eth1", "nosuch": ""} {
+		if got, err := netif.ZoneInterface(path, zone); err != nil || got != want {
+			t.Errorf("ZoneInterface(%q) = %q, %v; want %q", zone, got, err, want)
+		}
+	}
+	var idx string
+	testns.Do(ns, func() error {
+		ifc, err := net.InterfaceByName("ens2")
+		if err == nil {
+			idx = strconv.Itoa(ifc.Index)
+		}
+		return err
+	})
+	if got, err := netif.ZoneInterface(path, idx); err != nil || got != "ens2" {
+		t.Errorf("ZoneInterface(%q, ens2's index) = %q, %v", idx, got, err)
 	}
 	got, err := netif.DefaultRouteInterfaces(path)
 	if want := []string{"ens2", "eth0", "eth1"}; err != nil || !slices.Equal(got, want) {
