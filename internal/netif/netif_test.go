@@ -3,8 +3,8 @@ package netif_test
 import (
 	"net"
 	"net/netip"
-	"strconv"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/hostwall/hostwall/internal/netif"
@@ -42,7 +42,7 @@ func TestRoutes(t *testing.T) {
 	}{
 		{netif.Flow{Dst: client}, "eth0"},
 		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.10.0.1")}, "eth0"},
-		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.20.0.1")}, "eth1"}, // ip rule from 10.20.0.1
+		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.20.0.1")}, "eth1"},                                      // ip rule from 10.20.0.1
 		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.10.0.1"), Proto: 6, SPort: 2222, DPort: 50000}, "eth1"}, // ip rule ipproto tcp sport 2222
 		{netif.Flow{Dst: client, Src: netip.MustParseAddr("10.10.0.1"), Proto: 6, SPort: 22, DPort: 50000}, "eth0"},
 		{netif.Flow{Dst: netip.MustParseAddr("10.30.0.9")}, "ens2"},
