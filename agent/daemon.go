@@ -395,8 +395,10 @@ func (d *Daemon) verify(ctx context.Context, why string) {
 	default:
 		d.lastVerified = time.Now()
 		d.repairs++
-		d.lastDrift = &engine.DriftRecord{Time: time.Now(), By: strings.TrimPrefix(why, "changed by "), Changes: len(p.Changes)}
-		d.o.Log.Warn("repaired drift", zap.String("why", why), zap.Int("generation", d.current), zap.Int("changes", len(p.Changes)))
+		add, change, destroy := p.Summary() // a woken table is a change too
+		n := add + change + destroy
+		d.lastDrift = &engine.DriftRecord{Time: time.Now(), By: strings.TrimPrefix(why, "changed by "), Changes: n}
+		d.o.Log.Warn("repaired drift", zap.String("why", why), zap.Int("generation", d.current), zap.Int("changes", n))
 	}
 }
 

@@ -86,8 +86,9 @@ set the workload action to accept (or return, with the * host endpoint allowing 
 
 // workloadUplink refuses a configuration whose workload prefixes take in
 // an interface a default route goes out by (an uplink: eth0, or br0 on a
-// KVM host whose address sits on the bridge) when no source the
-// configuration names could open an SSH connection in by it: under drop no
+// KVM host whose address sits on the bridge; netif.Uplinks) when no
+// source the configuration names, of a family routed by default through
+// it, could open an SSH connection in by it: under drop no
 // failsafe port applies to a workload interface, so noWayIn's trust in
 // them would be misplaced. Without a default route there is no uplink to
 // tell, and nothing is refused.
@@ -96,11 +97,12 @@ func workloadUplink(cfg *config.Config, host, path string) error {
 	if len(w.Prefixes) == 0 {
 		return nil
 	}
-	uplinks, err := netif.DefaultRouteInterfaces(path)
+	uplinks, err := netif.Uplinks(path)
 	if err != nil {
 		return fmt.Errorf("lockout check: %w", err)
 	}
-	for _, iface := range uplinks {
+	for _, up := range uplinks {
+		iface := up.Name
 		prefix, ok := w.Match(iface)
 		if !ok {
 			continue
@@ -108,6 +110,9 @@ func workloadUplink(cfg *config.Config, host, path string) error {
 		var denied explain.Result
 		open := false
 		for _, a := range candidateSources(cfg, host) {
+			if a.Is4() && !up.V4 || a.Is6() && !up.V6 {
+				continue // no default route of that family goes out by it
+			}
 			dst := netip.IPv4Unspecified()
 			if a.Is6() {
 				dst = netip.IPv6Unspecified()

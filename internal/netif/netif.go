@@ -4,6 +4,7 @@ package netif
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -196,83 +197,175 @@ func rtattr(typ uint16, val []byte) []byte {
 	return b
 }
 
-// DefaultRouteInterfaces returns the interfaces the default routes of the
-// namespace at path go out by — every table's, IPv4 and IPv6, every
-// nexthop of a multipath one — sorted, each once: a host's uplinks.
-func DefaultRouteInterfaces(path string) ([]string, error) {
-	var names []string
+// Uplink is an interface a default route goes out by, and the families
+// of those routes.
+type Uplink struct {
+	Name   string
+	V4, V6 bool
+}
+
+// Uplinks returns the interfaces the default routes of the namespace at
+// path go out by — every table's, IPv4 and IPv6, every nexthop of a
+// multipath one or of a nexthop object (or group), and the halves of a
+// split default (0.0.0.0/1 and 128.0.0.0/1, as VPN clients install) —
+// sorted by name: a host's uplinks.
+func Uplinks(path string) ([]Uplink, error) {
+	var out []Uplink
 	err := In(path, func() error {
-		idxs, err := defaultRouteOIFs()
+		oifs, err := defaultRouteOIFs()
 		if err != nil {
 			return err
 		}
-		for _, i := range idxs {
-			if ifc, err := net.InterfaceByIndex(i); err == nil && !slices.Contains(names, ifc.Name) {
-				names = append(names, ifc.Name)
+		for _, o := range oifs {
+			ifc, err := net.InterfaceByIndex(o.index)
+			if err != nil {
+				continue
 			}
+			i := slices.IndexFunc(out, func(u Uplink) bool { return u.Name == ifc.Name })
+			if i < 0 {
+				out = append(out, Uplink{Name: ifc.Name})
+				i = len(out) - 1
+			}
+			out[i].V4 = out[i].V4 || !o.v6
+			out[i].V6 = out[i].V6 || o.v6
 		}
 		return nil
 	})
-	slices.Sort(names)
-	return names, err
+	slices.SortFunc(out, func(a, b Uplink) int { return strings.Compare(a.Name, b.Name) })
+	return out, err
 }
 
-// defaultRouteOIFs dumps the routes and returns the output interfaces of
-// the unicast ones to 0/0 and ::/0.
-func defaultRouteOIFs() ([]int, error) {
+// rtaNHID is RTA_NH_ID, a route's nexthop object (x/sys does not name it).
+const rtaNHID = 30
+
+// oif is a route's output interface and the route's family.
+type oif struct {
+	index int
+	v6    bool
+}
+
+// defaultRouteOIFs dumps the nexthop objects and the routes, and returns
+// the output interfaces of the unicast routes to 0/0 and ::/0 (and their
+// halves).
+func defaultRouteOIFs() ([]oif, error) {
 	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, err
 	}
 	defer unix.Close(fd)
-	msg := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg)
-	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
-	binary.NativeEndian.PutUint16(msg[4:], unix.RTM_GETROUTE)
-	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	binary.NativeEndian.PutUint32(msg[8:], 1)
-	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+	// Nexthop objects: id → output interfaces (a group, its members').
+	devs, groups := map[uint32][]int{}, map[uint32][]uint32{}
+	err = dump(fd, unix.RTM_GETNEXTHOP, 8, func(m syscall.NetlinkMessage) error { // struct nhmsg
+		var id uint32
+		var dev int
+		var members []uint32
+		for b := m.Data[8:]; len(b) >= unix.SizeofRtAttr; {
+			l, typ := int(binary.NativeEndian.Uint16(b)), binary.NativeEndian.Uint16(b[2:])&^unix.NLA_F_NESTED
+			if l < unix.SizeofRtAttr || l > len(b) {
+				break
+			}
+			v := b[unix.SizeofRtAttr:l]
+			switch {
+			case typ == unix.NHA_ID && len(v) >= 4:
+				id = binary.NativeEndian.Uint32(v)
+			case typ == unix.NHA_OIF && len(v) >= 4:
+				dev = int(binary.NativeEndian.Uint32(v))
+			case typ == unix.NHA_GROUP: // struct nexthop_grp: id, weight, …: 8 bytes each
+				for g := v; len(g) >= 8; g = g[8:] {
+					members = append(members, binary.NativeEndian.Uint32(g))
+				}
+			}
+			b = b[min(len(b), (l+3)&^3):]
+		}
+		if dev != 0 {
+			devs[id] = append(devs[id], dev)
+		}
+		groups[id] = members
+		return nil
+	})
+	if err != nil && !errors.Is(err, unix.EOPNOTSUPP) && !errors.Is(err, unix.EINVAL) {
 		return nil, err
 	}
-	var out []int
+	nexthop := func(id uint32) []int {
+		out := devs[id]
+		for _, m := range groups[id] {
+			out = append(out, devs[m]...)
+		}
+		return out
+	}
+	var out []oif
+	err = dump(fd, unix.RTM_GETROUTE, unix.SizeofRtMsg, func(m syscall.NetlinkMessage) error {
+		// rtm_family, rtm_dst_len, …, rtm_type: a unicast route to all of
+		// a family's addresses, or one half of them.
+		if m.Data[1] > 1 || m.Data[7] != unix.RTN_UNICAST {
+			return nil
+		}
+		v6 := m.Data[0] == unix.AF_INET6
+		attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+		if err != nil {
+			return err
+		}
+		for _, a := range attrs {
+			switch {
+			case a.Attr.Type == unix.RTA_OIF && len(a.Value) >= 4:
+				out = append(out, oif{int(binary.NativeEndian.Uint32(a.Value)), v6})
+			case a.Attr.Type == rtaNHID && len(a.Value) >= 4:
+				for _, d := range nexthop(binary.NativeEndian.Uint32(a.Value)) {
+					out = append(out, oif{d, v6})
+				}
+			case a.Attr.Type == unix.RTA_MULTIPATH: // struct rtnexthop, each with its attributes
+				for b := a.Value; len(b) >= 8; {
+					l := int(binary.NativeEndian.Uint16(b))
+					out = append(out, oif{int(int32(binary.NativeEndian.Uint32(b[4:]))), v6})
+					next := (l + 3) &^ 3
+					if l < 8 || next > len(b) {
+						break
+					}
+					b = b[next:]
+				}
+			}
+		}
+		return nil
+	})
+	return out, err
+}
+
+// dump sends a dump request of typ with a zeroed header of hdr bytes on
+// the NETLINK_ROUTE socket fd and calls f with each message answering it
+// that holds at least the header.
+func dump(fd int, typ uint16, hdr int, f func(syscall.NetlinkMessage) error) error {
+	msg := make([]byte, unix.NLMSG_HDRLEN+hdr)
+	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	binary.NativeEndian.PutUint16(msg[4:], typ)
+	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
+	binary.NativeEndian.PutUint32(msg[8:], uint32(typ))
+	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
+		return err
+	}
 	buf := make([]byte, 1<<16)
 	for {
 		got, _, err := unix.Recvfrom(fd, buf, 0)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		msgs, err := syscall.ParseNetlinkMessage(buf[:got])
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for _, m := range msgs {
-			switch m.Header.Type {
-			case unix.NLMSG_DONE:
-				return out, nil
-			case unix.NLMSG_ERROR:
-				return nil, fmt.Errorf("dumping routes: %w", syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data))))
-			case unix.RTM_NEWROUTE:
-				if len(m.Data) < unix.SizeofRtMsg || m.Data[1] != 0 || m.Data[7] != unix.RTN_UNICAST { // rtm_dst_len, rtm_type
-					continue
-				}
-				attrs, err := syscall.ParseNetlinkRouteAttr(&m)
-				if err != nil {
-					return nil, err
-				}
-				for _, a := range attrs {
-					switch a.Attr.Type {
-					case unix.RTA_OIF:
-						out = append(out, int(binary.NativeEndian.Uint32(a.Value)))
-					case unix.RTA_MULTIPATH: // struct rtnexthop, each with its attributes
-						for b := a.Value; len(b) >= 8; {
-							l := int(binary.NativeEndian.Uint16(b))
-							out = append(out, int(int32(binary.NativeEndian.Uint32(b[4:]))))
-							next := (l + 3) &^ 3
-							if l < 8 || next > len(b) {
-								break
-							}
-							b = b[next:]
-						}
+			switch {
+			case m.Header.Type == unix.NLMSG_DONE:
+				return nil
+			case m.Header.Type == unix.NLMSG_ERROR:
+				if len(m.Data) >= 4 {
+					if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data))); errno != 0 {
+						return errno
 					}
+				}
+				return nil
+			case len(m.Data) >= hdr:
+				if err := f(m); err != nil {
+					return err
 				}
 			}
 		}

@@ -13,7 +13,7 @@ import (
 
 // TestRoutes: RouteTo asks the kernel as ip route get does — policy
 // routing chooses by the source address, an unusable route (blackhole,
-// prohibit, unreachable) is no route — and DefaultRouteInterfaces finds
+// prohibit, unreachable) is no route — and Uplinks finds
 // every uplink: each table's default routes, each nexthop of a multipath
 // one.
 func TestRoutes(t *testing.T) {
@@ -22,6 +22,11 @@ func TestRoutes(t *testing.T) {
 	testns.Veth(t, peer, "p0", "10.10.0.254/24", ns, "eth0", "10.10.0.1/24")
 	testns.Veth(t, peer, "p1", "10.20.0.254/24", ns, "eth1", "10.20.0.1/24")
 	testns.Veth(t, peer, "p2", "10.30.0.254/24", ns, "ens2", "10.30.0.1/24")
+	testns.Veth(t, peer, "p3", "10.40.0.254/24", ns, "eth3", "10.40.0.1/24")
+	testns.Veth(t, peer, "p5", "10.50.0.254/24", ns, "ens5", "10.50.0.1/24")
+	// Nexthop objects only, as with net.ipv4.nexthop_compat_mode=0 (a
+	// route names its nexthop's id, and no device).
+	testns.Run(t, "ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.nexthop_compat_mode=0")
 	for _, args := range [][]string{
 		{"route", "add", "default", "via", "10.10.0.254"},
 		{"route", "add", "default", "via", "10.20.0.254", "table", "100"},
@@ -31,6 +36,11 @@ func TestRoutes(t *testing.T) {
 		{"route", "add", "prohibit", "198.18.1.0/24"},
 		{"route", "add", "unreachable", "198.18.2.0/24"},
 		{"route", "add", "default", "table", "200", "nexthop", "via", "10.10.0.254", "nexthop", "via", "10.30.0.254"},
+		{"nexthop", "add", "id", "1", "via", "10.30.0.254", "dev", "ens2"},
+		{"nexthop", "add", "id", "2", "via", "10.40.0.254", "dev", "eth3"},
+		{"nexthop", "add", "id", "10", "group", "1/2"},
+		{"route", "add", "default", "nhid", "10", "table", "300"},
+		{"route", "add", "0.0.0.0/1", "via", "10.50.0.254", "dev", "ens5", "table", "400"},
 	} {
 		testns.Run(t, "ip", append([]string{"-n", ns}, args...)...)
 	}
@@ -71,8 +81,15 @@ func TestRoutes(t *testing.T) {
 	if got, err := netif.ZoneInterface(path, idx); err != nil || got != "ens2" {
 		t.Errorf("ZoneInterface(%q, ens2's index) = %q, %v", idx, got, err)
 	}
-	got, err := netif.DefaultRouteInterfaces(path)
-	if want := []string{"ens2", "eth0", "eth1"}; err != nil || !slices.Equal(got, want) {
-		t.Errorf("DefaultRouteInterfaces = %q, %v; want %q", got, err, want)
+	got, err := netif.Uplinks(path)
+	var names []string
+	for _, u := range got {
+		names = append(names, u.Name)
+		if !u.V4 || u.V6 {
+			t.Errorf("uplink %+v: IPv4 only", u)
+		}
+	}
+	if want := []string{"ens2", "ens5", "eth0", "eth1", "eth3"}; err != nil || !slices.Equal(names, want) {
+		t.Errorf("Uplinks = %q, %v; want %q", names, err, want)
 	}
 }
