@@ -50,15 +50,27 @@ func TestUntouchedShortcutMatchesRead(t *testing.T) {
 	}
 }
 
-func churn(t *testing.T, seed uint64) {
-	ns := testns.New(t)
-	conn, err := nft.Open(nft.Options{NetNS: ns})
+// churnLab is a namespace with churnConfig applied by an engine on a
+// watching connection (memo: one that keeps its reads, as the agent's),
+// which asks the connection's events whether the table was touched;
+// asked counts the questions.
+type churnLab struct {
+	ns    string
+	conn  *nft.Conn
+	e     *Engine
+	asked int
+}
+
+func newChurnLab(t *testing.T, memo bool) *churnLab {
+	t.Helper()
+	l := &churnLab{ns: testns.New(t)}
+	conn, err := nft.Open(nft.Options{NetNS: l.ns})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer conn.Close()
+	t.Cleanup(func() { conn.Close() })
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	if err := conn.Watch(ctx, func(nft.Change) {}); err != nil {
 		t.Fatal(err)
 	}
@@ -70,16 +82,23 @@ func churn(t *testing.T, seed uint64) {
 	if err := os.WriteFile(filepath.Join(cfg, "a.hcl"), []byte(churnConfig), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	asked := 0
-	e := New(Options{ConfigDir: cfg, StateDir: filepath.Join(root, "state"), RunDir: filepath.Join(root, "run"), NetNS: ns, HostName: "srv",
-		Kernel: conn,
+	l.conn = conn
+	l.e = New(Options{ConfigDir: cfg, StateDir: filepath.Join(root, "state"), RunDir: filepath.Join(root, "run"), NetNS: l.ns, HostName: "srv",
+		Kernel: conn, Memo: memo,
 		Untouched: func(ctx context.Context, _ uint64, since, now uint32) bool {
-			asked++
+			l.asked++
 			return conn.Untouched(ctx, since, now)
 		}})
-	if _, err := e.Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+	if _, err := l.e.Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
 		t.Fatal(err)
 	}
+	return l
+}
+
+func churn(t *testing.T, seed uint64) {
+	l := newChurnLab(t, false)
+	ns, conn, e := l.ns, l.conn, l.e
+	ctx := context.Background()
 	live, _, err := conn.Read(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -146,7 +165,7 @@ func churn(t *testing.T, seed uint64) {
 			}
 		}
 	}
-	t.Logf("seed %d: %d shortcuts through other tables' changes, %d drifts of inet hostwall repaired, %d questions", seed, shortcuts, drifts, asked)
+	t.Logf("seed %d: %d shortcuts through other tables' changes, %d drifts of inet hostwall repaired, %d questions", seed, shortcuts, drifts, l.asked)
 	if shortcuts < 10 || drifts < 3 {
 		t.Errorf("seed %d exercised too little: %d shortcuts, %d drifts", seed, shortcuts, drifts)
 	}
@@ -162,31 +181,9 @@ func TestFollowMatchesRead(t *testing.T) {
 	testns.RequireRoot(t)
 	for _, seed := range churnSeeds {
 		t.Run(fmt.Sprint(seed), func(t *testing.T) {
-			ns := testns.New(t)
-			conn, err := nft.Open(nft.Options{NetNS: ns})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer conn.Close()
-			ctx, cancel := context.WithCancel(context.Background())
-			defer cancel()
-			if err := conn.Watch(ctx, func(nft.Change) {}); err != nil {
-				t.Fatal(err)
-			}
-			root := t.TempDir()
-			cfg := filepath.Join(root, "cfg")
-			if err := os.Mkdir(cfg, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(filepath.Join(cfg, "a.hcl"), []byte(churnConfig), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			e := New(Options{ConfigDir: cfg, StateDir: filepath.Join(root, "state"), RunDir: filepath.Join(root, "run"), NetNS: ns, HostName: "srv",
-				Kernel: conn, Memo: true,
-				Untouched: func(ctx context.Context, _ uint64, since, now uint32) bool { return conn.Untouched(ctx, since, now) }})
-			if _, err := e.Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
-				t.Fatal(err)
-			}
+			l := newChurnLab(t, true)
+			ns, conn, e := l.ns, l.conn, l.e
+			ctx := context.Background()
 			live, _, err := conn.Read(ctx)
 			if err != nil {
 				t.Fatal(err)

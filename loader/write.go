@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strconv"
@@ -154,12 +155,7 @@ func workloadObjects(cfg *config.Config) []object {
 		}
 		out = append(out, object{typ: "workloads", fields: fs})
 	}
-	var nodes []string
-	for n := range cfg.NodeWorkloads {
-		nodes = append(nodes, n)
-	}
-	sort.Strings(nodes)
-	for _, n := range nodes {
+	for _, n := range slices.Sorted(maps.Keys(cfg.NodeWorkloads)) {
 		o := cfg.NodeWorkloads[n]
 		fs := []field{{"node", cty.StringVal(n)}}
 		switch {
@@ -278,12 +274,7 @@ func objects(cfg *config.Config) []object {
 			{"inbound", strs(protoPorts(cfg.Failsafe.Inbound))}, {"outbound", strs(protoPorts(cfg.Failsafe.Outbound))},
 		}})
 	}
-	var nodes []string
-	for n := range cfg.NodeFailsafe {
-		nodes = append(nodes, n)
-	}
-	sort.Strings(nodes)
-	for _, n := range nodes {
+	for _, n := range slices.Sorted(maps.Keys(cfg.NodeFailsafe)) {
 		o := cfg.NodeFailsafe[n]
 		fs := []field{{"node", cty.StringVal(n)}}
 		if o.Inbound != nil {

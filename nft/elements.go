@@ -109,30 +109,20 @@ func parseElem(b []byte) (nftables.SetElement, bool) {
 	return e, ok && ad.Err() == nil && e.Key != nil
 }
 
-// dataValue is the NFTA_DATA_VALUE inside an NFTA_DATA nest.
-func dataValue(b []byte) []byte {
-	ad, err := netlink.NewAttributeDecoder(b)
-	if err != nil {
-		return nil
-	}
-	for ad.Next() {
-		if ad.Type() == unix.NFTA_DATA_VALUE {
-			return bytes.Clone(ad.Bytes())
-		}
-	}
-	return nil
-}
+// dataValue is the NFTA_DATA_VALUE inside an NFTA_DATA nest; dataVerdict
+// the NFTA_DATA_VERDICT nest, as the library hands a map element's data
+// over (decodeElementVerdict reads it).
+func dataValue(b []byte) []byte   { return inner(b, unix.NFTA_DATA_VALUE) }
+func dataVerdict(b []byte) []byte { return inner(b, unix.NFTA_DATA_VERDICT) }
 
-// dataVerdict is the NFTA_DATA_VERDICT nest inside an NFTA_DATA nest, as
-// the library hands a map element's data over (decodeElementVerdict reads
-// it).
-func dataVerdict(b []byte) []byte {
+// inner is the attribute of type typ in the nest b (a copy), or nil.
+func inner(b []byte, typ uint16) []byte {
 	ad, err := netlink.NewAttributeDecoder(b)
 	if err != nil {
 		return nil
 	}
 	for ad.Next() {
-		if ad.Type() == unix.NFTA_DATA_VERDICT {
+		if ad.Type() == typ {
 			return bytes.Clone(ad.Bytes())
 		}
 	}

@@ -27,30 +27,45 @@ const maxReadAttempts = 5
 // the generation moved under, Read follows the events itself (Watch) if
 // nothing does yet.
 func (c *Conn) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
+	var t *ruleset.Table
+	gen, err := c.consistently(ctx, "table inet "+tableName, func() (err error) {
+		t, err = c.read()
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	return t, gen, nil
+}
+
+// consistently runs read until the generation is the same before and after
+// it, or moved only by transactions that left the table alone (Untouched,
+// following the events itself from the second try: follow); it returns
+// that generation. what names what is read, for the error.
+func (c *Conn) consistently(ctx context.Context, what string, read func() error) (uint32, error) {
 	for attempt := 0; attempt < maxReadAttempts; attempt++ {
 		if err := ctx.Err(); err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		before, err := c.Generation()
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
-		t, err := c.read()
-		if err != nil {
-			return nil, 0, err
+		if err := read(); err != nil {
+			return 0, err
 		}
 		after, err := c.Generation()
 		if err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 		if before == after || c.Untouched(ctx, before, after) {
-			return t, after, nil
+			return after, nil
 		}
 		if err := c.follow(); err != nil {
-			return nil, 0, err
+			return 0, err
 		}
 	}
-	return nil, 0, fmt.Errorf("reading table inet %s: the ruleset kept changing under us (%d attempts)", tableName, maxReadAttempts)
+	return 0, fmt.Errorf("reading %s: the ruleset kept changing under us (%d attempts)", what, maxReadAttempts)
 }
 
 // follow starts a Watch of the connection's own, reporting nothing, unless
@@ -152,32 +167,17 @@ func (c *Conn) readChains() ([]*ruleset.Chain, error) {
 // when only chains or rules changed since a read (Changes), without the
 // sets' elements — a 100,000-network set takes most of a read.
 func (c *Conn) ReadChains(ctx context.Context) ([]*ruleset.Chain, uint32, error) {
-	for attempt := 0; attempt < maxReadAttempts; attempt++ {
-		if err := ctx.Err(); err != nil {
-			return nil, 0, err
-		}
-		before, err := c.Generation()
-		if err != nil {
-			return nil, 0, err
-		}
-		chains, err := c.readChains()
-		if err != nil {
-			return nil, 0, err
-		}
-		after, err := c.Generation()
-		if err != nil {
-			return nil, 0, err
-		}
-		if before == after || c.Untouched(ctx, before, after) {
-			t := &ruleset.Table{Chains: chains}
-			t.Sort() // in Read's order
-			return t.Chains, after, nil
-		}
-		if err := c.follow(); err != nil {
-			return nil, 0, err
-		}
+	var chains []*ruleset.Chain
+	gen, err := c.consistently(ctx, "the chains of table inet "+tableName, func() (err error) {
+		chains, err = c.readChains()
+		return err
+	})
+	if err != nil {
+		return nil, 0, err
 	}
-	return nil, 0, fmt.Errorf("reading the chains of table inet %s: the ruleset kept changing under us (%d attempts)", tableName, maxReadAttempts)
+	t := &ruleset.Table{Chains: chains}
+	t.Sort() // in Read's order
+	return t.Chains, gen, nil
 }
 
 // tableFlags are a table's NFTA_TABLE_FLAGS. The library reads the

@@ -203,13 +203,21 @@ func serveTCP(t *testing.T, ns string, port int) {
 // dropped SYN shows as the dial timing out.
 func connects(t *testing.T, ns, addr string) bool {
 	t.Helper()
-	err := testns.Do(ns, func() error {
+	return reached(t, ns, "dialing "+addr, func() error {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
 		if err == nil {
 			c.Close()
 		}
 		return err
 	})
+}
+
+// reached runs try in namespace ns: true when it succeeds, false when it
+// times out (what a firewall's drop looks like); anything else fails the
+// test, naming what was tried.
+func reached(t *testing.T, ns, what string, try func() error) bool {
+	t.Helper()
+	err := testns.Do(ns, try)
 	var ne net.Error
 	switch {
 	case err == nil:
@@ -217,7 +225,7 @@ func connects(t *testing.T, ns, addr string) bool {
 	case errors.As(err, &ne) && ne.Timeout():
 		return false
 	}
-	t.Fatalf("dialing %s from %s: %v (neither connected nor dropped)", addr, ns, err)
+	t.Fatalf("%s from %s: %v (neither through nor dropped)", what, ns, err)
 	return false
 }
 

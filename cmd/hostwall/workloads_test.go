@@ -1,7 +1,6 @@
 package main_test
 
 import (
-	"errors"
 	"net"
 	"os"
 	"strings"
@@ -69,7 +68,7 @@ func serveUDPEcho(t *testing.T, ns, addr string) {
 // datagram (or its answer) dropped shows as the read timing out.
 func udpAnswered(t *testing.T, ns, addr string) bool {
 	t.Helper()
-	err := testns.Do(ns, func() error {
+	return reached(t, ns, "UDP to "+addr, func() error {
 		c, err := net.Dial("udp", addr)
 		if err != nil {
 			return err
@@ -82,15 +81,6 @@ func udpAnswered(t *testing.T, ns, addr string) bool {
 		_, err = c.Read(make([]byte, 64))
 		return err
 	})
-	var ne net.Error
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &ne) && ne.Timeout():
-		return false
-	}
-	t.Fatalf("UDP to %s from %s: %v (neither answered nor dropped)", addr, ns, err)
-	return false
 }
 
 // reach is one connection of a workload test: from namespace, to address,
@@ -354,7 +344,7 @@ func connectsFrom(t *testing.T, ns, src, addr string) bool {
 	if src == "" {
 		return connects(t, ns, addr)
 	}
-	err := testns.Do(ns, func() error {
+	return reached(t, ns, "dialing "+addr+" from "+src, func() error {
 		d := net.Dialer{Timeout: time.Second, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 		c, err := d.Dial("tcp", addr)
 		if err == nil {
@@ -362,13 +352,4 @@ func connectsFrom(t *testing.T, ns, src, addr string) bool {
 		}
 		return err
 	})
-	var ne net.Error
-	switch {
-	case err == nil:
-		return true
-	case errors.As(err, &ne) && ne.Timeout():
-		return false
-	}
-	t.Fatalf("dialing %s from %s (%s): %v (neither connected nor dropped)", addr, ns, src, err)
-	return false
 }
