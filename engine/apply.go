@@ -111,11 +111,11 @@ func (e *Engine) apply(ctx context.Context, req ApplyRequest) (*ApplyResult, err
 		return nil, err
 	}
 	if !req.Refresh && req.Saved == nil && req.Trial == 0 {
-		rec, srcs := e.readRecordAnd(ns, true)
+		rec, srcs := e.readRecordAnd(ns, true, false)
 		if res, done, err := e.applyUnchanged(rec, srcs, req); done {
 			return res, err
 		}
-		if c := e.incrementalChange(rec, srcs, req); c != nil {
+		if c := e.incrementalChange(e.withBase(ns, rec), srcs, req); c != nil {
 			if res, err := e.applyIncremental(ctx, ns, c, req); !errors.Is(err, errLongWay) {
 				return res, err
 			}

@@ -39,7 +39,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 		e.notice("%s", overdue(t))
 	}
 	if !refresh {
-		if rec, srcs := e.readRecordAnd(ns, true); e.unchanged(rec, srcs) {
+		if rec, srcs := e.readRecordAnd(ns, true, false); e.unchanged(rec, srcs) {
 			return &Planned{Plan: &planner.Plan{Generation: rec.Generation}, Notes: []string{unchangedNote("plan", rec)},
 				ConfigHash: rec.ConfigHash, Host: rec.HostName}, nil
 		}
