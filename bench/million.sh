@@ -31,8 +31,9 @@ echo "full read: plan --refresh $(timed "$bin" plan -c "$cfg" --netns "$ns" --re
 log=$work/agent.log
 "$bin" agent -c "$cfg" --netns "$ns" --log-format json >"$log" 2>&1 &
 agent=$!
-trap 'kill $agent 2>/dev/null; cleanup' EXIT
-until grep -q '"applied"' "$log"; do sleep 0.2; done # polling the agent's log for its first apply
+trap 'kill $agent 2>/dev/null; wait $agent 2>/dev/null; cleanup' EXIT
+alive() { kill -0 "$agent" 2>/dev/null || { echo "the agent stopped; its log: $(tail -3 "$log")" >&2; exit 1; }; }
+until grep -q '"applied"' "$log"; do alive; sleep 0.2; done # polling the agent's log for its first apply
 current() { cat "$HOSTWALL_STATE_DIR/current" 2>/dev/null || echo 0; }
 lat=()
 for i in 1 2 3 4 5; do
@@ -40,7 +41,7 @@ for i in 1 2 3 4 5; do
   g=$(current)
   sed -i "1s|.*|11.0.$i.0/30|" "$cfg/blocklist.txt"
   t=$(date +%s%N)
-  until [ "$(current)" != "$g" ]; do sleep 0.01; done # polling the state directory for the agent's generation
+  until [ "$(current)" != "$g" ]; do alive; sleep 0.01; done # polling the state directory for the agent's generation
   lat+=("$(( $(ms "$t") - 200 ))")
 done
 echo "agent: one-line change after another table changed, to the generation recorded beyond the debounce: ${lat[*]} ms (median $(echo "${lat[@]}" | median)); RSS $(awk '/VmRSS/ {print int($2/1024)}' /proc/$agent/status) MB, peak $(awk '/VmHWM/ {print int($2/1024)}' /proc/$agent/status) MB"

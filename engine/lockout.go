@@ -142,6 +142,18 @@ or pass --force (or set lockout_check = false in the settings block) if %s is me
 	return nil
 }
 
+// wildcardStandIn is an interface name that stands for the ones the "*"
+// endpoint covers when noWayIn asks explain: one no workload prefix takes
+// in (with prefix "eth", eth0 would meet the workload action instead).
+func wildcardStandIn(w config.Workloads) string {
+	for _, name := range []string{"eth0", "ens3", "enp1s0", "wan0", "hostif0"} {
+		if _, ok := w.Match(name); !ok {
+			return name
+		}
+	}
+	return "hostif0" // a prefix takes in every name above: none of the host's is likelier
+}
+
 // candidateSources are the addresses a rule or failsafe entry could single
 // out as SSH clients: the first address of every network a rule, a network
 // set, an endpoint or a failsafe entry names, and two documentation
@@ -212,7 +224,7 @@ func noWayIn(cfg *config.Config, host string) error {
 				dst = netip.IPv6Unspecified()
 			}
 			if iface == "*" {
-				iface = "eth0"
+				iface = wildcardStandIn(cfg.ForHost(host).Workloads)
 			}
 			p := explain.Packet{Iface: iface, Direction: explain.In, Proto: config.ProtoTCP, Src: a, Dst: dst, SPort: 40000, DPort: 22,
 				ICMPType: -1, ICMPCode: -1, State: explain.New}

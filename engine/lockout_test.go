@@ -1,0 +1,51 @@
+package engine
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/loader"
+)
+
+// TestNoWayInWildcardStandIn: the "*" endpoint is judged on an interface
+// name no workload prefix takes in. With prefix "eth" the stand-in eth0
+// met the workload action, and a configuration whose only way in for SSH
+// is a policy of the "*" endpoint was refused on a host whose uplink is
+// ens3 (found by a review).
+func TestNoWayInWildcardStandIn(t *testing.T) {
+	const base = `
+host_endpoint "all" { interface = "*" }
+failsafe {
+  inbound = []
+}
+workloads {
+  interface_prefixes = ["eth", "cali"]
+}
+`
+	for policy, refused := range map[string]bool{
+		"policy \"ssh\" {\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    destination { ports = [22] }\n  }\n}\n": false,
+		"policy \"web\" {\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    destination { ports = [80] }\n  }\n}\n":  true,
+	} {
+		res, diags := loader.Load([]loader.Source{{Path: "a.hcl", Data: []byte(base + policy)}})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		err := noWayIn(res.Config, "h")
+		if (err != nil) != refused || refused && !strings.Contains(err.Error(), "REFUSED") {
+			t.Errorf("%s: noWayIn = %v, want refused %v", strings.SplitN(policy, "\n", 2)[0], err, refused)
+		}
+	}
+	if got := wildcardStandIn(res0(t, base).ForHost("h").Workloads); got != "ens3" {
+		t.Errorf("stand-in %q, want ens3 (eth0 is a workload interface)", got)
+	}
+}
+
+func res0(t *testing.T, src string) *config.Config {
+	t.Helper()
+	res, diags := loader.Load([]loader.Source{{Path: "a.hcl", Data: []byte(src)}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	return res.Config
+}
