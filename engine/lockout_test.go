@@ -25,7 +25,7 @@ workloads {
 `
 	for policy, refused := range map[string]bool{
 		"policy \"ssh\" {\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    destination { ports = [22] }\n  }\n}\n": false,
-		"policy \"web\" {\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    destination { ports = [80] }\n  }\n}\n":  true,
+		"policy \"web\" {\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    destination { ports = [80] }\n  }\n}\n": true,
 	} {
 		res, diags := loader.Load([]loader.Source{{Path: "a.hcl", Data: []byte(base + policy)}})
 		if diags.HasErrors() {
