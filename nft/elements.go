@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"fmt"
 
 	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
@@ -157,20 +156,8 @@ func txElems(tx loggedTx) int {
 // table, a set or another object changed, a set unknown to set, an event
 // not read, lost or not kept — and then the caller reads the table.
 func (c *Conn) Changes(ctx context.Context, since, now uint32, set func(name string) *ruleset.Set) (elems []ruleset.ElementChange, chains, ok bool) {
-	w := &c.watch
-	if !w.caughtUp(ctx, now) {
-		return nil, false, false
-	}
-	w.mu.Lock()
-	covered, from, trimmed := w.covered, w.from, w.trimmed
-	var txs []loggedTx
-	for _, tx := range w.txs {
-		if genBefore(since, tx.gen) && !genBefore(now, tx.gen) {
-			txs = append(txs, tx)
-		}
-	}
-	w.mu.Unlock()
-	if !covered || genBefore(since, from) || (trimmed != 0 && genBefore(since, trimmed)) {
+	txs, ok := c.watch.between(ctx, since, now)
+	if !ok {
 		return nil, false, false
 	}
 	for _, tx := range txs {
@@ -191,29 +178,6 @@ func (c *Conn) Changes(ctx context.Context, since, now uint32, set func(name str
 		}
 	}
 	return elems, chains, true
-}
-
-// caughtUp waits, as Untouched does, until the events up to now have been
-// read; false when they are not in time, or the subscription does not run.
-func (w *watchState) caughtUp(ctx context.Context, now uint32) bool {
-	ctx, cancel := context.WithTimeout(ctx, untouchedWait)
-	defer cancel()
-	for {
-		w.mu.Lock()
-		covered, seen, moved := w.covered, w.seen, w.moved
-		w.mu.Unlock()
-		switch {
-		case !covered || moved == nil:
-			return false
-		case !genBefore(seen, now):
-			return true
-		}
-		select {
-		case <-moved:
-		case <-ctx.Done():
-			return false
-		}
-	}
 }
 
 // eventElements decodes the elements of an event as set s holds them. An
@@ -242,13 +206,4 @@ func eventElements(s *ruleset.Set, elems []nftables.SetElement) ([]ruleset.Eleme
 		out = append(out, pair[0])
 	}
 	return out, true
-}
-
-// String names an element event, for tests and logs.
-func (ev elemEvent) String() string {
-	op := "add"
-	if ev.removed {
-		op = "delete"
-	}
-	return fmt.Sprintf("%s %d elements of set %s", op, len(ev.elems), ev.set)
 }

@@ -103,14 +103,13 @@ type watchState struct {
 	next chan subscription
 
 	// covered is set while a subscription runs with nothing lost since
-	// from; seen is the generation of the last transaction read, touched
-	// that of the last one (ours included) that touched the table.
-	covered             bool
-	from, seen, touched uint32
-	// txs are the transactions since from that touched the table, the
-	// last maxLoggedTx of them (Changes); trimmed is the generation
-	// of the last one dropped from the front, loggedElems how many
-	// elements the rest hold.
+	// from; seen is the generation of the last transaction read.
+	covered    bool
+	from, seen uint32
+	// txs are the transactions since from that touched the table (ours
+	// included), the last maxLoggedTx of them: every one after trimmed,
+	// the generation of the last one dropped from the front (0: none);
+	// loggedElems is how many elements they hold.
 	txs         []loggedTx
 	trimmed     uint32
 	loggedElems int
@@ -127,7 +126,7 @@ func (w *watchState) follow(s subscription) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.nc = s.nc
-	w.covered, w.from, w.seen, w.touched = true, s.from, s.from, s.from
+	w.covered, w.from, w.seen = true, s.from, s.from
 	w.txs, w.trimmed, w.loggedElems = nil, 0, 0
 	w.signal()
 }
@@ -159,7 +158,6 @@ func (w *watchState) committed(gen uint32, tx *transaction) {
 	defer w.mu.Unlock()
 	w.seen = gen
 	if tx.touched {
-		w.touched = gen
 		w.log(loggedTx{gen: gen, replayable: !tx.other, chains: tx.chains, events: tx.events})
 	}
 	w.signal()
@@ -184,20 +182,48 @@ const untouchedWait = 200 * time.Millisecond
 // is false whenever that cannot be told: no Watch, events lost since
 // before since, or the events up to now not read within a short wait.
 func (c *Conn) Untouched(ctx context.Context, since, now uint32) bool {
-	w := &c.watch
+	if since == now {
+		return true
+	}
+	txs, ok := c.watch.between(ctx, since, now)
+	return ok && len(txs) == 0
+}
+
+// between waits until the events up to generation now have been read (as
+// long as untouchedWait), then returns the transactions after since, up
+// to now, that touched the table; ok is false when the events cannot tell
+// them all: none read in time, lost since before since, or not kept.
+func (w *watchState) between(ctx context.Context, since, now uint32) (txs []loggedTx, ok bool) {
+	if genBefore(now, since) || !w.caughtUp(ctx, now) {
+		return nil, false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.covered || genBefore(since, w.from) || (w.trimmed != 0 && genBefore(since, w.trimmed)) {
+		return nil, false
+	}
+	for _, tx := range w.txs {
+		if genBefore(since, tx.gen) && !genBefore(now, tx.gen) {
+			txs = append(txs, tx)
+		}
+	}
+	return txs, true
+}
+
+// caughtUp waits until the events up to now have been read; false when
+// they are not in time, or the subscription does not run.
+func (w *watchState) caughtUp(ctx context.Context, now uint32) bool {
 	ctx, cancel := context.WithTimeout(ctx, untouchedWait)
 	defer cancel()
 	for {
 		w.mu.Lock()
-		covered, from, seen, touched, moved := w.covered, w.from, w.seen, w.touched, w.moved
+		covered, seen, moved := w.covered, w.seen, w.moved
 		w.mu.Unlock()
 		switch {
-		case since == now:
-			return true
-		case !covered || moved == nil || genBefore(since, from) || genBefore(now, since):
+		case !covered || moved == nil:
 			return false
 		case !genBefore(seen, now):
-			return !genBefore(since, touched)
+			return true
 		}
 		select {
 		case <-moved:
