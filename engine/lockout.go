@@ -113,13 +113,7 @@ func workloadUplink(cfg *config.Config, host, path string) error {
 			if a.Is4() && !up.V4 || a.Is6() && !up.V6 {
 				continue // no default route of that family goes out by it
 			}
-			dst := netip.IPv4Unspecified()
-			if a.Is6() {
-				dst = netip.IPv6Unspecified()
-			}
-			p := explain.Packet{Iface: iface, Direction: explain.In, Proto: config.ProtoTCP, Src: a, Dst: dst, SPort: 40000, DPort: 22,
-				ICMPType: -1, ICMPCode: -1, State: explain.New}
-			if r := explain.Explain(cfg, host, p); r.Verdict == explain.Allow {
+			if r := explain.Explain(cfg, host, sshProbe(iface, a)); r.Verdict == explain.Allow {
 				open = true
 				break
 			} else if denied.Verdict == "" {
@@ -183,6 +177,17 @@ func candidateSources(cfg *config.Config, host string) []netip.Addr {
 	return out
 }
 
+// sshProbe is the SYN of a new SSH connection from src arriving on iface,
+// to any address of the host.
+func sshProbe(iface string, src netip.Addr) explain.Packet {
+	dst := netip.IPv4Unspecified()
+	if src.Is6() {
+		dst = netip.IPv6Unspecified()
+	}
+	return explain.Packet{Iface: iface, Direction: explain.In, Proto: config.ProtoTCP, Src: src, Dst: dst, SPort: 40000, DPort: 22,
+		ICMPType: -1, ICMPCode: -1, State: explain.New}
+}
+
 // sshPacket is the SYN of a new connection like $SSH_CONNECTION's:
 // "client_ip client_port server_ip server_port".
 func sshPacket(sc string) (explain.Packet, error) {
@@ -217,18 +222,13 @@ func noWayIn(cfg *config.Config, host string) error {
 	if len(ifaces) == 0 {
 		return nil
 	}
+	sources := candidateSources(cfg, host)
 	for _, iface := range ifaces {
-		for _, a := range candidateSources(cfg, host) {
-			dst := netip.IPv4Unspecified()
-			if a.Is6() {
-				dst = netip.IPv6Unspecified()
-			}
-			if iface == "*" {
-				iface = wildcardStandIn(cfg.ForHost(host).Workloads)
-			}
-			p := explain.Packet{Iface: iface, Direction: explain.In, Proto: config.ProtoTCP, Src: a, Dst: dst, SPort: 40000, DPort: 22,
-				ICMPType: -1, ICMPCode: -1, State: explain.New}
-			if explain.Explain(cfg, host, p).Verdict == explain.Allow {
+		if iface == "*" {
+			iface = wildcardStandIn(cfg.ForHost(host).Workloads)
+		}
+		for _, a := range sources {
+			if explain.Explain(cfg, host, sshProbe(iface, a)).Verdict == explain.Allow {
 				return nil
 			}
 		}
