@@ -109,63 +109,41 @@ func routeOIF(f Flow) (int, error) {
 			rtattr(unix.RTA_SPORT, binary.BigEndian.AppendUint16(nil, f.SPort)),
 			rtattr(unix.RTA_DPORT, binary.BigEndian.AppendUint16(nil, f.DPort)))
 	}
-	size := unix.NLMSG_HDRLEN + unix.SizeofRtMsg
-	for _, a := range attrs {
-		size += len(a)
-	}
-	msg := make([]byte, unix.NLMSG_HDRLEN+unix.SizeofRtMsg, size)
-	binary.NativeEndian.PutUint32(msg[0:], uint32(size))
-	binary.NativeEndian.PutUint16(msg[4:], unix.RTM_GETROUTE)
-	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST)
-	binary.NativeEndian.PutUint32(msg[8:], 1) // sequence
-	rt := msg[unix.NLMSG_HDRLEN:]
-	rt[0], rt[1] = byte(family), byte(len(addr)*8) // rtm_family, rtm_dst_len
+	body := make([]byte, unix.SizeofRtMsg)
+	body[0], body[1] = byte(family), byte(len(addr)*8) // rtm_family, rtm_dst_len
 	if withSrc {
-		rt[2] = byte(len(addr) * 8) // rtm_src_len
+		body[2] = byte(len(addr) * 8) // rtm_src_len
 	}
 	for _, a := range attrs {
-		msg = append(msg, a...)
+		body = append(body, a...)
 	}
-	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return 0, err
-	}
-	buf := make([]byte, 1<<16)
-	got, _, err := unix.Recvfrom(fd, buf, 0)
-	if err != nil {
-		return 0, err
-	}
-	msgs, err := syscall.ParseNetlinkMessage(buf[:got])
-	if err != nil {
-		return 0, err
-	}
-	for _, m := range msgs {
-		switch m.Header.Type {
-		case unix.NLMSG_ERROR:
-			if len(m.Data) >= 4 {
-				if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data))); errno != 0 {
-					switch errno {
-					case unix.ENETUNREACH, unix.EHOSTUNREACH, unix.EINVAL, unix.EACCES, unix.EPERM, unix.EAGAIN:
-						// No route, or an unreachable, blackhole, prohibit
-						// or throw one: nothing is sent to dst at all.
-						return 0, nil
-					}
-					return 0, fmt.Errorf("route to %s: %w", dst, errno)
-				}
+	oif := 0
+	err = exchange(fd, unix.RTM_GETROUTE, 0, body, func(m syscall.NetlinkMessage) (bool, error) {
+		if m.Header.Type != unix.RTM_NEWROUTE {
+			return false, nil
+		}
+		attrs, err := syscall.ParseNetlinkRouteAttr(&m)
+		if err != nil {
+			return true, err
+		}
+		for _, a := range attrs {
+			if a.Attr.Type == unix.RTA_OIF && len(a.Value) >= 4 {
+				oif = int(binary.NativeEndian.Uint32(a.Value))
 			}
-		case unix.RTM_NEWROUTE:
-			attrs, err := syscall.ParseNetlinkRouteAttr(&m)
-			if err != nil {
-				return 0, err
-			}
-			for _, a := range attrs {
-				if a.Attr.Type == unix.RTA_OIF && len(a.Value) >= 4 {
-					return int(binary.NativeEndian.Uint32(a.Value)), nil
-				}
-			}
+		}
+		return true, nil
+	})
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		switch errno {
+		case unix.ENETUNREACH, unix.EHOSTUNREACH, unix.EINVAL, unix.EACCES, unix.EPERM, unix.EAGAIN:
+			// No route, or an unreachable, blackhole, prohibit or throw
+			// one: nothing is sent to dst at all.
 			return 0, nil
 		}
+		return 0, fmt.Errorf("route to %s: %w", dst, errno)
 	}
-	return 0, nil
+	return oif, err
 }
 
 // ZoneInterface returns the name of the interface an IPv6 zone names in the
@@ -334,11 +312,25 @@ func defaultRouteOIFs() ([]oif, error) {
 // the NETLINK_ROUTE socket fd and calls f with each message answering it
 // that holds at least the header.
 func dump(fd int, typ uint16, hdr int, f func(syscall.NetlinkMessage) error) error {
-	msg := make([]byte, unix.NLMSG_HDRLEN+hdr)
-	binary.NativeEndian.PutUint32(msg[0:], uint32(len(msg)))
+	return exchange(fd, typ, unix.NLM_F_DUMP, make([]byte, hdr), func(m syscall.NetlinkMessage) (bool, error) {
+		if len(m.Data) < hdr {
+			return false, nil
+		}
+		return false, f(m)
+	})
+}
+
+// exchange sends a request of typ (with flags and body) on the
+// NETLINK_ROUTE socket fd, and calls f with each message answering it
+// until f says it is done or fails, the kernel ends a dump (NLMSG_DONE),
+// or it refuses the request (the errno is the error).
+func exchange(fd int, typ, flags uint16, body []byte, f func(syscall.NetlinkMessage) (done bool, err error)) error {
+	msg := make([]byte, unix.NLMSG_HDRLEN, unix.NLMSG_HDRLEN+len(body))
+	binary.NativeEndian.PutUint32(msg[0:], uint32(unix.NLMSG_HDRLEN+len(body)))
 	binary.NativeEndian.PutUint16(msg[4:], typ)
-	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|unix.NLM_F_DUMP)
-	binary.NativeEndian.PutUint32(msg[8:], uint32(typ))
+	binary.NativeEndian.PutUint16(msg[6:], unix.NLM_F_REQUEST|flags)
+	binary.NativeEndian.PutUint32(msg[8:], uint32(typ)) // sequence
+	msg = append(msg, body...)
 	if err := unix.Sendto(fd, msg, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
 		return err
 	}
@@ -353,20 +345,19 @@ func dump(fd int, typ uint16, hdr int, f func(syscall.NetlinkMessage) error) err
 			return err
 		}
 		for _, m := range msgs {
-			switch {
-			case m.Header.Type == unix.NLMSG_DONE:
+			switch m.Header.Type {
+			case unix.NLMSG_DONE:
 				return nil
-			case m.Header.Type == unix.NLMSG_ERROR:
+			case unix.NLMSG_ERROR:
 				if len(m.Data) >= 4 {
 					if errno := syscall.Errno(-int32(binary.NativeEndian.Uint32(m.Data))); errno != 0 {
 						return errno
 					}
 				}
 				return nil
-			case len(m.Data) >= hdr:
-				if err := f(m); err != nil {
-					return err
-				}
+			}
+			if done, err := f(m); done || err != nil {
+				return err
 			}
 		}
 	}
