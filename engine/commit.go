@@ -391,29 +391,26 @@ func (e *Engine) undo(ns state.Namespace, c *change) {
 // settle records the outcome of a committed change: its generation
 // current, the intent gone, the verified record written.
 func (e *Engine) settle(ns state.Namespace, c *change, prev int, applied *planner.Plan, after uint32, verified string) (*ApplyResult, error) {
-	keep := []int{prev}
-	if c.armed != nil {
-		keep = append(keep, c.armed.Previous)
-	}
 	res := &ApplyResult{Plan: applied, Generation: c.target, Recorded: c.gen != nil, Trial: c.armed, Verified: verified,
 		Rules: c.rules, Warnings: c.warnings}
-	if !c.wroteAhead {
-		e.saveRecord(ns, c.verified(), after)
-		e.remember(c)
-		return res, nil
-	}
-	if err := c.current.Commit(keep...); err != nil {
-		c.current.Abort()
-		c.verified().discard()
-		err = fmt.Errorf("applied: the kernel holds generation %d, but recording it as current failed (the next hostwall command records it): %w", c.target, err)
+	if c.wroteAhead { // a repair in place has nothing to put in force
+		keep := []int{prev}
 		if c.armed != nil {
-			err = fmt.Errorf("%w; it is on TRIAL until %s, and its guard (pid %d) restores generation %d unless you confirm it",
-				err, c.armed.Deadline.Format("15:04:05"), c.armed.GuardPID, c.armed.Previous)
+			keep = append(keep, c.armed.Previous)
 		}
-		return res, err
-	}
-	if err := e.store.ClearIntent(ns); err != nil {
-		e.notice("clearing the change under way (the next command clears it): %v", err)
+		if err := c.current.Commit(keep...); err != nil {
+			c.current.Abort()
+			c.verified().discard()
+			err = fmt.Errorf("applied: the kernel holds generation %d, but recording it as current failed (the next hostwall command records it): %w", c.target, err)
+			if c.armed != nil {
+				err = fmt.Errorf("%w; it is on TRIAL until %s, and its guard (pid %d) restores generation %d unless you confirm it",
+					err, c.armed.Deadline.Format("15:04:05"), c.armed.GuardPID, c.armed.Previous)
+			}
+			return res, err
+		}
+		if err := e.store.ClearIntent(ns); err != nil {
+			e.notice("clearing the change under way (the next command clears it): %v", err)
+		}
 	}
 	e.saveRecord(ns, c.verified(), after)
 	e.remember(c)
