@@ -72,17 +72,13 @@ func (c *compiler) workloadToHost() string {
 // what their new traffic to this host meets; plans show it as the
 // workload-to-host chain's comment.
 func WorkloadsSummary(w config.Workloads) string {
-	field := "to_host_action"
-	if w.Calico {
-		field = "defaultEndpointToHostAction"
-	}
 	what := map[config.ToHostAction]string{
 		config.ToHostDrop:   "dropped",
 		config.ToHostAccept: "accepted",
 		config.ToHostReturn: "handed on to the wildcard host endpoint, if any",
 	}[w.Action()]
 	return fmt.Sprintf("workload interfaces %s: new traffic to this host is %s (%s %s); the host may always reach them",
-		strings.Join(globs(w.Prefixes), ", "), what, field, w.Action())
+		strings.Join(globs(w.Prefixes), ", "), what, w.ActionField(), w.Action())
 }
 
 // checkWorkloads refuses a host endpoint of this host on a workload
@@ -102,10 +98,7 @@ func (c *compiler) checkWorkloads(heps, wildcard []*config.HostEndpoint) {
 		}
 		return
 	}
-	prefixField := "interface_prefixes"
-	if w.Calico {
-		prefixField = "interfacePrefix"
-	}
+	prefixField := w.PrefixesField()
 	for _, hep := range heps {
 		p, ok := w.Match(hep.Interface)
 		if !ok {

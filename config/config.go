@@ -88,6 +88,23 @@ func (w Workloads) Action() ToHostAction {
 	return w.ToHost
 }
 
+// ActionField and PrefixesField name the settings as the file that gave
+// them does: Calico's FelixConfiguration or a native workloads block.
+func (w Workloads) ActionField() string {
+	if w.Calico {
+		return "defaultEndpointToHostAction"
+	}
+	return "to_host_action"
+}
+
+// PrefixesField: see ActionField.
+func (w Workloads) PrefixesField() string {
+	if w.Calico {
+		return "interfacePrefix"
+	}
+	return "interface_prefixes"
+}
+
 // Match returns the prefix iface starts with, if it is a workload
 // interface.
 func (w Workloads) Match(iface string) (prefix string, ok bool) {

@@ -223,11 +223,7 @@ func (e *evaluator) workload(p Packet, prefix string) (Result, bool) {
 	case p.State == Invalid:
 		return e.done(Deny, Step{Kind: InvalidState, Detail: where}), true
 	}
-	field := "to_host_action"
-	if w.Calico {
-		field = "defaultEndpointToHostAction"
-	}
-	at.Detail = fmt.Sprintf("%s; %s %s", where, field, w.Action())
+	at.Detail = fmt.Sprintf("%s; %s %s", where, w.ActionField(), w.Action())
 	switch w.Action() {
 	case config.ToHostAccept:
 		return e.done(Allow, at), true
