@@ -125,7 +125,7 @@ func workloadUplink(cfg *config.Config, host, path string) error {
 		}
 		why := fmt.Sprintf("decided by: %s", denied.Decided)
 		if denied.Decided.Kind == explain.WorkloadToHost {
-			why = "to_host_action " + string(w.Action()) + "; failsafe ports do not apply to workload interfaces"
+			why = w.ActionField() + " " + string(w.Action()) + "; failsafe ports do not apply to workload interfaces"
 		}
 		return fmt.Errorf(`%w: workload prefix %q makes %s, an interface this host's default route goes out by, a workload interface:
 new SSH connections to this host coming in by it would be dropped (%s).
