@@ -398,7 +398,7 @@ func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 	switch {
 	case in == nil && out == nil:
 	case perNode:
-		b.nodeFailsafe(node, config.NodeFailsafe{Inbound: in, Outbound: out, DeclRange: m.nameRange})
+		putNode(b, &b.cfg.NodeFailsafe, "failsafe", node, m.nameRange, config.NodeFailsafe{Inbound: in, Outbound: out, DeclRange: m.nameRange})
 	case b.unique("failsafe", "", m.nameRange):
 		fs.DeclRange = m.nameRange
 		b.cfg.Failsafe = fs
@@ -406,12 +406,7 @@ func (b *builder) calicoFelix(m *calicoMeta, spec *yamlBody) {
 	switch {
 	case prefixes == nil && act == "":
 	case perNode:
-		if b.unique("workloads", node, m.nameRange) {
-			if b.cfg.NodeWorkloads == nil {
-				b.cfg.NodeWorkloads = map[string]config.NodeWorkloads{}
-			}
-			b.cfg.NodeWorkloads[node] = config.NodeWorkloads{Prefixes: prefixes, ToHost: act, DeclRange: m.nameRange, Calico: true}
-		}
+		putNode(b, &b.cfg.NodeWorkloads, "workloads", node, m.nameRange, config.NodeWorkloads{Prefixes: prefixes, ToHost: act, DeclRange: m.nameRange, Calico: true})
 	case b.unique("workloads", "", m.nameRange):
 		w := config.Workloads{ToHost: act, DeclRange: m.nameRange, Calico: true}
 		if prefixes != nil {
@@ -444,15 +439,17 @@ func (b *builder) calicoPrefixes(a *hcl.Attribute) ([]string, bool) {
 	return config.NormalizePrefixes(out), true
 }
 
-// nodeFailsafe records one node's failsafe override.
-func (b *builder) nodeFailsafe(node string, o config.NodeFailsafe) {
-	if !b.unique("failsafe", node, o.DeclRange) {
+// putNode records in *m one node's override of kind (failsafe,
+// workloads) declared at rng, unless the node has one already (an error
+// naming both).
+func putNode[V any](b *builder, m *map[string]V, kind, node string, rng hcl.Range, v V) {
+	if !b.unique(kind, node, rng) {
 		return
 	}
-	if b.cfg.NodeFailsafe == nil {
-		b.cfg.NodeFailsafe = map[string]config.NodeFailsafe{}
+	if *m == nil {
+		*m = map[string]V{}
 	}
-	b.cfg.NodeFailsafe[node] = o
+	(*m)[node] = v
 }
 
 // calicoProtoPort reads {protocol, port, net}; protocol defaults to TCP and

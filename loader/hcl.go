@@ -437,7 +437,7 @@ func (b *builder) decodeFailsafe(blk *hcl.Block) {
 			l := b.protoPorts(a)
 			o.Outbound = &l
 		}
-		b.nodeFailsafe(b.str(c.Attributes["node"]), o)
+		putNode(b, &b.cfg.NodeFailsafe, "failsafe", b.str(c.Attributes["node"]), o.DeclRange, o)
 		return
 	}
 	if !b.unique("failsafe", "", blk.DefRange) {
@@ -553,11 +553,8 @@ func (b *builder) decodeWorkloads(blk *hcl.Block) {
 		case !ok:
 		case node == "":
 			b.diags = append(b.diags, errAt(a.Expr.Range(), "Empty node", "node names the host this block is for; leave it out for every host."))
-		case b.unique("workloads", node, blk.DefRange):
-			if b.cfg.NodeWorkloads == nil {
-				b.cfg.NodeWorkloads = map[string]config.NodeWorkloads{}
-			}
-			b.cfg.NodeWorkloads[node] = config.NodeWorkloads{Prefixes: prefixes, ToHost: act, DeclRange: blk.DefRange}
+		default:
+			putNode(b, &b.cfg.NodeWorkloads, "workloads", node, blk.DefRange, config.NodeWorkloads{Prefixes: prefixes, ToHost: act, DeclRange: blk.DefRange})
 		}
 		return
 	}

@@ -3,6 +3,7 @@ package loader
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -243,27 +244,28 @@ func combine(frags []*fragment, diags []hcl.Diagnostics) (*fragment, hcl.Diagnos
 		if fc.Failsafe.DeclRange != (hcl.Range{}) {
 			cfg.Failsafe = fc.Failsafe
 		}
-		for node, o := range fc.NodeFailsafe {
-			if cfg.NodeFailsafe == nil {
-				cfg.NodeFailsafe = map[string]config.NodeFailsafe{}
-			}
-			cfg.NodeFailsafe[node] = o
-		}
+		mergeNodes(&cfg.NodeFailsafe, fc.NodeFailsafe)
 		if fc.Workloads.DeclRange != (hcl.Range{}) {
 			cfg.Workloads = fc.Workloads
 		}
-		for node, o := range fc.NodeWorkloads {
-			if cfg.NodeWorkloads == nil {
-				cfg.NodeWorkloads = map[string]config.NodeWorkloads{}
-			}
-			cfg.NodeWorkloads[node] = o
-		}
+		mergeNodes(&cfg.NodeWorkloads, fc.NodeWorkloads)
 		if fc.Settings.DeclRange != (hcl.Range{}) {
 			cfg.Settings = fc.Settings
 		}
 		out.TierRefs = append(out.TierRefs, f.TierRefs...)
 	}
 	return out, all
+}
+
+// mergeNodes adds a fragment's node overrides to the configuration's.
+func mergeNodes[V any](dst *map[string]V, src map[string]V) {
+	if len(src) == 0 {
+		return
+	}
+	if *dst == nil {
+		*dst = map[string]V{}
+	}
+	maps.Copy(*dst, src)
 }
 
 // merge joins the files' fragments, in load order, into one configuration
