@@ -180,6 +180,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	if opts.Memo != nil {
 		opts.Memo.sets.Done()
 	}
+	c.shard()
 	c.t.Sort()
 	if diags := checkNames(c.t); diags.HasErrors() {
 		return nil, append(c.diags, diags...)

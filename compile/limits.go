@@ -17,10 +17,15 @@ type Limits struct {
 	MaxPolicies    int // policies, all tiers
 	MaxRules       int // rules of all policies
 	MaxSetElements int // set elements of the whole table, after merging
+	// Sharding is no bound: it says which address sets are sharded
+	// (ruleset.Sharding). It is here because it travels with the limits:
+	// a generation records both, so that a rollback compiles the table it
+	// applied.
+	Sharding ruleset.Sharding
 }
 
 // DefaultLimits are the limits when none are given.
-var DefaultLimits = Limits{MaxPolicies: 10_000, MaxRules: 200_000, MaxSetElements: 4_000_000}
+var DefaultLimits = Limits{MaxPolicies: 10_000, MaxRules: 200_000, MaxSetElements: 4_000_000, Sharding: ruleset.DefaultSharding}
 
 // WithDefaults returns l with every zero field its default.
 func (l Limits) WithDefaults() Limits {
@@ -33,7 +38,22 @@ func (l Limits) WithDefaults() Limits {
 	if l.MaxSetElements == 0 {
 		l.MaxSetElements = DefaultLimits.MaxSetElements
 	}
+	l.Sharding = l.Sharding.WithDefaults()
 	return l
+}
+
+// Check refuses sharding settings the kernel layout cannot take.
+func (l Limits) Check() error {
+	sh := l.Sharding.WithDefaults()
+	switch {
+	case sh.Min < 1:
+		return fmt.Errorf("--shard-min %d: want 1 or more networks", sh.Min)
+	case sh.Slots < 1 || sh.Slots > 100:
+		return fmt.Errorf("--shard-slots %d: want 1 to 100", sh.Slots)
+	case sh.ChunkBits > 24:
+		return fmt.Errorf("--shard-chunk-bits %d: want 1 to 24", sh.ChunkBits)
+	}
+	return nil
 }
 
 func limitError(subject *hcl.Range, what string, n, limit int, flag string) *hcl.Diagnostic {

@@ -88,7 +88,7 @@ func (e *Engine) incrementalChange(rec *record, srcs []loader.Source, req ApplyR
 	records := e.startRecords(srcs, rec.HostName, req) // the generation's files are written while the change is worked out
 	c := e.patched(rec, changed)
 	if c == nil {
-		c = remade(rec, srcs)
+		c = remade(rec, srcs, e.o.Limits.WithDefaults().Sharding)
 	}
 	if c == nil || c.plan.Empty() || !c.plan.ElementsOnly() {
 		records.discard()
@@ -148,20 +148,25 @@ func (e *Engine) patched(rec *record, changed []loader.Source) *incChange {
 		if len(removed)+len(added) == 0 {
 			continue
 		}
-		at, ok := byName[r.Set]
+		rs, ok := findRecorded(sets, byName, r.Set)
 		m, known := merged[r.Set]
 		if !ok || !known {
 			return nil
 		}
-		before := sets[at]
+		before, ok := rs.logical(sets, r.Set)
+		if !ok {
+			return nil
+		}
 		out, in, next, ok := before.Patch(m, removed, added)
 		if !ok {
 			return nil
 		}
-		after := *before
-		after.Elements = ruleset.ApplyPatch(before.Elements, out, in)
-		sets[at], merged[r.Set] = &after, next
-		updates = append(updates, planner.SetDiff{Before: before, After: &after, Added: in, Removed: out})
+		u, ok := rs.update(sets, before, out, in, e.o.Limits.WithDefaults().Sharding)
+		if !ok {
+			return nil
+		}
+		merged[r.Set] = next
+		updates = append(updates, u...)
 	}
 	return &incChange{desired: setsOnly(sets), merged: merged, plan: planner.SetUpdates(updates), patched: true}
 }
@@ -169,7 +174,7 @@ func (e *Engine) patched(rec *record, changed []loader.Source) *incChange {
 // remade is the change made by making the recipes' sets again from every
 // nets file of srcs, planned against the recorded sets; nil when a nets
 // file does not parse cleanly (the long way reports it).
-func remade(rec *record, srcs []loader.Source) *incChange {
+func remade(rec *record, srcs []loader.Source, sh ruleset.Sharding) *incChange {
 	nets := map[string][]netip.Prefix{}
 	for _, s := range srcs {
 		if !slices.Contains(rec.NetsFiles, s.Path) {
@@ -186,14 +191,24 @@ func remade(rec *record, srcs []loader.Source) *incChange {
 	merged := map[string]ruleset.Merged{}
 	for i := range rec.inc.Recipes {
 		r := &rec.inc.Recipes[i]
-		at, ok := byName[r.Set]
+		rs, ok := findRecorded(sets, byName, r.Set)
 		if !ok {
 			return nil
 		}
-		s := *sets[at]
+		s := ruleset.Set{Name: r.Set, Type: r.Family.AddrType(), Interval: true}
+		if rs.at >= 0 {
+			s = *sets[rs.at]
+		}
 		s.Elements = r.Elements(func(file string) []netip.Prefix { return nets[file] })
 		merged[r.Set] = s.NormalizeCounting()
-		sets[at] = &s
+		if rs.at >= 0 {
+			if sh.Applies(&s) {
+				return nil // to be sharded: the long way
+			}
+			sets[rs.at] = &s
+		} else if _, ok := rs.resplit(sets, &s, sh); !ok {
+			return nil
+		}
 	}
 	desired := setsOnly(sets)
 	return &incChange{desired: desired, merged: merged, plan: planner.Diff(desired, setsOnly(rec.sets))}
@@ -219,9 +234,14 @@ func mergedOf(recipes []compile.Recipe, cfg *config.Config, desired *ruleset.Tab
 		}
 	}
 	out := map[string]ruleset.Merged{}
+	byName := setIndex(desired.Sets)
 	for i := range recipes {
-		want := desired.Set(recipes[i].Set)
-		if want == nil {
+		rs, ok := findRecorded(desired.Sets, byName, recipes[i].Set)
+		if !ok {
+			continue
+		}
+		want, ok := rs.logical(desired.Sets, recipes[i].Set)
+		if !ok {
 			continue
 		}
 		s := *want

@@ -108,7 +108,8 @@ func (e *Engine) missingInterfaces(cfg *config.Config, host string) hcl.Diagnost
 // limits are the engine's limits as a generation records them.
 func (e *Engine) limits() *state.Limits {
 	l := e.o.Limits.WithDefaults()
-	return &state.Limits{MaxPolicies: l.MaxPolicies, MaxRules: l.MaxRules, MaxSetElements: l.MaxSetElements}
+	return &state.Limits{MaxPolicies: l.MaxPolicies, MaxRules: l.MaxRules, MaxSetElements: l.MaxSetElements,
+		ShardMin: l.Sharding.Min, ShardSlots: l.Sharding.Slots, ShardChunkBits: l.Sharding.ChunkBits}
 }
 
 // compileRecorded compiles a generation's recorded files for its host,
@@ -125,7 +126,8 @@ func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.
 	}
 	limits := e.o.Limits
 	if g.Limits != nil {
-		limits = compile.Limits{MaxPolicies: g.Limits.MaxPolicies, MaxRules: g.Limits.MaxRules, MaxSetElements: g.Limits.MaxSetElements}
+		limits = compile.Limits{MaxPolicies: g.Limits.MaxPolicies, MaxRules: g.Limits.MaxRules, MaxSetElements: g.Limits.MaxSetElements,
+			Sharding: ruleset.Sharding{Min: g.Limits.ShardMin, Slots: g.Limits.ShardSlots, ChunkBits: g.Limits.ShardChunkBits}}
 	}
 	tbl, diags := compile.Compile(res.Config, compile.Options{HostName: g.HostName, Limits: limits})
 	if diags.HasErrors() {

@@ -26,6 +26,7 @@ import (
 	"github.com/hostwall/hostwall/internal/testns"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/ruleset"
 )
 
 // The lab: server namespace S (hostwall's host, "h") with eth0, eth1 and
@@ -51,6 +52,13 @@ type lab struct {
 	// server routes between it and the client's first link.
 	far  string
 	conn *nft.Conn
+	// applies counts the configurations applied: every other one has its
+	// address sets sharded (ruleset.Sharding), down to sets of one element
+	// in three slots, so that the dispatch of sharded sets meets every
+	// kind of rule.
+	applies int
+	// dispatched counts the rules applied that look a sharded set up.
+	dispatched int
 }
 
 // farLink is the server's interface towards the far namespace.
@@ -320,7 +328,10 @@ func TestDifferential(t *testing.T) {
 			t.Fatalf("stopping after %d disagreements", disagreements)
 		}
 	}
-	t.Logf("%d cases in %d configurations (%d kept ones), %d disagreements; deciding steps: %v", ran, len(scenarios), kept, disagreements, steps)
+	t.Logf("%d cases in %d configurations (%d kept ones), %d disagreements; deciding steps: %v; %d rules sent through sharded sets' dispatch", ran, len(scenarios), kept, disagreements, steps, l.dispatched)
+	if l.dispatched == 0 && len(scenarios) > 1 {
+		t.Errorf("no configuration had a sharded set: the dispatch went untested")
+	}
 	if disagreements > 0 {
 		t.Errorf("%d disagreements between explain and the kernel", disagreements)
 	}
@@ -355,9 +366,20 @@ func (l *lab) run(t *testing.T, s scenario, steps map[string]int) []tcase {
 // applyAndSend compiles cfg for host, applies it in S, and sends the cases.
 func (l *lab) applyAndSend(t *testing.T, cfg *config.Config, host string, cases []tcase, bar barrier) []bool {
 	t.Helper()
-	desired, diags := compile.Compile(cfg, compile.Options{HostName: host})
+	opts := compile.Options{HostName: host}
+	if l.applies++; l.applies%2 == 0 {
+		opts.Limits.Sharding = ruleset.Sharding{Min: 1, Slots: 3, ChunkBits: 1}
+	}
+	desired, diags := compile.Compile(cfg, opts)
 	if diags.HasErrors() {
 		t.Fatalf("compiling: %v", diags)
+	}
+	for _, ch := range desired.Chains {
+		for _, r := range ch.Rules {
+			if r.Verdict.Kind == ruleset.VerdictVMap && r.Verdict.Family != "" {
+				l.dispatched++
+			}
+		}
 	}
 	ctx := context.Background()
 	p, err := engine.PlanTable(ctx, l.conn, desired)

@@ -182,12 +182,20 @@ func (d *decoder) meta(m *expr.Meta, r *ruleset.Rule) bool {
 
 func (d *decoder) addr(fam ruleset.IPFamily, p *expr.Payload, r *ruleset.Rule) bool {
 	l, ok := d.at(3).(*expr.Lookup)
-	if !ok || p.Base != expr.PayloadBaseNetworkHeader || p.DestRegister != 1 || l.IsDestRegSet || l.SourceRegister != 1 {
+	if !ok || p.Base != expr.PayloadBaseNetworkHeader || p.DestRegister != 1 || l.SourceRegister != 1 {
+		return false
+	}
+	vmap := l.IsDestRegSet // ip saddr vmap @m: a sharded set's dispatch, the rule's end
+	if vmap && (l.DestRegister != 0 || l.Invert || d.i+4 != len(d.e)) {
 		return false
 	}
 	for _, dir := range []ruleset.Dir{ruleset.Src, ruleset.Dst} {
 		if off, n := addrOffset(fam, dir); p.Offset == off && p.Len == n {
-			r.Matches = append(r.Matches, ruleset.Addr{Dir: dir, Family: fam, Set: l.SetName, Negate: l.Invert})
+			if vmap {
+				r.Verdict = ruleset.AddrVMap(fam, dir, l.SetName)
+			} else {
+				r.Matches = append(r.Matches, ruleset.Addr{Dir: dir, Family: fam, Set: l.SetName, Negate: l.Invert})
+			}
 			d.i += 4
 			return true
 		}
@@ -408,7 +416,15 @@ func decodeElements(s *ruleset.Set, kes []nftables.SetElement) ([]ruleset.Elemen
 			exp = exp || expires(sorted[i+1])
 			i++
 		}
-		out = append(out, ruleset.Element{From: string(ke.Key), To: string(to), Expires: exp})
+		e := ruleset.Element{From: string(ke.Key), To: string(to), Expires: exp}
+		if s.Map { // a dispatch map: the verdict is the start's
+			v, err := decodeElementVerdict(ke.Val)
+			if err != nil {
+				return nil, fmt.Errorf("element %q of map %q: %w", s.FormatElement(e), s.Name, err)
+			}
+			e.Verdict = &v
+		}
+		out = append(out, e)
 	}
 	return out, nil
 }

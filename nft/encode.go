@@ -202,6 +202,15 @@ func encodeVerdict(v ruleset.Verdict) ([]expr.Any, error) {
 	case ruleset.VerdictGoto:
 		return []expr.Any{&expr.Verdict{Kind: expr.VerdictGoto, Chain: v.Chain}}, nil
 	case ruleset.VerdictVMap:
+		if v.Family != "" { // ip saddr vmap @m: the family check, the address, the map
+			off, n := addrOffset(v.Family, v.Dir)
+			return []expr.Any{
+				&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{nfproto(v.Family)}},
+				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: off, Len: n},
+				&expr.Lookup{SourceRegister: 1, SetName: v.Map, IsDestRegSet: true, DestRegister: 0},
+			}, nil
+		}
 		return []expr.Any{
 			&expr.Meta{Key: ifnameKey(v.Key), Register: 1},
 			&expr.Lookup{SourceRegister: 1, SetName: v.Map, IsDestRegSet: true, DestRegister: 0},

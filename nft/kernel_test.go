@@ -371,7 +371,12 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 	np6 := &ruleset.Set{Name: "np6", Type: ruleset.TypeNamedPort6, Elements: []ruleset.Element{
 		ruleset.NamedPortElement(netip.MustParseAddr("2001:db8::1"), 6, 443)}}
 	np4.Normalize()
-	desired.Sets = []*ruleset.Set{v4, v6, ports, vmap, np4, np6}
+	// Dispatch maps of sharded sets: address intervals to verdicts, the
+	// last range open to the top of the key space.
+	sh := ruleset.Sharding{Min: 1, Slots: 2, ChunkBits: 1}
+	dv4 := &ruleset.Set{Name: "v4/d", Type: ruleset.TypeIPv4Addr, Interval: true, Map: true, Elements: ruleset.DispatchElements("v4/d", sh.Split(v4))}
+	dv6 := &ruleset.Set{Name: "v6/d", Type: ruleset.TypeIPv6Addr, Interval: true, Map: true, Elements: ruleset.DispatchElements("v6/d", sh.Split(v6))}
+	desired.Sets = []*ruleset.Set{v4, v6, ports, vmap, np4, np6, dv4, dv6}
 	m := func(ms ...ruleset.Match) []ruleset.Match { return ms }
 	rules := []*ruleset.Rule{
 		{Matches: m(ruleset.NFProto{Family: ruleset.IPv4}), Verdict: ruleset.Accept()},
@@ -418,12 +423,19 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 		{SetMark: 0x4},
 		{Verdict: ruleset.VMap(ruleset.IIF, "vm")},
 		{Verdict: ruleset.VMap(ruleset.OIF, "vm")},
+		{Matches: m(ruleset.L4Proto{Proto: 6}), Verdict: ruleset.AddrVMap(ruleset.IPv4, ruleset.Src, "v4/d")},
+		{Verdict: ruleset.AddrVMap(ruleset.IPv6, ruleset.Dst, "v6/d")},
 		{Counter: true, Verdict: ruleset.Drop()},
 	}
 	desired.Chains = []*ruleset.Chain{{Name: "all", Rules: rules}, {Name: "target"},
 		{Name: "input", Base: &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookInput, Priority: 0, Policy: ruleset.PolicyAccept}},
 		{Name: "fwd", Base: &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookForward, Priority: 5, Policy: ruleset.PolicyDrop}},
 		{Name: "pre", Base: &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookPrerouting, Priority: ruleset.PriorityRaw, Policy: ruleset.PolicyAccept}}}
+	for _, d := range []*ruleset.Set{dv4, dv6} {
+		for k := range sh.Slots {
+			desired.Chains = append(desired.Chains, &ruleset.Chain{Name: ruleset.SlotChain(d.Name, k)})
+		}
+	}
 	desired.Sort()
 
 	covered := map[string]bool{}
@@ -445,6 +457,11 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 	live, _, err := c.Read(context.Background())
 	if err != nil {
 		t.Fatal(err)
+	}
+	for _, d := range []*ruleset.Set{dv4, dv6} {
+		if got := live.Set(d.Name); got == nil || got.String() != d.String() {
+			t.Errorf("dispatch map read back as\n%v\nwant\n%v", got, d)
+		}
 	}
 	got := live.Chain("all")
 	for i, r := range got.Rules {

@@ -118,14 +118,12 @@ func (c *Conn) read() (*ruleset.Table, error) {
 			continue // belongs to the rule that uses it
 		}
 		rs := &ruleset.Set{Name: s.Name, Interval: s.Interval, Map: s.IsMap, Type: ruleset.SetType(s.KeyType.Name), Timeout: s.Timeout != 0}
-		if s.IsMap {
-			// The library overwrites a map's key type with "verdict" (trap 5);
-			// hostwall's only maps are keyed by interface name.
-			rs.Type = ruleset.TypeIfName
-		}
 		elems, err := c.nl.GetSetElements(s)
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return nil, fmt.Errorf("reading elements of set %q: %w", s.Name, err)
+		}
+		if s.IsMap {
+			rs.Type = mapKeyType(s, elems)
 		}
 		if rs.Elements, err = decodeElements(rs, elems); err != nil {
 			return nil, err
@@ -210,4 +208,21 @@ func decodeBase(ch *nftables.Chain) *ruleset.BaseChain {
 		b.Policy = ruleset.PolicyDrop
 	}
 	return b
+}
+
+// mapKeyType is the key type of a verdict map, which the library
+// overwrites with "verdict" as it reads the map (trap 5), key length
+// included. hostwall's maps are keyed by interface name (the endpoint
+// maps) or, with intervals, by address (a sharded set's dispatch map,
+// whose keys are 4 bytes long for IPv4 and 16 for IPv6; one with no
+// element left is taken for IPv4).
+func mapKeyType(s *nftables.Set, elems []nftables.SetElement) ruleset.SetType {
+	switch {
+	case !s.Interval:
+		return ruleset.TypeIfName
+	case len(elems) > 0 && len(elems[0].Key) == 16:
+		return ruleset.TypeIPv6Addr
+	default:
+		return ruleset.TypeIPv4Addr
+	}
 }

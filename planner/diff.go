@@ -45,6 +45,13 @@ func Remove(live *ruleset.Table) *Plan {
 	return p
 }
 
+// SetChange is the update that makes set before after (of one name and
+// shape), its elements compared.
+func SetChange(before, after *ruleset.Set) SetDiff {
+	added, removed := diffElements(after.Elements, before.Elements)
+	return SetDiff{Before: before, After: after, Added: added, Removed: removed}
+}
+
 // SetUpdates is the plan Diff makes of tables that differ in the elements
 // of sets alone, from those differences worked out already (ruleset.Set.Patch):
 // each update's Added and Removed in key order, as diffElements finds them,

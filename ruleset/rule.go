@@ -112,7 +112,8 @@ const (
 	VerdictReturn VerdictKind = "return"
 	VerdictJump   VerdictKind = "jump"
 	VerdictGoto   VerdictKind = "goto"
-	// VerdictVMap looks the packet's interface name up in a verdict map.
+	// VerdictVMap looks the packet's interface name, or with Family its
+	// address, up in a verdict map.
 	VerdictVMap VerdictKind = "vmap"
 )
 
@@ -122,9 +123,12 @@ type Verdict struct {
 	// Chain is the target of VerdictJump and VerdictGoto.
 	Chain string
 	// Map and Key are the verdict map and the interface the key is taken from,
-	// for VerdictVMap.
-	Map string
-	Key IfDir
+	// for VerdictVMap; or, when Family is set, Family and Dir say which
+	// address is the key (a sharded set's dispatch map).
+	Map    string
+	Key    IfDir
+	Family IPFamily
+	Dir    Dir
 }
 
 func (v Verdict) String() string {
@@ -132,6 +136,9 @@ func (v Verdict) String() string {
 	case VerdictJump, VerdictGoto:
 		return string(v.Kind) + " " + v.Chain
 	case VerdictVMap:
+		if v.Family != "" {
+			return v.Family.Prefix() + " " + string(v.Dir) + "addr vmap @" + v.Map
+		}
 		return string(v.Key) + " vmap @" + v.Map
 	default:
 		return string(v.Kind)
@@ -144,3 +151,9 @@ func Drop() Verdict                    { return Verdict{Kind: VerdictDrop} }
 func Jump(chain string) Verdict        { return Verdict{Kind: VerdictJump, Chain: chain} }
 func Goto(chain string) Verdict        { return Verdict{Kind: VerdictGoto, Chain: chain} }
 func VMap(key IfDir, m string) Verdict { return Verdict{Kind: VerdictVMap, Map: m, Key: key} }
+
+// AddrVMap looks the packet's address of family f on side d up in the
+// verdict map m.
+func AddrVMap(f IPFamily, d Dir, m string) Verdict {
+	return Verdict{Kind: VerdictVMap, Map: m, Family: f, Dir: d}
+}

@@ -70,6 +70,11 @@ type Limits struct {
 	MaxPolicies    int `json:"max_policies"`
 	MaxRules       int `json:"max_rules"`
 	MaxSetElements int `json:"max_set_elements"`
+	// The sharding of large address sets (compile.Limits.Sharding); zero
+	// in generations made before it: the defaults.
+	ShardMin       int  `json:"shard_min,omitempty"`
+	ShardSlots     int  `json:"shard_slots,omitempty"`
+	ShardChunkBits uint `json:"shard_chunk_bits,omitempty"`
 }
 
 // DamagedError says a generation's record or files are not what was

@@ -311,3 +311,62 @@ func TestIncrementalRace(t *testing.T) {
 		t.Errorf("plan --refresh after the race exited %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestIncrementalSharded: TestIncrementalPatched's shortcut with the
+// blocklist sharded (ruleset.Sharding, set small here: sets of 4 networks
+// and more in 3 slots, chunks of 2 on average, so that changes start and
+// end chunks): each change reaches the kernel as the long way would have
+// made it, and a change that takes the set across the sharding's size
+// (chains and rules change) takes the long way.
+func TestIncrementalSharded(t *testing.T) {
+	t.Setenv("HOSTWALL_SHARD_MIN", "4")
+	t.Setenv("HOSTWALL_SHARD_SLOTS", "3")
+	t.Setenv("HOSTWALL_SHARD_CHUNK_BITS", "1")
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	list := func(from, n int) string {
+		var b strings.Builder
+		for i := from; i < from+n; i++ {
+			fmt.Fprintf(&b, "10.%d.%d.0/30\n", i/200, i%200)
+		}
+		return b.String()
+	}
+	dir := writeConfig(t, map[string]string{"policy.hcl": blocklistPolicy, "bl.txt": list(0, 40)})
+	gen := 1
+	if r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
+		t.Fatalf("first apply: %d %s", r.code, r.stderr)
+	}
+	sets, maps := testns.NFT(t, ns, "list", "sets", "inet"), testns.NFT(t, ns, "list", "maps", "inet")
+	if !strings.Contains(sets, "/02 {") || !strings.Contains(maps, "type ipv4_addr : verdict") {
+		t.Fatalf("the blocklist is not sharded in the kernel:\n%s%s", sets, maps)
+	}
+	for _, step := range []struct {
+		name, list, how string // how: "patched", "remade", "long"
+	}{
+		{name: "one network for another", list: list(1, 40), how: "patched"},
+		{name: "ten more", list: list(1, 50), how: "patched"},
+		{name: "twenty others", list: list(21, 50), how: "patched"},
+		{name: "a network bridging two", list: list(21, 50) + "10.0.21.4/30\n", how: "patched"},
+		{name: "taking it away again", list: list(21, 50), how: "remade"},
+		{name: "down to the inline network and two", list: list(21, 2), how: "long"},
+		{name: "and up again", list: list(0, 60), how: "long"},
+		{name: "patched once more", list: list(0, 59) + "11.0.0.0/30\n", how: "patched"},
+	} {
+		if err := os.WriteFile(filepath.Join(dir, "bl.txt"), []byte(step.list), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0")
+		gen++
+		how := "long"
+		if strings.Contains(r.stdout, "without loading the policy files") {
+			how = map[bool]string{true: "patched", false: "remade"}[strings.Contains(r.stdout, "the lines that changed were applied")]
+		}
+		if r.code != 0 || how != step.how {
+			t.Fatalf("%s: exit %d, %s, want %s:\n%s%s", step.name, r.code, how, step.how, r.stdout, r.stderr)
+		}
+		if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--refresh", "--detailed-exitcode"); r.code != 0 {
+			t.Fatalf("%s: plan --refresh exited %d:\n%s%s", step.name, r.code, r.stdout, r.stderr)
+		}
+		asLongWay(t, dir, gen)
+	}
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/views"
 )
 
@@ -63,7 +64,10 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 			if cmd.Name() != "agent" {
 				oneShotGC()
 			}
-			return flagsFromEnv(cmd)
+			if err := flagsFromEnv(cmd); err != nil {
+				return err
+			}
+			return g.limits.Check()
 		},
 	}
 	pf := root.PersistentFlags()
@@ -80,6 +84,11 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.IntVar(&g.limits.MaxPolicies, "max-policies", compile.DefaultLimits.MaxPolicies, "refuse configurations with more policies")
 	pf.IntVar(&g.limits.MaxRules, "max-rules", compile.DefaultLimits.MaxRules, "refuse configurations whose policies hold more rules")
 	pf.IntVar(&g.limits.MaxSetElements, "max-set-elements", compile.DefaultLimits.MaxSetElements, "refuse configurations that compile to more set elements")
+	pf.IntVar(&g.limits.Sharding.Min, "shard-min", ruleset.DefaultSharding.Min, "deal address sets of this many elements and more into slot sets, read back in linear time (docs/kernel.md)")
+	pf.IntVar(&g.limits.Sharding.Slots, "shard-slots", ruleset.DefaultSharding.Slots, "slot sets of a sharded set")
+	pf.UintVar(&g.limits.Sharding.ChunkBits, "shard-chunk-bits", ruleset.DefaultSharding.ChunkBits, "chunks of 2^N elements on average")
+	_ = pf.MarkHidden("shard-slots") // for tests: the layout's defaults are measured ones
+	_ = pf.MarkHidden("shard-chunk-bits")
 	pf.StringVar(&g.logFormat, "log-format", "", "agent logs: console or json (default: console on a terminal, else json)")
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g),
 		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newReloadCmd(g), newStatusCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())

@@ -1,0 +1,116 @@
+package compile
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"slices"
+
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// shard deals each large address set of the table into slot sets and
+// sends the rules that looked it up through a dispatch map
+// (ruleset.Sharding; docs/kernel.md, "Sharded sets"). A rule
+//
+//	M ip saddr @S R counter drop
+//
+// (M and R the matches before and after the lookup) becomes
+//
+//	M ip saddr vmap @S/<h>
+//
+// where map S/<h> sends each range of addresses to chain S/<h>/<k>, which
+// holds the rule's rest looking up slot k:
+//
+//	ip saddr @S/<k> R counter drop
+//
+// and falls through, back to the rule after M's, when the address is not
+// there. <h> hashes that rest, so rules with the same rest share the map
+// and its chains. A rest that looks up another sharded set is sent on the
+// same way. A rule whose verdict leaves its chain (return, goto: a pass
+// rule, a forwarded allow, a tier's re-check) cannot be sent down a chain
+// and back, so a set such a rule looks up is not sharded.
+func (c *compiler) shard() {
+	sh := c.opts.Limits.Sharding.WithDefaults()
+	big := map[string]*ruleset.Set{}
+	for _, s := range c.t.Sets {
+		if sh.Applies(s) {
+			big[s.Name] = s
+		}
+	}
+	for _, ch := range c.t.Chains {
+		for _, r := range ch.Rules {
+			if k := r.Verdict.Kind; k == ruleset.VerdictReturn || k == ruleset.VerdictGoto || k == ruleset.VerdictVMap {
+				for _, m := range r.Matches {
+					if a, ok := m.(ruleset.Addr); ok {
+						delete(big, a.Set)
+					}
+				}
+			}
+		}
+	}
+	if len(big) == 0 {
+		return
+	}
+	s := &sharder{c: c, sh: sh, big: big, splits: map[string]ruleset.Split{}, made: map[string]string{}}
+	sets := c.t.Sets[:0:0]
+	for _, set := range c.t.Sets {
+		if big[set.Name] == nil {
+			sets = append(sets, set)
+			continue
+		}
+		sp := sh.Split(set)
+		s.splits[set.Name] = sp
+		sets = append(sets, ruleset.SlotSets(set, sp)...)
+	}
+	c.t.Sets = sets
+	for _, ch := range slices.Clone(c.t.Chains) {
+		for i, r := range ch.Rules {
+			ch.Rules[i] = s.lower(r, ch.Owner)
+		}
+	}
+}
+
+type sharder struct {
+	c      *compiler
+	sh     ruleset.Sharding
+	big    map[string]*ruleset.Set
+	splits map[string]ruleset.Split
+	made   map[string]string // dispatch map made, by name: the rest it is for
+}
+
+// lower returns r sent through the dispatch map of the first sharded set
+// it looks up, making the map and its chains; r itself when it looks none
+// up.
+func (s *sharder) lower(r *ruleset.Rule, owner string) *ruleset.Rule {
+	i := slices.IndexFunc(r.Matches, func(m ruleset.Match) bool {
+		a, ok := m.(ruleset.Addr)
+		return ok && s.big[a.Set] != nil
+	})
+	if i < 0 {
+		return r
+	}
+	a := r.Matches[i].(ruleset.Addr)
+	rest := r.Clone()
+	rest.Matches = slices.Clone(r.Matches[i:])
+	rest.Matches[0] = ruleset.Addr{Dir: a.Dir, Family: a.Family, Set: a.Set + "/*", Negate: a.Negate}
+	text := rest.String()
+	h := sha256.Sum256([]byte(text))
+	name := a.Set + "/" + hashText(h[:5])
+	if prev, ok := s.made[name]; ok && prev != text {
+		name = a.Set + "/" + hashText(h[:])
+	}
+	if _, ok := s.made[name]; !ok {
+		s.made[name] = text
+		sp := s.splits[a.Set]
+		for k := range sp.Slots {
+			rk := rest.Clone()
+			rk.Matches[0] = ruleset.Addr{Dir: a.Dir, Family: a.Family, Set: ruleset.SlotName(a.Set, k), Negate: a.Negate}
+			s.c.t.Chains = append(s.c.t.Chains, &ruleset.Chain{Name: ruleset.SlotChain(name, k), Owner: owner,
+				Comment: fmt.Sprintf("slot %d of %d of set %s: %s", k+1, len(sp.Slots), a.Set, text),
+				Rules:   []*ruleset.Rule{s.lower(rk, owner)}})
+		}
+		s.c.t.Sets = append(s.c.t.Sets, &ruleset.Set{Name: name, Type: a.Family.AddrType(), Interval: true, Map: true, Owner: owner,
+			Comment: "dispatch of set " + a.Set, Elements: ruleset.DispatchElements(name, sp)})
+	}
+	return &ruleset.Rule{Matches: slices.Clone(r.Matches[:i]), Verdict: ruleset.AddrVMap(a.Family, a.Dir, name)}
+}

@@ -1,0 +1,135 @@
+package engine
+
+import (
+	"slices"
+	"strings"
+
+	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// The incremental apply (incremental.go) and sharded sets (ruleset.Sharding):
+// a recipe names a set as compile made it, before it was dealt into slot
+// sets, and the record holds the slot sets and dispatch maps. The set the
+// recipe names is the slots joined back (ruleset.Join), and a change to
+// its elements is dealt into the slots as Split would deal it: by
+// ruleset.Sharding.PatchSlots when no element gone or come starts a
+// chunk, else by splitting the changed set again. A set that would cross
+// the sharding's size, one way or the other, changes the layout (chains
+// and rules): that takes the long way.
+
+// recordedSet is where the record holds the set a recipe names.
+type recordedSet struct {
+	at    int   // the set's index; -1 for a sharded set
+	slots []int // a sharded set's slot sets, in slot order
+	maps  []int // its dispatch maps
+}
+
+// findRecorded finds the set called name among sets (byName their index).
+func findRecorded(sets []*ruleset.Set, byName map[string]int, name string) (recordedSet, bool) {
+	if at, ok := byName[name]; ok {
+		return recordedSet{at: at}, true
+	}
+	rs := recordedSet{at: -1}
+	for k := 0; ; k++ {
+		at, ok := byName[ruleset.SlotName(name, k)]
+		if !ok {
+			break
+		}
+		rs.slots = append(rs.slots, at)
+	}
+	for i, s := range sets {
+		if s.Map && s.Interval && strings.HasPrefix(s.Name, name+"/") {
+			rs.maps = append(rs.maps, i)
+		}
+	}
+	return rs, len(rs.slots) > 0 && len(rs.maps) > 0
+}
+
+func (rs recordedSet) slotSets(sets []*ruleset.Set) []*ruleset.Set {
+	out := make([]*ruleset.Set, len(rs.slots))
+	for k, at := range rs.slots {
+		out[k] = sets[at]
+	}
+	return out
+}
+
+// logical is the set called name as compile made it, before the slots.
+func (rs recordedSet) logical(sets []*ruleset.Set, name string) (*ruleset.Set, bool) {
+	if rs.at >= 0 {
+		return sets[rs.at], true
+	}
+	elems, err := ruleset.Join(sets[rs.maps[0]], rs.slotSets(sets))
+	if err != nil {
+		return nil, false
+	}
+	first := sets[rs.slots[0]]
+	return &ruleset.Set{Name: name, Type: first.Type, Interval: true, Elements: elems}, true
+}
+
+// update changes the recorded set rs, whose elements were before's, by
+// taking gone away and adding come (in key order, as ruleset.Set.Patch
+// finds them), in sets, and returns the set updates; ok is false when the
+// change takes the long way (the layout changes).
+func (rs recordedSet) update(sets []*ruleset.Set, before *ruleset.Set, gone, come []ruleset.Element, sh ruleset.Sharding) (updates []planner.SetDiff, ok bool) {
+	sharded := len(before.Elements)-len(gone)+len(come) >= sh.Min
+	if rs.at >= 0 {
+		if sharded && ruleset.IsAddrSet(before) {
+			return nil, false
+		}
+		after := *before
+		after.Elements = ruleset.ApplyPatch(before.Elements, gone, come)
+		sets[rs.at] = &after
+		return []planner.SetDiff{{Before: before, After: &after, Added: come, Removed: gone}}, true
+	}
+	if !sharded || len(rs.slots) != sh.Slots {
+		return nil, false
+	}
+	ranges, rangeSlot, err := ruleset.Dispatch(sets[rs.maps[0]], sh.Slots)
+	if err != nil {
+		return nil, false
+	}
+	if slotGone, slotCome, ok := sh.PatchSlots(ranges, rangeSlot, gone, come); ok {
+		for k, at := range rs.slots {
+			if len(slotGone[k])+len(slotCome[k]) == 0 {
+				continue
+			}
+			was := sets[at]
+			now := *was
+			now.Elements = ruleset.ApplyPatch(was.Elements, slotGone[k], slotCome[k])
+			sets[at] = &now
+			updates = append(updates, planner.SetDiff{Before: was, After: &now, Added: slotCome[k], Removed: slotGone[k]})
+		}
+		return updates, true
+	}
+	after := *before
+	after.Elements = ruleset.ApplyPatch(before.Elements, gone, come)
+	return rs.resplit(sets, &after, sh)
+}
+
+// resplit deals the set after into the recorded set's slots and dispatch
+// maps again, in sets, and returns the updates; ok is false when after
+// is not sharded as recorded.
+func (rs recordedSet) resplit(sets []*ruleset.Set, after *ruleset.Set, sh ruleset.Sharding) (updates []planner.SetDiff, ok bool) {
+	if !sh.Applies(after) || len(rs.slots) != sh.Slots {
+		return nil, false
+	}
+	sp := sh.Split(after)
+	change := func(at int, elems []ruleset.Element) {
+		was := sets[at]
+		if slices.EqualFunc(was.Elements, elems, ruleset.Element.Equal) {
+			return
+		}
+		now := *was
+		now.Elements = elems
+		sets[at] = &now
+		updates = append(updates, planner.SetChange(was, &now))
+	}
+	for k, at := range rs.slots {
+		change(at, sp.Slots[k])
+	}
+	for _, at := range rs.maps {
+		change(at, ruleset.DispatchElements(sets[at].Name, sp))
+	}
+	return updates, true
+}

@@ -1,0 +1,178 @@
+package ruleset
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"testing"
+)
+
+// randomAddrSet is a normalized address set of about n networks of family
+// f, /16 to /32 (/64 to /128), drawn from r.
+func randomAddrSet(r *rand.Rand, f IPFamily, n int) *Set {
+	s := &Set{Name: "sel-x-4", Type: f.AddrType(), Interval: true}
+	for range n {
+		var b [16]byte
+		for i := range b {
+			b[i] = byte(r.IntN(256))
+		}
+		var p netip.Prefix
+		if f == IPv4 {
+			p = netip.PrefixFrom(netip.AddrFrom4([4]byte(b[:4])), 16+r.IntN(17))
+		} else {
+			p = netip.PrefixFrom(netip.AddrFrom16(b), 64+r.IntN(65))
+		}
+		s.Elements = append(s.Elements, PrefixElement(p))
+	}
+	s.Normalize()
+	return s
+}
+
+// Split deals every element into exactly one slot, inside its range, the
+// ranges cover the key space in order, and Join gives the set back.
+func TestSplitJoin(t *testing.T) {
+	for _, seed := range []uint64{1, 2, 3, 4, 5} {
+		r := rand.New(rand.NewPCG(seed, 0))
+		for _, f := range []IPFamily{IPv4, IPv6} {
+			for _, sh := range []Sharding{{Min: 1, Slots: 3, ChunkBits: 1}, {Min: 1, Slots: 64, ChunkBits: 4}, DefaultSharding} {
+				s := randomAddrSet(r, f, r.IntN(3000))
+				sp := sh.Split(s)
+				klen := s.Type.KeyLen()
+				if sp.Ranges[0].From != string(make([]byte, klen)) || sp.Ranges[len(sp.Ranges)-1].To != string(slices.Repeat([]byte{0xff}, klen)) {
+					t.Fatalf("seed %d %s %+v: the ranges do not cover the key space", seed, f, sh)
+				}
+				for i := 1; i < len(sp.Ranges); i++ {
+					if next, _ := Increment(sp.Ranges[i-1].To); next != sp.Ranges[i].From {
+						t.Fatalf("seed %d %s %+v: range %d does not follow range %d", seed, f, sh, i, i-1)
+					}
+				}
+				m := &Set{Name: "sel-x-4/d", Type: s.Type, Interval: true, Map: true, Elements: DispatchElements("sel-x-4/d", sp)}
+				joined, err := Join(m, SlotSets(s, sp))
+				if err != nil {
+					t.Fatalf("seed %d %s %+v: %v", seed, f, sh, err)
+				}
+				if !slices.Equal(joined, s.Elements) {
+					t.Fatalf("seed %d %s %+v: Join(Split) is not the set", seed, f, sh)
+				}
+			}
+		}
+	}
+}
+
+// Join refuses slots that are not a split by their dispatch map: an element
+// moved to another slot, or one no range reaches.
+func TestJoinRefusesAMisplacedElement(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 0))
+	sh := Sharding{Min: 1, Slots: 4, ChunkBits: 2}
+	s := randomAddrSet(r, IPv4, 200)
+	sp := sh.Split(s)
+	m := &Set{Name: "m", Type: s.Type, Interval: true, Map: true, Elements: DispatchElements("m", sp)}
+	slots := SlotSets(s, sp)
+	from := slices.IndexFunc(slots, func(s *Set) bool { return len(s.Elements) > 0 })
+	to := (from + 1) % len(slots)
+	moved := slots[from].Elements[0]
+	slots[from].Elements = slots[from].Elements[1:]
+	slots[to].Elements = append([]Element{moved}, slots[to].Elements...)
+	if _, err := Join(m, slots); err == nil {
+		t.Fatal("Join took an element in the wrong slot")
+	}
+}
+
+// Taking one element away moves no other element between slots, unless it
+// starts a chunk: then only the elements of its chunk may move (they join
+// the chunk before). This keeps a one-line change to a blocklist a
+// one-element change in the kernel, but once in 2^ChunkBits.
+func TestSplitIsLocal(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 0))
+	sh := Sharding{Min: 1, Slots: 64, ChunkBits: 6}
+	s := randomAddrSet(r, IPv4, 20_000)
+	slotOf := func(sp Split) map[string]int {
+		out := map[string]int{}
+		for k, elems := range sp.Slots {
+			for _, e := range elems {
+				out[e.Key()] = k
+			}
+		}
+		return out
+	}
+	was := slotOf(sh.Split(s))
+	starts := 0
+	for range 100 {
+		i := r.IntN(len(s.Elements))
+		if r.IntN(2) == 0 { // half the time, an element that starts a chunk
+			for i > 0 && !sh.starts(s.Elements[i].From) {
+				i--
+			}
+		}
+		chunk := 1 // the element and those after it up to the next start
+		for chunk+i < len(s.Elements) && !sh.starts(s.Elements[i+chunk].From) {
+			chunk++
+		}
+		after := &Set{Type: s.Type, Interval: true, Elements: slices.Delete(slices.Clone(s.Elements), i, i+1)}
+		moved := 0
+		for k, slot := range slotOf(sh.Split(after)) {
+			if was[k] != slot {
+				moved++
+			}
+		}
+		switch start := i > 0 && sh.starts(s.Elements[i].From); {
+		case start && moved > chunk-1:
+			t.Fatalf("taking away element %d, which starts a chunk of %d, moved %d others", i, chunk, moved)
+		case start:
+			starts++
+		case moved > 0:
+			t.Fatalf("taking away element %d, which starts no chunk, moved %d others", i, moved)
+		}
+	}
+	if starts == 0 {
+		t.Fatal("no element taken away started a chunk: the test tested half")
+	}
+}
+
+// PatchSlots, when it can tell, gives each slot the change Split of the
+// changed set would: held to the slow path on random changes.
+func TestPatchSlotsIsSplit(t *testing.T) {
+	sh := Sharding{Min: 1, Slots: 5, ChunkBits: 3}
+	patched, resplit := 0, 0
+	for seed := range uint64(300) {
+		r := rand.New(rand.NewPCG(seed, 1))
+		f := []IPFamily{IPv4, IPv6}[seed%2]
+		s := randomAddrSet(r, f, 50+r.IntN(300))
+		merged := s.NormalizeCounting()
+		var removed, added []Element
+		for range 1 + r.IntN(4) {
+			if r.IntN(2) == 0 && len(s.Elements) > 0 {
+				e := s.Elements[r.IntN(len(s.Elements))]
+				if merged.count(e.From) == 1 && !slices.Contains(removed, e) {
+					removed = append(removed, e)
+				}
+			} else {
+				added = append(added, randomAddrSet(r, f, 1).Elements...)
+			}
+		}
+		gone, come, _, ok := s.Patch(merged, removed, added)
+		if !ok {
+			continue
+		}
+		before := sh.Split(s)
+		after := &Set{Type: s.Type, Interval: true, Elements: ApplyPatch(s.Elements, gone, come)}
+		want := sh.Split(after)
+		slotGone, slotCome, ok := sh.PatchSlots(before.Ranges, before.RangeSlot, gone, come)
+		if !ok {
+			resplit++
+			continue
+		}
+		patched++
+		if !slices.Equal(want.Ranges, before.Ranges) {
+			t.Fatalf("seed %d: PatchSlots kept ranges that moved", seed)
+		}
+		for k := range sh.Slots {
+			if got := ApplyPatch(before.Slots[k], slotGone[k], slotCome[k]); !slices.Equal(got, want.Slots[k]) {
+				t.Fatalf("seed %d: slot %d patched is not slot %d split", seed, k, k)
+			}
+		}
+	}
+	if patched == 0 || resplit == 0 {
+		t.Fatalf("%d changes patched, %d split again: both ways must be tested", patched, resplit)
+	}
+}
