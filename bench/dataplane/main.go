@@ -11,6 +11,11 @@
 // it measures the rate of 64-byte UDP packets (iperf3, one flow: after its
 // first packet, connection tracking's fast path) and the rate of new TCP
 // connections (each one walks the policy), medians of -runs.
+//
+// With -cidrs above 10,000 (bench/million.sh: 1,000,000), (c) is instead
+// hostwall's policy with the networks' set kept whole (--shard-min above
+// its size), against (b) where it is sharded (ruleset.Sharding): the cost
+// of the dispatch map and slot sets against one large set.
 package main
 
 import (
@@ -43,8 +48,9 @@ func main() {
 	runs := flag.Int("runs", 3, "runs per measurement")
 	dur := flag.Duration("time", 3*time.Second, "length of each run")
 	keep := flag.Bool("keep", false, "keep the work directory (configuration, rulesets) and print its name")
+	n := flag.Int("cidrs", 10000, "networks the policy lets in")
 	flag.Parse()
-	if err := run(*bin, *runs, *dur, *keep); err != nil {
+	if err := run(*bin, *runs, *dur, *keep, *n); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/dataplane:", err)
 		os.Exit(1)
 	}
@@ -57,7 +63,7 @@ func sh(name string, args ...string) error {
 	return nil
 }
 
-func run(bin string, runs int, dur time.Duration, keep bool) error {
+func run(bin string, runs int, dur time.Duration, keep bool, n int) error {
 	work, err := os.MkdirTemp("", "hostwall-bench-dataplane")
 	if err != nil {
 		return err
@@ -91,10 +97,10 @@ func run(bin string, runs int, dur time.Duration, keep bool) error {
 		}
 	}
 
-	// The policy: 10,000 networks (the sender's last) may reach 1,000
-	// ports (the two measured among them), on 64 host endpoints.
+	// The policy: n networks (the sender's last) may reach 1,000 ports
+	// (the two measured among them), on 64 host endpoints.
 	var cidrs []string
-	for i := 0; len(cidrs) < 9999; i++ {
+	for i := 0; len(cidrs) < n-1; i++ {
 		cidrs = append(cidrs, fmt.Sprintf("172.%d.%d.%d/30", 16+i/8192, (i/32)%256, (i%32)*8)) // with gaps: 10,000 intervals
 	}
 	cidrs = append(cidrs, sndAddr+"/32")
@@ -122,7 +128,7 @@ func run(bin string, runs int, dur time.Duration, keep bool) error {
 	fmt.Fprintf(&linear, "table inet linear {\n  set ports { type inet_service; elements = { %s } }\n", strings.Join(ports, ", "))
 	linear.WriteString("  chain input {\n    type filter hook input priority filter; policy accept;\n    iifname != \"eth0\" accept\n" +
 		"    ct state established,related accept\n    ct state invalid drop\n    tcp dport 22 accept\n")
-	for _, c := range cidrs {
+	for _, c := range cidrs[:min(len(cidrs), 10000)] { // (c) of more is hostwall's (below)
 		fmt.Fprintf(&linear, "    ip saddr %s meta l4proto { tcp, udp } th dport @ports accept\n", c)
 	}
 	linear.WriteString("    drop\n  }\n}\n")
@@ -160,6 +166,17 @@ func run(bin string, runs int, dur time.Duration, keep bool) error {
 			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
 			return sh("ip", "netns", "exec", rcv, "nft", "-f", linearFile)
 		}},
+	}
+	if n > 10000 {
+		modes[1].name = fmt.Sprintf("(b) hostwall, %d networks sharded", n)
+		modes[2] = struct {
+			name  string
+			setup func() error
+		}{fmt.Sprintf("(c) hostwall, %d networks in one set", n), func() error {
+			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
+			return sh(bin, "apply", "-c", cfg, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0", "--shard-min", fmt.Sprint(2*n),
+				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run"))
+		}}
 	}
 	results := make([]result, len(modes))
 	for r := 0; r < runs; r++ { // interleaved, so that drift in the machine's speed hits all modes alike
