@@ -30,12 +30,19 @@ type Recipe struct {
 // Elements returns the set's elements, in no particular order (Normalize
 // the set), with nets giving the networks of a nets file.
 func (r *Recipe) Elements(nets func(file string) []netip.Prefix) []ruleset.Element {
-	n := 0
+	n := 0 // of the family: a blocklist of IPv4 networks leaves the IPv6 set empty
+	count := func(ps []netip.Prefix) {
+		for _, p := range ps {
+			if familyOf(p) == r.Family {
+				n++
+			}
+		}
+	}
 	for _, ps := range r.Fixed {
-		n += len(ps)
+		count(ps)
 	}
 	for _, f := range r.Files {
-		n += len(nets(f))
+		count(nets(f))
 	}
 	elems := make([]ruleset.Element, 0, n)
 	add := func(ps []netip.Prefix) {

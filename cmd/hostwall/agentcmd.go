@@ -45,6 +45,7 @@ kernel: remove it on purpose with nft delete table inet hostwall.`,
 			if !cmd.Flags().Changed("lock-timeout") {
 				g.lockTimeout = agentLockTimeout
 			}
+			agentGC()
 			return g.runAgent(cmd.Context(), debounce, resync)
 		},
 	}

@@ -66,6 +66,24 @@ func oneShotGC() {
 	})
 }
 
+// agentGC sets the agent's collector: Go's default target, and a soft
+// limit on the heap, so that applying a million networks peaks near what
+// the agent holds anyway, instead of the several times that gcPercent
+// lets a one-shot command grow to (2 GB at a million networks; 390 MB
+// with these: docs/performance.md). Past the limit the runtime collects
+// harder but never fails: a larger configuration takes more memory and
+// a little more CPU. GOGC or GOMEMLIMIT in the environment override it.
+func agentGC() {
+	if !gcTuned() {
+		return
+	}
+	debug.SetGCPercent(100)
+	debug.SetMemoryLimit(agentHeapLimit)
+}
+
+// agentHeapLimit is the agent's soft heap limit.
+const agentHeapLimit = 160 << 20
+
 // gcSentinel is collected by the first collection; its finalizer then
 // ends oneShotGC's floor. (Big enough not to be a tiny allocation, whose
 // finalizers need not run.)
