@@ -10,6 +10,7 @@
 #   the steps of W1, timed in-process (bench/phases)
 #   W4, W6 the agent on W1's files and on the quickstart example (bench/agent)
 #   W5 the data plane: no ruleset, hostwall's, a linear list (bench/dataplane)
+#   a million networks (bench/million.sh; MILLION=0 skips it)
 # Prints Markdown tables, the last one every target (docs/performance.md
 # keeps the latest).
 set -euo pipefail
@@ -98,6 +99,14 @@ go run ./bench/agent -bin "$bin" -config "$small" -runs $((runs * 4)) -settle 2s
 echo
 go run ./bench/dataplane -bin "$bin" -runs "$runs" | tee "$work/dataplane.txt"
 
+# A million networks (about six minutes).
+million=
+if [ "${MILLION:-1}" != 0 ]; then
+  echo
+  OUT=$work/million.txt BIN=$bin bash bench/million.sh | sed 's/^/    /'
+  million=$(cat "$work/million.txt")
+fi
+
 # Every target in one table, from the runs above.
 p50=$(sed -n 's/^W4 save → commit.* p50 \([0-9]*\) ms.*/\1/p' "$work/agent.txt")
 rss=$(sed -n 's/^W6 RSS \([0-9]*\) MB.*/\1/p' "$work/agent.txt")
@@ -129,4 +138,5 @@ cat <<TABLE
 | busy host: drift of a set element repaired ≤ 100 ms p50 | $belem ms (a rule: $brule ms) | $(ok "$belem" 100) |
 | busy host: W4 (no target of its own) | $bw4 ms | — |
 | $cidrs inline networks load ≤ 2 s | $g ms | $(ok "$g" 2000) |
+${million}
 TABLE
