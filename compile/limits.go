@@ -42,15 +42,17 @@ func (l Limits) WithDefaults() Limits {
 	return l
 }
 
-// Check refuses sharding settings the kernel layout cannot take.
+// Check refuses sharding settings the kernel layout cannot take, as given
+// (a zero is refused, not taken for the default: the flags' defaults are
+// the defaults).
 func (l Limits) Check() error {
-	sh := l.Sharding.WithDefaults()
+	sh := l.Sharding
 	switch {
 	case sh.Min < 1:
 		return fmt.Errorf("--shard-min %d: want 1 or more networks", sh.Min)
 	case sh.Slots < 1 || sh.Slots > 100:
 		return fmt.Errorf("--shard-slots %d: want 1 to 100", sh.Slots)
-	case sh.ChunkBits > 24:
+	case sh.ChunkBits < 1 || sh.ChunkBits > 24:
 		return fmt.Errorf("--shard-chunk-bits %d: want 1 to 24", sh.ChunkBits)
 	}
 	return nil

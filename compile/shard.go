@@ -24,9 +24,11 @@ import (
 //	ip saddr @S/<k> R counter drop
 //
 // and falls through, back to the rule after M's, when the address is not
-// there. <h> hashes that rest, so rules with the same rest share the map
-// and its chains. A rest that looks up another sharded set is sent on the
-// same way. A rule whose verdict leaves its chain (return, goto: a pass
+// there. <h> hashes the rule, the chain it is in and the rest, so that
+// each rule has a map and chains of its own, and the counters of one
+// rule are never another's (status adds a rule's slot counters up). A
+// rest that looks up another sharded set is sent on the same way, its map
+// shared by the slot chains of the first. A rule whose verdict leaves its chain (return, goto: a pass
 // rule, a forwarded allow, a tier's re-check) cannot be sent down a chain
 // and back, so a set such a rule looks up is not sharded.
 func (c *compiler) shard() {
@@ -65,7 +67,7 @@ func (c *compiler) shard() {
 	c.t.Sets = sets
 	for _, ch := range slices.Clone(c.t.Chains) {
 		for i, r := range ch.Rules {
-			ch.Rules[i] = s.lower(r, ch.Owner)
+			ch.Rules[i] = s.lower(r, ch.Name+"\x00"+r.String(), ch.Owner)
 		}
 	}
 }
@@ -75,13 +77,14 @@ type sharder struct {
 	sh     ruleset.Sharding
 	big    map[string]*ruleset.Set
 	splits map[string]ruleset.Split
-	made   map[string]string // dispatch map made, by name: the rest it is for
+	made   map[string]string // dispatch map made, by name: the rule and rest it is for
 }
 
 // lower returns r sent through the dispatch map of the first sharded set
 // it looks up, making the map and its chains; r itself when it looks none
-// up.
-func (s *sharder) lower(r *ruleset.Rule, owner string) *ruleset.Rule {
+// up. origin names the rule of the table r is (part of): its chain and
+// text.
+func (s *sharder) lower(r *ruleset.Rule, origin, owner string) *ruleset.Rule {
 	i := slices.IndexFunc(r.Matches, func(m ruleset.Match) bool {
 		a, ok := m.(ruleset.Addr)
 		return ok && s.big[a.Set] != nil
@@ -94,20 +97,21 @@ func (s *sharder) lower(r *ruleset.Rule, owner string) *ruleset.Rule {
 	rest.Matches = slices.Clone(r.Matches[i:])
 	rest.Matches[0] = ruleset.Addr{Dir: a.Dir, Family: a.Family, Set: a.Set + "/*", Negate: a.Negate}
 	text := rest.String()
-	h := sha256.Sum256([]byte(text))
+	key := origin + "\x00" + text
+	h := sha256.Sum256([]byte(key))
 	name := a.Set + "/" + hashText(h[:5])
-	if prev, ok := s.made[name]; ok && prev != text {
+	if prev, ok := s.made[name]; ok && prev != key {
 		name = a.Set + "/" + hashText(h[:])
 	}
 	if _, ok := s.made[name]; !ok {
-		s.made[name] = text
+		s.made[name] = key
 		sp := s.splits[a.Set]
 		for k := range sp.Slots {
 			rk := rest.Clone()
 			rk.Matches[0] = ruleset.Addr{Dir: a.Dir, Family: a.Family, Set: ruleset.SlotName(a.Set, k), Negate: a.Negate}
 			s.c.t.Chains = append(s.c.t.Chains, &ruleset.Chain{Name: ruleset.SlotChain(name, k), Owner: owner,
 				Comment: fmt.Sprintf("slot %d of %d of set %s: %s", k+1, len(sp.Slots), a.Set, text),
-				Rules:   []*ruleset.Rule{s.lower(rk, owner)}})
+				Rules:   []*ruleset.Rule{s.lower(rk, origin, owner)}})
 		}
 		s.c.t.Sets = append(s.c.t.Sets, &ruleset.Set{Name: name, Type: a.Family.AddrType(), Interval: true, Map: true, Owner: owner,
 			Comment: "dispatch of set " + a.Set, Elements: ruleset.DispatchElements(name, sp)})

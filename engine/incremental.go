@@ -202,7 +202,7 @@ func remade(rec *record, srcs []loader.Source, sh ruleset.Sharding) *incChange {
 		s.Elements = r.Elements(func(file string) []netip.Prefix { return nets[file] })
 		merged[r.Set] = s.NormalizeCounting()
 		if rs.at >= 0 {
-			if sh.Applies(&s) {
+			if sh.Applies(&s) && !keptWhole(sets[rs.at], sh) {
 				return nil // to be sharded: the long way
 			}
 			sets[rs.at] = &s

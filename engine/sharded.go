@@ -74,7 +74,7 @@ func (rs recordedSet) logical(sets []*ruleset.Set, name string) (*ruleset.Set, b
 func (rs recordedSet) update(sets []*ruleset.Set, before *ruleset.Set, gone, come []ruleset.Element, sh ruleset.Sharding) (updates []planner.SetDiff, ok bool) {
 	sharded := len(before.Elements)-len(gone)+len(come) >= sh.Min
 	if rs.at >= 0 {
-		if sharded && ruleset.IsAddrSet(before) {
+		if sharded && ruleset.IsAddrSet(before) && !keptWhole(before, sh) {
 			return nil, false
 		}
 		after := *before
@@ -106,6 +106,14 @@ func (rs recordedSet) update(sets []*ruleset.Set, before *ruleset.Set, gone, com
 	after.Elements = ruleset.ApplyPatch(before.Elements, gone, come)
 	return rs.resplit(sets, &after, sh)
 }
+
+// keptWhole reports whether the recorded set s, not sharded, is one that
+// compile keeps whole whatever its size (a rule that returns or goes to
+// another chain looks it up: compile/shard.go): it was of the sharding's
+// size already. Such a set changes incrementally, sharded or not; one
+// that grows to that size from below may or may not be, and takes the
+// long way.
+func keptWhole(s *ruleset.Set, sh ruleset.Sharding) bool { return len(s.Elements) >= sh.Min }
 
 // resplit deals the set after into the recorded set's slots and dispatch
 // maps again, in sets, and returns the updates; ok is false when after

@@ -138,13 +138,49 @@ func (e *Engine) readCounters(ctx context.Context, s *Status) {
 
 // counters gathers the rule counters of the live table, described with
 // the chain comments of desired (the current generation's table; nil for
-// none). A chain's totals are those of its counting rules.
+// none). A chain's totals are those of its counting rules. A rule that
+// looks a sharded set up through a dispatch map (docs/kernel.md, "Sharded
+// sets") counts in the map's slot chains: their counters are added up as
+// that rule's, and the slot chains are not listed.
 func counters(live, desired *ruleset.Table) []ChainCount {
 	if live == nil {
 		return nil
 	}
+	slots := map[string][]*ruleset.Chain{} // a dispatch map's slot chains
+	isSlot := map[string]bool{}
+	for _, ch := range live.Chains {
+		for _, r := range ch.Rules {
+			if m := r.Verdict.Map; r.Verdict.Kind == ruleset.VerdictVMap && r.Verdict.Family != "" && slots[m] == nil {
+				for k := 0; ; k++ {
+					sc := live.Chain(ruleset.SlotChain(m, k))
+					if sc == nil {
+						break
+					}
+					slots[m], isSlot[sc.Name] = append(slots[m], sc), true
+				}
+			}
+		}
+	}
+	var dispatched func(m string, depth int) (packets, bytes uint64)
+	dispatched = func(m string, depth int) (packets, bytes uint64) {
+		for _, sc := range slots[m] {
+			for _, r := range sc.Rules {
+				switch {
+				case r.Counter:
+					packets, bytes = packets+r.Packets, bytes+r.Bytes
+				case r.Verdict.Kind == ruleset.VerdictVMap && r.Verdict.Family != "" && depth < 4:
+					p, b := dispatched(r.Verdict.Map, depth+1)
+					packets, bytes = packets+p, bytes+b
+				}
+			}
+		}
+		return packets, bytes
+	}
 	var out []ChainCount
 	for _, ch := range live.Chains {
+		if isSlot[ch.Name] {
+			continue
+		}
 		cc := ChainCount{Chain: ch.Name}
 		if desired != nil {
 			if d := desired.Chain(ch.Name); d != nil {
@@ -152,12 +188,17 @@ func counters(live, desired *ruleset.Table) []ChainCount {
 			}
 		}
 		for _, r := range ch.Rules {
-			if !r.Counter {
+			packets, bytes, text := r.Packets, r.Bytes, r.String()
+			switch {
+			case r.Verdict.Kind == ruleset.VerdictVMap && r.Verdict.Family != "" && slots[r.Verdict.Map] != nil:
+				packets, bytes = dispatched(r.Verdict.Map, 0)
+				text += fmt.Sprintf(" (its %d slot chains)", len(slots[r.Verdict.Map]))
+			case !r.Counter:
 				continue
 			}
-			cc.Packets += r.Packets
-			cc.Bytes += r.Bytes
-			cc.Rules = append(cc.Rules, RuleCount{Rule: r.String(), Packets: r.Packets, Bytes: r.Bytes})
+			cc.Packets += packets
+			cc.Bytes += bytes
+			cc.Rules = append(cc.Rules, RuleCount{Rule: text, Packets: packets, Bytes: bytes})
 		}
 		if len(cc.Rules) > 0 {
 			out = append(out, cc)

@@ -467,7 +467,26 @@ func decodeElementVerdict(b []byte) (ruleset.Verdict, error) {
 	}
 	v, ok := decodeVerdict(&expr.Verdict{Kind: expr.VerdictKind(code), Chain: chain})
 	if !ok {
-		return v, fmt.Errorf("unknown verdict code %d", code)
+		// Not one hostwall writes (another program's `continue`, say): read
+		// as what it is, so that the plan replaces the element. Failing
+		// the read instead left such an element in place for good.
+		return foreignVerdict(code), nil
 	}
 	return v, nil
+}
+
+// foreignVerdict names a verdict code hostwall does not write, as nft
+// prints it.
+func foreignVerdict(code int32) ruleset.Verdict {
+	switch expr.VerdictKind(code) {
+	case expr.VerdictContinue:
+		return ruleset.Verdict{Kind: "continue"}
+	case expr.VerdictBreak:
+		return ruleset.Verdict{Kind: "break"}
+	case expr.VerdictQueue:
+		return ruleset.Verdict{Kind: "queue"}
+	case expr.VerdictStolen:
+		return ruleset.Verdict{Kind: "stolen"}
+	}
+	return ruleset.Verdict{Kind: ruleset.VerdictKind(fmt.Sprintf("verdict code %d", code))}
 }

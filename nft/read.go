@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
@@ -213,16 +214,23 @@ func decodeBase(ch *nftables.Chain) *ruleset.BaseChain {
 // mapKeyType is the key type of a verdict map, which the library
 // overwrites with "verdict" as it reads the map (trap 5), key length
 // included. hostwall's maps are keyed by interface name (the endpoint
-// maps) or, with intervals, by address (a sharded set's dispatch map,
-// whose keys are 4 bytes long for IPv4 and 16 for IPv6; one with no
-// element left is taken for IPv4).
+// maps) or, with intervals, by address (a sharded set's dispatch map),
+// whose keys are 4 bytes long for IPv4 and 16 for IPv6. A dispatch map
+// emptied by another program has no key left to tell: its name does,
+// the name of the set it dispatches ending in "-6" for IPv6 (compile's
+// set names; taking it for IPv4 planned the map's replacement, which the
+// kernel refuses while a rule uses it).
 func mapKeyType(s *nftables.Set, elems []nftables.SetElement) ruleset.SetType {
 	switch {
 	case !s.Interval:
 		return ruleset.TypeIfName
 	case len(elems) > 0 && len(elems[0].Key) == 16:
 		return ruleset.TypeIPv6Addr
-	default:
+	case len(elems) > 0:
 		return ruleset.TypeIPv4Addr
 	}
+	if set, _, _ := strings.Cut(s.Name, "/"); strings.HasSuffix(set, "-6") {
+		return ruleset.TypeIPv6Addr
+	}
+	return ruleset.TypeIPv4Addr
 }

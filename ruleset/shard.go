@@ -132,7 +132,7 @@ func SlotSets(s *Set, sp Split) []*Set {
 	out := make([]*Set, len(sp.Slots))
 	for k, elems := range sp.Slots {
 		out[k] = &Set{Name: SlotName(s.Name, k), Type: s.Type, Interval: true, Owner: s.Owner,
-			Comment: fmt.Sprintf("%s (slot %d of %d)", s.Comment, k+1, len(sp.Slots)), Elements: elems}
+			Comment: fmt.Sprintf("%s (slot %02d)", s.Comment, k), Elements: elems}
 	}
 	return out
 }

@@ -370,3 +370,33 @@ func TestIncrementalSharded(t *testing.T) {
 		asLongWay(t, dir, gen)
 	}
 }
+
+// TestIncrementalKeptWhole: a set that a pass rule looks up is kept whole
+// whatever its size (compile/shard.go); a change to its nets file alone is
+// still applied by the shortcut, as before sharding.
+func TestIncrementalKeptWhole(t *testing.T) {
+	t.Setenv("HOSTWALL_SHARD_MIN", "4")
+	t.Setenv("HOSTWALL_SHARD_SLOTS", "3")
+	t.Setenv("HOSTWALL_SHARD_CHUNK_BITS", "1")
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	policy := strings.Replace(blocklistPolicy, `action = "deny"`, `action = "pass"`, 1)
+	dir := writeConfig(t, map[string]string{"policy.hcl": policy, "bl.txt": "10.0.0.0/30\n10.0.0.8/30\n10.0.0.16/30\n10.0.0.24/30\n10.0.0.32/30\n"})
+	if r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
+		t.Fatalf("first apply: %d %s", r.code, r.stderr)
+	}
+	if sets := testns.NFT(t, ns, "list", "sets", "inet"); strings.Contains(sets, "/00 {") {
+		t.Fatalf("a set a pass rule looks up is sharded:\n%s", sets)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "bl.txt"), []byte("10.0.0.0/30\n10.0.0.8/30\n10.0.0.16/30\n10.0.0.24/30\n10.0.0.40/30\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0")
+	if r.code != 0 || !strings.Contains(r.stdout, "the lines that changed were applied") {
+		t.Fatalf("exit %d, not patched:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--refresh", "--detailed-exitcode"); r.code != 0 {
+		t.Fatalf("plan --refresh exited %d:\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	asLongWay(t, dir, 2)
+}
