@@ -38,7 +38,17 @@ type Options struct {
 // compiled with one Memo share those sets' elements, so their users only
 // read them (the planner and nft.Apply do).
 type Memo struct {
-	sets lastuse.Map[string, *ruleset.Set] // by name and a hash of the inputs
+	sets lastuse.Map[string, *memoSet] // by name and a hash of the inputs
+}
+
+// memoSet is a memoized set. Once sharded, the memo keeps its split alone
+// (the elements in slot order, which the slot sets of every table share)
+// and set holds no elements: a million networks are kept once, not twice.
+type memoSet struct {
+	set      *ruleset.Set
+	split    *ruleset.Split
+	sharding ruleset.Sharding // the split's
+	size     int              // the set's elements
 }
 
 // memoMin is the size of the inputs from which a set is memoized: a
@@ -134,6 +144,10 @@ type compiler struct {
 	owner string
 	// warned records warnings already given, so each is given once.
 	warned map[string]bool
+	// memoKeys are the memo keys of the memoized sets, by name; memoSplits
+	// the splits of those the memo keeps split (shard).
+	memoKeys   map[string]string
+	memoSplits map[string]*memoSet
 }
 
 // Owners of objects that no single configuration block produces.
@@ -149,7 +163,8 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 		return nil, diags
 	}
 	cfg = cfg.ForHost(opts.HostName)
-	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{}}
+	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{},
+		memoKeys: map[string]string{}, memoSplits: map[string]*memoSet{}}
 	heps, wildcard := c.endpoints()
 	c.checkWorkloads(heps, wildcard)
 	c.warnNoEndpoints(len(heps) + len(wildcard))
@@ -177,10 +192,10 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	if c.diags.HasErrors() {
 		return nil, c.diags
 	}
+	c.shard()
 	if opts.Memo != nil {
 		opts.Memo.sets.Done()
 	}
-	c.shard()
 	c.t.Sort()
 	if diags := checkNames(c.t); diags.HasErrors() {
 		return nil, append(c.diags, diags...)
@@ -589,10 +604,14 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 	var key string
 	if c.opts.Memo != nil && size >= memoMin {
 		key = memoKey(name, matched, heps)
-		if s, ok := c.opts.Memo.sets.Get(key); ok {
+		c.memoKeys[name] = key
+		if m, ok := c.opts.Memo.sets.Get(key); ok {
 			c.warnNoIPs(text, heps, rng)
-			made := *s // the elements are shared, the owner is this compile's
+			made := *m.set // the elements are shared, the owner is this compile's
 			made.Owner = c.owner
+			if m.split != nil {
+				c.memoSplits[name] = m // shard deals it
+			}
 			c.t.Sets = append(c.t.Sets, &made)
 			return name
 		}
@@ -608,7 +627,7 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 	}
 	c.addSet(s)
 	if key != "" {
-		c.opts.Memo.sets.Keep(key, s)
+		c.opts.Memo.sets.Keep(key, &memoSet{set: s})
 	}
 	return name
 }

@@ -171,3 +171,68 @@ func TestMemoNetsFile(t *testing.T) {
 		prev = s
 	}
 }
+
+// TestMemoSharded: with the blocklist sharded, the memo keeps its split
+// alone (its elements once, in slot order) and the next compile's slot sets
+// share it; a compile under another sharding, or one where a pass rule
+// keeps the set whole, makes it whole again from the split. Every table is
+// the one compiling without a memo gives.
+func TestMemoSharded(t *testing.T) {
+	small := ruleset.Sharding{Min: memoMin, Slots: 4, ChunkBits: 3}
+	other := ruleset.Sharding{Min: memoMin, Slots: 5, ChunkBits: 3}
+	pass := func(src string) string { return strings.Replace(src, `action = "deny"`, `action = "pass"`, 1) }
+	memo := &Memo{}
+	var prev *ruleset.Set
+	for i, c := range []struct {
+		src       string
+		sh        ruleset.Sharding
+		sharded   bool
+		shared    bool // the first slot's elements are the last compile's
+		memoSplit bool // the memo keeps the split alone after
+	}{
+		{memoConfig(memoMin+10, 0, 80), small, true, false, true},
+		{memoConfig(memoMin+10, 0, 81), small, true, true, true},
+		{memoConfig(memoMin+10, 0, 81), other, true, false, true},
+		{pass(memoConfig(memoMin+10, 0, 81)), other, false, false, false},
+		{memoConfig(memoMin+10, 0, 81), other, true, false, true},
+		{memoConfig(memoMin+10, 0, 82), other, true, true, true},
+	} {
+		res, diags := loader.Load([]loader.Source{{Path: "test.hcl", Data: []byte(c.src)}})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		got, diags := Compile(res.Config, Options{HostName: "h", Memo: memo, Limits: Limits{Sharding: c.sh}})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		want, _ := Compile(res.Config, Options{HostName: "h", Limits: Limits{Sharding: c.sh}})
+		if d := cmp.Diff(want.String(), got.String()); d != "" {
+			t.Fatalf("compile %d: the table differs with the memo (-without +with):\n%s", i, d)
+		}
+		var slot *ruleset.Set
+		for _, s := range got.Sets {
+			if strings.HasSuffix(s.Name, "-4/00") || (!c.sharded && strings.HasSuffix(s.Name, "-4") && len(s.Elements) > 0) {
+				slot = s
+			}
+		}
+		if slot == nil || len(slot.Elements) == 0 {
+			t.Fatalf("compile %d: no blocklist set (sharded %v) or an empty first slot", i, c.sharded)
+		}
+		if shared := prev != nil && &slot.Elements[0] == &prev.Elements[0]; shared != c.shared {
+			t.Errorf("compile %d: elements shared with the last compile = %v, want %v", i, shared, c.shared)
+		}
+		prev = slot
+		splits := 0
+		for _, m := range memo.sets.Values() {
+			if m.split != nil {
+				if m.set.Elements != nil {
+					t.Errorf("compile %d: the memo keeps a split set's elements twice", i)
+				}
+				splits++
+			}
+		}
+		if (splits > 0) != c.memoSplit {
+			t.Errorf("compile %d: the memo keeps %d splits, want some = %v", i, splits, c.memoSplit)
+		}
+	}
+}

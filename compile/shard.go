@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/hashicorp/hcl/v2"
+
 	"github.com/hostwall/hostwall/ruleset"
 )
 
@@ -35,7 +37,10 @@ func (c *compiler) shard() {
 	sh := c.opts.Limits.Sharding.WithDefaults()
 	big := map[string]*ruleset.Set{}
 	for _, s := range c.t.Sets {
-		if sh.Applies(s) {
+		if m := c.memoSplits[s.Name]; m != nil && (m.sharding != sh || m.size < sh.Min) {
+			c.unsplit(s) // split otherwise before: made whole again, then as it comes
+		}
+		if c.memoSplits[s.Name] != nil || sh.Applies(s) {
 			big[s.Name] = s
 		}
 	}
@@ -43,7 +48,8 @@ func (c *compiler) shard() {
 		for _, r := range ch.Rules {
 			if k := r.Verdict.Kind; k == ruleset.VerdictReturn || k == ruleset.VerdictGoto || k == ruleset.VerdictVMap {
 				for _, m := range r.Matches {
-					if a, ok := m.(ruleset.Addr); ok {
+					if a, ok := m.(ruleset.Addr); ok && big[a.Set] != nil {
+						c.unsplit(big[a.Set])
 						delete(big, a.Set)
 					}
 				}
@@ -60,7 +66,17 @@ func (c *compiler) shard() {
 			sets = append(sets, set)
 			continue
 		}
-		sp := sh.Split(set)
+		var sp ruleset.Split
+		if m := c.memoSplits[set.Name]; m != nil {
+			sp = *m.split // the memo's: its slots are shared
+		} else {
+			sp = sh.Split(set)
+			if key, ok := c.memoKeys[set.Name]; ok {
+				whole := *set
+				whole.Elements = nil // kept once, in slot order
+				c.opts.Memo.sets.Keep(key, &memoSet{set: &whole, split: &sp, sharding: sh, size: len(set.Elements)})
+			}
+		}
 		s.splits[set.Name] = sp
 		sets = append(sets, ruleset.SlotSets(set, sp)...)
 	}
@@ -117,4 +133,25 @@ func (s *sharder) lower(r *ruleset.Rule, origin, owner string) *ruleset.Rule {
 			Comment: "dispatch of set " + a.Set, Elements: ruleset.DispatchElements(name, sp)})
 	}
 	return &ruleset.Rule{Matches: slices.Clone(r.Matches[:i]), Verdict: ruleset.AddrVMap(a.Family, a.Dir, name)}
+}
+
+// unsplit gives set, taken from the memo split, its elements back in key
+// order, for a compile that keeps it whole (another sharding, or a rule
+// that keeps it whole); the memo keeps it whole from then on.
+func (c *compiler) unsplit(set *ruleset.Set) {
+	m := c.memoSplits[set.Name]
+	if m == nil {
+		return
+	}
+	delete(c.memoSplits, set.Name)
+	elems, err := m.split.Join()
+	if err != nil { // made by Split: a bug of hostwall's
+		c.diags = append(c.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Internal error",
+			Detail: fmt.Sprintf("The kept split of set %s does not join (%v); restart the agent. This is a bug of hostwall's.", set.Name, err)})
+		return
+	}
+	set.Elements = elems
+	whole := *m.set
+	whole.Elements = elems
+	c.opts.Memo.sets.Keep(c.memoKeys[set.Name], &memoSet{set: &whole})
 }

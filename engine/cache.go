@@ -156,5 +156,31 @@ func (c *readCache) keepApplied(p *planner.Plan, gen uint32) bool {
 	return true
 }
 
+// adopt notes that the kept table, read at gen, holds exactly desired's
+// set elements (a plan between them is empty): the kept sets take
+// desired's elements, which the compile's memo holds already, and the
+// read's own copies go — at a million networks, 66 MB the agent no longer
+// keeps twice (docs/performance.md). The kept table is still the read:
+// its chains, handles and flags are the kernel's.
+func (c *readCache) adopt(desired *ruleset.Table, gen uint32) {
+	if !c.readAt(gen) || c.table == nil {
+		return
+	}
+	want := make(map[string]*ruleset.Set, len(desired.Sets))
+	for _, d := range desired.Sets {
+		want[d.Name] = d
+	}
+	t := *c.table // a copy: callers share the kept table
+	t.Sets = slices.Clone(t.Sets)
+	for i, s := range t.Sets {
+		if d := want[s.Name]; d != nil && len(d.Elements) == len(s.Elements) {
+			kept := *s
+			kept.Elements = d.Elements
+			t.Sets[i] = &kept
+		}
+	}
+	c.table = &t
+}
+
 // readAt reports whether the kept table is a read at generation gen.
 func (c *readCache) readAt(gen uint32) bool { return c.valid && c.gen == gen }

@@ -1,7 +1,6 @@
 package ruleset
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -175,26 +174,35 @@ func Join(m *Set, slots []*Set) ([]Element, error) {
 	if err != nil {
 		return nil, err
 	}
+	elems := make([][]Element, len(slots))
+	for k, s := range slots {
+		elems[k] = s.Elements
+	}
+	return Split{Slots: elems, Ranges: ranges, RangeSlot: rangeSlot}.Join()
+}
+
+// Join returns the elements sp was split from, in key order.
+func (sp Split) Join() ([]Element, error) {
 	n := 0
-	for _, s := range slots {
-		n += len(s.Elements)
+	for _, s := range sp.Slots {
+		n += len(s)
 	}
 	out := make([]Element, 0, n)
-	at := make([]int, len(slots))
-	for i, r := range ranges {
-		k := rangeSlot[i]
-		s := slots[k].Elements
+	at := make([]int, len(sp.Slots))
+	for i, r := range sp.Ranges {
+		k := sp.RangeSlot[i]
+		s := sp.Slots[k]
 		for at[k] < len(s) && s[at[k]].From <= r.To {
 			if s[at[k]].From < r.From || s[at[k]].To > r.To {
-				return nil, fmt.Errorf("set %s: element %s is not in its range", slots[k].Name, slots[k].FormatElement(s[at[k]]))
+				return nil, fmt.Errorf("slot %d: an element is not in its range", k)
 			}
 			out = append(out, s[at[k]])
 			at[k]++
 		}
 	}
-	for k, s := range slots {
-		if at[k] != len(s.Elements) {
-			return nil, errors.New("set " + s.Name + " holds elements its dispatch map does not reach")
+	for k, s := range sp.Slots {
+		if at[k] != len(s) {
+			return nil, fmt.Errorf("slot %d holds elements its dispatch map does not reach", k)
 		}
 	}
 	return out, nil

@@ -65,3 +65,18 @@ func (m *Map[K, V]) Len() int {
 	defer m.mu.Unlock()
 	return len(m.last)
 }
+
+// Values returns the values the next run finds, in no order, without
+// keeping them for the run after.
+func (m *Map[K, V]) Values() []V {
+	if m == nil {
+		return nil
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]V, 0, len(m.last))
+	for _, v := range m.last {
+		out = append(out, v)
+	}
+	return out
+}
