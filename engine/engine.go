@@ -76,6 +76,14 @@ type Engine struct {
 	compiled *compile.Memo
 	// desired is the table of the generation made current last (o.Memo).
 	desired *desiredTable
+	// base is the record base staged last, by its sum (o.Memo): withBase
+	// takes it instead of decoding the file saved from it (at a million
+	// networks, 60 MB made at every change of a nets file).
+	base struct {
+		sync.Mutex
+		sum  string
+		kept recordBase
+	}
 
 	nsOnce sync.Once
 	ns     state.Namespace

@@ -153,15 +153,11 @@ func (e *Engine) patched(rec *record, changed []loader.Source) *incChange {
 		if !ok || !known {
 			return nil
 		}
-		before, ok := rs.logical(sets, r.Set)
+		out, in, next, ok := rs.patch(sets, r.Set, m, removed, added)
 		if !ok {
 			return nil
 		}
-		out, in, next, ok := before.Patch(m, removed, added)
-		if !ok {
-			return nil
-		}
-		u, ok := rs.update(sets, before, out, in, e.o.Limits.WithDefaults().Sharding)
+		u, ok := rs.update(sets, r.Set, out, in, e.o.Limits.WithDefaults().Sharding)
 		if !ok {
 			return nil
 		}

@@ -238,6 +238,10 @@ func (e *Engine) withBase(ns state.Namespace, rec *record) *record {
 	if rec == nil {
 		return nil
 	}
+	if base, ok := e.keptBase(rec.Verified.Base); ok {
+		rec.sets, rec.inc = base.Sets, base.Inc
+		return rec
+	}
 	data := e.run.LoadVerifiedBase(ns.Name, rec.Verified)
 	var base recordBase
 	if data == nil || baseDecoding.Unmarshal(data, &base) != nil {
@@ -357,7 +361,24 @@ func (e *Engine) stageRecord(ns state.Namespace, v *state.Verified, base recordB
 	if err != nil {
 		return nil, err
 	}
+	if e.o.Memo && staged != nil {
+		e.base.Lock()
+		e.base.sum, e.base.kept = staged.Sum(), base
+		e.base.Unlock()
+	}
 	return &stagedRecord{v, staged}, nil
+}
+
+// keptBase returns the record base staged last when its sum is sum: the
+// one a record saved from it names (its sets are the compile's, shared;
+// nobody changes them).
+func (e *Engine) keptBase(sum string) (recordBase, bool) {
+	e.base.Lock()
+	defer e.base.Unlock()
+	if sum == "" || sum != e.base.sum {
+		return recordBase{}, false
+	}
+	return e.base.kept, true
 }
 
 // saveRecord writes a staged record as the kernel's at generation gen; a

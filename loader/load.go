@@ -140,7 +140,11 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), memo *Me
 		ns := *b.cfg.NetworkSets[ref.Set] // a copy: the decoded set may be a Memo's
 		path, key, nets := b.netsFile(ref)
 		ns.NetsFile, ns.NetsKey, ns.InlineNets = path, key, len(ns.Nets)
-		ns.Nets = append(slices.Clip(ns.Nets), nets...)
+		if len(ns.Nets) == 0 {
+			ns.Nets = slices.Clip(nets) // the file's, shared with the memo: a million networks are 30 MB
+		} else {
+			ns.Nets = append(slices.Clip(ns.Nets), nets...)
+		}
 		b.cfg.NetworkSets[ref.Set] = &ns
 	}
 	memo.netsMap().Done()

@@ -2,6 +2,7 @@ package ruleset
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 )
@@ -206,6 +207,64 @@ func (sp Split) Join() ([]Element, error) {
 		}
 	}
 	return out, nil
+}
+
+// Around returns the elements sp was split from that a change of the
+// elements change can meet: those of the ranges that hold a key of one of
+// them and of the range on either side, in key order; and the spans of key
+// space those ranges cover. A change worked out on them (Set.Patch) is the
+// change worked out on all elements as long as every element it takes away
+// or makes lies inside a span and touches no span's end (Within): a merge
+// that grows past that needs the others.
+func (sp Split) Around(change []Element) (elems, spans []Element) {
+	rangeOf := func(key string) int {
+		i, found := slices.BinarySearchFunc(sp.Ranges, key, func(r Element, key string) int { return strings.Compare(r.From, key) })
+		if !found {
+			i--
+		}
+		return max(i, 0)
+	}
+	marked := make(map[int]bool)
+	for _, e := range change {
+		for i := rangeOf(e.From) - 1; i <= rangeOf(e.To)+1; i++ {
+			if i >= 0 && i < len(sp.Ranges) {
+				marked[i] = true
+			}
+		}
+	}
+	for _, i := range slices.Sorted(maps.Keys(marked)) {
+		r, slot := sp.Ranges[i], sp.Slots[sp.RangeSlot[i]]
+		lo, _ := slices.BinarySearchFunc(slot, r.From, func(e Element, from string) int { return strings.Compare(e.From, from) })
+		for ; lo < len(slot) && slot[lo].From <= r.To; lo++ {
+			elems = append(elems, slot[lo])
+		}
+		if n := len(spans); n > 0 && marked[i-1] {
+			spans[n-1].To = r.To
+		} else {
+			spans = append(spans, Element{From: r.From, To: r.To})
+		}
+	}
+	return elems, spans
+}
+
+// Within reports whether every element of elems lies inside one of spans
+// (Around's) without touching its ends, but at the ends of the key space.
+func Within(elems, spans []Element) bool {
+	for _, e := range elems {
+		i, found := slices.BinarySearchFunc(spans, e.From, func(s Element, from string) int { return strings.Compare(s.From, from) })
+		if !found {
+			i--
+		}
+		if i < 0 {
+			return false
+		}
+		s := spans[i]
+		zero, top := strings.Repeat("\x00", len(s.From)), strings.Repeat("\xff", len(s.To))
+		if e.To > s.To || (e.From == s.From && s.From != zero) || (e.To == s.To && s.To != top) {
+			return false
+		}
+	}
+	return true
 }
 
 // PatchSlots works out what Split makes of a change to a set split into

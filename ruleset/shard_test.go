@@ -1,6 +1,7 @@
 package ruleset
 
 import (
+	"maps"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -174,5 +175,75 @@ func TestPatchSlotsIsSplit(t *testing.T) {
 	}
 	if patched == 0 || resplit == 0 {
 		t.Fatalf("%d changes patched, %d split again: both ways must be tested", patched, resplit)
+	}
+}
+
+// Set.Patch worked out on the elements Around a change is the change
+// worked out on all of them, whenever what it makes lies Within the spans:
+// held to the slow path on random changes.
+func TestPatchAroundIsPatch(t *testing.T) {
+	sh := Sharding{Min: 1, Slots: 5, ChunkBits: 3}
+	within, outside := 0, 0
+	for seed := range uint64(400) {
+		r := rand.New(rand.NewPCG(seed, 2))
+		f := []IPFamily{IPv4, IPv6}[seed%2]
+		s := randomAddrSet(r, f, 50+r.IntN(400))
+		merged := s.NormalizeCounting()
+		var removed, added []Element
+		for range 1 + r.IntN(4) {
+			if r.IntN(2) == 0 && len(s.Elements) > 0 {
+				e := s.Elements[r.IntN(len(s.Elements))]
+				if merged.count(e.From) == 1 && !slices.Contains(removed, e) {
+					removed = append(removed, e)
+				}
+			} else {
+				e := randomAddrSet(r, f, 1).Elements[0]
+				if r.IntN(4) == 0 { // a wide network, merging many
+					bits := 4 + r.IntN(8)
+					if f == IPv6 {
+						bits = 4 + r.IntN(16)
+					}
+					a, _ := netip.AddrFromSlice([]byte(e.From))
+					e = PrefixElement(netip.PrefixFrom(a, bits))
+				}
+				added = append(added, e)
+			}
+		}
+		wantGone, wantCome, wantNext, wantOK := s.Patch(merged, removed, added)
+		elems, spans := sh.Split(s).Around(slices.Concat(removed, added))
+		part := &Set{Type: s.Type, Interval: true, Elements: elems}
+		gone, come, next, ok := part.Patch(merged, removed, added)
+		if !ok || !Within(come, spans) {
+			outside++
+			continue
+		}
+		within++
+		if !wantOK || !slices.Equal(gone, wantGone) || !slices.Equal(come, wantCome) || !maps.Equal(next, wantNext) {
+			t.Fatalf("seed %d: the change worked out around it is not the whole set's", seed)
+		}
+	}
+	// A normalized set holds no two adjacent elements, so what a change
+	// makes never reaches past the range beside the ones it touches:
+	// Within is a guard, expected to hold every time.
+	if outside > 0 {
+		t.Errorf("%d of %d changes made elements outside the ranges around them", outside, within+outside)
+	}
+	v4 := func(a, b string) Element {
+		return Element{From: string(netip.MustParseAddr(a).AsSlice()), To: string(netip.MustParseAddr(b).AsSlice())}
+	}
+	spans := []Element{v4("10.0.0.0", "10.0.0.255"), v4("10.0.2.0", "255.255.255.255")}
+	for _, c := range []struct {
+		e    Element
+		want bool
+	}{
+		{v4("10.0.0.1", "10.0.0.254"), true},
+		{v4("10.0.0.0", "10.0.0.3"), false},  // touches the span's start
+		{v4("10.0.0.8", "10.0.0.255"), false}, // and its end
+		{v4("10.0.1.0", "10.0.1.3"), false},   // in no span
+		{v4("10.0.3.0", "255.255.255.255"), true},
+	} {
+		if got := Within([]Element{c.e}, spans); got != c.want {
+			t.Errorf("Within(%x-%x) = %v, want %v", c.e.From, c.e.To, got, c.want)
+		}
 	}
 }

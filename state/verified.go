@@ -55,6 +55,9 @@ type StagedBase struct {
 	path, sum string
 }
 
+// Sum is the base's SHA-256, which a record saved with it names.
+func (b *StagedBase) Sum() string { return b.sum }
+
 // StageVerifiedBase writes base beside the namespace's record under a name
 // of its own, for SaveVerified; nil base stages none. The run directory is
 // a tmpfs: a reboot, which restarts the generations, forgets it; so nothing
