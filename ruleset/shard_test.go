@@ -237,7 +237,7 @@ func TestPatchAroundIsPatch(t *testing.T) {
 		want bool
 	}{
 		{v4("10.0.0.1", "10.0.0.254"), true},
-		{v4("10.0.0.0", "10.0.0.3"), false},  // touches the span's start
+		{v4("10.0.0.0", "10.0.0.3"), false},   // touches the span's start
 		{v4("10.0.0.8", "10.0.0.255"), false}, // and its end
 		{v4("10.0.1.0", "10.0.1.3"), false},   // in no span
 		{v4("10.0.3.0", "255.255.255.255"), true},
