@@ -166,22 +166,6 @@ func Dispatch(m *Set, slots int) (ranges []Element, rangeSlot []int, err error) 
 	return ranges, rangeSlot, nil
 }
 
-// Join is the inverse of Split: the elements of the set whose slots are
-// slots, as dispatch map m deals them. It fails when the slots and the map
-// are not a split: an element outside every range of its slot, or a map
-// that is not a dispatch map of the slots.
-func Join(m *Set, slots []*Set) ([]Element, error) {
-	ranges, rangeSlot, err := Dispatch(m, len(slots))
-	if err != nil {
-		return nil, err
-	}
-	elems := make([][]Element, len(slots))
-	for k, s := range slots {
-		elems[k] = s.Elements
-	}
-	return Split{Slots: elems, Ranges: ranges, RangeSlot: rangeSlot}.Join()
-}
-
 // Join returns the elements sp was split from, in key order.
 func (sp Split) Join() ([]Element, error) {
 	n := 0
