@@ -22,6 +22,7 @@ package engine
 // nothing to do, the agent after each apply.
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -113,8 +114,8 @@ func loadDiags(saved []savedDiag) hcl.Diagnostics {
 // on the length of an array or map (CBOR's default, 131,072, is less than
 // the inline networks a recipe may hold): the file is this binary's own,
 // checked by the SHA-256 its record names.
-var baseEncoding, baseDecoding = func() (cbor.EncMode, cbor.DecMode) {
-	em, err := cbor.EncOptions{String: cbor.StringToByteString, BinaryMarshaler: cbor.BinaryMarshalerByteString}.EncMode()
+var baseEncoding, baseDecoding = func() (cbor.UserBufferEncMode, cbor.DecMode) {
+	em, err := cbor.EncOptions{String: cbor.StringToByteString, BinaryMarshaler: cbor.BinaryMarshalerByteString}.UserBufferEncMode()
 	if err != nil {
 		panic(err) // the options are constants
 	}
@@ -353,11 +354,14 @@ func (e *Engine) stageRecord(ns state.Namespace, v *state.Verified, base recordB
 		return nil, err
 	}
 	v.Key = key
-	data, err := baseEncoding.Marshal(base)
-	if err != nil {
+	// Into a buffer of the size it will take: CBOR's own grows by doubling,
+	// 60 MB made for a 20 MB base at a million networks, at every change.
+	var buf bytes.Buffer
+	buf.Grow(base.size())
+	if err := baseEncoding.MarshalToBuffer(base, &buf); err != nil {
 		return nil, err
 	}
-	staged, err := e.run.StageVerifiedBase(ns.Name, data)
+	staged, err := e.run.StageVerifiedBase(ns.Name, buf.Bytes())
 	if err != nil {
 		return nil, err
 	}
@@ -367,6 +371,16 @@ func (e *Engine) stageRecord(ns state.Namespace, v *state.Verified, base recordB
 		e.base.Unlock()
 	}
 	return &stagedRecord{v, staged}, nil
+}
+
+// size is about the size of the base's encoding: its sets' keys, with
+// room for everything else.
+func (b recordBase) size() int {
+	n := 64 << 10
+	for _, s := range b.Sets {
+		n += 64 + len(s.Comment) + len(s.Elements)*(2*s.Type.KeyLen()+4)
+	}
+	return n
 }
 
 // keptBase returns the record base staged last when its sum is sum: the
