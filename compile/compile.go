@@ -585,7 +585,9 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 	for _, ns := range matched {
 		inline := ns.Nets
 		if ns.NetsFile != "" {
-			inline = ns.Nets[:ns.InlineNets]
+			// A copy: the agent keeps recipes (its record), and a slice of
+			// ns.Nets would keep all of the nets file's networks behind it.
+			inline = append([]netip.Prefix(nil), ns.Nets[:ns.InlineNets]...)
 			r.Files = append(r.Files, ns.NetsFile)
 			fileNets[ns.NetsFile] = ns.Nets[ns.InlineNets:]
 		}

@@ -105,6 +105,14 @@ func TestRecipesRemake(t *testing.T) {
 		byRecipe := map[string]bool{}
 		for _, r := range recipes {
 			byRecipe[r.Set] = true
+			// The agent keeps recipes: one holds its inline networks alone,
+			// not a slice of the network set's, which holds the nets
+			// file's networks behind it.
+			for _, ps := range r.Fixed {
+				if cap(ps) > len(ps) {
+					t.Fatalf("round %d: recipe for %s holds %d networks for its %d", round, r.Set, cap(ps), len(ps))
+				}
+			}
 			want := newTable.Set(r.Set)
 			if want == nil {
 				t.Fatalf("round %d: recipe for %s, which the new table lacks", round, r.Set)

@@ -373,12 +373,27 @@ func (e *Engine) stageRecord(ns state.Namespace, v *state.Verified, base recordB
 	return &stagedRecord{v, staged}, nil
 }
 
-// size is about the size of the base's encoding: its sets' keys, with
-// room for everything else.
+// size is about the size of the base's encoding, a little more: its
+// sets' keys and verdicts, and of the incremental part the recipes'
+// networks, what was merged and the chains' text.
 func (b recordBase) size() int {
 	n := 64 << 10
 	for _, s := range b.Sets {
-		n += 64 + len(s.Comment) + len(s.Elements)*(2*s.Type.KeyLen()+4)
+		n += 64 + len(s.Name) + len(s.Comment) + len(s.Elements)*(2*s.Type.KeyLen()+4)
+		if s.Map {
+			n += len(s.Elements) * (16 + len(s.Name) + 8)
+		}
+	}
+	if inc := b.Inc; inc != nil {
+		n += len(inc.Chains)
+		for _, r := range inc.Recipes {
+			for _, ps := range r.Fixed {
+				n += 20 * len(ps)
+			}
+		}
+		for _, m := range inc.Merged {
+			n += 24 * len(m)
+		}
 	}
 	return n
 }

@@ -53,6 +53,11 @@ func TestRecordBaseRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// stageRecord encodes into a buffer of base.size(): one that falls
+	// short is grown by doubling, the garbage it is there to spare.
+	if len(data) > base.size() {
+		t.Errorf("the base's encoding takes %d bytes, more than its size estimate, %d", len(data), base.size())
+	}
 	var got recordBase
 	if err := baseDecoding.Unmarshal(data, &got); err != nil {
 		t.Fatal(err)
