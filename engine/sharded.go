@@ -46,14 +46,6 @@ func findRecorded(sets []*ruleset.Set, byName map[string]int, name string) (reco
 	return rs, len(rs.slots) > 0 && len(rs.maps) > 0
 }
 
-func (rs recordedSet) slotSets(sets []*ruleset.Set) []*ruleset.Set {
-	out := make([]*ruleset.Set, len(rs.slots))
-	for k, at := range rs.slots {
-		out[k] = sets[at]
-	}
-	return out
-}
-
 // split is the recorded sharded set's split: its slots' elements (shared)
 // and the ranges of its first dispatch map.
 func (rs recordedSet) split(sets []*ruleset.Set) (ruleset.Split, bool) {

@@ -42,6 +42,32 @@ func randomAddrSet(r *rand.Rand, f IPFamily, n int) *Set {
 	return s
 }
 
+// randomChange draws elements of s to take away (each an element by
+// itself, as Set.Patch can take away) and networks to add, a quarter of
+// them wide ones merging many when wide.
+func randomChange(r *rand.Rand, s *Set, merged Merged, f IPFamily, wide bool) (removed, added []Element) {
+	for range 1 + r.IntN(4) {
+		if r.IntN(2) == 0 && len(s.Elements) > 0 {
+			e := s.Elements[r.IntN(len(s.Elements))]
+			if merged.count(e.From) == 1 && !slices.Contains(removed, e) {
+				removed = append(removed, e)
+			}
+			continue
+		}
+		e := randomAddrSet(r, f, 1).Elements[0]
+		if wide && r.IntN(4) == 0 {
+			bits := 4 + r.IntN(8)
+			if f == IPv6 {
+				bits = 4 + r.IntN(16)
+			}
+			a, _ := netip.AddrFromSlice([]byte(e.From))
+			e = PrefixElement(netip.PrefixFrom(a, bits))
+		}
+		added = append(added, e)
+	}
+	return removed, added
+}
+
 // Split deals every element into exactly one slot, inside its range, the
 // ranges cover the key space in order, and the dispatch map and slots join
 // back into the set.
@@ -154,17 +180,7 @@ func TestPatchSlotsIsSplit(t *testing.T) {
 		f := []IPFamily{IPv4, IPv6}[seed%2]
 		s := randomAddrSet(r, f, 50+r.IntN(300))
 		merged := s.NormalizeCounting()
-		var removed, added []Element
-		for range 1 + r.IntN(4) {
-			if r.IntN(2) == 0 && len(s.Elements) > 0 {
-				e := s.Elements[r.IntN(len(s.Elements))]
-				if merged.count(e.From) == 1 && !slices.Contains(removed, e) {
-					removed = append(removed, e)
-				}
-			} else {
-				added = append(added, randomAddrSet(r, f, 1).Elements...)
-			}
-		}
+		removed, added := randomChange(r, s, merged, f, false)
 		gone, come, _, ok := s.Patch(merged, removed, added)
 		if !ok {
 			continue
@@ -203,26 +219,7 @@ func TestPatchAroundIsPatch(t *testing.T) {
 		f := []IPFamily{IPv4, IPv6}[seed%2]
 		s := randomAddrSet(r, f, 50+r.IntN(400))
 		merged := s.NormalizeCounting()
-		var removed, added []Element
-		for range 1 + r.IntN(4) {
-			if r.IntN(2) == 0 && len(s.Elements) > 0 {
-				e := s.Elements[r.IntN(len(s.Elements))]
-				if merged.count(e.From) == 1 && !slices.Contains(removed, e) {
-					removed = append(removed, e)
-				}
-			} else {
-				e := randomAddrSet(r, f, 1).Elements[0]
-				if r.IntN(4) == 0 { // a wide network, merging many
-					bits := 4 + r.IntN(8)
-					if f == IPv6 {
-						bits = 4 + r.IntN(16)
-					}
-					a, _ := netip.AddrFromSlice([]byte(e.From))
-					e = PrefixElement(netip.PrefixFrom(a, bits))
-				}
-				added = append(added, e)
-			}
-		}
+		removed, added := randomChange(r, s, merged, f, true)
 		wantGone, wantCome, wantNext, wantOK := s.Patch(merged, removed, added)
 		elems, spans := sh.Split(s).Around(slices.Concat(removed, added))
 		part := &Set{Type: s.Type, Interval: true, Elements: elems}

@@ -319,11 +319,7 @@ func TestIncrementalRace(t *testing.T) {
 // made it, and a change that takes the set across the sharding's size
 // (chains and rules change) takes the long way.
 func TestIncrementalSharded(t *testing.T) {
-	t.Setenv("HOSTWALL_SHARD_MIN", "4")
-	t.Setenv("HOSTWALL_SHARD_SLOTS", "3")
-	t.Setenv("HOSTWALL_SHARD_CHUNK_BITS", "1")
-	ns := testns.New(t)
-	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	ns := shardSmall(t)
 	list := func(from, n int) string {
 		var b strings.Builder
 		for i := from; i < from+n; i++ {
@@ -375,11 +371,7 @@ func TestIncrementalSharded(t *testing.T) {
 // whatever its size (compile/shard.go); a change to its nets file alone is
 // still applied by the shortcut, as before sharding.
 func TestIncrementalKeptWhole(t *testing.T) {
-	t.Setenv("HOSTWALL_SHARD_MIN", "4")
-	t.Setenv("HOSTWALL_SHARD_SLOTS", "3")
-	t.Setenv("HOSTWALL_SHARD_CHUNK_BITS", "1")
-	ns := testns.New(t)
-	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	ns := shardSmall(t)
 	policy := strings.Replace(blocklistPolicy, `action = "deny"`, `action = "pass"`, 1)
 	dir := writeConfig(t, map[string]string{"policy.hcl": policy, "bl.txt": "10.0.0.0/30\n10.0.0.8/30\n10.0.0.16/30\n10.0.0.24/30\n10.0.0.32/30\n"})
 	if r := hostwall(t, "", "apply", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
@@ -399,4 +391,16 @@ func TestIncrementalKeptWhole(t *testing.T) {
 		t.Fatalf("plan --refresh exited %d:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 	asLongWay(t, dir, 2)
+}
+
+// shardSmall makes every hostwall the test runs shard sets of 4 networks
+// and more into 3 slots, in chunks of 2 on average, and returns a new
+// namespace with an eth0.
+func shardSmall(t *testing.T) string {
+	t.Setenv("HOSTWALL_SHARD_MIN", "4")
+	t.Setenv("HOSTWALL_SHARD_SLOTS", "3")
+	t.Setenv("HOSTWALL_SHARD_CHUNK_BITS", "1")
+	ns := testns.New(t)
+	testns.Run(t, "ip", "-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", "p0")
+	return ns
 }
