@@ -46,6 +46,7 @@ type Memo struct {
 // and set holds no elements: a million networks are kept once, not twice.
 type memoSet struct {
 	set      *ruleset.Set
+	merged   ruleset.Merged // what making it merged (Recipe.Merged)
 	split    *ruleset.Split
 	sharding ruleset.Sharding // the split's
 	size     int              // the set's elements
@@ -148,6 +149,7 @@ type compiler struct {
 	// the splits of those the memo keeps split (shard).
 	memoKeys   map[string]string
 	memoSplits map[string]*memoSet
+	memoMerged map[string]ruleset.Merged
 }
 
 // Owners of objects that no single configuration block produces.
@@ -164,7 +166,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	}
 	cfg = cfg.ForHost(opts.HostName)
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{},
-		memoKeys: map[string]string{}, memoSplits: map[string]*memoSet{}}
+		memoKeys: map[string]string{}, memoSplits: map[string]*memoSet{}, memoMerged: map[string]ruleset.Merged{}}
 	heps, wildcard := c.endpoints()
 	c.checkWorkloads(heps, wildcard)
 	c.warnNoEndpoints(len(heps) + len(wildcard))
@@ -600,7 +602,9 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 		}
 		r.Fixed = append(r.Fixed, ips)
 	}
+	recipe := -1 // r's place in opts.Recipes
 	if c.opts.Recipes != nil && len(r.Files) > 0 {
+		recipe = len(*c.opts.Recipes)
 		*c.opts.Recipes = append(*c.opts.Recipes, r)
 	}
 	var key string
@@ -614,6 +618,10 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 			if m.split != nil {
 				c.memoSplits[name] = m // shard deals it
 			}
+			if recipe >= 0 {
+				(*c.opts.Recipes)[recipe].Merged = m.merged
+			}
+			c.memoMerged[name] = m.merged
 			c.t.Sets = append(c.t.Sets, &made)
 			return name
 		}
@@ -625,11 +633,17 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 		Type:     f.AddrType(),
 		Interval: true,
 		Comment:  "selector " + strings.ReplaceAll(text, `"`, "'"),
+		Owner:    c.owner,
 		Elements: elems,
 	}
-	c.addSet(s)
+	merged := s.NormalizeCounting() // addSet's Normalize, counting
+	c.t.Sets = append(c.t.Sets, s)
+	if recipe >= 0 {
+		(*c.opts.Recipes)[recipe].Merged = merged
+	}
 	if key != "" {
-		c.opts.Memo.sets.Keep(key, &memoSet{set: s})
+		c.opts.Memo.sets.Keep(key, &memoSet{set: s, merged: merged})
+		c.memoMerged[name] = merged
 	}
 	return name
 }

@@ -2,6 +2,8 @@ package compile
 
 import (
 	"fmt"
+	"maps"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -233,6 +235,56 @@ func TestMemoSharded(t *testing.T) {
 		}
 		if (splits > 0) != c.memoSplit {
 			t.Errorf("compile %d: the memo keeps %d splits, want some = %v", i, splits, c.memoSplit)
+		}
+	}
+}
+
+// TestRecipeMerged: a recipe hands out what Normalize merged of its set,
+// as counting the set made again from the recipe finds it, whether the
+// compile made the set or took it from the memo (whole or split).
+func TestRecipeMerged(t *testing.T) {
+	dir := t.TempDir()
+	var lines strings.Builder
+	for i := range memoMin + 10 {
+		fmt.Fprintf(&lines, "10.%d.%d.0/25\n", i/256%256, i%256)
+		if i%7 == 0 { // overlapping the line before: merged
+			fmt.Fprintf(&lines, "10.%d.%d.64/26\n", i/256%256, i%256)
+		}
+	}
+	policy := strings.Replace(memoConfig(0, 0, 80), "nets   = []", "nets = [\"10.0.0.0/24\"]\n  nets_file = \"bl.txt\"", 1)
+	for name, data := range map[string]string{"p.hcl": policy, "bl.txt": lines.String()} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	lm, cm := &loader.Memo{}, &Memo{}
+	for i, sh := range []ruleset.Sharding{{}, {}, {Min: memoMin, Slots: 4, ChunkBits: 3}, {Min: memoMin, Slots: 4, ChunkBits: 3}} {
+		res, diags := loader.LoadDir(dir, loader.DirOptions{InsecureSkipPerms: true, Memo: lm})
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		var recipes []Recipe
+		if _, diags := Compile(res.Config, Options{HostName: "h", Memo: cm, Recipes: &recipes, Limits: Limits{Sharding: sh}}); diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		if len(recipes) == 0 {
+			t.Fatal("no recipe")
+		}
+		fileNets := map[string][]netip.Prefix{}
+		for _, ns := range res.Config.NetworkSets {
+			if ns.NetsFile != "" {
+				fileNets[ns.NetsFile] = ns.Nets[ns.InlineNets:]
+			}
+		}
+		for _, r := range recipes {
+			s := &ruleset.Set{Type: r.Family.AddrType(), Interval: true, Elements: r.Elements(func(f string) []netip.Prefix { return fileNets[f] })}
+			want := s.NormalizeCounting()
+			if r.Merged == nil || !maps.Equal(r.Merged, want) {
+				t.Errorf("compile %d: recipe %s hands out %d merged elements, counting finds %d", i, r.Set, len(r.Merged), len(want))
+			}
+			if r.Family == ruleset.IPv4 && len(want) == 0 {
+				t.Errorf("compile %d: nothing merged: the test tests nothing", i)
+			}
 		}
 	}
 }

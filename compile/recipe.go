@@ -25,6 +25,11 @@ type Recipe struct {
 	Fixed [][]netip.Prefix
 	// Files are the nets files of the matched network sets.
 	Files []string
+	// Merged is what Normalize merged of the elements when compile made
+	// the set (ruleset.Set.NormalizeCounting), which an incremental change
+	// needs: handed out with the recipe so that nobody makes a large set
+	// twice to count it. Not recorded: the record keeps it by set.
+	Merged ruleset.Merged `cbor:"-"`
 }
 
 // Elements returns the set's elements, in no particular order (Normalize

@@ -74,7 +74,8 @@ func (c *compiler) shard() {
 			if key, ok := c.memoKeys[set.Name]; ok {
 				whole := *set
 				whole.Elements = nil // kept once, in slot order
-				c.opts.Memo.sets.Keep(key, &memoSet{set: &whole, split: &sp, sharding: sh, size: len(set.Elements)})
+				merged := c.memoMerged[set.Name]
+				c.opts.Memo.sets.Keep(key, &memoSet{set: &whole, merged: merged, split: &sp, sharding: sh, size: len(set.Elements)})
 			}
 		}
 		s.splits[set.Name] = sp
@@ -153,5 +154,5 @@ func (c *compiler) unsplit(set *ruleset.Set) {
 	set.Elements = elems
 	whole := *m.set
 	whole.Elements = elems
-	c.opts.Memo.sets.Keep(c.memoKeys[set.Name], &memoSet{set: &whole})
+	c.opts.Memo.sets.Keep(c.memoKeys[set.Name], &memoSet{set: &whole, merged: m.merged})
 }

@@ -218,32 +218,14 @@ func setIndex(sets []*ruleset.Set) map[string]int {
 	return out
 }
 
-// mergedOf makes each recipe's set again from the networks of cfg, counting
-// what Normalize merges, for the sets that come out as desired holds them
-// (always, unless compile and the recipe disagree — then the set is made
-// again from its recipe when it changes).
-func mergedOf(recipes []compile.Recipe, cfg *config.Config, desired *ruleset.Table) map[string]ruleset.Merged {
-	fileNets := map[string][]netip.Prefix{}
-	for _, ns := range cfg.NetworkSets {
-		if ns.NetsFile != "" {
-			fileNets[ns.NetsFile] = ns.Nets[ns.InlineNets:]
-		}
-	}
+// mergedOf is, by set, what compile's Normalize merged of each recipe's
+// set (compile.Recipe.Merged), for the sets desired holds.
+func mergedOf(recipes []compile.Recipe, desired *ruleset.Table) map[string]ruleset.Merged {
 	out := map[string]ruleset.Merged{}
 	byName := setIndex(desired.Sets)
-	for i := range recipes {
-		rs, ok := findRecorded(desired.Sets, byName, recipes[i].Set)
-		if !ok {
-			continue
-		}
-		want, ok := rs.logical(desired.Sets, recipes[i].Set)
-		if !ok {
-			continue
-		}
-		s := *want
-		s.Elements = recipes[i].Elements(func(file string) []netip.Prefix { return fileNets[file] })
-		if merged := s.NormalizeCounting(); slices.EqualFunc(s.Elements, want.Elements, ruleset.Element.Equal) {
-			out[s.Name] = merged
+	for _, r := range recipes {
+		if _, ok := findRecorded(desired.Sets, byName, r.Set); ok && r.Merged != nil {
+			out[r.Set] = r.Merged
 		}
 	}
 	return out

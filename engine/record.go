@@ -332,7 +332,7 @@ func (e *Engine) newRecord(ns state.Namespace, l *Loaded, r rendering) (*stagedR
 	var inc *incremental
 	if len(l.Recipes) > 0 {
 		inc = &incremental{Files: map[string]string{}, Recipes: l.Recipes, Chains: r.chains, Warnings: saveDiags(l.Warnings),
-			SSHFailsafe: sshFailsafe(l.Result.Config, l.Host), Merged: mergedOf(l.Recipes, l.Result.Config, l.Table)}
+			SSHFailsafe: sshFailsafe(l.Result.Config, l.Host), Merged: mergedOf(l.Recipes, l.Table)}
 		for _, s := range l.Result.Sources {
 			inc.Files[s.Path] = loader.SourceSum(s)
 		}

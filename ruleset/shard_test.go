@@ -95,6 +95,7 @@ func TestSplitJoin(t *testing.T) {
 				if !slices.Equal(joined, s.Elements) {
 					t.Fatalf("seed %d %s %+v: Join(Split) is not the set", seed, f, sh)
 				}
+
 			}
 		}
 	}
