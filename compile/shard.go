@@ -59,7 +59,7 @@ func (c *compiler) shard() {
 	if len(big) == 0 {
 		return
 	}
-	s := &sharder{c: c, sh: sh, big: big, splits: map[string]ruleset.Split{}, made: map[string]string{}}
+	s := &sharder{c: c, big: big, splits: map[string]ruleset.Split{}, made: map[string]string{}}
 	sets := c.t.Sets[:0:0]
 	for _, set := range c.t.Sets {
 		if big[set.Name] == nil {
@@ -84,14 +84,15 @@ func (c *compiler) shard() {
 	c.t.Sets = sets
 	for _, ch := range slices.Clone(c.t.Chains) {
 		for i, r := range ch.Rules {
-			ch.Rules[i] = s.lower(r, ch.Name+"\x00"+r.String(), ch.Owner)
+			if s.first(r) >= 0 {
+				ch.Rules[i] = s.lower(r, ch.Name+"\x00"+r.String(), ch.Owner)
+			}
 		}
 	}
 }
 
 type sharder struct {
 	c      *compiler
-	sh     ruleset.Sharding
 	big    map[string]*ruleset.Set
 	splits map[string]ruleset.Split
 	made   map[string]string // dispatch map made, by name: the rule and rest it is for
@@ -102,10 +103,7 @@ type sharder struct {
 // up. origin names the rule of the table r is (part of): its chain and
 // text.
 func (s *sharder) lower(r *ruleset.Rule, origin, owner string) *ruleset.Rule {
-	i := slices.IndexFunc(r.Matches, func(m ruleset.Match) bool {
-		a, ok := m.(ruleset.Addr)
-		return ok && s.big[a.Set] != nil
-	})
+	i := s.first(r)
 	if i < 0 {
 		return r
 	}
@@ -134,6 +132,14 @@ func (s *sharder) lower(r *ruleset.Rule, origin, owner string) *ruleset.Rule {
 			Comment: "dispatch of set " + a.Set, Elements: ruleset.DispatchElements(name, sp)})
 	}
 	return &ruleset.Rule{Matches: slices.Clone(r.Matches[:i]), Verdict: ruleset.AddrVMap(a.Family, a.Dir, name)}
+}
+
+// first is the index of r's first match looking up a sharded set, or -1.
+func (s *sharder) first(r *ruleset.Rule) int {
+	return slices.IndexFunc(r.Matches, func(m ruleset.Match) bool {
+		a, ok := m.(ruleset.Addr)
+		return ok && s.big[a.Set] != nil
+	})
 }
 
 // unsplit gives set, taken from the memo split, its elements back in key

@@ -10,11 +10,11 @@ import (
 
 // The incremental apply (incremental.go) and sharded sets (ruleset.Sharding):
 // a recipe names a set as compile made it, before it was dealt into slot
-// sets, and the record holds the slot sets and dispatch maps. The set the
-// recipe names is the slots joined back (ruleset.Join), and a change to
-// its elements is dealt into the slots as Split would deal it: by
-// ruleset.Sharding.PatchSlots when no element gone or come starts a
-// chunk, else by splitting the changed set again. A set that would cross
+// sets, and the record holds the slot sets and dispatch maps (their
+// ruleset.Split). A change to the set's elements is worked out on the
+// elements around it (ruleset.Split.Around) and dealt into the slots as
+// Split would deal it: by ruleset.Sharding.PatchSlots when no element gone
+// or come starts a chunk, else by splitting the changed set again. A set that would cross
 // the sharding's size, one way or the other, changes the layout (chains
 // and rules): that takes the long way.
 
@@ -23,6 +23,11 @@ type recordedSet struct {
 	at    int   // the set's index; -1 for a sharded set
 	slots []int // a sharded set's slot sets, in slot order
 	maps  []int // its dispatch maps
+	// sp is a sharded set's split: its slots' elements (shared) and the
+	// ranges of its first dispatch map; ok is false when that map is not
+	// one.
+	sp ruleset.Split
+	ok bool
 }
 
 // findRecorded finds the set called name among sets (byName their index).
@@ -43,21 +48,15 @@ func findRecorded(sets []*ruleset.Set, byName map[string]int, name string) (reco
 			rs.maps = append(rs.maps, i)
 		}
 	}
-	return rs, len(rs.slots) > 0 && len(rs.maps) > 0
-}
-
-// split is the recorded sharded set's split: its slots' elements (shared)
-// and the ranges of its first dispatch map.
-func (rs recordedSet) split(sets []*ruleset.Set) (ruleset.Split, bool) {
+	if len(rs.slots) == 0 || len(rs.maps) == 0 {
+		return rs, false
+	}
 	ranges, rangeSlot, err := ruleset.Dispatch(sets[rs.maps[0]], len(rs.slots))
-	if err != nil {
-		return ruleset.Split{}, false
-	}
-	sp := ruleset.Split{Slots: make([][]ruleset.Element, len(rs.slots)), Ranges: ranges, RangeSlot: rangeSlot}
+	rs.sp, rs.ok = ruleset.Split{Slots: make([][]ruleset.Element, len(rs.slots)), Ranges: ranges, RangeSlot: rangeSlot}, err == nil
 	for k, at := range rs.slots {
-		sp.Slots[k] = sets[at].Elements
+		rs.sp.Slots[k] = sets[at].Elements
 	}
-	return sp, true
+	return rs, true
 }
 
 // size is the number of elements of the set.
@@ -77,11 +76,10 @@ func (rs recordedSet) logical(sets []*ruleset.Set, name string) (*ruleset.Set, b
 	if rs.at >= 0 {
 		return sets[rs.at], true
 	}
-	sp, ok := rs.split(sets)
-	if !ok {
+	if !rs.ok {
 		return nil, false
 	}
-	elems, err := sp.Join()
+	elems, err := rs.sp.Join()
 	if err != nil {
 		return nil, false
 	}
@@ -95,13 +93,11 @@ func (rs recordedSet) logical(sets []*ruleset.Set, name string) (*ruleset.Set, b
 // at a million networks, at every change), and on all of them when what
 // it makes reaches past those.
 func (rs recordedSet) patch(sets []*ruleset.Set, name string, m ruleset.Merged, removed, added []ruleset.Element) (gone, come []ruleset.Element, next ruleset.Merged, ok bool) {
-	if rs.at < 0 {
-		if sp, ok := rs.split(sets); ok {
-			elems, spans := sp.Around(slices.Concat(removed, added))
-			part := &ruleset.Set{Name: name, Type: sets[rs.slots[0]].Type, Interval: true, Elements: elems}
-			if gone, come, next, ok := part.Patch(m, removed, added); ok && ruleset.Within(come, spans) {
-				return gone, come, next, true
-			}
+	if rs.at < 0 && rs.ok {
+		elems, spans := rs.sp.Around(slices.Concat(removed, added))
+		part := &ruleset.Set{Name: name, Type: sets[rs.slots[0]].Type, Interval: true, Elements: elems}
+		if gone, come, next, ok := part.Patch(m, removed, added); ok && ruleset.Within(come, spans) {
+			return gone, come, next, true
 		}
 	}
 	before, ok := rs.logical(sets, name)
@@ -130,11 +126,10 @@ func (rs recordedSet) update(sets []*ruleset.Set, name string, gone, come []rule
 	if !sharded || len(rs.slots) != sh.Slots {
 		return nil, false
 	}
-	sp, ok := rs.split(sets)
-	if !ok {
+	if !rs.ok {
 		return nil, false
 	}
-	if slotGone, slotCome, ok := sh.PatchSlots(sp.Ranges, sp.RangeSlot, gone, come); ok {
+	if slotGone, slotCome, ok := sh.PatchSlots(rs.sp.Ranges, rs.sp.RangeSlot, gone, come); ok {
 		for k, at := range rs.slots {
 			if len(slotGone[k])+len(slotCome[k]) == 0 {
 				continue

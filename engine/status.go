@@ -146,13 +146,23 @@ func counters(live, desired *ruleset.Table) []ChainCount {
 	if live == nil {
 		return nil
 	}
+	chains := func(t *ruleset.Table) map[string]*ruleset.Chain { // by name: a sharded table has thousands
+		out := map[string]*ruleset.Chain{}
+		if t != nil {
+			for _, ch := range t.Chains {
+				out[ch.Name] = ch
+			}
+		}
+		return out
+	}
+	liveChains, desiredChains := chains(live), chains(desired)
 	slots := map[string][]*ruleset.Chain{} // a dispatch map's slot chains
 	isSlot := map[string]bool{}
 	for _, ch := range live.Chains {
 		for _, r := range ch.Rules {
-			if m := r.Verdict.Map; r.Verdict.Kind == ruleset.VerdictVMap && r.Verdict.Family != "" && slots[m] == nil {
+			if m := r.Verdict.Map; r.Verdict.Dispatches() && slots[m] == nil {
 				for k := 0; ; k++ {
-					sc := live.Chain(ruleset.SlotChain(m, k))
+					sc := liveChains[ruleset.SlotChain(m, k)]
 					if sc == nil {
 						break
 					}
@@ -168,7 +178,7 @@ func counters(live, desired *ruleset.Table) []ChainCount {
 				switch {
 				case r.Counter:
 					packets, bytes = packets+r.Packets, bytes+r.Bytes
-				case r.Verdict.Kind == ruleset.VerdictVMap && r.Verdict.Family != "" && depth < 4:
+				case r.Verdict.Dispatches() && depth < 4:
 					p, b := dispatched(r.Verdict.Map, depth+1)
 					packets, bytes = packets+p, bytes+b
 				}
@@ -182,15 +192,13 @@ func counters(live, desired *ruleset.Table) []ChainCount {
 			continue
 		}
 		cc := ChainCount{Chain: ch.Name}
-		if desired != nil {
-			if d := desired.Chain(ch.Name); d != nil {
-				cc.Description = d.Comment
-			}
+		if d := desiredChains[ch.Name]; d != nil {
+			cc.Description = d.Comment
 		}
 		for _, r := range ch.Rules {
 			packets, bytes, text := r.Packets, r.Bytes, r.String()
 			switch {
-			case r.Verdict.Kind == ruleset.VerdictVMap && r.Verdict.Family != "" && slots[r.Verdict.Map] != nil:
+			case r.Verdict.Dispatches() && slots[r.Verdict.Map] != nil:
 				packets, bytes = dispatched(r.Verdict.Map, 0)
 				text += fmt.Sprintf(" (its %d slot chains)", len(slots[r.Verdict.Map]))
 			case !r.Counter:

@@ -376,7 +376,7 @@ func (l *lab) applyAndSend(t *testing.T, cfg *config.Config, host string, cases 
 	}
 	for _, ch := range desired.Chains {
 		for _, r := range ch.Rules {
-			if r.Verdict.Kind == ruleset.VerdictVMap && r.Verdict.Family != "" {
+			if r.Verdict.Dispatches() {
 				l.dispatched++
 			}
 		}

@@ -152,6 +152,10 @@ func Jump(chain string) Verdict        { return Verdict{Kind: VerdictJump, Chain
 func Goto(chain string) Verdict        { return Verdict{Kind: VerdictGoto, Chain: chain} }
 func VMap(key IfDir, m string) Verdict { return Verdict{Kind: VerdictVMap, Map: m, Key: key} }
 
+// Dispatches reports whether v looks the packet's address up in a verdict
+// map (AddrVMap): a sharded set's dispatch.
+func (v Verdict) Dispatches() bool { return v.Kind == VerdictVMap && v.Family != "" }
+
 // AddrVMap looks the packet's address of family f on side d up in the
 // verdict map m.
 func AddrVMap(f IPFamily, d Dir, m string) Verdict {

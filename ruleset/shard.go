@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -156,8 +157,8 @@ func Dispatch(m *Set, slots int) (ranges []Element, rangeSlot []int, err error) 
 		if r.Verdict == nil || r.Verdict.Kind != VerdictJump || !strings.HasPrefix(r.Verdict.Chain, m.Name+"/") {
 			return nil, nil, fmt.Errorf("map %s: element %s is not a dispatch to a slot", m.Name, m.FormatElement(r))
 		}
-		var k int
-		if _, err := fmt.Sscanf(r.Verdict.Chain[len(m.Name)+1:], "%02d", &k); err != nil || k < 0 || k >= slots || SlotChain(m.Name, k) != r.Verdict.Chain {
+		k, err := strconv.Atoi(r.Verdict.Chain[len(m.Name)+1:])
+		if err != nil || k < 0 || k >= slots || SlotChain(m.Name, k) != r.Verdict.Chain {
 			return nil, nil, fmt.Errorf("map %s: element %s jumps to no slot", m.Name, m.FormatElement(r))
 		}
 		ranges = append(ranges, Element{From: r.From, To: r.To})
