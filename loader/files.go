@@ -119,17 +119,21 @@ func kindOf(m fs.FileMode) string {
 // opened file again, non-blocking, so that nothing swapped in between can
 // block); and only up to maxBytes, however much the file grows meanwhile.
 func readInput(path string, trust bool, maxBytes int64, flag string) ([]byte, error) {
-	if trust {
-		if err := checkTrust(path); err != nil {
-			return nil, &untrustedError{err}
-		}
-	}
 	fi, err := os.Stat(path)
 	if err != nil {
 		return nil, err
 	}
+	// What is not a regular file is refused as such before its owner and
+	// mode are looked at: a link to /dev/null is "a character device", not
+	// "writable by others: run chmod go-w /dev/null", which would break the
+	// host's /dev/null for everyone.
 	if !fi.Mode().IsRegular() {
 		return nil, &notRegularError{path, fi.Mode()}
+	}
+	if trust {
+		if err := checkTrust(path); err != nil {
+			return nil, &untrustedError{err}
+		}
 	}
 	if fi.Size() > maxBytes {
 		return nil, &tooLargeError{path, fi.Size(), maxBytes, flag}

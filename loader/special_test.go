@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hostwall/hostwall/internal/testns"
 )
 
 // loadWithin is LoadDir, failing the test if it takes longer than a
@@ -88,4 +90,16 @@ func TestSpecialFiles(t *testing.T) {
 			}
 		})
 	}
+	// With the trust checks on (as root), a link to /dev/zero is refused as
+	// what it is, not with advice to chmod the host's /dev/zero.
+	t.Run("character device with trust", func(t *testing.T) {
+		testns.RequireRoot(t) // the trust checks apply to root only
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "a.hcl"), []byte("network_set \"n\" {\n  nets_file = \"list.txt\"\n}\n"), 0o644)
+		kinds["character device"](t, filepath.Join(dir, "list.txt"))
+		_, text := loadWithin(t, dir, DirOptions{})
+		if !strings.Contains(text, "a character device, not a regular file") || strings.Contains(text, "chmod") {
+			t.Errorf("a link to /dev/zero is not refused as a character device:\n%s", text)
+		}
+	})
 }
