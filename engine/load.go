@@ -31,7 +31,7 @@ func (e *InvalidError) Error() string {
 	if n == 1 {
 		noun = "error"
 	}
-	return fmt.Sprintf("%d %s in %s; nothing was applied", n, noun, e.Dir)
+	return fmt.Sprintf("%d %s in %s; nothing was applied", n, noun, views.Printable(e.Dir))
 }
 
 // Loaded is the configuration directory loaded and compiled for this host.

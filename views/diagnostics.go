@@ -16,7 +16,7 @@ import (
 func FormatDiagnostic(d *hcl.Diagnostic) string {
 	prefix := ""
 	if d.Subject != nil && d.Subject.Filename != "" {
-		name := printable(d.Subject.Filename)
+		name := Printable(d.Subject.Filename)
 		prefix = fmt.Sprintf("%s:%d:%d: ", name, d.Subject.Start.Line, d.Subject.Start.Column)
 		if d.Subject.Start.Line == 0 { // about the whole file
 			prefix = name + ": "
@@ -39,10 +39,10 @@ func Diagnostics(w io.Writer, diags hcl.Diagnostics) {
 	}
 }
 
-// printable is a file name as it can be printed to a terminal: quoted, Go
+// Printable is a file name as it can be printed to a terminal: quoted, Go
 // style, when it holds control characters (an escape sequence in a file
 // name would otherwise act on the operator's terminal) or is not UTF-8.
-func printable(name string) string {
+func Printable(name string) string {
 	for _, r := range name {
 		if r == utf8.RuneError || unicode.IsControl(r) {
 			return strconv.Quote(name)
