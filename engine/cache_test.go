@@ -30,7 +30,7 @@ func (k *countingKernel) Read(context.Context) (*ruleset.Table, uint32, error) {
 	return k.table.Clone(), k.gen, nil
 }
 
-func (k *countingKernel) Apply(context.Context, *planner.Plan, uint32) (uint32, error) {
+func (k *countingKernel) Apply(context.Context, *planner.Plan) (uint32, error) {
 	return k.gen, nil
 }
 

@@ -301,7 +301,7 @@ func (e *Engine) send(ctx context.Context, c *change) (*planner.Plan, uint32, st
 	}
 	p := c.plan
 	for attempt := 1; ; attempt++ {
-		after, err := e.o.Kernel.Apply(ctx, p, p.Generation)
+		after, err := e.o.Kernel.Apply(ctx, p)
 		if errors.Is(err, planner.ErrStale) && c.req.Saved == nil && attempt < maxApplyAttempts {
 			if p, err = e.replan(ctx, c); err != nil {
 				return nil, 0, "", err

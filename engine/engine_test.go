@@ -33,11 +33,11 @@ type hooked struct {
 	before, after func()
 }
 
-func (k *hooked) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
+func (k *hooked) Apply(ctx context.Context, p *planner.Plan) (uint32, error) {
 	if k.before != nil {
 		k.before()
 	}
-	n, err := k.Fake.Apply(ctx, p, gen)
+	n, err := k.Fake.Apply(ctx, p)
 	if k.after != nil {
 		k.after()
 	}
@@ -514,8 +514,8 @@ func TestDriftAfterDeath(t *testing.T) {
 // lossy is a kernel whose answer to a commit is lost after the commit.
 type lossy struct{ *hooked }
 
-func (k lossy) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
-	if _, err := k.hooked.Apply(ctx, p, gen); err != nil {
+func (k lossy) Apply(ctx context.Context, p *planner.Plan) (uint32, error) {
+	if _, err := k.hooked.Apply(ctx, p); err != nil {
 		return 0, err
 	}
 	return 0, errors.New("reading the kernel's answer: connection reset")

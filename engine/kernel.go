@@ -20,10 +20,13 @@ type Kernel interface {
 	// Generation returns the kernel's ruleset generation, which every
 	// committed transaction in the namespace, by anyone, moves.
 	Generation() (uint32, error)
-	// Apply commits a plan atomically, provided the generation is still
-	// gen; otherwise nothing changes and the error wraps planner.ErrStale.
-	// It returns the ruleset generation right after the commit.
-	Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error)
+	// Apply commits a plan atomically, provided the table is still what it
+	// was at p.Generation; otherwise nothing changes and the error wraps
+	// planner.ErrStale. It returns the ruleset generation right after the
+	// commit. A kernel that can tell that only other tables changed since
+	// (nft.Conn following its events) sends the plan at a later
+	// generation and sets p.Generation to it.
+	Apply(ctx context.Context, p *planner.Plan) (uint32, error)
 	// DeleteTable removes the table in one transaction, provided the
 	// generation is still gen (planner.ErrStale otherwise); a missing
 	// table is no error.
@@ -77,7 +80,7 @@ const (
 // desired was verified.
 func ApplyTable(ctx context.Context, k Kernel, desired *ruleset.Table, p *planner.Plan, v Verification) (*planner.Plan, uint32, error) {
 	for attempt := 1; ; attempt++ {
-		after, err := k.Apply(ctx, p, p.Generation)
+		after, err := k.Apply(ctx, p)
 		if errors.Is(err, planner.ErrStale) && attempt < maxApplyAttempts {
 			if p, err = PlanTable(ctx, k, desired); err != nil {
 				return nil, 0, err

@@ -25,8 +25,8 @@ func (w *witnessed) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 	return w.Fake.Read(ctx)
 }
 
-func (w *witnessed) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
-	after, err := w.Fake.Apply(ctx, p, gen)
+func (w *witnessed) Apply(ctx context.Context, p *planner.Plan) (uint32, error) {
+	after, err := w.Fake.Apply(ctx, p)
 	if err != nil || w.afterApply == nil {
 		return after, err
 	}

@@ -23,11 +23,12 @@ package nft
 //   - Rules are identified by their hash in user data, never by decoded
 //     expressions; new rules are positioned by the handle of the kept rule
 //     they follow (planner.Insert.After), inserted in reverse order after it.
-//   - The batch's begin marker carries the generation the plan was read at
-//     (NFNL_BATCH_GENID, commit.go): the kernel checks it under its commit
-//     lock and refuses the whole batch when another writer committed in
-//     between (planner.ErrStale). Apply returns the generation right after
-//     the commit, which the engine's verification compares with gen + 1.
+//   - The batch's begin marker carries the generation the plan was read at,
+//     or a later one the events vouch for (NFNL_BATCH_GENID, commit.go): the
+//     kernel checks it under its commit lock and refuses the whole batch
+//     when another writer committed in between (planner.ErrStale). Apply
+//     returns the generation right after the commit, which the engine's
+//     verification compares with the one sent + 1.
 
 import (
 	"context"
@@ -47,10 +48,14 @@ import (
 // chunkBytes bounds the encoded size of one element message.
 var chunkBytes = 32 << 10
 
-// Apply commits p in one batch, provided the kernel is still at generation
-// gen. It returns planner.ErrStale when it is not, and otherwise the
-// generation right after the commit (the engine verifies by it).
-func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
+// Apply commits p in one batch, provided table inet hostwall is still what
+// the kernel held at p.Generation: the kernel is still at that generation,
+// or the connection's events show that the transactions since left the
+// table alone (commit), and then p.Generation becomes the generation the
+// batch was sent at. It returns planner.ErrStale when neither holds, and
+// otherwise the generation right after the commit, which the engine
+// verifies by (p.Generation + 1 when nobody else committed since).
+func (c *Conn) Apply(ctx context.Context, p *planner.Plan) (uint32, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, notSent(err)
 	}
@@ -66,13 +71,11 @@ func (c *Conn) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, 
 	if err != nil {
 		return 0, notSent(err)
 	}
-	if b.rules+b.elems > pauseWatchAbove {
-		defer c.pauseWatch()()
-	}
-	after, err := c.commit(msgs, gen, b.summary(), b.describer(msgs))
+	sent, after, err := c.commit(msgs, p.Generation, b.rules+b.elems > pauseWatchAbove, b.summary(), b.describer(msgs))
 	if err != nil {
 		return 0, wrapPerm(err)
 	}
+	p.Generation = sent
 	return after, nil
 }
 

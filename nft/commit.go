@@ -28,6 +28,7 @@ package nft
 // extended acknowledgement text.
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -72,22 +73,76 @@ type refusal struct {
 	text  string // the kernel's extended acknowledgement, if any
 }
 
-// commit sends msgs as one batch, provided the kernel is at generation gen,
-// and returns the generation after the commit. When the kernel refuses the
+// commit sends msgs as one batch, provided table inet hostwall is as the
+// kernel held it at generation gen, and returns the generation the batch
+// was sent at and the one after the commit. When the kernel refuses the
 // batch, the error is a *BatchError saying what the batch held (summary)
 // and naming the refused message by describe(index).
-func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, describe func(int) string) (uint32, error) {
+//
+// A busy host: when the connection follows the kernel's events (Watch,
+// Options.Follow) and they show that the transactions since gen left the
+// table alone, the batch is sent at the generation the kernel is at right
+// before it goes (vouch): what was planned against the table at gen holds
+// at that generation too. Otherwise another program's transaction on
+// another table in the time it takes to plan and encode a large batch (a
+// docker or fail2ban host commits many times a second) would make every
+// apply stale. The kernel still checks the generation sent: a transaction
+// after the vouching refuses the batch. pause stops the subscription
+// before sending (a large batch's own events would flood it): then a
+// refused batch cannot be vouched for again, and comes back stale;
+// otherwise commit vouches and sends again, a few times.
+func (c *Conn) commit(msgs []netlink.Message, gen uint32, pause bool, summary string, describe func(int) string) (sent, after uint32, err error) {
+	for attempt := 1; ; attempt++ {
+		sent, after, err = c.commitOnce(msgs, gen, pause, summary, describe)
+		// Sent, and refused by the kernel's check (not by vouch's, which
+		// sends nothing): vouch again.
+		refused := errors.Is(err, planner.ErrStale) && !errors.Is(err, planner.ErrNotCommitted)
+		if !refused || pause || !c.following() || attempt == maxVouchedSends {
+			return sent, after, err
+		}
+		gen = sent // vouched for: the table is still the one planned against
+	}
+}
+
+// beforeSend, set by a test, runs right before a batch is sent.
+var beforeSend func()
+
+// maxVouchedSends bounds how often commit vouches for a batch and sends it
+// again after the kernel refused it as stale.
+const maxVouchedSends = 5
+
+// vouch returns the generation to send a batch planned at gen at: the
+// kernel's current one when the connection's events show that nothing
+// after gen touched the table, gen otherwise — and then the kernel refuses
+// the batch if the generation moved. stale is set when the events show
+// that it did, and the table may have changed: the batch is not sent.
+func (c *Conn) vouch(nc *netlink.Conn, gen uint32) (at uint32, stale error) {
+	if gen == 0 || !c.following() {
+		return gen, nil
+	}
+	now, err := queryGen(nc)
+	switch {
+	case err != nil || now == gen:
+		return gen, nil
+	case !c.Untouched(context.Background(), gen, now):
+		return gen, fmt.Errorf("%w: planned at generation %d, kernel is at %d", planner.ErrStale, gen, now)
+	}
+	return now, nil
+}
+
+// commitOnce sends the batch once (commit).
+func (c *Conn) commitOnce(msgs []netlink.Message, gen uint32, pause bool, summary string, describe func(int) string) (sent, after uint32, err error) {
 	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.nsFD})
 	if err != nil {
-		return 0, notSent(wrapPerm(fmt.Errorf("dialing netlink: %w", err)))
+		return gen, 0, notSent(wrapPerm(fmt.Errorf("dialing netlink: %w", err)))
 	}
 	defer nc.Close()
 	if err := c.sizeBuffers(nc); err != nil {
-		return 0, notSent(fmt.Errorf("sizing the netlink socket's buffers: %w", err))
+		return gen, 0, notSent(fmt.Errorf("sizing the netlink socket's buffers: %w", err))
 	}
 	if commitReceiveBytes > 0 {
 		if err := nc.SetReadBuffer(commitReceiveBytes); err != nil {
-			return 0, notSent(err)
+			return gen, 0, notSent(err)
 		}
 	}
 	// Both are optional refinements of the error replies; kernels without
@@ -95,7 +150,7 @@ func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, descri
 	_ = nc.SetOption(netlink.CapAcknowledge, true)
 	_ = nc.SetOption(netlink.ExtendedAcknowledge, true)
 	if err := nc.SetDeadline(time.Now().Add(commitTimeout)); err != nil {
-		return 0, notSent(err)
+		return gen, 0, notSent(err)
 	}
 
 	// Sequence numbers: begin marker = base, message i = base+1+i, end
@@ -103,16 +158,28 @@ func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, descri
 	base := uint32(time.Now().UnixNano())
 	end := base + 1 + uint32(len(msgs))
 	buf := frame(msgs, base, gen)
+	if v, err := c.vouch(nc, gen); err != nil {
+		return gen, 0, notSent(err)
+	} else if v != gen {
+		gen = v
+		binary.BigEndian.PutUint32(buf[genOffset:], gen)
+	}
+	if pause {
+		defer c.pauseWatch()()
+	}
+	if beforeSend != nil {
+		beforeSend()
+	}
 	if err := sendRaw(nc, buf); err != nil {
-		return 0, notSent(wrapPerm(fmt.Errorf("sending the batch: %w", err)))
+		return gen, 0, notSent(wrapPerm(fmt.Errorf("sending the batch: %w", err)))
 	}
 	if _, err := nc.Send(netlink.Message{Header: netlink.Header{Type: msgGetGen, Flags: netlink.Request, Sequence: end + 1}, Data: genRequest}); err != nil {
-		return 0, fmt.Errorf("querying the nftables generation: %w", err)
+		return gen, 0, fmt.Errorf("querying the nftables generation: %w", err)
 	}
 
 	var refused []refusal
 	stale := false
-	after, err := readUntilGen(nc, end+1, func(seq uint32, errno syscall.Errno, text string) {
+	after, err = readUntilGen(nc, end+1, func(seq uint32, errno syscall.Errno, text string) {
 		if seq == base && errno == unix.ERESTART {
 			stale = true // the kernel's generation check (frame)
 			return
@@ -131,26 +198,26 @@ func (c *Conn) commit(msgs []netlink.Message, gen uint32, summary string, descri
 		g, gerr := c.Generation()
 		switch {
 		case gerr == nil && g == gen+1 && gen != 0 && len(refused) == 0:
-			return g, nil // only the generation's answer was lost
+			return gen, g, nil // only the generation's answer was lost
 		case len(refused) == 0 && (gerr != nil || g != gen || gen == 0):
-			return 0, fmt.Errorf("the kernel's answer to the batch overflowed the socket (%w), and the ruleset's generation (%d before the batch, %d now) does not tell whether it went in", unix.ENOBUFS, gen, g)
+			return gen, 0, fmt.Errorf("the kernel's answer to the batch overflowed the socket (%w), and the ruleset's generation (%d before the batch, %d now) does not tell whether it went in", unix.ENOBUFS, gen, g)
 		}
 		e := &BatchError{Summary: summary, Errno: unix.ENOBUFS, Lost: true, refused: refused, describe: describe}
 		if len(refused) > 0 {
 			e.Errno = refused[0].errno
 		}
-		return 0, e
+		return gen, 0, e
 	}
 	if err != nil {
-		return 0, fmt.Errorf("reading the kernel's answer to the batch: %w", err)
+		return gen, 0, fmt.Errorf("reading the kernel's answer to the batch: %w", err)
 	}
 	if stale {
-		return 0, fmt.Errorf("%w: planned at generation %d, kernel is at %d", planner.ErrStale, gen, after)
+		return gen, 0, fmt.Errorf("%w: sent at generation %d, kernel is at %d", planner.ErrStale, gen, after)
 	}
 	if len(refused) > 0 {
-		return 0, &BatchError{Summary: summary, Errno: refused[0].errno, refused: refused, describe: describe}
+		return gen, 0, &BatchError{Summary: summary, Errno: refused[0].errno, refused: refused, describe: describe}
 	}
-	return after, nil
+	return gen, after, nil
 }
 
 // frame lays out the batch: the begin marker (sequence number base), msgs
@@ -187,6 +254,11 @@ func frame(msgs []netlink.Message, base, gen uint32) []byte {
 }
 
 var padding [unix.NLMSG_ALIGNTO]byte
+
+// genOffset is where frame puts the generation in the begin marker's
+// NFNL_BATCH_GENID attribute: after the netlink header, the nfgenmsg
+// header and the attribute's own.
+const genOffset = unix.NLMSG_HDRLEN + 4 + 4
 
 // sendRaw sends buf in one sendmsg to the kernel.
 func sendRaw(nc *netlink.Conn, buf []byte) error {

@@ -23,6 +23,12 @@ type Options struct {
 	// Default-sized buffers lose the kernel's acknowledgements of a large
 	// batch (ENOBUFS after commit) or refuse it (EMSGSIZE): trap 1.
 	BufferBytes int
+	// Follow starts following the kernel's events at once (Watch, reporting
+	// nothing): from then on a read or a batch can tell other programs'
+	// transactions from changes to table inet hostwall, and a busy host's
+	// other tables do not make them stale (Read, Apply). Without it, Read
+	// starts following when the generation moves under its first read.
+	Follow bool
 }
 
 // Conn is a connection to the nftables of one network namespace.
@@ -66,6 +72,12 @@ func Open(opts Options) (*Conn, error) {
 		return nil, wrapPerm(fmt.Errorf("opening netlink socket: %w", err))
 	}
 	c.nl = nl
+	if opts.Follow {
+		if err := c.follow(); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	return c, nil
 }
 

@@ -37,3 +37,11 @@ func HoldWatch(c *Conn) (release func()) {
 	c.watch.gate.Lock()
 	return c.watch.gate.Unlock
 }
+
+// SetBeforeSend runs f right before each batch is sent (after it was
+// vouched for), for a test.
+func SetBeforeSend(f func()) (restore func()) {
+	old := beforeSend
+	beforeSend = f
+	return func() { beforeSend = old }
+}

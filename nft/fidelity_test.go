@@ -79,7 +79,8 @@ func TestFakeFidelity(t *testing.T) {
 		p := planner.Diff(steps[0], before)
 		p.Changes = append(p.Changes, planner.Change{Kind: planner.KindChain, Name: "ghost", Action: planner.Delete,
 			Chain: &planner.ChainDiff{Before: &ruleset.Chain{Name: "ghost"}}})
-		if _, err := k.Apply(ctx, p, gen); !errors.Is(err, unix.ENOENT) {
+		p.Generation = gen
+		if _, err := k.Apply(ctx, p); !errors.Is(err, unix.ENOENT) {
 			t.Errorf("%s: refused batch returned %v, want ENOENT", name, err)
 		}
 		if after, _, _ := k.Read(ctx); after.String() != before.String() {

@@ -303,7 +303,7 @@ func TestFailedBatchLeavesNothing(t *testing.T) {
 	p := plan(t, c, compileDir(t, "../examples/quickstart", "web-1"))
 	p.Changes = append(p.Changes, planner.Change{Kind: planner.KindSet, Name: "no-such-set", Action: planner.Delete,
 		Set: &planner.SetDiff{Before: &ruleset.Set{Name: "no-such-set", Type: ruleset.TypeIPv4Addr}}})
-	_, err := c.Apply(context.Background(), p, p.Generation)
+	_, err := c.Apply(context.Background(), p)
 	if !errors.Is(err, unix.ENOENT) {
 		t.Fatalf("apply = %v, want ENOENT", err)
 	}
@@ -328,7 +328,7 @@ func TestOverlapRefusedByKernel(t *testing.T) {
 	}}
 	desired.Sets = []*ruleset.Set{s}
 	p := plan(t, c, desired)
-	if _, err := c.Apply(context.Background(), p, p.Generation); !errors.Is(err, unix.EEXIST) {
+	if _, err := c.Apply(context.Background(), p); !errors.Is(err, unix.EEXIST) {
 		t.Fatalf("overlapping intervals: got %v, want EEXIST", err)
 	}
 	s.Normalize()
@@ -343,7 +343,7 @@ func TestStalePlanIsRefused(t *testing.T) {
 	desired := compileDir(t, "../examples/quickstart", "web-1")
 	p := plan(t, c, desired)
 	testns.NFT(t, ns, "add", "table", "ip", "someone-else")
-	if _, err := c.Apply(context.Background(), p, p.Generation); !errors.Is(err, planner.ErrStale) {
+	if _, err := c.Apply(context.Background(), p); !errors.Is(err, planner.ErrStale) {
 		t.Fatalf("apply of a stale plan = %v, want a generation error", err)
 	}
 	if out := testns.NFT(t, ns, "list", "tables"); strings.Contains(out, "hostwall") {
@@ -540,7 +540,7 @@ func TestRefusedBatchNamesTheChange(t *testing.T) {
 	before := testns.NFT(t, ns, "list", "ruleset")
 	gen := generation(t, c)
 	p := plan(t, c, desired)
-	_, err := c.Apply(context.Background(), p, p.Generation)
+	_, err := c.Apply(context.Background(), p)
 	if !errors.Is(err, unix.ENOENT) {
 		t.Fatalf("apply = %v, want ENOENT", err)
 	}
@@ -575,7 +575,7 @@ func TestErrorRepliesOverflow(t *testing.T) {
 	restore := nft.SetCommitReceiveBytes(4096)
 	defer restore()
 	p := plan(t, c, desired)
-	_, err := c.Apply(context.Background(), p, p.Generation)
+	_, err := c.Apply(context.Background(), p)
 	var be *nft.BatchError
 	if !errors.As(err, &be) || !be.Lost {
 		t.Fatalf("apply = %v, want a *nft.BatchError with Lost set", err)

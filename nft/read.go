@@ -75,10 +75,7 @@ func (c *Conn) consistently(ctx context.Context, what string, read func() error)
 func (c *Conn) follow() error {
 	c.followMu.Lock()
 	defer c.followMu.Unlock()
-	c.watch.mu.Lock()
-	running := c.watch.running
-	c.watch.mu.Unlock()
-	if running || c.stopFollow != nil {
+	if c.following() || c.stopFollow != nil {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -88,6 +85,14 @@ func (c *Conn) follow() error {
 	}
 	c.stopFollow = cancel
 	return nil
+}
+
+// following reports whether a Watch runs on the connection (its own, or
+// the caller's): Untouched can then answer.
+func (c *Conn) following() bool {
+	c.watch.mu.Lock()
+	defer c.watch.mu.Unlock()
+	return c.watch.running
 }
 
 func (c *Conn) read() (*ruleset.Table, error) {

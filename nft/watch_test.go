@@ -2,6 +2,7 @@ package nft_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -11,6 +12,8 @@ import (
 
 	"github.com/hostwall/hostwall/internal/testns"
 	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/planner"
+	"github.com/hostwall/hostwall/ruleset"
 )
 
 // watch starts c.Watch and returns the channel of its reports.
@@ -187,5 +190,77 @@ func TestWatchPausedAroundOwnLargeBatch(t *testing.T) {
 	}
 	if n := nft.WatchSubscriptions(c); n != 2 {
 		t.Errorf("%d subscriptions in the end, want 2: a loss was handled as one", n)
+	}
+}
+
+// TestApplyOnBusyHost: a connection that follows the kernel's events
+// sends a plan at the generation the kernel is at when the transactions
+// since the plan's left the table alone — small batches and large ones
+// (whose subscription pauses: vouched for before) — and sends again when
+// another table's transaction lands between the vouching and the send. A
+// transaction on the table itself leaves the plan stale, and nothing is
+// sent. Without following, another table's transaction makes it stale
+// (TestStalePlanIsRefused).
+func TestApplyOnBusyHost(t *testing.T) {
+	ns := testns.New(t)
+	c, err := nft.Open(nft.Options{NetNS: ns, Follow: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	testns.NFT(t, ns, "add", "table", "ip", "busy")
+	testns.NFT(t, ns, "add", "set", "ip", "busy", "s", "{ type ipv4_addr; }")
+	other := 0
+	busy := func() {
+		other++
+		testns.NFT(t, ns, "add", "element", "ip", "busy", "s", fmt.Sprintf("{ 10.0.%d.%d }", other/250, other%250))
+	}
+	for _, desired := range []*ruleset.Table{bigTable(3, 10), bigTable(4, 20000)} {
+		p := plan(t, c, desired)
+		planned := p.Generation
+		busy()
+		busy()
+		after, err := c.Apply(ctx, p)
+		if err != nil {
+			t.Fatalf("%d elements, another table changed twice since the plan: %v", len(desired.Sets[0].Elements), err)
+		}
+		if p.Generation != planned+2 || after != planned+3 {
+			t.Errorf("planned at %d: sent at %d, after %d; want %d, %d", planned, p.Generation, after, planned+2, planned+3)
+		}
+		if rest := plan(t, c, desired); !rest.Empty() {
+			t.Fatalf("after the apply the plan is not empty: %v", rest.Changes)
+		}
+	}
+
+	// Another table's transaction between the vouching and the send: the
+	// kernel refuses the batch, which is vouched for and sent again.
+	desired := bigTable(5, 20000) // one rule more: a small batch
+	p := plan(t, c, desired)
+	planned := p.Generation
+	once := false
+	defer nft.SetBeforeSend(func() {
+		if !once {
+			once = true
+			busy()
+		}
+	})()
+	if _, err := c.Apply(ctx, p); err != nil || p.Generation != planned+1 {
+		t.Fatalf("a transaction after the vouching: %v, sent at %d (planned at %d), want sent at %d", err, p.Generation, planned, planned+1)
+	}
+	if rest := plan(t, c, desired); !rest.Empty() {
+		t.Fatalf("after the apply the plan is not empty: %v", rest.Changes)
+	}
+
+	// A transaction on our own table: stale, and nothing sent.
+	p = plan(t, c, bigTable(6, 20000))
+	busy()
+	testns.NFT(t, ns, "add", "element", "inet", "hostwall", "blocklist", "{ 10.98.0.0/16 }")
+	busy()
+	if _, err := c.Apply(ctx, p); !errors.Is(err, planner.ErrStale) {
+		t.Fatalf("a plan made before an element was added to our set: %v, want stale", err)
+	}
+	if out := testns.NFT(t, ns, "list", "chain", "inet", "hostwall", "big"); strings.Contains(out, "dport 6 ") {
+		t.Error("a stale plan reached the kernel")
 	}
 }

@@ -62,7 +62,8 @@ func converge(t *testing.T, f *nfttest.Fake, desired *ruleset.Table) *planner.Pl
 	ctx := context.Background()
 	live, gen, _ := f.Read(ctx)
 	p := diffReadOnly(t, desired, live)
-	if _, err := f.Apply(ctx, p, gen); err != nil {
+	p.Generation = gen
+	if _, err := f.Apply(ctx, p); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 	live, _, _ = f.Read(ctx)

@@ -142,18 +142,25 @@ func (g *globals) loader() *engine.Engine { return engine.New(g.engineOptions())
 // closes it.
 func (g *globals) engine() (*engine.Engine, func(), error) {
 	o := g.engineOptions()
-	conn, err := nft.Open(nft.Options{NetNS: g.netns})
+	// The command follows the kernel's events from the start: another
+	// program's transactions while it reads, plans and sends (a busy
+	// host's, many a second) then do not make it stale (nft.Options.Follow).
+	conn, err := nft.Open(nft.Options{NetNS: g.netns, Follow: true})
 	if err != nil {
 		return nil, nil, err
 	}
 	o.Kernel = conn
 	var e *engine.Engine
-	// When an agent runs for the namespace, it follows the kernel's
-	// events: it tells whether other programs' transactions since the
-	// verified record left table inet hostwall alone. One that does not
-	// answer is not asked again by this command.
+	// What came before the command started, only an agent running for
+	// the namespace can tell: it follows the kernel's events and tells
+	// whether other programs' transactions since the verified record left
+	// table inet hostwall alone. One that does not answer is not asked
+	// again by this command.
 	noAgent := false
-	o.Untouched = func(_ context.Context, cookie uint64, since, now uint32) bool {
+	o.Untouched = func(ctx context.Context, cookie uint64, since, now uint32) bool {
+		if conn.Untouched(ctx, since, now) {
+			return true
+		}
 		if noAgent {
 			return false
 		}

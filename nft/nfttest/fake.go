@@ -90,10 +90,10 @@ func (f *Fake) DeleteTable(ctx context.Context, gen uint32) error {
 }
 
 // Apply is part of engine.Kernel.
-func (f *Fake) Apply(ctx context.Context, p *planner.Plan, gen uint32) (uint32, error) {
+func (f *Fake) Apply(ctx context.Context, p *planner.Plan) (uint32, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	err := f.apply(ctx, p, gen)
+	err := f.apply(ctx, p, p.Generation)
 	if err != nil {
 		return 0, err
 	}
