@@ -3,7 +3,8 @@
 # makes $work, and removes it and every namespace newns made on exit.
 work=$(mktemp -d)
 nss=()
-cleanup() { for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
+churn_pid=
+cleanup() { calm >/dev/null; for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 newns() { # sets the variable named $1 to a new namespace with an eth0
   local name=$prefix-$$-${#nss[@]}
@@ -13,3 +14,18 @@ newns() { # sets the variable named $1 to a new namespace with an eth0
 ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); } # since the date +%s%N in $1
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
+# busy NS RATE: another program (bench/churn) changes a table of its own
+# in namespace NS RATE times a second until calm, which prints how many
+# transactions it committed.
+busy() {
+  [ -x "$work/churn" ] || go build -o "$work/churn" ./bench/churn
+  "$work/churn" -netns "$1" -rate "$2" >"$work/churn.out" &
+  churn_pid=$!
+}
+calm() {
+  [ -n "$churn_pid" ] || return 0
+  kill -TERM "$churn_pid" 2>/dev/null || true
+  wait "$churn_pid" || { echo "bench/churn failed" >&2; return 1; }
+  churn_pid=
+  cat "$work/churn.out"
+}

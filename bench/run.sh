@@ -6,6 +6,8 @@
 #   W2h a generated list's change: its header line and one network appended
 #   W3 no-op hostwall plan on W1's state (and with --refresh: the full read;
 #      and a no-op apply)
+#   W1–W3 again on a busy host: another table changed CHURN (20) times a
+#      second (0 skips)
 #   the same 100k networks inline in HCL: hostwall validate (load and compile)
 #   the steps of W1, timed in-process (bench/phases)
 #   W4, W6 the agent on W1's files and on the quickstart example (bench/agent)
@@ -82,6 +84,52 @@ cat <<TABLE
 runs: W1 hostwall ${w1h[*]}; nft ${w1n[*]}; W2 hostwall ${w2h[*]}; nft ${w2n[*]}; W2h hostwall ${whh[*]}; nft ${whn[*]}; W3 ${w3[*]}; W3 --refresh ${w3r[*]}; no-op apply ${w3a[*]}; inline ${vi[*]}; nets_file ${vf[*]} (ms)
 TABLE
 
+# W1–W3 on a busy host: another program changes a table of its own CHURN
+# times a second (default 20; 0 skips) in the namespace being measured,
+# hostwall's and nft's in turn; no agent runs (bench/agent -churn measures
+# W4 and the agent's answers).
+churn=${CHURN:-20}
+if [ "$churn" != 0 ]; then
+  b1h=() b1n=() b2h=() b2n=() b3=() b3r=() b3a=() commits=0 fails=0 nftfails=0
+  for i in $(seq "$runs"); do
+    newns ns
+    newns nsn
+    busy "$ns" "$churn"
+    t=$(date +%s%N); apply_in "$ns" || fails=$((fails + 1)); b1h+=("$(ms "$t")")
+    t=$(date +%s%N); "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode >/dev/null 2>&1 || fails=$((fails + 1)); b3+=("$(ms "$t")")
+    t=$(date +%s%N); "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode --refresh >/dev/null 2>&1 || fails=$((fails + 1)); b3r+=("$(ms "$t")")
+    t=$(date +%s%N); apply_in "$ns" || fails=$((fails + 1)); b3a+=("$(ms "$t")")
+    sed -i '1s|.*|11.0.0.0/30|' "$cfg/blocklist.txt"
+    t=$(date +%s%N); apply_in "$ns" || fails=$((fails + 1)); b2h+=("$(ms "$t")")
+    "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode --refresh >/dev/null 2>&1 || { echo "W2 under churn: hostwall did not converge" >&2; exit 1; }
+    sed -i '1s|.*|10.0.0.0/30|' "$cfg/blocklist.txt"
+    commits=$((commits + $(calm)))
+    busy "$nsn" "$churn"
+    # nft fills its cache again whenever the generation moves while it
+    # reads, and each fill reads the 100,000-network set: a change to it
+    # may never finish.
+    t=$(date +%s%N); timeout 60 ip netns exec "$nsn" nft -f "$work/table.nft" || nftfails=$((nftfails + 1)); b1n+=("$(ms "$t")")
+    printf 'delete element inet hostwall %s { 10.0.0.0/30 }\nadd element inet hostwall %s { 11.0.0.0/30 }\n' "$set" "$set" >"$work/change.nft"
+    t=$(date +%s%N); timeout 60 ip netns exec "$nsn" nft -f "$work/change.nft" || nftfails=$((nftfails + 1)); b2n+=("$(ms "$t")")
+    commits=$((commits + $(calm)))
+    ip netns del "$ns"; ip netns del "$nsn"
+  done
+  x=$(m "${b1h[@]}") y=$(m "${b1n[@]}") z=$(m "${b2h[@]}") w=$(m "${b2n[@]}")
+  echo
+  cat <<TABLE
+| busy host, no agent: another table changed ${churn}×/s | hostwall (median of $runs) | nft -f | ratio |
+|---|---|---|---|
+| W1 full apply | $x ms | $y ms | $(ratio "$x" "$y") |
+| W2 one CIDR changed, apply end to end | $z ms | $w ms | $(ratio "$z" "$w") |
+| W3 no-op plan (reads the whole table: nothing else tells what the other program did) | $(m "${b3[@]}") ms | — | — |
+| W3 with --refresh | $(m "${b3r[@]}") ms | — | — |
+| no-op apply | $(m "${b3a[@]}") ms | — | — |
+
+runs: W1 hostwall ${b1h[*]}; nft ${b1n[*]}; W2 hostwall ${b2h[*]}; nft ${b2n[*]}; W3 ${b3[*]}; W3 --refresh ${b3r[*]}; no-op apply ${b3a[*]} (ms); the other program committed $commits times in all; hostwall commands that failed: $fails; nft commands that failed or did not finish within 60 s: $nftfails
+TABLE
+  busyfails=$fails busyw1=$(ratio "$x" "$y")
+fi
+
 # Where W1's time goes.
 echo
 go run ./bench/phases -config "$cfg"
@@ -137,6 +185,7 @@ cat <<TABLE
 | busy host, agent running: no-op plan and apply ≤ 50 ms | plan $bplan ms, apply $bapply ms (no agent: plan $bnoagent ms) | $(ok "$(( bplan > bapply ? bplan : bapply ))" 50) |
 | busy host: drift of a set element repaired ≤ 100 ms p50 | $belem ms (a rule: $brule ms) | $(ok "$belem" 100) |
 | busy host: W4 (no target of its own) | $bw4 ms | — |
+| busy host, no agent: every command succeeds; W1 against nft -f | ${busyfails:-not run} failed; W1 ${busyw1:-—} | $( [ "${busyfails:-1}" = 0 ] && echo met || echo MISSED ) |
 | $cidrs inline networks load ≤ 2 s | $g ms | $(ok "$g" 2000) |
 ${million}
 TABLE

@@ -5,16 +5,19 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"net/netip"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"time"
 
+	"github.com/hostwall/hostwall/bench/internal/churn"
 	"github.com/hostwall/hostwall/state"
 )
 
 // busy measures the agent and the CLI on a busy host: another program
-// changes a table of its own churn times a second throughout.
+// changes a table of its own rate times a second throughout (through the
+// library: bench/internal/churn).
 type busy struct {
 	bin, config, ns string
 	dirs            []string
@@ -28,34 +31,18 @@ type busy struct {
 	generation func() (uint32, error)
 }
 
-func (b busy) measure(ctx context.Context, agent *exec.Cmd, churn int) error {
-	if err := nftIn(b.ns, "add table ip busy; add set ip busy s { type ipv4_addr; }"); err != nil {
-		return err
-	}
+func (b busy) measure(ctx context.Context, agent *exec.Cmd, rate int) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	writes := make(chan int, 1)
 	go func() { // the other program
-		n := 0
-		tick := time.NewTicker(time.Second / time.Duration(churn))
-		defer tick.Stop()
-		for {
-			select {
-			case <-ctx.Done():
-				writes <- n
-				return
-			case <-tick.C:
-				op := "add"
-				if n%2 == 1 {
-					op = "delete"
-				}
-				if nftIn(b.ns, fmt.Sprintf("%s element ip busy s { 10.9.%d.%d }", op, n/2/250%250, n/2%250)) == nil {
-					n++
-				}
-			}
+		n, err := churn.Run(ctx, b.ns, rate)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "bench/agent: the other program:", err)
 		}
+		writes <- n
 	}()
-	fmt.Printf("busy host: another table changed %d times a second throughout\n", churn)
+	fmt.Printf("busy host: another table changed %d times a second throughout\n", rate)
 
 	// W4 under churn: a policy file saved → the agent's commit.
 	policy := filepath.Join(b.config, "zz-bench-busy.hcl")
@@ -114,15 +101,15 @@ func (b busy) measure(ctx context.Context, agent *exec.Cmd, churn int) error {
 	var elems, rules []time.Duration
 	for i := range b.runs {
 		for _, d := range []struct {
-			cmd string
+			drift
 			out *[]time.Duration
 		}{
-			{fmt.Sprintf("add element inet hostwall %s { 198.18.%d.%d }", set, i/250, i%250+1), &elems},
-			{fmt.Sprintf("add rule inet hostwall %s tcp dport %d accept", chain, 40000+i), &rules},
+			{drift{ns: b.ns, set: set, addr: netip.AddrFrom4([4]byte{198, 18, byte(i / 250), byte(i%250 + 1)})}, &elems},
+			{drift{ns: b.ns, chain: chain, port: uint16(40000 + i)}, &rules},
 		} {
 			drain(b.byAgent)
 			drain(b.byNft)
-			if err := nftIn(b.ns, d.cmd); err != nil {
+			if err := d.run(); err != nil {
 				return err
 			}
 			t0, err := next(b.byNft, "nft's change", b.log)
@@ -210,26 +197,4 @@ func next(c chan time.Time, what, log string) (time.Time, error) {
 	case <-time.After(30 * time.Second):
 		return time.Time{}, fmt.Errorf("%s: no commit by hostwall within 30 s (agent log: %s)", what, log)
 	}
-}
-
-func nftIn(ns, cmd string) error {
-	out, err := exec.Command("ip", "netns", "exec", ns, "nft", cmd).CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("nft %s: %v: %s", cmd, err, out)
-	}
-	return nil
-}
-
-// targets names an IPv4 address set and a policy chain of hostwall's.
-func targets(ns string) (set, chain string, err error) {
-	out, err := exec.Command("ip", "netns", "exec", ns, "nft", "-t", "list", "table", "inet", "hostwall").Output()
-	if err != nil {
-		return "", "", err
-	}
-	s := regexp.MustCompile(`set (sel-\S+-4) \{`).FindSubmatch(out)
-	c := regexp.MustCompile(`chain (pol/\S+/in) \{`).FindSubmatch(out)
-	if s == nil || c == nil {
-		return "", "", fmt.Errorf("no selector set or policy chain in table inet hostwall")
-	}
-	return string(s[1]), string(c[1]), nil
 }

@@ -44,7 +44,15 @@ func main() {
 	idle := flag.Duration("idle", 10*time.Second, "how long to watch the idle agent")
 	settle := flag.Duration("settle", 10*time.Second, "how long to leave the agent alone after its first apply before watching it idle")
 	churn := flag.Int("churn", 0, "after W4 and W6, measure a busy host: another table changed this many times a second (0: not)")
+	drift := flag.String("drift", "", "(internal) make a drift from this process: NS,element,SET,ADDR or NS,rule,CHAIN,PORT")
 	flag.Parse()
+	if *drift != "" {
+		if err := makeDrift(*drift); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/agent:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(*bin, *config, *runs, *debounce, *settle, *idle, *churn); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/agent:", err)
 		os.Exit(1)
@@ -93,14 +101,14 @@ func run(bin, config string, runs int, debounce, settle, idle time.Duration, chu
 	defer cancel()
 	commits := make(chan time.Time, 64)
 	byAgent := make(chan time.Time, 64) // commits of hostwall processes
-	byNft := make(chan time.Time, 64)   // and of nft's
+	byNft := make(chan time.Time, 64)   // and of other processes' (drifts)
 	if err := conn.Watch(ctx, func(c nft.Change) {
 		select {
 		case commits <- time.Now():
 		default:
 		}
 		to := map[bool]chan time.Time{true: byAgent, false: byNft}[strings.HasPrefix(c.By, "hostwall ")]
-		if strings.HasPrefix(c.By, "hostwall ") || strings.HasPrefix(c.By, "nft ") {
+		if c.Certain { // hostwall's, or the drifts' (another process)
 			select {
 			case to <- time.Now():
 			default:

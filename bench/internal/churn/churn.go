@@ -1,0 +1,67 @@
+// Package churn is the other program of the busy-host benchmarks: it
+// changes a table of its own (table ip busy) a number of times a second,
+// as Docker, fail2ban or kube-proxy do. It commits through the library,
+// one element added or deleted per transaction: nft, which reads every
+// table's sets before each command, spends about half a second per
+// command beside a 100,000-network table of hostwall's and could neither
+// keep the rate nor leave the CPU to what is measured.
+package churn
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/google/nftables"
+)
+
+// Run changes table ip busy in the namespace named ns (under /run/netns)
+// rate times a second until ctx ends, and returns how many transactions
+// it committed. It makes the table, and removes it at the end.
+func Run(ctx context.Context, ns string, rate int) (int, error) {
+	f, err := os.Open("/run/netns/" + ns)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	c, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
+	if err != nil {
+		return 0, err
+	}
+	table := c.AddTable(&nftables.Table{Family: nftables.TableFamilyIPv4, Name: "busy"})
+	set := &nftables.Set{Table: table, Name: "s", KeyType: nftables.TypeIPAddr}
+	if err := c.AddSet(set, nil); err != nil {
+		return 0, err
+	}
+	if err := c.Flush(); err != nil {
+		return 0, fmt.Errorf("making table ip busy: %w", err)
+	}
+	defer func() {
+		c.DelTable(table)
+		c.Flush()
+	}()
+	tick := time.NewTicker(time.Second / time.Duration(rate))
+	defer tick.Stop()
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			return n, nil
+		case <-tick.C:
+		}
+		elem := []nftables.SetElement{{Key: []byte{10, 9, byte(n / 2 >> 8), byte(n / 2)}}}
+		if n%2 == 0 {
+			err = c.SetAddElements(set, elem)
+		} else {
+			err = c.SetDeleteElements(set, elem)
+		}
+		if err != nil {
+			return n, err
+		}
+		if err := c.Flush(); err != nil {
+			return n, fmt.Errorf("transaction %d of table ip busy: %w", n+1, err)
+		}
+		n++
+	}
+}
