@@ -245,6 +245,21 @@ func waitGeneration(store *state.Store, n int, limit time.Duration) error {
 	return fmt.Errorf("the agent did not record generation %d within %s", n, limit)
 }
 
+// waitLog waits until the agent's log at path has n lines holding what.
+func waitLog(path, what string, n int, limit time.Duration) error {
+	for end := time.Now().Add(limit); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+		if strings.Count(readFile(path), what) >= n {
+			return nil
+		}
+	}
+	return fmt.Errorf("the agent did not log %s %d times within %s (log: %s)", what, n, limit, path)
+}
+
+func readFile(path string) string {
+	data, _ := os.ReadFile(path)
+	return string(data)
+}
+
 func drain(c chan time.Time) {
 	for {
 		select {
