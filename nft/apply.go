@@ -38,7 +38,6 @@ import (
 
 	"github.com/google/nftables"
 	"github.com/google/nftables/userdata"
-	"github.com/mdlayher/netlink"
 
 	"github.com/hostwall/hostwall/internal/cores"
 	"github.com/hostwall/hostwall/planner"
@@ -67,11 +66,11 @@ func (c *Conn) Apply(ctx context.Context, p *planner.Plan) (uint32, error) {
 	if b.err != nil {
 		return 0, notSent(b.err)
 	}
-	msgs, err := b.encode()
+	f, err := b.encode()
 	if err != nil {
 		return 0, notSent(err)
 	}
-	sent, after, err := c.commit(msgs, p.Generation, b.rules+b.elems > pauseWatchAbove, b.summary(), b.describer(msgs))
+	sent, after, err := c.commit(f, p.Generation, b.rules+b.elems > pauseWatchAbove, b.summary(), b.describer(f))
 	if err != nil {
 		return 0, wrapPerm(err)
 	}
@@ -120,13 +119,14 @@ func (b *batch) chain(name string) *nftables.Chain {
 
 // partWeight is the least work worth a part (and a library connection) of
 // its own.
-const partWeight = 2000
+var partWeight = 2000 // a test sets it lower
 
-// encode runs the steps and returns the batch's messages in order. Runs of
-// steps go to parts of about equal weight, a few per core, which encode
-// side by side. The library's only shared state is the counter AddSet
-// takes set ids from, so every set creation is in one step (build).
-func (b *batch) encode() ([]netlink.Message, error) {
+// encode runs the steps and returns the batch's messages in order, framed.
+// Runs of steps go to parts of about equal weight, a few per core, which
+// encode side by side, each framed as soon as it is encoded. The library's
+// only shared state is the counter AddSet takes set ids from, so every set
+// creation is in one step (build).
+func (b *batch) encode() (*frames, error) {
 	total := 0
 	for _, s := range b.steps {
 		total += s.weight
@@ -140,10 +140,10 @@ func (b *batch) encode() ([]netlink.Message, error) {
 		parts[len(parts)-1] = append(parts[len(parts)-1], b.steps[i])
 		w += b.steps[i].weight
 	}
-	msgs := make([][]netlink.Message, len(parts))
+	framed := make([]*frames, len(parts))
 	errs := make([]error, len(parts))
 	cores.Each(len(parts), func(i int) {
-		msgs[i], errs[i] = encode(func(nl *nftables.Conn) error {
+		msgs, err := encode(func(nl *nftables.Conn) error {
 			for _, s := range parts[i] {
 				if err := s.add(nl); err != nil {
 					return err
@@ -151,19 +151,20 @@ func (b *batch) encode() ([]netlink.Message, error) {
 			}
 			return nil
 		})
+		if err == nil {
+			err = withGCInterval(msgs)
+		}
+		framed[i], errs[i] = framesOf(msgs), err
 	})
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	n := 0
-	for _, m := range msgs {
-		n += len(m)
+	out := &frames{}
+	for _, f := range framed {
+		out.parts = append(out.parts, f.parts...)
+		out.n += f.n
 	}
-	out := make([]netlink.Message, 0, n)
-	for _, m := range msgs {
-		out = append(out, m...)
-	}
-	return out, withGCInterval(out)
+	return out, nil
 }
 
 func (b *batch) build(p *planner.Plan) {

@@ -91,9 +91,9 @@ type refusal struct {
 // before sending (a large batch's own events would flood it): then a
 // refused batch cannot be vouched for again, and comes back stale;
 // otherwise commit vouches and sends again, a few times.
-func (c *Conn) commit(msgs []netlink.Message, gen uint32, pause bool, summary string, describe func(int) string) (sent, after uint32, err error) {
+func (c *Conn) commit(f *frames, gen uint32, pause bool, summary string, describe func(int) string) (sent, after uint32, err error) {
 	for attempt := 1; ; attempt++ {
-		sent, after, err = c.commitOnce(msgs, gen, pause, summary, describe)
+		sent, after, err = c.commitOnce(f, gen, pause, summary, describe)
 		// Sent, and refused by the kernel's check (not by vouch's, which
 		// sends nothing): vouch again.
 		refused := errors.Is(err, planner.ErrStale) && !errors.Is(err, planner.ErrNotCommitted)
@@ -131,7 +131,7 @@ func (c *Conn) vouch(nc *netlink.Conn, gen uint32) (at uint32, stale error) {
 }
 
 // commitOnce sends the batch once (commit).
-func (c *Conn) commitOnce(msgs []netlink.Message, gen uint32, pause bool, summary string, describe func(int) string) (sent, after uint32, err error) {
+func (c *Conn) commitOnce(f *frames, gen uint32, pause bool, summary string, describe func(int) string) (sent, after uint32, err error) {
 	nc, err := netlink.Dial(unix.NETLINK_NETFILTER, &netlink.Config{NetNS: c.nsFD})
 	if err != nil {
 		return gen, 0, notSent(wrapPerm(fmt.Errorf("dialing netlink: %w", err)))
@@ -156,13 +156,14 @@ func (c *Conn) commitOnce(msgs []netlink.Message, gen uint32, pause bool, summar
 	// Sequence numbers: begin marker = base, message i = base+1+i, end
 	// marker, then the generation query.
 	base := uint32(time.Now().UnixNano())
-	end := base + 1 + uint32(len(msgs))
-	buf := frame(msgs, base, gen)
+	end := base + 1 + uint32(f.n)
+	f.number(base + 1)
+	begin, last := markers(base, gen, f.n)
 	if v, err := c.vouch(nc, gen); err != nil {
 		return gen, 0, notSent(err)
 	} else if v != gen {
 		gen = v
-		binary.BigEndian.PutUint32(buf[genOffset:], gen)
+		binary.BigEndian.PutUint32(begin[genOffset:], gen)
 	}
 	if pause {
 		defer c.pauseWatch()()
@@ -170,7 +171,7 @@ func (c *Conn) commitOnce(msgs []netlink.Message, gen uint32, pause bool, summar
 	if beforeSend != nil {
 		beforeSend()
 	}
-	if err := sendRaw(nc, buf); err != nil {
+	if err := sendRaw(nc, slices.Concat([][]byte{begin}, f.parts, [][]byte{last})); err != nil {
 		return gen, 0, notSent(wrapPerm(fmt.Errorf("sending the batch: %w", err)))
 	}
 	if _, err := nc.Send(netlink.Message{Header: netlink.Header{Type: msgGetGen, Flags: netlink.Request, Sequence: end + 1}, Data: genRequest}); err != nil {
@@ -185,7 +186,7 @@ func (c *Conn) commitOnce(msgs []netlink.Message, gen uint32, pause bool, summar
 			return
 		}
 		i := int(seq-base) - 1
-		if i >= len(msgs) {
+		if i >= f.n {
 			i = -1 // the markers' are the commit's own
 		}
 		refused = append(refused, refusal{index: i, errno: errno, text: text})
@@ -220,55 +221,111 @@ func (c *Conn) commitOnce(msgs []netlink.Message, gen uint32, pause bool, summar
 	return gen, after, nil
 }
 
-// frame lays out the batch: the begin marker (sequence number base), msgs
-// with their acknowledgement and echo flags cleared (base+1+i), the end
-// marker, in one buffer of exactly their size, as the kernel reads it. The
-// begin marker carries gen: the kernel checks it under its commit lock and
-// refuses the whole batch with ERESTART when the ruleset has moved on.
-func frame(msgs []netlink.Message, base, gen uint32) []byte {
-	begin := batchMarker
-	if gen != 0 { // 0 asks for no check
-		begin = binary.BigEndian.AppendUint32(append(slices.Clip(batchMarker), 8, 0, unix.NFNL_BATCH_GENID, 0), gen)
+// frames is a batch's messages laid out as the kernel reads them, each
+// with its acknowledgement and echo flags cleared: a buffer per part of
+// the batch, framed as soon as the part is encoded, so that a large batch
+// is never held twice (the library's messages and their layout: ~40 MB at
+// a million networks). commit numbers the messages, puts the begin and end
+// markers around them and sends every buffer in one sendmsg.
+type frames struct {
+	parts [][]byte
+	n     int // messages
+}
+
+// add lays out msgs after the messages already framed, in a buffer of
+// their exact size.
+func (f *frames) add(msgs []netlink.Message) {
+	if len(msgs) == 0 {
+		return
 	}
-	size := nlmsgAlign(unix.NLMSG_HDRLEN+len(begin)) + nlmsgAlign(unix.NLMSG_HDRLEN+len(batchMarker))
+	size := 0
 	for _, m := range msgs {
 		size += nlmsgAlign(unix.NLMSG_HDRLEN + len(m.Data))
 	}
 	buf := make([]byte, 0, size)
-	put := func(typ netlink.HeaderType, flags netlink.HeaderFlags, seq uint32, data []byte) {
-		n := unix.NLMSG_HDRLEN + len(data)
-		buf = binary.NativeEndian.AppendUint32(buf, uint32(n))
-		buf = binary.NativeEndian.AppendUint16(buf, uint16(typ))
-		buf = binary.NativeEndian.AppendUint16(buf, uint16(flags))
-		buf = binary.NativeEndian.AppendUint32(buf, seq)
-		buf = binary.NativeEndian.AppendUint32(buf, 0) // port id: the kernel fills in ours
-		buf = append(buf, data...)
-		buf = append(buf, padding[:nlmsgAlign(n)-n]...)
+	for _, m := range msgs {
+		buf = put(buf, m.Header.Type, m.Header.Flags&^(netlink.Acknowledge|netlink.Echo), 0, m.Data)
 	}
-	put(unix.NFNL_MSG_BATCH_BEGIN, netlink.Request, base, begin)
-	for i, m := range msgs {
-		put(m.Header.Type, m.Header.Flags&^(netlink.Acknowledge|netlink.Echo), base+1+uint32(i), m.Data)
+	f.parts = append(f.parts, buf)
+	f.n += len(msgs)
+}
+
+// framesOf lays out msgs (frames.add).
+func framesOf(msgs []netlink.Message) *frames {
+	f := &frames{}
+	f.add(msgs)
+	return f
+}
+
+// number gives the messages consecutive sequence numbers from first.
+func (f *frames) number(first uint32) {
+	seq := first
+	for _, buf := range f.parts {
+		for len(buf) >= unix.NLMSG_HDRLEN {
+			binary.NativeEndian.PutUint32(buf[8:], seq)
+			seq++
+			buf = buf[nlmsgAlign(int(binary.NativeEndian.Uint32(buf))):]
+		}
 	}
-	put(unix.NFNL_MSG_BATCH_END, netlink.Request, base+1+uint32(len(msgs)), batchMarker)
-	return buf
+}
+
+// message returns message i, for describing it.
+func (f *frames) message(i int) (netlink.Message, bool) {
+	for _, buf := range f.parts {
+		for len(buf) >= unix.NLMSG_HDRLEN {
+			l := int(binary.NativeEndian.Uint32(buf))
+			if i == 0 {
+				var m netlink.Message
+				return m, m.UnmarshalBinary(buf[:l]) == nil
+			}
+			i--
+			buf = buf[nlmsgAlign(l):]
+		}
+	}
+	return netlink.Message{}, false
+}
+
+// markers returns the batch's begin marker (sequence number base) and its
+// end marker, after n messages. The begin marker carries gen: the kernel
+// checks it under its commit lock and refuses the whole batch with
+// ERESTART when the ruleset has moved on.
+func markers(base, gen uint32, n int) (begin, end []byte) {
+	data := batchMarker
+	if gen != 0 { // 0 asks for no check
+		data = binary.BigEndian.AppendUint32(append(slices.Clip(batchMarker), 8, 0, unix.NFNL_BATCH_GENID, 0), gen)
+	}
+	return put(nil, unix.NFNL_MSG_BATCH_BEGIN, netlink.Request, base, data),
+		put(nil, unix.NFNL_MSG_BATCH_END, netlink.Request, base+1+uint32(n), batchMarker)
+}
+
+// put appends a netlink message to buf.
+func put(buf []byte, typ netlink.HeaderType, flags netlink.HeaderFlags, seq uint32, data []byte) []byte {
+	n := unix.NLMSG_HDRLEN + len(data)
+	buf = binary.NativeEndian.AppendUint32(buf, uint32(n))
+	buf = binary.NativeEndian.AppendUint16(buf, uint16(typ))
+	buf = binary.NativeEndian.AppendUint16(buf, uint16(flags))
+	buf = binary.NativeEndian.AppendUint32(buf, seq)
+	buf = binary.NativeEndian.AppendUint32(buf, 0) // port id: the kernel fills in ours
+	buf = append(buf, data...)
+	return append(buf, padding[:nlmsgAlign(n)-n]...)
 }
 
 var padding [unix.NLMSG_ALIGNTO]byte
 
-// genOffset is where frame puts the generation in the begin marker's
+// genOffset is where markers puts the generation in the begin marker's
 // NFNL_BATCH_GENID attribute: after the netlink header, the nfgenmsg
 // header and the attribute's own.
 const genOffset = unix.NLMSG_HDRLEN + 4 + 4
 
-// sendRaw sends buf in one sendmsg to the kernel.
-func sendRaw(nc *netlink.Conn, buf []byte) error {
+// sendRaw sends bufs, one batch, in one sendmsg to the kernel.
+func sendRaw(nc *netlink.Conn, bufs [][]byte) error {
 	raw, err := nc.SyscallConn()
 	if err != nil {
 		return err
 	}
 	var serr error
 	if err := raw.Write(func(fd uintptr) bool {
-		serr = unix.Sendmsg(int(fd), buf, nil, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}, 0)
+		_, serr = unix.SendmsgBuffers(int(fd), bufs, nil, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}, 0)
 		return serr != unix.EAGAIN
 	}); err != nil {
 		return err

@@ -3,9 +3,11 @@ package nft
 import (
 	"encoding/binary"
 	"net/netip"
+	"slices"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/nftables"
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
@@ -37,24 +39,39 @@ func everyKind() *planner.Plan {
 	}}
 }
 
-// encodeEveryKind builds and encodes everyKind's batch.
-func encodeEveryKind(t *testing.T) (*batch, []netlink.Message) {
+// encodeEveryKind builds and encodes everyKind's batch; msgs are its
+// messages as the library encodes them, in one part.
+func encodeEveryKind(t *testing.T) (b *batch, f *frames, msgs []netlink.Message) {
 	t.Helper()
 	p := everyKind()
-	b := &batch{table: (&Conn{}).table(), plan: p}
+	b = &batch{table: (&Conn{}).table(), plan: p}
 	b.build(p)
-	msgs, err := b.encode()
+	f, err := b.encode()
 	if err != nil {
 		t.Fatal(err)
 	}
-	return b, msgs
+	msgs, err = encode(func(nl *nftables.Conn) error {
+		for _, s := range b.steps {
+			if err := s.add(nl); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err == nil {
+		err = withGCInterval(msgs)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, f, msgs
 }
 
 func TestDescribeEveryMessage(t *testing.T) {
-	b, msgs := encodeEveryKind(t)
-	describe := b.describer(msgs)
+	b, f, _ := encodeEveryKind(t)
+	describe := b.describer(f)
 	var got []string
-	for i := range msgs {
+	for i := range f.n {
 		got = append(got, describe(i))
 	}
 	want := []string{
@@ -78,18 +95,32 @@ func TestDescribeEveryMessage(t *testing.T) {
 	if d := describe(-1); d != "the commit" {
 		t.Errorf("describe(-1) = %q, want the commit", d)
 	}
+	if d := describe(f.n); d != "the commit" {
+		t.Errorf("describe(%d) = %q, want the commit", f.n, d)
+	}
 }
 
 // TestFrame: the batch as sent is the begin marker with the generation,
-// every message in order with consecutive sequence numbers and without the
-// acknowledgement and echo flags the library sets, and the end marker.
+// every message in order (the parts framed apart, side by side) with
+// consecutive sequence numbers and without the acknowledgement and echo
+// flags the library sets, and the end marker.
 func TestFrame(t *testing.T) {
-	_, msgs := encodeEveryKind(t)
+	defer func(w int) { partWeight = w }(partWeight)
+	partWeight = 1 // a part per step
+	_, f, msgs := encodeEveryKind(t)
+	if len(f.parts) < 3 {
+		t.Fatalf("%d parts framed, want several", len(f.parts))
+	}
 	if msgs[0].Header.Flags&netlink.Acknowledge == 0 {
 		t.Fatal("the library no longer asks for acknowledgements; revisit trap 13 (encoder.go)")
 	}
 	const base, gen = 1000, 42
-	sent := unframe(t, frame(msgs, base, gen))
+	frame := func(f *frames, base, gen uint32) []byte {
+		f.number(base + 1)
+		begin, end := markers(base, gen, f.n)
+		return slices.Concat(append(append([][]byte{begin}, f.parts...), end)...)
+	}
+	sent := unframe(t, frame(f, base, gen))
 	if len(sent) != len(msgs)+2 {
 		t.Fatalf("%d messages framed, want %d", len(sent), len(msgs)+2)
 	}
@@ -122,7 +153,7 @@ func TestFrame(t *testing.T) {
 			t.Errorf("message %d differs from the library's", i)
 		}
 	}
-	if begin := unframe(t, frame(msgs, base, 0))[0]; len(begin.Data) != 4 {
+	if begin := unframe(t, frame(f, base, 0))[0]; len(begin.Data) != 4 {
 		t.Errorf("generation 0 must ask for no check, but the begin marker carries %x", begin.Data[4:])
 	}
 }

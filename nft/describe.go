@@ -11,15 +11,16 @@ import (
 	"github.com/hostwall/hostwall/planner"
 )
 
-// describer returns what message i of msgs changes, in words, for the error
+// describer returns what message i of f changes, in words, for the error
 // of a refused batch: the kind of change and the object it names, read from
 // the message itself, and for a rule its text from the plan.
-func (b *batch) describer(msgs []netlink.Message) func(int) string {
+func (b *batch) describer(f *frames) func(int) string {
 	return func(i int) string {
-		if i < 0 || i >= len(msgs) {
+		m, ok := f.message(i)
+		if !ok {
 			return "the commit"
 		}
-		d := describeMessage(msgs[i])
+		d := describeMessage(m)
 		if d.comment != "" {
 			if text := ruleText(b.plan, d.object, d.comment); text != "" {
 				return fmt.Sprintf("%s %q: %s", d.verb, d.object, text)

@@ -24,7 +24,7 @@ func (c *Conn) DeleteTable(ctx context.Context, gen uint32) error {
 	describe := func(i int) string {
 		return describeMessage(msgs[max(0, min(i, len(msgs)-1))]).verb + " inet " + tableName
 	}
-	if _, _, err := c.commit(msgs, gen, false, "deleting table inet "+tableName, describe); err != nil {
+	if _, _, err := c.commit(framesOf(msgs), gen, false, "deleting table inet "+tableName, describe); err != nil {
 		return wrapPerm(err)
 	}
 	return nil
