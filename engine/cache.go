@@ -35,6 +35,12 @@ type readCache struct {
 // or moved only by transactions that did not touch the table (other
 // programs changing their own tables); it reads the kernel otherwise.
 func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
+	return c.ReadLike(ctx, nil)
+}
+
+// ReadLike is Read, a read of the kernel sharing the elements of the sets
+// it holds alike with like (readLike).
+func (c *readCache) ReadLike(ctx context.Context, like *ruleset.Table) (*ruleset.Table, uint32, error) {
 	if c.valid {
 		g, err := c.Kernel.Generation()
 		switch {
@@ -48,7 +54,7 @@ func (c *readCache) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 			return c.table, g, nil
 		}
 	}
-	t, g, err := c.Kernel.Read(ctx)
+	t, g, err := readLike(ctx, c.Kernel, like)
 	if err != nil {
 		c.valid = false
 		return nil, 0, err
@@ -154,32 +160,6 @@ func (c *readCache) keepApplied(p *planner.Plan, gen uint32) bool {
 	}
 	c.table, c.gen, c.derived = &t, gen, true
 	return true
-}
-
-// adopt notes that the kept table, read at gen, holds exactly desired's
-// set elements (a plan between them is empty): the kept sets take
-// desired's elements, which the compile's memo holds already, and the
-// read's own copies go — at a million networks, 66 MB the agent no longer
-// keeps twice (docs/performance.md). The kept table is still the read:
-// its chains, handles and flags are the kernel's.
-func (c *readCache) adopt(desired *ruleset.Table, gen uint32) {
-	if !c.readAt(gen) || c.table == nil {
-		return
-	}
-	want := make(map[string]*ruleset.Set, len(desired.Sets))
-	for _, d := range desired.Sets {
-		want[d.Name] = d
-	}
-	t := *c.table // a copy: callers share the kept table
-	t.Sets = slices.Clone(t.Sets)
-	for i, s := range t.Sets {
-		if d := want[s.Name]; d != nil && len(d.Elements) == len(s.Elements) {
-			kept := *s
-			kept.Elements = d.Elements
-			t.Sets[i] = &kept
-		}
-	}
-	c.table = &t
 }
 
 // readAt reports whether the kept table is a read at generation gen.

@@ -33,10 +33,25 @@ type Kernel interface {
 	DeleteTable(ctx context.Context, gen uint32) error
 }
 
+// likeReader is a Kernel that reads a table sharing the elements of the
+// sets it holds alike with another table's (nft.Conn.ReadLike).
+type likeReader interface {
+	ReadLike(ctx context.Context, like *ruleset.Table) (*ruleset.Table, uint32, error)
+}
+
+// readLike reads k, sharing the elements of the sets it holds alike with
+// like (nil: none) when k can.
+func readLike(ctx context.Context, k Kernel, like *ruleset.Table) (*ruleset.Table, uint32, error) {
+	if lr, ok := k.(likeReader); ok && like != nil {
+		return lr.ReadLike(ctx, like)
+	}
+	return k.Read(ctx)
+}
+
 // PlanTable reads the kernel and returns the plan that makes it hold
 // desired (nil: no table).
 func PlanTable(ctx context.Context, k Kernel, desired *ruleset.Table) (*planner.Plan, error) {
-	live, gen, err := k.Read(ctx)
+	live, gen, err := readLike(ctx, k, desired)
 	if err != nil {
 		return nil, fmt.Errorf("reading the kernel ruleset: %w", err)
 	}
@@ -130,9 +145,6 @@ func Verify(ctx context.Context, k Kernel, desired *ruleset.Table) (uint32, erro
 	rest, err := PlanTable(ctx, k, desired)
 	if err != nil {
 		return 0, fmt.Errorf("verifying the apply: %w", err)
-	}
-	if c, ok := k.(*readCache); ok && rest.Empty() {
-		c.adopt(desired, rest.Generation)
 	}
 	if !rest.Empty() {
 		add, change, destroy := rest.Summary()

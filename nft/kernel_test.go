@@ -670,3 +670,39 @@ func TestAddressSetsLongGC(t *testing.T) {
 		t.Errorf("nft lists the blocklist differently (-hostwall +nft):\n%s", diff)
 	}
 }
+
+// TestReadLike: a set read that holds exactly the desired set's elements
+// shares them (no second copy kept); one that differs keeps its own
+// decoding, and the read is Read's either way.
+func TestReadLike(t *testing.T) {
+	c, ns := kernel(t)
+	desired := bigTable(3, 2000)
+	other := &ruleset.Set{Name: "other", Type: ruleset.TypeIPv4Addr, Interval: true,
+		Elements: []ruleset.Element{ruleset.PrefixElement(netip.MustParsePrefix("192.0.2.0/24"))}}
+	desired.Sets = append(desired.Sets, other)
+	desired.Sort()
+	apply(t, c, desired)
+	testns.NFT(t, ns, "add", "element", "inet", "hostwall", "other", "{ 198.51.100.0/24 }")
+	ctx := context.Background()
+	like, _, err := c.ReadLike(ctx, desired)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, _, err := c.Read(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if like.String() != read.String() {
+		t.Fatalf("ReadLike and Read differ:\n%s\n---\n%s", like, read)
+	}
+	shares := func(a, b *ruleset.Set) bool { return len(a.Elements) > 0 && &a.Elements[0] == &b.Elements[0] }
+	if !shares(like.Set("blocklist"), desired.Set("blocklist")) {
+		t.Error("the unchanged set does not share the desired elements")
+	}
+	if shares(like.Set("other"), desired.Set("other")) || len(like.Set("other").Elements) != 2 {
+		t.Errorf("the set changed by nft shares the desired elements, or lost the change: %v", like.Set("other").Elements)
+	}
+	if shares(read.Set("blocklist"), desired.Set("blocklist")) {
+		t.Error("Read shares elements it was given nothing to share with")
+	}
+}
