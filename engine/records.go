@@ -44,7 +44,9 @@ func (rs *records) finish(e *Engine, render func() rendering, stage func(renderi
 		if err := rs.gen.WriteRuleset(r.text); err != nil {
 			return fmt.Errorf("recording generation: %w", err)
 		}
-		r.hash = rs.gen.Generation().RulesetHash
+		// The text is on disk: not kept while the change goes on (~20 MB
+		// at a million networks).
+		r.text, r.hash = "", rs.gen.Generation().RulesetHash
 		rs.staged.Go(func() (err error) {
 			if rs.rec, err = stage(r); err != nil {
 				e.notice("cannot record the verified state (the next plan reads the kernel): %v", err)

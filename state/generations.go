@@ -200,7 +200,10 @@ func (s *Store) Prepare(g *Generation) (*Pending, error) {
 }
 
 // WriteRuleset adds the rendered ruleset to the prepared generation,
-// durably, and fills RulesetHash (hashed while it is written).
+// durably, and fills RulesetHash (hashed while it is written) and
+// RulesetSize. The text itself is not kept (Ruleset stays empty): with a
+// million networks it is ~20 MB, which the caller drops once it is on
+// disk; Load reads it back.
 func (p *Pending) WriteRuleset(rendered string) error {
 	hashed := make(chan string, 1)
 	go func() { hashed <- HashRuleset(rendered) }()
@@ -209,7 +212,7 @@ func (p *Pending) WriteRuleset(rendered string) error {
 	if err != nil {
 		return err
 	}
-	p.g.Ruleset, p.g.RulesetHash, p.g.RulesetSize, p.ruleset = rendered, hash, int64(len(rendered)), true
+	p.g.RulesetHash, p.g.RulesetSize, p.ruleset = hash, int64(len(rendered)), true
 	return nil
 }
 
