@@ -46,6 +46,9 @@ type Options struct {
 	Log    *zap.Logger
 	// Socket is the control socket's path; empty for none.
 	Socket string
+	// Settled, if set, runs after each piece of work, once its garbage is
+	// collected (the command sets the collector's limits by it).
+	Settled func()
 }
 
 // Drift is a change to the table by another process.
@@ -290,6 +293,9 @@ func (d *Daemon) apply(ctx context.Context, t *timers, why string, explicit bool
 func (d *Daemon) done() {
 	d.status()
 	debug.FreeOSMemory()
+	if d.o.Settled != nil {
+		d.o.Settled()
+	}
 }
 
 func (d *Daemon) status() {
@@ -384,6 +390,7 @@ func firstError(invalid *engine.InvalidError) string {
 
 // verify repairs the kernel towards the current generation.
 func (d *Daemon) verify(ctx context.Context, why string) {
+	start := time.Now()
 	p, err := d.e.Repair(ctx, false)
 	switch {
 	case errors.Is(err, engine.ErrLocked):
@@ -392,6 +399,7 @@ func (d *Daemon) verify(ctx context.Context, why string) {
 		d.o.Log.Error("repairing drift", zap.Error(err))
 	case p == nil:
 		d.lastVerified = time.Now()
+		d.o.Log.Info("verified", zap.String("why", why), zap.Int("generation", d.current), zap.Duration("took", time.Since(start)))
 	default:
 		d.lastVerified = time.Now()
 		d.repairs++

@@ -94,7 +94,7 @@ func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration) 
 	}
 	return agent.New(agent.Options{
 		Engine: e, ConfigDir: g.configDir, Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(),
-		Drift: drift, Notify: systemd.Notifier{}, Log: log, Socket: e.SocketPath(),
+		Drift: drift, Notify: systemd.Notifier{}, Log: log, Socket: e.SocketPath(), Settled: agentSettled,
 	}).Run(ctx)
 }
 

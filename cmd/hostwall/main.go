@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"runtime/pprof"
 )
 
@@ -67,26 +68,46 @@ func oneShotGC() {
 }
 
 // agentGC sets the agent's collector: half Go's default target, not the
-// one-shot commands' gcPercent, and a soft limit on the heap. The agent
-// holds what a large configuration needs between changes and makes
-// garbage while it works: collecting when its heap has grown by half, not
-// doubled, took its peak applying a million networks from nothing from
-// 1.5 GB (gcPercent) to ~420 MB, and during one-line changes of that list
-// to ~200 MB, at the same speed (docs/performance.md). The limit caps
-// what a larger configuration may take before the collector works
-// harder; set lower, below what an apply holds at once, the runtime
-// collects all the time (at 160 MiB the million-network apply took 18.6 s
-// instead of 6.2 s). GOGC or GOMEMLIMIT in the environment override both.
+// one-shot commands' gcPercent, and a soft limit on the heap, which
+// agentSettled moves with what the agent holds. The agent holds what a
+// large configuration needs between changes and makes garbage while it
+// works: collecting when its heap has grown by half, not doubled, took its
+// peak applying a million networks from nothing from 1.5 GB (gcPercent) to
+// ~420 MB, and during one-line changes of that list to ~200 MB, at the
+// same speed; the limit, from ~270 MB to ~190 MB, 6.0 → 7.0 s
+// (docs/performance.md). GOGC or GOMEMLIMIT in the environment override
+// both.
 func agentGC() {
 	if !gcTuned() {
 		return
 	}
 	debug.SetGCPercent(50)
-	debug.SetMemoryLimit(agentHeapLimit)
+	debug.SetMemoryLimit(agentHeapFloor)
 }
 
-// agentHeapLimit is the agent's soft heap limit.
-const agentHeapLimit = 512 << 20
+// agentHeapFloor is the least of the agent's soft heap limits: what a
+// million networks' first apply may hold at once (~160 MB) and a little.
+// An apply that needs more is slowed by the collector (at most half the
+// CPU goes to it) but not refused.
+const agentHeapFloor = 192 << 20
+
+// agentSettled runs whenever the agent has finished a piece of work and
+// collected: its soft heap limit becomes twice what it holds at rest (a
+// change holds its desired table twice at most: the one in force and the
+// new), or the floor. A configuration far larger than a million networks
+// is slowed by the collector on its first apply only.
+func agentSettled() {
+	if !gcTuned() {
+		return
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	live := int64(0)
+	if sample[0].Value.Kind() == metrics.KindUint64 {
+		live = int64(sample[0].Value.Uint64())
+	}
+	debug.SetMemoryLimit(max(agentHeapFloor, 2*live))
+}
 
 // gcSentinel is collected by the first collection; its finalizer then
 // ends oneShotGC's floor. (Big enough not to be a tiny allocation, whose
