@@ -3,10 +3,16 @@ package engine
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/state"
 )
 
 // countingKernel is a kernel at a settable generation that counts reads.
@@ -136,5 +142,69 @@ func TestReadCacheKeepApplied(t *testing.T) {
 	c.Read(ctx)
 	if k.reads != 4 {
 		t.Errorf("%d reads after a chain change, want a read", k.reads)
+	}
+}
+
+// TestRememberIncremental: after a change of a nets file applied the
+// incremental way (the sets alone), the agent's engine still keeps the
+// whole desired table of the generation in force — its kept chains with
+// the new sets — and it is the table a full compile of the files makes;
+// Repair (the periodic verification) plans from it instead of compiling
+// the generation again.
+func TestRememberIncremental(t *testing.T) {
+	h := newHarness(t)
+	var list strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&list, "10.%d.%d.0/24\n", i/200, i%200)
+	}
+	writeFile := func(name, data string) {
+		if err := os.WriteFile(filepath.Join(h.cfg, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile("bl.txt", list.String())
+	h.write(`
+host_endpoint "eth0" { interface = "eth0" }
+network_set "bl" {
+  labels    = { bad = "yes" }
+  nets_file = "bl.txt"
+}
+policy "block" {
+  ingress {
+    action = "deny"
+    source { selector = "bad == 'yes'" }
+  }
+}
+`)
+	e := New(Options{ConfigDir: h.cfg, StateDir: h.stateDir, RunDir: h.runDir, NetNS: "test", HostName: "srv", Kernel: h.kernel, Memo: true})
+	e.openNS = func() (state.Namespace, error) { return h.ns, nil }
+	ctx := context.Background()
+	if _, err := e.Apply(ctx, ApplyRequest{Explicit: true}); err != nil {
+		t.Fatal(err)
+	}
+	writeFile("bl.txt", strings.Replace(list.String(), "10.0.0.0/24", "11.0.0.0/24", 1))
+	note := ""
+	res, err := e.Apply(ctx, ApplyRequest{Explicit: true, Show: func(p *Preview) { note = strings.Join(p.Notes, "\n") }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(note, "Only nets files changed since") {
+		t.Fatalf("the change did not take the incremental way: %q", note)
+	}
+	if e.desired == nil || e.desired.n != res.Generation {
+		t.Fatalf("after the incremental change the engine keeps %+v, want generation %d's table", e.desired, res.Generation)
+	}
+	l, err := e.Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := *e.desired.table
+	kept.Sets = slices.Clone(kept.Sets)
+	kept.Sort()
+	if got, want := kept.String(), l.Table.String(); got != want {
+		t.Errorf("the kept table differs from a compile of the files:\n%s\n---\n%s", got, want)
+	}
+	if p, err := e.Repair(ctx, false); err != nil || p != nil {
+		t.Errorf("Repair from the kept table: plan %+v, %v; want nothing to repair", p, err)
 	}
 }

@@ -413,7 +413,7 @@ func (e *Engine) settle(ns state.Namespace, c *change, prev int, applied *planne
 		}
 	}
 	e.saveRecord(ns, c.verified(), after)
-	e.remember(c)
+	e.remember(c, prev)
 	return res, nil
 }
 
@@ -429,13 +429,24 @@ type desiredTable struct {
 }
 
 // remember keeps the whole desired table of a change that made c.target
-// current, for Repair.
-func (e *Engine) remember(c *change) {
-	if !e.o.Memo || c.incremental || c.desired == nil || c.target == 0 {
+// current, for Repair; prev was current before. An incremental change
+// holds the sets alone, its chains those of prev's table: when this engine
+// kept that, the two make the whole (without it, Repair compiled the
+// generation's files again after every change of a nets file: at a
+// million networks, a periodic verification took 11 s and 312 MB).
+func (e *Engine) remember(c *change, prev int) {
+	switch {
+	case !e.o.Memo || c.desired == nil || c.target == 0:
 		e.desired = nil
-		return
+	case !c.incremental:
+		e.desired = &desiredTable{n: c.target, host: c.host, table: c.desired}
+	case e.desired != nil && e.desired.n == prev:
+		t := *e.desired.table
+		t.Sets = c.desired.Sets
+		e.desired = &desiredTable{n: c.target, host: e.desired.host, table: &t}
+	default:
+		e.desired = nil
 	}
-	e.desired = &desiredTable{n: c.target, host: c.host, table: c.desired}
 }
 
 // recordUnchanged ends a change that needs no kernel change: the record
@@ -446,7 +457,7 @@ func (e *Engine) recordUnchanged(ns state.Namespace, c *change) (*ApplyResult, e
 		if err := e.store.MakeCurrent(c.target); err != nil {
 			return nil, err
 		}
-		e.remember(c)
+		e.remember(c, 0)
 		return &ApplyResult{Generation: c.target, Rules: c.rules, Warnings: c.warnings}, nil
 	}
 	gen, err := c.records.generation()
