@@ -85,8 +85,8 @@ echo "agent running, another table changed: no-op plan $bp ms, no-op apply $ba m
 # Its periodic verification reads the whole table (every 30 s here, 5
 # minutes by default): memory then.
 echo 5 >/proc/$agent/clear_refs
-n=$(grep -c '"msg":"verified".*periodic' "$log" || true)
-until [ "$(grep -c '"msg":"verified".*periodic' "$log" || true)" -gt "$n" ]; do alive; sleep 0.2; done # polling the agent's log
+verified=$(grep -c '"msg":"verified".*periodic' "$log" || true)
+until [ "$(grep -c '"msg":"verified".*periodic' "$log" || true)" -gt "$verified" ]; do alive; sleep 0.2; done # polling the agent's log
 verpeak=$(mem VmHWM)
 echo "agent: periodic verification $(grep '"msg":"verified".*periodic' "$log" | tail -1 | sed 's/.*"took":\([0-9.]*\).*/\1/') s; memory peak $verpeak MB"
 kill $agent; wait $agent 2>/dev/null || true

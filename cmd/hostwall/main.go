@@ -74,7 +74,7 @@ func oneShotGC() {
 // works: collecting when its heap has grown by half, not doubled, took its
 // peak applying a million networks from nothing from 1.5 GB (gcPercent) to
 // ~420 MB, and during one-line changes of that list to ~200 MB, at the
-// same speed; the limit, from ~270 MB to ~190 MB, 6.0 → 7.0 s
+// same speed; the limit, from ~270 MB to ~190 MB, 6.0 → 7.7 s
 // (docs/performance.md). GOGC or GOMEMLIMIT in the environment override
 // both.
 func agentGC() {
@@ -85,17 +85,19 @@ func agentGC() {
 	debug.SetMemoryLimit(agentHeapFloor)
 }
 
-// agentHeapFloor is the least of the agent's soft heap limits: what a
-// million networks' first apply may hold at once (~160 MB) and a little.
-// An apply that needs more is slowed by the collector (at most half the
-// CPU goes to it) but not refused.
-const agentHeapFloor = 192 << 20
+// agentHeapFloor is the least of the agent's soft heap limits: a little
+// above what a million networks' first apply holds at once (~156 MiB). An
+// apply that needs more is slowed by the collector (at most half the CPU
+// goes to it) but not refused.
+const agentHeapFloor = 176 << 20
 
 // agentSettled runs whenever the agent has finished a piece of work and
-// collected: its soft heap limit becomes twice what it holds at rest (a
-// change holds its desired table twice at most: the one in force and the
-// new), or the floor. A configuration far larger than a million networks
-// is slowed by the collector on its first apply only.
+// collected: its soft heap limit becomes half again what it holds at rest
+// (the collector's own target at GOGC=50), or the floor. Work that holds
+// more than that for a while — a configuration far larger than a million
+// networks, on its first apply — is slowed by the collector, not refused.
+// (Twice, with a floor of 192 MiB, let the periodic verification of a
+// million networks peak at 202 MB: its reads make garbage fast.)
 func agentSettled() {
 	if !gcTuned() {
 		return
@@ -106,7 +108,7 @@ func agentSettled() {
 	if sample[0].Value.Kind() == metrics.KindUint64 {
 		live = int64(sample[0].Value.Uint64())
 	}
-	debug.SetMemoryLimit(max(agentHeapFloor, 2*live))
+	debug.SetMemoryLimit(max(agentHeapFloor, 3*live/2))
 }
 
 // gcSentinel is collected by the first collection; its finalizer then
