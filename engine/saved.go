@@ -70,13 +70,20 @@ func (e *Engine) checkSaved(saved *SavedPlan, l *Loaded, now *planner.Plan) erro
 		return stale("%s was made for network namespace %q, not %q", saved.path, saved.NetNS, e.o.NetNS)
 	case l == nil || saved.ConfigHash != loader.HashSources(l.Result.Sources):
 		return stale("the configuration in %s changed since %s was made; plan again", e.o.ConfigDir, saved.path)
-	case saved.Plan.Generation != now.Generation:
-		return stale("the kernel's ruleset changed since %s was made (generation %d, now %d); plan again",
-			saved.path, saved.Plan.Generation, now.Generation)
 	}
+	// The kernel's generation may have moved since (a busy host's other
+	// programs move it many times a second): what counts is that planning
+	// now gives exactly the saved changes, handles included, which then
+	// go in at the generation of now's plan.
 	x, _ := json.Marshal(saved.Plan)
-	y, _ := json.Marshal(now.JSON())
+	j := now.JSON()
+	j.Generation = saved.Plan.Generation
+	y, _ := json.Marshal(j)
 	if !bytes.Equal(x, y) {
+		if saved.Plan.Generation != now.Generation {
+			return stale("the kernel's ruleset changed since %s was made (generation %d, now %d), and planning now gives other changes; plan again",
+				saved.path, saved.Plan.Generation, now.Generation)
+		}
 		return stale("planning now does not give %s; plan again", saved.path)
 	}
 	return nil

@@ -390,8 +390,11 @@ policy "admin" {
 	}
 }
 
-// TestSavedPlanAndLock: apply PLANFILE applies that plan and refuses a
-// stale one; a held lock is named, and waited for with --lock-timeout.
+// TestSavedPlanAndLock: apply PLANFILE applies that plan — also after
+// another program changed a table of its own (a busy host's generation
+// moves all the time), since planning again gives exactly it — and
+// refuses a stale one; a held lock is named, and waited for with
+// --lock-timeout.
 func TestSavedPlanAndLock(t *testing.T) {
 	l := newSSHLab(t)
 	planFile := filepath.Join(t.TempDir(), "p.json")
@@ -399,12 +402,18 @@ func TestSavedPlanAndLock(t *testing.T) {
 		t.Fatal(r.stderr)
 	}
 	testns.NFT(t, l.srv, "add", "table", "ip", "someone-else")
+	if r := hostwall(t, "", append([]string{"apply", "--confirm-timeout", "0", planFile}, l.args(l.cfgA)...)...); r.code != 0 || !l.holds(t, l.cfgA) {
+		t.Fatalf("a saved plan after another table changed: exit %d %s", r.code, r.stderr)
+	}
+	os.WriteFile(filepath.Join(l.cfgA, "extra.hcl"), []byte("network_set \"x\" {\n  nets = [\"192.0.2.0/24\"]\n}\n"), 0o644)
+	hostwall(t, "", append([]string{"plan", "-o", planFile}, l.args(l.cfgA)...)...)
+	testns.NFT(t, l.srv, "add", "chain", "inet", "hostwall", "someone-elses")
 	r := hostwall(t, "", append([]string{"apply", "--confirm-timeout", "0", planFile}, l.args(l.cfgA)...)...)
 	if r.code != 4 || !strings.Contains(r.stderr, "plan is stale") || !strings.Contains(r.stderr, "ruleset changed") {
 		t.Errorf("stale by the kernel: exit %d %s", r.code, r.stderr)
 	}
 	hostwall(t, "", append([]string{"plan", "-o", planFile}, l.args(l.cfgA)...)...)
-	os.WriteFile(filepath.Join(l.cfgA, "extra.hcl"), []byte("network_set \"x\" {\n  nets = [\"192.0.2.0/24\"]\n}\n"), 0o644)
+	os.WriteFile(filepath.Join(l.cfgA, "extra2.hcl"), []byte("network_set \"y\" {\n  nets = [\"198.51.100.0/24\"]\n}\n"), 0o644)
 	r = hostwall(t, "", append([]string{"apply", "--confirm-timeout", "0", planFile}, l.args(l.cfgA)...)...)
 	if r.code != 4 || !strings.Contains(r.stderr, "plan is stale") || !strings.Contains(r.stderr, "configuration") {
 		t.Errorf("stale by the configuration: exit %d %s", r.code, r.stderr)
