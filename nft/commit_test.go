@@ -3,6 +3,7 @@ package nft
 import (
 	"encoding/binary"
 	"net/netip"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -191,5 +192,25 @@ func TestParseError(t *testing.T) {
 	}
 	if errno, _ := parseError(netlink.Message{Header: netlink.Header{Type: netlink.Error}, Data: []byte{1}}); errno != unix.EPROTO {
 		t.Errorf("a truncated error reply parses as %v, want EPROTO", errno)
+	}
+}
+
+// TestPartsBounded: however many cores and steps, a batch has at most
+// maxParts parts, each a buffer of the one sendmsg, which takes at most
+// 1024 (found by a review: 300 threads and 2.2 million networks, EMSGSIZE).
+func TestPartsBounded(t *testing.T) {
+	defer func(w int) { partWeight = w }(partWeight)
+	partWeight = 1
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(512))
+	b := &batch{table: (&Conn{}).table()}
+	for range 5000 {
+		b.then(1, func(nl *nftables.Conn) error { nl.AddTable(b.table); return nil })
+	}
+	f, err := b.encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if f.n != 5000 || len(f.parts) > maxParts {
+		t.Errorf("%d messages in %d parts, want 5000 in at most %d", f.n, len(f.parts), maxParts)
 	}
 }
