@@ -70,7 +70,10 @@ func PlanTable(ctx context.Context, k Kernel, desired *ruleset.Table) (*planner.
 var ErrNotConverged = errors.New("the kernel does not hold what was applied")
 
 // maxApplyAttempts bounds planning again when another writer races us.
-const maxApplyAttempts = 3
+// On a busy host a large batch races other programs' transactions in the
+// moment between its vouching and the kernel's check (nft.Conn.commit),
+// about one time in ten with another table changed 50 times a second.
+const maxApplyAttempts = 6
 
 // Verification is how ApplyTable makes sure the kernel holds desired.
 type Verification int

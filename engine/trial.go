@@ -122,8 +122,18 @@ func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Ou
 		case <-poll:
 			plan()
 		case <-deadline.C:
-			o, _, err := e.expire(context.WithoutCancel(ctx), t, to, planned, "")
-			return o, err
+			// On a busy host a large rollback can race other programs'
+			// transactions more than once: the guard keeps at it, for a
+			// trial left in force is a lockout (found by a review: with
+			// another table changed 50 times a second, both large trials'
+			// guards gave up).
+			for attempt := 1; ; attempt++ {
+				o, _, err := e.expire(context.WithoutCancel(ctx), t, to, planned, "")
+				if !errors.Is(err, planner.ErrStale) || attempt == maxRollbackAttempts {
+					return o, err
+				}
+				planned = nil
+			}
 		}
 	}
 }
@@ -136,6 +146,20 @@ func rollbackLead(t *state.Trial) time.Duration {
 }
 
 const leadPoll = 100 * time.Millisecond
+
+// maxRollbackAttempts bounds how often a guard tries a trial's rollback
+// that other writers made stale (each plans it again from a read).
+const maxRollbackAttempts = 20
+
+// mustGeneration is k's generation, 0 when it cannot be read (which
+// vouches for nothing).
+func mustGeneration(k Kernel) uint32 {
+	g, err := k.Generation()
+	if err != nil {
+		return 0
+	}
+	return g
+}
 
 // SettleTrial rolls back the namespace's pending trial when its deadline
 // has passed, a reboot interrupted it or its record does not read (the
@@ -378,7 +402,10 @@ func expiredDetail(t *state.Trial, to rollbackPoint, by string) string {
 // intent).
 func (e *Engine) restore(ctx context.Context, restore *ruleset.Table, planned *planner.Plan) error {
 	p := planned
-	if p == nil || !e.atGeneration(p.Generation) {
+	// A plan made ahead at an older generation still goes: the kernel
+	// connection sends it when only other tables changed since (a busy
+	// host), and ApplyTable plans again when the kernel refuses it.
+	if p == nil || (!e.atGeneration(p.Generation) && !e.untouched(p.Generation, mustGeneration(e.o.Kernel))) {
 		var err error
 		if p, err = PlanTable(ctx, e.kernel, restore); err != nil {
 			return err
