@@ -145,7 +145,7 @@ lockout check. rollback 0 removes table inet hostwall: no firewall.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			f.defaults(cmd)
-			e, closeKernel, err := g.engine()
+			e, closeKernel, err := g.committingEngine()
 			if err != nil {
 				return err
 			}
@@ -174,7 +174,7 @@ func rollbackTarget(e *engine.Engine, args []string) (int, error) {
 
 // change runs req on the namespace's engine.
 func (g *globals) change(cmd *cobra.Command, f *changeFlags, req engine.ApplyRequest) error {
-	e, closeKernel, err := g.engine()
+	e, closeKernel, err := g.committingEngine()
 	if err != nil {
 		return err
 	}

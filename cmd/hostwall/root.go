@@ -140,12 +140,22 @@ func (g *globals) loader() *engine.Engine { return engine.New(g.engineOptions())
 // directories checked private first (as root: an unprivileged hostwall
 // cannot open root's directories, nor change the firewall). The caller
 // closes it.
-func (g *globals) engine() (*engine.Engine, func(), error) {
+func (g *globals) engine() (*engine.Engine, func(), error) { return g.kernelEngine(false) }
+
+// committingEngine is engine for a command that may change the kernel. It
+// follows the kernel's events from the start: another program's
+// transactions while it reads, plans and sends (a busy host's, many a
+// second) then do not make it stale (nft.Options.Follow). Commands that
+// only read do not subscribe: while anything on the host listens to
+// nftables events, the kernel makes a notification of every element of
+// every transaction, ~8 KiB each until the transaction ends (4.5 GB for
+// another process's 100,000-network change, measured by a review), so
+// hostwall listens only while it needs to.
+func (g *globals) committingEngine() (*engine.Engine, func(), error) { return g.kernelEngine(true) }
+
+func (g *globals) kernelEngine(follow bool) (*engine.Engine, func(), error) {
 	o := g.engineOptions()
-	// The command follows the kernel's events from the start: another
-	// program's transactions while it reads, plans and sends (a busy
-	// host's, many a second) then do not make it stale (nft.Options.Follow).
-	conn, err := nft.Open(nft.Options{NetNS: g.netns, Follow: true})
+	conn, err := nft.Open(nft.Options{NetNS: g.netns, Follow: follow})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -116,9 +116,9 @@ trial past its deadline whose guard is gone.`,
 }
 
 // offlineStatus is the status without an agent: the state directory's and
-// the kernel's.
+// the kernel's (it rolls back a trial past its deadline: committing).
 func (g *globals) offlineStatus(ctx context.Context) (*engine.Status, error) {
-	e, closeKernel, err := g.engine()
+	e, closeKernel, err := g.committingEngine()
 	if err != nil {
 		return nil, err
 	}

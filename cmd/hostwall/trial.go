@@ -134,7 +134,7 @@ leave it unguarded.`,
 
 // guard runs the engine's guard of the namespace's trial.
 func (g *globals) guard(ctx context.Context, armed func(*engine.Trial)) (*engine.Outcome, error) {
-	e, closeKernel, err := g.engine()
+	e, closeKernel, err := g.committingEngine()
 	if err != nil {
 		return nil, err
 	}
@@ -168,7 +168,7 @@ generation N if that is what you want).`,
 				fmt.Fprintln(cmd.OutOrStdout(), resp.Message)
 				return nil
 			}
-			e, closeKernel, err := g.engine()
+			e, closeKernel, err := g.committingEngine()
 			if err != nil {
 				return err
 			}
