@@ -4,7 +4,7 @@
 work=$(mktemp -d)
 nss=()
 churn_pid=
-cleanup() { calm >/dev/null; for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
+cleanup() { calm || true; for n in "${nss[@]}"; do ip netns del "$n" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 newns() { # sets the variable named $1 to a new namespace with an eth0
   local name=$prefix-$$-${#nss[@]}
@@ -15,8 +15,9 @@ ms() { echo $(( ($(date +%s%N) - $1) / 1000000 )); } # since the date +%s%N in $
 median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 ratio() { awk -v x="$1" -v y="$2" 'BEGIN {printf "%.2f×", x/y}'; }
 # busy NS RATE: another program (bench/churn) changes a table of its own
-# in namespace NS RATE times a second until calm, which prints how many
-# transactions it committed.
+# in namespace NS RATE times a second until calm, which sets churned to
+# how many transactions it committed (not in a $(…): the subshell could
+# not wait for it).
 busy() {
   [ -x "$work/churn" ] || go build -o "$work/churn" ./bench/churn
   "$work/churn" -netns "$1" -rate "$2" >"$work/churn.out" &
@@ -27,5 +28,5 @@ calm() {
   kill -TERM "$churn_pid" 2>/dev/null || true
   wait "$churn_pid" || { echo "bench/churn failed" >&2; return 1; }
   churn_pid=
-  cat "$work/churn.out"
+  churned=$(cat "$work/churn.out")
 }

@@ -103,7 +103,8 @@ if [ "$churn" != 0 ]; then
     t=$(date +%s%N); apply_in "$ns" || fails=$((fails + 1)); b2h+=("$(ms "$t")")
     "$bin" plan -c "$cfg" --netns "$ns" --detailed-exitcode --refresh >/dev/null 2>&1 || { echo "W2 under churn: hostwall did not converge" >&2; exit 1; }
     sed -i '1s|.*|10.0.0.0/30|' "$cfg/blocklist.txt"
-    commits=$((commits + $(calm)))
+    calm
+    commits=$((commits + churned))
     busy "$nsn" "$churn"
     # nft fills its cache again whenever the generation moves while it
     # reads, and each fill reads the 100,000-network set: a change to it
@@ -111,7 +112,8 @@ if [ "$churn" != 0 ]; then
     t=$(date +%s%N); timeout 60 ip netns exec "$nsn" nft -f "$work/table.nft" || nftfails=$((nftfails + 1)); b1n+=("$(ms "$t")")
     printf 'delete element inet hostwall %s { 10.0.0.0/30 }\nadd element inet hostwall %s { 11.0.0.0/30 }\n' "$set" "$set" >"$work/change.nft"
     t=$(date +%s%N); timeout 60 ip netns exec "$nsn" nft -f "$work/change.nft" || nftfails=$((nftfails + 1)); b2n+=("$(ms "$t")")
-    commits=$((commits + $(calm)))
+    calm
+    commits=$((commits + churned))
     ip netns del "$ns"; ip netns del "$nsn"
   done
   x=$(m "${b1h[@]}") y=$(m "${b1n[@]}") z=$(m "${b2h[@]}") w=$(m "${b2n[@]}")
