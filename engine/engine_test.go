@@ -704,3 +704,29 @@ func TestTrialOfAnotherStateDir(t *testing.T) {
 		t.Errorf("the other state directory records generation %d as current", n)
 	}
 }
+
+// TestGuardOnBusyHost: a trial's rollback that other writers make stale
+// more often than an apply plans again (maxApplyAttempts) is tried again
+// by its guard, which ends on the previous generation (found by a review:
+// on a busy host, both large trials' guards gave up, leaving them in
+// force).
+func TestGuardOnBusyHost(t *testing.T) {
+	h := newHarness(t)
+	tr := h.onTrial()
+	tr.Deadline = time.Now().Add(-time.Second) // its rollback is due
+	state.Trials{NS: h.ns, Store: h.store()}.Write(tr)
+	refusals := 0
+	h.kernel.before = func() {
+		if refusals < 2*maxApplyAttempts {
+			refusals++
+			h.kernel.Bump() // another writer, right before each batch
+		}
+	}
+	o, err := h.engine().Guard(context.Background(), func(*state.Trial) {})
+	if err != nil || o == nil || o.Previous != 1 {
+		t.Fatalf("the guard after %d stale rollbacks: %+v, %v", refusals, o, err)
+	}
+	if h.current() != 1 || !h.holds() || refusals != 2*maxApplyAttempts {
+		t.Errorf("current %d, holds %v, %d refusals; want generation 1 in force after %d", h.current(), h.holds(), refusals, 2*maxApplyAttempts)
+	}
+}
