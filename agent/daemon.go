@@ -392,6 +392,9 @@ func firstError(invalid *engine.InvalidError) string {
 func (d *Daemon) verify(ctx context.Context, why string) {
 	start := time.Now()
 	p, err := d.e.Repair(ctx, false)
+	if cur, cerr := d.e.Current(); err == nil && cerr == nil {
+		d.current = cur // Repair holds the current generation, which a CLI rollback may have changed
+	}
 	switch {
 	case errors.Is(err, engine.ErrLocked):
 		d.o.Log.Warn("verification skipped; the next one will tell", zap.Error(err))

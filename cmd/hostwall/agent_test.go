@@ -575,3 +575,24 @@ func TestAgentVouchesForOtherTables(t *testing.T) {
 		t.Errorf("plan without the agent: exit %d, or it claims the agent's word:\n%s%s", r.code, r.stdout, r.stderr)
 	}
 }
+
+// TestAgentLogsCurrentGeneration: a verification after a CLI rollback
+// logs the generation the rollback made current, not the one the agent
+// applied last (found by a review).
+func TestAgentLogsCurrentGeneration(t *testing.T) {
+	ns := nsWithEth0(t)
+	dir := writeConfig(t, map[string]string{"p.hcl": policyFor(80)})
+	a := startAgent(t, ns, dir)
+	a.expect(t, "READY=1")
+	os.WriteFile(filepath.Join(dir, "p.hcl"), []byte(policyFor(81)), 0o644)
+	a.logged(t, 10*time.Second, `"generation":2`)
+	if r := hostwall(t, "", "rollback", "1", "-c", dir, "--netns", ns, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
+		t.Fatalf("rollback: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	a.logged(t, 10*time.Second, `"msg":"verified","why":"changed by hostwall`)
+	for _, line := range strings.Split(a.log.String(), "\n") {
+		if strings.Contains(line, `"msg":"verified","why":"changed by hostwall`) && !strings.Contains(line, `"generation":1,`) {
+			t.Errorf("the verification after the rollback logs another generation: %s", line)
+		}
+	}
+}
