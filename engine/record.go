@@ -282,10 +282,13 @@ func (e *Engine) stillHolds(rec *record) bool {
 	return false
 }
 
-// atGeneration reports whether the kernel's ruleset generation is gen.
-func (e *Engine) atGeneration(gen uint32) bool {
+// tableAsAt reports whether table inet hostwall is still what it was at
+// generation gen: the kernel is still at gen, or the transactions since
+// left the table alone (untouched: on a busy host other programs move the
+// generation all the time).
+func (e *Engine) tableAsAt(gen uint32) bool {
 	now, err := e.o.Kernel.Generation()
-	return err == nil && now == gen
+	return err == nil && (now == gen || e.untouched(gen, now))
 }
 
 // untouched asks Options.Untouched about this namespace.

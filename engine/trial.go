@@ -94,10 +94,11 @@ func (e *Engine) Guard(ctx context.Context, armed func(*state.Trial)) (*state.Ou
 	defer lead.Stop()
 	defer deadline.Stop()
 	var planned *planner.Plan
-	// plan reads the kernel and plans the rollback when the kernel has
-	// moved since the last plan: reading a large table back takes long.
+	// plan reads the kernel and plans the rollback when the table may
+	// have changed since the last plan (not when only other tables did):
+	// reading a large table back takes long.
 	plan := func() {
-		if planned == nil || !e.atGeneration(planned.Generation) {
+		if planned == nil || !e.tableAsAt(planned.Generation) {
 			planned, _ = PlanTable(ctx, e.kernel, to.table)
 		}
 	}
@@ -150,16 +151,6 @@ const leadPoll = 100 * time.Millisecond
 // maxRollbackAttempts bounds how often a guard tries a trial's rollback
 // that other writers made stale (each plans it again from a read).
 const maxRollbackAttempts = 20
-
-// mustGeneration is k's generation, 0 when it cannot be read (which
-// vouches for nothing).
-func mustGeneration(k Kernel) uint32 {
-	g, err := k.Generation()
-	if err != nil {
-		return 0
-	}
-	return g
-}
 
 // SettleTrial rolls back the namespace's pending trial when its deadline
 // has passed, a reboot interrupted it or its record does not read (the
@@ -402,10 +393,9 @@ func expiredDetail(t *state.Trial, to rollbackPoint, by string) string {
 // intent).
 func (e *Engine) restore(ctx context.Context, restore *ruleset.Table, planned *planner.Plan) error {
 	p := planned
-	// A plan made ahead at an older generation still goes: the kernel
-	// connection sends it when only other tables changed since (a busy
-	// host), and ApplyTable plans again when the kernel refuses it.
-	if p == nil || (!e.atGeneration(p.Generation) && !e.untouched(p.Generation, mustGeneration(e.o.Kernel))) {
+	// A plan made ahead still goes when only other tables changed since
+	// (a busy host); ApplyTable plans again when the kernel refuses it.
+	if p == nil || !e.tableAsAt(p.Generation) {
 		var err error
 		if p, err = PlanTable(ctx, e.kernel, restore); err != nil {
 			return err

@@ -4,14 +4,13 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/google/nftables"
 
+	"github.com/hostwall/hostwall/internal/churn"
 	"github.com/hostwall/hostwall/internal/testns"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
@@ -193,32 +192,15 @@ func TestReadOnBusyHost(t *testing.T) {
 	c, ns := kernel(t)
 	desired := bigTable(3, 50000)
 	apply(t, c, desired)
-	testns.NFT(t, ns, "add table ip busy; add set ip busy s { type ipv4_addr; }")
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	done := make(chan int)
-	// The other program commits through the library, in a loop: nft, which
-	// reads the sets of every table first, is too slow to be busy.
-	f, err := os.Open("/run/netns/" + ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	other, err := nftables.New(nftables.WithNetNSFd(int(f.Fd())))
-	if err != nil {
-		t.Fatal(err)
-	}
-	busy := &nftables.Set{Table: &nftables.Table{Family: nftables.TableFamilyIPv4, Name: "busy"}, Name: "s", KeyType: nftables.TypeIPAddr}
+	// The other program commits through the library, back to back: nft,
+	// which reads the sets of every table first, is too slow to be busy.
 	go func() {
-		n := 0
-		for ctx.Err() == nil {
-			elem := []nftables.SetElement{{Key: []byte{10, 0, byte(n >> 8), byte(n)}}}
-			if err := other.SetAddElements(busy, elem); err != nil {
-				break
-			}
-			if other.Flush() == nil {
-				n++
-			}
+		n, err := churn.Run(ctx, ns, 0, nil)
+		if err != nil {
+			t.Errorf("the other program: %v", err)
 		}
 		done <- n
 	}()

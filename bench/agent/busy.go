@@ -11,13 +11,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hostwall/hostwall/bench/internal/churn"
+	"github.com/hostwall/hostwall/internal/churn"
 	"github.com/hostwall/hostwall/state"
 )
 
 // busy measures the agent and the CLI on a busy host: another program
 // changes a table of its own rate times a second throughout (through the
-// library: bench/internal/churn).
+// library: internal/churn).
 type busy struct {
 	bin, config, ns string
 	dirs            []string
@@ -36,7 +36,7 @@ func (b busy) measure(ctx context.Context, agent *exec.Cmd, rate int) error {
 	defer cancel()
 	writes := make(chan int, 1)
 	go func() { // the other program
-		n, err := churn.Run(ctx, b.ns, rate)
+		n, err := churn.Run(ctx, b.ns, rate, nil)
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench/agent: the other program:", err)
 		}

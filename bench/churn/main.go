@@ -11,7 +11,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/hostwall/hostwall/bench/internal/churn"
+	"github.com/hostwall/hostwall/internal/churn"
 )
 
 func main() {
@@ -20,7 +20,7 @@ func main() {
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	n, err := churn.Run(ctx, *ns, *rate)
+	n, err := churn.Run(ctx, *ns, *rate, nil)
 	fmt.Println(n)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "churn:", err)

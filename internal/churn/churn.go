@@ -1,6 +1,6 @@
-// Package churn is the other program of the busy-host benchmarks: it
-// changes a table of its own (table ip busy) a number of times a second,
-// as Docker, fail2ban or kube-proxy do. It commits through the library,
+// Package churn is the other program of the busy-host benchmarks and
+// tests: it changes a table of its own (table ip busy) a number of times a
+// second, as Docker, fail2ban or kube-proxy do. It commits through the library,
 // one element added or deleted per transaction: nft, which reads every
 // table's sets before each command, spends about half a second per
 // command beside a 100,000-network table of hostwall's and could neither
@@ -17,9 +17,10 @@ import (
 )
 
 // Run changes table ip busy in the namespace named ns (under /run/netns)
-// rate times a second until ctx ends, and returns how many transactions
-// it committed. It makes the table, and removes it at the end.
-func Run(ctx context.Context, ns string, rate int) (int, error) {
+// rate times a second (0: back to back) until ctx ends, calling committed
+// (if set) after each transaction, and returns how many it committed. It
+// makes the table, and removes it at the end.
+func Run(ctx context.Context, ns string, rate int, committed func()) (int, error) {
 	f, err := os.Open("/run/netns/" + ns)
 	if err != nil {
 		return 0, err
@@ -41,14 +42,23 @@ func Run(ctx context.Context, ns string, rate int) (int, error) {
 		c.DelTable(table)
 		c.Flush()
 	}()
-	tick := time.NewTicker(time.Second / time.Duration(rate))
-	defer tick.Stop()
+	var tick <-chan time.Time
+	if rate > 0 {
+		t := time.NewTicker(time.Second / time.Duration(rate))
+		defer t.Stop()
+		tick = t.C
+	}
 	n := 0
 	for {
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return n, nil
-		case <-tick.C:
+		}
+		if tick != nil {
+			select {
+			case <-ctx.Done():
+				return n, nil
+			case <-tick:
+			}
 		}
 		elem := []nftables.SetElement{{Key: []byte{10, 9, byte(n / 2 >> 8), byte(n / 2)}}}
 		if n%2 == 0 {
@@ -63,5 +73,8 @@ func Run(ctx context.Context, ns string, rate int) (int, error) {
 			return n, fmt.Errorf("transaction %d of table ip busy: %w", n+1, err)
 		}
 		n++
+		if committed != nil {
+			committed()
+		}
 	}
 }
