@@ -26,8 +26,8 @@ type Options struct {
 	// Follow starts following the kernel's events at once (Watch, reporting
 	// nothing): from then on a read or a batch can tell other programs'
 	// transactions from changes to table inet hostwall, and a busy host's
-	// other tables do not make them stale (Read, Apply). Without it, Read
-	// starts following when the generation moves under its first read.
+	// other tables do not make them stale (Read, Apply). Without it, a
+	// read follows them while it reads, and a batch does not.
 	Follow bool
 }
 
@@ -39,8 +39,8 @@ type Conn struct {
 	bufs int
 	// watch is Watch's subscription (watch.go).
 	watch watchState
-	// stopFollow ends the subscription Read starts for itself on a busy
-	// host (follow); nil until then.
+	// stopFollow ends the subscription of Options.Follow (follow); nil
+	// without one.
 	stopFollow context.CancelFunc
 	followMu   sync.Mutex
 }

@@ -45,3 +45,14 @@ func SetBeforeSend(f func()) (restore func()) {
 	beforeSend = f
 	return func() { beforeSend = old }
 }
+
+// SetDuringRead runs f in each attempt of a read, after the generation
+// before it was taken, for a test.
+func SetDuringRead(f func()) (restore func()) {
+	old := duringRead
+	duringRead = f
+	return func() { duringRead = old }
+}
+
+// Following reports whether a Watch runs on c.
+func Following(c *Conn) bool { return c.following() }

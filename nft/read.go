@@ -22,12 +22,12 @@ const maxReadAttempts = 5
 
 // Read returns table inet hostwall as the kernel holds it (nil when it does
 // not exist) and the ruleset generation it was read at. The read is a
-// consistent snapshot: if the generation moves while reading, it reads
-// again — unless the kernel's events show that the transactions in between
-// left the table alone (Untouched). On a busy host another program's
-// transactions come faster than a large table is read: after a first read
-// the generation moved under, Read follows the events itself (Watch) if
-// nothing does yet.
+// consistent snapshot of the table: Read follows the kernel's events while
+// it reads (Watch, unless something follows them already), so when other
+// programs' transactions move the generation under it — on a busy host
+// they come faster than a large table is read — the events tell whether
+// they left the table alone (Untouched), and only a transaction that
+// touched it makes Read read again.
 func (c *Conn) Read(ctx context.Context) (*ruleset.Table, uint32, error) {
 	return c.ReadLike(ctx, nil)
 }
@@ -52,10 +52,15 @@ func (c *Conn) ReadLike(ctx context.Context, like *ruleset.Table) (*ruleset.Tabl
 }
 
 // consistently runs read until the generation is the same before and after
-// it, or moved only by transactions that left the table alone (Untouched,
-// following the events itself from the second try: follow); it returns
-// that generation. what names what is read, for the error.
+// it, or moved only by transactions that left the table alone (Untouched),
+// following the events while it reads (readFollowing); it returns that
+// generation. what names what is read, for the error.
 func (c *Conn) consistently(ctx context.Context, what string, read func() error) (uint32, error) {
+	stop, err := c.readFollowing()
+	if err != nil {
+		return 0, err
+	}
+	defer stop()
 	for attempt := 0; attempt < maxReadAttempts; attempt++ {
 		if err := ctx.Err(); err != nil {
 			return 0, err
@@ -63,6 +68,9 @@ func (c *Conn) consistently(ctx context.Context, what string, read func() error)
 		before, err := c.Generation()
 		if err != nil {
 			return 0, err
+		}
+		if duringRead != nil {
+			duringRead()
 		}
 		if err := read(); err != nil {
 			return 0, err
@@ -74,16 +82,38 @@ func (c *Conn) consistently(ctx context.Context, what string, read func() error)
 		if before == after || c.Untouched(ctx, before, after) {
 			return after, nil
 		}
-		if err := c.follow(); err != nil {
-			return 0, err
-		}
 	}
 	return 0, fmt.Errorf("reading %s: the ruleset kept changing under us (%d attempts)", what, maxReadAttempts)
 }
 
-// follow starts a Watch of the connection's own, reporting nothing, unless
-// one runs: reads then tell others' transactions from changes to the
-// table.
+// duringRead, when set by a test, runs in each attempt of a read after
+// the generation before it was taken.
+var duringRead func()
+
+// readFollowing follows the kernel's events for a read, unless something
+// follows them already (Options.Follow, the agent's Watch): stop ends that
+// subscription once the read is done. A command that only reads listens
+// no longer than it reads: while anything listens, the kernel makes a
+// notification of every element of every transaction on the host
+// (docs/design.md, "Listening costs kernel memory").
+func (c *Conn) readFollowing() (stop func(), err error) {
+	c.followMu.Lock()
+	defer c.followMu.Unlock()
+	if c.following() || c.stopFollow != nil {
+		return func() {}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done, err := c.startWatch(ctx, func(Change) {})
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	return func() { cancel(); <-done }, nil
+}
+
+// follow starts a Watch of the connection's own, reporting nothing, for
+// the connection's lifetime (Options.Follow): reads and batches then tell
+// others' transactions from changes to the table.
 func (c *Conn) follow() error {
 	c.followMu.Lock()
 	defer c.followMu.Unlock()
@@ -91,11 +121,12 @@ func (c *Conn) follow() error {
 		return nil
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	if err := c.Watch(ctx, func(Change) {}); err != nil {
+	done, err := c.startWatch(ctx, func(Change) {})
+	if err != nil {
 		cancel()
 		return err
 	}
-	c.stopFollow = cancel
+	c.stopFollow = func() { cancel(); <-done }
 	return nil
 }
 

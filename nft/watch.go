@@ -38,12 +38,20 @@ type Change struct {
 // report must not block for long: the subscription's buffer fills behind
 // it and events are lost (which is reported, so nothing is missed).
 func (c *Conn) Watch(ctx context.Context, report func(Change)) error {
+	_, err := c.startWatch(ctx, report)
+	return err
+}
+
+// startWatch is Watch; done is closed once it has stopped.
+func (c *Conn) startWatch(ctx context.Context, report func(Change)) (done <-chan struct{}, err error) {
 	sub, err := c.subscribe()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	c.watch.setRunning(true)
+	exited := make(chan struct{})
 	go func() {
+		defer close(exited)
 		defer c.watch.setRunning(false)
 		for {
 			c.watch.follow(sub)
@@ -64,20 +72,22 @@ func (c *Conn) Watch(ctx context.Context, report func(Change)) error {
 			if lossErr != nil && !errors.Is(lossErr, unix.ENOBUFS) {
 				why = fmt.Sprintf("unknown (nftables events were lost: %v)", lossErr)
 			}
+			// Subscribed again before the loss is reported, when it can
+			// be: whatever the caller does about the loss, a transaction
+			// after the report is then an event.
+			sub, err = c.subscribe()
 			report(Change{By: why})
-			for {
-				if sub, err = c.subscribe(); err == nil {
-					break
-				}
+			for err != nil {
 				select {
 				case <-ctx.Done():
 					return
 				case <-time.After(time.Second):
 				}
+				sub, err = c.subscribe()
 			}
 		}
 	}()
-	return nil
+	return exited, nil
 }
 
 // subscription is a connection subscribed to the nftables events, and the

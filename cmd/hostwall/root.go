@@ -146,11 +146,11 @@ func (g *globals) engine() (*engine.Engine, func(), error) { return g.kernelEngi
 // follows the kernel's events from the start: another program's
 // transactions while it reads, plans and sends (a busy host's, many a
 // second) then do not make it stale (nft.Options.Follow). Commands that
-// only read do not subscribe: while anything on the host listens to
-// nftables events, the kernel makes a notification of every element of
-// every transaction, ~8 KiB each until the transaction ends (4.5 GB for
-// another process's 100,000-network change, measured by a review), so
-// hostwall listens only while it needs to.
+// only read listen only while they read (nft.Conn.Read): while anything on
+// the host listens to nftables events, the kernel makes a notification of
+// every element of every transaction, ~8 KiB each until the transaction
+// ends (4.5 GB for another process's 100,000-network change, measured by
+// a review), so hostwall listens only while it needs to.
 func (g *globals) committingEngine() (*engine.Engine, func(), error) { return g.kernelEngine(true) }
 
 func (g *globals) kernelEngine(follow bool) (*engine.Engine, func(), error) {
