@@ -2,6 +2,7 @@ package nft_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"github.com/hostwall/hostwall/nft"
@@ -25,6 +26,27 @@ func BenchmarkReadLargeSet(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkReadSetSize reads one interval set of n networks, unsharded:
+// the kernel restarts its walk of the set for every dump message (trap
+// 11), so the time per element grows with n. Where it leaves the linear
+// part behind is where --shard-min belongs (docs/kernel.md, "Sharded
+// sets").
+func BenchmarkReadSetSize(b *testing.B) {
+	for _, n := range []int{4096, 16384, 32768, 65536, 131072} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			conn, _ := kernel(b)
+			apply(b, conn, bigTable(0, n))
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, _, err := conn.Read(context.Background()); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/network")
 		})
 	}
 }
