@@ -30,3 +30,17 @@ calm() {
   churn_pid=
   churned=$(cat "$work/churn.out")
 }
+# handwritten BIN CFG OUT: the ruleset of CFG as a hand-written nft file
+# holds it, for nft -f's side of the comparisons: hostwall's table with
+# every list one set (--shard-min above any list's size), as nft lists it.
+# hostwall shards sets of 32,768 networks and more, and nft changes an
+# element of a 1,600-network slot set faster than one of a 100,000-network
+# set (it reads the set first): nobody shards a hand-written file.
+handwritten() {
+  local n
+  newns n
+  HOSTWALL_STATE_DIR=$work/handwritten/state HOSTWALL_RUN_DIR=$work/handwritten/run \
+    "$1" apply -c "$2" --netns "$n" --auto-approve --confirm-timeout 0 --shard-min 2000000000 >/dev/null
+  ip netns exec "$n" nft list table inet hostwall >"$3"
+  ip netns del "$n"
+}

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# make bench: hostwall against `nft -f` of the same ruleset, side by side in
+# make bench: hostwall against `nft -f` of the same ruleset (as a hand-
+# written file holds it: each list one set, lib.sh handwritten), side by side in
 # one run, medians of RUNS (default 5), inside throwaway network namespaces.
 #   W1 full apply from files: ~10k policy rules + a 100k-CIDR nets_file
 #   W2 one CIDR changed in that list: hostwall apply vs nft -f of the change
@@ -29,6 +30,7 @@ unset SSH_CONNECTION
 apply_in() { "$bin" apply -c "$cfg" --netns "$1" --auto-approve --confirm-timeout 0 >/dev/null 2>&1; }
 
 inline=$work/inline
+handwritten "$bin" "$cfg" "$work/table.nft" # nft -f's ruleset
 go run ./bench/gen -out "$inline" -rules "$rules" -cidrs "$cidrs" -inline
 w1h=() w1n=() w2h=() w2n=() whh=() whn=() w3=() w3r=() w3a=() vi=() vf=()
 for i in $(seq "$runs"); do
@@ -36,7 +38,6 @@ for i in $(seq "$runs"); do
   # between commands).
   newns ns
   t=$(date +%s%N); apply_in "$ns"; w1h+=("$(ms "$t")")
-  ip netns exec "$ns" nft list table inet hostwall >"$work/table.nft"
   newns nsn
   t=$(date +%s%N); ip netns exec "$nsn" nft -f "$work/table.nft"; w1n+=("$(ms "$t")")
 
