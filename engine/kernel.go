@@ -55,6 +55,9 @@ func PlanTable(ctx context.Context, k Kernel, desired *ruleset.Table) (*planner.
 	if err != nil {
 		return nil, fmt.Errorf("reading the kernel ruleset: %w", err)
 	}
+	if live != nil && live.Owned {
+		return nil, ErrOwned
+	}
 	var p *planner.Plan
 	if desired == nil {
 		p = planner.Remove(live)
@@ -64,6 +67,13 @@ func PlanTable(ctx context.Context, k Kernel, desired *ruleset.Table) (*planner.
 	p.Generation = gen
 	return p, nil
 }
+
+// ErrOwned means that another program made table inet hostwall with the
+// owner flag: no plan can be carried out (the kernel refuses every change
+// from any other socket), and the table vanishes when that program closes
+// its socket. hostwall never sets the flag, so the table was deleted and
+// made again by someone else.
+var ErrOwned = errors.New("table inet hostwall is owned by another program (nft shows `flags owner`): the kernel lets only that program's netlink socket change or delete it, and deletes it when that socket closes, so hostwall cannot enforce the configuration; find that program (`ss -f netlink -p` lists the programs with a netfilter socket), stop it, and apply again")
 
 // ErrNotConverged means the kernel accepted a batch but does not hold what
 // was sent: hostwall refuses to call such an apply a success.

@@ -143,10 +143,11 @@ func (c *Conn) read(like *ruleset.Table) (*ruleset.Table, error) {
 	if err != nil {
 		return nil, wrapPerm(fmt.Errorf("listing tables: %w", err))
 	}
-	found, dormant := false, false
+	var flags uint32
+	found := false
 	for _, t := range tables {
 		if t.Name == tableName {
-			found, dormant = true, tableFlags(t)&unix.NFT_TABLE_F_DORMANT != 0
+			found, flags = true, tableFlags(t)
 		}
 	}
 	if !found {
@@ -154,7 +155,8 @@ func (c *Conn) read(like *ruleset.Table) (*ruleset.Table, error) {
 	}
 	nt := c.table()
 	out := ruleset.NewTable()
-	out.Dormant = dormant
+	out.Dormant = flags&unix.NFT_TABLE_F_DORMANT != 0
+	out.Owned = flags&tableFOwner != 0
 	if out.Chains, err = c.readChains(); err != nil {
 		return nil, err
 	}
@@ -247,6 +249,10 @@ func (c *Conn) ReadChains(ctx context.Context) ([]*ruleset.Chain, uint32, error)
 	t.Sort() // in Read's order
 	return t.Chains, gen, nil
 }
+
+// tableFOwner is NFT_TABLE_F_OWNER (Linux 5.12), which x/sys/unix lacks:
+// the table belongs to the netlink socket that made it.
+const tableFOwner = 0x2
 
 // tableFlags are a table's NFTA_TABLE_FLAGS. The library reads the
 // attribute in the host's byte order; netlink sends it big-endian.

@@ -26,6 +26,10 @@ type Table struct {
 	// set: its base chains are unregistered, and none of its rules see a
 	// packet. Live tables only.
 	Dormant bool
+	// Owned is set on a live table another program made with the owner
+	// flag: only that program's netlink socket can change or delete it,
+	// and the kernel deletes it when that socket closes. Live tables only.
+	Owned bool
 }
 
 // NewTable returns an empty table inet hostwall.
