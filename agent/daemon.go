@@ -218,7 +218,7 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 			t.driftBy, t.driftDue = "", time.Time{}
 			d.done()
 		case <-t.resync.C:
-			d.e.ForgetDerived() // a table derived from commits is read once
+			d.e.Forget() // a full comparison, whatever the events showed
 			d.verify(ctx, "periodic verification")
 			d.done()
 		case <-trialTimer:

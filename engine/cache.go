@@ -23,9 +23,6 @@ type readCache struct {
 	table *ruleset.Table
 	gen   uint32
 	valid bool
-	// derived: table is not a read but a read with commits applied
-	// (keepApplied), which the periodic verification reads again.
-	derived bool
 	// untouched tells whether transactions between two generations left
 	// the table alone (Engine.untouched; nil: never).
 	untouched func(since, now uint32) bool
@@ -59,7 +56,7 @@ func (c *readCache) ReadLike(ctx context.Context, like *ruleset.Table) (*ruleset
 		c.valid = false
 		return nil, 0, err
 	}
-	c.table, c.gen, c.valid, c.derived = t, g, true, false
+	c.table, c.gen, c.valid = t, g, true
 	return t, g, nil
 }
 
@@ -116,17 +113,16 @@ func (c *readCache) follow(ctx context.Context, g uint32) bool {
 		}
 		t.Chains = read
 	}
-	c.table, c.gen, c.derived = &t, g, true
+	c.table, c.gen = &t, g
 	return true
 }
 
-// forgetDerived makes the next Read read the kernel when the kept table
-// is derived: the agent's periodic verification then checks what its
-// commits of set elements were taken to do.
-func (c *readCache) forgetDerived() {
-	if c.derived {
-		c.valid = false
-	}
+// forget makes the next Read read the kernel: the agent's periodic
+// verification checks against the kernel itself what its commits of set
+// elements were taken to do (a derived table) and what the events were
+// taken to show (a table vouched for as untouched).
+func (c *readCache) forget() {
+	c.valid = false
 }
 
 // keepApplied notes that p, planned against the kept table and changing set
@@ -158,7 +154,7 @@ func (c *readCache) keepApplied(p *planner.Plan, gen uint32) bool {
 		s.Elements = ch.Set.After.Elements
 		t.Sets[i] = &s
 	}
-	c.table, c.gen, c.derived = &t, gen, true
+	c.table, c.gen = &t, gen
 	return true
 }
 

@@ -110,13 +110,12 @@ func TestReadCacheKeepApplied(t *testing.T) {
 	if kept.Set("bl").Elements[0] != elem("a") {
 		t.Error("the table kept before was changed")
 	}
-	// The periodic verification reads a derived table once.
-	c.forgetDerived()
+	// The periodic verification reads the kernel.
+	c.forget()
 	c.Read(ctx)
-	c.forgetDerived()
 	c.Read(ctx)
 	if k.reads != 2 {
-		t.Fatalf("%d reads after forgetting a derived table twice, want one more", k.reads)
+		t.Fatalf("%d reads after forgetting a derived table, want one more", k.reads)
 	}
 
 	// A plan against another generation than the kept table's.
@@ -206,5 +205,23 @@ policy "block" {
 	}
 	if p, err := e.Repair(ctx, false); err != nil || p != nil {
 		t.Errorf("Repair from the kept table: plan %+v, %v; want nothing to repair", p, err)
+	}
+}
+
+// TestForgetReadsVouched: the periodic verification (Forget) reads the
+// kernel even when the kept read is vouched for by the events as
+// untouched — the backstop does not trust what it backs up.
+func TestForgetReadsVouched(t *testing.T) {
+	k := &countingKernel{gen: 7, table: &ruleset.Table{Name: "hostwall"}}
+	c := &readCache{Kernel: k, untouched: func(since, now uint32) bool { return true }}
+	ctx := context.Background()
+	c.Read(ctx)
+	k.gen = 9 // other tables' transactions
+	if _, gen, _ := c.Read(ctx); gen != 9 || k.reads != 1 {
+		t.Fatalf("vouched read: generation %d, %d kernel reads; want 9 from the kept table", gen, k.reads)
+	}
+	c.forget()
+	if c.Read(ctx); k.reads != 2 {
+		t.Errorf("%d kernel reads after forget, want 2", k.reads)
 	}
 }

@@ -52,12 +52,12 @@ func (e *Engine) Repair(ctx context.Context, force bool) (*planner.Plan, error) 
 	return applied, err
 }
 
-// ForgetDerived makes the next plan of a long-running engine read the
-// kernel when its last read has since been derived from its own commits of
-// set elements: the agent's periodic verification checks what those
-// commits were taken to do.
-func (e *Engine) ForgetDerived() {
+// Forget makes the next plan of a long-running engine read the kernel
+// instead of its kept read: the agent's periodic verification is a full
+// comparison, whatever its commits and the kernel's events were taken to
+// show since the last read.
+func (e *Engine) Forget() {
 	if e.cache != nil {
-		e.cache.forgetDerived()
+		e.cache.forget()
 	}
 }
