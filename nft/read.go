@@ -102,6 +102,25 @@ func (c *Conn) readFollowing() (stop func(), err error) {
 	if c.following() || c.stopFollow != nil {
 		return func() {}, nil
 	}
+	return c.watchSilently()
+}
+
+// follow follows the kernel's events for the connection's lifetime
+// (Options.Follow): reads and batches then tell others' transactions from
+// changes to the table.
+func (c *Conn) follow() (err error) {
+	c.followMu.Lock()
+	defer c.followMu.Unlock()
+	if c.following() || c.stopFollow != nil {
+		return nil
+	}
+	c.stopFollow, err = c.watchSilently()
+	return err
+}
+
+// watchSilently starts a Watch of the connection's own, reporting nothing;
+// stop ends it and returns once it has ended.
+func (c *Conn) watchSilently() (stop func(), err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done, err := c.startWatch(ctx, func(Change) {})
 	if err != nil {
@@ -109,25 +128,6 @@ func (c *Conn) readFollowing() (stop func(), err error) {
 		return nil, err
 	}
 	return func() { cancel(); <-done }, nil
-}
-
-// follow starts a Watch of the connection's own, reporting nothing, for
-// the connection's lifetime (Options.Follow): reads and batches then tell
-// others' transactions from changes to the table.
-func (c *Conn) follow() error {
-	c.followMu.Lock()
-	defer c.followMu.Unlock()
-	if c.following() || c.stopFollow != nil {
-		return nil
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done, err := c.startWatch(ctx, func(Change) {})
-	if err != nil {
-		cancel()
-		return err
-	}
-	c.stopFollow = func() { cancel(); <-done }
-	return nil
 }
 
 // following reports whether a Watch runs on the connection (its own, or
