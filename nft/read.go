@@ -69,25 +69,29 @@ func (c *Conn) consistently(ctx context.Context, what string, read func() error)
 		if err != nil {
 			return 0, err
 		}
-		if duringRead != nil {
-			duringRead()
-		}
-		if err := read(); err != nil {
-			return 0, err
-		}
+		rerr := read()
 		after, err := c.Generation()
 		if err != nil {
 			return 0, err
 		}
-		if before == after || c.Untouched(ctx, before, after) {
+		untouched := before == after || c.Untouched(ctx, before, after)
+		switch {
+		case rerr != nil && untouched:
+			return 0, rerr
+		case rerr != nil:
+			// Another program changed the table while it was read: a
+			// chain or set that went away answers ENOENT (which the
+			// library's GetSets and GetRules do not wrap, so it cannot
+			// be told apart), and the table is read again as it is now.
+		case untouched:
 			return after, nil
 		}
 	}
 	return 0, fmt.Errorf("reading %s: the ruleset kept changing under us (%d attempts)", what, maxReadAttempts)
 }
 
-// duringRead, when set by a test, runs in each attempt of a read after
-// the generation before it was taken.
+// duringRead, when set by a test, runs in each attempt of a read of the
+// table, once the table was found.
 var duringRead func()
 
 // readFollowing follows the kernel's events for a read, unless something
@@ -152,6 +156,9 @@ func (c *Conn) read(like *ruleset.Table) (*ruleset.Table, error) {
 	}
 	if !found {
 		return nil, nil
+	}
+	if duringRead != nil {
+		duringRead()
 	}
 	nt := c.table()
 	out := ruleset.NewTable()

@@ -156,3 +156,27 @@ func tableText(t *ruleset.Table) string {
 	}
 	return b.String()
 }
+
+// TestReadTableGoneMidway: the table deleted by another program while it
+// is read (its chains and sets then answer ENOENT) is read again, and is
+// then missing, instead of failing the read with the library's error.
+func TestReadTableGoneMidway(t *testing.T) {
+	c, ns := kernel(t)
+	apply(t, c, bigTable(20, 2000))
+	attempts := 0
+	defer nft.SetDuringRead(func() {
+		if attempts++; attempts == 1 {
+			testns.NFT(t, ns, "delete table inet hostwall")
+		}
+	})()
+	live, _, err := c.Read(context.Background())
+	if err != nil {
+		t.Fatalf("the table deleted during the read: %v", err)
+	}
+	if live != nil {
+		t.Errorf("read a table that is gone: %d chains", len(live.Chains))
+	}
+	if attempts != 1 {
+		t.Errorf("%d attempts found the table, want 1", attempts)
+	}
+}

@@ -198,16 +198,21 @@ func byKey(elems []ruleset.Element) []ruleset.Element {
 }
 
 func diffChains(desired, live *ruleset.Table, p *Plan) {
+	// Chains by name: a table with sharded sets has 64 chains per rule
+	// that looks one up, and Table.Chain looks through them all (400 such
+	// rules: 25,600 chains, a plan of 8.6 s, three quarters of it there).
+	liveChains := chainsByName(live)
+	wanted := chainsByName(desired)
 	// The rule diffs of the chains both sides have, computed first.
 	diffs := make([]*ChainDiff, len(desired.Chains))
 	cores.Each(len(desired.Chains), func(i int) {
 		want := desired.Chains[i]
-		if have := live.Chain(want.Name); have != nil && have.SameBase(want) {
+		if have := liveChains[want.Name]; have != nil && have.SameBase(want) {
 			diffs[i] = diffRules(want, have)
 		}
 	})
 	for i, want := range desired.Chains {
-		have := live.Chain(want.Name)
+		have := liveChains[want.Name]
 		switch {
 		case have == nil:
 			p.Changes = append(p.Changes, Change{Kind: KindChain, Name: want.Name, Action: Create, Reason: ReasonConfig,
@@ -233,11 +238,21 @@ func diffChains(desired, live *ruleset.Table, p *Plan) {
 		}
 	}
 	for _, have := range live.Chains {
-		if desired.Chain(have.Name) == nil {
+		if wanted[have.Name] == nil {
 			p.Changes = append(p.Changes, Change{Kind: KindChain, Name: have.Name, Action: Delete, Reason: ReasonUnwanted,
 				Chain: &ChainDiff{Before: have}})
 		}
 	}
+}
+
+// chainsByName indexes a table's chains by name (the first of a name, as
+// Table.Chain finds it).
+func chainsByName(t *ruleset.Table) map[string]*ruleset.Chain {
+	m := make(map[string]*ruleset.Chain, len(t.Chains))
+	for _, c := range slices.Backward(t.Chains) {
+		m[c.Name] = c
+	}
+	return m
 }
 
 // maxLCSCells bounds the work of the rule-level diff; beyond it the changed
