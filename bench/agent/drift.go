@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/ruleset"
 )
 
 // A drift is a change to table inet hostwall made by another program, as
@@ -109,8 +110,12 @@ func targets(ns string) (set, chain string, err error) {
 	if err != nil || t == nil {
 		return "", "", fmt.Errorf("reading table inet hostwall: %v", err)
 	}
+	// A selector set of 32,768 networks and more is sharded: its slot
+	// sets are named sel-…-4/00 to /63 (docs/kernel.md), and drift of
+	// one is drift of a set element all the same.
 	for _, s := range t.Sets {
-		if strings.HasPrefix(s.Name, "sel-") && strings.HasSuffix(s.Name, "-4") && set == "" {
+		base, _, _ := strings.Cut(s.Name, "/")
+		if strings.HasPrefix(base, "sel-") && strings.HasSuffix(base, "-4") && s.Type == ruleset.TypeIPv4Addr && set == "" {
 			set = s.Name
 		}
 	}
