@@ -232,11 +232,11 @@ type frames struct {
 	n     int // messages
 }
 
-// add lays out msgs after the messages already framed, in a buffer of
-// their exact size.
-func (f *frames) add(msgs []netlink.Message) {
+// framesOf lays out msgs in one part, a buffer of their exact size.
+func framesOf(msgs []netlink.Message) *frames {
+	f := &frames{n: len(msgs)}
 	if len(msgs) == 0 {
-		return
+		return f
 	}
 	size := 0
 	for _, m := range msgs {
@@ -246,14 +246,7 @@ func (f *frames) add(msgs []netlink.Message) {
 	for _, m := range msgs {
 		buf = put(buf, m.Header.Type, m.Header.Flags&^(netlink.Acknowledge|netlink.Echo), 0, m.Data)
 	}
-	f.parts = append(f.parts, buf)
-	f.n += len(msgs)
-}
-
-// framesOf lays out msgs (frames.add).
-func framesOf(msgs []netlink.Message) *frames {
-	f := &frames{}
-	f.add(msgs)
+	f.parts = [][]byte{buf}
 	return f
 }
 

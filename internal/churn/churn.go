@@ -14,14 +14,16 @@ import (
 	"time"
 
 	"github.com/google/nftables"
+
+	"github.com/hostwall/hostwall/internal/netif"
 )
 
-// Run changes table ip busy in the namespace named ns (under /run/netns)
-// rate times a second (0: back to back) until ctx ends, calling committed
-// (if set) after each transaction, and returns how many it committed. It
-// makes the table, and removes it at the end.
+// Run changes table ip busy in the namespace ns (a name under /run/netns,
+// or a path) rate times a second (0: back to back) until ctx ends, calling
+// committed (if set) after each transaction, and returns how many it
+// committed. It makes the table, and removes it at the end.
 func Run(ctx context.Context, ns string, rate int, committed func()) (int, error) {
-	f, err := os.Open("/run/netns/" + ns)
+	f, err := os.Open(netif.Path(ns))
 	if err != nil {
 		return 0, err
 	}
