@@ -427,10 +427,12 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	// Profiles: the first one decides, as each is final — the built-in
 	// allow allows, an unknown one denies.
 	if len(hep.Profiles) > 0 && hep.Profiles[0] == config.ProfileDefaultAllow {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept()})
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept(),
+			Origin: &ruleset.Origin{Kind: ruleset.OriginProfile, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Allow)}})
 	}
 	// Default deny: no tier decided and no profile allowed.
-	ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()})
+	c.withDropLog(ch, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
+		Origin: &ruleset.Origin{Kind: ruleset.OriginDefaultDeny, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Deny)}})
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name
 }
@@ -482,11 +484,13 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 			}
 		}
 	}
-	end := &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()} // end of tier
+	end := &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(), // end of tier
+		Origin: &ruleset.Origin{Kind: ruleset.OriginEndOfTier, Endpoint: hep.Name, Direction: d.side(), Tier: tp.tier.Name, Action: string(config.Deny)}}
 	if tp.tier.DefaultAction == config.Pass || d.stage != stageNormal {
 		end.Verdict = next // untracked and pre-DNAT stages have no implicit drop
+		end.Origin.Action = string(config.Pass)
 	}
-	ch.Rules = append(ch.Rules, end)
+	c.withDropLog(ch, end)
 	c.t.Chains = append(c.t.Chains, ch)
 }
 

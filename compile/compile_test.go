@@ -75,7 +75,9 @@ policy "out-only" {
 		"ct state invalid drop",
 		"jump failsafe-in",
 		"jump hep/eth0/in/t/default",
-		"counter drop", // no profile: default deny
+		// No profile: default deny, logged (settings.drop_log is on by default).
+		`limit rate 5/second log prefix "hostwall drop default-deny eth0 ingress" group 9631`,
+		"counter drop",
 	}
 	if diff := cmp.Diff(want, rules(tbl, "hep/eth0/in")); diff != "" {
 		t.Errorf("hep/eth0/in mismatch (-want +got):\n%s", diff)
@@ -85,12 +87,14 @@ policy "out-only" {
 		"jump pol/late/in",  // order 200
 		"jump pol/a/in",     // unset order sorts last, then by name
 		"jump pol/b/in",
+		`limit rate 5/second log prefix "hostwall drop end-of-tier default eth0 ingress" group 9631`,
 		"counter drop", // end of tier
 	}
 	if diff := cmp.Diff(wantTier, rules(tbl, "hep/eth0/in/t/default")); diff != "" {
 		t.Errorf("tier chain mismatch (-want +got):\n%s", diff)
 	}
-	wantOut := []string{"jump pol/out-only/out", "counter drop"}
+	wantOut := []string{"jump pol/out-only/out",
+		`limit rate 5/second log prefix "hostwall drop end-of-tier default eth0 egress" group 9631`, "counter drop"}
 	if diff := cmp.Diff(wantOut, rules(tbl, "hep/eth0/out/t/default")); diff != "" {
 		t.Errorf("hep/eth0/out mismatch (-want +got):\n%s", diff)
 	}
@@ -173,8 +177,8 @@ policy "p" {
 	nets4 := findSet(t, tbl, "nets-", "-4")
 	want := []string{
 		"ip saddr @" + nets4.Name + " counter accept",
-		"ip saddr @" + sel4.Name + " tcp dport 22 counter drop",
-		"ip6 saddr @" + sel6.Name + " tcp dport 22 counter drop",
+		"ip saddr @" + sel4.Name + " tcp dport 22 counter jump pol/p/in/drop/2", // logs, then drops
+		"ip6 saddr @" + sel6.Name + " tcp dport 22 counter jump pol/p/in/drop/2",
 		"udp dport 1000-2000 counter accept",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
@@ -192,17 +196,17 @@ policy "p" {
 func TestFailsafe(t *testing.T) {
 	tbl, _ := compileHCL(t, "h", `host_endpoint "eth0" { interface = "eth0" }`)
 	fs := rules(tbl, FailsafeIn)
-	if len(fs) != 3 || !strings.HasPrefix(fs[0], "tcp dport @ports-") || fs[1] != "udp dport 68 accept" ||
-		!strings.HasPrefix(fs[2], "tcp sport @ports-") || !strings.HasSuffix(fs[2], " tcp flags ! syn accept") {
+	if len(fs) != 3 || !strings.HasPrefix(fs[0], "tcp dport @ports-") || fs[1] != "udp dport 68 counter accept" ||
+		!strings.HasPrefix(fs[2], "tcp sport @ports-") || !strings.HasSuffix(fs[2], " tcp flags ! syn counter accept") {
 		t.Errorf("default inbound failsafe = %q", fs)
 	}
 	// The other direction's TCP ports by source port, without SYN: the
 	// segments of failsafe connections that predate connection tracking.
 	pickup := rules(tbl, FailsafeOut)
-	if last := pickup[len(pickup)-1]; last != strings.Replace(fs[0], "dport", "sport", 1)[:len(fs[0])-len(" accept")]+" tcp flags ! syn accept" {
+	if last := pickup[len(pickup)-1]; last != strings.Replace(fs[0], "dport", "sport", 1)[:len(fs[0])-len(" counter accept")]+" tcp flags ! syn counter accept" {
 		t.Errorf("default outbound failsafe = %q; want the inbound TCP ports by source port, without SYN, last", pickup)
 	}
-	ports := tbl.Set(strings.TrimSuffix(strings.TrimPrefix(fs[0], "tcp dport @"), " accept"))
+	ports := tbl.Set(strings.TrimSuffix(strings.TrimPrefix(fs[0], "tcp dport @"), " counter accept"))
 	want := []string{"22", "179", "2379-2380", "5473", "6443", "6666-6667"}
 	if diff := cmp.Diff(want, elements(ports)); diff != "" {
 		t.Errorf("Calico's default failsafe TCP ports mismatch (-want +got):\n%s", diff)
@@ -218,7 +222,7 @@ failsafe {
 		t.Error("inbound = [] must disable the inbound failsafe")
 	}
 	out := rules(tbl, FailsafeOut)
-	if len(out) != 1 || !strings.HasPrefix(out[0], "ip daddr @nets-") || !strings.HasSuffix(out[0], "udp dport 53 accept") {
+	if len(out) != 1 || !strings.HasPrefix(out[0], "ip daddr @nets-") || !strings.HasSuffix(out[0], "udp dport 53 counter accept") {
 		t.Errorf("outbound failsafe with a network = %q", out)
 	}
 }

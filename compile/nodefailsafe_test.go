@@ -22,11 +22,11 @@ func TestNodeFailsafe(t *testing.T) {
 	// Each direction also takes the other's TCP ports by source port,
 	// without SYN (failsafeChain).
 	for host, want := range map[string][2]string{
-		"web-1": {"tcp dport 2222 accept\ntcp sport @ports-4usnzaa2 tcp flags ! syn accept",
-			"udp dport @ports-2geynfbx accept\ntcp dport @ports-4usnzaa2 accept\ntcp sport 2222 tcp flags ! syn accept"},
-		"db-1": {"tcp dport 22 accept", "tcp sport 22 tcp flags ! syn accept"},
-		"other": {"tcp dport 22 accept\ntcp sport @ports-4usnzaa2 tcp flags ! syn accept",
-			"udp dport @ports-2geynfbx accept\ntcp dport @ports-4usnzaa2 accept\ntcp sport 22 tcp flags ! syn accept"},
+		"web-1": {"tcp dport 2222 counter accept\ntcp sport @ports-4usnzaa2 tcp flags ! syn counter accept",
+			"udp dport @ports-2geynfbx counter accept\ntcp dport @ports-4usnzaa2 counter accept\ntcp sport 2222 tcp flags ! syn counter accept"},
+		"db-1": {"tcp dport 22 counter accept", "tcp sport 22 tcp flags ! syn counter accept"},
+		"other": {"tcp dport 22 counter accept\ntcp sport @ports-4usnzaa2 tcp flags ! syn counter accept",
+			"udp dport @ports-2geynfbx counter accept\ntcp dport @ports-4usnzaa2 counter accept\ntcp sport 22 tcp flags ! syn counter accept"},
 	} {
 		tbl, diags := Compile(res.Config, Options{HostName: host})
 		if diags.HasErrors() {

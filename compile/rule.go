@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -257,7 +258,8 @@ func (c *compiler) namedPortSet(f ruleset.IPFamily, e config.Entity, names []str
 
 // finish gives a kernel rule its counter and the rule's action.
 func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, ms []ruleset.Match) *ruleset.Rule {
-	kr := &ruleset.Rule{Counter: true, Matches: ms}
+	kr := &ruleset.Rule{Counter: true, Matches: ms, Origin: &ruleset.Origin{Kind: ruleset.OriginPolicyRule,
+		Direction: d.side(), Tier: p.Tier, Policy: p.Name, Rule: idx + 1, Action: string(r.Action)}}
 	switch r.Action {
 	case config.Allow:
 		kr.Verdict = ruleset.Accept()
@@ -271,6 +273,9 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 		}
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
+		if c.cfg.Settings.DropLog {
+			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, idx))
+		}
 	case config.Pass:
 		// Back to the endpoint's tier chain, which sends it to the next tier.
 		kr.Verdict = ruleset.Verdict{Kind: ruleset.VerdictReturn}
@@ -287,6 +292,69 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 		kr.Log = &ruleset.Log{Prefix: logPrefix(p.Name, label, idx)}
 	}
 	return kr
+}
+
+// dropChain emits (once) the chain a deny rule of policy p jumps to when
+// the drop log is on: it logs the packet, at most the configured rate, and
+// drops it. A chain, not a log rule before the deny, so that the deny's
+// matches are evaluated once; a jump, not a goto, so that a rule looking a
+// sharded set up can still be sent down its slot chains (shard).
+func (c *compiler) dropChain(o *ruleset.Origin, p *config.Policy, d dirInfo, idx int) string {
+	name := kernelName("pol", p.Name, d.suffix, "drop", strconv.Itoa(idx+1))
+	if c.policyChains[name] {
+		return name
+	}
+	c.policyChains[name] = true
+	c.t.Chains = append(c.t.Chains, &ruleset.Chain{Name: name, Owner: c.owner,
+		Comment: fmt.Sprintf("policy %q, %s, rule %d: logs the drop", p.Name, d.side(), idx+1),
+		Rules:   []*ruleset.Rule{c.dropLog(o), {Verdict: ruleset.Drop()}}})
+	return name
+}
+
+// dropLog returns the rule that sends a packet the next rule drops to the
+// drop log, at most the configured rate for each deciding rule (over it,
+// the rule stops and the next drops unlogged); nil when the log is off.
+func (c *compiler) dropLog(o *ruleset.Origin) *ruleset.Rule {
+	s := c.cfg.Settings
+	if !s.DropLog {
+		return nil
+	}
+	g := s.DropLogGroup
+	return &ruleset.Rule{Limit: &ruleset.Limit{Rate: uint64(s.DropLogRate), Burst: s.DropLogRate},
+		Log: &ruleset.Log{Prefix: DropPrefix(o), Group: &g}, Origin: o}
+}
+
+// withDropLog appends to ch the drop rule r, after its drop-log rule.
+func (c *compiler) withDropLog(ch *ruleset.Chain, r *ruleset.Rule) {
+	if l := c.dropLog(r.Origin); l != nil && r.Verdict.Kind == ruleset.VerdictDrop {
+		ch.Rules = append(ch.Rules, l)
+	}
+	ch.Rules = append(ch.Rules, r)
+}
+
+// DropPrefix is the drop log's prefix for packets that o drops: readable
+// (tcpdump -i nflog:GROUP and ulogd show it), unique within a table, at
+// most the kernel's 127 bytes (a longer one keeps its start and gains a
+// hash of the whole). hostwall drops maps it back to o through the table.
+func DropPrefix(o *ruleset.Origin) string {
+	var p string
+	switch o.Kind {
+	case ruleset.OriginPolicyRule:
+		p = fmt.Sprintf("hostwall drop %s/%s %s/%d", o.Tier, o.Policy, o.Direction, o.Rule)
+	case ruleset.OriginEndOfTier:
+		p = fmt.Sprintf("hostwall drop end-of-tier %s %s %s", o.Tier, o.Endpoint, o.Direction)
+	case ruleset.OriginDefaultDeny:
+		p = fmt.Sprintf("hostwall drop default-deny %s %s", o.Endpoint, o.Direction)
+	default:
+		p = fmt.Sprintf("hostwall drop %s %s", strings.ReplaceAll(string(o.Kind), " ", "-"), o.Direction)
+	}
+	const most = 127
+	if len(p) > most {
+		h := sha256.Sum256([]byte(p))
+		tail := "~" + hashText(h[:10])
+		p = p[:most-len(tail)] + tail
+	}
+	return p
 }
 
 // logPrefix names the policy and rule; nft limits prefixes to 127 bytes.
@@ -355,8 +423,9 @@ func (c *compiler) failsafeRules(ch *ruleset.Chain, d dirInfo, entries []config.
 		}
 		byProto[e.Protocol] = append(byProto[e.Protocol], config.PortRange{Lo: e.Port, Hi: e.Port})
 	}
+	o := &ruleset.Origin{Kind: ruleset.OriginFailsafe, Direction: string(d.dir), Action: string(config.Allow)}
 	for _, proto := range protos {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: with(c.portMatch(proto, side, byProto[proto], false)), Verdict: ruleset.Accept()})
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: with(c.portMatch(proto, side, byProto[proto], false)), Counter: true, Verdict: ruleset.Accept(), Origin: o})
 	}
 	for _, e := range entries {
 		if !e.Net.IsValid() {
@@ -368,7 +437,9 @@ func (c *compiler) failsafeRules(ch *ruleset.Chain, d dirInfo, entries []config.
 				ruleset.Addr{Dir: d.remote, Family: f, Set: c.netsSet(f, []netip.Prefix{e.Net})},
 				ruleset.Port{Proto: e.Protocol, Dir: side, Range: ruleset.PortRange{Lo: e.Port, Hi: e.Port}},
 			),
+			Counter: true,
 			Verdict: ruleset.Accept(),
+			Origin:  o,
 		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 func TestTiersAndPass(t *testing.T) {
 	tbl, diags := compileHCL(t, "h", `
+settings { drop_log = false } # the drop log's rules: TestDropLog
 host_endpoint "eth0" {
   interface = "eth0"
   labels    = { role = "web" }
@@ -81,6 +82,7 @@ policy "watch" {
 
 func TestNotMatchesICMPAndIPVersion(t *testing.T) {
 	tbl, diags := compileHCL(t, "h", `
+settings { drop_log = false } # the drop log's rules: TestDropLog
 host_endpoint "eth0" { interface = "eth0" }
 policy "p" {
   ingress {

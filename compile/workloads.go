@@ -58,11 +58,13 @@ func (c *compiler) workloadToHost() string {
 	ch.Rules = append(ch.Rules, dropInvalid())
 	switch w.Action() {
 	case config.ToHostAccept:
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept()})
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept(),
+			Origin: &ruleset.Origin{Kind: ruleset.OriginWorkload, Direction: string(config.Ingress), Action: string(config.Allow)}})
 	case config.ToHostReturn:
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
 	default:
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop()})
+		c.withDropLog(ch, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
+			Origin: &ruleset.Origin{Kind: ruleset.OriginWorkload, Direction: string(config.Ingress), Action: string(config.Deny)}})
 	}
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name

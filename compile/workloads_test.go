@@ -11,6 +11,7 @@ import (
 )
 
 const wildcardBase = `
+settings { drop_log = false } # the drop log's rules: TestDropLog
 host_endpoint "all" { interface = "*" }
 host_endpoint "eth0" { interface = "eth0" }
 policy "p" {

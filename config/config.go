@@ -174,7 +174,29 @@ type Settings struct {
 	// (the agent's too), a configuration that closes every way in for SSH
 	// (settings { lockout_check = false }: a host nobody reaches over SSH).
 	SkipLockoutCheck bool
-	DeclRange        hcl.Range
+	// DropLog sends each packet the ruleset drops (a deny rule, the end of
+	// a tier, the default deny, the workload-to-host drop) to NFLOG group
+	// DropLogGroup, at most DropLogRate a second for each deciding rule,
+	// for hostwall drops and the agent's journal (default on: settings {
+	// drop_log = false } turns it off).
+	DropLog      bool
+	DropLogGroup uint16
+	DropLogRate  uint32
+	DeclRange    hcl.Range
+}
+
+// Drop log defaults: a group no well-known program uses by default (ulogd
+// takes 0 and 1, Suricata 2), and a rate low enough that a flood costs
+// little.
+const (
+	DefaultDropLogGroup = 9631
+	DefaultDropLogRate  = 5
+	MaxDropLogRate      = 100_000
+)
+
+// DefaultSettings are the settings of a configuration that declares none.
+func DefaultSettings() Settings {
+	return Settings{AllowIPv6ND: true, DropLog: true, DropLogGroup: DefaultDropLogGroup, DropLogRate: DefaultDropLogRate}
 }
 
 // DefaultTier is the tier of policies that name none.

@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"math/big"
 	"net/netip"
 	"regexp"
 	"slices"
@@ -30,10 +31,11 @@ var (
 		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"}, {Name: "profiles"}, {Name: "ports"},
 	}}
 	tierSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "order"}, {Name: "default_action"}}}
-	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}, {Name: "lockout_check"}}}
-	icmpSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "code"}}}
-	netSetSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}, {Name: "nets_file"}}}
-	policySchema   = &hcl.BodySchema{
+	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}, {Name: "lockout_check"},
+		{Name: "drop_log"}, {Name: "drop_log_group"}, {Name: "drop_log_rate"}}}
+	icmpSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "code"}}}
+	netSetSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}, {Name: "nets_file"}}}
+	policySchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}, {Name: "tier"},
 			{Name: "apply_on_forward"}, {Name: "pre_dnat"}, {Name: "do_not_track"}},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "ingress"}, {Type: "egress"}},
@@ -689,6 +691,37 @@ func (b *builder) decodeSettings(blk *hcl.Block) {
 	if v, ok := b.boolSetting(c, "lockout_check"); ok {
 		b.cfg.Settings.SkipLockoutCheck = !v
 	}
+	if v, ok := b.boolSetting(c, "drop_log"); ok {
+		b.cfg.Settings.DropLog = v
+	}
+	if v, ok := b.wholeSetting(c, "drop_log_group", 0, 65535, "an NFLOG group"); ok {
+		b.cfg.Settings.DropLogGroup = uint16(v)
+	}
+	if v, ok := b.wholeSetting(c, "drop_log_rate", 1, config.MaxDropLogRate, "packets a second for each deciding rule"); ok {
+		b.cfg.Settings.DropLogRate = uint32(v)
+	}
+}
+
+// wholeSetting reads the settings attribute name, a whole number from lo
+// to hi (what says what it counts); ok is false when it is absent or bad
+// (which it reports).
+func (b *builder) wholeSetting(c *hcl.BodyContent, name string, lo, hi int64, what string) (int64, bool) {
+	a := c.Attributes[name]
+	if a == nil {
+		return 0, false
+	}
+	f, diags := numberAttr(a)
+	b.diags = append(b.diags, diags...)
+	if diags.HasErrors() {
+		return 0, false
+	}
+	n, acc := f.Int64()
+	if acc != big.Exact || n < lo || n > hi {
+		b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid "+name,
+			"%s is %s, a whole number from %d to %d, not %s.", name, what, lo, hi, f.Text('g', 10)))
+		return 0, false
+	}
+	return n, true
 }
 
 // boolSetting reads the settings attribute name, true or false; ok is

@@ -207,7 +207,7 @@ func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
 
 func newBuilder() *builder {
 	return &builder{
-		cfg:  &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.Settings{AllowIPv6ND: true}},
+		cfg:  &config.Config{Failsafe: config.DefaultFailsafe(), Settings: config.DefaultSettings()},
 		seen: map[string]hcl.Range{},
 	}
 }

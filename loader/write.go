@@ -293,6 +293,15 @@ func objects(cfg *config.Config) []object {
 	if cfg.Settings.SkipLockoutCheck {
 		settings = append(settings, field{"lockout_check", cty.False})
 	}
+	if !cfg.Settings.DropLog {
+		settings = append(settings, field{"drop_log", cty.False})
+	}
+	if g := cfg.Settings.DropLogGroup; g != config.DefaultDropLogGroup {
+		settings = append(settings, field{"drop_log_group", cty.NumberIntVal(int64(g))})
+	}
+	if r := cfg.Settings.DropLogRate; r != config.DefaultDropLogRate {
+		settings = append(settings, field{"drop_log_rate", cty.NumberIntVal(int64(r))})
+	}
 	if len(settings) > 0 {
 		out = append(out, object{typ: "settings", fields: settings})
 	}

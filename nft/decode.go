@@ -28,7 +28,7 @@ func decodeRule(r *nftables.Rule) *ruleset.Rule {
 	d := &decoder{e: r.Exprs}
 	for d.i < len(d.e) {
 		if !d.step(out) {
-			out.Matches, out.Counter, out.Log, out.Verdict = nil, false, nil, ruleset.Verdict{}
+			out.Matches, out.Counter, out.Limit, out.Log, out.Verdict = nil, false, nil, nil, ruleset.Verdict{}
 			out.Undecoded = describe(r.Exprs)
 			return out
 		}
@@ -64,8 +64,31 @@ func (d *decoder) step(r *ruleset.Rule) bool {
 		r.Notrack = true
 		d.i++
 		return true
+	case *expr.Limit:
+		// Only what encodeRule makes: packets a second, not "over".
+		if e.Type != expr.LimitTypePkts || e.Over || e.Unit != expr.LimitTimeSecond || r.Log != nil || r.Limit != nil {
+			return false
+		}
+		r.Limit = &ruleset.Limit{Rate: e.Rate, Burst: e.Burst}
+		d.i++
+		return true
 	case *expr.Log:
+		// The kernel reports a kernel-log statement's level, the default
+		// (warn) when none was given; an NFLOG one's group.
+		const prefix, group, level = 1 << unix.NFTA_LOG_PREFIX, 1 << unix.NFTA_LOG_GROUP, 1 << unix.NFTA_LOG_LEVEL
+		switch {
+		case r.Log != nil:
+			return false
+		case e.Key == prefix, e.Key == prefix|group:
+		case e.Key == prefix|level && e.Level == expr.LogLevelWarning:
+		default:
+			return false // flags, snaplen, another level: not hostwall's
+		}
 		r.Log = &ruleset.Log{Prefix: string(bytes.TrimRight(e.Data, "\x00"))}
+		if e.Key&group != 0 {
+			g := e.Group
+			r.Log.Group = &g
+		}
 		d.i++
 		return true
 	case *expr.Verdict:

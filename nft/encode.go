@@ -232,8 +232,16 @@ func encodeRule(r *ruleset.Rule) ([]expr.Any, error) {
 	if r.Counter {
 		out = append(out, &expr.Counter{})
 	}
+	if l := r.Limit; l != nil {
+		out = append(out, &expr.Limit{Type: expr.LimitTypePkts, Rate: l.Rate, Unit: expr.LimitTimeSecond, Burst: l.Burst})
+	}
 	if r.Log != nil {
-		out = append(out, &expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(r.Log.Prefix)})
+		lg := &expr.Log{Key: 1 << unix.NFTA_LOG_PREFIX, Data: []byte(r.Log.Prefix)}
+		if g := r.Log.Group; g != nil {
+			lg.Key |= 1 << unix.NFTA_LOG_GROUP
+			lg.Group = *g
+		}
+		out = append(out, lg)
 	}
 	if r.SetMark != 0 {
 		// meta mark set meta mark | bits: (mark & ^bits) ^ bits.

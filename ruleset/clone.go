@@ -39,6 +39,10 @@ func (r *Rule) Clone() *Rule {
 		l := *r.Log
 		out.Log = &l
 	}
+	if r.Limit != nil {
+		l := *r.Limit
+		out.Limit = &l
+	}
 	return &out
 }
 

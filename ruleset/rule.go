@@ -10,12 +10,15 @@ import (
 // IDPrefix starts the comment hostwall stores in every rule's user data.
 const IDPrefix = "hostwall:"
 
-// Rule is one nftables rule: matches, then optional counter and log
-// statements, then a verdict.
+// Rule is one nftables rule: matches, then optional counter, limit and
+// log statements, then a verdict.
 type Rule struct {
 	Matches []Match
 	Counter bool
-	Log     *Log
+	// Limit, when set, stops the rule (on to the next) for packets over
+	// its rate; it goes before Log, which then logs at most that rate.
+	Limit *Limit
+	Log   *Log
 	// SetMark ORs these bits into the packet mark.
 	SetMark uint32
 	// Notrack exempts the packet from connection tracking.
@@ -33,6 +36,11 @@ type Rule struct {
 	// Undecoded is set on a live rule whose expressions hostwall cannot
 	// express (made by someone else); it holds a description for people.
 	Undecoded string
+
+	// Origin says which part of the configuration the rule enforces, for
+	// the counters and the drop log; nil for plumbing. Desired rules only;
+	// never compared.
+	Origin *Origin
 }
 
 // String renders the rule in nft syntax.
@@ -55,6 +63,9 @@ func (r *Rule) String() string {
 	}
 	if r.Counter {
 		part("counter")
+	}
+	if r.Limit != nil {
+		part(r.Limit.String())
 	}
 	if r.Log != nil {
 		part(r.Log.String())
@@ -91,13 +102,83 @@ func (r *Rule) Intact(chain string) bool {
 	return r.Undecoded == "" && r.StoredID == r.ID(chain)
 }
 
-// Log is the log statement.
+// Log is the log statement: to the kernel log, or with Group to that
+// NFLOG group (which userspace reads: hostwall drops).
 type Log struct {
 	Prefix string
+	Group  *uint16
 }
 
 func (l *Log) String() string {
+	if l.Group != nil {
+		return fmt.Sprintf("log prefix %q group %d", l.Prefix, *l.Group)
+	}
 	return fmt.Sprintf("log prefix %q", l.Prefix)
+}
+
+// Limit is the limit statement: at most Rate packets a second, with
+// bursts of Burst packets beyond it.
+type Limit struct {
+	Rate  uint64
+	Burst uint32
+}
+
+// String is the statement as nft lists it, which leaves out a burst of
+// 5 packets, the default.
+func (l *Limit) String() string {
+	if l.Burst == 5 {
+		return fmt.Sprintf("limit rate %d/second", l.Rate)
+	}
+	return fmt.Sprintf("limit rate %d/second burst %d packets", l.Rate, l.Burst)
+}
+
+// OriginKind names what a rule enforces; the words are explain's
+// (explain.StepKind), so a drop and an explanation read alike.
+type OriginKind string
+
+// Origin kinds.
+const (
+	OriginPolicyRule  OriginKind = "policy rule"
+	OriginEndOfTier   OriginKind = "end of tier"
+	OriginDefaultDeny OriginKind = "default deny"
+	OriginProfile     OriginKind = "profile"
+	OriginFailsafe    OriginKind = "failsafe entry"
+	OriginWorkload    OriginKind = "workload to host"
+)
+
+// Origin is the part of the configuration a rule enforces.
+type Origin struct {
+	Kind OriginKind `json:"kind"`
+	// Endpoint is the host endpoint, for the rules of an endpoint's own
+	// chains; a policy's rules are shared by every endpoint it selects.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Direction is "ingress", "egress", "forwarded ingress", "untracked
+	// egress", "pre-DNAT ingress".
+	Direction string `json:"direction"`
+	Tier      string `json:"tier,omitempty"`
+	Policy    string `json:"policy,omitempty"`
+	// Rule is the policy rule's position among the policy's rules of the
+	// direction, from 1.
+	Rule   int    `json:"rule,omitempty"`
+	Action string `json:"action,omitempty"`
+}
+
+func (o *Origin) String() string {
+	var b strings.Builder
+	b.WriteString(string(o.Kind))
+	switch o.Kind {
+	case OriginPolicyRule:
+		fmt.Fprintf(&b, ": tier %q, policy %q, %s rule %d (%s)", o.Tier, o.Policy, o.Direction, o.Rule, o.Action)
+	case OriginEndOfTier:
+		fmt.Fprintf(&b, " %q: host endpoint %q, %s", o.Tier, o.Endpoint, o.Direction)
+	default:
+		if o.Endpoint != "" {
+			fmt.Fprintf(&b, ": host endpoint %q, %s", o.Endpoint, o.Direction)
+		} else {
+			fmt.Fprintf(&b, ": %s", o.Direction)
+		}
+	}
+	return b.String()
 }
 
 // VerdictKind says what a rule does when all its matches hold.

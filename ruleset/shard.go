@@ -77,6 +77,16 @@ func IsAddrSet(s *Set) bool {
 // SlotName is the name of slot k of the sharded set called set.
 func SlotName(set string, k int) string { return fmt.Sprintf("%s/%02d", set, k) }
 
+// ShardedSetName is the name of the set a slot set was dealt from (name
+// itself for any other set): SlotName's inverse. Set names hostwall makes
+// hold no other "/".
+func ShardedSetName(name string) string {
+	if i := strings.LastIndexByte(name, '/'); i > 0 {
+		return name[:i]
+	}
+	return name
+}
+
 // SlotChain is the name of the chain that dispatch map m sends slot k's
 // addresses to.
 func SlotChain(m string, k int) string { return fmt.Sprintf("%s/%02d", m, k) }

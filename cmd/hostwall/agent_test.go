@@ -496,7 +496,7 @@ policy "block" {
 		t.Fatal(err)
 	}
 	await(t, 5*time.Second, "the rule is changed", func() bool {
-		return strings.Contains(testns.NFT(t, ns, "list", "table", "inet", "hostwall"), "log prefix")
+		return strings.Contains(testns.NFT(t, ns, "list", "table", "inet", "hostwall"), `log prefix "hostwall block ingress/1: "`)
 	})
 	a.logged(t, 5*time.Second, `"verified":"by reading back"`)
 	if r := hostwall(t, "", "plan", "-c", dir, "--netns", ns, "--refresh", "--detailed-exitcode"); r.code != 0 {
