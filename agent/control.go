@@ -15,15 +15,18 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hostwall/hostwall/engine"
+	"github.com/hostwall/hostwall/observe"
 )
 
 // The control socket speaks one JSON request and one JSON response per
 // connection.
 
-// Request is a command to the agent: "status", "confirm", "reload", or
-// "untouched" (AskUntouched).
+// Request is a command to the agent: "status", "confirm", "reload",
+// "drops", "metrics", or "untouched" (AskUntouched).
 type Request struct {
 	Command string `json:"command"`
+	// Follow, with "drops", streams each new drop after the recent ones.
+	Follow bool `json:"follow,omitempty"`
 	// Cookie, Since and Now are an "untouched" question.
 	Cookie uint64 `json:"cookie,omitempty"`
 	Since  uint32 `json:"since,omitempty"`
@@ -39,6 +42,9 @@ type Response struct {
 	RolledBack bool `json:"rolled_back,omitempty"`
 	// Untouched answers an "untouched" question.
 	Untouched bool `json:"untouched,omitempty"`
+	// Drops answers "drops"; Metrics "metrics" (Prometheus's text format).
+	Drops   []observe.Drop `json:"drops,omitempty"`
+	Metrics string         `json:"metrics,omitempty"`
 }
 
 // AskUntouched asks the agent listening on path whether, by the kernel's
@@ -170,10 +176,17 @@ func (d *Daemon) serveConn(ctx context.Context, conn *net.UnixConn, calls chan<-
 		enc.Encode(Response{Error: "bad request: " + err.Error()})
 		return
 	}
-	if req.Command == "untouched" {
+	switch req.Command {
+	case "untouched":
 		// Answered here, not in the loop, which may be busy applying: the
 		// answer comes from the kernel's events alone.
 		enc.Encode(Response{Untouched: d.e.Untouched(ctx, req.Cookie, req.Since, req.Now)})
+		return
+	case "drops": // from the drop log, beside the loop
+		d.serveDrops(ctx, conn, enc, req)
+		return
+	case "metrics": // the registry reads the kernel on a connection of its own
+		enc.Encode(d.metricsText())
 		return
 	}
 	c := call{req: req, reply: make(chan Response, 1)}
@@ -238,7 +251,7 @@ func (d *Daemon) handle(ctx context.Context, req Request) Response {
 		}
 		return Response{Message: fmt.Sprintf("Reloaded: generation %d is in force.", d.current)}
 	}
-	return Response{Error: fmt.Sprintf("unknown command %q (status, confirm, reload, untouched)", req.Command)}
+	return Response{Error: fmt.Sprintf("unknown command %q (status, confirm, reload, drops, metrics, untouched)", req.Command)}
 }
 
 // snapshot is the agent's status: the engine's, with what the agent knows.
@@ -249,5 +262,6 @@ func (d *Daemon) snapshot(ctx context.Context) *engine.Status {
 	}
 	s.Agent, s.ConfigDir, s.DriftRepairs, s.LastApply, s.LastDrift = os.Getpid(), d.o.ConfigDir, d.repairs, d.lastApply, d.lastDrift
 	s.LastVerified = d.lastVerified
+	s.RecentDrops = d.drops.recentDrops()
 	return s
 }

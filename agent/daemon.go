@@ -8,13 +8,17 @@ import (
 	"os/signal"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/hostwall/hostwall/engine"
+	"github.com/hostwall/hostwall/metrics"
+	"github.com/hostwall/hostwall/observe"
 	"github.com/hostwall/hostwall/views"
 )
 
@@ -49,6 +53,14 @@ type Options struct {
 	// Settled, if set, runs after each piece of work, once its garbage is
 	// collected (the command sets the collector's limits by it).
 	Settled func()
+	// Metrics, when set, are the agent's metrics, which it updates;
+	// Gatherer, when set, answers "metrics" on the control socket.
+	Metrics  *metrics.Agent
+	Gatherer prometheus.Gatherer
+	// Observe, if set, runs after each piece of work, with the index of
+	// the generation in force (the command restarts the drop log's
+	// listener when its group changes, and refreshes the metrics file).
+	Observe func(*observe.Index)
 }
 
 // Drift is a change to the table by another process.
@@ -95,6 +107,10 @@ type Daemon struct {
 	// are the same for a trial's rollback that failed.
 	retry, trialRetry     time.Time
 	backoff, trialBackoff time.Duration
+	// drops are the drop log's, as Dropped takes them; index is the
+	// generation in force's, for Dropped to decode them by.
+	drops *dropHub
+	index atomic.Pointer[observe.Index]
 }
 
 // New returns a daemon.
@@ -105,7 +121,7 @@ func New(o Options) *Daemon {
 	if o.Resync == 0 {
 		o.Resync = 5 * time.Minute
 	}
-	return &Daemon{o: o, e: o.Engine}
+	return &Daemon{o: o, e: o.Engine, drops: newDropHub()}
 }
 
 // Run runs until ctx ends. The ruleset stays in the kernel when it returns:
@@ -121,6 +137,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	d.start(ctx)
+	if err := d.e.MarkDrops(ctx); err != nil {
+		d.o.Log.Warn("counting drops from now: reading the kernel's counters", zap.Error(err))
+	}
 	w, err := newWatcher(d.o.ConfigDir, d.o.Log)
 	if err != nil {
 		return err
@@ -292,10 +311,43 @@ func (d *Daemon) apply(ctx context.Context, t *timers, why string, explicit bool
 // collection — which an idle agent never reaches.
 func (d *Daemon) done() {
 	d.status()
+	d.observe()
 	debug.FreeOSMemory()
 	if d.o.Settled != nil {
 		d.o.Settled()
 	}
+}
+
+// observe publishes the index of the generation in force and the state
+// the metrics show, and runs Options.Observe.
+func (d *Daemon) observe() {
+	x, err := d.e.Index()
+	if err != nil {
+		d.o.Log.Warn("indexing the generation in force for the drop log and the metrics", zap.Error(err))
+		x = d.index.Load()
+	} else {
+		d.index.Store(x)
+	}
+	var deadline time.Time
+	if t, _ := d.e.Trial(); t != nil {
+		deadline = t.Deadline
+	}
+	d.o.Metrics.State(d.current, deadline)
+	if d.o.Observe != nil && x != nil {
+		d.o.Observe(x)
+	}
+}
+
+// metricsText is the metrics in Prometheus's text format.
+func (d *Daemon) metricsText() Response {
+	if d.o.Gatherer == nil {
+		return Response{Error: "this agent keeps no metrics"}
+	}
+	text, err := metrics.Text(d.o.Gatherer)
+	if err != nil {
+		return Response{Error: err.Error()}
+	}
+	return Response{Metrics: text}
 }
 
 func (d *Daemon) status() {
@@ -320,9 +372,11 @@ func (d *Daemon) status() {
 // reconcile applies the files through the engine and records the outcome
 // for status.
 func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error {
+	start := time.Now()
 	res, err := d.e.Apply(ctx, engine.ApplyRequest{Reason: "agent: " + why, Explicit: explicit})
 	rec := &engine.ApplyRecord{Time: time.Now(), Why: why}
 	d.lastApply = rec
+	defer func() { d.o.Metrics.Applied(metricResult(rec.Result, err), metrics.Trigger(why), time.Since(start)) }()
 	var invalid *engine.InvalidError
 	switch {
 	case errors.As(err, &invalid):
@@ -348,6 +402,18 @@ func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error
 	d.o.Log.Info("applied", zap.String("why", why), zap.Int("generation", res.Generation), zap.Bool("changed", res.Plan != nil),
 		zap.String("verified", res.Verified))
 	return nil
+}
+
+// metricResult is the result label of an apply that ended as result
+// (ApplyRecord.Result) with err.
+func metricResult(result string, err error) string {
+	switch {
+	case errors.Is(err, engine.ErrLocked):
+		return "busy"
+	case result == "applied":
+		return "success"
+	}
+	return result
 }
 
 // keepCurrent makes sure the current generation is in force while the
@@ -399,11 +465,14 @@ func (d *Daemon) verify(ctx context.Context, why string) {
 	case errors.Is(err, engine.ErrLocked):
 		d.o.Log.Warn("verification skipped; the next one will tell", zap.Error(err))
 	case err != nil:
+		d.o.Metrics.Verified("failed")
 		d.o.Log.Error("repairing drift", zap.Error(err))
 	case p == nil:
+		d.o.Metrics.Verified("held")
 		d.lastVerified = time.Now()
 		d.o.Log.Info("verified", zap.String("why", why), zap.Int("generation", d.current), zap.Duration("took", time.Since(start)))
 	default:
+		d.o.Metrics.Verified("repaired")
 		d.lastVerified = time.Now()
 		d.repairs++
 		add, change, destroy := p.Summary() // a woken table is a change too

@@ -350,7 +350,7 @@ func (c *compiler) dispatch(base *ruleset.Chain, vmap, comment string, heps, wil
 // endpoint from here on), its comment saying which traffic it sees.
 func (c *compiler) endpointChain(d dirInfo, hep *config.HostEndpoint) *ruleset.Chain {
 	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
-	return &ruleset.Chain{Owner: c.owner, Name: kernelName("hep", hep.Name, d.suffix),
+	return &ruleset.Chain{Owner: c.owner, Name: kernelName("hep", hep.Name, d.suffix), Endpoint: hep.Name, Interface: hep.Interface,
 		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.side())}
 }
 

@@ -12,6 +12,8 @@ import (
 	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/internal/netif"
 	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/observe"
+	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
 
@@ -83,6 +85,15 @@ type Engine struct {
 		sync.Mutex
 		sum  string
 		kept recordBase
+	}
+
+	// index is the generation in force's, made by Index; drops counts
+	// drops for status from MarkDrops on.
+	index *observe.Index
+	drops struct {
+		totals observe.Totals
+		base   map[ruleset.Origin]observe.Count
+		since  time.Time
 	}
 
 	nsOnce sync.Once

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/hostwall/hostwall/observe"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
@@ -35,6 +36,13 @@ type Status struct {
 	Mismatch string `json:"mismatch,omitempty"`
 	// CountersError says why there are no counters (no table, no access).
 	CountersError string `json:"counters_error,omitempty"`
+	// TopDrops are what dropped the most packets, most first: since the
+	// agent started (DropsSince), or without one since the kernel's rules
+	// were made. RecentDrops are the last drops the drop log showed the
+	// agent, oldest first.
+	TopDrops    []DropCount    `json:"top_drops,omitempty"`
+	DropsSince  time.Time      `json:"drops_since,omitzero"`
+	RecentDrops []observe.Drop `json:"recent_drops,omitempty"`
 	// Interrupted is a change whose process died before recording its
 	// outcome (the next change settles it); InProgress one under way.
 	Interrupted *state.Intent `json:"interrupted,omitempty"`
@@ -134,6 +142,9 @@ func (e *Engine) readCounters(ctx context.Context, s *Status) {
 	}
 	s.Rules = live.RuleCount()
 	s.Chains = counters(live, desired)
+	if desired != nil {
+		e.fillDrops(s, observe.NewIndex(s.Generation, desired), live)
+	}
 }
 
 // counters gathers the rule counters of the live table, described with

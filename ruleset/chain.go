@@ -79,7 +79,11 @@ type Chain struct {
 	// Owner names the configuration object that produced the chain
 	// (`policy "web"`), so plans can group changes by it. Desired chains only.
 	Owner string
-	Rules []*Rule
+	// Endpoint and Interface are the host endpoint whose chain this is
+	// and its interface ("*": every other one), for the drop log to name
+	// endpoints by interface. Desired chains only.
+	Endpoint, Interface string
+	Rules               []*Rule
 }
 
 // String renders the chain in nft syntax.

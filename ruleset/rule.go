@@ -163,6 +163,12 @@ type Origin struct {
 	Action string `json:"action,omitempty"`
 }
 
+// CompareOrigins orders origins by their fields, for stable listings.
+func CompareOrigins(a, b *Origin) int {
+	return strings.Compare(fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d", a.Kind, a.Endpoint, a.Direction, a.Tier, a.Policy, a.Rule),
+		fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d", b.Kind, b.Endpoint, b.Direction, b.Tier, b.Policy, b.Rule))
+}
+
 func (o *Origin) String() string {
 	var b strings.Builder
 	b.WriteString(string(o.Kind))

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,6 +16,7 @@ import (
 	"github.com/hostwall/hostwall/agent"
 	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/observe"
 	"github.com/hostwall/hostwall/systemd"
 )
 
@@ -29,6 +31,7 @@ const agentLockTimeout = 10 * time.Second
 
 func newAgentCmd(g *globals) *cobra.Command {
 	var resync, debounce time.Duration
+	var of observeFlags
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run the daemon: apply the configuration directory and keep the kernel matching it",
@@ -39,25 +42,35 @@ invalid change keeps the running ruleset and says why (logs, systemctl
 status). SIGHUP reloads. Changes made to table inet hostwall by others are
 repaired. A pending trial is rolled back when its deadline passes, also
 after a restart or a reboot. When the agent stops, the ruleset stays in the
-kernel: remove it on purpose with nft delete table inet hostwall.`,
+kernel: remove it on purpose with nft delete table inet hostwall.
+
+Metrics (off by default): --metrics-listen serves them over HTTP for
+Prometheus, --metrics-textfile writes them for node_exporter's textfile
+collector. The drops the ruleset logs (settings.drop_log) go to the
+journal, rate-limited, with structured fields (HOSTWALL_POLICY, …), and to
+hostwall drops and hostwall status.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if !cmd.Flags().Changed("lock-timeout") {
 				g.lockTimeout = agentLockTimeout
 			}
+			if err := of.check(); err != nil {
+				return err
+			}
 			agentGC()
-			return g.runAgent(cmd.Context(), debounce, resync)
+			return g.runAgent(cmd.Context(), debounce, resync, of)
 		},
 	}
 	cmd.Flags().DurationVar(&resync, "resync", 5*time.Minute, "period of the full verification against drift")
 	cmd.Flags().DurationVar(&debounce, "debounce", 200*time.Millisecond, "quiet time after a change before reloading")
+	of.add(cmd)
 	return cmd
 }
 
 // runAgent wires the daemon: the kernel connection, the engine on it
 // (keeping what it read and decoded between changes), the kernel's events
 // as drift, systemd, the log.
-func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration) error {
+func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration, of observeFlags) error {
 	log := g.logger()
 	defer log.Sync()
 	o := g.engineOptions()
@@ -92,10 +105,28 @@ func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration) 
 	if err != nil {
 		return err
 	}
-	return agent.New(agent.Options{
+	var d *agent.Daemon
+	octx, ocancel := context.WithCancel(ctx) // the observer's: ends before Run returns
+	obs, err := newAgentObserver(of, g.netns, log, func() (*observe.Index, error) {
+		if x := d.Index(); x != nil {
+			return x, nil
+		}
+		return nil, errors.New("the agent has not started yet")
+	})
+	if err != nil {
+		ocancel()
+		return err
+	}
+	d = agent.New(agent.Options{
 		Engine: e, ConfigDir: g.configDir, Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(),
 		Drift: drift, Notify: systemd.Notifier{}, Log: log, Socket: e.SocketPath(), Settled: agentSettled,
-	}).Run(ctx)
+		Metrics: obs.metrics, Gatherer: obs.reg, Observe: func(x *observe.Index) { obs.observed(octx, x) },
+	})
+	obs.drops.daemon = d
+	obsDone := make(chan struct{})
+	go func() { obs.run(octx); close(obsDone) }()
+	defer func() { ocancel(); <-obsDone }()
+	return d.Run(ctx)
 }
 
 // logger logs to stderr: readable on a terminal, JSON otherwise or with

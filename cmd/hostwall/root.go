@@ -91,7 +91,7 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	_ = pf.MarkHidden("shard-chunk-bits")
 	pf.StringVar(&g.logFormat, "log-format", "", "agent logs: console or json (default: console on a terminal, else json)")
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g),
-		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newReloadCmd(g), newStatusCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())
+		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newReloadCmd(g), newStatusCmd(g), newDropsCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())
 	root.AddCommand(newGenDocsCmd(root))
 	return root
 }

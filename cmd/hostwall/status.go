@@ -73,7 +73,11 @@ applied (rollback checks every file's SHA-256 besides).`,
 const statusWait = 15 * time.Second
 
 func newStatusCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON  bool
+		format  string
+		perRule bool
+	)
 	cmd := &cobra.Command{
 		Use:   "status",
 		Short: "Show the generation in force, the last apply, any pending trial, drift repairs and the rule counters",
@@ -81,9 +85,27 @@ func newStatusCmd(g *globals) *cobra.Command {
 its run directory is); without an agent it shows what the state directory
 and the kernel tell. Like every command that takes the namespace's lock,
 it first settles what a hostwall that died left behind — and rolls back a
-trial past its deadline whose guard is gone.`,
+trial past its deadline whose guard is gone.
+
+--format prometheus prints the metrics the agent serves (--metrics-listen)
+once, in Prometheus's text format; without an agent, those the state
+directory and the kernel give (the counters as they stand).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch {
+			case asJSON && format != "" && format != "json":
+				return fmt.Errorf("--json and --format %s: choose one", format)
+			case asJSON:
+				format = "json"
+			}
+			switch format {
+			case "", "text", "json":
+			case "prometheus":
+				return g.printMetrics(cmd.Context(), cmd.OutOrStdout(), perRule)
+			default:
+				return fmt.Errorf("--format %q: text, json or prometheus", format)
+			}
+			asJSON = format == "json"
 			resp, err := agent.CallWithin(socket(g.loader()), agent.Request{Command: "status"}, statusWait)
 			var s *engine.Status
 			switch {
@@ -111,8 +133,34 @@ trial past its deadline whose guard is gone.`,
 			return nil
 		},
 	}
-	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print as JSON (--format json)")
+	cmd.Flags().StringVar(&format, "format", "", "text, json, or prometheus (the metrics, once)")
+	cmd.Flags().BoolVar(&perRule, "metrics-per-rule", false, "with --format prometheus and no agent: a series for every policy rule too")
 	return cmd
+}
+
+// printMetrics prints the agent's metrics, or without an agent those the
+// state directory and the kernel give.
+func (g *globals) printMetrics(ctx context.Context, out io.Writer, perRule bool) error {
+	resp, err := agent.CallWithin(socket(g.loader()), agent.Request{Command: "metrics"}, statusWait)
+	switch {
+	case errors.Is(err, agent.ErrNoAgent) || errors.Is(err, agent.ErrNoAnswer):
+		if errors.Is(err, agent.ErrNoAnswer) {
+			fmt.Fprintf(os.Stderr, "notice: %v; reading the state and the kernel instead\n", err)
+		}
+		text, err := g.offlineMetrics(ctx, perRule)
+		if err != nil {
+			return err
+		}
+		_, err = io.WriteString(out, text)
+		return err
+	case err != nil:
+		return err
+	case resp.Error != "":
+		return errors.New(resp.Error)
+	}
+	_, err = io.WriteString(out, resp.Metrics)
+	return err
 }
 
 // offlineStatus is the status without an agent: the state directory's and
@@ -203,6 +251,10 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 	if s.CountersError != "" {
 		fmt.Fprintf(out, "Counters: unavailable: %s\n", s.CountersError)
 		return
+	}
+	if len(s.TopDrops)+len(s.RecentDrops) > 0 {
+		fmt.Fprintln(out)
+		printDrops(out, s)
 	}
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)

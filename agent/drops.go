@@ -1,0 +1,204 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-systemd/v22/journal"
+	"go.uber.org/zap"
+	"golang.org/x/time/rate"
+
+	"github.com/hostwall/hostwall/observe"
+)
+
+// keepDrops is how many recent drops the agent keeps for status and
+// hostwall drops.
+const keepDrops = 20
+
+// Journal rate: the kernel already sends at most drop_log_rate a second
+// for each deciding rule; the journal takes at most this many lines a
+// second from all of them together, and says how many it left out.
+const (
+	journalRate  = 10
+	journalBurst = 50
+)
+
+// subscriberBuffer is how many drops a follower (hostwall drops --follow)
+// may fall behind before the agent skips some for it.
+const subscriberBuffer = 256
+
+// dropHub keeps the recent drops, hands them to the followers and writes
+// them to the journal.
+type dropHub struct {
+	mu      sync.Mutex
+	recent  []observe.Drop
+	subs    map[chan observe.Drop]struct{}
+	limit   *rate.Limiter
+	skipped int
+}
+
+func newDropHub() *dropHub {
+	return &dropHub{subs: map[chan observe.Drop]struct{}{}, limit: rate.NewLimiter(journalRate, journalBurst)}
+}
+
+// Dropped takes a packet the drop log handed over: decoded by the index
+// of the generation in force, kept, sent to followers and journaled.
+// Safe to call from any goroutine.
+func (d *Daemon) Dropped(l observe.Logged) {
+	x := d.index.Load()
+	if x == nil {
+		x = observe.NewIndex(0, nil)
+	}
+	dr := x.Decode(l)
+	d.o.Metrics.DropLogged()
+	h := d.drops
+	h.mu.Lock()
+	if len(h.recent) == keepDrops {
+		copy(h.recent, h.recent[1:])
+		h.recent = h.recent[:keepDrops-1]
+	}
+	h.recent = append(h.recent, dr)
+	for c := range h.subs {
+		select {
+		case c <- dr:
+		default: // a slow follower misses some
+		}
+	}
+	journalIt := h.limit.Allow()
+	skipped := h.skipped
+	if journalIt {
+		h.skipped = 0
+	} else {
+		h.skipped++
+	}
+	h.mu.Unlock()
+	if !journalIt {
+		d.o.Metrics.DropUnjournaled()
+		return
+	}
+	d.journal(dr, skipped)
+}
+
+// DropLost notes that the kernel could not hand over logged packets.
+func (d *Daemon) DropLost(err error) {
+	d.o.Metrics.DropLost()
+	d.o.Log.Warn("drop log: packets lost (the agent fell behind)", zap.Error(err))
+}
+
+// Index is the index of the generation in force, as of the last piece of
+// work (nil before the first).
+func (d *Daemon) Index() *observe.Index { return d.index.Load() }
+
+// recentDrops returns the drops kept, oldest first.
+func (h *dropHub) recentDrops() []observe.Drop {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return append([]observe.Drop(nil), h.recent...)
+}
+
+func (h *dropHub) subscribe() (chan observe.Drop, func()) {
+	c := make(chan observe.Drop, subscriberBuffer)
+	h.mu.Lock()
+	h.subs[c] = struct{}{}
+	h.mu.Unlock()
+	return c, func() {
+		h.mu.Lock()
+		delete(h.subs, c)
+		h.mu.Unlock()
+	}
+}
+
+// journal writes a drop to the journal with structured fields when the
+// agent runs under systemd's journal, to its log otherwise.
+func (d *Daemon) journal(dr observe.Drop, skipped int) {
+	msg := "dropped " + dr.String()
+	if skipped > 0 {
+		msg += fmt.Sprintf(" (and %d more drops not journaled: the journal takes at most %d a second)", skipped, journalRate)
+	}
+	fields := dropFields(dr)
+	if os.Getenv("JOURNAL_STREAM") != "" && journal.Enabled() {
+		if err := journal.Send(msg, journal.PriNotice, fields); err == nil {
+			return
+		}
+	}
+	zf := make([]zap.Field, 0, len(fields))
+	for k, v := range fields {
+		zf = append(zf, zap.String(k, v))
+	}
+	d.o.Log.Info(msg, zf...)
+}
+
+// dropFields are a drop's journal fields (journalctl -u hostwall
+// HOSTWALL_POLICY=web -o verbose).
+func dropFields(dr observe.Drop) map[string]string {
+	p := dr.Packet
+	f := map[string]string{
+		"HOSTWALL_EVENT":     "drop",
+		"HOSTWALL_DIRECTION": dr.Direction,
+		"HOSTWALL_PROTO":     p.Proto,
+		"HOSTWALL_PREFIX":    dr.Prefix,
+	}
+	set := func(k, v string) {
+		if v != "" {
+			f[k] = v
+		}
+	}
+	set("HOSTWALL_ENDPOINT", dr.Endpoint)
+	set("HOSTWALL_IFACE", dr.Iface)
+	if p.Src.IsValid() {
+		f["HOSTWALL_SRC"], f["HOSTWALL_DST"] = p.Src.String(), p.Dst.String()
+	}
+	if p.SPort != 0 || p.DPort != 0 {
+		f["HOSTWALL_SPORT"], f["HOSTWALL_DPORT"] = strconv.Itoa(int(p.SPort)), strconv.Itoa(int(p.DPort))
+	}
+	if o := dr.Decided; o != nil {
+		f["HOSTWALL_DECIDED"] = string(o.Kind)
+		set("HOSTWALL_TIER", o.Tier)
+		set("HOSTWALL_POLICY", o.Policy)
+		if o.Rule > 0 {
+			f["HOSTWALL_RULE"] = strconv.Itoa(o.Rule)
+		}
+	}
+	return f
+}
+
+// serveDrops answers a "drops" request on conn: the recent drops, then,
+// with Follow, each new one as it comes, one JSON response a line, until
+// the client goes or ctx ends.
+func (d *Daemon) serveDrops(ctx context.Context, conn net.Conn, enc *json.Encoder, req Request) {
+	if !req.Follow {
+		enc.Encode(Response{Drops: d.drops.recentDrops()})
+		return
+	}
+	c, unsubscribe := d.drops.subscribe()
+	defer unsubscribe()
+	conn.SetDeadline(time.Time{})
+	if err := enc.Encode(Response{Drops: d.drops.recentDrops()}); err != nil {
+		return
+	}
+	gone := make(chan struct{})
+	go func() { // a read ends when the client closes
+		var b [1]byte
+		conn.Read(b[:])
+		close(gone)
+	}()
+	for {
+		select {
+		case dr := <-c:
+			conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
+			if err := enc.Encode(Response{Drops: []observe.Drop{dr}}); err != nil {
+				return
+			}
+		case <-gone:
+			return
+		case <-ctx.Done():
+			return
+		}
+	}
+}

@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/engine"
+	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/observe"
+)
+
+// dropFilter keeps the drops the flags ask for.
+type dropFilter struct {
+	iface, src, dst, policy string
+	port                    int
+	srcNet, dstNet          netip.Prefix
+}
+
+func (f *dropFilter) parse() error {
+	for _, p := range []struct {
+		flag, v string
+		out     *netip.Prefix
+	}{{"--src", f.src, &f.srcNet}, {"--dst", f.dst, &f.dstNet}} {
+		if p.v == "" {
+			continue
+		}
+		if a, err := netip.ParseAddr(p.v); err == nil {
+			*p.out = netip.PrefixFrom(a, a.BitLen())
+			continue
+		}
+		n, err := netip.ParsePrefix(p.v)
+		if err != nil {
+			return fmt.Errorf("%s %q: an address or a network (10.0.0.0/8), not %q", p.flag, p.v, p.v)
+		}
+		*p.out = n.Masked()
+	}
+	if f.port < 0 || f.port > 65535 {
+		return fmt.Errorf("--port %d: a port is 0 to 65535", f.port)
+	}
+	return nil
+}
+
+func (f *dropFilter) keep(d observe.Drop) bool {
+	p := d.Packet
+	switch {
+	case f.iface != "" && d.Iface != f.iface:
+		return false
+	case f.srcNet.IsValid() && !f.srcNet.Contains(p.Src):
+		return false
+	case f.dstNet.IsValid() && !f.dstNet.Contains(p.Dst):
+		return false
+	case f.port > 0 && int(p.SPort) != f.port && int(p.DPort) != f.port:
+		return false
+	case f.policy != "" && (d.Decided == nil || d.Decided.Policy != f.policy):
+		return false
+	}
+	return true
+}
+
+func newDropsCmd(g *globals) *cobra.Command {
+	var (
+		f              dropFilter
+		follow, asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "drops [--follow] [--json] [--iface IF] [--src A] [--dst A] [--port N] [--policy P]",
+		Short: "Show the packets the ruleset drops, and what dropped each",
+		Long: `drops shows the packets hostwall's ruleset dropped: each with its host
+endpoint, direction, interface, protocol, addresses and ports, and what
+decided — the tier, policy and rule, the end of a tier, or the default
+deny — in the words explain uses.
+
+The kernel logs drops to an NFLOG group (settings { drop_log_group },
+9631 by default) at most drop_log_rate a second for each deciding rule
+(5 by default), so a flood shows as a sample: the counters (hostwall
+status, the metrics) count every packet.
+
+With an agent running, drops shows the last drops it kept and, with
+--follow, each new one as it comes. Without an agent, --follow listens to
+the group itself (only one program can: the agent, or one hostwall drops).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.parse(); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			out := cmd.OutOrStdout()
+			print := func(d observe.Drop) error {
+				if !f.keep(d) {
+					return nil
+				}
+				if asJSON {
+					return json.NewEncoder(out).Encode(d)
+				}
+				_, err := fmt.Fprintln(out, d.String())
+				return err
+			}
+			err := agentDrops(ctx, socket(g.loader()), follow, print)
+			if !errors.Is(err, agent.ErrNoAgent) {
+				return err
+			}
+			if !follow {
+				return errors.New("no agent is running, so no drops were kept: hostwall drops --follow listens to the drop log now")
+			}
+			return g.listenDrops(ctx, print)
+		},
+	}
+	fl := cmd.Flags()
+	fl.BoolVarP(&follow, "follow", "f", false, "keep showing drops as they come, until interrupted")
+	fl.BoolVar(&asJSON, "json", false, "one JSON object a line")
+	fl.StringVar(&f.iface, "iface", "", "only drops on this interface")
+	fl.StringVar(&f.src, "src", "", "only drops from this address or network")
+	fl.StringVar(&f.dst, "dst", "", "only drops to this address or network")
+	fl.IntVar(&f.port, "port", 0, "only drops from or to this port")
+	fl.StringVar(&f.policy, "policy", "", "only drops by a rule of this policy")
+	return cmd
+}
+
+// agentDrops asks the agent on path for its drops (and, with follow, each
+// new one) and prints them; agent.ErrNoAgent when none listens.
+func agentDrops(ctx context.Context, path string, follow bool, print func(observe.Drop) error) error {
+	conn, err := net.DialTimeout("unix", path, 5*time.Second)
+	if err != nil {
+		if errors.Is(err, syscall.ENOENT) || errors.Is(err, syscall.ECONNREFUSED) {
+			return agent.ErrNoAgent
+		}
+		return fmt.Errorf("connecting to the agent: %w", err)
+	}
+	defer conn.Close()
+	go func() { <-ctx.Done(); conn.Close() }()
+	conn.SetDeadline(time.Now().Add(15 * time.Second))
+	if err := json.NewEncoder(conn).Encode(agent.Request{Command: "drops", Follow: follow}); err != nil {
+		return fmt.Errorf("talking to the agent: %w", err)
+	}
+	dec := json.NewDecoder(bufio.NewReader(conn))
+	for first := true; ; first = false {
+		var resp agent.Response
+		if err := dec.Decode(&resp); err != nil {
+			switch {
+			case ctx.Err() != nil:
+				return nil
+			case errors.Is(err, io.EOF) && !first:
+				return errors.New("the agent stopped")
+			}
+			return fmt.Errorf("reading the agent's answer: %w", err)
+		}
+		if resp.Error != "" {
+			return errors.New(resp.Error)
+		}
+		if first {
+			conn.SetDeadline(time.Time{})
+		}
+		for _, d := range resp.Drops {
+			if err := print(d); err != nil {
+				return err
+			}
+		}
+		if !follow {
+			return nil
+		}
+	}
+}
+
+// listenDrops listens to the drop log itself (no agent runs), decoding
+// by the generation in force, until ctx ends.
+func (g *globals) listenDrops(ctx context.Context, print func(observe.Drop) error) error {
+	e, closeKernel, err := g.engine()
+	if err != nil {
+		return err
+	}
+	defer closeKernel()
+	x, err := e.Index()
+	if err != nil {
+		return err
+	}
+	group := uint16(config.DefaultDropLogGroup)
+	switch {
+	case x.Generation == 0:
+		fmt.Fprintf(os.Stderr, "notice: no generation is recorded yet; listening to NFLOG group %d\n", group)
+	case !x.DropLog:
+		return fmt.Errorf("generation %d logs no drops (settings { drop_log = false }, or no host endpoint here): there is nothing to listen to", x.Generation)
+	default:
+		group = x.Group
+	}
+	drops := make(chan observe.Drop, 1024)
+	done, err := nft.ListenDrops(ctx, nft.Options{NetNS: g.netns}, group, func(l observe.Logged) {
+		select {
+		case drops <- x.Decode(l):
+		default: // printing fell behind: the kernel's rate limit is per rule, ours is the terminal's
+		}
+	}, func(err error) { fmt.Fprintf(os.Stderr, "warning: drops lost: %v\n", err) })
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "Listening to the drop log (NFLOG group %d, generation %d); interrupt to stop.\n", group, x.Generation)
+	for {
+		select {
+		case d := <-drops:
+			if err := print(d); err != nil {
+				return err
+			}
+		case <-done:
+			if ctx.Err() != nil {
+				return nil
+			}
+			return errors.New("the drop log stopped")
+		}
+	}
+}
+
+// printDrops shows status's drops: the deciders that dropped the most,
+// and the last drops the agent kept.
+func printDrops(out io.Writer, s *engine.Status) {
+	if len(s.TopDrops) > 0 {
+		since := "since the kernel's rules were made"
+		if !s.DropsSince.IsZero() {
+			since = "since the agent started, " + s.DropsSince.Format(time.DateTime)
+		}
+		fmt.Fprintf(out, "Top drops (%s):\n", since)
+		for _, d := range s.TopDrops {
+			fmt.Fprintf(out, "  %d %s  %s\n", d.Packets, plural(int(d.Packets), "packet", "packets"), d.Decided.String())
+		}
+	}
+	if len(s.RecentDrops) > 0 {
+		fmt.Fprintln(out, "Last drops (hostwall drops --follow shows them as they come):")
+		for _, d := range s.RecentDrops {
+			fmt.Fprintf(out, "  %s\n", strings.TrimSpace(d.String()))
+		}
+	}
+}

@@ -1,0 +1,277 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/engine"
+	"github.com/hostwall/hostwall/metrics"
+	"github.com/hostwall/hostwall/nft"
+	"github.com/hostwall/hostwall/observe"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// observeFlags are the agent's metrics and drop-log flags.
+type observeFlags struct {
+	listen   string
+	textfile string
+	interval time.Duration
+	perRule  bool
+	dropLog  bool
+}
+
+func (f *observeFlags) add(cmd *cobra.Command) {
+	fl := cmd.Flags()
+	fl.StringVar(&f.listen, "metrics-listen", "", "serve Prometheus metrics over HTTP at `ADDR`/metrics (e.g. 127.0.0.1:9631); off by default")
+	fl.StringVar(&f.textfile, "metrics-textfile", "", "write the metrics to `FILE` (must end in .prom) for node_exporter's textfile collector, atomically, after every apply and verification and every --metrics-interval; off by default")
+	fl.DurationVar(&f.interval, "metrics-interval", time.Minute, "how often --metrics-textfile is written besides")
+	fl.BoolVar(&f.perRule, "metrics-per-rule", false, "also give every policy rule its own packet and byte series (labels: position and action)")
+	fl.BoolVar(&f.dropLog, "drop-log", true, "listen to the drop log (settings.drop_log): the journal, hostwall status and hostwall drops show the drops")
+}
+
+// check refuses bad values before the agent starts.
+func (f *observeFlags) check() error {
+	if f.textfile != "" && !strings.HasSuffix(f.textfile, ".prom") {
+		return fmt.Errorf("--metrics-textfile %s: node_exporter's textfile collector reads only files named *.prom", f.textfile)
+	}
+	if f.interval <= 0 {
+		return fmt.Errorf("--metrics-interval %s: must be positive", f.interval)
+	}
+	return nil
+}
+
+// kernelCounters reads the live chains for the metrics on a netlink
+// connection of their own, opened at the first scrape: the agent's loop
+// keeps its own.
+type kernelCounters struct {
+	netns string
+	mu    sync.Mutex
+	conn  *nft.Conn
+}
+
+func (k *kernelCounters) read(ctx context.Context) ([]*ruleset.Chain, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.conn == nil {
+		c, err := nft.Open(nft.Options{NetNS: k.netns})
+		if err != nil {
+			return nil, err
+		}
+		k.conn = c
+	}
+	chains, _, err := k.conn.ReadChains(ctx)
+	return chains, err
+}
+
+func (k *kernelCounters) close() {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.conn != nil {
+		k.conn.Close()
+	}
+}
+
+// agentObserver is the agent's metrics endpoint, metrics file and drop-log
+// listener.
+type agentObserver struct {
+	f       observeFlags
+	netns   string
+	log     *zap.Logger
+	reg     *prometheus.Registry
+	metrics *metrics.Agent
+	kernel  *kernelCounters
+	server  *http.Server
+	kick    chan struct{}
+	// The drop log's listener: the group it listens to, and its stop.
+	drops struct {
+		mu      sync.Mutex
+		group   int // -1: not listening
+		stop    context.CancelFunc
+		done    <-chan struct{}
+		daemon  *agent.Daemon
+		refused uint16 // a group the kernel refused, not tried again
+	}
+}
+
+// newAgentObserver makes the registry and opens the metrics listener (an
+// address in use fails the agent's start, before it applies anything).
+func newAgentObserver(f observeFlags, netns string, log *zap.Logger, index func() (*observe.Index, error)) (*agentObserver, error) {
+	o := &agentObserver{f: f, netns: netns, log: log, reg: metrics.Registry(), kernel: &kernelCounters{netns: netns}, kick: make(chan struct{}, 1)}
+	o.drops.group = -1
+	o.metrics = metrics.NewAgent(o.reg)
+	o.reg.MustRegister(&metrics.Kernel{Read: o.kernel.read, Index: index, PerRule: f.perRule, Monotonic: true})
+	if f.listen != "" {
+		ln, err := net.Listen("tcp", f.listen)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-listen %s: %w", f.listen, err)
+		}
+		o.server = metricsServer(o.reg)
+		go o.server.Serve(ln)
+		log.Info("serving metrics", zap.String("address", "http://"+ln.Addr().String()+"/metrics"))
+	}
+	return o, nil
+}
+
+// metricsServer serves reg at /metrics, in OpenMetrics when asked.
+func metricsServer(reg *prometheus.Registry) *http.Server {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 4, Timeout: 30 * time.Second}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			http.NotFound(w, r)
+			return
+		}
+		fmt.Fprintln(w, "hostwall agent: metrics at /metrics")
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		WriteTimeout: 40 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 16 << 10}
+}
+
+// run writes the metrics file after each kick and every interval until ctx
+// ends, then stops the listener and the drop log.
+func (o *agentObserver) run(ctx context.Context) {
+	defer o.kernel.close()
+	defer o.stopDrops()
+	if o.server != nil {
+		defer o.server.Close()
+	}
+	if o.f.textfile == "" {
+		<-ctx.Done()
+		return
+	}
+	tick := time.NewTicker(o.f.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		case <-o.kick:
+		}
+		if err := writeTextfile(o.f.textfile, o.reg); err != nil {
+			o.log.Warn("writing the metrics file", zap.String("file", o.f.textfile), zap.Error(err))
+		}
+	}
+}
+
+// writeTextfile writes g's metrics to path atomically: a temporary file
+// beside it (not named *.prom, so node_exporter never reads half of one),
+// then a rename.
+func writeTextfile(path string, g prometheus.Gatherer) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	return prometheus.WriteToTextfile(path, g)
+}
+
+// observed runs after each piece of the agent's work: the metrics file
+// is written again, and the drop log listened to on the generation's
+// group.
+func (o *agentObserver) observed(ctx context.Context, x *observe.Index) {
+	select {
+	case o.kick <- struct{}{}:
+	default:
+	}
+	if !o.f.dropLog {
+		return
+	}
+	o.drops.mu.Lock()
+	defer o.drops.mu.Unlock()
+	listening := o.drops.group >= 0
+	if listening && o.drops.done != nil {
+		select {
+		case <-o.drops.done: // ended by an error: listen again
+			listening, o.drops.group = false, -1
+		default:
+		}
+	}
+	switch {
+	case !x.DropLog && listening:
+		o.stopDropsLocked()
+	case x.DropLog && (!listening || o.drops.group != int(x.Group)):
+		o.stopDropsLocked()
+		lctx, stop := context.WithCancel(ctx)
+		d := o.drops.daemon
+		done, err := nft.ListenDrops(lctx, nft.Options{NetNS: o.netns}, x.Group, d.Dropped, d.DropLost)
+		if err != nil {
+			stop()
+			if o.drops.refused != x.Group+1 {
+				o.log.Warn("not listening to the drop log: the journal, hostwall status and hostwall drops will not show drops", zap.Error(err))
+			}
+			o.drops.refused = x.Group + 1
+			return
+		}
+		o.drops.refused = 0
+		o.drops.group, o.drops.stop, o.drops.done = int(x.Group), stop, done
+		o.log.Info("listening to the drop log", zap.Uint16("nflog_group", x.Group))
+	}
+}
+
+func (o *agentObserver) stopDrops() {
+	o.drops.mu.Lock()
+	defer o.drops.mu.Unlock()
+	o.stopDropsLocked()
+}
+
+func (o *agentObserver) stopDropsLocked() {
+	if o.drops.stop != nil {
+		o.drops.stop()
+		<-o.drops.done
+	}
+	o.drops.stop, o.drops.done, o.drops.group = nil, nil, -1
+}
+
+// offlineMetrics are the metrics the state directory and the kernel give
+// without an agent (hostwall status --format prometheus): the generation,
+// the trial, whether the files load, and the kernel's counters as they
+// stand.
+func (g *globals) offlineMetrics(ctx context.Context, perRule bool) (string, error) {
+	e, closeKernel, err := g.engine()
+	if err != nil {
+		return "", err
+	}
+	defer closeKernel()
+	reg := prometheus.NewRegistry()
+	gen, err := e.Current()
+	if err != nil {
+		return "", err
+	}
+	gauge := func(name, help string, v float64) {
+		gg := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
+		gg.Set(v)
+		reg.MustRegister(gg)
+	}
+	gauge("hostwall_generation", "The generation in force.", float64(gen))
+	valid := 1.0
+	var invalid *engine.InvalidError
+	if _, err := e.Load(); errors.As(err, &invalid) {
+		valid = 0
+	}
+	gauge("hostwall_config_valid", "1 when the configuration directory loads, 0 when it does not (the last good generation stays in force).", valid)
+	active, deadline := 0.0, 0.0
+	if t, _ := e.Trial(); t != nil {
+		active, deadline = 1, float64(t.Deadline.UnixNano())/1e9
+	}
+	gauge("hostwall_trial_active", "1 while a generation is on trial (rolled back unless confirmed).", active)
+	gauge("hostwall_trial_deadline_timestamp_seconds", "When the pending trial rolls back unless confirmed (Unix time); 0 without a trial.", deadline)
+	kc := &kernelCounters{netns: g.netns}
+	defer kc.close()
+	reg.MustRegister(&metrics.Kernel{Read: kc.read, Index: e.Index, PerRule: perRule})
+	_ = ctx
+	return metrics.Text(reg)
+}

@@ -1,0 +1,313 @@
+// Package metrics is hostwall's Prometheus metrics: the agent's own
+// (applies, generation, configuration validity, drift repairs, trial, the
+// drop log) and the kernel's rule counters summed by what they enforce
+// (per policy and direction; per rule behind a flag; per host endpoint
+// the drops at the end of a tier and at the default deny; failsafe hits)
+// with set sizes. docs/observability.md lists every series.
+package metrics
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/common/expfmt"
+
+	"github.com/hostwall/hostwall/observe"
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+const namespace = "hostwall"
+
+// Agent holds the agent's own metrics; the daemon updates them. A nil
+// *Agent updates nothing.
+type Agent struct {
+	applies       *prometheus.CounterVec
+	applyDuration prometheus.Histogram
+	lastSuccess   prometheus.Gauge
+	generation    prometheus.Gauge
+	configValid   prometheus.Gauge
+	driftRepairs  prometheus.Counter
+	verifications *prometheus.CounterVec
+	trialActive   prometheus.Gauge
+	trialDeadline prometheus.Gauge
+	dropsLogged   prometheus.Counter
+	dropsLost     prometheus.Counter
+	dropsJournal  prometheus.Counter
+}
+
+// NewAgent makes the agent's metrics and registers them with reg.
+func NewAgent(reg prometheus.Registerer) *Agent {
+	a := &Agent{
+		applies: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "applies_total",
+			Help: "Applies of the configuration directory by the agent, by result (success: the kernel holds it, changed or not; invalid: the files do not load; failed; held: a trial is pending) and trigger (start, change, reload, retry, trial_end)."},
+			[]string{"result", "trigger"}),
+		applyDuration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: namespace, Name: "apply_duration_seconds",
+			Help:    "How long the agent's applies took, from reading the files to the kernel holding the change.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
+		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_apply_success_timestamp_seconds",
+			Help: "When the agent last applied the configuration with success (Unix time); 0 before the first."}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "generation",
+			Help: "The generation in force."}),
+		configValid: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_valid",
+			Help: "1 when the configuration directory loaded at the last attempt, 0 when it did not (the last good generation stays in force)."}),
+		driftRepairs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "drift_repairs_total",
+			Help: "Repairs of changes other programs made to table inet hostwall."}),
+		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "verifications_total",
+			Help: "Checks that the kernel holds the generation in force, by result (held, repaired, failed)."}, []string{"result"}),
+		trialActive: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "trial_active",
+			Help: "1 while a generation is on trial (rolled back unless confirmed)."}),
+		trialDeadline: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "trial_deadline_timestamp_seconds",
+			Help: "When the pending trial rolls back unless confirmed (Unix time); 0 without a trial."}),
+		dropsLogged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "drop_log_packets_total",
+			Help: "Dropped packets the drop log (NFLOG) handed to the agent; the kernel sends at most settings.drop_log_rate a second for each deciding rule."}),
+		dropsLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "drop_log_overruns_total",
+			Help: "Times the kernel could not hand the agent a logged packet because it fell behind (ENOBUFS)."}),
+		dropsJournal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "drop_log_unjournaled_total",
+			Help: "Logged drops left out of the journal by its rate limit."}),
+	}
+	reg.MustRegister(a.applies, a.applyDuration, a.lastSuccess, a.generation, a.configValid, a.driftRepairs, a.verifications,
+		a.trialActive, a.trialDeadline, a.dropsLogged, a.dropsLost, a.dropsJournal)
+	return a
+}
+
+// Applied records an apply: its result ("success", "invalid", "failed",
+// "held"), what triggered it, and how long it took.
+func (a *Agent) Applied(result, trigger string, took time.Duration) {
+	if a == nil {
+		return
+	}
+	a.applies.WithLabelValues(result, trigger).Inc()
+	a.applyDuration.Observe(took.Seconds())
+	switch result {
+	case "success":
+		a.lastSuccess.SetToCurrentTime()
+		a.configValid.Set(1)
+	case "invalid":
+		a.configValid.Set(0)
+	case "held":
+		a.configValid.Set(1)
+	}
+}
+
+// Verified records a check of the kernel: "held", "repaired" or "failed".
+func (a *Agent) Verified(result string) {
+	if a == nil {
+		return
+	}
+	a.verifications.WithLabelValues(result).Inc()
+	if result == "repaired" {
+		a.driftRepairs.Inc()
+	}
+}
+
+// State sets the generation in force and the trial (zero deadline: none).
+func (a *Agent) State(generation int, trialDeadline time.Time) {
+	if a == nil {
+		return
+	}
+	a.generation.Set(float64(generation))
+	if trialDeadline.IsZero() {
+		a.trialActive.Set(0)
+		a.trialDeadline.Set(0)
+		return
+	}
+	a.trialActive.Set(1)
+	a.trialDeadline.Set(float64(trialDeadline.UnixNano()) / 1e9)
+}
+
+// DropLogged counts a packet the drop log handed over; DropLost an
+// overrun; DropUnjournaled one the journal's rate limit left out.
+func (a *Agent) DropLogged() {
+	if a != nil {
+		a.dropsLogged.Inc()
+	}
+}
+
+// DropLost counts an overrun of the drop log.
+func (a *Agent) DropLost() {
+	if a != nil {
+		a.dropsLost.Inc()
+	}
+}
+
+// DropUnjournaled counts a drop the journal's rate limit left out.
+func (a *Agent) DropUnjournaled() {
+	if a != nil {
+		a.dropsJournal.Inc()
+	}
+}
+
+// Trigger is the trigger label of an apply the agent made for why.
+func Trigger(why string) string {
+	switch {
+	case why == "start":
+		return "start"
+	case why == "reload":
+		return "reload"
+	case strings.HasPrefix(why, "retrying"):
+		return "retry"
+	case strings.HasPrefix(why, "the trial"):
+		return "trial_end"
+	}
+	return "change"
+}
+
+// Kernel collects the kernel's counters at each scrape: Read reads the
+// live chains (rules and counters, no set elements), Index indexes the
+// generation in force. With PerRule, each policy rule is a series of its
+// own too.
+type Kernel struct {
+	Read    func(ctx context.Context) ([]*ruleset.Chain, error)
+	Index   func() (*observe.Index, error)
+	PerRule bool
+	// Timeout bounds a scrape's read (default 10 s).
+	Timeout time.Duration
+	// Monotonic keeps the counts growing across rule replacements (the
+	// agent); without it, the kernel's current counts are reported (a
+	// one-off report).
+	Monotonic bool
+	totals    observe.Totals
+}
+
+var (
+	labelsPolicy   = []string{"tier", "policy", "direction"}
+	labelsRule     = []string{"tier", "policy", "direction", "rule", "action"}
+	labelsEndpoint = []string{"endpoint", "direction", "reason", "tier"}
+	descPolicyPkts = prometheus.NewDesc("hostwall_policy_packets_total",
+		"Packets the rules of a policy decided (allow, deny, pass or log), summed over its rules, per direction.", labelsPolicy, nil)
+	descPolicyBytes = prometheus.NewDesc("hostwall_policy_bytes_total",
+		"Bytes the rules of a policy decided, summed over its rules, per direction.", labelsPolicy, nil)
+	descRulePkts = prometheus.NewDesc("hostwall_rule_packets_total",
+		"Packets one policy rule decided (rule: its position among the policy's rules of the direction, from 1). Only with --metrics-per-rule.", labelsRule, nil)
+	descRuleBytes = prometheus.NewDesc("hostwall_rule_bytes_total",
+		"Bytes one policy rule decided. Only with --metrics-per-rule.", labelsRule, nil)
+	descEndpointPkts = prometheus.NewDesc("hostwall_endpoint_dropped_packets_total",
+		"Packets of a host endpoint dropped because no policy decided: at the end of a tier (reason end_of_tier, with the tier) or at the default deny (reason default_deny).", labelsEndpoint, nil)
+	descEndpointBytes = prometheus.NewDesc("hostwall_endpoint_dropped_bytes_total",
+		"Bytes of a host endpoint dropped because no policy decided.", labelsEndpoint, nil)
+	descFailsafePkts = prometheus.NewDesc("hostwall_failsafe_packets_total",
+		"Packets accepted by a failsafe entry, whatever the policies say, per direction.", []string{"direction"}, nil)
+	descFailsafeBytes = prometheus.NewDesc("hostwall_failsafe_bytes_total",
+		"Bytes accepted by a failsafe entry, per direction.", []string{"direction"}, nil)
+	descWorkloadPkts = prometheus.NewDesc("hostwall_workload_to_host_packets_total",
+		"Packets from workloads to this host decided by the workloads' to_host_action.", []string{"action"}, nil)
+	descSetElements = prometheus.NewDesc("hostwall_set_elements",
+		"Elements (addresses, networks, ports) of a set of the generation in force; a sharded set's slots count as the one set.", []string{"set"}, nil)
+	descCountersUp = prometheus.NewDesc("hostwall_kernel_counters_up",
+		"1 when this scrape read the kernel's counters, 0 when it could not (the other kernel series are then missing).", nil, nil)
+)
+
+// Describe sends nothing: Kernel is an unchecked collector (its series
+// follow the configuration).
+func (k *Kernel) Describe(chan<- *prometheus.Desc) {}
+
+// Collect reads the kernel and sends the series.
+func (k *Kernel) Collect(ch chan<- prometheus.Metric) {
+	timeout := k.Timeout
+	if timeout == 0 {
+		timeout = 10 * time.Second
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	x, err := k.Index()
+	var live []*ruleset.Chain
+	if err == nil {
+		live, err = k.Read(ctx)
+	}
+	if err != nil {
+		ch <- prometheus.MustNewConstMetric(descCountersUp, prometheus.GaugeValue, 0)
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(descCountersUp, prometheus.GaugeValue, 1)
+	var counts map[ruleset.Origin]observe.Count
+	if k.Monotonic {
+		counts = k.totals.Update(x, live)
+	} else {
+		counts = x.Counts(live)
+	}
+	for _, s := range Series(counts, k.PerRule) {
+		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, s.value, s.labels...)
+	}
+	for _, s := range x.Sets() {
+		ch <- prometheus.MustNewConstMetric(descSetElements, prometheus.GaugeValue, float64(s.Elements), s.Name)
+	}
+}
+
+// series is one sample.
+type series struct {
+	desc   *prometheus.Desc
+	labels []string
+	value  float64
+}
+
+// Series sums counts into the kernel series.
+func Series(counts map[ruleset.Origin]observe.Count, perRule bool) []series {
+	type key struct {
+		desc   *prometheus.Desc
+		labels string
+	}
+	sums := map[key]float64{}
+	labels := map[key][]string{}
+	add := func(d *prometheus.Desc, v uint64, ls ...string) {
+		k := key{d, strings.Join(ls, "\x00")}
+		sums[k] += float64(v)
+		labels[k] = ls
+	}
+	for o, c := range counts {
+		switch o.Kind {
+		case ruleset.OriginPolicyRule:
+			add(descPolicyPkts, c.Packets, o.Tier, o.Policy, o.Direction)
+			add(descPolicyBytes, c.Bytes, o.Tier, o.Policy, o.Direction)
+			if perRule {
+				r := strconv.Itoa(o.Rule)
+				add(descRulePkts, c.Packets, o.Tier, o.Policy, o.Direction, r, o.Action)
+				add(descRuleBytes, c.Bytes, o.Tier, o.Policy, o.Direction, r, o.Action)
+			}
+		case ruleset.OriginEndOfTier:
+			if o.Action == "deny" {
+				add(descEndpointPkts, c.Packets, o.Endpoint, o.Direction, "end_of_tier", o.Tier)
+				add(descEndpointBytes, c.Bytes, o.Endpoint, o.Direction, "end_of_tier", o.Tier)
+			}
+		case ruleset.OriginDefaultDeny:
+			add(descEndpointPkts, c.Packets, o.Endpoint, o.Direction, "default_deny", "")
+			add(descEndpointBytes, c.Bytes, o.Endpoint, o.Direction, "default_deny", "")
+		case ruleset.OriginFailsafe:
+			add(descFailsafePkts, c.Packets, o.Direction)
+			add(descFailsafeBytes, c.Bytes, o.Direction)
+		case ruleset.OriginWorkload:
+			add(descWorkloadPkts, c.Packets, o.Action)
+		}
+	}
+	out := make([]series, 0, len(sums))
+	for k, v := range sums {
+		out = append(out, series{desc: k.desc, labels: labels[k], value: v})
+	}
+	return out
+}
+
+// Registry is a registry with the process's and the Go runtime's
+// metrics (memory, CPU, file descriptors).
+func Registry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	return reg
+}
+
+// Text gathers g in Prometheus's text format.
+func Text(g prometheus.Gatherer) (string, error) {
+	mfs, err := g.Gather()
+	if err != nil && len(mfs) == 0 {
+		return "", err
+	}
+	var b strings.Builder
+	for _, mf := range mfs {
+		if _, err := expfmt.MetricFamilyToText(&b, mf); err != nil {
+			return "", err
+		}
+	}
+	return b.String(), nil
+}

@@ -1,0 +1,111 @@
+package observe
+
+import (
+	"sync"
+
+	"github.com/hostwall/hostwall/ruleset"
+)
+
+// Count is a counter's packets and bytes.
+type Count struct {
+	Packets uint64 `json:"packets"`
+	Bytes   uint64 `json:"bytes"`
+}
+
+func (c *Count) add(o Count) { c.Packets, c.Bytes = c.Packets+o.Packets, c.Bytes+o.Bytes }
+
+// Counts adds the counters of the live chains' rules up by what they
+// enforce, by x: the kernel rules one policy rule became (one per family,
+// per alternative, per slot of a sharded set) count as that rule. Rules
+// x does not know (another generation's, or not hostwall's) are left out.
+func (x *Index) Counts(live []*ruleset.Chain) map[ruleset.Origin]Count {
+	out := map[ruleset.Origin]Count{}
+	x.each(live, func(_ liveKey, o *ruleset.Origin, c Count) {
+		sum := out[*o]
+		sum.add(c)
+		out[*o] = sum
+	})
+	return out
+}
+
+// liveKey is a live rule: handles are unique within a table's life.
+type liveKey struct {
+	chain  string
+	handle uint64
+}
+
+func (x *Index) each(live []*ruleset.Chain, f func(liveKey, *ruleset.Origin, Count)) {
+	for _, ch := range live {
+		for _, r := range ch.Rules {
+			if !r.Counter || r.StoredID == "" {
+				continue
+			}
+			if o := x.rules[ruleKey{ch.Name, r.StoredID}]; o != nil {
+				f(liveKey{ch.Name, r.Handle}, o, Count{r.Packets, r.Bytes})
+			}
+		}
+	}
+}
+
+// Totals keeps counts that only grow, as Prometheus counters must, across
+// the changes that replace kernel rules (a replaced rule starts again from
+// zero): what a rule counted before it went is kept for what it
+// enforced. Safe for concurrent use.
+type Totals struct {
+	mu      sync.Mutex
+	last    map[liveKey]lastCount
+	retired map[ruleset.Origin]Count
+}
+
+type lastCount struct {
+	origin ruleset.Origin
+	count  Count
+}
+
+// Update returns the totals by what they enforce, given the live chains
+// read now and x, the index of the generation they hold. Origins x no
+// longer has (a policy removed) are forgotten.
+func (t *Totals) Update(x *Index, live []*ruleset.Chain) map[ruleset.Origin]Count {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.retired == nil {
+		t.retired = map[ruleset.Origin]Count{}
+	}
+	out := map[ruleset.Origin]Count{}
+	seen := map[liveKey]lastCount{}
+	x.each(live, func(k liveKey, o *ruleset.Origin, c Count) {
+		if prev, ok := t.last[k]; ok && (prev.origin != *o || c.Packets < prev.count.Packets || c.Bytes < prev.count.Bytes) {
+			t.retire(prev) // not the same rule: the table was made again
+		}
+		seen[k] = lastCount{*o, c}
+		sum := out[*o]
+		sum.add(c)
+		out[*o] = sum
+	})
+	for k, prev := range t.last {
+		if _, ok := seen[k]; !ok {
+			t.retire(prev)
+		}
+	}
+	t.last = seen
+	current := map[ruleset.Origin]bool{}
+	for _, o := range x.rules {
+		current[*o] = true
+	}
+	for o, c := range t.retired {
+		if !current[o] {
+			delete(t.retired, o)
+			continue
+		}
+		sum := out[o]
+		sum.add(c)
+		out[o] = sum
+	}
+	return out
+}
+
+func (t *Totals) retire(l lastCount) {
+	sum := t.retired[l.origin]
+	sum.add(l.count)
+	t.retired[l.origin] = sum
+}
