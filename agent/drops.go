@@ -178,6 +178,8 @@ func (d *Daemon) serveDrops(ctx context.Context, conn net.Conn, enc *json.Encode
 	}
 	c, unsubscribe := d.drops.subscribe()
 	defer unsubscribe()
+	d.o.Log.Info("drops followed (hostwall drops --follow)")
+	defer d.o.Log.Info("drops no longer followed")
 	conn.SetDeadline(time.Time{})
 	if err := enc.Encode(Response{Drops: d.drops.recentDrops()}); err != nil {
 		return

@@ -24,7 +24,8 @@ import (
 const dropCopy = 128
 
 // ErrDropLogBusy means another program listens to the drop log's NFLOG
-// group in this namespace (the kernel gives a group one listener).
+// group in this namespace (the kernel gives a group one listener). Not
+// root is refused alike: CAP_NET_ADMIN is needed to listen.
 var ErrDropLogBusy = errors.New("another program listens to the drop log's NFLOG group")
 
 // ListenDrops listens to NFLOG group group of the namespace o names and
@@ -96,7 +97,9 @@ func ListenDrops(ctx context.Context, o Options, group uint16, f func(observe.Lo
 	if err != nil {
 		cancel()
 		nl.Close()
-		if errors.Is(err, syscall.EBUSY) || strings.Contains(err.Error(), "device or resource busy") {
+		// The kernel refuses a group bound by another socket with EPERM;
+		// the library wraps it with %v, so the text tells.
+		if errors.Is(err, syscall.EPERM) || strings.Contains(err.Error(), "operation not permitted") {
 			return nil, fmt.Errorf("listening to NFLOG group %d: %w (is the agent running, or another hostwall drops?)", group, ErrDropLogBusy)
 		}
 		return nil, fmt.Errorf("listening to NFLOG group %d: %w", group, err)

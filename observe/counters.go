@@ -49,17 +49,25 @@ func (x *Index) each(live []*ruleset.Chain, f func(liveKey, *ruleset.Origin, Cou
 
 // Totals keeps counts that only grow, as Prometheus counters must, across
 // the changes that replace kernel rules (a replaced rule starts again from
-// zero): what a rule counted before it went is kept for what it
-// enforced. Safe for concurrent use.
+// zero) or give a kept rule another origin (a rule inserted above it moves
+// its position): what a rule counted is kept for the origin it counted
+// for, and a rule counts for an origin only from when it had it. Safe for
+// concurrent use.
 type Totals struct {
 	mu      sync.Mutex
 	last    map[liveKey]lastCount
 	retired map[ruleset.Origin]Count
 }
 
+// lastCount is a live rule as last read: its origin, its counter, and
+// its counter when it took that origin (it counts the difference).
 type lastCount struct {
-	origin ruleset.Origin
-	count  Count
+	origin       ruleset.Origin
+	count, since Count
+}
+
+func (l lastCount) counted() Count {
+	return Count{l.count.Packets - l.since.Packets, l.count.Bytes - l.since.Bytes}
 }
 
 // Update returns the totals by what they enforce, given the live chains
@@ -74,12 +82,21 @@ func (t *Totals) Update(x *Index, live []*ruleset.Chain) map[ruleset.Origin]Coun
 	out := map[ruleset.Origin]Count{}
 	seen := map[liveKey]lastCount{}
 	x.each(live, func(k liveKey, o *ruleset.Origin, c Count) {
-		if prev, ok := t.last[k]; ok && (prev.origin != *o || c.Packets < prev.count.Packets || c.Bytes < prev.count.Bytes) {
-			t.retire(prev) // not the same rule: the table was made again
+		now := lastCount{origin: *o, count: c}
+		if prev, ok := t.last[k]; ok {
+			switch {
+			case c.Packets < prev.count.Packets || c.Bytes < prev.count.Bytes:
+				t.retire(prev) // not the same rule: the table was made again
+			case prev.origin != *o:
+				t.retire(prev) // the same rule, now for another origin
+				now.since = prev.count
+			default:
+				now.since = prev.since
+			}
 		}
-		seen[k] = lastCount{*o, c}
+		seen[k] = now
 		sum := out[*o]
-		sum.add(c)
+		sum.add(now.counted())
 		out[*o] = sum
 	})
 	for k, prev := range t.last {
@@ -106,6 +123,6 @@ func (t *Totals) Update(x *Index, live []*ruleset.Chain) map[ruleset.Origin]Coun
 
 func (t *Totals) retire(l lastCount) {
 	sum := t.retired[l.origin]
-	sum.add(l.count)
+	sum.add(l.counted())
 	t.retired[l.origin] = sum
 }

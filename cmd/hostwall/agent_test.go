@@ -54,6 +54,18 @@ func (a *runningAgent) logged(t *testing.T, timeout time.Duration, s string) {
 // pointing at a socket the test reads.
 func startAgent(t *testing.T, ns, dir string, more ...string) *runningAgent {
 	t.Helper()
+	return launchAgent(t, nil, ns, dir, more...)
+}
+
+// startAgentInside is startAgent with the agent's process inside ns too,
+// so that what it listens on (--metrics-listen) is the namespace's.
+func startAgentInside(t *testing.T, ns, dir string, more ...string) *runningAgent {
+	t.Helper()
+	return launchAgent(t, []string{"ip", "netns", "exec", ns}, ns, dir, more...)
+}
+
+func launchAgent(t *testing.T, wrap []string, ns, dir string, more ...string) *runningAgent {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
 	if err != nil {
@@ -61,7 +73,8 @@ func startAgent(t *testing.T, ns, dir string, more ...string) *runningAgent {
 	}
 	t.Cleanup(func() { conn.Close() })
 	a := &runningAgent{log: &syncBuffer{}, notify: conn}
-	a.cmd = exec.Command(binary, append([]string{"agent", "-c", dir, "--netns", ns, "--host-name", "srv", "--log-format", "json"}, more...)...)
+	argv := append(append(wrap, binary, "agent", "-c", dir, "--netns", ns, "--host-name", "srv", "--log-format", "json"), more...)
+	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Env = append(append(baseEnv(), "NOTIFY_SOCKET="+sock), dirsOf(t)...)
 	a.cmd.Stderr = a.log
 	if err := a.cmd.Start(); err != nil {

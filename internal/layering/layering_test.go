@@ -9,10 +9,10 @@ import (
 )
 
 // netlinkCode is what only package nft may depend on.
-var netlinkCode = []string{"github.com/google/nftables", "github.com/mdlayher/netlink"}
+var netlinkCode = []string{"github.com/google/nftables", "github.com/mdlayher/netlink", "github.com/florianl/go-nflog"}
 
 func TestPurePackagesHaveNoNetlink(t *testing.T) {
-	for _, pkg := range []string{"config", "loader", "compile", "ruleset", "planner", "views", "engine", "agent"} {
+	for _, pkg := range []string{"config", "loader", "compile", "ruleset", "planner", "views", "engine", "agent", "observe", "metrics"} {
 		out, err := exec.Command("go", "list", "-deps", "github.com/hostwall/hostwall/"+pkg).CombinedOutput()
 		if err != nil {
 			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
