@@ -53,11 +53,30 @@ func TestUnitVerifies(t *testing.T) {
 
 var exposureRE = regexp.MustCompile(`Overall exposure level for hostwall\.service: ([0-9.]+)`)
 
-// TestUnitExposure: systemd-analyze security rates the unit 2.0 or better.
+// TestUnitExposure: systemd-analyze security rates the unit 2.0 or better,
+// alone and with the drop-in that lets the agent serve and write metrics
+// (metrics.conf).
 func TestUnitExposure(t *testing.T) {
-	out, err := exec.Command(tool(t), "security", "--offline=true", "hostwall.service").CombinedOutput()
+	t.Run("unit", func(t *testing.T) { exposure(t, "") })
+	t.Run("with metrics.conf", func(t *testing.T) { exposure(t, "metrics.conf") })
+}
+
+func exposure(t *testing.T, dropIn string) {
+	root := t.TempDir()
+	dir := filepath.Join(root, "etc/systemd/system")
+	if err := os.MkdirAll(filepath.Join(dir, "hostwall.service.d"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	copyFile(t, "hostwall.service", filepath.Join(dir, "hostwall.service"), 0o644)
+	if dropIn != "" {
+		copyFile(t, dropIn, filepath.Join(dir, "hostwall.service.d", dropIn), 0o644)
+	}
+	out, err := exec.Command(tool(t), "security", "--offline=true", "--root="+root, "hostwall.service").CombinedOutput()
 	if err != nil {
 		t.Fatalf("systemd-analyze security: %v\n%s", err, out)
+	}
+	if dropIn != "" && !regexp.MustCompile(`(?m)^✗ RestrictAddressFamilies=~AF_\(INET\|INET6\)`).Match(out) {
+		t.Errorf("the drop-in %s was not read: the unit still denies AF_INET:\n%s", dropIn, out)
 	}
 	m := exposureRE.FindSubmatch(out)
 	if m == nil {
