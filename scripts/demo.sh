@@ -7,11 +7,16 @@ if [ "$(id -u)" -ne 0 ]; then
   echo "make demo creates a network namespace: run it as root" >&2
   exit 1
 fi
-ns=hostwall-demo-$$
+ns=hostwall-demo-$$ cli=hostwall-demo-cli-$$
 # Generations, the lock and trials go to throwaway directories too.
 tmp=$(mktemp -d)
 export HOSTWALL_STATE_DIR=$tmp/state HOSTWALL_RUN_DIR=$tmp/run
-cleanup() { ip netns del "$ns" 2>/dev/null || true; rm -rf "$tmp"; }
+cleanup() {
+  [ -z "${follower:-}" ] || kill "$follower" 2>/dev/null || true
+  ip netns del "$ns" 2>/dev/null || true
+  ip netns del "$cli" 2>/dev/null || true
+  rm -rf "$tmp"
+}
 trap cleanup EXIT
 ip netns add "$ns"
 ip -n "$ns" link set lo up
@@ -36,6 +41,23 @@ step "$bin" explain -c "$cfg" --iface eth0 --in --proto tcp --src 192.0.2.99 --d
 step "$bin" explain -c "$cfg" --iface lo --in --proto udp --dport 53
 printf '\n\033[1m# the same table as the nft tool lists it:\033[0m\n'
 ip netns exec "$ns" nft list table inet hostwall
+# What the ruleset drops, as it happens: a client namespace on eth0's other
+# end, from an untrusted address, knocks on the metrics port.
+ip netns add "$cli"
+ip -n "$ns" link set eth0-peer netns "$cli"
+ip -n "$ns" addr add 192.0.2.10/24 dev eth0
+ip -n "$cli" addr add 192.0.2.99/24 dev eth0-peer
+ip -n "$cli" link set eth0-peer up
+printf '\n\033[1m$ %s drops --follow --netns %s\033[0m   (while 192.0.2.99 tries port 9100)\n' "$bin" "$ns"
+"$bin" drops --follow --netns "$ns" > "$tmp/drops" 2> "$tmp/drops.err" &
+follower=$!
+for _ in $(seq 50); do grep -q Listening "$tmp/drops.err" && break; sleep 0.1; done
+ip netns exec "$cli" timeout 2 bash -c 'exec 3<>/dev/tcp/192.0.2.10/9100' 2>/dev/null || true
+for _ in $(seq 50); do [ -s "$tmp/drops" ] && break; sleep 0.1; done
+kill "$follower" && wait "$follower" 2>/dev/null || true
+follower=
+head -1 "$tmp/drops"
+[ -s "$tmp/drops" ] || { echo "no drop was shown" >&2; cat "$tmp/drops.err" >&2; exit 1; }
 # A change on trial: rolled back unless confirmed (from a new connection).
 trial=$tmp/trial
 mkdir "$trial"

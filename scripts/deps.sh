@@ -22,6 +22,10 @@ test)
   command -v ansible-playbook >/dev/null || need+=(ansible-core)
   command -v puppet >/dev/null || need+=(puppet)
   command -v ssh >/dev/null || need+=(openssh-client)
+  # The metrics' tests scrape with a real Prometheus and node_exporter.
+  command -v prometheus >/dev/null || need+=(prometheus)
+  command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
+  command -v curl >/dev/null || need+=(curl)
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   ;;
 bench)
