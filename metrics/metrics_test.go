@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -101,5 +102,34 @@ func TestSeriesCount(t *testing.T) {
 	check.Stdin = strings.NewReader(text)
 	if out, err := check.CombinedOutput(); err != nil || len(out) > 0 {
 		t.Errorf("promtool check metrics: %v\n%s", err, out)
+	}
+}
+
+// TestREADMEAlerts: the example alerts of the README's Monitoring section
+// are rules Prometheus loads (promtool check rules).
+func TestREADMEAlerts(t *testing.T) {
+	readme, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := string(readme)
+	i := strings.Index(text, "Example alerts:\n\n```yaml\n")
+	if i < 0 {
+		t.Fatal("README.md has no \"Example alerts:\" YAML block")
+	}
+	block := text[i+len("Example alerts:\n\n```yaml\n"):]
+	block = block[:strings.Index(block, "```")]
+	if _, err := exec.LookPath("promtool"); err != nil {
+		if os.Getenv("HOSTWALL_REQUIRE_ROOT_TESTS") != "" {
+			t.Fatal("promtool is missing: apt-get install -y prometheus (make test does)")
+		}
+		t.Skip("promtool is missing (apt-get install -y prometheus; make test does)")
+	}
+	f := filepath.Join(t.TempDir(), "alerts.yml")
+	if err := os.WriteFile(f, []byte(block), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("promtool", "check", "rules", f).CombinedOutput(); err != nil {
+		t.Errorf("promtool check rules on the README's alerts: %v\n%s", err, out)
 	}
 }
