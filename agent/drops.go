@@ -12,6 +12,7 @@ import (
 
 	"github.com/coreos/go-systemd/v22/journal"
 	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
 	"golang.org/x/time/rate"
 
 	"github.com/hostwall/hostwall/observe"
@@ -122,7 +123,7 @@ func (d *Daemon) journal(dr observe.Drop, skipped int) {
 		msg += fmt.Sprintf(" (and %d more drops not journaled: the journal takes at most %d a second)", skipped, journalRate)
 	}
 	fields := dropFields(dr)
-	if os.Getenv("JOURNAL_STREAM") != "" && journal.Enabled() {
+	if stderrIsJournal() && journal.Enabled() {
 		if err := journal.Send(msg, journal.PriNotice, fields); err == nil {
 			return
 		}
@@ -132,6 +133,21 @@ func (d *Daemon) journal(dr observe.Drop, skipped int) {
 		zf = append(zf, zap.String(k, v))
 	}
 	d.o.Log.Info(msg, zf...)
+}
+
+// stderrIsJournal reports whether the agent's stderr is journald's stream
+// (systemd sets JOURNAL_STREAM to its device and inode): its log lines
+// are in the journal already, and drops go there with their fields.
+func stderrIsJournal() bool {
+	var dev, ino uint64
+	if _, err := fmt.Sscanf(os.Getenv("JOURNAL_STREAM"), "%d:%d", &dev, &ino); err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(2, &st); err != nil {
+		return false
+	}
+	return uint64(st.Dev) == dev && st.Ino == ino
 }
 
 // dropFields are a drop's journal fields (journalctl -u hostwall

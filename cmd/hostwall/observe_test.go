@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -429,4 +430,122 @@ func TestDropsFlood(t *testing.T) {
 		t.Errorf("drops showed %d lines for %d datagrams in %s; want between 1 and %d", lines, n, elapsed, most)
 	}
 	t.Logf("%d denied datagrams in %s: %d drop lines; agent CPU %s", n, elapsed.Round(time.Millisecond), lines, cpu()-cpuBefore)
+}
+
+// journaledAgent is the agent under a real journald: in a mount namespace
+// of its own (the host's /run/systemd is never touched), journald's
+// runtime directory bind-mounted from dir, the agent's stderr its stream
+// (systemd-cat, with JOURNAL_STREAM set as systemd sets it). The whole
+// process group is killed when the test ends.
+func journaledAgent(t *testing.T, ns, config, logDir string, more ...string) *runningAgent {
+	t.Helper()
+	testns.Tool(t, "unshare")
+	testns.Tool(t, "systemd-cat")
+	testns.Tool(t, "journalctl")
+	const script = `set -e
+mount -t tmpfs tmpfs /run/systemd
+mkdir -p /run/systemd/journal /run/log
+mount --bind "$LOGDIR" /run/log
+mkdir -p /run/log/journal
+/lib/systemd/systemd-journald &
+while [ ! -S /run/systemd/journal/stdout ]; do sleep 0.05; done
+exec systemd-cat -t hostwall sh -c 'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$@"' sh "$@"`
+	sock := filepath.Join(t.TempDir(), "notify")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	a := &runningAgent{log: &syncBuffer{}, notify: conn}
+	args := append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh",
+		binary, "agent", "-c", config, "--netns", ns, "--host-name", "srv"}, more...)
+	a.cmd = exec.Command("unshare", args...)
+	a.cmd.Env = append(append(baseEnv(), "NOTIFY_SOCKET="+sock, "LOGDIR="+logDir), dirsOf(t)...)
+	a.cmd.Stderr = a.log
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := a.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL); a.cmd.Wait() })
+	return a
+}
+
+// journalEntries are the entries of the journal in logDir matching the
+// journalctl arguments, as JSON objects.
+func journalEntries(t *testing.T, logDir string, match ...string) []map[string]any {
+	t.Helper()
+	dirs, _ := filepath.Glob(filepath.Join(logDir, "journal", "*"))
+	if len(dirs) == 0 {
+		return nil
+	}
+	out, err := exec.Command("journalctl", append([]string{"-D", dirs[0], "-o", "json", "--no-pager"}, match...)...).Output()
+	if err != nil {
+		return nil
+	}
+	var entries []map[string]any
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		var e map[string]any
+		if json.Unmarshal([]byte(line), &e) == nil {
+			entries = append(entries, e)
+		}
+	}
+	return entries
+}
+
+// TestDropsJournal: under a real journald the agent writes each drop as a
+// journal entry whose fields name the endpoint, the packet and the
+// decider (journalctl HOSTWALL_POLICY=web finds it), and a flood is
+// journaled at the journal's rate, saying how many it left out.
+func TestDropsJournal(t *testing.T) {
+	l := quietLab(t)
+	dir := writeConfig(t, map[string]string{"p.hcl": observedPolicy})
+	logDir := t.TempDir()
+	a := journaledAgent(t, l.srv, dir, logDir, "--debounce", "50ms")
+	a.expect(t, "READY=1")
+	await(t, 10*time.Second, "the agent's log is in the journal", func() bool {
+		return len(journalEntries(t, logDir, "MESSAGE=listening to the drop log")) > 0 ||
+			len(journalEntries(t, logDir, "-g", "listening to the drop log")) > 0
+	})
+	sendUDP(t, l.cli, "10.201.0.2:5353", 1)
+	var got []map[string]any
+	await(t, 10*time.Second, "the drop is journaled", func() bool {
+		got = journalEntries(t, logDir, "HOSTWALL_POLICY=web")
+		return len(got) > 0
+	})
+	e := got[0]
+	for k, want := range map[string]string{"HOSTWALL_EVENT": "drop", "HOSTWALL_ENDPOINT": "eth0", "HOSTWALL_IFACE": "eth0",
+		"HOSTWALL_DIRECTION": "ingress", "HOSTWALL_PROTO": "udp", "HOSTWALL_SRC": "10.201.0.1", "HOSTWALL_DST": "10.201.0.2",
+		"HOSTWALL_DPORT": "5353", "HOSTWALL_DECIDED": "policy rule", "HOSTWALL_TIER": "default", "HOSTWALL_RULE": "3", "PRIORITY": "5"} {
+		if e[k] != want {
+			t.Errorf("journal field %s = %v, want %q (entry %v)", k, e[k], want, e)
+		}
+	}
+	if msg, _ := e["MESSAGE"].(string); !strings.Contains(msg, `policy "web", ingress rule 3 (deny)`) {
+		t.Errorf("journal message %q does not name the decider", msg)
+	}
+
+	// A flood, the kernel logging up to 1,000 a second: the journal takes
+	// its burst and rate, and its next line says how many it left out.
+	os.WriteFile(filepath.Join(dir, "p.hcl"), []byte(observedPolicy+"settings { drop_log_rate = 1000 }\n"), 0o644)
+	await(t, 10*time.Second, "the rate is applied", func() bool {
+		return strings.Contains(testns.NFT(t, l.srv, "list", "table", "inet", "hostwall"), "limit rate 1000/second")
+	})
+	start := time.Now()
+	sendUDP(t, l.cli, "10.201.0.2:5353", 2000)
+	await(t, 10*time.Second, "a line saying how many were left out", func() bool {
+		sendUDP(t, l.cli, "10.201.0.2:5353", 1) // once the journal's tokens come back, this one is journaled
+		for _, e := range journalEntries(t, logDir, "HOSTWALL_EVENT=drop") {
+			if msg, _ := e["MESSAGE"].(string); strings.Contains(msg, "more drops not journaled") {
+				return true
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+		return false
+	})
+	elapsed := time.Since(start)
+	drops := journalEntries(t, logDir, "HOSTWALL_EVENT=drop")
+	if most := 1 + 50 + 10*int(elapsed.Seconds()+1); len(drops) > most {
+		t.Errorf("%d drop lines in the journal in %s; its limit allows %d", len(drops), elapsed, most)
+	}
+	t.Logf("%d drop lines journaled in %s", len(drops), elapsed.Round(time.Millisecond))
 }
