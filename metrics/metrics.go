@@ -88,7 +88,7 @@ func (a *Agent) Applied(result, trigger string, took time.Duration) {
 		a.configValid.Set(1)
 	case "invalid":
 		a.configValid.Set(0)
-	case "held":
+	case "held", "failed": // the files loaded; a trial held them, or the kernel failed
 		a.configValid.Set(1)
 	}
 }

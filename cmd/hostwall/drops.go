@@ -45,7 +45,7 @@ func (f *dropFilter) parse() error {
 		}
 		n, err := netip.ParsePrefix(p.v)
 		if err != nil {
-			return fmt.Errorf("%s %q: an address or a network (10.0.0.0/8), not %q", p.flag, p.v, p.v)
+			return fmt.Errorf("%s %q: an address or a network (10.0.0.0/8)", p.flag, p.v)
 		}
 		*p.out = n.Masked()
 	}
