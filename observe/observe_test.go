@@ -41,9 +41,9 @@ func ports(sp, dp uint16, more ...byte) []byte {
 
 func TestParsePacket(t *testing.T) {
 	syn := ports(40000, 22, 0, 0, 0, 1, 0, 0, 0, 0, 0x50, 0x02) // seq, ack, offset, flags SYN
-	hopByHop := []byte{17, 0, 0, 0, 0, 0, 0, 0}                  // next: UDP, 8 bytes
-	fragFirst := []byte{6, 0, 0, 0, 0, 0, 0, 1}                  // next: TCP, offset 0
-	fragLater := []byte{6, 0, 0x05, 0xa8, 0, 0, 0, 1}            // next: TCP, offset 181
+	hopByHop := []byte{17, 0, 0, 0, 0, 0, 0, 0}                 // next: UDP, 8 bytes
+	fragFirst := []byte{6, 0, 0, 0, 0, 0, 0, 1}                 // next: TCP, offset 0
+	fragLater := []byte{6, 0, 0x05, 0xa8, 0, 0, 0, 1}           // next: TCP, offset 181
 	for name, c := range map[string]struct {
 		pkt  []byte
 		want string
@@ -83,7 +83,9 @@ func describe(p PacketInfo) string {
 	return s
 }
 
-func itoa(i int) string { return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):] }
+func itoa(i int) string {
+	return netip.AddrPortFrom(netip.IPv4Unspecified(), uint16(i)).String()[len("0.0.0.0:"):]
+}
 
 // FuzzParsePacket: any bytes parse without a panic, and what is read
 // lies inside them.
