@@ -45,6 +45,13 @@ type Response struct {
 	// Drops answers "drops"; Metrics "metrics" (Prometheus's text format).
 	Drops   []observe.Drop `json:"drops,omitempty"`
 	Metrics string         `json:"metrics,omitempty"`
+	// Skipped, in a "drops" stream, counts the drops left out before
+	// these because the follower fell behind; Lost says that the kernel
+	// could not hand the agent some (it fell behind). NotListening says
+	// why the agent does not listen to the drop log.
+	Skipped      int    `json:"skipped,omitempty"`
+	Lost         bool   `json:"lost,omitempty"`
+	NotListening string `json:"not_listening,omitempty"`
 }
 
 // AskUntouched asks the agent listening on path whether, by the kernel's
@@ -263,5 +270,10 @@ func (d *Daemon) snapshot(ctx context.Context) *engine.Status {
 	s.Agent, s.ConfigDir, s.DriftRepairs, s.LastApply, s.LastDrift = os.Getpid(), d.o.ConfigDir, d.repairs, d.lastApply, d.lastDrift
 	s.LastVerified = d.lastVerified
 	s.RecentDrops = d.drops.recentDrops()
+	if d.o.Counters != nil {
+		if top, since, err := d.o.Counters.TopDrops(ctx, engine.TopDrops); err == nil {
+			s.TopDrops, s.DropsSince = top, since
+		}
+	}
 	return s
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/metrics"
 	"github.com/hostwall/hostwall/observe"
+	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/views"
 )
 
@@ -61,6 +62,22 @@ type Options struct {
 	// the generation in force (the command restarts the drop log's
 	// listener when its group changes, and refreshes the metrics file).
 	Observe func(*observe.Index)
+	// Counters, when set, gives status its top drops, and with
+	// SampleChanges samples the kernel's counters before and after each
+	// change, so that what a rule the change replaces counted is kept
+	// (set when metrics are exported: each sample reads the table's rules).
+	Counters      Counters
+	SampleChanges bool
+	// DropLog, when set, says why the agent does not listen to the drop
+	// log ("" when it does).
+	DropLog func() string
+}
+
+// Counters are the kernel's counters as the metrics keep them
+// (metrics.Kernel).
+type Counters interface {
+	Sample(ctx context.Context) (*observe.Index, map[ruleset.Origin]observe.Count, error)
+	TopDrops(ctx context.Context, n int) ([]observe.DropCount, time.Time, error)
 }
 
 // Drift is a change to the table by another process.
@@ -111,6 +128,8 @@ type Daemon struct {
 	// generation in force's, for Dropped to decode them by.
 	drops *dropHub
 	index atomic.Pointer[observe.Index]
+	// sampled is set once the counters were first sampled.
+	sampled bool
 }
 
 // New returns a daemon.
@@ -137,9 +156,6 @@ func (d *Daemon) Run(ctx context.Context) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	d.start(ctx)
-	if err := d.e.MarkDrops(ctx); err != nil {
-		d.o.Log.Warn("counting drops from now: reading the kernel's counters", zap.Error(err))
-	}
 	w, err := newWatcher(d.o.ConfigDir, d.o.Log)
 	if err != nil {
 		return err
@@ -219,6 +235,9 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 			c.reply <- d.handle(ctx, c.req)
 			if c.req.Command == "confirm" {
 				t.debounce.Reset(0) // changes held back by the trial go in now
+			}
+			if c.req.Command != "status" {
+				d.done()
 			}
 		case <-t.debounce.C:
 			d.apply(ctx, t, "the configuration changed", false)
@@ -328,6 +347,12 @@ func (d *Daemon) observe() {
 	} else {
 		d.index.Store(x)
 	}
+	if !d.sampled && d.o.Counters != nil {
+		// The first sample: status's top drops count from here.
+		d.sampled = d.sampleNow() == nil
+	} else {
+		d.sample()
+	}
 	var deadline time.Time
 	if t, _ := d.e.Trial(); t != nil {
 		deadline = t.Deadline
@@ -336,6 +361,21 @@ func (d *Daemon) observe() {
 	if d.o.Observe != nil && x != nil {
 		d.o.Observe(x)
 	}
+}
+
+// sample samples the kernel's counters, when asked to around changes (a
+// failure shows in the next scrape).
+func (d *Daemon) sample() {
+	if d.o.Counters != nil && d.o.SampleChanges && d.index.Load() != nil {
+		d.sampleNow()
+	}
+}
+
+func (d *Daemon) sampleNow() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, _, err := d.o.Counters.Sample(ctx)
+	return err
 }
 
 // metricsText is the metrics in Prometheus's text format.
@@ -372,6 +412,7 @@ func (d *Daemon) status() {
 // reconcile applies the files through the engine and records the outcome
 // for status.
 func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error {
+	d.sample() // what the rules the change replaces counted
 	start := time.Now()
 	res, err := d.e.Apply(ctx, engine.ApplyRequest{Reason: "agent: " + why, Explicit: explicit})
 	rec := &engine.ApplyRecord{Time: time.Now(), Why: why}
@@ -485,6 +526,9 @@ func (d *Daemon) verify(ctx context.Context, why string) {
 // settleTrial rolls back a pending trial that is past its deadline or was
 // interrupted by a reboot; the CLI's guard may do it first.
 func (d *Daemon) settleTrial(ctx context.Context) {
+	if t, _ := d.e.Trial(); t != nil {
+		d.sample() // a rollback replaces rules
+	}
 	o, err := d.e.SettleTrial(ctx, "the agent")
 	if err != nil {
 		d.trialBackoff = min(max(2*d.trialBackoff, retryFirst), retryMax)

@@ -31,21 +31,34 @@ const (
 )
 
 // subscriberBuffer is how many drops a follower (hostwall drops --follow)
-// may fall behind before the agent skips some for it.
-const subscriberBuffer = 256
+// may fall behind before the agent skips some for it; maxFollowers how
+// many may follow at once.
+const (
+	subscriberBuffer = 256
+	maxFollowers     = 16
+)
 
 // dropHub keeps the recent drops, hands them to the followers and writes
 // them to the journal.
 type dropHub struct {
 	mu      sync.Mutex
 	recent  []observe.Drop
-	subs    map[chan observe.Drop]struct{}
+	subs    map[*follower]struct{}
 	limit   *rate.Limiter
 	skipped int
 }
 
+// follower is one hostwall drops --follow: the drops on their way to it,
+// and how many it missed (skipped: it fell behind; lost: the kernel
+// overran the agent) since it was last told.
+type follower struct {
+	c       chan observe.Drop
+	skipped int
+	lost    bool
+}
+
 func newDropHub() *dropHub {
-	return &dropHub{subs: map[chan observe.Drop]struct{}{}, limit: rate.NewLimiter(journalRate, journalBurst)}
+	return &dropHub{subs: map[*follower]struct{}{}, limit: rate.NewLimiter(journalRate, journalBurst)}
 }
 
 // Dropped takes a packet the drop log handed over: decoded by the index
@@ -65,10 +78,11 @@ func (d *Daemon) Dropped(l observe.Logged) {
 		h.recent = h.recent[:keepDrops-1]
 	}
 	h.recent = append(h.recent, dr)
-	for c := range h.subs {
+	for f := range h.subs {
 		select {
-		case c <- dr:
-		default: // a slow follower misses some
+		case f.c <- dr:
+		default: // a slow follower misses some, and is told
+			f.skipped++
 		}
 	}
 	journalIt := h.limit.Allow()
@@ -89,6 +103,12 @@ func (d *Daemon) Dropped(l observe.Logged) {
 // DropLost notes that the kernel could not hand over logged packets.
 func (d *Daemon) DropLost(err error) {
 	d.o.Metrics.DropLost()
+	h := d.drops
+	h.mu.Lock()
+	for f := range h.subs {
+		f.lost = true
+	}
+	h.mu.Unlock()
 	d.o.Log.Warn("drop log: packets lost (the agent fell behind)", zap.Error(err))
 }
 
@@ -103,16 +123,27 @@ func (h *dropHub) recentDrops() []observe.Drop {
 	return append([]observe.Drop(nil), h.recent...)
 }
 
-func (h *dropHub) subscribe() (chan observe.Drop, func()) {
-	c := make(chan observe.Drop, subscriberBuffer)
+func (h *dropHub) subscribe() (*follower, func(), error) {
 	h.mu.Lock()
-	h.subs[c] = struct{}{}
-	h.mu.Unlock()
-	return c, func() {
-		h.mu.Lock()
-		delete(h.subs, c)
-		h.mu.Unlock()
+	defer h.mu.Unlock()
+	if len(h.subs) >= maxFollowers {
+		return nil, nil, fmt.Errorf("%d hostwall drops --follow are following already, the most the agent serves", maxFollowers)
 	}
+	f := &follower{c: make(chan observe.Drop, subscriberBuffer)}
+	h.subs[f] = struct{}{}
+	return f, func() {
+		h.mu.Lock()
+		delete(h.subs, f)
+		h.mu.Unlock()
+	}, nil
+}
+
+// missed returns and resets what f missed.
+func (h *dropHub) missed(f *follower) (skipped int, lost bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	skipped, lost, f.skipped, f.lost = f.skipped, f.lost, 0, false
+	return skipped, lost
 }
 
 // journal writes a drop to the journal with structured fields when the
@@ -188,16 +219,24 @@ func dropFields(dr observe.Drop) map[string]string {
 // with Follow, each new one as it comes, one JSON response a line, until
 // the client goes or ctx ends.
 func (d *Daemon) serveDrops(ctx context.Context, conn net.Conn, enc *json.Encoder, req Request) {
+	notListening := ""
+	if d.o.DropLog != nil {
+		notListening = d.o.DropLog()
+	}
 	if !req.Follow {
-		enc.Encode(Response{Drops: d.drops.recentDrops()})
+		enc.Encode(Response{Drops: d.drops.recentDrops(), NotListening: notListening})
 		return
 	}
-	c, unsubscribe := d.drops.subscribe()
+	f, unsubscribe, err := d.drops.subscribe()
+	if err != nil {
+		enc.Encode(Response{Error: err.Error()})
+		return
+	}
 	defer unsubscribe()
 	d.o.Log.Info("drops followed (hostwall drops --follow)")
 	defer d.o.Log.Info("drops no longer followed")
 	conn.SetDeadline(time.Time{})
-	if err := enc.Encode(Response{Drops: d.drops.recentDrops()}); err != nil {
+	if err := enc.Encode(Response{Drops: d.drops.recentDrops(), NotListening: notListening}); err != nil {
 		return
 	}
 	gone := make(chan struct{})
@@ -208,9 +247,11 @@ func (d *Daemon) serveDrops(ctx context.Context, conn net.Conn, enc *json.Encode
 	}()
 	for {
 		select {
-		case dr := <-c:
+		case dr := <-f.c:
+			skipped, lost := d.drops.missed(f)
+			r := Response{Drops: []observe.Drop{dr}, Skipped: skipped, Lost: lost}
 			conn.SetWriteDeadline(time.Now().Add(10 * time.Second))
-			if err := enc.Encode(Response{Drops: []observe.Drop{dr}}); err != nil {
+			if err := enc.Encode(r); err != nil {
 				return
 			}
 		case <-gone:

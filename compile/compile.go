@@ -365,6 +365,16 @@ func dropInvalid() *ruleset.Rule {
 	return &ruleset.Rule{Matches: []ruleset.Match{ruleset.CTState{States: []string{"invalid"}}}, Verdict: ruleset.Drop()}
 }
 
+// countedDropInvalid is dropInvalid counted for endpoint hep in d
+// (never logged: late segments of closed connections would drown the
+// drop log).
+func countedDropInvalid(d dirInfo, hep *config.HostEndpoint) *ruleset.Rule {
+	r := dropInvalid()
+	r.Counter = true
+	r.Origin = &ruleset.Origin{Kind: ruleset.OriginInvalid, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Deny)}
+	return r
+}
+
 // tierPolicies is a tier and the policies of it that select an endpoint.
 type tierPolicies struct {
 	tier     *config.Tier
@@ -415,9 +425,7 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 			ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.ICMPType{Family: ruleset.IPv6, Type: typ}}, Verdict: ruleset.Accept()})
 		}
 	}
-	ch.Rules = append(ch.Rules,
-		dropInvalid(),
-	)
+	ch.Rules = append(ch.Rules, countedDropInvalid(d, hep))
 	if failsafe {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}

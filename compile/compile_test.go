@@ -72,7 +72,7 @@ policy "out-only" {
 		"icmpv6 type nd-router-advert accept",
 		"icmpv6 type nd-neighbor-solicit accept",
 		"icmpv6 type nd-neighbor-advert accept",
-		"ct state invalid drop",
+		"ct state invalid counter drop", // counted, never logged
 		"jump failsafe-in",
 		"jump hep/eth0/in/t/default",
 		// No profile: default deny, logged (settings.drop_log is on by default).

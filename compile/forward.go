@@ -64,7 +64,7 @@ func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies
 		// is done; the other side still applies.
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
 	}
-	ch.Rules = append(ch.Rules, dropInvalid())
+	ch.Rules = append(ch.Rules, countedDropInvalid(d, hep))
 	if first := c.tiers(d, hep, policies); first != "" {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})
 	}

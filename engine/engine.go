@@ -13,7 +13,6 @@ import (
 	"github.com/hostwall/hostwall/internal/netif"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/observe"
-	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
 
@@ -87,14 +86,8 @@ type Engine struct {
 		kept recordBase
 	}
 
-	// index is the generation in force's, made by Index; drops counts
-	// drops for status from MarkDrops on.
+	// index is the generation in force's, made by Index.
 	index *observe.Index
-	drops struct {
-		totals observe.Totals
-		base   map[ruleset.Origin]observe.Count
-		since  time.Time
-	}
 
 	nsOnce sync.Once
 	ns     state.Namespace

@@ -8,8 +8,10 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -37,6 +39,7 @@ type Agent struct {
 	dropsLogged   prometheus.Counter
 	dropsLost     prometheus.Counter
 	dropsJournal  prometheus.Counter
+	textfileFails prometheus.Counter
 }
 
 // NewAgent makes the agent's metrics and registers them with reg.
@@ -68,9 +71,11 @@ func NewAgent(reg prometheus.Registerer) *Agent {
 			Help: "Times the kernel could not hand the agent a logged packet because it fell behind (ENOBUFS)."}),
 		dropsJournal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "drop_log_unjournaled_total",
 			Help: "Logged drops left out of the journal by its rate limit."}),
+		textfileFails: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "metrics_textfile_errors_total",
+			Help: "Times the agent could not write --metrics-textfile (the log says why)."}),
 	}
 	reg.MustRegister(a.applies, a.applyDuration, a.lastSuccess, a.generation, a.configValid, a.driftRepairs, a.verifications,
-		a.trialActive, a.trialDeadline, a.dropsLogged, a.dropsLost, a.dropsJournal)
+		a.trialActive, a.trialDeadline, a.dropsLogged, a.dropsLost, a.dropsJournal, a.textfileFails)
 	return a
 }
 
@@ -134,6 +139,13 @@ func (a *Agent) DropLost() {
 	}
 }
 
+// TextfileFailed counts a failed write of the metrics file.
+func (a *Agent) TextfileFailed() {
+	if a != nil {
+		a.textfileFails.Inc()
+	}
+}
+
 // DropUnjournaled counts a drop the journal's rate limit left out.
 func (a *Agent) DropUnjournaled() {
 	if a != nil {
@@ -159,7 +171,7 @@ func Trigger(why string) string {
 // Kernel collects the kernel's counters at each scrape: Read reads the
 // live chains (rules and counters, no set elements), Index indexes the
 // generation in force. With PerRule, each policy rule is a series of its
-// own too.
+// own too. Safe for concurrent use.
 type Kernel struct {
 	Read    func(ctx context.Context) ([]*ruleset.Chain, error)
 	Index   func() (*observe.Index, error)
@@ -167,10 +179,73 @@ type Kernel struct {
 	// Timeout bounds a scrape's read (default 10 s).
 	Timeout time.Duration
 	// Monotonic keeps the counts growing across rule replacements (the
-	// agent); without it, the kernel's current counts are reported (a
-	// one-off report).
+	// agent, which also samples before and after each change); without
+	// it, the kernel's current counts are reported (a one-off report).
 	Monotonic bool
 	totals    observe.Totals
+
+	mu sync.Mutex
+	// last is the last sample and when it began: a scrape that waited for
+	// it takes it (scrapes at once cost one read, never a stale one).
+	last struct {
+		at     time.Time
+		x      *observe.Index
+		counts map[ruleset.Origin]observe.Count
+		err    error
+	}
+	// base is the first sample's counts and when it was taken: TopDrops
+	// counts from there.
+	base      map[ruleset.Origin]observe.Count
+	baseSince time.Time
+}
+
+// errNoTable is a sample of a namespace without table inet hostwall.
+var errNoTable = errors.New("table inet hostwall does not exist")
+
+// Sample reads the kernel's counters now (the agent calls it before and
+// after each change, so that what a rule the change replaces counted is
+// kept), and returns the counts.
+func (k *Kernel) Sample(ctx context.Context) (*observe.Index, map[ruleset.Origin]observe.Count, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.sampleLocked(ctx)
+}
+
+func (k *Kernel) sampleLocked(ctx context.Context) (*observe.Index, map[ruleset.Origin]observe.Count, error) {
+	began := time.Now()
+	x, err := k.Index()
+	var live []*ruleset.Chain
+	if err == nil {
+		live, err = k.Read(ctx)
+	}
+	if err == nil && len(live) == 0 {
+		err = errNoTable
+	}
+	var counts map[ruleset.Origin]observe.Count
+	switch {
+	case err != nil:
+	case k.Monotonic:
+		counts = k.totals.Update(x, live)
+	default:
+		counts = x.Counts(live)
+	}
+	if err == nil && k.base == nil {
+		k.base, k.baseSince = counts, time.Now()
+	}
+	k.last.at, k.last.x, k.last.counts, k.last.err = began, x, counts, err
+	return x, counts, err
+}
+
+// TopDrops are the n deciders that dropped the most since the first
+// sample, and when that was (zero: no sample yet).
+func (k *Kernel) TopDrops(ctx context.Context, n int) ([]observe.DropCount, time.Time, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	_, counts, err := k.sampleLocked(ctx)
+	if err != nil {
+		return nil, time.Time{}, err
+	}
+	return observe.TopDrops(counts, k.base, n), k.baseSince, nil
 }
 
 var (
@@ -186,7 +261,7 @@ var (
 	descRuleBytes = prometheus.NewDesc("hostwall_rule_bytes_total",
 		"Bytes one policy rule decided. Only with --metrics-per-rule.", labelsRule, nil)
 	descEndpointPkts = prometheus.NewDesc("hostwall_endpoint_dropped_packets_total",
-		"Packets of a host endpoint dropped because no policy decided: at the end of a tier (reason end_of_tier, with the tier) or at the default deny (reason default_deny).", labelsEndpoint, nil)
+		"Packets of a host endpoint dropped before or after its policies: at the end of a tier (reason end_of_tier, with the tier), at the default deny (default_deny), or as invalid for connection tracking (invalid: never logged).", labelsEndpoint, nil)
 	descEndpointBytes = prometheus.NewDesc("hostwall_endpoint_dropped_bytes_total",
 		"Bytes of a host endpoint dropped because no policy decided.", labelsEndpoint, nil)
 	descFailsafePkts = prometheus.NewDesc("hostwall_failsafe_packets_total",
@@ -198,38 +273,35 @@ var (
 	descSetElements = prometheus.NewDesc("hostwall_set_elements",
 		"Elements (addresses, networks, ports) of a set of the generation in force; a sharded set's slots count as the one set.", []string{"set"}, nil)
 	descCountersUp = prometheus.NewDesc("hostwall_kernel_counters_up",
-		"1 when this scrape read the kernel's counters, 0 when it could not (the other kernel series are then missing).", nil, nil)
+		"1 when this scrape read the kernel's counters, 0 when it could not or table inet hostwall does not exist (the other kernel series are then missing).", nil, nil)
 )
 
 // Describe sends nothing: Kernel is an unchecked collector (its series
 // follow the configuration).
 func (k *Kernel) Describe(chan<- *prometheus.Desc) {}
 
-// Collect reads the kernel and sends the series.
+// Collect reads the kernel (or takes the sample that began while it
+// waited for the last one) and sends the series.
 func (k *Kernel) Collect(ch chan<- prometheus.Metric) {
+	asked := time.Now()
 	timeout := k.Timeout
 	if timeout == 0 {
 		timeout = 10 * time.Second
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	x, err := k.Index()
-	var live []*ruleset.Chain
-	if err == nil {
-		live, err = k.Read(ctx)
+	k.mu.Lock()
+	x, counts, err := k.last.x, k.last.counts, k.last.err
+	if err != nil || k.last.at.Before(asked) {
+		x, counts, err = k.sampleLocked(ctx)
 	}
+	k.mu.Unlock()
 	if err != nil {
 		ch <- prometheus.MustNewConstMetric(descCountersUp, prometheus.GaugeValue, 0)
 		return
 	}
 	ch <- prometheus.MustNewConstMetric(descCountersUp, prometheus.GaugeValue, 1)
-	var counts map[ruleset.Origin]observe.Count
-	if k.Monotonic {
-		counts = k.totals.Update(x, live)
-	} else {
-		counts = x.Counts(live)
-	}
-	for _, s := range Series(counts, k.PerRule) {
+	for _, s := range Series(x, counts, k.PerRule) {
 		ch <- prometheus.MustNewConstMetric(s.desc, prometheus.CounterValue, s.value, s.labels...)
 	}
 	for _, s := range x.Sets() {
@@ -244,8 +316,10 @@ type series struct {
 	value  float64
 }
 
-// Series sums counts into the kernel series.
-func Series(counts map[ruleset.Origin]observe.Count, perRule bool) []series {
+// Series sums counts into the kernel series; a rule's own series (with
+// perRule) only for the rules x has (a position a policy no longer has
+// goes, its count staying in the policy's sum).
+func Series(x *observe.Index, counts map[ruleset.Origin]observe.Count, perRule bool) []series {
 	type key struct {
 		desc   *prometheus.Desc
 		labels string
@@ -262,7 +336,7 @@ func Series(counts map[ruleset.Origin]observe.Count, perRule bool) []series {
 		case ruleset.OriginPolicyRule:
 			add(descPolicyPkts, c.Packets, o.Tier, o.Policy, o.Direction)
 			add(descPolicyBytes, c.Bytes, o.Tier, o.Policy, o.Direction)
-			if perRule {
+			if perRule && x.Has(o) {
 				r := strconv.Itoa(o.Rule)
 				add(descRulePkts, c.Packets, o.Tier, o.Policy, o.Direction, r, o.Action)
 				add(descRuleBytes, c.Bytes, o.Tier, o.Policy, o.Direction, r, o.Action)
@@ -275,6 +349,9 @@ func Series(counts map[ruleset.Origin]observe.Count, perRule bool) []series {
 		case ruleset.OriginDefaultDeny:
 			add(descEndpointPkts, c.Packets, o.Endpoint, o.Direction, "default_deny", "")
 			add(descEndpointBytes, c.Bytes, o.Endpoint, o.Direction, "default_deny", "")
+		case ruleset.OriginInvalid:
+			add(descEndpointPkts, c.Packets, o.Endpoint, o.Direction, "invalid", "")
+			add(descEndpointBytes, c.Bytes, o.Endpoint, o.Direction, "invalid", "")
 		case ruleset.OriginFailsafe:
 			add(descFailsafePkts, c.Packets, o.Direction)
 			add(descFailsafeBytes, c.Bytes, o.Direction)

@@ -72,11 +72,11 @@ func TestSeriesCount(t *testing.T) {
 	live := asLive(tbl)
 	for perRule, want := range map[bool]int{
 		// 101 policy directions × 2; per endpoint and direction: end of
-		// tier and default deny × 2; failsafe: 2 directions × 2.
-		false: 101*2 + 2*2*2 + 2*2,
-		true:  101*2 + 10_001*2 + 2*2*2 + 2*2,
+		// tier, default deny and invalid × 2; failsafe: 2 directions × 2.
+		false: 101*2 + 2*3*2 + 2*2,
+		true:  101*2 + 10_001*2 + 2*3*2 + 2*2,
 	} {
-		if got := len(Series(x.Counts(live), perRule)); got != want {
+		if got := len(Series(x, x.Counts(live), perRule)); got != want {
 			t.Errorf("per rule %v: %d series, want %d", perRule, got, want)
 		}
 	}

@@ -19,9 +19,9 @@ import (
 )
 
 // dropCopy is how much of each dropped packet the kernel copies to us:
-// the network and transport headers (an IPv6 header with a few extension
-// headers, then TCP's first 14 bytes), never the data.
-const dropCopy = 128
+// the network and transport headers (an IPv6 header with up to 200 bytes
+// of extension headers, then TCP's first 14), never much of the data.
+const dropCopy = 256
 
 // ErrDropLogBusy means another program listens to the drop log's NFLOG
 // group in this namespace (the kernel gives a group one listener). Not
@@ -34,7 +34,9 @@ var ErrDropLogBusy = errors.New("another program listens to the drop log's NFLOG
 // f kept up too slowly (the socket's buffer filled). done is closed when
 // listening ends.
 func ListenDrops(ctx context.Context, o Options, group uint16, f func(observe.Logged), lost func(error)) (done <-chan struct{}, err error) {
-	cfg := &nflog.Config{Group: group, Copymode: nflog.CopyPacket, Bufsize: dropCopy}
+	// Each packet at once (the kernel batches 100, or a second, by
+	// default): the rate limit keeps them few.
+	cfg := &nflog.Config{Group: group, Copymode: nflog.CopyPacket, Bufsize: dropCopy, QThresh: 1}
 	path := netif.Path(o.NetNS)
 	if path != "" {
 		ns, err := os.Open(path)

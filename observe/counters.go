@@ -1,6 +1,8 @@
 package observe
 
 import (
+	"cmp"
+	"slices"
 	"sync"
 
 	"github.com/hostwall/hostwall/ruleset"
@@ -71,8 +73,11 @@ func (l lastCount) counted() Count {
 }
 
 // Update returns the totals by what they enforce, given the live chains
-// read now and x, the index of the generation they hold. Origins x no
-// longer has (a policy removed) are forgotten.
+// read now and x, the index of the generation they hold. What a rule
+// counted stays while x has anything of its family (Family: a policy's
+// direction, an endpoint's direction and reason) — so that a policy's sum
+// never goes down when its rules are renumbered or a rollback takes one
+// away — and is forgotten with the family (a policy removed).
 func (t *Totals) Update(x *Index, live []*ruleset.Chain) map[ruleset.Origin]Count {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -105,12 +110,12 @@ func (t *Totals) Update(x *Index, live []*ruleset.Chain) map[ruleset.Origin]Coun
 		}
 	}
 	t.last = seen
-	current := map[ruleset.Origin]bool{}
+	families := map[ruleset.Origin]bool{}
 	for _, o := range x.rules {
-		current[*o] = true
+		families[Family(*o)] = true
 	}
 	for o, c := range t.retired {
-		if !current[o] {
+		if !families[Family(o)] {
 			delete(t.retired, o)
 			continue
 		}
@@ -125,4 +130,54 @@ func (t *Totals) retire(l lastCount) {
 	sum := t.retired[l.origin]
 	sum.add(l.counted())
 	t.retired[l.origin] = sum
+}
+
+// Family is what a policy or endpoint series sums o into: o without its
+// rule's position and action for a policy rule, o itself otherwise.
+func Family(o ruleset.Origin) ruleset.Origin {
+	if o.Kind == ruleset.OriginPolicyRule {
+		o.Rule, o.Action = 0, ""
+	}
+	return o
+}
+
+// Has reports whether the generation has a counting rule for o.
+func (x *Index) Has(o ruleset.Origin) bool { return x.origins[o] }
+
+// DropCount is how much one decider dropped.
+type DropCount struct {
+	Decided ruleset.Origin `json:"decided"`
+	Count
+}
+
+// TopDrops are the n deciders of counts that dropped the most packets
+// since base (nil: since the counters began), most first.
+func TopDrops(counts, base map[ruleset.Origin]Count, n int) []DropCount {
+	var out []DropCount
+	for o, c := range counts {
+		if b, ok := base[o]; ok && b.Packets <= c.Packets && b.Bytes <= c.Bytes {
+			c = Count{c.Packets - b.Packets, c.Bytes - b.Bytes}
+		}
+		if c.Packets > 0 && Drops(o) {
+			out = append(out, DropCount{Decided: o, Count: c})
+		}
+	}
+	slices.SortFunc(out, func(a, b DropCount) int {
+		if a.Packets != b.Packets {
+			return cmp.Compare(b.Packets, a.Packets)
+		}
+		return ruleset.CompareOrigins(&a.Decided, &b.Decided)
+	})
+	return out[:min(n, len(out))]
+}
+
+// Drops reports whether what o enforces drops packets.
+func Drops(o ruleset.Origin) bool {
+	switch o.Kind {
+	case ruleset.OriginDefaultDeny, ruleset.OriginInvalid:
+		return true
+	case ruleset.OriginPolicyRule, ruleset.OriginEndOfTier, ruleset.OriginWorkload:
+		return o.Action == "deny"
+	}
+	return false
 }

@@ -49,9 +49,12 @@ type PacketInfo struct {
 	ICMPCode *uint8     `json:"icmp_code,omitempty"`
 	// TCPFlags are the TCP flags in tcpdump's letters ("S", "SA", "R").
 	TCPFlags string `json:"tcp_flags,omitempty"`
-	// Fragment is set on a non-first fragment, which has no ports.
-	Fragment bool `json:"fragment,omitempty"`
-	Length   int  `json:"length"`
+	// Fragment is set on a non-first fragment, which has no ports;
+	// Truncated when the copy the kernel made ends before the ports (or
+	// the ICMP type): they are unknown, not 0.
+	Fragment  bool `json:"fragment,omitempty"`
+	Truncated bool `json:"truncated,omitempty"`
+	Length    int  `json:"length"`
 }
 
 // Decode turns a logged packet into a drop, by x.
@@ -122,6 +125,8 @@ func ParsePacket(b []byte) PacketInfo {
 	case 6, 17, 132, 136: // TCP, UDP, SCTP, UDP-Lite: ports first
 		if len(l4) >= 4 {
 			p.SPort, p.DPort = binary.BigEndian.Uint16(l4[0:2]), binary.BigEndian.Uint16(l4[2:4])
+		} else if !p.Fragment {
+			p.Truncated = true
 		}
 		if proto == 6 && len(l4) >= 14 {
 			p.TCPFlags = tcpFlags(l4[13])
@@ -130,7 +135,11 @@ func ParsePacket(b []byte) PacketInfo {
 		if len(l4) >= 2 {
 			t, c := l4[0], l4[1]
 			p.ICMPType, p.ICMPCode = &t, &c
+		} else if !p.Fragment {
+			p.Truncated = true
 		}
+	case 0, 43, 44, 60: // IPv6 extension headers past the walk or the copy
+		p.Truncated = true
 	}
 	return p
 }
@@ -139,7 +148,7 @@ func ParsePacket(b []byte) PacketInfo {
 // to the upper-layer protocol and its header (nil when a fragment that is
 // not the first, or cut short).
 func ipv6Upper(nh uint8, b []byte, frag *bool) (uint8, []byte) {
-	for range 8 { // a bounded walk: a chain of headers cannot loop us
+	for range 32 { // bounded: no chain of headers loops us
 		switch nh {
 		case 0, 43, 60: // hop-by-hop, routing, destination options
 			if len(b) < 8 {
@@ -208,8 +217,11 @@ func (d Drop) String() string {
 		fmt.Fprintf(&b, " %s", d.Iface)
 	}
 	p := d.Packet
-	fmt.Fprintf(&b, " %s %s", orDash(p.Proto), endpoint(p.Src, p.SPort, p.Proto))
-	fmt.Fprintf(&b, " > %s", endpoint(p.Dst, p.DPort, p.Proto))
+	fmt.Fprintf(&b, " %s %s", orDash(p.Proto), endpoint(p.Src, p.SPort, p.Proto, p.Truncated))
+	fmt.Fprintf(&b, " > %s", endpoint(p.Dst, p.DPort, p.Proto, p.Truncated))
+	if p.Truncated {
+		b.WriteString(" (ports unknown: headers longer than the copy)")
+	}
 	if p.ICMPType != nil {
 		fmt.Fprintf(&b, " type %d code %d", *p.ICMPType, *p.ICMPCode)
 	}
@@ -224,12 +236,14 @@ func (d Drop) String() string {
 	return b.String()
 }
 
-func endpoint(a netip.Addr, port uint16, proto string) string {
+func endpoint(a netip.Addr, port uint16, proto string, truncated bool) string {
 	if !a.IsValid() {
 		return "?"
 	}
-	switch proto {
-	case "tcp", "udp", "sctp", "udplite":
+	switch {
+	case truncated:
+		return a.String()
+	case proto == "tcp", proto == "udp", proto == "sctp", proto == "udplite":
 		return netip.AddrPortFrom(a, port).String()
 	}
 	return a.String()

@@ -20,6 +20,7 @@ type Index struct {
 	Group   uint16
 	DropLog bool
 	rules   map[ruleKey]*ruleset.Origin
+	origins map[ruleset.Origin]bool // made by Has
 	prefix  map[string]*ruleset.Origin
 	// endpoints maps an interface to its host endpoint; wildcard is the
 	// endpoint of every other interface ("" for none).
@@ -68,6 +69,10 @@ func NewIndex(gen int, tbl *ruleset.Table) *Index {
 				x.Group, x.DropLog = *r.Log.Group, true
 			}
 		}
+	}
+	x.origins = map[ruleset.Origin]bool{}
+	for _, o := range x.rules {
+		x.origins[*o] = true
 	}
 	sizes := map[string]int{}
 	var order []string

@@ -48,17 +48,18 @@ func TestParsePacket(t *testing.T) {
 		pkt  []byte
 		want string
 	}{
-		"tcp syn":          {ipv4(6, "10.0.0.1", "10.0.0.2", syn), "ip tcp 10.0.0.1:40000 > 10.0.0.2:22 [S]"},
-		"udp":              {ipv4(17, "10.0.0.1", "10.0.0.2", ports(5000, 53)), "ip udp 10.0.0.1:5000 > 10.0.0.2:53"},
-		"icmp echo":        {ipv4(1, "10.0.0.1", "10.0.0.2", []byte{8, 0, 0, 0}), "ip icmp 10.0.0.1 > 10.0.0.2 type 8 code 0"},
-		"icmpv6":           {ipv6(58, "fd00::1", "fd00::2", []byte{128, 0, 0, 0}), "ip6 icmpv6 fd00::1 > fd00::2 type 128 code 0"},
-		"ipv6 hop-by-hop":  {ipv6(0, "fd00::1", "fd00::2", append(hopByHop, ports(1, 2)...)), "ip6 udp [fd00::1]:1 > [fd00::2]:2"},
-		"ipv6 first frag":  {ipv6(44, "fd00::1", "fd00::2", append(fragFirst, syn...)), "ip6 tcp [fd00::1]:40000 > [fd00::2]:22 [S]"},
-		"ipv6 later frag":  {ipv6(44, "fd00::1", "fd00::2", append(fragLater, 1, 2, 3, 4)), "ip6 tcp [fd00::1]:0 > [fd00::2]:0 fragment"},
-		"truncated ports":  {ipv4(17, "10.0.0.1", "10.0.0.2", []byte{1}), "ip udp 10.0.0.1:0 > 10.0.0.2:0"},
-		"truncated header": {[]byte{0x45, 0, 0}, "ip  invalid > invalid"},
-		"not ip":           {[]byte{0x10, 1, 2}, "  invalid > invalid"},
-		"empty":            {nil, "  invalid > invalid"},
+		"tcp syn":               {ipv4(6, "10.0.0.1", "10.0.0.2", syn), "ip tcp 10.0.0.1:40000 > 10.0.0.2:22 [S]"},
+		"udp":                   {ipv4(17, "10.0.0.1", "10.0.0.2", ports(5000, 53)), "ip udp 10.0.0.1:5000 > 10.0.0.2:53"},
+		"icmp echo":             {ipv4(1, "10.0.0.1", "10.0.0.2", []byte{8, 0, 0, 0}), "ip icmp 10.0.0.1 > 10.0.0.2 type 8 code 0"},
+		"icmpv6":                {ipv6(58, "fd00::1", "fd00::2", []byte{128, 0, 0, 0}), "ip6 icmpv6 fd00::1 > fd00::2 type 128 code 0"},
+		"ipv6 hop-by-hop":       {ipv6(0, "fd00::1", "fd00::2", append(hopByHop, ports(1, 2)...)), "ip6 udp [fd00::1]:1 > [fd00::2]:2"},
+		"ipv6 first frag":       {ipv6(44, "fd00::1", "fd00::2", append(fragFirst, syn...)), "ip6 tcp [fd00::1]:40000 > [fd00::2]:22 [S]"},
+		"ipv6 later frag":       {ipv6(44, "fd00::1", "fd00::2", append(fragLater, 1, 2, 3, 4)), "ip6 tcp [fd00::1]:0 > [fd00::2]:0 fragment"},
+		"truncated ports":       {ipv4(17, "10.0.0.1", "10.0.0.2", []byte{1}), "ip udp 10.0.0.1:0 > 10.0.0.2:0 truncated"},
+		"headers past the copy": {ipv6(60, "fd00::1", "fd00::2", []byte{17, 30, 0, 0, 0, 0, 0, 0}), "ip6 udp [fd00::1]:0 > [fd00::2]:0 truncated"},
+		"truncated header":      {[]byte{0x45, 0, 0}, "ip  invalid > invalid"},
+		"not ip":                {[]byte{0x10, 1, 2}, "  invalid > invalid"},
+		"empty":                 {nil, "  invalid > invalid"},
 	} {
 		if got := describe(ParsePacket(c.pkt)); got != c.want {
 			t.Errorf("%s: got %q, want %q", name, got, c.want)
@@ -67,7 +68,7 @@ func TestParsePacket(t *testing.T) {
 }
 
 func describe(p PacketInfo) string {
-	s := p.Family + " " + p.Proto + " " + endpoint(p.Src, p.SPort, p.Proto) + " > " + endpoint(p.Dst, p.DPort, p.Proto)
+	s := p.Family + " " + p.Proto + " " + endpoint(p.Src, p.SPort, p.Proto, false) + " > " + endpoint(p.Dst, p.DPort, p.Proto, false)
 	if p.ICMPType != nil {
 		s += " type " + itoa(int(*p.ICMPType)) + " code " + itoa(int(*p.ICMPCode))
 	}
@@ -76,6 +77,9 @@ func describe(p PacketInfo) string {
 	}
 	if p.Fragment {
 		s += " fragment"
+	}
+	if p.Truncated {
+		s += " truncated"
 	}
 	if !p.Src.IsValid() {
 		s = p.Family + " " + p.Proto + " invalid > invalid"
@@ -109,6 +113,8 @@ func FuzzParsePacket(f *testing.F) {
 func TestTotalsOnlyGrow(t *testing.T) {
 	origins := []*ruleset.Origin{
 		{Kind: ruleset.OriginPolicyRule, Policy: "web", Direction: "ingress", Rule: 1, Action: "deny"},
+		{Kind: ruleset.OriginPolicyRule, Policy: "web", Direction: "ingress", Rule: 2, Action: "deny"},
+		{Kind: ruleset.OriginPolicyRule, Policy: "web", Direction: "ingress", Rule: 3, Action: "allow"},
 		{Kind: ruleset.OriginDefaultDeny, Endpoint: "eth0", Direction: "ingress", Action: "deny"},
 	}
 	for seed := range uint64(200) {
@@ -177,6 +183,25 @@ func TestTotalsOnlyGrow(t *testing.T) {
 				}
 				if g := got[o]; g.Packets < c.Packets || g.Bytes < c.Bytes {
 					t.Fatalf("seed %d step %d: %v went down %v → %v", seed, step, o, c, g)
+				}
+			}
+			// A family's sum (a policy's direction) never goes down while
+			// the family is indexed, whatever its rules' positions do.
+			fam := func(m map[ruleset.Origin]Count) map[ruleset.Origin]uint64 {
+				out := map[ruleset.Origin]uint64{}
+				for o, c := range m {
+					out[Family(o)] += c.Packets
+				}
+				return out
+			}
+			families := map[ruleset.Origin]bool{}
+			for _, o := range x.rules {
+				families[Family(*o)] = true
+			}
+			now := fam(got)
+			for f, n := range fam(prev) {
+				if families[f] && now[f] < n {
+					t.Fatalf("seed %d step %d: family %v went down %d → %d", seed, step, f, n, now[f])
 				}
 			}
 			for o, n := range grown {

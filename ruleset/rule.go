@@ -144,6 +144,7 @@ const (
 	OriginProfile     OriginKind = "profile"
 	OriginFailsafe    OriginKind = "failsafe entry"
 	OriginWorkload    OriginKind = "workload to host"
+	OriginInvalid     OriginKind = "invalid connection state"
 )
 
 // Origin is the part of the configuration a rule enforces.

@@ -121,8 +121,16 @@ func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration, 
 		Engine: e, ConfigDir: g.configDir, Debounce: debounce, Resync: resync, Watchdog: systemd.WatchdogInterval(),
 		Drift: drift, Notify: systemd.Notifier{}, Log: log, Socket: e.SocketPath(), Settled: agentSettled,
 		Metrics: obs.metrics, Gatherer: obs.reg, Observe: func(x *observe.Index) { obs.observed(octx, x) },
+		Counters: obs.counts, SampleChanges: of.exported(), DropLog: obs.notListening,
 	})
 	obs.drops.daemon = d
+	if err := obs.serve(); err != nil {
+		ocancel()
+		if obs.ln != nil {
+			obs.ln.Close()
+		}
+		return err
+	}
 	obsDone := make(chan struct{})
 	go func() { obs.run(octx); close(obsDone) }()
 	defer func() { ocancel(); <-obsDone }()

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -112,10 +113,16 @@ the group itself (only one program can: the agent, or one hostwall drops).`,
 				return err
 			}
 			err := agentDrops(ctx, socket(g.loader()), follow, print)
-			if !errors.Is(err, agent.ErrNoAgent) {
+			var nl *notListeningError
+			switch {
+			case errors.As(err, &nl) && follow:
+				fmt.Fprintf(os.Stderr, "notice: the agent does not listen to the drop log (%s); listening here\n", nl.why)
+			case errors.As(err, &nl):
+				fmt.Fprintf(os.Stderr, "notice: the agent does not listen to the drop log (%s); hostwall drops --follow listens here\n", nl.why)
+				return nil
+			case !errors.Is(err, agent.ErrNoAgent):
 				return err
-			}
-			if !follow {
+			case !follow:
 				return errors.New("no agent is running, so no drops were kept: hostwall drops --follow listens to the drop log now")
 			}
 			return g.listenDrops(ctx, print)
@@ -132,8 +139,17 @@ the group itself (only one program can: the agent, or one hostwall drops).`,
 	return cmd
 }
 
+// notListeningError is the agent's answer when it does not listen to the
+// drop log (it printed what it kept).
+type notListeningError struct{ why string }
+
+func (e *notListeningError) Error() string {
+	return "the agent does not listen to the drop log: " + e.why
+}
+
 // agentDrops asks the agent on path for its drops (and, with follow, each
-// new one) and prints them; agent.ErrNoAgent when none listens.
+// new one) and prints them; agent.ErrNoAgent when none listens, a
+// *notListeningError when the agent does not listen to the drop log.
 func agentDrops(ctx context.Context, path string, follow bool, print func(observe.Drop) error) error {
 	conn, err := net.DialTimeout("unix", path, 5*time.Second)
 	if err != nil {
@@ -166,10 +182,19 @@ func agentDrops(ctx context.Context, path string, follow bool, print func(observ
 		if first {
 			conn.SetDeadline(time.Time{})
 		}
+		if resp.Skipped > 0 {
+			fmt.Fprintf(os.Stderr, "notice: %d drops not shown: this hostwall drops fell behind\n", resp.Skipped)
+		}
+		if resp.Lost {
+			fmt.Fprintln(os.Stderr, "notice: some drops were lost: the agent fell behind the kernel")
+		}
 		for _, d := range resp.Drops {
 			if err := print(d); err != nil {
 				return err
 			}
+		}
+		if first && resp.NotListening != "" {
+			return &notListeningError{resp.NotListening}
 		}
 		if !follow {
 			return nil
@@ -199,12 +224,16 @@ func (g *globals) listenDrops(ctx context.Context, print func(observe.Drop) erro
 		group = x.Group
 	}
 	drops := make(chan observe.Drop, 1024)
+	var skipped atomic.Int64
 	done, err := nft.ListenDrops(ctx, nft.Options{NetNS: g.netns}, group, func(l observe.Logged) {
 		select {
 		case drops <- x.Decode(l):
 		default: // printing fell behind: the kernel's rate limit is per rule, ours is the terminal's
+			skipped.Add(1)
 		}
-	}, func(err error) { fmt.Fprintf(os.Stderr, "warning: drops lost: %v\n", err) })
+	}, func(err error) {
+		fmt.Fprintf(os.Stderr, "notice: some drops were lost: this hostwall drops fell behind the kernel (%v)\n", err)
+	})
 	if err != nil {
 		return err
 	}
@@ -212,6 +241,9 @@ func (g *globals) listenDrops(ctx context.Context, print func(observe.Drop) erro
 	for {
 		select {
 		case d := <-drops:
+			if n := skipped.Swap(0); n > 0 {
+				fmt.Fprintf(os.Stderr, "notice: %d drops not shown: this hostwall drops fell behind\n", n)
+			}
 			if err := print(d); err != nil {
 				return err
 			}

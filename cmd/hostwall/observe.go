@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -43,16 +41,24 @@ func (f *observeFlags) add(cmd *cobra.Command) {
 	fl.BoolVar(&f.dropLog, "drop-log", true, "listen to the drop log (settings.drop_log): the journal, hostwall status and hostwall drops show the drops")
 }
 
+// minInterval is the shortest --metrics-interval: each writing reads the
+// table's rules.
+const minInterval = time.Second
+
 // check refuses bad values before the agent starts.
 func (f *observeFlags) check() error {
 	if f.textfile != "" && !strings.HasSuffix(f.textfile, ".prom") {
 		return fmt.Errorf("--metrics-textfile %s: node_exporter's textfile collector reads only files named *.prom", f.textfile)
 	}
-	if f.interval <= 0 {
-		return fmt.Errorf("--metrics-interval %s: must be positive", f.interval)
+	if f.interval < minInterval {
+		return fmt.Errorf("--metrics-interval %s: at least %s (each writing reads the table's rules)", f.interval, minInterval)
 	}
 	return nil
 }
+
+// exported says whether the metrics leave the agent (a listener or a
+// file): then the counters are sampled around every change.
+func (f *observeFlags) exported() bool { return f.listen != "" || f.textfile != "" }
 
 // kernelCounters reads the live chains for the metrics on a netlink
 // connection of their own, opened at the first scrape: the agent's loop
@@ -94,7 +100,9 @@ type agentObserver struct {
 	reg     *prometheus.Registry
 	metrics *metrics.Agent
 	kernel  *kernelCounters
+	counts  *metrics.Kernel
 	server  *http.Server
+	ln      net.Listener
 	kick    chan struct{}
 	// The drop log's listener: the group it listens to, and its stop.
 	drops struct {
@@ -103,34 +111,68 @@ type agentObserver struct {
 		stop    context.CancelFunc
 		done    <-chan struct{}
 		daemon  *agent.Daemon
-		refused uint16 // a group the kernel refused, not tried again
+		refused int // a group the kernel refused (+1), not warned of again
+		// why is why the agent does not listen ("" when it does); last
+		// the index it last listened by (or tried to).
+		why  string
+		last *observe.Index
 	}
 }
 
-// newAgentObserver makes the registry and opens the metrics listener (an
-// address in use fails the agent's start, before it applies anything).
+// newAgentObserver makes the registry, opens the metrics listener and
+// writes the metrics file once (an address in use or a file that cannot
+// be written fails the agent's start, before it applies anything); serve
+// starts serving, once the daemon exists.
 func newAgentObserver(f observeFlags, netns string, log *zap.Logger, index func() (*observe.Index, error)) (*agentObserver, error) {
 	o := &agentObserver{f: f, netns: netns, log: log, reg: metrics.Registry(), kernel: &kernelCounters{netns: netns}, kick: make(chan struct{}, 1)}
 	o.drops.group = -1
+	if !f.dropLog {
+		o.drops.why = "the agent runs with --drop-log=false"
+	}
 	o.metrics = metrics.NewAgent(o.reg)
-	o.reg.MustRegister(&metrics.Kernel{Read: o.kernel.read, Index: index, PerRule: f.perRule, Monotonic: true})
+	o.counts = &metrics.Kernel{Read: o.kernel.read, Index: index, PerRule: f.perRule, Monotonic: true}
+	o.reg.MustRegister(o.counts)
 	if f.listen != "" {
 		ln, err := net.Listen("tcp", f.listen)
 		if err != nil {
 			return nil, fmt.Errorf("--metrics-listen %s: %w", f.listen, err)
 		}
-		o.server = metricsServer(o.reg)
-		go o.server.Serve(ln)
-		log.Info("serving metrics", zap.String("address", "http://"+ln.Addr().String()+"/metrics"))
+		o.ln = ln
 	}
 	return o, nil
+}
+
+// serve writes the metrics file once (a file that cannot be written fails
+// the agent's start, before it applies anything) and starts serving the
+// metrics, the daemon made.
+func (o *agentObserver) serve() error {
+	if o.f.textfile != "" {
+		if err := writeTextfile(o.f.textfile, o.reg); err != nil {
+			return fmt.Errorf("--metrics-textfile %s: %w", o.f.textfile, err)
+		}
+	}
+	if o.ln == nil {
+		return nil
+	}
+	o.server = metricsServer(o.reg)
+	go o.server.Serve(o.ln)
+	o.log.Info("serving metrics", zap.String("address", "http://"+o.ln.Addr().String()+"/metrics"))
+	return nil
+}
+
+// notListening says why the agent does not listen to the drop log ("" when
+// it does).
+func (o *agentObserver) notListening() string {
+	o.drops.mu.Lock()
+	defer o.drops.mu.Unlock()
+	return o.drops.why
 }
 
 // metricsServer serves reg at /metrics, in OpenMetrics when asked.
 func metricsServer(reg *prometheus.Registry) *http.Server {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 4, Timeout: 30 * time.Second}))
+		EnableOpenMetrics: true, ErrorHandling: promhttp.ContinueOnError, MaxRequestsInFlight: 32, Timeout: 30 * time.Second}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/" {
 			http.NotFound(w, r)
@@ -144,26 +186,49 @@ func metricsServer(reg *prometheus.Registry) *http.Server {
 
 // run writes the metrics file after each kick and every interval until ctx
 // ends, then stops the listener and the drop log.
+// relisten is how often the agent tries again to listen to the drop log
+// when another program held its group.
+const relisten = 10 * time.Second
+
 func (o *agentObserver) run(ctx context.Context) {
 	defer o.kernel.close()
 	defer o.stopDrops()
-	if o.server != nil {
-		defer o.server.Close()
+	if o.ln != nil {
+		defer o.ln.Close()
 	}
-	if o.f.textfile == "" {
-		<-ctx.Done()
-		return
+	defer func() {
+		if o.server != nil {
+			o.server.Close()
+		}
+	}()
+	var textfile <-chan time.Time
+	if o.f.textfile != "" {
+		tick := time.NewTicker(o.f.interval)
+		defer tick.Stop()
+		textfile = tick.C
 	}
-	tick := time.NewTicker(o.f.interval)
-	defer tick.Stop()
+	retry := time.NewTicker(relisten)
+	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
+		case <-retry.C:
+			o.drops.mu.Lock()
+			x := o.drops.last
+			o.drops.mu.Unlock()
+			if x != nil {
+				o.listen(ctx, x)
+			}
+			continue
+		case <-textfile:
 		case <-o.kick:
 		}
+		if o.f.textfile == "" {
+			continue
+		}
 		if err := writeTextfile(o.f.textfile, o.reg); err != nil {
+			o.metrics.TextfileFailed()
 			o.log.Warn("writing the metrics file", zap.String("file", o.f.textfile), zap.Error(err))
 		}
 	}
@@ -171,11 +236,8 @@ func (o *agentObserver) run(ctx context.Context) {
 
 // writeTextfile writes g's metrics to path atomically: a temporary file
 // beside it (not named *.prom, so node_exporter never reads half of one),
-// then a rename.
+// then a rename. The directory must exist.
 func writeTextfile(path string, g prometheus.Gatherer) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
 	return prometheus.WriteToTextfile(path, g)
 }
 
@@ -187,11 +249,19 @@ func (o *agentObserver) observed(ctx context.Context, x *observe.Index) {
 	case o.kick <- struct{}{}:
 	default:
 	}
+	o.listen(ctx, x)
+}
+
+// listen listens to the drop log of the generation x indexes: binds its
+// group, binds again when the group changed or listening ended, stops
+// when it logs no drops.
+func (o *agentObserver) listen(ctx context.Context, x *observe.Index) {
 	if !o.f.dropLog {
 		return
 	}
 	o.drops.mu.Lock()
 	defer o.drops.mu.Unlock()
+	o.drops.last = x
 	listening := o.drops.group >= 0
 	if listening && o.drops.done != nil {
 		select {
@@ -201,22 +271,24 @@ func (o *agentObserver) observed(ctx context.Context, x *observe.Index) {
 		}
 	}
 	switch {
-	case !x.DropLog && listening:
+	case !x.DropLog:
 		o.stopDropsLocked()
-	case x.DropLog && (!listening || o.drops.group != int(x.Group)):
+		o.drops.why = fmt.Sprintf("generation %d logs no drops (settings { drop_log = false }, or no host endpoint here)", x.Generation)
+	case !listening || o.drops.group != int(x.Group):
 		o.stopDropsLocked()
 		lctx, stop := context.WithCancel(ctx)
 		d := o.drops.daemon
 		done, err := nft.ListenDrops(lctx, nft.Options{NetNS: o.netns}, x.Group, d.Dropped, d.DropLost)
 		if err != nil {
 			stop()
-			if o.drops.refused != x.Group+1 {
-				o.log.Warn("not listening to the drop log: the journal, hostwall status and hostwall drops will not show drops", zap.Error(err))
+			if o.drops.refused != int(x.Group)+1 {
+				o.log.Warn("not listening to the drop log: the journal, hostwall status and hostwall drops will not show drops; trying again every 10s", zap.Error(err))
 			}
-			o.drops.refused = x.Group + 1
+			o.drops.refused = int(x.Group) + 1
+			o.drops.why = err.Error()
 			return
 		}
-		o.drops.refused = 0
+		o.drops.refused, o.drops.why = 0, ""
 		o.drops.group, o.drops.stop, o.drops.done = int(x.Group), stop, done
 		o.log.Info("listening to the drop log", zap.Uint16("nflog_group", x.Group))
 	}

@@ -549,3 +549,99 @@ func TestDropsJournal(t *testing.T) {
 	}
 	t.Logf("%d drop lines journaled in %s", len(drops), elapsed.Round(time.Millisecond))
 }
+
+// TestMetricsSurviveChanges: a policy's counter never goes down and loses
+// no packet across what replaces or renumbers its kernel rules — a rule
+// inserted above, the deny rule changed (packets sent just before), a
+// rollback by the CLI, the table deleted by someone else and repaired —
+// and hostwall reload refreshes the metrics at once.
+func TestMetricsSurviveChanges(t *testing.T) {
+	testns.Tool(t, "curl")
+	l := quietLab(t)
+	dir := writeConfig(t, map[string]string{"p.hcl": observedPolicy})
+	a := startAgentInside(t, l.srv, dir, "--metrics-listen", "127.0.0.1:9631", "--debounce", "50ms")
+	a.expect(t, "READY=1")
+	const url = "http://127.0.0.1:9631/metrics"
+	const policyIn = `hostwall_policy_packets_total{direction="ingress",policy="web",tier="default"}`
+	sent := 0
+	send := func(n int) {
+		sendUDP(t, l.cli, "10.201.0.2:5353", n)
+		sent += n
+	}
+	expect := func(what string) {
+		t.Helper()
+		var got float64
+		await(t, 10*time.Second, what, func() bool {
+			got = sample(scrape(t, l.srv, url), policyIn)
+			return got >= float64(sent)
+		})
+		if got != float64(sent) {
+			t.Errorf("%s: %s = %v, want the %d sent", what, policyIn, got, sent)
+		}
+	}
+	generation := func() float64 { return sample(scrape(t, l.srv, url), "hostwall_generation") }
+	edit := func(content string, gen float64) {
+		t.Helper()
+		os.WriteFile(filepath.Join(dir, "p.hcl"), []byte(content), 0o644)
+		await(t, 10*time.Second, fmt.Sprintf("generation %v applied", gen), func() bool { return generation() == gen })
+	}
+	send(7)
+	expect("before any change")
+
+	// A rule inserted above: the deny is rule 4 now, its kernel rule kept.
+	inserted := strings.Replace(observedPolicy, "policy \"web\" {\n", "policy \"web\" {\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    destination { ports = [81] }\n  }\n", 1)
+	edit(inserted, 2)
+	send(3)
+	expect("after a rule was inserted above")
+
+	// The deny rule replaced, with packets sent just before and no scrape
+	// between: the agent samples before it applies.
+	send(5)
+	edit(strings.Replace(inserted, "ports = [5353]", "ports = [5353, 5354]", 1), 3)
+	send(2)
+	expect("after the deny rule was replaced")
+
+	// A rollback by the CLI, then the agent's reload (which the metrics
+	// show at once).
+	if r := hostwall(t, "", "rollback", "1", "--auto-approve", "--confirm-timeout", "0", "--netns", l.srv, "-c", dir); r.code != 0 {
+		t.Fatalf("rollback exited %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	expect("after a rollback")
+	r := hostwall(t, "", "reload", "--netns", l.srv, "-c", dir)
+	m := regexp.MustCompile(`generation (\d+) is in force`).FindStringSubmatch(r.stdout)
+	if r.code != 0 || m == nil {
+		t.Fatalf("reload exited %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	if want, _ := strconv.ParseFloat(m[1], 64); generation() != want {
+		t.Errorf("after hostwall reload, hostwall_generation = %v, want %v at once", generation(), want)
+	}
+	send(4)
+	expect("after the reload")
+
+	// Someone deletes the table; the agent repairs it (the same rules,
+	// perhaps the same handles, from zero).
+	testns.NFT(t, l.srv, "delete", "table", "inet", "hostwall")
+	a.logged(t, 10*time.Second, "repaired drift")
+	send(6)
+	expect("after the table was deleted and repaired")
+}
+
+// TestDropsAgentNotListening: an agent that does not listen to the drop
+// log says so, and hostwall drops --follow then listens itself.
+func TestDropsAgentNotListening(t *testing.T) {
+	l := quietLab(t)
+	dir := writeConfig(t, map[string]string{"p.hcl": observedPolicy})
+	a := startAgent(t, l.srv, dir, "--drop-log=false")
+	a.expect(t, "READY=1")
+	r := hostwall(t, "", "drops", "--netns", l.srv, "-c", dir)
+	if r.code != 0 || !strings.Contains(r.stderr, "the agent does not listen to the drop log (the agent runs with --drop-log=false)") {
+		t.Errorf("drops exited %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	f := followDrops(t, "--netns", l.srv, "-c", dir)
+	await(t, 5*time.Second, "drops --follow listens itself", func() bool { return strings.Contains(f.stderr.String(), "Listening to the drop log") })
+	if !strings.Contains(f.stderr.String(), "listening here") {
+		t.Errorf("no notice that drops listens itself: %s", f.stderr.String())
+	}
+	sendUDP(t, l.cli, "10.201.0.2:5353", 1)
+	await(t, 5*time.Second, "the drop is shown", func() bool { drops, _ := f.seen(); return len(drops) == 1 })
+}
