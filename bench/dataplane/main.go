@@ -7,6 +7,7 @@
 //	    10,000 CIDRs reach 1,000 ports (interval sets, a verdict map),
 //	(c) the same policy as a linear rule list (one rule per CIDR, as
 //	    iptables-style firewalls have it), the sender's address last,
+//	(d) (b) without the drop log (settings { drop_log = false }),
 //
 // it measures the rate of 64-byte UDP packets (iperf3, one flow: after its
 // first packet, connection tracking's fast path) and the rate of new TCP
@@ -123,6 +124,12 @@ func run(bin string, runs int, dur time.Duration, keep bool, n int) error {
 		"    destination { ports = [%s] }\n  }\n  egress {\n    action = \"allow\"\n  }\n}\n", strings.Join(ports, ", "))
 	os.WriteFile(filepath.Join(cfg, "bench.hcl"), []byte(hcl.String()), 0o644)
 	os.WriteFile(filepath.Join(cfg, "clients.txt"), []byte(strings.Join(cidrs, "\n")+"\n"), 0o644)
+	// (d): (b) without the drop log, which (b) has as every configuration
+	// does by default.
+	quiet := filepath.Join(work, "cfg-quiet")
+	os.Mkdir(quiet, 0o755)
+	os.WriteFile(filepath.Join(quiet, "bench.hcl"), []byte(hcl.String()+"settings {\n  drop_log = false\n}\n"), 0o644)
+	os.WriteFile(filepath.Join(quiet, "clients.txt"), []byte(strings.Join(cidrs, "\n")+"\n"), 0o644)
 
 	var linear strings.Builder
 	fmt.Fprintf(&linear, "table inet linear {\n  set ports { type inet_service; elements = { %s } }\n", strings.Join(ports, ", "))
@@ -166,6 +173,16 @@ func run(bin string, runs int, dur time.Duration, keep bool, n int) error {
 			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
 			return sh("ip", "netns", "exec", rcv, "nft", "-f", linearFile)
 		}},
+	}
+	if n <= 10000 {
+		modes = append(modes, struct {
+			name  string
+			setup func() error
+		}{"(d) hostwall without the drop log", func() error {
+			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
+			return sh(bin, "apply", "-c", quiet, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0",
+				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run"))
+		}})
 	}
 	if n > 10000 {
 		modes[1].name = fmt.Sprintf("(b) hostwall, %d networks sharded", n)
