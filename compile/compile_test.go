@@ -177,8 +177,8 @@ policy "p" {
 	nets4 := findSet(t, tbl, "nets-", "-4")
 	want := []string{
 		"ip saddr @" + nets4.Name + " counter accept",
-		"ip saddr @" + sel4.Name + " tcp dport 22 counter jump pol/p/in/drop/2", // logs, then drops
-		"ip6 saddr @" + sel6.Name + " tcp dport 22 counter jump pol/p/in/drop/2",
+		"ip saddr @" + sel4.Name + " tcp dport 22 counter jump " + tbl.Chain("pol/p/in").Rules[1].Verdict.Chain, // logs, then drops
+		"ip6 saddr @" + sel6.Name + " tcp dport 22 counter jump " + tbl.Chain("pol/p/in").Rules[2].Verdict.Chain,
 		"udp dport 1000-2000 counter accept",
 	}
 	if diff := cmp.Diff(want, got); diff != "" {

@@ -45,9 +45,13 @@ func TestDropLog(t *testing.T) {
 	log := func(prefix string) string {
 		return fmt.Sprintf("limit rate 5/second log prefix %q group 9631", prefix)
 	}
+	deny := tbl.Chain("pol/guard/in").Rules[0].Verdict.Chain // named by the rule's matches
+	if !strings.HasPrefix(deny, "pol/guard/in/drop/") {
+		t.Fatalf("guard's deny jumps to %q", deny)
+	}
 	for chain, want := range map[string][]string{
-		"pol/guard/in":            {"tcp dport 8080 counter jump pol/guard/in/drop/1", "counter return"},
-		"pol/guard/in/drop/1":     {log("hostwall drop security/guard ingress/1"), "drop"},
+		"pol/guard/in":            {"tcp dport 8080 counter jump " + deny, "counter return"},
+		deny:                      {log("hostwall drop security/guard ingress/1"), "drop"},
 		"hep/eth0/in/t/security":  {"jump pol/guard/in", "goto hep/eth0/in/t/default", log("hostwall drop end-of-tier security eth0 ingress"), "counter drop"},
 		"hep/eth0/in/t/default":   {"jump pol/web/in", log("hostwall drop end-of-tier default eth0 ingress"), "counter drop"},
 		"pol/web/in":              {"tcp dport 80 counter accept"},
@@ -92,7 +96,7 @@ func TestDropLog(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	if got := rules(tbl, "pol/guard/in/drop/1"); len(got) != 2 || got[0] != `limit rate 100/second burst 100 packets log prefix "hostwall drop security/guard ingress/1" group 7` {
+	if got := rules(tbl, tbl.Chain("pol/guard/in").Rules[0].Verdict.Chain); len(got) != 2 || got[0] != `limit rate 100/second burst 100 packets log prefix "hostwall drop security/guard ingress/1" group 7` {
 		t.Errorf("with group 7 at 100/s: %q", got)
 	}
 
@@ -137,6 +141,21 @@ func TestDropLogSettings(t *testing.T) {
 		if !strings.Contains(got, want) || !strings.Contains(got, "s.hcl:1,") {
 			t.Errorf("%s: got %q, want it to say %q at s.hcl:1", src, got, want)
 		}
+	}
+}
+
+// TestDropChainKeptOnInsert: a rule inserted above a deny changes the
+// prefix its drop chain logs with, not the deny rule: its kernel rule, and
+// its counter, stay.
+func TestDropChainKeptOnInsert(t *testing.T) {
+	before, _ := compileHCL(t, "h", dropLogSrc)
+	after, _ := compileHCL(t, "h", strings.Replace(dropLogSrc, "  tier = \"security\"\n", "  tier = \"security\"\n  ingress {\n    action = \"allow\"\n    protocol = \"udp\"\n  }\n", 1))
+	b, a := before.Chain("pol/guard/in").Rules[0], after.Chain("pol/guard/in").Rules[1]
+	if b.String() != a.String() {
+		t.Errorf("the deny rule changed with a rule inserted above: %q → %q", b, a)
+	}
+	if got := rules(after, a.Verdict.Chain); len(got) != 2 || !strings.Contains(got[0], `"hostwall drop security/guard ingress/2"`) {
+		t.Errorf("the drop chain after the insertion: %q", got)
 	}
 }
 

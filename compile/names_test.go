@@ -115,17 +115,16 @@ func TestKernelNamesInjective(t *testing.T) {
 // describedName is the name of the chain a comment describes, worked out
 // from the comment alone: `host endpoint "a" (interface eth0), ingress`,
 // `host endpoint "a", ingress, tier "x"`, `policy "p", egress`,
-// `policy "p", egress, rule 2: logs the drop`.
+// `policy "p", egress, drop abc: logs the drops of rule 2`.
 func describedName(comment string) string {
 	var name, side, tier string
-	var rule int
 	side = map[string]string{"ingress": "in", "egress": "out", "forwarded ingress": "fwd-in", "forwarded egress": "fwd-out",
 		"untracked ingress": "raw-in", "untracked egress": "raw-out", "pre-DNAT ingress": "pre-in"}[sideOf(comment)]
 	switch {
-	case strings.HasPrefix(comment, "policy ") && strings.Contains(comment, ", rule "):
+	case strings.HasPrefix(comment, "policy ") && strings.Contains(comment, ", drop "):
 		fmt.Sscanf(comment, "policy %q", &name)
-		fmt.Sscanf(comment[strings.LastIndex(comment, ", rule ")+2:], "rule %d", &rule)
-		return fmt.Sprintf("pol/%s/%s/drop/%d", name, side, rule)
+		tag := strings.TrimSuffix(strings.Fields(comment[strings.LastIndex(comment, ", drop ")+2:])[1], ":")
+		return fmt.Sprintf("pol/%s/%s/drop/%s", name, side, tag)
 	case strings.HasPrefix(comment, "policy "):
 		fmt.Sscanf(comment, "policy %q", &name)
 		return "pol/" + name + "/" + side

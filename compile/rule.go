@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/hashicorp/hcl/v2"
@@ -274,7 +273,7 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
 		if c.cfg.Settings.DropLog {
-			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, idx))
+			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, ms))
 		}
 	case config.Pass:
 		// Back to the endpoint's tier chain, which sends it to the next tier.
@@ -294,19 +293,25 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 	return kr
 }
 
-// dropChain emits (once) the chain a deny rule of policy p jumps to when
-// the drop log is on: it logs the packet, at most the configured rate, and
-// drops it. A chain, not a log rule before the deny, so that the deny's
-// matches are evaluated once; a jump, not a goto, so that a rule looking a
-// sharded set up can still be sent down its slot chains (shard).
-func (c *compiler) dropChain(o *ruleset.Origin, p *config.Policy, d dirInfo, idx int) string {
-	name := kernelName("pol", p.Name, d.suffix, "drop", strconv.Itoa(idx+1))
+// dropChain emits (once) the chain a deny rule of policy p matching ms
+// jumps to when the drop log is on: it logs the packet, at most the
+// configured rate, and drops it. A chain, not a log rule before the deny,
+// so that the deny's matches are evaluated once; a jump, not a goto, so
+// that a rule looking a sharded set up can still be sent down its slot
+// chains (shard). Named by the matches, not the rule's position: a rule
+// inserted above leaves the deny rule itself (and its counter) alone, only
+// the log's prefix changes. Two deny rules of one policy with the same
+// matches share the first's chain: the second never sees a packet.
+func (c *compiler) dropChain(o *ruleset.Origin, p *config.Policy, d dirInfo, ms []ruleset.Match) string {
+	h := sha256.Sum256([]byte((&ruleset.Rule{Matches: ms}).String()))
+	tag := hashText(h[:5])
+	name := kernelName("pol", p.Name, d.suffix, "drop", tag)
 	if c.policyChains[name] {
 		return name
 	}
 	c.policyChains[name] = true
 	c.t.Chains = append(c.t.Chains, &ruleset.Chain{Name: name, Owner: c.owner,
-		Comment: fmt.Sprintf("policy %q, %s, rule %d: logs the drop", p.Name, d.side(), idx+1),
+		Comment: fmt.Sprintf("policy %q, %s, drop %s: logs the drops of rule %d", p.Name, d.side(), tag, o.Rule),
 		Rules:   []*ruleset.Rule{c.dropLog(o), {Verdict: ruleset.Drop()}}})
 	return name
 }
