@@ -22,7 +22,7 @@ import (
 // connection.
 
 // Request is a command to the agent: "status", "confirm", "reload",
-// "drops", "metrics", or "untouched" (AskUntouched).
+// "drops", "metrics", "sample" (AskSample), or "untouched" (AskUntouched).
 type Request struct {
 	Command string `json:"command"`
 	// Follow, with "drops", streams each new drop after the recent ones.
@@ -76,6 +76,26 @@ func AskUntouched(path string, cookie uint64, since, now uint32) (bool, error) {
 	}
 	return resp.Error == "" && resp.Untouched, nil
 }
+
+// AskSample asks the agent listening on path to read the rule counters
+// now, before the caller changes the rules (what a replaced rule counted
+// would be lost otherwise). Any failure is ignored: no agent runs, or it
+// does not answer in time.
+func AskSample(path string) {
+	conn, err := net.DialTimeout("unix", path, untouchedTimeout)
+	if err != nil {
+		return
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(sampleTimeout))
+	if json.NewEncoder(conn).Encode(Request{Command: "sample"}) == nil {
+		var resp Response
+		json.NewDecoder(conn).Decode(&resp)
+	}
+}
+
+// sampleTimeout bounds a "sample" request: a read of the table's rules.
+const sampleTimeout = 2 * time.Second
 
 // untouchedTimeout bounds an "untouched" question: the agent answers it
 // beside its loop, after nft's own wait for the events (at most 200 ms,
@@ -194,6 +214,12 @@ func (d *Daemon) serveConn(ctx context.Context, conn *net.UnixConn, calls chan<-
 		return
 	case "metrics": // the registry reads the kernel on a connection of its own
 		enc.Encode(d.metricsText())
+		return
+	case "sample": // a command is about to change the rules: keep their counts
+		if d.o.Counters != nil && d.index.Load() != nil {
+			d.sampleNow()
+		}
+		enc.Encode(Response{})
 		return
 	}
 	c := call{req: req, reply: make(chan Response, 1)}

@@ -295,6 +295,9 @@ func (e *Engine) writeAhead(ctx context.Context, ns state.Namespace, c *change, 
 // when another writer got in between — except for a saved plan, which is
 // applied as saved or not at all.
 func (e *Engine) send(ctx context.Context, c *change) (*planner.Plan, uint32, string, error) {
+	if e.o.BeforeCommit != nil {
+		e.o.BeforeCommit(ctx)
+	}
 	if c.desired == nil {
 		after, err := removeTable(ctx, e.o.Kernel, c.plan.Generation)
 		return c.plan, after, "by reading back", err

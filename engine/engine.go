@@ -56,6 +56,10 @@ type Options struct {
 	// (nft.Conn.Untouched); a command asks the agent. False whenever it
 	// cannot tell.
 	Untouched func(ctx context.Context, cookie uint64, since, now uint32) bool
+	// BeforeCommit, if set, runs before a change is sent to the kernel
+	// (a command asks the running agent to read the rule counters, which
+	// the change may replace).
+	BeforeCommit func(ctx context.Context)
 	// Notice reports what went wrong but changes no outcome (a record that
 	// could not be written costs the next command its shortcut); nil
 	// drops them.

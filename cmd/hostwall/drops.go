@@ -171,7 +171,11 @@ func agentDrops(ctx context.Context, path string, follow bool, print func(observ
 			switch {
 			case ctx.Err() != nil:
 				return nil
-			case errors.Is(err, io.EOF) && !first:
+			case !first:
+				// The agent ends a stream it could not write to for 10 s.
+				if _, serr := agent.CallWithin(path, agent.Request{Command: "status"}, 3*time.Second); serr == nil {
+					return errors.New("the agent ended the stream: this hostwall drops did not read what it sent for 10 s (hostwall drops shows the last ones)")
+				}
 				return errors.New("the agent stopped")
 			}
 			return fmt.Errorf("reading the agent's answer: %w", err)
@@ -202,8 +206,9 @@ func agentDrops(ctx context.Context, path string, follow bool, print func(observ
 	}
 }
 
-// listenDrops listens to the drop log itself (no agent runs), decoding
-// by the generation in force, until ctx ends.
+// listenDrops listens to the drop log itself (no agent does), decoding
+// by the generation in force — the one in force when each packet comes,
+// listening to its group — until ctx ends.
 func (g *globals) listenDrops(ctx context.Context, print func(observe.Drop) error) error {
 	e, closeKernel, err := g.engine()
 	if err != nil {
@@ -223,28 +228,51 @@ func (g *globals) listenDrops(ctx context.Context, print func(observe.Drop) erro
 	default:
 		group = x.Group
 	}
-	drops := make(chan observe.Drop, 1024)
+	logged := make(chan observe.Logged, 1024)
 	var skipped atomic.Int64
-	done, err := nft.ListenDrops(ctx, nft.Options{NetNS: g.netns}, group, func(l observe.Logged) {
-		select {
-		case drops <- x.Decode(l):
-		default: // printing fell behind: the kernel's rate limit is per rule, ours is the terminal's
-			skipped.Add(1)
+	listen := func(group uint16) (context.CancelFunc, <-chan struct{}, error) {
+		lctx, stop := context.WithCancel(ctx)
+		done, err := nft.ListenDrops(lctx, nft.Options{NetNS: g.netns}, group, func(l observe.Logged) {
+			select {
+			case logged <- l:
+			default: // printing fell behind: the kernel's rate limit is per rule, ours is the terminal's
+				skipped.Add(1)
+			}
+		}, func(err error) {
+			fmt.Fprintf(os.Stderr, "notice: some drops were lost: this hostwall drops fell behind the kernel (%v)\n", err)
+		})
+		if err != nil {
+			stop()
+			return nil, nil, err
 		}
-	}, func(err error) {
-		fmt.Fprintf(os.Stderr, "notice: some drops were lost: this hostwall drops fell behind the kernel (%v)\n", err)
-	})
+		fmt.Fprintf(os.Stderr, "Listening to the drop log (NFLOG group %d, generation %d); interrupt to stop.\n", group, x.Generation)
+		return stop, done, nil
+	}
+	stop, done, err := listen(group)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "Listening to the drop log (NFLOG group %d, generation %d); interrupt to stop.\n", group, x.Generation)
+	defer func() { stop() }()
 	for {
 		select {
-		case d := <-drops:
+		case l := <-logged:
 			if n := skipped.Swap(0); n > 0 {
 				fmt.Fprintf(os.Stderr, "notice: %d drops not shown: this hostwall drops fell behind\n", n)
 			}
-			if err := print(d); err != nil {
+			if now, err := e.Index(); err == nil && now.Generation != x.Generation {
+				x = now // a change was applied: decode by it
+				if x.DropLog && x.Group != group {
+					fmt.Fprintf(os.Stderr, "notice: generation %d logs drops to NFLOG group %d\n", x.Generation, x.Group)
+					stop()
+					<-done
+					group = x.Group
+					if stop, done, err = listen(group); err != nil {
+						return err
+					}
+					continue
+				}
+			}
+			if err := print(x.Decode(l)); err != nil {
 				return err
 			}
 		case <-done:

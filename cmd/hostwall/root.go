@@ -178,6 +178,7 @@ func (g *globals) kernelEngine(follow bool) (*engine.Engine, func(), error) {
 		noAgent = err != nil
 		return ok
 	}
+	o.BeforeCommit = func(context.Context) { agent.AskSample(e.SocketPath()) }
 	e = engine.New(o)
 	if os.Geteuid() == 0 {
 		notices, err := e.CheckPrivate()
