@@ -601,8 +601,10 @@ func TestMetricsSurviveChanges(t *testing.T) {
 	send(2)
 	expect("after the deny rule was replaced")
 
-	// A rollback by the CLI, then the agent's reload (which the metrics
-	// show at once).
+	// A rollback by the CLI, with packets sent just before (the CLI asks
+	// the agent to read the counters first), then the agent's reload
+	// (which the metrics show at once).
+	send(5)
 	if r := hostwall(t, "", "rollback", "1", "--auto-approve", "--confirm-timeout", "0", "--netns", l.srv, "-c", dir); r.code != 0 {
 		t.Fatalf("rollback exited %d: %s%s", r.code, r.stdout, r.stderr)
 	}
