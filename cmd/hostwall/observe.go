@@ -104,6 +104,9 @@ type agentObserver struct {
 	server  *http.Server
 	ln      net.Listener
 	kick    chan struct{}
+	// retry is signalled relisten after the kernel refused the drop log's
+	// group: nothing polls while all is well.
+	retry chan struct{}
 	// The drop log's listener: the group it listens to, and its stop.
 	drops struct {
 		mu      sync.Mutex
@@ -124,7 +127,7 @@ type agentObserver struct {
 // be written fails the agent's start, before it applies anything); serve
 // starts serving, once the daemon exists.
 func newAgentObserver(f observeFlags, netns string, log *zap.Logger, index func() (*observe.Index, error)) (*agentObserver, error) {
-	o := &agentObserver{f: f, netns: netns, log: log, reg: metrics.Registry(), kernel: &kernelCounters{netns: netns}, kick: make(chan struct{}, 1)}
+	o := &agentObserver{f: f, netns: netns, log: log, reg: metrics.Registry(), kernel: &kernelCounters{netns: netns}, kick: make(chan struct{}, 1), retry: make(chan struct{}, 1)}
 	o.drops.group = -1
 	if !f.dropLog {
 		o.drops.why = "the agent runs with --drop-log=false"
@@ -207,13 +210,11 @@ func (o *agentObserver) run(ctx context.Context) {
 		defer tick.Stop()
 		textfile = tick.C
 	}
-	retry := time.NewTicker(relisten)
-	defer retry.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-retry.C:
+		case <-o.retry:
 			o.drops.mu.Lock()
 			x := o.drops.last
 			o.drops.mu.Unlock()
@@ -286,6 +287,12 @@ func (o *agentObserver) listen(ctx context.Context, x *observe.Index) {
 			}
 			o.drops.refused = int(x.Group) + 1
 			o.drops.why = err.Error()
+			time.AfterFunc(relisten, func() {
+				select {
+				case o.retry <- struct{}{}:
+				default:
+				}
+			})
 			return
 		}
 		o.drops.refused, o.drops.why = 0, ""

@@ -647,3 +647,26 @@ func TestDropsAgentNotListening(t *testing.T) {
 	sendUDP(t, l.cli, "10.201.0.2:5353", 1)
 	await(t, 5*time.Second, "the drop is shown", func() bool { drops, _ := f.seen(); return len(drops) == 1 })
 }
+
+// TestDropLogRetried: an agent that finds the drop log's group held by
+// another program listens once it is free (it tries again every 10 s, with
+// no polling while all is well).
+func TestDropLogRetried(t *testing.T) {
+	l := quietLab(t)
+	dir := writeConfig(t, map[string]string{"p.hcl": observedPolicy})
+	if r := hostwall(t, "", "apply", "-c", dir, "--netns", l.srv, "--auto-approve", "--host-name", "srv", "--confirm-timeout", "0"); r.code != 0 {
+		t.Fatalf("apply exited %d: %s", r.code, r.stderr)
+	}
+	holder := followDrops(t, "--netns", l.srv, "-c", dir)
+	await(t, 5*time.Second, "the holder listens", func() bool { return strings.Contains(holder.stderr.String(), "Listening to the drop log") })
+	a := startAgent(t, l.srv, dir)
+	a.expect(t, "READY=1")
+	a.logged(t, 5*time.Second, "not listening to the drop log")
+	holder.cmd.Process.Kill()
+	holder.cmd.Wait()
+	a.logged(t, 15*time.Second, `"msg":"listening to the drop log"`)
+	f := followDrops(t, "--netns", l.srv, "-c", dir)
+	awaitFollowing(t, a)
+	sendUDP(t, l.cli, "10.201.0.2:5353", 1)
+	await(t, 5*time.Second, "the drop is shown through the agent", func() bool { drops, _ := f.seen(); return len(drops) == 1 })
+}
