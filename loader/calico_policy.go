@@ -252,14 +252,11 @@ func (b *builder) calicoICMP(body *yamlBody) *config.ICMPMatch {
 		if a == nil {
 			return 0, false
 		}
-		f, diags := numberAttr(a)
-		b.diags = append(b.diags, diags...)
-		if diags.HasErrors() {
-			return 0, false
-		}
-		v, acc := f.Int64()
-		if acc != 0 || v < 0 || v > max {
-			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid ICMP "+name, "The ICMP %s is a number 0-%d.", name, max))
+		v, f, ok := b.wholeNumber(a, 0, max)
+		if !ok {
+			if f != nil {
+				b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid ICMP "+name, "The ICMP %s is a number 0-%d.", name, max))
+			}
 			return 0, false
 		}
 		return uint8(v), true

@@ -710,18 +710,25 @@ func (b *builder) wholeSetting(c *hcl.BodyContent, name string, lo, hi int64, wh
 	if a == nil {
 		return 0, false
 	}
+	n, f, ok := b.wholeNumber(a, lo, hi)
+	if !ok && f != nil {
+		b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid "+name,
+			"%s is %s, a whole number from %d to %d, not %s.", name, what, lo, hi, f.Text('g', 10)))
+	}
+	return n, ok
+}
+
+// wholeNumber reads a, a whole number from lo to hi. A value that is no
+// number is reported; one out of range or not whole is the caller's to
+// report, in its terms (f holds it, nil when no number).
+func (b *builder) wholeNumber(a *hcl.Attribute, lo, hi int64) (n int64, f *big.Float, ok bool) {
 	f, diags := numberAttr(a)
 	b.diags = append(b.diags, diags...)
 	if diags.HasErrors() {
-		return 0, false
+		return 0, nil, false
 	}
 	n, acc := f.Int64()
-	if acc != big.Exact || n < lo || n > hi {
-		b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid "+name,
-			"%s is %s, a whole number from %d to %d, not %s.", name, what, lo, hi, f.Text('g', 10)))
-		return 0, false
-	}
-	return n, true
+	return n, f, acc == big.Exact && n >= lo && n <= hi
 }
 
 // boolSetting reads the settings attribute name, true or false; ok is

@@ -54,17 +54,20 @@ func (a *runningAgent) logged(t *testing.T, timeout time.Duration, s string) {
 // pointing at a socket the test reads.
 func startAgent(t *testing.T, ns, dir string, more ...string) *runningAgent {
 	t.Helper()
-	return launchAgent(t, nil, ns, dir, more...)
+	return launchAgent(t, nil, nil, ns, dir, more...)
 }
 
 // startAgentInside is startAgent with the agent's process inside ns too,
 // so that what it listens on (--metrics-listen) is the namespace's.
 func startAgentInside(t *testing.T, ns, dir string, more ...string) *runningAgent {
 	t.Helper()
-	return launchAgent(t, []string{"ip", "netns", "exec", ns}, ns, dir, more...)
+	return launchAgent(t, []string{"ip", "netns", "exec", ns}, nil, ns, dir, more...)
 }
 
-func launchAgent(t *testing.T, wrap []string, ns, dir string, more ...string) *runningAgent {
+// launchAgent runs the agent after the command wrap (none: directly), with
+// env added to its environment, in a process group of its own that is
+// killed when the test ends.
+func launchAgent(t *testing.T, wrap, env []string, ns, dir string, more ...string) *runningAgent {
 	t.Helper()
 	sock := filepath.Join(t.TempDir(), "notify")
 	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
@@ -75,12 +78,13 @@ func launchAgent(t *testing.T, wrap []string, ns, dir string, more ...string) *r
 	a := &runningAgent{log: &syncBuffer{}, notify: conn}
 	argv := append(append(wrap, binary, "agent", "-c", dir, "--netns", ns, "--host-name", "srv", "--log-format", "json"), more...)
 	a.cmd = exec.Command(argv[0], argv[1:]...)
-	a.cmd.Env = append(append(baseEnv(), "NOTIFY_SOCKET="+sock), dirsOf(t)...)
+	a.cmd.Env = append(append(append(baseEnv(), "NOTIFY_SOCKET="+sock), env...), dirsOf(t)...)
 	a.cmd.Stderr = a.log
+	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := a.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { a.cmd.Process.Kill(); a.cmd.Wait() })
+	t.Cleanup(func() { syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL); a.cmd.Wait() })
 	return a
 }
 

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -450,24 +449,7 @@ mkdir -p /run/log/journal
 /lib/systemd/systemd-journald &
 while [ ! -S /run/systemd/journal/stdout ]; do sleep 0.05; done
 exec systemd-cat -t hostwall sh -c 'JOURNAL_STREAM=$(stat -L -c %d:%i /proc/self/fd/2) exec "$@"' sh "$@"`
-	sock := filepath.Join(t.TempDir(), "notify")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	a := &runningAgent{log: &syncBuffer{}, notify: conn}
-	args := append([]string{"-m", "--propagation", "private", "sh", "-c", script, "sh",
-		binary, "agent", "-c", config, "--netns", ns, "--host-name", "srv"}, more...)
-	a.cmd = exec.Command("unshare", args...)
-	a.cmd.Env = append(append(baseEnv(), "NOTIFY_SOCKET="+sock, "LOGDIR="+logDir), dirsOf(t)...)
-	a.cmd.Stderr = a.log
-	a.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := a.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { syscall.Kill(-a.cmd.Process.Pid, syscall.SIGKILL); a.cmd.Wait() })
-	return a
+	return launchAgent(t, []string{"unshare", "-m", "--propagation", "private", "sh", "-c", script, "sh"}, []string{"LOGDIR=" + logDir}, ns, config, more...)
 }
 
 // journalEntries are the entries of the journal in logDir matching the
