@@ -143,6 +143,9 @@ type compiler struct {
 	// owner is the configuration object being compiled, recorded on every
 	// chain and set it produces.
 	owner string
+	// audit is set while the audit copy of a policy's chain is emitted
+	// (auditPolicyChain): its denies log and accept.
+	audit bool
 	// warned records warnings already given, so each is given once.
 	warned map[string]bool
 	// memoKeys are the memo keys of the memoized sets, by name; memoSplits
@@ -350,8 +353,11 @@ func (c *compiler) dispatch(base *ruleset.Chain, vmap, comment string, heps, wil
 // endpoint from here on), its comment saying which traffic it sees.
 func (c *compiler) endpointChain(d dirInfo, hep *config.HostEndpoint) *ruleset.Chain {
 	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
-	return &ruleset.Chain{Owner: c.owner, Name: kernelName("hep", hep.Name, d.suffix), Endpoint: hep.Name, Interface: hep.Interface,
-		Comment: fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.side())}
+	comment := fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.side())
+	if hep.Audit {
+		comment += ", audit mode: drops are logged and the packets accepted"
+	}
+	return &ruleset.Chain{Owner: c.owner, Name: kernelName("hep", hep.Name, d.suffix), Endpoint: hep.Name, Interface: hep.Interface, Comment: comment}
 }
 
 // acceptEstablished starts the base chains and the untracked and pre-DNAT
@@ -439,8 +445,8 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 			Origin: &ruleset.Origin{Kind: ruleset.OriginProfile, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Allow)}})
 	}
 	// Default deny: no tier decided and no profile allowed.
-	c.withDropLog(ch, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
-		Origin: &ruleset.Origin{Kind: ruleset.OriginDefaultDeny, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Deny)}})
+	c.withDropLog(ch, c.audited(hep, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
+		Origin: &ruleset.Origin{Kind: ruleset.OriginDefaultDeny, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Deny)}}))
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name
 }
@@ -450,6 +456,16 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 // of the first, or "" when no tier selects the endpoint.
 func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
 	tiers := c.selectingTiers(d, c.labels(hep), policies)
+	if hep.Audit && (d.forward || d.stage != stageNormal) && len(tiers) > 0 {
+		c.warnOnce("audit "+hep.Name+" "+d.side(), &hcl.Diagnostic{
+			Severity: hcl.DiagError,
+			Summary:  "Audit mode covers input and output alone",
+			Detail: fmt.Sprintf("Host endpoint %q is in audit mode, and %s policies (%s) select it; audit mode covers the policies of traffic to and from this host, not forwarded, untracked or pre-DNAT ones yet. Set mode = \"enforce\", or leave the endpoint out of those policies' selectors.",
+				hep.Name, d.side(), tiers[0].policies[0].Name),
+			Subject: hep.DeclRange.Ptr(),
+		})
+		return ""
+	}
 	name := func(i int) string { return kernelName("hep", hep.Name, d.suffix, "t", tiers[i].tier.Name) }
 	for i, tp := range tiers {
 		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
@@ -472,7 +488,11 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 	ch := &ruleset.Chain{Owner: c.owner, Name: name,
 		Comment: fmt.Sprintf("host endpoint %q, %s, tier %q", hep.Name, d.side(), tp.tier.Name)}
 	for _, p := range tp.policies {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p))})
+		pc := c.policyChain(d, p)
+		if hep.Audit {
+			pc = c.auditPolicyChain(d, p)
+		}
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(pc)})
 		for i, r := range p.Rules(d.dir) {
 			// Re-check, in order, the rules that returned: pass, and on the
 			// forward path allow, which lets the packet on to the other
@@ -498,7 +518,7 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 		end.Verdict = next // untracked and pre-DNAT stages have no implicit drop
 		end.Origin.Action = string(config.Pass)
 	}
-	c.withDropLog(ch, end)
+	c.withDropLog(ch, c.audited(hep, end))
 	c.t.Chains = append(c.t.Chains, ch)
 }
 
@@ -519,6 +539,36 @@ func (c *compiler) policyChain(d dirInfo, p *config.Policy) string {
 	}
 	c.t.Chains = append(c.t.Chains, ch)
 	return name
+}
+
+// auditPolicyChain emits (once) the copy of a policy's chain for d that
+// endpoints in audit mode jump to: its denies log and accept (auditChain).
+// Shared by every audit endpoint the policy selects; a policy selecting
+// none has no copy.
+func (c *compiler) auditPolicyChain(d dirInfo, p *config.Policy) string {
+	name := kernelName("pol", p.Name, d.suffix, "audit")
+	if c.policyChains[name] {
+		return name
+	}
+	c.policyChains[name] = true
+	outer := c.owner
+	defer func() { c.owner, c.audit = outer, false }()
+	c.owner, c.audit = fmt.Sprintf("policy %q", p.Name), true
+	ch := &ruleset.Chain{Name: name, Owner: c.owner, Comment: fmt.Sprintf("policy %q, %s, audit: for endpoints in audit mode", p.Name, d.side())}
+	for i, r := range p.Rules(d.dir) {
+		ch.Rules = append(ch.Rules, c.rule(p, d, i, r)...)
+	}
+	c.t.Chains = append(c.t.Chains, ch)
+	return name
+}
+
+// audited turns r, a drop of endpoint hep, into an accept when hep is in
+// audit mode (withDropLog then logs it as audited).
+func (c *compiler) audited(hep *config.HostEndpoint, r *ruleset.Rule) *ruleset.Rule {
+	if hep.Audit && r.Verdict.Kind == ruleset.VerdictDrop {
+		r.Verdict, r.Origin.Audit = ruleset.Accept(), true
+	}
+	return r
 }
 
 // checkProfiles warns about profiles hostwall cannot honour.

@@ -2,6 +2,7 @@ package compile
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -167,5 +168,58 @@ func TestDropPrefixLong(t *testing.T) {
 	b := DropPrefix(&ruleset.Origin{Kind: ruleset.OriginPolicyRule, Tier: "default", Policy: long + "b", Direction: "ingress", Rule: 1})
 	if len(a) > 127 || len(b) > 127 || a == b || !strings.HasPrefix(a, "hostwall drop default/ppp") {
 		t.Errorf("long prefixes %q and %q", a, b)
+	}
+}
+
+// TestAuditMode: an endpoint in audit mode jumps to the audit copy of each
+// policy, whose denies log and accept; its ends of tier and default deny
+// log and accept; an enforcing endpoint beside it keeps the policy's own
+// chain. Forwarded, untracked and pre-DNAT policies selecting it are
+// refused.
+func TestAuditMode(t *testing.T) {
+	src := strings.Replace(dropLogSrc, `host_endpoint "eth0" { interface = "eth0" }`,
+		"host_endpoint \"eth0\" {\n  interface = \"eth0\"\n  mode = \"audit\"\n}\nhost_endpoint \"eth1\" { interface = \"eth1\" }", 1)
+	tbl, diags := compileHCL(t, "h", src)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	log := func(prefix string) string {
+		return fmt.Sprintf("limit rate 5/second log prefix %q group 9631", prefix)
+	}
+	audit := tbl.Chain("pol/guard/in/audit").Rules[0].Verdict.Chain
+	for chain, want := range map[string][]string{
+		"hep/eth0/in/t/security": {"jump pol/guard/in/audit", "goto hep/eth0/in/t/default", log("hostwall audit end-of-tier security eth0 ingress"), "counter accept"},
+		"hep/eth1/in/t/security": {"jump pol/guard/in", "goto hep/eth1/in/t/default", log("hostwall drop end-of-tier security eth1 ingress"), "counter drop"},
+		"pol/guard/in/audit":     {"tcp dport 8080 counter jump " + audit, "counter return"},
+		audit:                    {log("hostwall audit security/guard ingress/1"), "accept"},
+	} {
+		if diff := cmp.Diff(want, rules(tbl, chain)); diff != "" {
+			t.Errorf("%s mismatch (-want +got):\n%s", chain, diff)
+		}
+	}
+	hep := rules(tbl, "hep/eth0/in")
+	if diff := cmp.Diff([]string{log("hostwall audit default-deny eth0 ingress"), "counter accept"}, hep[len(hep)-2:]); diff != "" {
+		t.Errorf("audited default deny mismatch (-want +got):\n%s", diff)
+	}
+	if c := tbl.Chain("hep/eth0/in"); !strings.Contains(c.Comment, "audit mode") {
+		t.Errorf("the audit endpoint's chain says nothing of it: %q", c.Comment)
+	}
+	// Invalid packets are dropped in audit mode too.
+	if !slices.Contains(hep, "ct state invalid counter drop") {
+		t.Errorf("no invalid drop in %q", hep)
+	}
+
+	_, diags = compileHCL(t, "h", src+"policy \"routed\" {\n  apply_on_forward = true\n  ingress { action = \"deny\" }\n}\n")
+	if !strings.Contains(diags.Error(), "Audit mode covers input and output alone") {
+		t.Errorf("a forward policy selecting an audit endpoint: %v", diags)
+	}
+	for src, want := range map[string]string{
+		`host_endpoint "e" {` + "\n  interface = \"eth0\"\n  mode = \"Audit\"\n}\n": `not "Audit"`,
+		`host_endpoint "e" {` + "\n  interface = \"eth0\"\n  mode = 1\n}\n":         "string",
+	} {
+		_, diags := loader.Load([]loader.Source{{Path: "m.hcl", Data: []byte(src)}})
+		if !diags.HasErrors() || !strings.Contains(diags.Error(), want) || !strings.Contains(diags.Error(), "m.hcl:3,") {
+			t.Errorf("%q: %v, want an error at m.hcl:3 saying %q", src, diags, want)
+		}
 	}
 }

@@ -258,7 +258,7 @@ func (c *compiler) namedPortSet(f ruleset.IPFamily, e config.Entity, names []str
 // finish gives a kernel rule its counter and the rule's action.
 func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, ms []ruleset.Match) *ruleset.Rule {
 	kr := &ruleset.Rule{Counter: true, Matches: ms, Origin: &ruleset.Origin{Kind: ruleset.OriginPolicyRule,
-		Direction: d.side(), Tier: p.Tier, Policy: p.Name, Rule: idx + 1, Action: string(r.Action)}}
+		Direction: d.side(), Tier: p.Tier, Policy: p.Name, Rule: idx + 1, Action: string(r.Action), Audit: c.audit}}
 	switch r.Action {
 	case config.Allow:
 		kr.Verdict = ruleset.Accept()
@@ -272,7 +272,10 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 		}
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
-		if c.cfg.Settings.DropLog {
+		switch {
+		case c.audit:
+			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, ms))
+		case c.cfg.Settings.DropLog:
 			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, ms))
 		}
 	case config.Pass:
@@ -302,17 +305,28 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 // inserted above leaves the deny rule itself (and its counter) alone, only
 // the log's prefix changes. Two deny rules of one policy with the same
 // matches share the first's chain: the second never sees a packet.
+//
+// In a policy's audit copy (auditPolicyChain) the chain is the audit one
+// (`…/audit/<tag>`): it logs, when the drop log is on, and accepts.
 func (c *compiler) dropChain(o *ruleset.Origin, p *config.Policy, d dirInfo, ms []ruleset.Match) string {
 	h := sha256.Sum256([]byte((&ruleset.Rule{Matches: ms}).String()))
 	tag := hashText(h[:5])
-	name := kernelName("pol", p.Name, d.suffix, "drop", tag)
+	kind, verdict, does := "drop", ruleset.Drop(), "logs the drops"
+	if o.Audit {
+		kind, verdict, does = "audit", ruleset.Accept(), "logs and accepts the drops"
+	}
+	name := kernelName("pol", p.Name, d.suffix, kind, tag)
 	if c.policyChains[name] {
 		return name
 	}
 	c.policyChains[name] = true
+	var rules []*ruleset.Rule
+	if l := c.dropLog(o); l != nil {
+		rules = append(rules, l)
+	}
 	c.t.Chains = append(c.t.Chains, &ruleset.Chain{Name: name, Owner: c.owner,
-		Comment: fmt.Sprintf("policy %q, %s, drop %s: logs the drops of rule %d", p.Name, d.side(), tag, o.Rule),
-		Rules:   []*ruleset.Rule{c.dropLog(o), {Verdict: ruleset.Drop()}}})
+		Comment: fmt.Sprintf("policy %q, %s, %s %s: %s of rule %d", p.Name, d.side(), kind, tag, does, o.Rule),
+		Rules:   append(rules, &ruleset.Rule{Verdict: verdict})})
 	return name
 }
 
@@ -329,9 +343,10 @@ func (c *compiler) dropLog(o *ruleset.Origin) *ruleset.Rule {
 		Log: &ruleset.Log{Prefix: DropPrefix(o), Group: &g}, Origin: o}
 }
 
-// withDropLog appends to ch the drop rule r, after its drop-log rule.
+// withDropLog appends to ch the drop rule r, after its drop-log rule (a
+// drop audited, accepting, is logged too).
 func (c *compiler) withDropLog(ch *ruleset.Chain, r *ruleset.Rule) {
-	if l := c.dropLog(r.Origin); l != nil && r.Verdict.Kind == ruleset.VerdictDrop {
+	if l := c.dropLog(r.Origin); l != nil && (r.Verdict.Kind == ruleset.VerdictDrop || r.Origin.Audit) {
 		ch.Rules = append(ch.Rules, l)
 	}
 	ch.Rules = append(ch.Rules, r)
@@ -343,15 +358,19 @@ func (c *compiler) withDropLog(ch *ruleset.Chain, r *ruleset.Rule) {
 // hash of the whole). hostwall drops maps it back to o through the table.
 func DropPrefix(o *ruleset.Origin) string {
 	var p string
+	what := "drop"
+	if o.Audit {
+		what = "audit"
+	}
 	switch o.Kind {
 	case ruleset.OriginPolicyRule:
-		p = fmt.Sprintf("hostwall drop %s/%s %s/%d", o.Tier, o.Policy, o.Direction, o.Rule)
+		p = fmt.Sprintf("hostwall %s %s/%s %s/%d", what, o.Tier, o.Policy, o.Direction, o.Rule)
 	case ruleset.OriginEndOfTier:
-		p = fmt.Sprintf("hostwall drop end-of-tier %s %s %s", o.Tier, o.Endpoint, o.Direction)
+		p = fmt.Sprintf("hostwall %s end-of-tier %s %s %s", what, o.Tier, o.Endpoint, o.Direction)
 	case ruleset.OriginDefaultDeny:
-		p = fmt.Sprintf("hostwall drop default-deny %s %s", o.Endpoint, o.Direction)
+		p = fmt.Sprintf("hostwall %s default-deny %s %s", what, o.Endpoint, o.Direction)
 	default:
-		p = fmt.Sprintf("hostwall drop %s %s", strings.ReplaceAll(string(o.Kind), " ", "-"), o.Direction)
+		p = fmt.Sprintf("hostwall %s %s %s", what, strings.ReplaceAll(string(o.Kind), " ", "-"), o.Direction)
 	}
 	const most = 127
 	if len(p) > most {

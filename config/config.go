@@ -274,7 +274,11 @@ type HostEndpoint struct {
 	Profiles []string
 	// Ports are the endpoint's named ports; rules name them in ports and
 	// not_ports, bound to its expected IPs.
-	Ports     []NamedPort
+	Ports []NamedPort
+	// Audit is mode = "audit": every drop its policies, a tier's end or
+	// the default deny would make is counted and logged, and the packet
+	// accepted instead.
+	Audit     bool
 	DeclRange hcl.Range
 	// Calico is set for an endpoint declared as a Calico resource:
 	// messages about it name fields as Calico does (spec.expectedIPs).

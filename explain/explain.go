@@ -109,10 +109,13 @@ func dirWord(s Step) string {
 }
 
 // Result is the verdict, the step that decided it, and every step taken.
+// Audit is set when an endpoint in audit mode accepted a packet that
+// Decided would have dropped.
 type Result struct {
 	Verdict Verdict
 	Decided Step
 	Trace   []Step
+	Audit   bool
 }
 
 // Explain evaluates p against the configuration as host hostName enforces
@@ -178,6 +181,12 @@ func (e *evaluator) run(p Packet) Result {
 	if p.Direction == Out {
 		dir = config.Egress
 	}
+	return e.audited(hep, e.policies(hep, dir, p, at))
+}
+
+// policies decides p by hep's tiers, then its profiles and the default
+// deny.
+func (e *evaluator) policies(hep *config.HostEndpoint, dir config.Direction, p Packet, at Step) Result {
 	labels := e.labels(hep)
 	for _, tier := range e.cfg.SortedTiers() {
 		v, decided, ok := e.tier(tier, dir, labels, hep, p, false)
@@ -197,6 +206,15 @@ func (e *evaluator) run(p Packet) Result {
 	at.Kind = DefaultDeny
 	at.Detail = "no policy decided and the endpoint has no profile"
 	return e.done(Deny, at)
+}
+
+// audited is r for endpoint hep: in audit mode a deny is accepted, and
+// marked as audited.
+func (e *evaluator) audited(hep *config.HostEndpoint, r Result) Result {
+	if hep.Audit && r.Verdict == Deny {
+		r.Verdict, r.Audit = Allow, true
+	}
+	return r
 }
 
 // stageKind is what a stage's allow or deny is reported as.

@@ -28,7 +28,7 @@ var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 var (
 	hostSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "labels"}}}
 	hepSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"}, {Name: "profiles"}, {Name: "ports"},
+		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"}, {Name: "profiles"}, {Name: "ports"}, {Name: "mode"},
 	}}
 	tierSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "order"}, {Name: "default_action"}}}
 	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}, {Name: "lockout_check"},
@@ -124,6 +124,16 @@ func (b *builder) decodeHEP(blk *hcl.Block) {
 	}
 	if a := c.Attributes["ports"]; a != nil {
 		hep.Ports = b.namedPorts(a)
+	}
+	if a := c.Attributes["mode"]; a != nil {
+		switch v := b.str(a); v {
+		case "enforce":
+		case "audit":
+			hep.Audit = true
+		default:
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid mode",
+				"A host endpoint's mode is \"enforce\" (the default) or \"audit\" (drops are logged and the packets accepted), not %q.%s", v, meant(v, "enforce", "audit")))
+		}
 	}
 	if a := c.Attributes["expected_ips"]; a != nil {
 		nets, diags := netsAttr(a)

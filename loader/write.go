@@ -251,6 +251,9 @@ func objects(cfg *config.Config) []object {
 			}
 			fs = append(fs, field{"ports", cty.TupleVal(ports)})
 		}
+		if h.Audit {
+			fs = append(fs, field{"mode", cty.StringVal("audit")})
+		}
 		out = append(out, object{typ: "host_endpoint", labels: []string{h.Name}, fields: fs})
 	}
 	for _, n := range cfg.NetworkSets {

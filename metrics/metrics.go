@@ -264,6 +264,10 @@ var (
 		"Packets of a host endpoint dropped before or after its policies: at the end of a tier (reason end_of_tier, with the tier), at the default deny (default_deny), or as invalid for connection tracking (invalid: never logged).", labelsEndpoint, nil)
 	descEndpointBytes = prometheus.NewDesc("hostwall_endpoint_dropped_bytes_total",
 		"Bytes of a host endpoint dropped because no policy decided.", labelsEndpoint, nil)
+	descAuditPkts = prometheus.NewDesc("hostwall_endpoint_audited_packets_total",
+		"Packets of a host endpoint in audit mode that no policy decided, which it accepted where enforcing would have dropped them (reason end_of_tier, with the tier, or default_deny). A policy's audited denies count in hostwall_policy_packets_total.", labelsEndpoint, nil)
+	descAuditBytes = prometheus.NewDesc("hostwall_endpoint_audited_bytes_total",
+		"Bytes of those packets.", labelsEndpoint, nil)
 	descFailsafePkts = prometheus.NewDesc("hostwall_failsafe_packets_total",
 		"Packets accepted by a failsafe entry, whatever the policies say, per direction.", []string{"direction"}, nil)
 	descFailsafeBytes = prometheus.NewDesc("hostwall_failsafe_bytes_total",
@@ -342,13 +346,21 @@ func Series(x *observe.Index, counts map[ruleset.Origin]observe.Count, perRule b
 				add(descRuleBytes, c.Bytes, o.Tier, o.Policy, o.Direction, r, o.Action)
 			}
 		case ruleset.OriginEndOfTier:
+			pk, by := descEndpointPkts, descEndpointBytes
+			if o.Audit {
+				pk, by = descAuditPkts, descAuditBytes
+			}
 			if o.Action == "deny" {
-				add(descEndpointPkts, c.Packets, o.Endpoint, o.Direction, "end_of_tier", o.Tier)
-				add(descEndpointBytes, c.Bytes, o.Endpoint, o.Direction, "end_of_tier", o.Tier)
+				add(pk, c.Packets, o.Endpoint, o.Direction, "end_of_tier", o.Tier)
+				add(by, c.Bytes, o.Endpoint, o.Direction, "end_of_tier", o.Tier)
 			}
 		case ruleset.OriginDefaultDeny:
-			add(descEndpointPkts, c.Packets, o.Endpoint, o.Direction, "default_deny", "")
-			add(descEndpointBytes, c.Bytes, o.Endpoint, o.Direction, "default_deny", "")
+			pk, by := descEndpointPkts, descEndpointBytes
+			if o.Audit {
+				pk, by = descAuditPkts, descAuditBytes
+			}
+			add(pk, c.Packets, o.Endpoint, o.Direction, "default_deny", "")
+			add(by, c.Bytes, o.Endpoint, o.Direction, "default_deny", "")
 		case ruleset.OriginInvalid:
 			add(descEndpointPkts, c.Packets, o.Endpoint, o.Direction, "invalid", "")
 			add(descEndpointBytes, c.Bytes, o.Endpoint, o.Direction, "invalid", "")

@@ -173,6 +173,9 @@ func TopDrops(counts, base map[ruleset.Origin]Count, n int) []DropCount {
 
 // Drops reports whether what o enforces drops packets.
 func Drops(o ruleset.Origin) bool {
+	if o.Audit {
+		return false // an endpoint in audit mode accepted it
+	}
 	switch o.Kind {
 	case ruleset.OriginDefaultDeny, ruleset.OriginInvalid:
 		return true

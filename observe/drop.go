@@ -34,7 +34,9 @@ type Drop struct {
 	// generation's (Prefix says what the kernel sent).
 	Decided *ruleset.Origin `json:"decided,omitempty"`
 	Prefix  string          `json:"prefix"`
-	// Audit is reserved for audit mode (not enforced: logged only).
+	// Audit is set on a packet an endpoint in audit mode accepted that
+	// Decided would have dropped.
+	Audit bool `json:"audit,omitempty"`
 }
 
 // PacketInfo is a packet's addresses and protocol.
@@ -61,7 +63,7 @@ type PacketInfo struct {
 func (x *Index) Decode(l Logged) Drop {
 	d := Drop{Time: l.Time, Prefix: l.Prefix, Packet: ParsePacket(l.Payload)}
 	if o := x.Decider(l.Prefix); o != nil {
-		d.Decided = o
+		d.Decided, d.Audit = o, o.Audit
 		d.Direction = o.Direction
 	}
 	if d.Direction == "" { // not the generation's: by the hook's interfaces

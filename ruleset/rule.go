@@ -162,16 +162,22 @@ type Origin struct {
 	// direction, from 1.
 	Rule   int    `json:"rule,omitempty"`
 	Action string `json:"action,omitempty"`
+	// Audit marks a decision of an endpoint in audit mode: a drop it
+	// would make is logged and the packet accepted.
+	Audit bool `json:"audit,omitempty"`
 }
 
 // CompareOrigins orders origins by their fields, for stable listings.
 func CompareOrigins(a, b *Origin) int {
-	return strings.Compare(fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d", a.Kind, a.Endpoint, a.Direction, a.Tier, a.Policy, a.Rule),
-		fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d", b.Kind, b.Endpoint, b.Direction, b.Tier, b.Policy, b.Rule))
+	return strings.Compare(fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d\x00%v", a.Kind, a.Endpoint, a.Direction, a.Tier, a.Policy, a.Rule, a.Audit),
+		fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d\x00%v", b.Kind, b.Endpoint, b.Direction, b.Tier, b.Policy, b.Rule, b.Audit))
 }
 
 func (o *Origin) String() string {
 	var b strings.Builder
+	if o.Audit {
+		b.WriteString("audit, would drop: ")
+	}
 	b.WriteString(string(o.Kind))
 	switch o.Kind {
 	case OriginPolicyRule:

@@ -50,7 +50,11 @@ The connection state defaults to new.`,
 				return enc.Encode(explainJSON(r))
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "%s: %s\n", r.Verdict, r.Decided)
+			if r.Audit {
+				fmt.Fprintf(w, "%s (audit mode; enforced, it would be deny): %s\n", r.Verdict, r.Decided)
+			} else {
+				fmt.Fprintf(w, "%s: %s\n", r.Verdict, r.Decided)
+			}
 			if len(r.Trace) > 1 {
 				fmt.Fprintln(w, "on the way:")
 				for _, s := range r.Trace[:len(r.Trace)-1] {
@@ -212,5 +216,9 @@ func explainJSON(r explain.Result) any {
 	for _, s := range r.Trace {
 		trace = append(trace, step(s))
 	}
-	return map[string]any{"verdict": r.Verdict, "decided": step(r.Decided), "trace": trace}
+	out := map[string]any{"verdict": r.Verdict, "decided": step(r.Decided), "trace": trace}
+	if r.Audit {
+		out["audit"] = true // allowed by an endpoint in audit mode; decided would have denied it
+	}
+	return out
 }
