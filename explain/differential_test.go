@@ -349,7 +349,11 @@ func (l *lab) run(t *testing.T, s scenario, steps map[string]int) []tcase {
 	var bad []tcase
 	for i, c := range s.Cases {
 		want := explain.Explain(res.Config, "h", c.packet())
-		steps[fmt.Sprintf("%s %s", want.Verdict, want.Decided.Kind)]++
+		step := fmt.Sprintf("%s %s", want.Verdict, want.Decided.Kind)
+		if want.Audit {
+			step += " (audit)"
+		}
+		steps[step]++
 		if got[i] != (want.Verdict == explain.Allow) {
 			bad = append(bad, c)
 			var trace []string
