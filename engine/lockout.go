@@ -222,13 +222,23 @@ func noWayIn(cfg *config.Config, host string) error {
 	if len(ifaces) == 0 {
 		return nil
 	}
+	// An endpoint in audit mode lets SSH in only while it audits: it is a
+	// way in when every endpoint of this host audits (enforcing none can
+	// lock anyone out), not beside an enforcing one, which may be the way
+	// SSH comes in.
+	allAudit := true
+	for _, h := range cfg.Endpoints {
+		if (h.Node == "" || h.Node == host) && !h.Audit {
+			allAudit = false
+		}
+	}
 	sources := candidateSources(cfg, host)
 	for _, iface := range ifaces {
 		if iface == "*" {
 			iface = wildcardStandIn(cfg.ForHost(host).Workloads)
 		}
 		for _, a := range sources {
-			if explain.Explain(cfg, host, sshProbe(iface, a)).Verdict == explain.Allow {
+			if r := explain.Explain(cfg, host, sshProbe(iface, a)); r.Verdict == explain.Allow && (!r.Audit || allAudit) {
 				return nil
 			}
 		}

@@ -49,3 +49,22 @@ func res0(t *testing.T, src string) *config.Config {
 	}
 	return res.Config
 }
+
+// TestNoWayInAudit: an endpoint in audit mode lets SSH in, but counts as a
+// way in only when every endpoint of the host audits: beside an enforcing
+// endpoint that closes SSH (which may be how SSH comes in), or with a
+// ghost interface, it does not.
+func TestNoWayInAudit(t *testing.T) {
+	const web = "failsafe {\n  inbound = []\n  outbound = []\n}\npolicy \"web\" {\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n    destination { ports = [80] }\n  }\n}\n"
+	for endpoints, refused := range map[string]bool{
+		"host_endpoint \"eth0\" {\n  interface = \"eth0\"\n  mode = \"audit\"\n}\n":                                                                          false,
+		"host_endpoint \"eth0\" {\n  interface = \"eth0\"\n  mode = \"audit\"\n}\nhost_endpoint \"eth1\" {\n  interface = \"eth1\"\n  mode = \"audit\"\n}\n": false,
+		"host_endpoint \"eth0\" { interface = \"eth0\" }\nhost_endpoint \"eth1\" {\n  interface = \"eth1\"\n  mode = \"audit\"\n}\n":                         true,
+		"host_endpoint \"eth0\" { interface = \"eth0\" }\nhost_endpoint \"ghost\" {\n  interface = \"nosuch0\"\n  mode = \"audit\"\n}\n":                     true,
+	} {
+		err := noWayIn(res0(t, web+endpoints), "h")
+		if (err != nil) != refused {
+			t.Errorf("%s: noWayIn = %v, want refused %v", endpoints, err, refused)
+		}
+	}
+}

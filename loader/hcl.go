@@ -126,9 +126,10 @@ func (b *builder) decodeHEP(blk *hcl.Block) {
 		hep.Ports = b.namedPorts(a)
 	}
 	if a := c.Attributes["mode"]; a != nil {
-		switch v := b.str(a); v {
-		case "enforce":
-		case "audit":
+		switch v, ok := b.strOK(a); {
+		case !ok: // reported
+		case v == "enforce":
+		case v == "audit":
 			hep.Audit = true
 		default:
 			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid mode",

@@ -133,10 +133,12 @@ func (t *Totals) retire(l lastCount) {
 }
 
 // Family is what a policy or endpoint series sums o into: o without its
-// rule's position and action for a policy rule, o itself otherwise.
+// rule's position, action and mode for a policy rule (the rules of its
+// copy for endpoints in audit mode count in the same series), o itself
+// otherwise.
 func Family(o ruleset.Origin) ruleset.Origin {
 	if o.Kind == ruleset.OriginPolicyRule {
-		o.Rule, o.Action = 0, ""
+		o.Rule, o.Action, o.Audit = 0, "", false
 	}
 	return o
 }
