@@ -167,7 +167,8 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	if diags := checkSize(cfg, opts.Limits); diags.HasErrors() {
 		return nil, diags
 	}
-	cfg = cfg.ForHost(opts.HostName)
+	// Staged policies change no packet's fate: explain evaluates them.
+	cfg = cfg.ForHost(opts.HostName).Enforced()
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{},
 		memoKeys: map[string]string{}, memoSplits: map[string]*memoSet{}, memoMerged: map[string]ruleset.Merged{}}
 	heps, wildcard := c.endpoints()

@@ -344,7 +344,75 @@ type Policy struct {
 	// skips the normal policies.
 	PreDNAT    bool
 	DoNotTrack bool
-	DeclRange  hcl.Range
+	// Staged is how a staged policy would change the enforced ones once
+	// promoted ("" for an enforced policy): Set adds it, or replaces the
+	// enforced policy of its name; Delete takes that one away. A staged
+	// policy changes no packet's fate.
+	Staged    StagedAction
+	DeclRange hcl.Range
+}
+
+// StagedAction is what a staged policy does when promoted (Calico's
+// stagedAction).
+type StagedAction string
+
+// Staged actions.
+const (
+	StagedSet    StagedAction = "Set"
+	StagedDelete StagedAction = "Delete"
+)
+
+// HasStaged reports whether c has staged policies.
+func (c *Config) HasStaged() bool {
+	for _, p := range c.Policies {
+		if p.Staged != "" {
+			return true
+		}
+	}
+	return false
+}
+
+// Enforced is c without its staged policies: what the kernel enforces (c
+// itself when it has none).
+func (c *Config) Enforced() *Config {
+	if !c.HasStaged() {
+		return c
+	}
+	out := *c
+	out.Policies = nil
+	for _, p := range c.Policies {
+		if p.Staged == "" {
+			out.Policies = append(out.Policies, p)
+		}
+	}
+	return &out
+}
+
+// StagedView is the enforced configuration with the staged changes made:
+// each staged Set policy added, in place of the enforced one of its name,
+// each staged Delete taking the enforced one of its name away.
+func (c *Config) StagedView() *Config {
+	staged := map[string]*Policy{}
+	for _, p := range c.Policies {
+		if p.Staged != "" {
+			staged[p.Name] = p
+		}
+	}
+	out := *c
+	out.Policies = nil
+	for _, p := range c.Policies {
+		switch s := staged[p.Name]; {
+		case p.Staged == StagedSet:
+			promoted := *p
+			promoted.Staged = ""
+			out.Policies = append(out.Policies, &promoted)
+		case p.Staged != "":
+		case s != nil: // replaced or deleted by the staged one
+		default:
+			out.Policies = append(out.Policies, p)
+		}
+	}
+	return &out
 }
 
 // Normal reports whether the policy takes part in the normal (tracked,

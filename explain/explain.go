@@ -110,19 +110,30 @@ func dirWord(s Step) string {
 
 // Result is the verdict, the step that decided it, and every step taken.
 // Audit is set when an endpoint in audit mode accepted a packet that
-// Decided would have dropped.
+// Decided would have dropped. Staged, when the configuration has staged
+// policies and their view decides the packet otherwise (another verdict,
+// or another step), is that view's result.
 type Result struct {
 	Verdict Verdict
 	Decided Step
 	Trace   []Step
 	Audit   bool
+	Staged  *Result
 }
 
 // Explain evaluates p against the configuration as host hostName enforces
 // it.
 func Explain(cfg *config.Config, hostName string, p Packet) Result {
-	e := &evaluator{cfg: cfg.ForHost(hostName), host: hostName}
-	return e.run(p)
+	cfg = cfg.ForHost(hostName)
+	e := &evaluator{cfg: cfg.Enforced(), host: hostName}
+	r := e.run(p)
+	if cfg.HasStaged() {
+		s := (&evaluator{cfg: cfg.StagedView(), host: hostName}).run(p)
+		if s.Verdict != r.Verdict || s.Audit != r.Audit || s.Decided.String() != r.Decided.String() {
+			r.Staged = &s
+		}
+	}
+	return r
 }
 
 type evaluator struct {

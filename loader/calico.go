@@ -26,7 +26,7 @@ const calicoAPIVersion = "projectcalico.org/v3"
 
 // calicoSkipped are kinds that never govern host endpoints.
 var calicoSkipped = []string{
-	"NetworkPolicy", "NetworkSet", "StagedNetworkPolicy", "StagedKubernetesNetworkPolicy", "StagedGlobalNetworkPolicy",
+	"NetworkPolicy", "NetworkSet", "StagedNetworkPolicy", "StagedKubernetesNetworkPolicy",
 	"BGPPeer", "BGPConfiguration", "BGPFilter", "IPPool", "IPReservation", "IPAMConfiguration", "BlockAffinity",
 	"Profile", "WorkloadEndpoint", "Node", "KubeControllersConfiguration", "ClusterInformation", "CalicoNodeStatus",
 	"GlobalReport", "GlobalAlert", "GlobalThreatFeed", "LicenseKey", "KubernetesNetworkPolicy",
@@ -50,6 +50,7 @@ var (
 		{Name: "applyOnForward"}, {Name: "preDNAT"}, {Name: "doNotTrack"}, {Name: "namespaceSelector"},
 		{Name: "serviceAccountSelector"}, {Name: "performanceHints"},
 	}}
+	calicoStagedGNPSchema = &hcl.BodySchema{Attributes: append([]hcl.AttributeSchema{{Name: "stagedAction"}}, calicoGNPSchema.Attributes...)}
 	calicoRuleSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "action", Required: true}, {Name: "protocol"}, {Name: "notProtocol"}, {Name: "ipVersion"},
 		{Name: "icmp"}, {Name: "notICMP"}, {Name: "source"}, {Name: "destination"}, {Name: "http"}, {Name: "metadata"},
@@ -138,6 +139,7 @@ func (b *builder) decodeCalico(body *yamlBody) {
 	}
 	decoders := map[string]func(*calicoMeta, *yamlBody){
 		"HostEndpoint": b.calicoHEP, "GlobalNetworkPolicy": b.calicoGNP, "GlobalNetworkSet": b.calicoGNS,
+		"StagedGlobalNetworkPolicy": b.calicoStagedGNP,
 		"FelixConfiguration": b.calicoFelix, "Tier": b.calicoTier,
 	}
 	dec, ok := decoders[kind]

@@ -23,11 +23,38 @@ func unwrapSeq(e *yamlExpr) []ast.Node {
 }
 
 func (b *builder) calicoGNP(m *calicoMeta, spec *yamlBody) {
-	c := b.calicoContent(spec, calicoGNPSchema)
-	if !b.unique("policy", m.name, m.nameRange) {
+	b.calicoPolicy(m, spec, calicoGNPSchema, "")
+}
+
+// calicoStagedGNP reads a StagedGlobalNetworkPolicy: a GlobalNetworkPolicy
+// with spec.stagedAction, Set (the default: it would add the policy, or
+// replace the enforced one of its name) or Delete (it would take that one
+// away).
+func (b *builder) calicoStagedGNP(m *calicoMeta, spec *yamlBody) {
+	b.calicoPolicy(m, spec, calicoStagedGNPSchema, config.StagedSet)
+}
+
+// calicoPolicy reads a GlobalNetworkPolicy's spec, or a staged one's.
+func (b *builder) calicoPolicy(m *calicoMeta, spec *yamlBody, schema *hcl.BodySchema, staged config.StagedAction) {
+	c := b.calicoContent(spec, schema)
+	kind := "policy"
+	if staged != "" {
+		kind = "staged policy"
+	}
+	if !b.unique(kind, m.name, m.nameRange) {
 		return
 	}
-	p := &config.Policy{Name: m.name, Tier: config.DefaultTier, Selector: config.All(), DeclRange: m.nameRange}
+	p := &config.Policy{Name: m.name, Tier: config.DefaultTier, Selector: config.All(), DeclRange: m.nameRange, Staged: staged}
+	if a := c.Attributes["stagedAction"]; a != nil && staged != "" {
+		switch v := b.str(a); v {
+		case "Set", "":
+		case "Delete":
+			p.Staged = config.StagedDelete
+		default:
+			b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid stagedAction",
+				"spec.stagedAction is Set or Delete (as Calico validates it), not %q.%s", v, meant(v, "Set", "Delete")))
+		}
+	}
 	if a := c.Attributes["tier"]; a != nil {
 		if t := b.str(a); t != "" {
 			p.Tier = t

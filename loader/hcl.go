@@ -37,7 +37,7 @@ var (
 	netSetSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}, {Name: "nets_file"}}}
 	policySchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}, {Name: "tier"},
-			{Name: "apply_on_forward"}, {Name: "pre_dnat"}, {Name: "do_not_track"}},
+			{Name: "apply_on_forward"}, {Name: "pre_dnat"}, {Name: "do_not_track"}, {Name: "staged"}},
 		Blocks: []hcl.BlockHeaderSchema{{Type: "ingress"}, {Type: "egress"}},
 	}
 	ruleSchema = &hcl.BodySchema{
@@ -195,10 +195,17 @@ func (b *builder) decodeNetworkSet(blk *hcl.Block) {
 func (b *builder) decodePolicy(blk *hcl.Block) {
 	name := blk.Labels[0]
 	c := b.content(blk, policySchema)
-	if !b.validName("policy", name, blk.LabelRanges[0]) || !b.unique("policy", name, blk.DefRange) || c == nil {
+	kind, staged := "policy", config.StagedAction("")
+	if c != nil && c.Attributes["staged"] != nil {
+		staged = b.staged(c.Attributes["staged"])
+	}
+	if staged != "" {
+		kind = "staged policy" // beside the enforced policy it would replace
+	}
+	if !b.validName("policy", name, blk.LabelRanges[0]) || !b.unique(kind, name, blk.DefRange) || c == nil {
 		return
 	}
-	p := &config.Policy{Name: name, DeclRange: blk.DefRange, Selector: config.All(), Tier: config.DefaultTier}
+	p := &config.Policy{Name: name, DeclRange: blk.DefRange, Selector: config.All(), Tier: config.DefaultTier, Staged: staged}
 	if a := c.Attributes["tier"]; a != nil {
 		p.Tier = b.str(a)
 		b.tierRefs = append(b.tierRefs, tierRef{p.Tier, a.Expr.Range(), p.Name})
@@ -711,6 +718,26 @@ func (b *builder) decodeSettings(blk *hcl.Block) {
 	if v, ok := b.wholeSetting(c, "drop_log_rate", 1, config.MaxDropLogRate, "packets a second for each deciding rule"); ok {
 		b.cfg.Settings.DropLogRate = uint32(v)
 	}
+}
+
+// staged reads a policy's staged: true (it would be added, or replace the
+// enforced policy of its name), false, or "delete" (it would take that one
+// away).
+func (b *builder) staged(a *hcl.Attribute) config.StagedAction {
+	v, diags := value(a)
+	b.diags = append(b.diags, diags...)
+	switch {
+	case diags.HasErrors():
+	case v.Type() == cty.Bool && v.True():
+		return config.StagedSet
+	case v.Type() == cty.Bool:
+	case v.Type() == cty.String && v.AsString() == "delete":
+		return config.StagedDelete
+	default:
+		b.diags = append(b.diags, errAt(a.Expr.Range(), "Invalid staged",
+			"staged is true (the policy would be added, or replace the enforced policy of its name), false, or \"delete\" (it would take that policy away), not %s.", describe(v)))
+	}
+	return ""
 }
 
 // wholeSetting reads the settings attribute name, a whole number from lo

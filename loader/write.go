@@ -352,6 +352,12 @@ func policyFields(p *config.Policy) []field {
 	if p.DoNotTrack {
 		fs = append(fs, field{"do_not_track", cty.True})
 	}
+	switch p.Staged {
+	case config.StagedSet:
+		fs = append(fs, field{"staged", cty.True})
+	case config.StagedDelete:
+		fs = append(fs, field{"staged", cty.StringVal("delete")})
+	}
 	for _, d := range []config.Direction{config.Ingress, config.Egress} {
 		if !p.Applies(d) {
 			continue // rules of a direction not in types have no effect

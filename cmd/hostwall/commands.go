@@ -63,12 +63,17 @@ Ansible and Puppet validate a policy this way before writing it.`,
 			}
 			warn(l.Warnings)
 			cfg := l.Result.Config
-			fmt.Fprintf(cmd.OutOrStdout(), "Success! The configuration is valid: %d %s, %d host %s, %d network %s, %d %s compiled to %d rules for host %q.\n",
+			enforced := len(cfg.Enforced().Policies)
+			staged := ""
+			if n := len(cfg.Policies) - enforced; n > 0 {
+				staged = fmt.Sprintf(" (and %d staged, not enforced: hostwall explain shows what they would do)", n)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Success! The configuration is valid: %d %s, %d host %s, %d network %s, %d %s compiled to %d rules for host %q%s.\n",
 				len(l.Result.Sources), plural(len(l.Result.Sources), "file", "files"),
 				len(cfg.Endpoints), plural(len(cfg.Endpoints), "endpoint", "endpoints"),
 				len(cfg.NetworkSets), plural(len(cfg.NetworkSets), "set", "sets"),
-				len(cfg.Policies), plural(len(cfg.Policies), "policy", "policies"),
-				l.Table.RuleCount(), l.Host)
+				enforced, plural(enforced, "policy", "policies"),
+				l.Table.RuleCount(), l.Host, staged)
 			return nil
 		},
 	}

@@ -55,6 +55,13 @@ The connection state defaults to new.`,
 			} else {
 				fmt.Fprintf(w, "%s: %s\n", r.Verdict, r.Decided)
 			}
+			if st := r.Staged; st != nil {
+				audit := ""
+				if st.Audit {
+					audit = " (audit mode)"
+				}
+				fmt.Fprintf(w, "staged: %s%s: %s (the staged policies would change this; the kernel enforces the verdict above)\n", st.Verdict, audit, st.Decided)
+			}
 			if len(r.Trace) > 1 {
 				fmt.Fprintln(w, "on the way:")
 				for _, s := range r.Trace[:len(r.Trace)-1] {
@@ -219,6 +226,13 @@ func explainJSON(r explain.Result) any {
 	out := map[string]any{"verdict": r.Verdict, "decided": step(r.Decided), "trace": trace}
 	if r.Audit {
 		out["audit"] = true // allowed by an endpoint in audit mode; decided would have denied it
+	}
+	if st := r.Staged; st != nil {
+		staged := map[string]any{"verdict": st.Verdict, "decided": step(st.Decided)}
+		if st.Audit {
+			staged["audit"] = true
+		}
+		out["staged"] = staged // what the staged policies' view decides, when it differs
 	}
 	return out
 }

@@ -1,0 +1,134 @@
+package explain_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/explain"
+	"github.com/hostwall/hostwall/loader"
+)
+
+const stagedBase = `
+host_endpoint "eth0" { interface = "eth0" }
+policy "web" {
+  ingress {
+    action = "allow"
+    protocol = "tcp"
+    destination { ports = [8080, 8081] }
+  }
+}
+`
+
+// stagedCalico stages, in Calico's YAML, a replacement of web that denies
+// 8080 (Set) and the deletion of policy "ops" (Delete).
+const stagedCalico = `apiVersion: projectcalico.org/v3
+kind: StagedGlobalNetworkPolicy
+metadata:
+  name: web
+spec:
+  stagedAction: Set
+  ingress:
+    - action: Deny
+      protocol: TCP
+      destination:
+        ports: [8080]
+---
+apiVersion: projectcalico.org/v3
+kind: StagedGlobalNetworkPolicy
+metadata:
+  name: ops
+spec:
+  stagedAction: Delete
+`
+
+const opsPolicy = `
+policy "ops" {
+  ingress {
+    action = "allow"
+    protocol = "tcp"
+    destination { ports = [9100] }
+  }
+}
+`
+
+// TestStagedPolicies: staged policies — native (staged = true, "delete")
+// and Calico's StagedGlobalNetworkPolicy (stagedAction Set, Delete) —
+// change nothing the kernel enforces (the compiled table is the one
+// without them), and explain gives the staged view's verdict beside the
+// enforced one when they differ.
+func TestStagedPolicies(t *testing.T) {
+	load := func(srcs ...loader.Source) *config.Config {
+		t.Helper()
+		res, diags := loader.Load(srcs)
+		if diags.HasErrors() {
+			t.Fatal(diags)
+		}
+		return res.Config
+	}
+	native := stagedBase + opsPolicy + `
+policy "web" {
+  staged = true
+  ingress {
+    action = "deny"
+    protocol = "tcp"
+    destination { ports = [8080] }
+  }
+}
+policy "ops" {
+  staged = "delete"
+}
+`
+	plain := load(loader.Source{Path: "a.hcl", Data: []byte(stagedBase + opsPolicy)})
+	want, _ := compile.Compile(plain, compile.Options{HostName: "h"})
+	for name, cfg := range map[string]*config.Config{
+		"native": load(loader.Source{Path: "a.hcl", Data: []byte(native)}),
+		"calico": load(loader.Source{Path: "a.hcl", Data: []byte(stagedBase + opsPolicy)}, loader.Source{Path: "s.yaml", Data: []byte(stagedCalico)}),
+	} {
+		if tbl, _ := compile.Compile(cfg, compile.Options{HostName: "h"}); tbl.String() != want.String() {
+			t.Errorf("%s: staged policies changed the compiled table", name)
+		}
+		pkt := func(port uint16) explain.Packet {
+			return explain.Packet{Iface: "eth0", Direction: explain.In, Proto: config.ProtoTCP, DPort: port, ICMPType: -1, ICMPCode: -1, State: explain.New}
+		}
+		// 8080: enforced allow by web/1, staged deny by the new web/1.
+		r := explain.Explain(cfg, "h", pkt(8080))
+		if r.Verdict != explain.Allow || r.Decided.Policy != "web" || r.Staged == nil || r.Staged.Verdict != explain.Deny ||
+			r.Staged.Decided.Kind != explain.PolicyRule || r.Staged.Decided.Action != config.Deny {
+			t.Errorf("%s: 8080: %+v, staged %+v; want allow, staged deny by web", name, r, r.Staged)
+		}
+		// 8081: enforced allow by web; staged, web no longer allows it:
+		// the end of the tier.
+		if r := explain.Explain(cfg, "h", pkt(8081)); r.Verdict != explain.Allow || r.Staged == nil || r.Staged.Decided.Kind != explain.EndOfTier {
+			t.Errorf("%s: 8081: %+v, staged %+v; want allow, staged end of tier", name, r, r.Staged)
+		}
+		// 9100: enforced allow by ops; staged, ops is deleted.
+		if r := explain.Explain(cfg, "h", pkt(9100)); r.Verdict != explain.Allow || r.Decided.Policy != "ops" || r.Staged == nil || r.Staged.Verdict != explain.Deny {
+			t.Errorf("%s: 9100: %+v, staged %+v; want allow by ops, staged deny", name, r, r.Staged)
+		}
+		// 22: failsafe either way: no staged result.
+		if r := explain.Explain(cfg, "h", pkt(22)); r.Staged != nil {
+			t.Errorf("%s: 22: a staged result %+v where both views agree", name, r.Staged)
+		}
+		// The round trip keeps them.
+		back := load(loader.Source{Path: "c.hcl", Data: loader.WriteHCL(cfg)})
+		if n, m := len(back.Policies), len(cfg.Policies); n != m || !back.HasStaged() {
+			t.Errorf("%s: convert kept %d of %d policies (staged: %v)", name, n, m, back.HasStaged())
+		}
+	}
+
+	for src, wantErr := range map[string]string{
+		"policy \"a\" {\n  staged = \"yes\"\n}\n":                                  `staged is true (the policy would be added`,
+		"policy \"a\" {\n  staged = true\n}\npolicy \"a\" {\n  staged = true\n}\n": "Duplicate staged policy",
+	} {
+		_, diags := loader.Load([]loader.Source{{Path: "b.hcl", Data: []byte(src)}})
+		if !strings.Contains(diags.Error(), wantErr) || !strings.Contains(diags.Error(), "b.hcl:") {
+			t.Errorf("%q: %v, want %q", src, diags, wantErr)
+		}
+	}
+	bad := strings.Replace(stagedCalico, "stagedAction: Delete", "stagedAction: Remove", 1)
+	if _, diags := loader.Load([]loader.Source{{Path: "s.yaml", Data: []byte(bad)}}); !strings.Contains(diags.Error(), `spec.stagedAction is Set or Delete (as Calico validates it), not "Remove"`) {
+		t.Errorf("stagedAction Remove: %v", diags)
+	}
+}
