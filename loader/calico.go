@@ -51,7 +51,7 @@ var (
 		{Name: "serviceAccountSelector"}, {Name: "performanceHints"},
 	}}
 	calicoStagedGNPSchema = &hcl.BodySchema{Attributes: append([]hcl.AttributeSchema{{Name: "stagedAction"}}, calicoGNPSchema.Attributes...)}
-	calicoRuleSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
+	calicoRuleSchema      = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "action", Required: true}, {Name: "protocol"}, {Name: "notProtocol"}, {Name: "ipVersion"},
 		{Name: "icmp"}, {Name: "notICMP"}, {Name: "source"}, {Name: "destination"}, {Name: "http"}, {Name: "metadata"},
 	}}
@@ -140,7 +140,7 @@ func (b *builder) decodeCalico(body *yamlBody) {
 	decoders := map[string]func(*calicoMeta, *yamlBody){
 		"HostEndpoint": b.calicoHEP, "GlobalNetworkPolicy": b.calicoGNP, "GlobalNetworkSet": b.calicoGNS,
 		"StagedGlobalNetworkPolicy": b.calicoStagedGNP,
-		"FelixConfiguration": b.calicoFelix, "Tier": b.calicoTier,
+		"FelixConfiguration":        b.calicoFelix, "Tier": b.calicoTier,
 	}
 	dec, ok := decoders[kind]
 	if !ok {
