@@ -5,6 +5,7 @@ import (
 	"hash/crc32"
 	"math/rand/v2"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -223,8 +224,16 @@ func (g *gen) config() gConfig {
 	if !strings.Contains(text, "apply_on_forward") && crc32.ChecksumIEEE([]byte(text))%2 == 0 {
 		text = strings.Replace(text, "  interface = \"eth0\"\n", "  interface = \"eth0\"\n  mode = \"audit\"\n", 1)
 	}
+	// A staged policy in a third of the configurations (chosen as above):
+	// one that would replace the first policy with a deny of everything,
+	// which must change no packet's fate.
+	if m := firstPolicy.FindStringSubmatch(text); m != nil && crc32.ChecksumIEEE([]byte(text))%3 == 1 {
+		text += fmt.Sprintf("policy %s {\n  staged = true\n  ingress { action = \"deny\" }\n  egress { action = \"deny\" }\n}\n", m[1])
+	}
 	return gConfig{text: text, rules: rules}
 }
+
+var firstPolicy = regexp.MustCompile(`(?m)^policy ("[^"]*") \{`)
 
 func (g *gen) rule(ingress bool) gRule {
 	r := gRule{ingress: ingress, action: g.pick("allow", "allow", "deny", "deny", "log", "pass", "pass")}
