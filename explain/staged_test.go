@@ -111,6 +111,10 @@ policy "ops" {
 		if r := explain.Explain(cfg, "h", pkt(22)); r.Staged != nil {
 			t.Errorf("%s: 22: a staged result %+v where both views agree", name, r.Staged)
 		}
+		// Native YAML, keyed by name, cannot hold them; HCL can.
+		if _, err := loader.WriteYAML(cfg); err == nil || !strings.Contains(err.Error(), "convert --to hcl") {
+			t.Errorf("%s: WriteYAML = %v, want it refused", name, err)
+		}
 		// The round trip keeps them.
 		back := load(loader.Source{Path: "c.hcl", Data: loader.WriteHCL(cfg)})
 		if n, m := len(back.Policies), len(cfg.Policies); n != m || !back.HasStaged() {
@@ -121,6 +125,8 @@ policy "ops" {
 	for src, wantErr := range map[string]string{
 		"policy \"a\" {\n  staged = \"yes\"\n}\n":                                  `staged is true (the policy would be added`,
 		"policy \"a\" {\n  staged = true\n}\npolicy \"a\" {\n  staged = true\n}\n": "Duplicate staged policy",
+		"policy \"a\" {\n  ingress { action = \"allow\" }\n}\npolicy \"a\" {\n  staged = \"delete\"\n  ingress { action = \"deny\" }\n}\n": "A staged delete holds no policy",
+		"policy \"ghost\" {\n  staged = \"delete\"\n}\n": "Staged delete of no policy",
 	} {
 		_, diags := loader.Load([]loader.Source{{Path: "b.hcl", Data: []byte(src)}})
 		if !strings.Contains(diags.Error(), wantErr) || !strings.Contains(diags.Error(), "b.hcl:") {

@@ -290,7 +290,35 @@ func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRe
 				"Policy %q is in tier %q, which no file declares; add tier %q { order = … } or remove the tier line.", ref.Policy, ref.Tier, ref.Tier))
 		}
 	}
-	return f.Config, f.Nets, all
+	return f.Config, f.Nets, append(all, checkStaged(f.Config)...)
+}
+
+// checkStaged checks staged policies against the enforced ones: a staged
+// delete holds nothing but its name and tier (as Calico validates it),
+// and one of a name no enforced policy has would test nothing.
+func checkStaged(cfg *config.Config) hcl.Diagnostics {
+	enforced := map[string]bool{}
+	for _, p := range cfg.Policies {
+		if p.Staged == "" {
+			enforced[p.Name] = true
+		}
+	}
+	var out hcl.Diagnostics
+	for _, p := range cfg.Policies {
+		if p.Staged != config.StagedDelete {
+			continue
+		}
+		if len(p.Ingress)+len(p.Egress) > 0 || p.Order != nil || p.Selector.String() != config.All().String() || p.ApplyOnForward || p.PreDNAT || p.DoNotTrack {
+			out = append(out, errAt(p.DeclRange, "A staged delete holds no policy",
+				"Staged policy %q takes the enforced policy of its name away; it holds no selector, order, rules or stages (Calico: spec fields, except tier, are zero when stagedAction is Delete). Remove them, or stage a replacement instead.", p.Name))
+		}
+		if !enforced[p.Name] {
+			out = append(out, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Staged delete of no policy",
+				Detail:  fmt.Sprintf("Staged policy %q would delete the enforced policy %q, which no file declares: the staged view is the enforced one. Check the name.", p.Name, p.Name),
+				Subject: p.DeclRange.Ptr()})
+		}
+	}
+	return out
 }
 
 // loadYAML decodes each document of a YAML file: Calico resources (with an

@@ -44,6 +44,15 @@ func writeHCLBody(b *hclwrite.Body, fields []field) {
 
 // WriteYAML renders a configuration as native YAML.
 func WriteYAML(cfg *config.Config) ([]byte, error) {
+	// Native YAML keys policies by name: a staged policy beside the
+	// enforced one of its name has no place there.
+	names := map[string]bool{}
+	for _, p := range cfg.Policies {
+		if names[p.Name] {
+			return nil, fmt.Errorf("policy %q is both enforced and staged, which native YAML (policies keyed by name) cannot hold: convert --to hcl", p.Name)
+		}
+		names[p.Name] = true
+	}
 	var doc yaml.MapSlice
 	for _, obj := range objects(cfg) {
 		body := yamlFields(obj.fields)
