@@ -123,10 +123,10 @@ policy "ops" {
 	}
 
 	for src, wantErr := range map[string]string{
-		"policy \"a\" {\n  staged = \"yes\"\n}\n":                                  `staged is true (the policy would be added`,
-		"policy \"a\" {\n  staged = true\n}\npolicy \"a\" {\n  staged = true\n}\n": "Duplicate staged policy",
+		"policy \"a\" {\n  staged = \"yes\"\n}\n":                                                                                          `staged is true (the policy would be added`,
+		"policy \"a\" {\n  staged = true\n}\npolicy \"a\" {\n  staged = true\n}\n":                                                         "Duplicate staged policy",
 		"policy \"a\" {\n  ingress { action = \"allow\" }\n}\npolicy \"a\" {\n  staged = \"delete\"\n  ingress { action = \"deny\" }\n}\n": "A staged delete holds no policy",
-		"policy \"ghost\" {\n  staged = \"delete\"\n}\n": "Staged delete of no policy",
+		"policy \"ghost\" {\n  staged = \"delete\"\n}\n":                                                                                   "Staged delete of no policy",
 	} {
 		_, diags := loader.Load([]loader.Source{{Path: "b.hcl", Data: []byte(src)}})
 		if !strings.Contains(diags.Error(), wantErr) || !strings.Contains(diags.Error(), "b.hcl:") {
