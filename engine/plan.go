@@ -2,9 +2,11 @@ package engine
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/hostwall/hostwall/config"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
@@ -57,6 +59,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 	if note != "" {
 		out.Notes = append(out.Notes, note)
 	}
+	out.Notes = append(out.Notes, stagedNotes(l.Result.Config)...)
 	if p.Empty() {
 		e.recordVerified(ns, l, chains.withSets(l.Table).hashed(), p.Generation)
 	}
@@ -87,4 +90,27 @@ func (e *Engine) recordVerified(ns state.Namespace, l *Loaded, r rendering, gen 
 func (e *Engine) Show(ctx context.Context) (*ruleset.Table, error) {
 	t, _, err := e.o.Kernel.Read(ctx)
 	return t, err
+}
+
+// stagedNotes mark the staged policies of cfg in a plan: the kernel holds
+// nothing of them, so no change shows them.
+func stagedNotes(cfg *config.Config) []string {
+	enforced := map[string]bool{}
+	for _, p := range cfg.Policies {
+		if p.Staged == "" {
+			enforced[p.Name] = true
+		}
+	}
+	var out []string
+	for _, p := range cfg.Policies {
+		switch {
+		case p.Staged == config.StagedDelete:
+			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would be deleted (hostwall explain shows what that would change)", p.Name))
+		case p.Staged != "" && enforced[p.Name]:
+			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would replace the enforced policy of its name (hostwall explain shows what it would change)", p.Name))
+		case p.Staged != "":
+			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would be added (hostwall explain shows what it would change)", p.Name))
+		}
+	}
+	return out
 }
