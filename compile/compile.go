@@ -144,7 +144,7 @@ type compiler struct {
 	// chain and set it produces.
 	owner string
 	// audit is set while the audit copy of a policy's chain is emitted
-	// (auditPolicyChain): its denies log and accept.
+	// (policyChain with audit): its denies log and accept.
 	audit bool
 	// warned records warnings already given, so each is given once.
 	warned map[string]bool
@@ -489,11 +489,7 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 	ch := &ruleset.Chain{Owner: c.owner, Name: name,
 		Comment: fmt.Sprintf("host endpoint %q, %s, tier %q", hep.Name, d.side(), tp.tier.Name)}
 	for _, p := range tp.policies {
-		pc := c.policyChain(d, p)
-		if hep.Audit {
-			pc = c.auditPolicyChain(d, p)
-		}
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(pc)})
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p, hep.Audit))})
 		for i, r := range p.Rules(d.dir) {
 			// Re-check, in order, the rules that returned: pass, and on the
 			// forward path allow, which lets the packet on to the other
@@ -525,37 +521,24 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 
 // policyChain emits (once) the chain holding a policy's rules for one
 // direction and returns its name.
-func (c *compiler) policyChain(d dirInfo, p *config.Policy) string {
-	name := kernelName("pol", p.Name, d.suffix)
+//
+// With audit, it is the copy endpoints in audit mode jump to, whose denies
+// log and accept (dropChain): shared by every audit endpoint the policy
+// selects; a policy selecting none has no copy, one selecting only audit
+// endpoints no enforcing chain.
+func (c *compiler) policyChain(d dirInfo, p *config.Policy, audit bool) string {
+	name, comment := kernelName("pol", p.Name, d.suffix), fmt.Sprintf("policy %q, %s", p.Name, d.side())
+	if audit {
+		name, comment = kernelName("pol", p.Name, d.suffix, "audit"), comment+", audit: for endpoints in audit mode"
+	}
 	if c.policyChains[name] {
 		return name
 	}
 	c.policyChains[name] = true
-	outer := c.owner
-	defer func() { c.owner = outer }()
-	c.owner = fmt.Sprintf("policy %q", p.Name)
-	ch := &ruleset.Chain{Name: name, Owner: c.owner, Comment: fmt.Sprintf("policy %q, %s", p.Name, d.side())}
-	for i, r := range p.Rules(d.dir) {
-		ch.Rules = append(ch.Rules, c.rule(p, d, i, r)...)
-	}
-	c.t.Chains = append(c.t.Chains, ch)
-	return name
-}
-
-// auditPolicyChain emits (once) the copy of a policy's chain for d that
-// endpoints in audit mode jump to: its denies log and accept (auditChain).
-// Shared by every audit endpoint the policy selects; a policy selecting
-// none has no copy.
-func (c *compiler) auditPolicyChain(d dirInfo, p *config.Policy) string {
-	name := kernelName("pol", p.Name, d.suffix, "audit")
-	if c.policyChains[name] {
-		return name
-	}
-	c.policyChains[name] = true
-	outer := c.owner
-	defer func() { c.owner, c.audit = outer, false }()
-	c.owner, c.audit = fmt.Sprintf("policy %q", p.Name), true
-	ch := &ruleset.Chain{Name: name, Owner: c.owner, Comment: fmt.Sprintf("policy %q, %s, audit: for endpoints in audit mode", p.Name, d.side())}
+	outer, outerAudit := c.owner, c.audit
+	defer func() { c.owner, c.audit = outer, outerAudit }()
+	c.owner, c.audit = fmt.Sprintf("policy %q", p.Name), audit
+	ch := &ruleset.Chain{Name: name, Owner: c.owner, Comment: comment}
 	for i, r := range p.Rules(d.dir) {
 		ch.Rules = append(ch.Rules, c.rule(p, d, i, r)...)
 	}

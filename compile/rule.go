@@ -272,10 +272,7 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 		}
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
-		switch {
-		case c.audit:
-			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, ms))
-		case c.cfg.Settings.DropLog:
+		if c.audit || c.cfg.Settings.DropLog { // an audited deny accepts, logged when the drop log is on
 			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, ms))
 		}
 	case config.Pass:
@@ -306,7 +303,7 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 // the log's prefix changes. Two deny rules of one policy with the same
 // matches share the first's chain: the second never sees a packet.
 //
-// In a policy's audit copy (auditPolicyChain) the chain is the audit one
+// In a policy's audit copy (policyChain with audit) the chain is the audit one
 // (`…/audit/<tag>`): it logs, when the drop log is on, and accepts.
 func (c *compiler) dropChain(o *ruleset.Origin, p *config.Policy, d dirInfo, ms []ruleset.Match) string {
 	h := sha256.Sum256([]byte((&ruleset.Rule{Matches: ms}).String()))
