@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"context"
+
 	"github.com/hostwall/hostwall/observe"
 	"github.com/hostwall/hostwall/ruleset"
 )
@@ -32,3 +34,23 @@ func (e *Engine) Index() (*observe.Index, error) {
 
 // TopDrops is how many deciders status lists.
 const TopDrops = 10
+
+// chainReader is a Kernel that reads the table's chains and rules alone
+// (nft.Conn.ReadChains).
+type chainReader interface {
+	ReadChains(ctx context.Context) ([]*ruleset.Chain, uint32, error)
+}
+
+// LiveChains reads the table's chains and rules, with their counters: not
+// the sets' elements, when the kernel can leave them out.
+func (e *Engine) LiveChains(ctx context.Context) ([]*ruleset.Chain, error) {
+	if cr, ok := e.o.Kernel.(chainReader); ok {
+		chains, _, err := cr.ReadChains(ctx)
+		return chains, err
+	}
+	t, _, err := e.o.Kernel.Read(ctx)
+	if t == nil {
+		return nil, err
+	}
+	return t.Chains, err
+}

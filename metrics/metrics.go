@@ -24,18 +24,62 @@ import (
 
 const namespace = "hostwall"
 
+// State is where the host stands: the generation in force, whether the
+// configuration loads, the trial. The agent's metrics hold one; hostwall
+// status --format prometheus without an agent makes one alone.
+type State struct {
+	generation    prometheus.Gauge
+	configValid   prometheus.Gauge
+	trialActive   prometheus.Gauge
+	trialDeadline prometheus.Gauge
+}
+
+// NewState makes the state's gauges and registers them with reg.
+func NewState(reg prometheus.Registerer) *State {
+	s := &State{
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "generation",
+			Help: "The generation in force."}),
+		configValid: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_valid",
+			Help: "1 when the configuration directory loaded at the last attempt, 0 when it did not (the last good generation stays in force)."}),
+		trialActive: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "trial_active",
+			Help: "1 while a generation is on trial (rolled back unless confirmed)."}),
+		trialDeadline: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "trial_deadline_timestamp_seconds",
+			Help: "When the pending trial rolls back unless confirmed (Unix time); 0 without a trial."}),
+	}
+	reg.MustRegister(s.generation, s.configValid, s.trialActive, s.trialDeadline)
+	return s
+}
+
+// Set sets the generation in force and the trial (zero deadline: none).
+func (s *State) Set(generation int, trialDeadline time.Time) {
+	s.generation.Set(float64(generation))
+	if trialDeadline.IsZero() {
+		s.trialActive.Set(0)
+		s.trialDeadline.Set(0)
+		return
+	}
+	s.trialActive.Set(1)
+	s.trialDeadline.Set(float64(trialDeadline.UnixNano()) / 1e9)
+}
+
+// Valid says whether the configuration loads.
+func (s *State) Valid(ok bool) {
+	v := 0.0
+	if ok {
+		v = 1
+	}
+	s.configValid.Set(v)
+}
+
 // Agent holds the agent's own metrics; the daemon updates them. A nil
 // *Agent updates nothing.
 type Agent struct {
+	state         *State
 	applies       *prometheus.CounterVec
 	applyDuration prometheus.Histogram
 	lastSuccess   prometheus.Gauge
-	generation    prometheus.Gauge
-	configValid   prometheus.Gauge
 	driftRepairs  prometheus.Counter
 	verifications *prometheus.CounterVec
-	trialActive   prometheus.Gauge
-	trialDeadline prometheus.Gauge
 	dropsLogged   prometheus.Counter
 	dropsLost     prometheus.Counter
 	dropsJournal  prometheus.Counter
@@ -45,6 +89,7 @@ type Agent struct {
 // NewAgent makes the agent's metrics and registers them with reg.
 func NewAgent(reg prometheus.Registerer) *Agent {
 	a := &Agent{
+		state: NewState(reg),
 		applies: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "applies_total",
 			Help: "Applies of the configuration directory by the agent, by result (success: the kernel holds it, changed or not; invalid: the files do not load; failed; held: a trial is pending) and trigger (start, change, reload, retry, trial_end)."},
 			[]string{"result", "trigger"}),
@@ -53,18 +98,10 @@ func NewAgent(reg prometheus.Registerer) *Agent {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30}}),
 		lastSuccess: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "last_apply_success_timestamp_seconds",
 			Help: "When the agent last applied the configuration with success (Unix time); 0 before the first."}),
-		generation: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "generation",
-			Help: "The generation in force."}),
-		configValid: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "config_valid",
-			Help: "1 when the configuration directory loaded at the last attempt, 0 when it did not (the last good generation stays in force)."}),
 		driftRepairs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "drift_repairs_total",
 			Help: "Repairs of changes other programs made to table inet hostwall."}),
 		verifications: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: namespace, Name: "verifications_total",
 			Help: "Checks that the kernel holds the generation in force, by result (held, repaired, failed)."}, []string{"result"}),
-		trialActive: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "trial_active",
-			Help: "1 while a generation is on trial (rolled back unless confirmed)."}),
-		trialDeadline: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "trial_deadline_timestamp_seconds",
-			Help: "When the pending trial rolls back unless confirmed (Unix time); 0 without a trial."}),
 		dropsLogged: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "drop_log_packets_total",
 			Help: "Dropped packets the drop log (NFLOG) handed to the agent; the kernel sends at most settings.drop_log_rate a second for each deciding rule."}),
 		dropsLost: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "drop_log_overruns_total",
@@ -74,8 +111,8 @@ func NewAgent(reg prometheus.Registerer) *Agent {
 		textfileFails: prometheus.NewCounter(prometheus.CounterOpts{Namespace: namespace, Name: "metrics_textfile_errors_total",
 			Help: "Times the agent could not write --metrics-textfile (the log says why)."}),
 	}
-	reg.MustRegister(a.applies, a.applyDuration, a.lastSuccess, a.generation, a.configValid, a.driftRepairs, a.verifications,
-		a.trialActive, a.trialDeadline, a.dropsLogged, a.dropsLost, a.dropsJournal, a.textfileFails)
+	reg.MustRegister(a.applies, a.applyDuration, a.lastSuccess, a.driftRepairs, a.verifications,
+		a.dropsLogged, a.dropsLost, a.dropsJournal, a.textfileFails)
 	return a
 }
 
@@ -90,11 +127,11 @@ func (a *Agent) Applied(result, trigger string, took time.Duration) {
 	switch result {
 	case "success":
 		a.lastSuccess.SetToCurrentTime()
-		a.configValid.Set(1)
+		a.state.Valid(true)
 	case "invalid":
-		a.configValid.Set(0)
+		a.state.Valid(false)
 	case "held", "failed": // the files loaded; a trial held them, or the kernel failed
-		a.configValid.Set(1)
+		a.state.Valid(true)
 	}
 }
 
@@ -111,17 +148,9 @@ func (a *Agent) Verified(result string) {
 
 // State sets the generation in force and the trial (zero deadline: none).
 func (a *Agent) State(generation int, trialDeadline time.Time) {
-	if a == nil {
-		return
+	if a != nil {
+		a.state.Set(generation, trialDeadline)
 	}
-	a.generation.Set(float64(generation))
-	if trialDeadline.IsZero() {
-		a.trialActive.Set(0)
-		a.trialDeadline.Set(0)
-		return
-	}
-	a.trialActive.Set(1)
-	a.trialDeadline.Set(float64(trialDeadline.UnixNano()) / 1e9)
 }
 
 // DropLogged counts a packet the drop log handed over; DropLost an
@@ -335,38 +364,36 @@ func Series(x *observe.Index, counts map[ruleset.Origin]observe.Count, perRule b
 		sums[k] += float64(v)
 		labels[k] = ls
 	}
+	both := func(pkts, bytes *prometheus.Desc, c observe.Count, ls ...string) {
+		add(pkts, c.Packets, ls...)
+		add(bytes, c.Bytes, ls...)
+	}
+	// endpoint adds a drop of o's endpoint for reason: an audited one (an
+	// endpoint in audit mode accepted it) in the audited series.
+	endpoint := func(o ruleset.Origin, c observe.Count, reason, tier string) {
+		if o.Audit {
+			both(descAuditPkts, descAuditBytes, c, o.Endpoint, o.Direction, reason, tier)
+		} else {
+			both(descEndpointPkts, descEndpointBytes, c, o.Endpoint, o.Direction, reason, tier)
+		}
+	}
 	for o, c := range counts {
 		switch o.Kind {
 		case ruleset.OriginPolicyRule:
-			add(descPolicyPkts, c.Packets, o.Tier, o.Policy, o.Direction)
-			add(descPolicyBytes, c.Bytes, o.Tier, o.Policy, o.Direction)
+			both(descPolicyPkts, descPolicyBytes, c, o.Tier, o.Policy, o.Direction)
 			if perRule && x.Has(o) {
-				r := strconv.Itoa(o.Rule)
-				add(descRulePkts, c.Packets, o.Tier, o.Policy, o.Direction, r, o.Action)
-				add(descRuleBytes, c.Bytes, o.Tier, o.Policy, o.Direction, r, o.Action)
+				both(descRulePkts, descRuleBytes, c, o.Tier, o.Policy, o.Direction, strconv.Itoa(o.Rule), o.Action)
 			}
 		case ruleset.OriginEndOfTier:
-			pk, by := descEndpointPkts, descEndpointBytes
-			if o.Audit {
-				pk, by = descAuditPkts, descAuditBytes
-			}
 			if o.Action == "deny" {
-				add(pk, c.Packets, o.Endpoint, o.Direction, "end_of_tier", o.Tier)
-				add(by, c.Bytes, o.Endpoint, o.Direction, "end_of_tier", o.Tier)
+				endpoint(o, c, "end_of_tier", o.Tier)
 			}
 		case ruleset.OriginDefaultDeny:
-			pk, by := descEndpointPkts, descEndpointBytes
-			if o.Audit {
-				pk, by = descAuditPkts, descAuditBytes
-			}
-			add(pk, c.Packets, o.Endpoint, o.Direction, "default_deny", "")
-			add(by, c.Bytes, o.Endpoint, o.Direction, "default_deny", "")
+			endpoint(o, c, "default_deny", "")
 		case ruleset.OriginInvalid:
-			add(descEndpointPkts, c.Packets, o.Endpoint, o.Direction, "invalid", "")
-			add(descEndpointBytes, c.Bytes, o.Endpoint, o.Direction, "invalid", "")
+			endpoint(o, c, "invalid", "")
 		case ruleset.OriginFailsafe:
-			add(descFailsafePkts, c.Packets, o.Direction)
-			add(descFailsafeBytes, c.Bytes, o.Direction)
+			both(descFailsafePkts, descFailsafeBytes, c, o.Direction)
 		case ruleset.OriginWorkload:
 			add(descWorkloadPkts, c.Packets, o.Action)
 		}

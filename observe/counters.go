@@ -16,17 +16,20 @@ type Count struct {
 
 func (c *Count) add(o Count) { c.Packets, c.Bytes = c.Packets+o.Packets, c.Bytes+o.Bytes }
 
+// addTo adds c to m's count of o.
+func addTo(m map[ruleset.Origin]Count, o ruleset.Origin, c Count) {
+	sum := m[o]
+	sum.add(c)
+	m[o] = sum
+}
+
 // Counts adds the counters of the live chains' rules up by what they
 // enforce, by x: the kernel rules one policy rule became (one per family,
 // per alternative, per slot of a sharded set) count as that rule. Rules
 // x does not know (another generation's, or not hostwall's) are left out.
 func (x *Index) Counts(live []*ruleset.Chain) map[ruleset.Origin]Count {
 	out := map[ruleset.Origin]Count{}
-	x.each(live, func(_ liveKey, o *ruleset.Origin, c Count) {
-		sum := out[*o]
-		sum.add(c)
-		out[*o] = sum
-	})
+	x.each(live, func(_ liveKey, o *ruleset.Origin, c Count) { addTo(out, *o, c) })
 	return out
 }
 
@@ -100,9 +103,7 @@ func (t *Totals) Update(x *Index, live []*ruleset.Chain) map[ruleset.Origin]Coun
 			}
 		}
 		seen[k] = now
-		sum := out[*o]
-		sum.add(now.counted())
-		out[*o] = sum
+		addTo(out, *o, now.counted())
 	})
 	for k, prev := range t.last {
 		if _, ok := seen[k]; !ok {
@@ -119,18 +120,12 @@ func (t *Totals) Update(x *Index, live []*ruleset.Chain) map[ruleset.Origin]Coun
 			delete(t.retired, o)
 			continue
 		}
-		sum := out[o]
-		sum.add(c)
-		out[o] = sum
+		addTo(out, o, c)
 	}
 	return out
 }
 
-func (t *Totals) retire(l lastCount) {
-	sum := t.retired[l.origin]
-	sum.add(l.counted())
-	t.retired[l.origin] = sum
-}
+func (t *Totals) retire(l lastCount) { addTo(t.retired, l.origin, l.counted()) }
 
 // Family is what a policy or endpoint series sums o into: o without its
 // rule's position, action and mode for a policy rule (the rules of its

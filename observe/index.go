@@ -20,7 +20,7 @@ type Index struct {
 	Group   uint16
 	DropLog bool
 	rules   map[ruleKey]*ruleset.Origin
-	origins map[ruleset.Origin]bool // made by Has
+	origins map[ruleset.Origin]bool // the rules' origins
 	prefix  map[string]*ruleset.Origin
 	// endpoints maps an interface to its host endpoint; wildcard is the
 	// endpoint of every other interface ("" for none).
@@ -37,13 +37,13 @@ type ruleKey struct{ chain, id string }
 // set's slots are counted as the set they were dealt from.
 type SetSize struct {
 	Name     string
-	Comment  string
 	Elements int
 }
 
 // NewIndex indexes tbl, the table of generation gen (nil: none).
 func NewIndex(gen int, tbl *ruleset.Table) *Index {
-	x := &Index{Generation: gen, rules: map[ruleKey]*ruleset.Origin{}, prefix: map[string]*ruleset.Origin{}, endpoints: map[string]string{}}
+	x := &Index{Generation: gen, rules: map[ruleKey]*ruleset.Origin{}, origins: map[ruleset.Origin]bool{},
+		prefix: map[string]*ruleset.Origin{}, endpoints: map[string]string{}}
 	if tbl == nil {
 		return x
 	}
@@ -63,6 +63,7 @@ func NewIndex(gen int, tbl *ruleset.Table) *Index {
 			}
 			if r.Counter {
 				x.rules[ruleKey{ch.Name, r.ID(ch.Name)}] = r.Origin
+				x.origins[*r.Origin] = true
 			}
 			if r.Log != nil && r.Log.Group != nil {
 				x.prefix[r.Log.Prefix] = r.Origin
@@ -70,13 +71,8 @@ func NewIndex(gen int, tbl *ruleset.Table) *Index {
 			}
 		}
 	}
-	x.origins = map[ruleset.Origin]bool{}
-	for _, o := range x.rules {
-		x.origins[*o] = true
-	}
 	sizes := map[string]int{}
 	var order []string
-	comments := map[string]string{}
 	for _, s := range tbl.Sets {
 		if s.Map {
 			continue
@@ -84,12 +80,11 @@ func NewIndex(gen int, tbl *ruleset.Table) *Index {
 		name := ruleset.ShardedSetName(s.Name)
 		if _, ok := sizes[name]; !ok {
 			order = append(order, name)
-			comments[name] = s.Comment
 		}
 		sizes[name] += len(s.Elements)
 	}
 	for _, n := range order {
-		x.sets = append(x.sets, SetSize{Name: n, Comment: comments[n], Elements: sizes[n]})
+		x.sets = append(x.sets, SetSize{Name: n, Elements: sizes[n]})
 	}
 	return x
 }

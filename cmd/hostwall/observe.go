@@ -150,7 +150,7 @@ func newAgentObserver(f observeFlags, netns string, log *zap.Logger, index func(
 // metrics, the daemon made.
 func (o *agentObserver) serve() error {
 	if o.f.textfile != "" {
-		if err := writeTextfile(o.f.textfile, o.reg); err != nil {
+		if err := prometheus.WriteToTextfile(o.f.textfile, o.reg); err != nil {
 			return fmt.Errorf("--metrics-textfile %s: %w", o.f.textfile, err)
 		}
 	}
@@ -228,18 +228,13 @@ func (o *agentObserver) run(ctx context.Context) {
 		if o.f.textfile == "" {
 			continue
 		}
-		if err := writeTextfile(o.f.textfile, o.reg); err != nil {
+		// Atomic: a temporary file beside it (not named *.prom, so
+		// node_exporter never reads half of one), then a rename.
+		if err := prometheus.WriteToTextfile(o.f.textfile, o.reg); err != nil {
 			o.metrics.TextfileFailed()
 			o.log.Warn("writing the metrics file", zap.String("file", o.f.textfile), zap.Error(err))
 		}
 	}
-}
-
-// writeTextfile writes g's metrics to path atomically: a temporary file
-// beside it (not named *.prom, so node_exporter never reads half of one),
-// then a rename. The directory must exist.
-func writeTextfile(path string, g prometheus.Gatherer) error {
-	return prometheus.WriteToTextfile(path, g)
 }
 
 // observed runs after each piece of the agent's work: the metrics file
@@ -319,38 +314,26 @@ func (o *agentObserver) stopDropsLocked() {
 // without an agent (hostwall status --format prometheus): the generation,
 // the trial, whether the files load, and the kernel's counters as they
 // stand.
-func (g *globals) offlineMetrics(ctx context.Context, perRule bool) (string, error) {
+func (g *globals) offlineMetrics(perRule bool) (string, error) {
 	e, closeKernel, err := g.engine()
 	if err != nil {
 		return "", err
 	}
 	defer closeKernel()
-	reg := prometheus.NewRegistry()
 	gen, err := e.Current()
 	if err != nil {
 		return "", err
 	}
-	gauge := func(name, help string, v float64) {
-		gg := prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help})
-		gg.Set(v)
-		reg.MustRegister(gg)
-	}
-	gauge("hostwall_generation", "The generation in force.", float64(gen))
-	valid := 1.0
-	var invalid *engine.InvalidError
-	if _, err := e.Load(); errors.As(err, &invalid) {
-		valid = 0
-	}
-	gauge("hostwall_config_valid", "1 when the configuration directory loads, 0 when it does not (the last good generation stays in force).", valid)
-	active, deadline := 0.0, 0.0
+	var deadline time.Time
 	if t, _ := e.Trial(); t != nil {
-		active, deadline = 1, float64(t.Deadline.UnixNano())/1e9
+		deadline = t.Deadline
 	}
-	gauge("hostwall_trial_active", "1 while a generation is on trial (rolled back unless confirmed).", active)
-	gauge("hostwall_trial_deadline_timestamp_seconds", "When the pending trial rolls back unless confirmed (Unix time); 0 without a trial.", deadline)
-	kc := &kernelCounters{netns: g.netns}
-	defer kc.close()
-	reg.MustRegister(&metrics.Kernel{Read: kc.read, Index: e.Index, PerRule: perRule})
-	_ = ctx
+	var invalid *engine.InvalidError
+	_, err = e.Load()
+	reg := prometheus.NewRegistry()
+	s := metrics.NewState(reg)
+	s.Set(gen, deadline)
+	s.Valid(!errors.As(err, &invalid))
+	reg.MustRegister(&metrics.Kernel{Read: e.LiveChains, Index: e.Index, PerRule: perRule})
 	return metrics.Text(reg)
 }

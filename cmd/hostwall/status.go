@@ -101,7 +101,7 @@ directory and the kernel give (the counters as they stand).`,
 			switch format {
 			case "", "text", "json":
 			case "prometheus":
-				return g.printMetrics(cmd.Context(), cmd.OutOrStdout(), perRule)
+				return g.printMetrics(cmd.OutOrStdout(), perRule)
 			default:
 				return fmt.Errorf("--format %q: text, json or prometheus", format)
 			}
@@ -141,14 +141,14 @@ directory and the kernel give (the counters as they stand).`,
 
 // printMetrics prints the agent's metrics, or without an agent those the
 // state directory and the kernel give.
-func (g *globals) printMetrics(ctx context.Context, out io.Writer, perRule bool) error {
+func (g *globals) printMetrics(out io.Writer, perRule bool) error {
 	resp, err := agent.CallWithin(socket(g.loader()), agent.Request{Command: "metrics"}, statusWait)
 	switch {
 	case errors.Is(err, agent.ErrNoAgent) || errors.Is(err, agent.ErrNoAnswer):
 		if errors.Is(err, agent.ErrNoAnswer) {
 			fmt.Fprintf(os.Stderr, "notice: %v; reading the state and the kernel instead\n", err)
 		}
-		text, err := g.offlineMetrics(ctx, perRule)
+		text, err := g.offlineMetrics(perRule)
 		if err != nil {
 			return err
 		}
