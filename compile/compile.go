@@ -422,7 +422,7 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	ch := c.endpointChain(d, hep)
 	if c.markUsed(d) {
 		// Allowed by the untracked or pre-DNAT stage: skip the policies.
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Accept()})
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.Mark{Mask: AcceptMark, Value: AcceptMark}}, Verdict: ruleset.Accept()})
 	}
 	// IPv6 neighbour discovery keeps IPv6 working on a covered interface
 	// (Calico silently breaks it). It goes before the invalid drop, as

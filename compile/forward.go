@@ -62,7 +62,7 @@ func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies
 	if c.markUsed(d) {
 		// Allowed on arrival by the untracked or pre-DNAT stage: this side
 		// is done; the other side still applies.
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.Mark{Mask: AcceptMark, Value: AcceptMark}}, Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
 	}
 	ch.Rules = append(ch.Rules, countedDropInvalid(d, hep))
 	if first := c.tiers(d, hep, policies); first != "" {

@@ -91,7 +91,7 @@ func (c *compiler) stageBase(d dirInfo, heps, wildcard []*config.HostEndpoint, p
 	if d.stage == stagePreDNAT && c.cfg.HasUntrackedPolicies() {
 		// What an untracked policy allowed skips the pre-DNAT policies,
 		// as Felix's mangle PREROUTING accepts what the raw table did.
-		base.Rules = slices.Insert(base.Rules, 0, &ruleset.Rule{Matches: []ruleset.Match{ruleset.MarkBit{Bits: AcceptMark}}, Verdict: ruleset.Accept()})
+		base.Rules = slices.Insert(base.Rules, 0, &ruleset.Rule{Matches: []ruleset.Match{ruleset.Mark{Mask: AcceptMark, Value: AcceptMark}}, Verdict: ruleset.Accept()})
 	}
 	c.t.Chains = append(c.t.Chains, base)
 	if d.stage == stagePreDNAT {

@@ -263,8 +263,8 @@ func (d *decoder) tcpNotSYN(p *expr.Payload, r *ruleset.Rule) bool {
 	return true
 }
 
-// mark decodes `meta mark & bits == bits` and `meta mark set meta mark |
-// bits`.
+// mark decodes `meta mark & mask == value` and `meta mark set meta mark &
+// ^clear | set`.
 func (d *decoder) mark(r *ruleset.Rule) bool {
 	b, ok := d.at(1).(*expr.Bitwise)
 	if !ok || len(b.Mask) != 4 || len(b.Xor) != 4 {
@@ -273,15 +273,19 @@ func (d *decoder) mark(r *ruleset.Rule) bool {
 	mask, xor := binaryutil.NativeEndian.Uint32(b.Mask), binaryutil.NativeEndian.Uint32(b.Xor)
 	switch next := d.at(2).(type) {
 	case *expr.Cmp:
-		if next.Op != expr.CmpOpEq || xor != 0 || len(next.Data) != 4 || binaryutil.NativeEndian.Uint32(next.Data) != mask {
+		value := uint32(0)
+		if len(next.Data) == 4 {
+			value = binaryutil.NativeEndian.Uint32(next.Data)
+		}
+		if next.Op != expr.CmpOpEq || xor != 0 || len(next.Data) != 4 || value&^mask != 0 {
 			return false
 		}
-		r.Matches = append(r.Matches, ruleset.MarkBit{Bits: mask})
+		r.Matches = append(r.Matches, ruleset.Mark{Mask: mask, Value: value})
 	case *expr.Meta:
-		if next.Key != expr.MetaKeyMARK || !next.SourceRegister || ^mask != xor {
+		if next.Key != expr.MetaKeyMARK || !next.SourceRegister || mask&xor != 0 || (r.SetMark|r.ClearMark) != 0 || mask|xor == ^uint32(0) && xor == 0 {
 			return false
 		}
-		r.SetMark = xor
+		r.SetMark, r.ClearMark = xor, ^(mask | xor)
 	default:
 		return false
 	}

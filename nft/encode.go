@@ -134,12 +134,11 @@ func encodeMatch(m ruleset.Match) ([]expr.Any, error) {
 			&expr.Payload{DestRegister: proto + 1, Base: expr.PayloadBaseTransportHeader, Offset: portOffset(m.Dir), Len: 2},
 			&expr.Lookup{SourceRegister: 1, SetName: m.Set, Invert: m.Negate},
 		}, nil
-	case ruleset.MarkBit:
-		bits := binaryutil.NativeEndian.PutUint32(m.Bits)
+	case ruleset.Mark:
 		return []expr.Any{
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
-			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: bits, Xor: make([]byte, 4)},
-			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: bits},
+			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: binaryutil.NativeEndian.PutUint32(m.Mask), Xor: make([]byte, 4)},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(m.Value)},
 		}, nil
 	case ruleset.TCPNotSYN:
 		return []expr.Any{
@@ -243,12 +242,12 @@ func encodeRule(r *ruleset.Rule) ([]expr.Any, error) {
 		}
 		out = append(out, lg)
 	}
-	if r.SetMark != 0 {
-		// meta mark set meta mark | bits: (mark & ^bits) ^ bits.
+	if r.SetMark != 0 || r.ClearMark != 0 {
+		// meta mark set meta mark & ^clear | set: (mark & ^(clear|set)) ^ set.
 		out = append(out,
 			&expr.Meta{Key: expr.MetaKeyMARK, Register: 1},
 			&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4,
-				Mask: binaryutil.NativeEndian.PutUint32(^r.SetMark), Xor: binaryutil.NativeEndian.PutUint32(r.SetMark)},
+				Mask: binaryutil.NativeEndian.PutUint32(^(r.ClearMark | r.SetMark)), Xor: binaryutil.NativeEndian.PutUint32(r.SetMark)},
 			&expr.Meta{Key: expr.MetaKeyMARK, SourceRegister: true, Register: 1})
 	}
 	if r.Notrack {

@@ -416,11 +416,14 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 		{Matches: m(ruleset.L4Proto{Proto: 6, Negate: true}), Verdict: ruleset.Drop()},
 		{Matches: m(ruleset.NamedPort{Dir: ruleset.Dst, Family: ruleset.IPv4, Set: "np4"}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.NamedPort{Dir: ruleset.Src, Family: ruleset.IPv6, Set: "np6", Negate: true}), Verdict: ruleset.Drop()},
-		{Matches: m(ruleset.MarkBit{Bits: 0x10000000}), Verdict: ruleset.Accept()},
+		{Matches: m(ruleset.Mark{Mask: 0x10000000, Value: 0x10000000}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.Port{Proto: 6, Dir: ruleset.Src, Range: ruleset.PortRange{Lo: 22, Hi: 22}}, ruleset.TCPNotSYN{}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.Addr{Dir: ruleset.Dst, Family: ruleset.IPv4, Set: "v4"}, ruleset.Port{Proto: 6, Dir: ruleset.Src, Set: "ports"}, ruleset.TCPNotSYN{}), Verdict: ruleset.Accept()},
 		{Matches: m(ruleset.L4Proto{Proto: 6}), Counter: true, SetMark: 0x10000000, Notrack: true, Verdict: ruleset.Accept()},
 		{SetMark: 0x4},
+		{Matches: m(ruleset.Mark{Mask: 0x60000000, Value: 0x20000000}), ClearMark: 0x80000000, Verdict: ruleset.Return()},
+		{Matches: m(ruleset.Mark{Mask: 0x20000000, Value: 0}), ClearMark: 0x60000000, SetMark: 0x20000000},
+		{ClearMark: 0xe0000000},
 		{Verdict: ruleset.VMap(ruleset.IIF, "vm")},
 		{Verdict: ruleset.VMap(ruleset.OIF, "vm")},
 		{Matches: m(ruleset.L4Proto{Proto: 6}), Verdict: ruleset.AddrVMap(ruleset.IPv4, ruleset.Src, "v4/d")},
@@ -444,7 +447,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 			covered[fmt.Sprintf("%T", mm)] = true
 		}
 	}
-	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode", "ruleset.NamedPort", "ruleset.MarkBit", "ruleset.TCPNotSYN"} {
+	for _, kind := range []string{"ruleset.NFProto", "ruleset.L4Proto", "ruleset.IfName", "ruleset.CTState", "ruleset.Addr", "ruleset.Port", "ruleset.ICMPType", "ruleset.ICMPCode", "ruleset.NamedPort", "ruleset.Mark", "ruleset.TCPNotSYN"} {
 		if !covered[kind] {
 			t.Errorf("match kind %s is not exercised", kind)
 		}

@@ -132,8 +132,9 @@ type NamedPort struct {
 	Negate bool
 }
 
-// MarkBit matches packets whose mark has every bit of Bits set.
-type MarkBit struct{ Bits uint32 }
+// Mark matches packets whose mark, masked by Mask, is Value: Mask ==
+// Value tests that bits are set, Value 0 that they are clear.
+type Mark struct{ Mask, Value uint32 }
 
 // TCPNotSYN matches TCP segments without the SYN flag: a segment of a
 // connection that is under way, never one that opens a connection. It
@@ -152,12 +153,12 @@ func (Port) match()      {}
 func (ICMPType) match()  {}
 func (ICMPCode) match()  {}
 func (NamedPort) match() {}
-func (MarkBit) match()   {}
+func (Mark) match()      {}
 func (TCPNotSYN) match() {}
 
 func (TCPNotSYN) String() string { return "tcp flags ! syn" }
 
-func (m MarkBit) String() string { return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Bits, m.Bits) }
+func (m Mark) String() string { return fmt.Sprintf("meta mark & 0x%08x == 0x%08x", m.Mask, m.Value) }
 
 func (m NamedPort) String() string {
 	return fmt.Sprintf("%s %saddr . meta l4proto . th %sport %s@%s", m.Family.Prefix(), m.Dir, m.Dir, neg(m.Negate), m.Set)

@@ -19,8 +19,9 @@ type Rule struct {
 	// its rate; it goes before Log, which then logs at most that rate.
 	Limit *Limit
 	Log   *Log
-	// SetMark ORs these bits into the packet mark.
-	SetMark uint32
+	// ClearMark clears these bits of the packet mark, then SetMark sets
+	// these (meta mark set meta mark & ^ClearMark | SetMark).
+	ClearMark, SetMark uint32
 	// Notrack exempts the packet from connection tracking.
 	Notrack bool
 	Verdict Verdict
@@ -70,8 +71,15 @@ func (r *Rule) String() string {
 	if r.Log != nil {
 		part(r.Log.String())
 	}
-	if r.SetMark != 0 {
-		part(fmt.Sprintf("meta mark set meta mark | 0x%08x", r.SetMark))
+	if r.ClearMark|r.SetMark != 0 { // as nft prints it
+		switch keep := ^(r.ClearMark | r.SetMark) | r.SetMark; {
+		case keep == ^uint32(0):
+			part(fmt.Sprintf("meta mark set meta mark | 0x%08x", r.SetMark))
+		case r.SetMark == 0:
+			part(fmt.Sprintf("meta mark set meta mark & 0x%08x", keep))
+		default:
+			part(fmt.Sprintf("meta mark set meta mark & 0x%08x | 0x%08x", keep, r.SetMark))
+		}
 	}
 	if r.Notrack {
 		part("notrack")
@@ -239,8 +247,9 @@ func (v Verdict) String() string {
 	}
 }
 
-// Accept, Drop, Jump and Goto build verdicts.
+// Accept, Drop, Return, Jump and Goto build verdicts.
 func Accept() Verdict                  { return Verdict{Kind: VerdictAccept} }
+func Return() Verdict                  { return Verdict{Kind: VerdictReturn} }
 func Drop() Verdict                    { return Verdict{Kind: VerdictDrop} }
 func Jump(chain string) Verdict        { return Verdict{Kind: VerdictJump, Chain: chain} }
 func Goto(chain string) Verdict        { return Verdict{Kind: VerdictGoto, Chain: chain} }
