@@ -143,9 +143,13 @@ type compiler struct {
 	// owner is the configuration object being compiled, recorded on every
 	// chain and set it produces.
 	owner string
-	// audit is set while the audit copy of a policy's chain is emitted
-	// (policyChain with audit): its denies log and accept.
-	audit bool
+	// copy is the copy of a policy's chain being emitted (policyChain):
+	// an audit copy's denies log and accept; a tallying one's verdicts
+	// run the staged view first; a staged one only marks the packet.
+	copy chainCopy
+	// staged is the staged view of the configuration, nil without staged
+	// policies.
+	staged *stagedView
 	// warned records warnings already given, so each is given once.
 	warned map[string]bool
 	// memoKeys are the memo keys of the memoized sets, by name; memoSplits
@@ -167,10 +171,13 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	if diags := checkSize(cfg, opts.Limits); diags.HasErrors() {
 		return nil, diags
 	}
-	// Staged policies change no packet's fate: explain evaluates them.
-	cfg = cfg.ForHost(opts.HostName).Enforced()
+	// Staged policies change no packet's fate: the staged view only counts
+	// (staged.go).
+	full := cfg.ForHost(opts.HostName)
+	cfg = full.Enforced()
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{},
 		memoKeys: map[string]string{}, memoSplits: map[string]*memoSet{}, memoMerged: map[string]ruleset.Merged{}}
+	c.staged = c.newStagedView(full)
 	heps, wildcard := c.endpoints()
 	c.checkWorkloads(heps, wildcard)
 	c.warnNoEndpoints(len(heps) + len(wildcard))
@@ -184,6 +191,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 		fs := c.failsafeChain(d)
 		c.dispatch(base, d.vmap, "host endpoints, "+string(d.dir), heps, wildcard, ruleset.Jump,
 			func(hep *config.HostEndpoint) string { return c.hepChain(d, hep, fs, policies) })
+		c.stagedDispatch(d)
 	}
 	if cfg.HasForwardPolicies() {
 		c.forward(heps, wildcard, policies)
@@ -436,16 +444,23 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	if failsafe {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	if first := c.tiers(d, hep, policies); first != "" {
+	enforced := c.selectingTiers(d, c.labels(hep), policies)
+	// From the first place where the staged view differs, the enforced
+	// verdicts run the staged view before they take effect (staged.go).
+	at := c.stagedFrom(d, hep, enforced)
+	if first := c.tiers(d, hep, enforced, at); first != "" {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(first)})
 	}
 	// Profiles: the first one decides, as each is final — the built-in
 	// allow allows, an unknown one denies.
 	if len(hep.Profiles) > 0 && hep.Profiles[0] == config.ProfileDefaultAllow {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept(),
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: c.accept(d, at != noTally),
 			Origin: &ruleset.Origin{Kind: ruleset.OriginProfile, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Allow)}})
 	}
 	// Default deny: no tier decided and no profile allowed.
+	if at != noTally {
+		ch.Rules = append(ch.Rules, c.tallyDeny(d))
+	}
 	c.withDropLog(ch, c.audited(hep, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
 		Origin: &ruleset.Origin{Kind: ruleset.OriginDefaultDeny, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Deny)}}))
 	c.t.Chains = append(c.t.Chains, ch)
@@ -454,9 +469,10 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 
 // tiers emits an endpoint's tier chains for direction d, named after its
 // chain and the tier, each going on to the next (the last returns), and returns the name
-// of the first, or "" when no tier selects the endpoint.
-func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, policies []*config.Policy) string {
-	tiers := c.selectingTiers(d, c.labels(hep), policies)
+// of the first, or "" when no tier selects the endpoint. From the tier of
+// index tally on (noTally: none), the policies are the tallying copies and
+// an end of tier that drops runs the staged view first.
+func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, tiers []tierPolicies, tally int) string {
 	if hep.Audit && (d.forward || d.stage != stageNormal) && len(tiers) > 0 {
 		c.warnOnce("audit "+hep.Name+" "+d.side(), &hcl.Diagnostic{
 			Severity: hcl.DiagError,
@@ -469,11 +485,11 @@ func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, policies []*config
 	}
 	name := func(i int) string { return kernelName("hep", hep.Name, d.suffix, "t", tiers[i].tier.Name) }
 	for i, tp := range tiers {
-		next := ruleset.Verdict{Kind: ruleset.VerdictReturn}
+		next := ruleset.Return()
 		if i+1 < len(tiers) {
 			next = ruleset.Goto(name(i + 1))
 		}
-		c.tierChain(d, name(i), hep, tp, next)
+		c.tierChain(d, name(i), hep, tp, next, i >= tally)
 	}
 	if len(tiers) == 0 {
 		return ""
@@ -484,60 +500,75 @@ func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, policies []*config
 // tierChain emits one endpoint's chain for one tier: a jump to each selecting
 // policy, after each the re-check of that policy's pass rules (a pass rule
 // returns from the shared policy chain; the same matches here send the
-// packet on to the next tier), then the end-of-tier action.
-func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, tp tierPolicies, next ruleset.Verdict) {
+// packet on to the next tier), then the end-of-tier action. With tally,
+// the policies are their tallying copies, and the end of tier runs the
+// staged view before it drops.
+func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, tp tierPolicies, next ruleset.Verdict, tally bool) {
 	ch := &ruleset.Chain{Owner: c.owner, Name: name,
 		Comment: fmt.Sprintf("host endpoint %q, %s, tier %q", hep.Name, d.side(), tp.tier.Name)}
 	for _, p := range tp.policies {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p, hep.Audit))})
-		for i, r := range p.Rules(d.dir) {
-			// Re-check, in order, the rules that returned: pass, and on the
-			// forward path allow, which lets the packet on to the other
-			// side.
-			v := next
-			switch {
-			case r.Action == config.Pass:
-			case r.Action == config.Allow && d.forward:
-				v = ruleset.Verdict{Kind: ruleset.VerdictReturn}
-			default:
-				continue
-			}
-			for _, kr := range c.rule(p, d, i, r) {
-				recheck := kr.Clone()
-				recheck.Counter, recheck.Verdict = false, v
-				ch.Rules = append(ch.Rules, recheck)
-			}
-		}
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p, chainCopy{audit: hep.Audit, tally: tally}))})
+		ch.Rules = append(ch.Rules, c.rechecks(d, p, next)...)
 	}
 	end := &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(), // end of tier
 		Origin: &ruleset.Origin{Kind: ruleset.OriginEndOfTier, Endpoint: hep.Name, Direction: d.side(), Tier: tp.tier.Name, Action: string(config.Deny)}}
 	if tp.tier.DefaultAction == config.Pass || d.stage != stageNormal {
 		end.Verdict = next // untracked and pre-DNAT stages have no implicit drop
 		end.Origin.Action = string(config.Pass)
+	} else if tally {
+		ch.Rules = append(ch.Rules, c.tallyDeny(d))
 	}
 	c.withDropLog(ch, c.audited(hep, end))
 	c.t.Chains = append(c.t.Chains, ch)
 }
 
+// rechecks are the re-checks, in order, of the rules of policy p that
+// return from its chain — pass, and on the forward path allow, which
+// lets the packet on to the other side — sending the packet to next (a
+// forward allow returns).
+func (c *compiler) rechecks(d dirInfo, p *config.Policy, next ruleset.Verdict) []*ruleset.Rule {
+	var out []*ruleset.Rule
+	for i, r := range p.Rules(d.dir) {
+		// Re-check, in order, the rules that returned: pass, and on the
+		// forward path allow, which lets the packet on to the other
+		// side.
+		v := next
+		switch {
+		case r.Action == config.Pass:
+		case r.Action == config.Allow && d.forward:
+			v = ruleset.Verdict{Kind: ruleset.VerdictReturn}
+		default:
+			continue
+		}
+		for _, kr := range c.rule(p, d, i, r) {
+			recheck := kr.Clone()
+			recheck.Counter, recheck.Verdict, recheck.Origin = false, v, nil
+			out = append(out, recheck)
+		}
+	}
+	return out
+}
+
 // policyChain emits (once) the chain holding a policy's rules for one
-// direction and returns its name.
+// direction, or one of its copies (cp), and returns its name.
 //
-// With audit, it is the copy endpoints in audit mode jump to, whose denies
+// The audit copy is the one endpoints in audit mode jump to, whose denies
 // log and accept (dropChain): shared by every audit endpoint the policy
 // selects; a policy selecting none has no copy, one selecting only audit
-// endpoints no enforcing chain.
-func (c *compiler) policyChain(d dirInfo, p *config.Policy, audit bool) string {
+// endpoints no enforcing chain. The tallying and staged copies serve the
+// staged view (staged.go).
+func (c *compiler) policyChain(d dirInfo, p *config.Policy, cp chainCopy) string {
 	name, comment := kernelName("pol", p.Name, d.suffix), fmt.Sprintf("policy %q, %s", p.Name, d.side())
-	if audit {
-		name, comment = kernelName("pol", p.Name, d.suffix, "audit"), comment+", audit: for endpoints in audit mode"
+	if cp != (chainCopy{}) {
+		name, comment = kernelName("pol", p.Name, d.suffix, cp.String()), comment+", "+cp.does()
 	}
 	if c.policyChains[name] {
 		return name
 	}
 	c.policyChains[name] = true
-	outer, outerAudit := c.owner, c.audit
-	defer func() { c.owner, c.audit = outer, outerAudit }()
-	c.owner, c.audit = fmt.Sprintf("policy %q", p.Name), audit
+	outer, outerCopy := c.owner, c.copy
+	defer func() { c.owner, c.copy = outer, outerCopy }()
+	c.owner, c.copy = fmt.Sprintf("policy %q", p.Name), cp
 	ch := &ruleset.Chain{Name: name, Owner: c.owner, Comment: comment}
 	for i, r := range p.Rules(d.dir) {
 		ch.Rules = append(ch.Rules, c.rule(p, d, i, r)...)

@@ -107,7 +107,7 @@ func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []
 	var out []*ruleset.Rule
 	if !split {
 		for _, alt := range c.alternatives(r, "") {
-			out = append(out, c.finish(p, d, idx, r, alt))
+			out = appendRule(out, c.finish(p, d, idx, r, alt))
 		}
 		return out
 	}
@@ -116,7 +116,7 @@ func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []
 			continue
 		}
 		for _, alt := range c.alternatives(r, f) {
-			out = append(out, c.finish(p, d, idx, r, alt))
+			out = appendRule(out, c.finish(p, d, idx, r, alt))
 		}
 	}
 	return out
@@ -255,13 +255,24 @@ func (c *compiler) namedPortSet(f ruleset.IPFamily, e config.Entity, names []str
 	})
 }
 
-// finish gives a kernel rule its counter and the rule's action.
+func appendRule(rs []*ruleset.Rule, r *ruleset.Rule) []*ruleset.Rule {
+	if r == nil {
+		return rs
+	}
+	return append(rs, r)
+}
+
+// finish gives a kernel rule its counter and the rule's action (nil: the
+// rule has no place in the copy being emitted).
 func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, ms []ruleset.Match) *ruleset.Rule {
 	kr := &ruleset.Rule{Counter: true, Matches: ms, Origin: &ruleset.Origin{Kind: ruleset.OriginPolicyRule,
-		Direction: d.side(), Tier: p.Tier, Policy: p.Name, Rule: idx + 1, Action: string(r.Action), Audit: c.audit}}
+		Direction: d.side(), Tier: p.Tier, Policy: p.Name, Rule: idx + 1, Action: string(r.Action), Audit: c.copy.audit}}
+	if c.copy.staged {
+		return c.stagedRule(p, d, r, kr)
+	}
 	switch r.Action {
 	case config.Allow:
-		kr.Verdict = ruleset.Accept()
+		kr.Verdict = c.accept(d, c.copy.tally)
 		switch {
 		case d.forward:
 			kr.Verdict = ruleset.Verdict{Kind: ruleset.VerdictReturn} // on to the other side
@@ -272,7 +283,7 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 		}
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
-		if c.audit || c.cfg.Settings.DropLog { // an audited deny accepts, logged when the drop log is on
+		if c.copy.audit || c.copy.tally || c.cfg.Settings.DropLog { // an audited deny accepts, logged when the drop log is on
 			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, ms))
 		}
 	case config.Pass:
@@ -304,13 +315,17 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 // matches share the first's chain: the second never sees a packet.
 //
 // In a policy's audit copy (policyChain with audit) the chain is the audit one
-// (`…/audit/<tag>`): it logs, when the drop log is on, and accepts.
+// (`…/audit/<tag>`): it logs, when the drop log is on, and accepts. In a
+// tallying copy it first runs the staged view (`…/drop-tally/<tag>`,
+// `…/audit-tally/<tag>`).
 func (c *compiler) dropChain(o *ruleset.Origin, p *config.Policy, d dirInfo, ms []ruleset.Match) string {
-	h := sha256.Sum256([]byte((&ruleset.Rule{Matches: ms}).String()))
-	tag := hashText(h[:5])
+	tag := matchesTag(ms)
 	kind, verdict, does := "drop", ruleset.Drop(), "logs the drops"
 	if o.Audit {
 		kind, verdict, does = "audit", ruleset.Accept(), "logs and accepts the drops"
+	}
+	if c.copy.tally {
+		kind, does = kind+"-tally", "runs the staged view, then "+does
 	}
 	name := kernelName("pol", p.Name, d.suffix, kind, tag)
 	if c.policyChains[name] {
@@ -318,6 +333,9 @@ func (c *compiler) dropChain(o *ruleset.Origin, p *config.Policy, d dirInfo, ms 
 	}
 	c.policyChains[name] = true
 	var rules []*ruleset.Rule
+	if c.copy.tally {
+		rules = append(rules, c.tallyDeny(d))
+	}
 	if l := c.dropLog(o); l != nil {
 		rules = append(rules, l)
 	}
@@ -349,6 +367,12 @@ func (c *compiler) withDropLog(ch *ruleset.Chain, r *ruleset.Rule) {
 	ch.Rules = append(ch.Rules, r)
 }
 
+// matchesTag names a rule's chains by its matches (dropChain).
+func matchesTag(ms []ruleset.Match) string {
+	h := sha256.Sum256([]byte((&ruleset.Rule{Matches: ms}).String()))
+	return hashText(h[:5])
+}
+
 // DropPrefix is the drop log's prefix for packets that o drops: readable
 // (tcpdump -i nflog:GROUP and ulogd show it), unique within a table, at
 // most the kernel's 127 bytes (a longer one keeps its start and gains a
@@ -356,8 +380,11 @@ func (c *compiler) withDropLog(ch *ruleset.Chain, r *ruleset.Rule) {
 func DropPrefix(o *ruleset.Origin) string {
 	var p string
 	what := "drop"
-	if o.Audit {
+	switch {
+	case o.Audit:
 		what = "audit"
+	case o.Staged:
+		what = "staged"
 	}
 	switch o.Kind {
 	case ruleset.OriginPolicyRule:

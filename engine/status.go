@@ -40,9 +40,12 @@ type Status struct {
 	// agent started (DropsSince), or without one since the kernel's rules
 	// were made. RecentDrops are the last drops the drop log showed the
 	// agent, oldest first.
-	TopDrops    []observe.DropCount `json:"top_drops,omitempty"`
-	DropsSince  time.Time           `json:"drops_since,omitzero"`
-	RecentDrops []observe.Drop      `json:"recent_drops,omitempty"`
+	TopDrops []observe.DropCount `json:"top_drops,omitempty"`
+	// Staged is where the staged view disagrees with the enforced one,
+	// since the kernel's rules were made.
+	Staged      []observe.StagedCount `json:"staged,omitempty"`
+	DropsSince  time.Time             `json:"drops_since,omitzero"`
+	RecentDrops []observe.Drop        `json:"recent_drops,omitempty"`
 	// Interrupted is a change whose process died before recording its
 	// outcome (the next change settles it); InProgress one under way.
 	Interrupted *state.Intent `json:"interrupted,omitempty"`
@@ -143,7 +146,8 @@ func (e *Engine) readCounters(ctx context.Context, s *Status) {
 	s.Rules = live.RuleCount()
 	s.Chains = counters(live, desired)
 	if desired != nil {
-		s.TopDrops = observe.TopDrops(observe.NewIndex(s.Generation, desired).Counts(live.Chains), nil, TopDrops)
+		counts := observe.NewIndex(s.Generation, desired).Counts(live.Chains)
+		s.TopDrops, s.Staged = observe.TopDrops(counts, nil, TopDrops), observe.Staged(counts)
 	}
 }
 

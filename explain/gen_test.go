@@ -224,11 +224,45 @@ func (g *gen) config() gConfig {
 	if !strings.Contains(text, "apply_on_forward") && crc32.ChecksumIEEE([]byte(text))%2 == 0 {
 		text = strings.Replace(text, "  interface = \"eth0\"\n", "  interface = \"eth0\"\n  mode = \"audit\"\n", 1)
 	}
-	// A staged policy in a third of the configurations (chosen as above):
-	// one that would replace the first policy with a deny of everything,
-	// which must change no packet's fate.
+	// Staged policies in a third of the configurations (chosen as above),
+	// one of three kinds: a replacement of the first policy that denies
+	// everything, the first policy's deletion, or a new policy of random
+	// rules (drawn from a source of its own, seeded by the text). Which
+	// must change no packet's fate, and whose disagreements the kernel
+	// must count as explain finds them.
 	if m := firstPolicy.FindStringSubmatch(text); m != nil && crc32.ChecksumIEEE([]byte(text))%3 == 1 {
-		text += fmt.Sprintf("policy %s {\n  staged = true\n  ingress { action = \"deny\" }\n  egress { action = \"deny\" }\n}\n", m[1])
+		h := crc32.ChecksumIEEE([]byte(text))
+		switch h / 3 % 3 {
+		case 0:
+			text += fmt.Sprintf("policy %s {\n  staged = true\n  ingress { action = \"deny\" }\n  egress { action = \"deny\" }\n}\n", m[1])
+		case 1:
+			text += fmt.Sprintf("policy %s {\n  staged = \"delete\"\n}\n", m[1])
+		default:
+			sg := &gen{r: rand.New(rand.NewPCG(uint64(h), 1))}
+			var p strings.Builder
+			name := m[1]
+			if sg.chance(0.5) {
+				name = `"staged-new"`
+			}
+			fmt.Fprintf(&p, "policy %s {\n  staged = true\n", name)
+			if t := tiers[sg.r.IntN(len(tiers))]; t != "" {
+				fmt.Fprintf(&p, "  tier = %q\n", t)
+			}
+			if sg.chance(0.7) {
+				fmt.Fprintf(&p, "  selector = %q\n", sg.pick(selectorPool...))
+			}
+			if sg.chance(0.6) {
+				fmt.Fprintf(&p, "  order = %d\n", sg.r.IntN(4)*10)
+			}
+			nIn, nOut := 1+sg.r.IntN(4), sg.r.IntN(3)
+			for j := 0; j < nIn+nOut; j++ {
+				r := sg.rule(j < nIn)
+				rules = append(rules, r)
+				p.WriteString(r.render())
+			}
+			p.WriteString("}\n")
+			text += p.String()
+		}
 	}
 	return gConfig{text: text, rules: rules}
 }

@@ -305,6 +305,12 @@ var (
 		"Packets from workloads to this host decided by the workloads' to_host_action.", []string{"action"}, nil)
 	descSetElements = prometheus.NewDesc("hostwall_set_elements",
 		"Elements (addresses, networks, ports) of a set of the generation in force; a sharded set's slots count as the one set.", []string{"set"}, nil)
+	descStagedPkts = prometheus.NewDesc("hostwall_staged_changed_packets_total",
+		"Packets on which the staged view disagrees with the enforced one, per host endpoint and direction: change=\"would_drop\" the staged view would drop what is allowed now, \"would_allow\" it would allow what is dropped now.", []string{"endpoint", "direction", "change"}, nil)
+	descStagedPolicyPkts = prometheus.NewDesc("hostwall_staged_policy_packets_total",
+		"Packets a staged policy's rules would decide (allow or deny), per direction.", []string{"tier", "policy", "direction"}, nil)
+	descStagedPolicyChanged = prometheus.NewDesc("hostwall_staged_policy_changed_packets_total",
+		"Packets a staged policy's rules would decide otherwise than the enforced policies do now, per direction and change (would_drop, would_allow).", []string{"tier", "policy", "direction", "change"}, nil)
 	descCountersUp = prometheus.NewDesc("hostwall_kernel_counters_up",
 		"1 when this scrape read the kernel's counters, 0 when it could not or table inet hostwall does not exist (the other kernel series are then missing).", nil, nil)
 )
@@ -380,6 +386,10 @@ func Series(x *observe.Index, counts map[ruleset.Origin]observe.Count, perRule b
 	for o, c := range counts {
 		switch o.Kind {
 		case ruleset.OriginPolicyRule:
+			if o.Staged {
+				add(descStagedPolicyPkts, c.Packets, o.Tier, o.Policy, o.Direction)
+				continue
+			}
 			both(descPolicyPkts, descPolicyBytes, c, o.Tier, o.Policy, o.Direction)
 			if perRule && x.Has(o) {
 				both(descRulePkts, descRuleBytes, c, o.Tier, o.Policy, o.Direction, strconv.Itoa(o.Rule), o.Action)
@@ -396,6 +406,16 @@ func Series(x *observe.Index, counts map[ruleset.Origin]observe.Count, perRule b
 			both(descFailsafePkts, descFailsafeBytes, c, o.Direction)
 		case ruleset.OriginWorkload:
 			add(descWorkloadPkts, c.Packets, o.Action)
+		case ruleset.OriginStagedChange:
+			change := "would_allow"
+			if o.Action == "deny" {
+				change = "would_drop"
+			}
+			if o.Policy != "" {
+				add(descStagedPolicyChanged, c.Packets, o.Tier, o.Policy, o.Direction, change)
+			} else {
+				add(descStagedPkts, c.Packets, o.Endpoint, o.Direction, change)
+			}
 		}
 	}
 	out := make([]series, 0, len(sums))

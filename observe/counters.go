@@ -129,11 +129,15 @@ func (t *Totals) retire(l lastCount) { addTo(t.retired, l.origin, l.counted()) }
 
 // Family is what a policy or endpoint series sums o into: o without its
 // rule's position, action and mode for a policy rule (the rules of its
-// copy for endpoints in audit mode count in the same series), o itself
-// otherwise.
+// copy for endpoints in audit mode count in the same series; a staged
+// policy's rules keep Staged, as their series are apart), without the
+// rule's position for a staged policy's changes, o itself otherwise.
 func Family(o ruleset.Origin) ruleset.Origin {
-	if o.Kind == ruleset.OriginPolicyRule {
+	switch {
+	case o.Kind == ruleset.OriginPolicyRule:
 		o.Rule, o.Action, o.Audit = 0, "", false
+	case o.Kind == ruleset.OriginStagedChange && o.Policy != "":
+		o.Rule = 0 // a staged policy's changes sum by the change
 	}
 	return o
 }
@@ -170,8 +174,8 @@ func TopDrops(counts, base map[ruleset.Origin]Count, n int) []DropCount {
 
 // Drops reports whether what o enforces drops packets.
 func Drops(o ruleset.Origin) bool {
-	if o.Audit {
-		return false // an endpoint in audit mode accepted it
+	if o.Audit || o.Staged {
+		return false // an endpoint in audit mode accepted it; the staged view decides nothing
 	}
 	switch o.Kind {
 	case ruleset.OriginDefaultDeny, ruleset.OriginInvalid:
@@ -180,4 +184,59 @@ func Drops(o ruleset.Origin) bool {
 		return o.Action == "deny"
 	}
 	return false
+}
+
+// StagedCount is where the staged view disagrees with the enforced one:
+// for a host endpoint and direction, or a staged policy (Policy set) and
+// direction, which also says how many packets the policy's rules would
+// decide.
+type StagedCount struct {
+	Endpoint   string `json:"endpoint,omitempty"`
+	Tier       string `json:"tier,omitempty"`
+	Policy     string `json:"policy,omitempty"`
+	Direction  string `json:"direction"`
+	Decided    uint64 `json:"decided,omitempty"`
+	WouldDrop  uint64 `json:"would_drop"`
+	WouldAllow uint64 `json:"would_allow"`
+}
+
+// Staged sums counts into the staged view's counts, endpoints first, then
+// policies, each by name and direction.
+func Staged(counts map[ruleset.Origin]Count) []StagedCount {
+	type key struct{ endpoint, tier, policy, direction string }
+	sums := map[key]*StagedCount{}
+	at := func(k key) *StagedCount {
+		if sums[k] == nil {
+			sums[k] = &StagedCount{Endpoint: k.endpoint, Tier: k.tier, Policy: k.policy, Direction: k.direction}
+		}
+		return sums[k]
+	}
+	for o, c := range counts {
+		switch {
+		case o.Kind == ruleset.OriginPolicyRule && o.Staged:
+			at(key{"", o.Tier, o.Policy, o.Direction}).Decided += c.Packets
+		case o.Kind == ruleset.OriginStagedChange:
+			s := at(key{o.Endpoint, o.Tier, o.Policy, o.Direction})
+			if o.Action == "deny" {
+				s.WouldDrop += c.Packets
+			} else {
+				s.WouldAllow += c.Packets
+			}
+		}
+	}
+	out := make([]StagedCount, 0, len(sums))
+	for _, s := range sums {
+		out = append(out, *s)
+	}
+	policy := func(s StagedCount) int { // endpoints first
+		if s.Policy != "" {
+			return 1
+		}
+		return 0
+	}
+	slices.SortFunc(out, func(a, b StagedCount) int {
+		return cmp.Or(cmp.Compare(policy(a), policy(b)), cmp.Compare(a.Endpoint, b.Endpoint), cmp.Compare(a.Tier, b.Tier),
+			cmp.Compare(a.Policy, b.Policy), cmp.Compare(a.Direction, b.Direction))
+	})
+	return out
 }

@@ -37,6 +37,9 @@ type Drop struct {
 	// Audit is set on a packet an endpoint in audit mode accepted that
 	// Decided would have dropped.
 	Audit bool `json:"audit,omitempty"`
+	// Staged is set on a packet the staged view would drop (Decided, of
+	// the staged view) that the enforced one allowed.
+	Staged bool `json:"staged,omitempty"`
 }
 
 // PacketInfo is a packet's addresses and protocol.
@@ -63,7 +66,7 @@ type PacketInfo struct {
 func (x *Index) Decode(l Logged) Drop {
 	d := Drop{Time: l.Time, Prefix: l.Prefix, Packet: ParsePacket(l.Payload)}
 	if o := x.Decider(l.Prefix); o != nil {
-		d.Decided, d.Audit = o, o.Audit
+		d.Decided, d.Audit, d.Staged = o, o.Audit, o.Staged
 		d.Direction = o.Direction
 	}
 	if d.Direction == "" { // not the generation's: by the hook's interfaces

@@ -153,6 +153,11 @@ const (
 	OriginFailsafe    OriginKind = "failsafe entry"
 	OriginWorkload    OriginKind = "workload to host"
 	OriginInvalid     OriginKind = "invalid connection state"
+	// OriginStagedChange counts the packets on which the staged view
+	// disagrees with the enforced one: for an endpoint (Endpoint set) or a
+	// staged policy's rule (Policy set); Action is what the staged view
+	// would do ("deny": would newly drop; "allow": would newly allow).
+	OriginStagedChange OriginKind = "staged change"
 )
 
 // Origin is the part of the configuration a rule enforces.
@@ -173,21 +178,40 @@ type Origin struct {
 	// Audit marks a decision of an endpoint in audit mode: a drop it
 	// would make is logged and the packet accepted.
 	Audit bool `json:"audit,omitempty"`
+	// Staged marks a decision of the staged view (a staged policy's rule,
+	// or the staged view's end of tier or default deny): counted and
+	// logged, never enforced.
+	Staged bool `json:"staged,omitempty"`
 }
 
 // CompareOrigins orders origins by their fields, for stable listings.
 func CompareOrigins(a, b *Origin) int {
-	return strings.Compare(fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d\x00%v", a.Kind, a.Endpoint, a.Direction, a.Tier, a.Policy, a.Rule, a.Audit),
-		fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d\x00%v", b.Kind, b.Endpoint, b.Direction, b.Tier, b.Policy, b.Rule, b.Audit))
+	key := func(o *Origin) string {
+		return fmt.Sprintf("%s\x00%s\x00%s\x00%s\x00%s\x00%06d\x00%s\x00%v\x00%v", o.Kind, o.Endpoint, o.Direction, o.Tier, o.Policy, o.Rule, o.Action, o.Audit, o.Staged)
+	}
+	return strings.Compare(key(a), key(b))
 }
 
 func (o *Origin) String() string {
 	var b strings.Builder
-	if o.Audit {
+	switch {
+	case o.Audit:
 		b.WriteString("audit, would drop: ")
+	case o.Staged:
+		b.WriteString("staged: ")
 	}
 	b.WriteString(string(o.Kind))
 	switch o.Kind {
+	case OriginStagedChange:
+		change := "would newly drop"
+		if o.Action == "allow" {
+			change = "would newly allow"
+		}
+		if o.Policy != "" {
+			fmt.Fprintf(&b, " (%s): tier %q, policy %q, %s rule %d", change, o.Tier, o.Policy, o.Direction, o.Rule)
+		} else {
+			fmt.Fprintf(&b, " (%s): host endpoint %q, %s", change, o.Endpoint, o.Direction)
+		}
 	case OriginPolicyRule:
 		fmt.Fprintf(&b, ": tier %q, policy %q, %s rule %d (%s)", o.Tier, o.Policy, o.Direction, o.Rule, o.Action)
 	case OriginEndOfTier:

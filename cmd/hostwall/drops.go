@@ -30,6 +30,8 @@ type dropFilter struct {
 	iface, src, dst, policy string
 	port                    int
 	srcNet, dstNet          netip.Prefix
+	// staged keeps the packets the staged view would drop, and only them.
+	staged bool
 }
 
 func (f *dropFilter) parse() error {
@@ -59,6 +61,8 @@ func (f *dropFilter) parse() error {
 func (f *dropFilter) keep(d observe.Drop) bool {
 	p := d.Packet
 	switch {
+	case d.Staged != f.staged:
+		return false
 	case f.iface != "" && d.Iface != f.iface:
 		return false
 	case f.srcNet.IsValid() && !f.srcNet.Contains(p.Src):
@@ -79,7 +83,7 @@ func newDropsCmd(g *globals) *cobra.Command {
 		follow, asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "drops [--follow] [--json] [--iface IF] [--src A] [--dst A] [--port N] [--policy P]",
+		Use:   "drops [--follow] [--json] [--staged] [--iface IF] [--src A] [--dst A] [--port N] [--policy P]",
 		Short: "Show the packets the ruleset drops, and what dropped each",
 		Long: `drops shows the packets hostwall's ruleset dropped: each with its host
 endpoint, direction, interface, protocol, addresses and ports, and what
@@ -93,7 +97,12 @@ status, the metrics) count every packet.
 
 With an agent running, drops shows the last drops it kept and, with
 --follow, each new one as it comes. Without an agent, --follow listens to
-the group itself (only one program can: the agent, or one hostwall drops).`,
+the group itself (only one program can: the agent, or one hostwall drops).
+
+With --staged, drops shows instead the packets the staged view would drop
+that the policies in force allow (the staged policies' would-be drops),
+each with the staged view's decider: what promoting the staged policies
+would newly drop. They are logged at the same rate.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.parse(); err != nil {
@@ -136,6 +145,7 @@ the group itself (only one program can: the agent, or one hostwall drops).`,
 	fl.StringVar(&f.dst, "dst", "", "only drops to this address or network")
 	fl.IntVar(&f.port, "port", 0, "only drops from or to this port")
 	fl.StringVar(&f.policy, "policy", "", "only drops by a rule of this policy")
+	fl.BoolVar(&f.staged, "staged", false, "the packets the staged view would drop that are allowed now, instead")
 	return cmd
 }
 
@@ -281,6 +291,23 @@ func (g *globals) listenDrops(ctx context.Context, print func(observe.Drop) erro
 			}
 			return errors.New("the drop log stopped")
 		}
+	}
+}
+
+// printStaged shows status's staged view: per endpoint and direction, and
+// per staged policy, where it disagrees with the policies in force.
+func printStaged(out io.Writer, s *engine.Status) {
+	if len(s.Staged) == 0 {
+		return
+	}
+	fmt.Fprintln(out, "Staged (what promoting the staged policies would change; hostwall drops --staged shows the packets):")
+	for _, c := range s.Staged {
+		changes := fmt.Sprintf("%d would newly be dropped, %d newly allowed", c.WouldDrop, c.WouldAllow)
+		if c.Policy == "" {
+			fmt.Fprintf(out, "  host endpoint %q, %s: %s\n", c.Endpoint, c.Direction, changes)
+			continue
+		}
+		fmt.Fprintf(out, "  staged policy %q (tier %q), %s: decides %d %s; %s\n", c.Policy, c.Tier, c.Direction, c.Decided, plural(int(c.Decided), "packet", "packets"), changes)
 	}
 }
 

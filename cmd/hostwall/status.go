@@ -256,6 +256,10 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 		fmt.Fprintln(out)
 		printDrops(out, s)
 	}
+	if len(s.Staged) > 0 {
+		fmt.Fprintln(out)
+		printStaged(out, s)
+	}
 	fmt.Fprintln(out)
 	w := tabwriter.NewWriter(out, 2, 8, 2, ' ', 0)
 	fmt.Fprintln(w, "PACKETS\tBYTES\tCHAIN / RULE")
