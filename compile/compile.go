@@ -29,6 +29,10 @@ type Options struct {
 	// Recipes, when set, receives the recipe of every set drawn from nets
 	// files (see Recipe).
 	Recipes *[]Recipe
+
+	// uncounted compiles without the staged view's chains (Compile's
+	// second try when they would be too deep for the kernel).
+	uncounted bool
 }
 
 // Memo keeps the large sets a compile made from network sets (a
@@ -167,6 +171,10 @@ const (
 
 // Compile builds the desired table for the host named in opts.
 func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics) {
+	orig, recipes := cfg, 0
+	if opts.Recipes != nil {
+		recipes = len(*opts.Recipes)
+	}
 	opts.Limits = opts.Limits.WithDefaults()
 	if diags := checkSize(cfg, opts.Limits); diags.HasErrors() {
 		return nil, diags
@@ -177,7 +185,9 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 	cfg = full.Enforced()
 	c := &compiler{cfg: cfg, opts: opts, t: ruleset.NewTable(), policyChains: map[string]bool{}, setKeys: map[string]string{}, warned: map[string]bool{},
 		memoKeys: map[string]string{}, memoSplits: map[string]*memoSet{}, memoMerged: map[string]ruleset.Merged{}}
-	c.staged = c.newStagedView(full)
+	if !opts.uncounted {
+		c.staged = c.newStagedView(full)
+	}
 	heps, wildcard := c.endpoints()
 	c.checkWorkloads(heps, wildcard)
 	c.warnNoEndpoints(len(heps) + len(wildcard))
@@ -189,6 +199,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 		base := c.baseChain(d)
 		c.workloadRules(base, d)
 		fs := c.failsafeChain(d)
+		c.stagedEndpoints(d, heps, wildcard, policies)
 		c.dispatch(base, d.vmap, "host endpoints, "+string(d.dir), heps, wildcard, ruleset.Jump,
 			func(hep *config.HostEndpoint) string { return c.hepChain(d, hep, fs, policies) })
 		c.stagedDispatch(d)
@@ -207,6 +218,24 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 		return nil, c.diags
 	}
 	c.shard()
+	if n, path := chainDepth(c.t); n >= MaxChainDepth {
+		if c.staged != nil {
+			// Counting the staged view is what a staged policy is for, but
+			// it never decides a packet: enforce without it.
+			opts.uncounted = true
+			if opts.Recipes != nil {
+				*opts.Recipes = (*opts.Recipes)[:recipes]
+			}
+			t, diags := Compile(orig, opts)
+			return t, append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "The staged view is not counted",
+				Detail: fmt.Sprintf("With the staged view's chains, a path of jumps (%s) would be %d deep, and the kernel allows %d: the staged policies are compiled without them. explain still shows what they would do; the counters and hostwall drops --staged do not. Fewer tiers, or fewer rules looking more than one large set up (--shard-min), make room.",
+					strings.Join(path, " → "), n, MaxChainDepth-1)})
+		}
+		c.diags = append(c.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Chains too deep for the kernel",
+			Detail: fmt.Sprintf("A path of jumps (%s) would be %d deep, and the kernel allows %d. Fewer tiers, or fewer rules looking more than one large set up (--shard-min), make room.",
+				strings.Join(path, " → "), n, MaxChainDepth-1)})
+		return nil, c.diags
+	}
 	if opts.Memo != nil {
 		opts.Memo.sets.Done()
 	}
@@ -444,22 +473,22 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	if failsafe {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	enforced := c.selectingTiers(d, c.labels(hep), policies)
-	// From the first place where the staged view differs, the enforced
+	// From the first tier where the staged view differs, the enforced
 	// verdicts run the staged view before they take effect (staged.go).
-	at := c.stagedFrom(d, hep, enforced)
-	if first := c.tiers(d, hep, enforced, at); first != "" {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(first)})
-	}
+	at, entry := c.stagedFrom(d, hep)
+	ch.Rules = append(ch.Rules, c.tiers(d, hep, c.selectingTiers(d, c.labels(hep), policies), at)...)
 	// Profiles: the first one decides, as each is final — the built-in
 	// allow allows, an unknown one denies.
 	if len(hep.Profiles) > 0 && hep.Profiles[0] == config.ProfileDefaultAllow {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: c.accept(d, at != noTally),
+		if entry != "" {
+			ch.Rules = append(ch.Rules, &ruleset.Rule{SetMark: EnforcedAllows, Verdict: ruleset.Jump(entry)})
+		}
+		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept(),
 			Origin: &ruleset.Origin{Kind: ruleset.OriginProfile, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Allow)}})
 	}
 	// Default deny: no tier decided and no profile allowed.
-	if at != noTally {
-		ch.Rules = append(ch.Rules, c.tallyDeny(d))
+	if entry != "" {
+		ch.Rules = append(ch.Rules, &ruleset.Rule{ClearMark: EnforcedAllows, Verdict: ruleset.Jump(entry)})
 	}
 	c.withDropLog(ch, c.audited(hep, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
 		Origin: &ruleset.Origin{Kind: ruleset.OriginDefaultDeny, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Deny)}}))
@@ -468,11 +497,19 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 }
 
 // tiers emits an endpoint's tier chains for direction d, named after its
-// chain and the tier, each going on to the next (the last returns), and returns the name
-// of the first, or "" when no tier selects the endpoint. From the tier of
-// index tally on (noTally: none), the policies are the tallying copies and
-// an end of tier that drops runs the staged view first.
-func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, tiers []tierPolicies, tally int) string {
+// chain and the tier, and returns the rules by which the endpoint's chain
+// enters them (none when no tier selects the endpoint): a jump to each in
+// turn, each tier chain returning when the packet passes it — or on the
+// forward path a goto to the first, each going on to the next (goto) and
+// the last returning, since there an allow returns (on to the other side)
+// past the tiers after it. From the tier of index tally on (noTally:
+// none), the policies are the tallying copies and an end of tier that
+// drops runs the staged view first.
+//
+// Until the staged view every path went through the tiers by goto; a
+// jump to each keeps the chains' depth, which the kernel bounds (16), the
+// same whatever the number of tiers.
+func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, tiers []tierPolicies, tally int) []*ruleset.Rule {
 	if hep.Audit && (d.forward || d.stage != stageNormal) && len(tiers) > 0 {
 		c.warnOnce("audit "+hep.Name+" "+d.side(), &hcl.Diagnostic{
 			Severity: hcl.DiagError,
@@ -481,20 +518,24 @@ func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, tiers []tierPolici
 				hep.Name, d.side(), tiers[0].policies[0].Name),
 			Subject: hep.DeclRange.Ptr(),
 		})
-		return ""
+		return nil
 	}
 	name := func(i int) string { return kernelName("hep", hep.Name, d.suffix, "t", tiers[i].tier.Name) }
+	var enter []*ruleset.Rule
 	for i, tp := range tiers {
 		next := ruleset.Return()
-		if i+1 < len(tiers) {
+		if i+1 < len(tiers) && d.forward {
 			next = ruleset.Goto(name(i + 1))
 		}
 		c.tierChain(d, name(i), hep, tp, next, i >= tally)
+		if !d.forward {
+			enter = append(enter, &ruleset.Rule{Verdict: ruleset.Jump(name(i))})
+		}
 	}
-	if len(tiers) == 0 {
-		return ""
+	if d.forward && len(tiers) > 0 {
+		enter = append(enter, &ruleset.Rule{Verdict: ruleset.Goto(name(0))})
 	}
-	return name(0)
+	return enter
 }
 
 // tierChain emits one endpoint's chain for one tier: a jump to each selecting
@@ -516,7 +557,7 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 		end.Verdict = next // untracked and pre-DNAT stages have no implicit drop
 		end.Origin.Action = string(config.Pass)
 	} else if tally {
-		ch.Rules = append(ch.Rules, c.tallyDeny(d))
+		ch.Rules = append(ch.Rules, &ruleset.Rule{ClearMark: EnforcedAllows, Verdict: ruleset.Jump(stagedEntry(d, hep))})
 	}
 	c.withDropLog(ch, c.audited(hep, end))
 	c.t.Chains = append(c.t.Chains, ch)

@@ -53,7 +53,7 @@ func TestDropLog(t *testing.T) {
 	for chain, want := range map[string][]string{
 		"pol/guard/in":            {"tcp dport 8080 counter jump " + deny, "counter return"},
 		deny:                      {log("hostwall drop security/guard ingress/1"), "drop"},
-		"hep/eth0/in/t/security":  {"jump pol/guard/in", "goto hep/eth0/in/t/default", log("hostwall drop end-of-tier security eth0 ingress"), "counter drop"},
+		"hep/eth0/in/t/security":  {"jump pol/guard/in", "return", log("hostwall drop end-of-tier security eth0 ingress"), "counter drop"},
 		"hep/eth0/in/t/default":   {"jump pol/web/in", log("hostwall drop end-of-tier default eth0 ingress"), "counter drop"},
 		"pol/web/in":              {"tcp dport 80 counter accept"},
 		"hep/eth0/out/t/security": nil, // guard has no egress rules: no chain
@@ -188,8 +188,8 @@ func TestAuditMode(t *testing.T) {
 	}
 	audit := tbl.Chain("pol/guard/in/audit").Rules[0].Verdict.Chain
 	for chain, want := range map[string][]string{
-		"hep/eth0/in/t/security": {"jump pol/guard/in/audit", "goto hep/eth0/in/t/default", log("hostwall audit end-of-tier security eth0 ingress"), "counter accept"},
-		"hep/eth1/in/t/security": {"jump pol/guard/in", "goto hep/eth1/in/t/default", log("hostwall drop end-of-tier security eth1 ingress"), "counter drop"},
+		"hep/eth0/in/t/security": {"jump pol/guard/in/audit", "return", log("hostwall audit end-of-tier security eth0 ingress"), "counter accept"},
+		"hep/eth1/in/t/security": {"jump pol/guard/in", "return", log("hostwall drop end-of-tier security eth1 ingress"), "counter drop"},
 		"pol/guard/in/audit":     {"tcp dport 8080 counter jump " + audit, "counter return"},
 		audit:                    {log("hostwall audit security/guard ingress/1"), "accept"},
 	} {

@@ -65,9 +65,7 @@ func (c *compiler) hepForwardChain(d dirInfo, hep *config.HostEndpoint, policies
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Matches: []ruleset.Match{ruleset.Mark{Mask: AcceptMark, Value: AcceptMark}}, Verdict: ruleset.Verdict{Kind: ruleset.VerdictReturn}})
 	}
 	ch.Rules = append(ch.Rules, countedDropInvalid(d, hep))
-	if first := c.tiers(d, hep, c.selectingTiers(d, c.labels(hep), policies), noTally); first != "" {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})
-	}
+	ch.Rules = append(ch.Rules, c.tiers(d, hep, c.selectingTiers(d, c.labels(hep), policies), noTally)...)
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name
 }

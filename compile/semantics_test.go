@@ -62,14 +62,14 @@ policy "watch" {
 		}
 	}
 	hep := rules(tbl, "hep/eth0/in")
-	if diff := cmp.Diff([]string{"jump hep/eth0/in/t/security", "counter accept", "counter drop"}, hep[len(hep)-3:]); diff != "" {
-		t.Errorf("endpoint chain tail mismatch (-want +got):\n%s", diff) // first tier, then the default-allow profile, then default deny
+	if diff := cmp.Diff([]string{"jump hep/eth0/in/t/security", "jump hep/eth0/in/t/default", "jump hep/eth0/in/t/late", "counter accept", "counter drop"}, hep[len(hep)-5:]); diff != "" {
+		t.Errorf("endpoint chain tail mismatch (-want +got):\n%s", diff) // each tier in turn, then the default-allow profile, then default deny
 	}
 	// security (200) → default (1,000,000) → late (2,000,000; default action pass).
 	check("hep/eth0/in/t/security",
 		"jump pol/guard/in",
-		"tcp dport 80 goto hep/eth0/in/t/default", // the pass rule, re-checked
-		"counter drop")                            // end of tier
+		"tcp dport 80 return", // the pass rule, re-checked: on to the next tier
+		"counter drop")        // end of tier
 	check("pol/guard/in",
 		"tcp dport 80 counter return",
 		"ip saddr @"+findSet(t, tbl, "nets-", "-4").Name+" counter drop")

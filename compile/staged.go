@@ -55,12 +55,15 @@ const (
 
 // stagedAccept is the chain a tallying copy's allow jumps to: it runs the
 // staged walk of the packet's endpoint, the enforced view allowing, then
-// accepts. stagedDeny runs it for a drop (and returns, to the drop);
-// stagedDispatch is the endpoints' dispatch and stagedMap its map.
-func stagedAccept(d dirInfo) string   { return "staged-accept-" + d.suffix }
-func stagedDeny(d dirInfo) string     { return "staged-deny-" + d.suffix }
-func stagedDispatch(d dirInfo) string { return "staged-dispatch-" + d.suffix }
-func stagedMap(d dirInfo) string      { return "staged-" + d.suffix }
+// accepts. stagedMap maps the interfaces of endpoints with staged changes
+// to their walks.
+func stagedAccept(d dirInfo) string { return "staged-accept-" + d.suffix }
+func stagedMap(d dirInfo) string    { return "staged-" + d.suffix }
+
+// stagedEntry is the entry chain of endpoint hep's staged walk in d.
+func stagedEntry(d dirInfo, hep *config.HostEndpoint) string {
+	return kernelName("hep", hep.Name, d.suffix, "staged")
+}
 
 // chainCopy says which copy of a policy's chain is emitted: the audit one
 // (for endpoints in audit mode), a tallying one (the enforced rules, whose
@@ -104,13 +107,12 @@ type stagedView struct {
 	// that are staged (the promoted copies of staged Set policies).
 	policies []*config.Policy
 	promoted map[*config.Policy]bool
-	// entries are, by direction, the endpoints with staged changes.
-	entries map[string][]stagedEntry
-}
-
-type stagedEntry struct {
-	hep   *config.HostEndpoint
-	chain string
+	// at is, by direction and endpoint, the index of the first tier
+	// where the views differ (endpoints without staged changes are not
+	// in it); wildcard, by direction, the staged wildcard endpoint.
+	at       map[string]map[*config.HostEndpoint]int
+	named    map[string][]*config.HostEndpoint
+	wildcard map[string]*config.HostEndpoint
 }
 
 // newStagedView returns the staged view of full (the host's whole
@@ -119,7 +121,8 @@ func (c *compiler) newStagedView(full *config.Config) *stagedView {
 	if !full.HasStaged() {
 		return nil
 	}
-	v := &stagedView{promoted: map[*config.Policy]bool{}, entries: map[string][]stagedEntry{}}
+	v := &stagedView{promoted: map[*config.Policy]bool{}, at: map[string]map[*config.HostEndpoint]int{},
+		named: map[string][]*config.HostEndpoint{}, wildcard: map[string]*config.HostEndpoint{}}
 	enforced := map[*config.Policy]bool{}
 	for _, p := range c.cfg.Policies {
 		enforced[p] = true
@@ -163,26 +166,51 @@ func (c *compiler) newStagedView(full *config.Config) *stagedView {
 // noTally is the tier index of an endpoint without staged changes.
 const noTally = math.MaxInt
 
-// stagedFrom returns the index of the first of the enforced tiers of
-// endpoint hep in direction d where its staged view differs (len(enforced)
-// when only what follows them differs; noTally when nothing does), and
-// emits the endpoint's staged walk from there.
+// stagedEndpoints finds, before their chains are emitted, the endpoints
+// whose staged view in direction d differs, and from which of their tiers
+// (the chains that run the staged walk must know the walks there are).
 //
 // The walk starts at the tier, not at the first policy that differs in
 // it: a pass by a policy before that one skips the rest of the tier, in
 // both views, so a packet at an enforced verdict after that policy may
 // not have passed it.
-func (c *compiler) stagedFrom(d dirInfo, hep *config.HostEndpoint, enforced []tierPolicies) int {
+func (c *compiler) stagedEndpoints(d dirInfo, heps, wildcard []*config.HostEndpoint, policies []*config.Policy) {
 	if c.staged == nil || d.forward || d.stage != stageNormal {
-		return noTally
+		return
 	}
-	staged := c.selectingTiers(d, c.labels(hep), c.staged.policies)
-	at, differ := firstDifference(enforced, staged)
-	if !differ {
-		return noTally
+	v := c.staged
+	v.at[d.suffix] = map[*config.HostEndpoint]int{}
+	for _, hep := range append(append([]*config.HostEndpoint(nil), heps...), wildcard...) {
+		labels := c.labels(hep)
+		at, differ := firstDifference(c.selectingTiers(d, labels, policies), c.selectingTiers(d, labels, v.policies))
+		if !differ {
+			continue
+		}
+		v.at[d.suffix][hep] = at
+		if hep.Interface == "*" {
+			if v.wildcard[d.suffix] == nil {
+				v.wildcard[d.suffix] = hep
+			}
+		} else {
+			v.named[d.suffix] = append(v.named[d.suffix], hep)
+		}
 	}
-	c.stagedWalk(d, hep, staged, at)
-	return at
+}
+
+// stagedFrom returns the index of the first of the tiers of endpoint hep
+// in direction d where its staged view differs (noTally when it does
+// not) and the entry chain of its staged walk, which it emits ("" when
+// none).
+func (c *compiler) stagedFrom(d dirInfo, hep *config.HostEndpoint) (int, string) {
+	if c.staged == nil {
+		return noTally, ""
+	}
+	at, ok := c.staged.at[d.suffix][hep]
+	if !ok {
+		return noTally, ""
+	}
+	c.stagedWalk(d, hep, c.selectingTiers(d, c.labels(hep), c.staged.policies), at)
+	return at, stagedEntry(d, hep)
 }
 
 // firstDifference is the index of the first tier where a and b differ: a
@@ -208,9 +236,21 @@ func (c *compiler) accept(d dirInfo, tally bool) ruleset.Verdict {
 	return ruleset.Accept()
 }
 
-// tallyDeny is the rule that runs the staged walk before a drop.
-func (c *compiler) tallyDeny(d dirInfo) *ruleset.Rule {
-	return &ruleset.Rule{Verdict: ruleset.Jump(stagedDeny(d))}
+// tally are the rules by which a shared chain (a tallying copy's drop
+// chain, stagedAccept) runs the staged walk of the packet's endpoint, the
+// enforced view allowing or not: by interface through stagedMap, else the
+// wildcard endpoint's walk. The walk clears StagedDecided, set here: a
+// packet still marked found no walk in the map.
+func (c *compiler) tally(d dirInfo, allows bool) []*ruleset.Rule {
+	first := &ruleset.Rule{SetMark: StagedDecided, ClearMark: EnforcedAllows, Verdict: ruleset.VMap(d.ifDir, stagedMap(d))}
+	if allows {
+		first.SetMark, first.ClearMark = StagedDecided|EnforcedAllows, 0
+	}
+	rules := []*ruleset.Rule{first}
+	if w := c.staged.wildcard[d.suffix]; w != nil {
+		rules = append(rules, &ruleset.Rule{Matches: marked(StagedDecided, StagedDecided), Verdict: ruleset.Jump(stagedEntry(d, w))})
+	}
+	return append(rules, &ruleset.Rule{ClearMark: stagedBits})
 }
 
 // marked matches packets whose staged-walk bits under mask are value.
@@ -225,8 +265,7 @@ func marked(mask, value uint32) []ruleset.Match {
 // enforced verdict (EnforcedAllows, set by the caller) and clears the
 // marks.
 func (c *compiler) stagedWalk(d dirInfo, hep *config.HostEndpoint, tiers []tierPolicies, at int) {
-	entry := kernelName("hep", hep.Name, d.suffix, "staged")
-	ch := &ruleset.Chain{Owner: c.owner, Name: entry,
+	ch := &ruleset.Chain{Owner: c.owner, Name: stagedEntry(d, hep),
 		Comment: fmt.Sprintf("host endpoint %q, %s: the staged view, from its first change; marks and counts, never decides", hep.Name, d.side())}
 	ch.Rules = append(ch.Rules, &ruleset.Rule{ClearMark: StagedDecided | StagedAllows})
 	for i := at; i < len(tiers); i++ {
@@ -258,7 +297,6 @@ func (c *compiler) stagedWalk(d dirInfo, hep *config.HostEndpoint, tiers []tierP
 	}
 	ch.Rules = append(ch.Rules, &ruleset.Rule{ClearMark: stagedBits})
 	c.t.Chains = append(c.t.Chains, ch)
-	c.staged.entries[d.suffix] = append(c.staged.entries[d.suffix], stagedEntry{hep: hep, chain: entry})
 }
 
 // stagedTierChain emits one tier of an endpoint's staged walk: the staged
@@ -351,34 +389,21 @@ func (c *compiler) stagedVerdict(o *ruleset.Origin, p *config.Policy, d dirInfo,
 }
 
 // stagedDispatch emits, when some endpoint has staged changes in direction
-// d, the chains through which the enforced verdicts run the staged walk:
-// stagedAccept (mark the enforced view's allow, run the walk, accept),
-// stagedDeny (mark its drop, run the walk, return to the drop) and the
-// dispatch to the walk of the packet's endpoint (by interface, as the base
-// chain dispatches; goto, so that the walk returns to the caller and the
-// wildcard fallback is skipped).
+// d, what runs their walks from shared chains: stagedMap and stagedAccept
+// (mark the enforced view's allow, run the walk, accept).
 func (c *compiler) stagedDispatch(d dirInfo) {
-	if c.staged == nil || len(c.staged.entries[d.suffix]) == 0 {
+	if c.staged == nil || len(c.staged.at[d.suffix]) == 0 {
 		return
 	}
-	c.owner = OwnerDispatch
 	m := &ruleset.Set{Name: stagedMap(d), Type: ruleset.TypeIfName, Map: true, Owner: OwnerDispatch,
 		Comment: "host endpoints with staged changes, " + string(d.dir)}
-	disp := &ruleset.Chain{Owner: OwnerDispatch, Name: stagedDispatch(d), Comment: "the staged view of the packet's host endpoint, " + string(d.dir),
-		Rules: []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, m.Name)}}}
-	for _, e := range c.staged.entries[d.suffix] {
-		if e.hep.Interface == "*" {
-			disp.Rules = append(disp.Rules, &ruleset.Rule{Verdict: ruleset.Goto(e.chain)})
-			continue
-		}
-		v := ruleset.Goto(e.chain)
-		m.Elements = append(m.Elements, ruleset.Element{From: ruleset.IfNameKey(e.hep.Interface), To: ruleset.IfNameKey(e.hep.Interface), Verdict: &v})
+	for _, hep := range c.staged.named[d.suffix] {
+		v := ruleset.Jump(stagedEntry(d, hep))
+		m.Elements = append(m.Elements, ruleset.Element{From: ruleset.IfNameKey(hep.Interface), To: ruleset.IfNameKey(hep.Interface), Verdict: &v})
 	}
 	m.Normalize()
 	c.t.Sets = append(c.t.Sets, m)
-	c.t.Chains = append(c.t.Chains, disp,
-		&ruleset.Chain{Owner: OwnerDispatch, Name: stagedAccept(d), Comment: "an allow, after the staged view, " + string(d.dir),
-			Rules: []*ruleset.Rule{{SetMark: EnforcedAllows, Verdict: ruleset.Jump(disp.Name)}, {Verdict: ruleset.Accept()}}},
-		&ruleset.Chain{Owner: OwnerDispatch, Name: stagedDeny(d), Comment: "a drop: the staged view first, " + string(d.dir),
-			Rules: []*ruleset.Rule{{ClearMark: EnforcedAllows, Verdict: ruleset.Jump(disp.Name)}}})
+	c.t.Chains = append(c.t.Chains, &ruleset.Chain{Owner: OwnerDispatch, Name: stagedAccept(d),
+		Comment: "an allow, after the staged view, " + string(d.dir),
+		Rules:   append(c.tally(d, true), &ruleset.Rule{Verdict: ruleset.Accept()})})
 }

@@ -113,9 +113,7 @@ func (c *compiler) stageChain(d dirInfo, hep *config.HostEndpoint, policies []*c
 	if c.t.Chain(d.fsChain) != nil || (d.stage == stageUntracked && c.hasRawFailsafe(d)) {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(d.fsChain)})
 	}
-	if first := c.tiers(d, hep, c.selectingTiers(d, c.labels(hep), policies), noTally); first != "" {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Goto(first)})
-	}
+	ch.Rules = append(ch.Rules, c.tiers(d, hep, c.selectingTiers(d, c.labels(hep), policies), noTally)...)
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name
 }

@@ -497,7 +497,7 @@ func (l *lab) applyAndSend(t *testing.T, cfg *config.Config, host string, cases 
 	// scenario with the same addresses and ports would be established.
 	testns.Run(t, "ip", "netns", "exec", l.srv, "conntrack", "-F")
 	l.staged, l.stagedBefore = nil, nil
-	if cfg.HasStaged() {
+	if cfg.HasStaged() && !strings.Contains(diags.Error(), "The staged view is not counted") {
 		live, _, err := l.conn.Read(ctx)
 		if err != nil {
 			t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/mdlayher/netlink"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/internal/netif"
 	"github.com/hostwall/hostwall/internal/testns"
@@ -424,6 +425,7 @@ func TestRoundTripEveryMatchKind(t *testing.T) {
 		{Matches: m(ruleset.Mark{Mask: 0x60000000, Value: 0x20000000}), ClearMark: 0x80000000, Verdict: ruleset.Return()},
 		{Matches: m(ruleset.Mark{Mask: 0x20000000, Value: 0}), ClearMark: 0x60000000, SetMark: 0x20000000},
 		{ClearMark: 0xe0000000},
+		{SetMark: 0xa0000000, ClearMark: 0x40000000, Verdict: ruleset.VMap(ruleset.IIF, "vm")},
 		{Verdict: ruleset.VMap(ruleset.IIF, "vm")},
 		{Verdict: ruleset.VMap(ruleset.OIF, "vm")},
 		{Matches: m(ruleset.L4Proto{Proto: 6}), Verdict: ruleset.AddrVMap(ruleset.IPv4, ruleset.Src, "v4/d")},
@@ -707,5 +709,43 @@ func TestReadLike(t *testing.T) {
 	}
 	if shares(read.Set("blocklist"), desired.Set("blocklist")) {
 		t.Error("Read shares elements it was given nothing to share with")
+	}
+}
+
+// TestChainDepthLimit: the kernel takes a table whose jumps (a goto and a
+// verdict map's element counted alike) reach a chain at depth
+// compile.MaxChainDepth-1, and refuses one that reaches depth
+// compile.MaxChainDepth — the bound compile checks before it (docs/kernel.md).
+func TestChainDepthLimit(t *testing.T) {
+	c, _ := kernel(t)
+	table := func(depth int) *ruleset.Table {
+		tbl := ruleset.NewTable()
+		tbl.Chains = append(tbl.Chains, &ruleset.Chain{Name: "input", Base: &ruleset.BaseChain{Type: ruleset.ChainTypeFilter, Hook: ruleset.HookInput, Policy: ruleset.PolicyAccept},
+			Rules: []*ruleset.Rule{{Verdict: ruleset.VMap(ruleset.IIF, "vm")}}})
+		to := ruleset.Jump("c1")
+		tbl.Sets = append(tbl.Sets, &ruleset.Set{Name: "vm", Type: ruleset.TypeIfName, Map: true,
+			Elements: []ruleset.Element{{From: ruleset.IfNameKey("eth0"), To: ruleset.IfNameKey("eth0"), Verdict: &to}}})
+		for i := 1; i <= depth; i++ {
+			ch := &ruleset.Chain{Name: fmt.Sprintf("c%d", i)}
+			switch {
+			case i == depth:
+			case i%2 == 0:
+				ch.Rules = []*ruleset.Rule{{Verdict: ruleset.Goto(fmt.Sprintf("c%d", i+1))}}
+			default:
+				ch.Rules = []*ruleset.Rule{{Verdict: ruleset.Jump(fmt.Sprintf("c%d", i+1))}}
+			}
+			tbl.Chains = append(tbl.Chains, ch)
+		}
+		tbl.Sort()
+		return tbl
+	}
+	ok := table(compile.MaxChainDepth - 1)
+	if _, _, err := engine.ApplyTable(context.Background(), c, ok, plan(t, c, ok), engine.ByReadBack); err != nil {
+		t.Errorf("depth %d refused: %v", compile.MaxChainDepth-1, err)
+	}
+	deep := table(compile.MaxChainDepth)
+	_, _, err := engine.ApplyTable(context.Background(), c, deep, plan(t, c, deep), engine.ByReadBack)
+	if err == nil || !strings.Contains(err.Error(), "too many links") {
+		t.Errorf("depth %d: %v, want the kernel's refusal (too many links)", compile.MaxChainDepth, err)
 	}
 }
