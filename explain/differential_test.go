@@ -394,18 +394,7 @@ func (l *lab) run(t *testing.T, s scenario, steps map[string]int) []tcase {
 	}
 	if l.staged != nil && len(bad) == 0 {
 		l.stagedChecked++
-		live, _, err := l.conn.Read(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		gotStaged := map[ruleset.Origin]uint64{}
-		for o, c := range l.staged.Counts(live.Chains) {
-			if o.Kind == ruleset.OriginStagedChange && o.Endpoint != "" {
-				if n := c.Packets - l.stagedBefore[o].Packets; n > 0 {
-					gotStaged[o] = n
-				}
-			}
-		}
+		gotStaged := l.stagedCounts(t)
 		for _, n := range wantStaged {
 			l.stagedCounted += int(n)
 		}
@@ -431,6 +420,25 @@ func withoutAnswered(cases []tcase) []tcase {
 		}
 	}
 	return cases
+}
+
+// stagedCounts are the packets the staged view's counters of each
+// endpoint and direction counted since applyAndSend sent its packets.
+func (l *lab) stagedCounts(t *testing.T) map[ruleset.Origin]uint64 {
+	t.Helper()
+	live, _, err := l.conn.Read(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[ruleset.Origin]uint64{}
+	for o, c := range l.staged.Counts(live.Chains) {
+		if o.Kind == ruleset.OriginStagedChange && o.Endpoint != "" {
+			if n := c.Packets - l.stagedBefore[o].Packets; n > 0 {
+				got[o] = n
+			}
+		}
+	}
+	return got
 }
 
 // stagedChange is the counter a case adds to, by explain's result r: the
