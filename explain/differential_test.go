@@ -65,9 +65,9 @@ type lab struct {
 	// its index and the staged counters before the packets were sent;
 	// stagedChecked counts the configurations whose counters were held to
 	// explain, stagedCounted the disagreements counted.
-	staged                       *observe.Index
-	stagedBefore                 map[ruleset.Origin]observe.Count
-	stagedChecked, stagedCounted int
+	staged                                      *observe.Index
+	stagedBefore                                map[ruleset.Origin]observe.Count
+	stagedChecked, stagedCounted, stagedUnknown int
 }
 
 // farLink is the server's interface towards the far namespace.
@@ -75,6 +75,19 @@ var farLink = struct{ srv, far, v4, v6 string }{"eth2", "d0", "10.79.0.", "fd79:
 
 func newLab(t *testing.T) *lab {
 	l := &lab{srv: testns.New(t), cli: testns.New(t)}
+	// The server sends nothing of its own once its links are made: no
+	// duplicate address detection, no router solicitations, and its
+	// multicast listener reports repeated within a millisecond of joining
+	// (not over the next second), which would reach its policies (and
+	// the staged view's counters) in the first scenarios.
+	// Forwarding too from the start: turning it on joins the all-routers
+	// groups, and reports them.
+	testns.Run(t, "ip", "netns", "exec", l.srv, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
+	for _, k := range []string{"all", "default"} {
+		testns.Run(t, "ip", "netns", "exec", l.srv, "sysctl", "-qw", "net.ipv6.conf."+k+".dad_transmits=0",
+			"net.ipv6.conf."+k+".router_solicitations=0", "net.ipv6.conf."+k+".mldv1_unsolicited_report_interval=1",
+			"net.ipv6.conf."+k+".mldv2_unsolicited_report_interval=1")
+	}
 	for _, ln := range links {
 		testns.Veth(t, l.cli, ln.cli, ln.v4+"2/24", l.srv, ln.srv, ln.v4+"1/24")
 		testns.Run(t, "ip", "-n", l.srv, "addr", "add", ln.v6+"1/64", "dev", ln.srv, "nodad")
@@ -94,6 +107,11 @@ func newLab(t *testing.T) *lab {
 		for i := 2; i <= 9; i++ {
 			testns.Run(t, "ip", "-n", l.srv, "-6", "neigh", "replace", fmt.Sprintf("%s%d", ln.v6, i), "lladdr", cliMAC, "dev", ln.srv, "nud", "permanent")
 		}
+		// No link-local address on the client: it would send multicast
+		// listener reports and router solicitations from it, and the
+		// server would now and then resolve it (a solicitation the staged
+		// view's counters would count).
+		testns.Run(t, "ip", "-n", l.cli, "-6", "addr", "flush", "dev", ln.cli, "scope", "link")
 	}
 	l.far = testns.New(t)
 	fl := farLink
@@ -105,7 +123,6 @@ func newLab(t *testing.T) *lab {
 		}
 		testns.Run(t, "ip", "-n", l.far, "addr", "add", fmt.Sprintf("%s%d/64", fl.v6, i), "dev", fl.far, "nodad")
 	}
-	testns.Run(t, "ip", "netns", "exec", l.srv, "sysctl", "-qw", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	srvMAC := func(dev string) string {
 		return strings.Fields(testns.Run(t, "ip", "-n", l.srv, "-br", "link", "show", dev))[2]
 	}
@@ -129,6 +146,11 @@ table inet observe {
 		type filter hook input priority 100; policy accept;
 		meta l4proto { tcp, udp } add @seen { th sport }
 		meta l4proto { icmp, ipv6-icmp } add @seenicmp { @th,32,16 }
+	}
+	set own { typeof oifname; flags dynamic; size 64; }
+	chain out {
+		type filter hook output priority -400; policy accept;
+		icmpv6 type { nd-router-solicit, nd-neighbor-solicit, mld-listener-report, mld-listener-done, mld2-listener-report } add @own { oifname }
 	}
 	chain routed {
 		type filter hook forward priority 100; policy accept;
@@ -294,6 +316,9 @@ func TestDifferential(t *testing.T) {
 		if err := json.Unmarshal(data, &s); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
+		if strings.Contains(s.Config, "staged = ") {
+			s.Cases = withoutAnswered(s.Cases)
+		}
 		scenarios = append(scenarios, s)
 	}
 	kept := len(scenarios)
@@ -346,8 +371,8 @@ func TestDifferential(t *testing.T) {
 			t.Fatalf("stopping after %d disagreements", disagreements)
 		}
 	}
-	t.Logf("%d cases in %d configurations (%d kept ones), %d disagreements; deciding steps: %v; %d rules sent through sharded sets' dispatch; staged counters held to explain in %d configurations (%d disagreements counted)",
-		ran, len(scenarios), kept, disagreements, steps, l.dispatched, l.stagedChecked, l.stagedCounted)
+	t.Logf("%d cases in %d configurations (%d kept ones), %d disagreements; deciding steps: %v; %d rules sent through sharded sets' dispatch; staged counters held to explain in %d configurations (%d disagreements counted; %d endpoints' egress counts left out, the server having sent packets of its own there)",
+		ran, len(scenarios), kept, disagreements, steps, l.dispatched, l.stagedChecked, l.stagedCounted, l.stagedUnknown)
 	if l.stagedChecked == 0 || l.stagedCounted == 0 {
 		t.Errorf("no staged view's counters were checked, or none counted anything")
 	}
@@ -395,6 +420,23 @@ func (l *lab) run(t *testing.T, s scenario, steps map[string]int) []tcase {
 	if l.staged != nil && len(bad) == 0 {
 		l.stagedChecked++
 		gotStaged := l.stagedCounts(t)
+		// What the server sent of its own (listener reports, answering a
+		// listener query of an earlier scenario up to a minute later;
+		// solicitations) met the egress policies of its interface: that
+		// endpoint's egress counts are not known.
+		for _, iface := range l.own(t) {
+			for o := range maps.Keys(wantStaged) {
+				if o.Endpoint == l.staged.Endpoint(iface) && o.Direction == "egress" {
+					delete(wantStaged, o)
+				}
+			}
+			for o := range maps.Keys(gotStaged) {
+				if o.Endpoint == l.staged.Endpoint(iface) && o.Direction == "egress" {
+					delete(gotStaged, o)
+				}
+			}
+			l.stagedUnknown++
+		}
 		for _, n := range wantStaged {
 			l.stagedCounted += int(n)
 		}
@@ -420,6 +462,33 @@ func withoutAnswered(cases []tcase) []tcase {
 		}
 	}
 	return cases
+}
+
+// own are the interfaces the server sent packets of its own by (listener
+// reports, router and neighbour solicitations) since applyAndSend read
+// the counters.
+func (l *lab) own(t *testing.T) []string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", l.srv, "nft", "-j", "list", "set", "inet", "observe", "own").Output()
+	if err != nil {
+		t.Fatalf("reading the observer: %v", err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Set *struct {
+				Elem []string `json:"elem"`
+			} `json:"set"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		t.Fatalf("reading the observer: %v", err)
+	}
+	for _, x := range doc.Nftables {
+		if x.Set != nil {
+			return x.Set.Elem
+		}
+	}
+	return nil // (an empty set has no elem)
 }
 
 // stagedCounts are the packets the staged view's counters of each
@@ -505,6 +574,7 @@ func (l *lab) applyAndSend(t *testing.T, cfg *config.Config, host string, cases 
 	// scenario with the same addresses and ports would be established.
 	testns.Run(t, "ip", "netns", "exec", l.srv, "conntrack", "-F")
 	l.staged, l.stagedBefore = nil, nil
+	testns.Run(t, "ip", "netns", "exec", l.srv, "nft", "flush set inet observe own") // before the counters are read
 	if cfg.HasStaged() && !strings.Contains(diags.Error(), "The staged view is not counted") {
 		live, _, err := l.conn.Read(ctx)
 		if err != nil {
@@ -635,7 +705,7 @@ func (l *lab) observed(t *testing.T) (ports, icmpIDs []uint16) {
 		t.Fatalf("parsing the observer: %v\n%s", err, out)
 	}
 	for _, o := range doc.Nftables {
-		if o.Set == nil {
+		if o.Set == nil || o.Set.Name == "own" {
 			continue
 		}
 		for _, e := range o.Set.Elem {

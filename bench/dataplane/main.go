@@ -8,6 +8,9 @@
 //	(c) the same policy as a linear rule list (one rule per CIDR, as
 //	    iptables-style firewalls have it), the sender's address last,
 //	(d) (b) without the drop log (settings { drop_log = false }),
+//	(e) (b) with a staged policy for each endpoint (before bench's,
+//	    denying a port nothing uses): every new connection also walks the
+//	    staged view (docs/kernel.md, "Staged policies"),
 //
 // it measures the rate of 64-byte UDP packets (iperf3, one flow: after its
 // first packet, connection tracking's fast path) and the rate of new TCP
@@ -113,9 +116,9 @@ func run(bin string, runs int, dur time.Duration, keep bool, n int) error {
 	cfg := filepath.Join(work, "cfg")
 	os.Mkdir(cfg, 0o755)
 	var hcl strings.Builder
-	hcl.WriteString("host {\n  labels = { role = \"bench\" }\n}\nhost_endpoint \"eth0\" {\n  interface = \"eth0\"\n}\n")
+	hcl.WriteString("host {\n  labels = { role = \"bench\" }\n}\nhost_endpoint \"eth0\" {\n  interface = \"eth0\"\n  labels = { ep = \"eth0\" }\n}\n")
 	for i := 0; i < 63; i++ {
-		fmt.Fprintf(&hcl, "host_endpoint \"if%d\" {\n  interface = \"if%d\"\n}\n", i, i)
+		fmt.Fprintf(&hcl, "host_endpoint \"if%d\" {\n  interface = \"if%d\"\n  labels = { ep = \"if%d\" }\n}\n", i, i, i)
 	}
 	fmt.Fprintf(&hcl, "network_set \"clients\" {\n  labels = { clients = \"yes\" }\n  nets_file = \"clients.txt\"\n}\n")
 	fmt.Fprintf(&hcl, "policy \"bench\" {\n  selector = \"role == 'bench'\"\n  ingress {\n    action = \"allow\"\n    protocol = \"tcp\"\n"+
@@ -130,6 +133,21 @@ func run(bin string, runs int, dur time.Duration, keep bool, n int) error {
 	os.Mkdir(quiet, 0o755)
 	os.WriteFile(filepath.Join(quiet, "bench.hcl"), []byte(hcl.String()+"settings {\n  drop_log = false\n}\n"), 0o644)
 	os.WriteFile(filepath.Join(quiet, "clients.txt"), []byte(strings.Join(cidrs, "\n")+"\n"), 0o644)
+
+	// (e): (b) with a staged policy for each endpoint.
+	staged := filepath.Join(work, "cfg-staged")
+	os.Mkdir(staged, 0o755)
+	var st strings.Builder
+	for _, ep := range append([]string{"eth0"}, func() (eps []string) {
+		for i := 0; i < 63; i++ {
+			eps = append(eps, fmt.Sprintf("if%d", i))
+		}
+		return eps
+	}()...) {
+		fmt.Fprintf(&st, "policy \"staged-%s\" {\n  staged = true\n  order = 10\n  selector = \"ep == '%s'\"\n  ingress {\n    action = \"deny\"\n    protocol = \"tcp\"\n    destination { ports = [9999] }\n  }\n}\n", ep, ep)
+	}
+	os.WriteFile(filepath.Join(staged, "bench.hcl"), []byte(hcl.String()+st.String()), 0o644)
+	os.WriteFile(filepath.Join(staged, "clients.txt"), []byte(strings.Join(cidrs, "\n")+"\n"), 0o644)
 
 	var linear strings.Builder
 	fmt.Fprintf(&linear, "table inet linear {\n  set ports { type inet_service; elements = { %s } }\n", strings.Join(ports, ", "))
@@ -181,6 +199,13 @@ func run(bin string, runs int, dur time.Duration, keep bool, n int) error {
 		}{"(d) hostwall without the drop log", func() error {
 			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
 			return sh(bin, "apply", "-c", quiet, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0",
+				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run"))
+		}}, struct {
+			name  string
+			setup func() error
+		}{"(e) hostwall with a staged policy per endpoint", func() error {
+			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
+			return sh(bin, "apply", "-c", staged, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0",
 				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run"))
 		}})
 	}
