@@ -59,7 +59,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 	if note != "" {
 		out.Notes = append(out.Notes, note)
 	}
-	out.Notes = append(out.Notes, stagedNotes(l.Result.Config)...)
+	out.Notes = append(out.Notes, stagedNotes(l.Result.Config, l.Host)...)
 	if p.Empty() {
 		e.recordVerified(ns, l, chains.withSets(l.Table).hashed(), p.Generation)
 	}
@@ -92,24 +92,31 @@ func (e *Engine) Show(ctx context.Context) (*ruleset.Table, error) {
 	return t, err
 }
 
-// stagedNotes mark the staged policies of cfg in a plan: the kernel holds
-// nothing of them, so no change shows them.
-func stagedNotes(cfg *config.Config) []string {
+// stagedNotes mark in a plan the staged policies of cfg, which decide no
+// packet (their chains only count: docs/kernel.md), by what they would do,
+// and the host endpoints of host in audit mode.
+func stagedNotes(cfg *config.Config, host string) []string {
 	enforced := map[string]bool{}
 	for _, p := range cfg.Policies {
 		if p.Staged == "" {
 			enforced[p.Name] = true
 		}
 	}
+	const watch = "hostwall status and hostwall drops --staged show what it would change on live traffic; explain, for a packet"
 	var out []string
 	for _, p := range cfg.Policies {
 		switch {
 		case p.Staged == config.StagedDelete:
-			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would be deleted (hostwall explain shows what that would change)", p.Name))
+			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would be deleted (%s)", p.Name, watch))
 		case p.Staged != "" && enforced[p.Name]:
-			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would replace the enforced policy of its name (hostwall explain shows what it would change)", p.Name))
+			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would replace the enforced policy of its name (%s)", p.Name, watch))
 		case p.Staged != "":
-			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would be added (hostwall explain shows what it would change)", p.Name))
+			out = append(out, fmt.Sprintf("staged, not enforced: policy %q would be added (%s)", p.Name, watch))
+		}
+	}
+	for _, hep := range cfg.Endpoints {
+		if hep.Audit && (hep.Node == "" || hep.Node == host) {
+			out = append(out, fmt.Sprintf("audit mode: host endpoint %q (interface %s) logs and accepts what its policies would drop (hostwall drops shows it; mode = \"enforce\" enforces)", hep.Name, hep.Interface))
 		}
 	}
 	return out

@@ -7,10 +7,20 @@ import (
 	"github.com/hostwall/hostwall/loader"
 )
 
-// TestStagedNotes: a plan marks each staged policy, which the kernel holds
-// nothing of, by what it would do.
+// TestStagedNotes: a plan marks each staged policy, which decides no
+// packet, by what it would do, and each endpoint of the host in audit
+// mode.
 func TestStagedNotes(t *testing.T) {
 	res, diags := loader.Load([]loader.Source{{Path: "s.hcl", Data: []byte(`
+host_endpoint "eth0" {
+  interface = "eth0"
+  mode = "audit"
+}
+host_endpoint "other" {
+  node = "elsewhere"
+  interface = "eth1"
+  mode = "audit"
+}
 policy "web" {
   ingress { action = "allow" }
 }
@@ -32,13 +42,16 @@ policy "old" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	got := strings.Join(stagedNotes(res.Config), "\n")
-	for _, want := range []string{`policy "web" would replace the enforced policy`, `policy "new" would be added`, `policy "old" would be deleted`} {
+	got := strings.Join(stagedNotes(res.Config, "h"), "\n")
+	for _, want := range []string{`policy "web" would replace the enforced policy`, `policy "new" would be added`, `policy "old" would be deleted`, `audit mode: host endpoint "eth0"`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("notes %q lack %q", got, want)
 		}
 	}
-	if n := len(stagedNotes(res.Config.Enforced())); n != 0 {
-		t.Errorf("%d notes without staged policies", n)
+	if strings.Contains(got, `"other"`) {
+		t.Errorf("notes %q name another host's endpoint", got)
+	}
+	if n := len(stagedNotes(res.Config.Enforced(), "elsewhere")); n != 2 {
+		t.Errorf("%d notes on host elsewhere without staged policies, want its 2 audit endpoints", n)
 	}
 }
