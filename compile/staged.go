@@ -18,14 +18,13 @@ import (
 // policies with the staged changes made — selects other policies than the
 // enforced one, the enforced evaluation is left as it is up to the first
 // tier where the two differ. From there on the endpoint's tier chains jump
-// to *tallying* copies of the enforced
-// policies, identical but for their verdicts: before an allow accepts, or
-// a deny drops (as do the ends of tier, the default deny and the profile
-// from there on), the packet goes through the *staged walk*, which
-// evaluates the staged view from that same place on with verdicts that
-// only mark the packet, counts where the two views disagree, clears the
-// marks and returns. Then the enforced verdict takes effect. No chain of
-// the staged walk accepts or drops.
+// to *tallying* copies of the enforced policies, identical but for their
+// verdicts: before an allow accepts, or a deny drops (as do the ends of
+// tier, the default deny and the profile from there on), the packet goes
+// through the *staged walk*, which evaluates the staged view from that
+// same tier on with verdicts that only mark the packet, counts where the
+// two views disagree, clears the marks and returns. Then the enforced
+// verdict takes effect. No chain of the staged walk accepts or drops.
 //
 // So the staged view costs nothing on an endpoint it does not change, on
 // a packet of an open connection (accepted before any endpoint chain) or
@@ -45,13 +44,10 @@ const (
 	stagedBits = StagedDecided | StagedAllows | EnforcedAllows
 )
 
-// Names of the fixed chains of the staged view; each exists only while
-// some endpoint has staged changes in its direction.
-const (
-	// StagedAllow is where the staged copies' allow rules of enforced
-	// policies go: it marks the packet allowed unless decided.
-	StagedAllow = "staged-allow"
-)
+// StagedAllow is the chain the staged copies' allow rules of enforced
+// policies jump to: it marks the packet allowed unless decided. It exists
+// only while some endpoint has staged changes.
+const StagedAllow = "staged-allow"
 
 // stagedAccept is the chain a tallying copy's allow jumps to: it runs the
 // staged walk of the packet's endpoint, the enforced view allowing, then
