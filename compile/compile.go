@@ -490,7 +490,7 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	if entry != "" {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{ClearMark: EnforcedAllows, Verdict: ruleset.Jump(entry)})
 	}
-	c.withDropLog(ch, c.audited(hep, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
+	c.withDropLog(ch, c.audited(d, hep, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
 		Origin: &ruleset.Origin{Kind: ruleset.OriginDefaultDeny, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Deny)}}))
 	c.t.Chains = append(c.t.Chains, ch)
 	return ch.Name
@@ -500,9 +500,10 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 // chain and the tier, and returns the rules by which the endpoint's chain
 // enters them (none when no tier selects the endpoint): a jump to each in
 // turn, each tier chain returning when the packet passes it — or on the
-// forward path a goto to the first, each going on to the next (goto) and
-// the last returning, since there an allow returns (on to the other side)
-// past the tiers after it. From the tier of index tally on (noTally:
+// forward path and in the untracked and pre-DNAT stages a goto to the
+// first, each going on to the next (goto) and the last returning, since
+// there a return ends the side or the stage past the tiers after it (a
+// forward allow; an audited deny). From the tier of index tally on (noTally:
 // none), the policies are the tallying copies and an end of tier that
 // drops runs the staged view first.
 //
@@ -510,29 +511,23 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 // jump to each keeps the chains' depth, which the kernel bounds (16), the
 // same whatever the number of tiers.
 func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, tiers []tierPolicies, tally int) []*ruleset.Rule {
-	if hep.Audit && (d.forward || d.stage != stageNormal) && len(tiers) > 0 {
-		c.warnOnce("audit "+hep.Name+" "+d.side(), &hcl.Diagnostic{
-			Severity: hcl.DiagError,
-			Summary:  "Audit mode covers input and output alone",
-			Detail: fmt.Sprintf("Host endpoint %q is in audit mode, and %s policies (%s) select it; audit mode covers the policies of traffic to and from this host, not forwarded, untracked or pre-DNAT ones yet. Set mode = \"enforce\", or leave the endpoint out of those policies' selectors.",
-				hep.Name, d.side(), tiers[0].policies[0].Name),
-			Subject: hep.DeclRange.Ptr(),
-		})
-		return nil
-	}
 	name := func(i int) string { return kernelName("hep", hep.Name, d.suffix, "t", tiers[i].tier.Name) }
+	// Chained: the forward path, and the untracked and pre-DNAT stages,
+	// where a return ends the side or the stage (a forward allow, an
+	// audited deny).
+	chained := d.forward || d.stage != stageNormal
 	var enter []*ruleset.Rule
 	for i, tp := range tiers {
 		next := ruleset.Return()
-		if i+1 < len(tiers) && d.forward {
+		if i+1 < len(tiers) && chained {
 			next = ruleset.Goto(name(i + 1))
 		}
 		c.tierChain(d, name(i), hep, tp, next, i >= tally)
-		if !d.forward {
+		if !chained {
 			enter = append(enter, &ruleset.Rule{Verdict: ruleset.Jump(name(i))})
 		}
 	}
-	if d.forward && len(tiers) > 0 {
+	if chained && len(tiers) > 0 {
 		enter = append(enter, &ruleset.Rule{Verdict: ruleset.Goto(name(0))})
 	}
 	return enter
@@ -549,7 +544,7 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 		Comment: fmt.Sprintf("host endpoint %q, %s, tier %q", hep.Name, d.side(), tp.tier.Name)}
 	for _, p := range tp.policies {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p, chainCopy{audit: hep.Audit, tally: tally}))})
-		ch.Rules = append(ch.Rules, c.rechecks(d, p, next)...)
+		ch.Rules = append(ch.Rules, c.rechecks(d, p, next, hep.Audit)...)
 	}
 	end := &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(), // end of tier
 		Origin: &ruleset.Origin{Kind: ruleset.OriginEndOfTier, Endpoint: hep.Name, Direction: d.side(), Tier: tp.tier.Name, Action: string(config.Deny)}}
@@ -559,36 +554,47 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 	} else if tally {
 		ch.Rules = append(ch.Rules, &ruleset.Rule{ClearMark: EnforcedAllows, Verdict: ruleset.Jump(stagedEntry(d, hep))})
 	}
-	c.withDropLog(ch, c.audited(hep, end))
+	c.withDropLog(ch, c.audited(d, hep, end))
 	c.t.Chains = append(c.t.Chains, ch)
 }
 
 // rechecks are the re-checks, in order, of the rules of policy p that
-// return from its chain — pass, and on the forward path allow, which
-// lets the packet on to the other side — sending the packet to next (a
-// forward allow returns).
-func (c *compiler) rechecks(d dirInfo, p *config.Policy, next ruleset.Verdict) []*ruleset.Rule {
+// return from its chain — pass; on the forward path allow, which lets the
+// packet on to the other side; and for an endpoint in audit mode (audit),
+// on the forward path and in the untracked and pre-DNAT stages, deny —
+// sending the packet to next (a forward allow and an audited deny return,
+// ending the side or the stage; an audited deny is logged first).
+func (c *compiler) rechecks(d dirInfo, p *config.Policy, next ruleset.Verdict, audit bool) []*ruleset.Rule {
 	var out []*ruleset.Rule
 	for i, r := range p.Rules(d.dir) {
-		// Re-check, in order, the rules that returned: pass, and on the
-		// forward path allow, which lets the packet on to the other
-		// side.
-		v := next
+		v, o := next, (*ruleset.Origin)(nil)
 		switch {
 		case r.Action == config.Pass:
 		case r.Action == config.Allow && d.forward:
-			v = ruleset.Verdict{Kind: ruleset.VerdictReturn}
+			v = ruleset.Return()
+		case r.Action == config.Deny && audit && c.auditReturns(d):
+			v = ruleset.Return()
+			o = &ruleset.Origin{Kind: ruleset.OriginPolicyRule, Direction: d.side(), Tier: p.Tier, Policy: p.Name, Rule: i + 1, Action: string(r.Action), Audit: true}
 		default:
 			continue
 		}
-		for _, kr := range c.rule(p, d, i, r) {
-			recheck := kr.Clone()
-			recheck.Counter, recheck.Verdict, recheck.Origin = false, v, nil
-			out = append(out, recheck)
+		for _, ms := range c.matchLists(p, d, i, r) {
+			if o != nil {
+				if l := c.dropLog(o); l != nil {
+					l.Matches = ms
+					out = append(out, l)
+				}
+			}
+			out = append(out, &ruleset.Rule{Matches: ms, Verdict: v})
 		}
 	}
 	return out
 }
+
+// auditReturns reports whether in d an endpoint in audit mode goes on
+// past a deny by returning, which ends the side (the forward path) or
+// the stage (untracked, pre-DNAT) undecided; elsewhere it accepts.
+func (c *compiler) auditReturns(d dirInfo) bool { return d.forward || d.stage != stageNormal }
 
 // policyChain emits (once) the chain holding a policy's rules for one
 // direction, or one of its copies (cp), and returns its name.
@@ -618,11 +624,15 @@ func (c *compiler) policyChain(d dirInfo, p *config.Policy, cp chainCopy) string
 	return name
 }
 
-// audited turns r, a drop of endpoint hep, into an accept when hep is in
-// audit mode (withDropLog then logs it as audited).
-func (c *compiler) audited(hep *config.HostEndpoint, r *ruleset.Rule) *ruleset.Rule {
+// audited turns r, a drop of endpoint hep in d, into an accept when hep
+// is in audit mode — on the forward path a return, on to the other side
+// (withDropLog then logs it as audited).
+func (c *compiler) audited(d dirInfo, hep *config.HostEndpoint, r *ruleset.Rule) *ruleset.Rule {
 	if hep.Audit && r.Verdict.Kind == ruleset.VerdictDrop {
 		r.Verdict, r.Origin.Audit = ruleset.Accept(), true
+		if c.auditReturns(d) {
+			r.Verdict = ruleset.Return()
+		}
 	}
 	return r
 }

@@ -174,8 +174,9 @@ func TestDropPrefixLong(t *testing.T) {
 // TestAuditMode: an endpoint in audit mode jumps to the audit copy of each
 // policy, whose denies log and accept; its ends of tier and default deny
 // log and accept; an enforcing endpoint beside it keeps the policy's own
-// chain. Forwarded, untracked and pre-DNAT policies selecting it are
-// refused.
+// chain. On the forward path and in the untracked and pre-DNAT stages, an
+// audited deny returns (the policy's copy counts it, the tier chain logs
+// it and ends the side or the stage), as does a forward end of tier.
 func TestAuditMode(t *testing.T) {
 	src := strings.Replace(dropLogSrc, `host_endpoint "eth0" { interface = "eth0" }`,
 		"host_endpoint \"eth0\" {\n  interface = \"eth0\"\n  mode = \"audit\"\n}\nhost_endpoint \"eth1\" { interface = \"eth1\" }", 1)
@@ -209,9 +210,39 @@ func TestAuditMode(t *testing.T) {
 		t.Errorf("no invalid drop in %q", hep)
 	}
 
-	_, diags = compileHCL(t, "h", src+"policy \"routed\" {\n  apply_on_forward = true\n  ingress { action = \"deny\" }\n}\n")
-	if !strings.Contains(diags.Error(), "Audit mode covers input and output alone") {
-		t.Errorf("a forward policy selecting an audit endpoint: %v", diags)
+	tbl, diags = compileHCL(t, "h", src+`policy "routed" {
+  apply_on_forward = true
+  ingress {
+    action = "deny"
+    protocol = "udp"
+  }
+}
+policy "raw" {
+  apply_on_forward = true
+  do_not_track = true
+  ingress {
+    action = "deny"
+    protocol = "tcp"
+    destination { ports = [25] }
+  }
+}
+`)
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	for chain, want := range map[string][]string{
+		"pol/routed/fwd-in/audit": {"meta l4proto udp counter return"},
+		"pol/routed/fwd-in":       {"meta l4proto udp counter jump " + tbl.Chain("pol/routed/fwd-in").Rules[0].Verdict.Chain},
+		"hep/eth0/fwd-in/t/default": {"jump pol/routed/fwd-in/audit",
+			"meta l4proto udp " + log("hostwall audit default/routed forwarded ingress/1"), "meta l4proto udp return",
+			log("hostwall audit end-of-tier default eth0 forwarded ingress"), "counter return"},
+		"pol/raw/raw-in/audit": {"tcp dport 25 counter return"},
+		"hep/eth0/raw-in/t/default": {"jump pol/raw/raw-in/audit",
+			"tcp dport 25 " + log("hostwall audit default/raw untracked ingress/1"), "tcp dport 25 return", "counter return"},
+	} {
+		if diff := cmp.Diff(want, rules(tbl, chain)); diff != "" {
+			t.Errorf("%s mismatch (-want +got):\n%s", chain, diff)
+		}
 	}
 	for src, want := range map[string]string{
 		`host_endpoint "e" {` + "\n  interface = \"eth0\"\n  mode = \"Audit\"\n}\n": `not "Audit"`,

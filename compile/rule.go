@@ -92,6 +92,17 @@ func ruleFamilies(r *config.Rule) (fams families, split bool) {
 // needs (one rule when it names no addresses), and two where a negated ICMP
 // type and code make an "or".
 func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []*ruleset.Rule {
+	var out []*ruleset.Rule
+	for _, ms := range c.matchLists(p, d, idx, r) {
+		out = appendRule(out, c.finish(p, d, idx, r, ms))
+	}
+	return out
+}
+
+// matchLists are the match lists of the kernel rules a policy rule
+// becomes (rule), with no verdict and nothing emitted: the re-checks of a
+// tier chain use them.
+func (c *compiler) matchLists(p *config.Policy, d dirInfo, idx int, r *config.Rule) [][]ruleset.Match {
 	c.warnUndefinedPorts(p, d, idx, r)
 	fams, split := ruleFamilies(r)
 	if fams != nil && len(fams) == 0 {
@@ -104,19 +115,13 @@ func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []
 		})
 		return nil
 	}
-	var out []*ruleset.Rule
 	if !split {
-		for _, alt := range c.alternatives(r, "") {
-			out = appendRule(out, c.finish(p, d, idx, r, alt))
-		}
-		return out
+		return c.alternatives(r, "")
 	}
+	var out [][]ruleset.Match
 	for _, f := range []ruleset.IPFamily{ruleset.IPv4, ruleset.IPv6} {
-		if fams != nil && !fams[f] {
-			continue
-		}
-		for _, alt := range c.alternatives(r, f) {
-			out = appendRule(out, c.finish(p, d, idx, r, alt))
+		if fams == nil || fams[f] {
+			out = append(out, c.alternatives(r, f)...)
 		}
 	}
 	return out
@@ -283,7 +288,12 @@ func (c *compiler) finish(p *config.Policy, d dirInfo, idx int, r *config.Rule, 
 		}
 	case config.Deny:
 		kr.Verdict = ruleset.Drop()
-		if c.copy.audit || c.copy.tally || c.cfg.Settings.DropLog { // an audited deny accepts, logged when the drop log is on
+		switch {
+		case c.copy.audit && c.auditReturns(d):
+			// Audited where a return goes on: the tier chain logs it and
+			// returns (rechecks).
+			kr.Verdict = ruleset.Return()
+		case c.copy.audit || c.copy.tally || c.cfg.Settings.DropLog: // an audited deny accepts, logged when the drop log is on
 			kr.Verdict = ruleset.Jump(c.dropChain(kr.Origin, p, d, ms))
 		}
 	case config.Pass:

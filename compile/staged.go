@@ -307,7 +307,7 @@ func (c *compiler) stagedTierChain(d dirInfo, name string, hep *config.HostEndpo
 		ch.Rules = append(ch.Rules,
 			&ruleset.Rule{Verdict: ruleset.Jump(c.policyChain(d, p, chainCopy{staged: true}))},
 			&ruleset.Rule{Matches: marked(StagedDecided, StagedDecided), Verdict: ruleset.Return()})
-		ch.Rules = append(ch.Rules, c.rechecks(d, p, ruleset.Return())...)
+		ch.Rules = append(ch.Rules, c.rechecks(d, p, ruleset.Return(), false)...)
 	}
 	if tp.tier.DefaultAction != config.Pass {
 		o := &ruleset.Origin{Kind: ruleset.OriginEndOfTier, Endpoint: hep.Name, Direction: d.side(), Tier: tp.tier.Name, Action: string(config.Deny), Staged: true}

@@ -126,9 +126,9 @@ type Result struct {
 func Explain(cfg *config.Config, hostName string, p Packet) Result {
 	cfg = cfg.ForHost(hostName)
 	e := &evaluator{cfg: cfg.Enforced(), host: hostName}
-	r := e.run(p)
+	r := e.result(p)
 	if cfg.HasStaged() {
-		s := (&evaluator{cfg: cfg.StagedView(), host: hostName}).run(p)
+		s := (&evaluator{cfg: cfg.StagedView(), host: hostName}).result(p)
 		if s.Verdict != r.Verdict || s.Audit != r.Audit || s.Decided.String() != r.Decided.String() {
 			r.Staged = &s
 		}
@@ -140,6 +140,30 @@ type evaluator struct {
 	cfg   *config.Config
 	host  string
 	trace []Step
+	// auditedBy is the first deny an endpoint in audit mode went on past
+	// on the forward path or in the untracked or pre-DNAT stage (which
+	// then ends the side or the stage undecided).
+	auditedBy *Step
+}
+
+// result evaluates p: a packet an endpoint in audit mode let on past a
+// deny, and nothing dropped after, is allowed, audited, decided by that
+// deny (where enforcing would have dropped it).
+func (e *evaluator) result(p Packet) Result {
+	r := e.run(p)
+	if e.auditedBy != nil && r.Verdict == Allow {
+		r.Audit, r.Decided = true, *e.auditedBy
+	}
+	return r
+}
+
+// audit notes s, a deny of an endpoint in audit mode that the packet goes
+// on past.
+func (e *evaluator) audit(s Step) {
+	e.trace = append(e.trace, s)
+	if e.auditedBy == nil {
+		e.auditedBy = &s
+	}
 }
 
 func (e *evaluator) done(v Verdict, s Step) Result {
@@ -283,16 +307,24 @@ func (e *evaluator) early(p Packet) (Verdict, Step, bool) {
 	}
 	// Untracked: named endpoints only; failsafe ports (and their replies)
 	// skip it.
+	// An endpoint in audit mode goes on past a deny: the stage ends
+	// undecided.
 	if e.cfg.HasUntrackedPolicies() && hep.Interface != "*" && !e.rawFailsafe(p, arriving) {
 		if v, s, ok := e.stage(hep, dir, p, "untracked", func(pol *config.Policy) bool { return pol.DoNotTrack }); ok {
-			return v, s, true
+			if v != Deny || !hep.Audit {
+				return v, s, true
+			}
+			e.audit(s)
 		}
 	}
 	// Pre-DNAT: arriving packets only, after established and failsafe.
 	if arriving && e.cfg.HasPreDNATPolicies() && p.State != Established && p.State != Related {
 		if _, fs := e.failsafeIn(p); !fs {
 			if v, s, ok := e.stage(hep, config.Ingress, p, "pre-DNAT", func(pol *config.Policy) bool { return pol.PreDNAT }); ok {
-				return v, s, true
+				if v != Deny || !hep.Audit {
+					return v, s, true
+				}
+				e.audit(s)
 			}
 		}
 	}
@@ -369,7 +401,8 @@ func (e *evaluator) failsafeIn(p Packet) (string, bool) {
 // forward evaluates a routed packet: the side it arrives on (ingress
 // policies of that endpoint), then the side it leaves by (egress), with only
 // apply_on_forward policies, no failsafe and no profiles. A side without an
-// endpoint, or where no selecting tier decides, lets it on.
+// endpoint, or where no selecting tier decides, lets it on; so does an
+// endpoint in audit mode where it would deny.
 func (e *evaluator) forward(p Packet, arrivalAllowed bool) Result {
 	if !e.cfg.HasForwardPolicies() {
 		if arrivalAllowed {
@@ -398,11 +431,15 @@ func (e *evaluator) forward(p Packet, arrivalAllowed bool) Result {
 			if !ok {
 				continue
 			}
-			if v == Deny {
+			switch {
+			case v == Deny && hep.Audit: // on to the other side
+				e.audit(decided)
+			case v == Deny:
 				return e.done(Deny, decided)
+			default:
+				e.trace = append(e.trace, decided)
+				allowedBy = &decided
 			}
-			e.trace = append(e.trace, decided)
-			allowedBy = &decided
 			break
 		}
 	}
