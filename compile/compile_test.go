@@ -20,6 +20,14 @@ func compileHCL(t *testing.T, host, src string) (*ruleset.Table, hcl.Diagnostics
 	return Compile(res.Config, Options{HostName: host})
 }
 
+// checkRules fails t unless chain's rules in tbl are want.
+func checkRules(t *testing.T, tbl *ruleset.Table, chain string, want ...string) {
+	t.Helper()
+	if diff := cmp.Diff(want, rules(tbl, chain)); diff != "" {
+		t.Errorf("%s mismatch (-want +got):\n%s", chain, diff)
+	}
+}
+
 // rules returns the rules of a chain as text, or nil when it is missing.
 func rules(t *ruleset.Table, chain string) []string {
 	c := t.Chain(chain)

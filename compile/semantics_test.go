@@ -55,12 +55,7 @@ policy "watch" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	check := func(chain string, want ...string) {
-		t.Helper()
-		if diff := cmp.Diff(want, rules(tbl, chain)); diff != "" {
-			t.Errorf("%s mismatch (-want +got):\n%s", chain, diff)
-		}
-	}
+	check := func(chain string, want ...string) { t.Helper(); checkRules(t, tbl, chain, want...) }
 	hep := rules(tbl, "hep/eth0/in")
 	if diff := cmp.Diff([]string{"jump hep/eth0/in/t/security", "jump hep/eth0/in/t/default", "jump hep/eth0/in/t/late", "counter accept", "counter drop"}, hep[len(hep)-5:]); diff != "" {
 		t.Errorf("endpoint chain tail mismatch (-want +got):\n%s", diff) // each tier in turn, then the default-allow profile, then default deny

@@ -4,8 +4,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/google/go-cmp/cmp"
-
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/ruleset"
 )
@@ -76,12 +74,7 @@ func TestStagedLayout(t *testing.T) {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	check := func(chain string, want ...string) {
-		t.Helper()
-		if diff := cmp.Diff(want, rules(tbl, chain)); diff != "" {
-			t.Errorf("%s mismatch (-want +got):\n%s", chain, diff)
-		}
-	}
+	check := func(chain string, want ...string) { t.Helper(); checkRules(t, tbl, chain, want...) }
 	log := func(prefix string) string { return `limit rate 5/second log prefix "` + prefix + `" group 9631` }
 	// eth0: security is the same in both views, default differs.
 	check("hep/eth0/in/t/security", "jump pol/guard/in", "return", log("hostwall drop end-of-tier security eth0 ingress"), "counter drop")

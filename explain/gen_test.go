@@ -156,15 +156,7 @@ func (g *gen) config() gConfig {
 	}
 	for i := 0; i < 1+g.r.IntN(4); i++ {
 		fmt.Fprintf(&b, "policy %q {\n", g.name(fmt.Sprintf("p%d", i), policies))
-		if t := tiers[g.r.IntN(len(tiers))]; t != "" {
-			fmt.Fprintf(&b, "  tier = %q\n", t)
-		}
-		if g.chance(0.7) {
-			fmt.Fprintf(&b, "  selector = %q\n", g.pick(selectorPool...))
-		}
-		if g.chance(0.6) {
-			fmt.Fprintf(&b, "  order = %d\n", g.r.IntN(4)*10)
-		}
+		g.placement(&b, tiers)
 		forward := g.chance(0.35)
 		nIn, nOut := g.r.IntN(5), g.r.IntN(4)
 		switch {
@@ -244,15 +236,7 @@ func (g *gen) config() gConfig {
 				name = `"staged-new"`
 			}
 			fmt.Fprintf(&p, "policy %s {\n  staged = true\n", name)
-			if t := tiers[sg.r.IntN(len(tiers))]; t != "" {
-				fmt.Fprintf(&p, "  tier = %q\n", t)
-			}
-			if sg.chance(0.7) {
-				fmt.Fprintf(&p, "  selector = %q\n", sg.pick(selectorPool...))
-			}
-			if sg.chance(0.6) {
-				fmt.Fprintf(&p, "  order = %d\n", sg.r.IntN(4)*10)
-			}
+			sg.placement(&p, tiers)
 			nIn, nOut := 1+sg.r.IntN(4), sg.r.IntN(3)
 			for j := 0; j < nIn+nOut; j++ {
 				r := sg.rule(j < nIn)
@@ -264,6 +248,20 @@ func (g *gen) config() gConfig {
 		}
 	}
 	return gConfig{text: text, rules: rules}
+}
+
+// placement writes a policy's tier (one of tiers; "" for the default),
+// selector and order, each now and then.
+func (g *gen) placement(b *strings.Builder, tiers []string) {
+	if t := tiers[g.r.IntN(len(tiers))]; t != "" {
+		fmt.Fprintf(b, "  tier = %q\n", t)
+	}
+	if g.chance(0.7) {
+		fmt.Fprintf(b, "  selector = %q\n", g.pick(selectorPool...))
+	}
+	if g.chance(0.6) {
+		fmt.Fprintf(b, "  order = %d\n", g.r.IntN(4)*10)
+	}
 }
 
 var firstPolicy = regexp.MustCompile(`(?m)^policy ("[^"]*") \{`)

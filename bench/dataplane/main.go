@@ -177,16 +177,20 @@ func run(bin string, runs int, dur time.Duration, keep bool, n int) error {
 	}
 
 	type result struct{ pps, cps []float64 }
+	// hostwall applies the configuration dir in the receiver, alone.
+	hostwall := func(dir string, more ...string) func() error {
+		return func() error {
+			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
+			return sh(bin, append([]string{"apply", "-c", dir, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0",
+				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run")}, more...)...)
+		}
+	}
 	modes := []struct {
 		name  string
 		setup func() error
 	}{
 		{"(a) no ruleset", func() error { return sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset") }},
-		{"(b) hostwall: sets and a verdict map", func() error {
-			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
-			return sh(bin, "apply", "-c", cfg, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0",
-				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run"))
-		}},
+		{"(b) hostwall: sets and a verdict map", hostwall(cfg)},
 		{"(c) the same policy as 10,000 linear rules", func() error {
 			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
 			return sh("ip", "netns", "exec", rcv, "nft", "-f", linearFile)
@@ -196,29 +200,17 @@ func run(bin string, runs int, dur time.Duration, keep bool, n int) error {
 		modes = append(modes, struct {
 			name  string
 			setup func() error
-		}{"(d) hostwall without the drop log", func() error {
-			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
-			return sh(bin, "apply", "-c", quiet, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0",
-				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run"))
-		}}, struct {
+		}{"(d) hostwall without the drop log", hostwall(quiet)}, struct {
 			name  string
 			setup func() error
-		}{"(e) hostwall with a staged policy per endpoint", func() error {
-			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
-			return sh(bin, "apply", "-c", staged, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0",
-				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run"))
-		}})
+		}{"(e) hostwall with a staged policy per endpoint", hostwall(staged)})
 	}
 	if n > 10000 {
 		modes[1].name = fmt.Sprintf("(b) hostwall, %d networks sharded", n)
 		modes[2] = struct {
 			name  string
 			setup func() error
-		}{fmt.Sprintf("(c) hostwall, %d networks in one set", n), func() error {
-			sh("ip", "netns", "exec", rcv, "nft", "flush", "ruleset")
-			return sh(bin, "apply", "-c", cfg, "--netns", rcv, "--auto-approve", "--confirm-timeout", "0", "--shard-min", fmt.Sprint(2*n),
-				"--state-dir", filepath.Join(work, "state"), "--run-dir", filepath.Join(work, "run"))
-		}}
+		}{fmt.Sprintf("(c) hostwall, %d networks in one set", n), hostwall(cfg, "--shard-min", fmt.Sprint(2*n))}
 	}
 	results := make([]result, len(modes))
 	for r := 0; r < runs; r++ { // interleaved, so that drift in the machine's speed hits all modes alike

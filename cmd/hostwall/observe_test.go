@@ -653,6 +653,35 @@ func TestDropLogRetried(t *testing.T) {
 	await(t, 5*time.Second, "the drop is shown through the agent", func() bool { drops, _ := f.seen(); return len(drops) == 1 })
 }
 
+// explained is what hostwall explain --json says of a packet.
+type explained struct {
+	Verdict string
+	Audit   bool
+	Decided explainedStep
+	Staged  struct {
+		Verdict string
+		Decided explainedStep
+	}
+}
+
+type explainedStep struct {
+	Kind, Tier, Policy string
+	Rule               int
+}
+
+// explainTCP is what explain says of the TCP packet of d arriving on eth0
+// of host srv, by the configuration in dir, and its output.
+func explainTCP(t *testing.T, dir string, d observe.Drop) (explained, string) {
+	t.Helper()
+	r := hostwall(t, "", "explain", "--json", "-c", dir, "--host-name", "srv", "--iface", "eth0", "--in", "--proto", "tcp",
+		"--src", d.Packet.Src.String(), "--dst", d.Packet.Dst.String(), "--sport", strconv.Itoa(int(d.Packet.SPort)), "--dport", strconv.Itoa(int(d.Packet.DPort)))
+	var ex explained
+	if err := json.Unmarshal([]byte(r.stdout), &ex); err != nil {
+		t.Errorf("explain --json: %v\n%s%s", err, r.stdout, r.stderr)
+	}
+	return ex, r.stdout
+}
+
 // TestAuditEndpoint: an endpoint in audit mode lets through what its
 // policies, the end of its tier and its default deny would drop — each
 // shown in hostwall drops --json as audited, with the decider explain
@@ -686,20 +715,10 @@ func TestAuditEndpoint(t *testing.T) {
 	var drops []observe.Drop
 	await(t, 5*time.Second, "both audited", func() bool { drops, _ = f.seen(); return len(drops) >= 2 })
 	for _, d := range drops[:2] {
-		r := hostwall(t, "", "explain", "--json", "-c", dir, "--host-name", "srv", "--iface", "eth0", "--in", "--proto", "tcp",
-			"--src", d.Packet.Src.String(), "--dst", d.Packet.Dst.String(), "--sport", strconv.Itoa(int(d.Packet.SPort)), "--dport", strconv.Itoa(int(d.Packet.DPort)))
-		var ex struct {
-			Verdict string
-			Audit   bool
-			Decided struct {
-				Kind, Tier, Policy string
-				Rule               int
-			}
-		}
-		json.Unmarshal([]byte(r.stdout), &ex)
+		ex, out := explainTCP(t, dir, d)
 		o := d.Decided
 		if !d.Audit || o == nil || ex.Verdict != "allow" || !ex.Audit || string(o.Kind) != ex.Decided.Kind || o.Policy != ex.Decided.Policy || o.Rule != ex.Decided.Rule {
-			t.Errorf("drop %+v (decided %+v); explain: %s", d, o, r.stdout)
+			t.Errorf("drop %+v (decided %+v); explain: %s", d, o, out)
 		}
 	}
 	// The plan shows the mode, and enforcing drops the same packets.

@@ -1,10 +1,8 @@
 package main_test
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -120,23 +118,11 @@ func TestStagedRollout(t *testing.T) {
 		t.Errorf("drops --staged showed %d packets (by port %v), want 3 to 8080 and 3 to 9100: %+v", len(drops), ports, drops)
 	}
 	for _, d := range drops {
-		r := hostwall(t, "", "explain", "--json", "-c", dir, "--host-name", "srv", "--iface", "eth0", "--in", "--proto", "tcp",
-			"--src", d.Packet.Src.String(), "--dst", d.Packet.Dst.String(), "--sport", strconv.Itoa(int(d.Packet.SPort)), "--dport", strconv.Itoa(int(d.Packet.DPort)))
-		var ex struct {
-			Verdict string
-			Staged  struct {
-				Verdict string
-				Decided struct {
-					Kind, Tier, Policy string
-					Rule               int
-				}
-			}
-		}
-		json.Unmarshal([]byte(r.stdout), &ex)
+		ex, out := explainTCP(t, dir, d)
 		o := d.Decided
 		if !d.Staged || o == nil || ex.Verdict != "allow" || ex.Staged.Verdict != "deny" || string(o.Kind) != ex.Staged.Decided.Kind ||
 			o.Policy != ex.Staged.Decided.Policy || o.Rule != ex.Staged.Decided.Rule || o.Tier != ex.Staged.Decided.Tier {
-			t.Errorf("staged drop %+v (decided %+v); explain: %s", d, o, r.stdout)
+			t.Errorf("staged drop %+v (decided %+v); explain: %s", d, o, out)
 		}
 	}
 	if st := hostwall(t, "", "status", "--netns", l.srv, "-c", dir); !strings.Contains(st.stdout, `host endpoint "eth0", ingress: 6 would newly be dropped, 0 newly allowed`) ||
