@@ -324,9 +324,15 @@ func printDrops(out io.Writer, s *engine.Status) {
 			fmt.Fprintf(out, "  %d %s  %s\n", d.Packets, plural(int(d.Packets), "packet", "packets"), d.Decided.String())
 		}
 	}
-	if len(s.RecentDrops) > 0 {
+	var recent []observe.Drop // the staged view's would-be drops are not drops
+	for _, d := range s.RecentDrops {
+		if !d.Staged {
+			recent = append(recent, d)
+		}
+	}
+	if len(recent) > 0 {
 		fmt.Fprintln(out, "Last drops (hostwall drops --follow shows them as they come):")
-		for _, d := range s.RecentDrops {
+		for _, d := range recent {
 			fmt.Fprintf(out, "  %s\n", strings.TrimSpace(d.String()))
 		}
 	}
