@@ -481,14 +481,14 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 	// allow allows, an unknown one denies.
 	if len(hep.Profiles) > 0 && hep.Profiles[0] == config.ProfileDefaultAllow {
 		if entry != "" {
-			ch.Rules = append(ch.Rules, &ruleset.Rule{SetMark: EnforcedAllows, Verdict: ruleset.Jump(entry)})
+			ch.Rules = append(ch.Rules, runWalk(entry, true))
 		}
 		ch.Rules = append(ch.Rules, &ruleset.Rule{Counter: true, Verdict: ruleset.Accept(),
 			Origin: &ruleset.Origin{Kind: ruleset.OriginProfile, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Allow)}})
 	}
 	// Default deny: no tier decided and no profile allowed.
 	if entry != "" {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{ClearMark: EnforcedAllows, Verdict: ruleset.Jump(entry)})
+		ch.Rules = append(ch.Rules, runWalk(entry, false))
 	}
 	c.withDropLog(ch, c.audited(d, hep, &ruleset.Rule{Counter: true, Verdict: ruleset.Drop(),
 		Origin: &ruleset.Origin{Kind: ruleset.OriginDefaultDeny, Endpoint: hep.Name, Direction: d.side(), Action: string(config.Deny)}}))
@@ -552,7 +552,7 @@ func (c *compiler) tierChain(d dirInfo, name string, hep *config.HostEndpoint, t
 		end.Verdict = next // untracked and pre-DNAT stages have no implicit drop
 		end.Origin.Action = string(config.Pass)
 	} else if tally {
-		ch.Rules = append(ch.Rules, &ruleset.Rule{ClearMark: EnforcedAllows, Verdict: ruleset.Jump(stagedEntry(d, hep))})
+		ch.Rules = append(ch.Rules, runWalk(stagedEntry(d, hep), false))
 	}
 	c.withDropLog(ch, c.audited(d, hep, end))
 	c.t.Chains = append(c.t.Chains, ch)

@@ -344,7 +344,7 @@ func (c *compiler) dropChain(o *ruleset.Origin, p *config.Policy, d dirInfo, ms 
 	c.policyChains[name] = true
 	var rules []*ruleset.Rule
 	if c.copy.tally {
-		rules = append(rules, c.tally(d, false)...)
+		rules = append(rules, c.tally(d, false))
 	}
 	if l := c.dropLog(o); l != nil {
 		rules = append(rules, l)

@@ -51,10 +51,11 @@ const StagedAllow = "staged-allow"
 
 // stagedAccept is the chain a tallying copy's allow jumps to: it runs the
 // staged walk of the packet's endpoint, the enforced view allowing, then
-// accepts. stagedMap maps the interfaces of endpoints with staged changes
-// to their walks.
-func stagedAccept(d dirInfo) string { return "staged-accept-" + d.suffix }
-func stagedMap(d dirInfo) string    { return "staged-" + d.suffix }
+// accepts. stagedDispatch runs the walk of the packet's endpoint: by
+// interface through stagedMap, else the wildcard endpoint's.
+func stagedAccept(d dirInfo) string   { return "staged-accept-" + d.suffix }
+func stagedMap(d dirInfo) string      { return "staged-" + d.suffix }
+func stagedDispatch(d dirInfo) string { return "staged-dispatch-" + d.suffix }
 
 // stagedEntry is the entry chain of endpoint hep's staged walk in d.
 func stagedEntry(d dirInfo, hep *config.HostEndpoint) string {
@@ -232,21 +233,26 @@ func (c *compiler) accept(d dirInfo, tally bool) ruleset.Verdict {
 	return ruleset.Accept()
 }
 
-// tally are the rules by which a shared chain (a tallying copy's drop
-// chain, stagedAccept) runs the staged walk of the packet's endpoint, the
-// enforced view allowing or not: by interface through stagedMap, else the
-// wildcard endpoint's walk. The walk clears StagedDecided, set here: a
-// packet still marked found no walk in the map.
-func (c *compiler) tally(d dirInfo, allows bool) []*ruleset.Rule {
-	first := &ruleset.Rule{SetMark: StagedDecided, ClearMark: EnforcedAllows, Verdict: ruleset.VMap(d.ifDir, stagedMap(d))}
+// runWalk is the rule by which a chain of an endpoint runs the endpoint's
+// staged walk (its entry chain), the enforced view allowing the packet or
+// not. Only a packet that carries none of the walk's bits runs it: the
+// bits are 0 after the walk as before, and a packet marked with them by
+// other software keeps its mark (and is not counted).
+func runWalk(entry string, allows bool) *ruleset.Rule {
+	r := &ruleset.Rule{Matches: marked(stagedBits, 0), Verdict: ruleset.Jump(entry)}
 	if allows {
-		first.SetMark, first.ClearMark = StagedDecided|EnforcedAllows, 0
+		r.SetMark = EnforcedAllows
 	}
-	rules := []*ruleset.Rule{first}
-	if w := c.staged.wildcard[d.suffix]; w != nil {
-		rules = append(rules, &ruleset.Rule{Matches: marked(StagedDecided, StagedDecided), Verdict: ruleset.Jump(stagedEntry(d, w))})
-	}
-	return append(rules, &ruleset.Rule{ClearMark: stagedBits})
+	return r
+}
+
+// tally is the rule by which a shared chain (a tallying copy's drop chain,
+// stagedAccept) runs the staged walk of the packet's endpoint, found by
+// stagedDispatch; unmarked packets only, as runWalk.
+func (c *compiler) tally(d dirInfo, allows bool) *ruleset.Rule {
+	r := runWalk(stagedDispatch(d), allows)
+	r.SetMark |= StagedDecided
+	return r
 }
 
 // marked matches packets whose staged-walk bits under mask are value.
@@ -385,8 +391,11 @@ func (c *compiler) stagedVerdict(o *ruleset.Origin, p *config.Policy, d dirInfo,
 }
 
 // stagedDispatch emits, when some endpoint has staged changes in direction
-// d, what runs their walks from shared chains: stagedMap and stagedAccept
-// (mark the enforced view's allow, run the walk, accept).
+// d, what runs their walks from shared chains: stagedMap; the dispatch
+// chain, entered with StagedDecided set (tally) and the walk clearing it,
+// so that a packet still marked found no walk in the map and goes to the
+// wildcard endpoint's; and stagedAccept (mark the enforced view's allow,
+// run the walk, accept).
 func (c *compiler) stagedDispatch(d dirInfo) {
 	if c.staged == nil || len(c.staged.at[d.suffix]) == 0 {
 		return
@@ -399,7 +408,13 @@ func (c *compiler) stagedDispatch(d dirInfo) {
 	}
 	m.Normalize()
 	c.t.Sets = append(c.t.Sets, m)
-	c.t.Chains = append(c.t.Chains, &ruleset.Chain{Owner: OwnerDispatch, Name: stagedAccept(d),
+	dispatch := &ruleset.Chain{Owner: OwnerDispatch, Name: stagedDispatch(d), Comment: "the staged view of the packet's host endpoint, " + string(d.dir),
+		Rules: []*ruleset.Rule{{Verdict: ruleset.VMap(d.ifDir, m.Name)}}}
+	if w := c.staged.wildcard[d.suffix]; w != nil {
+		dispatch.Rules = append(dispatch.Rules, &ruleset.Rule{Matches: marked(StagedDecided, StagedDecided), Verdict: ruleset.Jump(stagedEntry(d, w))})
+	}
+	dispatch.Rules = append(dispatch.Rules, &ruleset.Rule{ClearMark: stagedBits})
+	c.t.Chains = append(c.t.Chains, dispatch, &ruleset.Chain{Owner: OwnerDispatch, Name: stagedAccept(d),
 		Comment: "an allow, after the staged view, " + string(d.dir),
-		Rules:   append(c.tally(d, true), &ruleset.Rule{Verdict: ruleset.Accept()})})
+		Rules:   []*ruleset.Rule{c.tally(d, true), {Verdict: ruleset.Accept()}}})
 }

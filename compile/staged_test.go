@@ -79,7 +79,7 @@ func TestStagedLayout(t *testing.T) {
 	// eth0: security is the same in both views, default differs.
 	check("hep/eth0/in/t/security", "jump pol/guard/in", "return", log("hostwall drop end-of-tier security eth0 ingress"), "counter drop")
 	check("hep/eth0/in/t/default", "jump pol/web/in/tally",
-		"meta mark set meta mark & 0x7fffffff jump hep/eth0/in/staged",
+		"meta mark & 0xe0000000 == 0x00000000 jump hep/eth0/in/staged",
 		log("hostwall drop end-of-tier default eth0 ingress"), "counter drop")
 	check("pol/web/in/tally", "tcp dport 8080 counter jump staged-accept-in")
 	check("hep/eth0/in/staged",
@@ -100,13 +100,15 @@ func TestStagedLayout(t *testing.T) {
 	}
 	// The wildcard endpoint: from security on (ops is deleted); the
 	// dispatch falls back to its walk.
-	check("hep/all/in/t/security", "jump pol/guard/in/tally", "return", "jump pol/ops/in/tally", "meta mark set meta mark & 0x7fffffff jump hep/all/in/staged",
+	check("hep/all/in/t/security", "jump pol/guard/in/tally", "return", "jump pol/ops/in/tally", "meta mark & 0xe0000000 == 0x00000000 jump hep/all/in/staged",
 		log("hostwall drop end-of-tier security all ingress"), "counter drop")
-	check("staged-accept-in",
-		"meta mark set meta mark | 0xa0000000 iifname vmap @staged-in",
+	// Only a packet that carries none of the walk's bits runs it: another
+	// program's mark is left alone.
+	check("staged-accept-in", "meta mark & 0xe0000000 == 0x00000000 meta mark set meta mark | 0xa0000000 jump staged-dispatch-in", "accept")
+	check("staged-dispatch-in",
+		"iifname vmap @staged-in",
 		"meta mark & 0x20000000 == 0x20000000 jump hep/all/in/staged",
-		"meta mark set meta mark & 0x1fffffff",
-		"accept")
+		"meta mark set meta mark & 0x1fffffff")
 	if m := findSet(t, tbl, "staged-in", ""); len(m.Elements) != 1 || m.Elements[0].Verdict.Chain != "hep/eth0/in/staged" {
 		t.Errorf("staged-in = %+v, want eth0's walk alone", m.Elements)
 	}

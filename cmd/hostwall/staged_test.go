@@ -130,6 +130,20 @@ func TestStagedRollout(t *testing.T) {
 		t.Errorf("status does not show the staged counts:\n%s", st.stdout)
 	}
 
+	// Another program's mark on the walk's bits: kept, and the packet not
+	// counted. A table before hostwall's marks 8080's packets, one after it
+	// drops those that lost the mark.
+	testns.NFT(t, l.srv, "table inet other { chain before { type filter hook input priority -10; policy accept; tcp dport 8080 meta mark set meta mark | 0xe0000000; };"+
+		" chain after { type filter hook input priority 10; policy accept; tcp dport 8080 meta mark & 0xe0000000 != 0xe0000000 counter drop; }; }")
+	before = scrape(t, l.srv, metricsURL)
+	if !connects(t, l.cli, "10.201.0.2:8080") {
+		t.Error("a packet marked by another program lost its mark in the staged view")
+	}
+	if after := scrape(t, l.srv, metricsURL); sample(after, wouldDrop) != sample(before, wouldDrop) {
+		t.Errorf("a packet marked by another program was counted: %v → %v", sample(before, wouldDrop), sample(after, wouldDrop))
+	}
+	testns.NFT(t, l.srv, "delete", "table", "inet", "other")
+
 	// Promoting: web's replacement enforced, ops gone. Its plan shows it
 	// as the change it is: web's chain made, its tallying copy's, ops's and the staged
 	// view's chains destroyed.
