@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -39,11 +40,19 @@ const (
 )
 
 // dropHub keeps the recent drops, hands them to the followers and writes
-// them to the journal.
+// them to the journal. The staged view's would-be drops (hostwall drops
+// --staged) are kept and journaled apart from the drops, so that neither
+// crowds the other out.
 type dropHub struct {
-	mu      sync.Mutex
+	mu    sync.Mutex
+	kinds [2]dropKind // the drops, the would-be drops
+	subs  map[*follower]struct{}
+}
+
+// dropKind is what the hub keeps of one kind of logged packet: the recent
+// ones, the journal's rate and how many it left out since the last line.
+type dropKind struct {
 	recent  []observe.Drop
-	subs    map[*follower]struct{}
 	limit   *rate.Limiter
 	skipped int
 }
@@ -58,7 +67,19 @@ type follower struct {
 }
 
 func newDropHub() *dropHub {
-	return &dropHub{subs: map[*follower]struct{}{}, limit: rate.NewLimiter(journalRate, journalBurst)}
+	h := &dropHub{subs: map[*follower]struct{}{}}
+	for i := range h.kinds {
+		h.kinds[i].limit = rate.NewLimiter(journalRate, journalBurst)
+	}
+	return h
+}
+
+// kind is the hub's keeping of dr's kind.
+func (h *dropHub) kind(dr observe.Drop) *dropKind {
+	if dr.Staged {
+		return &h.kinds[1]
+	}
+	return &h.kinds[0]
 }
 
 // Dropped takes a packet the drop log handed over: decoded by the index
@@ -73,11 +94,12 @@ func (d *Daemon) Dropped(l observe.Logged) {
 	d.o.Metrics.DropLogged()
 	h := d.drops
 	h.mu.Lock()
-	if len(h.recent) == keepDrops {
-		copy(h.recent, h.recent[1:])
-		h.recent = h.recent[:keepDrops-1]
+	k := h.kind(dr)
+	if len(k.recent) == keepDrops {
+		copy(k.recent, k.recent[1:])
+		k.recent = k.recent[:keepDrops-1]
 	}
-	h.recent = append(h.recent, dr)
+	k.recent = append(k.recent, dr)
 	for f := range h.subs {
 		select {
 		case f.c <- dr:
@@ -85,12 +107,12 @@ func (d *Daemon) Dropped(l observe.Logged) {
 			f.skipped++
 		}
 	}
-	journalIt := h.limit.Allow()
-	skipped := h.skipped
+	journalIt := k.limit.Allow()
+	skipped := k.skipped
 	if journalIt {
-		h.skipped = 0
+		k.skipped = 0
 	} else {
-		h.skipped++
+		k.skipped++
 	}
 	h.mu.Unlock()
 	if !journalIt {
@@ -116,11 +138,14 @@ func (d *Daemon) DropLost(err error) {
 // work (nil before the first).
 func (d *Daemon) Index() *observe.Index { return d.index.Load() }
 
-// recentDrops returns the drops kept, oldest first.
+// recentDrops returns the drops kept, and the would-be drops, oldest
+// first.
 func (h *dropHub) recentDrops() []observe.Drop {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return append([]observe.Drop(nil), h.recent...)
+	out := append(append([]observe.Drop(nil), h.kinds[0].recent...), h.kinds[1].recent...)
+	slices.SortStableFunc(out, func(a, b observe.Drop) int { return a.Time.Compare(b.Time) })
+	return out
 }
 
 func (h *dropHub) subscribe() (*follower, func(), error) {
@@ -149,9 +174,15 @@ func (h *dropHub) missed(f *follower) (skipped int, lost bool) {
 // journal writes a drop to the journal with structured fields when the
 // agent runs under systemd's journal, to its log otherwise.
 func (d *Daemon) journal(dr observe.Drop, skipped int) {
-	msg := "dropped " + dr.String()
+	msg, what := "dropped "+dr.String(), "drops"
+	switch {
+	case dr.Audit:
+		msg = "audited (accepted) " + dr.String()
+	case dr.Staged:
+		msg, what = "the staged view would drop "+dr.String(), "would-be drops"
+	}
 	if skipped > 0 {
-		msg += fmt.Sprintf(" (and %d more drops not journaled: the journal takes at most %d a second)", skipped, journalRate)
+		msg += fmt.Sprintf(" (and %d more %s not journaled: the journal takes at most %d a second)", skipped, what, journalRate)
 	}
 	fields := dropFields(dr)
 	if stderrIsJournal() && journal.Enabled() {
@@ -182,11 +213,20 @@ func stderrIsJournal() bool {
 }
 
 // dropFields are a drop's journal fields (journalctl -u hostwall
-// HOSTWALL_POLICY=web -o verbose).
+// HOSTWALL_POLICY=web -o verbose). HOSTWALL_EVENT is drop, audit (an
+// endpoint in audit mode accepted it) or staged (a would-be drop of the
+// staged view).
 func dropFields(dr observe.Drop) map[string]string {
 	p := dr.Packet
+	event := "drop"
+	switch {
+	case dr.Audit:
+		event = "audit" // accepted by an endpoint in audit mode
+	case dr.Staged:
+		event = "staged" // the staged view would drop it; allowed
+	}
 	f := map[string]string{
-		"HOSTWALL_EVENT":     "drop",
+		"HOSTWALL_EVENT":     event,
 		"HOSTWALL_DIRECTION": dr.Direction,
 		"HOSTWALL_PROTO":     p.Proto,
 		"HOSTWALL_PREFIX":    dr.Prefix,

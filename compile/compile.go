@@ -227,7 +227,7 @@ func Compile(cfg *config.Config, opts Options) (*ruleset.Table, hcl.Diagnostics)
 				*opts.Recipes = (*opts.Recipes)[:recipes]
 			}
 			t, diags := Compile(orig, opts)
-			return t, append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "The staged view is not counted",
+			return t, append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: StagedUncounted,
 				Detail: fmt.Sprintf("With the staged view's chains, a path of jumps (%s) would be %d deep, and the kernel allows %d: the staged policies are compiled without them. explain still shows what they would do; the counters and hostwall drops --staged do not. Fewer tiers, or fewer rules looking more than one large set up (--shard-min), make room.",
 					strings.Join(path, " → "), n, MaxChainDepth-1)})
 		}

@@ -44,6 +44,10 @@ const (
 	stagedBits = StagedDecided | StagedAllows | EnforcedAllows
 )
 
+// StagedUncounted is the summary of the warning that the staged view was
+// left out of a table (its chains would be too deep for the kernel).
+const StagedUncounted = "The staged view is not counted"
+
 // StagedAllow is the chain the staged copies' allow rules of enforced
 // policies jump to: it marks the packet allowed unless decided. It exists
 // only while some endpoint has staged changes.

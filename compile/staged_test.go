@@ -192,7 +192,7 @@ policy "web" {
 	// same four sharded sets up, on top of the enforced rule's four.
 	staged := strings.Replace(deep[strings.Index(deep, `policy "web"`):], "allow", "deny", 1)
 	tbl, warnings := compile(deep + strings.Replace(staged, "{\n", "{\n  staged = true\n", 1))
-	if !strings.Contains(warnings, "The staged view is not counted") {
+	if !strings.Contains(warnings, StagedUncounted) {
 		t.Errorf("no warning: %s", warnings)
 	}
 	if tbl.String() != without.String() {

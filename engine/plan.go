@@ -3,9 +3,11 @@ package engine
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/hashicorp/hcl/v2"
 
+	"github.com/hostwall/hostwall/compile"
 	"github.com/hostwall/hostwall/config"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/planner"
@@ -59,7 +61,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 	if note != "" {
 		out.Notes = append(out.Notes, note)
 	}
-	out.Notes = append(out.Notes, stagedNotes(l.Result.Config, l.Host)...)
+	out.Notes = append(out.Notes, stagedNotes(l.Result.Config, l.Host, !strings.Contains(l.Warnings.Error(), compile.StagedUncounted))...)
 	if p.Empty() {
 		e.recordVerified(ns, l, chains.withSets(l.Table).hashed(), p.Generation)
 	}
@@ -94,15 +96,19 @@ func (e *Engine) Show(ctx context.Context) (*ruleset.Table, error) {
 
 // stagedNotes mark in a plan the staged policies of cfg, which decide no
 // packet (their chains only count: docs/kernel.md), by what they would do,
-// and the host endpoints of host in audit mode.
-func stagedNotes(cfg *config.Config, host string) []string {
+// and the host endpoints of host in audit mode. counted is false when the
+// compiler left the staged view out.
+func stagedNotes(cfg *config.Config, host string, counted bool) []string {
 	enforced := map[string]bool{}
 	for _, p := range cfg.Policies {
 		if p.Staged == "" {
 			enforced[p.Name] = true
 		}
 	}
-	const watch = "hostwall status and hostwall drops --staged show what it would change on live traffic; explain, for a packet"
+	watch := "hostwall status and hostwall drops --staged show what it would change on live traffic; explain, for a packet"
+	if !counted {
+		watch = "not counted on live traffic: see the warning; hostwall explain shows what it would change, for a packet"
+	}
 	var out []string
 	for _, p := range cfg.Policies {
 		switch {

@@ -42,16 +42,19 @@ policy "old" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	got := strings.Join(stagedNotes(res.Config, "h"), "\n")
+	got := strings.Join(stagedNotes(res.Config, "h", true), "\n")
 	for _, want := range []string{`policy "web" would replace the enforced policy`, `policy "new" would be added`, `policy "old" would be deleted`, `audit mode: host endpoint "eth0"`} {
 		if !strings.Contains(got, want) {
 			t.Errorf("notes %q lack %q", got, want)
 		}
 	}
+	if uncounted := strings.Join(stagedNotes(res.Config, "h", false), "\n"); !strings.Contains(uncounted, "not counted on live traffic") || strings.Contains(uncounted, "drops --staged") {
+		t.Errorf("notes of a staged view left out: %q", uncounted)
+	}
 	if strings.Contains(got, `"other"`) {
 		t.Errorf("notes %q name another host's endpoint", got)
 	}
-	if n := len(stagedNotes(res.Config.Enforced(), "elsewhere")); n != 2 {
+	if n := len(stagedNotes(res.Config.Enforced(), "elsewhere", true)); n != 2 {
 		t.Errorf("%d notes on host elsewhere without staged policies, want its 2 audit endpoints", n)
 	}
 }

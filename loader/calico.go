@@ -145,7 +145,7 @@ func (b *builder) decodeCalico(body *yamlBody) {
 	dec, ok := decoders[kind]
 	if !ok {
 		b.diags = append(b.diags, errAt(kindAttr.Expr.Range(), "Unknown Calico kind",
-			"hostwall reads HostEndpoint, GlobalNetworkPolicy, GlobalNetworkSet, FelixConfiguration, Tier and List, and skips the kinds that never govern host endpoints; %q is neither.", kind))
+			"hostwall reads HostEndpoint, GlobalNetworkPolicy, StagedGlobalNetworkPolicy, GlobalNetworkSet, FelixConfiguration, Tier and List, and skips the kinds that never govern host endpoints; %q is neither.", kind))
 		return
 	}
 	if c.Attributes["metadata"] == nil {

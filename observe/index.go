@@ -105,5 +105,17 @@ func (x *Index) Endpoint(iface string) string {
 // hostwall's).
 func (x *Index) Decider(prefix string) *ruleset.Origin { return x.prefix[prefix] }
 
+// HasStaged reports whether the table counts a staged view (some endpoint
+// has staged changes, and the view was not left out: compile's warning
+// "The staged view is not counted").
+func (x *Index) HasStaged() bool {
+	for o := range x.origins {
+		if o.Kind == ruleset.OriginStagedChange {
+			return true
+		}
+	}
+	return false
+}
+
 // Sets are the sizes of the table's sets, in the table's order.
 func (x *Index) Sets() []SetSize { return x.sets }

@@ -121,6 +121,9 @@ would newly drop. They are logged at the same rate.`,
 				_, err := fmt.Fprintln(out, d.String())
 				return err
 			}
+			if f.staged {
+				g.noteUncounted()
+			}
 			err := agentDrops(ctx, socket(g.loader()), follow, print)
 			var nl *notListeningError
 			switch {
@@ -213,6 +216,19 @@ func agentDrops(ctx context.Context, path string, follow bool, print func(observ
 		if !follow {
 			return nil
 		}
+	}
+}
+
+// noteUncounted says so when the generation in force counts no staged
+// view, which hostwall drops --staged would wait for in vain.
+func (g *globals) noteUncounted() {
+	e, closeKernel, err := g.engine()
+	if err != nil {
+		return
+	}
+	defer closeKernel()
+	if x, err := e.Index(); err == nil && x.Generation > 0 && !x.HasStaged() {
+		fmt.Fprintf(os.Stderr, "notice: generation %d counts no staged view: no staged policy changes what an endpoint here decides, or the view was left out (hostwall validate says why)\n", x.Generation)
 	}
 }
 
