@@ -40,12 +40,12 @@ const (
 )
 
 // dropHub keeps the recent drops, hands them to the followers and writes
-// them to the journal. The staged view's would-be drops (hostwall drops
-// --staged) are kept and journaled apart from the drops, so that neither
-// crowds the other out.
+// them to the journal. The drops, what endpoints in audit mode let by, and
+// the staged view's would-be drops (hostwall drops --staged) are kept and
+// journaled apart, so that none crowds the others out.
 type dropHub struct {
 	mu    sync.Mutex
-	kinds [2]dropKind // the drops, the would-be drops
+	kinds [3]dropKind // the drops, the audited, the would-be drops
 	subs  map[*follower]struct{}
 }
 
@@ -76,8 +76,11 @@ func newDropHub() *dropHub {
 
 // kind is the hub's keeping of dr's kind.
 func (h *dropHub) kind(dr observe.Drop) *dropKind {
-	if dr.Staged {
+	switch {
+	case dr.Audit:
 		return &h.kinds[1]
+	case dr.Staged:
+		return &h.kinds[2]
 	}
 	return &h.kinds[0]
 }
@@ -138,12 +141,14 @@ func (d *Daemon) DropLost(err error) {
 // work (nil before the first).
 func (d *Daemon) Index() *observe.Index { return d.index.Load() }
 
-// recentDrops returns the drops kept, and the would-be drops, oldest
-// first.
+// recentDrops returns the drops kept, of every kind, oldest first.
 func (h *dropHub) recentDrops() []observe.Drop {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := append(append([]observe.Drop(nil), h.kinds[0].recent...), h.kinds[1].recent...)
+	var out []observe.Drop
+	for _, k := range h.kinds {
+		out = append(out, k.recent...)
+	}
 	slices.SortStableFunc(out, func(a, b observe.Drop) int { return a.Time.Compare(b.Time) })
 	return out
 }
@@ -177,7 +182,7 @@ func (d *Daemon) journal(dr observe.Drop, skipped int) {
 	msg, what := "dropped "+dr.String(), "drops"
 	switch {
 	case dr.Audit:
-		msg = "audited (accepted) " + dr.String()
+		msg, what = "audited (let by) "+dr.String(), "audited packets"
 	case dr.Staged:
 		msg, what = "the staged view would drop "+dr.String(), "would-be drops"
 	}

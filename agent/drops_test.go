@@ -11,10 +11,10 @@ import (
 	"github.com/hostwall/hostwall/ruleset"
 )
 
-// TestStagedDropsApart: the staged view's would-be drops are kept and
-// journaled apart from the drops: a flood of them leaves the last drops
-// and the journal's budget for drops alone, and their lines say what
-// they are.
+// TestStagedDropsApart: the staged view's would-be drops and what audit
+// mode lets by are kept and journaled apart from the drops: a flood of
+// them leaves the last drops and the journal's budget for drops alone,
+// and their lines say what they are.
 func TestStagedDropsApart(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	d := &Daemon{o: Options{Log: zap.New(core)}, drops: newDropHub()}
@@ -22,34 +22,41 @@ func TestStagedDropsApart(t *testing.T) {
 	g := uint16(9631)
 	drop := &ruleset.Origin{Kind: ruleset.OriginPolicyRule, Direction: "ingress", Tier: "default", Policy: "web", Rule: 1, Action: "deny"}
 	staged := &ruleset.Origin{Kind: ruleset.OriginPolicyRule, Direction: "ingress", Tier: "default", Policy: "web", Rule: 1, Action: "deny", Staged: true}
+	audited := &ruleset.Origin{Kind: ruleset.OriginPolicyRule, Direction: "ingress", Tier: "default", Policy: "web", Rule: 1, Action: "deny", Audit: true}
 	tbl.Chains = append(tbl.Chains, &ruleset.Chain{Name: "c", Rules: []*ruleset.Rule{
 		{Log: &ruleset.Log{Prefix: "hostwall drop default/web ingress/1", Group: &g}, Origin: drop},
 		{Log: &ruleset.Log{Prefix: "hostwall staged default/web ingress/1", Group: &g}, Origin: staged},
+		{Log: &ruleset.Log{Prefix: "hostwall audit default/web ingress/1", Group: &g}, Origin: audited},
 	}})
 	d.index.Store(observe.NewIndex(1, tbl))
 	now := time.Now()
 	d.Dropped(observe.Logged{Time: now, Prefix: "hostwall drop default/web ingress/1", In: "eth0"})
 	for i := range 2 * journalBurst {
-		d.Dropped(observe.Logged{Time: now.Add(time.Duration(i+1) * time.Millisecond), Prefix: "hostwall staged default/web ingress/1", In: "eth0"})
+		at := now.Add(time.Duration(i+1) * time.Millisecond)
+		d.Dropped(observe.Logged{Time: at, Prefix: "hostwall staged default/web ingress/1", In: "eth0"})
+		d.Dropped(observe.Logged{Time: at, Prefix: "hostwall audit default/web ingress/1", In: "eth0"})
 	}
 	d.Dropped(observe.Logged{Time: now.Add(time.Second), Prefix: "hostwall drop default/web ingress/1", In: "eth0"})
 
-	var drops, wouldBe int
+	var drops, audit, wouldBe int
 	for _, dr := range d.drops.recentDrops() {
-		if dr.Staged {
+		switch {
+		case dr.Staged:
 			wouldBe++
-		} else {
+		case dr.Audit:
+			audit++
+		default:
 			drops++
 		}
 	}
-	if drops != 2 || wouldBe != keepDrops {
-		t.Errorf("kept %d drops and %d would-be drops, want 2 and %d", drops, wouldBe, keepDrops)
+	if drops != 2 || audit != keepDrops || wouldBe != keepDrops {
+		t.Errorf("kept %d drops, %d audited and %d would-be drops, want 2, %d and %d", drops, audit, wouldBe, keepDrops, keepDrops)
 	}
 	events := map[string]int{}
 	for _, e := range logs.All() {
 		events[e.ContextMap()["HOSTWALL_EVENT"].(string)]++
 	}
-	if events["drop"] != 2 || events["staged"] != journalBurst {
-		t.Errorf("journaled %v, want both drops and %d would-be drops (the burst)", events, journalBurst)
+	if events["drop"] != 2 || events["staged"] != journalBurst || events["audit"] != journalBurst {
+		t.Errorf("journaled %v, want both drops and %d audited and would-be drops each (the burst)", events, journalBurst)
 	}
 }

@@ -392,7 +392,10 @@ func (c *compiler) dispatch(base *ruleset.Chain, vmap, comment string, heps, wil
 func (c *compiler) endpointChain(d dirInfo, hep *config.HostEndpoint) *ruleset.Chain {
 	c.owner = fmt.Sprintf("host endpoint %q", hep.Name)
 	comment := fmt.Sprintf("host endpoint %q (interface %s), %s", hep.Name, hep.Interface, d.side())
-	if hep.Audit {
+	switch {
+	case hep.Audit && c.auditReturns(d):
+		comment += ", audit mode: drops are logged and the packets go on"
+	case hep.Audit:
 		comment += ", audit mode: drops are logged and the packets accepted"
 	}
 	return &ruleset.Chain{Owner: c.owner, Name: kernelName("hep", hep.Name, d.suffix), Endpoint: hep.Name, Interface: hep.Interface, Comment: comment}
@@ -500,10 +503,10 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 // chain and the tier, and returns the rules by which the endpoint's chain
 // enters them (none when no tier selects the endpoint): a jump to each in
 // turn, each tier chain returning when the packet passes it — or on the
-// forward path and in the untracked and pre-DNAT stages a goto to the
-// first, each going on to the next (goto) and the last returning, since
-// there a return ends the side or the stage past the tiers after it (a
-// forward allow; an audited deny). From the tier of index tally on (noTally:
+// forward path, and in the untracked and pre-DNAT stages of an endpoint in
+// audit mode, a goto to the first, each going on to the next (goto) and
+// the last returning, since there a return ends the side or the stage
+// past the tiers after it (a forward allow; an audited deny). From the tier of index tally on (noTally:
 // none), the policies are the tallying copies and an end of tier that
 // drops runs the staged view first.
 //
@@ -512,10 +515,11 @@ func (c *compiler) hepChain(d dirInfo, hep *config.HostEndpoint, failsafe bool, 
 // same whatever the number of tiers.
 func (c *compiler) tiers(d dirInfo, hep *config.HostEndpoint, tiers []tierPolicies, tally int) []*ruleset.Rule {
 	name := func(i int) string { return kernelName("hep", hep.Name, d.suffix, "t", tiers[i].tier.Name) }
-	// Chained: the forward path, and the untracked and pre-DNAT stages,
-	// where a return ends the side or the stage (a forward allow, an
-	// audited deny).
-	chained := d.forward || d.stage != stageNormal
+	// Chained: the forward path, where a return ends the side (an allow,
+	// an audited deny), and the untracked and pre-DNAT stages of an
+	// endpoint in audit mode, where a return ends the stage (an audited
+	// deny). Each goto is a level of the kernel's depth bound.
+	chained := d.forward || (d.stage != stageNormal && hep.Audit)
 	var enter []*ruleset.Rule
 	for i, tp := range tiers {
 		next := ruleset.Return()

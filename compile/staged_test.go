@@ -1,6 +1,7 @@
 package compile
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -200,5 +201,37 @@ policy "web" {
 	}
 	if n, path := chainDepth(without); n >= MaxChainDepth || n < 6 {
 		t.Errorf("depth %d (%v): the test wants a deep table the kernel takes", n, path)
+	}
+}
+
+// TestManyTiers: the depth of the chains does not grow with the tiers —
+// thirty tiers of normal, untracked and pre-DNAT policies compile, a
+// staged view among them too — except for an endpoint in audit mode in
+// the untracked and pre-DNAT stages, whose tiers go on to each other
+// (an audited deny ends the stage): there the compiler refuses, naming
+// the path, before the kernel would.
+func TestManyTiers(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("host_endpoint \"eth0\" { interface = \"eth0\" }\n")
+	for i := range 30 {
+		fmt.Fprintf(&b, "tier \"t%02d\" {\n  order = %d\n  default_action = \"pass\"\n}\n", i, i+1)
+		for _, kind := range []string{"", "  do_not_track = true\n  apply_on_forward = true\n", "  pre_dnat = true\n  apply_on_forward = true\n"} {
+			fmt.Fprintf(&b, "policy \"p%02d%d\" {\n  tier = \"t%02d\"\n%s  ingress {\n    action = \"deny\"\n    protocol = \"udp\"\n    destination { ports = [%d] }\n  }\n}\n", i, len(kind), i, kind, 5000+i)
+		}
+	}
+	b.WriteString("policy \"p000\" {\n  staged = true\n  tier = \"t00\"\n  ingress { action = \"deny\" }\n}\n")
+	tbl, diags := compileHCL(t, "h", b.String())
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if n, path := chainDepth(tbl); n > 10 {
+		t.Errorf("depth %d with thirty tiers: %v", n, path)
+	}
+	if strings.Contains(diags.Error(), StagedUncounted) {
+		t.Error("the staged view was left out")
+	}
+	audit := strings.Replace(b.String(), `host_endpoint "eth0" { interface = "eth0" }`, "host_endpoint \"eth0\" {\n  interface = \"eth0\"\n  mode = \"audit\"\n}", 1)
+	if _, diags := compileHCL(t, "h", audit); !strings.Contains(diags.Error(), "Chains too deep for the kernel") || !strings.Contains(diags.Error(), "raw-prerouting → hep/eth0/raw-in") {
+		t.Errorf("thirty chained tiers of an audit endpoint: %v", diags)
 	}
 }

@@ -122,7 +122,7 @@ func stagedNotes(cfg *config.Config, host string, counted bool) []string {
 	}
 	for _, hep := range cfg.Endpoints {
 		if hep.Audit && (hep.Node == "" || hep.Node == host) {
-			out = append(out, fmt.Sprintf("audit mode: host endpoint %q (interface %s) logs and accepts what its policies would drop (hostwall drops shows it; mode = \"enforce\" enforces)", hep.Name, hep.Interface))
+			out = append(out, fmt.Sprintf("audit mode: host endpoint %q (interface %s) logs what its policies would drop and lets it by (hostwall drops shows it; mode = \"enforce\" enforces)", hep.Name, hep.Interface))
 		}
 	}
 	return out

@@ -90,8 +90,10 @@ type Step struct {
 
 func (s Step) String() string {
 	switch s.Kind {
-	case PolicyRule:
-		return fmt.Sprintf("%s: tier %q, policy %q, %s rule %d (%s)", s.Kind, s.Tier, s.Policy, dirWord(s), s.Rule, s.Action)
+	case PolicyRule, UntrackedRule, PreDNATRule:
+		if s.Policy != "" {
+			return fmt.Sprintf("%s: tier %q, policy %q, %s rule %d (%s)", s.Kind, s.Tier, s.Policy, dirWord(s), s.Rule, s.Action)
+		}
 	case EndOfTier, TierPassed:
 		return fmt.Sprintf("%s %q: %s", s.Kind, s.Tier, s.Detail)
 	}
@@ -456,7 +458,11 @@ func (e *evaluator) tier(t *config.Tier, dir config.Direction, labels map[string
 	if len(selected) == 0 {
 		return "", Step{}, false
 	}
-	v, s, passed := e.rules(selected, dir, p, Step{Kind: PolicyRule, Endpoint: hep.Name, Tier: t.Name, Detail: string(dir)})
+	side := string(dir)
+	if forward {
+		side = "forwarded " + side // as the drop log says it
+	}
+	v, s, passed := e.rules(selected, dir, p, Step{Kind: PolicyRule, Endpoint: hep.Name, Tier: t.Name, Detail: side})
 	switch {
 	case v != "":
 		return v, s, true

@@ -62,9 +62,17 @@ The connection state defaults to new.`,
 				}
 				fmt.Fprintf(w, "staged: %s%s: %s (the staged policies would change this; the kernel enforces the verdict above)\n", st.Verdict, audit, st.Decided)
 			}
-			if len(r.Trace) > 1 {
+			// The steps other than the one above: in audit mode that one is
+			// the deny gone past, and what let the packet by is among them.
+			var way []explain.Step
+			for _, s := range r.Trace {
+				if s != r.Decided {
+					way = append(way, s)
+				}
+			}
+			if len(way) > 0 {
 				fmt.Fprintln(w, "on the way:")
-				for _, s := range r.Trace[:len(r.Trace)-1] {
+				for _, s := range way {
 					fmt.Fprintf(w, "  %s\n", s)
 				}
 			}
