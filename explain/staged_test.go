@@ -201,7 +201,11 @@ func TestStagedCalicoRollout(t *testing.T) {
 	if n := wantStaged[ruleset.Origin{Kind: ruleset.OriginStagedChange, Endpoint: "db-eth0", Direction: "ingress", Action: "deny"}]; n != 2 {
 		t.Errorf("explain finds %d ingress packets the staged view would newly drop, want 2 (%v)", n, wantStaged)
 	}
-	if gotStaged := l.stagedCounts(t); !maps.Equal(gotStaged, wantStaged) {
+	gotStaged := l.stagedCounts(t)
+	if n := l.withoutOwn(t, gotStaged, wantStaged); n > 0 {
+		t.Logf("egress counts of %d interfaces left out: the server sent packets of its own there", n)
+	}
+	if !maps.Equal(gotStaged, wantStaged) {
 		t.Errorf("the staged view's counters %v, explain says %v", gotStaged, wantStaged)
 	}
 	// Without the staged resources, the same fates.
