@@ -27,6 +27,8 @@ test)
   command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
   command -v curl >/dev/null || need+=(curl)
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)
+  # Domain names in policies: a real DNS server in a test namespace.
+  command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
   ;;
 bench)
   command -v iperf3 >/dev/null || need+=(iperf3) # W5
