@@ -104,6 +104,18 @@ func (c *compiler) rule(p *config.Policy, d dirInfo, idx int, r *config.Rule) []
 // tier chain use them.
 func (c *compiler) matchLists(p *config.Policy, d dirInfo, idx int, r *config.Rule) [][]ruleset.Match {
 	c.warnUndefinedPorts(p, d, idx, r)
+	for _, e := range []*config.Entity{&r.Source, &r.Destination} {
+		if e.MatchesNothing() {
+			c.warnOnce(fmt.Sprintf("no address %s %s %d", p.Name, d.dir, idx), &hcl.Diagnostic{
+				Severity: hcl.DiagWarning,
+				Summary:  "Domain names match nothing yet",
+				Detail: fmt.Sprintf("Rule %d of the %s rules of policy %q names %s, which have no address now (they did not resolve, or have no A or AAAA record): the rule matches no packet until one resolves.",
+					idx+1, d.dir, p.Name, strings.Join(e.Domains, ", ")),
+				Subject: e.DomainsRange.Ptr(),
+			})
+			return nil
+		}
+	}
 	fams, split := ruleFamilies(r)
 	if fams != nil && len(fams) == 0 {
 		c.warnOnce(fmt.Sprintf("never %s %s %d", p.Name, d.dir, idx), &hcl.Diagnostic{

@@ -1,6 +1,8 @@
 package config
 
 import (
+	"errors"
+	"fmt"
 	"net/netip"
 	"os"
 	"slices"
@@ -241,9 +243,12 @@ func lessOrder(a, b *float64, an, bn string) bool {
 
 // Host is this host's identity.
 type Host struct {
-	Name      string // empty: the running host's name
-	Labels    map[string]string
-	DeclRange hcl.Range
+	Name   string // empty: the running host's name
+	Labels map[string]string
+	// DNSServers ("address:port") resolve the policies' domain names in
+	// place of resolv.conf's.
+	DNSServers []string
+	DeclRange  hcl.Range
 }
 
 // HostName is the name node selectors match for this host: override when
@@ -313,6 +318,117 @@ type NetworkSet struct {
 	NetsKey    string
 	InlineNets int
 	DeclRange  hcl.Range
+}
+
+// Domains returns every domain name the configuration's rules name,
+// sorted, once each.
+func (c *Config) Domains() []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, p := range c.Policies {
+		for _, rs := range [][]*Rule{p.Ingress, p.Egress} {
+			for _, r := range rs {
+				for _, e := range []Entity{r.Source, r.Destination} {
+					for _, d := range e.Domains {
+						if !seen[d] {
+							seen[d] = true
+							out = append(out, d)
+						}
+					}
+				}
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// MatchesNothing reports whether the side names domains none of which has
+// an address (or that were never resolved: WithAddresses): it matches no
+// packet.
+func (e *Entity) MatchesNothing() bool { return e.NoAddress || len(e.Domains) > 0 && len(e.Nets) == 0 }
+
+// WithAddresses returns c with the domain names of its rules' sides
+// replaced by the networks of their addresses (by name in addrs; Domains
+// stays, for the record), and the names that have none. A side whose
+// names have no address at all matches no packet (NoAddress).
+func (c *Config) WithAddresses(addrs map[string][]netip.Addr) (*Config, []string) {
+	if len(c.Domains()) == 0 {
+		return c, nil
+	}
+	out := *c
+	out.Policies = make([]*Policy, len(c.Policies))
+	var none []string
+	resolve := func(e *Entity) {
+		if len(e.Domains) == 0 {
+			return
+		}
+		var nets []netip.Prefix
+		for _, d := range e.Domains {
+			if len(addrs[d]) == 0 && !slices.Contains(none, d) {
+				none = append(none, d)
+			}
+			for _, a := range addrs[d] {
+				nets = append(nets, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+			}
+		}
+		slices.SortFunc(nets, func(a, b netip.Prefix) int { return a.Addr().Compare(b.Addr()) })
+		e.Nets, e.NoAddress = slices.Compact(nets), len(nets) == 0
+	}
+	for i, p := range c.Policies {
+		q := *p
+		for _, rs := range []*[]*Rule{&q.Ingress, &q.Egress} {
+			rules := make([]*Rule, len(*rs))
+			for j, r := range *rs {
+				rr := *r
+				resolve(&rr.Source)
+				resolve(&rr.Destination)
+				rules[j] = &rr
+			}
+			*rs = rules
+		}
+		out.Policies[i] = &q
+	}
+	slices.Sort(none)
+	return &out, none
+}
+
+// CanonicalDomain is a domain name as the configuration holds it: lower
+// case, without the trailing dot.
+func CanonicalDomain(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
+
+// ValidDomain checks that name is an exact domain name (letters, digits
+// and inner hyphens in labels of at most 63 bytes, at most 253 in all, at
+// least two labels; a label may start with an underscore). A wildcard is
+// refused: resolving "*.example.com" would need the answers to the host's
+// own queries (DNS snooping), which hostwall does not do.
+func ValidDomain(name string) error {
+	n := strings.TrimSuffix(name, ".")
+	switch {
+	case strings.Contains(n, "*"):
+		return fmt.Errorf("%q is a wildcard; not supported: needs DNS snooping. Name each host (api.example.com)", name)
+	case n == "":
+		return errors.New("an empty domain name")
+	case len(n) > 253:
+		return fmt.Errorf("%q is longer than a domain name may be (253 bytes)", name)
+	case !strings.Contains(n, "."):
+		return fmt.Errorf("%q is not a fully qualified name: give the domain too (%s.example.com); search domains are not used", name, name)
+	}
+	if _, err := netip.ParseAddr(n); err == nil {
+		return fmt.Errorf("%q is an address: put it in nets", name)
+	}
+	for _, label := range strings.Split(n, ".") {
+		if label == "" || len(label) > 63 {
+			return fmt.Errorf("%q has an empty label or one longer than 63 bytes", name)
+		}
+		for i, c := range label {
+			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(label)-1 || c == '_' && i == 0
+			if !ok {
+				return fmt.Errorf("%q holds %q, which a domain name cannot (letters, digits and inner hyphens)", name, string(c))
+			}
+		}
+	}
+	return nil
 }
 
 // Direction is ingress or egress.
@@ -521,6 +637,15 @@ type Entity struct {
 	NotSelector      *Selector
 	SelectorRange    hcl.Range
 	NotSelectorRange hcl.Range
+	// Domains are exact domain names (canonical: lower case, no trailing
+	// dot) whose addresses the side matches, as they resolve: the remote
+	// side of a rule only (an egress rule's destination, an ingress
+	// rule's source), never with nets or a selector beside them.
+	Domains      []string
+	DomainsRange hcl.Range
+	// NoAddress is set, by WithAddresses, on a side whose domain names
+	// have no address: it matches no packet.
+	NoAddress bool
 }
 
 // PortRange is an inclusive range of ports.

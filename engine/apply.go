@@ -204,7 +204,7 @@ func (e *Engine) applyLoaded(ctx context.Context, ns state.Namespace, l *Loaded,
 		c.notes = notes
 	}
 	chains := renderChains(l.Table)
-	c.records = e.startRecords(l.Result.Sources, l.Host, req).finish(e, func() rendering { return chains.withSets(l.Table) },
+	c.records = e.startRecords(l.Result.Sources, l.Host, l.Names, req).finish(e, func() rendering { return chains.withSets(l.Table) },
 		func(r rendering) (*stagedRecord, error) { return e.newRecord(ns, l, r) })
 	var res *ApplyResult
 	err := e.locked(func(ns state.Namespace) (err error) {

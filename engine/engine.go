@@ -60,6 +60,10 @@ type Options struct {
 	// (a command asks the running agent to read the rule counters, which
 	// the change may replace).
 	BeforeCommit func(ctx context.Context)
+	// ResolvConf is the resolv.conf whose servers resolve the policies'
+	// domain names ("" for /etc/resolv.conf), unless the host block names
+	// dns_servers; they are asked from the namespace (NetNS).
+	ResolvConf string
 	// Notice reports what went wrong but changes no outcome (a record that
 	// could not be written costs the next command its shortcut); nil
 	// drops them.

@@ -85,7 +85,7 @@ func (e *Engine) incrementalChange(rec *record, srcs []loader.Source, req ApplyR
 	if !ok || len(changed) == 0 {
 		return nil
 	}
-	records := e.startRecords(srcs, rec.HostName, req) // the generation's files are written while the change is worked out
+	records := e.startRecords(srcs, rec.HostName, nil, req) // the generation's files are written while the change is worked out (a configuration with names has no incremental record)
 	c := e.patched(rec, changed)
 	if c == nil {
 		c = remade(rec, srcs, e.o.Limits.WithDefaults().Sharding)

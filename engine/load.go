@@ -2,6 +2,7 @@ package engine
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -12,6 +13,7 @@ import (
 	"github.com/hostwall/hostwall/internal/netif"
 	"github.com/hostwall/hostwall/internal/suggest"
 	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/resolve"
 	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 	"github.com/hostwall/hostwall/views"
@@ -46,6 +48,9 @@ type Loaded struct {
 	// Warnings are the load's and the compile's diagnostics; none is an
 	// error.
 	Warnings hcl.Diagnostics
+	// Names are the policies' domain names as they resolved for this
+	// load (Result.Config holds their addresses).
+	Names []resolve.Answer
 }
 
 // Load reads and compiles the configuration directory. A configuration
@@ -57,8 +62,21 @@ func (e *Engine) Load() (*Loaded, error) {
 		return nil, &InvalidError{Dir: e.o.ConfigDir, Diags: diags}
 	}
 	l := &Loaded{Result: res, Host: res.Config.HostName(e.o.HostName)}
+	if names := res.Config.Domains(); len(names) > 0 {
+		// The policies' domain names, as they resolve now (names.go).
+		var warnings hcl.Diagnostics
+		l.Names, warnings = e.resolveNames(res.Config, names)
+		diags = append(diags, warnings...)
+		addrs := map[string][]netip.Addr{}
+		for _, n := range l.Names {
+			addrs[n.Name] = n.Addrs
+		}
+		resolved := *res
+		resolved.Config, _ = res.Config.WithAddresses(addrs)
+		l.Result = &resolved
+	}
 	var more hcl.Diagnostics
-	l.Table, more = compile.Compile(res.Config, compile.Options{HostName: l.Host, Limits: e.o.Limits, Memo: e.compiled, Recipes: &l.Recipes})
+	l.Table, more = compile.Compile(l.Result.Config, compile.Options{HostName: l.Host, Limits: e.o.Limits, Memo: e.compiled, Recipes: &l.Recipes})
 	diags = append(diags, more...)
 	if diags.HasErrors() {
 		return nil, &InvalidError{Dir: e.o.ConfigDir, Diags: diags}
@@ -129,11 +147,24 @@ func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.
 		limits = compile.Limits{MaxPolicies: g.Limits.MaxPolicies, MaxRules: g.Limits.MaxRules, MaxSetElements: g.Limits.MaxSetElements,
 			Sharding: ruleset.Sharding{Min: g.Limits.ShardMin, Slots: g.Limits.ShardSlots, ChunkBits: g.Limits.ShardChunkBits}}
 	}
-	tbl, diags := compile.Compile(res.Config, compile.Options{HostName: g.HostName, Limits: limits})
+	cfg := res.Config
+	if len(g.Names) > 0 {
+		// The addresses its names had, offline: the ruleset it applied.
+		addrs := map[string][]netip.Addr{}
+		for name, as := range g.Names {
+			for _, a := range as {
+				if x, err := netip.ParseAddr(a); err == nil {
+					addrs[name] = append(addrs[name], x)
+				}
+			}
+		}
+		cfg, _ = cfg.WithAddresses(addrs)
+	}
+	tbl, diags := compile.Compile(cfg, compile.Options{HostName: g.HostName, Limits: limits})
 	if diags.HasErrors() {
 		return nil, nil, fmt.Errorf("generation %d no longer compiles: %s", g.Number, views.FormatDiagnostic(diags.Errs()[0].(*hcl.Diagnostic)))
 	}
-	return res.Config, tbl, nil
+	return cfg, tbl, nil
 }
 
 // ErrCompilesDifferently is the error (wrapped) of a generation whose

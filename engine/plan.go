@@ -62,6 +62,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 		out.Notes = append(out.Notes, note)
 	}
 	out.Notes = append(out.Notes, stagedNotes(l.Result.Config, l.Host, !strings.Contains(l.Warnings.Error(), compile.StagedUncounted))...)
+	out.Notes = append(out.Notes, nameNotes(l.Names)...)
 	if p.Empty() {
 		e.recordVerified(ns, l, chains.withSets(l.Table).hashed(), p.Generation)
 	}

@@ -257,7 +257,7 @@ func (e *Engine) withBase(ns state.Namespace, rec *record) *record {
 // since. Then the kernel holds exactly what the configuration compiles to,
 // and a plan is empty without a compile or a read.
 func (e *Engine) unchanged(rec *record, srcs []loader.Source) bool {
-	return rec != nil && srcs != nil && loader.HashSources(srcs) == rec.ConfigHash && e.stillHolds(rec)
+	return rec != nil && srcs != nil && !rec.Domains && loader.HashSources(srcs) == rec.ConfigHash && e.stillHolds(rec)
 }
 
 // stillHolds reports whether the kernel still holds what rec says: its
@@ -331,9 +331,9 @@ func setsOnly(sets []*ruleset.Set) *ruleset.Table {
 // namespace's record once the kernel's generation is known.
 func (e *Engine) newRecord(ns state.Namespace, l *Loaded, r rendering) (*stagedRecord, error) {
 	v := &state.Verified{ConfigHash: loader.HashSources(l.Result.Sources), NetsFiles: l.Result.NetsFiles(), HostName: l.Host,
-		Rules: l.Table.RuleCount(), Chains: r.chainsHash, Ruleset: r.hash}
+		Rules: l.Table.RuleCount(), Chains: r.chainsHash, Ruleset: r.hash, Domains: len(l.Names) > 0}
 	var inc *incremental
-	if len(l.Recipes) > 0 {
+	if len(l.Recipes) > 0 && len(l.Names) == 0 { // (names are resolved by loading the files)
 		inc = &incremental{Files: map[string]string{}, Recipes: l.Recipes, Chains: r.chains, Warnings: saveDiags(l.Warnings),
 			SSHFailsafe: sshFailsafe(l.Result.Config, l.Host), Merged: mergedOf(l.Recipes, l.Table)}
 		for _, s := range l.Result.Sources {

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/hostwall/hostwall/loader"
+	"github.com/hostwall/hostwall/resolve"
 	"github.com/hostwall/hostwall/state"
 )
 
@@ -22,11 +23,12 @@ type records struct {
 }
 
 // startRecords starts writing the files of a change's generation (the
-// configuration files, compiled for host); finish adds the rest.
-func (e *Engine) startRecords(files []loader.Source, host string, req ApplyRequest) *records {
+// configuration files, compiled for host, its domain names resolved to
+// names); finish adds the rest.
+func (e *Engine) startRecords(files []loader.Source, host string, names []resolve.Answer, req ApplyRequest) *records {
 	rs := &records{}
 	rs.written.Go(func() (err error) {
-		rs.gen, err = e.prepare(files, host, req)
+		rs.gen, err = e.prepare(files, host, names, req)
 		return err
 	})
 	return rs
@@ -84,7 +86,7 @@ func (rs *records) discard() {
 
 // prepare writes the files of a new generation, compiled for host, durably
 // into the state directory's temporary space.
-func (e *Engine) prepare(files []loader.Source, host string, req ApplyRequest) (*state.Pending, error) {
+func (e *Engine) prepare(files []loader.Source, host string, names []resolve.Answer, req ApplyRequest) (*state.Pending, error) {
 	reason := req.Reason
 	if reason == "" {
 		reason = "apply"
@@ -96,6 +98,15 @@ func (e *Engine) prepare(files []loader.Source, host string, req ApplyRequest) (
 		NetNS: e.o.NetNS, ConfigDir: e.o.ConfigDir, Reason: reason, Limits: e.limits()}
 	for _, s := range files {
 		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
+	}
+	for _, n := range names {
+		if g.Names == nil {
+			g.Names = map[string][]string{}
+		}
+		g.Names[n.Name] = []string{} // (recorded without an address too: it had none)
+		for _, a := range n.Addrs {
+			g.Names[n.Name] = append(g.Names[n.Name], a.String())
+		}
 	}
 	p, err := e.store.Prepare(g)
 	if err != nil {

@@ -9,6 +9,9 @@ import (
 
 // matches reports whether rule r matches packet p.
 func (e *evaluator) matches(r *config.Rule, p Packet) bool {
+	if r.Source.MatchesNothing() || r.Destination.MatchesNothing() {
+		return false // domain names without an address
+	}
 	v6 := p.Src.Is6()
 	if !appliesToFamily(r, v6) {
 		return false

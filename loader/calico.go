@@ -56,7 +56,7 @@ var (
 		{Name: "icmp"}, {Name: "notICMP"}, {Name: "source"}, {Name: "destination"}, {Name: "http"}, {Name: "metadata"},
 	}}
 	calicoEntitySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "nets"}, {Name: "notNets"}, {Name: "selector"}, {Name: "notSelector"}, {Name: "ports"}, {Name: "notPorts"},
+		{Name: "nets"}, {Name: "notNets"}, {Name: "selector"}, {Name: "notSelector"}, {Name: "ports"}, {Name: "notPorts"}, {Name: "domains"},
 		{Name: "namespaceSelector"}, {Name: "serviceAccounts"}, {Name: "services"},
 	}}
 	calicoICMPSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type"}, {Name: "code"}}}

@@ -97,6 +97,7 @@ func (b *builder) calicoPolicy(m *calicoMeta, spec *yamlBody, schema *hcl.BodySc
 			} else {
 				p.Egress = append(p.Egress, r)
 			}
+			b.checkDomains(r, dir == "ingress", "domains", "nets", "selector", "source", "destination")
 		}
 	}
 	p.Types = b.calicoTypes(c.Attributes["types"], p)
@@ -306,6 +307,9 @@ func (b *builder) calicoICMP(body *yamlBody) *config.ICMPMatch {
 func (b *builder) calicoEntity(body *yamlBody, r *config.Rule) config.Entity {
 	c := b.calicoContent(body, calicoEntitySchema)
 	var e config.Entity
+	if a := c.Attributes["domains"]; a != nil {
+		e.Domains, e.DomainsRange = b.domains(a, "domains"), a.NameRange
+	}
 	for _, name := range []string{"nets", "notNets"} {
 		if a := c.Attributes[name]; a != nil {
 			nets, diags := netsAttr(a)

@@ -26,7 +26,7 @@ var fileSchema = &hcl.BodySchema{Blocks: []hcl.BlockHeaderSchema{
 }}
 
 var (
-	hostSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "labels"}}}
+	hostSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "name"}, {Name: "labels"}, {Name: "dns_servers"}}}
 	hepSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
 		{Name: "interface", Required: true}, {Name: "node"}, {Name: "labels"}, {Name: "expected_ips"}, {Name: "profiles"}, {Name: "ports"}, {Name: "mode"},
 	}}
@@ -45,7 +45,7 @@ var (
 		Blocks:     []hcl.BlockHeaderSchema{{Type: "source"}, {Type: "destination"}, {Type: "icmp"}, {Type: "not_icmp"}},
 	}
 	entitySchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{
-		{Name: "nets"}, {Name: "not_nets"}, {Name: "ports"}, {Name: "not_ports"}, {Name: "selector"}, {Name: "not_selector"},
+		{Name: "nets"}, {Name: "not_nets"}, {Name: "ports"}, {Name: "not_ports"}, {Name: "selector"}, {Name: "not_selector"}, {Name: "domains"},
 	}}
 	failsafeSchema  = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "inbound"}, {Name: "outbound"}, {Name: "node"}}}
 	workloadsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "interface_prefixes"}, {Name: "to_host_action"}, {Name: "node"}}}
@@ -98,6 +98,23 @@ func (b *builder) decodeHost(blk *hcl.Block) {
 	}
 	if a := c.Attributes["labels"]; a != nil {
 		h.Labels = b.labels(a)
+	}
+	if a := c.Attributes["dns_servers"]; a != nil {
+		items, diags := listAttr(a)
+		b.diags = append(b.diags, diags...)
+		for _, it := range items {
+			s := ""
+			if it.val.Type() == cty.String && !it.val.IsNull() {
+				s = it.val.AsString()
+			}
+			if ap, err := netip.ParseAddrPort(s); err == nil {
+				h.DNSServers = append(h.DNSServers, ap.String())
+			} else if addr, err := netip.ParseAddr(s); err == nil {
+				h.DNSServers = append(h.DNSServers, netip.AddrPortFrom(addr, 53).String())
+			} else {
+				b.diags = append(b.diags, errAt(it.rng, "Invalid DNS server", "dns_servers holds addresses, with a port or not (\"192.0.2.53\", \"127.0.0.1:5353\", \"[2001:db8::53]:53\"); not %s.", describe(it.val)))
+			}
+		}
 	}
 	b.cfg.Host = h
 }
@@ -230,6 +247,7 @@ func (b *builder) decodePolicy(blk *hcl.Block) {
 		} else {
 			p.Egress = append(p.Egress, r)
 		}
+		b.checkDomains(r, rb.Type == "ingress", "domains", "nets", "selector", "source", "destination")
 	}
 	if a := c.Attributes["apply_on_forward"]; a != nil {
 		p.ApplyOnForward = b.boolean(a)
@@ -395,6 +413,54 @@ func (b *builder) checkRule(r *config.Rule, rng hcl.Range) {
 	}
 }
 
+// domains reads a list of domain names (attribute a, called name in the
+// file's language): exact names, canonical.
+func (b *builder) domains(a *hcl.Attribute, name string) []string {
+	items, diags := listAttr(a)
+	b.diags = append(b.diags, diags...)
+	var out []string
+	for _, it := range items {
+		if it.val.Type() != cty.String || it.val.IsNull() {
+			b.diags = append(b.diags, errAt(it.rng, "Invalid domain name", "%s holds names as strings, such as \"api.example.com\"; not %s.", name, describe(it.val)))
+			continue
+		}
+		s := it.val.AsString()
+		if err := config.ValidDomain(s); err != nil {
+			b.diags = append(b.diags, errAt(it.rng, "Invalid domain name", "%s.", err))
+			continue
+		}
+		if d := config.CanonicalDomain(s); !slices.Contains(out, d) {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// checkDomains refuses domain names (called field, as nets and selector
+// are called nets and selector in the file's language) where they cannot
+// stand: on the side of the rule that is this host (an ingress rule's
+// destination, an egress rule's source; src and dst name the sides), and
+// beside nets or a selector on their side, whose meaning with names would
+// be unclear (two rules say it).
+func (b *builder) checkDomains(r *config.Rule, ingress bool, field, nets, selector, src, dst string) {
+	local, remote := r.Destination, r.Source
+	if !ingress {
+		local, remote = r.Source, r.Destination
+	}
+	if len(local.Domains) > 0 {
+		dir, side := "ingress", dst
+		if !ingress {
+			dir, side = "egress", src
+		}
+		b.diags = append(b.diags, errAt(local.DomainsRange, "Domain names on this host's side",
+			"An %s rule's %s is this host: %s name the other end, in an egress rule's %s or an ingress rule's %s.", dir, side, field, dst, src))
+	}
+	if len(remote.Domains) > 0 && (len(remote.Nets)+len(remote.NotNets) > 0 || remote.Selector != nil || remote.NotSelector != nil) {
+		b.diags = append(b.diags, errAt(remote.DomainsRange, "Domain names beside networks",
+			"%s cannot stand beside %s or %s on one side of a rule: write one rule for the names and one for the networks.", field, nets, selector))
+	}
+}
+
 func (b *builder) decodeEntity(blk *hcl.Block, r *config.Rule) config.Entity {
 	var e config.Entity
 	c := b.content(blk, entitySchema)
@@ -410,6 +476,9 @@ func (b *builder) decodeEntity(blk *hcl.Block, r *config.Rule) config.Entity {
 		nets, diags := netsAttr(a)
 		b.diags = append(b.diags, diags...)
 		e.NotNets = nets
+	}
+	if a := c.Attributes["domains"]; a != nil {
+		e.Domains, e.DomainsRange = b.domains(a, "domains"), a.NameRange
 	}
 	for _, name := range []string{"ports", "not_ports"} {
 		a := c.Attributes[name]

@@ -234,6 +234,9 @@ func objects(cfg *config.Config) []object {
 			fs = append(fs, field{"name", cty.StringVal(h.Name)})
 		}
 		fs = append(fs, field{"labels", labelsVal(h.Labels)})
+		if len(h.DNSServers) > 0 {
+			fs = append(fs, field{"dns_servers", strs(h.DNSServers)})
+		}
 		out = append(out, object{typ: "host", fields: fs})
 	}
 	for _, h := range cfg.Endpoints {
@@ -411,6 +414,9 @@ func ruleFields(r *config.Rule) []field {
 		}
 		if len(e.NotNets) > 0 {
 			es = append(es, field{"not_nets", strs(stringers(e.NotNets))})
+		}
+		if len(e.Domains) > 0 {
+			es = append(es, field{"domains", strs(e.Domains)})
 		}
 		if e.Selector != nil {
 			es = append(es, field{"selector", cty.StringVal(e.Selector.String())})

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/miekg/dns"
+
+	"github.com/hostwall/hostwall/config"
 )
 
 // Answer is what a name resolved to.
@@ -25,8 +27,9 @@ type Answer struct {
 	// the name does not exist (NXDomain) or has no address records.
 	Addrs []netip.Addr
 	// TTL is how long the answer may be kept: the smallest TTL of the
-	// records it was made of (the CNAMEs followed too), or for a name
-	// without addresses the zone's negative TTL (its SOA's).
+	// records it was made of (the CNAMEs followed too) and of the negative
+	// answers for a family without records (their zone's SOA's; 0 when
+	// nothing gave one).
 	TTL      time.Duration
 	NXDomain bool
 }
@@ -58,31 +61,31 @@ func FromResolvConf(path string) (*Resolver, error) {
 // maxCNAMEs bounds the chain of aliases followed.
 const maxCNAMEs = 8
 
-// Lookup resolves name (an exact name: ValidName) to its A and AAAA
+// Lookup resolves name (an exact name: config.ValidDomain) to its A and AAAA
 // records. An error says that no server gave an answer (timeouts,
 // refusals, server failures); a name that does not exist, or has no
 // address, is an answer without addresses.
 func (r *Resolver) Lookup(ctx context.Context, name string) (Answer, error) {
-	if err := ValidName(name); err != nil {
+	if err := config.ValidDomain(name); err != nil {
 		return Answer{}, err
 	}
-	a := Answer{Name: Canonical(name)}
+	a := Answer{Name: config.CanonicalDomain(name)}
 	ttl := time.Duration(-1)
 	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
 		msg, err := r.exchange(ctx, a.Name, qtype)
 		if err != nil {
 			return Answer{}, err
 		}
-		addrs, t, nx := records(msg, a.Name, qtype)
+		addrs, t, known, nx := records(msg, a.Name, qtype)
 		a.Addrs = append(a.Addrs, addrs...)
 		a.NXDomain = a.NXDomain || nx
-		if ttl < 0 || t < ttl {
+		if known && (ttl < 0 || t < ttl) {
 			ttl = t
 		}
 	}
+	a.TTL = max(ttl, 0)
 	slices.SortFunc(a.Addrs, func(x, y netip.Addr) int { return x.Compare(y) })
 	a.Addrs = slices.Compact(a.Addrs)
-	a.TTL = ttl
 	return a, nil
 }
 
@@ -128,8 +131,8 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 // records reads the addresses of qtype for name out of m, following the
 // CNAMEs in it, and the TTL to keep them: the smallest of the records
 // used, or, with none, the negative TTL of the SOA in the authority
-// section (none: 0). nx reports NXDOMAIN.
-func records(m *dns.Msg, name string, qtype uint16) (addrs []netip.Addr, ttl time.Duration, nx bool) {
+// section (known is false without one). nx reports NXDOMAIN.
+func records(m *dns.Msg, name string, qtype uint16) (addrs []netip.Addr, ttl time.Duration, known, nx bool) {
 	owner := dns.Fqdn(name)
 	minTTL := uint32(0)
 	first := true
@@ -177,43 +180,5 @@ func records(m *dns.Msg, name string, qtype uint16) (addrs []netip.Addr, ttl tim
 			}
 		}
 	}
-	return addrs, time.Duration(minTTL) * time.Second, m.Rcode == dns.RcodeNameError
-}
-
-// Canonical is name as policies hold it: lower case, without the
-// trailing dot.
-func Canonical(name string) string { return strings.ToLower(strings.TrimSuffix(name, ".")) }
-
-// ValidName checks that name is an exact domain name (letters, digits and
-// hyphens in labels of at most 63 bytes, at most 253 in all, at least two
-// labels). A wildcard is refused: resolving "*.example.com" would need the
-// answers to the host's own queries (DNS snooping), which hostwall does
-// not do.
-func ValidName(name string) error {
-	n := strings.TrimSuffix(name, ".")
-	switch {
-	case strings.Contains(n, "*"):
-		return fmt.Errorf("%q is a wildcard; not supported: needs DNS snooping. Name each host (api.example.com)", name)
-	case n == "":
-		return errors.New("an empty domain name")
-	case len(n) > 253:
-		return fmt.Errorf("%q is longer than a domain name may be (253 bytes)", name)
-	case !strings.Contains(n, "."):
-		return fmt.Errorf("%q is not a fully qualified name: give the domain too (%s.example.com); search domains are not used", name, name)
-	}
-	if _, err := netip.ParseAddr(n); err == nil {
-		return fmt.Errorf("%q is an address: put it in nets", name)
-	}
-	for _, label := range strings.Split(n, ".") {
-		if label == "" || len(label) > 63 {
-			return fmt.Errorf("%q has an empty label or one longer than 63 bytes", name)
-		}
-		for i, c := range label {
-			ok := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' && i > 0 && i < len(label)-1 || c == '_' && i == 0
-			if !ok {
-				return fmt.Errorf("%q holds %q, which a domain name cannot (letters, digits and inner hyphens)", name, string(c))
-			}
-		}
-	}
-	return nil
+	return addrs, time.Duration(minTTL) * time.Second, !first, m.Rcode == dns.RcodeNameError
 }

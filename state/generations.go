@@ -56,6 +56,10 @@ type Generation struct {
 	// Ruleset is the rendered desired table, as nft syntax (ruleset.nft).
 	Ruleset     string `json:"-"`
 	RulesetSize int64  `json:"ruleset_size,omitempty"`
+	// Names are the addresses its domain names resolved to when it was
+	// applied, by name: compiling it again (rollback, repair) uses them,
+	// offline and exactly.
+	Names map[string][]string `json:"names,omitempty"`
 	// Limits are the configuration limits it was compiled under, which
 	// compiling it again (rollback, repair) uses: a configuration the
 	// limits of its apply admitted must stay one that can be rolled back to.

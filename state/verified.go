@@ -28,6 +28,10 @@ type Verified struct {
 	// HostName is the host name the ruleset was compiled for (saved plans
 	// name it).
 	HostName string `json:"host_name"`
+	// Domains is set when the configuration names domains: what they
+	// resolve to may change with the files unchanged, so the record never
+	// stands in for loading them.
+	Domains bool `json:"domains,omitempty"`
 	// Rules is the number of rules, for the message.
 	Rules int `json:"rules"`
 	// Chains is a hash of the ruleset's chains as rendered, and Base the

@@ -1,0 +1,68 @@
+package compile
+
+import (
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/hostwall/hostwall/loader"
+)
+
+// TestDomains: a rule's domain names become the addresses they resolved
+// to (config.WithAddresses), one set per family as networks do; names
+// without an address make the rule match nothing, with a warning naming
+// them; and a configuration never resolved matches nothing by them
+// either (never every address).
+func TestDomains(t *testing.T) {
+	res, diags := loader.Load([]loader.Source{{Path: "d.hcl", Data: []byte(`
+host_endpoint "eth0" { interface = "eth0" }
+policy "out" {
+  egress {
+    action = "allow"
+    protocol = "tcp"
+    destination {
+      domains = ["api.example.com", "gone.example.com"]
+      ports = [443]
+    }
+  }
+  egress {
+    action = "allow"
+    destination { domains = ["gone.example.com"] }
+  }
+}
+`)}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	cfg, none := res.Config.WithAddresses(map[string][]netip.Addr{
+		"api.example.com": {netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("2001:db8::10"), netip.MustParseAddr("192.0.2.11")},
+	})
+	if len(none) != 1 || none[0] != "gone.example.com" {
+		t.Errorf("names without an address: %q", none)
+	}
+	tbl, diags := Compile(cfg, Options{HostName: "h"})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	v4, v6 := findSet(t, tbl, "nets-", "-4"), findSet(t, tbl, "nets-", "-6")
+	if got := v4.Comment; !strings.Contains(got, "192.0.2.10") || !strings.Contains(got, "192.0.2.11") {
+		t.Errorf("IPv4 set %q", got)
+	}
+	if got := v6.Comment; !strings.Contains(got, "2001:db8::10") {
+		t.Errorf("IPv6 set %q", got)
+	}
+	checkRules(t, tbl, "pol/out/out",
+		"ip daddr @"+v4.Name+" tcp dport 443 counter accept",
+		"ip6 daddr @"+v6.Name+" tcp dport 443 counter accept")
+	if !strings.Contains(diags.Error(), "Domain names match nothing yet") || !strings.Contains(diags.Error(), "d.hcl:14,19") {
+		t.Errorf("no warning for the rule whose names have no address: %v", diags)
+	}
+	// Not resolved at all: the rules match nothing.
+	tbl, diags = Compile(res.Config, Options{HostName: "h"})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if got := rules(tbl, "pol/out/out"); len(got) != 0 {
+		t.Errorf("unresolved names compiled to %q", got)
+	}
+}
