@@ -54,6 +54,19 @@ func (e *Engine) resolveNames(cfg *config.Config, names []string) ([]resolve.Ans
 	return out, diags
 }
 
+// ResolveName resolves one name as the configuration cfg's names are
+// (explain --dst NAME).
+func (e *Engine) ResolveName(cfg *config.Config, name string) (resolve.Answer, error) {
+	if err := config.ValidDomain(name); err != nil {
+		return resolve.Answer{}, err
+	}
+	answers, diags := e.resolveNames(cfg, []string{config.CanonicalDomain(name)})
+	if len(diags) > 0 {
+		return resolve.Answer{}, fmt.Errorf("%s", diags[0].Detail)
+	}
+	return answers[0], nil
+}
+
 // resolver is the host block's dns_servers' resolver, else resolv.conf's.
 func (e *Engine) resolver(cfg *config.Config) (*resolve.Resolver, error) {
 	if cfg.Host != nil && len(cfg.Host.DNSServers) > 0 {

@@ -11,7 +11,8 @@ import (
 // DNS server (dnsmasq, in the server's namespace, named by the host
 // block's dns_servers): the name's address is reached, another address
 // is not, a name whose address is elsewhere lets nothing by, and the plan
-// shows each name with its addresses; the generation records them, so a
+// shows each name with its addresses, as explain --dst NAME explains them;
+// the generation records them, so a
 // rollback to it is exact and needs no DNS server.
 func TestDomainsEgress(t *testing.T) {
 	l := quietLab(t)
@@ -47,6 +48,11 @@ policy "out" {
 		if !strings.Contains(plan.stdout+plan.stderr, want) {
 			t.Errorf("the plan lacks %q:\n%s%s", want, plan.stdout, plan.stderr)
 		}
+	}
+	// explain takes the name, and explains each address.
+	ex := hostwall(t, "", "explain", "--netns", l.srv, "-c", dir, "--host-name", "srv", "--iface", "eth0", "--out", "--proto", "tcp", "--dst", "api.example.com", "--dport", "8080")
+	if !strings.Contains(ex.stdout, "api.example.com → 10.201.0.1:") || !strings.Contains(ex.stdout, `allow: policy rule: tier "default", policy "out", egress rule 1 (allow)`) {
+		t.Errorf("explain --dst api.example.com:\n%s%s", ex.stdout, ex.stderr)
 	}
 	if r := hostwall(t, "", "apply", "--netns", l.srv, "-c", dir, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
 		t.Fatalf("apply: %s%s", r.stdout, r.stderr)

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/explain"
 )
 
@@ -31,52 +32,58 @@ the workload-to-host action or the host's right to reach its workloads. It
 never touches the kernel.
 
 Addresses not given default to 0.0.0.0 (or :: when the other one is IPv6).
-The connection state defaults to new.`,
+--src or --dst may be a domain name: it is resolved as the policies' names
+are, and each of its addresses explained in turn. The connection state
+defaults to new.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p, err := f.packet(in, out, forward, icmpType, icmpCode)
-			if err != nil {
-				return err
-			}
-			l, err := g.loader().Load()
+			e := g.loader()
+			l, err := e.Load()
 			if err != nil {
 				return failed(err)
 			}
 			warn(l.Warnings)
-			r := explain.Explain(l.Result.Config, l.Host, p)
-			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				return enc.Encode(explainJSON(r))
-			}
-			w := cmd.OutOrStdout()
-			if r.Audit {
-				fmt.Fprintf(w, "%s (audit mode; enforced, it would be deny): %s\n", r.Verdict, r.Decided)
-			} else {
-				fmt.Fprintf(w, "%s: %s\n", r.Verdict, r.Decided)
-			}
-			if st := r.Staged; st != nil {
-				audit := ""
-				if st.Audit {
-					audit = " (audit mode)"
+			// A name for --src or --dst: each of its addresses (of the
+			// other side's IP version, if given), in turn.
+			for _, side := range []*string{&f.src, &f.dst} {
+				if *side == "" || config.ValidDomain(*side) != nil {
+					continue
 				}
-				fmt.Fprintf(w, "staged: %s%s: %s (the staged policies would change this; the kernel enforces the verdict above)\n", st.Verdict, audit, st.Decided)
-			}
-			// The steps other than the one above: in audit mode that one is
-			// the deny gone past, and what let the packet by is among them.
-			var way []explain.Step
-			for _, s := range r.Trace {
-				if s != r.Decided {
-					way = append(way, s)
+				a, err := e.ResolveName(l.Result.Config, *side)
+				if err != nil {
+					return err
 				}
-			}
-			if len(way) > 0 {
-				fmt.Fprintln(w, "on the way:")
-				for _, s := range way {
-					fmt.Fprintf(w, "  %s\n", s)
+				if len(a.Addrs) == 0 {
+					return fmt.Errorf("%s has no address now: rules naming it match nothing", a.Name)
 				}
+				name, other := *side, f.dst
+				if side == &f.dst {
+					other = f.src
+				}
+				shown := 0
+				for _, addr := range a.Addrs {
+					if o, err := netip.ParseAddr(other); err == nil && o.Unmap().Is4() != addr.Is4() {
+						continue
+					}
+					i := shown
+					shown++
+					*side = addr.String()
+					if !asJSON {
+						if i > 0 {
+							fmt.Fprintln(cmd.OutOrStdout())
+						}
+						fmt.Fprintf(cmd.OutOrStdout(), "%s → %s:\n", name, addr)
+					}
+					if err := explainOne(cmd, &f, l, in, out, forward, icmpType, icmpCode, asJSON); err != nil {
+						return err
+					}
+				}
+				if shown == 0 {
+					return fmt.Errorf("%s has no address of the other side's IP version (%s)", a.Name, other)
+				}
+				return nil
 			}
-			return nil
+			return explainOne(cmd, &f, l, in, out, forward, icmpType, icmpCode, asJSON)
 		},
 	}
 	fl := cmd.Flags()
@@ -243,4 +250,47 @@ func explainJSON(r explain.Result) any {
 		out["staged"] = staged // what the staged policies' view decides, when it differs
 	}
 	return out
+}
+
+// explainOne explains the packet the flags f describe, by the loaded
+// configuration l.
+func explainOne(cmd *cobra.Command, f *explainFlags, l *engine.Loaded, in, out, forward bool, icmpType, icmpCode int, asJSON bool) error {
+	p, err := f.packet(in, out, forward, icmpType, icmpCode)
+	if err != nil {
+		return err
+	}
+	r := explain.Explain(l.Result.Config, l.Host, p)
+	if asJSON {
+		enc := json.NewEncoder(cmd.OutOrStdout())
+		enc.SetIndent("", "  ")
+		return enc.Encode(explainJSON(r))
+	}
+	w := cmd.OutOrStdout()
+	if r.Audit {
+		fmt.Fprintf(w, "%s (audit mode; enforced, it would be deny): %s\n", r.Verdict, r.Decided)
+	} else {
+		fmt.Fprintf(w, "%s: %s\n", r.Verdict, r.Decided)
+	}
+	if st := r.Staged; st != nil {
+		audit := ""
+		if st.Audit {
+			audit = " (audit mode)"
+		}
+		fmt.Fprintf(w, "staged: %s%s: %s (the staged policies would change this; the kernel enforces the verdict above)\n", st.Verdict, audit, st.Decided)
+	}
+	// The steps other than the one above: in audit mode that one is
+	// the deny gone past, and what let the packet by is among them.
+	var way []explain.Step
+	for _, s := range r.Trace {
+		if s != r.Decided {
+			way = append(way, s)
+		}
+	}
+	if len(way) > 0 {
+		fmt.Fprintln(w, "on the way:")
+		for _, s := range way {
+			fmt.Fprintf(w, "  %s\n", s)
+		}
+	}
+	return nil
 }
