@@ -217,7 +217,7 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 		t.watchdog = tick.C
 	}
 	for {
-		trialTimer, retryTimer := d.trialTimer(), d.retryTimer()
+		trialTimer, retryTimer, namesTimer := d.trialTimer(), d.retryTimer(), d.namesTimer()
 		select {
 		case <-ctx.Done():
 			d.o.Notify.Stopping()
@@ -244,6 +244,9 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 			d.done()
 		case <-retryTimer:
 			d.apply(ctx, t, "retrying a failed apply", false)
+			d.done()
+		case <-namesTimer:
+			d.apply(ctx, t, namesDue, false)
 			d.done()
 		case <-hup:
 			d.o.Notify.Reloading()
@@ -297,6 +300,20 @@ func (d *Daemon) trialTimer() <-chan time.Time {
 		if d.trialRetry.After(due) {
 			due = d.trialRetry
 		}
+		return time.After(time.Until(due))
+	}
+	return nil
+}
+
+// namesDue is why the agent applies when domain names are due to be
+// resolved again.
+const namesDue = "domain names due to be resolved again"
+
+// namesTimer fires when a domain name of the configuration is due to be
+// resolved again (nil: none): the apply resolves the names due, and
+// changes the elements of their sets if their addresses changed.
+func (d *Daemon) namesTimer() <-chan time.Time {
+	if due := d.e.NamesDue(); !due.IsZero() {
 		return time.After(time.Until(due))
 	}
 	return nil

@@ -670,6 +670,27 @@ func (c *compiler) addSet(s *ruleset.Set) string {
 }
 
 // netsSet returns the name of a set holding the prefixes of family f.
+// domainSet adds the set of family f of the addresses (nets) of domain
+// names: named by the names, not by the addresses, so that when a name
+// resolves otherwise only the set's elements change (no rule).
+func (c *compiler) domainSet(f ruleset.IPFamily, names []string, nets []netip.Prefix) string {
+	var elems []ruleset.Element
+	var text []string
+	for _, n := range nets {
+		if familyOf(n) == f {
+			elems = append(elems, ruleset.PrefixElement(n))
+			text = append(text, n.Addr().String())
+		}
+	}
+	return c.addSet(&ruleset.Set{
+		Name:     c.setName("dom", familySuffix(f), names...),
+		Type:     f.AddrType(),
+		Interval: true,
+		Comment:  "domains " + strings.Join(names, ", ") + ": " + strings.Join(text, ", "),
+		Elements: elems,
+	})
+}
+
 func (c *compiler) netsSet(f ruleset.IPFamily, nets []netip.Prefix) string {
 	var elems []ruleset.Element
 	var text []string

@@ -44,7 +44,7 @@ policy "out" {
 	if diags.HasErrors() {
 		t.Fatal(diags)
 	}
-	v4, v6 := findSet(t, tbl, "nets-", "-4"), findSet(t, tbl, "nets-", "-6")
+	v4, v6 := findSet(t, tbl, "dom-", "-4"), findSet(t, tbl, "dom-", "-6")
 	if got := v4.Comment; !strings.Contains(got, "192.0.2.10") || !strings.Contains(got, "192.0.2.11") {
 		t.Errorf("IPv4 set %q", got)
 	}
@@ -56,6 +56,11 @@ policy "out" {
 		"ip6 daddr @"+v6.Name+" tcp dport 443 counter accept")
 	if !strings.Contains(diags.Error(), "Domain names match nothing yet") || !strings.Contains(diags.Error(), "d.hcl:14,19") {
 		t.Errorf("no warning for the rule whose names have no address: %v", diags)
+	}
+	// Named by the names: other addresses change the elements alone.
+	again, _ := res.Config.WithAddresses(map[string][]netip.Addr{"api.example.com": {netip.MustParseAddr("192.0.2.99")}})
+	if tbl2, _ := Compile(again, Options{HostName: "h"}); findSet(t, tbl2, "dom-", "-4").Name != v4.Name {
+		t.Error("the names' set was renamed when their addresses changed")
 	}
 	// Not resolved at all: the rules match nothing.
 	tbl, diags = Compile(res.Config, Options{HostName: "h"})

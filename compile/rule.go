@@ -150,7 +150,10 @@ func (c *compiler) alternatives(r *config.Rule, f ruleset.IPFamily) [][]ruleset.
 		dir ruleset.Dir
 	}{{r.Source, ruleset.Src}, {r.Destination, ruleset.Dst}}
 	for _, side := range sides {
-		if len(side.e.Nets) > 0 {
+		switch {
+		case len(side.e.Domains) > 0:
+			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.domainSet(f, side.e.Domains, side.e.Nets)})
+		case len(side.e.Nets) > 0:
 			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.Nets)})
 		}
 		if len(side.e.NotNets) > 0 {

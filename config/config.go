@@ -184,13 +184,21 @@ type Settings struct {
 	DropLog      bool
 	DropLogGroup uint16
 	DropLogRate  uint32
-	DeclRange    hcl.Range
+	// DNSMinTTL and DNSMaxTTL (seconds) clamp how long a domain name's
+	// answer is kept before it is asked again; DNSGrace (seconds) is how
+	// long an address stays after it left the name's answer, so that a
+	// connection opened just before is not cut.
+	DNSMinTTL, DNSMaxTTL, DNSGrace uint32
+	DeclRange                      hcl.Range
 }
 
 // Drop log defaults: a group no well-known program uses by default (ulogd
 // takes 0 and 1, Suricata 2), and a rate low enough that a flood costs
 // little.
 const (
+	DefaultDNSMinTTL    = 30
+	DefaultDNSMaxTTL    = 3600
+	DefaultDNSGrace     = 300
 	DefaultDropLogGroup = 9631
 	DefaultDropLogRate  = 5
 	MaxDropLogRate      = 100_000
@@ -198,7 +206,8 @@ const (
 
 // DefaultSettings are the settings of a configuration that declares none.
 func DefaultSettings() Settings {
-	return Settings{AllowIPv6ND: true, DropLog: true, DropLogGroup: DefaultDropLogGroup, DropLogRate: DefaultDropLogRate}
+	return Settings{AllowIPv6ND: true, DropLog: true, DropLogGroup: DefaultDropLogGroup, DropLogRate: DefaultDropLogRate,
+		DNSMinTTL: DefaultDNSMinTTL, DNSMaxTTL: DefaultDNSMaxTTL, DNSGrace: DefaultDNSGrace}
 }
 
 // DefaultTier is the tier of policies that name none.

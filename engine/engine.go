@@ -83,6 +83,8 @@ type Engine struct {
 	cache  *readCache
 	// compiled keeps the large sets of one compile for the next (o.Memo).
 	compiled *compile.Memo
+	// names keeps the domain names' answers between loads (o.Memo).
+	names *nameCache
 	// desired is the table of the generation made current last (o.Memo).
 	desired *desiredTable
 	// base is the record base staged last, by its sum (o.Memo): withBase
@@ -125,6 +127,7 @@ func New(o Options) *Engine {
 			e.o.Load.Memo = &loader.Memo{}
 		}
 		e.compiled = &compile.Memo{}
+		e.names = &nameCache{}
 		if o.Kernel != nil {
 			e.cache = &readCache{Kernel: o.Kernel, untouched: e.untouched}
 			e.kernel = e.cache

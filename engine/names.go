@@ -3,7 +3,10 @@ package engine
 import (
 	"context"
 	"fmt"
+	"net/netip"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/hcl/v2"
@@ -16,42 +19,149 @@ import (
 // resolveTimeout bounds the resolution of all of a configuration's names.
 const resolveTimeout = 10 * time.Second
 
+// nameCache is what the agent knows of each domain name between loads:
+// when to ask again, and when each address was last in the answer.
+type nameCache struct {
+	mu    sync.Mutex
+	names map[string]*nameState
+	grace time.Duration // the configuration's, as of the last load
+}
+
+type nameState struct {
+	seen map[netip.Addr]time.Time // each address, when last in an answer
+	at   time.Time                // when last answered
+	ttl  time.Duration            // the last answer's
+	due  time.Time                // when to ask again
+	err  error                    // the last question's failure (nil: answered)
+	ok   bool                     // ever answered
+}
+
 // resolveNames looks up names (cfg's) in the namespace: by the host
-// block's dns_servers, else the namespace's resolv.conf. A name that does
-// not resolve has no address (its rules match nothing, which compile
-// warns of); why is a warning here.
+// block's dns_servers, else the namespace's resolv.conf. The agent
+// (Options.Memo) keeps each answer until its TTL, clamped to settings {
+// dns_min_ttl, dns_max_ttl }, runs out, asks again only the names due,
+// keeps an address dns_grace after it left the answer, and keeps the last
+// known addresses of a name that no longer resolves (Answer.Stale). A name
+// with no address makes its rules match nothing, which compile warns of;
+// why it has none is a warning here.
 func (e *Engine) resolveNames(cfg *config.Config, names []string) ([]resolve.Answer, hcl.Diagnostics) {
-	var (
-		out   []resolve.Answer
-		diags hcl.Diagnostics
-	)
-	run := func() error {
-		r, err := e.resolver(cfg)
-		if err != nil {
-			return err
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
-		defer cancel()
-		for _, name := range names {
-			a, err := r.Lookup(ctx, name)
-			if err != nil {
-				diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Domain name did not resolve",
-					Detail: fmt.Sprintf("%s: %v. Its rules match nothing until it does.", name, err)})
-				a = resolve.Answer{Name: name}
-			}
-			out = append(out, a)
-		}
-		return nil
+	cache := e.names
+	if cache == nil {
+		cache = &nameCache{}
 	}
-	if err := netif.In(netif.Path(e.o.NetNS), run); err != nil {
-		diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Domain names not resolved",
-			Detail: fmt.Sprintf("%v. The rules naming %s match nothing until they resolve.", err, strings.Join(names, ", "))})
-		out = nil
-		for _, name := range names {
-			out = append(out, resolve.Answer{Name: name})
+	cache.mu.Lock()
+	defer cache.mu.Unlock()
+	if cache.names == nil {
+		cache.names = map[string]*nameState{}
+	}
+	for name := range cache.names {
+		if !slices.Contains(names, name) {
+			delete(cache.names, name) // no longer in the configuration
 		}
+	}
+	set := cfg.Settings
+	now := time.Now()
+	var due []string
+	for _, name := range names {
+		if st := cache.names[name]; st == nil || !now.Before(st.due) {
+			due = append(due, name)
+		}
+	}
+	var diags hcl.Diagnostics
+	if len(due) > 0 {
+		run := func() error {
+			r, err := e.resolver(cfg)
+			if err != nil {
+				return err
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
+			defer cancel()
+			for _, name := range due {
+				a, err := r.Lookup(ctx, name)
+				cache.note(name, a, err, now, set)
+			}
+			return nil
+		}
+		if err := netif.In(netif.Path(e.o.NetNS), run); err != nil {
+			for _, name := range due {
+				cache.note(name, resolve.Answer{}, err, now, set)
+			}
+		}
+	}
+	grace := time.Duration(set.DNSGrace) * time.Second
+	cache.grace = grace
+	var out []resolve.Answer
+	for _, name := range names {
+		st := cache.names[name]
+		a := resolve.Answer{Name: name, TTL: st.ttl}
+		for addr, at := range st.seen {
+			if st.err != nil || now.Sub(at) <= grace {
+				a.Addrs = append(a.Addrs, addr)
+			} else {
+				delete(st.seen, addr) // gone past its grace
+			}
+		}
+		slices.SortFunc(a.Addrs, func(x, y netip.Addr) int { return x.Compare(y) })
+		if st.err != nil {
+			a.Stale = st.err.Error()
+			what := "it matches nothing until it does"
+			if len(a.Addrs) > 0 {
+				what = "its last known addresses stay"
+			}
+			diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Domain name did not resolve",
+				Detail: fmt.Sprintf("%s: %v; %s.", name, st.err, what)})
+		}
+		out = append(out, a)
 	}
 	return out, diags
+}
+
+// note records the answer a (or the failure err) to name at now.
+func (c *nameCache) note(name string, a resolve.Answer, err error, now time.Time, set config.Settings) {
+	st := c.names[name]
+	if st == nil {
+		st = &nameState{seen: map[netip.Addr]time.Time{}}
+		c.names[name] = st
+	}
+	lo, hi := time.Duration(set.DNSMinTTL)*time.Second, time.Duration(set.DNSMaxTTL)*time.Second
+	if err != nil {
+		st.err, st.due = err, now.Add(lo) // asked again soon
+		return
+	}
+	for _, addr := range a.Addrs {
+		st.seen[addr] = now
+	}
+	st.err, st.ok, st.ttl, st.at = nil, true, a.TTL, now
+	st.due = now.Add(min(max(a.TTL, lo), hi))
+}
+
+// NamesDue is when the next domain name the agent keeps is due to be
+// resolved again, or an address that left its answer to be taken away
+// at the end of its grace period (zero: none).
+func (e *Engine) NamesDue() time.Time {
+	if e.names == nil {
+		return time.Time{}
+	}
+	e.names.mu.Lock()
+	defer e.names.mu.Unlock()
+	var first time.Time
+	earlier := func(t time.Time) {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	for _, st := range e.names.names {
+		earlier(st.due)
+		if st.err != nil {
+			continue // the last known addresses stay
+		}
+		for _, seen := range st.seen {
+			if seen.Before(st.at) { // no longer in the answer
+				earlier(seen.Add(e.names.grace + time.Second/10))
+			}
+		}
+	}
+	return first
 }
 
 // ResolveName resolves one name as the configuration cfg's names are
@@ -91,7 +201,11 @@ func nameNotes(names []resolve.Answer) []string {
 		for i, x := range a.Addrs {
 			addrs[i] = x.String()
 		}
-		out = append(out, fmt.Sprintf("domain %s: %s (TTL %s)", a.Name, strings.Join(addrs, ", "), a.TTL))
+		stale := ""
+		if a.Stale != "" {
+			stale = "; the last known: it no longer resolves"
+		}
+		out = append(out, fmt.Sprintf("domain %s: %s (TTL %s%s)", a.Name, strings.Join(addrs, ", "), a.TTL, stale))
 	}
 	return out
 }

@@ -32,7 +32,8 @@ var (
 	}}
 	tierSchema     = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "order"}, {Name: "default_action"}}}
 	settingsSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "allow_ipv6_neighbor_discovery"}, {Name: "lockout_check"},
-		{Name: "drop_log"}, {Name: "drop_log_group"}, {Name: "drop_log_rate"}}}
+		{Name: "drop_log"}, {Name: "drop_log_group"}, {Name: "drop_log_rate"},
+		{Name: "dns_min_ttl"}, {Name: "dns_max_ttl"}, {Name: "dns_grace"}}}
 	icmpSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "code"}}}
 	netSetSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}, {Name: "nets_file"}}}
 	policySchema = &hcl.BodySchema{
@@ -786,6 +787,19 @@ func (b *builder) decodeSettings(blk *hcl.Block) {
 	}
 	if v, ok := b.wholeSetting(c, "drop_log_rate", 1, config.MaxDropLogRate, "packets a second for each deciding rule"); ok {
 		b.cfg.Settings.DropLogRate = uint32(v)
+	}
+	for _, d := range []struct {
+		name string
+		to   *uint32
+		lo   int64
+	}{{"dns_min_ttl", &b.cfg.Settings.DNSMinTTL, 1}, {"dns_max_ttl", &b.cfg.Settings.DNSMaxTTL, 1}, {"dns_grace", &b.cfg.Settings.DNSGrace, 0}} {
+		if v, ok := b.wholeSetting(c, d.name, d.lo, 7*24*3600, "seconds"); ok {
+			*d.to = uint32(v)
+		}
+	}
+	if s := b.cfg.Settings; s.DNSMinTTL > s.DNSMaxTTL {
+		b.diags = append(b.diags, errAt(blk.DefRange, "Invalid dns_min_ttl",
+			"dns_min_ttl (%d s) is above dns_max_ttl (%d s): a name's answer is kept at least the one and at most the other.", s.DNSMinTTL, s.DNSMaxTTL))
 	}
 }
 

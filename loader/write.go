@@ -317,6 +317,14 @@ func objects(cfg *config.Config) []object {
 	if r := cfg.Settings.DropLogRate; r != config.DefaultDropLogRate {
 		settings = append(settings, field{"drop_log_rate", cty.NumberIntVal(int64(r))})
 	}
+	for _, d := range []struct {
+		name      string
+		v, normal uint32
+	}{{"dns_min_ttl", cfg.Settings.DNSMinTTL, config.DefaultDNSMinTTL}, {"dns_max_ttl", cfg.Settings.DNSMaxTTL, config.DefaultDNSMaxTTL}, {"dns_grace", cfg.Settings.DNSGrace, config.DefaultDNSGrace}} {
+		if d.v != d.normal {
+			settings = append(settings, field{d.name, cty.NumberIntVal(int64(d.v))})
+		}
+	}
 	if len(settings) > 0 {
 		out = append(out, object{typ: "settings", fields: settings})
 	}

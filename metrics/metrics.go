@@ -193,6 +193,8 @@ func Trigger(why string) string {
 		return "retry"
 	case strings.HasPrefix(why, "the trial"):
 		return "trial_end"
+	case strings.HasPrefix(why, "domain names"):
+		return "names"
 	}
 	return "change"
 }

@@ -32,6 +32,9 @@ type Answer struct {
 	// nothing gave one).
 	TTL      time.Duration
 	NXDomain bool
+	// Stale, set by whoever keeps answers (the agent), says why the name
+	// no longer resolves: Addrs are then the last known.
+	Stale string
 }
 
 // Resolver asks Servers ("host:port"), in turn, until one answers.

@@ -1,8 +1,12 @@
 package main_test
 
 import (
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hostwall/hostwall/internal/testns"
 )
@@ -16,7 +20,7 @@ import (
 // rollback to it is exact and needs no DNS server.
 func TestDomainsEgress(t *testing.T) {
 	l := quietLab(t)
-	stopDNS := testns.DNSMasq(t, l.srv, "--local-ttl=30", "--host-record=api.example.com,10.201.0.1", "--host-record=elsewhere.example.com,10.201.0.9")
+	dns := testns.DNSMasq(t, l.srv, "--local-ttl=30", "--host-record=api.example.com,10.201.0.1", "--host-record=elsewhere.example.com,10.201.0.9")
 	serveTCP(t, l.cli, 8080)
 	serveTCP(t, l.cli, 8081)
 	dir := writeConfig(t, map[string]string{"p.hcl": `
@@ -75,11 +79,81 @@ policy "out" {
 	if connects(t, l.srv, "10.201.0.1:8080") {
 		t.Fatal("the second configuration let 8080 out")
 	}
-	stopDNS()
+	dns.Stop()
 	if r := hostwall(t, "", "rollback", "1", "--netns", l.srv, "-c", dir, "--auto-approve", "--confirm-timeout", "0"); r.code != 0 {
 		t.Fatalf("rollback with no DNS server: %s%s", r.stdout, r.stderr)
 	}
 	if !connects(t, l.srv, "10.201.0.1:8080") {
 		t.Error("after the rollback, egress to api.example.com's recorded address: refused")
+	}
+}
+
+// TestDomainsFollowed: the agent resolves a name again when its TTL runs
+// out. The record changes: after the TTL the new address is reached, the
+// old one still during the grace period and not after it, and the change
+// is one of the set's elements — the rule stays as it was (its handle,
+// in the kernel's own listing). The DNS server stops: the last known
+// address stays allowed, and the agent says the name did not resolve.
+func TestDomainsFollowed(t *testing.T) {
+	l := quietLab(t)
+	testns.Run(t, "ip", "-n", l.cli, "addr", "add", "10.201.0.3/24", "dev", "c0")
+	hosts := filepath.Join(t.TempDir(), "hosts")
+	os.WriteFile(hosts, []byte("10.201.0.1 api.example.com\n"), 0o644)
+	dns := testns.DNSMasq(t, l.srv, "--local-ttl=1", "--addn-hosts="+hosts)
+	serveTCP(t, l.cli, 8080)
+	dir := writeConfig(t, map[string]string{"p.hcl": `
+host {
+  dns_servers = ["127.0.0.1"]
+}
+settings {
+  dns_min_ttl = 1
+  dns_grace   = 3
+}
+host_endpoint "eth0" { interface = "eth0" }
+policy "out" {
+  egress {
+    action = "allow"
+    protocol = "tcp"
+    destination {
+      domains = ["api.example.com"]
+      ports = [8080]
+    }
+  }
+}
+`})
+	a := startAgent(t, l.srv, dir, "--debounce", "50ms")
+	a.expect(t, "READY=1")
+	if !connects(t, l.srv, "10.201.0.1:8080") || connects(t, l.srv, "10.201.0.3:8080") {
+		t.Fatal("before the change: want 10.201.0.1 reached and 10.201.0.3 not")
+	}
+	counter := regexp.MustCompile(`counter packets \d+ bytes \d+ `)
+	rule := func() string { // the policy's rule, with its handle, without its counts
+		for _, line := range strings.Split(testns.NFT(t, l.srv, "-a", "list", "chain", "inet", "hostwall", "pol/out/out"), "\n") {
+			if strings.Contains(line, "dport 8080") {
+				return counter.ReplaceAllString(strings.TrimSpace(line), "")
+			}
+		}
+		return ""
+	}
+	before := rule()
+
+	os.WriteFile(hosts, []byte("10.201.0.3 api.example.com\n"), 0o644)
+	dns.Reload()
+	await(t, 15*time.Second, "the new address reached", func() bool { return connects(t, l.srv, "10.201.0.3:8080") })
+	if !connects(t, l.srv, "10.201.0.1:8080") { // within its grace period (3 s)
+		t.Error("the old address was cut within its grace period")
+	}
+	await(t, 15*time.Second, "the old address cut after its grace period", func() bool { return !connects(t, l.srv, "10.201.0.1:8080") })
+	if after := rule(); after != before || before == "" {
+		t.Errorf("the rule changed with the addresses:\n%s\n%s", before, after)
+	}
+	if set := testns.NFT(t, l.srv, "list", "table", "inet", "hostwall"); !strings.Contains(set, "10.201.0.3") || strings.Contains(set, "10.201.0.1 ") {
+		t.Errorf("the set's elements:\n%s", set)
+	}
+
+	dns.Stop()
+	a.logged(t, 15*time.Second, "Domain name did not resolve")
+	if !connects(t, l.srv, "10.201.0.3:8080") {
+		t.Error("with the DNS server gone, the last known address was cut")
 	}
 }

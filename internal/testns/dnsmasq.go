@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,9 +15,9 @@ import (
 
 // DNSMasq starts Debian's dnsmasq inside namespace ns (its lo up), serving
 // the records its args give on 127.0.0.1:53 — names under example.com it
-// does not hold do not exist — and returns once it answers, with what
-// stops it (as the end of the test does).
-func DNSMasq(t testing.TB, ns string, args ...string) (stop func()) {
+// does not hold do not exist — and returns it once it answers; it is
+// stopped when the test ends.
+func DNSMasq(t testing.TB, ns string, args ...string) *DNSServer {
 	t.Helper()
 	bin, err := exec.LookPath("dnsmasq")
 	if err != nil {
@@ -33,14 +34,13 @@ func DNSMasq(t testing.TB, ns string, args ...string) (stop func()) {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
-	var once sync.Once
-	stop = func() { once.Do(func() { cmd.Process.Kill(); cmd.Wait() }) }
-	t.Cleanup(stop)
+	d := &DNSServer{cmd: cmd}
+	t.Cleanup(d.Stop)
 	r := &resolve.Resolver{Servers: []string{"127.0.0.1:53"}, Timeout: 100 * time.Millisecond}
 	for deadline := time.Now().Add(10 * time.Second); ; {
 		err := Do(ns, func() error { _, err := r.Lookup(context.Background(), "up.example.com"); return err })
 		if err == nil {
-			return stop
+			return d
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("dnsmasq does not answer: %v\n%s", err, out.String())
@@ -48,3 +48,15 @@ func DNSMasq(t testing.TB, ns string, args ...string) (stop func()) {
 		time.Sleep(20 * time.Millisecond) // until dnsmasq answers
 	}
 }
+
+// DNSServer is a dnsmasq DNSMasq started.
+type DNSServer struct {
+	cmd  *exec.Cmd
+	once sync.Once
+}
+
+// Stop stops it.
+func (d *DNSServer) Stop() { d.once.Do(func() { d.cmd.Process.Kill(); d.cmd.Wait() }) }
+
+// Reload makes it read its hosts files again (SIGHUP).
+func (d *DNSServer) Reload() { d.cmd.Process.Signal(syscall.SIGHUP) }
