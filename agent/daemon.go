@@ -375,6 +375,7 @@ func (d *Daemon) observe() {
 		deadline = t.Deadline
 	}
 	d.o.Metrics.State(d.current, deadline)
+	d.o.Metrics.Names(d.e.NameStates())
 	if d.o.Observe != nil && x != nil {
 		d.o.Observe(x)
 	}

@@ -209,3 +209,47 @@ func nameNotes(names []resolve.Answer) []string {
 	}
 	return out
 }
+
+// NameStates are the domain names as the agent keeps them (none without
+// a cache).
+func (e *Engine) NameStates() []resolve.Answer {
+	if e.names == nil {
+		return nil
+	}
+	return e.nameStatus(0)
+}
+
+// nameStatus is status's view of the domain names: the agent's (its
+// cache), else those generation gen recorded.
+func (e *Engine) nameStatus(gen int) []resolve.Answer {
+	var out []resolve.Answer
+	if e.names != nil {
+		e.names.mu.Lock()
+		defer e.names.mu.Unlock()
+		for name, st := range e.names.names {
+			a := resolve.Answer{Name: name, TTL: st.ttl}
+			for addr := range st.seen {
+				a.Addrs = append(a.Addrs, addr)
+			}
+			if st.err != nil {
+				a.Stale = st.err.Error()
+			}
+			slices.SortFunc(a.Addrs, func(x, y netip.Addr) int { return x.Compare(y) })
+			out = append(out, a)
+		}
+	} else if gen > 0 {
+		if g, err := e.store.Load(gen); err == nil {
+			for name, addrs := range g.Names {
+				a := resolve.Answer{Name: name}
+				for _, s := range addrs {
+					if x, err := netip.ParseAddr(s); err == nil {
+						a.Addrs = append(a.Addrs, x)
+					}
+				}
+				out = append(out, a)
+			}
+		}
+	}
+	slices.SortFunc(out, func(a, b resolve.Answer) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}

@@ -8,6 +8,7 @@ import (
 	"github.com/hostwall/hostwall/observe"
 	"github.com/hostwall/hostwall/planner"
 	"github.com/hostwall/hostwall/ruleset"
+	"github.com/hostwall/hostwall/resolve"
 	"github.com/hostwall/hostwall/state"
 )
 
@@ -46,6 +47,10 @@ type Status struct {
 	Staged      []observe.StagedCount `json:"staged,omitempty"`
 	DropsSince  time.Time             `json:"drops_since,omitzero"`
 	RecentDrops []observe.Drop        `json:"recent_drops,omitempty"`
+	// Names are the domain names of the configuration in force, with their
+	// addresses: as the agent keeps them (Stale when a name no longer
+	// resolves), else as the current generation recorded them.
+	Names []resolve.Answer `json:"names,omitempty"`
 	// Interrupted is a change whose process died before recording its
 	// outcome (the next change settles it); InProgress one under way.
 	Interrupted *state.Intent `json:"interrupted,omitempty"`
@@ -111,6 +116,7 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 		}
 	}
 	e.readCounters(ctx, s)
+	s.Names = e.nameStatus(s.Generation)
 	return s, nil
 }
 

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 
 	"github.com/hostwall/hostwall/observe"
+	"github.com/hostwall/hostwall/resolve"
 	"github.com/hostwall/hostwall/ruleset"
 )
 
@@ -32,6 +33,9 @@ type State struct {
 	configValid   prometheus.Gauge
 	trialActive   prometheus.Gauge
 	trialDeadline prometheus.Gauge
+	// The domain names: addresses each has, and whether it is stale.
+	domainAddrs *prometheus.GaugeVec
+	domainStale *prometheus.GaugeVec
 }
 
 // NewState makes the state's gauges and registers them with reg.
@@ -45,9 +49,28 @@ func NewState(reg prometheus.Registerer) *State {
 			Help: "1 while a generation is on trial (rolled back unless confirmed)."}),
 		trialDeadline: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: namespace, Name: "trial_deadline_timestamp_seconds",
 			Help: "When the pending trial rolls back unless confirmed (Unix time); 0 without a trial."}),
+		domainAddrs: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "domain_addresses",
+			Help: "The addresses a domain name of the policies has in force (0: its rules match nothing)."}, []string{"name"}),
+		domainStale: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: namespace, Name: "domain_stale",
+			Help: "1 when a domain name no longer resolves and keeps its last known addresses."}, []string{"name"}),
 	}
-	reg.MustRegister(s.generation, s.configValid, s.trialActive, s.trialDeadline)
+	reg.MustRegister(s.generation, s.configValid, s.trialActive, s.trialDeadline, s.domainAddrs, s.domainStale)
 	return s
+}
+
+// Names sets the domain names' gauges (resolve.Answer: addresses, and
+// Stale), forgetting names no longer configured.
+func (s *State) Names(names []resolve.Answer) {
+	s.domainAddrs.Reset()
+	s.domainStale.Reset()
+	for _, a := range names {
+		s.domainAddrs.WithLabelValues(a.Name).Set(float64(len(a.Addrs)))
+		stale := 0.0
+		if a.Stale != "" {
+			stale = 1
+		}
+		s.domainStale.WithLabelValues(a.Name).Set(stale)
+	}
 }
 
 // Set sets the generation in force and the trial (zero deadline: none).
@@ -150,6 +173,13 @@ func (a *Agent) Verified(result string) {
 func (a *Agent) State(generation int, trialDeadline time.Time) {
 	if a != nil {
 		a.state.Set(generation, trialDeadline)
+	}
+}
+
+// Names sets the domain names' gauges.
+func (a *Agent) Names(names []resolve.Answer) {
+	if a != nil {
+		a.state.Names(names)
 	}
 }
 

@@ -93,7 +93,8 @@ policy "out" {
 // old one still during the grace period and not after it, and the change
 // is one of the set's elements — the rule stays as it was (its handle,
 // in the kernel's own listing). The DNS server stops: the last known
-// address stays allowed, and the agent says the name did not resolve.
+// address stays allowed, and the agent's log, status and metrics say the
+// name is stale.
 func TestDomainsFollowed(t *testing.T) {
 	l := quietLab(t)
 	testns.Run(t, "ip", "-n", l.cli, "addr", "add", "10.201.0.3/24", "dev", "c0")
@@ -151,9 +152,20 @@ policy "out" {
 		t.Errorf("the set's elements:\n%s", set)
 	}
 
+	if st := hostwall(t, "", "status", "--netns", l.srv, "-c", dir); !strings.Contains(st.stdout, "api.example.com: 10.201.0.3") {
+		t.Errorf("status does not show the name:\n%s", st.stdout)
+	}
+
 	dns.Stop()
 	a.logged(t, 15*time.Second, "Domain name did not resolve")
 	if !connects(t, l.srv, "10.201.0.3:8080") {
 		t.Error("with the DNS server gone, the last known address was cut")
+	}
+	if st := hostwall(t, "", "status", "--netns", l.srv, "-c", dir); !strings.Contains(st.stdout, "api.example.com: 10.201.0.3 — STALE") {
+		t.Errorf("status does not say the name is stale:\n%s", st.stdout)
+	}
+	if m := hostwall(t, "", "status", "--format", "prometheus", "--netns", l.srv, "-c", dir); sample(m.stdout, `hostwall_domain_stale{name="api.example.com"}`) != 1 ||
+		sample(m.stdout, `hostwall_domain_addresses{name="api.example.com"}`) != 1 {
+		t.Errorf("the metrics do not say the name is stale:\n%s", m.stdout)
 	}
 }

@@ -334,6 +334,9 @@ func (g *globals) offlineMetrics(perRule bool) (string, error) {
 	s := metrics.NewState(reg)
 	s.Set(gen, deadline)
 	s.Valid(!errors.As(err, &invalid))
+	if st, err := e.Status(context.Background()); err == nil {
+		s.Names(st.Names)
+	}
 	reg.MustRegister(&metrics.Kernel{Read: e.LiveChains, Index: e.Index, PerRule: perRule})
 	return metrics.Text(reg)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -247,6 +248,23 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 	}
 	if s.Mismatch != "" {
 		fmt.Fprintf(warn, "warning: %s\n", s.Mismatch)
+	}
+	if len(s.Names) > 0 {
+		fmt.Fprintln(out, "Domain names:")
+		for _, a := range s.Names {
+			addrs := make([]string, len(a.Addrs))
+			for i, x := range a.Addrs {
+				addrs[i] = x.String()
+			}
+			line := strings.Join(addrs, ", ")
+			if line == "" {
+				line = "no address (its rules match nothing)"
+			}
+			if a.Stale != "" {
+				line += " — STALE, the last known: " + a.Stale
+			}
+			fmt.Fprintf(out, "  %s: %s\n", a.Name, line)
+		}
 	}
 	if s.CountersError != "" {
 		fmt.Fprintf(out, "Counters: unavailable: %s\n", s.CountersError)
