@@ -7,8 +7,8 @@ import (
 
 	"github.com/hostwall/hostwall/observe"
 	"github.com/hostwall/hostwall/planner"
-	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/resolve"
+	"github.com/hostwall/hostwall/ruleset"
 	"github.com/hostwall/hostwall/state"
 )
 
