@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 	"slices"
 	"strings"
@@ -61,9 +62,12 @@ func (e *Engine) resolveNames(cfg *config.Config, names []string) ([]resolve.Ans
 	}
 	set := cfg.Settings
 	now := time.Now()
+	// The names due within a moment go with those due now: one apply for
+	// a batch, not one for each name.
+	soon := now.Add(min(5*time.Second, time.Duration(set.DNSMinTTL)*time.Second/2))
 	var due []string
 	for _, name := range names {
-		if st := cache.names[name]; st == nil || !now.Before(st.due) {
+		if st := cache.names[name]; st == nil || st.due.Before(soon) {
 			due = append(due, name)
 		}
 	}
@@ -132,7 +136,13 @@ func (c *nameCache) note(name string, a resolve.Answer, err error, now time.Time
 		st.seen[addr] = now
 	}
 	st.err, st.ok, st.ttl, st.at = nil, true, a.TTL, now
-	st.due = now.Add(min(max(a.TTL, lo), hi))
+	// Asked again before the answer runs out, by up to half of it, by an
+	// amount of each name's own: names resolved together (at start) are
+	// asked again at times spread over the TTL, not in a burst.
+	keep := min(max(a.TTL, lo), hi)
+	h := fnv.New32a()
+	h.Write([]byte(name))
+	st.due = now.Add(keep - keep/2*time.Duration(h.Sum32()%1024)/1024)
 }
 
 // NamesDue is when the next domain name the agent keeps is due to be
