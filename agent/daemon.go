@@ -122,7 +122,10 @@ type Daemon struct {
 	// retry is when a failed apply is tried again (zero: none pending);
 	// backoff the wait after the next failure. trialRetry and trialBackoff
 	// are the same for a trial's rollback that failed.
-	retry, trialRetry     time.Time
+	retry, trialRetry time.Time
+	// namesHeld is set while the names are not followed: the generation
+	// in force is not the files' (a rollback); the next apply clears it.
+	namesHeld             bool
 	backoff, trialBackoff time.Duration
 	// drops are the drop log's, as Dropped takes them; index is the
 	// generation in force's, for Dropped to decode them by.
@@ -307,13 +310,13 @@ func (d *Daemon) trialTimer() <-chan time.Time {
 
 // namesDue is why the agent applies when domain names are due to be
 // resolved again.
-const namesDue = "domain names due to be resolved again"
+const namesDue = engine.NamesReason
 
 // namesTimer fires when a domain name of the configuration is due to be
 // resolved again (nil: none): the apply resolves the names due, and
 // changes the elements of their sets if their addresses changed.
 func (d *Daemon) namesTimer() <-chan time.Time {
-	if due := d.e.NamesDue(); !due.IsZero() {
+	if due := d.e.NamesDue(); !due.IsZero() && !d.namesHeld {
 		return time.After(time.Until(due))
 	}
 	return nil
@@ -432,7 +435,7 @@ func (d *Daemon) status() {
 func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error {
 	d.sample() // what the rules the change replaces counted
 	start := time.Now()
-	res, err := d.e.Apply(ctx, engine.ApplyRequest{Reason: "agent: " + why, Explicit: explicit})
+	res, err := d.e.Apply(ctx, engine.ApplyRequest{Reason: "agent: " + why, Explicit: explicit, Names: why == namesDue})
 	rec := &engine.ApplyRecord{Time: time.Now(), Why: why}
 	d.lastApply = rec
 	defer func() { d.o.Metrics.Applied(metricResult(rec.Result, err), metrics.Trigger(why), time.Since(start)) }()
@@ -450,8 +453,10 @@ func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error
 	case res.Held != "":
 		rec.Result, rec.Error = "held", res.Held
 		d.o.Log.Warn("not applied", zap.String("why", res.Held))
+		d.namesHeld = why == namesDue
 		return d.keepCurrent(ctx)
 	}
+	d.namesHeld = false
 	d.lastErr, d.retry, d.backoff = "", time.Time{}, 0
 	d.current, d.rules = res.Generation, res.Rules
 	rec.Result, rec.Generation = "applied", res.Generation

@@ -675,18 +675,16 @@ func (c *compiler) addSet(s *ruleset.Set) string {
 // resolves otherwise only the set's elements change (no rule).
 func (c *compiler) domainSet(f ruleset.IPFamily, names []string, nets []netip.Prefix) string {
 	var elems []ruleset.Element
-	var text []string
 	for _, n := range nets {
 		if familyOf(n) == f {
 			elems = append(elems, ruleset.PrefixElement(n))
-			text = append(text, n.Addr().String())
 		}
 	}
 	return c.addSet(&ruleset.Set{
 		Name:     c.setName("dom", familySuffix(f), names...),
 		Type:     f.AddrType(),
 		Interval: true,
-		Comment:  "domains " + strings.Join(names, ", ") + ": " + strings.Join(text, ", "),
+		Comment:  "domains " + strings.Join(names, ", "), // (not the addresses: they change, the comment would not)
 		Elements: elems,
 	})
 }

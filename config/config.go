@@ -413,6 +413,9 @@ func CanonicalDomain(name string) string { return strings.ToLower(strings.TrimSu
 // own queries (DNS snooping), which hostwall does not do.
 func ValidDomain(name string) error {
 	n := strings.TrimSuffix(name, ".")
+	if _, err := netip.ParseAddr(n); err == nil {
+		return fmt.Errorf("%q is an address: put it in nets", name)
+	}
 	switch {
 	case strings.Contains(n, "*"):
 		return fmt.Errorf("%q is a wildcard; not supported: needs DNS snooping. Name each host (api.example.com)", name)
@@ -423,8 +426,8 @@ func ValidDomain(name string) error {
 	case !strings.Contains(n, "."):
 		return fmt.Errorf("%q is not a fully qualified name: give the domain too (%s.example.com); search domains are not used", name, name)
 	}
-	if _, err := netip.ParseAddr(n); err == nil {
-		return fmt.Errorf("%q is an address: put it in nets", name)
+	if strings.Trim(n, "0123456789.") == "" {
+		return fmt.Errorf("%q is all digits, as an address is, not a name", name)
 	}
 	for _, label := range strings.Split(n, ".") {
 		if label == "" || len(label) > 63 {

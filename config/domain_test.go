@@ -13,6 +13,8 @@ func TestValidDomain(t *testing.T) {
 		"*.example.com":                  "needs DNS snooping",
 		"api":                            "not a fully qualified name",
 		"192.0.2.1":                      "is an address",
+		"::1":                            "is an address",
+		"1.2.3":                          "all digits",
 		"a..example.com":                 "empty label",
 		"-a.example.com":                 "cannot",
 		"a b.example.com":                "cannot",

@@ -28,6 +28,10 @@ type ApplyRequest struct {
 	// while a trial runs. Otherwise (the agent's watch of the files) such
 	// a change is held back, and said so in ApplyResult.Held.
 	Explicit bool
+	// Names is the agent's apply of the files to follow their domain
+	// names: held back when the generation in force was not made from
+	// the files (a rollback).
+	Names bool
 	// Refresh reads the kernel even where a record stands in for it.
 	Refresh bool
 	// Force skips the lockout check, and lets a rollback go to a

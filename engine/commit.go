@@ -163,6 +163,14 @@ func (e *Engine) heldBack(ns state.Namespace, c *change) string {
 	if c.req.Explicit || c.sources == nil {
 		return ""
 	}
+	if c.req.Names {
+		// Resolving names again re-applies the files in force; after a
+		// rollback to other files, that would undo it.
+		cur, err := e.store.Current()
+		if g, gerr := e.store.Meta(cur); err == nil && gerr == nil && cur > 0 && sourcesHash(g) != loader.HashSources(c.sources) {
+			return fmt.Sprintf("generation %d in force was not made from the files as they are (a rollback): its domain names are resolved again once the files are applied (an edit, or hostwall reload)", cur)
+		}
+	}
 	o, err := e.trials(ns).LastOutcome()
 	if err != nil || o == nil || o.Result != state.RolledBack {
 		return ""

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -15,10 +17,21 @@ import (
 	"github.com/hostwall/hostwall/config"
 	"github.com/hostwall/hostwall/internal/netif"
 	"github.com/hostwall/hostwall/resolve"
+	"github.com/hostwall/hostwall/state"
 )
 
-// resolveTimeout bounds the resolution of all of a configuration's names.
-const resolveTimeout = 10 * time.Second
+// resolveTimeout bounds the resolution of all of a configuration's names,
+// nameTimeout that of one (both its types, every server); resolveWorkers
+// names are asked at once.
+const (
+	resolveTimeout = 30 * time.Second
+	nameTimeout    = 8 * time.Second
+	resolveWorkers = 16
+)
+
+// NamesReason is why the agent applies the files to follow their domain
+// names (its generations are pruned first: state.NamesReason).
+const NamesReason = state.NamesReason
 
 // nameCache is what the agent knows of each domain name between loads:
 // when to ask again, and when each address was last in the answer.
@@ -78,11 +91,40 @@ func (e *Engine) resolveNames(cfg *config.Config, names []string) ([]resolve.Ans
 			if err != nil {
 				return err
 			}
+			// Several names at once, each with a budget of its own (a dead
+			// server is asked last once it failed), all within
+			// resolveTimeout.
 			ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
 			defer cancel()
-			for _, name := range due {
-				a, err := r.Lookup(ctx, name)
-				cache.note(name, a, err, now, set)
+			type result struct {
+				a   resolve.Answer
+				err error
+			}
+			results := make([]result, len(due))
+			work := make(chan int)
+			var wg sync.WaitGroup
+			for range min(resolveWorkers, len(due)) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range work {
+						nctx, cancel := context.WithTimeout(ctx, nameTimeout)
+						results[i].a, results[i].err = r.Lookup(nctx, due[i])
+						cancel()
+					}
+				}()
+			}
+			for i := range due {
+				work <- i
+			}
+			close(work)
+			wg.Wait()
+			for i, name := range due {
+				cache.note(name, results[i].a, results[i].err, now, set)
+				if p := results[i].a.Partial; results[i].err == nil && p != "" {
+					diags = append(diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Domain name resolved in part",
+						Detail: fmt.Sprintf("%s: %s; its other addresses are used.", name, p)})
+				}
 			}
 			return nil
 		}
@@ -195,6 +237,12 @@ func (e *Engine) resolver(cfg *config.Config) (*resolve.Resolver, error) {
 	path := e.o.ResolvConf
 	if path == "" {
 		path = "/etc/resolv.conf"
+		// As ip netns exec does: a namespace's own, when it has one.
+		if ns := e.o.NetNS; ns != "" && !strings.Contains(ns, "/") {
+			if own := filepath.Join("/etc/netns", ns, "resolv.conf"); fileExists(own) {
+				path = own
+			}
+		}
 	}
 	return resolve.FromResolvConf(path)
 }
@@ -262,4 +310,9 @@ func (e *Engine) nameStatus(gen int) []resolve.Answer {
 	}
 	slices.SortFunc(out, func(a, b resolve.Answer) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+func fileExists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
 }

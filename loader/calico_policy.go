@@ -98,6 +98,10 @@ func (b *builder) calicoPolicy(m *calicoMeta, spec *yamlBody, schema *hcl.BodySc
 				p.Egress = append(p.Egress, r)
 			}
 			b.checkDomains(r, dir == "ingress", "domains", "nets", "selector", "source", "destination")
+			if dir == "ingress" && len(r.Source.Domains) > 0 {
+				b.diags = append(b.diags, errAt(r.Source.DomainsRange, "Invalid domains",
+					"Calico takes domains in an egress rule's destination alone; hostwall's own HCL or YAML also takes them in an ingress rule's source."))
+			}
 		}
 	}
 	p.Types = b.calicoTypes(c.Attributes["types"], p)

@@ -419,6 +419,10 @@ func (b *builder) checkRule(r *config.Rule, rng hcl.Range) {
 func (b *builder) domains(a *hcl.Attribute, name string) []string {
 	items, diags := listAttr(a)
 	b.diags = append(b.diags, diags...)
+	if len(items) == 0 && !diags.HasErrors() {
+		b.diags = append(b.diags, &hcl.Diagnostic{Severity: hcl.DiagWarning, Summary: "Empty list of domain names",
+			Detail: fmt.Sprintf("%s is empty, which restricts nothing: the side matches every address. Name the hosts, or leave %s out.", name, name), Subject: a.Expr.Range().Ptr()})
+	}
 	var out []string
 	for _, it := range items {
 		if it.val.Type() != cty.String || it.val.IsNull() {

@@ -13,6 +13,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/miekg/dns"
@@ -32,16 +33,48 @@ type Answer struct {
 	// nothing gave one).
 	TTL      time.Duration
 	NXDomain bool
+	// Partial says why one of A and AAAA got no answer (the other did).
+	Partial string
 	// Stale, set by whoever keeps answers (the agent), says why the name
 	// no longer resolves: Addrs are then the last known.
 	Stale string
 }
 
-// Resolver asks Servers ("host:port"), in turn, until one answers.
+// Resolver asks Servers ("host:port"), in turn, until one answers; a
+// server that did not answer is asked last from then on. Safe for
+// concurrent use.
 type Resolver struct {
 	Servers []string
 	// Timeout is how long one query may wait for a server (2 s when 0).
 	Timeout time.Duration
+
+	mu   sync.Mutex
+	dead map[string]bool
+}
+
+// order is the servers, those that did not answer last.
+func (r *Resolver) order() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	var alive, dead []string
+	for _, s := range r.Servers {
+		if r.dead[s] {
+			dead = append(dead, s)
+		} else {
+			alive = append(alive, s)
+		}
+	}
+	return append(alive, dead...)
+}
+
+// mark notes whether server answered.
+func (r *Resolver) mark(server string, answered bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.dead == nil {
+		r.dead = map[string]bool{}
+	}
+	r.dead[server] = !answered
 }
 
 // FromResolvConf is a Resolver asking the servers of the resolv.conf at
@@ -54,7 +87,9 @@ func FromResolvConf(path string) (*Resolver, error) {
 	if len(cc.Servers) == 0 {
 		return nil, fmt.Errorf("%s names no nameserver", path)
 	}
-	r := &Resolver{Timeout: time.Duration(cc.Timeout) * time.Second}
+	// resolv.conf's timeout (5 s by default) is for one query of a program;
+	// hostwall asks many names, so a dead server is given 2 s at most.
+	r := &Resolver{Timeout: min(time.Duration(cc.Timeout)*time.Second, 2*time.Second)}
 	for _, s := range cc.Servers {
 		r.Servers = append(r.Servers, net.JoinHostPort(s, cc.Port))
 	}
@@ -73,17 +108,42 @@ func (r *Resolver) Lookup(ctx context.Context, name string) (Answer, error) {
 		return Answer{}, err
 	}
 	a := Answer{Name: config.CanonicalDomain(name)}
+	// A and AAAA at once; a name with one of them answered is an answer
+	// (Partial says why the other is missing).
+	type result struct {
+		addrs     []netip.Addr
+		ttl       time.Duration
+		known, nx bool
+		err       error
+	}
+	var res [2]result
+	var wg sync.WaitGroup
+	for i, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg, err := r.exchange(ctx, a.Name, qtype)
+			if err != nil {
+				res[i].err = err
+				return
+			}
+			res[i].addrs, res[i].ttl, res[i].known, res[i].nx = records(msg, a.Name, qtype)
+		}()
+	}
+	wg.Wait()
+	if res[0].err != nil && res[1].err != nil {
+		return Answer{}, res[0].err
+	}
 	ttl := time.Duration(-1)
-	for _, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		msg, err := r.exchange(ctx, a.Name, qtype)
-		if err != nil {
-			return Answer{}, err
+	for _, x := range res {
+		if x.err != nil {
+			a.Partial = x.err.Error()
+			continue
 		}
-		addrs, t, known, nx := records(msg, a.Name, qtype)
-		a.Addrs = append(a.Addrs, addrs...)
-		a.NXDomain = a.NXDomain || nx
-		if known && (ttl < 0 || t < ttl) {
-			ttl = t
+		a.Addrs = append(a.Addrs, x.addrs...)
+		a.NXDomain = a.NXDomain || x.nx
+		if x.known && (ttl < 0 || x.ttl < ttl) {
+			ttl = x.ttl
 		}
 	}
 	a.TTL = max(ttl, 0)
@@ -106,12 +166,13 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 		timeout = 2 * time.Second
 	}
 	var errs []error
-	for _, server := range r.Servers {
+	for _, server := range r.order() {
 		for _, proto := range []string{"udp", "tcp"} {
 			c := &dns.Client{Net: proto, Timeout: timeout}
 			qctx, cancel := context.WithTimeout(ctx, timeout)
 			m, _, err := c.ExchangeContext(qctx, q, server)
 			cancel()
+			r.mark(server, err == nil)
 			switch {
 			case err != nil:
 				errs = append(errs, fmt.Errorf("%s (%s): %w", server, proto, err))
@@ -160,7 +221,9 @@ func records(m *dns.Msg, name string, qtype uint16) (addrs []netip.Addr, ttl tim
 				}
 			case *dns.AAAA:
 				if qtype == dns.TypeAAAA {
-					if a, ok := netip.AddrFromSlice(v.AAAA.To16()); ok {
+					// An IPv4-mapped AAAA is no IPv6 address: left out, not
+					// taken as the IPv4 one.
+					if a, ok := netip.AddrFromSlice(v.AAAA.To16()); ok && !a.Is4In6() {
 						addrs = append(addrs, a)
 						use(v.Hdr.Ttl)
 					}

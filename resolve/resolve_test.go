@@ -80,7 +80,7 @@ func TestFromResolvConf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Equal(r.Servers, []string{"192.0.2.53:53", "[2001:db8::53]:53"}) || r.Timeout != 3*time.Second {
+	if !slices.Equal(r.Servers, []string{"192.0.2.53:53", "[2001:db8::53]:53"}) || r.Timeout != 2*time.Second {
 		t.Errorf("%+v", r)
 	}
 	os.WriteFile(path, []byte("search example.com\n"), 0o644)

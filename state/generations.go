@@ -555,17 +555,33 @@ func (s *Store) List() ([]*Generation, error) {
 	return out, nil
 }
 
-// prune removes the oldest generations beyond Keep, never one of keep.
+// NamesReason is what the agent's applies that follow domain names say
+// (Generation.Reason ends with it): such generations are pruned first.
+const NamesReason = "domain names due to be resolved again"
+
+// prune removes the generations beyond Keep, never one of keep nor the
+// newest: first the oldest of those that followed domain names alone
+// (NamesReason: a name whose answer rotates would push every other one
+// out), then the oldest of the rest.
 func (s *Store) prune(keep ...int) error {
 	nums, err := s.Numbers()
 	if err != nil || len(nums) <= s.keep() {
 		return err
 	}
-	for _, n := range nums[:len(nums)-s.keep()] {
-		if !slices.Contains(keep, n) {
-			if err := os.RemoveAll(s.path(n)); err != nil {
-				return err
-			}
+	var names, rest []int
+	for _, n := range nums[:len(nums)-1] {
+		switch g, err := s.Meta(n); {
+		case slices.Contains(keep, n):
+		case err == nil && strings.HasSuffix(strings.TrimSuffix(g.Reason, " (trial)"), NamesReason):
+			names = append(names, n)
+		default:
+			rest = append(rest, n)
+		}
+	}
+	order := append(names, rest...)
+	for _, n := range order[:min(len(nums)-s.keep(), len(order))] {
+		if err := os.RemoveAll(s.path(n)); err != nil {
+			return err
 		}
 	}
 	return syncDir(s.genDir())

@@ -62,6 +62,20 @@ func TestGenerations(t *testing.T) {
 	}
 }
 
+// TestPruneNamesFirst: the generations that only followed domain names go
+// before the others, whatever their age; the newest stays.
+func TestPruneNamesFirst(t *testing.T) {
+	s := &Store{Dir: t.TempDir(), Keep: 3}
+	for _, reason := range []string{"apply", "agent: " + NamesReason, "apply", "agent: " + NamesReason + " (trial)", "agent: " + NamesReason, "agent: " + NamesReason} {
+		if err := s.Record(&Generation{Time: time.Now(), Reason: reason, Ruleset: "table inet hostwall {}\n"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if nums, _ := s.Numbers(); !cmp.Equal(nums, []int{1, 3, 6}) {
+		t.Errorf("kept %v, want the two applies and the newest: [1 3 6]", nums)
+	}
+}
+
 // TestPreparePlaceAbort: a prepared generation is no generation until it
 // is placed, and not current until made so; an aborted one leaves
 // nothing, placed or not; Clean removes what a killed writer left, and
