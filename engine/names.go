@@ -86,6 +86,7 @@ func (e *Engine) resolveNames(cfg *config.Config, names []string) ([]resolve.Ans
 	}
 	var diags hcl.Diagnostics
 	if len(due) > 0 {
+		path := netif.Path(e.o.NetNS)
 		run := func() error {
 			r, err := e.resolver(cfg)
 			if err != nil {
@@ -107,10 +108,20 @@ func (e *Engine) resolveNames(cfg *config.Config, names []string) ([]resolve.Ans
 				wg.Add(1)
 				go func() {
 					defer wg.Done()
-					for i := range work {
-						nctx, cancel := context.WithTimeout(ctx, nameTimeout)
-						results[i].a, results[i].err = r.Lookup(nctx, due[i])
-						cancel()
+					// Each worker asks from the namespace: a goroutine does
+					// not inherit its starter's.
+					err := netif.In(path, func() error {
+						for i := range work {
+							nctx, cancel := context.WithTimeout(ctx, nameTimeout)
+							results[i].a, results[i].err = r.Lookup(nctx, due[i])
+							cancel()
+						}
+						return nil
+					})
+					if err != nil {
+						for i := range work {
+							results[i].err = err
+						}
 					}
 				}()
 			}
@@ -128,7 +139,7 @@ func (e *Engine) resolveNames(cfg *config.Config, names []string) ([]resolve.Ans
 			}
 			return nil
 		}
-		if err := netif.In(netif.Path(e.o.NetNS), run); err != nil {
+		if err := run(); err != nil {
 			for _, name := range due {
 				cache.note(name, resolve.Answer{}, err, now, set)
 			}

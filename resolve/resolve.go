@@ -108,8 +108,10 @@ func (r *Resolver) Lookup(ctx context.Context, name string) (Answer, error) {
 		return Answer{}, err
 	}
 	a := Answer{Name: config.CanonicalDomain(name)}
-	// A and AAAA at once; a name with one of them answered is an answer
-	// (Partial says why the other is missing).
+	// A, then AAAA, on this goroutine (its thread may be in a network
+	// namespace of its own: a goroutine started here would not be); a name
+	// with one of them answered is an answer (Partial says why the other
+	// is missing).
 	type result struct {
 		addrs     []netip.Addr
 		ttl       time.Duration
@@ -117,20 +119,14 @@ func (r *Resolver) Lookup(ctx context.Context, name string) (Answer, error) {
 		err       error
 	}
 	var res [2]result
-	var wg sync.WaitGroup
 	for i, qtype := range []uint16{dns.TypeA, dns.TypeAAAA} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msg, err := r.exchange(ctx, a.Name, qtype)
-			if err != nil {
-				res[i].err = err
-				return
-			}
-			res[i].addrs, res[i].ttl, res[i].known, res[i].nx = records(msg, a.Name, qtype)
-		}()
+		msg, err := r.exchange(ctx, a.Name, qtype)
+		if err != nil {
+			res[i].err = err
+			continue
+		}
+		res[i].addrs, res[i].ttl, res[i].known, res[i].nx = records(msg, a.Name, qtype)
 	}
-	wg.Wait()
 	if res[0].err != nil && res[1].err != nil {
 		return Answer{}, res[0].err
 	}
