@@ -26,7 +26,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -122,16 +121,16 @@ func run(bin, config string, runs int, debounce, settle, idle time.Duration, chu
 	// (after settle: the Go runtime returns memory in the background for a
 	// while after a large apply).
 	time.Sleep(settle) // measuring idleness: nothing to wait for
-	rss, err := procField(agent.Process.Pid, "status", "VmRSS:")
+	rss, err := benchns.ProcField(agent.Process.Pid, "status", "VmRSS:")
 	if err != nil {
 		return err
 	}
-	cpu0, sw0, err := cpuAndSwitches(agent.Process.Pid)
+	cpu0, sw0, err := benchns.CPUAndSwitches(agent.Process.Pid)
 	if err != nil {
 		return err
 	}
 	time.Sleep(idle) // measuring idleness: nothing to wait for
-	cpu1, sw1, err := cpuAndSwitches(agent.Process.Pid)
+	cpu1, sw1, err := benchns.CPUAndSwitches(agent.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -268,44 +267,6 @@ func drain(c chan time.Time) {
 			return
 		}
 	}
-}
-
-// procField returns the number after name in /proc/pid/file (kB for VmRSS).
-func procField(pid int, file, name string) (int, error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == name {
-			return strconv.Atoi(f[1])
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/%s", name, pid, file)
-}
-
-// cpuAndSwitches returns the process's user+system CPU time in clock ticks
-// (1/100 s) over all its threads, and its context switches, voluntary and
-// not, summed over all threads.
-func cpuAndSwitches(pid int) (ticks, switches int, err error) {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	f := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	utime, _ := strconv.Atoi(f[11])
-	stime, _ := strconv.Atoi(f[12])
-	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
-	if err != nil {
-		return 0, 0, err
-	}
-	for _, t := range tasks {
-		tid, _ := strconv.Atoi(t.Name())
-		v, _ := procField(pid, "task/"+strconv.Itoa(tid)+"/status", "voluntary_ctxt_switches:")
-		n, _ := procField(pid, "task/"+strconv.Itoa(tid)+"/status", "nonvoluntary_ctxt_switches:")
-		switches += v + n
-	}
-	return utime + stime, switches, nil
 }
 
 // stop ends the agent as systemd does, SIGTERM, so that it exits through

@@ -100,11 +100,20 @@ func run(bin string, ttl int, watch time.Duration) error {
 		}
 	}
 	fmt.Printf("first apply (1,000 names resolved, 100 sets of 100 addresses): %d ms after start\n", time.Since(start).Milliseconds())
-	cpu0 := cpu(agent.Process.Pid)
+	cpu0, _, err := benchns.CPUAndSwitches(agent.Process.Pid)
+	if err != nil {
+		return err
+	}
 	t0 := time.Now()
 	time.Sleep(watch) // watching the agent work on its own
-	cpu1 := cpu(agent.Process.Pid)
-	rss := rssKB(agent.Process.Pid)
+	cpu1, _, err := benchns.CPUAndSwitches(agent.Process.Pid)
+	if err != nil {
+		return err
+	}
+	rss, err := benchns.ProcField(agent.Process.Pid, "status", "VmRSS:")
+	if err != nil {
+		return err
+	}
 	fmt.Printf("over %s: agent CPU %.2f s (%.1f%% of one core); RSS %d MB\n", watch, float64(cpu1-cpu0)/100, float64(cpu1-cpu0)/watch.Seconds(), rss/1024)
 
 	// The applies the names asked for, by tenth of the TTL.
@@ -135,24 +144,4 @@ func run(bin string, ttl int, watch time.Duration) error {
 	}
 	fmt.Printf("by tenth of the TTL (%s each): %s\n", slot, strings.Join(line, " "))
 	return nil
-}
-
-func cpu(pid int) int {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	s := string(data)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	u, _ := strconv.Atoi(f[11])
-	k, _ := strconv.Atoi(f[12])
-	return u + k
-}
-
-func rssKB(pid int) int {
-	data, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmRSS:" {
-			n, _ := strconv.Atoi(f[1])
-			return n
-		}
-	}
-	return 0
 }
