@@ -712,9 +712,22 @@ func (c *compiler) netsSet(f ruleset.IPFamily, nets []netip.Prefix) string {
 // that sel selects: the nets of every matching network set and the expected
 // IPs of every matching host endpoint, of any node (how one set of files
 // describes a fleet).
-func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl.Range) string {
+func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl.Range, domains bool) string {
 	text := sel.String()
-	name := c.setName("sel", familySuffix(f), text)
+	// With the matched sets' domain names (domains: the destination of an
+	// egress allow rule, and some matched set has names), another set,
+	// named for it.
+	kind := "sel"
+	if domains {
+		domains = false
+		for _, ns := range c.cfg.NetworkSets {
+			if len(ns.Domains) > 0 && sel.Matches(ns.Labels) {
+				domains, kind = true, "seld"
+				break
+			}
+		}
+	}
+	name := c.setName(kind, familySuffix(f), text)
 	if c.t.Set(name) != nil {
 		// Made for an earlier rule; a large one costs to make again.
 		return name
@@ -745,6 +758,9 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 			fileNets[ns.NetsFile] = ns.Nets[ns.InlineNets:]
 		}
 		r.Fixed = append(r.Fixed, inline)
+		if domains {
+			r.Fixed = append(r.Fixed, ns.DomainNets)
+		}
 	}
 	for _, hep := range heps {
 		ips := make([]netip.Prefix, len(hep.ExpectedIPs))
@@ -759,7 +775,7 @@ func (c *compiler) selectorSet(f ruleset.IPFamily, sel *config.Selector, rng hcl
 		*c.opts.Recipes = append(*c.opts.Recipes, r)
 	}
 	var key string
-	if c.opts.Memo != nil && size >= memoMin {
+	if c.opts.Memo != nil && size >= memoMin && !domains { // (a names' set is small, and changes)
 		key = memoKey(name, matched, heps)
 		c.memoKeys[name] = key
 		if m, ok := c.opts.Memo.sets.Get(key); ok {

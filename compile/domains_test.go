@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hostwall/hostwall/config"
+	"github.com/hostwall/hostwall/explain"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/ruleset"
 )
@@ -81,5 +83,77 @@ policy "out" {
 	}
 	if got := rules(tbl, "pol/out/out"); len(got) != 0 {
 		t.Errorf("unresolved names compiled to %q", got)
+	}
+}
+
+// TestNetworkSetDomains: a network set's domain names (Calico's
+// allowedEgressDomains) count for the destination selector of an egress
+// allow rule alone, as in Calico: that rule's set holds their addresses
+// beside the nets; an ingress rule's, or a deny's, does not.
+func TestNetworkSetDomains(t *testing.T) {
+	res, diags := loader.Load([]loader.Source{{Path: "n.hcl", Data: []byte(`
+host_endpoint "eth0" { interface = "eth0" }
+network_set "partners" {
+  labels = { partner = "yes" }
+  nets = ["198.51.100.0/24"]
+  domains = ["api.example.com"]
+}
+policy "p" {
+  egress {
+    action = "allow"
+    destination { selector = "partner == 'yes'" }
+  }
+  egress {
+    action = "deny"
+    destination { selector = "partner == 'yes'" }
+  }
+  ingress {
+    action = "allow"
+    source { selector = "partner == 'yes'" }
+  }
+}
+`)}, {Path: "c.yaml", Data: []byte(`apiVersion: projectcalico.org/v3
+kind: GlobalNetworkSet
+metadata:
+  name: calico-partners
+  labels: {partner: calico}
+spec:
+  allowedEgressDomains: [Updates.Example.com]
+`)}})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	if got := res.Config.Domains(); !slices.Equal(got, []string{"api.example.com", "updates.example.com"}) {
+		t.Errorf("Domains() = %q", got)
+	}
+	cfg, _ := res.Config.WithAddresses(map[string][]netip.Addr{"api.example.com": {netip.MustParseAddr("192.0.2.10")}})
+	tbl, diags := Compile(cfg, Options{HostName: "h"})
+	if diags.HasErrors() {
+		t.Fatal(diags)
+	}
+	withNames, plain := findSet(t, tbl, "seld-", "-4"), findSet(t, tbl, "sel-", "-4")
+	has := func(s *ruleset.Set, p string) bool {
+		return slices.ContainsFunc(s.Elements, func(e ruleset.Element) bool { return e.Equal(ruleset.PrefixElement(netip.MustParsePrefix(p))) })
+	}
+	if !has(withNames, "192.0.2.10/32") || !has(withNames, "198.51.100.0/24") {
+		t.Errorf("the egress allow's set lacks the name's address or the nets: %+v", withNames.Elements)
+	}
+	if has(plain, "192.0.2.10/32") || !has(plain, "198.51.100.0/24") {
+		t.Errorf("the deny's and the ingress rule's set: %+v", plain.Elements)
+	}
+	// explain says the same.
+	pkt := explain.Packet{Iface: "eth0", Proto: config.ProtoUDP, SPort: 40000, DPort: 9999, ICMPType: -1, ICMPCode: -1, State: explain.New}
+	out4, in4 := pkt, pkt
+	out4.Direction, out4.Src, out4.Dst = explain.Out, netip.MustParseAddr("10.0.0.1"), netip.MustParseAddr("192.0.2.10")
+	in4.Direction, in4.Src, in4.Dst = explain.In, netip.MustParseAddr("192.0.2.10"), netip.MustParseAddr("10.0.0.1")
+	if r := explain.Explain(cfg, "h", out4); r.Verdict != explain.Allow || r.Decided.Rule != 1 {
+		t.Errorf("explain, egress to the name's address: %s by %s", r.Verdict, r.Decided)
+	}
+	if r := explain.Explain(cfg, "h", in4); r.Verdict != explain.Deny {
+		t.Errorf("explain, ingress from the name's address: %s by %s", r.Verdict, r.Decided)
+	}
+	out := strings.Join(rules(tbl, "pol/p/out"), "\n")
+	if !strings.Contains(out, "ip daddr @"+withNames.Name+" counter accept") || !strings.Contains(out, "ip daddr @"+plain.Name+" counter jump") {
+		t.Errorf("pol/p/out:\n%s", out)
 	}
 }

@@ -127,13 +127,16 @@ func (c *compiler) matchLists(p *config.Policy, d dirInfo, idx int, r *config.Ru
 		})
 		return nil
 	}
+	// A network set's domain names count for the destination selector of
+	// an egress allow rule alone (as in Calico).
+	domains := d.dir == config.Egress && r.Action == config.Allow
 	if !split {
-		return c.alternatives(r, "")
+		return c.alternatives(r, "", domains)
 	}
 	var out [][]ruleset.Match
 	for _, f := range []ruleset.IPFamily{ruleset.IPv4, ruleset.IPv6} {
 		if fams == nil || fams[f] {
-			out = append(out, c.alternatives(r, f)...)
+			out = append(out, c.alternatives(r, f, domains)...)
 		}
 	}
 	return out
@@ -143,7 +146,7 @@ func (c *compiler) matchLists(p *config.Policy, d dirInfo, idx int, r *config.Ru
 // addresses are not matched); a packet matches the rule when it matches any
 // of them. Port numbers and port names of one side are alternatives; a
 // negated ICMP type and code are too.
-func (c *compiler) alternatives(r *config.Rule, f ruleset.IPFamily) [][]ruleset.Match {
+func (c *compiler) alternatives(r *config.Rule, f ruleset.IPFamily, domains bool) [][]ruleset.Match {
 	var base []ruleset.Match
 	sides := []struct {
 		e   config.Entity
@@ -160,10 +163,10 @@ func (c *compiler) alternatives(r *config.Rule, f ruleset.IPFamily) [][]ruleset.
 			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.netsSet(f, side.e.NotNets), Negate: true})
 		}
 		if side.e.Selector != nil {
-			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.Selector, side.e.SelectorRange)})
+			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.Selector, side.e.SelectorRange, domains && side.dir == ruleset.Dst)})
 		}
 		if side.e.NotSelector != nil {
-			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.NotSelector, side.e.NotSelectorRange), Negate: true})
+			base = append(base, ruleset.Addr{Dir: side.dir, Family: f, Set: c.selectorSet(f, side.e.NotSelector, side.e.NotSelectorRange, false), Negate: true})
 		}
 	}
 	if f != "" && len(base) == 0 {

@@ -326,6 +326,11 @@ type NetworkSet struct {
 	NetsFile   string
 	NetsKey    string
 	InlineNets int
+	// Domains are domain names (Calico's allowedEgressDomains) whose
+	// addresses (DomainNets, set by WithAddresses) the set holds only for
+	// the destination selector of an egress allow rule, as in Calico.
+	Domains    []string
+	DomainNets []netip.Prefix
 	DeclRange  hcl.Range
 }
 
@@ -345,6 +350,14 @@ func (c *Config) Domains() []string {
 						}
 					}
 				}
+			}
+		}
+	}
+	for _, ns := range c.NetworkSets {
+		for _, d := range ns.Domains {
+			if !seen[d] {
+				seen[d] = true
+				out = append(out, d)
 			}
 		}
 	}
@@ -397,6 +410,16 @@ func (c *Config) WithAddresses(addrs map[string][]netip.Addr) (*Config, []string
 			*rs = rules
 		}
 		out.Policies[i] = &q
+	}
+	out.NetworkSets = make([]*NetworkSet, len(c.NetworkSets))
+	for i, ns := range c.NetworkSets {
+		n := *ns
+		if len(n.Domains) > 0 {
+			e := Entity{Domains: n.Domains}
+			resolve(&e)
+			n.DomainNets = e.Nets
+		}
+		out.NetworkSets[i] = &n
 	}
 	slices.Sort(none)
 	return &out, none

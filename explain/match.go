@@ -8,7 +8,10 @@ import (
 )
 
 // matches reports whether rule r matches packet p.
-func (e *evaluator) matches(r *config.Rule, p Packet) bool {
+// matches reports whether packet p matches rule r; domains, for an
+// egress allow rule, counts the domain names of the network sets its
+// destination selector matches (as in Calico).
+func (e *evaluator) matches(r *config.Rule, p Packet, domains bool) bool {
 	if r.Source.MatchesNothing() || r.Destination.MatchesNothing() {
 		return false // domain names without an address
 	}
@@ -22,7 +25,7 @@ func (e *evaluator) matches(r *config.Rule, p Packet) bool {
 	if r.NotProtocol != nil && r.NotProtocol.Number == p.Proto {
 		return false
 	}
-	if !e.side(r, r.Source, p.Src, p.SPort, p.Proto) || !e.side(r, r.Destination, p.Dst, p.DPort, p.Proto) {
+	if !e.side(r, r.Source, p.Src, p.SPort, p.Proto, false) || !e.side(r, r.Destination, p.Dst, p.DPort, p.Proto, domains) {
 		return false
 	}
 	if r.ICMP != nil && !icmpIs(r.ICMP, p) {
@@ -72,17 +75,17 @@ func appliesToFamily(r *config.Rule, v6 bool) bool {
 	return true
 }
 
-func (e *evaluator) side(r *config.Rule, s config.Entity, addr netip.Addr, port uint16, proto uint8) bool {
+func (e *evaluator) side(r *config.Rule, s config.Entity, addr netip.Addr, port uint16, proto uint8, domains bool) bool {
 	if len(s.Nets) > 0 && !inAny(s.Nets, addr) {
 		return false
 	}
 	if len(s.NotNets) > 0 && inAny(s.NotNets, addr) {
 		return false
 	}
-	if s.Selector != nil && !inAny(e.selected(s.Selector), addr) {
+	if s.Selector != nil && !inAny(e.selected(s.Selector, domains), addr) {
 		return false
 	}
-	if s.NotSelector != nil && inAny(e.selected(s.NotSelector), addr) {
+	if s.NotSelector != nil && inAny(e.selected(s.NotSelector, false), addr) {
 		return false
 	}
 	// Port numbers and port names are alternatives; a name matches the
@@ -124,11 +127,14 @@ func (e *evaluator) namedPort(r *config.Rule, s config.Entity, names []string, a
 // selected returns every address a rule selector names: the nets of
 // matching network sets and the expected IPs of matching host endpoints of
 // any node.
-func (e *evaluator) selected(sel *config.Selector) []netip.Prefix {
+func (e *evaluator) selected(sel *config.Selector, domains bool) []netip.Prefix {
 	var out []netip.Prefix
 	for _, ns := range e.cfg.NetworkSets {
 		if sel.Matches(ns.Labels) {
 			out = append(out, ns.Nets...)
+			if domains {
+				out = append(out, ns.DomainNets...)
+			}
 		}
 	}
 	for _, h := range e.cfg.Endpoints {

@@ -312,7 +312,7 @@ func (b *builder) calicoGNS(m *calicoMeta, spec *yamlBody) {
 		}
 	}
 	if a := c.Attributes["allowedEgressDomains"]; a != nil {
-		b.diags = append(b.diags, errAt(a.NameRange, "Not supported yet: allowedEgressDomains", "hostwall matches addresses, not domain names."))
+		ns.Domains = b.domains(a, "allowedEgressDomains")
 	}
 	b.cfg.NetworkSets = append(b.cfg.NetworkSets, ns)
 }

@@ -35,7 +35,7 @@ var (
 		{Name: "drop_log"}, {Name: "drop_log_group"}, {Name: "drop_log_rate"},
 		{Name: "dns_min_ttl"}, {Name: "dns_max_ttl"}, {Name: "dns_grace"}}}
 	icmpSchema   = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "type", Required: true}, {Name: "code"}}}
-	netSetSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}, {Name: "nets_file"}}}
+	netSetSchema = &hcl.BodySchema{Attributes: []hcl.AttributeSchema{{Name: "labels"}, {Name: "nets"}, {Name: "nets_file"}, {Name: "domains"}}}
 	policySchema = &hcl.BodySchema{
 		Attributes: []hcl.AttributeSchema{{Name: "selector"}, {Name: "order"}, {Name: "types"}, {Name: "tier"},
 			{Name: "apply_on_forward"}, {Name: "pre_dnat"}, {Name: "do_not_track"}, {Name: "staged"}},
@@ -196,6 +196,9 @@ func (b *builder) decodeNetworkSet(blk *hcl.Block) {
 	ns := &config.NetworkSet{Name: name, DeclRange: blk.DefRange, Labels: map[string]string{}}
 	if a := c.Attributes["labels"]; a != nil {
 		ns.Labels = b.labels(a)
+	}
+	if a := c.Attributes["domains"]; a != nil {
+		ns.Domains = b.domains(a, "domains")
 	}
 	if a := c.Attributes["nets"]; a != nil {
 		nets, diags := netsAttr(a)

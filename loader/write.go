@@ -269,9 +269,11 @@ func objects(cfg *config.Config) []object {
 		out = append(out, object{typ: "host_endpoint", labels: []string{h.Name}, fields: fs})
 	}
 	for _, n := range cfg.NetworkSets {
-		out = append(out, object{typ: "network_set", labels: []string{n.Name}, fields: []field{
-			{"labels", labelsVal(n.Labels)}, {"nets", strs(stringers(n.Nets))},
-		}})
+		fs := []field{{"labels", labelsVal(n.Labels)}, {"nets", strs(stringers(n.Nets))}}
+		if len(n.Domains) > 0 {
+			fs = append(fs, field{"domains", strs(n.Domains)})
+		}
+		out = append(out, object{typ: "network_set", labels: []string{n.Name}, fields: fs})
 	}
 	for _, t := range cfg.Tiers {
 		var fs []field

@@ -11,7 +11,8 @@ import (
 	"github.com/hostwall/hostwall/internal/testns"
 )
 
-// TestDomainsEgress: egress to a domain name, resolved at apply by a real
+// TestDomainsEgress: egress to a domain name — in a rule, and in a network
+// set an egress allow rule selects — resolved at apply by a real
 // DNS server (dnsmasq, in the server's namespace, named by the host
 // block's dns_servers): the name's address is reached, another address
 // is not, a name whose address is elsewhere lets nothing by, and the plan
@@ -20,14 +21,20 @@ import (
 // rollback to it is exact and needs no DNS server.
 func TestDomainsEgress(t *testing.T) {
 	l := quietLab(t)
-	dns := testns.DNSMasq(t, l.srv, "--local-ttl=30", "--host-record=api.example.com,10.201.0.1", "--host-record=elsewhere.example.com,10.201.0.9")
+	dns := testns.DNSMasq(t, l.srv, "--local-ttl=30", "--host-record=api.example.com,10.201.0.1", "--host-record=elsewhere.example.com,10.201.0.9",
+		"--host-record=partner.example.com,10.201.0.1")
 	serveTCP(t, l.cli, 8080)
 	serveTCP(t, l.cli, 8081)
+	serveTCP(t, l.cli, 8082)
 	dir := writeConfig(t, map[string]string{"p.hcl": `
 host {
   dns_servers = ["127.0.0.1"]
 }
 host_endpoint "eth0" { interface = "eth0" }
+network_set "partner" {
+  labels = { partner = "yes" }
+  domains = ["partner.example.com"]
+}
 policy "out" {
   egress {
     action = "allow"
@@ -35,6 +42,14 @@ policy "out" {
     destination {
       domains = ["api.example.com"]
       ports = [8080]
+    }
+  }
+  egress {
+    action = "allow"
+    protocol = "tcp"
+    destination {
+      selector = "partner == 'yes'"
+      ports = [8082]
     }
   }
   egress {
@@ -66,6 +81,9 @@ policy "out" {
 	}
 	if connects(t, l.srv, "10.201.0.1:8081") {
 		t.Error("egress to 10.201.0.1:8081, which only elsewhere.example.com (10.201.0.9) may reach: connected")
+	}
+	if !connects(t, l.srv, "10.201.0.1:8082") {
+		t.Error("egress to partner.example.com's address, by a network set's domain names: refused")
 	}
 	if r := hostwall(t, "", "plan", "--refresh", "--netns", l.srv, "-c", dir); !strings.Contains(r.stdout, "No changes") {
 		t.Errorf("plan --refresh after the apply:\n%s%s", r.stdout, r.stderr)
