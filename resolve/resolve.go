@@ -67,6 +67,13 @@ func (r *Resolver) order() []string {
 	return append(alive, dead...)
 }
 
+// isDead reports whether server did not answer when last asked.
+func (r *Resolver) isDead(server string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.dead[server]
+}
+
 // mark notes whether server answered.
 func (r *Resolver) mark(server string, answered bool) {
 	r.mu.Lock()
@@ -161,21 +168,26 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 	if timeout <= 0 {
 		timeout = 2 * time.Second
 	}
-	var errs []error
+	var errs []string
+	answered := false // by some server, if with an error
 	for _, server := range r.order() {
+		if answered && r.isDead(server) {
+			continue // a server that did not answer is not waited for again
+		}
 		for _, proto := range []string{"udp", "tcp"} {
 			c := &dns.Client{Net: proto, Timeout: timeout}
 			qctx, cancel := context.WithTimeout(ctx, timeout)
 			m, _, err := c.ExchangeContext(qctx, q, server)
 			cancel()
 			r.mark(server, err == nil)
+			answered = answered || err == nil
 			switch {
 			case err != nil:
-				errs = append(errs, fmt.Errorf("%s (%s): %w", server, proto, err))
+				errs = append(errs, fmt.Sprintf("%s (%s): %v", server, proto, err))
 			case m.Truncated && proto == "udp":
 				continue // again over TCP
 			case m.Rcode != dns.RcodeSuccess && m.Rcode != dns.RcodeNameError:
-				errs = append(errs, fmt.Errorf("%s: %s", server, dns.RcodeToString[m.Rcode]))
+				errs = append(errs, fmt.Sprintf("%s: %s", server, dns.RcodeToString[m.Rcode]))
 			default:
 				return m, nil
 			}
@@ -185,7 +197,7 @@ func (r *Resolver) exchange(ctx context.Context, name string, qtype uint16) (*dn
 			break
 		}
 	}
-	return nil, fmt.Errorf("resolving %s (%s): %w", name, dns.TypeToString[qtype], errors.Join(errs...))
+	return nil, fmt.Errorf("resolving %s (%s): %s", name, dns.TypeToString[qtype], strings.Join(errs, "; "))
 }
 
 // records reads the addresses of qtype for name out of m, following the
