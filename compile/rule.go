@@ -127,9 +127,7 @@ func (c *compiler) matchLists(p *config.Policy, d dirInfo, idx int, r *config.Ru
 		})
 		return nil
 	}
-	// A network set's domain names count for the destination selector of
-	// an egress allow rule alone (as in Calico).
-	domains := d.dir == config.Egress && r.Action == config.Allow
+	domains := r.CountsSetDomains(d.dir)
 	if !split {
 		return c.alternatives(r, "", domains)
 	}

@@ -135,23 +135,17 @@ func (c *compiler) newStagedView(full *config.Config) *stagedView {
 		}
 	}
 	config.SortPolicies(v.policies)
-	staged := map[string]bool{}
-	for _, p := range full.Policies {
-		if p.Staged != "" {
-			staged[p.Name] = true
-		}
-	}
 	// A staged policy, or the enforced one it would replace or delete,
 	// that applies beyond input and output: the warning names the staged
 	// one's place.
-	at := map[string]*hcl.Range{}
+	staged := map[string]*hcl.Range{}
 	for _, p := range full.Policies {
 		if p.Staged != "" {
-			at[p.Name] = p.DeclRange.Ptr()
+			staged[p.Name] = p.DeclRange.Ptr()
 		}
 	}
 	for _, p := range full.Policies {
-		if staged[p.Name] && (p.ApplyOnForward || !p.Normal()) {
+		if staged[p.Name] != nil && (p.ApplyOnForward || !p.Normal()) {
 			what := "forwarded"
 			switch {
 			case p.DoNotTrack:
@@ -164,7 +158,7 @@ func (c *compiler) newStagedView(full *config.Config) *stagedView {
 				Summary:  "Staged policy counted for input and output alone",
 				Detail: fmt.Sprintf("Policy %q, staged or replaced by a staged policy, applies to %s traffic: explain shows what the change would do there, but the kernel counts the staged view's disagreements on what the normal policies of traffic to and from this host decide, not on what untracked, pre-DNAT or forwarded traffic's decide.",
 					p.Name, what),
-				Subject: at[p.Name],
+				Subject: staged[p.Name],
 			})
 		}
 	}

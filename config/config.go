@@ -365,6 +365,11 @@ func (c *Config) Domains() []string {
 	return out
 }
 
+// CountsSetDomains reports whether the network sets rule r's destination
+// selector matches count their domain names (NetworkSet.Domains) for r, a
+// rule of direction dir: for an egress allow rule alone, as in Calico.
+func (r *Rule) CountsSetDomains(dir Direction) bool { return dir == Egress && r.Action == Allow }
+
 // MatchesNothing reports whether the side names domains none of which has
 // an address (or that were never resolved: WithAddresses): it matches no
 // packet.

@@ -150,15 +150,7 @@ func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.
 	cfg := res.Config
 	if len(g.Names) > 0 {
 		// The addresses its names had, offline: the ruleset it applied.
-		addrs := map[string][]netip.Addr{}
-		for name, as := range g.Names {
-			for _, a := range as {
-				if x, err := netip.ParseAddr(a); err == nil {
-					addrs[name] = append(addrs[name], x)
-				}
-			}
-		}
-		cfg, _ = cfg.WithAddresses(addrs)
+		cfg, _ = cfg.WithAddresses(recordedAddrs(g.Names))
 	}
 	tbl, diags := compile.Compile(cfg, compile.Options{HostName: g.HostName, Limits: limits})
 	if diags.HasErrors() {

@@ -308,14 +308,8 @@ func (e *Engine) nameStatus(gen int) []resolve.Answer {
 		}
 	} else if gen > 0 {
 		if g, err := e.store.Load(gen); err == nil {
-			for name, addrs := range g.Names {
-				a := resolve.Answer{Name: name}
-				for _, s := range addrs {
-					if x, err := netip.ParseAddr(s); err == nil {
-						a.Addrs = append(a.Addrs, x)
-					}
-				}
-				out = append(out, a)
+			for name, addrs := range recordedAddrs(g.Names) {
+				out = append(out, resolve.Answer{Name: name, Addrs: addrs})
 			}
 		}
 	}
@@ -326,4 +320,19 @@ func (e *Engine) nameStatus(gen int) []resolve.Answer {
 func fileExists(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
+}
+
+// recordedAddrs are the addresses a generation recorded for its names
+// (state.Generation.Names), by name.
+func recordedAddrs(names map[string][]string) map[string][]netip.Addr {
+	out := map[string][]netip.Addr{}
+	for name, as := range names {
+		out[name] = nil
+		for _, a := range as {
+			if x, err := netip.ParseAddr(a); err == nil {
+				out[name] = append(out[name], x)
+			}
+		}
+	}
+	return out
 }

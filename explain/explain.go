@@ -353,7 +353,7 @@ func (e *evaluator) stage(hep *config.HostEndpoint, dir config.Direction, p Pack
 func (e *evaluator) rules(pols []*config.Policy, dir config.Direction, p Packet, step Step) (v Verdict, decided Step, passed bool) {
 	for _, pol := range pols {
 		for i, r := range pol.Rules(dir) {
-			if !e.matches(r, p, dir == config.Egress && r.Action == config.Allow) {
+			if !e.matches(r, p, r.CountsSetDomains(dir)) {
 				continue
 			}
 			s := step
