@@ -108,12 +108,19 @@ type stagedView struct {
 	// that are staged (the promoted copies of staged Set policies).
 	policies []*config.Policy
 	promoted map[*config.Policy]bool
-	// at is, by direction and endpoint, the index of the first tier
-	// where the views differ (endpoints without staged changes are not
-	// in it); wildcard, by direction, the staged wildcard endpoint.
-	at       map[string]map[*config.HostEndpoint]int
+	// at is, by direction and endpoint, where the views differ and the
+	// staged view's tiers (endpoints without staged changes are not in
+	// it); wildcard, by direction, the staged wildcard endpoint.
+	at       map[string]map[*config.HostEndpoint]stagedAt
 	named    map[string][]*config.HostEndpoint
 	wildcard map[string]*config.HostEndpoint
+}
+
+// stagedAt is an endpoint's staged view in one direction: the index of the
+// first tier where it differs from the enforced one, and its tiers.
+type stagedAt struct {
+	tier  int
+	tiers []tierPolicies
 }
 
 // newStagedView returns the staged view of full (the host's whole
@@ -122,7 +129,7 @@ func (c *compiler) newStagedView(full *config.Config) *stagedView {
 	if !full.HasStaged() {
 		return nil
 	}
-	v := &stagedView{promoted: map[*config.Policy]bool{}, at: map[string]map[*config.HostEndpoint]int{},
+	v := &stagedView{promoted: map[*config.Policy]bool{}, at: map[string]map[*config.HostEndpoint]stagedAt{},
 		named: map[string][]*config.HostEndpoint{}, wildcard: map[string]*config.HostEndpoint{}}
 	enforced := map[*config.Policy]bool{}
 	for _, p := range c.cfg.Policies {
@@ -181,14 +188,15 @@ func (c *compiler) stagedEndpoints(d dirInfo, heps, wildcard []*config.HostEndpo
 		return
 	}
 	v := c.staged
-	v.at[d.suffix] = map[*config.HostEndpoint]int{}
+	v.at[d.suffix] = map[*config.HostEndpoint]stagedAt{}
 	for _, hep := range append(append([]*config.HostEndpoint(nil), heps...), wildcard...) {
 		labels := c.labels(hep)
-		at, differ := firstDifference(c.selectingTiers(d, labels, policies), c.selectingTiers(d, labels, v.policies))
+		staged := c.selectingTiers(d, labels, v.policies)
+		at, differ := firstDifference(c.selectingTiers(d, labels, policies), staged)
 		if !differ {
 			continue
 		}
-		v.at[d.suffix][hep] = at
+		v.at[d.suffix][hep] = stagedAt{tier: at, tiers: staged}
 		if hep.Interface == "*" {
 			if v.wildcard[d.suffix] == nil {
 				v.wildcard[d.suffix] = hep
@@ -211,8 +219,8 @@ func (c *compiler) stagedFrom(d dirInfo, hep *config.HostEndpoint) (int, string)
 	if !ok {
 		return noTally, ""
 	}
-	c.stagedWalk(d, hep, c.selectingTiers(d, c.labels(hep), c.staged.policies), at)
-	return at, stagedEntry(d, hep)
+	c.stagedWalk(d, hep, at.tiers, at.tier)
+	return at.tier, stagedEntry(d, hep)
 }
 
 // firstDifference is the index of the first tier where a and b differ: a
