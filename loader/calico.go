@@ -152,9 +152,17 @@ func (b *builder) decodeCalico(body *yamlBody) {
 		b.diags = append(b.diags, errAt(body.at, "Missing metadata", "A %s needs metadata with a name.", kind))
 		return
 	}
-	meta := b.calicoMetadata(body, c.Attributes["metadata"])
+	meta := b.calicoMetadata(body, c.Attributes["metadata"], kind)
 	if meta == nil {
 		return
+	}
+	if IsDatastore(body.file) {
+		if !b.checkDatastoreKey(body.file, kind, kindAttr.Expr.Range(), meta) {
+			return
+		}
+		if kind == "GlobalNetworkPolicy" || kind == "StagedGlobalNetworkPolicy" {
+			meta.name = clientPolicyName(meta.name)
+		}
 	}
 	spec := &yamlBody{file: body.file, at: kindAttr.NameRange, anchors: body.anchors, fold: body.fold}
 	if a := c.Attributes["spec"]; a != nil {
@@ -172,7 +180,11 @@ type calicoMeta struct {
 
 var dnsSubdomain = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
 
-func (b *builder) calicoMetadata(parent *yamlBody, a *hcl.Attribute) *calicoMeta {
+// tierLabel is the label libcalico-go gives a policy of a tier other than
+// default, naming it (exports and the datastore hold it).
+const tierLabel = "projectcalico.org/tier"
+
+func (b *builder) calicoMetadata(parent *yamlBody, a *hcl.Attribute, kind string) *calicoMeta {
 	c := b.calicoContent(b.sub(parent, a), calicoMetaSchema)
 	if c.Attributes["name"] == nil {
 		return nil
@@ -188,6 +200,10 @@ func (b *builder) calicoMetadata(parent *yamlBody, a *hcl.Attribute) *calicoMeta
 		b.diags = append(b.diags, diags...)
 		if labels != nil {
 			m.labels = labels
+		}
+		policy := kind == "GlobalNetworkPolicy" || kind == "StagedGlobalNetworkPolicy"
+		if _, ok := m.labels[tierLabel]; ok && policy {
+			delete(m.labels, tierLabel) // Calico's own, kept with the policy's tier
 		}
 		for k := range m.labels {
 			if strings.HasPrefix(k, "projectcalico.org/") {

@@ -297,7 +297,11 @@ func IsWatched(name string) bool { return !ignored(name) }
 func HashSources(srcs []Source) string {
 	h := sha256.New()
 	for _, s := range srcs {
-		fmt.Fprintf(h, "%s %s\n", filepath.Base(s.Path), SourceSum(s))
+		name := filepath.Base(s.Path)
+		if IsDatastore(s.Path) {
+			name = s.Path // keys of two kinds may end in the same name
+		}
+		fmt.Fprintf(h, "%s %s\n", name, SourceSum(s))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }
@@ -314,6 +318,7 @@ func ReadSources(dir string, opts DirOptions, nets []string) ([]Source, error) {
 	if diags.HasErrors() {
 		return nil, diags
 	}
+	srcs = append(srcs, opts.Datastore...)
 	for _, p := range nets {
 		data, err := readInput(p, trust, opts.MaxNetsFileBytes, "--max-nets-file-bytes")
 		if err != nil {

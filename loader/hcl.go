@@ -1059,6 +1059,10 @@ func duplicate(kind, name string, rng, prev hcl.Range) *hcl.Diagnostic {
 	if name == "" {
 		what = kind + " block"
 	}
+	one := "All files of the directory form one configuration; keep one."
+	if IsDatastore(rng.Filename) || IsDatastore(prev.Filename) {
+		one = "The files and the etcd datastore form one configuration; keep one (files may add local policies, under names of their own)."
+	}
 	return errAt(rng, "Duplicate "+strings.ReplaceAll(kind, "_", " "),
-		"The %s is already declared at %s. All files of the directory form one configuration; keep one.", what, prev)
+		"The %s is already declared at %s. %s", what, prev, one)
 }

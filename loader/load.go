@@ -84,6 +84,7 @@ func LoadDir(dir string, opts DirOptions) (*Result, hcl.Diagnostics) {
 		return &Result{Config: &config.Config{}}, diags
 	}
 	srcs, diags := readDir(dir, trust, opts.MaxFileBytes, ov)
+	srcs = append(srcs, opts.Datastore...)
 	res, more := load(srcs, dir, func(p string) ([]byte, error) {
 		from, ok := ov[p]
 		switch {
@@ -127,7 +128,7 @@ func load(srcs []Source, dir string, disk func(string) ([]byte, error), memo *Me
 	var policies []Source
 	b := &builder{dir: dir, files: map[string]Source{}, disk: disk, memo: memo}
 	for _, src := range srcs {
-		if policyFile(filepath.Base(src.Path)) {
+		if policyFile(filepath.Base(src.Path)) || IsDatastore(src.Path) {
 			policies = append(policies, src)
 		} else {
 			b.files[filepath.Clean(src.Path)] = src

@@ -23,6 +23,10 @@ type DirOptions struct {
 	// Memo, when set, keeps the decoded files between loads, by their
 	// paths and contents (see Memo).
 	Memo *Memo
+	// Datastore are resources read from Calico's etcdv3 datastore, loaded
+	// after the directory's files as one configuration with them (see
+	// DatastorePrefix).
+	Datastore []Source
 }
 
 // DefaultMaxFileBytes is the largest policy file loaded by default, and
