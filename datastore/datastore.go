@@ -1,0 +1,148 @@
+// Package datastore reads Calico's etcdv3 datastore: the resources of the
+// kinds hostwall enforces (loader.DatastoreKinds), listed at one revision
+// and then followed by a watch, as libcalico-go's etcdv3 backend keeps them
+// — one key per resource, loader.CalicoPrefix + plural + "/" + name,
+// holding the resource as JSON. It also keeps each agent's status key
+// under a lease (status.go), which hostwall fleet status lists.
+//
+// It hands out what it read as loader sources (one per key): the loader
+// decodes and validates them as it does Calico files, and a generation
+// records them, so a rollback needs no datastore.
+package datastore
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/hostwall/hostwall/loader"
+)
+
+// Type is the one datastore type hostwall reads (calicoctl's
+// DATASTORE_TYPE).
+const Type = "etcdv3"
+
+// Config is how to reach the datastore: calicoctl's ETCD_ENDPOINTS,
+// ETCD_CA_CERT_FILE, ETCD_CERT_FILE and ETCD_KEY_FILE.
+type Config struct {
+	Endpoints []string `json:"endpoints"`
+	CA        string   `json:"ca,omitempty"`
+	Cert      string   `json:"cert,omitempty"`
+	Key       string   `json:"key,omitempty"`
+}
+
+// Check refuses a configuration that cannot work, before any connection.
+func (c Config) Check() error {
+	if len(c.Endpoints) == 0 {
+		return errors.New("no etcd endpoints: give --etcd-endpoints (or ETCD_ENDPOINTS), e.g. https://10.0.0.1:2379")
+	}
+	for _, ep := range c.Endpoints {
+		if !strings.HasPrefix(ep, "http://") && !strings.HasPrefix(ep, "https://") {
+			return fmt.Errorf("etcd endpoint %q: give a URL, http://HOST:PORT or https://HOST:PORT", ep)
+		}
+	}
+	if (c.Cert == "") != (c.Key == "") {
+		return errors.New("--etcd-cert and --etcd-key go together: give both, or neither")
+	}
+	return nil
+}
+
+// Open connects a client (it dials lazily: an unreachable etcd is an error
+// of the first request, not of Open). log gets the client's warnings.
+func Open(c Config, log *zap.Logger) (*clientv3.Client, error) {
+	if err := c.Check(); err != nil {
+		return nil, err
+	}
+	var tlsConf *tls.Config
+	if c.CA != "" || c.Cert != "" {
+		info := transport.TLSInfo{CertFile: c.Cert, KeyFile: c.Key, TrustedCAFile: c.CA}
+		var err error
+		if tlsConf, err = info.ClientConfig(); err != nil {
+			return nil, fmt.Errorf("etcd TLS: %w", err)
+		}
+	}
+	if log == nil {
+		log = zap.NewNop()
+	}
+	return clientv3.New(clientv3.Config{
+		Endpoints: c.Endpoints, TLS: tlsConf, DialTimeout: 5 * time.Second,
+		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		Logger: log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
+	})
+}
+
+// Snapshot is the datastore's resources of the kinds hostwall reads, as
+// of a revision, with where they came from.
+type Snapshot struct {
+	Config Config
+	// Revision is the etcd revision the resources are as of.
+	Revision int64
+	// Sources are the resources, one per key, in key order.
+	Sources []loader.Source
+	// Synced is when the datastore last confirmed the snapshot current;
+	// zero for one taken from a generation's record, never confirmed.
+	Synced time.Time
+}
+
+// List reads every resource of the kinds hostwall reads, all at one
+// revision: the first kind's read fixes it, the others are read at it.
+func List(ctx context.Context, cli *clientv3.Client, c Config) (*Snapshot, error) {
+	plurals := make([]string, 0, len(loader.DatastoreKinds))
+	for p := range loader.DatastoreKinds {
+		plurals = append(plurals, p)
+	}
+	sort.Strings(plurals)
+	s := &Snapshot{Config: c}
+	for _, p := range plurals {
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if s.Revision != 0 {
+			opts = append(opts, clientv3.WithRev(s.Revision))
+		}
+		resp, err := cli.Get(ctx, loader.CalicoPrefix+p+"/", opts...)
+		if err != nil {
+			return nil, fmt.Errorf("listing %s%s/ from etcd: %w", loader.CalicoPrefix, p, err)
+		}
+		if s.Revision == 0 {
+			s.Revision = resp.Header.Revision
+		}
+		for _, kv := range resp.Kvs {
+			if _, _, ok := loader.DatastoreKey(string(kv.Key)); ok {
+				s.Sources = append(s.Sources, source(string(kv.Key), kv.Value))
+			}
+		}
+	}
+	sort.Slice(s.Sources, func(i, j int) bool { return s.Sources[i].Path < s.Sources[j].Path })
+	s.Synced = time.Now()
+	return s, nil
+}
+
+// source is a key's value as a loader source.
+func source(key string, value []byte) loader.Source {
+	return loader.Source{Path: loader.DatastorePrefix + key, Data: value}
+}
+
+// FromRecord is the snapshot a generation recorded: its datastore
+// sources, at its revision (never confirmed: Synced is zero).
+func FromRecord(c Config, revision int64, srcs []loader.Source) *Snapshot {
+	s := &Snapshot{Config: c, Revision: revision}
+	for _, src := range srcs {
+		if loader.IsDatastore(src.Path) {
+			s.Sources = append(s.Sources, src)
+		}
+	}
+	return s
+}
+
+// Static is a snapshot taken once (a command's): Snapshot always gives it.
+type Static struct{ S *Snapshot }
+
+// Snapshot gives the snapshot.
+func (s Static) Snapshot() (*Snapshot, error) { return s.S, nil }

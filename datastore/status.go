@@ -1,0 +1,270 @@
+package datastore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+
+	"github.com/hostwall/hostwall/loader"
+)
+
+// StatusPrefix is where agents keep their status keys: StatusPrefix +
+// node, each under a lease of its agent, so that a host whose agent is
+// gone drops out by itself.
+const StatusPrefix = "/hostwall/status/"
+
+// StatusTTL is the lease of a status key: an agent that stops answering
+// is gone this long after.
+var StatusTTL = 15 * time.Second
+
+// NodeStatus is an agent's status key's value.
+type NodeStatus struct {
+	Node    string `json:"node"`
+	Version string `json:"version"`
+	// Generation is the generation in force; Revision the etcd revision
+	// its datastore resources are as of (0: none).
+	Generation int   `json:"generation"`
+	Revision   int64 `json:"revision"`
+	// Synced is the revision the agent has read the datastore to, and
+	// SyncedAt when etcd last confirmed it (zero: never).
+	Synced   int64     `json:"synced"`
+	SyncedAt time.Time `json:"synced_at,omitzero"`
+	// LastApply is when the last apply ended, Result how ("applied",
+	// "invalid", "failed", "held") and Error why not.
+	LastApply    time.Time `json:"last_apply,omitzero"`
+	Result       string    `json:"result,omitempty"`
+	Error        string    `json:"error,omitempty"`
+	DriftRepairs int       `json:"drift_repairs"`
+	// Trial is the deadline of the generation on trial (zero: none).
+	TrialGeneration int       `json:"trial_generation,omitempty"`
+	Trial           time.Time `json:"trial_until,omitzero"`
+	Updated         time.Time `json:"updated"`
+}
+
+// Reporter keeps an agent's status key: written under a lease it keeps
+// alive, written again whenever the status changes or the lease was lost
+// (etcd down longer than the lease), and removed when the agent stops.
+type Reporter struct {
+	cli  *clientv3.Client
+	key  string
+	log  *zap.Logger
+	mu   sync.Mutex
+	last []byte
+	kick chan struct{}
+}
+
+// NewReporter reports node's status through cli.
+func NewReporter(cli *clientv3.Client, node string, log *zap.Logger) *Reporter {
+	return &Reporter{cli: cli, key: StatusPrefix + node, log: log, kick: make(chan struct{}, 1)}
+}
+
+// Publish sets the status to write (written by Run, in the background).
+func (r *Reporter) Publish(s NodeStatus) {
+	s.Updated = time.Now()
+	data, err := json.Marshal(s)
+	if err != nil {
+		return
+	}
+	r.mu.Lock()
+	r.last = data
+	r.mu.Unlock()
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run writes the status until ctx ends, then takes the key away.
+func (r *Reporter) Run(ctx context.Context) {
+	var lease clientv3.LeaseID
+	var alive <-chan *clientv3.LeaseKeepAliveResponse
+	var cancelAlive context.CancelFunc = func() {}
+	backoff := time.Duration(0)
+	var retry <-chan time.Time
+	defer func() {
+		cancelAlive()
+		if lease != 0 {
+			rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			_, _ = r.cli.Revoke(rctx, lease) // the key goes with it
+			cancel()
+		}
+	}()
+	write := func() bool {
+		r.mu.Lock()
+		data := r.last
+		r.mu.Unlock()
+		if data == nil {
+			return true
+		}
+		wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if lease == 0 {
+			g, err := r.cli.Grant(wctx, int64(StatusTTL/time.Second))
+			if err != nil {
+				return false
+			}
+			lease = g.ID
+			var actx context.Context
+			actx, cancelAlive = context.WithCancel(ctx)
+			if alive, err = r.cli.KeepAlive(actx, lease); err != nil {
+				lease = 0
+				return false
+			}
+		}
+		if _, err := r.cli.Put(wctx, r.key, string(data), clientv3.WithLease(lease)); err != nil {
+			return false
+		}
+		return true
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-r.kick:
+		case <-retry:
+		case _, open := <-alive:
+			if open {
+				continue
+			}
+			// The lease is lost (etcd gone longer than it): a new one, and
+			// the status written again under it.
+			cancelAlive()
+			lease, alive = 0, nil
+		}
+		if write() {
+			backoff, retry = 0, nil
+			continue
+		}
+		backoff = min(max(2*backoff, backoffFirst), backoffMax)
+		retry = time.After(backoff)
+	}
+}
+
+// Fleet is every host's status, as hostwall fleet status shows it.
+type Fleet struct {
+	// Revision is the datastore's newest change of the resources hostwall
+	// reads: a host enforcing an older one is behind.
+	Revision int64
+	Hosts    []Host
+}
+
+// Host is one host of the fleet: its status key, if any, and the host
+// endpoints naming it as their node.
+type Host struct {
+	Node      string
+	Status    *NodeStatus
+	Endpoints int
+	// State is "current", "behind", "failing", "trial" or "gone" (host
+	// endpoints name the node, but no agent reports for it).
+	State string
+}
+
+// ReadFleet reads every status key and the datastore's host endpoints.
+func ReadFleet(ctx context.Context, cli *clientv3.Client) (*Fleet, error) {
+	st, err := cli.Get(ctx, StatusPrefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, fmt.Errorf("reading %s from etcd: %w", StatusPrefix, err)
+	}
+	hosts := map[string]*Host{}
+	for _, kv := range st.Kvs {
+		var s NodeStatus
+		node := strings.TrimPrefix(string(kv.Key), StatusPrefix)
+		if json.Unmarshal(kv.Value, &s) != nil {
+			s = NodeStatus{Node: node, Result: "unreadable status key", Error: "its value is not a hostwall status"}
+		}
+		hosts[node] = &Host{Node: node, Status: &s}
+	}
+	f := &Fleet{}
+	for plural := range loader.DatastoreKinds {
+		resp, err := cli.Get(ctx, loader.CalicoPrefix+plural+"/", clientv3.WithPrefix(), clientv3.WithRev(st.Header.Revision))
+		if err != nil {
+			return nil, fmt.Errorf("reading %s%s/ from etcd: %w", loader.CalicoPrefix, plural, err)
+		}
+		for _, kv := range resp.Kvs {
+			f.Revision = max(f.Revision, kv.ModRevision)
+			if plural != "hostendpoints" {
+				continue
+			}
+			var hep struct {
+				Spec struct {
+					Node string `json:"node"`
+				} `json:"spec"`
+			}
+			if json.Unmarshal(kv.Value, &hep) != nil || hep.Spec.Node == "" {
+				continue
+			}
+			h := hosts[hep.Spec.Node]
+			if h == nil {
+				h = &Host{Node: hep.Spec.Node}
+				hosts[hep.Spec.Node] = h
+			}
+			h.Endpoints++
+		}
+	}
+	// A deletion leaves no key behind to carry its revision: the newest
+	// change may be a deletion after every live key's, which the hosts
+	// that have seen it are past.
+	seen := int64(0)
+	for _, h := range hosts {
+		if h.Status != nil && h.Status.Revision <= st.Header.Revision {
+			seen = max(seen, h.Status.Revision)
+		}
+	}
+	if seen > f.Revision {
+		f.Revision = deletedSince(ctx, cli, f.Revision, seen)
+	}
+	for _, h := range hosts {
+		h.State = h.state(f.Revision)
+		f.Hosts = append(f.Hosts, *h)
+	}
+	sort.Slice(f.Hosts, func(i, j int) bool { return f.Hosts[i].Node < f.Hosts[j].Node })
+	return f, nil
+}
+
+// deletedSince is the revision of the last deletion of a resource hostwall
+// reads after revision from, up to to (from when none, or when etcd no
+// longer has those revisions).
+func deletedSince(ctx context.Context, cli *clientv3.Client, from, to int64) int64 {
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	last := from
+	for resp := range cli.Watch(wctx, loader.CalicoPrefix, clientv3.WithPrefix(), clientv3.WithRev(from+1), clientv3.WithFilterPut()) {
+		if resp.Err() != nil || resp.CompactRevision != 0 {
+			return last
+		}
+		for _, ev := range resp.Events {
+			if ev.Kv.ModRevision > to {
+				return last
+			}
+			if _, _, ok := loader.DatastoreKey(string(ev.Kv.Key)); ok {
+				last = ev.Kv.ModRevision
+			}
+		}
+		if resp.Header.Revision >= to {
+			return last
+		}
+	}
+	return last
+}
+
+func (h *Host) state(newest int64) string {
+	s := h.Status
+	switch {
+	case s == nil:
+		return "gone"
+	case s.Result == "invalid" || s.Result == "failed" || s.Error != "":
+		return "failing"
+	case !s.Trial.IsZero():
+		return "trial"
+	case s.Revision < newest:
+		return "behind"
+	}
+	return "current"
+}
