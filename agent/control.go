@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/hostwall/hostwall/datastore"
 	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/observe"
 )
@@ -296,6 +297,16 @@ func (d *Daemon) snapshot(ctx context.Context) *engine.Status {
 	s.Agent, s.ConfigDir, s.DriftRepairs, s.LastApply, s.LastDrift = os.Getpid(), d.o.ConfigDir, d.repairs, d.lastApply, d.lastDrift
 	s.LastVerified = d.lastVerified
 	s.RecentDrops = d.drops.recentDrops()
+	if f := d.o.Datastore; f != nil {
+		st := f.State()
+		if s.Datastore == nil {
+			s.Datastore = &engine.DatastoreStatus{Type: datastore.Type}
+		}
+		s.Datastore.Applied, s.Datastore.Synced, s.Datastore.SyncedAt, s.Datastore.Relists = d.revision, st.Revision, st.Synced, st.Relists
+		if st.Err != nil {
+			s.Datastore.Error = st.Err.Error()
+		}
+	}
 	if d.o.Counters != nil {
 		if top, since, err := d.o.Counters.TopDrops(ctx, engine.TopDrops); err == nil {
 			s.TopDrops, s.DropsSince = top, since

@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/hostwall/hostwall/datastore"
 	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/metrics"
 	"github.com/hostwall/hostwall/observe"
@@ -71,6 +72,14 @@ type Options struct {
 	// DropLog, when set, says why the agent does not listen to the drop
 	// log ("" when it does).
 	DropLog func() string
+	// Datastore, when set, is the etcd datastore the engine loads with
+	// the files (engine.Options.Datastore): each change it reads is
+	// applied. Reporter, when set, keeps this host's status key for
+	// hostwall fleet status, as Node, running hostwall Version.
+	Datastore *datastore.Follower
+	Reporter  *datastore.Reporter
+	Node      string
+	Version   string
 }
 
 // Counters are the kernel's counters as the metrics keep them
@@ -133,6 +142,10 @@ type Daemon struct {
 	index atomic.Pointer[observe.Index]
 	// sampled is set once the counters were first sampled.
 	sampled bool
+	// revision is the datastore revision last applied (appliedRevision
+	// for the metrics, read at a scrape).
+	revision        int64
+	appliedRevision atomic.Int64
 }
 
 // New returns a daemon.
@@ -143,7 +156,16 @@ func New(o Options) *Daemon {
 	if o.Resync == 0 {
 		o.Resync = 5 * time.Minute
 	}
-	return &Daemon{o: o, e: o.Engine, drops: newDropHub()}
+	d := &Daemon{o: o, e: o.Engine, drops: newDropHub()}
+	if f := o.Datastore; f != nil {
+		d.revision = f.State().Revision // what the generation in force read, until an apply
+		d.appliedRevision.Store(d.revision)
+		o.Metrics.FollowDatastore(func() metrics.DatastoreState {
+			st := f.State()
+			return metrics.DatastoreState{Applied: d.appliedRevision.Load(), Synced: st.Synced, Up: st.Err == nil && !st.Synced.IsZero(), Relists: st.Relists}
+		})
+	}
+	return d
 }
 
 // Run runs until ctx ends. The ruleset stays in the kernel when it returns:
@@ -183,15 +205,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 // is in force.
 func (d *Daemon) start(ctx context.Context) {
 	d.settleTrial(ctx)
+	d.awaitDatastore(ctx)
 	err := d.reconcile(ctx, "start", false)
 	var invalid *engine.InvalidError
-	if !errors.As(err, &invalid) {
+	var unread *engine.DatastoreError
+	if errors.As(err, &unread) {
+		d.o.Log.Error("the etcd datastore was never read; keeping the last good generation in force until it is", zap.Error(err))
+	} else if !errors.As(err, &invalid) {
 		if err != nil {
 			d.o.Log.Error("not applied; the running ruleset stays", zap.Error(err))
 		}
 		return
 	}
-	d.o.Log.Error("the configuration does not load; keeping the last good generation in force")
+	if invalid != nil {
+		d.o.Log.Error("the configuration does not load; keeping the last good generation in force")
+	}
 	if _, err := d.e.Repair(ctx, true); err != nil {
 		d.o.Log.Error("applying the last good generation", zap.Error(err))
 	}
@@ -219,6 +247,17 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 		defer tick.Stop()
 		t.watchdog = tick.C
 	}
+	var dsChanges <-chan struct{}
+	if d.o.Datastore != nil {
+		dsChanges = d.o.Datastore.Changes()
+	}
+	dsTimer := stopped()
+	var reportTick <-chan time.Time
+	if d.o.Reporter != nil {
+		tick := time.NewTicker(reportEvery)
+		defer tick.Stop()
+		reportTick = tick.C
+	}
 	for {
 		trialTimer, retryTimer, namesTimer := d.trialTimer(), d.retryTimer(), d.namesTimer()
 		select {
@@ -230,6 +269,13 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 			// The quiet time counts from the change, not from when this
 			// loop got to it (it may have been finishing the work before).
 			t.debounce.Reset(max(0, d.o.Debounce-time.Since(at)))
+		case <-dsChanges:
+			dsTimer.Reset(datastoreQuiet)
+		case <-reportTick:
+			d.report() // how fresh the datastore is, while nothing else happens
+		case <-dsTimer.C:
+			d.apply(ctx, t, datastoreChanged, false)
+			d.done()
 		case c := <-d.o.Drift:
 			t.noteDrift(c)
 		case <-t.watchdog:
@@ -270,6 +316,31 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 			d.apply(ctx, t, "the trial ended", false)
 			d.done()
 		}
+	}
+}
+
+// datastoreChanged is why the agent applies when the datastore changed;
+// datastoreQuiet how long it waits for more changes first (each revision
+// is whole: a burst of writes is applied once).
+const (
+	datastoreChanged = "the etcd datastore changed"
+	datastoreQuiet   = 30 * time.Millisecond
+	reportEvery      = 5 * time.Second
+)
+
+// awaitDatastore waits a while for the datastore's first read, so that the
+// start applies what it holds now rather than what the last generation
+// recorded; when etcd does not answer, the start goes on with that.
+func (d *Daemon) awaitDatastore(ctx context.Context) {
+	if d.o.Datastore == nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	select {
+	case <-d.o.Datastore.Ready():
+	case <-wctx.Done():
+		d.o.Log.Warn("the etcd datastore does not answer; starting from what the last generation read", zap.Int64("revision", d.o.Datastore.State().Revision))
 	}
 }
 
@@ -351,6 +422,7 @@ func (d *Daemon) apply(ctx context.Context, t *timers, why string, explicit bool
 func (d *Daemon) done() {
 	d.status()
 	d.observe()
+	d.report()
 	debug.FreeOSMemory()
 	if d.o.Settled != nil {
 		d.o.Settled()
@@ -457,6 +529,8 @@ func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error
 		return d.keepCurrent(ctx)
 	}
 	d.namesHeld = false
+	d.revision = res.Revision
+	d.appliedRevision.Store(res.Revision)
 	d.lastErr, d.retry, d.backoff = "", time.Time{}, 0
 	d.current, d.rules = res.Generation, res.Rules
 	rec.Result, rec.Generation = "applied", res.Generation
@@ -568,4 +642,24 @@ func (d *Daemon) settleTrial(ctx context.Context) {
 	}
 	d.current = o.Previous
 	d.o.Log.Warn("trial rolled back", zap.Int("generation", o.Generation), zap.String("detail", o.Detail))
+}
+
+// report publishes this host's status key (Options.Reporter).
+func (d *Daemon) report() {
+	if d.o.Reporter == nil {
+		return
+	}
+	s := datastore.NodeStatus{Node: d.o.Node, Version: d.o.Version, Generation: d.current, Revision: d.revision,
+		DriftRepairs: d.repairs, Error: d.lastErr}
+	if d.o.Datastore != nil {
+		st := d.o.Datastore.State()
+		s.Synced, s.SyncedAt = st.Revision, st.Synced
+	}
+	if a := d.lastApply; a != nil {
+		s.LastApply, s.Result = a.Time, a.Result
+	}
+	if t, _ := d.e.Trial(); t != nil {
+		s.TrialGeneration, s.Trial = t.Generation, t.Deadline
+	}
+	d.o.Reporter.Publish(s)
 }

@@ -88,6 +88,10 @@ type ApplyResult struct {
 	// EndedTrial is how the trial pending ended, when the change (a
 	// rollback during a trial) ended it.
 	EndedTrial *state.Outcome
+	// Revision is the etcd revision of the datastore resources applied
+	// with the files (0: none): the kernel holds what they say, changed
+	// or not.
+	Revision int64
 }
 
 // ErrCancelled is returned when approval was refused or the request was
@@ -103,6 +107,9 @@ func (e *Engine) Apply(ctx context.Context, req ApplyRequest) (*ApplyResult, err
 	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
 		return nil, ErrCancelled
 	}
+	if err == nil && res != nil && req.Rollback == nil && res.Held == "" {
+		res.Revision = e.snapshotRevision()
+	}
 	return res, err
 }
 
@@ -112,6 +119,9 @@ func (e *Engine) apply(ctx context.Context, req ApplyRequest) (*ApplyResult, err
 	}
 	ns, err := e.namespace()
 	if err != nil {
+		return nil, err
+	}
+	if err := e.takeSnapshot(); err != nil {
 		return nil, err
 	}
 	if !req.Refresh && req.Saved == nil && req.Trial == 0 {

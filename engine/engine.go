@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"github.com/hostwall/hostwall/datastore"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,6 +65,10 @@ type Options struct {
 	// domain names ("" for /etc/resolv.conf), unless the host block names
 	// dns_servers; they are asked from the namespace (NetNS).
 	ResolvConf string
+	// Datastore, when set, gives the resources of Calico's etcdv3
+	// datastore that each load takes with the files (a generation records
+	// them, and the revision).
+	Datastore Datastore
 	// Notice reports what went wrong but changes no outcome (a record that
 	// could not be written costs the next command its shortcut); nil
 	// drops them.
@@ -95,6 +100,10 @@ type Engine struct {
 		sum  string
 		kept recordBase
 	}
+
+	// snap is the datastore snapshot the operation under way took
+	// (takeSnapshot).
+	snap *datastore.Snapshot
 
 	// index is the generation in force's, made by Index.
 	index *observe.Index

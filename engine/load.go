@@ -51,17 +51,23 @@ type Loaded struct {
 	// Names are the policies' domain names as they resolved for this
 	// load (Result.Config holds their addresses).
 	Names []resolve.Answer
+	// Revision is the etcd revision of the datastore resources loaded
+	// with the files (0: none).
+	Revision int64
 }
 
 // Load reads and compiles the configuration directory. A configuration
 // with an error is an *InvalidError holding every diagnostic. No kernel is
 // touched.
 func (e *Engine) Load() (*Loaded, error) {
+	if err := e.takeSnapshot(); err != nil {
+		return nil, err
+	}
 	res, diags := loader.LoadDir(e.o.ConfigDir, e.o.Load)
 	if diags.HasErrors() {
-		return nil, &InvalidError{Dir: e.o.ConfigDir, Diags: diags}
+		return nil, &InvalidError{Dir: e.loadedFrom(), Diags: diags}
 	}
-	l := &Loaded{Result: res, Host: res.Config.HostName(e.o.HostName)}
+	l := &Loaded{Result: res, Host: res.Config.HostName(e.o.HostName), Revision: e.snapshotRevision()}
 	if names := res.Config.Domains(); len(names) > 0 {
 		// The policies' domain names, as they resolve now (names.go).
 		var warnings hcl.Diagnostics
@@ -79,7 +85,7 @@ func (e *Engine) Load() (*Loaded, error) {
 	l.Table, more = compile.Compile(l.Result.Config, compile.Options{HostName: l.Host, Limits: e.o.Limits, Memo: e.compiled, Recipes: &l.Recipes})
 	diags = append(diags, more...)
 	if diags.HasErrors() {
-		return nil, &InvalidError{Dir: e.o.ConfigDir, Diags: diags}
+		return nil, &InvalidError{Dir: e.loadedFrom(), Diags: diags}
 	}
 	l.Warnings = append(diags, e.missingInterfaces(res.Config, l.Host)...)
 	return l, nil
@@ -130,15 +136,21 @@ func (e *Engine) limits() *state.Limits {
 		ShardMin: l.Sharding.Min, ShardSlots: l.Sharding.Slots, ShardChunkBits: l.Sharding.ChunkBits}
 }
 
-// compileRecorded compiles a generation's recorded files for its host,
-// under the limits it was applied with (the engine's for records that
-// name none).
-func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.Table, error) {
+// loaderSources are a loaded generation's recorded files (and datastore
+// resources) as the loader takes them.
+func loaderSources(g *state.Generation) []loader.Source {
 	var srcs []loader.Source
 	for _, f := range g.Files {
 		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data, SHA256: f.SHA256})
 	}
-	res, diags := loader.Load(srcs)
+	return srcs
+}
+
+// compileRecorded compiles a generation's recorded files for its host,
+// under the limits it was applied with (the engine's for records that
+// name none).
+func (e *Engine) compileRecorded(g *state.Generation) (*config.Config, *ruleset.Table, error) {
+	res, diags := loader.Load(loaderSources(g))
 	if diags.HasErrors() {
 		return nil, nil, fmt.Errorf("generation %d no longer loads: %s", g.Number, views.FormatDiagnostic(diags.Errs()[0].(*hcl.Diagnostic)))
 	}

@@ -42,6 +42,9 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 	if t, _ := e.readTrial(ns); t != nil && expired(t) {
 		e.notice("%s", overdue(t))
 	}
+	if err := e.takeSnapshot(); err != nil {
+		return nil, err
+	}
 	if !refresh {
 		if rec, srcs := e.readRecordAnd(ns, true, false); e.unchanged(rec, srcs) {
 			return &Planned{Plan: &planner.Plan{Generation: rec.Generation}, Notes: []string{unchangedNote("plan", rec)},

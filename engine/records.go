@@ -95,7 +95,7 @@ func (e *Engine) prepare(files []loader.Source, host string, names []resolve.Ans
 		reason += " (trial)"
 	}
 	g := &state.Generation{Time: time.Now(), UID: os.Getuid(), SSHConnection: req.SSHConnection, HostName: host,
-		NetNS: e.o.NetNS, ConfigDir: e.o.ConfigDir, Reason: reason, Limits: e.limits()}
+		NetNS: e.o.NetNS, ConfigDir: e.o.ConfigDir, Reason: reason, Limits: e.limits(), Datastore: e.datastoreRecord()}
 	for _, s := range files {
 		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
 	}

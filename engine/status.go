@@ -51,10 +51,32 @@ type Status struct {
 	// addresses: as the agent keeps them (Stale when a name no longer
 	// resolves), else as the current generation recorded them.
 	Names []resolve.Answer `json:"names,omitempty"`
+	// Datastore is the etcd datastore the generation in force read, as it
+	// recorded it and, from the agent, as the agent follows it (nil: the
+	// files alone).
+	Datastore *DatastoreStatus `json:"datastore,omitempty"`
 	// Interrupted is a change whose process died before recording its
 	// outcome (the next change settles it); InProgress one under way.
 	Interrupted *state.Intent `json:"interrupted,omitempty"`
 	InProgress  *state.Intent `json:"in_progress,omitempty"`
+}
+
+// DatastoreStatus is where the datastore stands.
+type DatastoreStatus struct {
+	Type      string   `json:"type"`
+	Endpoints []string `json:"endpoints"`
+	// Revision is the etcd revision of the generation in force's
+	// resources; Applied the revision the agent last applied (the
+	// kernel's rules need not change with every revision).
+	Revision int64 `json:"revision"`
+	Applied  int64 `json:"applied,omitempty"`
+	// Synced is the revision the agent has read to, SyncedAt when etcd
+	// last confirmed it; Error why etcd does not answer now. Only from
+	// the agent.
+	Synced   int64     `json:"synced,omitempty"`
+	SyncedAt time.Time `json:"synced_at,omitzero"`
+	Error    string    `json:"error,omitempty"`
+	Relists  int       `json:"relists,omitempty"`
 }
 
 // ApplyRecord is the agent's last attempt to apply the files.
@@ -117,6 +139,9 @@ func (e *Engine) Status(ctx context.Context) (*Status, error) {
 	}
 	e.readCounters(ctx, s)
 	s.Names = e.nameStatus(s.Generation)
+	if g, err := e.store.CurrentMeta(); err == nil && g != nil && g.Datastore != nil {
+		s.Datastore = &DatastoreStatus{Type: g.Datastore.Type, Endpoints: g.Datastore.Endpoints, Revision: g.Datastore.Revision}
+	}
 	return s, nil
 }
 

@@ -107,6 +107,8 @@ type Agent struct {
 	dropsLost     prometheus.Counter
 	dropsJournal  prometheus.Counter
 	textfileFails prometheus.Counter
+	// reg registers the datastore's gauges, when the agent follows one.
+	reg prometheus.Registerer
 }
 
 // NewAgent makes the agent's metrics and registers them with reg.
@@ -136,7 +138,49 @@ func NewAgent(reg prometheus.Registerer) *Agent {
 	}
 	reg.MustRegister(a.applies, a.applyDuration, a.lastSuccess, a.driftRepairs, a.verifications,
 		a.dropsLogged, a.dropsLost, a.dropsJournal, a.textfileFails)
+	a.reg = reg
 	return a
+}
+
+// DatastoreState is where the agent's etcd datastore stands: the revision
+// applied, when etcd last confirmed the agent current (zero: never),
+// whether it answers, and the full lists after the first.
+type DatastoreState struct {
+	Applied int64
+	Synced  time.Time
+	Up      bool
+	Relists int
+}
+
+// FollowDatastore registers the etcd datastore's gauges, read from state
+// at each scrape: how stale enforcement may be is time() minus
+// hostwall_datastore_synced_timestamp_seconds.
+func (a *Agent) FollowDatastore(state func() DatastoreState) {
+	if a == nil {
+		return
+	}
+	gauge := func(name, help string, v func(DatastoreState) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, func() float64 { return v(state()) })
+	}
+	a.reg.MustRegister(
+		gauge("datastore_revision", "The etcd revision of the datastore resources last applied.",
+			func(s DatastoreState) float64 { return float64(s.Applied) }),
+		gauge("datastore_synced_timestamp_seconds", "When etcd last confirmed the agent has read every change (Unix time; 0: never). time() minus it is how stale enforcement may be.",
+			func(s DatastoreState) float64 {
+				if s.Synced.IsZero() {
+					return 0
+				}
+				return float64(s.Synced.UnixNano()) / 1e9
+			}),
+		gauge("datastore_up", "1 when the etcd datastore answers, 0 while it does not (the agent keeps enforcing what it last read).",
+			func(s DatastoreState) float64 {
+				if s.Up {
+					return 1
+				}
+				return 0
+			}),
+		gauge("datastore_relists", "Full lists of the datastore after the first, since the agent started (a watch that fell behind a compaction).",
+			func(s DatastoreState) float64 { return float64(s.Relists) }))
 }
 
 // Applied records an apply: its result ("success", "invalid", "failed",
@@ -225,6 +269,8 @@ func Trigger(why string) string {
 		return "trial_end"
 	case strings.HasPrefix(why, "domain names"):
 		return "names"
+	case strings.HasPrefix(why, "the etcd datastore"):
+		return "datastore"
 	}
 	return "change"
 }

@@ -29,9 +29,14 @@ test)
   [ -x /usr/sbin/sshd ] || need+=(openssh-server)
   # Domain names in policies: a real DNS server in a test namespace.
   command -v dnsmasq >/dev/null || [ -x /usr/sbin/dnsmasq ] || need+=(dnsmasq-base)
+  # The etcd fleet: a real etcd cluster on loopback, written with etcdctl.
+  command -v etcd >/dev/null || need+=(etcd-server)
+  command -v etcdctl >/dev/null || need+=(etcd-client)
   ;;
 bench)
   command -v iperf3 >/dev/null || need+=(iperf3) # W5
+  command -v etcd >/dev/null || need+=(etcd-server) # bench/fleet
+  command -v etcdctl >/dev/null || need+=(etcd-client)
   ;;
 *)
   echo "scripts/deps.sh: unknown target $target (demo, test or bench)" >&2

@@ -64,9 +64,24 @@ type Generation struct {
 	// compiling it again (rollback, repair) uses: a configuration the
 	// limits of its apply admitted must stay one that can be rolled back to.
 	Limits *Limits `json:"limits,omitempty"`
+	// Datastore is where its datastore resources came from (its files
+	// named loader.DatastorePrefix + key); nil for files alone.
+	Datastore *Datastore `json:"datastore,omitempty"`
 	// Damaged says why the generation cannot be used, in List's answer
 	// (never recorded).
 	Damaged string `json:"damaged,omitempty"`
+}
+
+// Datastore is the datastore a generation's resources were read from, and
+// the etcd revision they are as of.
+type Datastore struct {
+	Type      string   `json:"type"`
+	Endpoints []string `json:"endpoints"`
+	CA        string   `json:"ca,omitempty"`
+	Cert      string   `json:"cert,omitempty"`
+	Key       string   `json:"key,omitempty"`
+	Revision  int64    `json:"revision"`
+	Resources int      `json:"resources"`
 }
 
 // Limits are compile.Limits, as a generation records them.

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -76,7 +77,11 @@ func launchAgent(t *testing.T, wrap, env []string, ns, dir string, more ...strin
 	}
 	t.Cleanup(func() { conn.Close() })
 	a := &runningAgent{log: &syncBuffer{}, notify: conn}
-	argv := append(append(wrap, binary, "agent", "-c", dir, "--netns", ns, "--host-name", "srv", "--log-format", "json"), more...)
+	host := []string{"--host-name", "srv"}
+	if slices.Contains(more, "--node") || slices.Contains(more, "--host-name") {
+		host = nil // the test names the host
+	}
+	argv := append(append(append(wrap, binary, "agent", "-c", dir, "--netns", ns, "--log-format", "json"), host...), more...)
 	a.cmd = exec.Command(argv[0], argv[1:]...)
 	a.cmd.Env = append(append(append(baseEnv(), "NOTIFY_SOCKET="+sock), env...), dirsOf(t)...)
 	a.cmd.Stderr = a.log

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hostwall/hostwall/agent"
+	"github.com/hostwall/hostwall/datastore"
 	"github.com/hostwall/hostwall/engine"
 	"github.com/hostwall/hostwall/nft"
 	"github.com/hostwall/hostwall/observe"
@@ -63,6 +65,7 @@ hostwall drops and hostwall status.`,
 	}
 	cmd.Flags().DurationVar(&resync, "resync", 5*time.Minute, "period of the full verification against drift")
 	cmd.Flags().DurationVar(&debounce, "debounce", 200*time.Millisecond, "quiet time after a change before reloading")
+	cmd.Flags().DurationVar(&datastore.StatusTTL, "etcd-status-ttl", datastore.StatusTTL, "lease of this host's status key: how long after its agent stops answering fleet status shows it gone")
 	of.add(cmd)
 	return cmd
 }
@@ -82,6 +85,13 @@ func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration, 
 	o.Kernel, o.Memo, o.Notice = conn, true, func(s string) { log.Warn(s) }
 	// Its own engine's cookie: the events are this namespace's.
 	o.Untouched = func(ctx context.Context, _ uint64, since, now uint32) bool { return conn.Untouched(ctx, since, now) }
+	var follow *datastore.Follower
+	o.Datastore = engine.DatastoreFunc(func() (*datastore.Snapshot, error) {
+		if follow == nil {
+			return nil, nil
+		}
+		return follow.Snapshot()
+	})
 	e := engine.New(o)
 	notices, err := e.CheckPrivate()
 	for _, n := range notices {
@@ -95,6 +105,12 @@ func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration, 
 	}
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+	var dsDone sync.WaitGroup
+	defer dsDone.Wait() // the status key is taken away before the agent ends
+	follow, report, err := g.agentDatastore(ctx, e, log, &dsDone)
+	if err != nil {
+		return err
+	}
 	drift := make(chan agent.Drift, 16)
 	err = conn.Watch(ctx, func(c nft.Change) {
 		select {
@@ -122,6 +138,7 @@ func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration, 
 		Drift: drift, Notify: systemd.Notifier{}, Log: log, Socket: e.SocketPath(), Settled: agentSettled,
 		Metrics: obs.metrics, Gatherer: obs.reg, Observe: func(x *observe.Index) { obs.observed(octx, x) },
 		Counters: obs.counts, SampleChanges: of.exported(), DropLog: obs.notListening,
+		Datastore: follow, Reporter: report, Node: g.nodeName(), Version: version,
 	})
 	obs.drops.daemon = d
 	if err := obs.serve(); err != nil {

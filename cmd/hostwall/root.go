@@ -44,6 +44,8 @@ type globals struct {
 	limits      compile.Limits
 	// overlay is validate's --replace and --remove (loader.DirOptions.Overlay).
 	overlay map[string]string
+	// ds is where Calico's etcd datastore is (fleet.go).
+	ds datastoreFlags
 }
 
 func newRootCmd() *cobra.Command {
@@ -65,6 +67,9 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 				oneShotGC()
 			}
 			if err := flagsFromEnv(cmd); err != nil {
+				return err
+			}
+			if err := g.fromCalicoEnv(cmd.Flags()); err != nil {
 				return err
 			}
 			return g.limits.Check()
@@ -89,9 +94,10 @@ HOSTWALL_CONFIG=/etc/hostwall or HOSTWALL_NETNS=test.`,
 	pf.UintVar(&g.limits.Sharding.ChunkBits, "shard-chunk-bits", ruleset.DefaultSharding.ChunkBits, "chunks of 2^N elements on average")
 	_ = pf.MarkHidden("shard-slots") // for tests: the layout's defaults are measured ones
 	_ = pf.MarkHidden("shard-chunk-bits")
+	g.ds.add(pf)
 	pf.StringVar(&g.logFormat, "log-format", "", "agent logs: console or json (default: console on a terminal, else json)")
 	root.AddCommand(newValidateCmd(g), newPlanCmd(g), newApplyCmd(g), newShowCmd(g), newExplainCmd(g), newConvertCmd(g),
-		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newReloadCmd(g), newStatusCmd(g), newDropsCmd(g), newGuardCmd(g), newAgentCmd(g), newVersionCmd())
+		newGenerationsCmd(g), newRollbackCmd(g), newConfirmCmd(g), newReloadCmd(g), newStatusCmd(g), newDropsCmd(g), newGuardCmd(g), newAgentCmd(g), newFleetCmd(g), newVersionCmd())
 	root.AddCommand(newGenDocsCmd(root))
 	return root
 }
@@ -134,7 +140,13 @@ func (g *globals) engineOptions() engine.Options {
 }
 
 // loader is an engine for what needs no kernel: loading and compiling.
-func (g *globals) loader() *engine.Engine { return engine.New(g.engineOptions()) }
+func (g *globals) loader() *engine.Engine {
+	o := g.engineOptions()
+	bind := g.withDatastore(&o)
+	e := engine.New(o)
+	bind(e)
+	return e
+}
 
 // engine is an engine on the namespace's kernel, the state and run
 // directories checked private first (as root: an unprivileged hostwall
@@ -179,7 +191,9 @@ func (g *globals) kernelEngine(follow bool) (*engine.Engine, func(), error) {
 		return ok
 	}
 	o.BeforeCommit = func(context.Context) { agent.AskSample(e.SocketPath()) }
+	bind := g.withDatastore(&o)
 	e = engine.New(o)
+	bind(e)
 	if os.Geteuid() == 0 {
 		notices, err := e.CheckPrivate()
 		for _, n := range notices {

@@ -249,6 +249,9 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 	if s.Mismatch != "" {
 		fmt.Fprintf(warn, "warning: %s\n", s.Mismatch)
 	}
+	if d := s.Datastore; d != nil {
+		printDatastore(out, s.Agent > 0, d)
+	}
 	if len(s.Names) > 0 {
 		fmt.Fprintln(out, "Domain names:")
 		for _, a := range s.Names {
@@ -292,4 +295,28 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 		}
 	}
 	w.Flush()
+}
+
+// printDatastore shows the etcd datastore the generation in force read
+// and, from the agent, how current it is.
+func printDatastore(out io.Writer, agent bool, d *engine.DatastoreStatus) {
+	fmt.Fprintf(out, "Datastore: %s at %s; the generation in force is from revision %d\n", d.Type, strings.Join(d.Endpoints, ","), d.Revision)
+	if !agent {
+		return
+	}
+	switch {
+	case d.SyncedAt.IsZero():
+		fmt.Fprintf(out, "  STALE: etcd has not answered since the agent started; enforcing what the last generation read")
+	case d.Error != "" || time.Since(d.SyncedAt) > 10*time.Second:
+		fmt.Fprintf(out, "  STALE: etcd last confirmed revision %d current %s ago; enforcing revision %d until it answers", d.Synced, time.Since(d.SyncedAt).Round(time.Second), d.Applied)
+	default:
+		fmt.Fprintf(out, "  current: read to revision %d (confirmed %s ago), applied revision %d", d.Synced, time.Since(d.SyncedAt).Round(time.Second), d.Applied)
+	}
+	if d.Error != "" {
+		fmt.Fprintf(out, " (%s)", oneLine(d.Error))
+	}
+	fmt.Fprintln(out)
+	if d.Relists > 0 {
+		fmt.Fprintf(out, "  listed again in full %d %s (a watch fell behind etcd's compaction)\n", d.Relists, plural(d.Relists, "time", "times"))
+	}
 }

@@ -1,0 +1,94 @@
+package engine
+
+import (
+	"fmt"
+
+	"github.com/hostwall/hostwall/datastore"
+	"github.com/hostwall/hostwall/state"
+)
+
+// Datastore gives the resources of Calico's etcdv3 datastore to load with
+// the files: the agent's follower (the latest revision it read), or a
+// command's one list (datastore.Static).
+type Datastore interface {
+	Snapshot() (*datastore.Snapshot, error)
+}
+
+// DatastoreFunc is a function as a Datastore.
+type DatastoreFunc func() (*datastore.Snapshot, error)
+
+// Snapshot calls f.
+func (f DatastoreFunc) Snapshot() (*datastore.Snapshot, error) { return f() }
+
+// DatastoreError is a load that found no datastore snapshot to load with
+// the files (etcd never reached): nothing is applied, since the files
+// alone would take the datastore's policies away.
+type DatastoreError struct{ Err error }
+
+func (e *DatastoreError) Error() string {
+	return fmt.Sprintf("%v; nothing was applied (the files alone would drop the datastore's policies)", e.Err)
+}
+
+func (e *DatastoreError) Unwrap() error { return e.Err }
+
+// takeSnapshot takes the datastore's resources for the operation under way
+// (Options.Datastore): each load and each record of it uses this one.
+func (e *Engine) takeSnapshot() error {
+	if e.o.Datastore == nil {
+		return nil
+	}
+	s, err := e.o.Datastore.Snapshot()
+	if err != nil {
+		return &DatastoreError{err}
+	}
+	e.snap = s
+	e.o.Load.Datastore = nil
+	if s != nil {
+		e.o.Load.Datastore = s.Sources
+	}
+	return nil
+}
+
+// datastoreRecord is what a generation made from the snapshot taken
+// records of it.
+func (e *Engine) datastoreRecord() *state.Datastore {
+	if e.o.Datastore == nil || e.snap == nil {
+		return nil
+	}
+	c := e.snap.Config
+	return &state.Datastore{Type: datastore.Type, Endpoints: c.Endpoints, CA: c.CA, Cert: c.Cert, Key: c.Key,
+		Revision: e.snap.Revision, Resources: len(e.snap.Sources)}
+}
+
+// snapshotRevision is the revision of the snapshot taken (0: none).
+func (e *Engine) snapshotRevision() int64 {
+	if e.o.Datastore == nil || e.snap == nil {
+		return 0
+	}
+	return e.snap.Revision
+}
+
+// RecordedDatastore is the datastore the current generation's resources
+// came from, and the snapshot it recorded (nil, nil: it has none).
+func (e *Engine) RecordedDatastore() (*state.Datastore, *datastore.Snapshot, error) {
+	n, err := e.store.Current()
+	if err != nil || n == 0 {
+		return nil, nil, err
+	}
+	g, err := e.store.Load(n)
+	if err != nil || g.Datastore == nil {
+		return nil, nil, err
+	}
+	var srcs = loaderSources(g)
+	d := g.Datastore
+	return d, datastore.FromRecord(datastore.Config{Endpoints: d.Endpoints, CA: d.CA, Cert: d.Cert, Key: d.Key}, d.Revision, srcs), nil
+}
+
+// loadedFrom names what a load read: the directory, and the datastore's
+// revision with it.
+func (e *Engine) loadedFrom() string {
+	if r := e.snapshotRevision(); e.snap != nil {
+		return fmt.Sprintf("%s and the etcd datastore (revision %d)", e.o.ConfigDir, r)
+	}
+	return e.o.ConfigDir
+}
