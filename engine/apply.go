@@ -192,7 +192,7 @@ func fromRecordNote(gen uint32) string {
 // SHA-256 its record keeps of each.
 func sourcesHash(g *state.Generation) string {
 	var srcs []loader.Source
-	for _, f := range g.Files {
+	for _, f := range recordedFiles(g) {
 		srcs = append(srcs, loader.Source{Path: f.Path, SHA256: f.SHA256})
 	}
 	return loader.HashSources(srcs)

@@ -140,10 +140,21 @@ func (e *Engine) limits() *state.Limits {
 // resources) as the loader takes them.
 func loaderSources(g *state.Generation) []loader.Source {
 	var srcs []loader.Source
-	for _, f := range g.Files {
+	for _, f := range recordedFiles(g) {
 		srcs = append(srcs, loader.Source{Path: f.Path, Data: f.Data, SHA256: f.SHA256})
 	}
 	return srcs
+}
+
+// recordedFiles are a generation's files and datastore resources in the
+// order they were loaded.
+func recordedFiles(g *state.Generation) []state.File {
+	d := g.Datastore
+	if d == nil || len(d.Files) == 0 {
+		return g.Files
+	}
+	at := min(max(d.At, 0), len(g.Files))
+	return slices.Concat(g.Files[:at], d.Files, g.Files[at:])
 }
 
 // compileRecorded compiles a generation's recorded files for its host,

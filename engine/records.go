@@ -97,7 +97,18 @@ func (e *Engine) prepare(files []loader.Source, host string, names []resolve.Ans
 	g := &state.Generation{Time: time.Now(), UID: os.Getuid(), SSHConnection: req.SSHConnection, HostName: host,
 		NetNS: e.o.NetNS, ConfigDir: e.o.ConfigDir, Reason: reason, Limits: e.limits(), Datastore: e.datastoreRecord()}
 	for _, s := range files {
-		g.Files = append(g.Files, state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256})
+		f := state.File{Path: s.Path, Data: s.Data, SHA256: s.SHA256}
+		if !loader.IsDatastore(s.Path) {
+			g.Files = append(g.Files, f)
+			continue
+		}
+		if g.Datastore == nil {
+			g.Datastore = &state.Datastore{Type: "unknown"} // (the engine's snapshot records where they came from)
+		}
+		if len(g.Datastore.Files) == 0 {
+			g.Datastore.At = len(g.Files)
+		}
+		g.Datastore.Files = append(g.Datastore.Files, f)
 	}
 	for _, n := range names {
 		if g.Names == nil {

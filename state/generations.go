@@ -82,7 +82,17 @@ type Datastore struct {
 	Key       string   `json:"key,omitempty"`
 	Revision  int64    `json:"revision"`
 	Resources int      `json:"resources"`
+	// Files are the resources, one per key (as the loader names them),
+	// their contents in the generation's datastore.json: one file written
+	// and synced, not one per resource (2,000 resources took 1.8 s to
+	// write one by one). At is where they stood among the sources loaded:
+	// before Generation.Files[At].
+	Files []File `json:"files"`
+	At    int    `json:"at"`
 }
+
+// datastoreFile holds a generation's datastore resources.
+const datastoreFile = "datastore.json"
 
 // Limits are compile.Limits, as a generation records them.
 type Limits struct {
@@ -200,11 +210,13 @@ func (s *Store) Prepare(g *Generation) (*Pending, error) {
 	if err := os.MkdirAll(s.genDir(), 0o700); err != nil {
 		return nil, fmt.Errorf("creating %s: %w", s.genDir(), err)
 	}
-	for i := range g.Files {
-		if g.Files[i].SHA256 == "" {
-			g.Files[i].SHA256 = hashHex(g.Files[i].Data)
+	for _, files := range [][]File{g.Files, g.datastoreFiles()} {
+		for i := range files {
+			if files[i].SHA256 == "" {
+				files[i].SHA256 = hashHex(files[i].Data)
+			}
+			files[i].Size = int64(len(files[i].Data))
 		}
-		g.Files[i].Size = int64(len(g.Files[i].Data))
 	}
 	tmp, err := os.MkdirTemp(s.genDir(), tempPattern("", "tmp"))
 	if err != nil {
@@ -299,7 +311,28 @@ func (p *Pending) write() error {
 			return err
 		}
 	}
+	if ds := p.g.datastoreFiles(); len(ds) > 0 {
+		data := make([][]byte, len(ds))
+		for i, f := range ds {
+			data[i] = f.Data
+		}
+		bundle, err := json.Marshal(data)
+		if err != nil {
+			return err
+		}
+		if err := writeFileSynced(filepath.Join(p.tmp, datastoreFile), bundle, 0o600); err != nil {
+			return err
+		}
+	}
 	return syncDir(filepath.Join(p.tmp, "files"))
+}
+
+// datastoreFiles are the generation's datastore resources (none: nil).
+func (g *Generation) datastoreFiles() []File {
+	if g.Datastore == nil {
+		return nil
+	}
+	return g.Datastore.Files
 }
 
 // Place numbers the prepared generation as the next one, writes its
@@ -510,6 +543,11 @@ func (s *Store) checkSizes(g *Generation) error {
 			return &DamagedError{g.Number, fmt.Sprintf("its copy of file %s is missing or not the size recorded", f.Path)}
 		}
 	}
+	if len(g.datastoreFiles()) > 0 {
+		if _, err := os.Stat(filepath.Join(dir, datastoreFile)); err != nil {
+			return &DamagedError{g.Number, fmt.Sprintf("its %s is missing", datastoreFile)}
+		}
+	}
 	return nil
 }
 
@@ -537,6 +575,24 @@ func (s *Store) Load(n int) (*Generation, error) {
 		}
 		if hashHex(f.Data) != f.SHA256 {
 			return nil, &DamagedError{n, fmt.Sprintf("file %s does not match its recorded SHA-256", f.Path)}
+		}
+	}
+	if ds := g.datastoreFiles(); len(ds) > 0 {
+		bundle, err := readFile(filepath.Join(dir, datastoreFile), -1)
+		var data [][]byte
+		if err == nil {
+			err = json.Unmarshal(bundle, &data)
+		}
+		if err == nil && len(data) != len(ds) {
+			err = fmt.Errorf("%d resources, not the %d recorded", len(data), len(ds))
+		}
+		if err != nil {
+			return nil, &DamagedError{n, fmt.Sprintf("its %s does not read (%v)", datastoreFile, err)}
+		}
+		for i := range ds {
+			if ds[i].Data = data[i]; hashHex(ds[i].Data) != ds[i].SHA256 {
+				return nil, &DamagedError{n, fmt.Sprintf("datastore resource %s does not match its recorded SHA-256", ds[i].Path)}
+			}
 		}
 	}
 	return g, nil

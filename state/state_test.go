@@ -355,3 +355,41 @@ func TestFailedWriteLeavesNoTemp(t *testing.T) {
 		t.Errorf("a failed write left %v", left)
 	}
 }
+
+// TestDatastoreResources: a generation's datastore resources are kept in
+// one file, datastore.json, and load back whole with their recorded
+// place and sums; a damaged one is a DamagedError naming the resource.
+func TestDatastoreResources(t *testing.T) {
+	s := &Store{Dir: t.TempDir()}
+	var res []File
+	for i := range 3 {
+		res = append(res, File{Path: fmt.Sprintf("etcd:/calico/resources/v3/projectcalico.org/hostendpoints/h%d", i), Data: []byte(fmt.Sprintf(`{"n":%d}`, i))})
+	}
+	g := &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n",
+		Files:     []File{{Path: "/etc/hostwall/a.hcl", Data: []byte("x")}, {Path: "/etc/hostwall/bl.txt", Data: []byte("10.0.0.0/8\n")}},
+		Datastore: &Datastore{Type: "etcdv3", Endpoints: []string{"http://127.0.0.1:2379"}, Revision: 42, Resources: 3, Files: res, At: 1}}
+	if err := s.Record(g); err != nil {
+		t.Fatal(err)
+	}
+	if entries, _ := os.ReadDir(filepath.Join(s.path(1), "files")); len(entries) != 2 {
+		t.Errorf("files: %d entries, want the 2 files alone", len(entries))
+	}
+	back, err := s.Load(1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := back.Datastore
+	if d == nil || d.Revision != 42 || d.At != 1 || len(d.Files) != 3 || string(d.Files[2].Data) != `{"n":2}` || d.Files[2].Path != res[2].Path {
+		t.Fatalf("loaded back: %+v", d)
+	}
+	bundle := filepath.Join(s.path(1), datastoreFile)
+	data, _ := os.ReadFile(bundle)
+	os.WriteFile(bundle, []byte(strings.Replace(string(data), "eyJuIjoxfQ==", "eyJuIjo5fQ==", 1)), 0o600) // {"n":1} → {"n":9}
+	if _, err := s.Load(1); err == nil || !strings.Contains(err.Error(), "hostendpoints/h1 does not match") {
+		t.Errorf("a damaged resource: %v", err)
+	}
+	os.Remove(bundle)
+	if gens, _ := s.List(); len(gens) != 1 || !strings.Contains(gens[0].Damaged, datastoreFile) {
+		t.Errorf("without its datastore.json: %+v", gens[0])
+	}
+}
