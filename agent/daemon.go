@@ -323,7 +323,7 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 // datastoreQuiet how long it waits for more changes first (each revision
 // is whole: a burst of writes is applied once).
 const (
-	datastoreChanged = "the etcd datastore changed"
+	datastoreChanged = engine.DatastoreReason
 	datastoreQuiet   = 30 * time.Millisecond
 	reportEvery      = 5 * time.Second
 )
@@ -335,7 +335,15 @@ func (d *Daemon) awaitDatastore(ctx context.Context) {
 	if d.o.Datastore == nil {
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	// With what the last generation read, a start at boot (before the
+	// network is up: systemd waits for READY) is not held up long; the
+	// first read applies when it comes. Without, there is nothing to
+	// apply until etcd answers.
+	wait := 5 * time.Second
+	if _, err := d.o.Datastore.Snapshot(); err == nil {
+		wait = time.Second
+	}
+	wctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
 	select {
 	case <-d.o.Datastore.Ready():

@@ -184,3 +184,65 @@ func TestReporterAndFleet(t *testing.T) {
 		t.Error("the status key outlives its reporter")
 	}
 }
+
+// TestTLSAndRBAC: against a real etcd that takes clients by their TLS
+// certificates, with auth on and each host granted what docs/fleet.md
+// says (read the Calico prefix; read and write its own status key), a
+// host reads the datastore, follows it and keeps its status key — and can
+// neither write another host's status key nor a Calico resource; a
+// client without a certificate is refused.
+func TestTLSAndRBAC(t *testing.T) {
+	etcd := testns.EtcdTLS(t, 1)
+	// The grants of docs/fleet.md, "Access control".
+	for _, args := range [][]string{
+		{"user", "add", "root", "--no-password"}, {"user", "grant-role", "root", "root"},
+		{"role", "add", "hostwall-read"},
+		{"role", "grant-permission", "hostwall-read", "read", loader.CalicoPrefix, "--prefix"},
+		{"user", "add", "node-a", "--no-password"},
+		{"role", "add", "hostwall-status-node-a"},
+		{"role", "grant-permission", "hostwall-status-node-a", "readwrite", StatusPrefix + "node-a"},
+		{"user", "grant-role", "node-a", "hostwall-read"},
+		{"user", "grant-role", "node-a", "hostwall-status-node-a"},
+		{"put", loader.CalicoPrefix + "hostendpoints/h1", hep("h1")},
+		{"auth", "enable"},
+	} {
+		etcd.Ctl(args...)
+	}
+	cert, key := etcd.TLS.Client("node-a")
+	c := Config{Endpoints: etcd.Endpoints(), CA: etcd.TLS.CA, Cert: cert, Key: key}
+	cli, err := Open(c, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, stop := context.WithTimeout(context.Background(), 30*time.Second)
+	defer stop()
+	s, err := List(ctx, cli, c)
+	if err != nil || keys(s) != "hostendpoints/h1" {
+		t.Fatalf("List as node-a: %v, %v", s, err)
+	}
+	f := NewFollower(cli, c, zap.NewNop(), nil)
+	go f.Run(ctx)
+	<-f.Ready()
+	etcd.Ctl("put", loader.CalicoPrefix+"hostendpoints/h2", hep("h2"))
+	await(t, "node-a follows a put", func() bool { s, _ := f.Snapshot(); return keys(s) == "hostendpoints/h1 hostendpoints/h2" })
+	r := NewReporter(cli, "node-a", zap.NewNop())
+	go r.Run(ctx)
+	r.Publish(NodeStatus{Node: "node-a", Result: "applied"})
+	await(t, "node-a's status key is written", func() bool { return strings.Contains(etcd.Ctl("get", StatusPrefix+"node-a"), `"node":"node-a"`) })
+	for _, k := range []string{StatusPrefix + "node-b", loader.CalicoPrefix + "hostendpoints/h3"} {
+		if _, err := cli.Put(ctx, k, "{}"); err == nil || !strings.Contains(err.Error(), "permission denied") {
+			t.Errorf("node-a writes %s: %v", k, err)
+		}
+	}
+	bare, err := Open(Config{Endpoints: etcd.Endpoints(), CA: etcd.TLS.CA}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bare.Close()
+	bctx, bstop := context.WithTimeout(ctx, 3*time.Second)
+	defer bstop()
+	if _, err := List(bctx, bare, c); err == nil {
+		t.Error("a client without a certificate lists the datastore")
+	}
+}

@@ -92,3 +92,8 @@ func (e *Engine) loadedFrom() string {
 	}
 	return e.o.ConfigDir
 }
+
+// DatastoreReason is why the agent applies a change of the datastore (its
+// generations that changed nothing on this host are pruned first:
+// state.DatastoreReason).
+const DatastoreReason = state.DatastoreReason

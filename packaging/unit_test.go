@@ -54,11 +54,12 @@ func TestUnitVerifies(t *testing.T) {
 var exposureRE = regexp.MustCompile(`Overall exposure level for hostwall\.service: ([0-9.]+)`)
 
 // TestUnitExposure: systemd-analyze security rates the unit 2.0 or better,
-// alone and with the drop-in that lets the agent serve and write metrics
-// (metrics.conf).
+// alone, with the drop-in that lets the agent serve and write metrics
+// (metrics.conf), and with the one that lets it reach etcd (etcd.conf).
 func TestUnitExposure(t *testing.T) {
 	t.Run("unit", func(t *testing.T) { exposure(t, "") })
 	t.Run("with metrics.conf", func(t *testing.T) { exposure(t, "metrics.conf") })
+	t.Run("with etcd.conf", func(t *testing.T) { exposure(t, "etcd.conf") })
 }
 
 func exposure(t *testing.T, dropIn string) {

@@ -37,6 +37,7 @@ config() { # packager, extra line for each page
   for p in dist/stage/man/*.8.gz; do echo "$p /usr/share/man/man8/${p##*/}"; done
   find examples -type f | sort | while read -r p; do echo "$p /usr/share/doc/hostwall/$p"; done
   echo "packaging/metrics.conf /usr/share/doc/hostwall/metrics.conf"
+  echo "packaging/etcd.conf /usr/share/doc/hostwall/etcd.conf"
 } > dist/stage/docs.list
 config deb ""
 config rpm "type: doc"

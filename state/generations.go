@@ -630,25 +630,43 @@ func (s *Store) List() ([]*Generation, error) {
 // (Generation.Reason ends with it): such generations are pruned first.
 const NamesReason = "domain names due to be resolved again"
 
+// DatastoreReason is what the agent's applies of a change of the etcd
+// datastore say: those whose ruleset the next generation has too changed
+// nothing on this host (a write for other hosts), and are pruned first.
+const DatastoreReason = "the etcd datastore changed"
+
 // prune removes the generations beyond Keep, never one of keep nor the
 // newest: first the oldest of those that followed domain names alone
 // (NamesReason: a name whose answer rotates would push every other one
-// out), then the oldest of the rest.
+// out) or a datastore's change that left this host's ruleset as it was
+// (DatastoreReason: a fleet's writes for other hosts would), then the
+// oldest of the rest.
 func (s *Store) prune(keep ...int) error {
 	nums, err := s.Numbers()
 	if err != nil || len(nums) <= s.keep() {
 		return err
 	}
 	var names, rest []int
-	for _, n := range nums[:len(nums)-1] {
-		switch g, err := s.Meta(n); {
+	next, _ := s.Meta(nums[len(nums)-1])
+	for i := len(nums) - 2; i >= 0; i-- {
+		n := nums[i]
+		g, err := s.Meta(n)
+		reason := ""
+		if err == nil {
+			reason = strings.TrimSuffix(g.Reason, " (trial)")
+		}
+		switch {
 		case slices.Contains(keep, n):
-		case err == nil && strings.HasSuffix(strings.TrimSuffix(g.Reason, " (trial)"), NamesReason):
+		case err == nil && strings.HasSuffix(reason, NamesReason),
+			err == nil && strings.HasSuffix(reason, DatastoreReason) && next != nil && next.RulesetHash == g.RulesetHash:
 			names = append(names, n)
 		default:
 			rest = append(rest, n)
 		}
+		next = g
 	}
+	slices.Reverse(names)
+	slices.Reverse(rest)
 	order := append(names, rest...)
 	for _, n := range order[:min(len(nums)-s.keep(), len(order))] {
 		if err := os.RemoveAll(s.path(n)); err != nil {

@@ -76,6 +76,25 @@ func TestPruneNamesFirst(t *testing.T) {
 	}
 }
 
+// TestPruneUnchangedDatastoreFirst: the generations a datastore change made
+// without changing this host's ruleset (the next generation has the same)
+// go first; one that changed it stays.
+func TestPruneUnchangedDatastoreFirst(t *testing.T) {
+	s := &Store{Dir: t.TempDir(), Keep: 3}
+	for _, g := range []struct{ reason, ruleset string }{
+		{"apply", "a"}, {"agent: " + DatastoreReason, "b"}, {"agent: " + DatastoreReason, "b"},
+		{"agent: " + DatastoreReason, "b"}, {"agent: " + DatastoreReason, "c"}, {"agent: " + DatastoreReason, "c"},
+	} {
+		if err := s.Record(&Generation{Time: time.Now(), Reason: g.reason, Ruleset: "table inet hostwall { comment \"" + g.ruleset + "\" }\n"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// 2 and 3 have 4's ruleset, 5 has 6's: they go, oldest first, until 3 are left.
+	if nums, _ := s.Numbers(); !cmp.Equal(nums, []int{1, 4, 6}) {
+		t.Errorf("kept %v, want the apply, the last of ruleset b and the newest: [1 4 6]", nums)
+	}
+}
+
 // TestPreparePlaceAbort: a prepared generation is no generation until it
 // is placed, and not current until made so; an aborted one leaves
 // nothing, placed or not; Clean removes what a killed writer left, and

@@ -486,3 +486,50 @@ func (p *cutProxy) mend() {
 	defer p.mu.Unlock()
 	p.isCut = false
 }
+
+// TestFleetsReadmeExamples: the README's "Fleets" section's two ways, the
+// HCL file for Ansible and Puppet and the Calico resources for calicoctl,
+// are valid for each of the three hosts and mean the same: explain lets
+// the web hosts serve 80 and the database 5432 to the web hosts alone.
+func TestFleetsReadmeExamples(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	readme := string(data)
+	start, end := strings.Index(readme, "\n## Fleets"), strings.Index(readme, "\n## Configuration reference")
+	if start < 0 || end < start {
+		t.Fatal("no Fleets section in README.md")
+	}
+	blocks := map[string]string{}
+	for _, part := range strings.Split(readme[start:end], "```")[1:] {
+		lang, body, _ := strings.Cut(part, "\n")
+		if lang == "hcl" || lang == "yaml" {
+			blocks[lang] = body
+		}
+	}
+	if len(blocks) != 2 {
+		t.Fatalf("want an hcl and a yaml block in Fleets, found %d", len(blocks))
+	}
+	for lang, body := range blocks {
+		dir := writeConfig(t, map[string]string{"fleet." + lang: body})
+		for _, c := range []struct {
+			host, src string
+			port      int
+			allow     bool
+		}{
+			{"web-1", "198.51.100.7", 443, true}, {"web-2", "198.51.100.7", 80, true}, {"web-1", "198.51.100.7", 5432, false},
+			{"db-1", "10.0.0.12", 5432, true}, {"db-1", "198.51.100.7", 5432, false}, {"db-1", "198.51.100.7", 80, false},
+		} {
+			r := hostwall(t, "", "explain", "-c", dir, "--insecure-skip-perms", "--host-name", c.host, "--iface", "eth0", "--in",
+				"--proto", "tcp", "--src", c.src, "--dport", fmt.Sprint(c.port), "--json")
+			var ex struct{ Verdict string }
+			if err := json.Unmarshal([]byte(r.stdout), &ex); err != nil {
+				t.Fatalf("%s: explain on %s: %v\n%s%s", lang, c.host, err, r.stdout, r.stderr)
+			}
+			if (ex.Verdict == "allow") != c.allow {
+				t.Errorf("%s: %s tcp/%d from %s: %s, want allowed %v", lang, c.host, c.port, c.src, ex.Verdict, c.allow)
+			}
+		}
+	}
+}

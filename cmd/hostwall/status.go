@@ -44,7 +44,15 @@ applied (rollback checks every file's SHA-256 besides).`,
 				return nil
 			}
 			w := tabwriter.NewWriter(cmd.OutOrStdout(), 2, 8, 2, ' ', 0)
-			fmt.Fprintln(w, "\tGEN\tTIME\tUID\tFROM\tREASON\tFILES\tRULESET")
+			datastore := false
+			for _, gen := range gens {
+				datastore = datastore || gen.Datastore != nil
+			}
+			if datastore {
+				fmt.Fprintln(w, "\tGEN\tTIME\tUID\tFROM\tREASON\tFILES\tETCD REVISION\tRULESET")
+			} else {
+				fmt.Fprintln(w, "\tGEN\tTIME\tUID\tFROM\tREASON\tFILES\tRULESET")
+			}
 			for _, gen := range gens {
 				mark := ""
 				if gen.Number == cur {
@@ -58,8 +66,16 @@ applied (rollback checks every file's SHA-256 besides).`,
 				if from == "" {
 					from = "-"
 				}
-				fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\t%s\t%d\t%s\n", mark, gen.Number, gen.Time.Format(time.DateTime), gen.UID,
-					from, gen.Reason, len(gen.Files), gen.RulesetHash[:12])
+				files := fmt.Sprint(len(gen.Files))
+				if datastore {
+					rev := "-"
+					if d := gen.Datastore; d != nil {
+						rev = fmt.Sprintf("%d (%d %s)", d.Revision, len(d.Files), plural(len(d.Files), "resource", "resources"))
+					}
+					files += "\t" + rev
+				}
+				fmt.Fprintf(w, "%s\t%d\t%s\t%d\t%s\t%s\t%s\t%s\n", mark, gen.Number, gen.Time.Format(time.DateTime), gen.UID,
+					from, gen.Reason, files, gen.RulesetHash[:12])
 			}
 			return w.Flush()
 		},

@@ -1,8 +1,16 @@
 package testns
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"fmt"
+	"math/big"
 	"net"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -18,6 +26,10 @@ type EtcdCluster struct {
 	t       testing.TB
 	members []*etcdMember
 	cluster string
+	// TLS, when set, is the cluster's certificates: clients connect over
+	// TLS with a client certificate, whose common name is their etcd user
+	// once auth is enabled; Ctl is user root.
+	TLS *EtcdCerts
 }
 
 type etcdMember struct {
@@ -30,14 +42,31 @@ type etcdMember struct {
 // healthy.
 func Etcd(t testing.TB, n int) *EtcdCluster {
 	t.Helper()
+	return startEtcd(t, n, false)
+}
+
+// EtcdTLS is Etcd with TLS between clients and members, and client
+// certificates required.
+func EtcdTLS(t testing.TB, n int) *EtcdCluster {
+	t.Helper()
+	return startEtcd(t, n, true)
+}
+
+func startEtcd(t testing.TB, n int, tls bool) *EtcdCluster {
+	t.Helper()
 	if _, err := exec.LookPath("etcd"); err != nil {
 		t.Fatal("etcd is not installed (scripts/deps.sh test installs etcd-server and etcd-client)")
 	}
 	c := &EtcdCluster{t: t}
 	base := t.TempDir()
+	scheme := "http://"
+	if tls {
+		c.TLS = newEtcdCerts(t, filepath.Join(base, "certs"))
+		scheme = "https://"
+	}
 	var peers []string
 	for i := range n {
-		m := &etcdMember{name: fmt.Sprintf("m%d", i), client: "http://" + freePort(t), peer: "http://" + freePort(t),
+		m := &etcdMember{name: fmt.Sprintf("m%d", i), client: scheme + freePort(t), peer: "http://" + freePort(t),
 			dir: filepath.Join(base, fmt.Sprintf("m%d", i))}
 		c.members = append(c.members, m)
 		peers = append(peers, m.name+"="+m.peer)
@@ -84,6 +113,10 @@ func (c *EtcdCluster) Start(i int) {
 		"--listen-peer-urls", m.peer, "--initial-advertise-peer-urls", m.peer,
 		"--initial-cluster", c.cluster, "--initial-cluster-state", "new", "--initial-cluster-token", filepath.Base(filepath.Dir(m.dir)),
 		"--heartbeat-interval", "50", "--election-timeout", "500", "--log-level", "warn")
+	if c.TLS != nil {
+		m.cmd.Args = append(m.cmd.Args, "--cert-file", c.TLS.ServerCert, "--key-file", c.TLS.ServerKey,
+			"--trusted-ca-file", c.TLS.CA, "--client-cert-auth")
+	}
 	m.cmd.Stdout, m.cmd.Stderr = m.log, m.log
 	m.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := m.cmd.Start(); err != nil {
@@ -113,7 +146,7 @@ func (c *EtcdCluster) AwaitHealthy() {
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		out, err := exec.Command("etcdctl", "--endpoints", strings.Join(eps, ","), "endpoint", "health").CombinedOutput()
+		out, err := exec.Command("etcdctl", append(c.tlsArgs(), "--endpoints", strings.Join(eps, ","), "endpoint", "health")...).CombinedOutput()
 		if err == nil {
 			return
 		}
@@ -143,7 +176,7 @@ func (c *EtcdCluster) Ctl(args ...string) string {
 			eps = append(eps, m.client)
 		}
 	}
-	out, err := exec.Command("etcdctl", append([]string{"--endpoints", strings.Join(eps, ",")}, args...)...).CombinedOutput()
+	out, err := exec.Command("etcdctl", append(append(c.tlsArgs(), "--endpoints", strings.Join(eps, ",")), args...)...).CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("etcdctl %s: %v\n%s", strings.Join(args, " "), err, out)
 	}
@@ -163,4 +196,79 @@ func (c *EtcdCluster) Revision() int64 {
 	}
 	c.t.Fatalf("no revision in etcdctl endpoint status:\n%s", out)
 	return 0
+}
+
+// tlsArgs are etcdctl's flags to connect as root (none without TLS).
+func (c *EtcdCluster) tlsArgs() []string {
+	if c.TLS == nil {
+		return nil
+	}
+	cert, key := c.TLS.Client("root")
+	return []string{"--cacert", c.TLS.CA, "--cert", cert, "--key", key}
+}
+
+// EtcdCerts are a test CA's files: the CA, the members' certificate (for
+// 127.0.0.1), and client certificates made on demand.
+type EtcdCerts struct {
+	CA, ServerCert, ServerKey string
+	dir                       string
+	ca                        *x509.Certificate
+	caKey                     *ecdsa.PrivateKey
+	t                         testing.TB
+}
+
+func newEtcdCerts(t testing.TB, dir string) *EtcdCerts {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "hostwall test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(der)
+	c := &EtcdCerts{dir: dir, ca: ca, caKey: key, t: t, CA: filepath.Join(dir, "ca.pem")}
+	writePEM(t, c.CA, "CERTIFICATE", der)
+	c.ServerCert, c.ServerKey = c.issue("server", true)
+	return c
+}
+
+// Client is the certificate and key of a client whose common name is cn.
+func (c *EtcdCerts) Client(cn string) (cert, key string) {
+	cert = filepath.Join(c.dir, cn+".pem")
+	if _, err := os.Stat(cert); err == nil {
+		return cert, filepath.Join(c.dir, cn+"-key.pem")
+	}
+	return c.issue(cn, false)
+}
+
+func (c *EtcdCerts) issue(cn string, server bool) (string, string) {
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{SerialNumber: serial, Subject: pkix.Name{CommonName: cn},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	if server {
+		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
+		tmpl.IPAddresses = []net.IP{net.ParseIP("127.0.0.1")}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, c.ca, &key.PublicKey, c.caKey)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	cert, keyPath := filepath.Join(c.dir, cn+".pem"), filepath.Join(c.dir, cn+"-key.pem")
+	writePEM(c.t, cert, "CERTIFICATE", der)
+	writePEM(c.t, keyPath, "EC PRIVATE KEY", kder)
+	return cert, keyPath
+}
+
+func writePEM(t testing.TB, path, kind string, der []byte) {
+	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: kind, Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
 }
