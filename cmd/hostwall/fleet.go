@@ -190,6 +190,11 @@ func newFleetCmd(g *globals) *cobra.Command {
 	fleet := &cobra.Command{
 		Use:   "fleet",
 		Short: "Show the hosts that follow the etcd datastore",
+		Long: `fleet reads what the agents following Calico's etcd datastore
+(hostwall agent --datastore etcdv3) report there: each keeps a status key
+under a lease. Give the datastore as for the agent: --etcd-endpoints (or
+ETCD_ENDPOINTS) and, for TLS, --etcd-ca, --etcd-cert and --etcd-key.
+docs/fleet.md says what each host may read and write in etcd.`,
 	}
 	var asJSON bool
 	status := &cobra.Command{
