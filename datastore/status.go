@@ -183,7 +183,11 @@ func ReadFleet(ctx context.Context, cli *clientv3.Client) (*Fleet, error) {
 	}
 	f := &Fleet{}
 	for plural := range loader.DatastoreKinds {
-		resp, err := cli.Get(ctx, loader.CalicoPrefix+plural+"/", clientv3.WithPrefix(), clientv3.WithRev(st.Header.Revision))
+		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(st.Header.Revision)}
+		if plural != "hostendpoints" {
+			opts = append(opts, clientv3.WithKeysOnly()) // their revisions alone
+		}
+		resp, err := cli.Get(ctx, loader.CalicoPrefix+plural+"/", opts...)
 		if err != nil {
 			return nil, fmt.Errorf("reading %s%s/ from etcd: %w", loader.CalicoPrefix, plural, err)
 		}

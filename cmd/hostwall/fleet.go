@@ -50,6 +50,14 @@ var calicoEnv = map[string]string{
 // variables, and --node into --host-name.
 func (g *globals) fromCalicoEnv(fs *pflag.FlagSet) error {
 	var err error
+	// Endpoints given to hostwall (flag or HOSTWALL_ETCD_ENDPOINTS) mean
+	// the datastore; calicoctl's ETCD_ENDPOINTS alone, exported in an
+	// operator's shell for calicoctl, does not (DATASTORE_TYPE=etcdv3
+	// does, as for calicoctl).
+	explicit := false
+	if f := fs.Lookup("etcd-endpoints"); f != nil {
+		explicit = f.Changed
+	}
 	for name, env := range calicoEnv {
 		f := fs.Lookup(name)
 		if f == nil || f.Changed {
@@ -73,8 +81,16 @@ func (g *globals) fromCalicoEnv(fs *pflag.FlagSet) error {
 	case d.node != "":
 		g.hostName = d.node
 	}
-	if d.kind == "" && len(d.endpoints) > 0 {
+	if d.kind == "" && explicit {
 		d.kind = datastore.Type // endpoints given: the datastore is meant
+	}
+	if d.kind == datastore.Type {
+		if err := d.config().Check(); err != nil {
+			return err
+		}
+	}
+	if f := fs.Lookup("etcd-status-ttl"); f != nil && datastore.StatusTTL < 2*time.Second {
+		return fmt.Errorf("--etcd-status-ttl %s: at least 2s (etcd's leases are whole seconds)", datastore.StatusTTL)
 	}
 	return nil
 }
@@ -258,12 +274,12 @@ func printFleet(out io.Writer, f *datastore.Fleet) {
 	for _, h := range f.Hosts {
 		s := h.Status
 		if s == nil {
-			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t%d host %s name it; no agent reports\n", h.Node, strings.ToUpper(h.State), h.Endpoints, plural(h.Endpoints, "endpoint", "endpoints"))
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t%d host %s name it; no agent reports\n", oneLine(h.Node), strings.ToUpper(h.State), h.Endpoints, plural(h.Endpoints, "endpoint", "endpoints"))
 			continue
 		}
 		last := "-"
 		if !s.LastApply.IsZero() {
-			last = fmt.Sprintf("%s %s ago", s.Result, time.Since(s.LastApply).Round(time.Second))
+			last = fmt.Sprintf("%s %s ago", oneLine(s.Result), time.Since(s.LastApply).Round(time.Second))
 		}
 		detail := s.Error
 		if detail == "" && !s.Trial.IsZero() {
@@ -272,7 +288,7 @@ func printFleet(out io.Writer, f *datastore.Fleet) {
 		if detail == "" && !s.SyncedAt.IsZero() && time.Since(s.SyncedAt) > 30*time.Second {
 			detail = fmt.Sprintf("etcd last confirmed it current %s ago", time.Since(s.SyncedAt).Round(time.Second))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", h.Node, strings.ToUpper(h.State), s.Revision, s.Generation, last, s.DriftRepairs, oneLine(detail))
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", oneLine(h.Node), strings.ToUpper(h.State), s.Revision, s.Generation, last, s.DriftRepairs, oneLine(detail))
 	}
 	w.Flush()
 }
@@ -281,7 +297,7 @@ func printFleet(out io.Writer, f *datastore.Fleet) {
 func oneLine(s string) string {
 	s, _, _ = strings.Cut(s, "\n")
 	return strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+		if r < 0x20 || r == 0x7f || r >= 0x80 && r < 0xa0 {
 			return '?'
 		}
 		return r

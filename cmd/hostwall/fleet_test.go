@@ -533,3 +533,24 @@ func TestFleetsReadmeExamples(t *testing.T) {
 		}
 	}
 }
+
+// TestCalicoEnv: calicoctl's ETCD_ENDPOINTS exported in an operator's
+// shell does not make hostwall read a datastore (files-only hosts plan
+// their files); DATASTORE_TYPE=etcdv3 with it does, as for calicoctl; and
+// conflicting node names are refused.
+func TestCalicoEnv(t *testing.T) {
+	dir := writeConfig(t, map[string]string{"a.hcl": "host_endpoint \"eth0\" { interface = \"eth0\" }\n"})
+	env := []string{"ETCD_ENDPOINTS=http://127.0.0.1:1"}
+	if r := hostwallEnv(t, "", env, "validate", "-c", dir, "--insecure-skip-perms"); r.code != 0 {
+		t.Errorf("validate with ETCD_ENDPOINTS alone: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := hostwallEnv(t, "", append(env, "DATASTORE_TYPE=kubernetes"), "validate", "-c", dir, "--insecure-skip-perms"); r.code == 0 || !strings.Contains(r.stderr, `--datastore "kubernetes"`) {
+		t.Errorf("DATASTORE_TYPE=kubernetes: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := hostwallEnv(t, "", nil, "validate", "-c", dir, "--insecure-skip-perms", "--node", "a", "--host-name", "b"); r.code == 0 || !strings.Contains(r.stderr, "name this host twice") {
+		t.Errorf("--node a --host-name b: exit %d\n%s", r.code, r.stderr)
+	}
+	if r := hostwallEnv(t, "", nil, "validate", "-c", dir, "--insecure-skip-perms", "--etcd-endpoints", "127.0.0.1:2379"); r.code == 0 || !strings.Contains(r.stderr, "give a URL") {
+		t.Errorf("an endpoint without a scheme: exit %d\n%s", r.code, r.stderr)
+	}
+}
