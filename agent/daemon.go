@@ -252,12 +252,6 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 		dsChanges = d.o.Datastore.Changes()
 	}
 	dsTimer := stopped()
-	var reportTick <-chan time.Time
-	if d.o.Reporter != nil {
-		tick := time.NewTicker(reportEvery)
-		defer tick.Stop()
-		reportTick = tick.C
-	}
 	for {
 		trialTimer, retryTimer, namesTimer := d.trialTimer(), d.retryTimer(), d.namesTimer()
 		select {
@@ -271,8 +265,6 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 			t.debounce.Reset(max(0, d.o.Debounce-time.Since(at)))
 		case <-dsChanges:
 			dsTimer.Reset(datastoreQuiet)
-		case <-reportTick:
-			d.report() // how fresh the datastore is, while nothing else happens
 		case <-dsTimer.C:
 			d.apply(ctx, t, datastoreChanged, false)
 			d.done()
@@ -325,7 +317,6 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 const (
 	datastoreChanged = engine.DatastoreReason
 	datastoreQuiet   = 30 * time.Millisecond
-	reportEvery      = 5 * time.Second
 )
 
 // awaitDatastore waits a while for the datastore's first read, so that the
@@ -660,8 +651,7 @@ func (d *Daemon) report() {
 	s := datastore.NodeStatus{Node: d.o.Node, Version: d.o.Version, Generation: d.current, Revision: d.revision,
 		DriftRepairs: d.repairs, Error: d.lastErr}
 	if d.o.Datastore != nil {
-		st := d.o.Datastore.State()
-		s.Synced, s.SyncedAt = st.Revision, st.Synced
+		s.Synced = d.o.Datastore.State().Revision
 	}
 	if a := d.lastApply; a != nil {
 		s.LastApply, s.Result = a.Time, a.Result

@@ -32,10 +32,12 @@ type NodeStatus struct {
 	// its datastore resources are as of (0: none).
 	Generation int   `json:"generation"`
 	Revision   int64 `json:"revision"`
-	// Synced is the revision the agent has read the datastore to, and
-	// SyncedAt when etcd last confirmed it (zero: never).
-	Synced   int64     `json:"synced"`
-	SyncedAt time.Time `json:"synced_at,omitzero"`
+	// Synced is the revision the agent had read the datastore to when it
+	// wrote the key. The key is written when the agent's state changes,
+	// not periodically (a fleet's agents writing every few seconds would
+	// be a load on etcd of its own): the lease, kept alive, says the agent
+	// is there.
+	Synced int64 `json:"synced"`
 	// LastApply is when the last apply ended, Result how ("applied",
 	// "invalid", "failed", "held") and Error why not.
 	LastApply    time.Time `json:"last_apply,omitzero"`
@@ -52,11 +54,14 @@ type NodeStatus struct {
 // alive, written again whenever the status changes or the lease was lost
 // (etcd down longer than the lease), and removed when the agent stops.
 type Reporter struct {
-	cli  *clientv3.Client
-	key  string
-	log  *zap.Logger
-	mu   sync.Mutex
+	cli *clientv3.Client
+	key string
+	log *zap.Logger
+	mu  sync.Mutex
+	// last is the status to write; core the same without its time, to
+	// tell a change.
 	last []byte
+	core string
 	kick chan struct{}
 }
 
@@ -65,16 +70,24 @@ func NewReporter(cli *clientv3.Client, node string, log *zap.Logger) *Reporter {
 	return &Reporter{cli: cli, key: StatusPrefix + node, log: log, kick: make(chan struct{}, 1)}
 }
 
-// Publish sets the status to write (written by Run, in the background).
+// Publish sets the status to write (written by Run, in the background),
+// unless it is the one written already.
 func (r *Reporter) Publish(s NodeStatus) {
-	s.Updated = time.Now()
-	data, err := json.Marshal(s)
+	core, err := json.Marshal(s)
 	if err != nil {
 		return
 	}
+	s.Updated = time.Now()
+	data, _ := json.Marshal(s)
 	r.mu.Lock()
-	r.last = data
+	same := string(core) == r.core
+	if !same {
+		r.core, r.last = string(core), data
+	}
 	r.mu.Unlock()
+	if same {
+		return // written already: only the lease says the agent is there
+	}
 	select {
 	case r.kick <- struct{}{}:
 	default:

@@ -285,9 +285,6 @@ func printFleet(out io.Writer, f *datastore.Fleet) {
 		if detail == "" && !s.Trial.IsZero() {
 			detail = fmt.Sprintf("generation %d on trial until %s", s.TrialGeneration, s.Trial.Format(time.DateTime))
 		}
-		if detail == "" && !s.SyncedAt.IsZero() && time.Since(s.SyncedAt) > 30*time.Second {
-			detail = fmt.Sprintf("etcd last confirmed it current %s ago", time.Since(s.SyncedAt).Round(time.Second))
-		}
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", oneLine(h.Node), strings.ToUpper(h.State), s.Revision, s.Generation, last, s.DriftRepairs, oneLine(detail))
 	}
 	w.Flush()
