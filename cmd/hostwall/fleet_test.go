@@ -198,6 +198,11 @@ func TestEtcdFleet(t *testing.T) {
 	t.Logf("etcdctl put to enforced by packets on the selected node, %d writes: p50 %s, p99 %s, max %s",
 		len(took), took[len(took)/2].Round(time.Millisecond), took[len(took)*99/100].Round(time.Millisecond), took[len(took)-1].Round(time.Millisecond))
 	expect("after the writes", map[*fleetNode][]int{a: {8080, 8082, 8083}, b: {}})
+	// The CLI against the live datastore, named: node-b holds what it says.
+	if r := hostwall(t, "", append([]string{"plan", "--refresh", "--detailed-exitcode", "--node", b.name, "--datastore", "etcdv3",
+		"--etcd-endpoints", strings.Join(etcd.Endpoints(), ",")}, b.dirs()...)...); r.code != 0 {
+		t.Errorf("plan --datastore etcdv3 on node-b: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
 
 	// fleet status: both current, at the revision of the last write.
 	fleet := fleetStatus(t, etcd.Endpoints())
