@@ -120,6 +120,9 @@ func (b *builder) decodeCalico(body *yamlBody) {
 	}
 	kindAttr := c.Attributes["kind"]
 	kind := b.str(kindAttr)
+	if IsDatastore(body.file) && !b.checkDatastoreKind(body.file, kind, kindAttr.Expr.Range()) {
+		return
+	}
 	if kind == "List" || strings.HasSuffix(kind, "List") {
 		if a := c.Attributes["items"]; a != nil {
 			for _, item := range b.items(body, a) {
@@ -156,13 +159,8 @@ func (b *builder) decodeCalico(body *yamlBody) {
 	if meta == nil {
 		return
 	}
-	if IsDatastore(body.file) {
-		if !b.checkDatastoreKey(body.file, kind, kindAttr.Expr.Range(), meta) {
-			return
-		}
-		if kind == "GlobalNetworkPolicy" || kind == "StagedGlobalNetworkPolicy" {
-			meta.name = clientPolicyName(meta.name)
-		}
+	if IsDatastore(body.file) && !b.checkDatastoreName(body.file, meta) {
+		return
 	}
 	spec := &yamlBody{file: body.file, at: kindAttr.NameRange, anchors: body.anchors, fold: body.fold}
 	if a := c.Attributes["spec"]; a != nil {

@@ -41,10 +41,14 @@ func (b *builder) calicoPolicy(m *calicoMeta, spec *yamlBody, schema *hcl.BodySc
 	if staged != "" {
 		kind = "staged policy"
 	}
-	if !b.unique(kind, m.name, m.nameRange) {
+	name := m.name
+	if t := c.Attributes["tier"]; t == nil || b.str(t) == "" || b.str(t) == config.DefaultTier {
+		name = clientPolicyName(name)
+	}
+	if !b.unique(kind, name, m.nameRange) {
 		return
 	}
-	p := &config.Policy{Name: m.name, Tier: config.DefaultTier, Selector: config.All(), DeclRange: m.nameRange, Staged: staged}
+	p := &config.Policy{Name: name, Tier: config.DefaultTier, Selector: config.All(), DeclRange: m.nameRange, Staged: staged}
 	if a := c.Attributes["stagedAction"]; a != nil && staged != "" {
 		switch v := b.str(a); v {
 		case "Set", "":
@@ -64,15 +68,15 @@ func (b *builder) calicoPolicy(m *calicoMeta, spec *yamlBody, schema *hcl.BodySc
 		}
 	}
 	switch {
-	case strings.HasPrefix(p.Name, "knp.default."):
+	case strings.HasPrefix(m.name, "knp.default."):
 		b.diags = append(b.diags, errAt(m.nameRange, "Reserved policy name", "Names starting with knp.default. are reserved for Kubernetes network policies."))
-	case p.Tier == config.DefaultTier && strings.Contains(p.Name, ".") && !strings.HasPrefix(p.Name, "default."):
+	case p.Tier == config.DefaultTier && strings.Contains(m.name, ".") && !strings.HasPrefix(m.name, "default."):
 		b.diags = append(b.diags, errAt(m.nameRange, "Policy name with a dot",
-			"In Calico a dot separates a policy's tier from its name; %q would be in tier %q. Name it without dots, or set spec.tier.", p.Name, strings.SplitN(p.Name, ".", 2)[0]))
+			"In Calico a dot separates a policy's tier from its name; %q would be in tier %q. Name it without dots, or set spec.tier.", m.name, strings.SplitN(m.name, ".", 2)[0]))
 	}
-	if p.Tier != config.DefaultTier && !strings.HasPrefix(p.Name, p.Tier+".") {
+	if p.Tier != config.DefaultTier && !strings.HasPrefix(m.name, p.Tier+".") {
 		b.diags = append(b.diags, errAt(m.nameRange, "Policy name lacks its tier prefix",
-			"A GlobalNetworkPolicy in tier %q must be named %q, as Calico requires.", p.Tier, p.Tier+"."+p.Name))
+			"A GlobalNetworkPolicy in tier %q must be named %q, as Calico requires.", p.Tier, p.Tier+"."+m.name))
 	}
 	if a := c.Attributes["selector"]; a != nil {
 		if sel := b.calicoSelector(a); sel != nil {

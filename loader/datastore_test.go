@@ -61,6 +61,18 @@ func TestDatastoreResources(t *testing.T) {
 		"a field wrong": {Source{Path: key("globalnetworkpolicies", "default.p"), Data: []byte(`{"kind":"GlobalNetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"default.p"},"spec":{"ingress":[{"action":"allow"}]}}`)},
 			"action \"allow\" is not Allow"},
 		"not JSON": {Source{Path: key("tiers", "t"), Data: []byte(`{"kind":`)}, ""},
+		"empty": {Source{Path: key("hostendpoints", "h"), Data: []byte(" \n")}, "holds no resource"},
+		"an empty object": {Source{Path: key("hostendpoints", "h"), Data: []byte(`{}`)}, "holds no Calico resource"},
+		"null":            {Source{Path: key("hostendpoints", "h"), Data: []byte(`null`)}, "holds no Calico resource"},
+		"a list":          {Source{Path: key("hostendpoints", "h"), Data: []byte(`[]`)}, "holds no Calico resource"},
+		"hostwall's own YAML": {Source{Path: key("hostendpoints", "z"), Data: []byte(`{"policy":{"evil":{"selector":"all()","ingress":[{"action":"allow"}]}}}`)},
+			"holds no Calico resource"},
+		"a key ending in .hcl": {Source{Path: key("hostendpoints", "y.hcl"), Data: []byte(`network_set "leak" { nets_file = "/etc/shadow" }`)}, ""},
+		"a skipped kind": {Source{Path: key("hostendpoints", "p"), Data: []byte(`{"kind":"Profile","apiVersion":"projectcalico.org/v3","metadata":{"name":"p"}}`)},
+			"but kind is \"Profile\""},
+		"a List": {Source{Path: key("hostendpoints", "l"), Data: []byte(`{"kind":"HostEndpointList","apiVersion":"projectcalico.org/v3","items":[]}`)},
+			"but kind is \"HostEndpointList\""},
+		"two documents": {Source{Path: key("tiers", "t"), Data: []byte("kind: Tier\n---\nkind: Tier\n")}, "holds 2 documents"},
 		"the tier label on an endpoint": {Source{Path: key("hostendpoints", "h"), Data: []byte(`{"kind":"HostEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"h","labels":{"projectcalico.org/tier":"x"}},"spec":{"node":"n","interfaceName":"eth0"}}`)},
 			"reserved prefix"},
 	} {
@@ -75,7 +87,12 @@ func TestDatastoreResources(t *testing.T) {
 		}
 	}
 
-	// Files and the datastore form one configuration.
+	// Files and the datastore form one configuration; "default.web" and
+	// "web" are one policy, in a file as in the datastore.
+	_, diags = Load([]Source{{Path: "/etc/hostwall/web.yaml", Data: []byte("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: default.allow-http\n")}, srcs[3]})
+	if d := diags.Errs(); len(d) != 1 || !strings.Contains(d[0].Error(), "Duplicate policy") {
+		t.Errorf("default.allow-http in a file and in the datastore: %v", diags)
+	}
 	_, diags = Load([]Source{{Path: "/etc/hostwall/web.yaml", Data: []byte("apiVersion: projectcalico.org/v3\nkind: GlobalNetworkPolicy\nmetadata:\n  name: allow-http\n")}, srcs[3]})
 	if d := diags.Errs(); len(d) != 1 || !strings.Contains(d[0].Error(), "/etc/hostwall/web.yaml:4") || !strings.Contains(d[0].Error(), "etcd datastore form one configuration") {
 		t.Errorf("a policy in the files and the datastore: %v", diags)

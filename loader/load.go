@@ -183,6 +183,13 @@ func decodeFile(src Source) (*fragment, hcl.Diagnostics) {
 	if d := checkNesting(src); d != nil {
 		return newBuilder().fragment(), hcl.Diagnostics{d}
 	}
+	if IsDatastore(src.Path) {
+		// A datastore key holds one Calico resource, whatever its name
+		// ends in (never HCL, never native YAML).
+		b := newBuilder()
+		b.loadDatastore(src)
+		return b.fragment(), b.diags
+	}
 	if filepath.Ext(src.Path) != ".hcl" {
 		// A byte order mark may start a YAML stream (as HCL's parser
 		// takes it); goccy/go-yaml does not.
