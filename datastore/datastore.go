@@ -90,6 +90,8 @@ type Snapshot struct {
 	// Synced is when the datastore last confirmed the snapshot current;
 	// zero for one taken from a generation's record, never confirmed.
 	Synced time.Time
+	// cluster is the etcd cluster it was listed from.
+	cluster uint64
 }
 
 // List reads every resource of the kinds hostwall reads, all at one
@@ -111,7 +113,7 @@ func List(ctx context.Context, cli *clientv3.Client, c Config) (*Snapshot, error
 			return nil, fmt.Errorf("listing %s%s/ from etcd: %w", loader.CalicoPrefix, p, err)
 		}
 		if s.Revision == 0 {
-			s.Revision = resp.Header.Revision
+			s.Revision, s.cluster = resp.Header.Revision, resp.Header.ClusterId
 		}
 		for _, kv := range resp.Kvs {
 			if _, _, ok := loader.DatastoreKey(string(kv.Key)); ok {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -54,6 +55,8 @@ type Follower struct {
 	synced  time.Time
 	err     error
 	relists int
+	// cluster is the etcd cluster listed (0: none yet).
+	cluster uint64
 
 	changes chan struct{}
 	// ready is closed once etcd first answered.
@@ -123,7 +126,10 @@ func (f *Follower) State() State {
 // Run follows the datastore until ctx ends.
 func (f *Follower) Run(ctx context.Context) {
 	backoff := time.Duration(0)
-	relist := !f.listed
+	// A seed serves until etcd answers, but is never watched from: etcd
+	// may have been rebuilt or restored since, its revisions lower than
+	// the seed's (a watch from the seed's would wait for ever).
+	relist, first := true, true
 	for ctx.Err() == nil {
 		if relist {
 			lctx, cancel := context.WithTimeout(ctx, ListTimeout)
@@ -132,8 +138,8 @@ func (f *Follower) Run(ctx context.Context) {
 			if err != nil {
 				f.failed(err)
 			} else {
-				f.replace(s)
-				relist, backoff = false, 0
+				f.replace(s, !first)
+				relist, backoff, first = false, 0, false
 			}
 		}
 		if !relist {
@@ -206,9 +212,23 @@ func (f *Follower) watch(ctx context.Context) (relist, ok bool) {
 				return false, ok
 			}
 			ok, answered = true, time.Now()
+			if f.behind(resp.Header) {
+				f.log.Warn("the etcd datastore went back in time (rebuilt, or restored from a backup); listing it again",
+					zap.Int64("was at", f.State().Revision), zap.Int64("now at", resp.Header.Revision))
+				return true, true
+			}
 			f.apply(resp)
 		}
 	}
+}
+
+// behind reports whether a response comes from a datastore that is not
+// the one listed (another cluster) or is behind the revision held (etcd
+// restored from a backup): the watch would miss its changes.
+func (f *Follower) behind(h etcdserverpb.ResponseHeader) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.cluster != 0 && h.ClusterId != f.cluster || h.Revision != 0 && h.Revision < f.rev
 }
 
 // apply takes a watch response in: its events, or a confirmation that
@@ -243,10 +263,11 @@ func (f *Follower) apply(resp clientv3.WatchResponse) {
 	}
 }
 
-// replace takes a full list in.
-func (f *Follower) replace(s *Snapshot) {
+// replace takes a full list in; again counts it as a list after the
+// first (relists).
+func (f *Follower) replace(s *Snapshot, again bool) {
 	f.mu.Lock()
-	if f.listed {
+	if again {
 		f.relists++
 	}
 	f.res = make(map[string][]byte, len(s.Sources))
@@ -256,7 +277,7 @@ func (f *Follower) replace(s *Snapshot) {
 	if f.err != nil {
 		f.log.Info("the etcd datastore answers again", zap.Int64("revision", s.Revision))
 	}
-	f.rev, f.listed, f.synced, f.err = s.Revision, true, s.Synced, nil
+	f.rev, f.listed, f.synced, f.err, f.cluster = s.Revision, true, s.Synced, nil, s.cluster
 	f.mu.Unlock()
 	f.readyOnce.Do(func() { close(f.ready) })
 	f.signal()

@@ -135,6 +135,16 @@ func (c *EtcdCluster) Kill(i int) {
 	m.cmd = nil
 }
 
+// Wipe kills member i and removes its data: started again, it is a new
+// member of a new cluster at the same address (an etcd rebuilt, its
+// revisions starting over).
+func (c *EtcdCluster) Wipe(i int) {
+	c.Kill(i)
+	if err := os.RemoveAll(c.members[i].dir); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
 // AwaitHealthy waits until every running member answers with a leader.
 func (c *EtcdCluster) AwaitHealthy() {
 	c.t.Helper()
