@@ -302,7 +302,8 @@ func (d *Daemon) snapshot(ctx context.Context) *engine.Status {
 		if s.Datastore == nil {
 			s.Datastore = &engine.DatastoreStatus{Type: datastore.Type}
 		}
-		s.Datastore.Applied, s.Datastore.Synced, s.Datastore.SyncedAt, s.Datastore.Relists = d.revision, st.Revision, st.Synced, st.Relists
+		s.Datastore.Endpoints = f.Config().Endpoints // what it follows now, whatever the generation read
+		s.Datastore.Applied, s.Datastore.Synced, s.Datastore.SyncedAt, s.Datastore.Relists = d.revisionInForce(), st.Revision, st.Synced, st.Relists
 		if st.Err != nil {
 			s.Datastore.Error = st.Err.Error()
 		}

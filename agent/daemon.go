@@ -146,6 +146,8 @@ type Daemon struct {
 	// for the metrics, read at a scrape).
 	revision        int64
 	appliedRevision atomic.Int64
+	// appliedGen is the generation the agent's last apply left in force.
+	appliedGen int
 }
 
 // New returns a daemon.
@@ -514,7 +516,8 @@ func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error
 	switch {
 	case errors.As(err, &invalid):
 		d.logDiagnostics(invalid)
-		rec.Result, rec.Error, d.lastErr = "invalid", err.Error(), firstError(invalid)
+		d.lastErr = firstError(invalid)
+		rec.Result, rec.Error = "invalid", err.Error()+": "+d.lastErr // which file or key, and what is wrong
 		d.o.Notify.Status(fmt.Sprintf("INVALID configuration, keeping generation %d: %s", d.current, d.lastErr))
 		return err
 	case err != nil:
@@ -528,7 +531,7 @@ func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error
 		return d.keepCurrent(ctx)
 	}
 	d.namesHeld = false
-	d.revision = res.Revision
+	d.revision, d.appliedGen = res.Revision, res.Generation
 	d.appliedRevision.Store(res.Revision)
 	d.lastErr, d.retry, d.backoff = "", time.Time{}, 0
 	d.current, d.rules = res.Generation, res.Rules
@@ -643,12 +646,28 @@ func (d *Daemon) settleTrial(ctx context.Context) {
 	d.o.Log.Warn("trial rolled back", zap.Int("generation", o.Generation), zap.String("detail", o.Detail))
 }
 
+// revisionInForce is the datastore revision of what the kernel holds: the
+// one the agent applied last, while the generation in force is the one
+// that apply left (a change of the datastore that left this host's
+// ruleset as it was makes no generation); else, after a rollback or an
+// apply by the CLI, the one the generation in force recorded.
+func (d *Daemon) revisionInForce() int64 {
+	cur, err := d.e.Current()
+	switch {
+	case err != nil:
+		return 0
+	case cur == d.appliedGen:
+		return d.revision
+	}
+	return d.e.RecordedRevision(cur)
+}
+
 // report publishes this host's status key (Options.Reporter).
 func (d *Daemon) report() {
 	if d.o.Reporter == nil {
 		return
 	}
-	s := datastore.NodeStatus{Node: d.o.Node, Version: d.o.Version, Generation: d.current, Revision: d.revision,
+	s := datastore.NodeStatus{Node: d.o.Node, Version: d.o.Version, Generation: d.current, Revision: d.revisionInForce(),
 		DriftRepairs: d.repairs, Error: d.lastErr}
 	if d.o.Datastore != nil {
 		s.Synced = d.o.Datastore.State().Revision

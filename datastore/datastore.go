@@ -13,8 +13,12 @@ package datastore
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -22,6 +26,8 @@ import (
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 
 	"github.com/hostwall/hostwall/loader"
 )
@@ -61,13 +67,9 @@ func Open(c Config, log *zap.Logger) (*clientv3.Client, error) {
 	if err := c.Check(); err != nil {
 		return nil, err
 	}
-	var tlsConf *tls.Config
-	if c.CA != "" || c.Cert != "" {
-		info := transport.TLSInfo{CertFile: c.Cert, KeyFile: c.Key, TrustedCAFile: c.CA}
-		var err error
-		if tlsConf, err = info.ClientConfig(); err != nil {
-			return nil, fmt.Errorf("etcd TLS: %w", err)
-		}
+	tlsConf, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
 	}
 	if log == nil {
 		log = zap.NewNop()
@@ -75,8 +77,89 @@ func Open(c Config, log *zap.Logger) (*clientv3.Client, error) {
 	return clientv3.New(clientv3.Config{
 		Endpoints: c.Endpoints, TLS: tlsConf, DialTimeout: 5 * time.Second,
 		DialKeepAliveTime: 5 * time.Second, DialKeepAliveTimeout: 5 * time.Second,
+		// gRPC's own reconnection backs off to 2 minutes; etcd back after
+		// an outage is followed within 10 s.
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: backoff.Config{BaseDelay: 500 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 10 * time.Second}})},
 		Logger: log.Named("etcd").WithOptions(zap.IncreaseLevel(zap.ErrorLevel)),
 	})
+}
+
+// tlsConfig is the TLS client configuration of c (nil: plain HTTP).
+func (c Config) tlsConfig() (*tls.Config, error) {
+	if c.CA == "" && c.Cert == "" {
+		return nil, nil
+	}
+	if c.CA != "" {
+		pemData, err := os.ReadFile(c.CA)
+		if err != nil {
+			return nil, fmt.Errorf("etcd TLS: %w", err)
+		}
+		if !x509.NewCertPool().AppendCertsFromPEM(pemData) {
+			return nil, fmt.Errorf("etcd TLS: %s holds no PEM certificate (--etcd-ca, ETCD_CA_CERT_FILE)", c.CA)
+		}
+	}
+	info := transport.TLSInfo{CertFile: c.Cert, KeyFile: c.Key, TrustedCAFile: c.CA}
+	conf, err := info.ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("etcd TLS: %w", err)
+	}
+	return conf, nil
+}
+
+// why says, after a request that timed out, why each endpoint did not
+// answer — refused, unreachable, a TLS failure (x509, no client
+// certificate) — which the client itself never says; "" for other errors.
+func (c Config) why(err error) string {
+	if !errors.Is(err, context.DeadlineExceeded) {
+		return ""
+	}
+	conf, _ := c.tlsConfig()
+	var out []string
+	for _, ep := range c.Endpoints {
+		if e := probe(ep, conf); e != nil {
+			out = append(out, fmt.Sprintf("%s: %v", ep, e))
+		}
+	}
+	if len(out) == 0 {
+		return " (every endpoint accepts connections: etcd itself does not answer, e.g. it has no leader)"
+	}
+	return " (" + strings.Join(out, "; ") + ")"
+}
+
+// probe connects to one endpoint as the client would: TCP, then TLS for
+// https with the client's certificate, and a moment's read in which a
+// server that refuses the certificate says so.
+func probe(endpoint string, conf *tls.Config) error {
+	u, err := url.Parse(endpoint)
+	if err != nil {
+		return err
+	}
+	d := &net.Dialer{Timeout: 2 * time.Second}
+	if u.Scheme != "https" {
+		c, err := d.Dial("tcp", u.Host)
+		if err == nil {
+			c.Close()
+		}
+		return err
+	}
+	if conf == nil {
+		conf = &tls.Config{}
+	} else {
+		conf = conf.Clone()
+	}
+	conf.ServerName = u.Hostname()
+	c, err := tls.DialWithDialer(d, "tcp", u.Host, conf)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	var ne net.Error
+	if _, err := c.Read(make([]byte, 1)); err != nil && !(errors.As(err, &ne) && ne.Timeout()) {
+		return err
+	}
+	return nil
 }
 
 // Snapshot is the datastore's resources of the kinds hostwall reads, as
@@ -110,7 +193,7 @@ func List(ctx context.Context, cli *clientv3.Client, c Config) (*Snapshot, error
 		}
 		resp, err := cli.Get(ctx, loader.CalicoPrefix+p+"/", opts...)
 		if err != nil {
-			return nil, fmt.Errorf("listing %s%s/ from etcd: %w", loader.CalicoPrefix, p, err)
+			return nil, fmt.Errorf("listing %s%s/ from etcd: %w%s", loader.CalicoPrefix, p, err, c.why(err))
 		}
 		if s.Revision == 0 {
 			s.Revision, s.cluster = resp.Header.Revision, resp.Header.ClusterId

@@ -237,15 +237,19 @@ func TestTLSAndRBAC(t *testing.T) {
 			t.Errorf("node-a writes %s: %v", k, err)
 		}
 	}
-	bare, err := Open(Config{Endpoints: etcd.Endpoints(), CA: etcd.TLS.CA}, zap.NewNop())
+	noCert := Config{Endpoints: etcd.Endpoints(), CA: etcd.TLS.CA}
+	bare, err := Open(noCert, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer bare.Close()
 	bctx, bstop := context.WithTimeout(ctx, 3*time.Second)
 	defer bstop()
-	if _, err := List(bctx, bare, c); err == nil {
-		t.Error("a client without a certificate lists the datastore")
+	if _, err := List(bctx, bare, noCert); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Errorf("a client without a certificate: %v; want it refused, saying why", err)
+	}
+	if _, err := Open(Config{Endpoints: etcd.Endpoints(), CA: "/etc/passwd"}, zap.NewNop()); err == nil || !strings.Contains(err.Error(), "holds no PEM certificate") {
+		t.Errorf("a CA file without a certificate: %v", err)
 	}
 }
 

@@ -57,6 +57,8 @@ type Follower struct {
 	relists int
 	// cluster is the etcd cluster listed (0: none yet).
 	cluster uint64
+	// broken is why there is no client (Broken).
+	broken error
 
 	changes chan struct{}
 	// ready is closed once etcd first answered.
@@ -77,6 +79,18 @@ func NewFollower(cli *clientv3.Client, c Config, log *zap.Logger, seed *Snapshot
 	}
 	return f
 }
+
+// Broken makes a follower that cannot reach etcd at all (its client could
+// not be made: a TLS file): Run records err and returns; Snapshot gives
+// the seed.
+func (f *Follower) Broken(err error) {
+	f.mu.Lock()
+	f.broken, f.err = err, err
+	f.mu.Unlock()
+}
+
+// Config is where the follower reads.
+func (f *Follower) Config() Config { return f.c }
 
 // Changes signals that the resources changed (one signal for any number).
 func (f *Follower) Changes() <-chan struct{} { return f.changes }
@@ -125,6 +139,9 @@ func (f *Follower) State() State {
 
 // Run follows the datastore until ctx ends.
 func (f *Follower) Run(ctx context.Context) {
+	if f.cli == nil {
+		return // Broken
+	}
 	backoff := time.Duration(0)
 	// A seed serves until etcd answers, but is never watched from: etcd
 	// may have been rebuilt or restored since, its revisions lower than

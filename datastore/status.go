@@ -164,19 +164,19 @@ func (r *Reporter) Run(ctx context.Context) {
 type Fleet struct {
 	// Revision is the datastore's newest change of the resources hostwall
 	// reads: a host enforcing an older one is behind.
-	Revision int64
-	Hosts    []Host
+	Revision int64  `json:"revision"`
+	Hosts    []Host `json:"hosts"`
 }
 
 // Host is one host of the fleet: its status key, if any, and the host
 // endpoints naming it as their node.
 type Host struct {
-	Node      string
-	Status    *NodeStatus
-	Endpoints int
+	Node      string      `json:"node"`
+	Status    *NodeStatus `json:"status"`
+	Endpoints int         `json:"endpoints"`
 	// State is "current", "behind", "failing", "trial" or "gone" (host
 	// endpoints name the node, but no agent reports for it).
-	State string
+	State string `json:"state"`
 }
 
 // ReadFleet reads every status key and the datastore's host endpoints.
@@ -249,26 +249,38 @@ func ReadFleet(ctx context.Context, cli *clientv3.Client) (*Fleet, error) {
 // reads after revision from, up to to (from when none, or when etcd no
 // longer has those revisions).
 func deletedSince(ctx context.Context, cli *clientv3.Client, from, to int64) int64 {
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	wctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), 2*time.Second)
 	defer cancel()
 	last := from
-	for resp := range cli.Watch(wctx, loader.CalicoPrefix, clientv3.WithPrefix(), clientv3.WithRev(from+1), clientv3.WithFilterPut()) {
-		if resp.Err() != nil || resp.CompactRevision != 0 {
+	wch := cli.Watch(wctx, loader.CalicoPrefix, clientv3.WithPrefix(), clientv3.WithRev(from+1), clientv3.WithFilterPut(), clientv3.WithProgressNotify())
+	// A progress notification says every event up to its revision was
+	// sent: asked for until one comes (etcd answers only once the watch
+	// has caught up), it ends the reading at once.
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-wctx.Done():
 			return last
-		}
-		for _, ev := range resp.Events {
-			if ev.Kv.ModRevision > to {
+		case <-tick.C:
+			_ = cli.RequestProgress(wctx)
+		case resp, open := <-wch:
+			if !open || resp.Err() != nil || resp.CompactRevision != 0 {
 				return last
 			}
-			if _, _, ok := loader.DatastoreKey(string(ev.Kv.Key)); ok {
-				last = ev.Kv.ModRevision
+			for _, ev := range resp.Events {
+				if ev.Kv.ModRevision > to {
+					return last
+				}
+				if _, _, ok := loader.DatastoreKey(string(ev.Kv.Key)); ok {
+					last = ev.Kv.ModRevision
+				}
+			}
+			if resp.IsProgressNotify() && resp.Header.Revision >= to {
+				return last
 			}
 		}
-		if resp.Header.Revision >= to {
-			return last
-		}
 	}
-	return last
 }
 
 func (h *Host) state(newest int64) string {

@@ -26,7 +26,7 @@ func (f DatastoreFunc) Snapshot() (*datastore.Snapshot, error) { return f() }
 type DatastoreError struct{ Err error }
 
 func (e *DatastoreError) Error() string {
-	return fmt.Sprintf("%v; nothing was applied (the files alone would drop the datastore's policies)", e.Err)
+	return fmt.Sprintf("the etcd datastore was not read (the files alone would drop its policies): %v", e.Err)
 }
 
 func (e *DatastoreError) Unwrap() error { return e.Err }
@@ -68,20 +68,34 @@ func (e *Engine) snapshotRevision() int64 {
 	return e.snap.Revision
 }
 
-// RecordedDatastore is the datastore the current generation's resources
-// came from, and the snapshot it recorded (nil, nil: it has none).
-func (e *Engine) RecordedDatastore() (*state.Datastore, *datastore.Snapshot, error) {
-	n, err := e.store.Current()
-	if err != nil || n == 0 {
-		return nil, nil, err
+// RecordedDatastore is the datastore the current generation read, the
+// host it was made for, and the snapshot it recorded (nil: none, or its
+// datastore.json does not read: damaged). rec is nil for a generation of
+// the files alone, or none; an error when the record itself does not read
+// (then nobody can tell whether the datastore is meant).
+func (e *Engine) RecordedDatastore() (rec *state.Datastore, host string, seed *datastore.Snapshot, err error) {
+	g, err := e.store.CurrentMeta()
+	if err != nil || g == nil || g.Datastore == nil {
+		return nil, "", nil, err
 	}
-	g, err := e.store.Load(n)
-	if err != nil || g.Datastore == nil {
-		return nil, nil, err
-	}
-	var srcs = loaderSources(g)
 	d := g.Datastore
-	return d, datastore.FromRecord(datastore.Config{Endpoints: d.Endpoints, CA: d.CA, Cert: d.Cert, Key: d.Key}, d.Revision, srcs), nil
+	c := datastore.Config{Endpoints: d.Endpoints, CA: d.CA, Cert: d.Cert, Key: d.Key}
+	if full, err := e.store.Load(g.Number); err == nil {
+		seed = datastore.FromRecord(c, d.Revision, loaderSources(full))
+	} else {
+		e.notice("the generation in force's datastore resources do not read (%v): nothing to start from until etcd answers", err)
+	}
+	return d, g.HostName, seed, nil
+}
+
+// RecordedRevision is the etcd revision generation n's datastore
+// resources are as of (0: none, or n does not read).
+func (e *Engine) RecordedRevision(n int) int64 {
+	g, err := e.store.Meta(n)
+	if err != nil || g == nil || g.Datastore == nil {
+		return 0
+	}
+	return g.Datastore.Revision
 }
 
 // loadedFrom names what a load read: the directory, and the datastore's

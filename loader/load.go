@@ -293,9 +293,14 @@ func merge(frags []*fragment, diags []hcl.Diagnostics) (*config.Config, []netsRe
 		}
 	}
 	for _, ref := range f.TierRefs {
-		if ref.Tier != config.DefaultTier && !tiers[ref.Tier] {
+		switch {
+		case ref.Tier == config.DefaultTier || tiers[ref.Tier]:
+		case filepath.Ext(ref.Range.Filename) == ".hcl":
 			all = append(all, errAt(ref.Range, "Unknown tier",
 				"Policy %q is in tier %q, which no file declares; add tier %q { order = … } or remove the tier line.", ref.Policy, ref.Tier, ref.Tier))
+		default:
+			all = append(all, errAt(ref.Range, "Unknown tier",
+				"Policy %q is in tier %q, which neither the files nor the datastore hold; create the Tier (kind: Tier, metadata.name: %s) or change spec.tier.", ref.Policy, ref.Tier, ref.Tier))
 		}
 	}
 	return f.Config, f.Nets, append(all, checkStaged(f.Config)...)

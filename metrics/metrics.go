@@ -179,8 +179,9 @@ func (a *Agent) FollowDatastore(state func() DatastoreState) {
 				}
 				return 0
 			}),
-		gauge("datastore_relists", "Full lists of the datastore after the first, since the agent started (a watch that fell behind a compaction).",
-			func(s DatastoreState) float64 { return float64(s.Relists) }))
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "datastore_relists_total",
+			Help: "Full lists of the datastore after the first, since the agent started (a watch that fell behind a compaction, or an etcd restored from a backup)."},
+			func() float64 { return float64(state().Relists) }))
 }
 
 // Applied records an apply: its result ("success", "invalid", "failed",

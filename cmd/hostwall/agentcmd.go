@@ -85,6 +85,7 @@ func (g *globals) runAgent(ctx context.Context, debounce, resync time.Duration, 
 	o.Kernel, o.Memo, o.Notice = conn, true, func(s string) { log.Warn(s) }
 	// Its own engine's cookie: the events are this namespace's.
 	o.Untouched = func(ctx context.Context, _ uint64, since, now uint32) bool { return conn.Untouched(ctx, since, now) }
+	g.autoHost(&o)
 	var follow *datastore.Follower
 	o.Datastore = engine.DatastoreFunc(func() (*datastore.Snapshot, error) {
 		if follow == nil {

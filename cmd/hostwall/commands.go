@@ -68,8 +68,20 @@ Ansible and Puppet validate a policy this way before writing it.`,
 			if n := len(cfg.Policies) - enforced; n > 0 {
 				staged = fmt.Sprintf(" (and %d staged, not enforced: hostwall explain shows what they would do)", n)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Success! The configuration is valid: %d %s, %d host %s, %d network %s, %d %s compiled to %d rules for host %q%s.\n",
-				len(l.Result.Sources), plural(len(l.Result.Sources), "file", "files"),
+			files, keys := 0, 0
+			for _, s := range l.Result.Sources {
+				if loader.IsDatastore(s.Path) {
+					keys++
+				} else {
+					files++
+				}
+			}
+			read := fmt.Sprintf("%d %s", files, plural(files, "file", "files"))
+			if l.Revision != 0 {
+				read += fmt.Sprintf(" and %d etcd %s at revision %d", keys, plural(keys, "resource", "resources"), l.Revision)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Success! The configuration is valid: %s, %d host %s, %d network %s, %d %s compiled to %d rules for host %q%s.\n",
+				read,
 				len(cfg.Endpoints), plural(len(cfg.Endpoints), "endpoint", "endpoints"),
 				len(cfg.NetworkSets), plural(len(cfg.NetworkSets), "set", "sets"),
 				enforced, plural(enforced, "policy", "policies"),

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -47,7 +48,9 @@ var calicoEnv = map[string]string{
 }
 
 // fromCalicoEnv sets the datastore flags still unset from calicoctl's
-// variables, and --node into --host-name.
+// variables, and --node into --host-name. calicoctl's DATASTORE_TYPE of
+// another datastore (kubernetes, on a cluster's nodes) means no datastore
+// for hostwall, not an error; NODENAME gives way to --host-name.
 func (g *globals) fromCalicoEnv(fs *pflag.FlagSet) error {
 	var err error
 	// Endpoints given to hostwall (flag or HOSTWALL_ETCD_ENDPOINTS) mean
@@ -58,17 +61,25 @@ func (g *globals) fromCalicoEnv(fs *pflag.FlagSet) error {
 	if f := fs.Lookup("etcd-endpoints"); f != nil {
 		explicit = f.Changed
 	}
+	hostGiven := false
+	if f := fs.Lookup("host-name"); f != nil {
+		hostGiven = f.Changed
+	}
 	for name, env := range calicoEnv {
 		f := fs.Lookup(name)
-		if f == nil || f.Changed {
+		v, ok := os.LookupEnv(env)
+		switch {
+		case f == nil || f.Changed || !ok || v == "":
+			continue
+		case name == "datastore" && v != datastore.Type:
+			continue // calicoctl's other datastores are not hostwall's
+		case name == "node" && hostGiven:
 			continue
 		}
-		if v, ok := os.LookupEnv(env); ok && v != "" {
-			if e := f.Value.Set(v); e != nil && err == nil {
-				err = fmt.Errorf("%s=%q: %w", env, v, e)
-			}
-			f.Changed = true
+		if e := f.Value.Set(v); e != nil && err == nil {
+			err = fmt.Errorf("%s=%q: %w", env, v, e)
 		}
+		f.Changed = true
 	}
 	d := &g.ds
 	switch {
@@ -83,6 +94,18 @@ func (g *globals) fromCalicoEnv(fs *pflag.FlagSet) error {
 	}
 	if d.kind == "" && explicit {
 		d.kind = datastore.Type // endpoints given: the datastore is meant
+	}
+	for i, ep := range d.endpoints {
+		d.endpoints[i] = strings.TrimSpace(ep)
+	}
+	// TLS files by absolute path: a generation records them, and the
+	// agent reading it runs elsewhere.
+	for _, p := range []*string{&d.ca, &d.cert, &d.key} {
+		if *p != "" {
+			if abs, err := filepath.Abs(*p); err == nil {
+				*p = abs
+			}
+		}
 	}
 	if d.kind == datastore.Type {
 		if err := d.config().Check(); err != nil {
@@ -103,24 +126,45 @@ func (d *datastoreFlags) config() datastore.Config {
 // datastoreConfig is the datastore a command loads with the files: the
 // flags', else the one the generation in force read (so that a plan on
 // a host of an etcd fleet does not plan the datastore's policies away);
-// nil for none.
+// nil for none. seed is what that generation recorded.
 func (g *globals) datastoreConfig(e *engine.Engine) (*datastore.Config, *datastore.Snapshot, error) {
-	switch g.ds.kind {
-	case "none":
+	if g.ds.kind == "none" {
 		return nil, nil, nil
-	case datastore.Type:
-		c := g.ds.config()
-		_, seed, _ := e.RecordedDatastore()
-		return &c, seed, c.Check()
 	}
-	rec, seed, err := e.RecordedDatastore()
-	if err != nil || rec == nil {
+	rec, _, seed, err := e.RecordedDatastore()
+	if err != nil && g.ds.kind != datastore.Type {
+		return nil, nil, fmt.Errorf("reading the generation in force, to tell whether it read the etcd datastore: %w (--datastore none for the files alone)", err)
+	}
+	if g.ds.kind == datastore.Type {
+		c := g.ds.config()
+		if seed != nil && !sameEndpoints(seed.Config, c) {
+			seed = nil // another datastore: nothing recorded of it
+		}
+		return &c, seed, nil
+	}
+	if rec == nil {
 		return nil, nil, nil // files alone, as ever
 	}
 	c := datastore.Config{Endpoints: rec.Endpoints, CA: rec.CA, Cert: rec.Cert, Key: rec.Key}
 	fmt.Fprintf(os.Stderr, "notice: the generation in force read Calico's etcd datastore (%s, revision %d): it is read again (--datastore none for the files alone)\n",
 		strings.Join(rec.Endpoints, ","), rec.Revision)
 	return &c, seed, nil
+}
+
+// autoHost makes a command on a host whose generation in force read the
+// datastore, given no host name, the host that generation was made for
+// (the agent's --node, which its unit's environment gave it, and a shell
+// does not): else its plan would take the host's endpoints away.
+func (g *globals) autoHost(o *engine.Options) {
+	if g.ds.kind == "none" || g.hostName != "" {
+		return
+	}
+	rec, host, _, err := engine.New(*o).RecordedDatastore()
+	if err != nil || rec == nil || host == "" {
+		return
+	}
+	g.hostName, o.HostName = host, host
+	fmt.Fprintf(os.Stderr, "notice: planning for node %q, as the generation in force was (--node to name another)\n", host)
 }
 
 // listOnce is a command's datastore: one list, when the first load asks.
@@ -159,6 +203,7 @@ func (g *globals) withDatastore(o *engine.Options) func(*engine.Engine) {
 	if g.ds.kind == "none" {
 		return func(*engine.Engine) {}
 	}
+	g.autoHost(o)
 	l := &listOnce{g: g}
 	o.Datastore = l
 	return func(e *engine.Engine) { l.e = e }
@@ -173,10 +218,12 @@ func (g *globals) agentDatastore(ctx context.Context, e *engine.Engine, log *zap
 	}
 	cli, err := datastore.Open(*c, log)
 	if err != nil {
-		return nil, nil, err
-	}
-	if seed != nil && !sameEndpoints(seed.Config, *c) {
-		seed = nil // another datastore: nothing recorded of it
+		// The agent still runs: on what its last generation read, the
+		// files, drift repair; status says why etcd is not read.
+		log.Error("cannot follow the etcd datastore; enforcing what the last generation read", zap.Error(err))
+		f := datastore.NewFollower(nil, *c, log, seed)
+		f.Broken(err)
+		return f, nil, nil
 	}
 	f := datastore.NewFollower(cli, *c, log, seed)
 	r := datastore.NewReporter(cli, g.nodeName(), log)
@@ -274,7 +321,7 @@ func printFleet(out io.Writer, f *datastore.Fleet) {
 	for _, h := range f.Hosts {
 		s := h.Status
 		if s == nil {
-			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t%d host %s name it; no agent reports\n", oneLine(h.Node), strings.ToUpper(h.State), h.Endpoints, plural(h.Endpoints, "endpoint", "endpoints"))
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t%d host %s; no agent reports\n", oneLine(h.Node), strings.ToUpper(h.State), h.Endpoints, plural(h.Endpoints, "endpoint names it", "endpoints name it"))
 			continue
 		}
 		last := "-"

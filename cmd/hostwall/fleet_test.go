@@ -350,6 +350,21 @@ func TestEtcdFleet(t *testing.T) {
 		h := fleetStatus(t, etcd.Endpoints()).host("node-a")
 		return h != nil && h.State == "current"
 	})
+	// A rollback by the CLI: node-b enforces an older revision, and fleet
+	// status says it is behind; the next write brings it back.
+	if r := hostwall(t, "", append([]string{"rollback", "--auto-approve"}, b.dirs()...)...); r.code != 0 {
+		t.Fatalf("rollback on node-b: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	await(t, 10*time.Second, "node-b shows behind after a rollback", func() bool {
+		h := fleetStatus(t, etcd.Endpoints()).host("node-b")
+		return h != nil && h.State == "behind"
+	})
+	put("globalnetworkpolicies", "default.db", fleetGNP("db", "role == 'db'", 8082))
+	awaitOpen(b, 8082, 10*time.Second)
+	await(t, 10*time.Second, "node-b current again", func() bool {
+		h := fleetStatus(t, etcd.Endpoints()).host("node-b")
+		return h != nil && h.State == "current"
+	})
 	syscall.Kill(-b.agent.cmd.Process.Pid, syscall.SIGKILL)
 	b.agent.cmd.Wait()
 	await(t, 20*time.Second, "node-b's entry expires", func() bool {
@@ -378,7 +393,9 @@ policy "local-ops" {
 // the datastore say (every e2e apply ends so).
 func planEmpty(t *testing.T, n *fleetNode) {
 	t.Helper()
-	if r := hostwall(t, "", append([]string{"plan", "--refresh", "--detailed-exitcode", "--node", n.name}, n.dirs()...)...); r.code != 0 {
+	// No --node and no datastore flags, as an operator types it: the
+	// generation in force says both.
+	if r := hostwall(t, "", append([]string{"plan", "--refresh", "--detailed-exitcode"}, n.dirs()...)...); r.code != 0 {
 		t.Errorf("%s: plan --refresh finds the kernel different (exit %d):\n%s%s", n.name, r.code, r.stdout, r.stderr)
 	}
 }
@@ -541,16 +558,21 @@ func TestFleetsReadmeExamples(t *testing.T) {
 
 // TestCalicoEnv: calicoctl's ETCD_ENDPOINTS exported in an operator's
 // shell does not make hostwall read a datastore (files-only hosts plan
-// their files); DATASTORE_TYPE=etcdv3 with it does, as for calicoctl; and
-// conflicting node names are refused.
+// their files), nor does its DATASTORE_TYPE of another datastore, and its
+// NODENAME gives way to --host-name; conflicting flags are refused.
 func TestCalicoEnv(t *testing.T) {
 	dir := writeConfig(t, map[string]string{"a.hcl": "host_endpoint \"eth0\" { interface = \"eth0\" }\n"})
 	env := []string{"ETCD_ENDPOINTS=http://127.0.0.1:1"}
 	if r := hostwallEnv(t, "", env, "validate", "-c", dir, "--insecure-skip-perms"); r.code != 0 {
 		t.Errorf("validate with ETCD_ENDPOINTS alone: exit %d\n%s", r.code, r.stderr)
 	}
-	if r := hostwallEnv(t, "", append(env, "DATASTORE_TYPE=kubernetes"), "validate", "-c", dir, "--insecure-skip-perms"); r.code == 0 || !strings.Contains(r.stderr, `--datastore "kubernetes"`) {
-		t.Errorf("DATASTORE_TYPE=kubernetes: exit %d\n%s", r.code, r.stderr)
+	// calicoctl's other datastore, as a Kubernetes node's environment has
+	// it: not hostwall's, not an error either.
+	if r := hostwallEnv(t, "", append(env, "DATASTORE_TYPE=kubernetes", "NODENAME=other"), "validate", "-c", dir, "--insecure-skip-perms", "--host-name", "h1"); r.code != 0 || !strings.Contains(r.stdout, `for host "h1"`) {
+		t.Errorf("DATASTORE_TYPE=kubernetes, NODENAME=other, --host-name h1: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+	if r := hostwallEnv(t, "", []string{"HOSTWALL_DATASTORE=kubernetes"}, "validate", "-c", dir, "--insecure-skip-perms"); r.code == 0 || !strings.Contains(r.stderr, `--datastore "kubernetes"`) {
+		t.Errorf("HOSTWALL_DATASTORE=kubernetes: exit %d\n%s", r.code, r.stderr)
 	}
 	if r := hostwallEnv(t, "", nil, "validate", "-c", dir, "--insecure-skip-perms", "--node", "a", "--host-name", "b"); r.code == 0 || !strings.Contains(r.stderr, "name this host twice") {
 		t.Errorf("--node a --host-name b: exit %d\n%s", r.code, r.stderr)
