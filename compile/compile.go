@@ -293,6 +293,12 @@ func (c *compiler) endpoints() (named, wildcard []*config.HostEndpoint) {
 		if !c.local(hep) {
 			continue
 		}
+		if hep.Interface == "" {
+			c.diags = append(c.diags, &hcl.Diagnostic{Severity: hcl.DiagError, Summary: "Not supported yet: host endpoint without interfaceName",
+				Detail:  fmt.Sprintf("Calico finds host endpoint %q's interface by its expectedIPs; hostwall does not yet. Give spec.interfaceName.", hep.Name),
+				Subject: hep.DeclRange.Ptr()})
+			continue
+		}
 		prev := byIface[hep.Interface]
 		switch {
 		case prev == nil:

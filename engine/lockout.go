@@ -149,33 +149,63 @@ func wildcardStandIn(w config.Workloads) string {
 }
 
 // candidateSources are the addresses a rule or failsafe entry could single
-// out as SSH clients: the first address of every network a rule, a network
+// out as SSH clients: the first address of the networks a rule, a network
 // set, an endpoint or a failsafe entry names, and two documentation
-// addresses for "anyone".
+// addresses for "anyone" — each once, and at most candidatesPerList of
+// any one list, and the addresses of one endpoint of each set of labels
+// (a 60,000-network blocklist set made each check explain 60,000 packets
+// against it, over a minute, with the agent's loop waiting). Leaving
+// candidates out can only make the check refuse what it would have let
+// through (a way in is found by a candidate that is let in), never the
+// other way; the networks of every rule and failsafe entry stay
+// candidates, so a rule letting in a part of a large set still offers
+// its own.
 func candidateSources(cfg *config.Config, host string) []netip.Addr {
-	out := []netip.Addr{netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("2001:db8::1")}
+	seen := map[netip.Addr]bool{}
+	var out []netip.Addr
+	add := func(a netip.Addr) {
+		if a.IsValid() && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	addNets := func(nets []netip.Prefix) {
+		for _, n := range nets[:min(len(nets), candidatesPerList)] {
+			add(n.Addr())
+		}
+	}
+	add(netip.MustParseAddr("192.0.2.1"))
+	add(netip.MustParseAddr("2001:db8::1"))
 	for _, e := range cfg.ForHost(host).Failsafe.Inbound {
 		if e.Net.IsValid() {
-			out = append(out, e.Net.Addr())
+			add(e.Net.Addr())
 		}
 	}
 	for _, p := range cfg.Policies {
 		for _, r := range p.Ingress {
-			for _, n := range r.Source.Nets {
-				out = append(out, n.Addr())
-			}
+			addNets(r.Source.Nets)
 		}
 	}
 	for _, ns := range cfg.NetworkSets {
-		for _, n := range ns.Nets {
-			out = append(out, n.Addr())
-		}
+		addNets(ns.Nets)
 	}
+	labels := map[string]bool{}
 	for _, h := range cfg.Endpoints {
-		out = append(out, h.ExpectedIPs...)
+		key := fmt.Sprint(h.Labels) // maps print sorted
+		if labels[key] {
+			continue
+		}
+		labels[key] = true
+		for _, a := range h.ExpectedIPs[:min(len(h.ExpectedIPs), candidatesPerList)] {
+			add(a)
+		}
 	}
 	return out
 }
+
+// candidatesPerList bounds the candidates taken from one list of networks
+// (candidateSources).
+const candidatesPerList = 16
 
 // sshProbe is the SYN of a new SSH connection from src arriving on iface,
 // to any address of the host.

@@ -245,15 +245,13 @@ func (b *builder) calicoHEP(m *calicoMeta, spec *yamlBody) {
 			}
 		}
 	}
-	if hep.Interface == "" {
-		if len(hep.ExpectedIPs) == 0 {
-			b.diags = append(b.diags, errAt(m.nameRange, "Host endpoint without an interface",
-				"Give spec.interfaceName (or \"*\"), or expectedIPs."))
-		} else {
-			b.diags = append(b.diags, errAt(m.nameRange, "Not supported yet: host endpoint without interfaceName",
-				"Calico finds such an endpoint's interface by its expectedIPs; hostwall does not yet. Give spec.interfaceName."))
-		}
+	if hep.Interface == "" && len(hep.ExpectedIPs) == 0 {
+		b.diags = append(b.diags, errAt(m.nameRange, "Host endpoint without an interface",
+			"Give spec.interfaceName (or \"*\"), or expectedIPs."))
 	}
+	// One with expectedIPs alone is refused by the compile of its own host
+	// only: on the others its labels and addresses are all that count (a
+	// fleet's datastore holds every host's endpoints).
 	if a := c.Attributes["profiles"]; a != nil {
 		hep.Profiles = b.strings(a)
 		for _, p := range hep.Profiles {
