@@ -333,7 +333,8 @@ func (d *Daemon) awaitDatastore(ctx context.Context) {
 	// first read applies when it comes. Without, there is nothing to
 	// apply until etcd answers.
 	wait := 5 * time.Second
-	if _, err := d.o.Datastore.Snapshot(); err == nil {
+	_, err := d.o.Datastore.Snapshot()
+	if err == nil {
 		wait = time.Second
 	}
 	wctx, cancel := context.WithTimeout(ctx, wait)
@@ -341,7 +342,11 @@ func (d *Daemon) awaitDatastore(ctx context.Context) {
 	select {
 	case <-d.o.Datastore.Ready():
 	case <-wctx.Done():
-		d.o.Log.Warn("the etcd datastore does not answer; starting from what the last generation read", zap.Int64("revision", d.o.Datastore.State().Revision))
+		if err != nil {
+			d.o.Log.Warn("the etcd datastore does not answer, and no generation has read it: nothing is applied until it does")
+		} else {
+			d.o.Log.Warn("the etcd datastore does not answer; starting from what the last generation read", zap.Int64("revision", d.o.Datastore.State().Revision))
+		}
 	}
 }
 

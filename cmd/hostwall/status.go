@@ -316,7 +316,11 @@ func printStatus(out, warn io.Writer, s *engine.Status) {
 // printDatastore shows the etcd datastore the generation in force read
 // and, from the agent, how current it is.
 func printDatastore(out io.Writer, agent bool, d *engine.DatastoreStatus) {
-	fmt.Fprintf(out, "Datastore: %s at %s; the generation in force is from revision %d\n", d.Type, strings.Join(d.Endpoints, ","), d.Revision)
+	from := fmt.Sprintf("the generation in force is from revision %d", d.Revision)
+	if d.Revision == 0 {
+		from = "no generation has read it yet"
+	}
+	fmt.Fprintf(out, "Datastore: %s at %s; %s\n", d.Type, strings.Join(d.Endpoints, ","), from)
 	if !agent {
 		return
 	}
