@@ -122,7 +122,7 @@ func (c Config) why(err error) string {
 		}
 	}
 	if len(out) == 0 {
-		return " (every endpoint accepts connections: etcd itself does not answer, e.g. it has no leader)"
+		return " (every endpoint accepts connections, yet etcd does not answer: it has no leader, or an http:// endpoint is a TLS one)"
 	}
 	return " (" + strings.Join(out, "; ") + ")"
 }
@@ -173,8 +173,9 @@ type Snapshot struct {
 	// Synced is when the datastore last confirmed the snapshot current;
 	// zero for one taken from a generation's record, never confirmed.
 	Synced time.Time
-	// cluster is the etcd cluster it was listed from.
-	cluster uint64
+	// cluster is the etcd cluster it was listed from, term its raft term
+	// then.
+	cluster, term uint64
 }
 
 // List reads every resource of the kinds hostwall reads, all at one
@@ -196,7 +197,7 @@ func List(ctx context.Context, cli *clientv3.Client, c Config) (*Snapshot, error
 			return nil, fmt.Errorf("listing %s%s/ from etcd: %w%s", loader.CalicoPrefix, p, err, c.why(err))
 		}
 		if s.Revision == 0 {
-			s.Revision, s.cluster = resp.Header.Revision, resp.Header.ClusterId
+			s.Revision, s.cluster, s.term = resp.Header.Revision, resp.Header.ClusterId, resp.Header.RaftTerm
 		}
 		for _, kv := range resp.Kvs {
 			if _, _, ok := loader.DatastoreKey(string(kv.Key)); ok {

@@ -144,7 +144,7 @@ func TestFollowerNotListed(t *testing.T) {
 // as gone; when the reporter stops its key goes at once.
 func TestReporterAndFleet(t *testing.T) {
 	etcd := testns.Etcd(t, 1)
-	cli, _ := open(t, etcd.Endpoints())
+	cli, c := open(t, etcd.Endpoints())
 	ctx := context.Background()
 	cli.Put(ctx, loader.CalicoPrefix+"hostendpoints/h1", hep("h1"))
 	cli.Put(ctx, loader.CalicoPrefix+"hostendpoints/h2", strings.ReplaceAll(hep("h2"), "n1", "n2"))
@@ -157,7 +157,7 @@ func TestReporterAndFleet(t *testing.T) {
 	var f *Fleet
 	await(t, "the status key is written", func() bool {
 		var err error
-		f, err = ReadFleet(ctx, cli)
+		f, err = ReadFleet(ctx, cli, c)
 		return err == nil && len(f.Hosts) == 2 && f.Hosts[0].Status != nil
 	})
 	if f.Revision != rev || f.Hosts[0].State != "current" || f.Hosts[1].Node != "n2" || f.Hosts[1].State != "gone" {
@@ -167,19 +167,26 @@ func TestReporterAndFleet(t *testing.T) {
 	if len(lease.Kvs) != 1 || lease.Kvs[0].Lease == 0 {
 		t.Errorf("the status key is not under a lease: %+v", lease.Kvs)
 	}
-	// A newer change makes n1 behind; a deletion after it too.
+	// A deletion after the newest live key: a host that has not seen it
+	// is behind, once a host that has seen it tells its revision.
+	cli.Put(ctx, "/elsewhere/x", "1") // revisions between
+	beforeDelete := etcd.Revision()
 	cli.Delete(ctx, loader.CalicoPrefix+"hostendpoints/h2")
+	cli.Put(ctx, StatusPrefix+"n8", fmt.Sprintf(`{"node":"n8","revision":%d,"result":"applied"}`, beforeDelete))
 	r.Publish(NodeStatus{Node: "n1", Generation: 3, Revision: rev, Result: "applied"})
-	f, _ = ReadFleet(ctx, cli)
-	if len(f.Hosts) != 1 || f.Hosts[0].State != "current" {
-		t.Errorf("after a deletion no host has seen: %+v", f.Hosts) // nothing can tell it
+	f, _ = ReadFleet(ctx, cli, c)
+	if len(f.Hosts) != 2 || f.Hosts[0].State != "behind" || f.Hosts[1].State != "behind" || f.Revision != beforeDelete+1 {
+		t.Errorf("after a deletion no host has seen: newest change %d (want %d), %+v", f.Revision, beforeDelete+1, f.Hosts)
 	}
 	r.Publish(NodeStatus{Node: "n1", Generation: 4, Revision: etcd.Revision(), Result: "applied"})
 	cli.Put(ctx, StatusPrefix+"n9", `{"node":"n9","revision":`+"1"+`,"result":"applied"}`)
-	await(t, "n9 is behind", func() bool {
-		f, _ = ReadFleet(ctx, cli)
-		return len(f.Hosts) == 2 && f.Hosts[1].State == "behind" && f.Hosts[0].State == "current"
+	await(t, "n8 and n9 are behind", func() bool {
+		f, _ = ReadFleet(ctx, cli, c)
+		return len(f.Hosts) == 3 && f.Hosts[0].State == "current" && f.Hosts[1].State == "behind" && f.Hosts[2].State == "behind"
 	})
+	if f.Revision != beforeDelete+1 {
+		t.Errorf("newest change at %d; want the deletion's, %d", f.Revision, beforeDelete+1)
+	}
 	stop()
 	<-done
 	if g, _ := cli.Get(ctx, StatusPrefix+"n1"); len(g.Kvs) != 0 {
@@ -275,5 +282,36 @@ func TestRebuiltDatastore(t *testing.T) {
 	await(t, "the follower follows the rebuilt etcd", func() bool {
 		s, _ := f.Snapshot()
 		return keys(s) == "hostendpoints/new" && s.Revision < high
+	})
+}
+
+// TestRebuiltAheadDatastore: etcd rebuilt under the same identity while a
+// follower is cut off from it, and written past the follower's revision
+// before the follower is back: the follower lists it again rather than
+// resume its watch there (it would wait for ever, or miss what was
+// written), and follows it (found by review).
+func TestRebuiltAheadDatastore(t *testing.T) {
+	etcd := testns.Etcd(t, 1)
+	proxy := testns.CutProxy(t, strings.TrimPrefix(etcd.Endpoints()[0], "http://"))
+	cli, c := open(t, []string{"http://" + proxy.Addr})
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	cli.Put(ctx, loader.CalicoPrefix+"hostendpoints/old", hep("old"))
+	f := NewFollower(cli, c, zap.NewNop(), nil)
+	go f.Run(ctx)
+	<-f.Ready()
+	was := f.State().Revision
+	proxy.Cut()
+	etcd.Wipe(0)
+	etcd.Start(0)
+	etcd.AwaitHealthy()
+	for i := range int(was) + 20 {
+		etcd.Ctl("put", "/elsewhere/k", fmt.Sprint(i)) // past the follower's revision
+	}
+	etcd.Ctl("put", loader.CalicoPrefix+"hostendpoints/new", hep("new"))
+	proxy.Mend()
+	await(t, "the follower follows the rebuilt etcd", func() bool {
+		s, _ := f.Snapshot()
+		return keys(s) == "hostendpoints/new"
 	})
 }

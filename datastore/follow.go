@@ -7,12 +7,14 @@ import (
 	"math/rand/v2"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/hostwall/hostwall/loader"
 )
@@ -55,10 +57,14 @@ type Follower struct {
 	synced  time.Time
 	err     error
 	relists int
-	// cluster is the etcd cluster listed (0: none yet).
-	cluster uint64
+	// cluster is the etcd cluster listed (0: none yet), term the highest
+	// raft term seen of it.
+	cluster, term uint64
 	// broken is why there is no client (Broken).
 	broken error
+	// dropped is set when the connection to etcd was lost since the last
+	// list (Run).
+	dropped atomic.Bool
 
 	changes chan struct{}
 	// ready is closed once etcd first answered.
@@ -147,8 +153,22 @@ func (f *Follower) Run(ctx context.Context) {
 	// may have been rebuilt or restored since, its revisions lower than
 	// the seed's (a watch from the seed's would wait for ever).
 	relist, first := true, true
+	// The client reconnects and resumes a watch by itself, however short
+	// the loss, and may come back to an etcd rebuilt or restored under the
+	// same identity, past the revision it resumes from: any loss of the
+	// connection since the last list makes the next answer a list.
+	if conn := f.cli.ActiveConnection(); conn != nil {
+		go func() {
+			for st := conn.GetState(); conn.WaitForStateChange(ctx, st); st = conn.GetState() {
+				if st == connectivity.Ready {
+					f.dropped.Store(true)
+				}
+			}
+		}()
+	}
 	for ctx.Err() == nil {
 		if relist {
+			f.dropped.Store(false) // a loss during the list counts
 			lctx, cancel := context.WithTimeout(ctx, ListTimeout)
 			s, err := List(lctx, f.cli, f.c)
 			cancel()
@@ -230,10 +250,19 @@ func (f *Follower) watch(ctx context.Context) (relist, ok bool) {
 			}
 			ok, answered = true, time.Now()
 			if f.behind(resp.Header) {
-				f.log.Warn("the etcd datastore went back in time (rebuilt, or restored from a backup); listing it again",
+				f.log.Warn("the etcd datastore is another cluster, or went back (rebuilt, or restored from a backup); listing it again",
 					zap.Int64("was at", f.State().Revision), zap.Int64("now at", resp.Header.Revision))
 				return true, true
 			}
+			if f.State().Err != nil || f.dropped.Load() {
+				// Back after it did not answer: what answers may be etcd
+				// rebuilt or restored under the same identity (its client
+				// resumes the watch where it stood, and a restored etcd
+				// may be past that revision already); list it again.
+				f.log.Info("the etcd datastore answers again; listing it again")
+				return true, true
+			}
+			f.noteTerm(resp.Header.RaftTerm)
 			f.apply(resp)
 		}
 	}
@@ -245,7 +274,16 @@ func (f *Follower) watch(ctx context.Context) (relist, ok bool) {
 func (f *Follower) behind(h etcdserverpb.ResponseHeader) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.cluster != 0 && h.ClusterId != f.cluster || h.Revision != 0 && h.Revision < f.rev
+	return f.cluster != 0 && h.ClusterId != f.cluster || h.Revision != 0 && h.Revision < f.rev ||
+		h.RaftTerm != 0 && h.RaftTerm < f.term
+}
+
+// noteTerm keeps the highest raft term seen: a cluster rebuilt or
+// restored under the same identity starts its terms over.
+func (f *Follower) noteTerm(t uint64) {
+	f.mu.Lock()
+	f.term = max(f.term, t)
+	f.mu.Unlock()
 }
 
 // apply takes a watch response in: its events, or a confirmation that
@@ -266,9 +304,10 @@ func (f *Follower) apply(resp clientv3.WatchResponse) {
 			f.res[key] = ev.Kv.Value
 		}
 	}
-	if resp.IsProgressNotify() {
-		f.rev = max(f.rev, resp.Header.Revision)
-	}
+	// A progress notification's revision is not taken: etcd 3.4.23
+	// (Debian's) sends one to a watch still catching up, ahead of events
+	// to come (etcd #15220); a watch resumed from it would skip them. It
+	// says etcd answers, which is all it is taken for.
 	if f.err != nil {
 		f.log.Info("the etcd datastore answers again", zap.Int64("revision", f.rev))
 	}
@@ -294,7 +333,7 @@ func (f *Follower) replace(s *Snapshot, again bool) {
 	if f.err != nil {
 		f.log.Info("the etcd datastore answers again", zap.Int64("revision", s.Revision))
 	}
-	f.rev, f.listed, f.synced, f.err, f.cluster = s.Revision, true, s.Synced, nil, s.cluster
+	f.rev, f.listed, f.synced, f.err, f.cluster, f.term = s.Revision, true, s.Synced, nil, s.cluster, s.term
 	f.mu.Unlock()
 	f.readyOnce.Do(func() { close(f.ready) })
 	f.signal()

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -179,12 +180,14 @@ type Host struct {
 	State string `json:"state"`
 }
 
-// ReadFleet reads every status key and the datastore's host endpoints.
-func ReadFleet(ctx context.Context, cli *clientv3.Client) (*Fleet, error) {
+// ReadFleet reads every status key and the datastore's host endpoints
+// through cli, which c configured.
+func ReadFleet(ctx context.Context, cli *clientv3.Client, c Config) (*Fleet, error) {
 	st, err := cli.Get(ctx, StatusPrefix, clientv3.WithPrefix())
 	if err != nil {
-		return nil, fmt.Errorf("reading %s from etcd: %w", StatusPrefix, err)
+		return nil, fmt.Errorf("reading %s from etcd: %w%s", StatusPrefix, err, c.why(err))
 	}
+	head := st.Header.Revision
 	hosts := map[string]*Host{}
 	for _, kv := range st.Kvs {
 		var s NodeStatus
@@ -195,17 +198,19 @@ func ReadFleet(ctx context.Context, cli *clientv3.Client) (*Fleet, error) {
 		hosts[node] = &Host{Node: node, Status: &s}
 	}
 	f := &Fleet{}
+	now := map[string]bool{}
 	for plural := range loader.DatastoreKinds {
-		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(st.Header.Revision)}
+		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(head)}
 		if plural != "hostendpoints" {
 			opts = append(opts, clientv3.WithKeysOnly()) // their revisions alone
 		}
 		resp, err := cli.Get(ctx, loader.CalicoPrefix+plural+"/", opts...)
 		if err != nil {
-			return nil, fmt.Errorf("reading %s%s/ from etcd: %w", loader.CalicoPrefix, plural, err)
+			return nil, fmt.Errorf("reading %s%s/ from etcd: %w%s", loader.CalicoPrefix, plural, err, c.why(err))
 		}
 		for _, kv := range resp.Kvs {
 			f.Revision = max(f.Revision, kv.ModRevision)
+			now[string(kv.Key)] = true
 			if plural != "hostendpoints" {
 				continue
 			}
@@ -225,65 +230,80 @@ func ReadFleet(ctx context.Context, cli *clientv3.Client) (*Fleet, error) {
 			h.Endpoints++
 		}
 	}
-	// A deletion leaves no key behind to carry its revision: the newest
-	// change may be a deletion after every live key's, which the hosts
-	// that have seen it are past.
-	seen := int64(0)
+	// A host is behind when a change came after the revision it enforces:
+	// a key written since (its revision is later), or one it has that is
+	// gone now — a deletion leaves no key to carry its revision, so the
+	// keys at the host's revision tell (one read for each revision hosts
+	// are at), and a bisection when.
+	live := f.Revision
+	gone := map[int64]bool{}
 	for _, h := range hosts {
-		if h.Status != nil && h.Status.Revision <= st.Header.Revision {
-			seen = max(seen, h.Status.Revision)
+		if h.Status == nil || h.Status.Revision < live || h.Status.Revision >= head {
+			continue
+		}
+		r := h.Status.Revision
+		if _, done := gone[r]; done {
+			continue
+		}
+		then, err := keysAt(ctx, cli, r)
+		if err != nil {
+			gone[r] = false // compacted away: cannot tell
+			continue
+		}
+		var went []string
+		for k := range then {
+			if !now[k] {
+				went = append(went, k)
+			}
+		}
+		gone[r] = len(went) > 0
+		if len(went) > 0 {
+			f.Revision = max(f.Revision, deletedAfter(ctx, cli, r, head, went))
 		}
 	}
-	if seen > f.Revision {
-		f.Revision = deletedSince(ctx, cli, f.Revision, seen)
-	}
 	for _, h := range hosts {
-		h.State = h.state(f.Revision)
+		h.State = h.state(live, gone)
 		f.Hosts = append(f.Hosts, *h)
 	}
 	sort.Slice(f.Hosts, func(i, j int) bool { return f.Hosts[i].Node < f.Hosts[j].Node })
 	return f, nil
 }
 
-// deletedSince is the revision of the last deletion of a resource hostwall
-// reads after revision from, up to to (from when none, or when etcd no
-// longer has those revisions).
-func deletedSince(ctx context.Context, cli *clientv3.Client, from, to int64) int64 {
-	wctx, cancel := context.WithTimeout(clientv3.WithRequireLeader(ctx), 2*time.Second)
-	defer cancel()
-	last := from
-	wch := cli.Watch(wctx, loader.CalicoPrefix, clientv3.WithPrefix(), clientv3.WithRev(from+1), clientv3.WithFilterPut(), clientv3.WithProgressNotify())
-	// A progress notification says every event up to its revision was
-	// sent: asked for until one comes (etcd answers only once the watch
-	// has caught up), it ends the reading at once.
-	tick := time.NewTicker(50 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		select {
-		case <-wctx.Done():
-			return last
-		case <-tick.C:
-			_ = cli.RequestProgress(wctx)
-		case resp, open := <-wch:
-			if !open || resp.Err() != nil || resp.CompactRevision != 0 {
-				return last
-			}
-			for _, ev := range resp.Events {
-				if ev.Kv.ModRevision > to {
-					return last
-				}
-				if _, _, ok := loader.DatastoreKey(string(ev.Kv.Key)); ok {
-					last = ev.Kv.ModRevision
-				}
-			}
-			if resp.IsProgressNotify() && resp.Header.Revision >= to {
-				return last
-			}
+// keysAt are the keys of the resources hostwall reads at revision rev.
+func keysAt(ctx context.Context, cli *clientv3.Client, rev int64) (map[string]bool, error) {
+	out := map[string]bool{}
+	for plural := range loader.DatastoreKinds {
+		resp, err := cli.Get(ctx, loader.CalicoPrefix+plural+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev))
+		if err != nil {
+			return nil, err
+		}
+		for _, kv := range resp.Kvs {
+			out[string(kv.Key)] = true
 		}
 	}
+	return out, nil
 }
 
-func (h *Host) state(newest int64) string {
+// deletedAfter is the revision by which every key of went, present at
+// revision from and gone at to, was deleted: a bisection of the revisions
+// between, reading keys only. etcd keeps no tombstone to list, and a
+// watch cannot say when it has caught up (etcd 3.4.23 sends a progress
+// notification before the backlog, etcd #15220).
+func deletedAfter(ctx context.Context, cli *clientv3.Client, from, to int64, went []string) int64 {
+	lo, hi := from, to // at lo one of them is there, at hi none is
+	for hi-lo > 1 {
+		mid := lo + (hi-lo)/2
+		keys, err := keysAt(ctx, cli, mid)
+		if err == nil && !slices.ContainsFunc(went, func(k string) bool { return keys[k] }) {
+			hi = mid
+		} else {
+			lo = mid // (unreadable: taken as still there, the later answer)
+		}
+	}
+	return hi
+}
+
+func (h *Host) state(live int64, gone map[int64]bool) string {
 	s := h.Status
 	switch {
 	case s == nil:
@@ -292,7 +312,7 @@ func (h *Host) state(newest int64) string {
 		return "failing"
 	case !s.Trial.IsZero():
 		return "trial"
-	case s.Revision < newest:
+	case s.Revision < live || gone[s.Revision]:
 		return "behind"
 	}
 	return "current"

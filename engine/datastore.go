@@ -75,6 +75,15 @@ func (e *Engine) snapshotRevision() int64 {
 // (then nobody can tell whether the datastore is meant).
 func (e *Engine) RecordedDatastore() (rec *state.Datastore, host string, seed *datastore.Snapshot, err error) {
 	g, err := e.store.CurrentMeta()
+	if err == nil && g == nil {
+		// No generation is current: none was ever made, or the pointer to
+		// it is gone. Then the newest says whether the datastore is meant.
+		if nums, _ := e.store.Numbers(); len(nums) > 0 {
+			if newest, err := e.store.Meta(nums[len(nums)-1]); err != nil || newest.Datastore != nil {
+				return nil, "", nil, fmt.Errorf("%s has generations but none is current, and the newest read the etcd datastore (or does not read)", e.o.StateDir)
+			}
+		}
+	}
 	if err != nil || g == nil || g.Datastore == nil {
 		return nil, "", nil, err
 	}

@@ -97,7 +97,7 @@ func (b *builder) checkDatastoreKind(file, kind string, kindRange hcl.Range) boo
 	}
 	if want := DatastoreKinds[plural]; kind != want {
 		b.diags = append(b.diags, errAt(kindRange, "Kind not the key's",
-			"The key holds %ss (%s), but kind is %q. Write the resource with calicoctl, or under the key of its kind.", want, plural, kind))
+			"The key is one of kind %s (%s%s/), but the value's kind is %q. Write the resource with calicoctl, or under the key of its kind.", want, CalicoPrefix, plural, kind))
 		return false
 	}
 	return true

@@ -55,7 +55,7 @@ func TestDatastoreResources(t *testing.T) {
 		want string
 	}{
 		"kind not the key's": {Source{Path: key("hostendpoints", "p"), Data: []byte(`{"kind":"GlobalNetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"p"}}`)},
-			"The key holds HostEndpoints (hostendpoints), but kind is \"GlobalNetworkPolicy\""},
+			"The key is one of kind HostEndpoint (/calico/resources/v3/projectcalico.org/hostendpoints/), but the value's kind is \"GlobalNetworkPolicy\""},
 		"name not the key's": {Source{Path: key("globalnetworksets", "a"), Data: []byte(`{"kind":"GlobalNetworkSet","apiVersion":"projectcalico.org/v3","metadata":{"name":"b"}}`)},
 			"metadata.name is \"b\", but the key names \"a\""},
 		"a field wrong": {Source{Path: key("globalnetworkpolicies", "default.p"), Data: []byte(`{"kind":"GlobalNetworkPolicy","apiVersion":"projectcalico.org/v3","metadata":{"name":"default.p"},"spec":{"ingress":[{"action":"allow"}]}}`)},
@@ -69,9 +69,9 @@ func TestDatastoreResources(t *testing.T) {
 			"holds no Calico resource"},
 		"a key ending in .hcl": {Source{Path: key("hostendpoints", "y.hcl"), Data: []byte(`network_set "leak" { nets_file = "/etc/shadow" }`)}, ""},
 		"a skipped kind": {Source{Path: key("hostendpoints", "p"), Data: []byte(`{"kind":"Profile","apiVersion":"projectcalico.org/v3","metadata":{"name":"p"}}`)},
-			"but kind is \"Profile\""},
+			"but the value's kind is \"Profile\""},
 		"a List": {Source{Path: key("hostendpoints", "l"), Data: []byte(`{"kind":"HostEndpointList","apiVersion":"projectcalico.org/v3","items":[]}`)},
-			"but kind is \"HostEndpointList\""},
+			"but the value's kind is \"HostEndpointList\""},
 		"two documents": {Source{Path: key("tiers", "t"), Data: []byte("kind: Tier\n---\nkind: Tier\n")}, "holds 2 documents"},
 		"the tier label on an endpoint": {Source{Path: key("hostendpoints", "h"), Data: []byte(`{"kind":"HostEndpoint","apiVersion":"projectcalico.org/v3","metadata":{"name":"h","labels":{"projectcalico.org/tier":"x"}},"spec":{"node":"n","interfaceName":"eth0"}}`)},
 			"reserved prefix"},

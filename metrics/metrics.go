@@ -180,7 +180,7 @@ func (a *Agent) FollowDatastore(state func() DatastoreState) {
 				return 0
 			}),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "datastore_relists_total",
-			Help: "Full lists of the datastore after the first, since the agent started (a watch that fell behind a compaction, or an etcd restored from a backup)."},
+			Help: "Full lists of the datastore after the first, since the agent started (after a compaction, a loss of etcd, or etcd rebuilt or restored)."},
 			func() float64 { return float64(state().Relists) }))
 }
 

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -107,7 +109,9 @@ func (g *globals) fromCalicoEnv(fs *pflag.FlagSet) error {
 			}
 		}
 	}
-	if d.kind == datastore.Type {
+	if d.kind == datastore.Type && len(d.endpoints) > 0 {
+		// (none: said by the commands that read the datastore, not by
+		// version or status under calicoctl's DATASTORE_TYPE=etcdv3)
 		if err := d.config().Check(); err != nil {
 			return err
 		}
@@ -288,7 +292,7 @@ It exits 1 when a host is not current.`,
 			defer cli.Close()
 			ctx, cancel := context.WithTimeout(cmd.Context(), 10*time.Second)
 			defer cancel()
-			f, err := datastore.ReadFleet(ctx, cli)
+			f, err := datastore.ReadFleet(ctx, cli, c)
 			if err != nil {
 				return err
 			}
@@ -321,7 +325,7 @@ func printFleet(out io.Writer, f *datastore.Fleet) {
 	for _, h := range f.Hosts {
 		s := h.Status
 		if s == nil {
-			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t%d host %s; no agent reports\n", oneLine(h.Node), strings.ToUpper(h.State), h.Endpoints, plural(h.Endpoints, "endpoint names it", "endpoints name it"))
+			fmt.Fprintf(w, "%s\t%s\t-\t-\t-\t-\t%d host %s; no agent reports\n", printableName(h.Node), strings.ToUpper(h.State), h.Endpoints, plural(h.Endpoints, "endpoint names it", "endpoints name it"))
 			continue
 		}
 		last := "-"
@@ -332,9 +336,21 @@ func printFleet(out io.Writer, f *datastore.Fleet) {
 		if detail == "" && !s.Trial.IsZero() {
 			detail = fmt.Sprintf("generation %d on trial until %s", s.TrialGeneration, s.Trial.Format(time.DateTime))
 		}
-		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", oneLine(h.Node), strings.ToUpper(h.State), s.Revision, s.Generation, last, s.DriftRepairs, oneLine(detail))
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%s\t%d\t%s\n", printableName(h.Node), strings.ToUpper(h.State), s.Revision, s.Generation, last, s.DriftRepairs, oneLine(detail))
 	}
 	w.Flush()
+}
+
+// safeName is a name printed as it is; others are quoted (a node name
+// comes from a host endpoint's spec.node or a status key, which a newline,
+// a bidi override or a trailing space could make look like another).
+var safeName = regexp.MustCompile(`^[A-Za-z0-9][-A-Za-z0-9_.]*$`)
+
+func printableName(s string) string {
+	if safeName.MatchString(s) {
+		return s
+	}
+	return strconv.QuoteToASCII(s)
 }
 
 // oneLine keeps the first line of s, made printable.

@@ -3,13 +3,11 @@ package main_test
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -125,12 +123,12 @@ func TestEtcdFleet(t *testing.T) {
 	}
 	// node-a reaches etcd through proxies the test can cut: a partition of
 	// that host alone.
-	var proxies []*cutProxy
+	var proxies []*testns.Proxy
 	var viaProxies []string
 	for _, ep := range etcd.Endpoints() {
-		p := newCutProxy(t, strings.TrimPrefix(ep, "http://"))
+		p := testns.CutProxy(t, strings.TrimPrefix(ep, "http://"))
 		proxies = append(proxies, p)
-		viaProxies = append(viaProxies, "http://"+p.addr)
+		viaProxies = append(viaProxies, "http://"+p.Addr)
 	}
 	nodes := []*fleetNode{
 		{name: "node-a", addr: "10.210.1.2", endpoints: viaProxies},
@@ -264,7 +262,7 @@ func TestEtcdFleet(t *testing.T) {
 	// away; mended, node-a's watch falls behind the compaction, lists the
 	// datastore again, and converges.
 	for _, p := range proxies {
-		p.cut()
+		p.Cut()
 	}
 	put("globalnetworkpolicies", "default.lat", fleetGNP("lat", "role == 'web'", 8081))
 	put("globalnetworkpolicies", "default.tmp", fleetGNP("tmp", "role == 'db'", 8082))
@@ -275,7 +273,7 @@ func TestEtcdFleet(t *testing.T) {
 		t.Errorf("node-a follows a write while cut off from etcd")
 	}
 	for _, p := range proxies {
-		p.mend()
+		p.Mend()
 	}
 	awaitOpen(a, 8081, 60*time.Second)
 	if d := a.status(t).Datastore; d == nil || d.Relists < 1 {
@@ -446,67 +444,6 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
-}
-
-// cutProxy forwards TCP connections on loopback to an address until cut:
-// then it closes every connection and refuses new ones until mended (a
-// host partitioned from etcd).
-type cutProxy struct {
-	addr, to string
-	mu       sync.Mutex
-	isCut    bool
-	conns    []net.Conn
-}
-
-func newCutProxy(t *testing.T, to string) *cutProxy {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	p := &cutProxy{addr: ln.Addr().String(), to: to}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			p.mu.Lock()
-			if p.isCut {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			u, err := net.Dial("tcp", to)
-			if err != nil {
-				p.mu.Unlock()
-				c.Close()
-				continue
-			}
-			p.conns = append(p.conns, c, u)
-			p.mu.Unlock()
-			go func() { io.Copy(u, c); u.Close() }()
-			go func() { io.Copy(c, u); c.Close() }()
-		}
-	}()
-	return p
-}
-
-func (p *cutProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isCut = true
-	for _, c := range p.conns {
-		c.Close()
-	}
-	p.conns = nil
-}
-
-func (p *cutProxy) mend() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.isCut = false
 }
 
 // TestFleetsReadmeExamples: the README's "Fleets" section's two ways, the

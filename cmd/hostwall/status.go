@@ -337,6 +337,6 @@ func printDatastore(out io.Writer, agent bool, d *engine.DatastoreStatus) {
 	}
 	fmt.Fprintln(out)
 	if d.Relists > 0 {
-		fmt.Fprintf(out, "  listed again in full %d %s (a watch fell behind etcd's compaction)\n", d.Relists, plural(d.Relists, "time", "times"))
+		fmt.Fprintf(out, "  listed again in full %d %s (after a compaction, a loss of etcd, or etcd rebuilt or restored)\n", d.Relists, plural(d.Relists, "time", "times"))
 	}
 }
