@@ -254,6 +254,15 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 		dsChanges = d.o.Datastore.Changes()
 	}
 	dsTimer := stopped()
+	// The status key follows what the CLI changes too (a rollback to a
+	// ruleset the kernel already holds sends the agent no event): checked
+	// every few seconds, written only when it changed.
+	var reportTick <-chan time.Time
+	if d.o.Reporter != nil {
+		tick := time.NewTicker(reportEvery)
+		defer tick.Stop()
+		reportTick = tick.C
+	}
 	for {
 		trialTimer, retryTimer, namesTimer := d.trialTimer(), d.retryTimer(), d.namesTimer()
 		select {
@@ -267,6 +276,8 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 			t.debounce.Reset(max(0, d.o.Debounce-time.Since(at)))
 		case <-dsChanges:
 			dsTimer.Reset(datastoreQuiet)
+		case <-reportTick:
+			d.report()
 		case <-dsTimer.C:
 			d.apply(ctx, t, datastoreChanged, false)
 			d.done()
@@ -319,6 +330,7 @@ func (d *Daemon) loop(ctx context.Context, w *watcher, hup <-chan os.Signal, cal
 const (
 	datastoreChanged = engine.DatastoreReason
 	datastoreQuiet   = 30 * time.Millisecond
+	reportEvery      = 5 * time.Second
 )
 
 // awaitDatastore waits a while for the datastore's first read, so that the
@@ -671,6 +683,9 @@ func (d *Daemon) revisionInForce() int64 {
 func (d *Daemon) report() {
 	if d.o.Reporter == nil {
 		return
+	}
+	if cur, err := d.e.Current(); err == nil {
+		d.current = cur // a CLI's rollback or apply
 	}
 	s := datastore.NodeStatus{Node: d.o.Node, Version: d.o.Version, Generation: d.current, Revision: d.revisionInForce(),
 		DriftRepairs: d.repairs, Error: d.lastErr}
