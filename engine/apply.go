@@ -135,7 +135,7 @@ func (e *Engine) apply(ctx context.Context, req ApplyRequest) (*ApplyResult, err
 			}
 		}
 	}
-	l, err := e.Load()
+	l, err := e.load()
 	if err != nil {
 		return nil, err
 	}

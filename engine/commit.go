@@ -334,7 +334,7 @@ func (e *Engine) send(ctx context.Context, c *change) (*planner.Plan, uint32, st
 // be planned against a table that may have changed in any way).
 func (e *Engine) replan(ctx context.Context, c *change) (*planner.Plan, error) {
 	if c.incremental {
-		l, err := e.Load()
+		l, err := e.load()
 		if err != nil {
 			return nil, err
 		}
@@ -363,7 +363,7 @@ func (e *Engine) verifyCommit(ctx context.Context, c *change, p *planner.Plan, a
 		return p, after, "by generation", nil
 	}
 	if c.incremental { // sets only: the kernel's chains are whatever they were; read the whole
-		l, err := e.Load()
+		l, err := e.load()
 		if err != nil {
 			return nil, 0, "", err
 		}

@@ -56,13 +56,20 @@ type Loaded struct {
 	Revision int64
 }
 
-// Load reads and compiles the configuration directory. A configuration
-// with an error is an *InvalidError holding every diagnostic. No kernel is
+// Load reads and compiles the configuration directory (with the
+// datastore's resources, when the engine has one). A configuration with an
+// error is an *InvalidError holding every diagnostic. No kernel is
 // touched.
 func (e *Engine) Load() (*Loaded, error) {
 	if err := e.takeSnapshot(); err != nil {
 		return nil, err
 	}
+	return e.load()
+}
+
+// load is Load with the datastore snapshot the operation under way took
+// (an apply's loads, and the generation it records, are of one revision).
+func (e *Engine) load() (*Loaded, error) {
 	res, diags := loader.LoadDir(e.o.ConfigDir, e.o.Load)
 	if diags.HasErrors() {
 		return nil, &InvalidError{Dir: e.loadedFrom(), Diags: diags}

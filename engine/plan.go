@@ -51,7 +51,7 @@ func (e *Engine) Plan(ctx context.Context, refresh bool) (*Planned, error) {
 				ConfigHash: rec.ConfigHash, Host: rec.HostName}, nil
 		}
 	}
-	l, err := e.Load()
+	l, err := e.load()
 	if err != nil {
 		return nil, err
 	}
