@@ -226,9 +226,3 @@ func FromRecord(c Config, revision int64, srcs []loader.Source) *Snapshot {
 	}
 	return s
 }
-
-// Static is a snapshot taken once (a command's): Snapshot always gives it.
-type Static struct{ S *Snapshot }
-
-// Snapshot gives the snapshot.
-func (s Static) Snapshot() (*Snapshot, error) { return s.S, nil }

@@ -60,8 +60,6 @@ type Follower struct {
 	// cluster is the etcd cluster listed (0: none yet), term the highest
 	// raft term seen of it.
 	cluster, term uint64
-	// broken is why there is no client (Broken).
-	broken error
 	// dropped is set when the connection to etcd was lost since the last
 	// list (Run).
 	dropped atomic.Bool
@@ -91,7 +89,7 @@ func NewFollower(cli *clientv3.Client, c Config, log *zap.Logger, seed *Snapshot
 // the seed.
 func (f *Follower) Broken(err error) {
 	f.mu.Lock()
-	f.broken, f.err = err, err
+	f.err = err
 	f.mu.Unlock()
 }
 
@@ -101,8 +99,7 @@ func (f *Follower) Config() Config { return f.c }
 // Changes signals that the resources changed (one signal for any number).
 func (f *Follower) Changes() <-chan struct{} { return f.changes }
 
-// Ready is closed once etcd first answered (a list, or the watch from a
-// seed's revision).
+// Ready is closed once etcd first answered (a list, or a watch).
 func (f *Follower) Ready() <-chan struct{} { return f.ready }
 
 // ErrNotListed is Snapshot's error before the datastore was ever read.

@@ -9,7 +9,7 @@ import (
 
 // Datastore gives the resources of Calico's etcdv3 datastore to load with
 // the files: the agent's follower (the latest revision it read), or a
-// command's one list (datastore.Static).
+// command's one list.
 type Datastore interface {
 	Snapshot() (*datastore.Snapshot, error)
 }
@@ -57,7 +57,7 @@ func (e *Engine) datastoreRecord() *state.Datastore {
 	}
 	c := e.snap.Config
 	return &state.Datastore{Type: datastore.Type, Endpoints: c.Endpoints, CA: c.CA, Cert: c.Cert, Key: c.Key,
-		Revision: e.snap.Revision, Resources: len(e.snap.Sources)}
+		Revision: e.snap.Revision}
 }
 
 // snapshotRevision is the revision of the snapshot taken (0: none).
@@ -68,33 +68,42 @@ func (e *Engine) snapshotRevision() int64 {
 	return e.snap.Revision
 }
 
-// RecordedDatastore is the datastore the current generation read, the
-// host it was made for, and the snapshot it recorded (nil: none, or its
-// datastore.json does not read: damaged). rec is nil for a generation of
-// the files alone, or none; an error when the record itself does not read
+// RecordedDatastore is the datastore the current generation read and the
+// host it was made for, from its record alone; rec is nil for a generation
+// of the files alone, or none. An error when the record does not read
 // (then nobody can tell whether the datastore is meant).
-func (e *Engine) RecordedDatastore() (rec *state.Datastore, host string, seed *datastore.Snapshot, err error) {
+func (e *Engine) RecordedDatastore() (rec *state.Datastore, host string, err error) {
 	g, err := e.store.CurrentMeta()
 	if err == nil && g == nil {
 		// No generation is current: none was ever made, or the pointer to
 		// it is gone. Then the newest says whether the datastore is meant.
 		if nums, _ := e.store.Numbers(); len(nums) > 0 {
 			if newest, err := e.store.Meta(nums[len(nums)-1]); err != nil || newest.Datastore != nil {
-				return nil, "", nil, fmt.Errorf("%s has generations but none is current, and the newest read the etcd datastore (or does not read)", e.o.StateDir)
+				return nil, "", fmt.Errorf("%s has generations but none is current, and the newest read the etcd datastore (or does not read)", e.o.StateDir)
 			}
 		}
 	}
 	if err != nil || g == nil || g.Datastore == nil {
-		return nil, "", nil, err
+		return nil, "", err
 	}
-	d := g.Datastore
-	c := datastore.Config{Endpoints: d.Endpoints, CA: d.CA, Cert: d.Cert, Key: d.Key}
-	if full, err := e.store.Load(g.Number); err == nil {
-		seed = datastore.FromRecord(c, d.Revision, loaderSources(full))
-	} else {
+	return g.Datastore, g.HostName, nil
+}
+
+// RecordedSnapshot is the datastore snapshot the current generation
+// recorded, to start from until etcd answers; nil when it has none, or its
+// resources do not read (damaged).
+func (e *Engine) RecordedSnapshot() *datastore.Snapshot {
+	g, err := e.store.CurrentMeta()
+	if err != nil || g == nil || g.Datastore == nil {
+		return nil
+	}
+	full, err := e.store.Load(g.Number)
+	if err != nil {
 		e.notice("the generation in force's datastore resources do not read (%v): nothing to start from until etcd answers", err)
+		return nil
 	}
-	return d, g.HostName, seed, nil
+	d := full.Datastore
+	return datastore.FromRecord(datastore.Config{Endpoints: d.Endpoints, CA: d.CA, Cert: d.Cert, Key: d.Key}, d.Revision, loaderSources(full))
 }
 
 // RecordedRevision is the etcd revision generation n's datastore

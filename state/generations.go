@@ -81,7 +81,6 @@ type Datastore struct {
 	Cert      string   `json:"cert,omitempty"`
 	Key       string   `json:"key,omitempty"`
 	Revision  int64    `json:"revision"`
-	Resources int      `json:"resources"`
 	// Files are the resources, one per key (as the loader names them),
 	// their contents in the generation's datastore.json: one file written
 	// and synced, not one per resource (2,000 resources took 1.8 s to

@@ -386,7 +386,7 @@ func TestDatastoreResources(t *testing.T) {
 	}
 	g := &Generation{Time: time.Now(), Reason: "apply", Ruleset: "table inet hostwall {}\n",
 		Files:     []File{{Path: "/etc/hostwall/a.hcl", Data: []byte("x")}, {Path: "/etc/hostwall/bl.txt", Data: []byte("10.0.0.0/8\n")}},
-		Datastore: &Datastore{Type: "etcdv3", Endpoints: []string{"http://127.0.0.1:2379"}, Revision: 42, Resources: 3, Files: res, At: 1}}
+		Datastore: &Datastore{Type: "etcdv3", Endpoints: []string{"http://127.0.0.1:2379"}, Revision: 42, Files: res, At: 1}}
 	if err := s.Record(g); err != nil {
 		t.Fatal(err)
 	}

@@ -130,29 +130,26 @@ func (d *datastoreFlags) config() datastore.Config {
 // datastoreConfig is the datastore a command loads with the files: the
 // flags', else the one the generation in force read (so that a plan on
 // a host of an etcd fleet does not plan the datastore's policies away);
-// nil for none. seed is what that generation recorded.
-func (g *globals) datastoreConfig(e *engine.Engine) (*datastore.Config, *datastore.Snapshot, error) {
-	if g.ds.kind == "none" {
-		return nil, nil, nil
-	}
-	rec, _, seed, err := e.RecordedDatastore()
-	if err != nil && g.ds.kind != datastore.Type {
-		return nil, nil, fmt.Errorf("reading the generation in force, to tell whether it read the etcd datastore: %w (--datastore none for the files alone)", err)
-	}
-	if g.ds.kind == datastore.Type {
+// nil for none.
+func (g *globals) datastoreConfig(e *engine.Engine) (*datastore.Config, error) {
+	switch g.ds.kind {
+	case "none":
+		return nil, nil
+	case datastore.Type:
 		c := g.ds.config()
-		if seed != nil && !sameEndpoints(seed.Config, c) {
-			seed = nil // another datastore: nothing recorded of it
-		}
-		return &c, seed, nil
+		return &c, nil
 	}
-	if rec == nil {
-		return nil, nil, nil // files alone, as ever
+	rec, _, err := e.RecordedDatastore()
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("reading the generation in force, to tell whether it read the etcd datastore: %w (--datastore none for the files alone)", err)
+	case rec == nil:
+		return nil, nil // files alone, as ever
 	}
 	c := datastore.Config{Endpoints: rec.Endpoints, CA: rec.CA, Cert: rec.Cert, Key: rec.Key}
 	fmt.Fprintf(os.Stderr, "notice: the generation in force read Calico's etcd datastore (%s, revision %d): it is read again (--datastore none for the files alone)\n",
 		strings.Join(rec.Endpoints, ","), rec.Revision)
-	return &c, seed, nil
+	return &c, nil
 }
 
 // autoHost makes a command on a host whose generation in force read the
@@ -163,7 +160,7 @@ func (g *globals) autoHost(o *engine.Options) {
 	if g.ds.kind == "none" || g.hostName != "" {
 		return
 	}
-	rec, host, _, err := engine.New(*o).RecordedDatastore()
+	rec, host, err := engine.New(*o).RecordedDatastore()
 	if err != nil || rec == nil || host == "" {
 		return
 	}
@@ -183,7 +180,7 @@ type listOnce struct {
 // Snapshot lists the datastore (nil when the command reads none).
 func (l *listOnce) Snapshot() (*datastore.Snapshot, error) {
 	l.once.Do(func() {
-		c, _, err := l.g.datastoreConfig(l.e)
+		c, err := l.g.datastoreConfig(l.e)
 		if err != nil || c == nil {
 			l.err = err
 			return
@@ -216,9 +213,13 @@ func (g *globals) withDatastore(o *engine.Options) func(*engine.Engine) {
 // agentDatastore starts the agent's follower and status reporter when a
 // datastore is named (nil, nil: none). They run until ctx ends.
 func (g *globals) agentDatastore(ctx context.Context, e *engine.Engine, log *zap.Logger, wg *sync.WaitGroup) (*datastore.Follower, *datastore.Reporter, error) {
-	c, seed, err := g.datastoreConfig(e)
+	c, err := g.datastoreConfig(e)
 	if err != nil || c == nil {
 		return nil, nil, err
+	}
+	seed := e.RecordedSnapshot()
+	if seed != nil && !sameEndpoints(seed.Config, *c) {
+		seed = nil // another datastore: nothing recorded of it
 	}
 	cli, err := datastore.Open(*c, log)
 	if err != nil {
