@@ -303,7 +303,7 @@ func (d *Daemon) snapshot(ctx context.Context) *engine.Status {
 			s.Datastore = &engine.DatastoreStatus{Type: datastore.Type}
 		}
 		s.Datastore.Endpoints = f.Config().Endpoints // what it follows now, whatever the generation read
-		s.Datastore.Applied, s.Datastore.Synced, s.Datastore.SyncedAt, s.Datastore.Relists = d.revisionInForce(), st.Revision, st.Synced, st.Relists
+		s.Datastore.Applied, s.Datastore.Synced, s.Datastore.SyncedAt, s.Datastore.Relists = d.revisionInForce(s.Generation), st.Revision, st.Synced, st.Relists
 		if st.Err != nil {
 			s.Datastore.Error = st.Err.Error()
 		}

@@ -142,11 +142,10 @@ type Daemon struct {
 	index atomic.Pointer[observe.Index]
 	// sampled is set once the counters were first sampled.
 	sampled bool
-	// revision is the datastore revision last applied (appliedRevision
-	// for the metrics, read at a scrape).
-	revision        int64
-	appliedRevision atomic.Int64
-	// appliedGen is the generation the agent's last apply left in force.
+	// revision is the datastore revision last applied (atomic: the
+	// metrics read it at a scrape); appliedGen the generation that apply
+	// left in force.
+	revision   atomic.Int64
 	appliedGen int
 }
 
@@ -160,11 +159,10 @@ func New(o Options) *Daemon {
 	}
 	d := &Daemon{o: o, e: o.Engine, drops: newDropHub()}
 	if f := o.Datastore; f != nil {
-		d.revision = f.State().Revision // what the generation in force read, until an apply
-		d.appliedRevision.Store(d.revision)
+		d.revision.Store(f.State().Revision) // what the generation in force read, until an apply
 		o.Metrics.FollowDatastore(func() metrics.DatastoreState {
 			st := f.State()
-			return metrics.DatastoreState{Applied: d.appliedRevision.Load(), Synced: st.Synced, Up: st.Err == nil && !st.Synced.IsZero(), Relists: st.Relists}
+			return metrics.DatastoreState{Applied: d.revision.Load(), Synced: st.Synced, Up: st.Err == nil && !st.Synced.IsZero(), Relists: st.Relists}
 		})
 	}
 	return d
@@ -548,8 +546,8 @@ func (d *Daemon) reconcile(ctx context.Context, why string, explicit bool) error
 		return d.keepCurrent(ctx)
 	}
 	d.namesHeld = false
-	d.revision, d.appliedGen = res.Revision, res.Generation
-	d.appliedRevision.Store(res.Revision)
+	d.revision.Store(res.Revision)
+	d.appliedGen = res.Generation
 	d.lastErr, d.retry, d.backoff = "", time.Time{}, 0
 	d.current, d.rules = res.Generation, res.Rules
 	rec.Result, rec.Generation = "applied", res.Generation
@@ -663,18 +661,14 @@ func (d *Daemon) settleTrial(ctx context.Context) {
 	d.o.Log.Warn("trial rolled back", zap.Int("generation", o.Generation), zap.String("detail", o.Detail))
 }
 
-// revisionInForce is the datastore revision of what the kernel holds: the
-// one the agent applied last, while the generation in force is the one
-// that apply left (a change of the datastore that left this host's
+// revisionInForce is the datastore revision of what the kernel holds, the
+// generation in force being cur: the one the agent applied last, while cur
+// is the one that apply left (a change of the datastore that left this host's
 // ruleset as it was makes no generation); else, after a rollback or an
 // apply by the CLI, the one the generation in force recorded.
-func (d *Daemon) revisionInForce() int64 {
-	cur, err := d.e.Current()
-	switch {
-	case err != nil:
-		return 0
-	case cur == d.appliedGen:
-		return d.revision
+func (d *Daemon) revisionInForce(cur int) int64 {
+	if cur == d.appliedGen {
+		return d.revision.Load()
 	}
 	return d.e.RecordedRevision(cur)
 }
@@ -687,7 +681,7 @@ func (d *Daemon) report() {
 	if cur, err := d.e.Current(); err == nil {
 		d.current = cur // a CLI's rollback or apply
 	}
-	s := datastore.NodeStatus{Node: d.o.Node, Version: d.o.Version, Generation: d.current, Revision: d.revisionInForce(),
+	s := datastore.NodeStatus{Node: d.o.Node, Version: d.o.Version, Generation: d.current, Revision: d.revisionInForce(d.current),
 		DriftRepairs: d.repairs, Error: d.lastErr}
 	if d.o.Datastore != nil {
 		s.Synced = d.o.Datastore.State().Revision

@@ -3,7 +3,6 @@ package engine
 import (
 	"context"
 	"fmt"
-	"github.com/hostwall/hostwall/datastore"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/hostwall/hostwall/compile"
+	"github.com/hostwall/hostwall/datastore"
 	"github.com/hostwall/hostwall/internal/netif"
 	"github.com/hostwall/hostwall/loader"
 	"github.com/hostwall/hostwall/observe"
