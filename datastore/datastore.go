@@ -16,13 +16,17 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -181,33 +185,48 @@ type Snapshot struct {
 // List reads every resource of the kinds hostwall reads, all at one
 // revision: the first kind's read fixes it, the others are read at it.
 func List(ctx context.Context, cli *clientv3.Client, c Config) (*Snapshot, error) {
-	plurals := make([]string, 0, len(loader.DatastoreKinds))
-	for p := range loader.DatastoreKinds {
-		plurals = append(plurals, p)
-	}
-	sort.Strings(plurals)
 	s := &Snapshot{Config: c}
-	for _, p := range plurals {
-		opts := []clientv3.OpOption{clientv3.WithPrefix()}
-		if s.Revision != 0 {
-			opts = append(opts, clientv3.WithRev(s.Revision))
+	h, err := readKinds(ctx, cli, 0, nil, func(_ string, kv *mvccpb.KeyValue) {
+		if _, _, ok := loader.DatastoreKey(string(kv.Key)); ok {
+			s.Sources = append(s.Sources, source(string(kv.Key), kv.Value))
 		}
-		resp, err := cli.Get(ctx, loader.CalicoPrefix+p+"/", opts...)
-		if err != nil {
-			return nil, fmt.Errorf("listing %s%s/ from etcd: %w%s", loader.CalicoPrefix, p, err, c.why(err))
-		}
-		if s.Revision == 0 {
-			s.Revision, s.cluster, s.term = resp.Header.Revision, resp.Header.ClusterId, resp.Header.RaftTerm
-		}
-		for _, kv := range resp.Kvs {
-			if _, _, ok := loader.DatastoreKey(string(kv.Key)); ok {
-				s.Sources = append(s.Sources, source(string(kv.Key), kv.Value))
-			}
-		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("listing %w%s", err, c.why(err))
 	}
+	s.Revision, s.cluster, s.term = h.Revision, h.ClusterId, h.RaftTerm
 	sort.Slice(s.Sources, func(i, j int) bool { return s.Sources[i].Path < s.Sources[j].Path })
 	s.Synced = time.Now()
 	return s, nil
+}
+
+// readKinds reads the keys of every kind hostwall reads, kind by kind, at
+// revision rev (0: the first read's, fixed for the others), keys alone
+// for the kinds keysOnly says (nil: none), and hands each to each. It
+// returns the first read's header.
+func readKinds(ctx context.Context, cli *clientv3.Client, rev int64, keysOnly func(plural string) bool, each func(plural string, kv *mvccpb.KeyValue)) (etcdserverpb.ResponseHeader, error) {
+	plurals := slices.Sorted(maps.Keys(loader.DatastoreKinds))
+	var first etcdserverpb.ResponseHeader
+	for _, p := range plurals {
+		opts := []clientv3.OpOption{clientv3.WithPrefix()}
+		if rev != 0 {
+			opts = append(opts, clientv3.WithRev(rev))
+		}
+		if keysOnly != nil && keysOnly(p) {
+			opts = append(opts, clientv3.WithKeysOnly())
+		}
+		resp, err := cli.Get(ctx, loader.CalicoPrefix+p+"/", opts...)
+		if err != nil {
+			return first, fmt.Errorf("%s%s/ from etcd: %w", loader.CalicoPrefix, p, err)
+		}
+		if rev == 0 {
+			rev, first = resp.Header.Revision, *resp.Header
+		}
+		for _, kv := range resp.Kvs {
+			each(p, kv)
+		}
+	}
+	return first, nil
 }
 
 // source is a key's value as a loader source.

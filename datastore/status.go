@@ -10,10 +10,9 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
-
-	"github.com/hostwall/hostwall/loader"
 )
 
 // StatusPrefix is where agents keep their status keys: StatusPrefix +
@@ -199,36 +198,29 @@ func ReadFleet(ctx context.Context, cli *clientv3.Client, c Config) (*Fleet, err
 	}
 	f := &Fleet{}
 	now := map[string]bool{}
-	for plural := range loader.DatastoreKinds {
-		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(head)}
+	_, err = readKinds(ctx, cli, head, func(plural string) bool { return plural != "hostendpoints" }, func(plural string, kv *mvccpb.KeyValue) {
+		f.Revision = max(f.Revision, kv.ModRevision)
+		now[string(kv.Key)] = true
 		if plural != "hostendpoints" {
-			opts = append(opts, clientv3.WithKeysOnly()) // their revisions alone
+			return // their revisions alone
 		}
-		resp, err := cli.Get(ctx, loader.CalicoPrefix+plural+"/", opts...)
-		if err != nil {
-			return nil, fmt.Errorf("reading %s%s/ from etcd: %w%s", loader.CalicoPrefix, plural, err, c.why(err))
+		var hep struct {
+			Spec struct {
+				Node string `json:"node"`
+			} `json:"spec"`
 		}
-		for _, kv := range resp.Kvs {
-			f.Revision = max(f.Revision, kv.ModRevision)
-			now[string(kv.Key)] = true
-			if plural != "hostendpoints" {
-				continue
-			}
-			var hep struct {
-				Spec struct {
-					Node string `json:"node"`
-				} `json:"spec"`
-			}
-			if json.Unmarshal(kv.Value, &hep) != nil || hep.Spec.Node == "" {
-				continue
-			}
-			h := hosts[hep.Spec.Node]
-			if h == nil {
-				h = &Host{Node: hep.Spec.Node}
-				hosts[hep.Spec.Node] = h
-			}
-			h.Endpoints++
+		if json.Unmarshal(kv.Value, &hep) != nil || hep.Spec.Node == "" {
+			return
 		}
+		h := hosts[hep.Spec.Node]
+		if h == nil {
+			h = &Host{Node: hep.Spec.Node}
+			hosts[hep.Spec.Node] = h
+		}
+		h.Endpoints++
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading %w%s", err, c.why(err))
 	}
 	// A host is behind when a change came after the revision it enforces:
 	// a key written since (its revision is later), or one it has that is
@@ -272,16 +264,8 @@ func ReadFleet(ctx context.Context, cli *clientv3.Client, c Config) (*Fleet, err
 // keysAt are the keys of the resources hostwall reads at revision rev.
 func keysAt(ctx context.Context, cli *clientv3.Client, rev int64) (map[string]bool, error) {
 	out := map[string]bool{}
-	for plural := range loader.DatastoreKinds {
-		resp, err := cli.Get(ctx, loader.CalicoPrefix+plural+"/", clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithRev(rev))
-		if err != nil {
-			return nil, err
-		}
-		for _, kv := range resp.Kvs {
-			out[string(kv.Key)] = true
-		}
-	}
-	return out, nil
+	_, err := readKinds(ctx, cli, rev, func(string) bool { return true }, func(_ string, kv *mvccpb.KeyValue) { out[string(kv.Key)] = true })
+	return out, err
 }
 
 // deletedAfter is the revision by which every key of went, present at
